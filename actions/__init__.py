@@ -1,0 +1,1 @@
+"""Action registry (names, metadata, param schemas) and, in later issues, the adapters that execute them."""

@@ -1,0 +1,71 @@
+"""Param schemas per action. Param names are a contract (planners, playbooks, policies and adapters use them).
+
+Every model forbids unknown fields and normalises what it accepts, so the guard and the policy only ever see
+canonical, validated values: a planner (or an attacker steering one) cannot smuggle free text into a target.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from controller.models import Severity
+
+MIN_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 30 * 24 * 3600
+
+
+def _canonical_network(value: str) -> str:
+    """One address or one network, canonical; a network with host bits set is refused, not silently widened."""
+    text = value.strip()
+    if "/" in text:
+        network = ipaddress.ip_network(text, strict=True)
+        if network.num_addresses == 1:
+            return str(network.network_address)
+        return str(network)
+    return str(ipaddress.ip_address(text))
+
+
+IpOrNetwork = Annotated[str, AfterValidator(_canonical_network)]
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,252}$")]
+UserName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}$")]
+TtlSeconds = Annotated[int, Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BlockIpParams(_Params):
+    ip: IpOrNetwork
+    ttl_seconds: TtlSeconds | None = Field(default=None, description="unblock automatically after this long")
+
+
+class UnblockIpParams(_Params):
+    ip: IpOrNetwork
+    ttl_seconds: TtlSeconds | None = Field(default=None, description="re-block automatically after this long")
+
+
+class HostParams(_Params):
+    host: HostName
+
+
+class UserParams(_Params):
+    user: UserName
+
+
+class TicketParams(_Params):
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    severity: Severity
+    body: Annotated[str, Field(max_length=20_000)] = ""
+
+
+class WebhookParams(_Params):
+    channel: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$", description="a configured channel name")]
+    message: Annotated[str, Field(min_length=1, max_length=4_000)]
+
+
+class IpLookupParams(_Params):
+    ip: IpOrNetwork

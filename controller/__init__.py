@@ -1,0 +1,1 @@
+"""Policy-guarded autonomy controller for security incident response."""

@@ -1,0 +1,253 @@
+"""The product's contracts: the shapes that ingest, planners, the guard, workflows and outside tools exchange.
+
+These are kept stable on purpose (see DESIGN.md, "Contracts"): tests, examples, the Rego input document and
+Temporal histories all depend on the field names. Add fields; do not rename them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Category(StrEnum):
+    """Attack category of an alert, the key playbooks and level scopes match on."""
+
+    SQLI = "sqli"
+    XSS = "xss"
+    RCE = "rce"
+    LFI = "lfi"
+    RFI = "rfi"
+    PHP_INJECTION = "php_injection"
+    JAVA_INJECTION = "java_injection"
+    PROTOCOL = "protocol"
+    SCANNER = "scanner"
+    BRUTE_FORCE = "brute_force"
+    MALWARE = "malware"
+    C2 = "c2"
+    LATERAL_MOVEMENT = "lateral_movement"
+    EXFILTRATION = "exfiltration"
+    OTHER = "other"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class Level(StrEnum):
+    """Autonomy level, after SAE J3016's driving-automation levels (see levels/)."""
+
+    L1 = "L1"
+    L2 = "L2"
+    L3 = "L3"
+    L4 = "L4"
+    L5 = "L5"
+
+    @property
+    def rank(self) -> int:
+        return int(self.value[1])
+
+    @classmethod
+    def lowest(cls, *levels: Level) -> Level:
+        return min(levels, key=lambda lv: lv.rank)
+
+
+class Verdict(StrEnum):
+    """What may happen to a proposed action. Only `execute` (now) and `approve` (after approvals) ever run."""
+
+    EXECUTE = "execute"
+    APPROVE = "approve"
+    RECOMMEND = "recommend"
+    DENY = "deny"
+
+
+def canonical_ip(value: str | None) -> str | None:
+    """Normalise an address so that grouping keys and policy lookups compare equal for equal addresses."""
+    if value is None or value == "":
+        return None
+    return str(ipaddress.ip_address(value.strip()))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Alert(BaseModel):
+    """One normalised sensor alert. `evidence` and `raw` are attacker-controlled and never read as instructions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    source: str = Field(description="sensor format, e.g. modsecurity3, modsecurity2, suricata, ocsf, native")
+    observed_at: datetime
+    category: Category
+    severity: Severity
+    confidence: float = Field(ge=0.0, le=1.0)
+    src_ip: str | None = None
+    dst_ip: str | None = None
+    dst_port: int | None = Field(default=None, ge=0, le=65535)
+    asset: str | None = None
+    user: str | None = None
+    url: str | None = None
+    rule_ids: list[str] = Field(default_factory=list)
+    signature: str | None = None
+    blocked: bool = Field(default=False, description="the sensor already blocked the request")
+    evidence: str = Field(default="", description="untrusted text: request line, matched data, user agent")
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("src_ip", "dst_ip", mode="before")
+    @classmethod
+    def _canonical_ip(cls, value: str | None) -> str | None:
+        return canonical_ip(value)
+
+
+class Incident(BaseModel):
+    """Alerts grouped under one key (category + source by default): one incident, one workflow."""
+
+    key: str
+    category: Category
+    severity: Severity
+    src_ip: str | None = None
+    asset: str | None = None
+    first_seen: datetime
+    last_seen: datetime
+    alerts: list[Alert]
+
+    @property
+    def confidence(self) -> float:
+        return max((a.confidence for a in self.alerts), default=0.0)
+
+    @property
+    def blocked(self) -> bool:
+        """True only when the sensor blocked every alert of the incident."""
+        return bool(self.alerts) and all(a.blocked for a in self.alerts)
+
+
+class ProposedAction(BaseModel):
+    id: str
+    action: str = Field(description="registry name such as network.block_ip")
+    params: dict[str, Any] = Field(default_factory=dict)
+    rationale: str = ""
+    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Plan(BaseModel):
+    incident_key: str
+    planner: str = Field(description="which planner made the plan: offline, claude, file")
+    mode: Literal["select", "design"] = "select"
+    playbook: str | None = None
+    actions: list[ProposedAction] = Field(default_factory=list)
+    model: str | None = None
+    usage: dict[str, Any] | None = None
+    prompt_hash: str | None = None
+
+
+class ActionClass(StrEnum):
+    """Levels grant autonomy per class, so a new action inherits a sane default from its class."""
+
+    INVESTIGATE = "investigate"
+    NOTIFY = "notify"
+    TICKET = "ticket"
+    CONTAIN_NETWORK = "contain_network"
+    CONTAIN_HOST = "contain_host"
+    CONTAIN_IDENTITY = "contain_identity"
+    RESTORE = "restore"
+
+
+class BlastRadius(StrEnum):
+    """How much can break if the action is wrong; ordered from harmless to wide."""
+
+    NONE = "none"
+    SINGLE_ADDRESS = "single_address"
+    NETWORK_RANGE = "network_range"
+    HOST = "host"
+    IDENTITY = "identity"
+
+    @property
+    def weight(self) -> float:
+        return {"none": 0.0, "single_address": 0.25, "network_range": 0.6, "host": 0.75, "identity": 0.8}[
+            self.value
+        ]
+
+
+class TargetKind(StrEnum):
+    IP = "ip"
+    HOST = "host"
+    USER = "user"
+    NONE = "none"
+
+
+class ActionSpec(BaseModel):
+    """Registry metadata for one action. Compensation, TTL revert, risk and policy all read this."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    action_class: ActionClass
+    description: str
+    blast_radius: BlastRadius
+    reversible: bool
+    undo_action: str | None = None
+    verify: str = Field(description="how the adapter checks that the effect really happened")
+    idempotent: bool = True
+    target_kind: TargetKind = TargetKind.NONE
+    target_param: str | None = Field(default=None, description="the param that names the target")
+    params_model: type[BaseModel] = Field(exclude=True)
+
+    @property
+    def params_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+
+class RiskFactor(BaseModel):
+    name: str
+    value: float = Field(ge=0.0, le=1.0)
+    weight: float = Field(ge=0.0)
+    contribution: float = Field(description="points this factor adds to the 0-100 score")
+    why: str
+
+
+class RiskAssessment(BaseModel):
+    score: float = Field(ge=0.0, le=100.0)
+    factors: list[RiskFactor]
+
+
+class PolicyResult(BaseModel):
+    """What the policy engine said, verbatim enough for an auditor to tie it to one policy revision."""
+
+    engine: str
+    decision_id: str
+    policy_revision: str
+    verdict: Verdict
+    deny_reasons: list[str] = Field(default_factory=list)
+    approval_reasons: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    approver_groups: list[str] = Field(default_factory=list)
+    quorum: int = 0
+
+
+class GuardDecision(BaseModel):
+    action_id: str
+    action: str
+    verdict: Verdict
+    declared_level: Level
+    effective_level: Level
+    level_reasons: list[str] = Field(default_factory=list, description="why the effective level is lower")
+    risk: RiskAssessment | None = None
+    policy: PolicyResult | None = None
+    reasons: list[str] = Field(default_factory=list)
+    policy_revision: str = ""
+    latency_ms: float = 0.0
+    decided_at: datetime = Field(default_factory=utcnow)
