@@ -1,0 +1,43 @@
+# Two entry points (see README): `make demo` and `make test`. Both set up what they need from scratch and
+# reuse what is already there (the venv, the OPA binary built from source with Go).
+SHELL := /bin/bash
+OPA_VERSION := v1.22.2
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+OPA := .tools/opa
+OPA_STAMP := .tools/opa-$(OPA_VERSION)
+
+.PHONY: setup demo test lint unit bench
+
+setup: $(INSTALLED) $(OPA_STAMP)
+
+$(INSTALLED): pyproject.toml
+	@command -v python3.11 >/dev/null || { echo "python3.11 is required"; exit 1; }
+	test -x $(VENV)/bin/python || python3.11 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+# OPA is not on PyPI: build the pinned release with Go into .tools/ (a few minutes once, then reused).
+$(OPA_STAMP):
+	@command -v go >/dev/null || { echo "Go is required to build OPA $(OPA_VERSION) (or put an opa binary at $(OPA))"; exit 1; }
+	mkdir -p .tools
+	cd /tmp && GOBIN=$(CURDIR)/.tools go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+	$(OPA) version | grep -q "Version: $(OPA_VERSION:v%=%)"
+	touch $@
+
+demo: $(INSTALLED)
+	$(VENV)/bin/autonomy demo
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy controller actions workflows
+
+unit: setup
+	$(VENV)/bin/pytest -q -ra
+
+test: setup lint unit
+
+bench: setup
+	$(VENV)/bin/python -m bench.guard

@@ -1,0 +1,178 @@
+"""Guard latency: embedded (regopy) and OPA server, at 100 / 1,000 / 10,000 inventory assets.
+
+Printed next to two baselines measured in the same run on the same input: a raw HTTP POST to OPA's Data API
+(what the OPA path costs without our guard), and `opa bench` of the same query (OPA's own evaluation cost).
+Run: `make bench` (or `.venv/bin/python -m bench.guard [--iterations N]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from actions.registry import get_spec
+from controller.config import Settings
+from controller.engines.embedded import EmbeddedEngine
+from controller.engines.opa_server import OpaServer, OpaServerEngine
+from controller.guard import Guard, targets_of
+from controller.incidents import incident_from_alerts
+from controller.levels import resolve_level
+from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity
+from controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
+from controller.runtime import load_policy_bundle
+
+SIZES = (100, 1_000, 10_000)
+
+
+def synthetic_inventory(base: dict[str, Any], size: int) -> dict[str, Any]:
+    """The shipped assets plus generated ones up to `size`, keyed by name as the policies expect."""
+    assets = dict(base)
+    for i in range(max(0, size - len(assets))):
+        assets[f"bench-{i:05d}"] = {
+            "criticality": ("low", "medium", "high")[i % 3],
+            "crown_jewel": i % 97 == 0,
+            "environment": ("production", "staging")[i % 2],
+            "group": f"group-{i % 20}",
+            "addresses": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"],
+            "owner": "bench",
+        }
+    return {"assets": assets}
+
+
+def bench_incident() -> Incident:
+    alert = Alert(
+        id="bench-1",
+        source="native",
+        observed_at=datetime(2026, 11, 23, tzinfo=UTC),
+        category=Category.SQLI,
+        severity=Severity.CRITICAL,
+        confidence=0.9,
+        src_ip="198.51.100.66",
+        dst_ip="198.51.100.1",
+        rule_ids=["942100"],
+        blocked=True,
+    )
+    return incident_from_alerts("sqli:198.51.100.66", [alert])
+
+
+def bench_plan(incident: Incident) -> Plan:
+    return Plan(
+        incident_key=incident.key,
+        planner="offline",
+        actions=[
+            ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 3600},
+                           confidence=0.9),
+            ProposedAction(id="a2", action="host.isolate", params={"host": "web-01"}, confidence=0.8),
+            ProposedAction(id="a3", action="network.block_ip", params={"ip": "10.0.0.0/8"}, confidence=0.9),
+        ],
+    )
+
+
+def percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples_ms)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def timed(fn: Callable[[], Any], iterations: int, warmup: int = 50) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return percentiles(samples)
+
+
+def opa_bench_ms(opa_bin: Path, bundle_dir: Path, input_doc: dict[str, Any]) -> float:
+    """Mean ns/op that `opa bench` reports for the same query and input, in ms."""
+    input_file = bundle_dir.parent / "input.json"
+    input_file.write_text(json.dumps(input_doc))
+    out = subprocess.run(
+        [str(opa_bin), "bench", "--data", str(bundle_dir), "--input", str(input_file), "--format", "json",
+         f"data.{ENTRYPOINT.replace('/', '.')}"],
+        capture_output=True, text=True, check=True,
+    )
+    return float(json.loads(out.stdout)["ns_per_op"]) / 1e6
+
+
+def run(iterations: int) -> list[dict[str, Any]]:
+    settings = Settings()
+    base = load_policy_bundle(settings)
+    incident = bench_incident()
+    plan = bench_plan(incident)
+    rows = []
+    for size in SIZES:
+        bundle: PolicyBundle = with_documents(base, inventory=synthetic_inventory(base.inventory, size))
+        started = time.perf_counter()
+        embedded = EmbeddedEngine(bundle)
+        build_ms = (time.perf_counter() - started) * 1000.0
+        guard = Guard(bundle, embedded)
+        facts = guard.facts(incident)
+        resolution = resolve_level(bundle.levels, facts.scope)
+        action = plan.actions[0]
+        decide = lambda g=guard: g.decide(incident, action, facts, resolution, "planner:offline")  # noqa: E731
+        decision = decide()
+        assert decision.verdict.value == "execute", decision.reasons
+        emb_p50, emb_p99 = timed(decide, iterations)
+        # The exact input the guard sends, for the baselines.
+        spec = get_spec(action.action)
+        input_doc = guard.policy_input(incident, action, spec, action.params, targets_of(spec, action.params),
+                                       decision.risk, facts, resolution, "planner:offline")  # type: ignore[arg-type]
+        with OpaServer(settings.opa_bin, bundle) as server, tempfile.TemporaryDirectory() as tmp:
+            opa_guard = Guard(bundle, OpaServerEngine(server.url))
+            opa_decide = lambda g=opa_guard: g.decide(incident, action, facts, resolution, "planner:offline")  # noqa: E731
+            assert opa_decide().verdict is decision.verdict
+            opa_p50, opa_p99 = timed(opa_decide, iterations)
+            session = requests.Session()
+            url = f"{server.url}/v1/data/{ENTRYPOINT}"
+            raw = lambda: session.post(url, json={"input": input_doc}, timeout=5).json()  # noqa: E731
+            raw_p50, raw_p99 = timed(raw, iterations)
+            bundle_dir = Path(tmp) / "bundle"
+            bundle.write_to(bundle_dir)
+            opa_bench = opa_bench_ms(settings.opa_bin, bundle_dir, input_doc)
+        rows.append({
+            "assets": size, "embedded_build_ms": build_ms,
+            "embedded_p50_ms": emb_p50, "embedded_p99_ms": emb_p99,
+            "opa_guard_p50_ms": opa_p50, "opa_guard_p99_ms": opa_p99,
+            "raw_http_p50_ms": raw_p50, "raw_http_p99_ms": raw_p99, "opa_bench_ms": opa_bench,
+        })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = run(args.iterations)
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"guard latency per action, {args.iterations} iterations each (ms)")
+    header = ("assets", "emb build", "emb p50", "emb p99", "opa guard p50", "opa guard p99", "raw http p50",
+              "raw http p99", "opa bench")
+    print(" | ".join(f"{h:>13}" for h in header))
+    for r in rows:
+        print(" | ".join(f"{v:>13.3f}" if isinstance(v, float) else f"{v:>13}" for v in r.values()))
+    print("\nratios (lower is better for us)")
+    for r in rows:
+        print(
+            f"{r['assets']:>6} assets: opa guard / raw http p50 = {r['opa_guard_p50_ms'] / r['raw_http_p50_ms']:.2f}; "
+            f"embedded / raw http p50 = {r['embedded_p50_ms'] / r['raw_http_p50_ms']:.2f}; "
+            f"embedded p50 / opa bench = {r['embedded_p50_ms'] / r['opa_bench_ms']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""`autonomy`: the command line for security leads, platform teams and auditors.
+
+Every command prints a table for people and, with --json, one JSON document per line for machines.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from controller.config import Settings
+from controller.guard import Guard, UnavailableGuard
+from controller.incidents import group_alerts
+from controller.ingest import DeadLetter, IngestReport, read_alerts
+from controller.levels import LevelConfigError, load_level_config
+from controller.models import GuardDecision, Incident, Level, Plan, ProposedAction, Verdict
+from controller.planning import OfflinePlanner
+from controller.policy_bundle import is_test_module
+from controller.runtime import EngineName, load_policy_bundle, open_guard
+
+app = typer.Typer(
+    help="Policy-guarded autonomy controller for incident response: alerts in, guarded response actions out.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+levels_app = typer.Typer(help="Inspect and validate the autonomy levels (levels/).", no_args_is_help=True)
+policy_app = typer.Typer(help="Work with the Rego policies (policies/).", no_args_is_help=True)
+app.add_typer(levels_app, name="levels")
+app.add_typer(policy_app, name="policy")
+
+console = Console()
+err_console = Console(stderr=True)
+VERDICT_STYLE = {
+    Verdict.EXECUTE: "bold green",
+    Verdict.APPROVE: "bold yellow",
+    Verdict.RECOMMEND: "cyan",
+    Verdict.DENY: "bold red",
+}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document per line instead of tables.")]
+
+
+class PlanFileError(ValueError):
+    pass
+
+
+def load_plan_file(path: Path, incident_key: str) -> Plan:
+    """A hand-written plan: {"actions": [{"action", "params", "rationale", "confidence"}]}; ids are assigned."""
+    try:
+        document = json.loads(path.read_text())
+        actions = [
+            ProposedAction.model_validate({"id": f"a{i}", **entry})
+            for i, entry in enumerate(document["actions"], start=1)
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanFileError(f"{path}: not a valid plan file: {exc}") from exc
+    return Plan(incident_key=incident_key, planner="file", mode="design", actions=actions)
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    """The incident without raw sensor records (they stay in the ledger, not in every printout)."""
+    return incident.model_dump(mode="json", exclude={"alerts": {"__all__": {"raw"}}})
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in params.items())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision]) -> None:
+    first = decisions[0] if decisions else None
+    level = f"{first.declared_level} -> {first.effective_level}" if first else "-"
+    console.print(
+        f"\n[bold]{incident.key}[/] {incident.category.value} {incident.severity.value}, "
+        f"{len(incident.alerts)} alert(s), source {incident.src_ip or '-'}, "
+        f"{'blocked by sensor' if incident.blocked else 'NOT blocked by sensor'}; "
+        f"plan by {plan.planner}{f' ({plan.playbook})' if plan.playbook else ''}; level {level}"
+    )
+    if first and first.level_reasons:
+        console.print("  level: " + "; ".join(first.level_reasons), style="dim")
+    table = Table(show_lines=False, pad_edge=False)
+    for column in ("id", "action", "params", "verdict", "risk", "why"):
+        table.add_column(column, overflow="fold")
+    proposed = {a.id: a for a in plan.actions}
+    for decision in decisions:
+        action = proposed.get(decision.action_id)
+        table.add_row(
+            decision.action_id,
+            decision.action,
+            _params_text(action.params) if action else "",
+            f"[{VERDICT_STYLE[decision.verdict]}]{decision.verdict.value}[/]",
+            f"{decision.risk.score:.0f}" if decision.risk else "-",
+            "; ".join(decision.reasons),
+        )
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    alert_file: Annotated[Path, typer.Argument(help="Alerts: ModSecurity v2/v3, Suricata EVE, OCSF or Alert JSON.")],
+    plan_file: Annotated[
+        Path | None, typer.Option("--plan", help="Judge this plan instead of the planner's (JSON file).")
+    ] = None,
+    level: Annotated[
+        Level | None, typer.Option("--level", help="Judge at this level instead of the scope's assigned level.")
+    ] = None,
+    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest ALERT_FILE, plan a response per incident and show each action's verdict, risk and reasons.
+
+    Nothing is executed. Malformed lines go to the dead-letter file and are reported on stderr.
+    """
+    settings = Settings()
+    report = IngestReport()
+    dead_letter = DeadLetter(settings.dead_letter_path)
+    try:
+        incidents = group_alerts(read_alerts(alert_file, dead_letter=dead_letter, report=report))
+    except OSError as exc:
+        err_console.print(f"[red]cannot read {alert_file}: {exc}[/]")
+        raise typer.Exit(2) from exc
+    planner = OfflinePlanner(settings.playbooks_dir)
+    with open_guard(settings, engine) as guard:
+        for incident in incidents:
+            try:
+                plan = load_plan_file(plan_file, incident.key) if plan_file else planner.plan(incident)
+            except PlanFileError as exc:
+                err_console.print(f"[red]{exc}[/]")
+                raise typer.Exit(2) from exc
+            decisions = guard.decide_plan(incident, plan, level)
+            if as_json:
+                record = {
+                    "incident": incident_json(incident),
+                    "plan": plan.model_dump(mode="json"),
+                    "decisions": [d.model_dump(mode="json") for d in decisions],
+                }
+                sys.stdout.write(json.dumps(record) + "\n")
+            else:
+                print_incident(incident, plan, decisions)
+    if report.dead_lettered:
+        err_console.print(f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]")
+    if not as_json:
+        err_console.print(f"[dim]{report.summary()}[/]")
+
+
+@levels_app.command("validate")
+def levels_validate(as_json: JsonFlag = False) -> None:
+    """Validate L1-L5, scopes and the risk model; print every error with its file and key."""
+    settings = Settings()
+    try:
+        load_level_config(settings.levels_dir)
+    except LevelConfigError as exc:
+        if as_json:
+            sys.stdout.write(json.dumps({"valid": False, "errors": exc.errors}) + "\n")
+        else:
+            for error in exc.errors:
+                err_console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from exc
+    if as_json:
+        sys.stdout.write(json.dumps({"valid": True, "errors": []}) + "\n")
+    else:
+        console.print(f"[green]levels in {settings.levels_dir} are valid[/]")
+
+
+@levels_app.command("show")
+def levels_show(as_json: JsonFlag = False) -> None:
+    """Show which level applies where (scopes), the kill switch and shadow flag, and each level's limits."""
+    config = load_level_config(Settings().levels_dir)
+    if as_json:
+        document = {"scopes": config.scopes.model_dump(mode="json"), "levels": config.policy_data()}
+        sys.stdout.write(json.dumps(document) + "\n")
+        return
+    scopes = config.scopes
+    console.print(
+        f"default level [bold]{scopes.default}[/], kill switch {'[red]ON' if scopes.kill_switch else 'off'}[/] "
+        f"(drops to {scopes.kill_switch_level}), shadow mode {'on' if scopes.shadow else 'off'}"
+    )
+    table = Table(title="scope overrides (most restrictive match wins)")
+    for column in ("scope", "value", "level"):
+        table.add_column(column)
+    for kind, mapping in (
+        ("environment", scopes.environments),
+        ("asset group", scopes.asset_groups),
+        ("category", scopes.categories),
+    ):
+        for key, lv in mapping.items():
+            table.add_row(kind, str(key), lv.value)
+    console.print(table)
+    levels = Table(title="levels")
+    for column in ("level", "name", "enabled", "auto risk <=", "approve risk <=", "approval", "operating domain"):
+        levels.add_column(column, overflow="fold")
+    for lv, spec in config.levels.items():
+        domain = spec.operating_domain
+        levels.add_row(
+            lv.value,
+            spec.name,
+            "yes" if spec.enabled else "[red]no[/]",
+            f"{spec.risk.auto_max:g}",
+            f"{spec.risk.approve_max:g}",
+            f"quorum {spec.approval.quorum}, {spec.approval.timeout_seconds}s, then {spec.approval.on_timeout.value}",
+            "-"
+            if domain is None
+            else f"{len(domain.categories) or 'all'} categories, env {domain.environments or 'any'}, "
+            f"confidence >= {domain.min_confidence}",
+        )
+    console.print(levels)
+
+
+@levels_app.command("explain")
+def levels_explain(as_json: JsonFlag = False) -> None:
+    """For each level, what each action class may do alone (execute), with approval, or only as advice."""
+    config = load_level_config(Settings().levels_dir)
+    classes = list(next(iter(config.levels.values())).classes)
+    if as_json:
+        document = {lv.value: {c.value: spec.classes[c].value for c in classes} for lv, spec in config.levels.items()}
+        sys.stdout.write(json.dumps(document) + "\n")
+        return
+    table = Table(title="what the machine may do alone, per level and action class")
+    table.add_column("class")
+    for lv, spec in config.levels.items():
+        table.add_column(f"{lv.value} {spec.name}" + ("" if spec.enabled else " (disabled)"))
+    for action_class in classes:
+        cells = []
+        for spec in config.levels.values():
+            verdict = spec.classes[action_class]
+            cells.append(f"[{VERDICT_STYLE[verdict]}]{verdict.value}[/]")
+        table.add_row(action_class.value, *cells)
+    console.print(table)
+    for lv, spec in config.levels.items():
+        fallback = f"; outside its domain -> {spec.fallback.level}" if spec.fallback else ""
+        console.print(
+            f"[bold]{lv.value}[/] {spec.j3016} Execute only at risk <= {spec.risk.auto_max:g}; "
+            f"above {spec.risk.approve_max:g} recommend only{fallback}."
+        )
+
+
+@policy_app.command("test")
+def policy_test(
+    coverage: Annotated[bool, typer.Option(help="Print opa's coverage report.")] = False,
+) -> None:
+    """Run `opa test` on the policies and their *_test.rego, with the compiled data document loaded."""
+    settings = Settings()
+    if not settings.opa_bin.exists():
+        err_console.print(f"[red]opa not found at {settings.opa_bin}: run .ci/run or set AUTONOMY_OPA_BIN[/]")
+        raise typer.Exit(2)
+    bundle = load_policy_bundle(settings)
+    with tempfile.TemporaryDirectory(prefix="autonomy-policy-test-") as workdir:
+        directory = Path(workdir)
+        bundle.write_to(directory)
+        for path in settings.policies_dir.rglob("*.rego"):
+            if is_test_module(path):
+                target = directory / path.relative_to(settings.policies_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(path.read_text())
+        command = [str(settings.opa_bin), "test", str(directory), "-v"]
+        if coverage:
+            command.append("--coverage")
+        result = subprocess.run(command, check=False)
+    raise typer.Exit(result.returncode)
+
+
+@app.command()
+def demo(
+    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    as_json: JsonFlag = False,
+) -> None:
+    """Feed the bundled sample alerts through planner and guard at L1-L4 and show what each level would do."""
+    settings = Settings()
+    samples = settings.example_alert_files
+    planner = OfflinePlanner(settings.playbooks_dir)
+    counts: dict[Level, dict[Verdict, int]] = {lv: dict.fromkeys(Verdict, 0) for lv in Level}
+    with open_guard(settings, engine) as guard:
+        for path in samples:
+            incidents = group_alerts(read_alerts(path, dead_letter=DeadLetter(settings.dead_letter_path)))
+            for incident in incidents:
+                plan = planner.plan(incident)
+                for lv in (Level.L1, Level.L2, Level.L3, Level.L4):
+                    for decision in guard.decide_plan(incident, plan, lv):
+                        counts[lv][decision.verdict] += 1
+                if not as_json:
+                    print_incident(incident, plan, guard.decide_plan(incident, plan))
+    _print_level_summary(counts, guard, as_json)
+
+
+def _print_level_summary(
+    counts: dict[Level, dict[Verdict, int]], guard: Guard | UnavailableGuard, as_json: bool
+) -> None:
+    if as_json:
+        document = {lv.value: {v.value: n for v, n in row.items()} for lv, row in counts.items() if sum(row.values())}
+        sys.stdout.write(json.dumps({"verdicts_by_level": document}) + "\n")
+        return
+    table = Table(title="the same incidents judged at each level")
+    table.add_column("level")
+    for verdict in Verdict:
+        table.add_column(verdict.value)
+    for lv, row in counts.items():
+        if sum(row.values()):
+            table.add_row(lv.value, *(f"[{VERDICT_STYLE[v]}]{row[v]}[/]" for v in Verdict))
+    console.print(table)
+    if isinstance(guard, UnavailableGuard):
+        err_console.print(f"[red]guard unavailable, everything denied: {guard.reason}[/]")
+
+
+if __name__ == "__main__":
+    app()

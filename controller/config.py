@@ -1,0 +1,43 @@
+"""Where the controller finds its declarative config, and how the environment overrides it.
+
+Everything a deployment changes (levels, policies, playbooks, OPA address) comes from files or environment
+variables, never from code, so scaling out or pointing at a real OPA is configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _path_from_env(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    levels_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_LEVELS_DIR", REPO_ROOT / "levels"))
+    policies_dir: Path = field(
+        default_factory=lambda: _path_from_env("AUTONOMY_POLICIES_DIR", REPO_ROOT / "policies")
+    )
+    playbooks_dir: Path = field(
+        default_factory=lambda: _path_from_env("AUTONOMY_PLAYBOOKS_DIR", REPO_ROOT / "workflows" / "playbooks")
+    )
+    state_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_STATE_DIR", REPO_ROOT / "var"))
+    opa_bin: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_OPA_BIN", REPO_ROOT / ".tools" / "opa"))
+    opa_url: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_OPA_URL") or None)
+
+    @property
+    def example_alert_files(self) -> list[Path]:
+        """The bundled example alerts plus, when present beside the repo, the shared real sensor samples."""
+        files = sorted((REPO_ROOT / "examples" / "alerts").glob("*.jsonl"))
+        shared = REPO_ROOT.parent / "shared" / "samples"
+        return files + (sorted(shared.glob("*.jsonl")) if shared.is_dir() else [])
+
+    @property
+    def dead_letter_path(self) -> Path:
+        return self.state_dir / "dead-letter.jsonl"

@@ -1,0 +1,87 @@
+"""In-process Rego through regopy (rego-cpp): the zero-setup default engine.
+
+Traps this module exists to close (measured, see DESIGN.md): regopy answers *undefined* for built-ins it lacks
+unless strict built-in errors are on, which would let a CIDR deny rule silently pass. So: strict errors on,
+every built-in the policy calls checked at load time, every Output checked for errors, and the bundle compiled
+once (an ad-hoc query recompiles and costs ~200x more).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+import regopy
+
+from controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
+from controller.policy_bundle import ENTRYPOINT, PolicyBundle
+
+_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
+_FUNCTION_HEAD = re.compile(r"(?m)^\s*([A-Za-z_]\w*)\s*\([^)\n]*\)\s*(?::=|=|if\b|\{)")
+_IMPORT = re.compile(r"(?m)^\s*import\s+((?:data|input)(?:\.[\w]+)*)(?:\s+as\s+(\w+))?")
+_KEYWORDS = {"if", "contains", "in", "some", "every", "not", "with", "else", "default", "as"}
+
+
+def called_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
+    """Map each called name that is not a function of the policy itself to the modules calling it."""
+    stripped = {name: _COMMENT_OR_STRING.sub(" ", source) for name, source in modules.items()}
+    defined = {head for source in stripped.values() for head in _FUNCTION_HEAD.findall(source)}
+    aliases = {
+        alias or path.rsplit(".", 1)[-1] for source in stripped.values() for path, alias in _IMPORT.findall(source)
+    }
+    calls: dict[str, set[str]] = {}
+    for module, source in stripped.items():
+        for name in _CALL.findall(source):
+            root = name.split(".", 1)[0]
+            if name in defined or name in _KEYWORDS or root in {"data", "input"} or root in aliases:
+                continue
+            calls.setdefault(name, set()).add(module)
+    return calls
+
+
+class EmbeddedEngine:
+    name = "embedded"
+
+    def __init__(self, bundle: PolicyBundle) -> None:
+        interpreter = regopy.Interpreter()
+        interpreter.strict_built_in_errors = True
+        missing = {
+            name: modules for name, modules in called_builtins(bundle.modules).items() if not interpreter.is_builtin(name)
+        }
+        if missing:
+            detail = "; ".join(f"{name} (in {', '.join(sorted(mods))})" for name, mods in sorted(missing.items()))
+            raise UnsupportedBuiltinError(f"policy calls built-ins the embedded engine lacks: {detail}")
+        try:
+            for module_name, source in bundle.modules.items():
+                interpreter.add_module(module_name, source)
+            interpreter.add_data(bundle.data)
+            self._compiled = interpreter.build(f"x = data.{ENTRYPOINT.replace('/', '.')}", [ENTRYPOINT])
+        except regopy.RegoError as exc:
+            raise PolicyEngineError(f"embedded engine could not compile the policy: {exc}") from exc
+        self._interpreter = interpreter
+        self._lock = threading.Lock()  # one interpreter holds one input at a time
+
+    def evaluate(self, input_doc: dict[str, Any]) -> Any:
+        with self._lock:
+            try:
+                self._interpreter.set_input(input_doc)
+                output = self._interpreter.query_bundle_entrypoint(self._compiled, ENTRYPOINT)
+            except regopy.RegoError as exc:
+                raise PolicyEngineError(f"embedded engine error: {exc}") from exc
+            if not output.ok():
+                raise PolicyEngineError(
+                    f"embedded engine error evaluating {ENTRYPOINT} (strict built-in errors are on: "
+                    "a built-in failed or is unsupported)"
+                )
+            if str(output) == "undefined":
+                raise PolicyUndefinedError(f"{ENTRYPOINT} is undefined for this input")
+            expressions = json.loads(output.expressions().json())
+            if not expressions:
+                raise PolicyUndefinedError(f"{ENTRYPOINT} is undefined for this input")
+            return expressions[0]
+
+    def close(self) -> None:
+        """Nothing to release: the interpreter is freed with the object."""

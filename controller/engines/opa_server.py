@@ -1,0 +1,133 @@
+"""OPA as a server (`opa run --server`), queried through opa-python-client: the production path.
+
+`OpaServer` starts and stops a real OPA process loaded with a bundle (for dev, tests and the benchmark); in
+production point `AUTONOMY_OPA_URL` at your own OPA (sidecar or cluster). Either way the engine checks that
+the policy revision OPA evaluated is the one the controller expects, so a stale or foreign policy set can
+never decide silently.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from opa_client import OpaClient
+
+from controller.engines.base import PolicyEngineError, PolicyUndefinedError
+from controller.policy_bundle import ENTRYPOINT, PolicyBundle
+
+PACKAGE_PATH, RULE_NAME = ENTRYPOINT.rsplit("/", 1)
+
+
+class OpaUnavailableError(PolicyEngineError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OpaServer:
+    """A real `opa run --server` on loopback, loaded with one bundle; stopped (and its files removed) on exit."""
+
+    def __init__(self, opa_bin: Path, bundle: PolicyBundle, port: int | None = None) -> None:
+        if not opa_bin.exists():
+            raise OpaUnavailableError(f"opa binary not found at {opa_bin} (run .ci/run or set AUTONOMY_OPA_BIN)")
+        self.opa_bin = opa_bin
+        self.bundle = bundle
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+
+    def start(self, ready_timeout: float = 15.0) -> OpaServer:
+        self._workdir = Path(tempfile.mkdtemp(prefix="autonomy-opa-"))
+        self.bundle.write_to(self._workdir)
+        self._process = subprocess.Popen(
+            [
+                str(self.opa_bin),
+                "run",
+                "--server",
+                "--addr",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "error",
+                "--disable-telemetry",
+                str(self._workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                self.stop()
+                raise OpaUnavailableError(f"opa exited at start: {stderr.strip()[:500]}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=0.5).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise OpaUnavailableError(f"opa did not become healthy within {ready_timeout}s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> OpaServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class OpaServerEngine:
+    name = "opa"
+
+    def __init__(self, url: str, timeout: float = 2.0) -> None:
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.port:
+            raise OpaUnavailableError(f"OPA url must name host and port, got {url!r}")
+        self.url = url
+        # retries=0: a decision that times out is a deny now, not a slow pass later.
+        self._client = OpaClient(
+            host=parts.hostname, port=parts.port, ssl=parts.scheme == "https", timeout=timeout, retries=0
+        )
+
+    def evaluate(self, input_doc: dict[str, Any]) -> Any:
+        try:
+            response = self._client.query_rule(input_doc, PACKAGE_PATH.replace("/", "."), RULE_NAME)
+        except requests.RequestException as exc:
+            raise OpaUnavailableError(f"OPA server at {self.url} unreachable or failed: {exc}") from exc
+        except Exception as exc:  # the client raises its own types for OPA-side errors
+            raise PolicyEngineError(f"OPA server at {self.url} returned an error: {exc}") from exc
+        if "result" not in response:
+            raise PolicyUndefinedError(f"{ENTRYPOINT} is undefined for this input (OPA returned no result)")
+        return response["result"]
+
+    def close(self) -> None:
+        self._client.close_connection()

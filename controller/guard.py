@@ -1,0 +1,245 @@
+"""The guard: every proposed action passes registry, param validation, risk and policy before it may run.
+
+The verdict itself is decided in one place, the Rego policy (policies/autonomy/decision.rego). This module's
+job is to feed it canonical facts and to fail closed: an unknown action, invalid params, a broken config, an
+engine that is down, an undefined or malformed answer, or an answer about another policy revision all become
+`deny` with a reason that says which.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
+from controller.addresses import address_facts
+from controller.engines.base import PolicyEngine, PolicyEngineError
+from controller.levels import IncidentScope, LevelResolution, resolve_level
+from controller.models import (
+    ActionSpec,
+    GuardDecision,
+    Incident,
+    Level,
+    Plan,
+    PolicyResult,
+    ProposedAction,
+    RiskAssessment,
+    TargetKind,
+    Verdict,
+)
+from controller.policy_bundle import PolicyBundle
+from controller.risk import AssetIndex, RiskContext, RiskScorer, Targets
+
+
+class _RawPolicyResult(BaseModel):
+    """The shape the policy must answer with; anything else is malformed and denied."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    verdict: Verdict
+    reasons: list[str]
+    deny_reasons: list[str]
+    approval_reasons: list[str]
+    approver_groups: list[str]
+    quorum: int
+    policy_revision: str
+
+
+def _deny(action: ProposedAction, resolution: LevelResolution, reason: str, **extra: Any) -> GuardDecision:
+    return GuardDecision(
+        action_id=action.id,
+        action=action.action,
+        verdict=Verdict.DENY,
+        declared_level=resolution.declared,
+        effective_level=resolution.effective,
+        level_reasons=resolution.reasons,
+        reasons=[reason],
+        **extra,
+    )
+
+
+def targets_of(spec: ActionSpec, params: dict[str, Any]) -> Targets:
+    value = params.get(spec.target_param) if spec.target_param else None
+    if value is None:
+        return Targets(ips=[], hosts=[], users=[])
+    return Targets(
+        ips=[address_facts(value)] if spec.target_kind is TargetKind.IP else [],
+        hosts=[value] if spec.target_kind is TargetKind.HOST else [],
+        users=[value] if spec.target_kind is TargetKind.USER else [],
+    )
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """What the guard knows about an incident beyond its alerts: where it happened, per the inventory."""
+
+    scope: IncidentScope
+    asset: str | None
+
+
+class Guard:
+    def __init__(self, bundle: PolicyBundle, engine: PolicyEngine, clock: Callable[[], float] = time.perf_counter):
+        self.bundle = bundle
+        self.engine = engine
+        self.assets = AssetIndex(bundle.inventory)
+        self.scorer = RiskScorer(bundle.levels.risk, self.assets, bundle.identities.get("users", {}) or {})
+        self._clock = clock
+
+    def facts(self, incident: Incident) -> IncidentFacts:
+        asset_name = incident.asset if self.assets.get(incident.asset) else None
+        if asset_name is None:
+            for alert in incident.alerts:
+                if alert.dst_ip:
+                    asset_name = self.assets.owner_of(address_facts(alert.dst_ip))
+                    if asset_name:
+                        break
+        asset = self.assets.get(asset_name) or {}
+        scope = IncidentScope(
+            category=incident.category,
+            environment=str(asset.get("environment", "unknown")),
+            asset_group=asset.get("group"),
+            confidence=incident.confidence,
+        )
+        return IncidentFacts(scope=scope, asset=asset_name)
+
+    def decide_plan(self, incident: Incident, plan: Plan, level: Level | None = None) -> list[GuardDecision]:
+        facts = self.facts(incident)
+        resolution = resolve_level(self.bundle.levels, facts.scope, declared=level)
+        proposer = f"planner:{plan.planner}"
+        return [self.decide(incident, action, facts, resolution, proposer) for action in plan.actions]
+
+    def decide(
+        self,
+        incident: Incident,
+        action: ProposedAction,
+        facts: IncidentFacts,
+        resolution: LevelResolution,
+        proposer: str,
+    ) -> GuardDecision:
+        started = self._clock()
+        decision = self._decide(incident, action, facts, resolution, proposer)
+        decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
+        return decision
+
+    def _decide(
+        self,
+        incident: Incident,
+        action: ProposedAction,
+        facts: IncidentFacts,
+        resolution: LevelResolution,
+        proposer: str,
+    ) -> GuardDecision:
+        try:
+            spec = get_spec(action.action)
+            params = validate_params(spec, action.params).model_dump(mode="json")
+        except (UnknownActionError, InvalidParamsError) as exc:
+            return _deny(action, resolution, str(exc))
+        targets = targets_of(spec, params)
+        risk = self.scorer.assess(
+            RiskContext(
+                spec=spec,
+                params=params,
+                targets=targets,
+                action_confidence=action.confidence,
+                evidence_confidence=incident.confidence,
+                environment=facts.scope.environment,
+                sensor_blocked=incident.blocked,
+            )
+        )
+        input_doc = self.policy_input(incident, action, spec, params, targets, risk, facts, resolution, proposer)
+        try:
+            raw = self.engine.evaluate(input_doc)
+        except PolicyEngineError as exc:
+            return _deny(action, resolution, f"policy engine ({self.engine.name}) gave no decision: {exc}", risk=risk)
+        try:
+            result = _RawPolicyResult.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors())
+            return _deny(action, resolution, f"policy result malformed: {problems}", risk=risk)
+        if result.policy_revision != self.bundle.revision:
+            return _deny(
+                action,
+                resolution,
+                f"policy revision mismatch: engine evaluated {result.policy_revision}, "
+                f"controller expects {self.bundle.revision}",
+                risk=risk,
+            )
+        if result.verdict is Verdict.APPROVE and (result.quorum < 1 or not result.approver_groups):
+            return _deny(action, resolution, "policy asked for approval without approvers or quorum", risk=risk)
+        policy = PolicyResult(engine=self.engine.name, decision_id=str(uuid.uuid4()), **result.model_dump())
+        return GuardDecision(
+            action_id=action.id,
+            action=action.action,
+            verdict=result.verdict,
+            declared_level=resolution.declared,
+            effective_level=resolution.effective,
+            level_reasons=resolution.reasons,
+            risk=risk,
+            policy=policy,
+            reasons=result.reasons,
+            policy_revision=result.policy_revision,
+        )
+
+    @staticmethod
+    def policy_input(
+        incident: Incident,
+        action: ProposedAction,
+        spec: ActionSpec,
+        params: dict[str, Any],
+        targets: Targets,
+        risk: RiskAssessment,
+        facts: IncidentFacts,
+        resolution: LevelResolution,
+        proposer: str,
+    ) -> dict[str, Any]:
+        """The input document (policies/README.md). Only validated, canonical values; never alert free text."""
+        return {
+            "action": {
+                "id": action.id,
+                "name": spec.name,
+                "class": spec.action_class.value,
+                "blast_radius": spec.blast_radius.value,
+                "reversible": spec.reversible,
+                "undo_action": spec.undo_action,
+                "params": params,
+            },
+            "targets": {"ips": targets.ips, "hosts": targets.hosts, "users": targets.users},
+            "level": {
+                "declared": resolution.declared.value,
+                "effective": resolution.effective.value,
+                "downgrades": resolution.reasons,
+            },
+            "risk": {"score": risk.score, "factors": {f.name: f.value for f in risk.factors}},
+            "context": {
+                "category": incident.category.value,
+                "severity": incident.severity.value,
+                "confidence": incident.confidence,
+                "sensor_blocked": incident.blocked,
+                "environment": facts.scope.environment,
+                "asset": facts.asset,
+                "asset_group": facts.scope.asset_group,
+                "src_ip": incident.src_ip,
+                "proposer": proposer,
+                "alert_count": len(incident.alerts),
+            },
+        }
+
+
+class UnavailableGuard:
+    """Stands in when the config or policy cannot be loaded: every action is denied with the load error.
+
+    The controller keeps answering (and recording why) instead of crashing or, worse, acting unguarded.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def decide_plan(self, incident: Incident, plan: Plan, level: Level | None = None) -> list[GuardDecision]:
+        lowest = Level.L1
+        resolution = LevelResolution(declared=level or lowest, effective=lowest, reasons=[self.reason])
+        return [_deny(action, resolution, f"guard unavailable: {self.reason}") for action in plan.actions]

@@ -1,0 +1,261 @@
+"""Autonomy levels as declared config, and the one place that decides which level applies to an incident.
+
+The level files say *what the machine may do alone* per action class (the policy reads them as data); the
+scopes file says *which level applies where*. Validation reports every error with its file and key, so a
+broken level file is caught whole at load time instead of one surprise per decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from controller.models import ActionClass, Category, Level, Verdict
+
+M = TypeVar("M", bound=BaseModel)
+
+LEVEL_FILES = {level: f"{level.value}.yaml" for level in Level}
+SCOPES_FILE = "scopes.yaml"
+RISK_FILE = "risk.yaml"
+
+
+class LevelConfigError(ValueError):
+    """Every problem found in the level config, each as 'file: key: message'."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid level config:\n  " + "\n  ".join(errors))
+        self.errors = errors
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OnTimeout(StrEnum):
+    REJECT = "reject"
+    ESCALATE = "escalate"
+    EXECUTE_REVERSIBLE = "execute_reversible"
+
+
+class RiskLimits(_Strict):
+    auto_max: float = Field(ge=0, le=100, description="execute alone only at or below this risk")
+    approve_max: float = Field(ge=0, le=100, description="above this, recommend only")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskLimits:
+        if self.auto_max > self.approve_max:
+            raise ValueError("auto_max must not exceed approve_max")
+        return self
+
+
+class ApprovalRule(_Strict):
+    quorum: int = Field(ge=1, le=10)
+    timeout_seconds: int = Field(ge=60)
+    on_timeout: OnTimeout = OnTimeout.REJECT
+
+
+class OperatingDomain(_Strict):
+    """J3016's operational design domain: where a level's autonomy holds. Empty lists mean 'any'."""
+
+    categories: list[Category] = Field(default_factory=list)
+    environments: list[str] = Field(default_factory=list)
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Fallback(_Strict):
+    level: Level
+    why: str
+
+
+class LevelSpec(_Strict):
+    level: Level
+    name: str
+    j3016: str
+    enabled: bool = True
+    classes: dict[ActionClass, Verdict]
+    risk: RiskLimits
+    approval: ApprovalRule
+    operating_domain: OperatingDomain | None = None
+    fallback: Fallback | None = None
+
+    @model_validator(mode="after")
+    def _j3016_rules(self) -> LevelSpec:
+        missing = [c.value for c in ActionClass if c not in self.classes]
+        if missing:
+            raise ValueError(f"classes: every action class needs a rule, missing {missing}")
+        if self.level.rank >= 3 and (self.operating_domain is None or self.fallback is None):
+            raise ValueError(f"{self.level} must declare operating_domain and fallback (J3016 level 3 and up)")
+        if self.fallback is not None and self.fallback.level.rank >= self.level.rank:
+            raise ValueError("fallback.level must be lower than the level itself")
+        if self.approval.on_timeout is OnTimeout.EXECUTE_REVERSIBLE and self.level.rank < 4:
+            raise ValueError("approval.on_timeout: execute_reversible (veto window) is only allowed from L4 up")
+        return self
+
+
+class Scopes(_Strict):
+    default: Level
+    kill_switch: bool = False
+    kill_switch_level: Level = Level.L1
+    shadow: bool = False
+    environments: dict[str, Level] = Field(default_factory=dict)
+    asset_groups: dict[str, Level] = Field(default_factory=dict)
+    categories: dict[Category, Level] = Field(default_factory=dict)
+
+
+class RiskModel(_Strict):
+    weights: dict[
+        Literal[
+            "blast_radius",
+            "irreversibility",
+            "asset_criticality",
+            "target_count",
+            "uncertainty",
+            "production",
+            "sensor_blocked",
+        ],
+        float,
+    ]
+    criticality: dict[Literal["low", "medium", "high", "crown_jewel"], float]
+    unknown_asset: float = Field(ge=0, le=1)
+    external_address: float = Field(ge=0, le=1)
+    privileged_user: float = Field(ge=0, le=1)
+    regular_user: float = Field(ge=0, le=1)
+    unknown_user: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _weights_usable(self) -> RiskModel:
+        if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+            raise ValueError("weights must be non-negative and not all zero")
+        return self
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    levels: dict[Level, LevelSpec]
+    scopes: Scopes
+    risk: RiskModel
+    source_dir: Path
+
+    def policy_data(self) -> dict[str, Any]:
+        """The levels as the policy sees them (data.levels), keyed by level name."""
+        return {lv.value: spec.model_dump(mode="json") for lv, spec in self.levels.items()}
+
+
+@dataclass(frozen=True)
+class IncidentScope:
+    """The facts scopes and the operating domain are matched on."""
+
+    category: Category
+    environment: str = "unknown"
+    asset_group: str | None = None
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class LevelResolution:
+    declared: Level
+    effective: Level
+    reasons: list[str] = field(default_factory=list)
+    shadow: bool = False
+
+
+def _format_error(file: str, err: Any) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    return f"{file}: {key}: {err['msg']}"
+
+
+def _load_yaml(path: Path, errors: list[str]) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        errors.append(f"{path.name}: file missing in {path.parent}")
+    except yaml.YAMLError as exc:
+        errors.append(f"{path.name}: not valid YAML: {exc}".replace("\n", " "))
+    return None
+
+
+def _validate(model: type[M], path: Path, raw: Any, errors: list[str]) -> M | None:
+    if raw is None:
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(_format_error(path.name, err) for err in exc.errors())
+        return None
+
+
+def load_level_config(levels_dir: Path) -> LevelConfig:
+    """Load and validate every file, collecting all errors before raising, so one run shows them all."""
+    errors: list[str] = []
+    levels: dict[Level, LevelSpec] = {}
+    for level, name in LEVEL_FILES.items():
+        path = levels_dir / name
+        spec = _validate(LevelSpec, path, _load_yaml(path, errors), errors)
+        if spec is not None:
+            if spec.level is not level:
+                errors.append(f"{name}: level: says {spec.level} but the file is {name}")
+            levels[level] = spec
+    scopes_path, risk_path = levels_dir / SCOPES_FILE, levels_dir / RISK_FILE
+    scopes = _validate(Scopes, scopes_path, _load_yaml(scopes_path, errors), errors)
+    risk = _validate(RiskModel, risk_path, _load_yaml(risk_path, errors), errors)
+    if errors or scopes is None or risk is None:
+        raise LevelConfigError(errors or ["level config incomplete"])
+    return LevelConfig(levels=levels, scopes=scopes, risk=risk, source_dir=levels_dir)
+
+
+def _in_domain(spec: LevelSpec, scope: IncidentScope) -> str | None:
+    """Why the incident is outside the level's operating domain, or None when inside it."""
+    domain = spec.operating_domain
+    if domain is None:
+        return None
+    if domain.categories and scope.category not in domain.categories:
+        return f"category {scope.category.value} is outside {spec.level}'s operating domain"
+    if domain.environments and scope.environment not in domain.environments:
+        return f"environment {scope.environment} is outside {spec.level}'s operating domain"
+    if scope.confidence < domain.min_confidence:
+        return (
+            f"confidence {scope.confidence:.2f} is below {spec.level}'s operating-domain minimum "
+            f"{domain.min_confidence:.2f}"
+        )
+    return None
+
+
+def resolve_level(config: LevelConfig, scope: IncidentScope, declared: Level | None = None) -> LevelResolution:
+    """Effective level = min(assigned or declared, kill switch, L5 disabled, out-of-domain fallback)."""
+    scopes = config.scopes
+    reasons: list[str] = []
+    if declared is None:
+        overrides = [
+            lv
+            for lv in (
+                scopes.environments.get(scope.environment),
+                scopes.asset_groups.get(scope.asset_group) if scope.asset_group else None,
+                scopes.categories.get(scope.category),
+            )
+            if lv is not None
+        ]
+        declared = Level.lowest(*overrides) if overrides else scopes.default
+    effective = declared
+    if scopes.kill_switch and scopes.kill_switch_level.rank < effective.rank:
+        effective = scopes.kill_switch_level
+        reasons.append(f"kill switch on: level lowered to {effective}")
+    # Walk down while the level is disabled or the incident is outside its operating domain.
+    while True:
+        spec = config.levels[effective]
+        if not spec.enabled:
+            lower = spec.fallback.level if spec.fallback else Level(f"L{effective.rank - 1}")
+            reasons.append(f"{effective} is disabled: running as {lower}")
+            effective = lower
+            continue
+        out_of_domain = _in_domain(spec, scope)
+        if out_of_domain and spec.fallback is not None:
+            reasons.append(f"{out_of_domain}: falling back to {spec.fallback.level}")
+            effective = spec.fallback.level
+            continue
+        break
+    return LevelResolution(declared=declared, effective=effective, reasons=reasons, shadow=scopes.shadow)

@@ -1,0 +1,140 @@
+"""The offline planner: picks the best-matching playbook and fills it in. No model, no network, deterministic.
+
+It is the default planner and the fallback when an LLM planner is unavailable, so it must always answer:
+an incident no playbook matches still gets a triage ticket, and an action whose target the incident does not
+know (or whose target fails its schema) is left out with a note in the ticket instead of failing the plan.
+The planner only proposes; the guard still validates, scores and decides every action.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from controller.config import Settings
+from controller.models import Incident, Plan, ProposedAction
+from actions.registry import get_spec
+from controller.planning.playbooks import (
+    Playbook,
+    PlaybookAction,
+    load_playbooks,
+    max_length,
+    parse_playbook,
+)
+from controller.planning.templating import incident_context, sanitize_free_text, truncate
+
+log = logging.getLogger(__name__)
+
+PLANNER_NAME = "offline"
+NOTES_HEADER = "\n\nPlanner notes:"
+
+# Used when no loaded playbook matches. It lives in code, not YAML, so that even an incomplete playbook
+# directory (no catch-all) can never produce an empty plan.
+FALLBACK = parse_playbook(
+    {
+        "name": "builtin-triage",
+        "description": "No playbook matched: open a ticket so a person triages the incident.",
+        "priority": 0,
+        "match": {},
+        "actions": [
+            {
+                "action": "ticket.create",
+                "params": {
+                    "title": "Triage: {category} incident {incident_key} ({severity})",
+                    "severity": "{severity}",
+                    "body": (
+                        "No playbook matched this incident; a person should triage it.\n"
+                        "Source: {src_ip}\nAsset: {asset}\nAlerts: {alert_count} ({first_seen} .. {last_seen})\n"
+                        "Rules: {rule_ids}\nSignatures (untrusted): {signature}"
+                    ),
+                },
+                "rationale": "No playbook covers {category} at {severity}; a human decides the response.",
+                "confidence": 0.5,
+            }
+        ],
+    },
+    "builtin",
+)
+
+
+class OfflinePlanner:
+    """Selects one playbook per incident by match, then priority, then name, and renders it into a Plan.
+
+    Playbooks are loaded and fully validated once, here; `plan` does no I/O.
+    `asset_groups` maps asset name -> inventory group (e.g. from the policy bundle's inventory) so playbooks
+    can match on `asset_groups`; without it, such playbooks never match.
+    """
+
+    name = PLANNER_NAME
+
+    def __init__(self, playbooks_dir: Path | None = None, asset_groups: Mapping[str, str] | None = None) -> None:
+        self.playbooks_dir = playbooks_dir or Settings().playbooks_dir
+        self.playbooks: list[Playbook] = load_playbooks(self.playbooks_dir)
+        self.asset_groups: dict[str, str] = dict(asset_groups or {})
+
+    def select(self, incident: Incident) -> Playbook:
+        """The highest-priority matching playbook (already sorted at load), or the built-in triage."""
+        context = incident_context(incident)
+        group = self.asset_groups.get(incident.asset) if incident.asset else None
+        return next((pb for pb in self.playbooks if pb.match.matches(incident, context, group)), FALLBACK)
+
+    def plan(self, incident: Incident) -> Plan:
+        playbook = self.select(incident)
+        actions, notes = _render(playbook.actions, incident)
+        if not actions:
+            # Every action needed a target the incident lacks: still hand a person the incident.
+            notes.append(f"playbook {playbook.name} produced no action; fell back to {FALLBACK.name}")
+            playbook_name = f"{playbook.name}+{FALLBACK.name}"
+            actions, more = _render(FALLBACK.actions, incident)
+            notes.extend(more)
+        else:
+            playbook_name = playbook.name
+        _attach_notes(actions, notes)
+        return Plan(
+            incident_key=incident.key,
+            planner=PLANNER_NAME,
+            mode="select",
+            playbook=playbook_name,
+            actions=actions,
+        )
+
+
+def _render(templates: list[PlaybookAction], incident: Incident) -> tuple[list[ProposedAction], list[str]]:
+    """Render each action; skip (with a note) those whose target is unknown or fails its schema."""
+    context = incident_context(incident)
+    actions: list[ProposedAction] = []
+    notes: list[str] = []
+    for template in templates:
+        target = template.target
+        if target is not None and not context.get(target[1]):
+            notes.append(f"not proposed: {template.action} (incident has no single known {target[1]})")
+            continue
+        try:
+            params = template.render(context)
+        except ValueError as exc:
+            # Only incident data can fail here (the playbook itself passed the same check at load time).
+            log.warning("incident %s: %s skipped: %s", incident.key, template.action, exc)
+            notes.append(f"not proposed: {template.action} ({sanitize_free_text(str(exc))})")
+            continue
+        actions.append(
+            ProposedAction(
+                id=f"a{len(actions) + 1}",
+                action=template.action,
+                params=params,
+                rationale=template.render_rationale(context),
+                confidence=template.confidence,
+            )
+        )
+    return actions, notes
+
+
+def _attach_notes(actions: list[ProposedAction], notes: list[str]) -> None:
+    """Append skipped-action notes to the first ticket body, so the person triaging sees what was left out."""
+    if not notes:
+        return
+    ticket = next((a for a in actions if a.action == "ticket.create"), None)
+    if ticket is None:
+        return
+    body = str(ticket.params.get("body", "")) + NOTES_HEADER + "".join(f"\n- {note}" for note in notes)
+    ticket.params["body"] = truncate(body, max_length(get_spec(ticket.action), "body") or len(body))

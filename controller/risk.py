@@ -1,0 +1,182 @@
+"""Risk score 0-100 from declared weights (levels/risk.yaml) over facts about the action and its targets.
+
+Every factor is shown with its value, weight, contribution and a one-line why, so a security lead can see why
+an action needed approval and tune one weight instead of rewriting policy. Free text never enters a factor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from controller.levels import RiskModel
+from controller.models import ActionClass, ActionSpec, BlastRadius, RiskAssessment, RiskFactor, TargetKind
+
+CONTAINMENT = {
+    ActionClass.CONTAIN_NETWORK,
+    ActionClass.CONTAIN_HOST,
+    ActionClass.CONTAIN_IDENTITY,
+}
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What one action touches: canonical address facts, host names, user names."""
+
+    ips: list[dict[str, Any]]
+    hosts: list[str]
+    users: list[str]
+
+    @property
+    def count(self) -> int:
+        return sum(ip["num_addresses"] for ip in self.ips) + len(self.hosts) + len(self.users)
+
+
+class AssetIndex:
+    """Inventory lookups by name and by address, built once per bundle (inventory is keyed by name)."""
+
+    def __init__(self, assets: dict[str, dict[str, Any]]) -> None:
+        self.assets = assets
+        self._by_address: dict[int, str] = {}
+        for name, asset in assets.items():
+            for address in asset.get("addresses", []) or []:
+                self._by_address[int(ipaddress.ip_address(address))] = name
+
+    def owner_of(self, ip_facts: dict[str, Any]) -> str | None:
+        """The first inventory asset whose address lies inside the target address or network."""
+        network = ipaddress.ip_network(ip_facts["value"])
+        if network.num_addresses == 1:
+            return self._by_address.get(int(network.network_address))
+        low, high = int(network.network_address), int(network.broadcast_address)
+        return next((name for addr, name in self._by_address.items() if low <= addr <= high), None)
+
+    def get(self, name: str | None) -> dict[str, Any] | None:
+        return self.assets.get(name) if name else None
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    spec: ActionSpec
+    params: dict[str, Any]
+    targets: Targets
+    action_confidence: float
+    evidence_confidence: float
+    environment: str
+    sensor_blocked: bool
+
+
+class RiskScorer:
+    def __init__(self, model: RiskModel, assets: AssetIndex, users: dict[str, Any]) -> None:
+        self.model = model
+        self.assets = assets
+        self.users = users
+
+    def assess(self, ctx: RiskContext) -> RiskAssessment:
+        raw = [
+            ("blast_radius", *self._blast_radius(ctx)),
+            ("irreversibility", *self._irreversibility(ctx)),
+            ("asset_criticality", *self._criticality(ctx)),
+            ("target_count", *self._target_count(ctx)),
+            ("uncertainty", *self._uncertainty(ctx)),
+            ("production", *self._production(ctx)),
+            ("sensor_blocked", *self._sensor_blocked(ctx)),
+        ]
+        total_weight = sum(self.model.weights.values())
+        factors = []
+        for name, value, why in raw:
+            weight = self.model.weights.get(name, 0.0)  # type: ignore[call-overload]
+            contribution = round(100.0 * weight * value / total_weight, 2)
+            factors.append(RiskFactor(name=name, value=round(value, 4), weight=weight, contribution=contribution, why=why))
+        score = round(min(100.0, sum(f.contribution for f in factors)), 1)
+        return RiskAssessment(score=score, factors=factors)
+
+    @staticmethod
+    def _blast_radius(ctx: RiskContext) -> tuple[float, str]:
+        radius = ctx.spec.blast_radius
+        if radius is BlastRadius.SINGLE_ADDRESS and any(ip["num_addresses"] > 1 for ip in ctx.targets.ips):
+            radius = BlastRadius.NETWORK_RANGE
+        return radius.weight, f"{ctx.spec.name} affects {radius.value.replace('_', ' ')}"
+
+    @staticmethod
+    def _irreversibility(ctx: RiskContext) -> tuple[float, str]:
+        if ctx.spec.blast_radius is BlastRadius.NONE:
+            return 0.0, "no state to undo"
+        if not ctx.spec.reversible:
+            return 1.0, "cannot be undone"
+        if ctx.params.get("ttl_seconds"):
+            return 0.0, f"reverts by itself after {ctx.params['ttl_seconds']}s"
+        return 0.3, f"reversible by {ctx.spec.undo_action}, but only when someone runs it"
+
+    def _criticality(self, ctx: RiskContext) -> tuple[float, str]:
+        kind = ctx.spec.target_kind
+        if kind is TargetKind.NONE or ctx.spec.blast_radius is BlastRadius.NONE:
+            return 0.0, "touches no asset"
+        if kind is TargetKind.USER:
+            return self._user_criticality(ctx.targets.users)
+        names = list(ctx.targets.hosts) if kind is TargetKind.HOST else []
+        if kind is TargetKind.IP:
+            owners = [self.assets.owner_of(ip) for ip in ctx.targets.ips]
+            if not any(owners):
+                return self.model.external_address, "address belongs to no asset in the inventory (external)"
+            names = [o for o in owners if o]
+        worst, worst_why = 0.0, ""
+        for name in names:
+            asset = self.assets.get(name)
+            if asset is None:
+                value, why = self.model.unknown_asset, f"{name} is not in the inventory"
+            elif asset.get("crown_jewel"):
+                value, why = self.model.criticality["crown_jewel"], f"{name} is a crown-jewel asset"
+            else:
+                level = str(asset.get("criticality", "medium"))
+                value = self.model.criticality.get(level, self.model.unknown_asset)  # type: ignore[call-overload]
+                why = f"{name} has {level} criticality"
+            if value >= worst:
+                worst, worst_why = value, why
+        return worst, worst_why
+
+    def _user_criticality(self, users: list[str]) -> tuple[float, str]:
+        worst, worst_why = 0.0, "no user"
+        for user in users:
+            entry = self.users.get(user)
+            if entry is None:
+                value, why = self.model.unknown_user, f"user {user} is not in the directory"
+            elif entry.get("privileged"):
+                value, why = self.model.privileged_user, f"user {user} is privileged"
+            else:
+                value, why = self.model.regular_user, f"user {user} is a regular account"
+            if value >= worst:
+                worst, worst_why = value, why
+        return worst, worst_why
+
+    @staticmethod
+    def _target_count(ctx: RiskContext) -> tuple[float, str]:
+        count = ctx.targets.count
+        if count <= 1:
+            return 0.0, f"{count} target"
+        return min(1.0, math.log2(count) / 16), f"{count} targets in one action"
+
+    @staticmethod
+    def _uncertainty(ctx: RiskContext) -> tuple[float, str]:
+        confidence = min(ctx.action_confidence, ctx.evidence_confidence)
+        return 1.0 - confidence, (
+            f"confidence {confidence:.2f} (proposal {ctx.action_confidence:.2f}, evidence "
+            f"{ctx.evidence_confidence:.2f})"
+        )
+
+    @staticmethod
+    def _production(ctx: RiskContext) -> tuple[float, str]:
+        if ctx.environment == "production":
+            return 1.0, "incident is on a production asset"
+        if ctx.environment == "unknown":
+            return 0.5, "environment unknown"
+        return 0.0, f"environment {ctx.environment}"
+
+    @staticmethod
+    def _sensor_blocked(ctx: RiskContext) -> tuple[float, str]:
+        if ctx.spec.action_class not in CONTAINMENT:
+            return 0.0, "not a containment action"
+        if ctx.sensor_blocked:
+            return 1.0, "the sensor already blocked the attack: containment adds risk with less to gain"
+        return 0.0, "the attack was not blocked by the sensor"

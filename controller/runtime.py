@@ -1,0 +1,49 @@
+"""Assembling a guard from configuration: levels -> bundle -> engine. Never raises for bad config.
+
+A level file that fails validation, a policy that will not compile or calls an unsupported built-in, or an OPA
+that will not start all yield an `UnavailableGuard`, whose every decision is `deny` with that reason: the
+controller keeps recording why nothing runs instead of crashing or acting unguarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from enum import StrEnum
+
+from controller.config import Settings
+from controller.engines.base import PolicyEngine, PolicyEngineError
+from controller.engines.embedded import EmbeddedEngine
+from controller.engines.opa_server import OpaServer, OpaServerEngine
+from controller.guard import Guard, UnavailableGuard
+from controller.levels import LevelConfigError, load_level_config
+from controller.policy_bundle import PolicyBundle, PolicyBundleError, load_bundle
+
+
+class EngineName(StrEnum):
+    EMBEDDED = "embedded"
+    OPA = "opa"
+
+
+def load_policy_bundle(settings: Settings) -> PolicyBundle:
+    return load_bundle(settings.policies_dir, load_level_config(settings.levels_dir))
+
+
+@contextmanager
+def open_guard(settings: Settings, engine: EngineName = EngineName.EMBEDDED) -> Iterator[Guard | UnavailableGuard]:
+    """A ready guard for the chosen engine; with `opa` and no AUTONOMY_OPA_URL a local OPA is started and stopped."""
+    with ExitStack() as stack:
+        guard: Guard | UnavailableGuard
+        try:
+            bundle = load_policy_bundle(settings)
+            policy_engine: PolicyEngine
+            if engine is EngineName.EMBEDDED:
+                policy_engine = EmbeddedEngine(bundle)
+            else:
+                url = settings.opa_url or stack.enter_context(OpaServer(settings.opa_bin, bundle)).url
+                policy_engine = OpaServerEngine(url)
+                stack.callback(policy_engine.close)
+            guard = Guard(bundle, policy_engine)
+        except (LevelConfigError, PolicyBundleError, PolicyEngineError) as exc:
+            guard = UnavailableGuard(str(exc))
+        yield guard

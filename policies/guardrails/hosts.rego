@@ -1,0 +1,22 @@
+# Host guardrails: crown jewels are never isolated by the machine, unknown hosts need a person.
+package autonomy.guardrails
+
+# Isolating a domain controller or the main database can stop the business; a person does it by hand.
+deny contains msg if {
+	input.action.class == "contain_host"
+	some host in input.targets.hosts
+	data.inventory.assets[host].crown_jewel == true
+	msg := sprintf("%s on %s refused: %s is a crown-jewel asset, never contained automatically", [input.action.name, host, host])
+}
+
+# A host the inventory does not know may be anyone's (a partner's, a typo, an injected name): a person
+# confirms before the machine changes anything about it. Read-only lookups are fine.
+require_approval contains {
+	"reason": sprintf("%s on %s: host unknown to the inventory", [input.action.name, host]),
+	"group": "soc-oncall",
+	"quorum": 1,
+} if {
+	input.action.class != "investigate"
+	some host in input.targets.hosts
+	not data.inventory.assets[host]
+}

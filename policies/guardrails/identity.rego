@@ -1,0 +1,29 @@
+# Identity guardrails: accounts the directory does not know are refused, privileged ones need IAM.
+package autonomy.guardrails
+
+# Disabling (contain_identity) and re-enabling (restore) accounts.
+identity_action if input.action.class in {"contain_identity", "restore"}
+
+# Acting on an account the directory does not know is at best a no-op, at worst a look-alike name
+# planted in an alert.
+deny contains msg if {
+	identity_action
+	some user in input.targets.users
+	not data.identities.users[user]
+	msg := sprintf("%s on %s refused: unknown identity (not in data.identities.users)", [input.action.name, user])
+}
+
+# Privileged accounts (admins, service accounts): IAM approves, with more than one pair of eyes.
+require_approval contains {
+	"reason": sprintf("%s on privileged identity %s: iam-admins must approve", [input.action.name, user]),
+	"group": "iam-admins",
+	"quorum": privileged_identity_quorum,
+} if {
+	identity_action
+	some user in input.targets.users
+	data.identities.users[user].privileged == true
+}
+
+default privileged_identity_quorum := 2
+
+privileged_identity_quorum := data.guardrails.privileged_identity_quorum

@@ -1,0 +1,99 @@
+"""Shared fixtures: the shipped config and bundle, both real engines, and a real OPA server per session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from controller.config import REPO_ROOT, Settings
+from controller.engines.embedded import EmbeddedEngine
+from controller.engines.opa_server import OpaServer, OpaServerEngine
+from controller.guard import Guard
+from controller.incidents import incident_from_alerts
+from controller.levels import LevelConfig, load_level_config
+from controller.models import Alert, Category, Incident, Severity
+from controller.policy_bundle import PolicyBundle, load_bundle
+
+SHARED = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def opa_bin(settings: Settings) -> Path:
+    if not settings.opa_bin.exists():
+        pytest.fail(f"opa binary missing at {settings.opa_bin}: `make setup` builds it (CI does)")
+    return settings.opa_bin
+
+
+@pytest.fixture(scope="session")
+def level_config(settings: Settings) -> LevelConfig:
+    return load_level_config(settings.levels_dir)
+
+
+@pytest.fixture(scope="session")
+def bundle(settings: Settings, level_config: LevelConfig) -> PolicyBundle:
+    return load_bundle(settings.policies_dir, level_config)
+
+
+@pytest.fixture(scope="session")
+def embedded_guard(bundle: PolicyBundle) -> Guard:
+    return Guard(bundle, EmbeddedEngine(bundle))
+
+
+@pytest.fixture(scope="session")
+def opa_server(opa_bin: Path, bundle: PolicyBundle) -> Iterator[OpaServer]:
+    with OpaServer(opa_bin, bundle) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def opa_guard(bundle: PolicyBundle, opa_server: OpaServer) -> Guard:
+    return Guard(bundle, OpaServerEngine(opa_server.url))
+
+
+@pytest.fixture
+def config_copy(tmp_path: Path, settings: Settings) -> Settings:
+    """A private copy of levels/ and policies/ that a test may break without touching the repo."""
+    levels, policies = tmp_path / "levels", tmp_path / "policies"
+    shutil.copytree(settings.levels_dir, levels)
+    shutil.copytree(settings.policies_dir, policies)
+    return Settings(levels_dir=levels, policies_dir=policies, state_dir=tmp_path / "var")
+
+
+def make_incident(
+    category: Category = Category.SQLI,
+    src_ip: str | None = "198.51.100.66",
+    dst_ip: str | None = "198.51.100.1",
+    *,
+    severity: Severity = Severity.CRITICAL,
+    confidence: float = 0.9,
+    blocked: bool = True,
+    asset: str | None = None,
+    user: str | None = None,
+    count: int = 1,
+) -> Incident:
+    alerts = [
+        Alert(
+            id=f"test-{i}",
+            source="native",
+            observed_at=datetime(2026, 11, 23, 8, 0, i, tzinfo=UTC),
+            category=category,
+            severity=severity,
+            confidence=confidence,
+            src_ip=src_ip,
+            dst_ip=dst_ip,
+            asset=asset,
+            user=user,
+            blocked=blocked,
+        )
+        for i in range(count)
+    ]
+    return incident_from_alerts(f"{category.value}:{src_ip or asset or user}", alerts)
