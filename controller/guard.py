@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.addresses import address_facts
@@ -39,15 +39,15 @@ from controller.risk import AssetIndex, RiskContext, RiskScorer, Targets
 class _RawPolicyResult(BaseModel):
     """The shape the policy must answer with; anything else is malformed and denied."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
     verdict: Verdict
-    reasons: list[str]
-    deny_reasons: list[str]
-    approval_reasons: list[str]
-    approver_groups: list[str]
-    quorum: int
-    policy_revision: str
+    reasons: list[StrictStr]
+    deny_reasons: list[StrictStr]
+    approval_reasons: list[StrictStr]
+    approver_groups: list[StrictStr]
+    quorum: StrictInt
+    policy_revision: StrictStr
 
 
 def _deny(action: ProposedAction, resolution: LevelResolution, reason: str, **extra: Any) -> GuardDecision:

@@ -79,8 +79,46 @@ def _compile_allowlists(allowlists: dict[str, Any], source: Path) -> dict[str, A
     return {**allowlists, "networks": networks}
 
 
+ADDRESS_BUCKET_BITS = 8
+
+
+def address_bucket(bits: str) -> str:
+    """The index bucket of a full-length address: its last 8 bits (the policy computes the same)."""
+    return bits[-ADDRESS_BUCKET_BITS:]
+
+
+def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any]:
+    """Index every asset address (with bits) in 256 buckets keyed by the address's last 8 bits.
+
+    Why buckets: regopy looks up a *missing* key in O(size of the object) (measured: 4 ms at 5,000 keys,
+    against 0.02 ms for a present key), and an attacker's address is a missing key. Every bucket is present,
+    so the policy's lookup stays fast at 10,000 assets in both engines.
+    """
+    index: dict[str, dict[str, Any]] = {format(b, f"0{ADDRESS_BUCKET_BITS}b"): {} for b in range(256)}
+    for name, asset in (inventory.get("assets") or {}).items():
+        for address in (asset or {}).get("addresses") or []:
+            try:
+                facts = address_facts(str(address))
+            except ValueError as exc:
+                raise PolicyBundleError(f"{source.name}: assets.{name}.addresses: {exc}") from None
+            bucket = index[address_bucket(facts["bits"])]
+            if facts["value"] in bucket:
+                other = bucket[facts["value"]]["asset"]
+                raise PolicyBundleError(f"{source.name}: assets.{name}.addresses: {address} is also {other}'s")
+            bucket[facts["value"]] = {"asset": name, **facts}
+    return {**inventory, "address_index": index}
+
+
+COMPILERS = {"allowlists": _compile_allowlists, "inventory": _compile_inventory}
+
+
+def compile_document(name: str, document: dict[str, Any], source: Path) -> dict[str, Any]:
+    compiler = COMPILERS.get(name)
+    return compiler(document, source) if compiler else document
+
+
 def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
-    """data/*.yaml keyed by file stem, allowlisted networks enriched with bit prefixes, plus the levels."""
+    """data/*.yaml keyed by file stem; allowlists and inventory addresses compiled to bit prefixes; the levels."""
     data: dict[str, Any] = {}
     for path in sorted((policies_dir / DATA_SUBDIR).glob("*.yaml")):
         try:
@@ -89,9 +127,7 @@ def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
             raise PolicyBundleError(f"{path.name}: not valid YAML: {exc}") from None
         if not isinstance(document, dict):
             raise PolicyBundleError(f"{path.name}: top level must be a mapping")
-        if path.stem == "allowlists":
-            document = _compile_allowlists(document, path)
-        data[path.stem] = document
+        data[path.stem] = compile_document(path.stem, document, path)
     data["levels"] = levels.policy_data()
     return data
 
@@ -115,7 +151,9 @@ def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
 def with_documents(bundle: PolicyBundle, **documents: Any) -> PolicyBundle:
     """The same bundle with some top-level data documents replaced, re-hashed (benchmarks, what-if runs)."""
     data = {key: value for key, value in bundle.data.items() if key != "meta"}
-    data.update(documents)
+    data.update(
+        {name: compile_document(name, doc, bundle.source_dir / DATA_SUBDIR / name) for name, doc in documents.items()}
+    )
     revision = revision_of(bundle.modules, data)
     data["meta"] = {"revision": revision}
     return PolicyBundle(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ from controller.config import REPO_ROOT, Settings
 from controller.engines.embedded import EmbeddedEngine
 from controller.engines.opa_server import OpaServer, OpaServerEngine
 from controller.guard import Guard
-from controller.incidents import incident_from_alerts
 from controller.levels import LevelConfig, load_level_config
-from controller.models import Alert, Category, Incident, Severity
 from controller.policy_bundle import PolicyBundle, load_bundle
 
 SHARED = REPO_ROOT.parent / "shared"
@@ -66,34 +63,3 @@ def config_copy(tmp_path: Path, settings: Settings) -> Settings:
     shutil.copytree(settings.levels_dir, levels)
     shutil.copytree(settings.policies_dir, policies)
     return Settings(levels_dir=levels, policies_dir=policies, state_dir=tmp_path / "var")
-
-
-def make_incident(
-    category: Category = Category.SQLI,
-    src_ip: str | None = "198.51.100.66",
-    dst_ip: str | None = "198.51.100.1",
-    *,
-    severity: Severity = Severity.CRITICAL,
-    confidence: float = 0.9,
-    blocked: bool = True,
-    asset: str | None = None,
-    user: str | None = None,
-    count: int = 1,
-) -> Incident:
-    alerts = [
-        Alert(
-            id=f"test-{i}",
-            source="native",
-            observed_at=datetime(2026, 11, 23, 8, 0, i, tzinfo=UTC),
-            category=category,
-            severity=severity,
-            confidence=confidence,
-            src_ip=src_ip,
-            dst_ip=dst_ip,
-            asset=asset,
-            user=user,
-            blocked=blocked,
-        )
-        for i in range(count)
-    ]
-    return incident_from_alerts(f"{category.value}:{src_ip or asset or user}", alerts)

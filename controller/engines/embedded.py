@@ -67,7 +67,8 @@ class EmbeddedEngine:
     def evaluate(self, input_doc: dict[str, Any]) -> Any:
         with self._lock:
             try:
-                self._interpreter.set_input(input_doc)
+                # As JSON text: set_input(dict) wraps integers >= 2**63 (an IPv6 /0's size would arrive as 0).
+                self._interpreter.set_input_term(json.dumps(input_doc))
                 output = self._interpreter.query_bundle_entrypoint(self._compiled, ENTRYPOINT)
             except regopy.RegoError as exc:
                 raise PolicyEngineError(f"embedded engine error: {exc}") from exc

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from actions.registry import get_spec
 from controller.config import Settings
 from controller.models import Incident, Plan, ProposedAction
-from actions.registry import get_spec
 from controller.planning.playbooks import (
     Playbook,
     PlaybookAction,
@@ -45,7 +45,8 @@ FALLBACK = parse_playbook(
                     "severity": "{severity}",
                     "body": (
                         "No playbook matched this incident; a person should triage it.\n"
-                        "Source: {src_ip}\nAsset: {asset}\nAlerts: {alert_count} ({first_seen} .. {last_seen})\n"
+                        "Source: {src_ip}\nAsset: {asset}\n"
+                        "Alerts: {alert_count} ({first_seen} .. {last_seen})\n"
                         "Rules: {rule_ids}\nSignatures (untrusted): {signature}"
                     ),
                 },
@@ -68,41 +69,45 @@ class OfflinePlanner:
 
     name = PLANNER_NAME
 
-    def __init__(self, playbooks_dir: Path | None = None, asset_groups: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, playbooks_dir: Path | None = None, asset_groups: Mapping[str, str] | None = None
+    ) -> None:
         self.playbooks_dir = playbooks_dir or Settings().playbooks_dir
         self.playbooks: list[Playbook] = load_playbooks(self.playbooks_dir)
         self.asset_groups: dict[str, str] = dict(asset_groups or {})
 
     def select(self, incident: Incident) -> Playbook:
         """The highest-priority matching playbook (already sorted at load), or the built-in triage."""
-        context = incident_context(incident)
-        group = self.asset_groups.get(incident.asset) if incident.asset else None
-        return next((pb for pb in self.playbooks if pb.match.matches(incident, context, group)), FALLBACK)
+        return self._select(incident, incident_context(incident))
 
     def plan(self, incident: Incident) -> Plan:
-        playbook = self.select(incident)
-        actions, notes = _render(playbook.actions, incident)
+        context = incident_context(incident)
+        playbook = self._select(incident, context)
+        actions, notes = _render(playbook.actions, context, incident.key)
         if not actions:
-            # Every action needed a target the incident lacks: still hand a person the incident.
-            notes.append(f"playbook {playbook.name} produced no action; fell back to {FALLBACK.name}")
-            playbook_name = f"{playbook.name}+{FALLBACK.name}"
-            actions, more = _render(FALLBACK.actions, incident)
+            # Every action needed a target the incident lacks: still hand the incident to a person.
+            notes.append(f"playbook {playbook.name} matched but produced no action; used {FALLBACK.name}")
+            playbook = FALLBACK
+            actions, more = _render(FALLBACK.actions, context, incident.key)
             notes.extend(more)
-        else:
-            playbook_name = playbook.name
         _attach_notes(actions, notes)
         return Plan(
             incident_key=incident.key,
             planner=PLANNER_NAME,
             mode="select",
-            playbook=playbook_name,
+            playbook=playbook.name,
             actions=actions,
         )
 
+    def _select(self, incident: Incident, context: dict[str, str | None]) -> Playbook:
+        group = self.asset_groups.get(incident.asset) if incident.asset else None
+        return next((pb for pb in self.playbooks if pb.match.matches(incident, context, group)), FALLBACK)
 
-def _render(templates: list[PlaybookAction], incident: Incident) -> tuple[list[ProposedAction], list[str]]:
+
+def _render(
+    templates: list[PlaybookAction], context: dict[str, str | None], incident_key: str
+) -> tuple[list[ProposedAction], list[str]]:
     """Render each action; skip (with a note) those whose target is unknown or fails its schema."""
-    context = incident_context(incident)
     actions: list[ProposedAction] = []
     notes: list[str] = []
     for template in templates:
@@ -114,7 +119,7 @@ def _render(templates: list[PlaybookAction], incident: Incident) -> tuple[list[P
             params = template.render(context)
         except ValueError as exc:
             # Only incident data can fail here (the playbook itself passed the same check at load time).
-            log.warning("incident %s: %s skipped: %s", incident.key, template.action, exc)
+            log.warning("incident %s: %s skipped: %s", incident_key, template.action, exc)
             notes.append(f"not proposed: {template.action} ({sanitize_free_text(str(exc))})")
             continue
         actions.append(

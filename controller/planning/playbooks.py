@@ -93,13 +93,26 @@ class PlaybookAction(_Strict):
             spec = get_spec(self.action)
         except UnknownActionError as exc:
             raise ValueError(f"action: {exc}") from None
-        self._rationale = _checked("rationale", self.rationale, FIELDS.keys() - _FREE_TEXT)
+        problems: list[str] = []
+        try:
+            self._rationale = _checked("rationale", self.rationale, FIELDS.keys() - _FREE_TEXT)
+        except ValueError as exc:
+            problems.append(str(exc))
         for name, value in self.params.items():
-            if isinstance(value, list | dict):
-                raise ValueError(f"params.{name}: only scalar values and string templates are supported")
-            if isinstance(value, str):
-                self._templates[name] = self._compile_param(spec, name, value)
-        self.render(templating.sample_context())  # raises ValueError naming the param on a schema failure
+            try:
+                if isinstance(value, list | dict):
+                    raise ValueError(f"params.{name}: only scalar values and string templates are supported")
+                if isinstance(value, str):
+                    self._templates[name] = self._compile_param(spec, name, value)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if not problems:
+            try:
+                self.render(templating.sample_context())  # the schema check, with plausible values
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def _compile_param(self, spec: ActionSpec, name: str, value: str) -> Template:
@@ -108,7 +121,9 @@ class PlaybookAction(_Strict):
             template = _checked(key, value, TARGET_FIELDS[spec.target_kind])
             allowed = " or ".join(f"{{{f}}}" for f in sorted(TARGET_FIELDS[spec.target_kind]))
             if template.single_field is None:
-                raise ValueError(f"{key}: the target must be exactly one placeholder ({allowed}), got {value!r}")
+                raise ValueError(
+                    f"{key}: the target must be exactly one placeholder ({allowed}), got {value!r}"
+                )
             self._target = (name, template.single_field)
             return template
         if name in FREE_TEXT_PARAMS.get(spec.name, frozenset()):
@@ -207,7 +222,9 @@ def load_playbooks(directory: Path) -> list[Playbook]:
             errors.extend(exc.errors)
             continue
         if playbook.name in playbooks:
-            errors.append(f"{path.name}: name: {playbook.name!r} already defined in {playbooks[playbook.name][0]}")
+            errors.append(
+                f"{path.name}: name: {playbook.name!r} already defined in {playbooks[playbook.name][0]}"
+            )
             continue
         playbooks[playbook.name] = (path.name, playbook)
     if not playbooks and not errors:

@@ -54,7 +54,9 @@ TARGET_FIELDS: dict[TargetKind, frozenset[str]] = {
     TargetKind.NONE: frozenset(),
 }
 
-FREE_TEXT_LIMIT = 200  # per free-text value: enough to recognise the attack, too short to carry a long payload
+FREE_TEXT_LIMIT = (
+    200  # per free-text value: enough to recognise the attack, too short to carry a long payload
+)
 MAX_LISTED = 5  # distinct signatures/urls/rule ids listed before "(+N more)"
 MISSING = "unknown"  # what a missing fact reads as in human-facing text
 
@@ -97,7 +99,9 @@ def parse(text: str) -> Template:
             continue
         name = match.group(1)
         if name is None:
-            raise TemplateError(f"stray {token!r} at offset {match.start()} (write {token * 2} for a literal)")
+            raise TemplateError(
+                f"stray {token!r} at offset {match.start()} (write {token * 2} for a literal)"
+            )
         if name not in FIELDS:
             raise TemplateError(f"unknown field {{{name}}}; allowed: {', '.join(sorted(FIELDS))}")
         parts.extend(["".join(literal), name])
@@ -127,7 +131,7 @@ def truncate(text: str, limit: int) -> str:
 
 
 def sanitize_free_text(value: str, limit: int = FREE_TEXT_LIMIT) -> str:
-    """One line, no control characters, bounded: free text cannot forge extra ticket lines or flood a message."""
+    """One line, no control characters, bounded: free text cannot forge ticket lines or flood a message."""
     return truncate(_CONTROL.sub(" ", value).strip(), limit)
 
 

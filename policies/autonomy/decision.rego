@@ -43,8 +43,7 @@ approver_groups := sort(candidate_groups) if {
 	verdict == "approve"
 } else := []
 
-# round: OPA keeps a float (2.0) from max() where regopy gives 2; the output must be the same bytes.
-quorum := round(required_quorum) if {
+quorum := required_quorum if {
 	verdict == "approve"
 } else := 0
 
@@ -77,13 +76,20 @@ recommend_only if mode == "recommend"
 # Too risky for the machine even with approval: a person should decide and act.
 recommend_only if {
 	mode in {"execute", "approve"}
+	risk_gated
 	score > level.risk.approve_max
 }
+
+# The risk score says how much breaks if the action is wrong. An action with blast radius none
+# (lookups, tickets, notifications) breaks nothing, so its level's mode alone decides: L1's
+# "investigate: execute" means a lookup runs, whatever auto_max 0 would say.
+risk_gated if not field(["action", "blast_radius"]) == "none"
 
 approval_reasons contains sprintf("%s requires approval for %s", [level_name, class]) if mode == "approve"
 
 approval_reasons contains msg if {
 	mode == "execute"
+	risk_gated
 	score > level.risk.auto_max
 	msg := sprintf(
 		"risk %s above %s's auto limit %s: %s needs approval",
@@ -110,10 +116,17 @@ explanations contains msg if {
 
 explanations contains msg if {
 	verdict == "execute"
+	risk_gated
 	msg := sprintf(
 		"%s lets %s execute alone; risk %s within auto limit %s",
 		[level_name, class, num(score), num(level.risk.auto_max)],
 	)
+}
+
+explanations contains msg if {
+	verdict == "execute"
+	not risk_gated
+	msg := sprintf("%s lets %s execute alone; blast radius none, so risk %s is not gated", [level_name, class, num(score)])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +160,7 @@ level_errors contains sprintf("level %s is not defined in data.levels", [level_n
 # L5 ships disabled; a level runs only when it says enabled: true.
 level_errors contains sprintf("level %s is disabled", [level_name]) if {
 	level
-	not level.enabled == true
+	not level_enabled
 }
 
 level_errors contains sprintf("%s defines no mode for class %s", [level_name, class]) if {
@@ -171,8 +184,12 @@ level_errors contains sprintf("%s's risk limits must satisfy 0 <= auto_max <= ap
 
 level_errors contains sprintf("%s's approval.quorum must be a whole number of at least 1", [level_name]) if {
 	level
-	not positive_whole(level.approval.quorum)
+	not level_quorum_ok
 }
+
+level_enabled if level.enabled == true
+
+level_quorum_ok if positive_whole(level.approval.quorum)
 
 risk_limits_ok if {
 	is_number(level.risk.auto_max)
@@ -188,20 +205,27 @@ blast_radii := {"none", "single_address", "network_range", "host", "identity"}
 
 address_width := {4: 32, 6: 128}
 
-input_errors contains "input.action.name is missing or not a string" if not is_string(input.action.name)
+# Checks read fields through field(): in OPA, `not is_string(input.x)` is *undefined* when input.x is
+# missing (the ref is hoisted out of the negation, open-policy-agent/opa#1877), while regopy says true.
+# field() is always defined, so both engines report the missing field.
+input_errors contains "input.action.name is missing or not a string" if not is_string(field(["action", "name"]))
 
-input_errors contains "input.action.class is missing or not a string" if not is_string(class)
+input_errors contains "input.action.class is missing or not a string" if not is_string(field(["action", "class"]))
 
-input_errors contains "input.action.blast_radius is missing or unknown" if not input.action.blast_radius in blast_radii
+input_errors contains "input.action.blast_radius is missing or unknown" if {
+	not field(["action", "blast_radius"]) in blast_radii
+}
 
-input_errors contains "input.level.effective is missing or not a string" if not is_string(level_name)
+input_errors contains "input.level.effective is missing or not a string" if {
+	not is_string(field(["level", "effective"]))
+}
 
 input_errors contains "input.risk.score is missing or not a number from 0 to 100" if not valid_score
 
 # The guardrails check targets; a target list they cannot read would let them pass vacuously.
 input_errors contains sprintf("input.targets.%s is missing or not an array", [kind]) if {
 	some kind in ["ips", "hosts", "users"]
-	not is_array(input.targets[kind])
+	not is_array(field(["targets", kind]))
 }
 
 input_errors contains sprintf("input.targets.%s holds a value that is not a string", [kind]) if {
@@ -265,11 +289,14 @@ approval_errors contains msg if {
 
 approval_errors contains msg if {
 	would_approve
+	count(candidate_groups) > 0
 	count(eligible_approvers) < required_quorum
-	msg := sprintf(
-		"quorum %d cannot be met: only %d eligible approvers in %s",
-		[required_quorum, count(eligible_approvers), concat(", ", sort(candidate_groups))],
-	)
+
+	# concat, not sprintf("%s", [concat(...)]): regopy would print the inner concat result in quotes.
+	msg := concat("", [
+		sprintf("quorum %d cannot be met: only %d eligible approvers in ", [required_quorum, count(eligible_approvers)]),
+		concat(", ", sort(candidate_groups)),
+	])
 }
 
 # Guardrail approval requirements: {reason, group, quorum}. A malformed one is a deny, not ignored.
@@ -291,7 +318,7 @@ well_formed_requirement(r) if {
 
 candidate_groups := {group | some group in data.identities.class_approvers[class]} | {r.group | some r in guardrail_requirements}
 
-required_quorum := max({level.approval.quorum} | {r.quorum | some r in guardrail_requirements})
+required_quorum := largest({level.approval.quorum} | {r.quorum | some r in guardrail_requirements}) if level_quorum_ok
 
 service_identities := {s | some s in data.identities.service_identities}
 
@@ -300,12 +327,22 @@ eligible_approvers contains member if {
 	some group in candidate_groups
 	some member in data.identities.approver_groups[group].members
 	not member in service_identities
-	not member == input.context.proposer
+	not proposed_by(member)
 }
+
+proposed_by(member) if member == input.context.proposer
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+# The input, or {} when there is none (or it is not an object).
+default input_document := {}
+
+input_document := input if is_object(input)
+
+# The value at path in the input, or null when it is missing.
+field(path) := object.get(input_document, path, null)
 
 whole(n) if {
 	is_number(n)
@@ -317,15 +354,27 @@ positive_whole(n) if {
 	n >= 1
 }
 
+# The largest of a set of whole numbers, as an integer. Not max(): regopy 1.5.2's max and min
+# compare numbers as text (max([2, 10]) is 2 there). round() makes 2.0 and 2 the same output.
+largest(numbers) := round(n) if {
+	some n in numbers
+	count({m | some m in numbers; m > n}) == 0
+}
+
 # Numbers in reasons: at most one decimal, printed from integers. OPA prints a float in its shortest
 # round-trip form and regopy with 15 significant digits (33.333333333333336 vs 33.33333333333334),
 # so sprintf("%v") of a float is not the same text in both engines. Inputs here are 0..100.
-num(n) := format_int(tenths / 10, 10) if {
+# Written around regopy 1.5.2 bugs: `300 % 10` there is not equal to 0 (so no %), and it quotes a
+# format_int/concat result given to sprintf (so sprintf only). Checked equal to OPA on 1,400 values.
+num(n) := sprintf("%d", [units]) if {
 	tenths := round(n * 10)
-	tenths % 10 == 0
+	units := floor(tenths / 10)
+	tenths - (units * 10) == 0
 }
 
-num(n) := sprintf("%d.%d", [floor(tenths / 10), tenths % 10]) if {
+num(n) := sprintf("%d.%d", [units, tenth]) if {
 	tenths := round(n * 10)
-	tenths % 10 != 0
+	units := floor(tenths / 10)
+	tenth := tenths - (units * 10)
+	tenth != 0
 }

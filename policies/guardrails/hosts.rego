@@ -4,7 +4,7 @@ package autonomy.guardrails
 # Isolating a domain controller or the main database can stop the business; a person does it by hand.
 deny contains msg if {
 	input.action.class == "contain_host"
-	some host in input.targets.hosts
+	some host in host_targets
 	data.inventory.assets[host].crown_jewel == true
 	msg := sprintf("%s on %s refused: %s is a crown-jewel asset, never contained automatically", [input.action.name, host, host])
 }
@@ -17,6 +17,6 @@ require_approval contains {
 	"quorum": 1,
 } if {
 	input.action.class != "investigate"
-	some host in input.targets.hosts
+	some host in host_targets
 	not data.inventory.assets[host]
 }

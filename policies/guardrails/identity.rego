@@ -8,7 +8,7 @@ identity_action if input.action.class in {"contain_identity", "restore"}
 # planted in an alert.
 deny contains msg if {
 	identity_action
-	some user in input.targets.users
+	some user in user_targets
 	not data.identities.users[user]
 	msg := sprintf("%s on %s refused: unknown identity (not in data.identities.users)", [input.action.name, user])
 }
@@ -20,7 +20,7 @@ require_approval contains {
 	"quorum": privileged_identity_quorum,
 } if {
 	identity_action
-	some user in input.targets.users
+	some user in user_targets
 	data.identities.users[user].privileged == true
 }
 

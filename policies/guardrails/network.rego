@@ -10,7 +10,7 @@ blocking if input.action.class == "contain_network"
 # Gateways, private, loopback, link-local and partner ranges (data.allowlists.networks, keyed by name).
 deny contains msg if {
 	blocking
-	some target in input.targets.ips
+	some target in ip_targets
 	some name, network in data.allowlists.networks
 	overlaps(target, network)
 	msg := sprintf(
@@ -22,21 +22,22 @@ deny contains msg if {
 # Our own assets: blocking them is a self-inflicted outage, whatever the alert says.
 deny contains msg if {
 	blocking
-	some target in input.targets.ips
-	some name, asset in data.inventory.assets
-	own_address(target, asset)
-	msg := sprintf("%s on %s would cut off our own asset %s", [input.action.name, target.value, name])
+	some hit in own_asset_hits
+	msg := sprintf("%s on %s would cut off our own asset %s", [input.action.name, hit.target, hit.asset])
 }
 
 # A cap per action, so that 0.0.0.0/0, a /8 or a long list of ranges is never blocked in one go.
 deny contains msg if {
 	blocking
 	addresses_blocked > max_addresses
-	values := {target.value | some target in input.targets.ips}
-	msg := sprintf(
-		"%s covers more than %d addresses (%s): the cap is %d per action",
-		[input.action.name, max_addresses, concat(", ", sort(values)), max_addresses],
-	)
+	values := {target.value | some target in ip_targets}
+
+	# concat, not sprintf("%s", [concat(...)]): regopy would print the inner concat result in quotes.
+	msg := concat("", [
+		sprintf("%s covers more than %d addresses (", [input.action.name, max_addresses]),
+		concat(", ", sort(values)),
+		sprintf("): the cap is %d per action", [max_addresses]),
+	])
 }
 
 default max_addresses := 256
@@ -45,20 +46,39 @@ max_addresses := data.guardrails.max_addresses_per_block
 
 # Counted from prefix_len, not from the input's num_addresses: a /0 holds 2^128 addresses, more than
 # an int64, and an engine that wraps the number (regopy's dict input does) would see 0 and pass.
-# Each target counts at most 2^32, still above any sane cap.
-addresses_blocked := sum([n | some target in input.targets.ips; n := span(target)])
+# Each target counts at most 2^32, still above any sane cap. (No min(): regopy's compares as text.)
+addresses_blocked := sum([n | some target in ip_targets; n := span(target)])
 
-span(target) := bits.lsh(1, min([address_width[target.version] - target.prefix_len, 32]))
+span(target) := bits.lsh(1, host_bits) if {
+	host_bits := address_width[target.version] - target.prefix_len
+	host_bits <= 32
+} else := bits.lsh(1, 32)
 
-address_width := {4: 32, 6: 128}
+# data.inventory.address_index is compiled by the controller: every asset address with its bits, in 256
+# buckets keyed by the address's last 8 bits. A single address is one lookup in its (always present) bucket:
+# regopy scans a whole object to find a *missing* key, so a flat index would make an outside attacker's
+# address cost O(inventory). Only a range walks the index.
+own_asset_hits contains {"target": target.value, "asset": entry.asset} if {
+	blocking
+	some target in ip_targets
+	target.prefix_len == address_width[target.version]
+	bucket := substring(target.bits, target.prefix_len - 8, 8)
+	entry := data.inventory.address_index[bucket][target.value]
+}
 
-own_address(target, asset) if target.value in asset.addresses
+own_asset_hits contains {"target": target.value, "asset": asset} if {
+	blocking
+	some target in ip_targets
+	target.prefix_len < address_width[target.version]
+	some asset in assets_within(target)
+}
 
-# When the controller compiles the inventory it may add `ips` (same shape as input.targets.ips), which
-# also catches a range that contains one of our addresses.
-own_address(target, asset) if {
-	some address in asset.ips
-	overlaps(target, address)
+# A function, so that the walk happens only when a range is blocked: regopy evaluates an iteration in a
+# rule body before the condition that should have skipped it.
+assets_within(range) := {entry.asset |
+	some bucket in data.inventory.address_index
+	some entry in bucket
+	overlaps(range, entry)
 }
 
 overlaps(a, b) if {

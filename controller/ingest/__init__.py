@@ -1,0 +1,38 @@
+"""Alert ingest: sensor records in (ModSecurity v2/v3, the CRS corpus, Suricata EVE, OCSF, our own Alert
+JSON), normalised `Alert`s out, every bad record accounted for.
+
+    report = IngestReport()
+    dead_letter = DeadLetter(Path("var/dead-letter.jsonl"))
+    for alert in read_alerts(Path("eve.json"), dead_letter=dead_letter, report=report):
+        ...
+    print(report.summary())
+
+Module map: `reader` (files, streaming), `formats` (detection and dispatch), one module per format, `waf`
+(what the ModSecurity formats share), `classify` (category, severity, confidence: the only place that decides
+them), `normalise` (bounding untrusted text, building the Alert), `report` (counts and the dead-letter file).
+"""
+
+from controller.ingest.errors import IngestError
+from controller.ingest.formats import (
+    Format,
+    ParseResult,
+    detect_format,
+    parse_line,
+    parse_record,
+    parse_value,
+)
+from controller.ingest.reader import read_alerts
+from controller.ingest.report import DeadLetter, IngestReport
+
+__all__ = [
+    "DeadLetter",
+    "Format",
+    "IngestError",
+    "IngestReport",
+    "ParseResult",
+    "detect_format",
+    "parse_line",
+    "parse_record",
+    "parse_value",
+    "read_alerts",
+]

@@ -1,0 +1,106 @@
+"""Format detection per record, and the parse entry points that turn one record or line into alerts.
+
+Detection is per record, not per file: one stream may mix sources (a collector forwarding WAF and IDS events
+to one file), and a file's name says nothing reliable about its content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from controller.ingest import crs_corpus, modsec2, modsec3, native, ocsf, suricata
+from controller.ingest.errors import IngestError
+from controller.ingest.fields import Record
+from controller.ingest.normalise import clean_text
+from controller.models import Alert
+
+
+class Format(StrEnum):
+    NATIVE = native.SOURCE
+    OCSF = ocsf.SOURCE
+    SURICATA = suricata.SOURCE
+    MODSECURITY2 = modsec2.SOURCE
+    MODSECURITY3 = modsec3.SOURCE
+    CRS_CORPUS = crs_corpus.SOURCE
+
+
+@dataclass(frozen=True)
+class _Parser:
+    looks_like: Callable[[Record], bool]
+    skip_reason: Callable[[Record], str | None]
+    parse: Callable[[Record], Alert]
+
+
+# Order matters where shapes overlap: our own Alert first (it could carry any key), ModSecurity v2
+# (transaction + audit_data) before v3 (transaction only).
+_PARSERS: dict[Format, _Parser] = {
+    Format.NATIVE: _Parser(native.looks_like, native.skip_reason, native.parse),
+    Format.OCSF: _Parser(ocsf.looks_like, ocsf.skip_reason, ocsf.parse),
+    Format.SURICATA: _Parser(suricata.looks_like, suricata.skip_reason, suricata.parse),
+    Format.MODSECURITY2: _Parser(modsec2.looks_like, modsec2.skip_reason, modsec2.parse),
+    Format.MODSECURITY3: _Parser(modsec3.looks_like, modsec3.skip_reason, modsec3.parse),
+    Format.CRS_CORPUS: _Parser(crs_corpus.looks_like, crs_corpus.skip_reason, crs_corpus.parse),
+}
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """One record's outcome: its alerts, or why a valid record carries none (`skipped`)."""
+
+    format: Format
+    alerts: list[Alert] = field(default_factory=list)
+    skipped: str | None = None
+
+
+def detect_format(record: Mapping[str, Any]) -> Format:
+    """The sensor format of one decoded record; IngestError when it matches none."""
+    for fmt, parser in _PARSERS.items():
+        if parser.looks_like(record):
+            return fmt
+    keys = ", ".join(clean_text(k, 40) for k in list(record)[:8]) or "none"
+    raise IngestError(f"unrecognised record format (top-level keys: {keys})")
+
+
+def parse_value(value: object, origin: str) -> ParseResult:
+    """Parse one decoded JSON value. Any problem becomes an IngestError located at `origin`.
+
+    Unexpected shapes deep inside a record (a string where an object belongs) surface as TypeError and the
+    like; they are converted too, because one odd record must cost one dead letter, not the whole stream.
+    """
+    if not isinstance(value, dict):
+        raise IngestError(f"expected a JSON object, got {type(value).__name__}", origin)
+    try:
+        fmt = detect_format(value)
+        parser = _PARSERS[fmt]
+        reason = parser.skip_reason(value)
+        if reason is not None:
+            return ParseResult(fmt, skipped=reason)
+        return ParseResult(fmt, [parser.parse(value)])
+    except IngestError as exc:
+        raise exc.at(origin) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        problem = f"unexpected record shape ({type(exc).__name__}: {clean_text(exc, 200)})"
+        raise IngestError(problem, origin) from exc
+
+
+def parse_record(record: Mapping[str, Any], origin: str) -> list[Alert]:
+    """The alerts in one decoded record ([] for a valid non-alert record such as a Suricata flow event)."""
+    return parse_value(dict(record) if not isinstance(record, dict) else record, origin).alerts
+
+
+def parse_line(text: str, origin: str) -> ParseResult:
+    """Decode and parse one JSON line (for a follow/tail mode, or a message from a queue)."""
+    return parse_value(decode_json(text, origin), origin)
+
+
+def decode_json(text: str, origin: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"invalid JSON: {exc.msg} (column {exc.colno})", origin) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer beyond the digit limit, absurd nesting
+        raise IngestError(f"invalid JSON: {clean_text(exc, 200)}", origin) from None

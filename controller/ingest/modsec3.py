@@ -1,0 +1,82 @@
+"""ModSecurity v3 (libmodsecurity3, e.g. nginx) JSON audit records.
+
+Shape: {"transaction": {client_ip, host_ip, host_port, unique_id, time_stamp, request{method, uri,
+http_version, headers}, response{http_code, body}, producer{secrules_engine}, messages[{message,
+details{ruleId, severity ("2"), tags, data}}]}}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.ingest import fields
+from controller.ingest.classify import RuleHit
+from controller.ingest.errors import IngestError
+from controller.ingest.fields import Record
+from controller.ingest.normalise import bounded_raw
+from controller.ingest.waf import WafTransaction, header, rule_hit, waf_alert, waf_blocked
+from controller.models import Alert
+
+SOURCE = "modsecurity3"
+_HUGE = (("transaction", "response", "body"), ("transaction", "request", "body"))
+
+
+def looks_like(record: Record) -> bool:
+    tx = record.get("transaction")
+    return isinstance(tx, dict) and "audit_data" not in record and ("messages" in tx or "producer" in tx)
+
+
+def skip_reason(record: Record) -> str | None:
+    """A transaction logged with no rule match (SecAuditEngine On) is traffic, not an alert."""
+    return (
+        None
+        if fields.sequence(record, "transaction.messages", optional=True)
+        else f"{SOURCE}: no rule matched"
+    )
+
+
+def parse(record: Record) -> Alert:
+    tx = fields.mapping(record, "transaction")
+    request = fields.mapping(record, "transaction.request", optional=True)
+    hits = [_hit(m, i) for i, m in enumerate(fields.sequence(record, "transaction.messages"))]
+    method, uri = fields.optional_text(request, "method"), fields.optional_text(request, "uri")
+    version = fields.optional_text(request, "http_version")
+    request_line = " ".join(p for p in (method, uri, f"HTTP/{version}" if version else None) if p) or None
+    engine = (fields.optional_text(tx, "producer.secrules_engine") or "").lower()
+    return waf_alert(
+        WafTransaction(
+            source=SOURCE,
+            sensor_id=fields.text(record, "transaction.unique_id"),
+            observed_at=fields.ctime_utc(
+                fields.text(record, "transaction.time_stamp"), "transaction.time_stamp"
+            ),
+            src_ip=fields.ip(tx.get("client_ip"), "transaction.client_ip"),
+            dst_ip=fields.optional_ip(tx.get("host_ip"), "transaction.host_ip"),
+            dst_port=fields.port(tx.get("host_port"), "transaction.host_port"),
+            request_line=request_line,
+            url=uri,
+            user_agent=header(request.get("headers"), "User-Agent"),
+            hits=hits,
+            blocked=waf_blocked(
+                engine_enabled=engine == "enabled",
+                hits=hits,
+                status=fields.optional_int(record, "transaction.response.http_code"),
+            ),
+            raw=bounded_raw(record, _HUGE),
+        )
+    )
+
+
+def _hit(message: Any, index: int) -> RuleHit:
+    if not isinstance(message, dict):
+        raise IngestError(f"transaction.messages[{index}] must be an object")
+    details = message.get("details") or {}
+    if not isinstance(details, dict):
+        raise IngestError(f"transaction.messages[{index}].details must be an object")
+    return rule_hit(
+        rule_id=details.get("ruleId"),
+        message=message.get("message"),
+        data=details.get("data"),
+        severity=details.get("severity"),
+        tags=details.get("tags"),
+    )

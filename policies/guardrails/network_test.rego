@@ -1,0 +1,104 @@
+package autonomy.guardrails_test
+
+import data.autonomy.guardrails
+
+# --- allowlisted networks ----------------------------------------------------------------------
+
+test_block_of_the_gateway_is_denied if {
+	"network.block_ip on 198.51.100.254 would hit allowlisted lab-gateway (198.51.100.254/32): our gateway" in denies(block(["198.51.100.254"]))
+}
+
+test_block_of_a_range_that_contains_the_gateway_is_denied if {
+	"network.block_ip on 198.51.100.0/24 would hit allowlisted lab-gateway (198.51.100.254/32): our gateway" in denies(block(["198.51.100.0/24"]))
+}
+
+test_block_inside_a_private_range_is_denied if {
+	"network.block_ip on 10.1.2.3 would hit allowlisted rfc1918-10 (10.0.0.0/8): private range" in denies(block(["10.1.2.3"]))
+}
+
+test_block_of_ipv6_loopback_is_denied if {
+	"network.block_ip on ::1 would hit allowlisted loopback-v6 (::1/128): loopback" in denies(block(["::1"]))
+}
+
+test_ipv4_mapped_ipv6_target_is_compared_as_ipv4 if {
+	"network.block_ip on ::ffff:c633:64fe would hit allowlisted lab-gateway (198.51.100.254/32): our gateway" in denies(block(["::ffff:c633:64fe"]))
+}
+
+test_ipv4_target_matches_an_ipv4_mapped_allowlist_entry if {
+	"network.block_ip on 203.0.113.7 would hit allowlisted partner-monitor (::ffff:203.0.113.7/128): partner monitor, listed IPv4-mapped" in denies(block(["203.0.113.7"]))
+}
+
+test_ipv6_prefix_holding_all_mapped_ipv4_hits_ipv4_entries if {
+	"network.block_ip on ::/80 would hit allowlisted lab-gateway (198.51.100.254/32): our gateway" in denies(block(["::/80"]))
+}
+
+test_other_ipv6_does_not_match_ipv4_entries if {
+	count(denies(block(["2001:db8::1"]))) == 0
+}
+
+test_block_of_the_attacker_passes if {
+	count(denies(block(["198.51.100.66"]))) == 0
+}
+
+test_unblock_and_lookup_may_touch_allowlisted_ranges if {
+	count(denies(unblock(["198.51.100.254"]))) == 0
+	count(denies(lookup(["10.1.2.3"]))) == 0
+}
+
+# --- our own assets ----------------------------------------------------------------------------
+
+test_block_of_our_own_address_is_denied if {
+	"network.block_ip on 198.51.100.1 would cut off our own asset web-01" in denies(block(["198.51.100.1"]))
+}
+
+test_block_of_a_range_holding_our_asset_is_denied if {
+	"network.block_ip on 198.51.100.0/25 would cut off our own asset web-01" in denies(block(["198.51.100.0/25"]))
+	"network.block_ip on 192.0.2.0/24 would cut off our own asset db-01" in denies(block(["192.0.2.0/24"]))
+}
+
+test_a_range_clear_of_our_assets_passes if {
+	every msg in denies(block(["198.51.100.0/25"])) {
+		not contains(msg, "db-01")
+	}
+}
+
+test_unblock_of_our_own_address_passes if {
+	count(denies(unblock(["198.51.100.1"]))) == 0
+}
+
+# --- address cap -------------------------------------------------------------------------------
+
+test_block_of_everything_is_denied if {
+	"network.block_ip covers more than 256 addresses (0.0.0.0/0): the cap is 256 per action" in denies(block(["0.0.0.0/0"]))
+}
+
+test_block_of_a_slash_8_is_denied if {
+	"network.block_ip covers more than 256 addresses (10.0.0.0/8): the cap is 256 per action" in denies(block(["10.0.0.0/8"]))
+}
+
+test_block_of_all_ipv6_is_denied_despite_its_huge_count if {
+	"network.block_ip covers more than 256 addresses (::/0): the cap is 256 per action" in denies(block(["::/0"]))
+}
+
+test_cap_counts_the_sum_over_targets if {
+	"network.block_ip covers more than 256 addresses (192.0.2.0/24, 203.0.113.0/24): the cap is 256 per action" in denies(block(["203.0.113.0/24", "192.0.2.0/24"]))
+}
+
+test_one_slash_24_is_within_the_cap if {
+	every msg in denies(block(["192.0.2.0/24"])) {
+		not contains(msg, "the cap is")
+	}
+}
+
+test_cap_comes_from_data if {
+	d := guardrails.deny with input as block(["203.0.113.0/24"]) with data.guardrails as {"max_addresses_per_block": 16}
+	"network.block_ip covers more than 16 addresses (203.0.113.0/24): the cap is 16 per action" in d
+}
+
+test_cap_defaults_to_256_without_data if {
+	guardrails.max_addresses == 256 with data.guardrails as {}
+}
+
+test_cap_does_not_apply_to_lookups if {
+	count(denies(lookup(["0.0.0.0/0"]))) == 0
+}

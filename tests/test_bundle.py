@@ -1,0 +1,57 @@
+"""The policy bundle: compiled data and a revision that changes with any policy, data or level change."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import yaml
+
+from controller.addresses import address_facts
+from controller.config import Settings
+from controller.runtime import load_policy_bundle
+
+
+def test_address_facts_are_prefix_bits() -> None:
+    facts = address_facts("198.51.100.0/24")
+    assert facts == {
+        "value": "198.51.100.0/24",
+        "version": 4,
+        "prefix_len": 24,
+        "bits": format(int(ipaddress.ip_address("198.51.100.0")), "032b")[:24],
+        "num_addresses": 256,
+    }
+    assert len(address_facts("2001:db8::1")["bits"]) == 128
+    assert address_facts("198.51.100.66/32")["value"] == "198.51.100.66"
+
+
+def test_allowlists_are_compiled_with_bits(settings: Settings) -> None:
+    bundle = load_policy_bundle(settings)
+    networks = bundle.data["allowlists"]["networks"]
+    assert networks, "the shipped allowlist is not empty"
+    for entry in networks.values():
+        assert entry["bits"] == address_facts(entry["cidr"])["bits"]
+    assert set(bundle.data["levels"]) == {"L1", "L2", "L3", "L4", "L5"}
+    assert bundle.data["meta"]["revision"] == bundle.revision
+
+
+def test_revision_changes_with_policy_data_and_levels(config_copy: Settings) -> None:
+    before = load_policy_bundle(config_copy).revision
+    assert load_policy_bundle(config_copy).revision == before, "the revision is deterministic"
+
+    rego = config_copy.policies_dir / "autonomy" / "decision.rego"
+    rego.write_text(rego.read_text() + "\n# a comment is a change too\n")
+    after_policy = load_policy_bundle(config_copy).revision
+    assert after_policy != before
+
+    guardrails = config_copy.policies_dir / "data" / "guardrails.yaml"
+    document = yaml.safe_load(guardrails.read_text())
+    document["max_addresses_per_block"] = 1
+    guardrails.write_text(yaml.safe_dump(document))
+    after_data = load_policy_bundle(config_copy).revision
+    assert after_data != after_policy
+
+    scopes = config_copy.levels_dir / "L3.yaml"
+    document = yaml.safe_load(scopes.read_text())
+    document["risk"]["auto_max"] = 44
+    scopes.write_text(yaml.safe_dump(document))
+    assert load_policy_bundle(config_copy).revision != after_data

@@ -1,0 +1,152 @@
+"""One case table through both real engines: identical verdicts and reasons, and the verdict we expect.
+
+If the embedded engine (regopy) and OPA ever disagree, the product gives different answers depending on how it
+is deployed; this table is what keeps them one policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from controller.guard import Guard
+from controller.models import Category, GuardDecision, Level, Plan, ProposedAction, Verdict
+from tests.factories import make_incident
+
+E, A, R, D = Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DENY
+TTL = {"ttl_seconds": 3600}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    level: Level
+    action: str
+    params: dict[str, Any]
+    expected: Verdict
+    incident: dict[str, Any] = field(default_factory=dict)
+    confidence: float = 0.9
+    quorum: int | None = None
+
+
+CASES = [
+    # Network containment across the levels.
+    Case("L1 block recommends only", Level.L1, "network.block_ip", {"ip": "198.51.100.66", **TTL}, R),
+    Case("L2 block needs approval", Level.L2, "network.block_ip", {"ip": "198.51.100.66", **TTL}, A),
+    Case("L3 block runs", Level.L3, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
+    Case("L4 block runs", Level.L4, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
+    Case("L5 disabled runs as L4", Level.L5, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
+    Case("L3 block v6 address", Level.L3, "network.block_ip", {"ip": "2001:db8::66", **TTL}, E),
+    Case("L3 block without ttl", Level.L3, "network.block_ip", {"ip": "198.51.100.66"}, E),
+    Case("L3 block small external range", Level.L3, "network.block_ip", {"ip": "192.0.2.0/28", **TTL}, E),
+    Case(
+        "L3 risky block goes to approval",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "192.0.2.0/28"},
+        A,
+        confidence=0.2,
+    ),
+    Case(
+        "L3 out of domain (low confidence) falls back",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        incident={"confidence": 0.3},
+    ),
+    Case(
+        "L3 out of domain (category) falls back",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        incident={"category": Category.OTHER},
+    ),
+    Case("L3 not-blocked attack still runs", Level.L3, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E,
+         incident={"blocked": False}),
+    # Guardrails: never block ourselves, private or allowlisted ranges, never too wide.
+    Case("private address", Level.L3, "network.block_ip", {"ip": "10.1.2.3", **TTL}, D),
+    Case("loopback", Level.L3, "network.block_ip", {"ip": "127.0.0.1", **TTL}, D),
+    Case("v6 loopback", Level.L4, "network.block_ip", {"ip": "::1", **TTL}, D),
+    Case("lab gateway", Level.L3, "network.block_ip", {"ip": "198.51.100.254", **TTL}, D),
+    Case("partner monitor", Level.L4, "network.block_ip", {"ip": "203.0.113.7", **TTL}, D),
+    Case("range containing the gateway", Level.L3, "network.block_ip", {"ip": "198.51.100.0/24", **TTL}, D),
+    Case("everything", Level.L4, "network.block_ip", {"ip": "0.0.0.0/0", **TTL}, D),
+    Case("v6 range over the cap", Level.L4, "network.block_ip", {"ip": "2001:db8::/32", **TTL}, D),
+    Case("our own web server", Level.L4, "network.block_ip", {"ip": "198.51.100.1", **TTL}, D),
+    Case("private range even at L1 is denied", Level.L1, "network.block_ip", {"ip": "10.0.0.0/8"}, D),
+    # Restores never run on the machine's word alone (what stops an injected "unblock ...").
+    Case("L3 unblock needs approval", Level.L3, "network.unblock_ip", {"ip": "198.51.100.66"}, A),
+    Case("L5 unblock needs approval", Level.L5, "network.unblock_ip", {"ip": "198.51.100.66"}, A),
+    Case("L1 unblock recommends", Level.L1, "network.unblock_ip", {"ip": "198.51.100.66"}, R),
+    Case("L4 release host needs approval", Level.L4, "host.release", {"host": "web-01"}, A),
+    # Hosts.
+    Case("L1 isolate recommends", Level.L1, "host.isolate", {"host": "web-01"}, R),
+    Case("L2 isolate needs approval", Level.L2, "host.isolate", {"host": "web-01"}, A),
+    Case("L3 isolate needs approval", Level.L3, "host.isolate", {"host": "web-01"}, A),
+    Case("L4 isolate runs", Level.L4, "host.isolate", {"host": "web-01"}, E),
+    Case("crown jewel DC never isolated", Level.L4, "host.isolate", {"host": "dc-01"}, D),
+    Case("crown jewel DB never isolated", Level.L4, "host.isolate", {"host": "db-01"}, D),
+    Case("unknown host needs approval", Level.L4, "host.isolate", {"host": "ghost-99"}, A),
+    # Identities.
+    Case("L3 disable regular user", Level.L3, "identity.disable_user", {"user": "alice"}, A, quorum=1),
+    Case("L3 disable privileged user: two approvers", Level.L3, "identity.disable_user", {"user": "admin"}, A,
+         quorum=2),
+    Case("L4 disable privileged user: two approvers", Level.L4, "identity.disable_user", {"user": "admin"}, A,
+         quorum=2),
+    Case("unknown identity denied", Level.L4, "identity.disable_user", {"user": "mallory"}, D),
+    Case("L1 disable recommends", Level.L1, "identity.disable_user", {"user": "alice"}, R),
+    Case("re-enable privileged: two approvers", Level.L3, "identity.enable_user", {"user": "admin"}, A, quorum=2),
+    # Harmless classes.
+    Case("L1 ticket recommends", Level.L1, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, R),
+    Case("L2 ticket runs", Level.L2, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, E),
+    Case("L3 notify runs", Level.L3, "notify.webhook", {"channel": "soc", "message": "m"}, E),
+    Case("L1 lookup runs", Level.L1, "investigate.ip_reputation", {"ip": "198.51.100.66"}, E),
+    Case("lookup of a private address runs", Level.L3, "investigate.related_alerts", {"ip": "10.0.0.5"}, E),
+    Case("host lookup on crown jewel runs", Level.L3, "investigate.host_activity", {"host": "dc-01"}, E),
+    # Fail closed before the engine.
+    Case("unknown action", Level.L4, "network.nuke", {}, D),
+    Case("invalid params", Level.L4, "network.block_ip", {"ip": "not-an-ip"}, D),
+]
+
+
+def _decide(guard: Guard, case: Case) -> GuardDecision:
+    incident = make_incident(**case.incident)
+    action = ProposedAction(id="a1", action=case.action, params=case.params, confidence=case.confidence)
+    plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
+    [decision] = guard.decide_plan(incident, plan, case.level)
+    return decision
+
+
+def _comparable(decision: GuardDecision) -> dict[str, Any]:
+    policy = decision.policy.model_dump(exclude={"engine", "decision_id"}) if decision.policy else None
+    return {
+        "verdict": decision.verdict,
+        "reasons": decision.reasons,
+        "policy": policy,
+        "effective_level": decision.effective_level,
+        "risk": decision.risk.score if decision.risk else None,
+    }
+
+
+def test_table_is_big_enough() -> None:
+    assert len(CASES) >= 40
+    assert {c.expected for c in CASES} == set(Verdict)
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_both_engines_agree_and_decide_as_expected(case: Case, embedded_guard: Guard, opa_guard: Guard) -> None:
+    embedded = _decide(embedded_guard, case)
+    opa = _decide(opa_guard, case)
+    assert _comparable(embedded) == _comparable(opa)
+    assert embedded.verdict is case.expected, embedded.reasons
+    assert embedded.reasons, "every decision says why"
+    if embedded.policy is not None:
+        assert (embedded.policy.engine, opa.policy.engine if opa.policy else None) == ("embedded", "opa")
+        assert embedded.policy_revision == embedded_guard.bundle.revision
+    if case.quorum is not None:
+        assert embedded.policy is not None and embedded.policy.quorum == case.quorum

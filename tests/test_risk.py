@@ -1,0 +1,89 @@
+"""Risk: every factor explained, contributions add up, and the facts move the score the right way."""
+
+from __future__ import annotations
+
+import pytest
+
+from actions.registry import get_spec, validate_params
+from controller.guard import Guard, targets_of
+from controller.models import RiskAssessment
+from controller.risk import RiskContext
+
+
+def assess(guard: Guard, action: str, params: dict[str, object], **overrides: object) -> RiskAssessment:
+    spec = get_spec(action)
+    clean = validate_params(spec, params).model_dump(mode="json")
+    fields: dict[str, object] = {
+        "spec": spec,
+        "params": clean,
+        "targets": targets_of(spec, clean),
+        "action_confidence": 0.9,
+        "evidence_confidence": 0.9,
+        "environment": "production",
+        "sensor_blocked": False,
+    }
+    fields.update(overrides)
+    return guard.scorer.assess(RiskContext(**fields))  # type: ignore[arg-type]
+
+
+def factor(risk: RiskAssessment, name: str) -> float:
+    return next(f.value for f in risk.factors if f.name == name)
+
+
+def test_factors_are_complete_and_add_up(embedded_guard: Guard) -> None:
+    risk = assess(embedded_guard, "host.isolate", {"host": "web-01"})
+    names = [f.name for f in risk.factors]
+    assert names == [
+        "blast_radius",
+        "irreversibility",
+        "asset_criticality",
+        "target_count",
+        "uncertainty",
+        "production",
+        "sensor_blocked",
+    ]
+    assert risk.score == pytest.approx(sum(f.contribution for f in risk.factors), abs=0.1)
+    assert all(f.why for f in risk.factors)
+    assert 0 < risk.score < 100
+
+
+def test_ttl_makes_a_block_cheaper_than_a_permanent_one(embedded_guard: Guard) -> None:
+    temporary = assess(embedded_guard, "network.block_ip", {"ip": "198.51.100.66", "ttl_seconds": 600})
+    permanent = assess(embedded_guard, "network.block_ip", {"ip": "198.51.100.66"})
+    assert factor(temporary, "irreversibility") == 0.0
+    assert factor(permanent, "irreversibility") > 0.0
+    assert temporary.score < permanent.score
+
+
+def test_criticality_comes_from_the_inventory(embedded_guard: Guard) -> None:
+    crown = assess(embedded_guard, "host.isolate", {"host": "dc-01"})
+    web = assess(embedded_guard, "host.isolate", {"host": "web-01"})
+    unknown = assess(embedded_guard, "host.isolate", {"host": "ghost-99"})
+    assert factor(crown, "asset_criticality") == 1.0
+    assert factor(web, "asset_criticality") < 1.0
+    assert "not in the inventory" in next(f.why for f in unknown.factors if f.name == "asset_criticality")
+    external = assess(embedded_guard, "network.block_ip", {"ip": "198.51.100.66"})
+    own = assess(embedded_guard, "network.block_ip", {"ip": "198.51.100.1"})
+    assert factor(external, "asset_criticality") < factor(own, "asset_criticality")
+
+
+def test_privileged_users_weigh_more(embedded_guard: Guard) -> None:
+    admin = assess(embedded_guard, "identity.disable_user", {"user": "admin"})
+    alice = assess(embedded_guard, "identity.disable_user", {"user": "alice"})
+    assert factor(admin, "asset_criticality") > factor(alice, "asset_criticality")
+
+
+def test_wider_ranges_uncertainty_and_sensor_block_raise_risk(embedded_guard: Guard) -> None:
+    single = assess(embedded_guard, "network.block_ip", {"ip": "192.0.2.1"})
+    wide = assess(embedded_guard, "network.block_ip", {"ip": "192.0.2.0/24"})
+    assert factor(wide, "target_count") > factor(single, "target_count") == 0.0
+    assert factor(wide, "blast_radius") > factor(single, "blast_radius")
+    unsure = assess(embedded_guard, "network.block_ip", {"ip": "192.0.2.1"}, action_confidence=0.2)
+    assert factor(unsure, "uncertainty") == pytest.approx(0.8)
+    blocked = assess(embedded_guard, "network.block_ip", {"ip": "192.0.2.1"}, sensor_blocked=True)
+    assert blocked.score > single.score
+
+
+def test_harmless_actions_score_low(embedded_guard: Guard) -> None:
+    ticket = assess(embedded_guard, "ticket.create", {"title": "t", "severity": "low"}, environment="staging")
+    assert ticket.score < 10
