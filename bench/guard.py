@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,12 @@ def bench_plan(incident: Incident) -> Plan:
         incident_key=incident.key,
         planner="offline",
         actions=[
-            ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 3600},
-                           confidence=0.9),
+            ProposedAction(
+                id="a1",
+                action="network.block_ip",
+                params={"ip": "198.51.100.66", "ttl_seconds": 3600},
+                confidence=0.9,
+            ),
             ProposedAction(id="a2", action="host.isolate", params={"host": "web-01"}, confidence=0.8),
             ProposedAction(id="a3", action="network.block_ip", params={"ip": "10.0.0.0/8"}, confidence=0.9),
         ],
@@ -99,58 +104,75 @@ def opa_bench_ms(opa_bin: Path, bundle_dir: Path, input_doc: dict[str, Any]) -> 
     input_file = bundle_dir.parent / "input.json"
     input_file.write_text(json.dumps(input_doc))
     out = subprocess.run(
-        [str(opa_bin), "bench", "--data", str(bundle_dir), "--input", str(input_file), "--format", "json",
-         f"data.{ENTRYPOINT.replace('/', '.')}"],
-        capture_output=True, text=True, check=True,
+        [
+            str(opa_bin),
+            "bench",
+            "--data",
+            str(bundle_dir),
+            "--input",
+            str(input_file),
+            "--format",
+            "json",
+            f"data.{ENTRYPOINT.replace('/', '.')}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     extra = json.loads(out.stdout)["Extra"]
     key = "histogram_timer_rego_query_eval_ns_{}"
     return float(extra[key.format("median")]) / 1e6, float(extra[key.format("99%")]) / 1e6
 
 
+def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[str, Any]:
+    """One row: the embedded guard, the OPA guard and both baselines on the same bundle and input."""
+    incident = bench_incident()
+    action = bench_plan(incident).actions[0]
+    started = time.perf_counter()
+    guard = Guard(bundle, EmbeddedEngine(bundle))
+    build_ms = (time.perf_counter() - started) * 1000.0
+    facts = guard.facts(incident)
+    resolution = resolve_level(bundle.levels, facts.scope)
+    decision = guard.decide(incident, action, facts, resolution, "planner:offline")
+    assert decision.verdict.value == "execute" and decision.risk is not None, decision.reasons
+    emb = timed(partial(guard.decide, incident, action, facts, resolution, "planner:offline"), iterations)
+    spec = get_spec(action.action)
+    targets = targets_of(spec, action.params)
+    input_doc = guard.policy_input(
+        incident, action, spec, action.params, targets, decision.risk, facts, resolution, "planner:offline"
+    )
+    with OpaServer(settings.opa_bin, bundle) as server, tempfile.TemporaryDirectory() as tmp:
+        opa_guard = Guard(bundle, OpaServerEngine(server.url))
+        opa_decide = partial(opa_guard.decide, incident, action, facts, resolution, "planner:offline")
+        assert opa_decide().verdict is decision.verdict
+        opa = timed(opa_decide, iterations)
+        session = requests.Session()
+        url = f"{server.url}/v1/data/{ENTRYPOINT}"
+        raw = timed(partial(session.post, url, json={"input": input_doc}, timeout=5), iterations)
+        bundle_dir = Path(tmp) / "bundle"
+        bundle.write_to(bundle_dir)
+        bench = opa_bench_ms(settings.opa_bin, bundle_dir, input_doc)
+    return {
+        "assets": len(bundle.inventory),
+        "embedded_build_ms": build_ms,
+        "embedded_p50_ms": emb[0],
+        "embedded_p99_ms": emb[1],
+        "opa_guard_p50_ms": opa[0],
+        "opa_guard_p99_ms": opa[1],
+        "raw_http_p50_ms": raw[0],
+        "raw_http_p99_ms": raw[1],
+        "opa_bench_p50_ms": bench[0],
+        "opa_bench_p99_ms": bench[1],
+    }
+
+
 def run(iterations: int) -> list[dict[str, Any]]:
     settings = Settings()
     base = load_policy_bundle(settings)
-    incident = bench_incident()
-    plan = bench_plan(incident)
-    rows = []
-    for size in SIZES:
-        bundle: PolicyBundle = with_documents(base, inventory=synthetic_inventory(base.inventory, size))
-        started = time.perf_counter()
-        embedded = EmbeddedEngine(bundle)
-        build_ms = (time.perf_counter() - started) * 1000.0
-        guard = Guard(bundle, embedded)
-        facts = guard.facts(incident)
-        resolution = resolve_level(bundle.levels, facts.scope)
-        action = plan.actions[0]
-        decide = lambda g=guard: g.decide(incident, action, facts, resolution, "planner:offline")  # noqa: E731
-        decision = decide()
-        assert decision.verdict.value == "execute", decision.reasons
-        emb_p50, emb_p99 = timed(decide, iterations)
-        # The exact input the guard sends, for the baselines.
-        spec = get_spec(action.action)
-        input_doc = guard.policy_input(incident, action, spec, action.params, targets_of(spec, action.params),
-                                       decision.risk, facts, resolution, "planner:offline")  # type: ignore[arg-type]
-        with OpaServer(settings.opa_bin, bundle) as server, tempfile.TemporaryDirectory() as tmp:
-            opa_guard = Guard(bundle, OpaServerEngine(server.url))
-            opa_decide = lambda g=opa_guard: g.decide(incident, action, facts, resolution, "planner:offline")  # noqa: E731
-            assert opa_decide().verdict is decision.verdict
-            opa_p50, opa_p99 = timed(opa_decide, iterations)
-            session = requests.Session()
-            url = f"{server.url}/v1/data/{ENTRYPOINT}"
-            raw = lambda: session.post(url, json={"input": input_doc}, timeout=5).json()  # noqa: E731
-            raw_p50, raw_p99 = timed(raw, iterations)
-            bundle_dir = Path(tmp) / "bundle"
-            bundle.write_to(bundle_dir)
-            bench_p50, bench_p99 = opa_bench_ms(settings.opa_bin, bundle_dir, input_doc)
-        rows.append({
-            "assets": size, "embedded_build_ms": build_ms,
-            "embedded_p50_ms": emb_p50, "embedded_p99_ms": emb_p99,
-            "opa_guard_p50_ms": opa_p50, "opa_guard_p99_ms": opa_p99,
-            "raw_http_p50_ms": raw_p50, "raw_http_p99_ms": raw_p99,
-            "opa_bench_p50_ms": bench_p50, "opa_bench_p99_ms": bench_p99,
-        })
-    return rows
+    return [
+        measure(settings, with_documents(base, inventory=synthetic_inventory(base.inventory, size)), iterations)
+        for size in SIZES
+    ]
 
 
 def main() -> None:
@@ -163,8 +185,18 @@ def main() -> None:
         print(json.dumps(rows))
         return
     print(f"guard latency per action, {args.iterations} iterations each (ms)")
-    header = ("assets", "emb build", "emb p50", "emb p99", "opa guard p50", "opa guard p99", "raw http p50",
-              "raw http p99", "opa bench p50", "opa bench p99")
+    header = (
+        "assets",
+        "emb build",
+        "emb p50",
+        "emb p99",
+        "opa guard p50",
+        "opa guard p99",
+        "raw http p50",
+        "raw http p99",
+        "opa bench p50",
+        "opa bench p99",
+    )
     print(" | ".join(f"{h:>13}" for h in header))
     for r in rows:
         print(" | ".join(f"{v:>13.3f}" if isinstance(v, float) else f"{v:>13}" for v in r.values()))

@@ -105,14 +105,19 @@ def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision
 
 @app.command()
 def evaluate(
-    alert_file: Annotated[Path, typer.Argument(help="Alerts: ModSecurity v2/v3, Suricata EVE, OCSF or Alert JSON.")],
+    alert_file: Annotated[
+        Path, typer.Argument(help="Alerts: ModSecurity v2/v3, Suricata EVE, OCSF or Alert JSON.")
+    ],
     plan_file: Annotated[
         Path | None, typer.Option("--plan", help="Judge this plan instead of the planner's (JSON file).")
     ] = None,
     level: Annotated[
-        Level | None, typer.Option("--level", help="Judge at this level instead of the scope's assigned level.")
+        Level | None,
+        typer.Option("--level", help="Judge at this level instead of the scope's assigned level."),
     ] = None,
-    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    engine: Annotated[
+        EngineName, typer.Option(help="embedded (regopy) or opa (server).")
+    ] = EngineName.EMBEDDED,
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest ALERT_FILE, plan a response per incident and show each action's verdict, risk and reasons.
@@ -127,9 +132,9 @@ def evaluate(
     except OSError as exc:
         err_console.print(f"[red]cannot read {alert_file}: {exc}[/]")
         raise typer.Exit(2) from exc
-    planner = OfflinePlanner(settings.playbooks_dir)
     with open_guard(settings, engine) as guard:
-        for incident in incidents:
+        planner = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
+        for incident in map(guard.enrich, incidents):
             try:
                 plan = load_plan_file(plan_file, incident.key) if plan_file else planner.plan(incident)
             except PlanFileError as exc:
@@ -146,7 +151,9 @@ def evaluate(
             else:
                 print_incident(incident, plan, decisions)
     if report.dead_lettered:
-        err_console.print(f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]")
+        err_console.print(
+            f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]"
+        )
     if not as_json:
         err_console.print(f"[dim]{report.summary()}[/]")
 
@@ -180,7 +187,7 @@ def levels_show(as_json: JsonFlag = False) -> None:
         return
     scopes = config.scopes
     console.print(
-        f"default level [bold]{scopes.default}[/], kill switch {'[red]ON' if scopes.kill_switch else 'off'}[/] "
+        f"default level [bold]{scopes.default}[/], kill switch {'[red]ON[/]' if scopes.kill_switch else 'off'} "
         f"(drops to {scopes.kill_switch_level}), shadow mode {'on' if scopes.shadow else 'off'}"
     )
     table = Table(title="scope overrides (most restrictive match wins)")
@@ -195,7 +202,15 @@ def levels_show(as_json: JsonFlag = False) -> None:
             table.add_row(kind, str(key), lv.value)
     console.print(table)
     levels = Table(title="levels")
-    for column in ("level", "name", "enabled", "auto risk <=", "approve risk <=", "approval", "operating domain"):
+    for column in (
+        "level",
+        "name",
+        "enabled",
+        "auto risk <=",
+        "approve risk <=",
+        "approval",
+        "operating domain",
+    ):
         levels.add_column(column, overflow="fold")
     for lv, spec in config.levels.items():
         domain = spec.operating_domain
@@ -220,7 +235,9 @@ def levels_explain(as_json: JsonFlag = False) -> None:
     config = load_level_config(Settings().levels_dir)
     classes = list(next(iter(config.levels.values())).classes)
     if as_json:
-        document = {lv.value: {c.value: spec.classes[c].value for c in classes} for lv, spec in config.levels.items()}
+        document = {
+            lv.value: {c.value: spec.classes[c].value for c in classes} for lv, spec in config.levels.items()
+        }
         sys.stdout.write(json.dumps(document) + "\n")
         return
     table = Table(title="what the machine may do alone, per level and action class")
@@ -235,11 +252,18 @@ def levels_explain(as_json: JsonFlag = False) -> None:
         table.add_row(action_class.value, *cells)
     console.print(table)
     for lv, spec in config.levels.items():
-        fallback = f"; outside its domain -> {spec.fallback.level}" if spec.fallback else ""
-        console.print(
-            f"[bold]{lv.value}[/] {spec.j3016} Execute only at risk <= {spec.risk.auto_max:g}; "
-            f"above {spec.risk.approve_max:g} recommend only{fallback}."
-        )
+        notes = [
+            f"an action that changes something runs alone only at risk <= {spec.risk.auto_max:g}",
+            f"above {spec.risk.approve_max:g} it is only recommended",
+        ]
+        domain = spec.operating_domain
+        if spec.fallback and domain and (domain.categories or domain.environments or domain.min_confidence):
+            notes.append(f"outside its operating domain it runs as {spec.fallback.level}")
+        if not spec.enabled:
+            notes.append(
+                f"disabled: scopes assigned {lv.value} run as {spec.fallback.level if spec.fallback else '-'}"
+            )
+        console.print(f"[bold]{lv.value}[/] {spec.j3016} ({'; '.join(notes)}.)")
 
 
 @policy_app.command("test")
@@ -269,18 +293,20 @@ def policy_test(
 
 @app.command()
 def demo(
-    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    engine: Annotated[
+        EngineName, typer.Option(help="embedded (regopy) or opa (server).")
+    ] = EngineName.EMBEDDED,
     as_json: JsonFlag = False,
 ) -> None:
     """Feed the bundled sample alerts through planner and guard at L1-L4 and show what each level would do."""
     settings = Settings()
     samples = settings.example_alert_files
-    planner = OfflinePlanner(settings.playbooks_dir)
     counts: dict[Level, dict[Verdict, int]] = {lv: dict.fromkeys(Verdict, 0) for lv in Level}
     with open_guard(settings, engine) as guard:
+        planner = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
         for path in samples:
             incidents = group_alerts(read_alerts(path, dead_letter=DeadLetter(settings.dead_letter_path)))
-            for incident in incidents:
+            for incident in map(guard.enrich, incidents):
                 plan = planner.plan(incident)
                 for lv in (Level.L1, Level.L2, Level.L3, Level.L4):
                     for decision in guard.decide_plan(incident, plan, lv):
@@ -294,7 +320,9 @@ def _print_level_summary(
     counts: dict[Level, dict[Verdict, int]], guard: Guard | UnavailableGuard, as_json: bool
 ) -> None:
     if as_json:
-        document = {lv.value: {v.value: n for v, n in row.items()} for lv, row in counts.items() if sum(row.values())}
+        document = {
+            lv.value: {v.value: n for v, n in row.items()} for lv, row in counts.items() if sum(row.values())
+        }
         sys.stdout.write(json.dumps({"verdicts_by_level": document}) + "\n")
         return
     table = Table(title="the same incidents judged at each level")

@@ -83,21 +83,36 @@ class IncidentFacts:
 
 
 class Guard:
-    def __init__(self, bundle: PolicyBundle, engine: PolicyEngine, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self, bundle: PolicyBundle, engine: PolicyEngine, clock: Callable[[], float] = time.perf_counter
+    ):
         self.bundle = bundle
         self.engine = engine
         self.assets = AssetIndex(bundle.inventory)
         self.scorer = RiskScorer(bundle.levels.risk, self.assets, bundle.identities.get("users", {}) or {})
         self._clock = clock
 
+    @property
+    def asset_groups(self) -> dict[str, str]:
+        """Asset name -> inventory group, for planners whose playbooks match on groups."""
+        return {name: str(a["group"]) for name, a in self.assets.assets.items() if a.get("group")}
+
+    def enrich(self, incident: Incident) -> Incident:
+        """Name the attacked asset from the inventory when the sensor only gave its address.
+
+        WAFs log the server's own address (dst_ip) but no trustworthy host name (the Host header is the
+        attacker's), so the inventory is what tells planner and policy which asset was hit.
+        """
+        if incident.asset and self.assets.get(incident.asset):
+            return incident
+        for alert in incident.alerts:
+            owner = self.assets.owner_of(address_facts(alert.dst_ip)) if alert.dst_ip else None
+            if owner:
+                return incident.model_copy(update={"asset": owner})
+        return incident
+
     def facts(self, incident: Incident) -> IncidentFacts:
-        asset_name = incident.asset if self.assets.get(incident.asset) else None
-        if asset_name is None:
-            for alert in incident.alerts:
-                if alert.dst_ip:
-                    asset_name = self.assets.owner_of(address_facts(alert.dst_ip))
-                    if asset_name:
-                        break
+        asset_name = self.enrich(incident).asset
         asset = self.assets.get(asset_name) or {}
         scope = IncidentScope(
             category=incident.category,
@@ -105,7 +120,7 @@ class Guard:
             asset_group=asset.get("group"),
             confidence=incident.confidence,
         )
-        return IncidentFacts(scope=scope, asset=asset_name)
+        return IncidentFacts(scope=scope, asset=asset_name if asset else None)
 
     def decide_plan(self, incident: Incident, plan: Plan, level: Level | None = None) -> list[GuardDecision]:
         facts = self.facts(incident)
@@ -151,15 +166,21 @@ class Guard:
                 sensor_blocked=incident.blocked,
             )
         )
-        input_doc = self.policy_input(incident, action, spec, params, targets, risk, facts, resolution, proposer)
+        input_doc = self.policy_input(
+            incident, action, spec, params, targets, risk, facts, resolution, proposer
+        )
         try:
             raw = self.engine.evaluate(input_doc)
         except PolicyEngineError as exc:
-            return _deny(action, resolution, f"policy engine ({self.engine.name}) gave no decision: {exc}", risk=risk)
+            return _deny(
+                action, resolution, f"policy engine ({self.engine.name}) gave no decision: {exc}", risk=risk
+            )
         try:
             result = _RawPolicyResult.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors()
+            )
             return _deny(action, resolution, f"policy result malformed: {problems}", risk=risk)
         if result.policy_revision != self.bundle.revision:
             return _deny(
@@ -170,7 +191,9 @@ class Guard:
                 risk=risk,
             )
         if result.verdict is Verdict.APPROVE and (result.quorum < 1 or not result.approver_groups):
-            return _deny(action, resolution, "policy asked for approval without approvers or quorum", risk=risk)
+            return _deny(
+                action, resolution, "policy asked for approval without approvers or quorum", risk=risk
+            )
         policy = PolicyResult(engine=self.engine.name, decision_id=str(uuid.uuid4()), **result.model_dump())
         return GuardDecision(
             action_id=action.id,
@@ -238,6 +261,10 @@ class UnavailableGuard:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+        self.asset_groups: dict[str, str] = {}
+
+    def enrich(self, incident: Incident) -> Incident:
+        return incident
 
     def decide_plan(self, incident: Incident, plan: Plan, level: Level | None = None) -> list[GuardDecision]:
         lowest = Level.L1

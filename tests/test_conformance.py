@@ -65,8 +65,14 @@ CASES = [
         A,
         incident={"category": Category.OTHER},
     ),
-    Case("L3 not-blocked attack still runs", Level.L3, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E,
-         incident={"blocked": False}),
+    Case(
+        "L3 not-blocked attack still runs",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        E,
+        incident={"blocked": False},
+    ),
     # Guardrails: never block ourselves, private or allowlisted ranges, never too wide.
     Case("private address", Level.L3, "network.block_ip", {"ip": "10.1.2.3", **TTL}, D),
     Case("loopback", Level.L3, "network.block_ip", {"ip": "127.0.0.1", **TTL}, D),
@@ -93,15 +99,36 @@ CASES = [
     Case("unknown host needs approval", Level.L4, "host.isolate", {"host": "ghost-99"}, A),
     # Identities.
     Case("L3 disable regular user", Level.L3, "identity.disable_user", {"user": "alice"}, A, quorum=1),
-    Case("L3 disable privileged user: two approvers", Level.L3, "identity.disable_user", {"user": "admin"}, A,
-         quorum=2),
-    Case("L4 disable privileged user: two approvers", Level.L4, "identity.disable_user", {"user": "admin"}, A,
-         quorum=2),
+    Case(
+        "L3 disable privileged user: two approvers",
+        Level.L3,
+        "identity.disable_user",
+        {"user": "admin"},
+        A,
+        quorum=2,
+    ),
+    Case(
+        "L4 disable privileged user: two approvers",
+        Level.L4,
+        "identity.disable_user",
+        {"user": "admin"},
+        A,
+        quorum=2,
+    ),
     Case("unknown identity denied", Level.L4, "identity.disable_user", {"user": "mallory"}, D),
     Case("L1 disable recommends", Level.L1, "identity.disable_user", {"user": "alice"}, R),
-    Case("re-enable privileged: two approvers", Level.L3, "identity.enable_user", {"user": "admin"}, A, quorum=2),
+    Case(
+        "re-enable privileged: two approvers",
+        Level.L3,
+        "identity.enable_user",
+        {"user": "admin"},
+        A,
+        quorum=2,
+    ),
     # Harmless classes.
-    Case("L1 ticket recommends", Level.L1, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, R),
+    Case(
+        "L1 ticket recommends", Level.L1, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, R
+    ),
     Case("L2 ticket runs", Level.L2, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, E),
     Case("L3 notify runs", Level.L3, "notify.webhook", {"channel": "soc", "message": "m"}, E),
     Case("L1 lookup runs", Level.L1, "investigate.ip_reputation", {"ip": "198.51.100.66"}, E),
@@ -139,7 +166,9 @@ def test_table_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_both_engines_agree_and_decide_as_expected(case: Case, embedded_guard: Guard, opa_guard: Guard) -> None:
+def test_both_engines_agree_and_decide_as_expected(
+    case: Case, embedded_guard: Guard, opa_guard: Guard
+) -> None:
     embedded = _decide(embedded_guard, case)
     opa = _decide(opa_guard, case)
     assert _comparable(embedded) == _comparable(opa)

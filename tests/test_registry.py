@@ -58,5 +58,5 @@ def test_invalid_params_name_the_field(name: str, params: dict[str, object], bad
 
 
 def test_unknown_action() -> None:
-    with pytest.raises(UnknownActionError, match="network.nuke"):
+    with pytest.raises(UnknownActionError, match=r"network\.nuke"):
         get_spec("network.nuke")

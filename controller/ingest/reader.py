@@ -83,10 +83,7 @@ def _read(path: Path, dead_letter: DeadLetter | None, report: IngestReport) -> I
         try:
             if item.error is not None:
                 raise IngestError(item.error, origin)
-            if item.value is _UNDECODED:
-                result = parse_line(item.text, origin)
-            else:
-                result = parse_value(item.value, origin)
+            result = parse_line(item.text, origin) if item.value is _UNDECODED else parse_value(item.value, origin)
         except IngestError as exc:
             report.add_error(str(exc))
             if dead_letter is not None:
