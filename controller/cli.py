@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from controller.config import Settings
@@ -71,21 +72,22 @@ def incident_json(incident: Incident) -> dict[str, Any]:
 
 
 def _params_text(params: dict[str, Any]) -> str:
+    """Params for a table cell, escaped: they can carry alert text, which must never become Rich markup."""
     text = ", ".join(f"{k}={v}" for k, v in params.items())
-    return text if len(text) <= 60 else text[:57] + "..."
+    return escape(text if len(text) <= 60 else text[:57] + "...")
 
 
 def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision]) -> None:
     first = decisions[0] if decisions else None
     level = f"{first.declared_level} -> {first.effective_level}" if first else "-"
     console.print(
-        f"\n[bold]{incident.key}[/] {incident.category.value} {incident.severity.value}, "
+        f"\n[bold]{escape(incident.key)}[/] {incident.category.value} {incident.severity.value}, "
         f"{len(incident.alerts)} alert(s), source {incident.src_ip or '-'}, "
         f"{'blocked by sensor' if incident.blocked else 'NOT blocked by sensor'}; "
         f"plan by {plan.planner}{f' ({plan.playbook})' if plan.playbook else ''}; level {level}"
     )
     if first and first.level_reasons:
-        console.print("  level: " + "; ".join(first.level_reasons), style="dim")
+        console.print("  level: " + escape("; ".join(first.level_reasons)), style="dim")
     table = Table(show_lines=False, pad_edge=False)
     for column in ("id", "action", "params", "verdict", "risk", "why"):
         table.add_column(column, overflow="fold")
@@ -98,7 +100,7 @@ def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision
             _params_text(action.params) if action else "",
             f"[{VERDICT_STYLE[decision.verdict]}]{decision.verdict.value}[/]",
             f"{decision.risk.score:.0f}" if decision.risk else "-",
-            "; ".join(decision.reasons),
+            escape("; ".join(decision.reasons)),
         )
     console.print(table)
 

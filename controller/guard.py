@@ -50,17 +50,23 @@ class _RawPolicyResult(BaseModel):
     policy_revision: StrictStr
 
 
-def _deny(action: ProposedAction, resolution: LevelResolution, reason: str, **extra: Any) -> GuardDecision:
+def _decision(
+    action: ProposedAction, resolution: LevelResolution, verdict: Verdict, reasons: list[str], **extra: Any
+) -> GuardDecision:
     return GuardDecision(
         action_id=action.id,
         action=action.action,
-        verdict=Verdict.DENY,
+        verdict=verdict,
         declared_level=resolution.declared,
         effective_level=resolution.effective,
         level_reasons=resolution.reasons,
-        reasons=[reason],
+        reasons=reasons,
         **extra,
     )
+
+
+def _deny(action: ProposedAction, resolution: LevelResolution, reason: str, **extra: Any) -> GuardDecision:
+    return _decision(action, resolution, Verdict.DENY, [reason], **extra)
 
 
 def targets_of(spec: ActionSpec, params: dict[str, Any]) -> Targets:
@@ -195,16 +201,13 @@ class Guard:
                 action, resolution, "policy asked for approval without approvers or quorum", risk=risk
             )
         policy = PolicyResult(engine=self.engine.name, decision_id=str(uuid.uuid4()), **result.model_dump())
-        return GuardDecision(
-            action_id=action.id,
-            action=action.action,
-            verdict=result.verdict,
-            declared_level=resolution.declared,
-            effective_level=resolution.effective,
-            level_reasons=resolution.reasons,
+        return _decision(
+            action,
+            resolution,
+            result.verdict,
+            result.reasons,
             risk=risk,
             policy=policy,
-            reasons=result.reasons,
             policy_revision=result.policy_revision,
         )
 

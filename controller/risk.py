@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,11 @@ CONTAINMENT = {
     ActionClass.CONTAIN_HOST,
     ActionClass.CONTAIN_IDENTITY,
 }
+
+
+def _worst(scored: Iterable[tuple[float, str]]) -> tuple[float, str]:
+    """The highest-valued (value, why) pair: an action is as risky as its riskiest target."""
+    return max(scored, key=lambda pair: pair[0], default=(0.0, "no target"))
 
 
 @dataclass(frozen=True)
@@ -118,41 +124,32 @@ class RiskScorer:
         if kind is TargetKind.NONE or ctx.spec.blast_radius is BlastRadius.NONE:
             return 0.0, "touches no asset"
         if kind is TargetKind.USER:
-            return self._user_criticality(ctx.targets.users)
+            return _worst(self._user_criticality(user) for user in ctx.targets.users)
         names = list(ctx.targets.hosts) if kind is TargetKind.HOST else []
         if kind is TargetKind.IP:
             owners = [self.assets.owner_of(ip) for ip in ctx.targets.ips]
             if not any(owners):
                 return self.model.external_address, "address belongs to no asset in the inventory (external)"
             names = [o for o in owners if o]
-        worst, worst_why = 0.0, ""
-        for name in names:
-            asset = self.assets.get(name)
-            if asset is None:
-                value, why = self.model.unknown_asset, f"{name} is not in the inventory"
-            elif asset.get("crown_jewel"):
-                value, why = self.model.criticality["crown_jewel"], f"{name} is a crown-jewel asset"
-            else:
-                level = str(asset.get("criticality", "medium"))
-                value = self.model.criticality.get(level, self.model.unknown_asset)  # type: ignore[call-overload]
-                why = f"{name} has {level} criticality"
-            if value >= worst:
-                worst, worst_why = value, why
-        return worst, worst_why
+        return _worst(self._asset_criticality(name) for name in names)
 
-    def _user_criticality(self, users: list[str]) -> tuple[float, str]:
-        worst, worst_why = 0.0, "no user"
-        for user in users:
-            entry = self.users.get(user)
-            if entry is None:
-                value, why = self.model.unknown_user, f"user {user} is not in the directory"
-            elif entry.get("privileged"):
-                value, why = self.model.privileged_user, f"user {user} is privileged"
-            else:
-                value, why = self.model.regular_user, f"user {user} is a regular account"
-            if value >= worst:
-                worst, worst_why = value, why
-        return worst, worst_why
+    def _asset_criticality(self, name: str) -> tuple[float, str]:
+        asset = self.assets.get(name)
+        if asset is None:
+            return self.model.unknown_asset, f"{name} is not in the inventory"
+        if asset.get("crown_jewel"):
+            return self.model.criticality["crown_jewel"], f"{name} is a crown-jewel asset"
+        level = str(asset.get("criticality", "medium"))
+        value = self.model.criticality.get(level, self.model.unknown_asset)  # type: ignore[call-overload]
+        return value, f"{name} has {level} criticality"
+
+    def _user_criticality(self, user: str) -> tuple[float, str]:
+        entry = self.users.get(user)
+        if entry is None:
+            return self.model.unknown_user, f"user {user} is not in the directory"
+        if entry.get("privileged"):
+            return self.model.privileged_user, f"user {user} is privileged"
+        return self.model.regular_user, f"user {user} is a regular account"
 
     @staticmethod
     def _target_count(ctx: RiskContext) -> tuple[float, str]:

@@ -149,3 +149,12 @@ def test_demo_json(state_env: dict[str, str]) -> None:
     summary = json.loads(result.stdout.splitlines()[-1])["verdicts_by_level"]
     assert summary["L1"]["execute"] < summary["L4"]["execute"]
     assert summary["L3"]["deny"] > 0  # the loopback sources of the shared samples are never blocked
+
+
+def test_alert_text_is_never_rendered_as_markup(tmp_path: Path, state_env: dict[str, str]) -> None:
+    plan = tmp_path / "plan.json"
+    title = "[high] [red]spoofed[/red] [link=https://evil.example]click[/link]"
+    plan.write_text(json.dumps({"actions": [{"action": "ticket.create", "params": {"title": title, "severity": "low"}}]}))
+    result = runner.invoke(app, ["evaluate", str(NETNS), "--plan", str(plan)], env={**state_env, "COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "title=[high] [red]spoofed[/red]" in result.stdout
