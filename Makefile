@@ -34,8 +34,10 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy controller actions workflows
 
+# The ledger's tests also run on PostgreSQL: .ci/postgres.sh installs (Debian) and starts one when missing.
 unit: setup
-	$(VENV)/bin/pytest -q -ra
+	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)}" && \
+	AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/pytest -q -ra
 
 test: setup lint unit
 

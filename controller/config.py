@@ -36,6 +36,12 @@ class Settings:
         default_factory=lambda: _path_from_env("AUTONOMY_OPA_BIN", REPO_ROOT / ".tools" / "opa")
     )
     opa_url: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_OPA_URL") or None)
+    ledger_url_override: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_LEDGER_URL") or None)
+
+    @property
+    def ledger_url(self) -> str:
+        """SQLite in the state folder unless AUTONOMY_LEDGER_URL names another database (PostgreSQL)."""
+        return self.ledger_url_override or f"sqlite:///{self.state_dir / 'ledger.db'}"
 
     @property
     def example_alert_files(self) -> list[Path]:

@@ -1,0 +1,108 @@
+"""The ledger's tables (SQLModel) and the database-side guards installed with them.
+
+`seq` is assigned by the appender under a lock, not by a SERIAL/AUTOINCREMENT: PostgreSQL sequences skip
+numbers on rollback, and a gap must mean "a row was deleted", never "a transaction aborted".
+The payload is stored as its canonical JSON text (not JSONB), so the bytes hashed are the bytes stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, text
+from sqlalchemy.engine import Connection
+from sqlmodel import Field, SQLModel
+
+from controller.ledger.canonical import GENESIS_HASH
+
+RECORDS_TABLE = "ledger_record"
+
+
+class RecordRow(SQLModel, table=True):
+    __tablename__ = RECORDS_TABLE
+    __table_args__ = (Index("ix_ledger_record_incident_seq", "incident_key", "seq"),)
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    incident_key: str = Field(sa_column=Column(String(512), nullable=False))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    actor: str = Field(sa_column=Column(String(256), nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    incident_prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(512), unique=True, nullable=True))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class HeadRow(SQLModel, table=True):
+    """Single row (id=1): the chain head, and on PostgreSQL the row whose lock serialises appends."""
+
+    __tablename__ = "ledger_head"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class IncidentHeadRow(SQLModel, table=True):
+    __tablename__ = "ledger_incident_head"
+
+    incident_key: str = Field(sa_column=Column(String(512), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+    count: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+records: Table = _table(RecordRow)
+head: Table = _table(HeadRow)
+incident_heads: Table = _table(IncidentHeadRow)
+TABLES = (records, head, incident_heads)
+
+_SQLITE_GUARDS = [
+    f"""CREATE TRIGGER IF NOT EXISTS {RECORDS_TABLE}_no_{op.lower()} BEFORE {op} ON {RECORDS_TABLE}
+    BEGIN SELECT RAISE(ABORT, '{RECORDS_TABLE} is append-only: {op} rejected'); END"""
+    for op in ("UPDATE", "DELETE")
+]
+
+_PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {RECORDS_TABLE}_reject_mutation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '{RECORDS_TABLE} is append-only: % rejected', TG_OP USING ERRCODE = 'insufficient_privilege';
+END
+$$"""
+
+_PG_TRIGGERS = {
+    f"{RECORDS_TABLE}_append_only": f"BEFORE UPDATE OR DELETE ON {RECORDS_TABLE} FOR EACH ROW",
+    f"{RECORDS_TABLE}_no_truncate": f"BEFORE TRUNCATE ON {RECORDS_TABLE} FOR EACH STATEMENT",
+}
+
+
+def create_schema(conn: Connection) -> None:
+    """Create the tables, the head row and the append-only triggers; idempotent, run inside the write lock.
+
+    The triggers are defence in depth only: an owner or superuser can drop them, which is why `verify`
+    recomputes the chain rather than trusting the database to have refused edits.
+    """
+    SQLModel.metadata.create_all(conn, tables=list(TABLES))
+    conn.execute(
+        text("INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, :genesis) ON CONFLICT (id) DO NOTHING"),
+        {"genesis": GENESIS_HASH},
+    )
+    if conn.dialect.name == "sqlite":
+        for ddl in _SQLITE_GUARDS:
+            conn.exec_driver_sql(ddl)
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text(_PG_FUNCTION))  # text() escapes the % for psycopg
+        for name, when in _PG_TRIGGERS.items():
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_trigger WHERE tgname = :name AND tgrelid = CAST(:table AS regclass)"),
+                {"name": name, "table": RECORDS_TABLE},
+            ).first()
+            if exists is None:
+                conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} EXECUTE FUNCTION {RECORDS_TABLE}_reject_mutation()")

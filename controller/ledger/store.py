@@ -1,0 +1,162 @@
+"""The Ledger: append-only, hash-chained audit records of every incident step, on SQLite or PostgreSQL.
+
+There is deliberately no update or delete method. Every append is one serialised transaction that reads the
+chain head, writes the record, and moves both the global and the incident head, so the chain stays linear
+and gap-free under many concurrent workers (see engine.py for how each backend serialises).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from controller.ledger import schema
+from controller.ledger.canonical import GENESIS_HASH, record_hash
+from controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot, write_transaction
+from controller.ledger.errors import IdempotencyConflict
+from controller.ledger.export import build_export
+from controller.ledger.reads import (
+    DbIndex,
+    first_record,
+    incident_records,
+    read_head,
+    read_incident_head,
+    read_incident_heads,
+    stream,
+)
+from controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
+from controller.ledger.report import VerifyReport
+from controller.ledger.verify import check_incident, check_ledger
+from controller.ledger.writes import check_text, lock_tip, parse_kind, plain_payload, write_record
+
+
+class Ledger:
+    """Append-only audit ledger. Thread-safe; share one instance per process."""
+
+    def __init__(self, engine: Engine, *, create_schema: bool = True) -> None:
+        configure_engine(engine)
+        self.engine = engine
+        if create_schema:
+            install_schema(engine)
+
+    @classmethod
+    def from_url(cls, url: str, **engine_kwargs: Any) -> Ledger:
+        """`sqlite:///path/ledger.db` or `postgresql+psycopg://user:pw@host/db` (bare postgresql:// works too)."""
+        return cls(make_engine(url, **engine_kwargs))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def append(
+        self,
+        incident_key: str,
+        kind: RecordKind | str,
+        actor: str,
+        payload: Mapping[str, Any] | BaseModel,
+        *,
+        idempotency_key: str | None = None,
+    ) -> LedgerRecord:
+        """Append one record and return it; with an idempotency key already used, return that record instead.
+
+        Temporal retries an activity whose result it did not see, so the key (e.g. `<workflow id>:<step>`)
+        makes the retry return the first write. The payload of a retry may differ (it was recomputed); the
+        first write wins and is what the audit shows. Reusing a key for another incident or kind raises
+        IdempotencyConflict.
+        """
+        record_kind = parse_kind(kind)
+        body = plain_payload(record_kind, payload)
+        check_text(incident_key=incident_key, actor=actor, idempotency_key=idempotency_key)
+        with write_transaction(self.engine) as conn:
+            tip = lock_tip(conn, incident_key)
+            if idempotency_key is not None:
+                existing = first_record(conn, schema.records.c.idempotency_key == idempotency_key)
+                if existing is not None:
+                    if (existing.incident_key, existing.kind) != (incident_key, record_kind):
+                        raise IdempotencyConflict(
+                            f"idempotency key {idempotency_key!r} already names record {existing.seq} "
+                            f"({existing.kind.value} of incident {existing.incident_key!r})"
+                        )
+                    return existing
+            fields: dict[str, Any] = {
+                "seq": tip.seq + 1,
+                "incident_key": incident_key,
+                "kind": record_kind.value,
+                "actor": actor,
+                "payload": body,
+                "created_at": datetime.now(UTC),
+                "prev_hash": tip.hash,
+                "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
+                "idempotency_key": idempotency_key,
+            }
+            fields["hash"] = record_hash(fields)
+            write_record(conn, fields, tip)
+        return LedgerRecord.model_validate(fields)
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get(self, seq: int) -> LedgerRecord | None:
+        """The record a workflow refers to by seq (e.g. a raw alert or an LLM transcript)."""
+        with read_snapshot(self.engine) as conn:
+            return first_record(conn, schema.records.c.seq == seq)
+
+    def find(self, idempotency_key: str) -> LedgerRecord | None:
+        with read_snapshot(self.engine) as conn:
+            return first_record(conn, schema.records.c.idempotency_key == idempotency_key)
+
+    def records(self, incident_key: str, kinds: Iterable[RecordKind | str] | None = None) -> list[LedgerRecord]:
+        """An incident's records in the order they were written."""
+        kind_values = None if kinds is None else [parse_kind(k).value for k in kinds]
+        with read_snapshot(self.engine) as conn:
+            return incident_records(conn, incident_key, kind_values)
+
+    def head(self) -> ChainHead:
+        """Seq and hash of the last record: publish it elsewhere to anchor the chain."""
+        with read_snapshot(self.engine) as conn:
+            return read_head(conn)
+
+    def incident_head(self, incident_key: str) -> IncidentHead | None:
+        with read_snapshot(self.engine) as conn:
+            return read_incident_head(conn, incident_key)
+
+    def incidents(self) -> list[IncidentHead]:
+        """Every incident the ledger knows, most recently written last."""
+        with read_snapshot(self.engine) as conn:
+            return read_incident_heads(conn)
+
+    def export_incident(self, incident_key: str) -> dict[str, Any]:
+        """An incident's records and head as a JSON-ready document that `verify_export` can check offline."""
+        with read_snapshot(self.engine) as conn:
+            rows = incident_records(conn, incident_key)
+            return build_export(incident_key, rows, read_incident_head(conn, incident_key), datetime.now(UTC))
+
+    def export_incident_json(self, incident_key: str, indent: int | None = 2) -> str:
+        return json.dumps(self.export_incident(incident_key), indent=indent, ensure_ascii=False)
+
+    # -- verifying -----------------------------------------------------------------------------------------
+
+    def verify(self, incident_key: str | None = None) -> VerifyReport:
+        """Recompute every hash and link (of the ledger, or of one incident) and name the first bad record.
+
+        Runs in one snapshot, so it can run while workers append. It trusts nothing the database enforces
+        (triggers, constraints): whoever can bypass them is exactly whom the chain is for.
+        """
+        with read_snapshot(self.engine) as conn:
+            index = DbIndex(conn)
+            if incident_key is None:
+                return check_ledger(stream(conn), read_head(conn), read_incident_heads(conn), index)
+            return check_incident(
+                incident_key, stream(conn, incident_key), read_incident_head(conn, incident_key), index
+            )
