@@ -63,9 +63,7 @@ class TicketParams(_Params):
 
 
 class WebhookParams(_Params):
-    channel: Annotated[
-        str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$", description="a configured channel name")
-    ]
+    channel: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$", description="a configured channel name")]
     message: Annotated[str, Field(min_length=1, max_length=4_000)]
 
 

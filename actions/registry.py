@@ -173,8 +173,5 @@ def validate_params(spec: ActionSpec, params: dict[str, Any]) -> BaseModel:
     try:
         return spec.params_model.model_validate(params)
     except ValidationError as exc:
-        errors = [
-            f"{'.'.join(str(part) for part in err['loc']) or '(params)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
+        errors = [f"{'.'.join(str(part) for part in err['loc']) or '(params)'}: {err['msg']}" for err in exc.errors()]
         raise InvalidParamsError(spec.name, errors) from None

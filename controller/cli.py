@@ -107,9 +107,7 @@ def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision
 
 @app.command()
 def evaluate(
-    alert_file: Annotated[
-        Path, typer.Argument(help="Alerts: ModSecurity v2/v3, Suricata EVE, OCSF or Alert JSON.")
-    ],
+    alert_file: Annotated[Path, typer.Argument(help="Alerts: ModSecurity v2/v3, Suricata EVE, OCSF or Alert JSON.")],
     plan_file: Annotated[
         Path | None, typer.Option("--plan", help="Judge this plan instead of the planner's (JSON file).")
     ] = None,
@@ -117,9 +115,7 @@ def evaluate(
         Level | None,
         typer.Option("--level", help="Judge at this level instead of the scope's assigned level."),
     ] = None,
-    engine: Annotated[
-        EngineName, typer.Option(help="embedded (regopy) or opa (server).")
-    ] = EngineName.EMBEDDED,
+    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest ALERT_FILE, plan a response per incident and show each action's verdict, risk and reasons.
@@ -153,9 +149,7 @@ def evaluate(
             else:
                 print_incident(incident, plan, decisions)
     if report.dead_lettered:
-        err_console.print(
-            f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]"
-        )
+        err_console.print(f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]")
     if not as_json:
         err_console.print(f"[dim]{report.summary()}[/]")
 
@@ -237,9 +231,7 @@ def levels_explain(as_json: JsonFlag = False) -> None:
     config = load_level_config(Settings().levels_dir)
     classes = list(next(iter(config.levels.values())).classes)
     if as_json:
-        document = {
-            lv.value: {c.value: spec.classes[c].value for c in classes} for lv, spec in config.levels.items()
-        }
+        document = {lv.value: {c.value: spec.classes[c].value for c in classes} for lv, spec in config.levels.items()}
         sys.stdout.write(json.dumps(document) + "\n")
         return
     table = Table(title="what the machine may do alone, per level and action class")
@@ -262,9 +254,7 @@ def levels_explain(as_json: JsonFlag = False) -> None:
         if spec.fallback and domain and (domain.categories or domain.environments or domain.min_confidence):
             notes.append(f"outside its operating domain it runs as {spec.fallback.level}")
         if not spec.enabled:
-            notes.append(
-                f"disabled: scopes assigned {lv.value} run as {spec.fallback.level if spec.fallback else '-'}"
-            )
+            notes.append(f"disabled: scopes assigned {lv.value} run as {spec.fallback.level if spec.fallback else '-'}")
         console.print(f"[bold]{lv.value}[/] {spec.j3016} ({'; '.join(notes)}.)")
 
 
@@ -295,9 +285,7 @@ def policy_test(
 
 @app.command()
 def demo(
-    engine: Annotated[
-        EngineName, typer.Option(help="embedded (regopy) or opa (server).")
-    ] = EngineName.EMBEDDED,
+    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
     as_json: JsonFlag = False,
 ) -> None:
     """Feed the bundled sample alerts through planner and guard at L1-L4 and show what each level would do."""
@@ -322,9 +310,7 @@ def _print_level_summary(
     counts: dict[Level, dict[Verdict, int]], guard: Guard | UnavailableGuard, as_json: bool
 ) -> None:
     if as_json:
-        document = {
-            lv.value: {v.value: n for v, n in row.items()} for lv, row in counts.items() if sum(row.values())
-        }
+        document = {lv.value: {v.value: n for v, n in row.items()} for lv, row in counts.items() if sum(row.values())}
         sys.stdout.write(json.dumps({"verdicts_by_level": document}) + "\n")
         return
     table = Table(title="the same incidents judged at each level")

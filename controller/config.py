@@ -20,21 +20,13 @@ def _path_from_env(name: str, default: Path) -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    levels_dir: Path = field(
-        default_factory=lambda: _path_from_env("AUTONOMY_LEVELS_DIR", REPO_ROOT / "levels")
-    )
-    policies_dir: Path = field(
-        default_factory=lambda: _path_from_env("AUTONOMY_POLICIES_DIR", REPO_ROOT / "policies")
-    )
+    levels_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_LEVELS_DIR", REPO_ROOT / "levels"))
+    policies_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_POLICIES_DIR", REPO_ROOT / "policies"))
     playbooks_dir: Path = field(
-        default_factory=lambda: _path_from_env(
-            "AUTONOMY_PLAYBOOKS_DIR", REPO_ROOT / "workflows" / "playbooks"
-        )
+        default_factory=lambda: _path_from_env("AUTONOMY_PLAYBOOKS_DIR", REPO_ROOT / "workflows" / "playbooks")
     )
     state_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_STATE_DIR", REPO_ROOT / "var"))
-    opa_bin: Path = field(
-        default_factory=lambda: _path_from_env("AUTONOMY_OPA_BIN", REPO_ROOT / ".tools" / "opa")
-    )
+    opa_bin: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_OPA_BIN", REPO_ROOT / ".tools" / "opa"))
     opa_url: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_OPA_URL") or None)
     ledger_url_override: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_LEDGER_URL") or None)
 

@@ -89,9 +89,7 @@ class IncidentFacts:
 
 
 class Guard:
-    def __init__(
-        self, bundle: PolicyBundle, engine: PolicyEngine, clock: Callable[[], float] = time.perf_counter
-    ):
+    def __init__(self, bundle: PolicyBundle, engine: PolicyEngine, clock: Callable[[], float] = time.perf_counter):
         self.bundle = bundle
         self.engine = engine
         self.assets = AssetIndex(bundle.inventory)
@@ -172,21 +170,15 @@ class Guard:
                 sensor_blocked=incident.blocked,
             )
         )
-        input_doc = self.policy_input(
-            incident, action, spec, params, targets, risk, facts, resolution, proposer
-        )
+        input_doc = self.policy_input(incident, action, spec, params, targets, risk, facts, resolution, proposer)
         try:
             raw = self.engine.evaluate(input_doc)
         except PolicyEngineError as exc:
-            return _deny(
-                action, resolution, f"policy engine ({self.engine.name}) gave no decision: {exc}", risk=risk
-            )
+            return _deny(action, resolution, f"policy engine ({self.engine.name}) gave no decision: {exc}", risk=risk)
         try:
             result = _RawPolicyResult.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors())
             return _deny(action, resolution, f"policy result malformed: {problems}", risk=risk)
         if result.policy_revision != self.bundle.revision:
             return _deny(
@@ -197,9 +189,7 @@ class Guard:
                 risk=risk,
             )
         if result.verdict is Verdict.APPROVE and (result.quorum < 1 or not result.approver_groups):
-            return _deny(
-                action, resolution, "policy asked for approval without approvers or quorum", risk=risk
-            )
+            return _deny(action, resolution, "policy asked for approval without approvers or quorum", risk=risk)
         policy = PolicyResult(engine=self.engine.name, decision_id=str(uuid.uuid4()), **result.model_dump())
         return _decision(
             action,

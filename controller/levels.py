@@ -89,15 +89,11 @@ class LevelSpec(_Strict):
         if missing:
             raise ValueError(f"classes: every action class needs a rule, missing {missing}")
         if self.level.rank >= 3 and (self.operating_domain is None or self.fallback is None):
-            raise ValueError(
-                f"{self.level} must declare operating_domain and fallback (J3016 level 3 and up)"
-            )
+            raise ValueError(f"{self.level} must declare operating_domain and fallback (J3016 level 3 and up)")
         if self.fallback is not None and self.fallback.level.rank >= self.level.rank:
             raise ValueError("fallback.level must be lower than the level itself")
         if self.approval.on_timeout is OnTimeout.EXECUTE_REVERSIBLE and self.level.rank < 4:
-            raise ValueError(
-                "approval.on_timeout: execute_reversible (veto window) is only allowed from L4 up"
-            )
+            raise ValueError("approval.on_timeout: execute_reversible (veto window) is only allowed from L4 up")
         return self
 
 
@@ -229,9 +225,7 @@ def _in_domain(spec: LevelSpec, scope: IncidentScope) -> str | None:
     return None
 
 
-def resolve_level(
-    config: LevelConfig, scope: IncidentScope, declared: Level | None = None
-) -> LevelResolution:
+def resolve_level(config: LevelConfig, scope: IncidentScope, declared: Level | None = None) -> LevelResolution:
     """Effective level = min(assigned or declared, kill switch, L5 disabled, out-of-domain fallback)."""
     scopes = config.scopes
     reasons: list[str] = []

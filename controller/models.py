@@ -177,9 +177,7 @@ class BlastRadius(StrEnum):
 
     @property
     def weight(self) -> float:
-        return {"none": 0.0, "single_address": 0.25, "network_range": 0.6, "host": 0.75, "identity": 0.8}[
-            self.value
-        ]
+        return {"none": 0.0, "single_address": 0.25, "network_range": 0.6, "host": 0.75, "identity": 0.8}[self.value]
 
 
 class TargetKind(StrEnum):

@@ -95,9 +95,7 @@ class RiskScorer:
             weight = self.model.weights.get(name, 0.0)  # type: ignore[call-overload]
             contribution = round(100.0 * weight * value / total_weight, 2)
             factors.append(
-                RiskFactor(
-                    name=name, value=round(value, 4), weight=weight, contribution=contribution, why=why
-                )
+                RiskFactor(name=name, value=round(value, 4), weight=weight, contribution=contribution, why=why)
             )
         score = round(min(100.0, sum(f.contribution for f in factors)), 1)
         return RiskAssessment(score=score, factors=factors)

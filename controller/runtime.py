@@ -30,9 +30,7 @@ def load_policy_bundle(settings: Settings) -> PolicyBundle:
 
 
 @contextmanager
-def open_guard(
-    settings: Settings, engine: EngineName = EngineName.EMBEDDED
-) -> Iterator[Guard | UnavailableGuard]:
+def open_guard(settings: Settings, engine: EngineName = EngineName.EMBEDDED) -> Iterator[Guard | UnavailableGuard]:
     """A ready guard for the chosen engine; with `opa` and no AUTONOMY_OPA_URL a local OPA is started and stopped."""
     with ExitStack() as stack:
         guard: Guard | UnavailableGuard

@@ -77,9 +77,7 @@ def test_evaluate_at_l1_never_executes_a_change(state_env: dict[str, str]) -> No
     }
 
 
-def test_malformed_lines_are_dead_lettered_and_the_rest_goes_through(
-    tmp_path: Path, state_env: dict[str, str]
-) -> None:
+def test_malformed_lines_are_dead_lettered_and_the_rest_goes_through(tmp_path: Path, state_env: dict[str, str]) -> None:
     lines = NETNS.read_text().splitlines()
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text("\n".join([lines[0], "{not json", lines[1], '{"hello": "world"}']) + "\n")
@@ -154,7 +152,9 @@ def test_demo_json(state_env: dict[str, str]) -> None:
 def test_alert_text_is_never_rendered_as_markup(tmp_path: Path, state_env: dict[str, str]) -> None:
     plan = tmp_path / "plan.json"
     title = "[high] [red]spoofed[/red] [link=https://evil.example]click[/link]"
-    plan.write_text(json.dumps({"actions": [{"action": "ticket.create", "params": {"title": title, "severity": "low"}}]}))
+    plan.write_text(
+        json.dumps({"actions": [{"action": "ticket.create", "params": {"title": title, "severity": "low"}}]})
+    )
     result = runner.invoke(app, ["evaluate", str(NETNS), "--plan", str(plan)], env={**state_env, "COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "title=[high] [red]spoofed[/red]" in result.stdout

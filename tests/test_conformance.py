@@ -126,9 +126,7 @@ CASES = [
         quorum=2,
     ),
     # Harmless classes.
-    Case(
-        "L1 ticket recommends", Level.L1, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, R
-    ),
+    Case("L1 ticket recommends", Level.L1, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, R),
     Case("L2 ticket runs", Level.L2, "ticket.create", {"title": "t", "severity": "high", "body": "b"}, E),
     Case("L3 notify runs", Level.L3, "notify.webhook", {"channel": "soc", "message": "m"}, E),
     Case("L1 lookup runs", Level.L1, "investigate.ip_reputation", {"ip": "198.51.100.66"}, E),
@@ -166,9 +164,7 @@ def test_table_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_both_engines_agree_and_decide_as_expected(
-    case: Case, embedded_guard: Guard, opa_guard: Guard
-) -> None:
+def test_both_engines_agree_and_decide_as_expected(case: Case, embedded_guard: Guard, opa_guard: Guard) -> None:
     embedded = _decide(embedded_guard, case)
     opa = _decide(opa_guard, case)
     assert _comparable(embedded) == _comparable(opa)

@@ -18,9 +18,7 @@ from controller.policy_bundle import PolicyBundle, load_bundle, with_documents
 from controller.runtime import EngineName, open_guard
 from tests.factories import make_incident
 
-BLOCK = ProposedAction(
-    id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 3600}
-)
+BLOCK = ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 3600})
 
 
 def plan_of(*actions: ProposedAction) -> Plan:
@@ -116,9 +114,7 @@ def test_builtin_the_embedded_engine_lacks_is_refused_at_load(tmp_path: Path, le
 
 def test_builtin_missing_means_every_decision_denies(tmp_path: Path, settings: Settings) -> None:
     policies = _policy_dir(tmp_path, CIDR_POLICY)
-    with open_guard(
-        Settings(levels_dir=settings.levels_dir, policies_dir=policies), EngineName.EMBEDDED
-    ) as guard:
+    with open_guard(Settings(levels_dir=settings.levels_dir, policies_dir=policies), EngineName.EMBEDDED) as guard:
         assert isinstance(guard, UnavailableGuard)
         decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK)))
     assert decision.verdict is Verdict.DENY
@@ -154,18 +150,14 @@ def test_malformed_result(tmp_path: Path, level_config: Any) -> None:
 def test_revision_mismatch_when_opa_runs_another_policy(opa_bin: Path, bundle: PolicyBundle) -> None:
     stale = with_documents(bundle, guardrails={**bundle.data["guardrails"], "max_addresses_per_block": 1})
     with OpaServer(opa_bin, stale) as server:
-        decision = only(
-            Guard(bundle, OpaServerEngine(server.url)).decide_plan(make_incident(), plan_of(BLOCK))
-        )
+        decision = only(Guard(bundle, OpaServerEngine(server.url)).decide_plan(make_incident(), plan_of(BLOCK)))
     assert decision.verdict is Verdict.DENY
     assert decision.reasons[0].startswith("policy revision mismatch")
     assert stale.revision in decision.reasons[0] and bundle.revision in decision.reasons[0]
 
 
 def test_opa_that_cannot_start_denies_everything(tmp_path: Path, settings: Settings) -> None:
-    broken = Settings(
-        levels_dir=settings.levels_dir, policies_dir=settings.policies_dir, opa_bin=tmp_path / "no-opa"
-    )
+    broken = Settings(levels_dir=settings.levels_dir, policies_dir=settings.policies_dir, opa_bin=tmp_path / "no-opa")
     with open_guard(broken, EngineName.OPA) as guard:
         decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK)))
     assert decision.verdict is Verdict.DENY

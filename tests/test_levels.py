@@ -55,9 +55,7 @@ def test_level_file_must_match_its_name_and_fallback_must_be_lower(config_copy: 
 
 
 def test_most_restrictive_override_wins(level_config: LevelConfig) -> None:
-    scope = IncidentScope(
-        Category.SQLI, environment="production", asset_group="domain-controllers", confidence=0.9
-    )
+    scope = IncidentScope(Category.SQLI, environment="production", asset_group="domain-controllers", confidence=0.9)
     assert resolve_level(level_config, scope).declared is Level.L1
     scope = IncidentScope(Category.SQLI, environment="production", asset_group="web", confidence=0.9)
     assert resolve_level(level_config, scope).effective is Level.L3

@@ -38,15 +38,11 @@ def injected_incident() -> Incident:
 
 def test_policy_input_carries_no_free_text(embedded_guard: Guard) -> None:
     incident = injected_incident()
-    action = ProposedAction(
-        id="a1", action="network.block_ip", params={"ip": "198.51.100.66"}, rationale=INJECTION
-    )
+    action = ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66"}, rationale=INJECTION)
     spec = get_spec(action.action)
     facts = embedded_guard.facts(incident)
     resolution = resolve_level(embedded_guard.bundle.levels, facts.scope)
-    [decision] = embedded_guard.decide_plan(
-        incident, Plan(incident_key="k", planner="offline", actions=[action])
-    )
+    [decision] = embedded_guard.decide_plan(incident, Plan(incident_key="k", planner="offline", actions=[action]))
     assert decision.risk is not None
     document = embedded_guard.policy_input(
         incident,

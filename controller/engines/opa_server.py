@@ -4,6 +4,9 @@
 production point `AUTONOMY_OPA_URL` at your own OPA (sidecar or cluster). Either way the engine checks that
 the policy revision OPA evaluated is the one the controller expects, so a stale or foreign policy set can
 never decide silently.
+
+Before its first decision the engine also asks OPA for package autonomy.config's `errors` (the static checks of
+the bundle's data, policies/autonomy/config.rego) and refuses to decide while they are not empty.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import requests
 from opa_client import OpaClient
 
 from controller.engines.base import PolicyEngineError, PolicyUndefinedError
-from controller.policy_bundle import ENTRYPOINT, PolicyBundle
+from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 
 PACKAGE_PATH, RULE_NAME = ENTRYPOINT.rsplit("/", 1)
+CONFIG_PACKAGE_PATH, CONFIG_RULE_NAME = CONFIG_ENTRYPOINT.rsplit("/", 1)
 
 
 class OpaUnavailableError(PolicyEngineError):
@@ -117,8 +121,30 @@ class OpaServerEngine:
         self._client = OpaClient(
             host=parts.hostname, port=parts.port, ssl=parts.scheme == "https", timeout=timeout, retries=0
         )
+        self._config_checked = False
+
+    def check_config(self) -> None:
+        """Raise PolicyEngineError unless OPA's data passes package autonomy.config (no such package: nothing to check).
+
+        evaluate() calls this before its first decision (and again after a failed check); callers that want a
+        broken bundle reported at start-up may call it right away.
+        """
+        try:
+            response = self._client.query_rule({}, CONFIG_PACKAGE_PATH.replace("/", "."), CONFIG_RULE_NAME)
+        except requests.RequestException as exc:
+            raise OpaUnavailableError(f"OPA server at {self.url} unreachable or failed: {exc}") from exc
+        except Exception as exc:  # the client raises its own types for OPA-side errors
+            raise PolicyEngineError(f"OPA server at {self.url} returned an error: {exc}") from exc
+        errors = response.get("result", [])
+        if not isinstance(errors, list):
+            raise PolicyEngineError(f"OPA server at {self.url}: {CONFIG_ENTRYPOINT} is not a list: {errors!r}")
+        if errors:
+            raise PolicyEngineError("policy data invalid: " + "; ".join(map(str, errors)))
+        self._config_checked = True
 
     def evaluate(self, input_doc: dict[str, Any]) -> Any:
+        if not self._config_checked:
+            self.check_config()
         try:
             response = self._client.query_rule(input_doc, PACKAGE_PATH.replace("/", "."), RULE_NAME)
         except requests.RequestException as exc:

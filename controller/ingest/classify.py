@@ -191,12 +191,7 @@ class RuleHit:
         family = self.family
         if family is not None and family in _CRS_FAMILIES:
             return _CRS_FAMILIES[family]
-        if (
-            family is None
-            and self.rule_id
-            and self.rule_id.isdigit()
-            and 200000 <= int(self.rule_id) < 200100
-        ):
+        if family is None and self.rule_id and self.rule_id.isdigit() and 200000 <= int(self.rule_id) < 200100:
             # modsecurity.conf-recommended: request body / multipart parsing failures.
             return (Category.PROTOCOL, Tier.PROTOCOL)
         for tag in self.tags:
@@ -253,9 +248,7 @@ def classify_crs(hits: Sequence[RuleHit]) -> Classification:
         if hit_tier == tier:
             points[category] = points.get(category, 0) + hit.points
     winner = max(points, key=lambda c: (points[c], -_TIE_ORDER.index(c)))
-    deciding = tuple(
-        hit for hit, (category, hit_tier) in classified if hit_tier == tier and category == winner
-    )
+    deciding = tuple(hit for hit, (category, hit_tier) in classified if hit_tier == tier and category == winner)
     primary = max(deciding, key=lambda h: h.points)  # max() keeps the first of equals
     return Classification(
         category=winner,
@@ -324,12 +317,8 @@ _TEXT_RULES: tuple[_TextRule, ...] = (
         r"\bcnc\b|\bc2\b|command and control|beacon|cobalt ?strike|\bcheckin\b|\bta0011\b|\bt1071\b",
         Category.C2,
     ),
-    _rule(
-        r"malware|trojan|ransomware|backdoor|\bworm\b|virus|infostealer|coin ?miner|\brat\b", Category.MALWARE
-    ),
-    _rule(
-        r"command injection|remote (code|command) execution|\brce\b|code execution", Category.RCE, boost=0.0
-    ),
+    _rule(r"malware|trojan|ransomware|backdoor|\bworm\b|virus|infostealer|coin ?miner|\brat\b", Category.MALWARE),
+    _rule(r"command injection|remote (code|command) execution|\brce\b|code execution", Category.RCE, boost=0.0),
     _rule(
         r"\bet scan\b|scanner|nikto|nmap|masscan|sqlmap|zgrab|nuclei|gobuster|dirbuster|port ?scan",
         Category.SCANNER,

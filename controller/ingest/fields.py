@@ -19,9 +19,7 @@ Record = Mapping[str, Any]
 
 _MONTHS = {
     m: i
-    for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1
-    )
+    for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)
 }
 # Apache/ModSecurity v2 audit time: 23/Nov/2026:08:41:10.759627 +0000
 _APACHE_TIME = re.compile(

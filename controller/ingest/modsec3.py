@@ -28,11 +28,7 @@ def looks_like(record: Record) -> bool:
 
 def skip_reason(record: Record) -> str | None:
     """A transaction logged with no rule match (SecAuditEngine On) is traffic, not an alert."""
-    return (
-        None
-        if fields.sequence(record, "transaction.messages", optional=True)
-        else f"{SOURCE}: no rule matched"
-    )
+    return None if fields.sequence(record, "transaction.messages", optional=True) else f"{SOURCE}: no rule matched"
 
 
 def parse(record: Record) -> Alert:
@@ -47,9 +43,7 @@ def parse(record: Record) -> Alert:
         WafTransaction(
             source=SOURCE,
             sensor_id=fields.text(record, "transaction.unique_id"),
-            observed_at=fields.ctime_utc(
-                fields.text(record, "transaction.time_stamp"), "transaction.time_stamp"
-            ),
+            observed_at=fields.ctime_utc(fields.text(record, "transaction.time_stamp"), "transaction.time_stamp"),
             src_ip=fields.ip(tx.get("client_ip"), "transaction.client_ip"),
             dst_ip=fields.optional_ip(tx.get("host_ip"), "transaction.host_ip"),
             dst_port=fields.port(tx.get("host_port"), "transaction.host_port"),

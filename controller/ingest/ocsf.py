@@ -32,11 +32,7 @@ def looks_like(record: Record) -> bool:
 
 def skip_reason(record: Record) -> str | None:
     class_uid = fields.optional_int(record, "class_uid")
-    return (
-        None
-        if class_uid == DETECTION_FINDING
-        else f"{SOURCE}: class_uid {class_uid} is not a Detection Finding"
-    )
+    return None if class_uid == DETECTION_FINDING else f"{SOURCE}: class_uid {class_uid} is not a Detection Finding"
 
 
 def parse(record: Record) -> Alert:
@@ -68,8 +64,7 @@ def parse(record: Record) -> Alert:
         url=_lookup(record, "url.url_string") or _lookup(record, "http_request.url.url_string"),
         rule_ids=[analytic] if analytic else [],
         signature=title,
-        blocked=disposition in BLOCKED_DISPOSITIONS
-        or fields.optional_int(record, "action_id") == ACTION_DENIED,
+        blocked=disposition in BLOCKED_DISPOSITIONS or fields.optional_int(record, "action_id") == ACTION_DENIED,
         evidence_text=evidence(_evidence_parts(record)),
         raw=bounded_raw(record, _HUGE),
     )

@@ -207,9 +207,7 @@ def _document_items(stream: IO[bytes], position: _Position) -> Iterator[_Item]:
             return
         if need_comma:
             if char != ",":
-                yield _Item(
-                    buffer.line, _head(buffer), error=f"expected ',' or ']' in the array, found {char!r}"
-                )
+                yield _Item(buffer.line, _head(buffer), error=f"expected ',' or ']' in the array, found {char!r}")
                 return
             buffer.advance(buffer.pos + 1)
             need_comma = False

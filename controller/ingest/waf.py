@@ -115,8 +115,6 @@ def waf_alert(tx: WafTransaction) -> Alert:
         rule_ids=[h.rule_id for h in tx.hits if h.rule_id],
         signature=verdict.primary.message if verdict.primary else None,
         blocked=tx.blocked,
-        evidence_text=evidence(
-            [tx.request_line, f"User-Agent: {tx.user_agent}" if tx.user_agent else None, *matched]
-        ),
+        evidence_text=evidence([tx.request_line, f"User-Agent: {tx.user_agent}" if tx.user_agent else None, *matched]),
         raw=tx.raw,
     )

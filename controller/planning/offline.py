@@ -69,9 +69,7 @@ class OfflinePlanner:
 
     name = PLANNER_NAME
 
-    def __init__(
-        self, playbooks_dir: Path | None = None, asset_groups: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, playbooks_dir: Path | None = None, asset_groups: Mapping[str, str] | None = None) -> None:
         self.playbooks_dir = playbooks_dir or Settings().playbooks_dir
         self.playbooks: list[Playbook] = load_playbooks(self.playbooks_dir)
         self.asset_groups: dict[str, str] = dict(asset_groups or {})

@@ -121,9 +121,7 @@ class PlaybookAction(_Strict):
             template = _checked(key, value, TARGET_FIELDS[spec.target_kind])
             allowed = " or ".join(f"{{{f}}}" for f in sorted(TARGET_FIELDS[spec.target_kind]))
             if template.single_field is None:
-                raise ValueError(
-                    f"{key}: the target must be exactly one placeholder ({allowed}), got {value!r}"
-                )
+                raise ValueError(f"{key}: the target must be exactly one placeholder ({allowed}), got {value!r}")
             self._target = (name, template.single_field)
             return template
         if name in FREE_TEXT_PARAMS.get(spec.name, frozenset()):
@@ -222,9 +220,7 @@ def load_playbooks(directory: Path) -> list[Playbook]:
             errors.extend(exc.errors)
             continue
         if playbook.name in playbooks:
-            errors.append(
-                f"{path.name}: name: {playbook.name!r} already defined in {playbooks[playbook.name][0]}"
-            )
+            errors.append(f"{path.name}: name: {playbook.name!r} already defined in {playbooks[playbook.name][0]}")
             continue
         playbooks[playbook.name] = (path.name, playbook)
     if not playbooks and not errors:

@@ -54,9 +54,7 @@ TARGET_FIELDS: dict[TargetKind, frozenset[str]] = {
     TargetKind.NONE: frozenset(),
 }
 
-FREE_TEXT_LIMIT = (
-    200  # per free-text value: enough to recognise the attack, too short to carry a long payload
-)
+FREE_TEXT_LIMIT = 200  # per free-text value: enough to recognise the attack, too short to carry a long payload
 MAX_LISTED = 5  # distinct signatures/urls/rule ids listed before "(+N more)"
 MISSING = "unknown"  # what a missing fact reads as in human-facing text
 
@@ -99,9 +97,7 @@ def parse(text: str) -> Template:
             continue
         name = match.group(1)
         if name is None:
-            raise TemplateError(
-                f"stray {token!r} at offset {match.start()} (write {token * 2} for a literal)"
-            )
+            raise TemplateError(f"stray {token!r} at offset {match.start()} (write {token * 2} for a literal)")
         if name not in FIELDS:
             raise TemplateError(f"unknown field {{{name}}}; allowed: {', '.join(sorted(FIELDS))}")
         parts.extend(["".join(literal), name])

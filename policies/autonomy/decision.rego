@@ -7,9 +7,20 @@
 # Fail closed: whatever is missing or malformed becomes a deny reason, never a silent pass.
 # Both engines run this file (OPA and regopy), so it uses only built-ins regopy has (no net.*, no
 # print, no any/all) and formats numbers itself (see num below).
+#
+# Only what depends on the input is checked here. The shape of the data (every level's risk limits,
+# quorum and modes; class_approvers and approver groups) is static per bundle: package autonomy.config
+# checks it once, when an engine loads the bundle, and the engine refuses a bundle that fails.
+#
+# Cost, in the embedded engine (regopy evaluates every rule the result depends on, on every query;
+# a rule or function call costs a few us, a loop about 3 us per iteration): the common answer is
+# computed from a handful of rules, and what only some verdicts need (the detailed input errors, the
+# approval checks) sits behind a condition that is false on the common path. A bare object as a
+# condition (`level` rather than `level.enabled`) costs about 40 us in regopy, so none is used.
 package autonomy.decision
 
 import data.autonomy.guardrails
+import data.autonomy.targets
 
 # ---------------------------------------------------------------------------------------------
 # Entry point
@@ -62,14 +73,20 @@ modes := {"execute", "approve", "recommend", "deny"}
 
 level_name := input.level.effective
 
-level := data.levels[level_name]
-
 class := input.action.class
 
 score := input.risk.score
 
+# The effective level's rules. Never a bare condition (`level` rather than `level.enabled`): regopy
+# tests an object's truth in time that grows with its size (measured: about 40 us here).
+level := data.levels[level_name]
+
 # What the level lets the machine do with this class of action.
 mode := level.classes[class]
+
+auto_max := level.risk.auto_max
+
+approve_max := level.risk.approve_max
 
 recommend_only if mode == "recommend"
 
@@ -77,23 +94,25 @@ recommend_only if mode == "recommend"
 recommend_only if {
 	mode in {"execute", "approve"}
 	risk_gated
-	score > level.risk.approve_max
+	score > approve_max
 }
 
 # The risk score says how much breaks if the action is wrong. An action with blast radius none
 # (lookups, tickets, notifications) breaks nothing, so its level's mode alone decides: L1's
 # "investigate: execute" means a lookup runs, whatever auto_max 0 would say.
-risk_gated if not field(["action", "blast_radius"]) == "none"
+risk_gated if not changes_nothing
+
+changes_nothing if input.action.blast_radius == "none"
 
 approval_reasons contains sprintf("%s requires approval for %s", [level_name, class]) if mode == "approve"
 
 approval_reasons contains msg if {
 	mode == "execute"
 	risk_gated
-	score > level.risk.auto_max
+	score > auto_max
 	msg := sprintf(
 		"risk %s above %s's auto limit %s: %s needs approval",
-		[num(score), level_name, num(level.risk.auto_max), class],
+		[num(score), level_name, num(auto_max), class],
 	)
 }
 
@@ -110,7 +129,7 @@ explanations contains msg if {
 	mode != "recommend"
 	msg := sprintf(
 		"risk %s above %s's approval limit %s: recommend only",
-		[num(score), level_name, num(level.risk.approve_max)],
+		[num(score), level_name, num(approve_max)],
 	)
 }
 
@@ -119,13 +138,13 @@ explanations contains msg if {
 	risk_gated
 	msg := sprintf(
 		"%s lets %s execute alone; risk %s within auto limit %s",
-		[level_name, class, num(score), num(level.risk.auto_max)],
+		[level_name, class, num(score), num(auto_max)],
 	)
 }
 
 explanations contains msg if {
 	verdict == "execute"
-	not risk_gated
+	changes_nothing
 	msg := sprintf("%s lets %s execute alone; blast radius none, so risk %s is not gated", [level_name, class, num(score)])
 }
 
@@ -133,81 +152,99 @@ explanations contains msg if {
 # Deny reasons
 # ---------------------------------------------------------------------------------------------
 
-deny_reasons contains msg if {
-	some msg in guardrails.deny
-	is_string(msg)
-}
+deny_reasons contains deny_text(msg) if some msg in guardrails.deny
 
 # A guardrail bug must not turn a deny into a pass.
-deny_reasons contains "a guardrail returned a deny reason that is not a string" if {
-	some msg in guardrails.deny
-	not is_string(msg)
+deny_text(msg) := msg if {
+	is_string(msg)
+} else := "a guardrail returned a deny reason that is not a string"
+
+# The input and level checks: one fast rule (checks_pass) on the common path, and the detailed messages
+# only when it fails.
+deny_reasons contains msg if {
+	not checks_pass
+	some msg in input_problems
 }
 
-deny_reasons contains msg if some msg in input_errors
+deny_reasons contains msg if {
+	not checks_pass
+	some msg in level_errors
+}
 
-deny_reasons contains msg if some msg in level_errors
+# Approval checks only where an approval is the outcome: cheaper, and nothing else needs them.
+deny_reasons contains msg if {
+	would_approve
+	some msg in approval_errors
+}
 
-deny_reasons contains msg if some msg in approval_errors
+# --- one fast check -------------------------------------------------------------------------
+# Everything the input and the level must be, in one rule, one pass: a well-formed input whose level
+# runs this class costs just this. Only when it fails are input_errors and level_errors computed, and
+# they then say what is wrong. (The mode lookup succeeding makes the level and class names strings: data
+# keys are strings.) package autonomy.targets keeps the well-formed IP targets (the guardrails
+# iterate them) and is undefined when input.targets.ips is not an array: every one must be
+# well-formed. Hosts and users are checked in place: `every` costs regopy less than a filtered copy.
+checks_pass if {
+	level.enabled == true
+	mode in runnable_modes
+	is_string(input.action.name)
+	input.action.blast_radius in blast_radii
+	valid_score
+	count(targets.ips) == count(input.targets.ips)
+	is_array(input.targets.hosts)
+	is_array(input.targets.users)
+	every host in input.targets.hosts {
+		is_string(host)
+	}
+	every user in input.targets.users {
+		is_string(user)
+	}
+}
+
+runnable_modes := {"execute", "approve", "recommend"}
 
 # --- the level -------------------------------------------------------------------------------
+# Only what this input selects; the levels' own shape is package autonomy.config's job.
 
 level_errors contains sprintf("level %s is not defined in data.levels", [level_name]) if {
 	is_string(level_name)
-	not data.levels[level_name]
+	not level_defined
 }
 
 # L5 ships disabled; a level runs only when it says enabled: true.
 level_errors contains sprintf("level %s is disabled", [level_name]) if {
-	level
+	level_defined
 	not level_enabled
 }
 
 level_errors contains sprintf("%s defines no mode for class %s", [level_name, class]) if {
-	level
+	level_defined
 	is_string(class)
-	not level.classes[class]
+	not mode
 }
 
 level_errors contains sprintf("%s denies class %s", [level_name, class]) if mode == "deny"
 
+# autonomy.config refuses such a level at load; checked here too because the verdict has no branch
+# for another mode, and a deny must say why.
 level_errors contains msg if {
 	mode
 	not mode in modes
 	msg := sprintf("%s gives class %s an unknown mode (not execute, approve, recommend or deny)", [level_name, class])
 }
 
-level_errors contains sprintf("%s's risk limits must satisfy 0 <= auto_max <= approve_max <= 100", [level_name]) if {
-	level
-	not risk_limits_ok
-}
-
-level_errors contains sprintf("%s's approval.quorum must be a whole number of at least 1", [level_name]) if {
-	level
-	not level_quorum_ok
-}
+level_defined if is_object(level)
 
 level_enabled if level.enabled == true
-
-level_quorum_ok if positive_whole(level.approval.quorum)
-
-risk_limits_ok if {
-	is_number(level.risk.auto_max)
-	is_number(level.risk.approve_max)
-	0 <= level.risk.auto_max
-	level.risk.auto_max <= level.risk.approve_max
-	level.risk.approve_max <= 100
-}
 
 # --- the input -------------------------------------------------------------------------------
 
 blast_radii := {"none", "single_address", "network_range", "host", "identity"}
 
-address_width := {4: 32, 6: 128}
-
-# Checks read fields through field(): in OPA, `not is_string(input.x)` is *undefined* when input.x is
-# missing (the ref is hoisted out of the negation, open-policy-agent/opa#1877), while regopy says true.
-# field() is always defined, so both engines report the missing field.
+# The messages, checked one by one. They read fields through field(): in OPA, `not is_string(input.x)`
+# is *undefined* when input.x is missing (the ref is hoisted out of the negation,
+# open-policy-agent/opa#1877), while regopy says true. field() is always defined, so both engines
+# report the missing field.
 input_errors contains "input.action.name is missing or not a string" if not is_string(field(["action", "name"]))
 
 input_errors contains "input.action.class is missing or not a string" if not is_string(field(["action", "class"]))
@@ -237,8 +274,14 @@ input_errors contains sprintf("input.targets.%s holds a value that is not a stri
 input_errors contains sprintf("input.targets.ips[%d] is malformed: it needs value, version, prefix_len and bits", [i]) if {
 	is_array(input.targets.ips)
 	some i, target in input.targets.ips
-	not well_formed_ip(target)
+	not targets.well_formed_ip(target)
 }
+
+# checks_pass and the detailed messages say one thing twice (a fast yes, a detailed no). Should a change
+# ever make them disagree, the decision is still a deny.
+input_problems := input_errors if {
+	count(input_errors | level_errors) > 0
+} else := {"input or level rejected by the policy's checks"}
 
 valid_score if {
 	is_number(score)
@@ -246,49 +289,29 @@ valid_score if {
 	score <= 100
 }
 
-# bits carries the prefix in binary, one character per prefix bit (README, "Input document").
-well_formed_ip(t) if {
-	is_string(t.value)
-	width := address_width[t.version]
-	whole(t.prefix_len)
-	t.prefix_len >= 0
-	t.prefix_len <= width
-	is_string(t.bits)
-	count(t.bits) == t.prefix_len
-	regex.match(`^[01]*$`, t.bits)
-}
-
 # --- approval must be possible ---------------------------------------------------------------
 # An approval nobody can give ends in the level's on_timeout rule, which at L4 runs a reversible
-# action anyway. So an unreachable quorum, or a machine among the approvers, is a deny now.
+# action anyway. So an unreachable quorum is a deny now. Static mistakes (a class_approvers group
+# not defined, a service identity in any approver group) are package autonomy.config's: the engines
+# refuse such a bundle at load. Checked here: what the input decides (the class, the groups the
+# guardrails add, the proposer, who never approves their own proposal).
 
 would_approve if {
+	count(approval_reasons) > 0
 	mode in {"execute", "approve"}
 	not recommend_only
-	count(approval_reasons) > 0
 }
 
 approval_errors contains sprintf("nobody can approve %s: no approver group is configured for it", [class]) if {
-	would_approve
 	count(candidate_groups) == 0
 }
 
-approval_errors contains sprintf("approver group %s is not defined in data.identities.approver_groups", [group]) if {
-	would_approve
-	some group in candidate_groups
-	not data.identities.approver_groups[group]
+approval_errors contains sprintf("approver group %s is not defined in data.identities.approver_groups", [r.group]) if {
+	some r in guardrail_requirements
+	not group_defined(r.group)
 }
 
 approval_errors contains msg if {
-	would_approve
-	some group in candidate_groups
-	some member in data.identities.approver_groups[group].members
-	member in service_identities
-	msg := sprintf("approver group %s lists service identity %s: a machine never approves", [group, member])
-}
-
-approval_errors contains msg if {
-	would_approve
 	count(candidate_groups) > 0
 	count(eligible_approvers) < required_quorum
 
@@ -299,15 +322,22 @@ approval_errors contains msg if {
 	])
 }
 
+# Data objects are bound to a local before an argument indexes them: regopy walks the whole object for
+# data.x[arg] in a function.
+group_defined(group) if {
+	groups := data.identities.approver_groups
+	is_object(groups[group])
+}
+
 # Guardrail approval requirements: {reason, group, quorum}. A malformed one is a deny, not ignored.
 guardrail_requirements contains r if {
 	some r in guardrails.require_approval
 	well_formed_requirement(r)
 }
 
+# guardrail_requirements keeps the well-formed ones: one fewer means a malformed one.
 deny_reasons contains "a guardrail approval requirement is malformed (needs reason, group and a whole quorum >= 1)" if {
-	some r in guardrails.require_approval
-	not well_formed_requirement(r)
+	count(guardrail_requirements) != count(guardrails.require_approval)
 }
 
 well_formed_requirement(r) if {
@@ -318,19 +348,34 @@ well_formed_requirement(r) if {
 
 candidate_groups := {group | some group in data.identities.class_approvers[class]} | {r.group | some r in guardrail_requirements}
 
-required_quorum := largest({level.approval.quorum} | {r.quorum | some r in guardrail_requirements}) if level_quorum_ok
+# The level's quorum, or a guardrail's when larger. Without guardrail requirements (the usual case)
+# no comparison is needed.
+required_quorum := round(level_quorum) if {
+	count(guardrail_requirements) == 0
+} else := largest({level_quorum} | {r.quorum | some r in guardrail_requirements})
 
-service_identities := {s | some s in data.identities.service_identities}
+level_quorum := level.approval.quorum
 
-# Separation of duties: no service identity, and never the proposer itself.
-eligible_approvers contains member if {
+# Separation of duties: the candidate groups' members, never the proposer itself. No service identity
+# is among them: autonomy.config refuses a bundle whose approver groups list one (checked once at load,
+# not per decision: that set difference alone cost regopy about 40 us a decision).
+eligible_approvers := candidate_members - {proposer}
+
+candidate_members := {member |
 	some group in candidate_groups
-	some member in data.identities.approver_groups[group].members
-	not member in service_identities
-	not proposed_by(member)
+	members := group_members(group)
+	some member in members
 }
 
-proposed_by(member) if member == input.context.proposer
+group_members(group) := members if {
+	groups := data.identities.approver_groups
+	definition := groups[group]
+	members := definition.members
+}
+
+default proposer := null
+
+proposer := input.context.proposer
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -364,17 +409,21 @@ largest(numbers) := round(n) if {
 # Numbers in reasons: at most one decimal, printed from integers. OPA prints a float in its shortest
 # round-trip form and regopy with 15 significant digits (33.333333333333336 vs 33.33333333333334),
 # so sprintf("%v") of a float is not the same text in both engines. Inputs here are 0..100.
+#
+# The text of every tenth from 0 to 100 is compiled into data.number_text (controller/policy_bundle.py;
+# autonomy.config checks it against number_text_of at load): one array lookup, where the arithmetic costs
+# regopy about 40 us a number and each decision prints two. Outside 0..100, or without the table (the
+# policy's own tests), the arithmetic runs.
+num(n) := text if {
+	tenths := round(n * 10)
+	text := data.number_text[tenths]
+} else := number_text_of(n)
+
 # Written around regopy 1.5.2 bugs: `300 % 10` there is not equal to 0 (so no %), and it quotes a
-# format_int/concat result given to sprintf (so sprintf only). Checked equal to OPA on 1,400 values.
-num(n) := sprintf("%d", [units]) if {
+# format_int/concat result given to sprintf (so sprintf only). Checked equal to OPA on 12,000 values.
+number_text_of(n) := sprintf("%d%s", [units, decimals[tenths - (units * 10)]]) if {
 	tenths := round(n * 10)
 	units := floor(tenths / 10)
-	tenths - (units * 10) == 0
 }
 
-num(n) := sprintf("%d.%d", [units, tenth]) if {
-	tenths := round(n * 10)
-	units := floor(tenths / 10)
-	tenth := tenths - (units * 10)
-	tenth != 0
-}
+decimals := ["", ".1", ".2", ".3", ".4", ".5", ".6", ".7", ".8", ".9"]

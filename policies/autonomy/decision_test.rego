@@ -121,6 +121,19 @@ test_scores_print_with_one_decimal_at_most if {
 	decide(with_level("L3", 20.0)).reasons == ["L3 lets contain_network execute alone; risk 20 within auto limit 45"]
 }
 
+# The controller compiles the text of each tenth (data.number_text); with it, a number is looked up.
+test_numbers_print_the_same_from_the_compiled_table if {
+	table := [text | some tenths in numbers.range(0, 1000); text := decision.number_text_of(tenths / 10)]
+	r := decision.result with input as with_level("L3", 37.5)
+		with data.levels as levels
+		with data.identities as identities
+		with data.meta as {"revision": "sha256:test"}
+		with data.number_text as table
+		with data.autonomy.guardrails.deny as set()
+		with data.autonomy.guardrails.require_approval as set()
+	r.reasons == ["L3 lets contain_network execute alone; risk 37.5 within auto limit 45"]
+}
+
 # --- approve -----------------------------------------------------------------------------------
 
 test_risk_above_auto_limit_needs_approval if {
@@ -251,20 +264,7 @@ test_unknown_mode_denies if {
 	decide(inp).deny_reasons == ["LT gives class contain_host an unknown mode (not execute, approve, recommend or deny)"]
 }
 
-test_inverted_risk_limits_deny if {
-	lv := object.union(levels, {"L3": {"risk": {"auto_max": 90}}})
-	decide_with(base, lv, identities, set(), set()).deny_reasons == ["L3's risk limits must satisfy 0 <= auto_max <= approve_max <= 100"]
-}
-
-test_missing_risk_limits_deny if {
-	lv := object.union(levels, {"L3": {"risk": {"auto_max": "45"}}})
-	decide_with(base, lv, identities, set(), set()).verdict == "deny"
-}
-
-test_bad_level_quorum_denies if {
-	lv := object.union(levels, {"L3": {"approval": {"quorum": 0.5}}})
-	decide_with(base, lv, identities, set(), set()).deny_reasons == ["L3's approval.quorum must be a whole number of at least 1"]
-}
+# Malformed levels (risk limits, quorum, modes) are refused when the bundle loads: config_test.rego.
 
 # --- deny: approval nobody can give ------------------------------------------------------------
 
@@ -274,25 +274,32 @@ test_no_approver_group_denies if {
 	r.deny_reasons == ["nobody can approve contain_network: no approver group is configured for it"]
 }
 
-test_undefined_approver_group_denies if {
+# An undefined class_approvers group, or a service identity in a group, is refused when the bundle
+# loads (config_test.rego). An undefined group reaching a decision all the same still approves nothing:
+test_undefined_class_approver_group_leaves_nobody_to_approve if {
 	ids := object.union(identities, {"class_approvers": {"contain_network": ["ghosts"]}})
 	r := decide_with(with_level("L3", 52), levels, ids, set(), set())
-	r.deny_reasons == [
-		"approver group ghosts is not defined in data.identities.approver_groups",
-		"quorum 1 cannot be met: only 0 eligible approvers in ghosts",
-	]
+	r.verdict == "deny"
+	r.deny_reasons == ["quorum 1 cannot be met: only 0 eligible approvers in ghosts"]
 }
 
-test_service_identity_among_approvers_denies if {
-	ids := object.union(identities, {"approver_groups": {"soc-oncall": {"members": ["bob", "svc:controller"]}}})
-	r := decide_with(with_level("L3", 52), levels, ids, set(), set())
-	r.deny_reasons == ["approver group soc-oncall lists service identity svc:controller: a machine never approves"]
+test_guardrail_naming_an_undefined_group_denies if {
+	req := {"reason": "a person looks", "group": "ghosts", "quorum": 1}
+	r := decide_with(base, levels, identities, set(), {req})
+	r.verdict == "deny"
+	"approver group ghosts is not defined in data.identities.approver_groups" in r.deny_reasons
 }
 
 test_proposer_never_counts_as_approver if {
 	ids := object.union(identities, {"approver_groups": {"soc-oncall": {"members": ["bob"]}}})
 	inp := object.union(with_level("L3", 52), {"context": {"proposer": "bob"}})
 	decide_with(inp, levels, ids, set(), set()).deny_reasons == ["quorum 1 cannot be met: only 0 eligible approvers in soc-oncall"]
+}
+
+test_without_a_proposer_every_member_counts if {
+	r := decide(json.remove(isolate(30), ["context"]))
+	r.verdict == "approve"
+	r.quorum == 1
 }
 
 test_guardrail_quorum_above_group_size_denies if {
@@ -370,6 +377,20 @@ test_missing_policy_revision_echoes_empty if {
 		with data.autonomy.guardrails.deny as set()
 		with data.autonomy.guardrails.require_approval as set()
 	r.policy_revision == ""
+}
+
+# checks_pass (the fast check) and the detailed messages must agree; if a change ever broke that, the
+# decision is still a deny with a reason.
+test_failed_fast_check_without_a_detailed_message_still_denies if {
+	r := decision.result with input as object.union(base, {"action": {"name": 7}})
+		with data.levels as levels
+		with data.identities as identities
+		with data.meta as {"revision": "sha256:test"}
+		with data.autonomy.guardrails.deny as set()
+		with data.autonomy.guardrails.require_approval as set()
+		with data.autonomy.decision.input_errors as set()
+	r.verdict == "deny"
+	r.deny_reasons == ["input or level rejected by the policy's checks"]
 }
 
 test_non_object_input_is_a_defined_deny if {

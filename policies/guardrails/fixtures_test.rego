@@ -21,41 +21,117 @@ ip := {
 	"::ffff:c633:64fe": {"value": "::ffff:c633:64fe", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000110001100110110010011111110", "num_addresses": 1},
 	"::/0": {"value": "::/0", "version": 6, "prefix_len": 0, "bits": "", "num_addresses": 340282366920938463463374607431768211456},
 	"::/80": {"value": "::/80", "version": 6, "prefix_len": 80, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000", "num_addresses": 281474976710656},
+	"::ffff:c633:6401": {"value": "::ffff:c633:6401", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000110001100110110010000000001", "num_addresses": 1},
+	"192.0.2.25": {"value": "192.0.2.25", "version": 4, "prefix_len": 32, "bits": "11000000000000000000001000011001", "num_addresses": 1},
+	"192.0.0.0/16": {"value": "192.0.0.0/16", "version": 4, "prefix_len": 16, "bits": "1100000000000000", "num_addresses": 65536},
+	"2001:db8::/64": {"value": "2001:db8::/64", "version": 6, "prefix_len": 64, "bits": "0010000000000001000011011011100000000000000000000000000000000000", "num_addresses": 18446744073709551616},
+	"2001:db8::25": {"value": "2001:db8::25", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000100101", "num_addresses": 1},
+	"::ffff:0:0/96": {"value": "::ffff:0:0/96", "version": 6, "prefix_len": 96, "bits": "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111", "num_addresses": 4294967296},
+	"192.0.2.128/25": {"value": "192.0.2.128/25", "version": 4, "prefix_len": 25, "bits": "1100000000000000000000101", "num_addresses": 128},
 	"2001:db8::1": {"value": "2001:db8::1", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "num_addresses": 1},
 }
 
-allowlists := {"networks": {
-	"lab-gateway": {"cidr": "198.51.100.254/32", "reason": "our gateway", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010011111110"},
-	"rfc1918-10": {"cidr": "10.0.0.0/8", "reason": "private range", "version": 4, "prefix_len": 8, "bits": "00001010"},
-	"loopback-v6": {"cidr": "::1/128", "reason": "loopback", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001"},
-	"partner-monitor": {"cidr": "::ffff:203.0.113.7/128", "reason": "partner monitor, listed IPv4-mapped", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111001011000000000111000100000111"},
-}}
-
-# As the controller compiles it: assets keyed by name, plus the bucketed index of every asset address
-# (only some of the 256 buckets here; a missing bucket is simply no match).
-inventory := {
-	"assets": {
-		"web-01": {"crown_jewel": false, "addresses": ["198.51.100.1", "203.0.113.1"]},
-		"db-01": {"crown_jewel": true, "addresses": ["192.0.2.99"]},
-		"dc-01": {"crown_jewel": true, "addresses": ["10.10.0.10"]},
+# As controller/policy_bundle.py compiles data/allowlists.yaml (generated with its _compile_allowlists):
+# every network with its address facts, plus by_family and prefixes, where the IPv4-mapped
+# partner-monitor entry is listed under ipv4 as well.
+allowlists := {
+	"networks": {
+		"lab-gateway": {"cidr": "198.51.100.254/32", "reason": "our gateway", "value": "198.51.100.254", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010011111110", "num_addresses": 1},
+		"rfc1918-10": {"cidr": "10.0.0.0/8", "reason": "private range", "value": "10.0.0.0/8", "version": 4, "prefix_len": 8, "bits": "00001010", "num_addresses": 16777216},
+		"loopback-v6": {"cidr": "::1/128", "reason": "loopback", "value": "::1", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "num_addresses": 1},
+		"partner-monitor": {"cidr": "::ffff:203.0.113.7/128", "reason": "partner monitor, listed IPv4-mapped", "value": "::ffff:cb00:7107", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111001011000000000111000100000111", "num_addresses": 1},
 	},
-	"address_index": {
-		"00000001": {
-			"198.51.100.1": {"asset": "web-01", "value": "198.51.100.1", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010000000001", "num_addresses": 1},
-			"203.0.113.1": {"asset": "web-01", "value": "203.0.113.1", "version": 4, "prefix_len": 32, "bits": "11001011000000000111000100000001", "num_addresses": 1},
-		},
-		"01100011": {"192.0.2.99": {"asset": "db-01", "value": "192.0.2.99", "version": 4, "prefix_len": 32, "bits": "11000000000000000000001001100011", "num_addresses": 1}},
-		"00001010": {"10.10.0.10": {"asset": "dc-01", "value": "10.10.0.10", "version": 4, "prefix_len": 32, "bits": "00001010000010100000000000001010", "num_addresses": 1}},
-		"01000010": {},
+	"by_family": {
+		"ipv4": [
+			{"name": "lab-gateway", "bits": "11000110001100110110010011111110"},
+			{"name": "partner-monitor", "bits": "11001011000000000111000100000111"},
+			{"name": "rfc1918-10", "bits": "00001010"},
+		],
+		"ipv6": [
+			{"name": "loopback-v6", "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001"},
+			{"name": "partner-monitor", "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111001011000000000111000100000111"},
+		],
+	},
+	"prefixes": {
+		"ipv4": ["11000110001100110110010011111110", "11001011000000000111000100000111", "00001010"],
+		"ipv6": [
+			"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001",
+			"00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111001011000000000111000100000111",
+		],
 	},
 }
 
-identities := {
-	"users": {
-		"alice": {"privileged": false},
-		"bob": {"privileged": false},
-		"admin": {"privileged": true},
+# The inventory as the controller compiles it (controller/policy_bundle.py, _compile_inventory): the assets,
+# plus their hashed indexes. mail-01's ::ffff:192.0.2.25 is IPv4-mapped, so it is indexed as 192.0.2.25 too.
+assets := {
+	"web-01": {"crown_jewel": false, "addresses": ["198.51.100.1", "203.0.113.1"]},
+	"db-01": {"crown_jewel": true, "addresses": ["192.0.2.99"]},
+	"dc-01": {"crown_jewel": true, "addresses": ["10.10.0.10"]},
+	"mail-01": {"crown_jewel": false, "addresses": ["2001:db8::25", "::ffff:192.0.2.25"]},
+}
+
+# Every asset address by its bits.
+address_bits := {
+	"11000110001100110110010000000001": "web-01",
+	"11001011000000000111000100000001": "web-01",
+	"11000000000000000000001001100011": "db-01",
+	"00001010000010100000000000001010": "dc-01",
+	"00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000100101": "mail-01",
+	"00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000000000000000000001000011001": "mail-01",
+	"11000000000000000000001000011001": "mail-01",
+}
+
+# The same addresses per family, bucketed by their first 24 (IPv4) or 64 (IPv6) bits.
+range_buckets := {
+	"ipv4": {
+		"110001100011001101100100": {"11000110001100110110010000000001": "web-01"},
+		"110010110000000001110001": {"11001011000000000111000100000001": "web-01"},
+		"110000000000000000000010": {
+			"11000000000000000000001001100011": "db-01",
+			"11000000000000000000001000011001": "mail-01",
+		},
+		"000010100000101000000000": {"00001010000010100000000000001010": "dc-01"},
 	},
+	"ipv6": {
+		"0010000000000001000011011011100000000000000000000000000000000000": {"00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000100101": "mail-01"},
+		"0000000000000000000000000000000000000000000000000000000000000000": {"00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000000000000000000001000011001": "mail-01"},
+	},
+}
+
+inventory := {
+	"assets": assets,
+	"asset_index": hashed(assets),
+	"address_index": hashed(address_bits),
+	"range_index": hashed(object.union(range_buckets.ipv4, range_buckets.ipv6)),
+	"range_keys": {family: sort(object.keys(buckets)) | some family, buckets in range_buckets},
+	"range_bucket_bits": {"ipv4": 24, "ipv6": 64},
+}
+
+# The controller's hashed_index: {h[0]: {h[1]: {key: value}}}, h the hex md5 of the key.
+hashed(entries) := {first: {second: leaf(entries, first, second) |
+	some key, _ in entries
+	startswith(crypto.md5(key), first)
+	second := substring(crypto.md5(key), 1, 1)
+} |
+	some key, _ in entries
+	first := substring(crypto.md5(key), 0, 1)
+}
+
+leaf(entries, first, second) := {key: value |
+	some key, value in entries
+	startswith(crypto.md5(key), concat("", [first, second]))
+}
+
+users := {
+	"alice": {"privileged": false},
+	"bob": {"privileged": false},
+	"admin": {"privileged": true},
+}
+
+# As the controller compiles data/identities.yaml (_compile_identities): user_index is users, hashed.
+identities := {
+	"users": users,
+	"user_index": hashed(users),
 	"approver_groups": {
 		"soc-oncall": {"members": ["bob", "carol"]},
 		"iam-admins": {"members": ["dave", "erin", "ivan"]},

@@ -3,9 +3,9 @@ package autonomy.guardrails
 
 # Isolating a domain controller or the main database can stop the business; a person does it by hand.
 deny contains msg if {
-	input.action.class == "contain_host"
+	action_class == "contain_host"
 	some host in host_targets
-	data.inventory.assets[host].crown_jewel == true
+	asset_named(host).crown_jewel == true
 	msg := sprintf("%s on %s refused: %s is a crown-jewel asset, never contained automatically", [input.action.name, host, host])
 }
 
@@ -16,7 +16,7 @@ require_approval contains {
 	"group": "soc-oncall",
 	"quorum": 1,
 } if {
-	input.action.class != "investigate"
+	action_class != "investigate"
 	some host in host_targets
-	not data.inventory.assets[host]
+	not known_asset(host)
 }

@@ -2,14 +2,14 @@
 package autonomy.guardrails
 
 # Disabling (contain_identity) and re-enabling (restore) accounts.
-identity_action if input.action.class in {"contain_identity", "restore"}
+identity_action if action_class in {"contain_identity", "restore"}
 
 # Acting on an account the directory does not know is at best a no-op, at worst a look-alike name
 # planted in an alert.
 deny contains msg if {
 	identity_action
 	some user in user_targets
-	not data.identities.users[user]
+	not known_user(user)
 	msg := sprintf("%s on %s refused: unknown identity (not in data.identities.users)", [input.action.name, user])
 }
 
@@ -21,7 +21,7 @@ require_approval contains {
 } if {
 	identity_action
 	some user in user_targets
-	data.identities.users[user].privileged == true
+	user_named(user).privileged == true
 }
 
 default privileged_identity_quorum := 2

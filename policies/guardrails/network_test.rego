@@ -62,6 +62,44 @@ test_a_range_clear_of_our_assets_passes if {
 	}
 }
 
+test_block_of_our_ipv6_address_and_of_its_range_is_denied if {
+	"network.block_ip on 2001:db8::25 would cut off our own asset mail-01" in denies(block(["2001:db8::25"]))
+	"network.block_ip on 2001:db8::/64 would cut off our own asset mail-01" in denies(block(["2001:db8::/64"]))
+}
+
+# mail-01 lists ::ffff:192.0.2.25; the controller indexes it as 192.0.2.25 too.
+test_ipv4_form_of_our_ipv4_mapped_address_is_denied if {
+	"network.block_ip on 192.0.2.25 would cut off our own asset mail-01" in denies(block(["192.0.2.25"]))
+}
+
+test_ipv4_mapped_form_of_our_address_is_denied if {
+	"network.block_ip on ::ffff:c633:6401 would cut off our own asset web-01" in denies(block(["::ffff:c633:6401"]))
+}
+
+# Wider than an index bucket (/24): every bucket inside is walked.
+test_range_wider_than_a_bucket_finds_every_asset_inside if {
+	d := denies(block(["192.0.0.0/16"]))
+	"network.block_ip on 192.0.0.0/16 would cut off our own asset db-01" in d
+	"network.block_ip on 192.0.0.0/16 would cut off our own asset mail-01" in d
+	every msg in d {
+		not contains(msg, "web-01")
+	}
+}
+
+test_all_of_ipv4_mapped_space_hits_every_ipv4_asset_and_entry if {
+	d := denies(block(["::ffff:0:0/96"]))
+	every asset in ["web-01", "db-01", "dc-01", "mail-01"] {
+		sprintf("network.block_ip on ::ffff:0:0/96 would cut off our own asset %s", [asset]) in d
+	}
+	"network.block_ip on ::ffff:0:0/96 would hit allowlisted lab-gateway (198.51.100.254/32): our gateway" in d
+	"network.block_ip on ::ffff:0:0/96 would hit allowlisted partner-monitor (::ffff:203.0.113.7/128): partner monitor, listed IPv4-mapped" in d
+}
+
+test_a_range_without_our_assets_passes if {
+	count(denies(block(["192.0.2.128/25"]))) == 0
+	count(denies(block(["2001:db8::1"]))) == 0
+}
+
 test_unblock_of_our_own_address_passes if {
 	count(denies(unblock(["198.51.100.1"]))) == 0
 }
@@ -93,6 +131,11 @@ test_one_slash_24_is_within_the_cap if {
 test_cap_comes_from_data if {
 	d := guardrails.deny with input as block(["203.0.113.0/24"]) with data.guardrails as {"max_addresses_per_block": 16}
 	"network.block_ip covers more than 16 addresses (203.0.113.0/24): the cap is 16 per action" in d
+}
+
+test_cap_counts_single_addresses_too if {
+	d := guardrails.deny with input as block(["198.51.100.66", "203.0.113.7"]) with data.guardrails as {"max_addresses_per_block": 1}
+	"network.block_ip covers more than 1 addresses (198.51.100.66, 203.0.113.7): the cap is 1 per action" in d
 }
 
 test_cap_defaults_to_256_without_data if {

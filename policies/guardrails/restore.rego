@@ -9,5 +9,5 @@ require_approval contains {
 	"group": "soc-oncall",
 	"quorum": 1,
 } if {
-	input.action.class == "restore"
+	action_class == "restore"
 }
