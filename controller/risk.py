@@ -45,18 +45,18 @@ class AssetIndex:
 
     def __init__(self, assets: dict[str, dict[str, Any]]) -> None:
         self.assets = assets
-        self._by_address: dict[int, str] = {}
+        # Keyed by canonical text, not by integer: IPv4 1.2.3.4 and IPv6 ::102:304 are the same integer.
+        self._by_address: dict[str, str] = {}
         for name, asset in assets.items():
             for address in asset.get("addresses", []) or []:
-                self._by_address[int(ipaddress.ip_address(address))] = name
+                self._by_address[str(ipaddress.ip_address(address))] = name
 
     def owner_of(self, ip_facts: dict[str, Any]) -> str | None:
         """The first inventory asset whose address lies inside the target address or network."""
+        if ip_facts["num_addresses"] == 1:
+            return self._by_address.get(ip_facts["value"])
         network = ipaddress.ip_network(ip_facts["value"])
-        if network.num_addresses == 1:
-            return self._by_address.get(int(network.network_address))
-        low, high = int(network.network_address), int(network.broadcast_address)
-        return next((name for addr, name in self._by_address.items() if low <= addr <= high), None)
+        return next((name for addr, name in self._by_address.items() if ipaddress.ip_address(addr) in network), None)
 
     def get(self, name: str | None) -> dict[str, Any] | None:
         return self.assets.get(name) if name else None

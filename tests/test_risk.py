@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from actions.registry import get_spec, validate_params
+from controller.addresses import address_facts
 from controller.guard import Guard, targets_of
 from controller.models import RiskAssessment
-from controller.risk import RiskContext
+from controller.risk import AssetIndex, RiskContext
 
 
 def assess(guard: Guard, action: str, params: dict[str, object], **overrides: object) -> RiskAssessment:
@@ -87,3 +88,12 @@ def test_wider_ranges_uncertainty_and_sensor_block_raise_risk(embedded_guard: Gu
 def test_harmless_actions_score_low(embedded_guard: Guard) -> None:
     ticket = assess(embedded_guard, "ticket.create", {"title": "t", "severity": "low"}, environment="staging")
     assert ticket.score < 10
+
+
+def test_asset_lookup_keeps_address_families_apart() -> None:
+    index = AssetIndex({"v4-host": {"addresses": ["1.2.3.4"]}, "v6-host": {"addresses": ["2001:db8::1"]}})
+    assert index.owner_of(address_facts("1.2.3.4")) == "v4-host"
+    assert index.owner_of(address_facts("::102:304")) is None  # the same integer as 1.2.3.4
+    assert index.owner_of(address_facts("2001:db8::/64")) == "v6-host"
+    assert index.owner_of(address_facts("1.2.3.0/24")) == "v4-host"
+    assert index.owner_of(address_facts("192.0.2.0/24")) is None
