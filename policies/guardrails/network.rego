@@ -1,14 +1,16 @@
 # Network guardrails: what a block (class contain_network) must never touch, and how much at once.
 #
 # Addresses are compared only through the precomputed prefix bit strings (README, "Input document"):
-# regopy has no net.* built-ins. Two ranges of one family overlap iff one's bits start with the other's;
-# ip_views (targets.rego) also presents an IPv4-mapped IPv6 target as IPv4, and the controller lists
-# IPv4-mapped allowlist entries and asset addresses under IPv4 too, so one family comparison covers both.
+# regopy has no net.* built-ins. Two ranges of one family ("ipv4", "ipv6") overlap iff one's bits start
+# with the other's. An IPv4-mapped IPv6 target (::ffff:198.51.100.254 reaches 198.51.100.254) is compared
+# as IPv4 too (mapped_targets, targets.rego), and the controller lists IPv4-mapped allowlist entries and
+# asset addresses under IPv4 too, so a comparison within one family covers every case.
 # Unblocking (restore) and lookups (investigate) may touch these ranges, so only blocks are checked.
 #
-# Cost (regopy, the embedded engine): a Rego loop costs about 3 us per iteration, one built-in over a
-# whole list far less, and a lookup of a *missing* key in a big object O(size). So every check starts with
-# one call that is false for an ordinary target (an external address), and walks only on a hit.
+# Cost (regopy, the embedded engine; README, "Cost model"): a Rego loop costs about 3 us an iteration,
+# one built-in over a whole list far less, and finding a key in an object is linear in its position. So
+# every check starts with one call that is false for an ordinary target (an external address), walks
+# only on a hit, and looks up through the controller's hashed indexes.
 package autonomy.guardrails
 
 blocking if action_class == "contain_network"
@@ -44,10 +46,10 @@ allowlist_message(value, name) := sprintf(
 #
 # The loop is a function of its own, called after the check, and the check is the body's one call:
 # regopy 1.5.2 evaluates a comprehension in a body, or the head's call of a body with several
-# statements, before the conditions next to it (measured: 60-110 us a target here for nothing). In functions a
-# data object is bound to a local before it is indexed by an argument: regopy walks (and unifies) the
-# whole object for data.x[arg] (125 us for the allowlist message), and inside a comprehension it even
-# ignores the argument ({x | some x in data.m[arg]} walks all of data.m).
+# statements, before the conditions next to it (measured: 60-110 us a target here, for nothing).
+# In functions a data object is bound to a local before an argument indexes it: regopy walks (and
+# unifies) the whole object for data.x[arg] (125 us for the allowlist message), and inside a
+# comprehension it even ignores the argument ({x | some x in data.m[arg]} yields all of data.m).
 allowlisted(family, bits) := allowlist_hits(family, bits) if near_allowlisted(family, bits)
 
 near_allowlisted(family, bits) if {
@@ -138,9 +140,9 @@ address_owner(bits) := asset if {
 # The assets at the prefix bits of family: an address, or all inside a range.
 assets_at(_, bits) := {address_owner(bits)}
 
-# The conditions that pick a body are helper calls, not inline comparisons: regopy 1.5.2 may evaluate a
-# call like the one below before an inline comparison that should have skipped it (measured: an
-# inline `count(bits) < family_width[family]` did not spare the range lookup; a helper call did).
+# The condition that picks this body is a helper call, not an inline comparison: regopy 1.5.2 may
+# evaluate the call below before an inline comparison that should have skipped it (measured: an inline
+# `count(bits) < family_width[family]` did not spare the range lookup; a helper call did).
 assets_at(family, bits) := assets if {
 	not whole_address(family, bits)
 	assets := assets_in_range(family, bits)

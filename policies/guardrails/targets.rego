@@ -57,11 +57,9 @@ ipv4_bits_of_mapped(bits6) := "" if {
 # 5,000-asset inventory). The controller compiles hashed copies (controller/policy_bundle.py, hashed_index):
 # {h[0]: {h[1]: {key: value}}} with h the hex md5 of the key, so a lookup walks at most 16 + 16 keys and a
 # leaf of about 1/256 of the entries.
-# Written in steps, because of how regopy 1.5.2 evaluates a ref into data (measured at 5,000 assets): with
-# a variable before the last segment (data.x[first][second][name], inside a function) it walks the whole
-# object instead of looking the key up (0.3 ms, 70 ms with the variable first); with a built-in call in
-# the brackets it does the same; and an object passed as a function argument is copied (0.3 ms). So:
-# one variable segment per ref, last; the data path named in the function, never passed in.
+# Written in steps, one variable key per ref, each computed by a statement of its own: in a function,
+# regopy walks the whole index for data.x[first][second][name] (0.3 ms at 5,000 assets; 70 ms with the
+# variable first), and likewise for a built-in call in the brackets or keys from `[a, b] := f(x)`.
 
 # The inventory asset named name (undefined when there is none).
 asset_named(name) := asset if {
