@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,28 @@ def test_opa_that_cannot_start_denies_everything(tmp_path: Path, settings: Setti
         decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK)))
     assert decision.verdict is Verdict.DENY
     assert "opa binary not found" in decision.reasons[0]
+
+
+def _machine_approver(settings: Settings) -> None:
+    """Make the planner a member of an approver group: static data the config checks must refuse."""
+    path = settings.policies_dir / "data" / "identities.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["approver_groups"]["soc-oncall"]["members"].append("planner:offline")
+    path.write_text(yaml.safe_dump(document))
+
+
+def test_invalid_policy_data_is_refused_by_the_embedded_engine(config_copy: Settings) -> None:
+    _machine_approver(config_copy)
+    with open_guard(config_copy, EngineName.EMBEDDED) as guard:
+        assert isinstance(guard, UnavailableGuard)
+        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3))
+    assert decision.verdict is Verdict.DENY
+    assert "policy data invalid" in decision.reasons[0] and "planner:offline" in decision.reasons[0]
+
+
+def test_invalid_policy_data_is_refused_by_opa(config_copy: Settings, opa_bin: Path) -> None:
+    _machine_approver(config_copy)
+    with open_guard(replace(config_copy, opa_bin=opa_bin), EngineName.OPA) as guard:
+        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3))
+    assert decision.verdict is Verdict.DENY
+    assert "planner:offline" in decision.reasons[0]
