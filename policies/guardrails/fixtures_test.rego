@@ -28,6 +28,7 @@ ip := {
 	"2001:db8::25": {"value": "2001:db8::25", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000100101", "num_addresses": 1},
 	"::ffff:0:0/96": {"value": "::ffff:0:0/96", "version": 6, "prefix_len": 96, "bits": "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111", "num_addresses": 4294967296},
 	"192.0.2.128/25": {"value": "192.0.2.128/25", "version": 4, "prefix_len": 25, "bits": "1100000000000000000000101", "num_addresses": 128},
+	"::ffff:c000:200/120": {"value": "::ffff:c000:200/120", "version": 6, "prefix_len": 120, "bits": "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111110000000000000000000010", "num_addresses": 256},
 	"2001:db8::1": {"value": "2001:db8::1", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "num_addresses": 1},
 }
 
@@ -154,6 +155,15 @@ denies(inp) := out if {
 		with data.inventory as inventory
 		with data.identities as identities
 		with data.guardrails as tunables
+}
+
+# The guardrails' deny with another cap.
+denies_capped(inp, cap) := out if {
+	out := guardrails.deny with input as inp
+		with data.allowlists as allowlists
+		with data.inventory as inventory
+		with data.identities as identities
+		with data.guardrails as object.union(tunables, {"max_addresses_per_block": cap})
 }
 
 approvals(inp) := out if {

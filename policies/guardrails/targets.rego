@@ -34,8 +34,6 @@ mapped_targets := [{"value": target.value, "bits": bits} |
 # The compiled address data (data.allowlists, data.inventory) is keyed by family.
 families := {4: "ipv4", 6: "ipv6"}
 
-family_width := {"ipv4": 32, "ipv6": 128}
-
 # ::ffff:0:0/96 in bits: 80 zeros, then 16 ones (the controller's IPV4_MAPPED_PREFIX).
 ipv4_mapped_prefix := "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111"
 
