@@ -43,6 +43,7 @@ def open_guard(settings: Settings, engine: EngineName = EngineName.EMBEDDED) -> 
                 url = settings.opa_url or stack.enter_context(OpaServer(settings.opa_bin, bundle)).url
                 policy_engine = OpaServerEngine(url)
                 stack.callback(policy_engine.close)
+                policy_engine.check_config()  # bad policy data: refuse now, not at the first decision
             guard = Guard(bundle, policy_engine)
         except (LevelConfigError, PolicyBundleError, PolicyEngineError) as exc:
             guard = UnavailableGuard(str(exc))
