@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.addresses import address_facts
 from controller.engines.base import PolicyEngine, PolicyEngineError
-from controller.levels import IncidentScope, LevelResolution, resolve_level
+from controller.levels import HealthCap, IncidentScope, LevelResolution, resolve_level
 from controller.models import (
     ActionSpec,
+    ApprovalRequirement,
     GuardDecision,
     Incident,
     Level,
@@ -47,6 +48,7 @@ class _RawPolicyResult(BaseModel):
     approval_reasons: list[StrictStr]
     approver_groups: list[StrictStr]
     quorum: StrictInt
+    approval_requirements: list[ApprovalRequirement]
     policy_revision: StrictStr
 
 
@@ -126,9 +128,13 @@ class Guard:
         )
         return IncidentFacts(scope=scope, asset=asset_name if asset else None)
 
-    def decide_plan(self, incident: Incident, plan: Plan, level: Level | None = None) -> list[GuardDecision]:
+    def decide_plan(
+        self, incident: Incident, plan: Plan, level: Level | None = None, health: HealthCap | None = None
+    ) -> list[GuardDecision]:
+        """Decide every action of a plan. `level` overrides the scopes' assignment (what-if, tests); `health`
+        is the circuit breaker's ceiling."""
         facts = self.facts(incident)
-        resolution = resolve_level(self.bundle.levels, facts.scope, declared=level)
+        resolution = resolve_level(self.bundle.levels, facts.scope, declared=level, health=health)
         proposer = f"planner:{plan.planner}"
         return [self.decide(incident, action, facts, resolution, proposer) for action in plan.actions]
 
@@ -259,7 +265,9 @@ class UnavailableGuard:
     def enrich(self, incident: Incident) -> Incident:
         return incident
 
-    def decide_plan(self, incident: Incident, plan: Plan, level: Level | None = None) -> list[GuardDecision]:
+    def decide_plan(
+        self, incident: Incident, plan: Plan, level: Level | None = None, health: HealthCap | None = None
+    ) -> list[GuardDecision]:
         lowest = Level.L1
         resolution = LevelResolution(declared=level or lowest, effective=lowest, reasons=[self.reason])
         return [_deny(action, resolution, f"guard unavailable: {self.reason}") for action in plan.actions]

@@ -225,8 +225,18 @@ def _in_domain(spec: LevelSpec, scope: IncidentScope) -> str | None:
     return None
 
 
-def resolve_level(config: LevelConfig, scope: IncidentScope, declared: Level | None = None) -> LevelResolution:
-    """Effective level = min(assigned or declared, kill switch, L5 disabled, out-of-domain fallback)."""
+@dataclass(frozen=True)
+class HealthCap:
+    """A ceiling from the controller's own health (the circuit breaker), with the reason it says why."""
+
+    level: Level
+    why: str
+
+
+def resolve_level(
+    config: LevelConfig, scope: IncidentScope, declared: Level | None = None, health: HealthCap | None = None
+) -> LevelResolution:
+    """Effective level = min(assigned or declared, kill switch, health, L5 disabled, out-of-domain fallback)."""
     scopes = config.scopes
     reasons: list[str] = []
     if declared is None:
@@ -244,6 +254,9 @@ def resolve_level(config: LevelConfig, scope: IncidentScope, declared: Level | N
     if scopes.kill_switch and scopes.kill_switch_level.rank < effective.rank:
         effective = scopes.kill_switch_level
         reasons.append(f"kill switch on: level lowered to {effective}")
+    if health is not None and health.level.rank < effective.rank:
+        effective = health.level
+        reasons.append(f"{health.why}: level lowered to {effective}")
     # Walk down while the level is disabled or the incident is outside its operating domain.
     while True:
         spec = config.levels[effective]

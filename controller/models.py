@@ -222,6 +222,15 @@ class RiskAssessment(BaseModel):
     factors: list[RiskFactor]
 
 
+class ApprovalRequirement(BaseModel):
+    """A group that must contribute at least `quorum` of an approval's votes (e.g. 2 iam-admins)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: str
+    quorum: int = Field(ge=1)
+
+
 class PolicyResult(BaseModel):
     """What the policy engine said, verbatim enough for an auditor to tie it to one policy revision."""
 
@@ -233,7 +242,10 @@ class PolicyResult(BaseModel):
     approval_reasons: list[str] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
     approver_groups: list[str] = Field(default_factory=list)
-    quorum: int = 0
+    quorum: int = Field(default=0, description="distinct approvers needed, from any of approver_groups")
+    approval_requirements: list[ApprovalRequirement] = Field(
+        default_factory=list, description="per-group minimums on top of the quorum"
+    )
 
 
 class GuardDecision(BaseModel):

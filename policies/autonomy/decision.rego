@@ -32,6 +32,7 @@ result := {
 	"approval_reasons": sort(approval_reasons),
 	"approver_groups": approver_groups,
 	"quorum": quorum,
+	"approval_requirements": approval_requirements,
 	"policy_revision": policy_revision,
 }
 
@@ -56,6 +57,15 @@ approver_groups := sort(candidate_groups) if {
 quorum := required_quorum if {
 	verdict == "approve"
 } else := 0
+
+# What each guardrail group must contribute on top of the quorum: `quorum` distinct approvers from
+# approver_groups in all, and at least r.quorum of them members of r.group. Without this, two soc-oncall
+# votes would meet a "2 iam-admins" requirement merely because both groups are approver groups.
+approval_requirements := sort([{"group": r.group, "quorum": round(r.quorum)} |
+	some r in guardrail_requirements
+]) if {
+	verdict == "approve"
+} else := []
 
 # Every reason: deny, approval, and the level/risk explanation.
 all_reasons := (deny_reasons | approval_reasons) | explanations
@@ -313,6 +323,15 @@ approval_errors contains sprintf("approver group %s is not defined in data.ident
 approval_errors contains quorum_unmet if {
 	count(candidate_groups) > 0
 	count(eligible_approvers) < required_quorum
+}
+
+approval_errors contains msg if {
+	some r in guardrail_requirements
+	group_defined(r.group)
+	members := group_members(r.group)
+	eligible := {m | some m in members} - {proposer}
+	count(eligible) < r.quorum
+	msg := sprintf("%s needs %d approvers from %s, which has only %d eligible", [r.reason, round(r.quorum), r.group, count(eligible)])
 }
 
 # A rule of its own, so that regopy builds the text only when the quorum is unmet.

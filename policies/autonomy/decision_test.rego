@@ -107,6 +107,7 @@ test_low_risk_block_at_l3_executes if {
 		"approval_reasons": [],
 		"approver_groups": [],
 		"quorum": 0,
+		"approval_requirements": [],
 		"policy_revision": "sha256:test",
 	}
 }
@@ -144,6 +145,7 @@ test_risk_above_auto_limit_needs_approval if {
 		"approval_reasons": ["risk 52 above L3's auto limit 45: contain_network needs approval"],
 		"approver_groups": ["soc-oncall"],
 		"quorum": 1,
+		"approval_requirements": [],
 		"policy_revision": "sha256:test",
 	}
 }
@@ -163,6 +165,14 @@ test_guardrail_approval_adds_its_group_and_quorum if {
 	r.approval_reasons == ["identity on privileged admin: iam-admins must approve"]
 	r.approver_groups == ["iam-admins", "soc-oncall"]
 	r.quorum == 2
+	r.approval_requirements == [{"group": "iam-admins", "quorum": 2}]
+}
+
+test_requirement_its_group_cannot_meet_is_denied if {
+	req := {"reason": "identity on privileged admin: iam-admins must approve", "group": "iam-admins", "quorum": 3}
+	r := decide_with(base, levels, identities, set(), {req})
+	r.verdict == "deny"
+	"identity on privileged admin: iam-admins must approve needs 3 approvers from iam-admins, which has only 2 eligible" in r.deny_reasons
 }
 
 test_level_quorum_wins_when_higher if {
@@ -181,6 +191,7 @@ test_l1_only_recommends if {
 		"approval_reasons": [],
 		"approver_groups": [],
 		"quorum": 0,
+		"approval_requirements": [],
 		"policy_revision": "sha256:test",
 	}
 }
@@ -305,7 +316,10 @@ test_without_a_proposer_every_member_counts if {
 test_guardrail_quorum_above_group_size_denies if {
 	req := {"reason": "privileged", "group": "iam-admins", "quorum": 5}
 	r := decide_with(base, levels, identities, set(), {req})
-	r.deny_reasons == ["quorum 5 cannot be met: only 4 eligible approvers in iam-admins, soc-oncall"]
+	r.deny_reasons == [
+		"privileged needs 5 approvers from iam-admins, which has only 2 eligible",
+		"quorum 5 cannot be met: only 4 eligible approvers in iam-admins, soc-oncall",
+	]
 }
 
 test_unreachable_quorum_is_irrelevant_when_nothing_needs_approval if {
