@@ -45,3 +45,17 @@ class Settings:
     @property
     def dead_letter_path(self) -> Path:
         return self.state_dir / "dead-letter.jsonl"
+
+    @property
+    def tickets_dir(self) -> Path:
+        """The local ticket queue (ticket.create): one JSON file per ticket."""
+        return Path(os.environ.get("AUTONOMY_TICKETS_DIR") or self.state_dir / "tickets").expanduser()
+
+    @property
+    def channels_file(self) -> Path:
+        """Webhook channels for notify.webhook: `channels: {name: {url: ..., timeout_seconds: ...}}`."""
+        return Path(os.environ.get("AUTONOMY_CHANNELS_FILE") or self.state_dir / "channels.yaml").expanduser()
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state_dir / "reports"
