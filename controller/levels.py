@@ -57,6 +57,31 @@ class ApprovalRule(_Strict):
     quorum: int = Field(ge=1, le=10)
     timeout_seconds: int = Field(ge=60)
     on_timeout: OnTimeout = OnTimeout.REJECT
+    escalate_to: str | None = Field(
+        default=None, description="approver group added when the first timeout passes (on_timeout: escalate)"
+    )
+
+    @model_validator(mode="after")
+    def _escalation_named(self) -> ApprovalRule:
+        if self.on_timeout is OnTimeout.ESCALATE and not self.escalate_to:
+            raise ValueError("on_timeout: escalate needs escalate_to (the approver group to escalate to)")
+        return self
+
+
+class Budget(_Strict):
+    """A blast-radius cap for one action class: how many may run per window (all incidents) and per incident."""
+
+    per_window: int | None = Field(default=None, ge=0)
+    window_seconds: int = Field(default=3600, ge=60)
+    per_incident: int | None = Field(default=None, ge=0)
+
+
+class CircuitBreaker(_Strict):
+    """Health downgrade: too many failed verifications or compensations in a window lower every level."""
+
+    window_seconds: int = Field(default=3600, ge=60)
+    max_failures: int = Field(ge=1, description="verification failures + compensations that trip the breaker")
+    lower_to: Level
 
 
 class OperatingDomain(_Strict):
@@ -82,6 +107,7 @@ class LevelSpec(_Strict):
     approval: ApprovalRule
     operating_domain: OperatingDomain | None = None
     fallback: Fallback | None = None
+    budgets: dict[ActionClass, Budget] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _j3016_rules(self) -> LevelSpec:
@@ -102,6 +128,7 @@ class Scopes(_Strict):
     kill_switch: bool = False
     kill_switch_level: Level = Level.L1
     shadow: bool = False
+    circuit_breaker: CircuitBreaker | None = None
     environments: dict[str, Level] = Field(default_factory=dict)
     asset_groups: dict[str, Level] = Field(default_factory=dict)
     categories: dict[Category, Level] = Field(default_factory=dict)

@@ -8,7 +8,7 @@ and gap-free under many concurrent workers (see engine.py for how each backend s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,34 +76,53 @@ class Ledger:
         first write wins and is what the audit shows. Reusing a key for another incident or kind raises
         IdempotencyConflict.
         """
+        return self.append_many(incident_key, kind, actor, [(payload, idempotency_key)])[0]
+
+    def append_many(
+        self,
+        incident_key: str,
+        kind: RecordKind | str,
+        actor: str,
+        entries: Sequence[tuple[Mapping[str, Any] | BaseModel, str | None]],
+    ) -> list[LedgerRecord]:
+        """Append several records of one incident in one transaction (an alert storm: one fsync, not 200).
+
+        Each entry is (payload, idempotency key); an entry whose key is already used returns that record.
+        """
         record_kind = parse_kind(kind)
-        body = plain_payload(record_kind, payload)
-        check_text(incident_key=incident_key, actor=actor, idempotency_key=idempotency_key)
+        bodies = [(plain_payload(record_kind, payload), key) for payload, key in entries]
+        check_text(incident_key=incident_key, actor=actor)
+        for _body, key in bodies:
+            check_text(idempotency_key=key)
+        written: list[LedgerRecord] = []
         with write_transaction(self.engine) as conn:
-            tip = lock_tip(conn, incident_key)
-            if idempotency_key is not None:
-                existing = first_record(conn, schema.records.c.idempotency_key == idempotency_key)
-                if existing is not None:
-                    if (existing.incident_key, existing.kind) != (incident_key, record_kind):
-                        raise IdempotencyConflict(
-                            f"idempotency key {idempotency_key!r} already names record {existing.seq} "
-                            f"({existing.kind.value} of incident {existing.incident_key!r})"
-                        )
-                    return existing
-            fields: dict[str, Any] = {
-                "seq": tip.seq + 1,
-                "incident_key": incident_key,
-                "kind": record_kind.value,
-                "actor": actor,
-                "payload": body,
-                "created_at": datetime.now(UTC),
-                "prev_hash": tip.hash,
-                "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
-                "idempotency_key": idempotency_key,
-            }
-            fields["hash"] = record_hash(fields)
-            write_record(conn, fields, tip)
-        return LedgerRecord.model_validate(fields)
+            for body, idempotency_key in bodies:
+                tip = lock_tip(conn, incident_key)
+                if idempotency_key is not None:
+                    existing = first_record(conn, schema.records.c.idempotency_key == idempotency_key)
+                    if existing is not None:
+                        if (existing.incident_key, existing.kind) != (incident_key, record_kind):
+                            raise IdempotencyConflict(
+                                f"idempotency key {idempotency_key!r} already names record {existing.seq} "
+                                f"({existing.kind.value} of incident {existing.incident_key!r})"
+                            )
+                        written.append(existing)
+                        continue
+                fields: dict[str, Any] = {
+                    "seq": tip.seq + 1,
+                    "incident_key": incident_key,
+                    "kind": record_kind.value,
+                    "actor": actor,
+                    "payload": body,
+                    "created_at": datetime.now(UTC),
+                    "prev_hash": tip.hash,
+                    "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
+                    "idempotency_key": idempotency_key,
+                }
+                fields["hash"] = record_hash(fields)
+                write_record(conn, fields, tip)
+                written.append(LedgerRecord.model_validate(fields))
+        return written
 
     # -- reading -------------------------------------------------------------------------------------------
 

@@ -1,0 +1,340 @@
+"""Activities: every step of the loop that does I/O (planner, guard, ledger, adapters, reports).
+
+One instance per worker holds what is expensive to build (the compiled policy, the ledger's connection pool,
+the adapters). Every ledger write carries an idempotency key derived from the workflow id and run id, so a
+retried activity returns the record its first attempt wrote instead of writing a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+
+from actions.adapters.base import (
+    ActionOutcome,
+    ActionRequest,
+    ActionStatus,
+    Adapter,
+    AdapterError,
+    TransientAdapterError,
+    VerifyOutcome,
+)
+from actions.registry import get_spec, validate_params
+from controller.config import Settings
+from controller.guard import Guard, UnavailableGuard
+from controller.ledger import Ledger, RecordKind
+from controller.levels import HealthCap, LevelConfig
+from controller.models import GuardDecision, Incident, Plan, ProposedAction, Verdict
+from controller.planning import OfflinePlanner
+from controller.reports import write_incident_report
+from controller.safety import SafetyStore
+from workflows.contracts import (
+    ApprovalGroup,
+    ApprovalSpec,
+    ExecuteRequest,
+    ExecutionResult,
+    GuardedAction,
+    GuardRequest,
+    PreflightRequest,
+    PreflightResult,
+    RecordRequest,
+    ReportRef,
+    VerificationResult,
+    VerifyRequest,
+)
+from workflows.guard_provider import GuardProvider
+
+CONTROLLER = "svc:controller"
+BREAKER_INCIDENT = "_controller"
+"""The ledger's incident key for records about the controller itself (circuit breaker trips)."""
+
+
+def run_key() -> str:
+    info = activity.info()
+    return f"{info.workflow_id}/{info.workflow_run_id}"
+
+
+class IncidentActivities:
+    def __init__(self, settings: Settings, guards: GuardProvider, ledger: Ledger, adapters: dict[str, Adapter]) -> None:
+        self.settings = settings
+        self.guards = guards
+        self.ledger = ledger
+        self.safety = SafetyStore(ledger.engine)
+        self.adapters = adapters
+
+    # -- decide -----------------------------------------------------------------------------------------
+
+    @activity.defn(name="plan_incident")
+    async def plan_incident(self, incident: Incident) -> Plan:
+        return await asyncio.to_thread(self._plan, incident, run_key())
+
+    def _plan(self, incident: Incident, key: str) -> Plan:
+        guard = self.guards.current()
+        planner = OfflinePlanner(self.settings.playbooks_dir, guard.asset_groups)
+        plan = planner.plan(guard.enrich(incident))
+        self.ledger.append(
+            incident.key, RecordKind.PLAN, f"planner:{plan.planner}", plan, idempotency_key=f"{key}/plan"
+        )
+        return plan
+
+    # -- guard ------------------------------------------------------------------------------------------
+
+    @activity.defn(name="guard_plan")
+    def guard_plan(self, request: GuardRequest) -> list[GuardedAction]:
+        guard = self.guards.current()
+        health = self._health(guard)
+        decisions = guard.decide_plan(request.incident, request.plan, level=request.level, health=health)
+        shadow = isinstance(guard, Guard) and guard.bundle.levels.scopes.shadow
+        proposer = f"planner:{request.plan.planner}"
+        guarded = []
+        for action, decision in zip(request.plan.actions, decisions, strict=True):
+            item = self._guarded(guard, action, decision, proposer, shadow)
+            self.ledger.append(
+                request.incident.key,
+                RecordKind.DECISION,
+                "guard",
+                {**decision.model_dump(mode="json"), "shadow": shadow, "proposer": proposer},
+                idempotency_key=f"{request.workflow_id}/{request.run_id}/decision/{action.id}",
+            )
+            guarded.append(item)
+        return guarded
+
+    def _health(self, guard: Guard | UnavailableGuard) -> HealthCap | None:
+        if not isinstance(guard, Guard):
+            return None
+        breaker = guard.bundle.levels.scopes.circuit_breaker
+        cap = self.safety.health_cap(breaker)
+        if cap is not None and breaker is not None:
+            bucket = int(datetime.now(UTC).timestamp()) // breaker.window_seconds
+            self.ledger.append(
+                BREAKER_INCIDENT,
+                RecordKind.LEVEL_CHANGE,
+                CONTROLLER,
+                {"lowered_to": cap.level.value, "why": cap.why},
+                idempotency_key=f"breaker/{bucket}",
+            )
+        return cap
+
+    def _guarded(
+        self,
+        guard: Guard | UnavailableGuard,
+        action: ProposedAction,
+        decision: GuardDecision,
+        proposer: str,
+        shadow: bool,
+    ) -> GuardedAction:
+        item = GuardedAction(action=action, decision=decision, proposer=proposer, shadow=shadow)
+        if decision.verdict is Verdict.DENY:
+            return item  # unknown action or invalid params may be why: nothing more to derive
+        spec = get_spec(item.action.action)
+        params = validate_params(spec, item.action.params).model_dump(mode="json")
+        undo_params = {spec.target_param: params[spec.target_param]} if spec.target_param else None
+        item = item.model_copy(
+            update={
+                "action_class": spec.action_class,
+                "params": params,
+                "reversible": spec.reversible,
+                "undo_action": spec.undo_action,
+                "undo_params": undo_params if spec.undo_action else None,
+                "ttl_seconds": params.get("ttl_seconds"),
+            }
+        )
+        if decision.verdict is Verdict.APPROVE and isinstance(guard, Guard):
+            item = item.model_copy(update={"approval": self._approval_spec(guard, decision, proposer)})
+        return item
+
+    @staticmethod
+    def _approval_spec(guard: Guard, decision: GuardDecision, proposer: str) -> ApprovalSpec:
+        assert decision.policy is not None
+        identities = guard.bundle.identities
+        groups_data = identities.get("approver_groups", {}) or {}
+        required = {r.group: r.quorum for r in decision.policy.approval_requirements}
+
+        def group(name: str) -> ApprovalGroup:
+            members = (groups_data.get(name) or {}).get("members", [])
+            return ApprovalGroup(name=name, members=list(members), quorum=required.get(name, 0))
+
+        rule = _level_config(guard).levels[decision.effective_level].approval
+        return ApprovalSpec(
+            quorum=decision.policy.quorum,
+            groups=[group(name) for name in decision.policy.approver_groups],
+            proposer=proposer,
+            service_identities=list(identities.get("service_identities", []) or []),
+            timeout_seconds=rule.timeout_seconds,
+            on_timeout=rule.on_timeout,
+            escalate_to=group(rule.escalate_to) if rule.escalate_to else None,
+        )
+
+    # -- the last check before acting -------------------------------------------------------------------
+
+    @activity.defn(name="preflight")
+    def preflight(self, request: PreflightRequest) -> PreflightResult:
+        result = self._preflight(request)
+        self.ledger.append(
+            request.incident.key,
+            RecordKind.PREFLIGHT,
+            CONTROLLER,
+            {"action_id": request.guarded.action.id, **result.model_dump(mode="json")},
+            idempotency_key=f"{request.idempotency_key}/preflight",
+        )
+        return result
+
+    def _preflight(self, request: PreflightRequest) -> PreflightResult:
+        guard = self.guards.current()
+        if not isinstance(guard, Guard):
+            return PreflightResult(go=False, reasons=[f"guard unavailable: {guard.reason}"])
+        scopes = guard.bundle.levels.scopes
+        if scopes.shadow:
+            return PreflightResult(go=False, shadow=True, reasons=["shadow mode on: decision recorded, nothing runs"])
+        original = request.guarded
+        plan = Plan(incident_key=request.incident.key, planner=original.proposer.removeprefix("planner:"))
+        plan.actions.append(original.action)
+        fresh = guard.decide_plan(request.incident, plan, level=request.level, health=self._health(guard))[0]
+        allowed = {Verdict.EXECUTE} | ({Verdict.APPROVE} if request.approval_satisfied else set())
+        if fresh.verdict not in allowed:
+            why = "; ".join(fresh.level_reasons + fresh.reasons) or fresh.verdict.value
+            return PreflightResult(
+                go=False, decision=fresh, reasons=[f"re-evaluated just before running: now {fresh.verdict}: {why}"]
+            )
+        assert original.action_class is not None
+        budget = _level_config(guard).levels[fresh.effective_level].budgets.get(original.action_class)
+        answer = self.safety.reserve(budget, original.action_class, request.incident.key, request.idempotency_key)
+        if not answer.granted:
+            return PreflightResult(go=False, decision=fresh, reasons=[answer.reason])
+        return PreflightResult(
+            go=True, decision=fresh, reasons=[f"{fresh.verdict} at {fresh.effective_level}", answer.reason]
+        )
+
+    # -- act, verify ------------------------------------------------------------------------------------
+
+    @activity.defn(name="execute_action")
+    async def execute_action(self, request: ExecuteRequest) -> ExecutionResult:
+        return await asyncio.to_thread(self._execute, request)
+
+    def _execute(self, request: ExecuteRequest) -> ExecutionResult:
+        kind = {"execute": RecordKind.EXECUTION, "compensate": RecordKind.COMPENSATION, "revert": RecordKind.REVERT}[
+            request.purpose
+        ]
+        record_key = f"{request.idempotency_key}/{request.purpose}"
+        done = self.ledger.find(record_key)
+        if done is not None:  # the adapter ran and the result was recorded; only the completion was lost
+            return ExecutionResult(outcome=ActionOutcome.model_validate(done.payload["outcome"]), ledger_seq=done.seq)
+        adapter = self.adapters.get(request.action)
+        if adapter is None:
+            outcome = ActionOutcome(status=ActionStatus.FAILED, detail=f"no adapter configured for {request.action}")
+        else:
+            try:
+                outcome = adapter.execute(_adapter_request(request))
+            except AdapterError as exc:
+                if _is_transient(exc) and not _last_attempt():
+                    raise  # the retry policy of the action's class applies
+                outcome = ActionOutcome(status=ActionStatus.FAILED, detail=f"{type(exc).__name__}: {exc}")
+        record = self.ledger.append(
+            request.incident_key,
+            kind,
+            CONTROLLER,
+            {"request": request.model_dump(mode="json"), "outcome": outcome.model_dump(mode="json")},
+            idempotency_key=record_key,
+        )
+        return ExecutionResult(outcome=outcome, ledger_seq=record.seq)
+
+    @activity.defn(name="verify_action")
+    async def verify_action(self, request: VerifyRequest) -> VerificationResult:
+        return await asyncio.to_thread(self._verify, request)
+
+    def _verify(self, request: VerifyRequest) -> VerificationResult:
+        execution = request.execution
+        adapter = self.adapters.get(execution.action)
+        if adapter is None:
+            outcome = VerifyOutcome(ok=False, detail=f"no adapter configured for {execution.action}")
+        else:
+            try:
+                outcome = adapter.verify(_adapter_request(execution), request.outcome)
+            except AdapterError as exc:
+                if _is_transient(exc) and not _last_attempt():
+                    raise
+                outcome = VerifyOutcome(ok=False, detail=f"{type(exc).__name__}: {exc}")
+        if not outcome.ok and execution.action_class is not None:
+            self.safety.record_failure(
+                execution.action_class, execution.incident_key, f"{execution.idempotency_key}/{execution.purpose}"
+            )
+        record = self.ledger.append(
+            execution.incident_key,
+            RecordKind.VERIFICATION,
+            CONTROLLER,
+            {
+                "action_id": execution.action_id,
+                "action": execution.action,
+                "purpose": execution.purpose,
+                **outcome.model_dump(mode="json"),
+            },
+            idempotency_key=f"{execution.idempotency_key}/{execution.purpose}/verify",
+        )
+        return VerificationResult(outcome=outcome, ledger_seq=record.seq)
+
+    # -- ledger notes and the report --------------------------------------------------------------------
+
+    @activity.defn(name="record")
+    def record(self, request: RecordRequest) -> int:
+        return self.ledger.append(
+            request.incident_key,
+            request.kind,
+            request.actor,
+            request.payload,
+            idempotency_key=request.idempotency_key,
+        ).seq
+
+    @activity.defn(name="write_report")
+    async def write_report(self, incident_key: str) -> ReportRef:
+        return await asyncio.to_thread(self._report, incident_key, run_key())
+
+    def _report(self, incident_key: str, key: str) -> ReportRef:
+        paths = write_incident_report(self.ledger, incident_key, self.settings.reports_dir)
+        record = self.ledger.append(
+            incident_key,
+            RecordKind.REPORT,
+            CONTROLLER,
+            {"markdown": str(paths.markdown), "json": str(paths.json), "sha256": paths.sha256},
+            idempotency_key=f"{key}/report",
+        )
+        return ReportRef(markdown=str(paths.markdown), json_path=str(paths.json), ledger_seq=record.seq)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.plan_incident,
+            self.guard_plan,
+            self.preflight,
+            self.execute_action,
+            self.verify_action,
+            self.record,
+            self.write_report,
+        ]
+
+
+def _level_config(guard: Guard) -> LevelConfig:
+    return guard.bundle.levels
+
+
+def _adapter_request(request: ExecuteRequest) -> ActionRequest:
+    return ActionRequest(
+        incident_key=request.incident_key,
+        action_id=request.action_id,
+        action=request.action,
+        params=request.params,
+        idempotency_key=f"{request.idempotency_key}/{request.purpose}",
+    )
+
+
+def _is_transient(exc: AdapterError) -> bool:
+    return isinstance(exc, TransientAdapterError)
+
+
+def _last_attempt() -> bool:
+    """On the last attempt a transient error is recorded as a failure instead of raised into the void."""
+    info = activity.info()
+    maximum = info.retry_policy.maximum_attempts if info.retry_policy else 0
+    return bool(maximum) and info.attempt >= maximum

@@ -1,0 +1,61 @@
+"""The approval rules, as pure functions the workflow calls from its update validator and its wait loop.
+
+Kept free of Temporal and I/O so that the rules an auditor asks about (who may approve, what counts, when it
+is enough) are in one small place and tested directly, and so the validator stays deterministic.
+"""
+
+from __future__ import annotations
+
+from workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
+
+
+class VoteRefused(ValueError):
+    """The vote is not accepted; the message says why (shown to the approver, recorded by the CLI)."""
+
+
+def check_vote(state: ActionState | None, spec: ApprovalSpec | None, vote: ApprovalVote) -> None:
+    """Raise VoteRefused unless this person may cast this vote on this action now."""
+    if state is None or spec is None:
+        raise VoteRefused(f"no action {vote.action_id} awaits approval in this incident")
+    if state.status is not ActionStatus.AWAITING_APPROVAL:
+        raise VoteRefused(f"action {vote.action_id} is {state.status.value}, not awaiting approval")
+    approver = vote.approver.strip()
+    if not approver:
+        raise VoteRefused("the approver is empty")
+    if approver == spec.proposer or approver.startswith(("planner:", "svc:", "service:")):
+        raise VoteRefused(f"{approver} proposed or runs the action and can never approve it (separation of duties)")
+    if approver in spec.service_identities:
+        raise VoteRefused(f"{approver} is a service identity and can never approve")
+    if any(v.approver == approver for v in state.votes):
+        raise VoteRefused(f"{approver} has already voted on action {vote.action_id}")
+    if approver not in spec.eligible(state.escalated):
+        groups = [g.name for g in spec.groups]
+        if state.escalated and spec.escalate_to is not None:
+            groups.append(spec.escalate_to.name)
+        raise VoteRefused(f"{approver} is not in an approver group for this action ({', '.join(groups)})")
+
+
+def approvers(state: ActionState) -> list[str]:
+    return [v.approver for v in state.votes if v.choice is VoteChoice.APPROVE]
+
+
+def rejected_by(state: ActionState) -> str | None:
+    return next((v.approver for v in state.votes if v.choice is VoteChoice.REJECT), None)
+
+
+def missing(state: ActionState, spec: ApprovalSpec) -> list[str]:
+    """What is still needed, in words; empty when the approval is complete."""
+    given = set(approvers(state))
+    needs: list[str] = []
+    if len(given) < spec.quorum:
+        needs.append(f"{spec.quorum - len(given)} more approval(s)")
+    for group in spec.groups:
+        have = len(given & set(group.members))
+        if group.quorum and have < group.quorum:
+            needs.append(f"{group.quorum - have} more from {group.name}")
+    return needs
+
+
+def waiting_on(state: ActionState, spec: ApprovalSpec) -> list[str]:
+    voted = {v.approver for v in state.votes}
+    return sorted(spec.eligible(state.escalated) - voted)

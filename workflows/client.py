@@ -1,0 +1,133 @@
+"""Talking to running incidents: submit alerts (signal-with-start), vote, and read their state.
+
+Submitting groups alerts by incident key and sends one signal per incident per batch, so an alert storm is a
+few signals to a few workflows. Each alert is written to the ledger first (whole, raw record included),
+keyed by incident and alert id: a resubmitted file neither duplicates ledger records nor double-counts
+alerts in the workflow (the workflow dedups by alert id too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from controller.incidents import incident_key
+from controller.ledger import Ledger, RecordKind
+from controller.models import Alert, Level
+from workflows.approvals import VoteRefused
+from workflows.contracts import (
+    TASK_QUEUE,
+    ActionState,
+    AlertBatch,
+    ApprovalVote,
+    IncidentStart,
+    IncidentStatus,
+    slim_alert,
+)
+from workflows.incident import IncidentWorkflow
+
+BATCH_SIZE = 200
+
+
+@dataclass
+class SubmitReport:
+    alerts: int = 0
+    signals: int = 0
+    incidents: dict[str, int] = field(default_factory=dict)
+
+
+class Submitter:
+    """Buffers alerts per incident and flushes a batch as one ledger transaction plus one signal-with-start."""
+
+    def __init__(
+        self,
+        client: Client,
+        ledger: Ledger,
+        *,
+        level: Level | None = None,
+        settle_seconds: float = 5.0,
+        quiet_seconds: float = 60.0,
+        batch_size: int = BATCH_SIZE,
+        task_queue: str = TASK_QUEUE,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.start_template = IncidentStart(
+            key="", level=level, settle_seconds=settle_seconds, quiet_seconds=quiet_seconds
+        )
+        self.batch_size = batch_size
+        self.task_queue = task_queue
+        self.pending: dict[str, list[Alert]] = {}
+        self.report = SubmitReport()
+
+    async def add(self, alert: Alert) -> None:
+        key = incident_key(alert)
+        bucket = self.pending.setdefault(key, [])
+        bucket.append(alert)
+        if len(bucket) >= self.batch_size:
+            await self._flush(key)
+
+    async def add_all(self, alerts: Iterable[Alert]) -> SubmitReport:
+        for alert in alerts:
+            await self.add(alert)
+        await self.flush()
+        return self.report
+
+    async def flush(self) -> None:
+        for key in list(self.pending):
+            await self._flush(key)
+
+    async def _flush(self, key: str) -> None:
+        alerts = self.pending.pop(key, [])
+        if not alerts:
+            return
+        self.ledger.append_many(
+            key,
+            RecordKind.ALERT,
+            "ingest",
+            [(alert.model_dump(mode="json"), f"alert:{key}:{alert.id}") for alert in alerts],
+        )
+        await self.client.start_workflow(
+            IncidentWorkflow.run,
+            self.start_template.model_copy(update={"key": key}),
+            id=key,
+            task_queue=self.task_queue,
+            start_signal="add_alerts",
+            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in alerts])],
+        )
+        self.report.alerts += len(alerts)
+        self.report.signals += 1
+        self.report.incidents[key] = self.report.incidents.get(key, 0) + len(alerts)
+
+
+def incident_handle(client: Client, key: str) -> WorkflowHandle[IncidentWorkflow, IncidentStatus]:
+    return client.get_workflow_handle_for(IncidentWorkflow.run, key)
+
+
+async def incident_status(client: Client, key: str) -> IncidentStatus:
+    return await incident_handle(client, key).query(IncidentWorkflow.status)
+
+
+async def cast_vote(client: Client, ledger: Ledger, key: str, vote: ApprovalVote) -> ActionState:
+    """Send a vote; a refused vote raises VoteRefused and is recorded in the ledger (who tried, and why not)."""
+    try:
+        return await incident_handle(client, key).execute_update(IncidentWorkflow.vote, vote)
+    except (WorkflowUpdateFailedError, RPCError) as exc:
+        cause = exc.cause if isinstance(exc, WorkflowUpdateFailedError) and exc.cause else exc
+        reason = getattr(cause, "message", None) or str(cause)
+        ledger.append(
+            key,
+            RecordKind.APPROVAL,
+            f"user:{vote.approver}",
+            {
+                "action_id": vote.action_id,
+                "event": "vote_refused",
+                "approver": vote.approver,
+                "choice": vote.choice.value,
+                "detail": reason,
+            },
+        )
+        raise VoteRefused(reason) from exc

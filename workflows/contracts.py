@@ -1,0 +1,204 @@
+"""What crosses the Temporal boundary: workflow input, signals, updates, queries and activity payloads.
+
+These end up in workflow histories, which are kept for years and replayed by auditors and by the replay
+test, so they are small (raw alerts and transcripts stay in the ledger) and changed only by adding fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from actions.adapters.base import ActionOutcome, VerifyOutcome
+from controller.levels import OnTimeout
+from controller.models import ActionClass, Alert, GuardDecision, Incident, Level, Plan, ProposedAction
+
+TASK_QUEUE = "autonomy-incidents"
+EVIDENCE_IN_HISTORY = 512
+"""Characters of an alert's (untrusted) evidence kept in history; the whole alert is in the ledger."""
+
+
+def slim_alert(alert: Alert) -> Alert:
+    """The alert as workflow history carries it: no raw record, evidence truncated."""
+    return alert.model_copy(update={"raw": {}, "evidence": alert.evidence[:EVIDENCE_IN_HISTORY]})
+
+
+class IncidentStart(BaseModel):
+    """Workflow input. Timings are config, so tests and benchmarks can shorten them without code changes."""
+
+    key: str
+    level: Level | None = Field(default=None, description="declared level override (what-if, demo); None: scopes")
+    settle_seconds: float = Field(default=5.0, ge=0, description="collect alerts this long before planning")
+    quiet_seconds: float = Field(default=60.0, ge=0, description="close after this long without new alerts")
+
+
+class AlertBatch(BaseModel):
+    alerts: list[Alert]
+
+
+class ApprovalGroup(BaseModel):
+    """A group's members as the policy data listed them when the decision was made."""
+
+    name: str
+    members: list[str]
+    quorum: int = Field(default=0, description="minimum votes from this group (policy approval_requirements)")
+
+
+class ApprovalSpec(BaseModel):
+    """Everything the workflow needs to judge votes without I/O (an update validator cannot do I/O)."""
+
+    quorum: int
+    groups: list[ApprovalGroup]
+    proposer: str
+    service_identities: list[str]
+    timeout_seconds: int
+    on_timeout: OnTimeout
+    escalate_to: ApprovalGroup | None = None
+
+    def eligible(self, escalated: bool) -> set[str]:
+        members = {m for g in self.groups for m in g.members}
+        if escalated and self.escalate_to is not None:
+            members |= set(self.escalate_to.members)
+        return members - {self.proposer} - set(self.service_identities)
+
+
+class GuardedAction(BaseModel):
+    """A proposed action with its verdict and what executing, undoing and approving it need."""
+
+    action: ProposedAction
+    decision: GuardDecision
+    proposer: str = Field(description="planner:<name>: never an approver of its own proposal")
+    action_class: ActionClass | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="validated, canonical")
+    reversible: bool = False
+    undo_action: str | None = None
+    undo_params: dict[str, Any] | None = None
+    ttl_seconds: int | None = None
+    approval: ApprovalSpec | None = None
+    shadow: bool = False
+
+
+class GuardRequest(BaseModel):
+    incident: Incident
+    plan: Plan
+    level: Level | None = None
+    workflow_id: str
+    run_id: str
+
+
+class PreflightRequest(BaseModel):
+    incident: Incident
+    guarded: GuardedAction
+    level: Level | None = None
+    idempotency_key: str
+    approval_satisfied: bool = Field(default=False, description="quorum met, or an L4 veto window passed")
+
+
+class PreflightResult(BaseModel):
+    """The last check before an action runs: fresh config (kill switch, shadow), breaker, budget."""
+
+    go: bool
+    shadow: bool = False
+    reasons: list[str]
+    decision: GuardDecision | None = Field(default=None, description="the fresh decision, when one was made")
+
+
+class ExecuteRequest(BaseModel):
+    incident_key: str
+    action_id: str
+    action: str
+    params: dict[str, Any]
+    idempotency_key: str
+    action_class: ActionClass | None = None
+    purpose: Literal["execute", "compensate", "revert"] = "execute"
+
+
+class ExecutionResult(BaseModel):
+    outcome: ActionOutcome
+    ledger_seq: int
+
+
+class VerifyRequest(BaseModel):
+    execution: ExecuteRequest
+    outcome: ActionOutcome
+
+
+class VerificationResult(BaseModel):
+    outcome: VerifyOutcome
+    ledger_seq: int
+
+
+class RecordRequest(BaseModel):
+    """A ledger record the workflow itself writes (votes, timeouts, shadow and hold notes)."""
+
+    incident_key: str
+    kind: str
+    actor: str
+    payload: dict[str, Any]
+    idempotency_key: str
+
+
+class VoteChoice(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class ApprovalVote(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    action_id: str
+    approver: str
+    choice: VoteChoice
+    comment: str = Field(default="", max_length=2_000)
+    signed: bool = Field(default=False, description="carried a verified signed token (issue 6); --as is unsigned")
+
+
+class ActionStatus(StrEnum):
+    PLANNED = "planned"
+    NOT_RUN = "not_run"
+    """deny or recommend: the controller never runs it."""
+    SHADOW = "shadow"
+    AWAITING_APPROVAL = "awaiting_approval"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    HELD = "held"
+    """The pre-flight check stopped it: level lowered, budget spent, shadow switched on."""
+    EXECUTING = "executing"
+    FAILED = "failed"
+    VERIFIED = "verified"
+    VERIFICATION_FAILED = "verification_failed"
+    COMPENSATED = "compensated"
+    AWAITING_REVERT = "awaiting_revert"
+    REVERTED = "reverted"
+
+
+class ActionState(BaseModel):
+    action_id: str
+    action: str
+    verdict: str
+    status: ActionStatus = ActionStatus.PLANNED
+    detail: str = ""
+    votes: list[ApprovalVote] = Field(default_factory=list)
+    waiting_on: list[str] = Field(default_factory=list, description="who may still vote")
+    deadline: datetime | None = None
+    escalated: bool = False
+    revert_at: datetime | None = None
+
+
+class IncidentStatus(BaseModel):
+    key: str
+    phase: str
+    alert_count: int
+    planner: str | None = None
+    playbook: str | None = None
+    actions: list[ActionState] = Field(default_factory=list)
+    report: dict[str, str] | None = None
+
+
+class ReportRef(BaseModel):
+    markdown: str
+    json_path: str
+    ledger_seq: int

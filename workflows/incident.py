@@ -1,0 +1,366 @@
+"""IncidentWorkflow: one durable run per incident, decide -> guard -> approve -> act -> verify -> revert -> report.
+
+The workflow only orchestrates; every fact comes from an activity (planner, guard, ledger, adapters), so its
+history is the audit's skeleton and the ledger holds the flesh. It fails closed at each step: a planner that
+fails plans nothing, a guard that fails denies everything, a pre-flight check that fails holds the action.
+
+Started by signal-with-start (workflows/client.py) under the incident key, so an alert storm from one source
+is one run with every alert attached. Approvals arrive as updates, checked by a validator (workflows/approvals.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from controller.incidents import incident_from_alerts
+    from controller.levels import OnTimeout
+    from controller.models import Alert, Incident, Plan, Verdict
+    from workflows import approvals
+    from workflows.activities import IncidentActivities
+    from workflows.contracts import (
+        ActionState,
+        ActionStatus,
+        AlertBatch,
+        ApprovalSpec,
+        ApprovalVote,
+        ExecuteRequest,
+        GuardedAction,
+        GuardRequest,
+        IncidentStart,
+        IncidentStatus,
+        PreflightRequest,
+        PreflightResult,
+        RecordRequest,
+        ReportRef,
+        VerifyRequest,
+    )
+    from workflows.retries import STEP_RETRY, retry_for
+
+STEP_TIMEOUT = timedelta(seconds=60)
+ACTION_TIMEOUT = timedelta(seconds=30)
+LOCAL_TIMEOUT = timedelta(seconds=20)
+
+
+def _error_text(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+@workflow.defn
+class IncidentWorkflow:
+    def __init__(self) -> None:
+        self.alerts: dict[str, Alert] = {}
+        self.last_alert_at = workflow.now()
+        self.phase = "collecting"
+        self.key = ""
+        self.plan: Plan | None = None
+        self.states: dict[str, ActionState] = {}
+        self.specs: dict[str, ApprovalSpec] = {}
+        self.report: ReportRef | None = None
+
+    # -- inputs from outside ---------------------------------------------------------------------------
+
+    @workflow.signal
+    def add_alerts(self, batch: AlertBatch) -> None:
+        """Attach alerts; an alert already attached (a resubmission) is not counted twice."""
+        for alert in batch.alerts:
+            if alert.id not in self.alerts:
+                self.alerts[alert.id] = alert
+                self.last_alert_at = workflow.now()
+
+    @workflow.update
+    async def vote(self, vote: ApprovalVote) -> ActionState:
+        state = self.states[vote.action_id]
+        state.votes.append(vote)  # before any await: a concurrent duplicate vote now fails validation
+        await self._record(
+            vote.action_id,
+            "approval",
+            f"user:{vote.approver}",
+            {
+                "action_id": vote.action_id,
+                "event": "vote",
+                "approver": vote.approver,
+                "choice": vote.choice.value,
+                "comment": vote.comment,
+                "signed": vote.signed,
+            },
+            f"vote/{vote.approver}",
+        )
+        state.waiting_on = approvals.waiting_on(state, self.specs[vote.action_id])
+        return state
+
+    @vote.validator
+    def _check_vote(self, vote: ApprovalVote) -> None:
+        approvals.check_vote(self.states.get(vote.action_id), self.specs.get(vote.action_id), vote)
+
+    @workflow.query
+    def status(self) -> IncidentStatus:
+        return IncidentStatus(
+            key=self.key,
+            phase=self.phase,
+            alert_count=len(self.alerts),
+            planner=self.plan.planner if self.plan else None,
+            playbook=self.plan.playbook if self.plan else None,
+            actions=list(self.states.values()),
+            report={"markdown": self.report.markdown, "json": self.report.json_path} if self.report else None,
+        )
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, start: IncidentStart) -> IncidentStatus:
+        self.key = start.key
+        await workflow.wait_condition(lambda: bool(self.alerts))
+        if start.settle_seconds:
+            await workflow.sleep(start.settle_seconds)
+        incident = incident_from_alerts(start.key, list(self.alerts.values()))
+        self.phase = "planning"
+        plan = await self._plan(incident)
+        if plan is not None and plan.actions:
+            self.phase = "guarding"
+            guarded = await self._guard(incident, plan, start)
+            self.phase = "acting"
+            await asyncio.gather(*(self._handle(incident, item, start) for item in guarded))
+        self.phase = "closing"
+        await self._quiet(start.quiet_seconds)
+        self.phase = "reporting"
+        self.report = await workflow.execute_activity_method(
+            IncidentActivities.write_report, self.key, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
+        )
+        self.phase = "closed"
+        return self.status()
+
+    async def _plan(self, incident: Incident) -> Plan | None:
+        try:
+            self.plan = await workflow.execute_activity_method(
+                IncidentActivities.plan_incident,
+                incident,
+                start_to_close_timeout=STEP_TIMEOUT,
+                schedule_to_close_timeout=timedelta(minutes=10),
+                retry_policy=STEP_RETRY,
+            )
+        except ActivityError as exc:
+            await self._record(
+                None, "plan", "svc:controller", {"error": f"planner failed: {_error_text(exc)}"}, "plan-error"
+            )
+            return None
+        for action in self.plan.actions:
+            self.states[action.id] = ActionState(action_id=action.id, action=action.action, verdict="undecided")
+        return self.plan
+
+    async def _guard(self, incident: Incident, plan: Plan, start: IncidentStart) -> list[GuardedAction]:
+        info = workflow.info()
+        request = GuardRequest(
+            incident=incident, plan=plan, level=start.level, workflow_id=info.workflow_id, run_id=info.run_id
+        )
+        try:
+            return await workflow.execute_local_activity_method(
+                IncidentActivities.guard_plan,
+                request,
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=STEP_RETRY,
+                schedule_to_close_timeout=timedelta(minutes=5),
+            )
+        except ActivityError as exc:  # fail closed: no decision, nothing runs
+            reason = f"guard failed: {_error_text(exc)}"
+            for state in self.states.values():
+                state.verdict, state.status, state.detail = Verdict.DENY.value, ActionStatus.NOT_RUN, reason
+            await self._record(
+                None,
+                "decision",
+                "guard",
+                {"error": reason, "verdict": "deny", "policy_revision": "", "risk": None},
+                "guard-error",
+            )
+            return []
+
+    async def _handle(self, incident: Incident, item: GuardedAction, start: IncidentStart) -> None:
+        state = self.states[item.action.id]
+        decision = item.decision
+        state.verdict = decision.verdict.value
+        if decision.verdict in (Verdict.DENY, Verdict.RECOMMEND):
+            state.status, state.detail = ActionStatus.NOT_RUN, "; ".join(decision.reasons)
+            return
+        if item.shadow:
+            state.status, state.detail = ActionStatus.SHADOW, f"shadow mode: would {decision.verdict.value}"
+            return
+        satisfied = False
+        if decision.verdict is Verdict.APPROVE:
+            satisfied = await self._await_approval(item, state)
+            if not satisfied:
+                return
+        await self._run(incident, item, state, start, satisfied)
+
+    async def _await_approval(self, item: GuardedAction, state: ActionState) -> bool:
+        spec = item.approval
+        if spec is None:
+            state.status, state.detail = ActionStatus.NOT_RUN, "approval needed but no approvers were derived"
+            return False
+        self.specs[state.action_id] = spec
+        state.status = ActionStatus.AWAITING_APPROVAL
+        state.waiting_on = approvals.waiting_on(state, spec)
+
+        def settled() -> bool:
+            return approvals.rejected_by(state) is not None or not approvals.missing(state, spec)
+
+        while True:
+            state.deadline = workflow.now() + timedelta(seconds=spec.timeout_seconds)
+            try:
+                await workflow.wait_condition(settled, timeout=timedelta(seconds=spec.timeout_seconds))
+            except TimeoutError:
+                if spec.on_timeout is OnTimeout.ESCALATE and not state.escalated and spec.escalate_to is not None:
+                    state.escalated = True
+                    state.waiting_on = approvals.waiting_on(state, spec)
+                    await self._note_approval(
+                        state, "escalated", f"no decision in time: escalated to {spec.escalate_to.name}"
+                    )
+                    continue
+                if spec.on_timeout is OnTimeout.EXECUTE_REVERSIBLE and item.reversible:
+                    await self._note_approval(
+                        state, "veto_window_passed", "nobody rejected in time: a reversible action runs"
+                    )
+                    state.waiting_on, state.deadline = [], None
+                    return True
+                state.status, state.detail = ActionStatus.TIMED_OUT, f"no approval within {spec.timeout_seconds} s"
+                await self._note_approval(state, "timed_out", state.detail)
+                state.waiting_on, state.deadline = [], None
+                return False
+            state.waiting_on, state.deadline = [], None
+            rejecter = approvals.rejected_by(state)
+            if rejecter is not None:
+                state.status, state.detail = ActionStatus.REJECTED, f"rejected by {rejecter}"
+                return False
+            await self._note_approval(state, "approved", "by " + ", ".join(approvals.approvers(state)))
+            return True
+
+    async def _run(
+        self, incident: Incident, item: GuardedAction, state: ActionState, start: IncidentStart, satisfied: bool
+    ) -> None:
+        key = self._action_key(item.action.id)
+        try:
+            pre = await workflow.execute_local_activity_method(
+                IncidentActivities.preflight,
+                PreflightRequest(
+                    incident=incident,
+                    guarded=item,
+                    level=start.level,
+                    idempotency_key=key,
+                    approval_satisfied=satisfied,
+                ),
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=STEP_RETRY,
+                schedule_to_close_timeout=timedelta(minutes=2),
+            )
+        except ActivityError as exc:
+            pre = PreflightResult(go=False, reasons=[f"pre-flight check failed: {_error_text(exc)}"])
+        if not pre.go:
+            state.status = ActionStatus.SHADOW if pre.shadow else ActionStatus.HELD
+            state.detail = "; ".join(pre.reasons)
+            return
+        state.status = ActionStatus.EXECUTING
+        request = ExecuteRequest(
+            incident_key=self.key,
+            action_id=item.action.id,
+            action=item.action.action,
+            params=item.params,
+            idempotency_key=key,
+            action_class=item.action_class,
+        )
+        if not await self._act_and_verify(request, state):
+            if state.status is ActionStatus.VERIFICATION_FAILED and item.reversible and item.undo_action:
+                await self._undo(item, request, state, "compensate")
+            return
+        state.status, state.detail = ActionStatus.VERIFIED, "done and verified"
+        if item.ttl_seconds and item.reversible and item.undo_action:
+            state.status = ActionStatus.AWAITING_REVERT
+            state.revert_at = workflow.now() + timedelta(seconds=item.ttl_seconds)
+            await workflow.sleep(item.ttl_seconds)
+            await self._undo(item, request, state, "revert")
+
+    async def _act_and_verify(self, request: ExecuteRequest, state: ActionState) -> bool:
+        try:
+            executed = await workflow.execute_activity_method(
+                IncidentActivities.execute_action,
+                request,
+                start_to_close_timeout=ACTION_TIMEOUT,
+                retry_policy=retry_for(request.action_class),
+            )
+        except ActivityError as exc:
+            state.status, state.detail = ActionStatus.FAILED, f"{request.purpose} failed: {_error_text(exc)}"
+            await self._record(
+                request.action_id,
+                "execution",
+                "svc:controller",
+                {"action_id": request.action_id, "error": state.detail},
+                f"{request.purpose}-error",
+            )
+            return False
+        if executed.outcome.status.value == "failed":
+            state.status, state.detail = ActionStatus.FAILED, executed.outcome.detail
+            return False
+        try:
+            verified = await workflow.execute_activity_method(
+                IncidentActivities.verify_action,
+                VerifyRequest(execution=request, outcome=executed.outcome),
+                start_to_close_timeout=ACTION_TIMEOUT,
+                retry_policy=retry_for(request.action_class),
+            )
+            ok, detail = verified.outcome.ok, verified.outcome.detail
+        except ActivityError as exc:
+            ok, detail = False, f"verification could not run: {_error_text(exc)}"
+        if not ok:
+            state.status, state.detail = ActionStatus.VERIFICATION_FAILED, detail
+        return ok
+
+    async def _undo(self, item: GuardedAction, original: ExecuteRequest, state: ActionState, purpose: str) -> None:
+        """Compensation (verification failed) or TTL revert: the registry's undo action, through its adapter."""
+        assert item.undo_action is not None
+        request = original.model_copy(
+            update={"action": item.undo_action, "params": item.undo_params or {}, "purpose": purpose}
+        )
+        before = state.status
+        if await self._act_and_verify(request, state):
+            if purpose == "revert":
+                state.status, state.detail = ActionStatus.REVERTED, f"reverted after {item.ttl_seconds} s"
+            else:
+                state.status, state.detail = ActionStatus.COMPENSATED, f"verification failed; undone ({before.value})"
+
+    async def _quiet(self, quiet_seconds: float) -> None:
+        """Stay open while alerts keep coming, so a storm's tail joins this incident instead of a new one."""
+        while True:
+            remaining = quiet_seconds - (workflow.now() - self.last_alert_at).total_seconds()
+            if remaining <= 0:
+                return
+            await workflow.sleep(remaining)
+
+    # -- ledger notes ----------------------------------------------------------------------------------
+
+    def _action_key(self, action_id: str) -> str:
+        info = workflow.info()
+        return f"{info.workflow_id}/{info.run_id}/{action_id}"
+
+    async def _note_approval(self, state: ActionState, event: str, detail: str) -> None:
+        await self._record(
+            state.action_id,
+            "approval",
+            "svc:controller",
+            {"action_id": state.action_id, "event": event, "detail": detail},
+            event,
+        )
+
+    async def _record(
+        self, action_id: str | None, kind: str, actor: str, payload: dict[str, object], step: str
+    ) -> None:
+        info = workflow.info()
+        key = f"{info.workflow_id}/{info.run_id}/{action_id or '-'}/{step}"
+        await workflow.execute_local_activity_method(
+            IncidentActivities.record,
+            RecordRequest(incident_key=self.key, kind=kind, actor=actor, payload=payload, idempotency_key=key),
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            retry_policy=STEP_RETRY,
+        )

@@ -1,0 +1,44 @@
+"""Retry policy per action class: how hard to try before an action counts as failed.
+
+Containment is retried briefly (a firewall that is down for minutes should page a person, not be hammered);
+notifications and tickets longer (they are harmless to repeat: adapters dedupe by idempotency key).
+AdapterError (permanent) is never retried; the activity turns it into a FAILED outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from controller.models import ActionClass
+
+_CONTAIN = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=5,
+)
+_HARMLESS = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+)
+_LOOKUP = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+
+RETRY_BY_CLASS: dict[ActionClass, RetryPolicy] = {
+    ActionClass.INVESTIGATE: _LOOKUP,
+    ActionClass.NOTIFY: _HARMLESS,
+    ActionClass.TICKET: _HARMLESS,
+    ActionClass.CONTAIN_NETWORK: _CONTAIN,
+    ActionClass.CONTAIN_HOST: _CONTAIN,
+    ActionClass.CONTAIN_IDENTITY: _CONTAIN,
+    ActionClass.RESTORE: _CONTAIN,
+}
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10))
+"""Planner, ledger and report steps: retried until the workflow's own timeouts stop them."""
+
+
+def retry_for(action_class: ActionClass | None) -> RetryPolicy:
+    return RETRY_BY_CLASS.get(action_class, _CONTAIN) if action_class else _CONTAIN

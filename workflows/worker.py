@@ -1,0 +1,72 @@
+"""The worker: the workflow and its activities, with the guard, ledger and adapters built once per process.
+
+Scale out by running more of these on the same task queue (and pointing them at a shared Temporal, OPA and
+PostgreSQL ledger): no state lives in a worker that another worker needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from actions.adapters import build_adapters
+from actions.adapters.base import Adapter
+from controller.config import Settings
+from controller.ledger import Ledger
+from controller.runtime import EngineName
+from workflows.activities import IncidentActivities
+from workflows.contracts import TASK_QUEUE
+from workflows.guard_provider import GuardProvider
+from workflows.incident import IncidentWorkflow
+
+
+async def connect(address: str, namespace: str = "default") -> Client:
+    """A client that carries our pydantic models through Temporal (the one converter every side must use)."""
+    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+
+
+@dataclass
+class WorkerParts:
+    worker: Worker
+    activities: IncidentActivities
+    guards: GuardProvider
+    ledger: Ledger
+
+
+@asynccontextmanager
+async def incident_worker(
+    client: Client,
+    settings: Settings,
+    engine: EngineName = EngineName.EMBEDDED,
+    task_queue: str = TASK_QUEUE,
+    max_concurrent_activities: int = 16,
+    adapters: dict[str, Adapter] | None = None,
+) -> AsyncIterator[WorkerParts]:
+    """A running worker; stops (and closes the guard and ledger) on exit."""
+    guards = GuardProvider(settings, engine)
+    ledger = Ledger.from_url(settings.ledger_url)
+    guards.current()  # compile the policy before taking work, not on the first incident
+    activities = IncidentActivities(
+        settings, guards, ledger, adapters if adapters is not None else build_adapters(settings, ledger)
+    )
+    with ThreadPoolExecutor(max_workers=max_concurrent_activities) as pool:
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[IncidentWorkflow],
+            activities=activities.all(),
+            activity_executor=pool,
+            max_concurrent_activities=max_concurrent_activities,
+        )
+        try:
+            async with worker:
+                yield WorkerParts(worker, activities, guards, ledger)
+        finally:
+            guards.close()
+            ledger.close()
