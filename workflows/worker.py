@@ -46,15 +46,17 @@ async def incident_worker(
     engine: EngineName = EngineName.EMBEDDED,
     task_queue: str = TASK_QUEUE,
     max_concurrent_activities: int = 16,
-    adapters: dict[str, Adapter] | None = None,
+    extra_adapters: dict[str, Adapter] | None = None,
 ) -> AsyncIterator[WorkerParts]:
-    """A running worker; stops (and closes the guard and ledger) on exit."""
+    """A running worker; stops (and closes the guard and ledger) on exit.
+
+    `extra_adapters` adds or replaces adapters (an enforcement point configured by the caller; tests).
+    """
     guards = GuardProvider(settings, engine)
     ledger = Ledger.from_url(settings.ledger_url)
     guards.current()  # compile the policy before taking work, not on the first incident
-    activities = IncidentActivities(
-        settings, guards, ledger, adapters if adapters is not None else build_adapters(settings, ledger)
-    )
+    adapters = {**build_adapters(settings, ledger), **(extra_adapters or {})}
+    activities = IncidentActivities(settings, guards, ledger, adapters)
     with ThreadPoolExecutor(max_workers=max_concurrent_activities) as pool:
         worker = Worker(
             client,
