@@ -603,3 +603,14 @@ def test_bare_postgresql_urls_use_psycopg3() -> None:
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
     with pytest.raises(LedgerConfigError, match="unsupported"):
         make_engine("mysql://u:p@h/db")
+
+
+def test_append_many_is_one_chain_segment_and_idempotent_per_entry(ledger: Ledger) -> None:
+    first = ledger.append_many("sqli:1", RecordKind.ALERT, "ingest", [({"n": n}, f"alert:{n}") for n in range(5)])
+    assert [r.seq for r in first] == list(range(first[0].seq, first[0].seq + 5))
+    again = ledger.append_many("sqli:1", RecordKind.ALERT, "ingest", [({"n": n}, f"alert:{n}") for n in range(3, 7)])
+    assert [r.seq for r in again[:2]] == [first[3].seq, first[4].seq]  # existing records, not new ones
+    assert len(ledger.records("sqli:1")) == 7
+    assert ledger.verify().ok
+    with pytest.raises(IdempotencyConflict):
+        ledger.append_many("xss:2", RecordKind.ALERT, "ingest", [({"n": 0}, "alert:0")])
