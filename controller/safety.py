@@ -67,6 +67,8 @@ class SafetyStore:
         now: datetime | None = None,
     ) -> BudgetAnswer:
         """Take one unit of the class's budget, or say which cap is spent. A retried call returns its grant."""
+        if budget is None:  # nothing to count against: no transaction on the shared ledger database
+            return BudgetAnswer(True, f"no budget declared for {action_class.value}")
         now = now or datetime.now(UTC)
         with write_transaction(self.engine) as conn:
             self._lock(conn)
@@ -75,10 +77,9 @@ class SafetyStore:
             ).first()
             if existing is not None:
                 return BudgetAnswer(True, "budget already reserved for this action (retry)")
-            if budget is not None:
-                refusal = self._refusal(conn, budget, action_class, incident_key, now)
-                if refusal:
-                    return BudgetAnswer(False, refusal)
+            refusal = self._refusal(conn, budget, action_class, incident_key, now)
+            if refusal:
+                return BudgetAnswer(False, refusal)
             conn.execute(
                 safety_events.insert().values(
                     event=SafetyEvent.RESERVED.value,
@@ -88,8 +89,6 @@ class SafetyStore:
                     at=now,
                 )
             )
-        if budget is None:
-            return BudgetAnswer(True, f"no budget declared for {action_class.value}")
         return BudgetAnswer(True, f"within the {action_class.value} budget")
 
     def _refusal(

@@ -8,6 +8,7 @@ retried activity returns the record its first attempt wrote instead of writing a
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +47,7 @@ from workflows.contracts import (
     VerificationResult,
     VerifyRequest,
 )
-from workflows.guard_provider import GuardProvider
+from workflows.guard_provider import Fingerprint, GuardProvider, config_fingerprint
 
 CONTROLLER = "svc:controller"
 BREAKER_INCIDENT = "_controller"
@@ -65,6 +66,8 @@ class IncidentActivities:
         self.ledger = ledger
         self.safety = SafetyStore(ledger.engine)
         self.adapters = adapters
+        self._planner_lock = threading.Lock()
+        self._planner_cache: tuple[tuple[int, Fingerprint], OfflinePlanner] | None = None
 
     # -- decide -----------------------------------------------------------------------------------------
 
@@ -72,10 +75,18 @@ class IncidentActivities:
     async def plan_incident(self, incident: Incident) -> Plan:
         return await asyncio.to_thread(self._plan, incident, run_key())
 
+    def _planner(self, guard: Guard | UnavailableGuard) -> OfflinePlanner:
+        """The planner, rebuilt only when the guard (its asset groups) or the playbooks changed on disk."""
+        fingerprint = (id(guard), config_fingerprint(self.settings.playbooks_dir))
+        with self._planner_lock:
+            if self._planner_cache is None or self._planner_cache[0] != fingerprint:
+                planner = OfflinePlanner(self.settings.playbooks_dir, guard.asset_groups)
+                self._planner_cache = (fingerprint, planner)
+            return self._planner_cache[1]
+
     def _plan(self, incident: Incident, key: str) -> Plan:
         guard = self.guards.current()
-        planner = OfflinePlanner(self.settings.playbooks_dir, guard.asset_groups)
-        plan = planner.plan(guard.enrich(incident))
+        plan = self._planner(guard).plan(guard.enrich(incident))
         self.ledger.append(
             incident.key, RecordKind.PLAN, f"planner:{plan.planner}", plan, idempotency_key=f"{key}/plan"
         )
@@ -90,17 +101,22 @@ class IncidentActivities:
         decisions = guard.decide_plan(request.incident, request.plan, level=request.level, health=health)
         shadow = isinstance(guard, Guard) and guard.bundle.levels.scopes.shadow
         proposer = f"planner:{request.plan.planner}"
-        guarded = []
-        for action, decision in zip(request.plan.actions, decisions, strict=True):
-            item = self._guarded(guard, action, decision, proposer, shadow)
-            self.ledger.append(
-                request.incident.key,
-                RecordKind.DECISION,
-                "guard",
-                {**decision.model_dump(mode="json"), "shadow": shadow, "proposer": proposer},
-                idempotency_key=f"{request.workflow_id}/{request.run_id}/decision/{action.id}",
-            )
-            guarded.append(item)
+        guarded = [
+            self._guarded(guard, action, decision, proposer, shadow)
+            for action, decision in zip(request.plan.actions, decisions, strict=True)
+        ]
+        self.ledger.append_many(
+            request.incident.key,
+            RecordKind.DECISION,
+            "guard",
+            [
+                (
+                    {**item.decision.model_dump(mode="json"), "shadow": shadow, "proposer": proposer},
+                    f"{request.workflow_id}/{request.run_id}/decision/{item.action.id}",
+                )
+                for item in guarded
+            ],
+        )
         return guarded
 
     def _health(self, guard: Guard | UnavailableGuard) -> HealthCap | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from actions.adapters import build_adapters
 from actions.adapters.base import Adapter
@@ -24,6 +25,12 @@ from workflows.activities import IncidentActivities
 from workflows.contracts import TASK_QUEUE
 from workflows.guard_provider import GuardProvider
 from workflows.incident import IncidentWorkflow
+
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("controller", "actions", "workflows.contracts")
+)
+"""Our own modules are imported once, not per workflow run: the workflow code stays sandboxed (non-deterministic
+calls in it still fail), while the models and rules it uses, which are deterministic, are shared."""
 
 
 async def connect(address: str, namespace: str = "default") -> Client:
@@ -65,6 +72,7 @@ async def incident_worker(
             activities=activities.all(),
             activity_executor=pool,
             max_concurrent_activities=max_concurrent_activities,
+            workflow_runner=SANDBOX,
         )
         try:
             async with worker:
