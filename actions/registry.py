@@ -127,7 +127,7 @@ SPECS: dict[str, ActionSpec] = {
         _spec(
             name="investigate.ip_reputation",
             action_class=ActionClass.INVESTIGATE,
-            description="Read-only: what the inventory, allowlists and past incidents say about an address.",
+            description="Read-only: what our own history (the ledger) says about an address: incidents, actions taken.",
             blast_radius=BlastRadius.NONE,
             reversible=True,
             verify="read-only; the lookup returned a result",
@@ -149,7 +149,7 @@ SPECS: dict[str, ActionSpec] = {
         _spec(
             name="investigate.host_activity",
             action_class=ActionClass.INVESTIGATE,
-            description="Read-only: recent alerts and inventory facts for a host (impact assessment).",
+            description="Read-only: alerts the ledger holds for a host, by name or address (impact assessment).",
             blast_radius=BlastRadius.NONE,
             reversible=True,
             verify="read-only; the lookup returned a result",
