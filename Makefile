@@ -43,3 +43,4 @@ test: setup lint unit
 
 bench: setup
 	$(VENV)/bin/python -m bench.guard
+	set -o pipefail; $(VENV)/bin/python -m bench.loop 2>&1 | grep -v 'Workflow task duration exceeded'
