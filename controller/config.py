@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+"""Where `autonomy server` listens by default (the Temporal CLI's own default port)."""
 
 
 def _path_from_env(name: str, default: Path) -> Path:
@@ -29,6 +31,10 @@ class Settings:
     opa_bin: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_OPA_BIN", REPO_ROOT / ".tools" / "opa"))
     opa_url: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_OPA_URL") or None)
     ledger_url_override: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_LEDGER_URL") or None)
+    temporal_address: str = field(
+        default_factory=lambda: os.environ.get("AUTONOMY_TEMPORAL_ADDRESS") or DEFAULT_TEMPORAL_ADDRESS
+    )
+    """host:port of the Temporal frontend that `worker`, `submit`, `approve` and friends talk to."""
 
     @property
     def ledger_url(self) -> str:

@@ -1,6 +1,7 @@
-"""`autonomy`: the command line for security leads, platform teams and auditors.
+"""Judging without running: `evaluate` (plan and guard a file of alerts), `levels ...` and `policy test`.
 
-Every command prints a table for people and, with --json, one JSON document per line for machines.
+Nothing here talks to Temporal or executes an action: these are the commands a security lead or a policy
+author uses to see what the controller *would* do, and to check the declarative config before it is live.
 """
 
 from __future__ import annotations
@@ -13,40 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from controller.cli.common import VERDICT_STYLE, JsonFlag, console, err_console
 from controller.config import Settings
-from controller.guard import Guard, UnavailableGuard
 from controller.incidents import group_alerts
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.levels import LevelConfigError, load_level_config
-from controller.models import GuardDecision, Incident, Level, Plan, ProposedAction, Verdict
+from controller.models import GuardDecision, Incident, Level, Plan, ProposedAction
 from controller.planning import OfflinePlanner
 from controller.policy_bundle import is_test_module
 from controller.runtime import EngineName, load_policy_bundle, open_guard
-
-app = typer.Typer(
-    help="Policy-guarded autonomy controller for incident response: alerts in, guarded response actions out.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
-levels_app = typer.Typer(help="Inspect and validate the autonomy levels (levels/).", no_args_is_help=True)
-policy_app = typer.Typer(help="Work with the Rego policies (policies/).", no_args_is_help=True)
-app.add_typer(levels_app, name="levels")
-app.add_typer(policy_app, name="policy")
-
-console = Console()
-err_console = Console(stderr=True)
-VERDICT_STYLE = {
-    Verdict.EXECUTE: "bold green",
-    Verdict.APPROVE: "bold yellow",
-    Verdict.RECOMMEND: "cyan",
-    Verdict.DENY: "bold red",
-}
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document per line instead of tables.")]
 
 
 class PlanFileError(ValueError):
@@ -105,7 +84,6 @@ def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision
     console.print(table)
 
 
-@app.command()
 def evaluate(
     alert_file: Annotated[Path, typer.Argument(help="Alerts: ModSecurity v2/v3, Suricata EVE, OCSF or Alert JSON.")],
     plan_file: Annotated[
@@ -154,7 +132,6 @@ def evaluate(
         err_console.print(f"[dim]{report.summary()}[/]")
 
 
-@levels_app.command("validate")
 def levels_validate(as_json: JsonFlag = False) -> None:
     """Validate L1-L5, scopes and the risk model; print every error with its file and key."""
     settings = Settings()
@@ -173,7 +150,6 @@ def levels_validate(as_json: JsonFlag = False) -> None:
         console.print(f"[green]levels in {settings.levels_dir} are valid[/]")
 
 
-@levels_app.command("show")
 def levels_show(as_json: JsonFlag = False) -> None:
     """Show which level applies where (scopes), the kill switch and shadow flag, and each level's limits."""
     config = load_level_config(Settings().levels_dir)
@@ -225,7 +201,6 @@ def levels_show(as_json: JsonFlag = False) -> None:
     console.print(levels)
 
 
-@levels_app.command("explain")
 def levels_explain(as_json: JsonFlag = False) -> None:
     """For each level, what each action class may do alone (execute), with approval, or only as advice."""
     config = load_level_config(Settings().levels_dir)
@@ -258,7 +233,6 @@ def levels_explain(as_json: JsonFlag = False) -> None:
         console.print(f"[bold]{lv.value}[/] {spec.j3016} ({'; '.join(notes)}.)")
 
 
-@policy_app.command("test")
 def policy_test(
     coverage: Annotated[bool, typer.Option(help="Print opa's coverage report.")] = False,
 ) -> None:
@@ -281,49 +255,3 @@ def policy_test(
             command.append("--coverage")
         result = subprocess.run(command, check=False)
     raise typer.Exit(result.returncode)
-
-
-@app.command()
-def demo(
-    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
-    as_json: JsonFlag = False,
-) -> None:
-    """Feed the bundled sample alerts through planner and guard at L1-L4 and show what each level would do."""
-    settings = Settings()
-    samples = settings.example_alert_files
-    counts: dict[Level, dict[Verdict, int]] = {lv: dict.fromkeys(Verdict, 0) for lv in Level}
-    with open_guard(settings, engine) as guard:
-        planner = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
-        for path in samples:
-            incidents = group_alerts(read_alerts(path, dead_letter=DeadLetter(settings.dead_letter_path)))
-            for incident in map(guard.enrich, incidents):
-                plan = planner.plan(incident)
-                for lv in (Level.L1, Level.L2, Level.L3, Level.L4):
-                    for decision in guard.decide_plan(incident, plan, lv):
-                        counts[lv][decision.verdict] += 1
-                if not as_json:
-                    print_incident(incident, plan, guard.decide_plan(incident, plan))
-    _print_level_summary(counts, guard, as_json)
-
-
-def _print_level_summary(
-    counts: dict[Level, dict[Verdict, int]], guard: Guard | UnavailableGuard, as_json: bool
-) -> None:
-    if as_json:
-        document = {lv.value: {v.value: n for v, n in row.items()} for lv, row in counts.items() if sum(row.values())}
-        sys.stdout.write(json.dumps({"verdicts_by_level": document}) + "\n")
-        return
-    table = Table(title="the same incidents judged at each level")
-    table.add_column("level")
-    for verdict in Verdict:
-        table.add_column(verdict.value)
-    for lv, row in counts.items():
-        if sum(row.values()):
-            table.add_row(lv.value, *(f"[{VERDICT_STYLE[v]}]{row[v]}[/]" for v in Verdict))
-    console.print(table)
-    if isinstance(guard, UnavailableGuard):
-        err_console.print(f"[red]guard unavailable, everything denied: {guard.reason}[/]")
-
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,56 @@
+"""`autonomy`: the command line for security leads, platform teams and auditors.
+
+Every command prints a table for people and, with --json, one JSON document per line for machines. This
+module is only the command map; each group lives in its own module:
+
+- `judge`: evaluate, levels, policy (what the controller *would* do; nothing runs, no Temporal)
+- `loop`: server, worker, submit, ingest, approve, reject, incidents (the Temporal loop)
+- `audit`: report, audit show / verify / export (the ledger and the workflow history)
+- `demo`: the whole loop on the sample alerts at several levels
+"""
+
+from __future__ import annotations
+
+import typer
+
+from controller.cli import audit, demo, judge, loop
+
+app = typer.Typer(
+    help="Policy-guarded autonomy controller for incident response: alerts in, guarded response actions out.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+levels_app = typer.Typer(help="Inspect and validate the autonomy levels (levels/).", no_args_is_help=True)
+policy_app = typer.Typer(help="Work with the Rego policies (policies/).", no_args_is_help=True)
+incidents_app = typer.Typer(help="Incidents: the ledger's list, and each workflow's live status.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: ledger records, tamper check, one-file export.", no_args_is_help=True)
+app.add_typer(levels_app, name="levels")
+app.add_typer(policy_app, name="policy")
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(audit_app, name="audit")
+
+# judging, without running anything
+app.command()(judge.evaluate)
+levels_app.command("validate")(judge.levels_validate)
+levels_app.command("show")(judge.levels_show)
+levels_app.command("explain")(judge.levels_explain)
+policy_app.command("test")(judge.policy_test)
+
+# the loop
+app.command()(demo.demo)
+app.command()(loop.server)
+app.command()(loop.worker)
+app.command()(loop.submit)
+app.command()(loop.ingest)
+app.command()(loop.approve)
+app.command()(loop.reject)
+incidents_app.command("list")(loop.incidents_list)
+incidents_app.command("show")(loop.incidents_show)
+
+# the audit
+app.command()(audit.report)
+audit_app.command("show")(audit.audit_show)
+audit_app.command("verify")(audit.audit_verify)
+audit_app.command("export")(audit.audit_export)
+
+__all__ = ["app"]

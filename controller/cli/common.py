@@ -1,0 +1,121 @@
+"""What every command shares: the consoles, the --json and --address options, styles, and error exits.
+
+Output conventions, kept in one place so every command honours them: tables for people on stdout, notes and
+errors on stderr, and with --json exactly one JSON document per line on stdout. Anything that came from an
+alert, a person or the ledger is passed through `escape` before Rich sees it: alert text must never become
+markup (a fake `[link=...]` in a User-Agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from controller.config import Settings
+from controller.models import Verdict
+from workflows.contracts import ActionStatus
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+VERDICT_STYLE = {
+    Verdict.EXECUTE: "bold green",
+    Verdict.APPROVE: "bold yellow",
+    Verdict.RECOMMEND: "cyan",
+    Verdict.DENY: "bold red",
+}
+STATUS_STYLE: dict[ActionStatus, str] = {
+    ActionStatus.VERIFIED: "green",
+    ActionStatus.AWAITING_REVERT: "green",
+    ActionStatus.REVERTED: "green",
+    ActionStatus.AWAITING_APPROVAL: "bold yellow",
+    ActionStatus.EXECUTING: "yellow",
+    ActionStatus.PLANNED: "dim",
+    ActionStatus.NOT_RUN: "cyan",
+    ActionStatus.SHADOW: "magenta",
+    ActionStatus.HELD: "magenta",
+    ActionStatus.REJECTED: "red",
+    ActionStatus.TIMED_OUT: "red",
+    ActionStatus.FAILED: "bold red",
+    ActionStatus.VERIFICATION_FAILED: "bold red",
+    ActionStatus.COMPENSATED: "red",
+}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document per line instead of tables.")]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Temporal frontend host:port. Default: AUTONOMY_TEMPORAL_ADDRESS, else 127.0.0.1:7233 "
+        "(where `autonomy server` listens).",
+        show_default=False,
+    ),
+]
+
+
+def temporal_address(option: str | None, settings: Settings) -> str:
+    """--address wins over AUTONOMY_TEMPORAL_ADDRESS, which wins over the local default."""
+    return option or settings.temporal_address
+
+
+def redacted(url: str) -> str:
+    """A database URL fit for a terminal or a log: the password (AUTONOMY_LEDGER_URL may carry one) masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def emit_json(document: Any) -> None:
+    """One JSON document on one stdout line (dates and paths as strings): what scripts and jq consume."""
+    sys.stdout.write(json.dumps(document, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Say what went wrong on stderr (escaped: it may quote untrusted text) and exit with `code`."""
+    err_console.print(f"[red]{escape(message)}[/]")
+    raise typer.Exit(code)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one command's async body; a Ctrl-C ends it quietly (exit 130) instead of with a traceback."""
+    try:
+        return asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        err_console.print("[dim]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def status_text(status: ActionStatus) -> str:
+    return f"[{STATUS_STYLE.get(status, '')}]{status.value}[/]"
+
+
+def verdict_text(verdict: str) -> str:
+    try:
+        return f"[{VERDICT_STYLE[Verdict(verdict)]}]{verdict}[/]"
+    except ValueError:
+        return escape(verdict)
+
+
+def when(moment: datetime | None) -> str:
+    """A timestamp for a table cell: to the second, with its zone, or '-'."""
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+def cell(text: object, limit: int = 120) -> str:
+    """Untrusted text for a table cell: escaped and cut to `limit` characters."""
+    value = str(text)
+    return escape(value if len(value) <= limit else value[: limit - 3] + "...")

@@ -1,0 +1,320 @@
+"""`autonomy ingest --follow`: tail a growing alert log like `tail -F` and submit what appears.
+
+Three promises, and how they are kept:
+- **No line lost across rotation.** A rename-and-recreate rotation is seen as the path naming another inode:
+  the old file is read to its end first, then the new one from its start. A truncation (copytruncate) is seen
+  as the file shrinking below our offset: reading restarts at 0.
+- **A restart resumes where the last run stopped.** After every flush (alerts in the ledger and signalled to
+  their workflows) the position is written to a small offset file in the state folder: path, device, inode,
+  byte offset, line number and a hash of the file's first bytes. On restart the same file resumes at that
+  offset; if the path now names a new file, the old one is looked for beside it by inode (`alerts.jsonl.1`)
+  and its unread tail is read first. The head hash catches an inode number reused by a new file.
+- **Nothing counted twice.** The offset only moves past lines that were submitted, so a crash re-reads at most
+  the last unflushed lines, and those are dropped again by the ledger (idempotency key per alert id) and the
+  workflow (dedup by alert id).
+
+Only complete lines are read: a last line without its newline is still being written and waits for the next
+poll (or the next `--once` run). Each line is parsed by `controller.ingest.parse_line`, the same per-record
+parser `read_alerts` uses for JSON Lines; a bad line is dead-lettered with file and line, like `evaluate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from glob import escape as glob_escape
+from pathlib import Path
+from typing import IO, Any
+
+from controller.ingest import DeadLetter, IngestError, IngestReport, parse_line
+from controller.ingest.reader import MAX_LINE_BYTES
+from controller.ingest.report import DEAD_LETTER_TEXT_LIMIT
+from workflows.client import Submitter
+
+HEAD_BYTES = 4096
+"""Bytes of the file's start hashed into the offset file, to tell a reused inode number from the same file."""
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where reading stopped in one file: what the offset file stores."""
+
+    path: str
+    device: int
+    inode: int
+    offset: int
+    line: int
+    head: str
+    """sha256 of the first min(offset, HEAD_BYTES) bytes."""
+
+
+def _head_hash(handle: IO[bytes], upto: int) -> str:
+    here = handle.tell()
+    handle.seek(0)
+    digest = hashlib.sha256(handle.read(min(upto, HEAD_BYTES))).hexdigest()
+    handle.seek(here)
+    return digest
+
+
+class OffsetStore:
+    """`<state_dir>/follow/<hash of the path>.json`, replaced atomically so a crash never leaves half a file."""
+
+    def __init__(self, state_dir: Path, followed: Path) -> None:
+        name = hashlib.sha256(str(followed.resolve()).encode()).hexdigest()[:16]
+        self.path = state_dir / "follow" / f"{name}.json"
+
+    def load(self) -> Position | None:
+        try:
+            return Position(**json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):
+            return None  # a damaged offset file: start over; the dedup by alert id absorbs the re-read
+
+    def save(self, position: Position) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(asdict(position)))
+        os.replace(scratch, self.path)
+
+
+@dataclass(frozen=True)
+class Line:
+    source: str
+    number: int
+    text: str
+    error: str | None = None
+
+
+class LineSource:
+    """Complete lines of one path across rotations and truncations, and the position after the last one."""
+
+    def __init__(self, path: Path, saved: Position | None) -> None:
+        self.path = path
+        self.notes: list[str] = []
+        self.handle: IO[bytes] | None = None
+        self.reading: Path = path
+        self.line = 0
+        self.skipping = False
+        """Inside an overlong line: discard up to its newline."""
+        self._resume(saved)
+
+    # -- opening -----------------------------------------------------------------------------------------
+
+    def _open(self, path: Path, offset: int = 0, line: int = 0) -> bool:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            return False
+        handle.seek(offset)
+        self.close()
+        self.handle, self.reading, self.line, self.skipping = handle, path, line, False
+        return True
+
+    def _same_file(self, path: Path, saved: Position) -> bool:
+        try:
+            stat = path.stat()
+            if (stat.st_dev, stat.st_ino) != (saved.device, saved.inode) or stat.st_size < saved.offset:
+                return False
+            with path.open("rb") as handle:
+                return _head_hash(handle, saved.offset) == saved.head
+        except OSError:
+            return False
+
+    def _resume(self, saved: Position | None) -> None:
+        if saved is None:
+            self._open(self.path)
+            return
+        if self._same_file(self.path, saved):
+            self._open(self.path, saved.offset, saved.line)
+            return
+        candidates = [Path(saved.path), *sorted(self.path.parent.glob(glob_escape(self.path.name) + "?*"))]
+        rotated = next((p for p in candidates if p != self.path and self._same_file(p, saved)), None)
+        if rotated is not None:
+            self.notes.append(f"{self.path} was rotated while not followed: reading the rest of {rotated} first")
+            self._open(rotated, saved.offset, saved.line)
+            return
+        if saved.offset:
+            self.notes.append(
+                f"{self.path} is not the file last followed (replaced or truncated) and the old one is not beside"
+                f" it: lines after byte {saved.offset} of the old file could not be read; reading from the start"
+            )
+        self._open(self.path)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def read(self, limit: int) -> list[Line]:
+        """Up to `limit` complete lines from where reading stopped (fewer at the end of what is written)."""
+        lines: list[Line] = []
+        if self.handle is None and not self._open(self.path):
+            return lines
+        assert self.handle is not None
+        source = str(self.reading)
+        while len(lines) < limit:
+            start = self.handle.tell()
+            chunk = self.handle.readline(MAX_LINE_BYTES + 1)
+            if not chunk:
+                break
+            if not chunk.endswith(b"\n"):
+                if len(chunk) <= MAX_LINE_BYTES:
+                    self.handle.seek(start)  # still being written: wait for its newline
+                    break
+                self.line += 0 if self.skipping else 1
+                if not self.skipping:
+                    head = chunk[:DEAD_LETTER_TEXT_LIMIT].decode("utf-8", errors="replace")
+                    lines.append(Line(source, self.line, head, f"line longer than {MAX_LINE_BYTES} bytes, not read"))
+                self.skipping = True
+                continue
+            if self.skipping:  # the newline that ends an overlong line
+                self.skipping = False
+                continue
+            self.line += 1
+            text = chunk.decode("utf-8", errors="replace")
+            if start == 0:
+                text = text.lstrip("\ufeff")
+            if text.strip():
+                lines.append(Line(source, self.line, text.rstrip("\r\n")))
+        return lines
+
+    def rotate_if_needed(self) -> bool:
+        """At the end of the current file: switch to a new file at the path, or restart a truncated one.
+
+        Returns True when it switched (there may be more to read at once). Call only after `read` reached
+        the end, so the old file's last lines are read before leaving it.
+        """
+        if self.handle is None:
+            return self._open(self.path)
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return False  # between the rename and the new file's creation: keep the old one for now
+        current = os.fstat(self.handle.fileno())
+        if (stat.st_dev, stat.st_ino) != (current.st_dev, current.st_ino):
+            if self.skipping:
+                self.notes.append(f"{self.reading} ended inside an overlong line")
+            self.notes.append(f"{self.path} was rotated: now reading the new file from its start")
+            return self._open(self.path)
+        if stat.st_size < self.handle.tell():
+            self.notes.append(f"{self.path} was truncated: reading again from its start")
+            return self._open(self.path)
+        return False
+
+    def position(self) -> Position | None:
+        if self.handle is None:
+            return None
+        stat = os.fstat(self.handle.fileno())
+        offset = self.handle.tell()
+        return Position(str(self.reading), stat.st_dev, stat.st_ino, offset, self.line, _head_hash(self.handle, offset))
+
+
+@dataclass
+class Flush:
+    """What one flush submitted: the per-flush line of `ingest --follow` output."""
+
+    lines: int
+    alerts: int
+    dead_lettered: int
+    incidents: dict[str, int]
+    position: Position | None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event": "flush",
+            "lines": self.lines,
+            "alerts": self.alerts,
+            "dead_lettered": self.dead_lettered,
+            "incidents": self.incidents,
+            "position": asdict(self.position) if self.position else None,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Follower:
+    """Reads lines from a LineSource, parses and submits them, and commits the offset after each flush."""
+
+    source: LineSource
+    store: OffsetStore
+    submitter: Submitter
+    dead_letter: DeadLetter
+    report: IngestReport
+    batch_lines: int = 500
+    interval: float = 1.0
+    on_flush: Callable[[Flush], None] = lambda _flush: None
+    _lines: int = 0
+    _alerts: int = 0
+    _dead: int = 0
+    _incidents_before: dict[str, int] = field(default_factory=dict)
+    _saved: Position | None = None
+
+    async def _ingest(self, line: Line) -> None:
+        self.report.records_read += 1
+        self._lines += 1
+        origin = f"{line.source}:{line.number}"
+        try:
+            if line.error is not None:
+                raise IngestError(line.error, origin)
+            result = parse_line(line.text, origin)
+        except IngestError as exc:
+            self.report.add_error(str(exc))
+            self.dead_letter.write(source=line.source, line=line.number, error=exc.problem, text=line.text)
+            self._dead += 1
+            return
+        self.report.formats[result.format.value] += 1
+        if result.skipped is not None:
+            self.report.skipped[result.skipped] += 1
+        self.report.alerts += len(result.alerts)
+        self._alerts += len(result.alerts)
+        for alert in result.alerts:
+            await self.submitter.add(alert)
+
+    async def flush(self) -> None:
+        """Submit what is buffered, then (and only then) move the saved offset past it."""
+        await self.submitter.flush()
+        position = self.source.position()
+        if position is not None and position != self._saved:
+            self.store.save(position)
+            self._saved = position
+        notes, self.source.notes = self.source.notes, []
+        if not self._lines and not notes:
+            return
+        now = dict(self.submitter.report.incidents)
+        delta = {k: n - self._incidents_before.get(k, 0) for k, n in now.items() if n != self._incidents_before.get(k)}
+        self._incidents_before = now
+        self.on_flush(Flush(self._lines, self._alerts, self._dead, delta, position, notes))
+        self._lines = self._alerts = self._dead = 0
+
+    async def run(self, *, once: bool, stop: asyncio.Event) -> None:
+        """Until `stop` (or, with `once`, until the end of what is written now), flushing every
+        `batch_lines` lines or `interval` seconds, whichever comes first."""
+        last_flush = time.monotonic()
+        while not stop.is_set():
+            wanted = self.batch_lines - self._lines
+            lines = self.source.read(wanted)
+            for line in lines:
+                await self._ingest(line)
+            if self._lines >= self.batch_lines or time.monotonic() - last_flush >= self.interval:
+                await self.flush()
+                last_flush = time.monotonic()
+            if len(lines) < wanted:  # at the end of what is written so far
+                if self.source.rotate_if_needed():
+                    continue
+                if once:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+        await self.flush()
+        self.source.close()

