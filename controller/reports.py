@@ -38,7 +38,9 @@ def _summary(record: LedgerRecord) -> str:
         shadow = " [shadow]" if p.get("shadow") else ""
         return f"{p.get('action_id')} {p.get('action')}: {p.get('verdict')} at {p.get('effective_level')}{shadow}"
     if kind is RecordKind.APPROVAL:
-        return f"{p.get('action_id')}: {p.get('event')} {p.get('approver') or ''} {p.get('detail') or ''}".strip()
+        choice = f"({p['choice']})" if p.get("choice") else ""
+        words = [str(p.get("event")), str(p.get("approver") or ""), choice, str(p.get("detail") or "")]
+        return f"{p.get('action_id')}: " + " ".join(w for w in words if w)
     if kind is RecordKind.PREFLIGHT:
         verdict = "go" if p.get("go") else "held"
         return f"{p.get('action_id')}: pre-flight {verdict}: {'; '.join(p.get('reasons', []))}"
@@ -160,7 +162,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += [f"  - {reason}" for reason in decision.get("reasons", [])]
         for vote in item["approvals"]:
             who = vote.get("approver") or ""
-            out.append(f"- approval [{vote['seq']}]: {vote.get('event')} {who} {vote.get('detail') or ''}".rstrip())
+            choice = f"({vote['choice']})" if vote.get("choice") else ""
+            words = " ".join(w for w in (str(vote.get("event")), who, choice, str(vote.get("detail") or "")) if w)
+            out.append(f"- approval [{vote['seq']}]: {words}")
         out += [f"- [{step['seq']}] {step['summary']}" for step in item["steps"]]
         out.append("")
     out += ["## Timeline", "", "| seq | at | kind | actor | what |", "|---|---|---|---|---|"]

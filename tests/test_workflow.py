@@ -157,8 +157,11 @@ async def test_a_rejection_stops_the_action(loop: Loop) -> None:
     block = action_of(await awaiting(loop, key), "network.block_ip")
     await cast_vote(loop.client, loop.ledger, key, vote("carol", VoteChoice.REJECT, block.action_id))
     final = await loop.result(key)
-    assert action_of(final, "network.block_ip").status is ActionStatus.REJECTED
+    block = action_of(final, "network.block_ip")
+    assert block.status is ActionStatus.REJECTED and block.waiting_on == [] and block.missing == []
     assert loop.enforcement.effects["network.block_ip"] == 0
+    events = [(r.payload["event"], r.payload.get("choice")) for r in loop.ledger.records(key, [RecordKind.APPROVAL])]
+    assert events == [("vote", "reject"), ("rejected", None)]
 
 
 async def test_approval_timeout_rejects_by_default(loop: Loop) -> None:
@@ -246,3 +249,15 @@ async def test_budget_caps_blocks_across_incidents(config_copy: Settings) -> Non
         assert [b.status for b in blocks] == [ActionStatus.AWAITING_REVERT, ActionStatus.HELD]
         assert "budget spent: 1 of 1" in blocks[1].detail
         assert loop.enforcement.effects["network.block_ip"] == 1
+
+
+def test_a_dev_server_port_already_taken_is_an_error() -> None:
+    import socket
+
+    from workflows.devserver import DevServer, DevServerError
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        with pytest.raises(DevServerError, match="already in use"):
+            DevServer(port=holder.getsockname()[1]).start()

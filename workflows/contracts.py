@@ -183,6 +183,7 @@ class ActionState(BaseModel):
     detail: str = ""
     votes: list[ApprovalVote] = Field(default_factory=list)
     waiting_on: list[str] = Field(default_factory=list, description="who may still vote")
+    missing: list[str] = Field(default_factory=list, description="what the approval still needs, in words")
     deadline: datetime | None = None
     escalated: bool = False
     revert_at: datetime | None = None

@@ -53,7 +53,18 @@ class DevServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _port_taken(self) -> bool:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", self.port))
+            except OSError:
+                return True
+        return False
+
     def start(self, timeout: float = 30.0) -> DevServer:
+        """Start and wait until it listens; a port somebody else holds is an error, not a false success."""
+        if self._port_taken():
+            raise DevServerError(f"port {self.port} is already in use: another Temporal (or something else) is there")
         command = [
             temporal_cli(),
             "server",

@@ -91,7 +91,9 @@ class IncidentWorkflow:
             },
             f"vote/{vote.approver}",
         )
-        state.waiting_on = approvals.waiting_on(state, self.specs[vote.action_id])
+        if state.status is ActionStatus.AWAITING_APPROVAL:  # the vote may have settled it while we recorded
+            spec = self.specs[vote.action_id]
+            state.waiting_on, state.missing = approvals.waiting_on(state, spec), approvals.missing(state, spec)
         return state
 
     @vote.validator
@@ -203,7 +205,7 @@ class IncidentWorkflow:
             return False
         self.specs[state.action_id] = spec
         state.status = ActionStatus.AWAITING_APPROVAL
-        state.waiting_on = approvals.waiting_on(state, spec)
+        state.waiting_on, state.missing = approvals.waiting_on(state, spec), approvals.missing(state, spec)
 
         def settled() -> bool:
             return approvals.rejected_by(state) is not None or not approvals.missing(state, spec)
@@ -231,9 +233,12 @@ class IncidentWorkflow:
                 state.waiting_on, state.deadline = [], None
                 return False
             state.waiting_on, state.deadline = [], None
+            state.missing = []
             rejecter = approvals.rejected_by(state)
             if rejecter is not None:
                 state.status, state.detail = ActionStatus.REJECTED, f"rejected by {rejecter}"
+                if workflow.patched("record-rejection"):  # histories recorded before this replay without it
+                    await self._note_approval(state, "rejected", state.detail)
                 return False
             await self._note_approval(state, "approved", "by " + ", ".join(approvals.approvers(state)))
             return True
