@@ -7,6 +7,7 @@ skipped with the dev server's time skipping, never waited for.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.harness import ATTACKER, Loop, action_of, alert, awaiting, edit_yaml,
 from workflows.approvals import VoteRefused
 from workflows.client import Submitter, cast_vote, incident_handle
 from workflows.contracts import ActionStatus, VoteChoice
+from workflows.devserver import DevServer, DevServerError
 
 
 @pytest.fixture
@@ -252,10 +254,6 @@ async def test_budget_caps_blocks_across_incidents(config_copy: Settings) -> Non
 
 
 def test_a_dev_server_port_already_taken_is_an_error() -> None:
-    import socket
-
-    from workflows.devserver import DevServer, DevServerError
-
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
