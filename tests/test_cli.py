@@ -236,6 +236,17 @@ def test_audit_verify_passes_then_names_the_edited_row(seeded: Ledger) -> None:
     assert document["problems"][0]["code"] == "content_edited"
 
 
+def test_audit_verify_names_a_deleted_row(seeded: Ledger) -> None:
+    with sqlite3.connect(seeded.engine.url.database or "") as conn:
+        conn.execute("DROP TRIGGER ledger_record_no_delete")
+        conn.execute("DELETE FROM ledger_record WHERE seq = 2")
+    tampered = run("audit", "verify", "--json")
+    assert tampered.exit_code == 1
+    document = json.loads(tampered.stdout)
+    assert document["ok"] is False
+    assert document["problems"][0]["code"] == "missing_records" and document["problems"][0]["seq"] == 2
+
+
 def test_report_is_written_from_the_ledger(seeded: Ledger, tmp_path: Path) -> None:
     result = run("report", "sqli:198.51.100.70", "--out", str(tmp_path / "out"), "--json")
     assert result.exit_code == 0, result.output
