@@ -108,6 +108,10 @@ class LevelSpec(_Strict):
     operating_domain: OperatingDomain | None = None
     fallback: Fallback | None = None
     budgets: dict[ActionClass, Budget] = Field(default_factory=dict)
+    planner_fallback: Literal["offline", "hold"] = Field(
+        default="offline",
+        description="LLM planner unavailable or its answer invalid: use the offline playbooks, or hold for a person",
+    )
 
     @model_validator(mode="after")
     def _j3016_rules(self) -> LevelSpec:
