@@ -72,23 +72,12 @@ class SafetyStore:
         now = now or datetime.now(UTC)
         with write_transaction(self.engine) as conn:
             self._lock(conn)
-            existing = conn.execute(
-                select(safety_events.c.id).where(safety_events.c.idempotency_key == idempotency_key)
-            ).first()
-            if existing is not None:
+            if self._exists(conn, idempotency_key):
                 return BudgetAnswer(True, "budget already reserved for this action (retry)")
             refusal = self._refusal(conn, budget, action_class, incident_key, now)
             if refusal:
                 return BudgetAnswer(False, refusal)
-            conn.execute(
-                safety_events.insert().values(
-                    event=SafetyEvent.RESERVED.value,
-                    action_class=action_class.value,
-                    incident_key=incident_key,
-                    idempotency_key=idempotency_key,
-                    at=now,
-                )
-            )
+            self._insert(conn, SafetyEvent.RESERVED, action_class, incident_key, idempotency_key, now)
         return BudgetAnswer(True, f"within the {action_class.value} budget")
 
     def _refusal(
@@ -119,19 +108,32 @@ class SafetyStore:
         """Count a failed verification or a compensation toward the breaker (once per idempotency key)."""
         with write_transaction(self.engine) as conn:
             self._lock(conn)
-            exists = conn.execute(
-                select(safety_events.c.id).where(safety_events.c.idempotency_key == idempotency_key)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    safety_events.insert().values(
-                        event=SafetyEvent.FAILURE.value,
-                        action_class=action_class.value,
-                        incident_key=incident_key,
-                        idempotency_key=idempotency_key,
-                        at=now or datetime.now(UTC),
-                    )
-                )
+            if not self._exists(conn, idempotency_key):
+                self._insert(conn, SafetyEvent.FAILURE, action_class, incident_key, idempotency_key, now)
+
+    @staticmethod
+    def _exists(conn: Connection, idempotency_key: str) -> bool:
+        query = select(safety_events.c.id).where(safety_events.c.idempotency_key == idempotency_key)
+        return conn.execute(query).first() is not None
+
+    @staticmethod
+    def _insert(
+        conn: Connection,
+        event: SafetyEvent,
+        action_class: ActionClass,
+        incident_key: str,
+        idempotency_key: str,
+        now: datetime | None,
+    ) -> None:
+        conn.execute(
+            safety_events.insert().values(
+                event=event.value,
+                action_class=action_class.value,
+                incident_key=incident_key,
+                idempotency_key=idempotency_key,
+                at=now or datetime.now(UTC),
+            )
+        )
 
     def health_cap(self, breaker: CircuitBreaker | None, now: datetime | None = None) -> HealthCap | None:
         """The breaker's ceiling when failures in the window reach its threshold, else None."""

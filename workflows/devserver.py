@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from controller.engines.opa_server import free_port
+from controller.processes import free_port, stop_process
 
 TIME_SKIPPING_FLAG = ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
 """Lets tests skip durable timers (approval timeouts, TTL reverts) instead of waiting real hours."""
@@ -96,13 +96,7 @@ class DevServer:
         raise DevServerError(f"temporal dev server did not listen on {self.address} within {timeout} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
         self.process = None
 
     def __enter__(self) -> DevServer:

@@ -62,6 +62,7 @@ class IncidentWorkflow:
         self.states: dict[str, ActionState] = {}
         self.specs: dict[str, ApprovalSpec] = {}
         self.report: ReportRef | None = None
+        self.recorded_votes: dict[str, int] = {}
 
     # -- inputs from outside ---------------------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class IncidentWorkflow:
             },
             f"vote/{vote.approver}",
         )
+        self.recorded_votes[vote.action_id] = self.recorded_votes.get(vote.action_id, 0) + 1
         if state.status is ActionStatus.AWAITING_APPROVAL:  # the vote may have settled it while we recorded
             spec = self.specs[vote.action_id]
             state.waiting_on, state.missing = approvals.waiting_on(state, spec), approvals.missing(state, spec)
@@ -232,8 +234,9 @@ class IncidentWorkflow:
                 await self._note_approval(state, "timed_out", state.detail)
                 state.waiting_on, state.deadline = [], None
                 return False
-            state.waiting_on, state.deadline = [], None
-            state.missing = []
+            if workflow.patched("votes-recorded-before-settlement"):  # the ledger shows the vote, then its effect
+                await workflow.wait_condition(lambda: self.recorded_votes.get(state.action_id, 0) >= len(state.votes))
+            state.waiting_on, state.deadline, state.missing = [], None, []
             rejecter = approvals.rejected_by(state)
             if rejecter is not None:
                 state.status, state.detail = ActionStatus.REJECTED, f"rejected by {rejecter}"

@@ -12,7 +12,6 @@ the bundle's data, policies/autonomy/config.rego) and refuses to decide while th
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from opa_client import OpaClient
 
 from controller.engines.base import PolicyEngineError, PolicyUndefinedError
 from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
+from controller.processes import free_port, stop_process
 
 PACKAGE_PATH, RULE_NAME = ENTRYPOINT.rsplit("/", 1)
 CONFIG_PACKAGE_PATH, CONFIG_RULE_NAME = CONFIG_ENTRYPOINT.rsplit("/", 1)
@@ -33,12 +33,6 @@ CONFIG_PACKAGE_PATH, CONFIG_RULE_NAME = CONFIG_ENTRYPOINT.rsplit("/", 1)
 
 class OpaUnavailableError(PolicyEngineError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OpaServer:
@@ -88,13 +82,7 @@ class OpaServer:
         raise OpaUnavailableError(f"opa did not become healthy within {ready_timeout}s")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, timeout=5)
         self._process = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
