@@ -35,7 +35,10 @@ lint: $(INSTALLED)
 	$(VENV)/bin/mypy controller actions workflows
 
 # The ledger's tests also run on PostgreSQL: .ci/postgres.sh installs (Debian) and starts one when missing.
+# As root, .ci/nftables.sh installs nftables so the enforcement tests run on real nft in throwaway namespaces
+# (without root they skip, saying so).
 unit: setup
+	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh; fi
 	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)}" && \
 	AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/pytest -q -ra
 

@@ -63,5 +63,11 @@ class Settings:
         return Path(os.environ.get("AUTONOMY_CHANNELS_FILE") or self.state_dir / "channels.yaml").expanduser()
 
     @property
+    def enforcement_file(self) -> Path:
+        """Real enforcement points (`nftables: {...}`, see actions/adapters/nftables.py). Without this file the
+        network.* and host.* actions have no adapter: nothing touches a firewall unless configured to."""
+        return Path(os.environ.get("AUTONOMY_ENFORCEMENT_FILE") or self.state_dir / "enforcement.yaml").expanduser()
+
+    @property
     def reports_dir(self) -> Path:
         return self.state_dir / "reports"

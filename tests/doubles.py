@@ -50,6 +50,10 @@ class _Bound:
         with self.point.lock:
             if request.idempotency_key in self.point.applied_keys:
                 return ActionOutcome(status=ActionStatus.ALREADY_DONE, detail=f"{target} already applied")
+            if add and target in self.point.state:  # someone else's effect is already there: not ours to undo
+                return ActionOutcome(
+                    status=ActionStatus.ALREADY_DONE, detail=f"{target} already applied", evidence={"mine": False}
+                )
             self.point.applied_keys.add(request.idempotency_key)
             self.point.effects[self.action] += 1
             if self.action not in self.point.fail_verify:

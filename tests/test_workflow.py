@@ -76,6 +76,21 @@ async def test_l3_blocks_verifies_and_reverts_after_the_ttl(loop: Loop) -> None:
     assert loop.ledger.verify(key).ok
 
 
+async def test_a_block_another_incident_holds_is_never_reverted_by_this_one(loop: Loop) -> None:
+    first, second = await loop.submit([alert(1), alert(2, category=Category.XSS)], level=Level.L3)
+    settled = {ActionStatus.AWAITING_REVERT, ActionStatus.VERIFIED}
+    states = [
+        action_of(
+            await loop.wait_for(k, lambda s: action_of(s, "network.block_ip").status in settled), "network.block_ip"
+        )
+        for k in (first, second)
+    ]
+    owner, rider = sorted(states, key=lambda a: not a.effect_owned)
+    assert owner.status is ActionStatus.AWAITING_REVERT and owner.effect_owned
+    assert rider.status is ActionStatus.VERIFIED and not rider.effect_owned and "never undoes it" in rider.detail
+    assert loop.enforcement.effects == {"network.block_ip": 1}
+
+
 async def test_failed_verification_is_compensated_and_counted(config_copy: Settings) -> None:
     enforcement = FakeEnforcement(fail_verify={"network.block_ip"})
     async with running_loop(config_copy, enforcement) as loop:

@@ -187,6 +187,9 @@ class ActionState(BaseModel):
     deadline: datetime | None = None
     escalated: bool = False
     revert_at: datetime | None = None
+    effect_owned: bool = Field(
+        default=True, description="False when the effect pre-existed (another incident's): never undone from here"
+    )
 
 
 class IncidentStatus(BaseModel):

@@ -279,12 +279,15 @@ class IncidentWorkflow:
             idempotency_key=key,
             action_class=item.action_class,
         )
+        undoable = item.reversible and item.undo_action is not None
         if not await self._act_and_verify(request, state):
-            if state.status is ActionStatus.VERIFICATION_FAILED and item.reversible and item.undo_action:
+            if state.status is ActionStatus.VERIFICATION_FAILED and undoable and state.effect_owned:
                 await self._undo(item, request, state, "compensate")
             return
         state.status, state.detail = ActionStatus.VERIFIED, "done and verified"
-        if item.ttl_seconds and item.reversible and item.undo_action:
+        if not state.effect_owned:
+            state.detail = "verified; the effect was already in place (another incident's), so this one never undoes it"
+        elif item.ttl_seconds and undoable:
             state.status = ActionStatus.AWAITING_REVERT
             state.revert_at = workflow.now() + timedelta(seconds=item.ttl_seconds)
             await workflow.sleep(item.ttl_seconds)
@@ -311,6 +314,8 @@ class IncidentWorkflow:
         if executed.outcome.status.value == "failed":
             state.status, state.detail = ActionStatus.FAILED, executed.outcome.detail
             return False
+        if request.purpose == "execute" and executed.outcome.evidence.get("mine") is False:
+            state.effect_owned = False  # e.g. another incident's block already covers the address
         try:
             verified = await workflow.execute_activity_method(
                 IncidentActivities.verify_action,

@@ -1,14 +1,15 @@
 """The adapters a worker runs, by registry action name.
 
-Actions without an adapter here (network.*, host.*, identity.*: their enforcement points come later) are
-simply absent, and the workflow fails them closed with "no adapter configured for <action>": an action is
-never half-run by a placeholder.
+Actions without an adapter here are simply absent, and the workflow fails them closed with "no adapter configured
+for <action>": an action is never half-run by a placeholder. network.* and host.* get nftables adapters only when
+the enforcement file (Settings.enforcement_file) configures them; identity.* has no enforcement point yet.
 """
 
 from __future__ import annotations
 
 from actions.adapters.base import Adapter
 from actions.adapters.investigate import HostActivityAdapter, IpReputationAdapter, RelatedAlertsAdapter
+from actions.adapters.nftables import enforcement_adapters
 from actions.adapters.ticket import TicketAdapter
 from actions.adapters.webhook import WebhookAdapter
 from controller.config import Settings
@@ -19,13 +20,15 @@ WEBHOOK_JOURNAL_DIR = "webhook-deliveries"
 
 
 def build_adapters(settings: Settings, ledger: Ledger) -> dict[str, Adapter]:
-    """Every configured adapter, keyed by the action it executes. Builds no connections and reads no config
-    files yet (each adapter does on use), so a worker starts even when, say, the channels file is missing."""
+    """Every configured adapter, keyed by the action it executes. Builds no connections, so a worker starts even
+    when, say, the channels file is missing. The enforcement file is the one file read here, because whether it
+    exists decides which adapters there are (a broken one yields adapters that fail with its error)."""
     adapters: list[Adapter] = [
         TicketAdapter(settings.tickets_dir),
         WebhookAdapter(settings.channels_file, settings.state_dir / WEBHOOK_JOURNAL_DIR),
         RelatedAlertsAdapter(ledger),
         IpReputationAdapter(ledger),
         HostActivityAdapter(ledger),
+        *enforcement_adapters(settings.enforcement_file),
     ]
     return {adapter.action: adapter for adapter in adapters}

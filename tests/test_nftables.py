@@ -1,0 +1,673 @@
+"""The nftables adapters against real nft, in throwaway network namespaces (LAB.md: "Hosts: network namespaces").
+
+Three namespaces per session, wired as in LAB.md: victim (198.51.100.1 and 203.0.113.1, plus 2001:db8:1::1 and
+2001:db8:2::1), attacker (198.51.100.66, 2001:db8:1::66) and benign (203.0.113.7, 2001:db8:2::7). A TCP listener
+runs in the victim and in benign; "blocked" means a real connect from the attacker times out. Everything is
+deleted in teardown, and the root namespace's ruleset must be the same after the module as before it.
+
+Needs root and nft (`bash .ci/nftables.sh` installs it); otherwise the lab tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actions.adapters import build_adapters
+from actions.adapters._nft import NetnsMissingError, NftDeniedError, NftMissingError
+from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError
+from actions.adapters.nftables import (
+    COMMENT_MAX_BYTES,
+    BlockIpAdapter,
+    Blocklist,
+    EnforcementConfigError,
+    HostTarget,
+    IsolateHostAdapter,
+    MisconfiguredAdapter,
+    NftFirewall,
+    Probe,
+    ReleaseHostAdapter,
+    UnblockIpAdapter,
+    load_enforcement,
+    owner_comment,
+)
+from controller.config import Settings
+from controller.ledger import Ledger
+
+pytestmark = pytest.mark.lab
+
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+NFT = shutil.which("nft", path=SBIN_PATH)
+IP = shutil.which("ip", path=SBIN_PATH)
+PORT = 8080
+KEY = "sqli:198.51.100.66/run-1/a1"
+OTHER_KEY = "scanner:198.51.100.66/run-7/a2"
+
+LISTENER = """
+import socket, sys
+server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("::", int(sys.argv[1])))
+server.listen(128)
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(b"ok\\n")
+    conn.close()
+"""
+
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+except OSError:
+    sys.exit(1)
+"""
+
+
+# -- the lab -----------------------------------------------------------------------------------------------
+
+
+def run(*argv: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, check=check, timeout=30)
+
+
+def nft_in(netns: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    assert NFT is not None and IP is not None
+    prefix = [IP, "netns", "exec", netns] if netns else []
+    return run(*prefix, NFT, *args, check=check)
+
+
+def normalised_ruleset(netns: str | None) -> Any:
+    """The ruleset as JSON without what changes by itself (counter values, element expiry countdowns)."""
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (None if k == "counter" else scrub(v)) for k, v in node.items() if k != "expires"}
+        if isinstance(node, list):
+            return [scrub(item) for item in node]
+        return node
+
+    return scrub(json.loads(nft_in(netns, "-j", "list", "ruleset").stdout))
+
+
+def connects(netns: str, host: str, port: int = PORT, timeout: float = 0.5) -> bool:
+    """A real TCP connect from inside `netns` (independent of the adapter's own probe code)."""
+    assert IP is not None
+    result = run(
+        IP, "netns", "exec", netns, sys.executable, "-I", "-c", CONNECT, host, str(port), str(timeout), check=False
+    )
+    return result.returncode == 0
+
+
+@dataclass
+class Lab:
+    suffix: str
+    listeners: list[subprocess.Popen[str]] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def victim(self) -> str:
+        return f"act-victim-{self.suffix}"
+
+    @property
+    def attacker(self) -> str:
+        return f"act-attacker-{self.suffix}"
+
+    @property
+    def benign(self) -> str:
+        return f"act-benign-{self.suffix}"
+
+    def build(self) -> None:
+        """LAB.md's topology, with the veth pairs created inside the namespaces (no names in the root one)."""
+        assert IP is not None
+        for netns in (self.victim, self.attacker, self.benign):
+            run(IP, "netns", "add", netns)
+            self.created.append(netns)
+            run(IP, "-n", netns, "link", "set", "lo", "up")
+        run(
+            IP,
+            "-n",
+            self.victim,
+            "link",
+            "add",
+            "veth-va",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth-a",
+            "netns",
+            self.attacker,
+        )
+        run(
+            IP,
+            "-n",
+            self.victim,
+            "link",
+            "add",
+            "veth-vb",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth-b",
+            "netns",
+            self.benign,
+        )
+        for netns, dev, addresses in (
+            (self.victim, "veth-va", ["198.51.100.1/24", "2001:db8:1::1/64"]),
+            (self.victim, "veth-vb", ["203.0.113.1/24", "2001:db8:2::1/64"]),
+            (self.attacker, "veth-a", ["198.51.100.66/24", "2001:db8:1::66/64"]),
+            (self.benign, "veth-b", ["203.0.113.7/24", "2001:db8:2::7/64"]),
+        ):
+            for address in addresses:
+                run(IP, "-n", netns, "addr", "add", address, "dev", dev, *(["nodad"] if ":" in address else []))
+            run(IP, "-n", netns, "link", "set", dev, "up")
+
+    def listen(self, netns: str) -> None:
+        assert IP is not None
+        process = subprocess.Popen(
+            [IP, "netns", "exec", netns, sys.executable, "-I", "-c", LISTENER, str(PORT)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.listeners.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.strip() == "ready", f"listener in {netns} did not start: {process.stderr and process.stderr.read()}"
+
+    def wait_until_reachable(self) -> None:
+        deadline = time.monotonic() + 10
+        while not (connects(self.attacker, "198.51.100.1") and connects(self.benign, "203.0.113.1")):
+            assert time.monotonic() < deadline, "the lab's veth links never came up"
+            time.sleep(0.1)
+
+    def destroy(self) -> None:
+        for process in self.listeners:
+            process.kill()
+            process.communicate()
+        assert IP is not None
+        for netns in self.created:
+            run(IP, "netns", "del", netns, check=False)
+
+
+@pytest.fixture(scope="module")
+def lab_requirements() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("nftables lab tests need root: they create network namespaces and load nftables rules")
+    if NFT is None or IP is None:
+        pytest.skip("nft or ip missing: `bash .ci/nftables.sh` installs Debian's nftables and iproute2")
+
+
+@pytest.fixture(scope="module")
+def root_ruleset_untouched(lab_requirements: None) -> Iterator[None]:
+    """The whole module must leave the host's (root namespace's) ruleset exactly as it found it."""
+    before = normalised_ruleset(None)
+    yield
+    assert normalised_ruleset(None) == before, "the root namespace's nftables ruleset changed during the lab tests"
+
+
+@pytest.fixture(scope="module")
+def lab(root_ruleset_untouched: None) -> Iterator[Lab]:
+    the_lab = Lab(suffix=f"{os.getpid()}-{secrets.token_hex(2)}")
+    try:
+        the_lab.build()
+        the_lab.listen(the_lab.victim)
+        the_lab.listen(the_lab.benign)
+        the_lab.wait_until_reachable()
+        yield the_lab
+    finally:
+        the_lab.destroy()
+
+
+@pytest.fixture
+def clean(lab: Lab) -> Iterator[Lab]:
+    """Every test starts and ends with the victim free of our tables (and of the stand-in host table)."""
+
+    def wipe() -> None:
+        for table in ("autonomy", "autonomy_isolation", "hostfw"):
+            nft_in(lab.victim, "delete", "table", "inet", table, check=False)
+
+    wipe()
+    yield lab
+    wipe()
+
+
+def firewall(lab: Lab, **overrides: Any) -> NftFirewall:
+    fields: dict[str, Any] = {
+        "netns": lab.victim,
+        "hosts": {"web-01": HostTarget(netns=lab.victim)},
+        "probe": Probe(
+            from_netns=lab.attacker, to="198.51.100.1:8080", bystander_netns=lab.benign, bystander_to="203.0.113.1:8080"
+        ),
+        **overrides,
+    }
+    return NftFirewall(**fields)
+
+
+def request(action: str, params: dict[str, Any], key: str = KEY) -> ActionRequest:
+    return ActionRequest(
+        incident_key=key.split("/")[0], action_id="a1", action=action, params=params, idempotency_key=key
+    )
+
+
+def elements(lab: Lab, set_name: str = "blocklist4") -> list[dict[str, Any]]:
+    listed = json.loads(nft_in(lab.victim, "-j", "list", "set", "inet", "autonomy", set_name).stdout)
+    the_set = next(item["set"] for item in listed["nftables"] if "set" in item)
+    return [item["elem"] for item in the_set.get("elem", [])]
+
+
+# -- ensure ------------------------------------------------------------------------------------------------
+
+
+def test_ensure_builds_the_table_on_a_fresh_namespace_and_leaves_the_hosts_own_rules_alone(clean: Lab) -> None:
+    nft_in(clean.victim, "add", "table", "inet", "hostfw")
+    nft_in(
+        clean.victim, "add", "chain", "inet", "hostfw", "in", "{ type filter hook input priority 0; policy accept; }"
+    )
+    nft_in(clean.victim, "add", "rule", "inet", "hostfw", "in", "tcp", "dport", "22", "accept")
+    host_table = nft_in(clean.victim, "-j", "list", "table", "inet", "hostfw").stdout
+    blocklist = Blocklist(firewall(clean))
+
+    applied = blocklist.ensure()
+
+    assert applied, "a fresh namespace needs the table, sets, chains and rules"
+    state = blocklist.read()
+    assert state is not None
+    assert state.sets["blocklist4"]["type"] == "ipv4_addr"
+    assert set(state.sets["blocklist6"]["flags"]) == {"interval", "timeout"}
+    for hook in ("input", "forward"):
+        assert (state.chains[hook]["hook"], state.chains[hook]["prio"], state.chains[hook]["policy"]) == (
+            hook,
+            -10,
+            "accept",
+        )
+        assert state.rule_comments(hook) == [
+            "autonomy: drop ip saddr in @blocklist4",
+            "autonomy: drop ip6 saddr in @blocklist6",
+        ]
+    listing = nft_in(clean.victim, "-j", "list", "table", "inet", "autonomy").stdout
+
+    assert blocklist.ensure() == []
+    assert nft_in(clean.victim, "-j", "list", "table", "inet", "autonomy").stdout == listing
+    assert nft_in(clean.victim, "-j", "list", "table", "inet", "hostfw").stdout == host_table
+
+
+def test_ensure_repairs_a_flushed_chain_without_losing_blocks(clean: Lab) -> None:
+    adapter = BlockIpAdapter(firewall(clean, probe=None))
+    adapter.execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+    nft_in(clean.victim, "flush", "chain", "inet", "autonomy", "input")
+    assert connects(clean.attacker, "198.51.100.1"), "no drop rule, no block"
+
+    verdict = adapter.verify(
+        request("network.block_ip", {"ip": "198.51.100.66"}), ActionOutcome(status=ActionStatus.DONE, detail="")
+    )
+    assert not verdict.ok and "lacks the rule" in verdict.detail
+
+    again = adapter.execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+    assert again.status is ActionStatus.ALREADY_DONE
+    assert not connects(clean.attacker, "198.51.100.1")
+    assert [e["val"] for e in elements(clean)] == ["198.51.100.66"]
+
+
+def test_ensure_refuses_a_set_of_the_wrong_kind(clean: Lab) -> None:
+    nft_in(clean.victim, "add", "table", "inet", "autonomy")
+    nft_in(clean.victim, "add", "set", "inet", "autonomy", "blocklist4", "{ type ipv4_addr; flags timeout; }")
+
+    with pytest.raises(AdapterError, match=r"blocklist4 .* flags interval,timeout"):
+        Blocklist(firewall(clean)).ensure()
+
+
+# -- block, verify, unblock --------------------------------------------------------------------------------
+
+
+def test_block_drops_the_attacker_not_the_bystander_and_verify_probes_it(clean: Lab) -> None:
+    adapter = BlockIpAdapter(firewall(clean))
+    req = request("network.block_ip", {"ip": "198.51.100.66"})
+    assert connects(clean.attacker, "198.51.100.1")
+
+    started = time.perf_counter()
+    outcome = adapter.execute(req)
+    executed = time.perf_counter()
+    verdict = adapter.verify(req, outcome)
+    verified = time.perf_counter()
+
+    assert outcome.status is ActionStatus.DONE, outcome.detail
+    assert outcome.evidence["comment"] == KEY
+    assert elements(clean) == [{"val": "198.51.100.66", "comment": KEY}]
+    assert not connects(clean.attacker, "198.51.100.1")
+    assert connects(clean.benign, "203.0.113.1")
+    assert verdict.ok, verdict.detail
+    probe = verdict.evidence["probe"]
+    assert probe["blocked"]["connected"] is False and probe["bystander"]["connected"] is True
+    assert verdict.evidence["drop_counters"]["input"] > 0, "the drop rule counted the attacker's SYNs"
+    timings = f"execute {1000 * (executed - started):.0f} ms, verify incl. probe {1000 * (verified - executed):.0f} ms"
+    print(f"\nblock: {timings}")
+
+
+def test_the_same_key_again_is_already_done_and_another_key_is_named(clean: Lab) -> None:
+    adapter = BlockIpAdapter(firewall(clean, probe=None))
+    first = adapter.execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+    again = adapter.execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+    other = adapter.execute(request("network.block_ip", {"ip": "198.51.100.66", "ttl_seconds": 600}, key=OTHER_KEY))
+
+    assert (first.status, again.status, other.status) == (
+        ActionStatus.DONE,
+        ActionStatus.ALREADY_DONE,
+        ActionStatus.ALREADY_DONE,
+    )
+    assert "this idempotency key" in again.detail
+    assert KEY in other.detail and other.evidence["comment"] == KEY
+    assert elements(clean) == [{"val": "198.51.100.66", "comment": KEY}], "one element, still without expiry"
+
+
+def test_concurrent_blocks_of_one_address_add_one_element(clean: Lab) -> None:
+    adapter = BlockIpAdapter(firewall(clean, probe=None))
+    keys = [f"sqli:198.51.100.66/run-{n}/a1" for n in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(
+            pool.map(lambda key: adapter.execute(request("network.block_ip", {"ip": "198.51.100.66"}, key)), keys)
+        )
+
+    assert sorted(o.status for o in outcomes).count(ActionStatus.DONE) == 1
+    assert [e["val"] for e in elements(clean)] == ["198.51.100.66"]
+    assert not connects(clean.attacker, "198.51.100.1")
+    state = Blocklist(firewall(clean)).read()
+    assert state is not None and len(state.rules["input"]) == 2, "first use by four at once: the rules once"
+
+
+def test_unblock_removes_the_element_and_the_attacker_connects_again(clean: Lab) -> None:
+    config = firewall(clean)
+    BlockIpAdapter(config).execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+    assert not connects(clean.attacker, "198.51.100.1")
+    unblock = UnblockIpAdapter(config)
+    req = request("network.unblock_ip", {"ip": "198.51.100.66"})
+
+    outcome = unblock.execute(req)
+    verdict = unblock.verify(req, outcome)
+
+    assert outcome.status is ActionStatus.DONE and KEY in outcome.detail
+    assert elements(clean) == []
+    assert connects(clean.attacker, "198.51.100.1")
+    assert verdict.ok, verdict.detail
+    assert verdict.evidence["probe"]["connected"] is True
+    assert unblock.execute(req).status is ActionStatus.ALREADY_DONE
+
+
+def test_a_ttl_is_the_elements_timeout_and_nftables_expires_it(clean: Lab) -> None:
+    config = firewall(clean, probe=None)
+    via_params = BlockIpAdapter(config).execute(request("network.block_ip", {"ip": "198.51.100.99", "ttl_seconds": 60}))
+    assert via_params.status is ActionStatus.DONE
+    assert {e["val"]: e.get("timeout") for e in elements(clean)} == {"198.51.100.99": 60}
+
+    # params forbid a TTL under 60 s; the blocklist underneath takes any, which lets nft's own expiry be watched
+    short = Blocklist(config).block(ipaddress.ip_network("198.51.100.66/32"), KEY, ttl_seconds=1)
+    assert short.status is ActionStatus.DONE
+    assert not connects(clean.attacker, "198.51.100.1")
+    time.sleep(2.2)
+
+    assert [e["val"] for e in elements(clean)] == ["198.51.100.99"], "the 1 s element is gone by itself"
+    assert connects(clean.attacker, "198.51.100.1")
+    revert = UnblockIpAdapter(config).execute(request("network.unblock_ip", {"ip": "198.51.100.66"}))
+    assert revert.status is ActionStatus.ALREADY_DONE and "expired or never blocked" in revert.detail
+
+
+def test_a_network_block_covers_its_addresses(clean: Lab) -> None:
+    config = firewall(clean)
+    block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
+    req = request("network.block_ip", {"ip": "198.51.100.64/29"})
+
+    outcome = block.execute(req)
+    verdict = block.verify(req, outcome)
+
+    assert outcome.status is ActionStatus.DONE
+    assert elements(clean) == [{"val": {"prefix": {"addr": "198.51.100.64", "len": 29}}, "comment": KEY}]
+    assert not connects(clean.attacker, "198.51.100.1") and connects(clean.benign, "203.0.113.1")
+    assert verdict.ok and "probe:" in verdict.detail, "the attacker's .66 is inside the /29: the probe applies"
+
+    inside = block.execute(request("network.block_ip", {"ip": "198.51.100.66"}, key=OTHER_KEY))
+    assert inside.status is ActionStatus.ALREADY_DONE and "inside 198.51.100.64/29" in inside.detail
+    with pytest.raises(AdapterError, match=r"cannot unblock 198\.51\.100\.66 alone: 198\.51\.100\.64/29"):
+        unblock.execute(request("network.unblock_ip", {"ip": "198.51.100.66"}))
+    assert not connects(clean.attacker, "198.51.100.1")
+
+    assert unblock.execute(request("network.unblock_ip", {"ip": "198.51.100.64/29"})).status is ActionStatus.DONE
+    assert connects(clean.attacker, "198.51.100.1")
+
+
+def test_a_network_overlapping_a_blocked_address_is_refused_whole(clean: Lab) -> None:
+    block = BlockIpAdapter(firewall(clean, probe=None))
+    block.execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+
+    with pytest.raises(AdapterError, match=r"cannot block 198\.51\.100\.64/29: it overlaps 198\.51\.100\.66"):
+        block.execute(request("network.block_ip", {"ip": "198.51.100.64/29"}, key=OTHER_KEY))
+    assert [e["val"] for e in elements(clean)] == ["198.51.100.66"]
+
+
+def test_ipv6_addresses_go_to_the_v6_set(clean: Lab) -> None:
+    config = firewall(clean)
+    block = BlockIpAdapter(config)
+    req = request("network.block_ip", {"ip": "2001:db8:1::66"})
+    assert connects(clean.attacker, "2001:db8:1::1")
+
+    outcome = block.execute(req)
+    skipped = block.verify(req, outcome)
+
+    assert outcome.status is ActionStatus.DONE
+    assert elements(clean, "blocklist6") == [{"val": "2001:db8:1::66", "comment": KEY}]
+    assert elements(clean, "blocklist4") == []
+    assert not connects(clean.attacker, "2001:db8:1::1")
+    assert connects(clean.attacker, "198.51.100.1"), "the attacker's IPv4 address is not blocked"
+    assert skipped.ok and "probe skipped" in skipped.detail and "198.51.100.66" in skipped.detail
+
+    v6_probe = Probe(
+        from_netns=clean.attacker,
+        to="[2001:db8:1::1]:8080",
+        bystander_netns=clean.benign,
+        bystander_to="[2001:db8:2::1]:8080",
+    )
+    probed = BlockIpAdapter(firewall(clean, probe=v6_probe)).verify(req, outcome)
+    assert probed.ok and probed.evidence["probe"]["blocked"]["connected"] is False, probed.detail
+
+
+def test_verify_fails_when_the_element_is_gone_and_skips_a_probe_that_proves_nothing(clean: Lab) -> None:
+    block = BlockIpAdapter(firewall(clean))
+    elsewhere = request("network.block_ip", {"ip": "198.51.100.200"})
+    outcome = block.execute(elsewhere)
+    verdict = block.verify(elsewhere, outcome)
+    assert verdict.ok and "probe skipped" in verdict.detail and "not in 198.51.100.200" in verdict.detail
+
+    nft_in(clean.victim, "delete", "element", "inet", "autonomy", "blocklist4", "{ 198.51.100.200 }")
+    gone = block.verify(elsewhere, outcome)
+    assert not gone.ok and "not in blocklist4" in gone.detail
+
+
+# -- host isolation ----------------------------------------------------------------------------------------
+
+
+def test_isolate_cuts_everything_but_loopback_and_release_restores(clean: Lab) -> None:
+    host_probe = Probe(from_netns=clean.benign, to="203.0.113.1:8080")
+    config = firewall(clean, hosts={"web-01": HostTarget(netns=clean.victim, probe=host_probe)})
+    isolate, release = IsolateHostAdapter(config), ReleaseHostAdapter(config)
+    req = request("host.isolate", {"host": "web-01"})
+
+    outcome = isolate.execute(req)
+    verdict = isolate.verify(req, outcome)
+
+    assert outcome.status is ActionStatus.DONE, outcome.detail
+    assert not connects(clean.benign, "203.0.113.1") and not connects(clean.attacker, "198.51.100.1")
+    assert not connects(clean.victim, "203.0.113.7"), "nothing gets out either"
+    assert connects(clean.victim, "127.0.0.1") and connects(clean.victim, "::1"), "loopback still works"
+    assert verdict.ok, verdict.detail
+    assert verdict.evidence["probe"]["blocked"]["connected"] is False
+    assert isolate.execute(req).status is ActionStatus.ALREADY_DONE
+
+    undo = request("host.release", {"host": "web-01"})
+    released = release.execute(undo)
+    assert released.status is ActionStatus.DONE and KEY in released.detail
+    assert release.verify(undo, released).ok
+    assert connects(clean.benign, "203.0.113.1") and connects(clean.attacker, "198.51.100.1")
+    assert connects(clean.victim, "203.0.113.7")
+    assert release.execute(undo).status is ActionStatus.ALREADY_DONE
+
+
+def test_isolation_keeps_the_management_path(clean: Lab) -> None:
+    config = firewall(clean, hosts={"web-01": HostTarget(netns=clean.victim, management=["203.0.113.7"])})
+    IsolateHostAdapter(config).execute(request("host.isolate", {"host": "web-01"}))
+
+    assert connects(clean.benign, "203.0.113.1") and connects(clean.victim, "203.0.113.7")
+    assert not connects(clean.attacker, "198.51.100.1")
+
+
+def test_isolation_and_blocklist_are_separate_tables(clean: Lab) -> None:
+    config = firewall(clean, probe=None)
+    BlockIpAdapter(config).execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+    IsolateHostAdapter(config).execute(request("host.isolate", {"host": "web-01"}))
+    ReleaseHostAdapter(config).execute(request("host.release", {"host": "web-01"}))
+
+    assert [e["val"] for e in elements(clean)] == ["198.51.100.66"], "releasing a host keeps the blocks"
+    assert connects(clean.benign, "203.0.113.1") and not connects(clean.attacker, "198.51.100.1")
+
+
+def test_a_host_outside_the_inventory_is_refused(clean: Lab) -> None:
+    with pytest.raises(AdapterError, match=r"host 'db-07' is not in .*nftables\.hosts \(known: web-01\)"):
+        IsolateHostAdapter(firewall(clean)).execute(request("host.isolate", {"host": "db-07"}))
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_namespace_is_named(clean: Lab) -> None:
+    config = firewall(clean, netns=f"act-missing-{clean.suffix}")
+    with pytest.raises(NetnsMissingError, match=rf"network namespace 'act-missing-{clean.suffix}' does not exist"):
+        BlockIpAdapter(config).execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+
+
+def test_a_missing_nft_binary_is_named(clean: Lab, tmp_path: Path) -> None:
+    config = firewall(clean, nft=str(tmp_path / "no-such-nft"))
+    with pytest.raises(NftMissingError, match=r"no-such-nft does not exist .*nftables"):
+        BlockIpAdapter(config).execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+    assert normalised_ruleset(clean.victim)["nftables"][1:] == [], "nothing was applied"
+
+
+def test_nft_without_root_is_named(clean: Lab, tmp_path: Path) -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) missing: cannot drop root for this test")
+    wrapper = tmp_path / "nft-as-nobody"
+    wrapper.write_text(f'#!/bin/sh\nexec {setpriv} --reuid=65534 --regid=65534 --clear-groups {NFT} "$@"\n')
+    wrapper.chmod(0o755)
+    with pytest.raises(NftDeniedError, match=r"must run as root"):
+        BlockIpAdapter(firewall(clean, nft=str(wrapper))).execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+
+
+def test_a_bad_address_never_reaches_nft(clean: Lab) -> None:
+    with pytest.raises(AdapterError, match=r"invalid params for network.block_ip: ip"):
+        BlockIpAdapter(firewall(clean)).execute(request("network.block_ip", {"ip": "example.org"}))
+    with pytest.raises(AdapterError, match=r"invalid params"):
+        BlockIpAdapter(firewall(clean)).execute(request("network.block_ip", {"ip": "198.51.100.65/29"}))
+    assert nft_in(clean.victim, "list", "table", "inet", "autonomy", check=False).returncode != 0, "not even ensured"
+
+
+# -- config: the enforcement file and registration (no root needed) ----------------------------------------
+
+
+ENFORCEMENT_YAML = """
+nftables:
+  netns: victim
+  hosts:
+    web-01: {netns: victim, management: [192.0.2.10]}
+  probe: {from_netns: attacker, to: "198.51.100.1:8080", bystander_netns: benign, bystander_to: "203.0.113.1:8080"}
+"""
+
+
+def test_the_enforcement_file_parses_to_the_documented_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "enforcement.yaml"
+    path.write_text(ENFORCEMENT_YAML)
+    loaded = load_enforcement(path)
+
+    assert loaded is not None and loaded.nftables is not None
+    config = loaded.nftables
+    assert (config.table, config.set4, config.set6, config.hooks, config.priority) == (
+        "autonomy",
+        "blocklist4",
+        "blocklist6",
+        ["input", "forward"],
+        -10,
+    )
+    assert config.hosts["web-01"].management == ["192.0.2.10"]
+    assert config.probe is not None and config.probe.to == "198.51.100.1:8080"
+    assert load_enforcement(tmp_path / "absent.yaml") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("nftables: {tabel: x}", r"enforcement.yaml: nftables.tabel: Extra inputs are not permitted"),
+        ("nftables: {hosts: {web-01: {}}}", r"enforcement.yaml: nftables.hosts.web-01.netns: Field required"),
+        ("nftables: {netns: '../etc'}", r"enforcement.yaml: nftables.netns: String should match pattern"),
+        ("nftables: {probe: {to: 'victim:80'}}", r"enforcement.yaml: nftables.probe.to: .*does not appear to be an IP"),
+        ("nftables: {isolation_table: autonomy}", r"enforcement.yaml: nftables: Value error, isolation_table must"),
+        ("nftables: [", r"enforcement.yaml: not valid YAML"),
+        ("firewall: {}", r"enforcement.yaml: firewall: Extra inputs are not permitted"),
+    ],
+)
+def test_a_broken_enforcement_file_names_file_key_and_problem(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "enforcement.yaml"
+    path.write_text(text)
+    with pytest.raises(EnforcementConfigError, match=error):
+        load_enforcement(path)
+
+
+def test_build_adapters_adds_nftables_only_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTONOMY_ENFORCEMENT_FILE", raising=False)
+    settings = Settings(state_dir=tmp_path / "var")
+    settings.state_dir.mkdir()
+    four = {"network.block_ip", "network.unblock_ip", "host.isolate", "host.release"}
+    with Ledger.from_url(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
+        assert settings.enforcement_file == settings.state_dir / "enforcement.yaml"
+        assert not four & set(build_adapters(settings, ledger)), "no file: the firewall is never touched"
+
+        settings.enforcement_file.write_text("# enforcement comes later\n")
+        assert not four & set(build_adapters(settings, ledger))
+
+        settings.enforcement_file.write_text(ENFORCEMENT_YAML)
+        adapters = build_adapters(settings, ledger)
+        assert four <= set(adapters) and isinstance(adapters["network.block_ip"], BlockIpAdapter)
+
+        settings.enforcement_file.write_text("nftables: {priority: lots}")
+        broken = build_adapters(settings, ledger)["network.block_ip"]
+        assert isinstance(broken, MisconfiguredAdapter)
+        with pytest.raises(EnforcementConfigError, match=r"enforcement.yaml: nftables.priority: Input should be"):
+            broken.execute(request("network.block_ip", {"ip": "198.51.100.66"}))
+
+        elsewhere = tmp_path / "elsewhere.yaml"
+        elsewhere.write_text(ENFORCEMENT_YAML)
+        monkeypatch.setenv("AUTONOMY_ENFORCEMENT_FILE", str(elsewhere))
+        assert Settings(state_dir=tmp_path / "var").enforcement_file == elsewhere
+
+
+def test_owner_comments_fit_nfts_limit_and_keep_the_incident_readable() -> None:
+    assert owner_comment(KEY) == KEY
+    long_key = "sqli:2001:db8:ffff:ffff:ffff:ffff:ffff:66/" + "0" * 120 + "/a1"
+    comment = owner_comment(long_key)
+    assert len(comment.encode()) == COMMENT_MAX_BYTES
+    assert comment.startswith("sqli:2001:db8:ffff:ffff:ffff:ffff:ffff:66/")
+    assert comment != owner_comment(long_key.replace("/a1", "/a2")), "keys differing at the end stay apart"
+    assert owner_comment('quote"d') != 'quote"d' and '"' not in owner_comment('quote"d')
