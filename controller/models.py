@@ -152,6 +152,7 @@ class Plan(BaseModel):
     model: str | None = None
     usage: dict[str, Any] | None = None
     prompt_hash: str | None = None
+    hold_reason: str | None = Field(default=None, description="set when the planner holds the incident for a person")
 
 
 class ActionClass(StrEnum):

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from temporalio.client import Client
@@ -95,12 +96,17 @@ def edit_yaml(path: Path, **changes: object) -> None:
 
 @asynccontextmanager
 async def running_loop(
-    settings: Settings, enforcement: FakeEnforcement | None = None, engine: EngineName = EngineName.EMBEDDED
+    settings: Settings,
+    enforcement: FakeEnforcement | None = None,
+    engine: EngineName = EngineName.EMBEDDED,
+    **worker_options: Any,
 ) -> AsyncIterator[Loop]:
     enforcement = enforcement or FakeEnforcement()
     with DevServer(extra_args=TIME_SKIPPING_FLAG) as server:
         client = await connect(server.address)
-        async with incident_worker(client, settings, engine, extra_adapters=enforcement.adapters()) as parts:
+        async with incident_worker(
+            client, settings, engine, extra_adapters=enforcement.adapters(), **worker_options
+        ) as parts:
             yield Loop(client, parts, settings, enforcement)
 
 

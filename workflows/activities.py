@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import activity
 
@@ -28,9 +28,9 @@ from actions.registry import get_spec, validate_params
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import Ledger, RecordKind
-from controller.levels import HealthCap, LevelConfig
+from controller.levels import HealthCap, LevelConfig, resolve_level
 from controller.models import GuardDecision, Incident, Plan, ProposedAction, Verdict
-from controller.planning import OfflinePlanner
+from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from controller.reports import write_incident_report
 from controller.safety import SafetyStore
 from workflows.contracts import (
@@ -60,14 +60,26 @@ def run_key() -> str:
 
 
 class IncidentActivities:
-    def __init__(self, settings: Settings, guards: GuardProvider, ledger: Ledger, adapters: dict[str, Adapter]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        guards: GuardProvider,
+        ledger: Ledger,
+        adapters: dict[str, Adapter],
+        claude: ClaudeSettings | None = None,
+        claude_client: Any = None,
+    ) -> None:
+        """`claude` (default: from ANTHROPIC_API_KEY and AUTONOMY_CLAUDE_*) turns the LLM planner on;
+        `claude_client` is an `anthropic.Anthropic` to use instead of one built from the settings (tests)."""
         self.settings = settings
         self.guards = guards
         self.ledger = ledger
         self.safety = SafetyStore(ledger.engine)
         self.adapters = adapters
         self._planner_lock = threading.Lock()
-        self._planner_cache: tuple[tuple[int, Fingerprint], OfflinePlanner] | None = None
+        self._planner_cache: tuple[tuple[int, Fingerprint], OfflinePlanner, ClaudePlanner | None] | None = None
+        self.claude = claude if claude is not None else ClaudeSettings.from_env()  # a bad setting fails the start
+        self.claude_client = claude_client
 
     # -- decide -----------------------------------------------------------------------------------------
 
@@ -75,20 +87,49 @@ class IncidentActivities:
     async def plan_incident(self, incident: Incident) -> Plan:
         return await asyncio.to_thread(self._plan, incident, run_key())
 
-    def _planner(self, guard: Guard | UnavailableGuard) -> OfflinePlanner:
-        """The planner, rebuilt only when the guard (its asset groups) or the playbooks changed on disk."""
+    def _planners(self, guard: Guard | UnavailableGuard) -> tuple[OfflinePlanner, ClaudePlanner | None]:
+        """The planners, rebuilt only when the guard (its asset groups) or the playbooks changed on disk.
+
+        Claude's prompt prefix holds the playbook catalog, so it is rebuilt with the offline planner (and its
+        cache stays warm between rebuilds).
+        """
         fingerprint = (id(guard), config_fingerprint(self.settings.playbooks_dir))
         with self._planner_lock:
             if self._planner_cache is None or self._planner_cache[0] != fingerprint:
-                planner = OfflinePlanner(self.settings.playbooks_dir, guard.asset_groups)
-                self._planner_cache = (fingerprint, planner)
-            return self._planner_cache[1]
+                offline = OfflinePlanner(self.settings.playbooks_dir, guard.asset_groups)
+                claude = ClaudePlanner(self.claude, offline, self.claude_client) if self.claude else None
+                self._planner_cache = (fingerprint, offline, claude)
+            return self._planner_cache[1], self._planner_cache[2]
 
     def _plan(self, incident: Incident, key: str) -> Plan:
         guard = self.guards.current()
-        plan = self._planner(guard).plan(guard.enrich(incident))
+        incident = guard.enrich(incident)
+        offline, claude = self._planners(guard)
+        extra: dict[str, Any] = {}
+        if claude is None:
+            plan = offline.plan(incident)
+        else:
+            result = claude.plan(incident, fallback=_planner_fallback(guard, incident))
+            transcript = self.ledger.append(
+                incident.key,
+                RecordKind.TRANSCRIPT,
+                "planner:claude",
+                result.transcript,
+                idempotency_key=f"{key}/transcript",
+            )
+            plan = result.plan
+            if result.outcome == "hold":
+                plan = plan.model_copy(update={"hold_reason": result.reason or "the LLM planner gave no usable plan"})
+            extra = {
+                "planner_outcome": result.outcome,
+                "planner_reason": result.reason,
+                "planner_error": result.error,
+                "dropped": result.dropped,
+                "transcript_seq": transcript.seq,
+            }
+        payload = {**plan.model_dump(mode="json"), **extra}
         self.ledger.append(
-            incident.key, RecordKind.PLAN, f"planner:{plan.planner}", plan, idempotency_key=f"{key}/plan"
+            incident.key, RecordKind.PLAN, f"planner:{plan.planner}", payload, idempotency_key=f"{key}/plan"
         )
         return plan
 
@@ -329,6 +370,14 @@ class IncidentActivities:
             self.record,
             self.write_report,
         ]
+
+
+def _planner_fallback(guard: Guard | UnavailableGuard, incident: Incident) -> Literal["offline", "hold"]:
+    """The incident's level says what to do when the LLM planner fails; without a guard, hold for a person."""
+    if not isinstance(guard, Guard):
+        return "hold"
+    resolution = resolve_level(guard.bundle.levels, guard.facts(incident).scope)
+    return guard.bundle.levels.levels[resolution.effective].planner_fallback
 
 
 def _level_config(guard: Guard) -> LevelConfig:

@@ -198,6 +198,7 @@ class IncidentStatus(BaseModel):
     alert_count: int
     planner: str | None = None
     playbook: str | None = None
+    held_for_person: str | None = Field(default=None, description="why the planner handed the incident to a person")
     actions: list[ActionState] = Field(default_factory=list)
     report: dict[str, str] | None = None
 

@@ -110,6 +110,7 @@ class IncidentWorkflow:
             alert_count=len(self.alerts),
             planner=self.plan.planner if self.plan else None,
             playbook=self.plan.playbook if self.plan else None,
+            held_for_person=self.plan.hold_reason if self.plan else None,
             actions=list(self.states.values()),
             report={"markdown": self.report.markdown, "json": self.report.json_path} if self.report else None,
         )

@@ -6,10 +6,13 @@ PostgreSQL ledger): no state lives in a worker that another worker needs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -20,6 +23,7 @@ from actions.adapters import build_adapters
 from actions.adapters.base import Adapter
 from controller.config import Settings
 from controller.ledger import Ledger
+from controller.planning import ClaudeSettings
 from controller.runtime import EngineName
 from workflows.activities import IncidentActivities
 from workflows.contracts import TASK_QUEUE
@@ -33,9 +37,20 @@ SANDBOX = SandboxedWorkflowRunner(
 calls in it still fail), while the models and rules it uses, which are deterministic, are shared."""
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
-    """A client that carries our pydantic models through Temporal (the one converter every side must use)."""
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+async def connect(address: str, namespace: str = "default", wait_seconds: float = 15.0) -> Client:
+    """A client that carries our pydantic models through Temporal (the one converter every side must use).
+
+    A server that accepts connections may not serve yet ("Frontend is not healthy yet", seen right after a dev
+    server starts): retried for `wait_seconds`, so a worker started together with its server just waits.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+        except RuntimeError as exc:
+            if "not healthy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 @dataclass
@@ -54,16 +69,19 @@ async def incident_worker(
     task_queue: str = TASK_QUEUE,
     max_concurrent_activities: int = 16,
     extra_adapters: dict[str, Adapter] | None = None,
+    claude: ClaudeSettings | None = None,
+    claude_client: Any = None,
 ) -> AsyncIterator[WorkerParts]:
     """A running worker; stops (and closes the guard and ledger) on exit.
 
     `extra_adapters` adds or replaces adapters (an enforcement point configured by the caller; tests).
+    `claude` / `claude_client` override the LLM planner's settings from the environment (tests).
     """
     guards = GuardProvider(settings, engine)
     ledger = Ledger.from_url(settings.ledger_url)
     guards.current()  # compile the policy before taking work, not on the first incident
     adapters = {**build_adapters(settings, ledger), **(extra_adapters or {})}
-    activities = IncidentActivities(settings, guards, ledger, adapters)
+    activities = IncidentActivities(settings, guards, ledger, adapters, claude, claude_client)
     with ThreadPoolExecutor(max_workers=max_concurrent_activities) as pool:
         worker = Worker(
             client,
