@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from temporalio import activity
 
@@ -28,9 +28,10 @@ from actions.registry import get_spec, validate_params
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import Ledger, RecordKind
-from controller.levels import HealthCap, LevelConfig, resolve_level
+from controller.levels import HealthCap, LevelConfig
 from controller.models import GuardDecision, Incident, Plan, ProposedAction, Verdict
 from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
+from controller.planning.choice import make_plan
 from controller.reports import write_incident_report
 from controller.safety import SafetyStore
 from workflows.contracts import (
@@ -104,27 +105,21 @@ class IncidentActivities:
     def _plan(self, incident: Incident, key: str) -> Plan:
         guard = self.guards.current()
         incident = guard.enrich(incident)
-        offline, claude = self._planners(guard)
-        extra: dict[str, Any] = {}
-        if claude is None:
-            plan = offline.plan(incident)
-        else:
-            result = claude.plan(incident, fallback=_planner_fallback(guard, incident))
+        choice = make_plan(guard, incident, *self._planners(guard))
+        plan, extra = choice.plan, {}
+        if choice.claude is not None:
             transcript = self.ledger.append(
                 incident.key,
                 RecordKind.TRANSCRIPT,
                 "planner:claude",
-                result.transcript,
+                choice.claude.transcript,
                 idempotency_key=f"{key}/transcript",
             )
-            plan = result.plan
-            if result.outcome == "hold":
-                plan = plan.model_copy(update={"hold_reason": result.reason or "the LLM planner gave no usable plan"})
             extra = {
-                "planner_outcome": result.outcome,
-                "planner_reason": result.reason,
-                "planner_error": result.error,
-                "dropped": result.dropped,
+                "planner_outcome": choice.claude.outcome,
+                "planner_reason": choice.claude.reason,
+                "planner_error": choice.claude.error,
+                "dropped": choice.claude.dropped,
                 "transcript_seq": transcript.seq,
             }
         payload = {**plan.model_dump(mode="json"), **extra}
@@ -370,14 +365,6 @@ class IncidentActivities:
             self.record,
             self.write_report,
         ]
-
-
-def _planner_fallback(guard: Guard | UnavailableGuard, incident: Incident) -> Literal["offline", "hold"]:
-    """The incident's level says what to do when the LLM planner fails; without a guard, hold for a person."""
-    if not isinstance(guard, Guard):
-        return "hold"
-    resolution = resolve_level(guard.bundle.levels, guard.facts(incident).scope)
-    return guard.bundle.levels.levels[resolution.effective].planner_fallback
 
 
 def _level_config(guard: Guard) -> LevelConfig:

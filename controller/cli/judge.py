@@ -23,7 +23,8 @@ from controller.incidents import group_alerts
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.levels import LevelConfigError, load_level_config
 from controller.models import GuardDecision, Incident, Level, Plan, ProposedAction
-from controller.planning import OfflinePlanner
+from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeSettings, OfflinePlanner
+from controller.planning.choice import PlanChoice, make_plan
 from controller.policy_bundle import is_test_module
 from controller.runtime import EngineName, load_policy_bundle, open_guard
 
@@ -108,19 +109,34 @@ def evaluate(
     except OSError as exc:
         err_console.print(f"[red]cannot read {alert_file}: {exc}[/]")
         raise typer.Exit(2) from exc
+    try:
+        claude_settings = ClaudeSettings.from_env()
+    except ClaudeConfigError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
     with open_guard(settings, engine) as guard:
-        planner = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
+        offline = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
+        claude = ClaudePlanner(claude_settings, offline) if claude_settings else None
         for incident in map(guard.enrich, incidents):
             try:
-                plan = load_plan_file(plan_file, incident.key) if plan_file else planner.plan(incident)
+                choice = (
+                    PlanChoice(load_plan_file(plan_file, incident.key))
+                    if plan_file
+                    else make_plan(guard, incident, offline, claude)
+                )
             except PlanFileError as exc:
                 err_console.print(f"[red]{exc}[/]")
                 raise typer.Exit(2) from exc
+            plan = choice.plan
+            if choice.claude is not None and choice.claude.reason and not as_json:
+                err_console.print(f"[yellow]{escape(incident.key)}: {escape(choice.claude.reason)}[/]")
             decisions = guard.decide_plan(incident, plan, level)
             if as_json:
                 record = {
                     "incident": incident_json(incident),
                     "plan": plan.model_dump(mode="json"),
+                    "planner_outcome": choice.claude.outcome if choice.claude else "offline",
+                    "planner_reason": choice.claude.reason if choice.claude else None,
                     "decisions": [d.model_dump(mode="json") for d in decisions],
                 }
                 sys.stdout.write(json.dumps(record) + "\n")

@@ -1,0 +1,45 @@
+"""Which planner makes an incident's plan: Claude when configured, else the offline playbooks.
+
+One home for the choice, so `autonomy evaluate` and the workflow's plan activity agree on it, including what
+happens when Claude fails: the incident's level says (`planner_fallback`: the offline playbooks, or hold the
+incident for a person).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from controller.guard import Guard, UnavailableGuard
+from controller.levels import resolve_level
+from controller.models import Incident, Plan
+from controller.planning.claude import ClaudePlanner, ClaudeResult
+from controller.planning.offline import OfflinePlanner
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    plan: Plan
+    claude: ClaudeResult | None = None
+    """What Claude said, when it was asked: outcome, reason, usage and the transcript for the ledger."""
+
+
+def planner_fallback(guard: Guard | UnavailableGuard, incident: Incident) -> Literal["offline", "hold"]:
+    """The incident's level's rule for a failed LLM planner; without a guard, hold for a person."""
+    if not isinstance(guard, Guard):
+        return "hold"
+    levels = guard.bundle.levels
+    return levels.levels[resolve_level(levels, guard.facts(incident).scope).effective].planner_fallback
+
+
+def make_plan(
+    guard: Guard | UnavailableGuard, incident: Incident, offline: OfflinePlanner, claude: ClaudePlanner | None
+) -> PlanChoice:
+    """Plan an (enriched) incident. A hold is an empty plan whose `hold_reason` says why."""
+    if claude is None:
+        return PlanChoice(offline.plan(incident))
+    result = claude.plan(incident, fallback=planner_fallback(guard, incident))
+    plan = result.plan
+    if result.outcome == "hold":
+        plan = plan.model_copy(update={"hold_reason": result.reason or "the LLM planner gave no usable plan"})
+    return PlanChoice(plan, result)
