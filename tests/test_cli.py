@@ -54,7 +54,8 @@ def test_evaluate_json_contract(state_env: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     records = by_key(json_lines(result.stdout))
     sqli = records["sqli:198.51.100.66"]
-    assert set(sqli) == {"incident", "plan", "decisions"}
+    assert set(sqli) == {"incident", "plan", "planner_outcome", "planner_reason", "decisions"}
+    assert sqli["planner_outcome"] == "offline" and sqli["planner_reason"] is None
     assert sqli["plan"]["planner"] == "offline"
     block = next(d for d in sqli["decisions"] if d["action"] == "network.block_ip")
     for key in ("action_id", "verdict", "risk", "reasons", "effective_level", "policy_revision"):
