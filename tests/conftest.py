@@ -63,3 +63,11 @@ def config_copy(tmp_path: Path, settings: Settings) -> Settings:
     shutil.copytree(settings.levels_dir, levels)
     shutil.copytree(settings.policies_dir, policies)
     return Settings(levels_dir=levels, policies_dir=policies, state_dir=tmp_path / "var")
+
+
+@pytest.fixture(autouse=True)
+def no_live_claude(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ANTHROPIC_API_KEY must never make a test call the real API: tests that want Claude set
+    it themselves, pointing at a local stand-in."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
