@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ReportRef,
         VerifyRequest,
     )
-    from workflows.retries import STEP_RETRY, retry_for
+    from workflows.retries import PLAN_RETRY, PLAN_TIMEOUT, STEP_RETRY, retry_for
 
 STEP_TIMEOUT = timedelta(seconds=60)
 ACTION_TIMEOUT = timedelta(seconds=30)
@@ -145,9 +145,8 @@ class IncidentWorkflow:
             self.plan = await workflow.execute_activity_method(
                 IncidentActivities.plan_incident,
                 incident,
-                start_to_close_timeout=STEP_TIMEOUT,
-                schedule_to_close_timeout=timedelta(minutes=10),
-                retry_policy=STEP_RETRY,
+                start_to_close_timeout=PLAN_TIMEOUT,
+                retry_policy=PLAN_RETRY,
             )
         except ActivityError as exc:
             await self._record(

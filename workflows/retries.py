@@ -42,3 +42,11 @@ STEP_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_i
 
 def retry_for(action_class: ActionClass | None) -> RetryPolicy:
     return RETRY_BY_CLASS.get(action_class, _CONTAIN) if action_class else _CONTAIN
+
+
+PLAN_TIMEOUT = timedelta(minutes=3)
+"""The plan activity may be an LLM call: the SDK's own retries (AUTONOMY_CLAUDE_MAX_RETRIES) and per-request
+timeout (AUTONOMY_CLAUDE_TIMEOUT_SECONDS, 60 s) run inside one attempt, so an attempt gets room for them."""
+PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=3)
+"""Few attempts: model trouble is already retried by the SDK and ends in the level's fallback, not an error.
+What still fails three times (the ledger unreachable, a bug) plans nothing and says so."""
