@@ -14,6 +14,7 @@ from __future__ import annotations
 import typer
 
 from controller.cli import audit, demo, judge, loop
+from controller.cli import lab as lab_cli
 
 app = typer.Typer(
     help="Policy-guarded autonomy controller for incident response: alerts in, guarded response actions out.",
@@ -28,6 +29,10 @@ app.add_typer(levels_app, name="levels")
 app.add_typer(policy_app, name="policy")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(audit_app, name="audit")
+lab_app = typer.Typer(
+    help="The lab: a real WAF and nftables in network namespaces (examples/lab/).", no_args_is_help=True
+)
+app.add_typer(lab_app, name="lab")
 
 # judging, without running anything
 app.command()(judge.evaluate)
@@ -52,5 +57,11 @@ app.command()(audit.report)
 audit_app.command("show")(audit.audit_show)
 audit_app.command("verify")(audit.audit_verify)
 audit_app.command("export")(audit.audit_export)
+
+# the lab
+lab_app.command("up")(lab_cli.up)
+lab_app.command("down")(lab_cli.down)
+lab_app.command("status")(lab_cli.status)
+lab_app.command("attack")(lab_cli.attack)
 
 __all__ = ["app"]

@@ -1,0 +1,169 @@
+"""`autonomy lab up|down|status|attack NAME`: the lab of examples/lab/README.md from the terminal.
+
+Each command is a thin wrapper over `controller.lab.Lab`. Exit codes: 0 done; 1 `down` left something behind,
+or an attack got no answer; 2 the lab cannot run here (not root, packages missing and not installable, a port
+taken, a service that did not start) with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from controller.cli.common import JsonFlag, console, emit_json, err_console, fail
+from controller.config import REPO_ROOT
+from controller.lab import ATTACKS, Lab, LabConfig, LabError, LabPackagesMissing
+from controller.lab.lab import load_config
+from controller.lab.network import LabNetworkError
+from controller.lab.waf import WafError
+from controller.models import Level
+
+RootOption = Annotated[
+    Path,
+    typer.Option(
+        "--root", help="The lab folder: configs, logs, pid files, ledger, Temporal's DB.", envvar="AUTONOMY_LAB_DIR"
+    ),
+]
+DEFAULT_ROOT = REPO_ROOT / "var" / "lab"
+
+
+def _lab(root: Path) -> Lab:
+    """The lab in `root` as `up` configured it (namespaces, ports), so every command talks about the same one."""
+    return Lab(load_config(root.resolve()))
+
+
+def up(
+    root: RootOption = DEFAULT_ROOT,
+    level: Annotated[
+        Level | None, typer.Option("--level", help="Run incidents at this level (default: the scope's, L3 for web-01).")
+    ] = None,
+    services: Annotated[
+        bool, typer.Option("--services/--no-services", help="Also start Temporal, a worker and the follow ingest.")
+    ] = True,
+    install: Annotated[
+        bool, typer.Option("--install/--no-install", help="apt-get install missing Debian packages (as root).")
+    ] = True,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Tear down and delete the lab folder first.")] = False,
+    prefix: Annotated[str, typer.Option(help="Prefix of the namespace names (victim, attacker, benign).")] = "",
+    temporal_port: Annotated[int, typer.Option(help="Port of the lab's Temporal dev server.")] = 7234,
+    settle: Annotated[float, typer.Option(min=0, help="Seconds an incident collects alerts before planning.")] = 1.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build the lab: namespaces, nginx + ModSecurity + CRS in the victim, the nftables enforcement file, and
+    (unless --no-services) the Temporal dev server, a worker and `ingest --follow` on the WAF's audit log.
+
+    Idempotent: run it again to complete a half-built lab. Needs root; installs nginx,
+    libnginx-mod-http-modsecurity, modsecurity-crs, nftables, iproute2 and curl with apt-get when missing.
+    """
+    config = LabConfig(
+        root=root.resolve(), prefix=prefix, temporal_port=temporal_port, level=level, settle_seconds=settle
+    )
+    lab = Lab(config)
+    try:
+        steps = lab.up(services=services, install=install, fresh=fresh)
+    except (LabError, LabPackagesMissing, LabNetworkError, WafError) as exc:
+        fail(f"lab up failed: {exc} (what did start keeps running: `autonomy lab down` stops it)", 2)
+    if as_json:
+        emit_json({"steps": steps, "status": lab.status().as_dict()})
+        return
+    for step in steps:
+        console.print(f"[green]+[/] {escape(step)}")
+    _print_status(lab)
+    if services:
+        console.print(
+            f"[dim]try: autonomy lab attack sqli --root {escape(str(lab.root))}; then with "
+            f"AUTONOMY_STATE_DIR={escape(str(lab.state_dir))} AUTONOMY_TEMPORAL_ADDRESS={lab.temporal_address}: "
+            "autonomy incidents list, autonomy report sqli:198.51.100.66[/]"
+        )
+
+
+def down(root: RootOption = DEFAULT_ROOT, as_json: JsonFlag = False) -> None:
+    """Stop everything the lab runs and delete its namespaces (their nft tables go with them); exit 1 naming
+    whatever is left behind. The lab folder's files (logs, ledger, reports) are kept."""
+    lab = _lab(root)
+    try:
+        report = lab.down()
+    except (LabError, LabNetworkError, WafError) as exc:
+        fail(f"lab down failed: {exc}", 2)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        for step in report.steps or ["nothing was running"]:
+            console.print(f"[green]-[/] {escape(step)}")
+        for leftover in report.leftovers:
+            err_console.print(f"[red]left behind: {escape(leftover)}[/]")
+    if report.leftovers:
+        raise typer.Exit(1)
+
+
+def status(root: RootOption = DEFAULT_ROOT, as_json: JsonFlag = False) -> None:
+    """What runs: namespaces, nginx, Temporal, worker, follow ingest, and the addresses in the nft blocklist."""
+    lab = _lab(root)
+    if as_json:
+        emit_json(lab.status().as_dict())
+        return
+    _print_status(lab)
+
+
+def _mark(ok: bool) -> str:
+    return "[green]up[/]" if ok else "[red]down[/]"
+
+
+def _print_status(lab: Lab) -> None:
+    state = lab.status()
+    table = Table(title=f"lab {escape(state.root)}: {'up' if state.up else 'not (fully) up'}")
+    for column in ("part", "state", "pid", "detail"):
+        table.add_column(column, overflow="fold")
+    for name, present in state.namespaces.items():
+        table.add_row(f"namespace {escape(name)}", _mark(present), "-", "")
+    table.add_row("nginx + ModSecurity", _mark(state.nginx.running), str(state.nginx.pid or "-"), state.nginx.detail)
+    for service in state.services:
+        table.add_row(escape(service.name), _mark(service.running), str(service.pid or "-"), escape(service.detail))
+    blocked = ", ".join(str(e.get("val")) for e in state.nft["blocked"]) or "nothing blocked"
+    table.add_row("nft " + (state.nft["table"] or "(no table yet)"), "", "-", escape(blocked))
+    lines = state.audit_log["lines"]
+    count = "no file yet" if lines is None else f"{lines} line(s)"
+    table.add_row("audit log", "", "-", f"{escape(state.audit_log['path'])} ({count})")
+    console.print(table)
+
+
+def attack(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(ATTACKS)} (or `list`).")],
+    root: RootOption = DEFAULT_ROOT,
+    source: Annotated[
+        str, typer.Option("--from", help="attacker (198.51.100.66) or benign (203.0.113.7, allowlisted).")
+    ] = "attacker",
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before the request counts as dropped.")] = 3.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send a named attack from the attacker (or benign) namespace to the victim's WAF and print the answer:
+    403 when the WAF stops it, a timeout once nftables drops the source."""
+    if name == "list":
+        for item in ATTACKS.values():
+            console.print(f"[bold]{item.name}[/] ({item.category}): {escape(item.what)}; CRS {escape(item.rules)}")
+        return
+    lab = _lab(root)
+    try:
+        result = lab.attack(name, source=source, timeout=timeout)
+    except (LabError, LabNetworkError, RuntimeError) as exc:
+        fail(str(exc), 2)
+    if as_json:
+        emit_json(
+            {
+                "attack": name,
+                "from": result.netns,
+                "url": result.url,
+                "status": result.status,
+                "curl_exit": result.curl_exit,
+                "seconds": round(result.seconds, 3),
+                "timed_out": result.timed_out,
+            }
+        )
+    else:
+        console.print(f"{escape(name)} from {escape(result.netns)} -> {escape(result.url)}: {result.describe()}")
+    if result.status is None:
+        raise typer.Exit(1)
