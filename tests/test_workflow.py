@@ -91,6 +91,20 @@ async def test_a_block_another_incident_holds_is_never_reverted_by_this_one(loop
     assert loop.enforcement.effects == {"network.block_ip": 1}
 
 
+async def test_the_per_incident_budget_counts_one_run_not_the_incident_key_forever(config_copy: Settings) -> None:
+    edit_yaml(config_copy.levels_dir / "L3.yaml", budgets={"contain_network": {"per_incident": 1}})
+    async with running_loop(config_copy) as loop:
+        for n in (1, 2):  # the same source comes back after its first incident closed: a new run, a new budget
+            (key,) = await loop.submit([alert(n)], level=Level.L3)
+            await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
+            await TimeSkipper(loop.client).fast_forward(
+                incident_handle(loop.client, key), timedelta(hours=1, seconds=5)
+            )
+            final = await loop.result(key)
+            assert action_of(final, "network.block_ip").status is ActionStatus.REVERTED
+        assert loop.enforcement.effects["network.block_ip"] == 2
+
+
 async def test_failed_verification_is_compensated_and_counted(config_copy: Settings) -> None:
     enforcement = FakeEnforcement(fail_verify={"network.block_ip"})
     async with running_loop(config_copy, enforcement) as loop:

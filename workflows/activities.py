@@ -254,7 +254,8 @@ class IncidentActivities:
             )
         assert original.action_class is not None
         budget = _level_config(guard).levels[fresh.effective_level].budgets.get(original.action_class)
-        answer = self.safety.reserve(budget, original.action_class, request.incident.key, request.idempotency_key)
+        run_scope = request.idempotency_key.rsplit("/", 1)[0]  # workflow id + run id: "per incident" is per run
+        answer = self.safety.reserve(budget, original.action_class, run_scope, request.idempotency_key)
         if not answer.granted:
             return PreflightResult(go=False, decision=fresh, reasons=[answer.reason])
         return PreflightResult(
