@@ -8,10 +8,11 @@ engine that is down, an undefined or malformed answer, or an answer about anothe
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
@@ -71,12 +72,35 @@ def _deny(action: ProposedAction, resolution: LevelResolution, reason: str, **ex
     return _decision(action, resolution, Verdict.DENY, [reason], **extra)
 
 
+def decision_id() -> str:
+    """A random (version 4) UUID as text, like str(uuid.uuid4()) at about a third of its cost."""
+    digits = (int.from_bytes(os.urandom(16)) & ~(0xF000 << 64 | 0xC << 60) | (0x4000 << 64 | 0x8 << 60)).to_bytes(16)
+    text = digits.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# The order of an IP target's keys in the input: the policy reads bits most, then prefix_len, version and value
+# (regopy finds a key by walking an object's keys in insertion order, input included: policies/README.md).
+IP_TARGET_KEYS = ("bits", "prefix_len", "version", "value", "num_addresses")
+
+
+@lru_cache(maxsize=4096)
+def _ip_target(value: str) -> tuple[tuple[str, Any], ...]:
+    facts = address_facts(value)
+    return tuple((key, facts[key]) for key in IP_TARGET_KEYS)
+
+
+def ip_target(value: str) -> dict[str, Any]:
+    """address_facts(value) in the input's key order, cached: the same address is decided on again and again."""
+    return dict(_ip_target(value))
+
+
 def targets_of(spec: ActionSpec, params: dict[str, Any]) -> Targets:
     value = params.get(spec.target_param) if spec.target_param else None
     if value is None:
         return Targets(ips=[], hosts=[], users=[])
     return Targets(
-        ips=[address_facts(value)] if spec.target_kind is TargetKind.IP else [],
+        ips=[ip_target(value)] if spec.target_kind is TargetKind.IP else [],
         hosts=[value] if spec.target_kind is TargetKind.HOST else [],
         users=[value] if spec.target_kind is TargetKind.USER else [],
     )
@@ -196,7 +220,7 @@ class Guard:
             )
         if result.verdict is Verdict.APPROVE and (result.quorum < 1 or not result.approver_groups):
             return _deny(action, resolution, "policy asked for approval without approvers or quorum", risk=risk)
-        policy = PolicyResult(engine=self.engine.name, decision_id=str(uuid.uuid4()), **result.model_dump())
+        policy = PolicyResult(engine=self.engine.name, decision_id=decision_id(), **result.model_dump())
         return _decision(
             action,
             resolution,
@@ -219,25 +243,31 @@ class Guard:
         resolution: LevelResolution,
         proposer: str,
     ) -> dict[str, Any]:
-        """The input document (policies/README.md). Only validated, canonical values; never alert free text."""
+        """The input document (policies/README.md). Only validated, canonical values; never alert free text.
+
+        Keys the policy reads come first in each object: regopy walks an object's keys in insertion order to
+        find one (policies/README.md, "Cost model"). The risk factors stay out: no rule reads them, and every
+        value costs regopy to load (they are in the decision record).
+        """
         return {
             "action": {
-                "id": action.id,
-                "name": spec.name,
                 "class": spec.action_class.value,
+                "name": spec.name,
                 "blast_radius": spec.blast_radius.value,
+                "id": action.id,
                 "reversible": spec.reversible,
                 "undo_action": spec.undo_action,
                 "params": params,
             },
             "targets": {"ips": targets.ips, "hosts": targets.hosts, "users": targets.users},
             "level": {
-                "declared": resolution.declared.value,
                 "effective": resolution.effective.value,
+                "declared": resolution.declared.value,
                 "downgrades": resolution.reasons,
             },
-            "risk": {"score": risk.score, "factors": {f.name: f.value for f in risk.factors}},
+            "risk": {"score": risk.score},
             "context": {
+                "proposer": proposer,
                 "category": incident.category.value,
                 "severity": incident.severity.value,
                 "confidence": incident.confidence,
@@ -246,7 +276,6 @@ class Guard:
                 "asset": facts.asset,
                 "asset_group": facts.scope.asset_group,
                 "src_ip": incident.src_ip,
-                "proposer": proposer,
                 "alert_count": len(incident.alerts),
             },
         }

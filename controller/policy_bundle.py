@@ -225,9 +225,17 @@ def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
         if not isinstance(document, dict):
             raise PolicyBundleError(f"{path.name}: top level must be a mapping")
         data[path.stem] = compile_document(path.stem, document, path)
-    data["levels"] = levels.policy_data()
+    data["levels"] = {name: _level_first(level) for name, level in levels.policy_data().items()}
     data["number_text"] = number_texts()
     return data
+
+
+# The keys of a level the policy reads, put first (regopy walks an object's keys in insertion order: DATA_ORDER).
+LEVEL_ORDER = ("enabled", "classes", "risk", "approval")
+
+
+def _level_first(level: dict[str, Any]) -> dict[str, Any]:
+    return {**{key: level[key] for key in LEVEL_ORDER if key in level}, **level}
 
 
 def number_texts() -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.levels import RiskModel
-from controller.models import ActionClass, ActionSpec, BlastRadius, RiskAssessment, RiskFactor, TargetKind
+from controller.models import ActionClass, ActionSpec, BlastRadius, RiskAssessment, TargetKind
 
 CONTAINMENT = {
     ActionClass.CONTAIN_NETWORK,
@@ -95,10 +95,12 @@ class RiskScorer:
             weight = self.model.weights.get(name, 0.0)  # type: ignore[call-overload]
             contribution = round(100.0 * weight * value / total_weight, 2)
             factors.append(
-                RiskFactor(name=name, value=round(value, 4), weight=weight, contribution=contribution, why=why)
+                {"name": name, "value": round(value, 4), "weight": weight, "contribution": contribution, "why": why}
             )
-        score = round(min(100.0, sum(f.contribution for f in factors)), 1)
-        return RiskAssessment(score=score, factors=factors)
+        score = round(min(100.0, sum(f["contribution"] for f in factors)), 1)
+        # One validation for the whole assessment: the guard assesses every action, and one call into pydantic
+        # costs far less than eight.
+        return RiskAssessment.model_validate({"score": score, "factors": factors})
 
     @staticmethod
     def _blast_radius(ctx: RiskContext) -> tuple[float, str]:

@@ -8,6 +8,8 @@ import yaml
 
 from controller.addresses import address_facts
 from controller.config import Settings
+from controller.levels import load_level_config
+from controller.policy_bundle import LEVEL_ORDER
 from controller.runtime import load_policy_bundle
 
 
@@ -55,3 +57,12 @@ def test_revision_changes_with_policy_data_and_levels(config_copy: Settings) -> 
     document["risk"]["auto_max"] = 44
     scopes.write_text(yaml.safe_dump(document))
     assert load_policy_bundle(config_copy).revision != after_data
+
+
+def test_levels_put_the_keys_the_policy_reads_first(settings: Settings) -> None:
+    """regopy walks an object's keys in order to find one: enabled, classes, risk and approval come first."""
+    bundle = load_policy_bundle(settings)
+    policy_data = load_level_config(settings.levels_dir).policy_data()
+    for name, level in bundle.data["levels"].items():
+        assert tuple(level)[: len(LEVEL_ORDER)] == LEVEL_ORDER
+        assert level == policy_data[name]  # the same level, only in another order

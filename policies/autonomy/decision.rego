@@ -13,9 +13,12 @@
 # checks it once, when an engine loads the bundle, and the engine refuses a bundle that fails.
 #
 # Cost, in the embedded engine (regopy evaluates every rule the result depends on, on every query, at
-# a few us a statement; README, "Cost model"): the common answer comes from a handful of rules, and
-# what only some answers need (the detailed input and level messages, the approval checks) sits behind
-# a condition that is false on the common path.
+# a few us a statement and more for a built-in call; README, "Cost model"): the common answer comes from
+# a handful of rules, and what only some answers need (the detailed input and level messages, the
+# approval checks) sits behind a condition that is false on the common path. Hence also: `some _ in s`
+# rather than count(s) > 0 (no built-in call), comparisons rather than `x in {...}`, and a `default`
+# for the boolean rules read more than once (regopy caches only a defined value: an undefined rule is
+# evaluated again at every reference).
 package autonomy.decision
 
 import data.autonomy.guardrails
@@ -28,8 +31,8 @@ import data.autonomy.targets
 result := {
 	"verdict": verdict,
 	"reasons": sort(all_reasons),
-	"deny_reasons": sort(deny_reasons),
-	"approval_reasons": sort(approval_reasons),
+	"deny_reasons": sorted(deny_reasons),
+	"approval_reasons": sorted(approval_reasons),
 	"approver_groups": approver_groups,
 	"quorum": quorum,
 	"approval_requirements": approval_requirements,
@@ -41,11 +44,11 @@ result := {
 default verdict := "deny"
 
 verdict := "deny" if {
-	count(deny_reasons) > 0
+	some _ in deny_reasons
 } else := "recommend" if {
 	recommend_only
 } else := "approve" if {
-	count(approval_reasons) > 0
+	some _ in approval_reasons
 } else := "execute" if {
 	mode == "execute"
 }
@@ -67,8 +70,12 @@ approval_requirements := sort([{"group": r.group, "quorum": round(r.quorum)} |
 	verdict == "approve"
 } else := []
 
-# Every reason: deny, approval, and the level/risk explanation.
-all_reasons := (deny_reasons | approval_reasons) | explanations
+# Every reason: deny, approval, and the level/risk explanation (no `|`: a built-in call each).
+all_reasons contains msg if some msg in deny_reasons
+
+all_reasons contains msg if some msg in approval_reasons
+
+all_reasons contains msg if some msg in explanations
 
 default policy_revision := ""
 
@@ -97,21 +104,37 @@ auto_max := level.risk.auto_max
 
 approve_max := level.risk.approve_max
 
+default recommend_only := false
+
 recommend_only if mode == "recommend"
 
 # Too risky for the machine even with approval: a person should decide and act.
 recommend_only if {
-	mode in {"execute", "approve"}
+	machine_mode
 	risk_gated
 	score > approve_max
 }
 
+# The modes in which the machine may act (with or without approval), where the risk limits apply.
+default machine_mode := false
+
+machine_mode if mode == "execute"
+
+machine_mode if mode == "approve"
+
 # The risk score says how much breaks if the action is wrong. An action with blast radius none
 # (lookups, tickets, notifications) breaks nothing, so its level's mode alone decides: L1's
-# "investigate: execute" means a lookup runs, whatever auto_max 0 would say.
+# "investigate: execute" means a lookup runs, whatever auto_max 0 would say. (The defaults here and
+# below only make these rules defined, so that regopy evaluates each once: see the header.)
+default risk_gated := false
+
 risk_gated if not changes_nothing
 
-changes_nothing if input.action.blast_radius == "none"
+default changes_nothing := false
+
+changes_nothing if blast_radius == "none"
+
+blast_radius := input.action.blast_radius
 
 approval_reasons contains sprintf("%s requires approval for %s", [level_name, class]) if mode == "approve"
 
@@ -190,27 +213,28 @@ deny_reasons contains msg if {
 # Everything the input and the level must be, in one rule, one pass: a well-formed input whose level
 # runs this class costs just this. Only when it fails are input_errors and level_errors computed, and
 # they then say what is wrong. (The mode lookup succeeding makes the level and class names strings: data
-# keys are strings.) package autonomy.targets keeps the well-formed IP targets (the guardrails
-# iterate them) and is undefined when input.targets.ips is not an array: every one must be
-# well-formed. Hosts and users are checked in place: `every` costs regopy less than a filtered copy.
+# keys are strings.) package autonomy.targets says whether input.targets.ips is an array of well-formed
+# targets only (the guardrails iterate them). Hosts and users must be arrays of strings: a list equals
+# its strings only then (a missing list is undefined, an object or a scalar never equals an array), and
+# for the usual empty lists that costs regopy no built-in call at all, unlike is_array plus `every`.
 checks_pass if {
 	level.enabled == true
-	mode in runnable_modes
+	runnable_mode
 	is_string(input.action.name)
-	input.action.blast_radius in blast_radii
+	known_blast_radius
 	valid_score
-	count(targets.ips) == count(input.targets.ips)
-	is_array(input.targets.hosts)
-	is_array(input.targets.users)
-	every host in input.targets.hosts {
-		is_string(host)
-	}
-	every user in input.targets.users {
-		is_string(user)
-	}
+	targets.all_well_formed
+	input.targets.hosts == [host | some host in input.targets.hosts; is_string(host)]
+	input.targets.users == [user | some user in input.targets.users; is_string(user)]
 }
 
-runnable_modes := {"execute", "approve", "recommend"}
+runnable_mode if machine_mode
+
+runnable_mode if mode == "recommend"
+
+known_blast_radius if changes_nothing
+
+known_blast_radius if targets.target_kinds[blast_radius]
 
 # --- the level -------------------------------------------------------------------------------
 # Only what this input selects; the levels' own shape is package autonomy.config's job.
@@ -292,8 +316,10 @@ input_problems := input_errors if {
 	count(input_errors | level_errors) > 0
 } else := {"input or level rejected by the policy's checks"}
 
+# No is_number: both comparisons hold only for a number. Each engine orders every other type either below
+# all numbers or above them (OPA: null < booleans < numbers < strings < arrays < objects; regopy puts strings
+# below numbers and the rest above), so any non-number fails one of the two.
 valid_score if {
-	is_number(score)
 	score >= 0
 	score <= 100
 }
@@ -306,9 +332,9 @@ valid_score if {
 # guardrails add, the proposer, who never approves their own proposal).
 
 would_approve if {
-	count(approval_reasons) > 0
-	mode in {"execute", "approve"}
+	machine_mode
 	not recommend_only
+	some _ in approval_reasons
 }
 
 approval_errors contains sprintf("nobody can approve %s: no approver group is configured for it", [class]) if {
@@ -354,9 +380,9 @@ guardrail_requirements contains r if {
 	well_formed_requirement(r)
 }
 
-# guardrail_requirements keeps the well-formed ones: one fewer means a malformed one.
 deny_reasons contains "a guardrail approval requirement is malformed (needs reason, group and a whole quorum >= 1)" if {
-	count(guardrail_requirements) != count(guardrails.require_approval)
+	some r in guardrails.require_approval
+	not well_formed_requirement(r)
 }
 
 well_formed_requirement(r) if {
@@ -399,6 +425,11 @@ proposer := input.context.proposer
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+# sort(s), without the built-in call when s is empty (deny and approval reasons usually are).
+sorted(s) := sort(s) if {
+	some _ in s
+} else := []
 
 # The input, or {} when there is none (or it is not an object).
 default input_document := {}

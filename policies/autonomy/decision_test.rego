@@ -72,7 +72,7 @@ base := {
 	},
 	"targets": {"ips": [attacker], "hosts": [], "users": []},
 	"level": {"declared": "L3", "effective": "L3", "downgrades": []},
-	"risk": {"score": 32, "factors": {}},
+	"risk": {"score": 32},
 	"context": {"category": "sqli", "environment": "production", "proposer": "planner:offline"},
 }
 
@@ -349,6 +349,16 @@ test_score_out_of_range_or_not_a_number_denies if {
 	decide(with_level("L3", 101)).deny_reasons == [msg]
 	decide(with_level("L3", -1)).deny_reasons == [msg]
 	decide(with_level("L3", "32")).deny_reasons == [msg]
+	every score in [null, true, false, [], [32], {}, {"a": 32}, ""] {
+		decide(with_level("L3", score)).deny_reasons == [msg]
+	}
+}
+
+test_every_blast_radius_the_registry_uses_passes_the_input_check if {
+	every radius in ["none", "single_address", "network_range", "host", "identity"] {
+		decision.checks_pass with input as object.union(base, {"action": {"blast_radius": radius}})
+			with data.levels as levels
+	}
 }
 
 test_unknown_blast_radius_denies if {

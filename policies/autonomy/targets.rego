@@ -8,10 +8,34 @@
 # target is counted twice (regopy also builds a partial set in time that grows faster than its size).
 package autonomy.targets
 
-# Undefined when the list is missing or not an array (the base policy then denies the input).
-ips := [target | some target in input.targets.ips; well_formed_ip(target)] if is_array(input.targets.ips)
+# Undefined when the list is missing or not an array (the base policy then denies the input). When every
+# target is well-formed (always, from the controller) the list is the input's own: no copy is built.
+ips := input.targets.ips if {
+	all_well_formed
+} else := [target | some target in input.targets.ips; well_formed_ip(target)] if {
+	is_array(input.targets.ips)
+}
+
+# Whether input.targets.ips is an array of well-formed targets only: the base policy's input check.
+default all_well_formed := false
+
+all_well_formed if {
+	is_array(input.targets.ips)
+	every target in input.targets.ips {
+		well_formed_ip(target)
+	}
+}
 
 address_width := {4: 32, 6: 128}
+
+# Which target list each blast radius (registry metadata) must fill; "none" fills none. The base policy
+# denies any other radius, and a guardrail denies an action whose list is empty.
+target_kinds := {
+	"single_address": "ips",
+	"network_range": "ips",
+	"host": "hosts",
+	"identity": "users",
+}
 
 # bits carries the prefix in binary, one character per prefix bit (README, "Input document"). Five checks
 # cover it all: count(bits) == prefix_len makes prefix_len a whole number >= 0 (a count is one), the

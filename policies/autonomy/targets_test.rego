@@ -27,6 +27,14 @@ test_malformed_targets_are_dropped if {
 	targets.ips == [v4] with input as {"targets": {"ips": array.concat(bad, [v4])}}
 }
 
+test_all_well_formed_only_when_every_target_is if {
+	targets.all_well_formed with input as {"targets": {"ips": [v4, v6_range, everything]}}
+	targets.all_well_formed with input as {"targets": {"ips": []}}
+	not targets.all_well_formed with input as {"targets": {"ips": [v4, object.union(v4, {"bits": "1"})]}}
+	not targets.all_well_formed with input as {"targets": {"ips": {"0": v4}}}
+	not targets.all_well_formed with input as {"targets": {}}
+}
+
 test_no_list_when_ips_is_not_an_array if {
 	not targets.ips with input as {"targets": {"ips": {"0": v4}}}
 	not targets.ips with input as {"targets": {}}

@@ -16,7 +16,11 @@ require_approval contains {
 	"group": "soc-oncall",
 	"quorum": 1,
 } if {
-	action_class != "investigate"
 	some host in host_targets
+	not read_only
 	not known_asset(host)
 }
+
+# A rule, not `action_class != "investigate"` in the body above: regopy evaluated that built-in call
+# before the loop, on every decision, host or no host.
+read_only if action_class == "investigate"

@@ -1,8 +1,13 @@
 # Identity guardrails: accounts the directory does not know are refused, privileged ones need IAM.
 package autonomy.guardrails
 
-# Disabling (contain_identity) and re-enabling (restore) accounts.
-identity_action if action_class in {"contain_identity", "restore"}
+# Disabling (contain_identity) and re-enabling (restore) accounts. Defined either way, so that regopy
+# evaluates it once per decision rather than at each of its references (README, "Cost model").
+default identity_action := false
+
+identity_action if action_class == "contain_identity"
+
+identity_action if action_class == "restore"
 
 # Acting on an account the directory does not know is at best a no-op, at worst a look-alike name
 # planted in an alert.

@@ -13,6 +13,10 @@
 # only on a hit, and looks up through the controller's hashed indexes.
 package autonomy.guardrails
 
+# Defined either way (like too_many_addresses below): regopy caches only a defined value, and every rule
+# here asks.
+default blocking := false
+
 blocking if action_class == "contain_network"
 
 # Gateways, private, loopback, link-local and partner ranges (data.allowlists.networks, keyed by name).
@@ -138,11 +142,20 @@ cap_message := concat("", [
 ])
 
 # Addresses alone count one each; only with a range is the sum worth computing.
+default too_many_addresses := false
+
 too_many_addresses if count(ip_targets) > max_addresses
 
 too_many_addresses if {
-	count(range_targets) > 0
+	blocks_a_range
 	addresses_blocked > max_addresses
+}
+
+# A rule of its own: with the loop in the body above, regopy computed addresses_blocked before it.
+default blocks_a_range := false
+
+blocks_a_range if {
+	some _ in range_targets
 }
 
 default max_addresses := 256

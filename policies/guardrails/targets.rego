@@ -27,9 +27,11 @@ range_targets := [target | some target in ip_targets; target.prefix_len < addres
 # network guardrails compare them as IPv4 too, or they would slip past an IPv4 allowlist entry.
 mapped_targets := [{"value": target.value, "bits": bits} |
 	some target in ip_targets
-	target.version == 6
-	bits := ipv4_bits_of_mapped(target.bits)
+	bits := ipv4_bits_of_mapped_target(target)
 ]
+
+# A function, so that `==` is a comparison: in a comprehension regopy makes it a built-in call.
+ipv4_bits_of_mapped_target(target) := ipv4_bits_of_mapped(target.bits) if target.version == 6
 
 # The compiled address data (data.allowlists, data.inventory) is keyed by family.
 families := {4: "ipv4", 6: "ipv6"}
@@ -85,21 +87,22 @@ known_user(name) if is_object(user_named(name))
 
 address_width := {4: 32, 6: 128}
 
-# Which target list each blast radius (registry metadata) must fill.
-target_kind_for_blast_radius := {
-	"single_address": "ips",
-	"network_range": "ips",
-	"host": "hosts",
-	"identity": "users",
-}
-
 # An action that changes something must name what it changes: with an empty target list every other
-# guardrail would pass vacuously.
+# guardrail would pass vacuously. targets.target_kinds says which list each blast radius must fill.
 deny contains msg if {
-	kind := target_kind_for_blast_radius[input.action.blast_radius]
+	kind := targets.target_kinds[input.action.blast_radius]
+	not names_a_target(kind)
 	count(object.get(input, ["targets", kind], [])) == 0
 	msg := sprintf(
 		"%s has blast radius %s but names no target in targets.%s: nothing to check it against",
 		[input.action.name, input.action.blast_radius, kind],
 	)
+}
+
+# Whether targets.<kind> holds anything: false for a missing, empty or scalar list. The deny above
+# counts only when it is false (a list that holds something does not count 0), so the usual action,
+# which names its target, costs no built-in call here.
+names_a_target(kind) if {
+	listed := input.targets
+	some _ in listed[kind]
 }
