@@ -169,8 +169,9 @@ def _print_result(result: DemoResult) -> None:
     )
     if any(a.detail.startswith("no adapter configured") for run in result.levels for _k, a in _actions(run)):
         err_console.print(
-            "[yellow]actions without an adapter yet (containment: network.*, host.*, identity.*) fail closed "
-            "with 'no adapter configured': nothing was half-done[/]"
+            "[yellow]the demo configures no enforcement point, so containment (network.*, host.*, identity.*) "
+            "fails closed with 'no adapter configured': nothing was half-done. Real nftables blocks: "
+            "`autonomy lab up` (root), see examples/lab/README.md[/]"
         )
     if result.ingest.dead_lettered:
         err_console.print(f"[yellow]{result.ingest.dead_lettered} sample record(s) dead-lettered[/]")
