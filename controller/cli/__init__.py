@@ -15,6 +15,7 @@ import typer
 
 from controller.cli import audit, demo, judge, loop
 from controller.cli import lab as lab_cli
+from controller.cli import simulate as simulate_cli
 
 app = typer.Typer(
     help="Policy-guarded autonomy controller for incident response: alerts in, guarded response actions out.",
@@ -40,6 +41,7 @@ levels_app.command("validate")(judge.levels_validate)
 levels_app.command("show")(judge.levels_show)
 levels_app.command("explain")(judge.levels_explain)
 policy_app.command("test")(judge.policy_test)
+app.command()(simulate_cli.simulate)
 
 # the loop
 app.command()(demo.demo)

@@ -1,0 +1,209 @@
+"""`autonomy simulate`: replay historical alerts through candidate configs and count what would have happened.
+
+Nothing runs and nothing talks to Temporal: this is `evaluate` at scale, for the question a security lead asks
+before raising a level or merging a policy change: how much would the machine have done alone, how many
+approvals would my analysts have had to give, and which decisions does this change flip, and why.
+The work is in `controller.simulate`; this module only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, verdict_text
+from controller.config import Settings
+from controller.ingest import DeadLetter, IngestReport, read_alerts
+from controller.models import Alert, Incident, Level, Verdict
+from controller.runtime import EngineName
+from controller.simulate import (
+    CSV_FIELDS,
+    DEFAULT_MAX_ALERTS,
+    DEFAULT_MAX_OPEN,
+    DEFAULT_WINDOW,
+    DiffRow,
+    SimConfig,
+    Simulation,
+    SimulationResult,
+    Tally,
+    stream_incidents,
+)
+
+
+def _alerts(files: list[Path], dead_letter: DeadLetter, report: IngestReport) -> Iterator[Alert]:
+    for path in files:
+        yield from read_alerts(path, dead_letter=dead_letter, report=report)
+
+
+def _share(tally: Tally, verdict: Verdict) -> str:
+    count = tally.verdicts[verdict.value]
+    return f"{count} ({100.0 * count / tally.decisions:.0f}%)" if tally.decisions else "0"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    """execute/approve/recommend/deny counts in one narrow cell."""
+    return "/".join(str(counts.get(v.value, 0)) for v in Verdict) if counts else "-"
+
+
+def print_summary(result: SimulationResult) -> None:
+    """Three tables: verdict shares and analyst workload per config and level, then the same by class and
+    by category (counts, so the tables stay narrow)."""
+    table = Table(title=f"{result.alerts} alerts, {result.incidents} incidents")
+    for column in ("config", "level", "decisions", *(v.value for v in Verdict), "approvals (votes)"):
+        table.add_column(column, overflow="fold")
+    for (config, level), tally in result.tallies.items():
+        table.add_row(
+            cell(config),
+            level,
+            str(tally.decisions),
+            *(_share(tally, v) for v in Verdict),
+            f"{tally.approvals} ({tally.approver_votes})",
+        )
+    console.print(table)
+    for title, attribute in (("action class", "by_class"), ("alert category", "by_category")):
+        for config in result.configs:
+            tallies = {level: result.tallies[(config, level)] for level in result.levels}
+            breakdown = Table(title=f"{config}, by {title}", caption="execute/approve/recommend/deny")
+            breakdown.add_column(title)
+            for level in result.levels:
+                breakdown.add_column(level, justify="right")
+            keys = sorted({key for tally in tallies.values() for key in getattr(tally, attribute)})
+            for key in keys:
+                breakdown.add_row(key, *(_counts(getattr(tally, attribute).get(key, {})) for tally in tallies.values()))
+            console.print(breakdown)
+
+
+def print_diff(rows: list[DiffRow], result: SimulationResult) -> None:
+    """Verdict changes first (they are what a reviewer acts on), then decisions whose reasons alone changed."""
+    shown = f" (first {len(rows)} shown)" if result.diff_rows > len(rows) else ""
+    title = (
+        f"decisions that changed: {result.verdict_changes} verdict(s), "
+        f"{result.diff_rows - result.verdict_changes} reason(s) only{shown}"
+    )
+    table = Table(title=title)
+    for column in ("incident", "action", "level", "verdict", "reasons added", "reasons removed", "risk factors"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        verdict = f"{verdict_text(row.old_verdict or '-')} -> {verdict_text(row.new_verdict or '-')}"
+        risk = "; ".join(f"{c.name} {c.old} -> {c.new}" for c in row.risk_changes)
+        table.add_row(
+            cell(row.incident),
+            cell(f"{row.action_id} {row.action}"),
+            row.level,
+            verdict,
+            cell("; ".join(row.reasons_added), 400),
+            cell("; ".join(row.reasons_removed), 400),
+            cell(risk),
+        )
+    console.print(table)
+
+
+def write_csv(path: Path, result: SimulationResult) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(result.csv_rows())
+
+
+def simulate(
+    alert_files: Annotated[list[Path], typer.Argument(help="Alert files (any supported format, .gz too).")],
+    levels_dir: Annotated[
+        Path | None, typer.Option("--levels", exists=True, file_okay=False, help="Levels (default: levels/).")
+    ] = None,
+    policies_dir: Annotated[
+        Path | None, typer.Option("--policies", exists=True, file_okay=False, help="Policies (default: policies/).")
+    ] = None,
+    against_levels: Annotated[
+        Path | None,
+        typer.Option("--against-levels", exists=True, file_okay=False, help="Candidate levels: diff the decisions."),
+    ] = None,
+    against_policies: Annotated[
+        Path | None,
+        typer.Option(
+            "--against-policies", exists=True, file_okay=False, help="Candidate policies: diff the decisions."
+        ),
+    ] = None,
+    only_levels: Annotated[
+        list[Level] | None, typer.Option("--level", help="Only these levels (repeatable). Default: L1-L5.")
+    ] = None,
+    scoped: Annotated[
+        bool, typer.Option("--scoped", help="Judge at each scope's assigned level instead of at every level.")
+    ] = False,
+    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the counters to this CSV file.")] = None,
+    window: Annotated[
+        int, typer.Option(min=1, help="Close an incident after this many alerts without one for it.")
+    ] = DEFAULT_WINDOW,
+    max_open: Annotated[int, typer.Option(min=1, help="Most incidents held open at once.")] = DEFAULT_MAX_OPEN,
+    max_alerts: Annotated[
+        int, typer.Option(min=1, help="Most alerts per incident; a longer storm is judged in slices.")
+    ] = DEFAULT_MAX_ALERTS,
+    show_diff: Annotated[int, typer.Option(min=0, help="Diff rows shown in the table (all go to --json).")] = 200,
+    progress: Annotated[bool, typer.Option(help="Progress on stderr (only on a terminal).")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replay ALERT_FILES through ingest, grouping, the offline planner and the guard at L1-L5; nothing runs.
+
+    Prints each level's share of execute / approve / recommend / deny by action class and alert category, and
+    the approvals analysts would have had to give. With --against-levels and/or --against-policies, a second
+    config judges the same incidents and every decision whose verdict or reasons differ is listed with the
+    reasons that appeared or disappeared and the risk factors that moved. --json: one JSON line per diff row,
+    then one summary document.
+    """
+    settings = Settings()
+    base = SimConfig.from_dirs("base", settings, levels_dir, policies_dir)
+    against = (
+        SimConfig.from_dirs("against", base.settings, against_levels, against_policies)
+        if against_levels or against_policies
+        else None
+    )
+    for path in alert_files:
+        if not path.is_file():
+            fail(f"no such alert file: {path}", 2)
+    report = IngestReport()
+    dead_letter = DeadLetter(settings.dead_letter_path)
+    incidents = stream_incidents(_alerts(alert_files, dead_letter, report), window, max_open, max_alerts)
+    flips: list[DiffRow] = []
+    rewordings: list[DiffRow] = []
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("simulating"),
+        TextColumn("{task.completed:.0f} alerts, {task.fields[incidents]} incidents"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not (progress and err_console.is_terminal),
+    )
+    with Simulation(base, against, levels=only_levels, scoped=scoped, engine=engine) as simulation, bar:
+        if simulation.result.unavailable:
+            fail("; ".join(f"{name}: {why}" for name, why in simulation.result.unavailable.items()), 2)
+        task = bar.add_task("simulate", total=None, incidents=0)
+
+        def advance(incident: Incident) -> None:
+            bar.update(task, advance=len(incident.alerts), incidents=simulation.result.incidents)
+
+        for row in simulation.run(incidents, on_incident=advance):
+            if as_json:
+                emit_json(row.as_json())
+            else:
+                kept = flips if row.verdict_changed else rewordings
+                if len(kept) < show_diff:  # bounded: the rest are counted, and all go to --json
+                    kept.append(row)
+    result = simulation.result
+    if csv_file is not None:
+        write_csv(csv_file, result)
+    if as_json:
+        emit_json({**result.as_json(), "ingest": report.summary()})
+    else:
+        print_summary(result)
+        if against is not None:
+            print_diff([*flips, *rewordings][:show_diff], result)
+        err_console.print(f"[dim]{report.summary()}[/]")
+    if report.dead_lettered:
+        err_console.print(f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]")
