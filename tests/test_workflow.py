@@ -57,12 +57,17 @@ async def test_an_alert_storm_is_one_incident_per_source_and_no_alert_is_lost(lo
 
 async def test_l3_blocks_verifies_and_reverts_after_the_ttl(loop: Loop) -> None:
     (key,) = await loop.submit([alert(1)], level=Level.L3)
+    # the actions run in parallel: wait for both, not for the block alone
     status = await loop.wait_for(
-        key, lambda s: s.actions and action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT
+        key,
+        lambda s: (
+            bool(s.actions)
+            and action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT
+            and action_of(s, "ticket.create").status is ActionStatus.VERIFIED
+        ),
     )
     block = action_of(status, "network.block_ip")
     assert ("blocked", ATTACKER) in loop.enforcement.state
-    assert action_of(status, "ticket.create").status is ActionStatus.VERIFIED
     await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(hours=1, seconds=5))
     final = await loop.result(key)
     assert action_of(final, "network.block_ip").status is ActionStatus.REVERTED, block
