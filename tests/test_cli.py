@@ -8,6 +8,8 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -596,3 +598,16 @@ def test_demo_runs_the_samples_through_the_loop_at_each_level(state_env: dict[st
         assert incident["report"]["snapshot"] == (incident["phase"] != "closed")
     tickets_dir = Path(summary["levels"]["L2"]["state_dir"]) / "tickets"
     assert len(list(tickets_dir.glob("*.json"))) == len(tickets)
+
+
+def test_the_console_script_keeps_exit_codes_after_using_temporal() -> None:
+    """`main` leaves with os._exit once a Temporal client existed (temporalio/sdk-python#300): codes must survive."""
+    script = Path(sys.executable).parent / "autonomy"
+    result = subprocess.run(
+        [str(script), "incidents", "show", "sqli:192.0.2.1", "--address", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert "cannot reach Temporal at 127.0.0.1:1" in result.stderr

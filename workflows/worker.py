@@ -37,12 +37,22 @@ SANDBOX = SandboxedWorkflowRunner(
 calls in it still fail), while the models and rules it uses, which are deterministic, are shared."""
 
 
+_client_created = False
+
+
+def temporal_client_created() -> bool:
+    """Whether this process made a Temporal client: its Rust threads can abort interpreter finalization."""
+    return _client_created
+
+
 async def connect(address: str, namespace: str = "default", wait_seconds: float = 15.0) -> Client:
     """A client that carries our pydantic models through Temporal (the one converter every side must use).
 
     A server that accepts connections may not serve yet ("Frontend is not healthy yet", seen right after a dev
     server starts): retried for `wait_seconds`, so a worker started together with its server just waits.
     """
+    global _client_created
+    _client_created = True
     deadline = time.monotonic() + wait_seconds
     while True:
         try:

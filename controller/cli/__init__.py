@@ -7,15 +7,21 @@ module is only the command map; each group lives in its own module:
 - `loop`: server, worker, submit, ingest, approve, reject, incidents (the Temporal loop)
 - `audit`: report, audit show / verify / export (the ledger and the workflow history)
 - `demo`: the whole loop on the sample alerts at several levels
+- `simulate`: what-if replay of past alerts through levels and candidate configs
+- `lab`: a real WAF and nftables in network namespaces
 """
 
 from __future__ import annotations
+
+import os
+import sys
 
 import typer
 
 from controller.cli import audit, demo, judge, loop
 from controller.cli import lab as lab_cli
 from controller.cli import simulate as simulate_cli
+from workflows.worker import temporal_client_created
 
 app = typer.Typer(
     help="Policy-guarded autonomy controller for incident response: alerts in, guarded response actions out.",
@@ -67,3 +73,23 @@ lab_app.command("status")(lab_cli.status)
 lab_app.command("attack")(lab_cli.attack)
 
 __all__ = ["app"]
+
+
+def main() -> None:
+    """The `autonomy` console script: the Typer app, with a clean exit after Temporal was used.
+
+    The Temporal SDK's Rust threads can call into Python while the interpreter finalizes and abort the process
+    ("PyGILState_Release: thread state must be current", temporalio/sdk-python#300): a short command that
+    already finished its work would then exit with SIGABRT. After a Temporal client was made, the process
+    flushes its output and leaves with its exit code without finalizing.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if temporal_client_created():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
