@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controller.models import ActionClass, Category, Level, Verdict
+from controller.validation import error_lines
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -195,11 +196,6 @@ class LevelResolution:
     shadow: bool = False
 
 
-def _format_error(file: str, err: Any) -> str:
-    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-    return f"{file}: {key}: {err['msg']}"
-
-
 def _load_yaml(path: Path, errors: list[str]) -> Any:
     try:
         return yaml.safe_load(path.read_text())
@@ -216,7 +212,7 @@ def _validate(model: type[M], path: Path, raw: Any, errors: list[str]) -> M | No
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        errors.extend(_format_error(path.name, err) for err in exc.errors())
+        errors.extend(f"{path.name}: {line}" for line in error_lines(exc))
         return None
 
 

@@ -28,7 +28,7 @@ from actions.registry import get_spec, validate_params
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import Ledger, RecordKind
-from controller.levels import HealthCap, LevelConfig
+from controller.levels import HealthCap
 from controller.models import GuardDecision, Incident, Plan, ProposedAction, Verdict
 from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import make_plan
@@ -210,7 +210,7 @@ class IncidentActivities:
             members = (groups_data.get(name) or {}).get("members", [])
             return ApprovalGroup(name=name, members=list(members), quorum=required.get(name, 0))
 
-        rule = _level_config(guard).levels[decision.effective_level].approval
+        rule = guard.bundle.levels.levels[decision.effective_level].approval
         return ApprovalSpec(
             quorum=decision.policy.quorum,
             groups=[group(name) for name in decision.policy.approver_groups],
@@ -253,7 +253,7 @@ class IncidentActivities:
                 go=False, decision=fresh, reasons=[f"re-evaluated just before running: now {fresh.verdict}: {why}"]
             )
         assert original.action_class is not None
-        budget = _level_config(guard).levels[fresh.effective_level].budgets.get(original.action_class)
+        budget = guard.bundle.levels.levels[fresh.effective_level].budgets.get(original.action_class)
         run_scope = request.idempotency_key.rsplit("/", 1)[0]  # workflow id + run id: "per incident" is per run
         answer = self.safety.reserve(budget, original.action_class, run_scope, request.idempotency_key)
         if not answer.granted:
@@ -366,10 +366,6 @@ class IncidentActivities:
             self.record,
             self.write_report,
         ]
-
-
-def _level_config(guard: Guard) -> LevelConfig:
-    return guard.bundle.levels
 
 
 def _adapter_request(request: ExecuteRequest) -> ActionRequest:

@@ -58,6 +58,7 @@ from actions.adapters.base import (
     VerifyOutcome,
 )
 from actions.params import BlockIpParams, HostName, HostParams, IpOrNetwork, UnblockIpParams
+from controller.validation import error_lines
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +183,7 @@ def load_enforcement(path: Path) -> EnforcementFile | None:
     try:
         return EnforcementFile.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        problems = [
-            f"{path}: {'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise EnforcementConfigError("; ".join(problems)) from None
+        raise EnforcementConfigError("; ".join(f"{path}: {line}" for line in error_lines(exc))) from None
 
 
 # -- ownership comments ------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from actions.adapters.base import (
     VerifyOutcome,
 )
 from actions.params import WebhookParams
+from controller.validation import error_lines
 
 ACTION = "notify.webhook"
 USER_AGENT = "autonomy-controller/0.1 (notify.webhook)"
@@ -81,10 +82,7 @@ def load_channels(path: Path) -> dict[str, Channel]:
     try:
         return ChannelsFile.model_validate(data).channels
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ChannelsConfigError(f"channels file {path} is invalid: {problems}") from None
+        raise ChannelsConfigError(f"channels file {path} is invalid: {'; '.join(error_lines(exc))}") from None
 
 
 class DeliveryJournal:
