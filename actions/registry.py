@@ -168,6 +168,12 @@ def get_spec(name: str) -> ActionSpec:
         raise UnknownActionError(f"unknown action {name!r}: not in the registry") from None
 
 
+def class_of(name: str) -> str:
+    """The registry's class name for an action; an unknown action (always denied) is counted as "unknown"."""
+    spec = SPECS.get(name)
+    return spec.action_class.value if spec is not None else "unknown"
+
+
 def validate_params(spec: ActionSpec, params: dict[str, Any]) -> BaseModel:
     """Validate and normalise params against the action's schema, or raise naming every bad field."""
     try:

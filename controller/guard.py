@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.addresses import address_facts
 from controller.engines.base import PolicyEngine, PolicyEngineError
-from controller.levels import HealthCap, IncidentScope, LevelResolution, resolve_level
+from controller.levels import HealthCap, IncidentScope, LevelConfig, LevelResolution, resolve_level
 from controller.models import (
     ActionSpec,
     ApprovalRequirement,
@@ -32,6 +32,7 @@ from controller.models import (
     ProposedAction,
     RiskAssessment,
     TargetKind,
+    TrialDecision,
     Verdict,
 )
 from controller.policy_bundle import PolicyBundle
@@ -64,12 +65,27 @@ def _decision(
         effective_level=resolution.effective,
         level_reasons=resolution.reasons,
         reasons=reasons,
+        scope=resolution.scope,
         **extra,
     )
 
 
 def _deny(action: ProposedAction, resolution: LevelResolution, reason: str, **extra: Any) -> GuardDecision:
     return _decision(action, resolution, Verdict.DENY, [reason], **extra)
+
+
+def trial_of(scope: str, level: Level, decision: GuardDecision) -> TrialDecision:
+    policy = decision.policy
+    return TrialDecision(
+        scope=scope,
+        level=level,
+        effective_level=decision.effective_level,
+        level_reasons=decision.level_reasons,
+        verdict=decision.verdict,
+        reasons=decision.reasons,
+        approver_groups=policy.approver_groups if policy else [],
+        quorum=policy.quorum if policy else 0,
+    )
 
 
 def decision_id() -> str:
@@ -160,7 +176,19 @@ class Guard:
         facts = self.facts(incident)
         resolution = resolve_level(self.bundle.levels, facts.scope, declared=level, health=health)
         proposer = f"planner:{plan.planner}"
-        return [self.decide(incident, action, facts, resolution, proposer) for action in plan.actions]
+        decisions = [self.decide(incident, action, facts, resolution, proposer) for action in plan.actions]
+        if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
+            for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
+                trial_resolution = resolve_level(self._trial_config(name, candidate), facts.scope, health=health)
+                for action, decision in zip(plan.actions, decisions, strict=True):
+                    shadow = self._decide(incident, action, facts, trial_resolution, proposer)
+                    decision.trials.append(trial_of(name, candidate, shadow))
+        return decisions
+
+    def _trial_config(self, scope: str, level: Level) -> LevelConfig:
+        """The level config with the trial's scope at its candidate level (built per call: trials are rare)."""
+        config = self.bundle.levels
+        return replace(config, scopes=config.scopes.with_level(scope, level))
 
     def decide(
         self,

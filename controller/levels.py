@@ -98,6 +98,26 @@ class Fallback(_Strict):
     why: str
 
 
+class PromotionCriteria(_Strict):
+    """What a shadow trial must show before a scope is promoted to this level (`autonomy levels promote-check`).
+
+    The evidence is the trial's decisions in the ledger joined with what people and verifications then did,
+    so a promotion rests on this deployment's own history rather than on a vendor's benchmark.
+    """
+
+    min_days_in_shadow: float = Field(default=14, ge=0, description="days since the trial's first decision")
+    min_decisions: int = Field(default=50, ge=1, description="trial decisions recorded")
+    max_override_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="of the actions this level would have run alone and a person decided, the share they rejected",
+    )
+    max_verification_failures: int = Field(
+        default=0, ge=0, description="failed verifications or compensations among the trial's executed actions"
+    )
+
+
 class LevelSpec(_Strict):
     level: Level
     name: str
@@ -112,6 +132,9 @@ class LevelSpec(_Strict):
     planner_fallback: Literal["offline", "hold"] = Field(
         default="offline",
         description="LLM planner unavailable or its answer invalid: use the offline playbooks, or hold for a person",
+    )
+    promotion: PromotionCriteria | None = Field(
+        default=None, description="what a shadow trial must show before a scope is promoted to this level"
     )
 
     @model_validator(mode="after")
@@ -128,6 +151,24 @@ class LevelSpec(_Strict):
         return self
 
 
+DEFAULT_SCOPE = "default"
+SCOPE_KINDS = ("asset_group", "environment", "category")
+"""Scope names are `default` or `<kind>:<value>`; on a tie of levels the more specific kind (first) governs."""
+
+
+def parse_scope_name(name: str) -> tuple[str, str] | None:
+    """(kind, value) for `kind:value`, None for `default`; ValueError naming the accepted forms otherwise."""
+    if name == DEFAULT_SCOPE:
+        return None
+    kind, sep, value = name.partition(":")
+    if not sep or kind not in SCOPE_KINDS or not value:
+        forms = ", ".join(f"{k}:<name>" for k in SCOPE_KINDS)
+        raise ValueError(f"scope {name!r}: expected 'default' or one of {forms}")
+    if kind == "category":
+        Category(value)  # raises with the valid values
+    return kind, value
+
+
 class Scopes(_Strict):
     default: Level
     kill_switch: bool = False
@@ -137,6 +178,53 @@ class Scopes(_Strict):
     environments: dict[str, Level] = Field(default_factory=dict)
     asset_groups: dict[str, Level] = Field(default_factory=dict)
     categories: dict[Category, Level] = Field(default_factory=dict)
+    trials: dict[str, Level] = Field(
+        default_factory=dict,
+        description="shadow trials: scope name -> candidate level, decided and recorded beside the live one",
+    )
+
+    @model_validator(mode="after")
+    def _trial_scopes_named(self) -> Scopes:
+        for name in self.trials:
+            parse_scope_name(name)
+        return self
+
+    def overrides(self, scope: IncidentScope) -> list[tuple[str, Level]]:
+        """The scope names matching an incident that assign a level, most specific first."""
+        candidates = (
+            ("asset_group", scope.asset_group, self.asset_groups.get(scope.asset_group) if scope.asset_group else None),
+            ("environment", scope.environment, self.environments.get(scope.environment)),
+            ("category", scope.category.value, self.categories.get(scope.category)),
+        )
+        return [(f"{kind}:{value}", level) for kind, value, level in candidates if level is not None]
+
+    def assigned(self, scope: IncidentScope) -> tuple[str, Level]:
+        """The governing scope name and its level: the lowest override wins, else the default."""
+        overrides = self.overrides(scope)
+        if not overrides:
+            return DEFAULT_SCOPE, self.default
+        lowest = Level.lowest(*(level for _, level in overrides))
+        return next((name, level) for name, level in overrides if level is lowest)
+
+    def trials_for(self, scope: IncidentScope) -> list[tuple[str, Level]]:
+        """The trials whose scope the incident belongs to (`default` = incidents no override matches)."""
+        names = {DEFAULT_SCOPE} if not self.overrides(scope) else set()
+        names |= {
+            f"asset_group:{scope.asset_group}",
+            f"environment:{scope.environment}",
+            f"category:{scope.category.value}",
+        }
+        return [(name, level) for name, level in self.trials.items() if name in names]
+
+    def with_level(self, name: str, level: Level) -> Scopes:
+        """These scopes with one scope set to `level`: the config a trial's candidate decisions are made under."""
+        parsed = parse_scope_name(name)
+        if parsed is None:
+            return self.model_copy(update={"default": level})
+        kind, value = parsed
+        field_name = {"asset_group": "asset_groups", "environment": "environments", "category": "categories"}[kind]
+        key: Any = Category(value) if kind == "category" else value
+        return self.model_copy(update={field_name: {**getattr(self, field_name), key: level}})
 
 
 class RiskModel(_Strict):
@@ -194,6 +282,8 @@ class LevelResolution:
     effective: Level
     reasons: list[str] = field(default_factory=list)
     shadow: bool = False
+    scope: str = DEFAULT_SCOPE
+    """The scope that assigned the declared level (scorecards group by it); `declared` when it was given."""
 
 
 def _load_yaml(path: Path, errors: list[str]) -> Any:
@@ -267,16 +357,9 @@ def resolve_level(
     scopes = config.scopes
     reasons: list[str] = []
     if declared is None:
-        overrides = [
-            lv
-            for lv in (
-                scopes.environments.get(scope.environment),
-                scopes.asset_groups.get(scope.asset_group) if scope.asset_group else None,
-                scopes.categories.get(scope.category),
-            )
-            if lv is not None
-        ]
-        declared = Level.lowest(*overrides) if overrides else scopes.default
+        scope_name, declared = scopes.assigned(scope)
+    else:
+        scope_name = "declared"
     effective = declared
     if scopes.kill_switch and scopes.kill_switch_level.rank < effective.rank:
         effective = scopes.kill_switch_level
@@ -298,4 +381,6 @@ def resolve_level(
             effective = spec.fallback.level
             continue
         break
-    return LevelResolution(declared=declared, effective=effective, reasons=reasons, shadow=scopes.shadow)
+    return LevelResolution(
+        declared=declared, effective=effective, reasons=reasons, shadow=scopes.shadow, scope=scope_name
+    )

@@ -249,6 +249,23 @@ class PolicyResult(BaseModel):
     )
 
 
+class TrialDecision(BaseModel):
+    """What a candidate level would have decided for the same action (a shadow trial); never acted on.
+
+    Kept inside the live decision's record so the two can never drift apart, and so promote-check can join
+    the candidate's verdict with what people and verifications did to the live action.
+    """
+
+    scope: str
+    level: Level = Field(description="the candidate level the trial assigns to the scope")
+    effective_level: Level
+    level_reasons: list[str] = Field(default_factory=list)
+    verdict: Verdict
+    reasons: list[str] = Field(default_factory=list)
+    approver_groups: list[str] = Field(default_factory=list)
+    quorum: int = 0
+
+
 class GuardDecision(BaseModel):
     action_id: str
     action: str
@@ -262,3 +279,5 @@ class GuardDecision(BaseModel):
     policy_revision: str = ""
     latency_ms: float = 0.0
     decided_at: datetime = Field(default_factory=utcnow)
+    scope: str = Field(default="default", description="the scope that assigned the declared level (levels/scopes.yaml)")
+    trials: list[TrialDecision] = Field(default_factory=list, description="shadow trials' verdicts for this action")

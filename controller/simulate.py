@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from actions.registry import UnknownActionError, get_spec
+from actions.registry import class_of
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.incidents import incident_from_alerts, incident_key
@@ -81,14 +81,6 @@ def stream_incidents(
         yield incident_from_alerts(key, members)
 
 
-def action_class_of(name: str) -> str:
-    """The registry's class for an action name; proposals of unknown actions (always denied) count as such."""
-    try:
-        return get_spec(name).action_class.value
-    except UnknownActionError:
-        return "unknown"
-
-
 @dataclass
 class Tally:
     """Counters for one (config, level): how many decisions of each verdict, by action class and by category."""
@@ -109,7 +101,7 @@ class Tally:
             verdict = decision.verdict.value
             self.decisions += 1
             self.verdicts[verdict] += 1
-            self.by_class.setdefault(action_class_of(decision.action), Counter())[verdict] += 1
+            self.by_class.setdefault(class_of(decision.action), Counter())[verdict] += 1
             self.by_category.setdefault(incident.category.value, Counter())[verdict] += 1
             if decision.verdict is Verdict.APPROVE:
                 self.approvals += 1

@@ -8,6 +8,7 @@ module is only the command map; each group lives in its own module:
 - `audit`: report, audit show / verify / export (the ledger and the workflow history)
 - `demo`: the whole loop on the sample alerts at several levels
 - `simulate`: what-if replay of past alerts through levels and candidate configs
+- `scorecard`: what autonomy did per scope and level; `levels promote-check` for shadow trials
 - `lab`: a real WAF and nftables in network namespaces
 """
 
@@ -18,7 +19,7 @@ import sys
 
 import typer
 
-from controller.cli import audit, demo, judge, loop
+from controller.cli import audit, demo, judge, loop, scorecard
 from controller.cli import lab as lab_cli
 from controller.cli import simulate as simulate_cli
 from workflows.worker import temporal_client_created
@@ -46,8 +47,10 @@ app.command()(judge.evaluate)
 levels_app.command("validate")(judge.levels_validate)
 levels_app.command("show")(judge.levels_show)
 levels_app.command("explain")(judge.levels_explain)
+levels_app.command("promote-check")(scorecard.promote_check)
 policy_app.command("test")(judge.policy_test)
 app.command()(simulate_cli.simulate)
+app.command()(scorecard.scorecard)
 
 # the loop
 app.command()(demo.demo)

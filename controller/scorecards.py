@@ -1,0 +1,126 @@
+"""Scorecards: what autonomy did, per scope and level, from the ledger (`autonomy scorecard`).
+
+A security lead tuning levels needs the after-the-fact side of `simulate`: how much the controller handled
+alone, how much it asked people and how they answered (and how fast), what it had to undo, and how long
+containment took. Each figure is a count over ledger episodes (controller/outcomes.py), so it can be checked.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.outcomes import Episode, IncidentOutcome
+
+
+def _percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+@dataclass
+class Scorecard:
+    scope: str
+    level: str
+    decided: int = 0
+    shadow: int = 0
+    executed: int = 0
+    auto_executed: int = 0
+    approvals_requested: int = 0
+    granted: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    veto_window_runs: int = 0
+    held: int = 0
+    verification_failures: int = 0
+    compensations: int = 0
+    reverts: int = 0
+    approval_latencies: list[float] = field(default_factory=list)
+    """Seconds from the decision to a person's approval or rejection (timeouts are not latencies)."""
+    contain_seconds: list[float] = field(default_factory=list)
+    """Per incident whose first verified containment fell in this scope and level: first alert -> verified."""
+
+    def add(self, episode: Episode) -> None:
+        self.decided += 1
+        self.shadow += episode.shadow
+        self.executed += episode.executed
+        self.auto_executed += episode.auto_executed
+        self.held += episode.held
+        self.verification_failures += episode.verification_failed
+        self.compensations += episode.compensated
+        self.reverts += episode.reverted
+        if episode.verdict == "approve" and not episode.shadow:
+            self.approvals_requested += 1
+        if episode.settlement == "approved":
+            self.granted += 1
+        elif episode.settlement == "rejected":
+            self.rejected += 1
+        elif episode.settlement in ("timed_out", "veto_window_passed"):
+            self.timed_out += 1
+            self.veto_window_runs += episode.settlement == "veto_window_passed"
+        if episode.settlement in ("approved", "rejected") and episode.settled_at is not None:
+            self.approval_latencies.append((episode.settled_at - episode.decided_at).total_seconds())
+
+    @property
+    def auto_share(self) -> float:
+        """Share of decided actions the controller carried out without a person's approval."""
+        return self.auto_executed / self.decided if self.decided else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        latencies, contain = self.approval_latencies, self.contain_seconds
+        return {
+            "scope": self.scope,
+            "level": self.level,
+            "decided": self.decided,
+            "shadow": self.shadow,
+            "executed": self.executed,
+            "auto_executed": self.auto_executed,
+            "auto_share": round(self.auto_share, 4),
+            "approvals_requested": self.approvals_requested,
+            "granted": self.granted,
+            "rejected": self.rejected,
+            "timed_out": self.timed_out,
+            "veto_window_runs": self.veto_window_runs,
+            "held": self.held,
+            "verification_failures": self.verification_failures,
+            "compensations": self.compensations,
+            "reverts": self.reverts,
+            "approval_latency_p50_s": _round(statistics.median(latencies) if latencies else None),
+            "approval_latency_p95_s": _round(_percentile(latencies, 0.95)),
+            "incidents_contained": len(contain),
+            "mttc_s": _round(statistics.fmean(contain) if contain else None),
+            "ttc_p50_s": _round(statistics.median(contain) if contain else None),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def build_scorecards(incidents: Iterable[IncidentOutcome], scope: str | None = None) -> list[Scorecard]:
+    """One scorecard per (scope, effective level) seen, sorted by scope then level; `scope` keeps only that one."""
+    cards: dict[tuple[str, str], Scorecard] = {}
+
+    def card(episode: Episode) -> Scorecard:
+        key = (episode.scope, episode.effective_level)
+        return cards.setdefault(key, Scorecard(scope=key[0], level=key[1]))
+
+    for incident in incidents:
+        kept = [e for e in incident.episodes if scope is None or e.scope == scope]
+        for episode in kept:
+            card(episode).add(episode)
+        seconds = incident.seconds_to_contain
+        if seconds is None:
+            continue
+        first = min(
+            (e for e in kept if e.containment and e.verified_at is not None),
+            key=lambda e: e.verified_at or e.decided_at,
+            default=None,
+        )
+        if first is not None:
+            card(first).contain_seconds.append(seconds)
+    return [cards[key] for key in sorted(cards)]

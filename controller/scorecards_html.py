@@ -1,0 +1,85 @@
+"""The scorecards as one self-contained HTML page (`autonomy scorecard --html`), charts inline."""
+
+from __future__ import annotations
+
+from controller.html import VERDICT_COLOURS, Html, bars, page, stacked_bars, table, tag
+from controller.scorecards import Scorecard
+
+OUTCOME_COLOURS = {
+    "ran alone": VERDICT_COLOURS["execute"],
+    "approved": "#00838f",
+    "rejected": VERDICT_COLOURS["deny"],
+    "timed out": VERDICT_COLOURS["approve"],
+    "not run": "#90a4ae",
+}
+"""How each decided action ended; "not run" is everything else (deny, recommend, held, shadow, still open)."""
+
+COLUMNS = [
+    "scope",
+    "level",
+    "decided",
+    "auto share",
+    "approvals asked",
+    "granted",
+    "rejected",
+    "timed out",
+    "approval p50 s",
+    "verify failed",
+    "reverts",
+    "contained",
+    "MTTC s",
+]
+
+
+def _label(card: Scorecard) -> str:
+    return f"{card.scope} @ {card.level}"
+
+
+def _outcomes(card: Scorecard) -> dict[str, float]:
+    outcomes = {
+        "ran alone": card.auto_executed,
+        "approved": card.granted,
+        "rejected": card.rejected,
+        "timed out": card.timed_out - card.veto_window_runs,  # a veto window that passed ran alone
+    }
+    return {**outcomes, "not run": max(0, card.decided - sum(outcomes.values()))}
+
+
+def table_row(card: Scorecard) -> list[object]:
+    s = card.summary()
+    return [
+        s["scope"],
+        s["level"],
+        s["decided"],
+        f"{card.auto_share:.0%}",
+        s["approvals_requested"],
+        s["granted"],
+        s["rejected"],
+        s["timed_out"],
+        "-" if s["approval_latency_p50_s"] is None else f"{s['approval_latency_p50_s']:.1f}",
+        s["verification_failures"],
+        s["reverts"],
+        s["incidents_contained"],
+        "-" if s["mttc_s"] is None else f"{s['mttc_s']:.1f}",
+    ]
+
+
+def scorecards_page(cards: list[Scorecard], subtitle: str) -> str:
+    contained = [(_label(c), round(c.summary()["mttc_s"], 1)) for c in cards if c.contain_seconds]
+    latencies = [(_label(c), round(c.summary()["approval_latency_p50_s"], 1)) for c in cards if c.approval_latencies]
+    body: list[Html] = [
+        tag("h2", "How decided actions ended, per scope and level"),
+        stacked_bars([(_label(c), _outcomes(c)) for c in cards], OUTCOME_COLOURS, title="outcomes"),
+        tag("h2", "Figures"),
+        table(COLUMNS, [table_row(c) for c in cards], numeric=range(2, len(COLUMNS))),
+    ]
+    if contained:
+        body += [
+            tag("h2", "Mean time to contain (first alert to verified containment)"),
+            bars(contained, title="MTTC", unit=" s"),
+        ]
+    if latencies:
+        body += [tag("h2", "Approval latency, median"), bars(latencies, title="approval latency", unit=" s")]
+    if not cards:
+        body.append(tag("p", "The ledger has no decisions in this window.", cls="muted"))
+    return page("Autonomy scorecards", *body, subtitle=subtitle)
