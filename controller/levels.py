@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controller.models import ActionClass, Category, Level, Verdict
 from controller.validation import error_lines
@@ -164,8 +164,8 @@ def parse_scope_name(name: str) -> tuple[str, str] | None:
     if not sep or kind not in SCOPE_KINDS or not value:
         forms = ", ".join(f"{k}:<name>" for k in SCOPE_KINDS)
         raise ValueError(f"scope {name!r}: expected 'default' or one of {forms}")
-    if kind == "category":
-        Category(value)  # raises with the valid values
+    if kind == "category" and value not in Category._value2member_map_:
+        raise ValueError(f"scope {name!r}: unknown category (one of {', '.join(c.value for c in Category)})")
     return kind, value
 
 
@@ -183,11 +183,18 @@ class Scopes(_Strict):
         description="shadow trials: scope name -> candidate level, decided and recorded beside the live one",
     )
 
-    @model_validator(mode="after")
-    def _trial_scopes_named(self) -> Scopes:
-        for name in self.trials:
-            parse_scope_name(name)
-        return self
+    @field_validator("trials")
+    @classmethod
+    def _trial_scopes_named(cls, trials: dict[str, Level]) -> dict[str, Level]:
+        problems = []
+        for name in trials:
+            try:
+                parse_scope_name(name)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return trials
 
     def overrides(self, scope: IncidentScope) -> list[tuple[str, Level]]:
         """The scope names matching an incident that assign a level, most specific first."""
