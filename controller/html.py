@@ -81,6 +81,12 @@ def definitions(items: Mapping[str, object]) -> Html:
     return table(["", ""], items.items())
 
 
+def _label_width(labels: Iterable[str]) -> int:
+    """Room for the longest row label (about 7 px a character at 12 px), within sane bounds."""
+    longest = max((len(label) for label in labels), default=0)
+    return max(80, min(360, 7 * longest + 16))
+
+
 def stacked_bars(
     rows: Sequence[tuple[str, Mapping[str, float]]],
     colours: Mapping[str, str],
@@ -92,7 +98,7 @@ def stacked_bars(
 
     Rows whose values sum to zero get an empty bar labelled "none" rather than a division by zero.
     """
-    label_w, bar_h, gap, top = 150, 22, 10, 34
+    label_w, bar_h, gap, top = _label_width(label for label, _ in rows), 22, 10, 34
     bar_w = width - label_w - 70
     height = top + len(rows) * (bar_h + gap) + 10
     out = [
@@ -135,7 +141,7 @@ def stacked_bars(
 
 def bars(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 760) -> Html:
     """Horizontal bars scaled to the largest value, each labelled with its value and unit."""
-    label_w, bar_h, gap = 150, 18, 8
+    label_w, bar_h, gap = _label_width(label for label, _ in rows), 18, 8
     bar_w = width - label_w - 90
     peak = max((value for _, value in rows), default=0.0)
     height = len(rows) * (bar_h + gap) + 8

@@ -65,7 +65,7 @@ def scorecard(
     else:
         table = Table(title=f"Scorecards ({window})")
         for index, column in enumerate(COLUMNS):
-            table.add_column(column, justify="right" if index >= 2 else "left")
+            table.add_column(column, justify="right" if index >= 2 else "left", overflow="fold")
         for card in cards:
             table.add_row(*(escape(str(value)) for value in table_row(card)))
         console.print(table if cards else "[dim]no decisions in the ledger for this window[/]")
