@@ -261,6 +261,10 @@ class RiskModel(_Strict):
         return self
 
 
+NOT_POLICY_DATA = {"promotion"}
+"""Level keys no decision depends on: left out of the policy data so changing them keeps the policy revision."""
+
+
 @dataclass(frozen=True)
 class LevelConfig:
     levels: dict[Level, LevelSpec]
@@ -270,7 +274,7 @@ class LevelConfig:
 
     def policy_data(self) -> dict[str, Any]:
         """The levels as the policy sees them (data.levels), keyed by level name."""
-        return {lv.value: spec.model_dump(mode="json") for lv, spec in self.levels.items()}
+        return {lv.value: spec.model_dump(mode="json", exclude=NOT_POLICY_DATA) for lv, spec in self.levels.items()}
 
 
 @dataclass(frozen=True)

@@ -264,9 +264,23 @@ def _with_meta(data: dict[str, Any], revision: str) -> dict[str, Any]:
     return {**first, **{key: value for key, value in with_meta.items() if key not in first}}
 
 
+def check_escalations(levels: LevelConfig, identities: dict[str, Any]) -> None:
+    """Each level's `escalate_to` must name an approver group: caught at load, not at the first timeout."""
+    groups = identities.get("approver_groups") or {}
+    unknown = [
+        f"{level.value}.yaml: approval.escalate_to: {spec.approval.escalate_to!r} is not an approver group "
+        f"in identities.yaml (groups: {', '.join(sorted(groups)) or 'none'})"
+        for level, spec in levels.levels.items()
+        if spec.approval.escalate_to and spec.approval.escalate_to not in groups
+    ]
+    if unknown:
+        raise PolicyBundleError("; ".join(unknown))
+
+
 def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
     modules = _read_modules(policies_dir, include_tests=False)
     data = compile_data(policies_dir, levels)
+    check_escalations(levels, data.get("identities") or {})
     revision = revision_of(modules, data)
     return PolicyBundle(
         modules=modules, data=_with_meta(data, revision), revision=revision, levels=levels, source_dir=policies_dir

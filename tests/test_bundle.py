@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 import yaml
 
 from controller.addresses import address_facts
 from controller.config import Settings
 from controller.levels import load_level_config
-from controller.policy_bundle import LEVEL_ORDER
+from controller.policy_bundle import LEVEL_ORDER, PolicyBundleError
 from controller.runtime import load_policy_bundle
 
 
@@ -66,3 +67,22 @@ def test_levels_put_the_keys_the_policy_reads_first(settings: Settings) -> None:
     for name, level in bundle.data["levels"].items():
         assert tuple(level)[: len(LEVEL_ORDER)] == LEVEL_ORDER
         assert level == policy_data[name]  # the same level, only in another order
+
+
+def test_promotion_criteria_do_not_change_the_policy_revision(config_copy: Settings) -> None:
+    before = load_policy_bundle(config_copy).revision
+    level = config_copy.levels_dir / "L4.yaml"
+    document = yaml.safe_load(level.read_text())
+    document["promotion"]["min_decisions"] = 7
+    level.write_text(yaml.safe_dump(document))
+    assert load_policy_bundle(config_copy).revision == before  # no decision depends on them
+
+
+def test_an_escalation_to_a_group_nobody_defined_is_refused_at_load(config_copy: Settings) -> None:
+    level = config_copy.levels_dir / "L2.yaml"
+    document = yaml.safe_load(level.read_text())
+    document["approval"].update(on_timeout="escalate", escalate_to="soc-leads")
+    level.write_text(yaml.safe_dump(document))
+    expected = r"L2\.yaml: approval\.escalate_to: 'soc-leads' is not an approver group"
+    with pytest.raises(PolicyBundleError, match=expected):
+        load_policy_bundle(config_copy)

@@ -189,6 +189,11 @@ def levels_show(as_json: JsonFlag = False) -> None:
         for key, lv in mapping.items():
             table.add_row(kind, str(key), lv.value)
     console.print(table)
+    for name, candidate in scopes.trials.items():
+        console.print(
+            f"shadow trial: {escape(name)} decided as {candidate.value} too (recorded, never run); "
+            f"`autonomy levels promote-check {escape(name)} --to {candidate.value}` weighs it"
+        )
     levels = Table(title="levels")
     for column in (
         "level",
