@@ -61,7 +61,7 @@ class Episode:
 
 
 @dataclass
-class IncidentOutcome:
+class IncidentEpisodes:
     incident_key: str
     first_alert_at: datetime | None
     episodes: list[Episode]
@@ -132,7 +132,7 @@ def _apply(episode: Episode, record: LedgerRecord) -> None:
         episode.reverted = True
 
 
-def incident_outcome(key: str, records: list[LedgerRecord]) -> IncidentOutcome:
+def incident_outcome(key: str, records: list[LedgerRecord]) -> IncidentEpisodes:
     """Fold one incident's records (in ledger order) into its episodes."""
     first_alert: datetime | None = None
     current: dict[str, Episode] = {}
@@ -150,10 +150,10 @@ def incident_outcome(key: str, records: list[LedgerRecord]) -> IncidentOutcome:
         action_id = _action_id(record)
         if action_id in current:
             _apply(current[action_id], record)
-    return IncidentOutcome(incident_key=key, first_alert_at=first_alert, episodes=episodes)
+    return IncidentEpisodes(incident_key=key, first_alert_at=first_alert, episodes=episodes)
 
 
-def outcomes(ledger: Ledger, since: datetime | None = None) -> Iterator[IncidentOutcome]:
+def outcomes(ledger: Ledger, since: datetime | None = None) -> Iterator[IncidentEpisodes]:
     """Every incident's outcome (least recently written first); `since` drops decisions taken before it."""
     for head in ledger.incidents():
         outcome = incident_outcome(head.incident_key, ledger.records(head.incident_key))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.levels import PromotionCriteria
-from controller.outcomes import Episode, IncidentOutcome
+from controller.outcomes import Episode, IncidentEpisodes
 
 EXAMPLES_KEPT = 10
 
@@ -84,7 +84,7 @@ class TrialEvidence:
         return self.overridden / decided if decided else None
 
 
-def gather(incidents: Iterable[IncidentOutcome], scope: str, level: str) -> TrialEvidence:
+def gather(incidents: Iterable[IncidentEpisodes], scope: str, level: str) -> TrialEvidence:
     evidence = TrialEvidence(scope=scope, level=level)
     for incident in incidents:
         for episode in incident.episodes:

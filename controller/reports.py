@@ -24,8 +24,8 @@ class ReportPaths:
     sha256: str
 
 
-def _summary(record: LedgerRecord) -> str:
-    """One line per ledger record for the timeline."""
+def record_summary(record: LedgerRecord) -> str:
+    """One line per ledger record: the report's timeline, and the audit trail's incident-level notes."""
     p = record.payload
     kind = record.kind
     if kind is RecordKind.ALERT:
@@ -101,7 +101,7 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
             action_id = p.get("action_id") or (p.get("request") or {}).get("action_id")
             item = entry(action_id)
             if item is not None:
-                item["steps"].append({"seq": record.seq, "kind": record.kind.value, "summary": _summary(record)})
+                item["steps"].append({"seq": record.seq, "kind": record.kind.value, "summary": record_summary(record)})
             if record.kind is RecordKind.VERIFICATION and item is not None:
                 item.setdefault("verification", []).append(
                     {"seq": record.seq, "ok": p.get("ok"), "detail": p.get("detail")}
@@ -121,7 +121,13 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
         "plan": plan,
         "actions": list(actions.values()),
         "timeline": [
-            {"seq": r.seq, "at": r.created_at.isoformat(), "kind": r.kind.value, "actor": r.actor, "what": _summary(r)}
+            {
+                "seq": r.seq,
+                "at": r.created_at.isoformat(),
+                "kind": r.kind.value,
+                "actor": r.actor,
+                "what": record_summary(r),
+            }
             for r in records
         ],
         "ledger_head": {"seq": records[-1].seq, "hash": records[-1].hash} if records else None,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.outcomes import Episode, IncidentOutcome
+from controller.outcomes import Episode, IncidentEpisodes
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -101,7 +101,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def build_scorecards(incidents: Iterable[IncidentOutcome], scope: str | None = None) -> list[Scorecard]:
+def build_scorecards(incidents: Iterable[IncidentEpisodes], scope: str | None = None) -> list[Scorecard]:
     """One scorecard per (scope, effective level) seen, sorted by scope then level; `scope` keeps only that one."""
     cards: dict[tuple[str, str], Scorecard] = {}
 

@@ -598,6 +598,8 @@ def test_demo_runs_the_samples_through_the_loop_at_each_level(state_env: dict[st
         assert incident["report"]["snapshot"] == (incident["phase"] != "closed")
     tickets_dir = Path(summary["levels"]["L2"]["state_dir"]) / "tickets"
     assert len(list(tickets_dir.glob("*.json"))) == len(tickets)
+    scorecards = Path(summary["scorecards_html"]).read_text()
+    assert "declared @ L1" in scorecards and "declared @ L2" in scorecards  # the demo submits at a given level
 
 
 def test_the_console_script_keeps_exit_codes_after_using_temporal() -> None:

@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from controller.cli import audit, demo, judge, loop, scorecard
+from controller.cli import audit, demo, judge, loop, scorecard, trail
 from controller.cli import lab as lab_cli
 from controller.cli import simulate as simulate_cli
 from workflows.worker import temporal_client_created
@@ -32,7 +32,9 @@ app = typer.Typer(
 levels_app = typer.Typer(help="Inspect and validate the autonomy levels (levels/).", no_args_is_help=True)
 policy_app = typer.Typer(help="Work with the Rego policies (policies/).", no_args_is_help=True)
 incidents_app = typer.Typer(help="Incidents: the ledger's list, and each workflow's live status.", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit trail: ledger records, tamper check, one-file export.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The audit trail: ledger records, tamper check, one-file export, per-action narrative.", no_args_is_help=True
+)
 app.add_typer(levels_app, name="levels")
 app.add_typer(policy_app, name="policy")
 app.add_typer(incidents_app, name="incidents")
@@ -68,6 +70,7 @@ app.command()(audit.report)
 audit_app.command("show")(audit.audit_show)
 audit_app.command("verify")(audit.audit_verify)
 audit_app.command("export")(audit.audit_export)
+audit_app.command("trail")(trail.audit_trail)
 
 # the lab
 lab_app.command("up")(lab_cli.up)

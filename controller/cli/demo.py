@@ -74,6 +74,7 @@ def _summary(result: DemoResult) -> dict[str, Any]:
         "ingest": result.ingest.as_dict(),
         "webhook": {"url": result.webhook_url, "received": len(result.notifications)},
         "state_dir": str(result.root),
+        "scorecards_html": str(result.scorecards_html),
     }
 
 
@@ -162,6 +163,7 @@ def _print_result(result: DemoResult) -> None:
     )
     if example:
         console.print(f"e.g. [bold]{escape(example)}[/]", soft_wrap=True)
+    console.print(f"scorecards of all levels: {escape(str(result.scorecards_html))}", soft_wrap=True)
     console.print(
         f"{len(result.notifications)} notification(s) reached the local webhook {escape(result.webhook_url)}; "
         f"tickets are in <level>/tickets/; ledgers in <level>/ledger.db (try "

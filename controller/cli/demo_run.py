@@ -29,9 +29,13 @@ import yaml
 
 from controller.config import Settings
 from controller.ingest import DeadLetter, IngestReport, read_alerts
+from controller.ledger import Ledger, sqlite_url
 from controller.models import Alert, Level
+from controller.outcomes import IncidentEpisodes, outcomes
 from controller.reports import write_incident_report
 from controller.runtime import EngineName
+from controller.scorecards import build_scorecards
+from controller.scorecards_html import scorecards_page
 from workflows.client import SubmitReport, Submitter, incident_status
 from workflows.contracts import ActionStatus, IncidentStatus
 from workflows.devserver import DevServer
@@ -147,6 +151,21 @@ class DemoResult:
     webhook_url: str
     notifications: list[dict[str, Any]]
     alerts: int
+
+    @property
+    def scorecards_html(self) -> Path:
+        return self.root / "scorecards.html"
+
+
+def write_scorecards(result: DemoResult) -> None:
+    """One scorecard page over every level's ledger: the demo's levels side by side."""
+    incidents: list[IncidentEpisodes] = []
+    for run in result.levels:  # run_level's settings: a SQLite ledger in each level's state folder
+        with Ledger.from_url(sqlite_url(run.state_dir / "ledger.db")) as ledger:
+            incidents.extend(outcomes(ledger))
+    levels = ", ".join(run.level.value for run in result.levels)
+    page = scorecards_page(build_scorecards(incidents), f"demo at {levels}")
+    result.scorecards_html.write_text(page)
 
 
 Progress = Callable[[Level, str, int, int], None]
@@ -268,4 +287,6 @@ async def run_demo(
             await asyncio.to_thread(server.stop)
         notifications = list(hook.received)
         url = hook.url
-    return DemoResult(root, runs, ingest, url, notifications, len(alerts))
+    result = DemoResult(root, runs, ingest, url, notifications, len(alerts))
+    await asyncio.to_thread(write_scorecards, result)
+    return result

@@ -1,0 +1,81 @@
+"""`autonomy audit trail INCIDENT`: why each action of an incident ran (or did not), from evidence alone.
+
+It joins the ledger (what was decided, on what evidence, by whom) with Temporal's history of every run of
+the incident's workflow (what the orchestrator actually did), per action, and writes the narrative as
+Markdown and/or HTML beside the incident reports. Without Temporal the trail is still written, from the
+ledger alone, and says so; nothing here writes to the ledger or to Temporal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from controller.cli.common import AddressOption, JsonFlag, console, emit_json, err_console, fail, run_async
+from controller.cli.common import temporal_address as address_of
+from controller.cli.ops import workflow_histories
+from controller.config import Settings
+from controller.ledger import Ledger
+from controller.trail import Trail, TrailFormat, build_trail, write_trail
+
+IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
+
+
+async def collect_trail(ledger: Ledger, incident: str, address: str) -> Trail:
+    """The trail from the ledger and whatever Temporal still holds (an absent history is noted, not fatal)."""
+    records = ledger.records(incident)
+    if not records:
+        fail(f"the ledger has no records for incident {incident} (see `autonomy incidents list`)")
+    histories = await workflow_histories(address, incident)
+    return build_trail(incident, records, histories, ledger.verify(incident))
+
+
+def _warn(trail: Trail) -> None:
+    """What an auditor must not miss, on stderr so stdout stays the paths (or the JSON)."""
+    if not trail.history.available:
+        err_console.print(
+            f"[yellow]workflow history absent: {escape(str(trail.history.reason))}; the trail is from the ledger "
+            "alone[/]"
+        )
+    elif trail.disagreement_count:
+        err_console.print(f"[bold red]the ledger and the history disagree in {trail.disagreement_count} place(s)[/]")
+    if not trail.ledger.ok:
+        err_console.print(f"[bold red]{escape(trail.ledger.summary)}[/]")
+
+
+def audit_trail(
+    incident: IncidentArg,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the trail files. Default: <state dir>/reports.")
+    ] = None,
+    fmt: Annotated[TrailFormat, typer.Option("--format", help="Markdown, HTML, or both.")] = TrailFormat.BOTH,
+    address: AddressOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write one narrative per action: alert evidence, proposal, risk, policy decision, approvals (unsigned
+    votes marked), pre-flight, execution, verification, revert, each line citing a ledger seq or a workflow
+    history event, with every disagreement between the two named.
+
+    Prints the files' paths; with --json, one document with the paths and the whole trail. Exit 1 when the
+    ledger's hash chain is broken or the ledger and the history disagree (the files are written either way,
+    naming where); an absent history is a warning, not a failure: the ledger alone still answers.
+    """
+    settings = Settings()
+
+    async def body() -> Trail:
+        with Ledger.from_url(settings.ledger_url) as ledger:
+            return await collect_trail(ledger, incident, address_of(address, settings))
+
+    trail = run_async(body())
+    paths = write_trail(trail, out or settings.reports_dir, fmt)
+    _warn(trail)
+    if as_json:
+        emit_json({"files": [str(p) for p in paths], "trail": trail.model_dump(mode="json")})
+    else:
+        for path in paths:
+            console.print(f"trail: {escape(str(path))}", soft_wrap=True)  # a path to copy: never wrapped
+    if trail.disagreement_count or not trail.ledger.ok:
+        raise typer.Exit(1)
