@@ -69,5 +69,15 @@ class Settings:
         return Path(os.environ.get("AUTONOMY_ENFORCEMENT_FILE") or self.state_dir / "enforcement.yaml").expanduser()
 
     @property
+    def approver_keys_file(self) -> Path:
+        """Approvers' PUBLIC keys for signed votes (controller/approver_keys.py): policies/approver_keys.yaml, in git.
+
+        Beside the approver groups, but not in policies/data/: everything there becomes Rego data and part of the
+        policy revision, and rotating a key is not a policy change. When AUTONOMY_APPROVER_KEYS_FILE names a
+        file, it must exist."""
+        named = os.environ.get("AUTONOMY_APPROVER_KEYS_FILE")
+        return Path(named).expanduser() if named else self.policies_dir / "approver_keys.yaml"
+
+    @property
     def reports_dir(self) -> Path:
         return self.state_dir / "reports"

@@ -25,6 +25,7 @@ from actions.adapters.base import (
     VerifyOutcome,
 )
 from actions.registry import get_spec, validate_params
+from controller.approver_keys import ApproverKeysError, Ballot, RefusalCode, TokenRefused, load_configured, verify_vote
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import Ledger, RecordKind
@@ -35,8 +36,10 @@ from controller.planning.choice import make_plan
 from controller.reports import write_incident_report
 from controller.safety import SafetyStore
 from workflows.contracts import (
+    ApprovalCheck,
     ApprovalGroup,
     ApprovalSpec,
+    ApprovalVerdict,
     ExecuteRequest,
     ExecutionResult,
     GuardedAction,
@@ -221,6 +224,30 @@ class IncidentActivities:
             escalate_to=group(rule.escalate_to) if rule.escalate_to else None,
         )
 
+    # -- who voted -------------------------------------------------------------------------------------
+
+    @activity.defn(name="verify_approval")
+    def verify_approval(self, check: ApprovalCheck) -> ApprovalVerdict:
+        """Verify a vote's signed token against the approver keys config, read fresh for every vote so that a
+        removed (revoked) key or a switched-on require_signed applies at once, without restarting workers.
+
+        A refusal is an answer, not an error: it is recorded, and retrying would not change it. An unreadable or
+        invalid config refuses every vote, signed or not (whether signatures are required is unknown then).
+        """
+        vote = check.vote
+        ballot = Ballot(check.incident_key, check.run_id, vote.action_id, vote.choice.value, vote.approver)
+        try:
+            keys = load_configured(self.settings.approver_keys_file)
+            verified = verify_vote(keys, vote.token, ballot, datetime.now(UTC))
+        except ApproverKeysError as exc:
+            return ApprovalVerdict(accepted=False, code=RefusalCode.CONFIG.value, reason=f"approver keys config: {exc}")
+        except TokenRefused as exc:
+            reason = str(exc) if vote.token is None else f"signed token refused ({exc.code.value}): {exc}"
+            return ApprovalVerdict(accepted=False, code=exc.code.value, reason=reason)
+        if verified is None:
+            return ApprovalVerdict(accepted=True)
+        return ApprovalVerdict(accepted=True, signed=True, key_id=verified.key_id)
+
     # -- the last check before acting -------------------------------------------------------------------
 
     @activity.defn(name="preflight")
@@ -360,6 +387,7 @@ class IncidentActivities:
         return [
             self.plan_incident,
             self.guard_plan,
+            self.verify_approval,
             self.preflight,
             self.execute_action,
             self.verify_action,

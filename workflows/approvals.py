@@ -6,15 +6,33 @@ is enough) are in one small place and tested directly, and so the validator stay
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
+
+REFUSED_AND_RECORDED = "VoteRefusedRecorded"
+"""The error type of a vote the worker refused after accepting it for checking (its token did not verify): the
+worker wrote the refusal to the ledger itself, so the client must not write it a second time."""
 
 
 class VoteRefused(ValueError):
     """The vote is not accepted; the message says why (shown to the approver, recorded by the CLI)."""
 
 
-def check_vote(state: ActionState | None, spec: ApprovalSpec | None, vote: ApprovalVote) -> None:
-    """Raise VoteRefused unless this person may cast this vote on this action now."""
+def check_ballot(vote: ApprovalVote) -> None:
+    """Refuse what only the worker may say about a vote: that its signature was verified, and with which key."""
+    if vote.signed or vote.key_id is not None:
+        raise VoteRefused("signed and key_id are set by the worker after it verifies a token; send the token instead")
+
+
+def check_vote(
+    state: ActionState | None, spec: ApprovalSpec | None, vote: ApprovalVote, verifying: Collection[str] = ()
+) -> None:
+    """Raise VoteRefused unless this person may cast this vote on this action now.
+
+    `verifying`: approvers whose vote on this action is accepted but still being verified (not yet counted): a
+    second vote from them is as much a double vote as one already counted.
+    """
     if state is None or spec is None:
         raise VoteRefused(f"no action {vote.action_id} awaits approval in this incident")
     if state.status is not ActionStatus.AWAITING_APPROVAL:
@@ -22,11 +40,13 @@ def check_vote(state: ActionState | None, spec: ApprovalSpec | None, vote: Appro
     approver = vote.approver.strip()
     if not approver:
         raise VoteRefused("the approver is empty")
+    if approver != vote.approver:  # " bob" counted beside "bob" would be one person voting twice
+        raise VoteRefused(f"the approver {vote.approver!r} has leading or trailing spaces")
     if approver == spec.proposer or approver.startswith(("planner:", "svc:", "service:")):
         raise VoteRefused(f"{approver} proposed or runs the action and can never approve it (separation of duties)")
     if approver in spec.service_identities:
         raise VoteRefused(f"{approver} is a service identity and can never approve")
-    if any(v.approver == approver for v in state.votes):
+    if any(v.approver == approver for v in state.votes) or approver in verifying:
         raise VoteRefused(f"{approver} has already voted on action {vote.action_id}")
     if approver not in spec.eligible(state.escalated):
         groups = [g.name for g in spec.groups]

@@ -12,12 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from controller.incidents import incident_key
 from controller.ledger import Ledger, RecordKind
 from controller.models import Alert, Level
-from workflows.approvals import VoteRefused
+from workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
 from workflows.contracts import (
     TASK_QUEUE,
     ActionState,
@@ -112,12 +113,18 @@ async def incident_status(client: Client, key: str) -> IncidentStatus:
 
 
 async def cast_vote(client: Client, ledger: Ledger, key: str, vote: ApprovalVote) -> ActionState:
-    """Send a vote; a refused vote raises VoteRefused and is recorded in the ledger (who tried, and why not)."""
+    """Send a vote; a refused vote raises VoteRefused and is recorded in the ledger (who tried, and why not).
+
+    A vote whose token the worker refused was recorded by the worker already (REFUSED_AND_RECORDED); only
+    refusals the worker never recorded (validation, Temporal errors) are written here.
+    """
     try:
         return await incident_handle(client, key).execute_update(IncidentWorkflow.vote, vote)
     except (WorkflowUpdateFailedError, RPCError) as exc:
         cause = exc.cause if isinstance(exc, WorkflowUpdateFailedError) and exc.cause else exc
         reason = getattr(cause, "message", None) or str(cause)
+        if isinstance(cause, ApplicationError) and cause.type == REFUSED_AND_RECORDED:
+            raise VoteRefused(reason) from exc
         ledger.append(
             key,
             RecordKind.APPROVAL,
@@ -128,6 +135,7 @@ async def cast_vote(client: Client, ledger: Ledger, key: str, vote: ApprovalVote
                 "approver": vote.approver,
                 "choice": vote.choice.value,
                 "detail": reason,
+                "with_token": vote.token is not None,
             },
         )
         raise VoteRefused(reason) from exc

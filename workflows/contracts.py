@@ -147,13 +147,39 @@ class VoteChoice(StrEnum):
 
 
 class ApprovalVote(BaseModel):
+    """A vote as sent, and (with `signed` and `key_id` filled in by the worker) as counted.
+
+    `signed` and `key_id` are the worker's findings, never the client's word: the update validator refuses a vote
+    that arrives with them set, and the worker sets them only after it verified `token`.
+    """
+
     model_config = ConfigDict(frozen=True)
 
     action_id: str
     approver: str
     choice: VoteChoice
     comment: str = Field(default="", max_length=2_000)
-    signed: bool = Field(default=False, description="carried a verified signed token (issue 6); --as is unsigned")
+    signed: bool = Field(default=False, description="set by the worker: the token verified (issue 6)")
+    key_id: str | None = Field(default=None, description="set by the worker: the key that signed the token")
+    token: str | None = Field(
+        default=None, max_length=4_096, description="signed approval token (controller/approver_keys.py); none: --as"
+    )
+
+
+class ApprovalCheck(BaseModel):
+    """What the worker verifies a vote against: the incident and run it was cast in, and the vote itself."""
+
+    incident_key: str
+    run_id: str
+    vote: ApprovalVote
+
+
+class ApprovalVerdict(BaseModel):
+    accepted: bool
+    signed: bool = False
+    key_id: str | None = None
+    code: str = Field(default="", description="controller.approver_keys.RefusalCode when refused")
+    reason: str = ""
 
 
 class ActionStatus(StrEnum):
@@ -194,6 +220,7 @@ class ActionState(BaseModel):
 
 class IncidentStatus(BaseModel):
     key: str
+    run_id: str = Field(default="", description="a signed vote is bound to it: a token never carries to a later run")
     phase: str
     alert_count: int
     planner: str | None = None

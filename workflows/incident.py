@@ -14,7 +14,8 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from controller.incidents import incident_from_alerts
@@ -26,7 +27,9 @@ with workflow.unsafe.imports_passed_through():
         ActionState,
         ActionStatus,
         AlertBatch,
+        ApprovalCheck,
         ApprovalSpec,
+        ApprovalVerdict,
         ApprovalVote,
         ExecuteRequest,
         GuardedAction,
@@ -44,6 +47,12 @@ with workflow.unsafe.imports_passed_through():
 STEP_TIMEOUT = timedelta(seconds=60)
 ACTION_TIMEOUT = timedelta(seconds=30)
 LOCAL_TIMEOUT = timedelta(seconds=20)
+VERIFY_TIMEOUT = timedelta(seconds=30)
+"""The approver's client waits on the verification: a few quick attempts, then the vote is refused."""
+VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
+VERIFIED_VOTES = "votes-verified-by-worker"
+"""Patch: votes are verified (signed token, require_signed) before they count. Histories recorded before it
+replay the old handler, which counted the vote at once."""
 
 
 def _error_text(exc: BaseException) -> str:
@@ -63,6 +72,8 @@ class IncidentWorkflow:
         self.specs: dict[str, ApprovalSpec] = {}
         self.report: ReportRef | None = None
         self.recorded_votes: dict[str, int] = {}
+        self.verifying: dict[str, set[str]] = {}
+        """Per action, approvers whose vote is being verified: not counted yet, but a second vote is a double."""
 
     # -- inputs from outside ---------------------------------------------------------------------------
 
@@ -76,8 +87,92 @@ class IncidentWorkflow:
 
     @workflow.update
     async def vote(self, vote: ApprovalVote) -> ActionState:
+        """Count a vote once the worker verified it (its signed token, or that unsigned votes are allowed).
+
+        While it is verified the vote does not count (the wait loop must never settle on a vote that may yet be
+        refused), but it holds the approver's place so that a concurrent second vote fails validation. A vote
+        the worker refuses is recorded here, by the worker, with the reason, and the update fails.
+        """
+        if not workflow.patched(VERIFIED_VOTES):
+            return await self._count_unverified(vote)
+        state = self.states[vote.action_id]
+        verifying = self.verifying.setdefault(vote.action_id, set())
+        verifying.add(vote.approver)  # before any await: a concurrent duplicate vote now fails validation
+        try:
+            verdict = await self._verify(vote)
+            if verdict.accepted:  # the action may have moved on (timed out, rejected) while the vote was verified
+                try:
+                    approvals.check_vote(state, self.specs.get(vote.action_id), vote)
+                except approvals.VoteRefused as exc:
+                    verdict = ApprovalVerdict(accepted=False, code="too_late", reason=str(exc))
+        finally:
+            verifying.discard(vote.approver)
+        if not verdict.accepted:
+            recorded = await self._record_refusal(vote, verdict)
+            raise ApplicationError(
+                verdict.reason, type=approvals.REFUSED_AND_RECORDED if recorded else "VoteRefused", non_retryable=True
+            )
+        counted = vote.model_copy(update={"token": None, "signed": verdict.signed, "key_id": verdict.key_id})
+        state.votes.append(counted)  # no await since the check above: nothing changed in between
+        how = f"signed with key {verdict.key_id}" if verdict.signed else "unsigned: --as, identity not verified"
+        await self._record_vote(
+            vote,
+            {
+                "signed": verdict.signed,
+                **({"key_id": verdict.key_id, "token": vote.token} if verdict.signed else {}),
+                "detail": how,
+            },
+        )
+        return self._after_vote(state, vote)
+
+    async def _verify(self, vote: ApprovalVote) -> ApprovalVerdict:
+        info = workflow.info()
+        try:
+            return await workflow.execute_local_activity_method(
+                IncidentActivities.verify_approval,
+                ApprovalCheck(incident_key=info.workflow_id, run_id=info.run_id, vote=vote),
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                schedule_to_close_timeout=VERIFY_TIMEOUT,
+                retry_policy=VERIFY_RETRY,
+            )
+        except ActivityError as exc:  # fail closed: a vote nobody could verify is not counted
+            return ApprovalVerdict(accepted=False, code="error", reason=f"vote verification failed: {_error_text(exc)}")
+
+    async def _record_refusal(self, vote: ApprovalVote, verdict: ApprovalVerdict) -> bool:
+        """The worker's own record of a refused vote (the client's word is not needed, nor trusted, for it).
+
+        Written by svc:controller: the claimed approver may be exactly what was forged. False when the ledger
+        could not be written: the client then records the refusal, as it does for validation failures.
+        """
+        update = workflow.current_update_info()
+        try:
+            await self._record(
+                vote.action_id,
+                "approval",
+                "svc:controller",
+                {
+                    "action_id": vote.action_id,
+                    "event": "vote_refused",
+                    "approver": vote.approver,
+                    "choice": vote.choice.value,
+                    "detail": verdict.reason,
+                    "code": verdict.code,
+                    "with_token": vote.token is not None,
+                },
+                f"vote-refused/{vote.approver}/{update.id if update else '-'}",
+            )
+        except ActivityError:
+            return False
+        return True
+
+    async def _count_unverified(self, vote: ApprovalVote) -> ActionState:
+        """The handler as it was before VERIFIED_VOTES: only histories recorded before that replay through it."""
         state = self.states[vote.action_id]
         state.votes.append(vote)  # before any await: a concurrent duplicate vote now fails validation
+        await self._record_vote(vote, {"signed": vote.signed})
+        return self._after_vote(state, vote)
+
+    async def _record_vote(self, vote: ApprovalVote, signature: dict[str, object]) -> None:
         await self._record(
             vote.action_id,
             "approval",
@@ -88,10 +183,12 @@ class IncidentWorkflow:
                 "approver": vote.approver,
                 "choice": vote.choice.value,
                 "comment": vote.comment,
-                "signed": vote.signed,
+                **signature,
             },
             f"vote/{vote.approver}",
         )
+
+    def _after_vote(self, state: ActionState, vote: ApprovalVote) -> ActionState:
         self.recorded_votes[vote.action_id] = self.recorded_votes.get(vote.action_id, 0) + 1
         if state.status is ActionStatus.AWAITING_APPROVAL:  # the vote may have settled it while we recorded
             spec = self.specs[vote.action_id]
@@ -100,12 +197,19 @@ class IncidentWorkflow:
 
     @vote.validator
     def _check_vote(self, vote: ApprovalVote) -> None:
-        approvals.check_vote(self.states.get(vote.action_id), self.specs.get(vote.action_id), vote)
+        approvals.check_ballot(vote)
+        approvals.check_vote(
+            self.states.get(vote.action_id),
+            self.specs.get(vote.action_id),
+            vote,
+            self.verifying.get(vote.action_id, ()),
+        )
 
     @workflow.query
     def status(self) -> IncidentStatus:
         return IncidentStatus(
             key=self.key,
+            run_id=workflow.info().run_id,
             phase=self.phase,
             alert_count=len(self.alerts),
             planner=self.plan.planner if self.plan else None,

@@ -10,6 +10,7 @@ module is only the command map; each group lives in its own module:
 - `simulate`: what-if replay of past alerts through levels and candidate configs
 - `scorecard`: what autonomy did per scope and level; `levels promote-check` for shadow trials
 - `lab`: a real WAF and nftables in network namespaces
+- `keys`: approvers' signing keys (approvers keygen / list) for signed votes
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import typer
 
 from controller.cli import audit, demo, judge, loop, scorecard, trail
+from controller.cli import keys as keys_cli
 from controller.cli import lab as lab_cli
 from controller.cli import simulate as simulate_cli
 from workflows.worker import temporal_client_created
@@ -39,6 +41,8 @@ app.add_typer(levels_app, name="levels")
 app.add_typer(policy_app, name="policy")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(audit_app, name="audit")
+approvers_app = typer.Typer(help="Approvers' signing keys for signed votes (approve --key).", no_args_is_help=True)
+app.add_typer(approvers_app, name="approvers")
 lab_app = typer.Typer(
     help="The lab: a real WAF and nftables in network namespaces (examples/lab/).", no_args_is_help=True
 )
@@ -62,6 +66,8 @@ app.command()(loop.submit)
 app.command()(loop.ingest)
 app.command()(loop.approve)
 app.command()(loop.reject)
+approvers_app.command("keygen")(keys_cli.keygen)
+approvers_app.command("list")(keys_cli.approvers_list)
 incidents_app.command("list")(loop.incidents_list)
 incidents_app.command("show")(loop.incidents_show)
 

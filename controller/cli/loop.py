@@ -18,7 +18,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from temporalio.client import Client
 
+from controller.approver_keys import ApproverKeysError, ApproverSecret, Ballot, load_secret, sign_token
 from controller.cli.common import (
     AddressOption,
     JsonFlag,
@@ -35,7 +37,17 @@ from controller.cli.common import (
     when,
 )
 from controller.cli.follow import Flush, Follower, LineSource, OffsetStore
-from controller.cli.ops import IncidentRow, LoopError, TemporalUnavailable, list_incidents, open_client, read_status
+from controller.cli.ops import (
+    VOTE_WATCH_S,
+    IncidentRow,
+    LoopError,
+    TemporalUnavailable,
+    find_action,
+    list_incidents,
+    open_client,
+    read_status,
+    settled_state,
+)
 from controller.cli.ops import submit_files as submit_all
 from controller.cli.ops import vote as cast
 from controller.config import Settings
@@ -46,8 +58,8 @@ from controller.ledger import Ledger
 from controller.models import Level
 from controller.runtime import EngineName
 from workflows.approvals import VoteRefused
-from workflows.client import Submitter
-from workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
+from workflows.client import Submitter, cast_vote
+from workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 from workflows.devserver import DevServer, DevServerError
 from workflows.worker import incident_worker
 
@@ -324,15 +336,66 @@ def _describe_state(state: ActionState) -> str:
     return state.detail or "-"
 
 
+async def _cast_signed(
+    client: Client, ledger: Ledger, incident: str, action: str, secret: ApproverSecret, choice: VoteChoice, comment: str
+) -> ActionState:
+    """ops.vote with a signed token: the token binds the action id and the workflow run, so both are resolved
+    before signing. (ops.vote taking the secret would remove this copy of its watch loop.)"""
+    status = await read_status(client, incident)
+    found = find_action(status, action)
+    action_id = found.action_id if found else action  # unknown: let the workflow refuse it, on the record
+    if not status.run_id:
+        raise LoopError(f"the worker serving {incident} does not report its run: too old to verify signed votes")
+    ballot = Ballot(incident, status.run_id, action_id, choice.value, secret.approver)
+    vote = ApprovalVote(
+        action_id=action_id,
+        approver=secret.approver,
+        choice=choice,
+        comment=comment,
+        token=sign_token(secret, ballot),
+    )
+    state = settled_state(await cast_vote(client, ledger, incident, vote))
+    deadline = asyncio.get_running_loop().time() + VOTE_WATCH_S
+    while state.status is ActionStatus.AWAITING_APPROVAL and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        try:
+            fresh = find_action(await read_status(client, incident), action_id)
+        except LoopError:
+            break
+        state = fresh or state
+    return state
+
+
 def _vote(
-    choice: VoteChoice, incident: str, action: str, approver: str, comment: str, address: str | None, as_json: bool
+    choice: VoteChoice,
+    incident: str,
+    action: str,
+    approver: str | None,
+    key: Path | None,
+    comment: str,
+    address: str | None,
+    as_json: bool,
 ) -> None:
     settings = Settings()
+    secret: ApproverSecret | None = None
+    if key is not None:
+        try:
+            secret = load_secret(key)
+        except ApproverKeysError as exc:
+            fail(str(exc), 2)
+        if approver is not None and approver != secret.approver:
+            fail(f"{key} is {secret.approver}'s key: it cannot sign a vote --as {approver}", 2)
+        approver = secret.approver
+    if approver is None:
+        fail("who votes? --as NAME (unsigned: identity not verified) or --key FILE (signed)", 2)
+    voter = approver
 
     async def body() -> ActionState:
         client = await open_client(temporal_address(address, settings))
         with Ledger.from_url(settings.ledger_url) as ledger:
-            result = await cast(client, ledger, incident, action, approver, choice.value, comment)
+            if secret is not None:
+                return await _cast_signed(client, ledger, incident, action, secret, choice, comment)
+            result = await cast(client, ledger, incident, action, voter, choice.value, comment)
         return result.state
 
     try:
@@ -346,17 +409,36 @@ def _vote(
     except LoopError as exc:
         fail(str(exc), 1 if not isinstance(exc, TemporalUnavailable) else 2)
     if as_json:
-        emit_json({"incident": incident, "accepted": True, "state": state.model_dump(mode="json")})
+        emit_json(
+            {
+                "incident": incident,
+                "accepted": True,
+                "signed": secret is not None,
+                "state": state.model_dump(mode="json"),
+            }
+        )
         return
     verb = "approves" if choice is VoteChoice.APPROVE else "rejects"
+    how = f"signed with key {secret.key_id}" if secret else "unsigned: identity not verified"
     console.print(
-        f"[green]vote recorded[/]: {escape(approver)} {verb} {escape(state.action_id)} {escape(state.action)} "
-        f"of {escape(incident)}"
+        f"[green]vote recorded[/] ({escape(how)}): {escape(voter)} {verb} {escape(state.action_id)} "
+        f"{escape(state.action)} of {escape(incident)}"
     )
     console.print(f"  {status_text(state.status)} - {escape(_describe_state(state))}")
 
 
-ApproverOption = Annotated[str, typer.Option("--as", help="Who votes: a member of the action's approver group(s).")]
+ApproverOption = Annotated[
+    str | None,
+    typer.Option("--as", help="Who votes: a member of the action's approver group(s). Unsigned unless --key."),
+]
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="Sign the vote with this private key file (`autonomy approvers keygen`); the worker verifies it. "
+        "Implies --as (the key's approver).",
+    ),
+]
 CommentOption = Annotated[str, typer.Option(help="Why: kept with the vote in the ledger and the report.")]
 IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
 ActionArg = Annotated[str, typer.Argument(help="Action id (a1) or, when unique in the incident, its name.")]
@@ -365,29 +447,36 @@ ActionArg = Annotated[str, typer.Argument(help="Action id (a1) or, when unique i
 def approve(
     incident: IncidentArg,
     action: ActionArg,
-    approver: ApproverOption,
+    approver: ApproverOption = None,
+    key: KeyOption = None,
     comment: CommentOption = "",
     address: AddressOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Approve an action that awaits approval; it runs once its quorum is reached (after a fresh check).
 
+    With --key the vote carries a token signed with the approver's private key, bound to this incident, action
+    and choice and valid for 15 minutes; the worker verifies it and the ledger marks the vote signed. With only
+    --as the vote is recorded as unsigned (refused outright where the keys config sets require_signed).
+
     Refused, exit 1, with the reason: not in an approver group, the proposer itself (separation of duties),
-    a second vote, or the action no longer awaits approval. Refusals are recorded in the ledger too.
+    a second vote, the action no longer awaits approval, or a token that does not verify. Refusals are
+    recorded in the ledger too.
     """
-    _vote(VoteChoice.APPROVE, incident, action, approver, comment, address, as_json)
+    _vote(VoteChoice.APPROVE, incident, action, approver, key, comment, address, as_json)
 
 
 def reject(
     incident: IncidentArg,
     action: ActionArg,
-    approver: ApproverOption,
+    approver: ApproverOption = None,
+    key: KeyOption = None,
     comment: CommentOption = "",
     address: AddressOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Reject an action that awaits approval: one authorised rejection stops it for good."""
-    _vote(VoteChoice.REJECT, incident, action, approver, comment, address, as_json)
+    """Reject an action that awaits approval: one authorised rejection stops it for good (--key signs it)."""
+    _vote(VoteChoice.REJECT, incident, action, approver, key, comment, address, as_json)
 
 
 # -- incidents --------------------------------------------------------------------------------------------
