@@ -18,9 +18,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
-from temporalio.client import Client
 
-from controller.approver_keys import ApproverKeysError, ApproverSecret, Ballot, load_secret, sign_token
+from controller.approver_keys import ApproverKeysError, ApproverSecret, load_secret
 from controller.cli.common import (
     AddressOption,
     JsonFlag,
@@ -38,15 +37,12 @@ from controller.cli.common import (
 )
 from controller.cli.follow import Flush, Follower, LineSource, OffsetStore
 from controller.cli.ops import (
-    VOTE_WATCH_S,
     IncidentRow,
     LoopError,
     TemporalUnavailable,
-    find_action,
     list_incidents,
     open_client,
     read_status,
-    settled_state,
 )
 from controller.cli.ops import submit_files as submit_all
 from controller.cli.ops import vote as cast
@@ -58,8 +54,8 @@ from controller.ledger import Ledger
 from controller.models import Level
 from controller.runtime import EngineName
 from workflows.approvals import VoteRefused
-from workflows.client import Submitter, cast_vote
-from workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from workflows.client import Submitter
+from workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
 from workflows.devserver import DevServer, DevServerError
 from workflows.worker import incident_worker
 
@@ -336,36 +332,6 @@ def _describe_state(state: ActionState) -> str:
     return state.detail or "-"
 
 
-async def _cast_signed(
-    client: Client, ledger: Ledger, incident: str, action: str, secret: ApproverSecret, choice: VoteChoice, comment: str
-) -> ActionState:
-    """ops.vote with a signed token: the token binds the action id and the workflow run, so both are resolved
-    before signing. (ops.vote taking the secret would remove this copy of its watch loop.)"""
-    status = await read_status(client, incident)
-    found = find_action(status, action)
-    action_id = found.action_id if found else action  # unknown: let the workflow refuse it, on the record
-    if not status.run_id:
-        raise LoopError(f"the worker serving {incident} does not report its run: too old to verify signed votes")
-    ballot = Ballot(incident, status.run_id, action_id, choice.value, secret.approver)
-    vote = ApprovalVote(
-        action_id=action_id,
-        approver=secret.approver,
-        choice=choice,
-        comment=comment,
-        token=sign_token(secret, ballot),
-    )
-    state = settled_state(await cast_vote(client, ledger, incident, vote))
-    deadline = asyncio.get_running_loop().time() + VOTE_WATCH_S
-    while state.status is ActionStatus.AWAITING_APPROVAL and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.1)
-        try:
-            fresh = find_action(await read_status(client, incident), action_id)
-        except LoopError:
-            break
-        state = fresh or state
-    return state
-
-
 def _vote(
     choice: VoteChoice,
     incident: str,
@@ -393,9 +359,7 @@ def _vote(
     async def body() -> ActionState:
         client = await open_client(temporal_address(address, settings))
         with Ledger.from_url(settings.ledger_url) as ledger:
-            if secret is not None:
-                return await _cast_signed(client, ledger, incident, action, secret, choice, comment)
-            result = await cast(client, ledger, incident, action, voter, choice.value, comment)
+            result = await cast(client, ledger, incident, action, voter, choice.value, comment, secret)
         return result.state
 
     try:

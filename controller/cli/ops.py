@@ -20,6 +20,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from controller.approver_keys import ApproverSecret, Ballot, sign_token
 from controller.config import Settings
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.ledger import Ledger, RecordKind
@@ -232,13 +233,30 @@ class VoteResult:
 
 
 async def vote(
-    client: Client, ledger: Ledger, key: str, action: str, approver: str, choice: str, comment: str
+    client: Client,
+    ledger: Ledger,
+    key: str,
+    action: str,
+    approver: str,
+    choice: str,
+    comment: str,
+    secret: ApproverSecret | None = None,
 ) -> VoteResult:
-    """Cast one vote. A refused vote raises VoteRefused (recorded in the ledger by cast_vote)."""
+    """Cast one vote, signed when `secret` is given. A refused vote raises VoteRefused (and is in the ledger).
+
+    A token binds the action id and the workflow run, so both are resolved from the workflow before signing.
+    """
     status = await read_status(client, key)
     found = find_action(status, action)
     action_id = found.action_id if found else action  # unknown: let the workflow refuse it, on the record
-    ballot = ApprovalVote(action_id=action_id, approver=approver, choice=VoteChoice(choice), comment=comment)
+    token = None
+    if secret is not None:
+        if not status.run_id:
+            raise LoopError(f"the worker serving {key} does not report its run: too old to verify signed votes")
+        token = sign_token(secret, Ballot(key, status.run_id, action_id, choice, secret.approver))
+    ballot = ApprovalVote(
+        action_id=action_id, approver=approver, choice=VoteChoice(choice), comment=comment, token=token
+    )
     state = settled_state(await cast_vote(client, ledger, key, ballot))
     deadline = asyncio.get_running_loop().time() + VOTE_WATCH_S
     while asyncio.get_running_loop().time() < deadline:
