@@ -35,11 +35,11 @@ lint: $(INSTALLED)
 	$(VENV)/bin/mypy controller actions workflows
 
 # The ledger's tests also run on PostgreSQL: .ci/postgres.sh installs (Debian) and starts one when missing.
-# As root, the lab's Debian packages (nginx + ModSecurity + CRS, nftables, iproute2, curl) are installed here,
-# at setup, so the enforcement and lab tests run on the real things and nothing is fetched at test time
-# (without root they skip, saying so).
+# As root, the lab's Debian packages (nginx + ModSecurity + CRS, nftables, iproute2, curl) and headless
+# Chromium (the HTML reports' screenshot tests) are installed here, at setup, so the enforcement, lab and
+# report tests run on the real things and nothing is fetched at test time (without root they skip, saying so).
 unit: setup
-	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && \
+	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && bash .ci/chromium.sh && \
 		$(VENV)/bin/python -c 'from controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")'; fi
 	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)}" && \
 	AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/pytest -q -ra

@@ -13,6 +13,7 @@ no imaging library.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -66,7 +67,7 @@ def screenshot(html: Path, png: Path, width: int = 1280, height: int = 2000, tim
             "--no-default-browser-check",
             f"--user-data-dir={profile}",
             f"--window-size={width},{height}",
-            f"--screenshot={png}",
+            f"--screenshot={png.resolve()}",
             html.resolve().as_uri(),
         ]
         stderr = _run(command, timeout)
@@ -83,17 +84,20 @@ def _run(command: list[str], timeout: float) -> str:
     try:
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        _kill_group(process.pid)
         _, stderr = process.communicate()
         raise RuntimeError(f"chromium took longer than {timeout:.0f}s: {' '.join(command)}\n{stderr}") from None
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # helpers of a finished run
-        except ProcessLookupError:
-            pass
+        _kill_group(process.pid)  # helpers that outlive a finished run
     if process.returncode != 0:
         raise RuntimeError(f"chromium exited with {process.returncode}: {' '.join(command)}\n{stderr}")
     return stderr
+
+
+def _kill_group(group: int) -> None:
+    """Kill the process group Chromium was started in (ours alone: it was created for it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 @dataclass
@@ -135,14 +139,30 @@ class PngImage:
 
     def pixels_of(self, colour: str, tolerance: int = 0) -> int:
         """Pixels within `tolerance` per channel of a #rrggbb colour (antialiased edges are near, not equal)."""
-        wanted = tuple(int(colour.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+        wanted = rgb(colour)
         if tolerance == 0:
-            return self.colours[(wanted[0], wanted[1], wanted[2])]
+            return self.colours[wanted]
         return sum(
             n
-            for rgb, n in self.colours.items()
-            if all(abs(have - want) <= tolerance for have, want in zip(rgb, wanted, strict=True))
+            for have, n in self.colours.items()
+            if all(abs(a - b) <= tolerance for a, b in zip(have, wanted, strict=True))
         )
+
+    def row_counts(self, colour: str) -> list[int]:
+        """Pixels of exactly `colour` in each row, top to bottom: where on the page a colour is, and how wide."""
+        wanted, step = rgb(colour), self.channels
+        return [
+            sum(1 for pixel in zip(row[0::step], row[1::step], row[2::step], strict=True) if pixel == wanted)
+            for row in self.rows
+        ]
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    """#rrggbb as a (red, green, blue) tuple."""
+    digits = colour.lstrip("#")
+    if len(digits) != 6:
+        raise ValueError(f"not a #rrggbb colour: {colour!r}")
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
 
 
 def read_png(path: Path) -> PngImage:
@@ -171,8 +191,10 @@ def read_png(path: Path) -> PngImage:
 def _chunks(data: bytes) -> tuple[bytes, bytes]:
     """The IHDR payload and the concatenated IDAT payloads, CRCs checked (a truncated file must not pass)."""
     offset, header, idat = len(PNG_SIGNATURE), b"", []
-    while offset < len(data):
+    while offset + 12 <= len(data):
         (length,) = struct.unpack(">I", data[offset : offset + 4])
+        if offset + 12 + length > len(data):
+            break
         kind = data[offset + 4 : offset + 8]
         payload = data[offset + 8 : offset + 8 + length]
         (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, verdict_text
@@ -34,11 +44,70 @@ from controller.simulate import (
     Tally,
     stream_incidents,
 )
+from controller.simulate_html import DiffSample, SimulationReport, simulation_page
 
 
-def _alerts(files: list[Path], dead_letter: DeadLetter, report: IngestReport) -> Iterator[Alert]:
+@dataclass
+class BytesRead:
+    """How far through the input files reading has got, in bytes as stored (compressed for .gz).
+
+    The progress bar's total is the sum of the file sizes, known before the first alert is read, so the bar
+    can show a percentage and an ETA; alert counts cannot (nobody knows how many a file holds until it is
+    read). Each file counts fully once its reader is done, whatever its last read-buffer step reported."""
+
+    sizes: list[int]
+    finished: int = 0
+    current: int = 0
+    _index: int = field(default=0, init=False, repr=False)
+
+    @classmethod
+    def of(cls, files: list[Path]) -> BytesRead:
+        return cls([path.stat().st_size for path in files])
+
+    @property
+    def total(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def done(self) -> int:
+        return self.finished + self.current
+
+    def at(self, offset: int) -> None:
+        """The reader's position in the current file (bounded by its size: a file still being written may
+        have grown since it was measured)."""
+        self.current = min(offset, self.sizes[self._index])
+
+    def file_done(self) -> None:
+        self.finished += self.sizes[self._index]
+        self.current = 0
+        self._index += 1
+
+
+def read_all(files: list[Path], dead_letter: DeadLetter, report: IngestReport, progress: BytesRead) -> Iterator[Alert]:
+    """Every file's alerts in turn, lazily, keeping `progress` up to date."""
     for path in files:
-        yield from read_alerts(path, dead_letter=dead_letter, report=report)
+        yield from read_alerts(path, dead_letter=dead_letter, report=report, on_position=progress.at)
+        progress.file_done()
+
+
+def progress_bar(enabled: bool) -> Progress:
+    """Bytes of input against their total (percentage, ETA), with the alert and incident counts judged so far;
+    on stderr, only on a terminal, and gone once the run ends.
+
+    It measures reading: the incidents still open when the last byte is read (at most --window alerts' worth)
+    are judged after it, so the bar can rest at 100% for that last stretch."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("simulating"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[alerts]} alerts, {task.fields[incidents]} incidents"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not (enabled and err_console.is_terminal),
+    )
 
 
 def _share(tally: Tally, verdict: Verdict) -> str:
@@ -111,6 +180,15 @@ def write_csv(path: Path, result: SimulationResult) -> None:
         writer.writerows(result.csv_rows())
 
 
+def _where(config: SimConfig) -> str:
+    return f"levels {config.settings.levels_dir}, policies {config.settings.policies_dir}"
+
+
+def write_html(path: Path, report: SimulationReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(simulation_page(report), encoding="utf-8")
+
+
 def simulate(
     alert_files: Annotated[list[Path], typer.Argument(help="Alert files (any supported format, .gz too).")],
     levels_dir: Annotated[
@@ -137,6 +215,10 @@ def simulate(
     ] = False,
     engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the counters to this CSV file.")] = None,
+    html_file: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write a self-contained HTML report (charts, per-level tables, the diff) here."),
+    ] = None,
     window: Annotated[
         int, typer.Option(min=1, help="Close an incident after this many alerts without one for it.")
     ] = DEFAULT_WINDOW,
@@ -144,7 +226,9 @@ def simulate(
     max_alerts: Annotated[
         int, typer.Option(min=1, help="Most alerts per incident; a longer storm is judged in slices.")
     ] = DEFAULT_MAX_ALERTS,
-    show_diff: Annotated[int, typer.Option(min=0, help="Diff rows shown in the table (all go to --json).")] = 200,
+    show_diff: Annotated[
+        int, typer.Option(min=0, help="Diff rows shown in the table and the HTML (all go to --json).")
+    ] = 200,
     progress: Annotated[bool, typer.Option(help="Progress on stderr (only on a terminal).")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -154,7 +238,7 @@ def simulate(
     the approvals analysts would have had to give. With --against-levels and/or --against-policies, a second
     config judges the same incidents and every decision whose verdict or reasons differ is listed with the
     reasons that appeared or disappeared and the risk factors that moved. --json: one JSON line per diff row,
-    then one summary document.
+    then one summary document. --html: the same as a page with a stacked bar chart per level.
     """
     settings = Settings()
     base = SimConfig.from_dirs("base", settings, levels_dir, policies_dir)
@@ -168,42 +252,38 @@ def simulate(
             fail(f"no such alert file: {path}", 2)
     report = IngestReport()
     dead_letter = DeadLetter(settings.dead_letter_path)
-    incidents = stream_incidents(_alerts(alert_files, dead_letter, report), window, max_open, max_alerts)
-    flips: list[DiffRow] = []
-    rewordings: list[DiffRow] = []
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("simulating"),
-        TextColumn("{task.completed:.0f} alerts, {task.fields[incidents]} incidents"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not (progress and err_console.is_terminal),
-    )
+    consumed = BytesRead.of(alert_files)
+    incidents = stream_incidents(read_all(alert_files, dead_letter, report, consumed), window, max_open, max_alerts)
+    sample = DiffSample(show_diff)  # bounded: the rest are counted, and all go to --json
+    bar = progress_bar(progress)
     with Simulation(base, against, levels=only_levels, scoped=scoped, engine=engine) as simulation, bar:
         if simulation.result.unavailable:
             fail("; ".join(f"{name}: {why}" for name, why in simulation.result.unavailable.items()), 2)
-        task = bar.add_task("simulate", total=None, incidents=0)
+        task = bar.add_task("simulate", total=consumed.total, alerts=0, incidents=0)
 
-        def advance(incident: Incident) -> None:
-            bar.update(task, advance=len(incident.alerts), incidents=simulation.result.incidents)
+        def advance(_: Incident) -> None:
+            done = simulation.result
+            bar.update(task, completed=consumed.done, alerts=done.alerts, incidents=done.incidents)
 
         for row in simulation.run(incidents, on_incident=advance):
+            sample.add(row)
             if as_json:
                 emit_json(row.as_json())
-            else:
-                kept = flips if row.verdict_changed else rewordings
-                if len(kept) < show_diff:  # bounded: the rest are counted, and all go to --json
-                    kept.append(row)
     result = simulation.result
     if csv_file is not None:
         write_csv(csv_file, result)
+    if html_file is not None:
+        configs = {config.name: _where(config) for config in simulation.configs}
+        inputs = [str(path) for path in alert_files]
+        write_html(html_file, SimulationReport(result, report, inputs, configs, sample if against else None))
     if as_json:
         emit_json({**result.as_json(), "ingest": report.summary()})
     else:
         print_summary(result)
         if against is not None:
-            print_diff([*flips, *rewordings][:show_diff], result)
+            print_diff(sample.rows(), result)
         err_console.print(f"[dim]{report.summary()}[/]")
+    if html_file is not None:
+        err_console.print(f"[dim]HTML report: {escape(str(html_file))}[/]", soft_wrap=True)
     if report.dead_lettered:
         err_console.print(f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]")

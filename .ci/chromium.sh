@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Provide what the HTML report tests (tests/browser.py) need: Debian's headless-capable `chromium` and the
+# DejaVu fonts the reports ask for, so the screenshots show real text. Installs them when missing and this
+# runs as root with apt-get; otherwise says what is missing and exits non-zero. Safe to run repeatedly: with
+# everything present it installs nothing and only says so.
+#
+#   bash .ci/chromium.sh && .venv/bin/pytest -q tests/test_simulate_html.py
+set -euo pipefail
+
+log() { echo "chromium.sh: $*" >&2; }
+
+chromium_bin() { command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null || true; }
+fonts_present() { [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; }
+
+missing=()
+[ -n "$(chromium_bin)" ] || missing+=(chromium)
+fonts_present || missing+=(fonts-dejavu-core)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    # The Debian launcher script can print noise on stderr; the version is on stdout.
+    log "nothing to install: $("$(chromium_bin)" --version 2>/dev/null), DejaVu fonts present"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    log "missing ${missing[*]}; installing needs root (run as root, or: apt-get install -y ${missing[*]})"
+    exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    log "missing ${missing[*]} and there is no apt-get here: install them with this system's package manager"
+    exit 1
+fi
+
+log "installing Debian ${missing[*]}"
+apt-get update -qq >&2
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+[ -n "$(chromium_bin)" ] || { log "chromium is still missing after installing it"; exit 1; }
+fonts_present || { log "DejaVu fonts are still missing after installing fonts-dejavu-core"; exit 1; }
+log "installed ${missing[*]}: $("$(chromium_bin)" --version 2>/dev/null)"

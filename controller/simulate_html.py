@@ -1,0 +1,405 @@
+"""`autonomy simulate --html`: the replay as one self-contained page a security lead can read and forward.
+
+The page answers the questions in the order they are asked before raising a level or merging a policy change:
+how much would run alone at each level (a stacked bar per level, and per config with --against-*), how much
+work would land on the analysts (approvals), where exactly (per level, by action class and by alert
+category), and which decisions the candidate config flips and why (the diff). Built with `controller.html`
+only: diff rows carry alert-derived text (user names in guardrail reasons, hostile file names in ingest
+errors), so every value is escaped by the toolkit and the page can run no script.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from controller.html import VERDICT_COLOURS, Html, esc, join, page, stacked_bars, table, tag
+from controller.ingest import IngestReport
+from controller.models import Verdict
+from controller.simulate import DiffRow, SimulationResult, Tally
+
+VERDICTS = [v.value for v in Verdict]
+NONE = "none"
+"""The verdict shown for an action that only one config's plan proposed."""
+ERRORS_SHOWN = 20
+CANDIDATE_APPROVE = "#8d6e00"
+"""Approval bars: the base config in the approve colour, the candidate in this darker shade of it."""
+
+_STYLE = """
+.figures{display:flex;gap:12px;flex-wrap:wrap;margin:8px 0 4px}
+.figure{border:1px solid #d5dae3;border-radius:6px;padding:6px 14px;min-width:110px;background:#f8fafc}
+.figure b{display:block;font-size:22px;font-variant-numeric:tabular-nums}.figure span{color:#5b6577;font-size:12px}
+.pair{display:flex;gap:14px;flex-wrap:wrap;align-items:flex-start}.pair h4{margin:4px 0 0;font-size:13px}
+.pair table{font-size:12px}.pair th,.pair td{padding:2px 6px}
+.diff table{font-size:12px}.diff td{max-width:330px;overflow-wrap:anywhere}
+.diff ul{margin:0;padding-left:14px}.added{color:#1b5e20}.removed{color:#8e1b1b}
+.nowrap{white-space:nowrap}.changed{font-weight:bold;white-space:nowrap}.diff code{word-break:normal;white-space:nowrap}
+.verdict{display:inline-block;padding:0 6px;border-radius:8px;font-size:12px;color:#fff;white-space:nowrap}
+td svg{vertical-align:middle}
+""".strip()
+
+
+@dataclass
+class DiffSample:
+    """The diff rows a report shows, bounded, plus exact counts that stay true when the rows are cut.
+
+    A year of alerts can flip millions of decisions; only the first `limit` verdict changes and rewordings
+    are kept (verdict changes first: they are what a reviewer acts on), while every verdict transition is
+    counted per level (at most levels x verdicts^2 counters), so the summary never depends on the cut."""
+
+    limit: int
+    flips: list[DiffRow] = field(default_factory=list)
+    rewordings: list[DiffRow] = field(default_factory=list)
+    transitions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(level, old verdict, new verdict) -> decisions, verdict changes only."""
+
+    def add(self, row: DiffRow) -> None:
+        if row.verdict_changed:
+            self.transitions[(row.level, row.old_verdict or NONE, row.new_verdict or NONE)] += 1
+        kept = self.flips if row.verdict_changed else self.rewordings
+        if len(kept) < self.limit:
+            kept.append(row)
+
+    def rows(self) -> list[DiffRow]:
+        return [*self.flips, *self.rewordings][: self.limit]
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    """Everything the page shows; `configs` maps each config's name to where its levels and policies came from."""
+
+    result: SimulationResult
+    ingest: IngestReport
+    inputs: Sequence[str] = ()
+    configs: Mapping[str, str] = field(default_factory=dict)
+    diff: DiffSample | None = None
+
+
+def _section(ident: str, title: str, *body: object) -> Html:
+    """A titled block with a stable id: a reader can link to it and a test can find it."""
+    return Html(f'<section id="{esc(ident)}">{tag("h2", title)}{join(body)}</section>')
+
+
+def _pct(count: int, total: int) -> str:
+    """A share for a table cell, never rounded to a misleading 0% or 100%."""
+    if total <= 0:
+        return "-"
+    share = count / total
+    if 0 < share < 0.01:
+        return "<1%"
+    if 0.99 < share < 1:
+        return ">99%"
+    return f"{share:.0%}"
+
+
+def _count_share(count: int, total: int) -> str:
+    return f"{count} ({_pct(count, total)})" if count else "0"
+
+
+def _verdict(value: str) -> Html:
+    """A verdict in the chart's colour, so the diff reads in the same colours as the bars."""
+    colour = VERDICT_COLOURS.get(value, "#90a4ae")
+    text = "#1d2330" if value == Verdict.APPROVE.value else "#fff"
+    return Html(f'<span class="verdict" style="background:{esc(colour)};color:{text}">{esc(value)}</span>')
+
+
+def _mini_bar(counts: Mapping[str, int], width: int = 120) -> Html:
+    """A one-line 100% stacked bar for a table row: the shares at a glance, the exact figure in its tooltip."""
+    total = sum(counts.get(v, 0) for v in VERDICTS)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="12" role="img">']
+    parts.append(f'<rect width="{width}" height="12" fill="#eef1f5"/>')
+    x = 0.0
+    for verdict in VERDICTS:
+        count = counts.get(verdict, 0)
+        if total and count:
+            w = count / total * width
+            parts.append(
+                f'<rect x="{x:.1f}" width="{w:.1f}" height="12" fill="{esc(VERDICT_COLOURS[verdict])}">'
+                f"<title>{esc(verdict)}: {count} ({esc(_pct(count, total))})</title></rect>"
+            )
+            x += w
+    parts.append("</svg>")
+    return Html("".join(parts))
+
+
+def _label(result: SimulationResult, config: str, level: str) -> str:
+    """A chart row's name: the level alone, or "config level" when two configs are compared."""
+    return f"{config} {level}" if len(result.configs) > 1 else level
+
+
+def _pairs(result: SimulationResult) -> list[tuple[str, str, Tally]]:
+    """(config, level, tally), level by level, so the configs being compared sit next to each other."""
+    return [(c, lv, result.tallies[(c, lv)]) for lv in result.levels for c in result.configs]
+
+
+def _headline(report: SimulationReport) -> Html:
+    result = report.result
+    first = result.tallies.get((result.configs[0], result.levels[0])) if result.levels else None
+    figures: list[tuple[str, object]] = [
+        ("alerts", result.alerts),
+        ("incidents", result.incidents),
+        ("decisions per level", first.decisions if first else 0),
+        ("dead-lettered records", report.ingest.dead_lettered),
+    ]
+    if len(result.configs) > 1:
+        figures += [("decisions changed", result.diff_rows), ("verdicts changed", result.verdict_changes)]
+    cards = "".join(f'<div class="figure"><b>{esc(value)}</b><span>{esc(name)}</span></div>' for name, value in figures)
+    return Html(f'<div class="figures">{cards}</div>')
+
+
+def _run_facts(report: SimulationReport) -> dict[str, object]:
+    """What was replayed through what: enough to reproduce the run."""
+    items: dict[str, object] = {"alert files": Html("<br>".join(esc(name) for name in report.inputs) or "-")}
+    for name, where in report.configs.items():
+        items[f"config {name}"] = where
+    items["levels judged"] = ", ".join(report.result.levels)
+    return items
+
+
+def _verdict_chart(result: SimulationResult) -> Html:
+    rows = [(_label(result, c, lv), {v: float(t.verdicts[v]) for v in VERDICTS}) for c, lv, t in _pairs(result)]
+    shares = table(
+        ["config", "level", "decisions", *VERDICTS, "shares"],
+        [
+            [c, lv, t.decisions, *(_count_share(t.verdicts[v], t.decisions) for v in VERDICTS), _mini_bar(t.verdicts)]
+            for c, lv, t in _pairs(result)
+        ],
+        numeric=range(2, 3 + len(VERDICTS)),
+    )
+    caption = tag(
+        "p",
+        "Share of the planned actions that would execute alone, need approval, only be "
+        "recommended, or be denied; the figure right of each bar is the number of decisions.",
+        cls="muted",
+    )
+    return join([caption, stacked_bars(rows, VERDICT_COLOURS, title="verdict shares per level", width=900), shares])
+
+
+def _approve_colour(result: SimulationResult, config: str) -> str:
+    return VERDICT_COLOURS["approve"] if config == result.configs[0] else CANDIDATE_APPROVE
+
+
+def _approval_chart(result: SimulationResult, width: int = 900) -> Html:
+    """Approvals per level as bars, one colour per config and a legend naming them.
+
+    Not `controller.html.bars`: that colours each row differently from a palette that includes the deny red,
+    which here would read as a verdict; approvals are drawn in the approve colour (the candidate darker)."""
+    rows = [(_label(result, c, lv), c, t.approvals) for c, lv, t in _pairs(result)]
+    label_w, bar_h, gap, top = 150, 18, 8, 26 if len(result.configs) > 1 else 4
+    bar_w = width - label_w - 110
+    peak = max((n for _, _, n in rows), default=0)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + len(rows) * (bar_h + gap) + 4}" '
+        'role="img"><title>approvals needed per level</title>'
+    ]
+    if len(result.configs) > 1:
+        x = label_w
+        for config in result.configs:
+            out.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{_approve_colour(result, config)}"/>')
+            out.append(f'<text x="{x + 16}" y="14">{esc(config)}</text>')
+            x += 32 + 8 * len(config)
+    for index, (label, config, approvals) in enumerate(rows):
+        y = top + index * (bar_h + gap)
+        w = approvals / peak * bar_w if peak else 0.0
+        colour = _approve_colour(result, config)
+        out.append(f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end">{esc(label)}</text>')
+        out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}"/>')
+        out.append(
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 13}">{approvals} approval{"" if approvals == 1 else "s"}</text>'
+        )
+    out.append("</svg>")
+    return Html("".join(out))
+
+
+def _workload(result: SimulationResult) -> Html:
+    figures = table(
+        ["config", "level", "decisions", "approvals", "approver votes", "share needing approval", "per incident"],
+        [
+            [
+                c,
+                lv,
+                t.decisions,
+                t.approvals,
+                t.approver_votes,
+                _pct(t.approvals, t.decisions),
+                f"{t.approvals / t.incidents:.2f}" if t.incidents else "-",
+            ]
+            for c, lv, t in _pairs(result)
+        ],
+        numeric=range(2, 7),
+    )
+    caption = tag(
+        "p",
+        "Each approve verdict is a task for an analyst; approver votes count the people a quorum needs.",
+        cls="muted",
+    )
+    return join([caption, _approval_chart(result), figures])
+
+
+def _compared(cells: list[str]) -> Html:
+    """One figure, or where the configs differ the base's with the candidate's under it after an arrow: the
+    change stands out, lines up with the stacked bars, and keeps the column narrow."""
+    if len(set(cells)) == 1:
+        return esc(cells[0])
+    return Html(
+        "<br>".join([esc(cells[0]), *(Html(f'<span class="changed">&rarr; {esc(c)}</span>') for c in cells[1:])])
+    )
+
+
+def _stacked_minis(per_config: list[Counter[str]]) -> Html:
+    """One small bar, or one per config stacked (the candidate under the base) where their counts differ."""
+    distinct = per_config if any(counts != per_config[0] for counts in per_config) else per_config[:1]
+    return Html("<br>".join(_mini_bar(counts, 64) for counts in distinct))
+
+
+def _breakdown(result: SimulationResult, level: str, attribute: str, title: str) -> Html:
+    """One level's verdicts by action class or by alert category: a row per key, counts and shares."""
+    by_config: list[dict[str, Counter[str]]] = [getattr(result.tallies[(c, level)], attribute) for c in result.configs]
+    rows: list[list[object]] = []
+    for key in sorted({key for breakdown in by_config for key in breakdown}):
+        per_config = [breakdown.get(key, Counter()) for breakdown in by_config]
+        totals = [sum(counts.values()) for counts in per_config]
+        cells = [_compared([_count_share(c[v], n) for c, n in zip(per_config, totals, strict=True)]) for v in VERDICTS]
+        rows.append([key, _compared([str(n) for n in totals]), *cells, _stacked_minis(per_config)])
+    body = table([title, "decisions", *VERDICTS, "shares"], rows, numeric=range(1, 2 + len(VERDICTS)))
+    return tag("div", tag("h4", f"by {title}"), body if rows else tag("p", "no decisions", cls="muted"))
+
+
+def _levels(result: SimulationResult) -> Html:
+    blocks = [
+        join(
+            [
+                tag("h3", level),
+                tag(
+                    "div",
+                    _breakdown(result, level, "by_class", "action class"),
+                    _breakdown(result, level, "by_category", "alert category"),
+                    cls="pair",
+                ),
+            ]
+        )
+        for level in result.levels
+    ]
+    caption = "Counts, with each verdict's share of the row's decisions."
+    if len(result.configs) > 1:
+        base, candidate = result.configs[0], result.configs[1]
+        caption += f" Where {candidate} differs from {base}, {candidate}'s figure follows the arrow"
+        caption += " and its bar is the lower one."
+    return join([tag("p", caption, cls="muted"), *blocks])
+
+
+def _reason_list(reasons: Iterable[str], cls: str, sign: str) -> Html:
+    items = [tag("li", f"{sign} {reason}") for reason in reasons]
+    return tag("ul", *items, cls=cls) if items else Html("")
+
+
+def _verdict_change(row: DiffRow) -> Html:
+    """old -> new, or the one verdict when only the reasons changed (an arrow would suggest a change)."""
+    old, new = row.old_verdict or NONE, row.new_verdict or NONE
+    if old == new:
+        return Html(f'<span class="nowrap">{_verdict(old)} <span class="muted">same</span></span>')
+    return Html(f'<span class="nowrap">{_verdict(old)} &rarr; {_verdict(new)}</span>')
+
+
+def _risk(row: DiffRow) -> str:
+    moved = [f"{c.name} {_number(c.old)} \u2192 {_number(c.new)}" for c in row.risk_changes]
+    if row.old_risk != row.new_risk:
+        moved.insert(0, f"score {_number(row.old_risk)} \u2192 {_number(row.new_risk)}")
+    return "; ".join(moved)
+
+
+def _breakable(key: str) -> Html:
+    """An incident key (category:subject) that wraps after its colon rather than inside an address."""
+    category, colon, subject = key.partition(":")
+    return Html(f"{esc(category)}{colon}<wbr>{esc(subject)}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _when(iso: str) -> str:
+    """First-seen to the second, in UTC: the incident's name needs no microseconds, and they wrap the cell."""
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return iso
+
+
+def _diff_row(row: DiffRow, with_risk: bool) -> list[object]:
+    cells: list[object] = [
+        Html(f'{_breakable(row.incident)}<br><span class="muted nowrap">{esc(_when(row.first_seen))}</span>'),
+        Html(f'<span class="nowrap">{esc(row.action_id)} <code>{esc(row.action)}</code></span>'),
+        row.level,
+        _verdict_change(row),
+        _reason_list(row.reasons_added, "added", "+"),
+        _reason_list(row.reasons_removed, "removed", "\u2212"),
+    ]
+    return [*cells, _risk(row)] if with_risk else cells
+
+
+def _diff(result: SimulationResult, sample: DiffSample) -> Html:
+    rows = sample.rows()
+    reworded = result.diff_rows - result.verdict_changes
+    shown = f"; the first {len(rows)} are listed" if result.diff_rows > len(rows) else ""
+    summary = tag(
+        "p",
+        f"{result.verdict_changes} decision(s) change verdict and {reworded} change only their reasons{shown}.",
+    )
+    parts: list[Html] = [summary]
+    if sample.transitions:
+        transitions = sorted(sample.transitions.items(), key=lambda item: (item[0][0], -item[1]))
+        parts.append(
+            table(
+                ["level", "verdict change", "decisions"],
+                [[lv, Html(f"{_verdict(old)} &rarr; {_verdict(new)}"), n] for (lv, old, new), n in transitions],
+                numeric=[2],
+            )
+        )
+    if rows:
+        with_risk = any(_risk(row) for row in rows)  # a column left empty on every row is noise
+        headers = ["incident", "action", "level", "verdict", "reasons added", "reasons removed"]
+        headers += ["risk moved"] if with_risk else []
+        parts.append(tag("div", table(headers, [_diff_row(r, with_risk) for r in rows]), cls="diff"))
+    return join(parts)
+
+
+def _inputs(report: SimulationReport) -> Html:
+    ingest = report.ingest
+    items: dict[str, object] = {
+        **_run_facts(report),
+        "records read": ingest.records_read,
+        "alerts": ingest.alerts,
+        "non-alert records skipped": ingest.skipped_total,
+        "dead-lettered": ingest.dead_lettered,
+        "formats": ", ".join(f"{name} {n}" for name, n in sorted(ingest.formats.items())) or "-",
+    }
+    items.update({f"skipped: {reason}": n for reason, n in sorted(ingest.skipped.items())})
+    parts = [table(["", ""], items.items())]
+    if ingest.errors:
+        errors = ingest.errors[:ERRORS_SHOWN]
+        more = ingest.dead_lettered - len(errors)
+        parts.append(tag("ol", *(tag("li", tag("code", error)) for error in errors), cls="steps"))
+        if more > 0:
+            parts.append(tag("p", f"... and {more} more in the dead-letter file.", cls="muted"))
+    return join(parts)
+
+
+def simulation_page(report: SimulationReport) -> str:
+    """The whole report as one HTML document (no script, no remote load)."""
+    result = report.result
+    compared = " vs ".join(result.configs)
+    subtitle = f"{len(report.inputs)} alert file(s) replayed through {compared}, nothing executed"
+    body: list[Html] = [
+        Html(f"<style>{_STYLE}</style>"),
+        _headline(report),
+        _section("verdicts", "Verdicts per level", _verdict_chart(result)),
+        _section("workload", "Analyst workload", _workload(result)),
+        _section("levels", "Per level, by action class and alert category", _levels(result)),
+    ]
+    if report.diff is not None and len(result.configs) > 1:
+        body.append(_section("diff", "Decisions that changed", _diff(result, report.diff)))
+    body.append(_section("inputs", "Inputs and ingest", _inputs(report)))
+    return page("Autonomy simulation", *body, subtitle=subtitle)
