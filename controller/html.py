@@ -139,22 +139,40 @@ def stacked_bars(
     return Html("".join(out))
 
 
-def bars(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 760) -> Html:
-    """Horizontal bars scaled to the largest value, each labelled with its value and unit."""
+def bars(
+    rows: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    unit: str = "",
+    width: int = 760,
+    colours: Sequence[str] | None = None,
+    legend: Mapping[str, str] | None = None,
+) -> Html:
+    """Horizontal bars scaled to the largest value, each labelled with its value and unit.
+
+    `colours` gives each row its colour (default: the palette in turn); `legend` names what colours mean
+    (e.g. base vs candidate config) above the bars.
+    """
     label_w, bar_h, gap = _label_width(label for label, _ in rows), 18, 8
-    bar_w = width - label_w - 90
+    top = 26 if legend else 4
+    bar_w = width - label_w - 110
     peak = max((value for _, value in rows), default=0.0)
-    height = len(rows) * (bar_h + gap) + 8
+    height = top + len(rows) * (bar_h + gap) + 4
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
         f"<title>{esc(title)}</title>",
     ]
+    x = label_w
+    for name, colour in (legend or {}).items():
+        out.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{esc(colour)}"/>')
+        out.append(f'<text x="{x + 16}" y="14">{esc(name)}</text>')
+        x += 32 + 8 * len(name)
     for index, (label, value) in enumerate(rows):
-        y = 4 + index * (bar_h + gap)
+        y = top + index * (bar_h + gap)
         w = (value / peak * bar_w) if peak > 0 else 0.0
-        colour = PALETTE[index % len(PALETTE)]
+        colour = colours[index] if colours else PALETTE[index % len(PALETTE)]
         out.append(f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end">{esc(label)}</text>')
-        out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}"/>')
+        out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{esc(colour)}"/>')
         out.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 13}">{value:g}{esc(unit)}</text>')
     out.append("</svg>")
     return Html("".join(out))

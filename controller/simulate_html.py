@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from controller.html import VERDICT_COLOURS, Html, esc, join, page, stacked_bars, table, tag
+from controller.html import VERDICT_COLOURS, Html, bars, esc, join, page, stacked_bars, table, tag
 from controller.ingest import IngestReport
 from controller.models import Verdict
 from controller.simulate import DiffRow, SimulationResult, Tally
@@ -181,36 +181,18 @@ def _approve_colour(result: SimulationResult, config: str) -> str:
     return VERDICT_COLOURS["approve"] if config == result.configs[0] else CANDIDATE_APPROVE
 
 
-def _approval_chart(result: SimulationResult, width: int = 900) -> Html:
-    """Approvals per level as bars, one colour per config and a legend naming them.
-
-    Not `controller.html.bars`: that colours each row differently from a palette that includes the deny red,
-    which here would read as a verdict; approvals are drawn in the approve colour (the candidate darker)."""
-    rows = [(_label(result, c, lv), c, t.approvals) for c, lv, t in _pairs(result)]
-    label_w, bar_h, gap, top = 150, 18, 8, 26 if len(result.configs) > 1 else 4
-    bar_w = width - label_w - 110
-    peak = max((n for _, _, n in rows), default=0)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + len(rows) * (bar_h + gap) + 4}" '
-        'role="img"><title>approvals needed per level</title>'
-    ]
-    if len(result.configs) > 1:
-        x = label_w
-        for config in result.configs:
-            out.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{_approve_colour(result, config)}"/>')
-            out.append(f'<text x="{x + 16}" y="14">{esc(config)}</text>')
-            x += 32 + 8 * len(config)
-    for index, (label, config, approvals) in enumerate(rows):
-        y = top + index * (bar_h + gap)
-        w = approvals / peak * bar_w if peak else 0.0
-        colour = _approve_colour(result, config)
-        out.append(f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end">{esc(label)}</text>')
-        out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}"/>')
-        out.append(
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 13}">{approvals} approval{"" if approvals == 1 else "s"}</text>'
-        )
-    out.append("</svg>")
-    return Html("".join(out))
+def _approval_chart(result: SimulationResult) -> Html:
+    """Approvals per level in the approve colour (the candidate's darker): a palette's red would read as deny."""
+    pairs = _pairs(result)
+    legend = {c: _approve_colour(result, c) for c in result.configs} if len(result.configs) > 1 else None
+    return bars(
+        [(_label(result, c, lv), float(t.approvals)) for c, lv, t in pairs],
+        title="approvals needed per level",
+        unit=" approval(s)",
+        width=900,
+        colours=[_approve_colour(result, c) for c, _, _ in pairs],
+        legend=legend,
+    )
 
 
 def _workload(result: SimulationResult) -> Html:
