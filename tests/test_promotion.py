@@ -33,7 +33,8 @@ from controller.models import Level, Plan, ProposedAction, Verdict
 from controller.outcomes import outcomes
 from controller.policy_bundle import load_bundle
 from controller.scorecards import build_scorecards
-from controller.scorecards_html import scorecards_page
+from controller.scorecards_html import OUTCOME_COLOURS, scorecards_page
+from tests.browser import read_png, screenshot
 from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop, vote
 from workflows.client import cast_vote, incident_handle
 from workflows.contracts import ActionStatus, VoteChoice
@@ -201,3 +202,9 @@ def test_scorecard_html_shows_the_outcomes_chart_and_figures(answered: Answered,
         cards = build_scorecards(outcomes(ledger))
     page = scorecards_page(cards, "test")
     assert f"{SCOPE} @ L2 rejected: " in page and "<svg" in page and "Mean time to contain" in page
+    html = tmp_path / "scorecards.html"
+    html.write_text(page)
+    image = read_png(screenshot(html, tmp_path / "scorecards.png", width=1100, height=700))
+    assert image.non_white_share > 0.03  # a page, not a blank
+    for outcome in ("ran alone", "approved", "rejected", "timed out"):  # one of each happened
+        assert image.pixels_of(OUTCOME_COLOURS[outcome]) > 200, outcome
