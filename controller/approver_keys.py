@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from controller.validation import error_lines
+from controller.validation import error_lines, read_yaml_model
 
 KEYS_FILE_ENV = "AUTONOMY_APPROVER_KEYS_FILE"
 """Named explicitly, the keys file must exist: a typo must not silently turn `require_signed` off."""
@@ -160,22 +160,10 @@ class ApproverKeys(BaseModel):
 def load_approver_keys(path: Path, required: bool = False) -> ApproverKeys:
     """The validated config; every error names the file and the field. A missing file is an empty config
     unless `required` (the path was given explicitly)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        if required:
-            raise ApproverKeysError(f"{path}: no such file ({KEYS_FILE_ENV} names it)") from None
-        return ApproverKeys()
-    except OSError as exc:
-        raise ApproverKeysError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ApproverKeysError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return ApproverKeys.model_validate(document if document is not None else {})
-    except ValidationError as exc:
-        raise ApproverKeysError(f"{path}: " + "; ".join(error_lines(exc))) from None
+    keys = read_yaml_model(path, ApproverKeys, ApproverKeysError)
+    if keys is None and required:
+        raise ApproverKeysError(f"{path}: no such file ({KEYS_FILE_ENV} names it)")
+    return keys or ApproverKeys()
 
 
 def load_configured(keys_file: Path) -> ApproverKeys:

@@ -30,8 +30,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from actions.adapters._common import check_action, parse_params
 from actions.adapters._nft import (
@@ -58,7 +57,7 @@ from actions.adapters.base import (
     VerifyOutcome,
 )
 from actions.params import BlockIpParams, HostName, HostParams, IpOrNetwork, UnblockIpParams
-from controller.validation import error_lines
+from controller.validation import read_yaml_model
 
 log = logging.getLogger(__name__)
 
@@ -170,20 +169,7 @@ class EnforcementFile(BaseModel):
 
 def load_enforcement(path: Path) -> EnforcementFile | None:
     """The validated enforcement file, or None when there is none; errors read `file: key: message`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise EnforcementConfigError(f"{path}: unreadable: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise EnforcementConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return EnforcementFile.model_validate(data if data is not None else {})
-    except ValidationError as exc:
-        raise EnforcementConfigError("; ".join(f"{path}: {line}" for line in error_lines(exc))) from None
+    return read_yaml_model(path, EnforcementFile, EnforcementConfigError)
 
 
 # -- ownership comments ------------------------------------------------------------------------------------

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from actions.adapters._common import (
     check_action,
@@ -40,7 +39,7 @@ from actions.adapters.base import (
     VerifyOutcome,
 )
 from actions.params import WebhookParams
-from controller.validation import error_lines
+from controller.validation import read_yaml_model
 
 ACTION = "notify.webhook"
 USER_AGENT = "autonomy-controller/0.1 (notify.webhook)"
@@ -67,22 +66,12 @@ class ChannelsFile(BaseModel):
 
 def load_channels(path: Path) -> dict[str, Channel]:
     """Parse and validate the channels file; every error names the file and the offending key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    channels = read_yaml_model(path, ChannelsFile, ChannelsConfigError)
+    if channels is None:
         raise ChannelsConfigError(
             f"channels file {path} not found: notify.webhook needs `channels: {{<name>: {{url: ...}}}}`"
-        ) from None
-    except OSError as exc:
-        raise ChannelsConfigError(f"channels file {path} is unreadable: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ChannelsConfigError(f"channels file {path} is not valid YAML: {exc}") from exc
-    try:
-        return ChannelsFile.model_validate(data).channels
-    except ValidationError as exc:
-        raise ChannelsConfigError(f"channels file {path} is invalid: {'; '.join(error_lines(exc))}") from None
+        )
+    return channels.channels
 
 
 class DeliveryJournal:
