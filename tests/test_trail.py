@@ -25,8 +25,8 @@ from temporalio.testing import TimeSkipper
 from typer.testing import CliRunner
 
 from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, TransientAdapterError, VerifyOutcome
-from controller.cli.ops import workflow_histories
-from controller.cli.trail import audit_trail, collect_trail
+from controller.cli.ops import export_audit, workflow_histories
+from controller.cli.trail import audit_trail, collect_trail, trail_from_export
 from controller.config import Settings
 from controller.ledger import LedgerRecord, RecordKind
 from controller.models import Level
@@ -432,3 +432,25 @@ async def test_the_command_writes_the_files_and_the_page_renders(loop: Loop, tmp
     assert image.pixels_of("#c62828") > 100  # the red UNSIGNED badge
     assert image.pixels_of("#2e7d32") > 100  # the green chain-OK / verified badges
     assert image.pixels_of("#f9a825") > 100  # the amber approve verdict
+
+
+async def test_an_audit_export_alone_gives_the_same_trail_and_a_tampered_one_fails(loop: Loop, tmp_path: Path) -> None:
+    incident = await approved_block(loop)
+    document = await export_audit(loop.settings, loop.ledger, incident.key, incident.address)
+    exported = tmp_path / "export.json"
+    exported.write_text(json.dumps(document, default=str))
+
+    offline = trail_from_export(exported, incident.key)  # no ledger database, no Temporal
+    assert offline.history.available and offline.ledger.ok and offline.disagreement_count == 0
+    assert [(a.action_id, [s.kind for s in a.steps]) for a in offline.actions] == [
+        (a.action_id, [s.kind for s in a.steps]) for a in incident.trail.actions
+    ]
+
+    vote_record = next(r for r in document["ledger"]["records"] if r["payload"].get("event") == "vote")
+    vote_record["payload"]["approver"] = "carol"  # someone rewrites who approved
+    exported.write_text(json.dumps(document, default=str))
+    env = {"AUTONOMY_STATE_DIR": str(tmp_path / "elsewhere")}
+    args = ["trail", incident.key, "--from-export", str(exported), "--out", str(tmp_path)]
+    result = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+    assert result.exit_code == 1, result.output
+    assert "content_edited" in result.stderr, result.stderr

@@ -8,6 +8,7 @@ ledger alone, and says so; nothing here writes to the ledger or to Temporal.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +19,27 @@ from controller.cli.common import AddressOption, JsonFlag, console, emit_json, e
 from controller.cli.common import temporal_address as address_of
 from controller.cli.ops import workflow_histories
 from controller.config import Settings
-from controller.ledger import Ledger
+from controller.ledger import ExportFormatError, Ledger, LedgerRecord, verify_export
 from controller.trail import Trail, TrailFormat, build_trail, write_trail
 
 IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
+
+
+def trail_from_export(path: Path, incident: str) -> Trail:
+    """The trail from an `autonomy audit export` file alone: no database, no Temporal (an auditor's copy).
+
+    The export's ledger part is re-verified (hashes and chain to its head) exactly as the live ledger would be.
+    """
+    try:
+        document = json.loads(path.read_text())
+        ledger_doc, histories = document["ledger"], document["temporal"]
+        verified = verify_export(ledger_doc)
+        records = [LedgerRecord.model_validate(record) for record in ledger_doc["records"]]
+    except (OSError, ValueError, KeyError, TypeError, ExportFormatError) as exc:
+        fail(f"{path}: not a readable `autonomy audit export` document: {exc}", 2)
+    if document.get("incident_key") != incident:
+        fail(f"{path} exports incident {document.get('incident_key')}, not {incident}", 2)
+    return build_trail(incident, records, histories, verified)
 
 
 async def collect_trail(ledger: Ledger, incident: str, address: str) -> Trail:
@@ -52,6 +70,15 @@ def audit_trail(
         Path | None, typer.Option("--out", help="Folder for the trail files. Default: <state dir>/reports.")
     ] = None,
     fmt: Annotated[TrailFormat, typer.Option("--format", help="Markdown, HTML, or both.")] = TrailFormat.BOTH,
+    from_export: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-export",
+            exists=True,
+            dir_okay=False,
+            help="Build it from an `audit export` file instead of the ledger and Temporal (offline).",
+        ),
+    ] = None,
     address: AddressOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -69,7 +96,7 @@ def audit_trail(
         with Ledger.from_url(settings.ledger_url) as ledger:
             return await collect_trail(ledger, incident, address_of(address, settings))
 
-    trail = run_async(body())
+    trail = trail_from_export(from_export, incident) if from_export else run_async(body())
     paths = write_trail(trail, out or settings.reports_dir, fmt)
     _warn(trail)
     if as_json:
