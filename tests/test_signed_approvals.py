@@ -37,6 +37,7 @@ from controller.approver_keys import (
     TokenRefused,
     generate_key,
     load_approver_keys,
+    load_configured,
     load_secret,
     sign_token,
     verify_token,
@@ -44,11 +45,14 @@ from controller.approver_keys import (
 )
 from controller.cli import keys as keys_cli
 from controller.cli import loop as loop_cli
+from controller.cli.ops import workflow_histories
+from controller.cli.trail import collect_trail
 from controller.config import Settings
 from controller.ledger import Ledger, LedgerRecord, RecordKind
 from controller.levels import OnTimeout
 from controller.models import Level
 from controller.runtime import load_policy_bundle
+from controller.trail import StepKind, Trail, build_trail
 from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop
 from tests.test_cli import BackgroundWorker, alert_lines
 from workflows.approvals import VoteRefused, check_ballot, check_vote
@@ -578,3 +582,40 @@ def wait_until_awaiting(app: typer.Typer, key: str) -> None:
                 return
         time.sleep(0.2)
     raise AssertionError(f"{key} never awaited approval")
+
+
+async def test_the_audit_trail_re_verifies_a_signed_vote_and_flags_a_rewritten_token(
+    loop: Loop, bob: ApproverSecret
+) -> None:
+    (key,) = await loop.submit([alert(1)], level=Level.L2)
+    block = action_of(await awaiting(loop, key), "network.block_ip")
+    await cast_vote(loop.client, loop.ledger, key, await signed(loop, key, bob, block.action_id))
+    await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
+    keys = load_configured(loop.settings.approver_keys_file)
+    address = loop.client.service_client.config.target_host
+
+    def vote_text(trail: Trail) -> str:
+        block_trail = next(a for a in trail.actions if a.action == "network.block_ip")
+        approval = next(s for s in block_trail.steps if s.kind is StepKind.APPROVAL)
+        return next(f.text for f in approval.facts if f.text.startswith("bob voted"))
+
+    trail = await collect_trail(loop.ledger, key, address, keys)
+    assert trail.disagreement_count == 0, trail.disagreements  # the history's vote carries the same token
+    assert f"signature re-verified now with bob's key {bob.key_id}" in vote_text(trail)
+    assert "not re-checked (no keys config given)" in vote_text(await collect_trail(loop.ledger, key, address))
+
+    records = loop.ledger.records(key)
+    vote_record = next(r for r in records if r.payload.get("event") == "vote")
+    claim = vote_record.payload["token"].rsplit(".", 1)[0]
+    other = sign_token(bob, Ballot(key, "another-run", block.action_id, "approve", "bob")).rsplit(".", 1)[1]
+    rewritten = vote_record.model_copy(update={"payload": {**vote_record.payload, "token": f"{claim}.{other}"}})
+    histories = await workflow_histories(address, key)
+    tampered = build_trail(
+        key, [rewritten if r is vote_record else r for r in records], histories, loop.ledger.verify(key), keys=keys
+    )
+    assert "signature re-check FAILED" in vote_text(tampered)
+    findings = sorted(d.text for d in tampered.action(block.action_id).disagreements)
+    assert len(findings) == 2, findings
+    assert findings[0].startswith("bob's vote reads approve/signed in the ledger but approve/signed in the history")
+    assert findings[0].endswith("with another token")  # the history kept the token bob really sent
+    assert findings[1].startswith("the stored token does not re-verify: signature does not verify")

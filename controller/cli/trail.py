@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from controller.approver_keys import ApproverKeys, ApproverKeysError, load_configured
 from controller.cli.common import AddressOption, JsonFlag, console, emit_json, err_console, fail, run_async
 from controller.cli.common import temporal_address as address_of
 from controller.cli.ops import workflow_histories
@@ -25,7 +26,16 @@ from controller.trail import Trail, TrailFormat, build_trail, write_trail
 IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
 
 
-def trail_from_export(path: Path, incident: str) -> Trail:
+def approver_keys(settings: Settings) -> ApproverKeys | None:
+    """Today's approver keys, to re-verify signed votes; None (votes then say "not re-checked") if unusable."""
+    try:
+        return load_configured(settings.approver_keys_file)
+    except ApproverKeysError as exc:
+        err_console.print(f"[yellow]signed votes not re-checked: {escape(str(exc))}[/]")
+        return None
+
+
+def trail_from_export(path: Path, incident: str, keys: ApproverKeys | None = None) -> Trail:
     """The trail from an `autonomy audit export` file alone: no database, no Temporal (an auditor's copy).
 
     The export's ledger part is re-verified (hashes and chain to its head) exactly as the live ledger would be.
@@ -39,16 +49,16 @@ def trail_from_export(path: Path, incident: str) -> Trail:
         fail(f"{path}: not a readable `autonomy audit export` document: {exc}", 2)
     if document.get("incident_key") != incident:
         fail(f"{path} exports incident {document.get('incident_key')}, not {incident}", 2)
-    return build_trail(incident, records, histories, verified)
+    return build_trail(incident, records, histories, verified, keys=keys)
 
 
-async def collect_trail(ledger: Ledger, incident: str, address: str) -> Trail:
+async def collect_trail(ledger: Ledger, incident: str, address: str, keys: ApproverKeys | None = None) -> Trail:
     """The trail from the ledger and whatever Temporal still holds (an absent history is noted, not fatal)."""
     records = ledger.records(incident)
     if not records:
         fail(f"the ledger has no records for incident {incident} (see `autonomy incidents list`)")
     histories = await workflow_histories(address, incident)
-    return build_trail(incident, records, histories, ledger.verify(incident))
+    return build_trail(incident, records, histories, ledger.verify(incident), keys=keys)
 
 
 def _warn(trail: Trail) -> None:
@@ -91,12 +101,13 @@ def audit_trail(
     naming where); an absent history is a warning, not a failure: the ledger alone still answers.
     """
     settings = Settings()
+    keys = approver_keys(settings)
 
     async def body() -> Trail:
         with Ledger.from_url(settings.ledger_url) as ledger:
-            return await collect_trail(ledger, incident, address_of(address, settings))
+            return await collect_trail(ledger, incident, address_of(address, settings), keys)
 
-    trail = trail_from_export(from_export, incident) if from_export else run_async(body())
+    trail = trail_from_export(from_export, incident, keys) if from_export else run_async(body())
     paths = write_trail(trail, out or settings.reports_dir, fmt)
     _warn(trail)
     if as_json:

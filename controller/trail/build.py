@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.approver_keys import ApproverKeys
 from controller.ledger import LedgerRecord, RecordKind, VerifyReport
 from controller.reports import record_summary
 from controller.trail.act import cross_check, execution_steps, must_be_cited, outcome_of, undo_step
@@ -214,9 +215,10 @@ def build_trail(
     histories: Mapping[str, Any],
     verified: VerifyReport,
     now: datetime | None = None,
+    keys: ApproverKeys | None = None,
 ) -> Trail:
     """The incident's trail from its ledger records, the `workflow_histories` document (available or not)
-    and the ledger's verification of the incident's chain."""
+    and the ledger's verification of the incident's chain; with `keys`, signed votes are re-verified."""
     runs = read_histories(histories) if histories.get("available") else []
     by_run = {run.run_id: run for run in runs}
     alerts_by_id = {str(r.payload.get("id")): r for r in records if r.kind is RecordKind.ALERT}
@@ -228,7 +230,9 @@ def build_trail(
         run_labels = labels.setdefault(run.run_id or "-", {})
         planned = [str(a.get("id")) for a in (run.plan.payload.get("actions", []) if run.plan else [])]
         for action_id in planned + [a for a in run.actions if a not in planned]:
-            ctx = ActionContext(incident_key, run, action_id, run.actions.get(action_id, []), history, run_labels)
+            ctx = ActionContext(
+                incident_key, run, action_id, run.actions.get(action_id, []), history, run_labels, keys=keys
+            )
             actions.append(_action_trail(ctx, alerts_by_id))
         run_notes, run_problems = _run_notes(run, history)
         notes += run_notes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from controller.approver_keys import Ballot, RefusalCode, TokenRefused, verify_token
 from controller.ledger import LedgerRecord, RecordKind
 from controller.trail.history import Update
 from controller.trail.model import STEP_TITLES, Cite, Fact, Grid, Mark, Step, StepKind, Tone, ledger_cite
@@ -248,7 +249,8 @@ def _vote_fact(ctx: ActionContext, record: LedgerRecord, updates: list[Update], 
     fact = Fact(
         text=f"{p.get('approver')} voted {p.get('choice')} at {when(record.created_at)}"
         + ("" if signed else " (no verified signed token: the identity is as typed)")
-        + comment,
+        + comment
+        + (_recheck(ctx, record) if signed else ""),
         marks=marks,
         cites=[ledger_cite(record.seq)],
     )
@@ -262,14 +264,41 @@ def _vote_fact(ctx: ActionContext, record: LedgerRecord, updates: list[Update], 
         return fact
     fact.cites += ctx.h(update.accepted) + ctx.h(update.completed) + ctx.h(markers.get(record.seq))
     seen = update.args or {}
-    if seen.get("choice") != p.get("choice") or bool(seen.get("signed")) != signed:
+    seen_signed = bool(seen.get("token") or seen.get("signed"))  # `signed` in histories before the worker verified
+    token_differs = signed and seen.get("token") is not None and seen.get("token") != p.get("token")
+    if seen.get("choice") != p.get("choice") or seen_signed != signed or token_differs:
         ctx.disagree(
             f"{p.get('approver')}'s vote reads {p.get('choice')}/{'signed' if signed else 'unsigned'} in the ledger "
-            f"but {seen.get('choice')}/{'signed' if seen.get('signed') else 'unsigned'} in the history",
+            f"but {seen.get('choice')}/{'signed' if seen_signed else 'unsigned'} in the history"
+            + (" with another token" if token_differs else ""),
             ledger_cite(record.seq),
             *ctx.h(update.accepted),
         )
     return fact
+
+
+def _recheck(ctx: ActionContext, record: LedgerRecord) -> str:
+    """Re-verify a signed vote's stored token with today's keys, as of when it was recorded.
+
+    The worker verified it then; re-checking lets an auditor trust the signature rather than the record's word.
+    A key removed since (rotated or revoked) cannot re-verify: said, not flagged. A bad signature is flagged.
+    """
+    p = record.payload
+    if ctx.keys is None:
+        return "; signature not re-checked (no keys config given)"
+    token = p.get("token")
+    if not isinstance(token, str):
+        ctx.disagree("the ledger says the vote was signed but holds no token to re-check", ledger_cite(record.seq))
+        return "; no token stored to re-check"
+    ballot = Ballot(ctx.incident_key, ctx.run_id, ctx.action_id, str(p.get("choice")), str(p.get("approver")))
+    try:
+        checked = verify_token(ctx.keys, token, ballot, record.created_at)
+    except TokenRefused as exc:
+        if exc.code in (RefusalCode.UNKNOWN_KEY, RefusalCode.UNKNOWN_APPROVER):
+            return f"; signature not re-checked: {exc}"
+        ctx.disagree(f"the stored token does not re-verify: {exc}", ledger_cite(record.seq))
+        return f"; signature re-check FAILED: {exc}"
+    return f"; signature re-verified now with {checked.approver}'s key {checked.key_id}"
 
 
 def approval_step(ctx: ActionContext, decision: LedgerRecord | None) -> Step | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.approver_keys import ApproverKeys
 from controller.ledger import LedgerRecord, RecordKind
 from controller.trail.history import Activity, RunHistory
 from controller.trail.model import Cite, Disagreement, Fact, Mark, Tone, history_cite
@@ -117,6 +118,8 @@ class ActionContext:
     history: RunHistory | None
     timer_labels: dict[int, str]
     """Timers attributed so far in this run (started event id -> what it was for), shared by its actions."""
+    keys: ApproverKeys | None = None
+    """The approver keys config, to re-verify signed votes' tokens offline; None: not re-verified."""
     disagreements: list[Disagreement] = field(default_factory=list)
     evidence: str = ""
     """The evidence in one phrase, set by the evidence step for the action's summary."""
