@@ -22,14 +22,9 @@ from controller.guard import Guard, targets_of
 from controller.levels import resolve_level
 from controller.models import Incident, Level, Verdict
 from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeResult, ClaudeSettings, OfflinePlanner
-from controller.planning.claude import (
-    DESIGN_TOOL,
-    EVIDENCE_VALUE_LIMIT,
-    SELECT_TOOL,
-    _sha256,
-    self_contained,
-)
+from controller.planning.claude import _sha256
 from controller.planning.claude_config import KNOWN_PRICES, Prices
+from controller.planning.claude_prompt import DESIGN_TOOL, EVIDENCE_VALUE_LIMIT, SELECT_TOOL, self_contained
 from tests.claude_fake import (
     BASE_URL,
     DESIGN_COLD,
