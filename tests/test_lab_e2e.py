@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from actions.adapters._nft import LOCK_DIRS
 from controller.config import REPO_ROOT, Settings
 from controller.lab import Lab, LabConfig, LabPackagesMissing, ensure_packages
 from controller.lab.lab import load_config
@@ -37,13 +38,15 @@ from controller.lab.services import start_time
 from controller.ledger import RecordKind
 from controller.models import Level
 from controller.processes import free_port
-from workflows.contracts import ActionStatus
+from workflows.client import cast_vote
+from workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 
 pytestmark = pytest.mark.lab
 
 ATTACKER = "198.51.100.66"
 BENIGN = "203.0.113.7"
 SQLI = f"sqli:{ATTACKER}"
+SCANNER = f"scanner:{ATTACKER}"
 TTL = timedelta(hours=1, seconds=5)
 
 
@@ -59,6 +62,13 @@ def _lab_available() -> None:
 def prefix(kind: str) -> str:
     """Namespace prefix of this test run: e.g. `e2e4711-`, so two runs on one machine never share a lab."""
     return f"{kind}{os.getpid()}-"
+
+
+def remove_lock_files(kind: str) -> None:
+    """The nftables adapter's lock files (one per namespace and table) of this run's lab, once it is down."""
+    for directory in LOCK_DIRS:
+        for lock in directory.glob(f"autonomy-nft.{prefix(kind)}*.lock"):
+            lock.unlink(missing_ok=True)
 
 
 def sweep_stale(kind: str) -> None:
@@ -81,6 +91,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
     finally:
         report = lab.down()
+        remove_lock_files("e2e")
         assert not report.leftovers, report.leftovers
 
 
@@ -191,6 +202,62 @@ async def test_l2_waits_for_approval_and_blocks_after_autonomy_approve(loop: Lab
     assert (decision["verdict"], decision["effective_level"]) == ("approve", "L2")
     report = loop.report_markdown(SQLI)
     assert "approval" in report and "bob" in report and f"a1 {BLOCK} verify (execute): ok" in report
+
+
+# -- two incidents, one address: the block is handed over to the one whose TTL ends later ------------------
+
+
+def block_of(status: IncidentStatus) -> ActionState:
+    block = action_of(status, BLOCK)
+    assert block is not None, status
+    return block
+
+
+async def _approve_block(loop: LabLoop, key: str) -> None:
+    """bob approves the incident's block, in-process (the CLI's path is covered by the test above)."""
+    block = block_of(await loop.wait_block(key, ActionStatus.AWAITING_APPROVAL))
+    vote = ApprovalVote(action_id=block.action_id, approver="bob", choice=VoteChoice.APPROVE, comment="checked")
+    await cast_vote(loop.client, loop.ledger, key, vote)
+
+
+async def test_a_shorter_incidents_revert_leaves_the_block_a_longer_one_took_over(loop: LabLoop) -> None:
+    """scanner (15 min) blocks the attacker first, then sqli (1 h) asks for the same address: sqli takes the
+    element over, so the scanner's TTL revert leaves it in place (its detail says so) and the attacker stays
+    blocked until sqli's own revert lifts it. L2 only to order the two blocks: each waits for its approval."""
+    lab = loop.lab
+    assert lab.attack("scanner").status == 403 and lab.attack("sqli").status == 403
+    assert await loop.ingest_once(level=Level.L2, expect=2) == {SCANNER: 1, SQLI: 1}
+
+    await _approve_block(loop, SCANNER)
+    await loop.wait_block(SCANNER, ActionStatus.AWAITING_REVERT)
+    (scanners,) = lab.blocklist() or []
+    assert scanners["comment"].startswith(f"{SCANNER}/") and scanners["timeout"] == 900
+    await _approve_block(loop, SQLI)
+    await loop.wait_block(SQLI, ActionStatus.AWAITING_REVERT)
+
+    (element,) = lab.blocklist() or []
+    assert element["comment"].startswith(f"{SQLI}/") and element["timeout"] == 3600, element
+    (taken,) = network_executions(loop, SQLI)
+    assert taken.payload["outcome"]["evidence"]["took_over_from"]["comment"] == scanners["comment"]
+
+    await loop.fast_forward(SCANNER, timedelta(seconds=905))
+    handed = block_of(await loop.result(SCANNER))
+
+    assert handed.status is ActionStatus.REVERTED, handed
+    assert handed.detail.startswith("handed over after 900 s") and element["comment"] in handed.detail
+    assert lab.blocked_addresses() == [ATTACKER], "sqli still needs the block: the scanner's revert left it"
+    assert lab.browse("attacker", timeout=1.5).timed_out
+    reverts = loop.ledger.records(SCANNER, [RecordKind.REVERT])
+    assert [r.payload["outcome"]["evidence"]["left_in_place"] for r in reverts] == [True]
+    assert "a1 network.unblock_ip verify (revert): ok" in loop.report_markdown(SCANNER)
+    assert block_of(await loop.status(SQLI)).status is ActionStatus.AWAITING_REVERT
+
+    await loop.fast_forward(SQLI, TTL)
+    lifted = block_of(await loop.result(SQLI))
+
+    assert lifted.status is ActionStatus.REVERTED and lifted.detail == "reverted after 3600 s"
+    assert lab.blocked_addresses() == []
+    assert lab.browse("attacker").status == 200
 
 
 # -- L1: recommend only --------------------------------------------------------------------------------------
@@ -342,6 +409,7 @@ def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path)
         assert json.loads(down.stdout)["clean"] is True
     finally:
         Lab(load_config(root)).down()
+        remove_lock_files("e2d")
 
     assert not set(namespaces) & existing_namespaces(), "no lab namespace is left"
     assert all(inode is not None and not processes_in_inode(inode) for inode in inodes), "nor a process inside one"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from actions.adapters import build_adapters
-from actions.adapters._nft import NetnsMissingError, NftDeniedError, NftMissingError
+from actions.adapters._nft import LOCK_DIRS, NetnsMissingError, NftDeniedError, NftMissingError, TableState
 from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError
 from actions.adapters.nftables import (
     COMMENT_MAX_BYTES,
@@ -205,6 +205,9 @@ class Lab:
         assert IP is not None
         for netns in self.created:
             run(IP, "netns", "del", netns, check=False)
+        for directory in LOCK_DIRS:  # the adapters' lock files (per namespace and table), once nothing runs
+            for lock in directory.glob(f"autonomy-nft.act-*-{self.suffix}.*.lock"):
+                lock.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +273,9 @@ def request(action: str, params: dict[str, Any], key: str = KEY) -> ActionReques
 def elements(lab: Lab, set_name: str = "blocklist4") -> list[dict[str, Any]]:
     listed = json.loads(nft_in(lab.victim, "-j", "list", "set", "inet", "autonomy", set_name).stdout)
     the_set = next(item["set"] for item in listed["nftables"] if "set" in item)
-    return [item["elem"] for item in the_set.get("elem", [])]
+    return [
+        item["elem"] if isinstance(item, dict) and "elem" in item else {"val": item} for item in the_set.get("elem", [])
+    ]
 
 
 # -- ensure ------------------------------------------------------------------------------------------------
@@ -496,6 +501,236 @@ def test_verify_fails_when_the_element_is_gone_and_skips_a_probe_that_proves_not
     nft_in(clean.victim, "delete", "element", "inet", "autonomy", "blocklist4", "{ 198.51.100.200 }")
     gone = block.verify(elsewhere, outcome)
     assert not gone.ok and "not in blocklist4" in gone.detail
+
+
+# -- one address, several incidents: the one whose need ends last owns the block -----------------------------
+
+A_KEY = "sqli:198.51.100.66/run-1/a1/execute"
+"""Keys as workflows/activities.py hands them to adapters: `<workflow>/<run>/<action>/<purpose>`."""
+B_KEY = "scanner:198.51.100.66/run-7/a2/execute"
+C_KEY = "xss:198.51.100.66/run-9/a1/execute"
+ATTACKER_IP = {"ip": "198.51.100.66"}
+
+
+def undo(key: str, purpose: str = "revert") -> str:
+    """The key the TTL revert (or the compensation) of the block executed under `key` runs its unblock with."""
+    return key.removesuffix("/execute") + f"/{purpose}"
+
+
+def without_countdown(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in element.items() if k != "expires"} for element in found]
+
+
+def block_ttl(ttl: int, key: str) -> ActionRequest:
+    return request("network.block_ip", {**ATTACKER_IP, "ttl_seconds": ttl}, key)
+
+
+def test_a_longer_need_takes_the_block_over_and_each_revert_lifts_only_its_own(clean: Lab) -> None:
+    config = firewall(clean)
+    block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
+    assert block.execute(block_ttl(60, A_KEY)).status is ActionStatus.DONE
+
+    b_req = block_ttl(300, B_KEY)
+    taken = block.execute(b_req)
+
+    assert taken.status is ActionStatus.DONE, taken.detail
+    assert taken.evidence["mine"] is True and taken.evidence["comment"] == B_KEY
+    previous = taken.evidence["took_over_from"]
+    assert previous["comment"] == A_KEY and previous["timeout"] == 60 and 0 < previous["expires"] <= 60
+    assert A_KEY in taken.detail and "leaves it in place" in taken.detail
+    (element,) = elements(clean)
+    assert (element["val"], element["comment"], element["timeout"]) == ("198.51.100.66", B_KEY, 300)
+    assert element["expires"] > 290, "B's own timeout, counting from the handover"
+    assert block.verify(b_req, taken).ok
+    assert not connects(clean.attacker, "198.51.100.1")
+
+    a_revert = request("network.unblock_ip", ATTACKER_IP, undo(A_KEY))
+    left = unblock.execute(a_revert)
+    left_verdict = unblock.verify(a_revert, left)
+
+    assert left.status is ActionStatus.ALREADY_DONE, left.detail
+    assert left.evidence["left_in_place"] is True and left.evidence["owner"] == B_KEY
+    assert "left 198.51.100.66 in place" in left.detail and B_KEY in left.detail
+    assert without_countdown(elements(clean)) == [{"val": "198.51.100.66", "comment": B_KEY, "timeout": 300}]
+    assert not connects(clean.attacker, "198.51.100.1"), "B still needs the block: A's revert must not lift it"
+    assert left_verdict.ok and left_verdict.evidence["left_in_place"] is True, left_verdict.detail
+
+    b_revert = request("network.unblock_ip", ATTACKER_IP, undo(B_KEY))
+    lifted = unblock.execute(b_revert)
+    lifted_verdict = unblock.verify(b_revert, lifted)
+
+    assert lifted.status is ActionStatus.DONE and lifted.evidence["removed"]["comment"] == B_KEY, lifted.detail
+    assert elements(clean) == []
+    assert connects(clean.attacker, "198.51.100.1")
+    assert lifted_verdict.ok and lifted_verdict.evidence["probe"]["connected"] is True
+
+
+def test_a_shorter_need_leaves_the_longer_block_alone_and_a_retry_never_stretches_its_own(clean: Lab) -> None:
+    block = BlockIpAdapter(firewall(clean, probe=None))
+    block.execute(block_ttl(300, A_KEY))
+    before = without_countdown(elements(clean))
+
+    shorter = block.execute(block_ttl(60, B_KEY))
+    retried = block.execute(block_ttl(600, A_KEY))
+
+    assert shorter.status is ActionStatus.ALREADY_DONE and shorter.evidence["mine"] is False, shorter.detail
+    assert shorter.evidence["comment"] == A_KEY and "took_over_from" not in shorter.evidence
+    assert retried.status is ActionStatus.ALREADY_DONE and retried.evidence["mine"] is True
+    assert without_countdown(elements(clean)) == before == [{"val": "198.51.100.66", "comment": A_KEY, "timeout": 300}]
+
+
+def test_a_wider_network_is_never_taken_over(clean: Lab) -> None:
+    config = firewall(clean, probe=None)
+    block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
+    block.execute(request("network.block_ip", {"ip": "198.51.100.64/29", "ttl_seconds": 60}, A_KEY))
+    before = without_countdown(elements(clean))
+
+    inside = block.execute(block_ttl(3600, B_KEY))
+
+    assert inside.status is ActionStatus.ALREADY_DONE and inside.evidence["mine"] is False, inside.detail
+    assert "inside 198.51.100.64/29" in inside.detail
+    assert without_countdown(elements(clean)) == before, "the /29 keeps A's comment and 60 s timeout"
+    lifted = unblock.execute(request("network.unblock_ip", {"ip": "198.51.100.64/29"}, undo(A_KEY)))
+    assert lifted.status is ActionStatus.DONE and elements(clean) == [], "A's revert still lifts its own /29"
+
+
+@pytest.mark.parametrize("comment", ["operator: permanent", None])
+def test_an_element_without_expiry_is_never_taken_over_nor_lifted_by_an_undo(clean: Lab, comment: str | None) -> None:
+    config = firewall(clean, probe=None)
+    Blocklist(config).ensure()
+    spelled = f' comment "{comment}"' if comment else ""
+    nft_in(clean.victim, "add", "element", "inet", "autonomy", "blocklist4", f"{{ 198.51.100.66{spelled} }}")
+    before = elements(clean)
+    block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
+
+    asked = block.execute(block_ttl(3600, B_KEY))
+    b_revert = request("network.unblock_ip", ATTACKER_IP, undo(B_KEY, "compensate"))
+    undone = unblock.execute(b_revert)
+
+    assert asked.status is ActionStatus.ALREADY_DONE and asked.evidence["mine"] is False, asked.detail
+    assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True, undone.detail
+    assert undone.evidence["owner"] == comment
+    assert unblock.verify(b_revert, undone).ok
+    assert elements(clean) == before
+    assert not connects(clean.attacker, "198.51.100.1")
+
+
+def test_an_undo_whose_own_element_is_still_there_fails_verification(clean: Lab) -> None:
+    """Even when an outcome claims the element was left to another owner, verify reads the set: if the element
+    is still the undone block's own, the revert did not happen."""
+    config = firewall(clean, probe=None)
+    executed = BlockIpAdapter(config).execute(block_ttl(60, A_KEY))
+    a_revert = request("network.unblock_ip", ATTACKER_IP, undo(A_KEY))
+    claimed = ActionOutcome(status=ActionStatus.ALREADY_DONE, detail="", evidence={"left_in_place": True})
+
+    verdict = UnblockIpAdapter(config).verify(a_revert, claimed)
+
+    assert executed.status is ActionStatus.DONE
+    assert not verdict.ok and "the element this undo had to remove" in verdict.detail, verdict.detail
+
+
+def test_a_persons_own_unblock_lifts_the_block_whoever_holds_it(clean: Lab) -> None:
+    """An explicit network.unblock_ip (its own action, key `.../execute`) is the decision to lift the block:
+    it removes the element of the incident that took it over, and says whose it was."""
+    config = firewall(clean, probe=None)
+    block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
+    block.execute(block_ttl(60, A_KEY))
+    block.execute(block_ttl(300, B_KEY))
+    explicit = request("network.unblock_ip", ATTACKER_IP, "fp:198.51.100.66/run-3/a1/execute")
+
+    lifted = unblock.execute(explicit)
+
+    assert lifted.status is ActionStatus.DONE and lifted.evidence["removed"]["comment"] == B_KEY, lifted.detail
+    assert elements(clean) == [] and unblock.verify(explicit, lifted).ok
+    assert connects(clean.attacker, "198.51.100.1")
+    b_revert = unblock.execute(request("network.unblock_ip", ATTACKER_IP, undo(B_KEY)))
+    assert b_revert.status is ActionStatus.ALREADY_DONE and "expired or never blocked" in b_revert.detail
+
+
+class ChangesAfterItsFirstRead(Blocklist):
+    """A blocklist whose first read is followed at once by `nft_args` (nft run by an actor outside the adapter:
+    the kernel's expiry, an operator), so its decision is taken on a read that is stale when the batch goes."""
+
+    def __init__(self, config: NftFirewall, *nft_args: str) -> None:
+        super().__init__(config)
+        self.pending: tuple[str, ...] | None = nft_args
+        self.reads = 0
+
+    def read(self) -> TableState | None:
+        state = super().read()
+        self.reads += 1
+        if self.pending is not None:
+            args, self.pending = self.pending, None
+            nft_in(self.config.netns, *args)
+        return state
+
+
+def test_an_element_that_vanishes_between_read_and_handover_ends_in_a_clean_decision(clean: Lab) -> None:
+    config = firewall(clean, probe=None)
+    BlockIpAdapter(config).execute(block_ttl(60, A_KEY))
+    stale = ChangesAfterItsFirstRead(config, "delete", "element", "inet", "autonomy", "blocklist4", "{ 198.51.100.66 }")
+
+    outcome = stale.block(ipaddress.ip_network("198.51.100.66/32"), B_KEY, 300)
+
+    assert stale.reads == 2, "the refused batch made it read again"
+    assert outcome.status is ActionStatus.DONE and outcome.evidence["mine"] is True, outcome.detail
+    assert "took_over_from" not in outcome.evidence, "A's element was gone: nothing was taken over, B created it"
+    assert without_countdown(elements(clean)) == [{"val": "198.51.100.66", "comment": B_KEY, "timeout": 300}]
+
+
+def test_an_element_that_turns_up_between_read_and_create_is_decided_on_again(clean: Lab) -> None:
+    config = firewall(clean, probe=None)
+    Blocklist(config).ensure()
+    added = f'{{ 198.51.100.66 timeout 1h comment "{C_KEY}" }}'
+    stale = ChangesAfterItsFirstRead(config, "add", "element", "inet", "autonomy", "blocklist4", added)
+
+    outcome = stale.block(ipaddress.ip_network("198.51.100.66/32"), B_KEY, 300)
+
+    assert stale.reads == 2
+    assert outcome.status is ActionStatus.ALREADY_DONE and outcome.evidence["mine"] is False, outcome.detail
+    assert without_countdown(elements(clean)) == [{"val": "198.51.100.66", "comment": C_KEY, "timeout": 3600}]
+
+
+def test_workers_decide_one_at_a_time_so_a_handover_never_overwrites_a_newer_owner(clean: Lab) -> None:
+    """nft cannot delete an element only if its comment is still X, so the read-decide-write runs under the
+    table's lock: a worker that wants to take A's element over waits while another worker changes it, and then
+    decides on what is there (here: C's element lasts longer than it needs, so it leaves it)."""
+    config = firewall(clean, probe=None)
+    block = BlockIpAdapter(config)
+    block.execute(block_ttl(60, A_KEY))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with Blocklist(config).serialized():
+            pending = pool.submit(block.execute, block_ttl(300, B_KEY))
+            time.sleep(0.5)
+            assert not pending.done(), "B's worker must wait for the lock before it reads"
+            replace = (  # what another worker holding the lock does: take A's element over for 1 h
+                "delete element inet autonomy blocklist4 { 198.51.100.66 }\n"
+                f'add element inet autonomy blocklist4 {{ 198.51.100.66 timeout 1h comment "{C_KEY}" }}\n'
+            )
+            assert IP is not None and NFT is not None
+            run(IP, "netns", "exec", clean.victim, NFT, "-f", "-", stdin=replace)
+        outcome = pending.result(timeout=30)
+
+    assert outcome.status is ActionStatus.ALREADY_DONE and outcome.evidence["mine"] is False, outcome.detail
+    assert without_countdown(elements(clean)) == [{"val": "198.51.100.66", "comment": C_KEY, "timeout": 3600}]
+
+
+def test_concurrent_blocks_with_different_ttls_end_owned_by_the_longest_need(clean: Lab) -> None:
+    config = firewall(clean, probe=None)
+    block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
+    ttls = {f"sqli:198.51.100.66/run-{n}/a1/execute": ttl for n, ttl in enumerate([300, 900, 120, 600, 60, 3600])}
+
+    with ThreadPoolExecutor(max_workers=len(ttls)) as pool:
+        outcomes = dict(zip(ttls, pool.map(lambda key: block.execute(block_ttl(ttls[key], key)), ttls), strict=True))
+
+    longest = max(ttls, key=lambda key: ttls[key])
+    (element,) = elements(clean)
+    assert (element["comment"], element["timeout"]) == (longest, 3600)
+    assert outcomes[longest].evidence["mine"] is True
+    for key in ttls:
+        reverted = unblock.execute(request("network.unblock_ip", ATTACKER_IP, undo(key)))
+        assert (reverted.status is ActionStatus.DONE) == (key == longest), (key, reverted.detail)
+    assert elements(clean) == []
 
 
 # -- host isolation ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from actions.adapters.base import ActionOutcome
     from controller.incidents import incident_from_alerts
     from controller.levels import OnTimeout
     from controller.models import Alert, Incident, Plan, Verdict
@@ -58,6 +59,18 @@ replay the old handler, which counted the vote at once."""
 def _error_text(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     return f"{type(cause).__name__}: {cause}"
+
+
+def _revert_detail(outcome: ActionOutcome, ttl_seconds: int | None) -> str:
+    """What the TTL revert did, in the action's final detail. An undo may leave the effect in place because
+    another owner took it over and still needs it (actions/adapters/nftables.py: a block handed over to the
+    incident whose TTL ends later); "reverted" would then claim a lift that did not happen. Only reads the
+    activity's result: the workflow's commands are the same either way (replay-safe)."""
+    if outcome.evidence.get("left_in_place") is True:
+        owner = outcome.evidence.get("owner")
+        holder = f"incident/key {owner!r}" if owner else "an element added outside the controller"
+        return f"handed over after {ttl_seconds} s: {holder} holds the block now and lifts it itself; left in place"
+    return f"reverted after {ttl_seconds} s"
 
 
 @workflow.defn
@@ -384,7 +397,7 @@ class IncidentWorkflow:
             action_class=item.action_class,
         )
         undoable = item.reversible and item.undo_action is not None
-        if not await self._act_and_verify(request, state):
+        if await self._act_and_verify(request, state) is None:
             if state.status is ActionStatus.VERIFICATION_FAILED and undoable and state.effect_owned:
                 await self._undo(item, request, state, "compensate")
             return
@@ -397,7 +410,8 @@ class IncidentWorkflow:
             await workflow.sleep(item.ttl_seconds)
             await self._undo(item, request, state, "revert")
 
-    async def _act_and_verify(self, request: ExecuteRequest, state: ActionState) -> bool:
+    async def _act_and_verify(self, request: ExecuteRequest, state: ActionState) -> ActionOutcome | None:
+        """The executed outcome when the action ran and its verification held; None (state says why) otherwise."""
         try:
             executed = await workflow.execute_activity_method(
                 IncidentActivities.execute_action,
@@ -414,10 +428,10 @@ class IncidentWorkflow:
                 {"action_id": request.action_id, "error": state.detail},
                 f"{request.purpose}-error",
             )
-            return False
+            return None
         if executed.outcome.status.value == "failed":
             state.status, state.detail = ActionStatus.FAILED, executed.outcome.detail
-            return False
+            return None
         if request.purpose == "execute" and executed.outcome.evidence.get("mine") is False:
             state.effect_owned = False  # e.g. another incident's block already covers the address
         try:
@@ -432,7 +446,8 @@ class IncidentWorkflow:
             ok, detail = False, f"verification could not run: {_error_text(exc)}"
         if not ok:
             state.status, state.detail = ActionStatus.VERIFICATION_FAILED, detail
-        return ok
+            return None
+        return executed.outcome
 
     async def _undo(self, item: GuardedAction, original: ExecuteRequest, state: ActionState, purpose: str) -> None:
         """Compensation (verification failed) or TTL revert: the registry's undo action, through its adapter."""
@@ -441,9 +456,10 @@ class IncidentWorkflow:
             update={"action": item.undo_action, "params": item.undo_params or {}, "purpose": purpose}
         )
         before = state.status
-        if await self._act_and_verify(request, state):
+        undone = await self._act_and_verify(request, state)
+        if undone is not None:
             if purpose == "revert":
-                state.status, state.detail = ActionStatus.REVERTED, f"reverted after {item.ttl_seconds} s"
+                state.status, state.detail = ActionStatus.REVERTED, _revert_detail(undone, item.ttl_seconds)
             else:
                 state.status, state.detail = ActionStatus.COMPENSATED, f"verification failed; undone ({before.value})"
 

@@ -10,14 +10,17 @@ an operator will meet (nft or ip missing, not root, namespace missing) into mess
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,9 @@ SBIN_DIRS = ("/usr/sbin", "/sbin")
 TRANSIENT_MARKERS = ("Device or resource busy", "Interrupted system call", "Resource temporarily unavailable")
 """Netlink answers that mean "try again" (a concurrent ruleset change, a dump interrupted), not a bad request."""
 DENIED_MARKERS = ("Operation not permitted", "Permission denied", "you must be root")
+LOCK_DIRS = (Path("/run/lock"), Path(tempfile.gettempdir()))
+"""Where the per-table lock files live: /run/lock (a tmpfs: no stale lock survives a reboot), else the temp dir."""
+LOCK_POLL_SECONDS = 0.02
 
 
 class NftMissingError(AdapterError):
@@ -167,6 +173,47 @@ class Nft:
         if any(marker in stderr for marker in TRANSIENT_MARKERS):
             raise TransientAdapterError(message)
         raise NftCommandError(message, stderr)
+
+
+@contextlib.contextmanager
+def serialized(name: str, wait_seconds: float) -> Iterator[None]:
+    """Hold an exclusive advisory lock named `name` (flock on a file in LOCK_DIRS) for the `with` body.
+
+    nft has no compare-and-swap: a batch cannot say "delete this element only if its comment is still X". An
+    adapter that reads the set, decides on what it read (whose element, how long it lasts) and then writes
+    must therefore not interleave with another worker doing the same, or a takeover could delete a third
+    owner's newer element, and an owner-aware revert could delete the element another incident just took
+    over. Every worker on this machine (threads and processes alike: flock conflicts between separate
+    opens) takes this lock around read-decide-write. Actors outside it (the kernel's own expiry, an operator
+    typing nft) are caught by the batch failing instead (a delete of a missing element fails it whole).
+
+    A holder that dies releases the lock with its file descriptor. Waiting longer than `wait_seconds` is a
+    TransientAdapterError: the activity's retry policy tries again later."""
+    directory = next((d for d in LOCK_DIRS if d.is_dir() and os.access(d, os.W_OK)), None)
+    if directory is None:
+        raise AdapterError(f"no writable directory for the nftables lock file (tried {', '.join(map(str, LOCK_DIRS))})")
+    path = directory / f"autonomy-nft.{name}.lock"
+    try:  # O_NOFOLLOW: the directory is world-writable; a planted symlink must not redirect root's open
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise AdapterError(f"cannot open the nftables lock file {path}: {exc}") from exc
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():  # someone else's file could be held by them forever
+            raise AdapterError(f"the nftables lock file {path} belongs to another user: remove it")
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TransientAdapterError(
+                        f"another worker held {path} for over {wait_seconds} s: try again"
+                    ) from None
+                time.sleep(LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 # -- reading a table ---------------------------------------------------------------------------------------

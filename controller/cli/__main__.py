@@ -1,5 +1,5 @@
-"""`python -m controller.cli`: the same as the `autonomy` entry point."""
+"""`python -m controller.cli`: the same as the `autonomy` entry point (including its exit workaround)."""
 
-from controller.cli import app
+from controller.cli import main
 
-app()
+main()
