@@ -64,7 +64,7 @@ class Settings:
 
     @property
     def enforcement_file(self) -> Path:
-        """Real enforcement points (`nftables: {...}`, see actions/adapters/nftables.py). Without this file the
+        """Real enforcement points (`nftables: {...}`, see actions/adapters/nftables/config.py). Without this file the
         network.* and host.* actions have no adapter: nothing touches a firewall unless configured to."""
         return Path(os.environ.get("AUTONOMY_ENFORCEMENT_FILE") or self.state_dir / "enforcement.yaml").expanduser()
 

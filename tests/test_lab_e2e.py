@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from actions.adapters._nft import LOCK_DIRS
+from actions.adapters.nftables.lock import LOCK_DIRS
 from controller.config import REPO_ROOT, Settings
 from controller.lab import Lab, LabConfig, LabPackagesMissing, ensure_packages
 from controller.lab.lab import load_config
@@ -64,13 +64,6 @@ def prefix(kind: str) -> str:
     return f"{kind}{os.getpid()}-"
 
 
-def remove_lock_files(kind: str) -> None:
-    """The nftables adapter's lock files (one per namespace and table) of this run's lab, once it is down."""
-    for directory in LOCK_DIRS:
-        for lock in directory.glob(f"autonomy-nft.{prefix(kind)}*.lock"):
-            lock.unlink(missing_ok=True)
-
-
 def sweep_stale(kind: str) -> None:
     """Tear down labs of earlier runs whose pytest process is gone (killed before its teardown ran)."""
     pattern = re.compile(rf"^{kind}(\d+)-victim$")
@@ -91,8 +84,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
     finally:
         report = lab.down()
-        remove_lock_files("e2e")
         assert not report.leftovers, report.leftovers
+        assert not [lock for d in LOCK_DIRS for lock in d.glob(f"autonomy-nft.{prefix('e2e')}*.lock")]
 
 
 @pytest.fixture
@@ -409,7 +402,6 @@ def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path)
         assert json.loads(down.stdout)["clean"] is True
     finally:
         Lab(load_config(root)).down()
-        remove_lock_files("e2d")
 
     assert not set(namespaces) & existing_namespaces(), "no lab namespace is left"
     assert all(inode is not None and not processes_in_inode(inode) for inode in inodes), "nor a process inside one"

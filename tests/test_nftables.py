@@ -27,23 +27,20 @@ from typing import Any
 import pytest
 
 from actions.adapters import build_adapters
-from actions.adapters._nft import LOCK_DIRS, NetnsMissingError, NftDeniedError, NftMissingError, TableState
 from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError
-from actions.adapters.nftables import (
-    COMMENT_MAX_BYTES,
+from actions.adapters.nftables.adapters import (
     BlockIpAdapter,
-    Blocklist,
-    EnforcementConfigError,
-    HostTarget,
     IsolateHostAdapter,
     MisconfiguredAdapter,
-    NftFirewall,
-    Probe,
     ReleaseHostAdapter,
     UnblockIpAdapter,
-    load_enforcement,
-    owner_comment,
 )
+from actions.adapters.nftables.blocklist import Blocklist
+from actions.adapters.nftables.config import EnforcementConfigError, HostTarget, NftFirewall, Probe, load_enforcement
+from actions.adapters.nftables.lock import LOCK_DIRS
+from actions.adapters.nftables.nft import NetnsMissingError, NftDeniedError, NftMissingError
+from actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, owner_comment
+from actions.adapters.nftables.state import TableState
 from controller.config import Settings
 from controller.ledger import Ledger
 

@@ -63,7 +63,7 @@ def _error_text(exc: BaseException) -> str:
 
 def _revert_detail(outcome: ActionOutcome, ttl_seconds: int | None) -> str:
     """What the TTL revert did, in the action's final detail. An undo may leave the effect in place because
-    another owner took it over and still needs it (actions/adapters/nftables.py: a block handed over to the
+    another owner took it over and still needs it (actions/adapters/nftables/blocklist.py: a block handed over to the
     incident whose TTL ends later); "reverted" would then claim a lift that did not happen. Only reads the
     activity's result: the workflow's commands are the same either way (replay-safe)."""
     if outcome.evidence.get("left_in_place") is True:

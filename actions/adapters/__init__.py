@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from actions.adapters.base import Adapter
 from actions.adapters.investigate import HostActivityAdapter, IpReputationAdapter, RelatedAlertsAdapter
-from actions.adapters.nftables import enforcement_adapters
+from actions.adapters.nftables.adapters import enforcement_adapters
 from actions.adapters.ticket import TicketAdapter
 from actions.adapters.webhook import WebhookAdapter
 from controller.config import Settings

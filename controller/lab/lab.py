@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from actions.adapters.nftables.lock import LOCK_DIRS
 from controller.config import REPO_ROOT
 from controller.lab.attacks import ATTACKS, BENIGN, HttpResult, request
 from controller.lab.network import (
@@ -166,7 +167,7 @@ class Lab:
     # -- enforcement -------------------------------------------------------------------------------------
 
     def enforcement(self) -> dict[str, Any]:
-        """The nftables adapter's config (actions/adapters/nftables.py) for this lab."""
+        """The nftables adapter's config (actions/adapters/nftables/config.py) for this lab."""
         t = self.topology
         port = self.config.http_port
         return {
@@ -270,6 +271,7 @@ class Lab:
             report.steps.append(f"stopped nginx (pids {', '.join(map(str, stopped))})")
         inodes = {ns: namespace_inode(ns) for ns in self.topology.namespaces}
         report.steps += self.network.down()
+        report.steps += self._remove_lock_files()
         report.leftovers += [f"namespace {ns} still exists" for ns in self.network.leftovers()]
         for ns, inode in inodes.items():
             if inode is not None and processes_in_inode(inode):
@@ -278,6 +280,17 @@ class Lab:
         if self.waf.pid() is not None:
             report.leftovers.append(f"nginx still runs (pid {self.waf.pid()})")
         return report
+
+    def _remove_lock_files(self) -> list[str]:
+        """The nftables adapter's per-table lock files of this lab's namespaces. Only safe once nothing runs
+        there any more (a lock file deleted while held lets a second holder in), which is where `down` calls it."""
+        removed = []
+        for directory in LOCK_DIRS:
+            for namespace in self.topology.namespaces:
+                for lock in directory.glob(f"autonomy-nft.{namespace}.*.lock"):
+                    lock.unlink(missing_ok=True)
+                    removed.append(f"removed lock file {lock}")
+        return removed
 
     # -- status ------------------------------------------------------------------------------------------
 
