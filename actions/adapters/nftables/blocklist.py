@@ -98,16 +98,7 @@ class Blocklist(BlocklistTable):
             if "File exists" not in exc.stderr and "overlaps" not in exc.stderr:
                 raise
             raise ElementChanged(exc) from None
-        return ActionOutcome(
-            status=ActionStatus.DONE,
-            detail=f"blocked {show(network)} in {self.set_name(network)} ({where(self.config.netns)}) "
-            f"{self._for(ttl_seconds)}",
-            reference=f"{FAMILY} {self.config.table} {self.set_name(network)} {show(network)}",
-            evidence={
-                **self._evidence(network),
-                **{"element": show(network), "comment": comment, "timeout": ttl_seconds, "mine": True},
-            },
-        )
+        return self._blocked(network, comment, ttl_seconds)
 
     @staticmethod
     def _element(network: IPNetwork, comment: str, ttl_seconds: int | None) -> dict[str, Any]:
@@ -153,16 +144,28 @@ class Blocklist(BlocklistTable):
                 raise
             raise ElementChanged(exc) from None
         previous = whose(element.comment, idempotency_key)
-        left = f"would have expired in {element.expires} s"
+        return self._blocked(
+            network,
+            comment,
+            ttl_seconds,
+            f", taking the element over from {previous}, which would have expired in {element.expires} s: that "
+            "owner's revert now leaves it in place",
+            took_over_from=element.evidence(),
+        )
+
+    def _blocked(
+        self, network: IPNetwork, comment: str, ttl_seconds: int | None, how: str = "", **evidence: Any
+    ) -> ActionOutcome:
+        """DONE: `network` is blocked by an element this request owns, created now or taken over."""
+        set_name = self.set_name(network)
         return ActionOutcome(
             status=ActionStatus.DONE,
-            detail=f"blocked {show(network)} in {set_name} ({where(self.config.netns)}) {self._for(ttl_seconds)}, "
-            f"taking the element over from {previous}, which {left}: that owner's revert now leaves it in place",
+            detail=f"blocked {show(network)} in {set_name} ({where(self.config.netns)}) {self._for(ttl_seconds)}{how}",
             reference=f"{FAMILY} {self.config.table} {set_name} {show(network)}",
             evidence={
                 **self._evidence(network),
                 **{"element": show(network), "comment": comment, "timeout": ttl_seconds, "mine": True},
-                "took_over_from": element.evidence(),
+                **evidence,
             },
         )
 

@@ -101,6 +101,9 @@ def source_address(ns: NsExec, destination: ipaddress.IPv4Address | ipaddress.IP
     return next((route["prefsrc"] for route in routes if isinstance(route, dict) and "prefsrc" in route), None)
 
 
+NO_PROBE = "no probe configured"
+
+
 class ProbeVerdict(BaseModel):
     ok: bool
     detail: str
@@ -140,14 +143,21 @@ class ReachabilityProbe:
         )
         return False, why
 
-    def expect_cut_off(self, network: IPNetwork | None) -> ProbeVerdict:
-        """After a block (network given: only when the probe source is inside it) or an isolation (None)."""
+    def _skipped(self, network: IPNetwork | None) -> ProbeVerdict | None:
+        """The verdict when there is nothing to probe: no probe, or its source outside `network`; else None."""
         if self.probe is None:
-            return ProbeVerdict(ok=True, detail="no probe configured")
+            return ProbeVerdict(ok=True, detail=NO_PROBE)
         if network is not None:
             inside, why = self._source_inside(self.probe, network)
             if not inside:
                 return ProbeVerdict(ok=True, detail=why, evidence={"skipped": why})
+        return None
+
+    def expect_cut_off(self, network: IPNetwork | None) -> ProbeVerdict:
+        """After a block (network given: only when the probe source is inside it) or an isolation (None)."""
+        skipped = self._skipped(network)
+        if skipped is not None or self.probe is None:
+            return skipped or ProbeVerdict(ok=True, detail=NO_PROBE)
         blocked, bystander = self._run(self.probe)
         evidence = {"blocked": blocked.evidence(), "bystander": bystander.evidence() if bystander else None}
         if blocked.connected:
@@ -166,11 +176,8 @@ class ReachabilityProbe:
 
     def observe_restored(self, network: IPNetwork | None) -> ProbeVerdict:
         """After an unblock or release: record whether the source connects again, without judging (ok=True)."""
-        if self.probe is None:
-            return ProbeVerdict(ok=True, detail="no probe configured")
-        if network is not None:
-            inside, why = self._source_inside(self.probe, network)
-            if not inside:
-                return ProbeVerdict(ok=True, detail=why, evidence={"skipped": why})
+        skipped = self._skipped(network)
+        if skipped is not None or self.probe is None:
+            return skipped or ProbeVerdict(ok=True, detail=NO_PROBE)
         source, _ = self._run(self.probe.model_copy(update={"bystander_to": None, "bystander_netns": None}))
         return ProbeVerdict(ok=True, detail=f"probe (informational): {source.describe()}", evidence=source.evidence())
