@@ -16,7 +16,7 @@ OUTCOME_COLOURS = {
 
 COLUMNS = [
     "scope",
-    "level",
+    "effective level",
     "decided",
     "auto share",
     "approvals asked",
@@ -68,7 +68,7 @@ def scorecards_page(cards: list[Scorecard], subtitle: str) -> str:
     contained = [(_label(c), round(c.summary()["mttc_s"], 1)) for c in cards if c.contain_seconds]
     latencies = [(_label(c), round(c.summary()["approval_latency_p50_s"], 1)) for c in cards if c.approval_latencies]
     body: list[Html] = [
-        tag("h2", "How decided actions ended, per scope and level"),
+        tag("h2", "How decided actions ended, per scope and effective level"),
         stacked_bars([(_label(c), _outcomes(c)) for c in cards], OUTCOME_COLOURS, title="outcomes"),
         tag("h2", "Figures"),
         table(COLUMNS, [table_row(c) for c in cards], numeric=range(2, len(COLUMNS))),
