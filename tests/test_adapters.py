@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from actions.adapters import build_adapters
 from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, TransientAdapterError
@@ -30,6 +31,8 @@ from actions.adapters.webhook import ChannelsConfigError, WebhookAdapter
 from controller.config import Settings
 from controller.ledger import Ledger, RecordKind
 from controller.models import Alert, Category, Severity
+from workflows.activities import _adapter_request
+from workflows.contracts import ExecuteRequest
 
 # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -50,6 +53,85 @@ def webhook_request(key: str = "wf-1/run-1/n1/execute", channel: str = "soc-aler
 
 def dir_entries(directory: Path) -> list[str]:
     return sorted(os.listdir(directory))
+
+
+# -- the request: what an undo undoes -----------------------------------------------------------------------
+
+
+def test_a_request_without_purpose_is_an_execution_so_existing_callers_stay_valid() -> None:
+    """Requests built (or stored) before `purpose` and `undoes` existed validate as what they were: executions."""
+    old = {"incident_key": "inc-1", "action_id": "a1", "action": "ticket.create", "params": {}, "idempotency_key": "k"}
+
+    parsed = ActionRequest.model_validate(old)
+
+    assert (parsed.purpose, parsed.undoes, parsed.is_undo) == ("execute", None, False)
+    assert request("ticket.create", {}) == parsed.model_copy(update={"idempotency_key": "wf-1/run-1/a1/execute"})
+
+
+def test_an_undo_must_name_what_it_undoes_and_an_execution_must_not() -> None:
+    base = {"incident_key": "inc-1", "action_id": "a1", "action": "network.unblock_ip", "params": {}}
+    revert = ActionRequest(**base, idempotency_key="wf/run/a1/revert", purpose="revert", undoes="wf/run/a1/execute")
+    assert revert.is_undo and revert.undoes == "wf/run/a1/execute"
+
+    for purpose in ("revert", "compensate"):
+        with pytest.raises(ValidationError, match=f"a {purpose} request must name the execution it undoes"):
+            ActionRequest(**base, idempotency_key=f"wf/run/a1/{purpose}", purpose=purpose)
+    with pytest.raises(ValidationError, match="an execute request undoes nothing"):
+        ActionRequest(**base, idempotency_key="wf/run/a1/execute", undoes="wf/run/a1/execute")
+    with pytest.raises(ValidationError, match="purpose"):
+        ActionRequest(**base, idempotency_key="wf/run/a1/undo", purpose="undo", undoes="wf/run/a1/execute")
+    with pytest.raises(ValidationError, match="frozen"):
+        revert.undoes = None  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("purpose", "undoes"),
+    [("execute", None), ("compensate", "wf-1/run-1/a1/execute"), ("revert", "wf-1/run-1/a1/execute")],
+)
+def test_the_activity_hands_adapters_the_purpose_and_the_execution_it_undoes(purpose: str, undoes: str | None) -> None:
+    """workflows/activities.py builds the adapter's request: the key keeps its `<workflow>/<run>/<action>/<purpose>`
+    format (the ledger's record key too), and purpose and undoes say explicitly what an undo reverses."""
+    execution = ExecuteRequest.model_validate(
+        {
+            "incident_key": "inc-1",
+            "action_id": "a1",
+            "action": "network.unblock_ip",
+            "params": {"ip": "198.51.100.66"},
+            "idempotency_key": "wf-1/run-1/a1",
+            "purpose": purpose,
+        }
+    )
+
+    built = _adapter_request(execution)
+
+    assert (built.idempotency_key, built.purpose, built.undoes) == (f"wf-1/run-1/a1/{purpose}", purpose, undoes)
+    assert built.params == {"ip": "198.51.100.66"} and built.action == "network.unblock_ip"
+
+
+def test_an_execution_request_recorded_before_purpose_existed_builds_an_execution() -> None:
+    """Activity inputs in old workflow histories may lack `purpose`: they were executions, and still are."""
+    recorded = {
+        "incident_key": "inc-1",
+        "action_id": "a1",
+        "action": "ticket.create",
+        "params": {},
+        "idempotency_key": "w/r/a1",
+    }
+
+    built = _adapter_request(ExecuteRequest.model_validate(recorded))
+
+    assert (built.idempotency_key, built.purpose, built.undoes) == ("w/r/a1/execute", "execute", None)
+
+
+def test_local_adapters_take_an_undo_request_like_any_other(tickets: TicketAdapter) -> None:
+    """purpose and undoes are for adapters whose effects can have several owners; the rest ignore them."""
+    undo = ticket_request("wf-1/run-1/a1/compensate").model_copy(
+        update={"purpose": "compensate", "undoes": "wf-1/run-1/a1/execute"}
+    )
+
+    outcome = tickets.execute(undo)
+
+    assert outcome.status is ActionStatus.DONE and tickets.verify(undo, outcome).ok
 
 
 # -- ticket.create -----------------------------------------------------------------------------------------

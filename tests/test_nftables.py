@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from actions.adapters import build_adapters
-from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError
+from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, Purpose
 from actions.adapters.nftables.adapters import (
     BlockIpAdapter,
     IsolateHostAdapter,
@@ -37,9 +38,10 @@ from actions.adapters.nftables.adapters import (
 )
 from actions.adapters.nftables.blocklist import Blocklist
 from actions.adapters.nftables.config import EnforcementConfigError, HostTarget, NftFirewall, Probe, load_enforcement
+from actions.adapters.nftables.isolation import Isolation
 from actions.adapters.nftables.lock import LOCK_DIRS
 from actions.adapters.nftables.nft import NetnsMissingError, NftDeniedError, NftMissingError
-from actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, owner_comment
+from actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, Undo, owner_comment
 from actions.adapters.nftables.state import TableState
 from controller.config import Settings
 from controller.ledger import Ledger
@@ -261,9 +263,17 @@ def firewall(lab: Lab, **overrides: Any) -> NftFirewall:
     return NftFirewall(**fields)
 
 
-def request(action: str, params: dict[str, Any], key: str = KEY) -> ActionRequest:
+def request(
+    action: str, params: dict[str, Any], key: str = KEY, purpose: Purpose = "execute", undoes: str | None = None
+) -> ActionRequest:
     return ActionRequest(
-        incident_key=key.split("/")[0], action_id="a1", action=action, params=params, idempotency_key=key
+        incident_key=key.split("/")[0],
+        action_id="a1",
+        action=action,
+        params=params,
+        idempotency_key=key,
+        purpose=purpose,
+        undoes=undoes,
     )
 
 
@@ -509,9 +519,10 @@ C_KEY = "xss:198.51.100.66/run-9/a1/execute"
 ATTACKER_IP = {"ip": "198.51.100.66"}
 
 
-def undo(key: str, purpose: str = "revert") -> str:
-    """The key the TTL revert (or the compensation) of the block executed under `key` runs its unblock with."""
-    return key.removesuffix("/execute") + f"/{purpose}"
+def undo(action: str, params: dict[str, Any], undone: str, purpose: Purpose = "revert") -> ActionRequest:
+    """What the TTL revert (or the compensation) of the execution run under `undone` hands its undo action's
+    adapter, as workflows/activities.py builds it: its own key, and purpose + undoes naming what it reverses."""
+    return request(action, params, undone.removesuffix("/execute") + f"/{purpose}", purpose, undoes=undone)
 
 
 def without_countdown(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -541,7 +552,7 @@ def test_a_longer_need_takes_the_block_over_and_each_revert_lifts_only_its_own(c
     assert block.verify(b_req, taken).ok
     assert not connects(clean.attacker, "198.51.100.1")
 
-    a_revert = request("network.unblock_ip", ATTACKER_IP, undo(A_KEY))
+    a_revert = undo("network.unblock_ip", ATTACKER_IP, A_KEY)
     left = unblock.execute(a_revert)
     left_verdict = unblock.verify(a_revert, left)
 
@@ -552,7 +563,7 @@ def test_a_longer_need_takes_the_block_over_and_each_revert_lifts_only_its_own(c
     assert not connects(clean.attacker, "198.51.100.1"), "B still needs the block: A's revert must not lift it"
     assert left_verdict.ok and left_verdict.evidence["left_in_place"] is True, left_verdict.detail
 
-    b_revert = request("network.unblock_ip", ATTACKER_IP, undo(B_KEY))
+    b_revert = undo("network.unblock_ip", ATTACKER_IP, B_KEY)
     lifted = unblock.execute(b_revert)
     lifted_verdict = unblock.verify(b_revert, lifted)
 
@@ -587,7 +598,7 @@ def test_a_wider_network_is_never_taken_over(clean: Lab) -> None:
     assert inside.status is ActionStatus.ALREADY_DONE and inside.evidence["mine"] is False, inside.detail
     assert "inside 198.51.100.64/29" in inside.detail
     assert without_countdown(elements(clean)) == before, "the /29 keeps A's comment and 60 s timeout"
-    lifted = unblock.execute(request("network.unblock_ip", {"ip": "198.51.100.64/29"}, undo(A_KEY)))
+    lifted = unblock.execute(undo("network.unblock_ip", {"ip": "198.51.100.64/29"}, A_KEY))
     assert lifted.status is ActionStatus.DONE and elements(clean) == [], "A's revert still lifts its own /29"
 
 
@@ -601,7 +612,7 @@ def test_an_element_without_expiry_is_never_taken_over_nor_lifted_by_an_undo(cle
     block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
 
     asked = block.execute(block_ttl(3600, B_KEY))
-    b_revert = request("network.unblock_ip", ATTACKER_IP, undo(B_KEY, "compensate"))
+    b_revert = undo("network.unblock_ip", ATTACKER_IP, B_KEY, "compensate")
     undone = unblock.execute(b_revert)
 
     assert asked.status is ActionStatus.ALREADY_DONE and asked.evidence["mine"] is False, asked.detail
@@ -617,7 +628,7 @@ def test_an_undo_whose_own_element_is_still_there_fails_verification(clean: Lab)
     is still the undone block's own, the revert did not happen."""
     config = firewall(clean, probe=None)
     executed = BlockIpAdapter(config).execute(block_ttl(60, A_KEY))
-    a_revert = request("network.unblock_ip", ATTACKER_IP, undo(A_KEY))
+    a_revert = undo("network.unblock_ip", ATTACKER_IP, A_KEY)
     claimed = ActionOutcome(status=ActionStatus.ALREADY_DONE, detail="", evidence={"left_in_place": True})
 
     verdict = UnblockIpAdapter(config).verify(a_revert, claimed)
@@ -640,7 +651,7 @@ def test_a_persons_own_unblock_lifts_the_block_whoever_holds_it(clean: Lab) -> N
     assert lifted.status is ActionStatus.DONE and lifted.evidence["removed"]["comment"] == B_KEY, lifted.detail
     assert elements(clean) == [] and unblock.verify(explicit, lifted).ok
     assert connects(clean.attacker, "198.51.100.1")
-    b_revert = unblock.execute(request("network.unblock_ip", ATTACKER_IP, undo(B_KEY)))
+    b_revert = unblock.execute(undo("network.unblock_ip", ATTACKER_IP, B_KEY))
     assert b_revert.status is ActionStatus.ALREADY_DONE and "expired or never blocked" in b_revert.detail
 
 
@@ -725,9 +736,50 @@ def test_concurrent_blocks_with_different_ttls_end_owned_by_the_longest_need(cle
     assert (element["comment"], element["timeout"]) == (longest, 3600)
     assert outcomes[longest].evidence["mine"] is True
     for key in ttls:
-        reverted = unblock.execute(request("network.unblock_ip", ATTACKER_IP, undo(key)))
+        reverted = unblock.execute(undo("network.unblock_ip", ATTACKER_IP, key))
         assert (reverted.status is ActionStatus.DONE) == (key == longest), (key, reverted.detail)
     assert elements(clean) == []
+
+
+def test_purpose_and_undoes_decide_an_undo_not_the_key(clean: Lab) -> None:
+    """Whether an unblock is an undo, and of which block, is the request's purpose and undoes: a revert naming A's
+    key leaves B's element whatever its own key says, and a request that merely looks like a revert by its key
+    (purpose execute) is a plain unblock that lifts the block whoever holds it."""
+    config = firewall(clean, probe=None)
+    block, unblock = BlockIpAdapter(config), UnblockIpAdapter(config)
+    block.execute(block_ttl(60, A_KEY))
+    block.execute(block_ttl(300, B_KEY))
+    a_revert = request("network.unblock_ip", ATTACKER_IP, "any key at all", purpose="revert", undoes=A_KEY)
+
+    left = unblock.execute(a_revert)
+
+    assert left.status is ActionStatus.ALREADY_DONE and left.evidence["left_in_place"] is True, left.detail
+    assert left.evidence["owner"] == B_KEY and left.evidence["undoes"] == A_KEY
+    assert unblock.verify(a_revert, left).ok
+    assert without_countdown(elements(clean)) == [{"val": "198.51.100.66", "comment": B_KEY, "timeout": 300}]
+
+    looks_like_a_revert = request("network.unblock_ip", ATTACKER_IP, A_KEY.removesuffix("/execute") + "/revert")
+    lifted = unblock.execute(looks_like_a_revert)
+
+    assert lifted.status is ActionStatus.DONE and lifted.evidence["removed"]["comment"] == B_KEY, lifted.detail
+    assert elements(clean) == []
+
+
+def test_an_undo_that_names_no_execution_removes_nothing(clean: Lab) -> None:
+    """ActionRequest refuses an undo without `undoes`; below that check (a request built around it) the blocklist
+    still fails closed: nothing is recognisably the undo's own, so nothing is lifted, and verify does not pass."""
+    config = firewall(clean, probe=None)
+    BlockIpAdapter(config).execute(block_ttl(60, A_KEY))
+    with pytest.raises(ValidationError, match="must name the execution it undoes"):
+        request("network.unblock_ip", ATTACKER_IP, "wf/run/a1/revert", "revert")
+    blind = Undo("revert", None)
+
+    left = Blocklist(config).unblock(ipaddress.ip_network("198.51.100.66/32"), "wf/run/a1/revert", blind)
+
+    assert left.status is ActionStatus.ALREADY_DONE and left.evidence["left_in_place"] is True, left.detail
+    assert "names no execution it undoes" in left.detail
+    assert [e["comment"] for e in elements(clean)] == [A_KEY]
+    assert not Blocklist(config).verify_unblocked(ipaddress.ip_network("198.51.100.66/32"), blind, left).ok
 
 
 # -- host isolation ----------------------------------------------------------------------------------------
@@ -750,13 +802,13 @@ def test_isolate_cuts_everything_but_loopback_and_release_restores(clean: Lab) -
     assert verdict.evidence["probe"]["blocked"]["connected"] is False
     assert isolate.execute(req).status is ActionStatus.ALREADY_DONE
 
-    undo = request("host.release", {"host": "web-01"})
-    released = release.execute(undo)
+    release_req = request("host.release", {"host": "web-01"})
+    released = release.execute(release_req)
     assert released.status is ActionStatus.DONE and KEY in released.detail
-    assert release.verify(undo, released).ok
+    assert release.verify(release_req, released).ok
     assert connects(clean.benign, "203.0.113.1") and connects(clean.attacker, "198.51.100.1")
     assert connects(clean.victim, "203.0.113.7")
-    assert release.execute(undo).status is ActionStatus.ALREADY_DONE
+    assert release.execute(release_req).status is ActionStatus.ALREADY_DONE
 
 
 def test_isolation_keeps_the_management_path(clean: Lab) -> None:
@@ -780,6 +832,175 @@ def test_isolation_and_blocklist_are_separate_tables(clean: Lab) -> None:
 def test_a_host_outside_the_inventory_is_refused(clean: Lab) -> None:
     with pytest.raises(AdapterError, match=r"host 'db-07' is not in .*nftables\.hosts \(known: web-01\)"):
         IsolateHostAdapter(firewall(clean)).execute(request("host.isolate", {"host": "db-07"}))
+
+
+WEB = {"host": "web-01"}
+
+
+def isolation_owner(lab: Lab) -> str | None:
+    """The owner comment on the isolation table's input chain, read with nft itself (None: not isolated)."""
+    listed = nft_in(lab.victim, "-j", "list", "chain", "inet", "autonomy_isolation", "input", check=False)
+    if listed.returncode != 0:
+        return None
+    rules = [item["rule"] for item in json.loads(listed.stdout)["nftables"] if "rule" in item]
+    return rules[-1].get("comment") if rules else "(no rules)"
+
+
+def test_a_second_isolation_is_not_its_own_and_its_undo_leaves_the_owners(clean: Lab) -> None:
+    """An isolation has no expiry, so nothing outlasts it and it is never taken over: B, isolating a host A
+    isolated, rides along (ALREADY_DONE, not mine), and an undo of B's execution (whose workflow would not even
+    run one) leaves A's isolation in place, which verification accepts. A person's explicit release lifts it."""
+    config = firewall(clean, probe=None)
+    isolate, release = IsolateHostAdapter(config), ReleaseHostAdapter(config)
+
+    first = isolate.execute(request("host.isolate", WEB, A_KEY))
+    second = isolate.execute(request("host.isolate", WEB, B_KEY))
+
+    assert first.status is ActionStatus.DONE and first.evidence["mine"] is True, first.detail
+    assert second.status is ActionStatus.ALREADY_DONE and second.evidence["mine"] is False, second.detail
+    assert second.evidence["owner"] == A_KEY and A_KEY in second.detail
+    assert isolation_owner(clean) == A_KEY
+
+    b_undo = undo("host.release", WEB, B_KEY, "compensate")
+    left = release.execute(b_undo)
+    left_verdict = release.verify(b_undo, left)
+
+    assert left.status is ActionStatus.ALREADY_DONE, left.detail
+    assert left.evidence["left_in_place"] is True and left.evidence["owner"] == A_KEY, left.evidence
+    assert left.evidence["undoes"] == B_KEY and A_KEY in left.detail and "left web-01" in left.detail
+    assert isolation_owner(clean) == A_KEY
+    assert not connects(clean.benign, "203.0.113.1"), "A still relies on the isolation: B's undo must not lift it"
+    assert left_verdict.ok and left_verdict.evidence["left_in_place"] is True, left_verdict.detail
+
+    explicit = request("host.release", WEB, "fp:web-01/run-3/a1/execute")
+    lifted = release.execute(explicit)
+
+    assert lifted.status is ActionStatus.DONE and lifted.evidence["overrode"] == A_KEY, lifted.detail
+    assert A_KEY in lifted.detail
+    assert isolation_owner(clean) is None and release.verify(explicit, lifted).ok
+    assert connects(clean.benign, "203.0.113.1")
+
+
+def test_an_undo_leaves_an_isolation_another_incident_holds_and_lifts_its_own(clean: Lab) -> None:
+    """A isolated, a person released, B isolated anew: A's late compensation finds B's isolation, not its own,
+    and leaves it; B's own undo then removes it."""
+    config = firewall(clean, probe=None)
+    isolate, release = IsolateHostAdapter(config), ReleaseHostAdapter(config)
+    isolate.execute(request("host.isolate", WEB, A_KEY))
+    release.execute(request("host.release", WEB, "fp:web-01/run-3/a1/execute"))
+    assert isolate.execute(request("host.isolate", WEB, B_KEY)).evidence["mine"] is True
+
+    a_undo = undo("host.release", WEB, A_KEY, "compensate")
+    left = release.execute(a_undo)
+
+    assert left.status is ActionStatus.ALREADY_DONE and left.evidence["owner"] == B_KEY, left.detail
+    assert release.verify(a_undo, left).ok
+    assert isolation_owner(clean) == B_KEY and not connects(clean.benign, "203.0.113.1")
+
+    b_undo = undo("host.release", WEB, B_KEY)
+    lifted = release.execute(b_undo)
+
+    assert lifted.status is ActionStatus.DONE and lifted.evidence["undoes"] == B_KEY, lifted.detail
+    assert "left_in_place" not in lifted.evidence and release.verify(b_undo, lifted).ok
+    assert isolation_owner(clean) is None and connects(clean.benign, "203.0.113.1")
+
+
+def test_a_release_that_left_our_own_isolation_fails_verification(clean: Lab) -> None:
+    """Verify reads the table: an undo whose own isolation is still there did not happen, whatever its outcome
+    claims; and after an explicit release any isolation still there fails."""
+    config = firewall(clean, probe=None)
+    IsolateHostAdapter(config).execute(request("host.isolate", WEB, A_KEY))
+    release = ReleaseHostAdapter(config)
+    claimed = ActionOutcome(status=ActionStatus.ALREADY_DONE, detail="", evidence={"left_in_place": True})
+
+    own = release.verify(undo("host.release", WEB, A_KEY), claimed)
+    explicit = release.verify(request("host.release", WEB), ActionOutcome(status=ActionStatus.DONE, detail=""))
+
+    assert not own.ok and "this revert had to remove" in own.detail and A_KEY in own.detail, own.detail
+    assert not explicit.ok and "still has its isolation table" in explicit.detail, explicit.detail
+
+
+@pytest.mark.parametrize("comment", ["operator: quarantine", None])
+def test_an_isolation_made_outside_the_controller_is_never_lifted_by_an_undo(clean: Lab, comment: str | None) -> None:
+    nft_in(clean.victim, "add", "table", "inet", "autonomy_isolation")
+    nft_in(
+        clean.victim,
+        "add",
+        "chain",
+        "inet",
+        "autonomy_isolation",
+        "input",
+        "{ type filter hook input priority -20; policy drop; }",
+    )
+    if comment is not None:
+        nft_in(clean.victim, "add", "rule", "inet", "autonomy_isolation", "input", "counter", "comment", f'"{comment}"')
+    config = firewall(clean, probe=None)
+    release = ReleaseHostAdapter(config)
+    a_undo = undo("host.release", WEB, A_KEY)
+
+    left = release.execute(a_undo)
+
+    assert left.status is ActionStatus.ALREADY_DONE and left.evidence["left_in_place"] is True, left.detail
+    assert left.evidence["owner"] == comment
+    assert release.verify(a_undo, left).ok
+    assert not connects(clean.benign, "203.0.113.1")
+    lifted = release.execute(request("host.release", WEB, "fp:web-01/run-3/a1/execute"))
+    assert lifted.status is ActionStatus.DONE and lifted.evidence["overrode"] == comment, lifted.detail
+    assert isolation_owner(clean) is None
+
+
+def test_releases_decide_under_the_lock_so_an_undo_never_lifts_a_newer_owners_isolation(clean: Lab) -> None:
+    """A's undo waits while another worker holding the lock replaces A's isolation by C's, then decides on
+    what is there: C's, left in place."""
+    config = firewall(clean, probe=None)
+    IsolateHostAdapter(config).execute(request("host.isolate", WEB, A_KEY))
+    release = ReleaseHostAdapter(config)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with Isolation(config, "web-01").serialized():
+            pending = pool.submit(release.execute, undo("host.release", WEB, A_KEY))
+            time.sleep(0.5)
+            assert not pending.done(), "A's undo must wait for the lock before it reads"
+            nft_in(clean.victim, "delete", "table", "inet", "autonomy_isolation")
+            assert IP is not None and NFT is not None
+            batch = json.dumps({"nftables": Isolation(config, "web-01").commands(owner_comment(C_KEY))})
+            run(IP, "netns", "exec", clean.victim, NFT, "-j", "-f", "-", stdin=batch)
+        outcome = pending.result(timeout=30)
+
+    assert outcome.status is ActionStatus.ALREADY_DONE and outcome.evidence["owner"] == C_KEY, outcome.detail
+    assert isolation_owner(clean) == C_KEY
+
+
+class ReplacedAfterItsFirstRead(Isolation):
+    """An isolation whose first read is followed at once by someone outside the lock (an operator) deleting the
+    table and isolating the host again as `new_owner`: the decision is taken on a read that is stale."""
+
+    def __init__(self, config: NftFirewall, new_owner: str) -> None:
+        super().__init__(config, "web-01")
+        self.new_owner: str | None = new_owner
+        self.reads = 0
+
+    def read(self) -> TableState | None:
+        state = super().read()
+        self.reads += 1
+        if self.new_owner is not None:
+            owner, self.new_owner = self.new_owner, None
+            nft_in(self.target.netns, "delete", "table", "inet", self.config.isolation_table)
+            self.nft.apply(self.commands(owner_comment(owner)), "an operator isolates again")
+        return state
+
+
+def test_a_release_deletes_only_the_table_it_read(clean: Lab) -> None:
+    """nft has no compare-and-swap, but a table has a handle: A's undo decided on A's table, the operator
+    replaced it by C's meanwhile, so the delete by handle fails, the undo reads again and leaves C's."""
+    config = firewall(clean, probe=None)
+    IsolateHostAdapter(config).execute(request("host.isolate", WEB, A_KEY))
+    stale = ReplacedAfterItsFirstRead(config, C_KEY)
+
+    outcome = stale.release("wf/run/a1/revert", Undo("revert", A_KEY))
+
+    assert stale.reads == 2, "the refused delete made it read again"
+    assert outcome.status is ActionStatus.ALREADY_DONE and outcome.evidence["owner"] == C_KEY, outcome.detail
+    assert isolation_owner(clean) == C_KEY
 
 
 # -- errors ------------------------------------------------------------------------------------------------

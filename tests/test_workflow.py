@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from temporalio.testing import TimeSkipper
 
+from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
 from controller.config import Settings
 from controller.ledger import RecordKind
 from controller.models import Category, Level
@@ -119,6 +121,59 @@ async def test_failed_verification_is_compensated_and_counted(config_copy: Setti
         assert block.status is ActionStatus.COMPENSATED, block
         assert enforcement.effects["network.unblock_ip"] == 1
         assert "compensation" in loop.kinds(key)
+
+
+@dataclass
+class RecordingEnforcement(FakeEnforcement):
+    """FakeEnforcement as it is, plus the requests its adapters were handed (what the activity built)."""
+
+    handed: list[ActionRequest] = field(default_factory=list)
+
+    def adapters(self) -> dict[str, Adapter]:
+        return {name: _Recorded(adapter, self.handed) for name, adapter in super().adapters().items()}
+
+
+@dataclass
+class _Recorded:
+    inner: Adapter
+    handed: list[ActionRequest]
+
+    @property
+    def action(self) -> str:
+        return self.inner.action
+
+    def execute(self, request: ActionRequest) -> ActionOutcome:
+        self.handed.append(request)
+        return self.inner.execute(request)
+
+    def verify(self, request: ActionRequest, outcome: ActionOutcome) -> VerifyOutcome:
+        return self.inner.verify(request, outcome)
+
+
+def _executions(enforcement: RecordingEnforcement, action: str) -> list[tuple[str, str | None, str]]:
+    return [(r.purpose, r.undoes, r.idempotency_key) for r in enforcement.handed if r.action == action]
+
+
+async def test_an_undo_tells_the_adapter_which_execution_it_undoes(config_copy: Settings) -> None:
+    """Compensation and TTL revert hand the undo action's adapter purpose and undoes (the block's own key), so
+    an enforcement point can tell its own effect from another owner's without parsing keys."""
+    compensated = RecordingEnforcement(fail_verify={"network.block_ip"})
+    async with running_loop(config_copy, compensated) as loop:
+        (key,) = await loop.submit([alert(1)], level=Level.L3)
+        assert action_of(await loop.result(key), "network.block_ip").status is ActionStatus.COMPENSATED
+    reverted = RecordingEnforcement()
+    async with running_loop(config_copy, reverted) as loop:
+        (key,) = await loop.submit([alert(1, "198.51.100.67")], level=Level.L3)
+        await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
+        await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(hours=1, seconds=5))
+        assert action_of(await loop.result(key), "network.block_ip").status is ActionStatus.REVERTED
+
+    for enforcement, purpose in ((compensated, "compensate"), (reverted, "revert")):
+        ((executed, none, block_key),) = _executions(enforcement, "network.block_ip")
+        ((undo_purpose, undoes, undo_key),) = _executions(enforcement, "network.unblock_ip")
+        assert (executed, none) == ("execute", None) and block_key.endswith("/execute")
+        assert (undo_purpose, undoes) == (purpose, block_key)
+        assert undo_key == block_key.removesuffix("/execute") + f"/{purpose}", "the key format is unchanged"
 
 
 async def test_circuit_breaker_lowers_the_level_after_failed_verifications(config_copy: Settings) -> None:

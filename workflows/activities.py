@@ -397,12 +397,18 @@ class IncidentActivities:
 
 
 def _adapter_request(request: ExecuteRequest) -> ActionRequest:
+    """The adapter's view of one step. Its key is `<workflow>/<run>/<action id>/<purpose>` (also the ledger's
+    record key, so the format stays); an undo (compensate, revert) runs under the same action id as the
+    execution it reverses, and says so explicitly (`purpose`, `undoes` = that execution's key) so adapters can
+    tell the effect it created from one another owner holds without parsing keys."""
     return ActionRequest(
         incident_key=request.incident_key,
         action_id=request.action_id,
         action=request.action,
         params=request.params,
         idempotency_key=f"{request.idempotency_key}/{request.purpose}",
+        purpose=request.purpose,
+        undoes=None if request.purpose == "execute" else f"{request.idempotency_key}/execute",
     )
 
 

@@ -8,12 +8,12 @@ One concept per module, each importing only the ones listed above it (never this
 - state: a listed table read back (TableState, SetElement) and how addresses are named.
 - nft: talking to nftables inside a network namespace (nft's JSON API, one atomic batch per change).
 - lock: the per-table lock file around every read-decide-write of a table's elements.
-- ownership: whose element or isolation it is (owner comments, which block an undo reverses).
+- ownership: whose element or isolation it is (owner comments, what an undo may remove).
 - config: the enforcement file's `nftables:` section, its models and its loader.
 - probe: reachability probes that check an effect by trying to connect.
 - blocklist_table: the blocklist table as it must be (ensure) and as it is (read, verify).
 - blocklist: block / unblock, with the handover between owners, under the lock.
-- isolation: host isolation, a table of its own per host namespace.
+- isolation: host isolation, a table of its own per host namespace, with the same owner rule, under the lock.
 - adapters: the four adapters (`execute`/`verify` per action) and the factory from the enforcement file.
 
 This package re-exports the names its importers used from the former single module.

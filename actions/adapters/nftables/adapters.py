@@ -1,8 +1,11 @@
 """The four nftables adapters (`execute`/`verify` per action) and the factory that builds them.
 
 network.block_ip / network.unblock_ip run on the blocklist (blocklist.py), host.isolate / host.release on
-host isolation (isolation.py). They exist only when the enforcement file configures them (config.py): without
-it the four actions have no adapter and fail closed, and a broken file yields adapters that fail with its error.
+host isolation (isolation.py). Whether an unblock or a release is an undo (and of which execution) is the
+request's purpose and undoes (ownership.undo_of), never the format of its idempotency key.
+
+They exist only when the enforcement file configures them (config.py): without it the four actions have no
+adapter and fail closed, and a broken file yields adapters that fail with its error.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, Adapter
 from actions.adapters.nftables.blocklist import Blocklist
 from actions.adapters.nftables.config import EnforcementConfigError, NftFirewall, load_enforcement
 from actions.adapters.nftables.isolation import Isolation
+from actions.adapters.nftables.ownership import undo_of
 from actions.adapters.nftables.state import IPNetwork
 from actions.params import BlockIpParams, HostParams, UnblockIpParams
 
@@ -59,12 +63,12 @@ class UnblockIpAdapter:
     def execute(self, request: ActionRequest) -> ActionOutcome:
         check_action(request, self.action)
         params = parse_params(request, UnblockIpParams)
-        return self.blocklist.unblock(to_network(params.ip), request.idempotency_key)
+        return self.blocklist.unblock(to_network(params.ip), request.idempotency_key, undo_of(request))
 
     def verify(self, request: ActionRequest, outcome: ActionOutcome) -> VerifyOutcome:
         check_action(request, self.action)
         network = to_network(parse_params(request, UnblockIpParams).ip)
-        return self.blocklist.verify_unblocked(network, request.idempotency_key, outcome)
+        return self.blocklist.verify_unblocked(network, undo_of(request), outcome)
 
 
 class IsolateHostAdapter:
@@ -91,11 +95,12 @@ class ReleaseHostAdapter:
 
     def execute(self, request: ActionRequest) -> ActionOutcome:
         check_action(request, self.action)
-        return Isolation(self.config, parse_params(request, HostParams).host).release(request.idempotency_key)
+        isolation = Isolation(self.config, parse_params(request, HostParams).host)
+        return isolation.release(request.idempotency_key, undo_of(request))
 
     def verify(self, request: ActionRequest, outcome: ActionOutcome) -> VerifyOutcome:
         check_action(request, self.action)
-        return Isolation(self.config, parse_params(request, HostParams).host).verify_released()
+        return Isolation(self.config, parse_params(request, HostParams).host).verify_released(undo_of(request), outcome)
 
 
 class MisconfiguredAdapter:

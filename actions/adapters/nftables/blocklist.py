@@ -20,7 +20,7 @@ from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, Tra
 from actions.adapters.nftables.blocklist_table import BlocklistTable
 from actions.adapters.nftables.lock import serialized
 from actions.adapters.nftables.nft import FAMILY, NftCommandError, first_line, prefix_value, where
-from actions.adapters.nftables.ownership import owner_comment, undone_key, whose
+from actions.adapters.nftables.ownership import Undo, owner_comment, whose
 from actions.adapters.nftables.state import IPNetwork, SetElement, TableState, show
 
 DECIDE_ATTEMPTS = 3
@@ -193,15 +193,15 @@ class Blocklist(BlocklistTable):
             f"({where(self.config.netns)}); unblock those first or block them and the rest separately"
         )
 
-    def unblock(self, network: IPNetwork, idempotency_key: str) -> ActionOutcome:
+    def unblock(self, network: IPNetwork, idempotency_key: str, undo: Undo | None = None) -> ActionOutcome:
         """Remove exactly `network`'s element; an address still matched by another element is refused.
 
-        Run as an undo (a TTL revert or a compensation, see `undone_key`), it removes only the element the
-        undone block created: one that another incident took over since, or that somebody else added, is left
-        in place (ALREADY_DONE, `left_in_place`), because that owner still needs it and lifts it itself. Run as
-        an action of its own (a person's or a plan's explicit unblock, guarded and maybe approved as such), it
-        removes the element whoever owns it: lifting the block is then the decision, and the outcome names the
-        owner it overrode."""
+        Run as an undo (`undo`: a TTL revert or a compensation, from the request's purpose and undoes), it
+        removes only the element the undone block created: one that another incident took over since, or that
+        somebody else added, is left in place (ALREADY_DONE, `left_in_place`), because that owner still needs it
+        and lifts it itself. Run as an action of its own (`undo` None: a person's or a plan's explicit unblock,
+        guarded and maybe approved as such), it removes the element whoever owns it: lifting the block is then
+        the decision, and the outcome names the owner it overrode."""
         with self.serialized():
             state = self.read()
             found = self.matching(state, network)
@@ -213,11 +213,10 @@ class Blocklist(BlocklistTable):
                     reference=f"{FAMILY} {self.config.table} {self.set_name(network)} {show(network)}",
                     evidence={**self._evidence(network), "table_present": state is not None},
                 )
-            undone = undone_key(idempotency_key)
-            if undone is not None and not any(
-                element.exactly(network) and element.comment == owner_comment(undone) for element in found
+            if undo is not None and not any(
+                element.exactly(network) and undo.created(element.comment) for element in found
             ):
-                return self._left_in_place(network, found, undone)
+                return self._left_in_place(network, found, undo)
             others = [element for element in found if not element.exactly(network)]
             if others:
                 listed = ", ".join(element.describe() for element in others)
@@ -244,7 +243,7 @@ class Blocklist(BlocklistTable):
             evidence={**self._evidence(network), "removed": element.evidence()},
         )
 
-    def _left_in_place(self, network: IPNetwork, found: list[SetElement], undone: str) -> ActionOutcome:
+    def _left_in_place(self, network: IPNetwork, found: list[SetElement], undo: Undo) -> ActionOutcome:
         """An undo that finds the address blocked by an element that is not the undone block's own."""
         holder = next((element for element in found if element.exactly(network)), found[0])
         who = f"incident/key {holder.comment!r}" if holder.comment else "an element added outside the controller"
@@ -255,14 +254,13 @@ class Blocklist(BlocklistTable):
         inside = "" if holder.exactly(network) else f" (inside {holder.label})"
         return ActionOutcome(
             status=ActionStatus.ALREADY_DONE,
-            detail=f"left {show(network)}{inside} in place: {why}; the element this undo had to remove "
-            f"({owner_comment(undone)!r}) is no longer there",
+            detail=f"left {show(network)}{inside} in place: {why}; {undo.missing('element')}",
             reference=f"{FAMILY} {self.config.table} {self.set_name(network)} {holder.label}",
             evidence={
                 **self._evidence(network),
                 "left_in_place": True,
                 "owner": holder.comment,
-                "undoes": owner_comment(undone),
+                "undoes": undo.comment,
                 "holder": holder.evidence(),
             },
         )

@@ -13,7 +13,7 @@ from typing import Any
 from actions.adapters.base import ActionOutcome, AdapterError, TransientAdapterError, VerifyOutcome
 from actions.adapters.nftables.config import NftFirewall
 from actions.adapters.nftables.nft import FAMILY, Nft, NftCommandError, payload_match, where
-from actions.adapters.nftables.ownership import owner_comment, undone_key, whose
+from actions.adapters.nftables.ownership import Undo, whose
 from actions.adapters.nftables.probe import ReachabilityProbe
 from actions.adapters.nftables.state import IPNetwork, SetElement, TableState, show
 
@@ -182,23 +182,23 @@ class BlocklistTable:
         return VerifyOutcome(ok=verdict.ok, detail=f"{found}; {verdict.detail}", evidence=evidence)
 
     def verify_unblocked(
-        self, network: IPNetwork, idempotency_key: str | None = None, outcome: ActionOutcome | None = None
+        self, network: IPNetwork, undo: Undo | None = None, outcome: ActionOutcome | None = None
     ) -> VerifyOutcome:
         """No element matches any address of `network` any more (a probe result is added as evidence only:
         a target that is down must not make the controller block again by compensation).
 
-        For an undo whose outcome said it left the element in place (another owner holds it), the question is
-        whether the undone block's own element is gone: the address staying blocked by someone else's element is
-        then what should be, and the probe is skipped (it would only show that block working). The undone
-        block's own element still there fails, as does anything matching after an outcome that claimed removal."""
+        For an undo (`undo`: from the request's purpose and undoes) whose outcome said it left the element in
+        place (another owner holds it), the question is whether the undone block's own element is gone: the
+        address staying blocked by someone else's element is then what should be, and the probe is skipped (it
+        would only show that block working). The undone block's own element still there fails, as does anything
+        matching after an outcome that claimed removal, or after an undo that names no execution it undoes."""
         state = self.read()
         found = self.matching(state, network)
         evidence: dict[str, Any] = {**self._evidence(network), "matching": [e.evidence() for e in found]}
         if found:
             listed = ", ".join(element.describe() for element in found)
-            undone = undone_key(idempotency_key) if idempotency_key is not None else None
-            own = owner_comment(undone) if undone is not None else None
-            if own is not None and any(element.comment == own for element in found):
+            own = undo.comment if undo is not None else None
+            if undo is not None and any(undo.created(element.comment) for element in found):
                 return VerifyOutcome(
                     ok=False,
                     detail=f"{show(network)} is still blocked by the element this undo had to remove: {listed}",

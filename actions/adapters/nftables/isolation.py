@@ -4,19 +4,34 @@ Isolation is a table of its own per host namespace (`autonomy_isolation`: input,
 policy drop, loopback and the management allowlist accepted). Its presence is the isolation, so isolating is one
 atomic `create table` batch and releasing is one `delete table`. The comment on the input chain's last rule
 names the owner (ownership.py).
+
+One host, several incidents: the same ownership rule as blocks (blocklist.py), adapted to an effect without
+expiry. An isolation never times out (host.isolate has no TTL, and the table none), so no later need can be
+told to outlast it and it is never taken over: the incident that created it owns it, and a second incident
+isolating the host gets ALREADY_DONE, not mine (its workflow then never undoes it). An undo (compensation,
+revert: the request's purpose) removes only the isolation its own execution created; one somebody else holds
+is left in place (ALREADY_DONE, `left_in_place`, naming the holder). A person's or a plan's explicit
+host.release (purpose execute) is the decision to lift it and removes it whoever holds it, naming that owner.
+Reading, deciding and writing run under the isolation table's lock file (lock.py), and the delete names the
+table by the handle that was read, so a table deleted and created again meanwhile is never the one removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from typing import Any
 
-from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, VerifyOutcome
+from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError, VerifyOutcome
 from actions.adapters.nftables.config import NftFirewall
-from actions.adapters.nftables.nft import FAMILY, Nft, NftCommandError, payload_match, prefix_value, where
-from actions.adapters.nftables.ownership import owner_comment, whose
+from actions.adapters.nftables.lock import serialized
+from actions.adapters.nftables.nft import FAMILY, Nft, NftCommandError, first_line, payload_match, prefix_value, where
+from actions.adapters.nftables.ownership import Undo, owner_comment, whose
 from actions.adapters.nftables.probe import ReachabilityProbe
 from actions.adapters.nftables.state import TableState
+
+DECIDE_ATTEMPTS = 3
+"""How often `release` reads and decides again when the table it read was deleted or replaced meanwhile."""
 
 
 class Isolation:
@@ -75,23 +90,34 @@ class Isolation:
             commands += self._chain_rules(chain, owner)
         return commands
 
+    def serialized(self) -> contextlib.AbstractContextManager[None]:
+        """The lock around every read-decide-write of this host's isolation (see `lock.serialized` for why)."""
+        return serialized(
+            f"{self.target.netns or '-'}.{self.config.isolation_table}", self.config.command_timeout_seconds
+        )
+
     def isolate(self, idempotency_key: str) -> ActionOutcome:
-        state = self.read()
-        if state is not None:
-            return self._already_isolated(state, idempotency_key)
-        try:
-            self.nft.apply(self.commands(owner_comment(idempotency_key)), f"isolate {self.host}")
-        except NftCommandError as exc:
-            state = self.read() if "File exists" in exc.stderr else None
-            if state is None:
-                raise
-            return self._already_isolated(state, idempotency_key)
+        """Isolate the host, or say whose isolation is already there (ALREADY_DONE; `mine` only for this key's).
+
+        An isolation has no expiry, so there is nothing to hand over: an existing one stays its creator's, and
+        `mine` False tells the workflow that this incident's undo must never lift it."""
+        with self.serialized():
+            state = self.read()
+            if state is not None:
+                return self._already_isolated(state, idempotency_key)
+            try:
+                self.nft.apply(self.commands(owner_comment(idempotency_key)), f"isolate {self.host}")
+            except NftCommandError as exc:  # `create table`: someone outside the lock was quicker
+                state = self.read() if "File exists" in exc.stderr else None
+                if state is None:
+                    raise
+                return self._already_isolated(state, idempotency_key)
         allowed = ", ".join(self.target.management) or "nothing else"
         return ActionOutcome(
             status=ActionStatus.DONE,
             detail=f"isolated {self.place}: all traffic dropped but loopback and management ({allowed})",
             reference=f"{FAMILY} {self.config.isolation_table}",
-            evidence=self._evidence(owner=owner_comment(idempotency_key)),
+            evidence=self._evidence(owner=owner_comment(idempotency_key), mine=True),
         )
 
     def _already_isolated(self, state: TableState, idempotency_key: str) -> ActionOutcome:
@@ -100,32 +126,82 @@ class Isolation:
             status=ActionStatus.ALREADY_DONE,
             detail=f"{self.place} is already isolated by {whose(owner, idempotency_key)}: nothing applied again",
             reference=f"{FAMILY} {self.config.isolation_table}",
-            evidence=self._evidence(owner=owner),
+            evidence=self._evidence(owner=owner, mine=owner is not None and owner == owner_comment(idempotency_key)),
         )
 
-    def release(self, idempotency_key: str) -> ActionOutcome:
-        state = self.read()
-        if state is None:
-            return ActionOutcome(
-                status=ActionStatus.ALREADY_DONE, detail=f"{self.place} is not isolated", evidence=self._evidence()
+    def release(self, idempotency_key: str, undo: Undo | None = None) -> ActionOutcome:
+        """Lift the isolation, unless this is an undo and the isolation is not the one the undone execution made.
+
+        `undo` (from the request's purpose and undoes) set: only the isolation carrying the undone execution's
+        owner comment is removed; any other (another incident's, an operator's, one without a comment) is left
+        in place, because its holder still relies on it. `undo` None (an explicit host.release): the isolation is
+        removed whoever holds it, and the outcome names the owner it overrode. The decision is taken under the
+        lock on a fresh read; a table deleted or replaced meanwhile by someone outside the lock makes the delete
+        by handle fail, and the decision is taken again on a new read."""
+        changes: list[str] = []
+        with self.serialized():
+            for _ in range(DECIDE_ATTEMPTS):
+                state = self.read()
+                if state is None:
+                    return ActionOutcome(
+                        status=ActionStatus.ALREADY_DONE,
+                        detail=f"{self.place} is not isolated" + (" (released meanwhile)" if changes else ""),
+                        evidence=self._evidence(),
+                    )
+                owner = self.owner(state)
+                if undo is not None and not undo.created(owner):
+                    return self._left_in_place(owner, undo)
+                try:
+                    self.nft.apply([self._delete(state)], f"release {self.host}")
+                except NftCommandError as exc:
+                    if "No such file" not in exc.stderr:
+                        raise
+                    changes.append(first_line(exc.stderr))
+                    continue
+                return self._released(owner, idempotency_key, undo)
+        raise TransientAdapterError(
+            f"the isolation of {self.place} changed under every one of {DECIDE_ATTEMPTS} attempts to release it "
+            f"({'; '.join(changes)}): nothing removed, try again"
+        )
+
+    def _delete(self, state: TableState) -> dict[str, Any]:
+        """Delete exactly the table that was read: by its handle (a recreated table has another one)."""
+        if state.handle is None:
+            raise AdapterError(f"nft listed {FAMILY} {self.config.isolation_table} in {self.place} without a handle")
+        return {"delete": {"table": {"family": FAMILY, "handle": state.handle}}}
+
+    def _released(self, owner: str | None, idempotency_key: str, undo: Undo | None) -> ActionOutcome:
+        if undo is not None:
+            how = f"the isolation this {undo.purpose} undoes ({owner!r})"
+            evidence = self._evidence(owner=owner, undoes=undo.comment)
+        else:
+            how = (
+                f"the isolation set by {whose(owner, idempotency_key)} (an explicit release lifts it whoever holds it)"
             )
-        owner = self.owner(state)
-        delete = {"delete": {"table": {"family": FAMILY, "name": self.config.isolation_table}}}
-        try:
-            self.nft.apply([delete], f"release {self.host}")
-        except NftCommandError as exc:
-            if "No such file" not in exc.stderr:
-                raise
-            return ActionOutcome(
-                status=ActionStatus.ALREADY_DONE,
-                detail=f"{self.place} was released meanwhile",
-                evidence=self._evidence(),
-            )
+            evidence = self._evidence(owner=owner, overrode=owner)
         return ActionOutcome(
             status=ActionStatus.DONE,
-            detail=f"released {self.place}: removed the isolation set by {whose(owner, idempotency_key)}",
+            detail=f"released {self.place}: removed {how}",
             reference=f"{FAMILY} {self.config.isolation_table}",
-            evidence=self._evidence(owner=owner),
+            evidence=evidence,
+        )
+
+    @staticmethod
+    def _holder(owner: str | None) -> str:
+        return (
+            f"incident/key {owner!r}"
+            if owner
+            else "an isolation without an owner comment (made outside the controller)"
+        )
+
+    def _left_in_place(self, owner: str | None, undo: Undo) -> ActionOutcome:
+        """An undo that finds the host isolated by an isolation that is not the undone execution's own."""
+        return ActionOutcome(
+            status=ActionStatus.ALREADY_DONE,
+            detail=f"left {self.place} isolated: {self._holder(owner)} holds the isolation, and an undo never lifts "
+            f"someone else's; {undo.missing('isolation')}",
+            reference=f"{FAMILY} {self.config.isolation_table}",
+            evidence=self._evidence(left_in_place=True, owner=owner, undoes=undo.comment),
         )
 
     def _evidence(self, **more: Any) -> dict[str, Any]:
@@ -153,10 +229,40 @@ class Isolation:
         detail = f"{self.place} is isolated ({whose(owner, idempotency_key)}); {verdict.detail}"
         return VerifyOutcome(ok=verdict.ok, detail=detail, evidence=evidence)
 
-    def verify_released(self) -> VerifyOutcome:
-        if self.read() is not None:
-            return VerifyOutcome(ok=False, detail=f"{self.place} still has its isolation table", evidence={})
-        verdict = ReachabilityProbe(self.config, self.target.probe).observe_restored(None)
+    def verify_released(self, undo: Undo | None = None, outcome: ActionOutcome | None = None) -> VerifyOutcome:
+        """The isolation table is gone (a probe result is added as evidence only: a host that is down must not
+        make the controller isolate it again by compensation).
+
+        For an undo whose outcome said it left the isolation in place, the question is whether the undone
+        execution's own isolation is gone: the host staying isolated by someone else's is then what should be,
+        and the probe is skipped. The undone execution's own isolation still there fails, as does any isolation
+        after an outcome that claimed removal, or after an undo that names no execution it undoes."""
+        state = self.read()
+        if state is None:
+            verdict = ReachabilityProbe(self.config, self.target.probe).observe_restored(None)
+            return VerifyOutcome(
+                ok=True,
+                detail=f"{self.place} is not isolated; {verdict.detail}",
+                evidence=self._evidence(probe=verdict.evidence),
+            )
+        owner = self.owner(state)
+        evidence = self._evidence(owner=owner)
+        if undo is not None and undo.created(owner):
+            return VerifyOutcome(
+                ok=False,
+                detail=f"{self.place} is still isolated by the isolation this {undo.purpose} had to remove ({owner!r})",
+                evidence=evidence,
+            )
+        left = outcome is not None and outcome.evidence.get("left_in_place") is True
+        if undo is not None and undo.comment is not None and left:
+            return VerifyOutcome(
+                ok=True,
+                detail=f"{self.place} stays isolated by {self._holder(owner)}, not the undone isolation "
+                f"({undo.comment!r}): left in place as the undo said; probe skipped",
+                evidence={**evidence, "left_in_place": True},
+            )
         return VerifyOutcome(
-            ok=True, detail=f"{self.place} is not isolated; {verdict.detail}", evidence={"probe": verdict.evidence}
+            ok=False,
+            detail=f"{self.place} still has its isolation table ({self._holder(owner)})",
+            evidence=evidence,
         )

@@ -1,18 +1,21 @@
-"""Whose element (or isolation) it is: the owner comment each one carries, and which block an undo reverses.
+"""Whose element (or isolation) it is: the owner comment each one carries, and what an undo may remove.
 
 Each element's comment is the idempotency key of the action that added it (hashed when longer than nft's
 128-character limit), so a repeat answers ALREADY_DONE and says whose element it is, and an undo (TTL revert,
-compensation) can tell the element its own block created from one another incident took over.
+compensation) can tell the element its own execution created from one another incident holds. Which execution
+an undo reverses is what the request says (ActionRequest.purpose and .undoes), never read from a key's format.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+
+from actions.adapters.base import ActionRequest, Purpose
 
 COMMENT_MAX_BYTES = 128
 """nft refuses longer comments in its text grammar ("comment too long, 128 characters maximum allowed"); its
 JSON parser takes them, but a ruleset listed with one could no longer be loaded back with `nft -f`."""
-UNDO_PURPOSES = ("revert", "compensate")
 
 
 def owner_comment(idempotency_key: str) -> str:
@@ -26,15 +29,40 @@ def owner_comment(idempotency_key: str) -> str:
     return f"{readable[: COMMENT_MAX_BYTES - len(digest) - 1]}~{digest}"
 
 
-def undone_key(idempotency_key: str) -> str | None:
-    """The idempotency key of the block an undo reverses, or None when `idempotency_key` is not an undo's.
+@dataclass(frozen=True)
+class Undo:
+    """An undo (TTL revert, compensation) of the execution whose idempotency key is `undoes`.
 
-    workflows/activities.py (`_adapter_request`) hands adapters `<workflow>/<run>/<action id>/<purpose>`: the
-    block ran as `.../execute` and left owner_comment of that key on its element; its TTL revert and its
-    compensation run the undo action (network.unblock_ip) as `.../revert` and `.../compensate`. Any other key
-    (a person's or a plan's own unblock runs as `.../execute`) is not an undo and gets None."""
-    base, sep, purpose = idempotency_key.rpartition("/")
-    return f"{base}/execute" if sep and base and purpose in UNDO_PURPOSES else None
+    It may remove only what that execution created: the element or isolation carrying `owner_comment(undoes)`.
+    Anything else (another incident's, an operator's, one without a comment) is someone else's need and is
+    left in place. Without `undoes` (a request built around ActionRequest's validation) nothing counts as its
+    own, so such an undo removes nothing: fail closed."""
+
+    purpose: Purpose
+    undoes: str | None
+
+    @property
+    def comment(self) -> str | None:
+        """The owner comment the undone execution left on its effect; None when the request did not say."""
+        return owner_comment(self.undoes) if self.undoes else None
+
+    def created(self, comment: str | None) -> bool:
+        """Whether an effect carrying `comment` is the one the undone execution created (and so ours to remove)."""
+        own = self.comment
+        return own is not None and comment == own
+
+    def missing(self, what: str) -> str:
+        """For details of an undo that removes nothing: what it looked for and did not find."""
+        if self.comment is None:
+            return f"this {self.purpose} names no execution it undoes, so nothing is its own to remove"
+        return f"the {what} this {self.purpose} had to remove ({self.comment!r}) is no longer there"
+
+
+def undo_of(request: ActionRequest) -> Undo | None:
+    """The undo `request` is (purpose compensate or revert), or None for an action of its own (purpose execute):
+    a person's or a plan's explicit unblock or release, guarded and maybe approved as such, which lifts the
+    effect whoever holds it. The key's format plays no part: `purpose` and `undoes` are the whole answer."""
+    return Undo(request.purpose, request.undoes) if request.is_undo else None
 
 
 def whose(comment: str | None, idempotency_key: str) -> str:

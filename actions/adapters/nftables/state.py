@@ -112,12 +112,17 @@ class TableState:
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     chains: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    handle: int | None = None
+    """The kernel's handle of the table itself: a table deleted and created again gets a new one, so deleting
+    by handle removes exactly the table that was read (isolation.py's release)."""
 
     @classmethod
     def parse(cls, items: list[dict[str, Any]]) -> TableState:
         state = cls()
         for item in items:
-            if "set" in item:
+            if "table" in item and isinstance(item["table"].get("handle"), int):
+                state.handle = item["table"]["handle"]
+            elif "set" in item:
                 state.sets[item["set"]["name"]] = item["set"]
             elif "chain" in item:
                 state.chains[item["chain"]["name"]] = item["chain"]
