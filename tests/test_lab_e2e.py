@@ -237,7 +237,7 @@ async def test_a_shorter_incidents_revert_leaves_the_block_a_longer_one_took_ove
     handed = block_of(await loop.result(SCANNER))
 
     assert handed.status is ActionStatus.REVERTED, handed
-    assert handed.detail.startswith("handed over after 900 s") and element["comment"] in handed.detail
+    assert handed.detail.startswith("reverted after 900 s: left in place") and element["comment"] in handed.detail
     assert lab.blocked_addresses() == [ATTACKER], "sqli still needs the block: the scanner's revert left it"
     assert lab.browse("attacker", timeout=1.5).timed_out
     reverts = loop.ledger.records(SCANNER, [RecordKind.REVERT])

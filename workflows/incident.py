@@ -61,16 +61,16 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
-def _revert_detail(outcome: ActionOutcome, ttl_seconds: int | None) -> str:
-    """What the TTL revert did, in the action's final detail. An undo may leave the effect in place because
-    another owner took it over and still needs it (actions/adapters/nftables/blocklist.py: a block handed over to the
-    incident whose TTL ends later); "reverted" would then claim a lift that did not happen. Only reads the
-    activity's result: the workflow's commands are the same either way (replay-safe)."""
+def _undo_detail(outcome: ActionOutcome, done: str) -> str:
+    """What an undo (TTL revert or compensation) did, for the action's final detail. An undo leaves the effect
+    in place when another owner holds it now (actions/adapters/nftables: a block handed over to the incident
+    whose need ends later, an isolation another execution set); saying "reverted" would claim a lift that did
+    not happen. Only reads the activity's result: the workflow's commands are the same (replay-safe)."""
     if outcome.evidence.get("left_in_place") is True:
         owner = outcome.evidence.get("owner")
-        holder = f"incident/key {owner!r}" if owner else "an element added outside the controller"
-        return f"handed over after {ttl_seconds} s: {holder} holds the block now and lifts it itself; left in place"
-    return f"reverted after {ttl_seconds} s"
+        holder = f"incident/key {owner!r}" if owner else "something set outside the controller"
+        return f"{done}: left in place, {holder} holds it now and lifts it itself"
+    return done
 
 
 @workflow.defn
@@ -459,9 +459,11 @@ class IncidentWorkflow:
         undone = await self._act_and_verify(request, state)
         if undone is not None:
             if purpose == "revert":
-                state.status, state.detail = ActionStatus.REVERTED, _revert_detail(undone, item.ttl_seconds)
+                state.status = ActionStatus.REVERTED
+                state.detail = _undo_detail(undone, f"reverted after {item.ttl_seconds} s")
             else:
-                state.status, state.detail = ActionStatus.COMPENSATED, f"verification failed; undone ({before.value})"
+                state.status = ActionStatus.COMPENSATED
+                state.detail = _undo_detail(undone, f"verification failed; undone ({before.value})")
 
     async def _quiet(self, quiet_seconds: float) -> None:
         """Stay open while alerts keep coming, so a storm's tail joins this incident instead of a new one."""
