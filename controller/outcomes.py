@@ -22,6 +22,16 @@ SETTLEMENTS = frozenset({"approved", "rejected", "timed_out", "veto_window_passe
 SUCCESS = frozenset({"done", "already_done"})
 
 
+@dataclass(frozen=True)
+class Vote:
+    """A counted vote (refused ones are not votes): who, what, whether a verified token carried it, and when."""
+
+    approver: str
+    choice: str
+    signed: bool
+    at: datetime
+
+
 @dataclass
 class Episode:
     incident_key: str
@@ -39,6 +49,7 @@ class Episode:
     """approved, rejected, timed_out or veto_window_passed; None when no approval was asked or it is open."""
     settled_at: datetime | None = None
     settled_by: str = ""
+    votes: list[Vote] = field(default_factory=list)
     held: bool = False
     executed: bool = False
     execution_failed: bool = False
@@ -113,7 +124,10 @@ def _start(key: str, record: LedgerRecord) -> Episode:
 def _apply(episode: Episode, record: LedgerRecord) -> None:
     p = record.payload
     kind = record.kind
-    if kind is RecordKind.APPROVAL and p.get("event") in SETTLEMENTS and episode.settlement is None:
+    if kind is RecordKind.APPROVAL and p.get("event") == "vote":
+        vote = Vote(str(p.get("approver")), str(p.get("choice")), bool(p.get("signed")), record.created_at)
+        episode.votes.append(vote)
+    elif kind is RecordKind.APPROVAL and p.get("event") in SETTLEMENTS and episode.settlement is None:
         episode.settlement, episode.settled_at = str(p["event"]), record.created_at
         episode.settled_by = str(p.get("detail") or "")
     elif kind is RecordKind.PREFLIGHT and not p.get("go"):

@@ -36,6 +36,8 @@ class Scorecard:
     timed_out: int = 0
     veto_window_runs: int = 0
     held: int = 0
+    votes: int = 0
+    unsigned_votes: int = 0
     verification_failures: int = 0
     compensations: int = 0
     reverts: int = 0
@@ -50,6 +52,8 @@ class Scorecard:
         self.executed += episode.executed
         self.auto_executed += episode.auto_executed
         self.held += episode.held
+        self.votes += len(episode.votes)
+        self.unsigned_votes += sum(not vote.signed for vote in episode.votes)
         self.verification_failures += episode.verification_failed
         self.compensations += episode.compensated
         self.reverts += episode.reverted
@@ -86,6 +90,8 @@ class Scorecard:
             "timed_out": self.timed_out,
             "veto_window_runs": self.veto_window_runs,
             "held": self.held,
+            "votes": self.votes,
+            "unsigned_votes": self.unsigned_votes,
             "verification_failures": self.verification_failures,
             "compensations": self.compensations,
             "reverts": self.reverts,
@@ -124,3 +130,43 @@ def build_scorecards(incidents: Iterable[IncidentEpisodes], scope: str | None = 
         if first is not None:
             card(first).contain_seconds.append(seconds)
     return [cards[key] for key in sorted(cards)]
+
+
+@dataclass
+class ApproverCard:
+    """One person's approvals: how many, how they voted, how fast, and how many carried no verified signature."""
+
+    approver: str
+    approved: int = 0
+    rejected: int = 0
+    unsigned: int = 0
+    latencies: list[float] = field(default_factory=list)
+    """Seconds from the decision that asked for approval to this person's vote."""
+
+    def summary(self) -> dict[str, Any]:
+        votes = self.approved + self.rejected
+        return {
+            "approver": self.approver,
+            "votes": votes,
+            "approved": self.approved,
+            "rejected": self.rejected,
+            "unsigned": self.unsigned,
+            "signed_share": round((votes - self.unsigned) / votes, 4) if votes else None,
+            "vote_latency_p50_s": _round(statistics.median(self.latencies) if self.latencies else None),
+        }
+
+
+def build_approver_cards(incidents: Iterable[IncidentEpisodes], scope: str | None = None) -> list[ApproverCard]:
+    """Per approver, over the kept episodes' counted votes; sorted by most votes, then name."""
+    cards: dict[str, ApproverCard] = {}
+    for incident in incidents:
+        for episode in incident.episodes:
+            if scope is not None and episode.scope != scope:
+                continue
+            for vote in episode.votes:
+                card = cards.setdefault(vote.approver, ApproverCard(vote.approver))
+                card.approved += vote.choice == "approve"
+                card.rejected += vote.choice == "reject"
+                card.unsigned += not vote.signed
+                card.latencies.append((vote.at - episode.decided_at).total_seconds())
+    return sorted(cards.values(), key=lambda c: (-(c.approved + c.rejected), c.approver))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controller.html import VERDICT_COLOURS, Html, bars, page, stacked_bars, table, tag
-from controller.scorecards import Scorecard
+from controller.scorecards import ApproverCard, Scorecard
 
 OUTCOME_COLOURS = {
     "ran alone": VERDICT_COLOURS["execute"],
@@ -64,7 +64,18 @@ def table_row(card: Scorecard) -> list[object]:
     ]
 
 
-def scorecards_page(cards: list[Scorecard], subtitle: str) -> str:
+UNSIGNED_NOTE = "Unsigned votes carried no verified token (`approve --as`): their identity is as typed."
+APPROVER_COLUMNS = ["approver", "votes", "approved", "rejected", "unsigned", "signed share", "vote p50 s"]
+
+
+def approver_row(card: ApproverCard) -> list[object]:
+    s = card.summary()
+    share = "-" if s["signed_share"] is None else f"{s['signed_share']:.0%}"
+    latency = "-" if s["vote_latency_p50_s"] is None else f"{s['vote_latency_p50_s']:.1f}"
+    return [s["approver"], s["votes"], s["approved"], s["rejected"], s["unsigned"], share, latency]
+
+
+def scorecards_page(cards: list[Scorecard], approvers: list[ApproverCard], subtitle: str) -> str:
     contained = [(_label(c), round(c.summary()["mttc_s"], 1)) for c in cards if c.contain_seconds]
     latencies = [(_label(c), round(c.summary()["approval_latency_p50_s"], 1)) for c in cards if c.approval_latencies]
     body: list[Html] = [
@@ -80,6 +91,12 @@ def scorecards_page(cards: list[Scorecard], subtitle: str) -> str:
         ]
     if latencies:
         body += [tag("h2", "Approval latency, median"), bars(latencies, title="approval latency", unit=" s")]
+    if approvers:
+        body += [
+            tag("h2", "Approvers"),
+            tag("p", UNSIGNED_NOTE, cls="muted"),
+            table(APPROVER_COLUMNS, [approver_row(a) for a in approvers], numeric=range(1, len(APPROVER_COLUMNS))),
+        ]
     if not cards:
         body.append(tag("p", "The ledger has no decisions in this window.", cls="muted"))
     return page("Autonomy scorecards", *body, subtitle=subtitle)

@@ -32,8 +32,8 @@ from controller.levels import LevelConfigError, load_level_config
 from controller.models import Level, Plan, ProposedAction, Verdict
 from controller.outcomes import outcomes
 from controller.policy_bundle import load_bundle
-from controller.scorecards import build_scorecards
-from controller.scorecards_html import OUTCOME_COLOURS, scorecards_page
+from controller.scorecards import build_approver_cards, build_scorecards
+from controller.scorecards_html import OUTCOME_COLOURS, UNSIGNED_NOTE, scorecards_page
 from tests.browser import read_png, screenshot
 from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop, vote
 from workflows.client import cast_vote, incident_handle
@@ -187,6 +187,19 @@ def test_scorecard_counts_what_l2_did_in_production(answered: Answered) -> None:
     assert card["verification_failures"] == 0 and card["reverts"] == 0
 
 
+def test_scorecard_by_approver_counts_each_persons_votes_and_unsigned_ones(answered: Answered) -> None:
+    result = runner.invoke(app, ["scorecard", "--by-approver", "--json"], env=answered.env())
+    assert result.exit_code == 0, result.output
+    rows = {row["approver"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert set(rows) == {"bob", "carol"}  # the third block timed out: nobody voted
+    assert (rows["bob"]["approved"], rows["bob"]["rejected"]) == (1, 0)
+    assert (rows["carol"]["approved"], rows["carol"]["rejected"]) == (0, 1)
+    assert all(r["unsigned"] == 1 and r["signed_share"] == 0.0 for r in rows.values())  # `--as`: unsigned
+    assert all(r["vote_latency_p50_s"] >= 0 for r in rows.values())
+    card = json.loads(runner.invoke(app, ["scorecard", "--json"], env=answered.env()).stdout.splitlines()[0])
+    assert (card["votes"], card["unsigned_votes"]) == (2, 2)
+
+
 def test_scorecard_mttc_is_first_alert_to_verified_containment(answered: Answered) -> None:
     with Ledger.from_url(answered.settings.ledger_url) as ledger:
         incidents = {o.incident_key: o for o in outcomes(ledger)}
@@ -199,8 +212,9 @@ def test_scorecard_mttc_is_first_alert_to_verified_containment(answered: Answere
 
 def test_scorecard_html_shows_the_outcomes_chart_and_figures(answered: Answered, tmp_path: Path) -> None:
     with Ledger.from_url(answered.settings.ledger_url) as ledger:
-        cards = build_scorecards(outcomes(ledger))
-    page = scorecards_page(cards, "test")
+        incidents = list(outcomes(ledger))
+    page = scorecards_page(build_scorecards(incidents), build_approver_cards(incidents), "test")
+    assert "<td>bob</td>" in page and "<td>carol</td>" in page and UNSIGNED_NOTE in page
     assert f"{SCOPE} @ L2 rejected: " in page and "<svg" in page and "Mean time to contain" in page
     html = tmp_path / "scorecards.html"
     html.write_text(page)

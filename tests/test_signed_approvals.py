@@ -51,7 +51,9 @@ from controller.config import Settings
 from controller.ledger import Ledger, LedgerRecord, RecordKind
 from controller.levels import OnTimeout
 from controller.models import Level
+from controller.outcomes import outcomes
 from controller.runtime import load_policy_bundle
+from controller.scorecards import build_approver_cards
 from controller.trail import StepKind, Trail, build_trail
 from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop
 from tests.test_cli import BackgroundWorker, alert_lines
@@ -601,6 +603,8 @@ async def test_the_audit_trail_re_verifies_a_signed_vote_and_flags_a_rewritten_t
 
     trail = await collect_trail(loop.ledger, key, address, keys)
     assert trail.disagreement_count == 0, trail.disagreements  # the history's vote carries the same token
+    (bob_card,) = build_approver_cards(outcomes(loop.ledger))
+    assert (bob_card.approved, bob_card.unsigned) == (1, 0)  # the scorecard counts it as signed
     assert f"signature re-verified now with bob's key {bob.key_id}" in vote_text(trail)
     assert "not re-checked (no keys config given)" in vote_text(await collect_trail(loop.ledger, key, address))
 

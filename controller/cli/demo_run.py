@@ -34,7 +34,7 @@ from controller.models import Alert, Level
 from controller.outcomes import IncidentEpisodes, outcomes
 from controller.reports import write_incident_report
 from controller.runtime import EngineName
-from controller.scorecards import build_scorecards
+from controller.scorecards import build_approver_cards, build_scorecards
 from controller.scorecards_html import scorecards_page
 from workflows.client import SubmitReport, Submitter, incident_status
 from workflows.contracts import ActionStatus, IncidentStatus
@@ -164,7 +164,7 @@ def write_scorecards(result: DemoResult) -> None:
         with Ledger.from_url(sqlite_url(run.state_dir / "ledger.db")) as ledger:
             incidents.extend(outcomes(ledger))
     levels = ", ".join(run.level.value for run in result.levels)
-    page = scorecards_page(build_scorecards(incidents), f"demo at {levels}")
+    page = scorecards_page(build_scorecards(incidents), build_approver_cards(incidents), f"demo at {levels}")
     result.scorecards_html.write_text(page)
 
 

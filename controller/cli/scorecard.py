@@ -21,8 +21,8 @@ from controller.levels import LevelConfigError, load_level_config, parse_scope_n
 from controller.models import Level
 from controller.outcomes import outcomes
 from controller.promotion import Criterion, TrialEvidence, gather, judge
-from controller.scorecards import build_scorecards
-from controller.scorecards_html import COLUMNS, scorecards_page, table_row
+from controller.scorecards import ApproverCard, build_approver_cards, build_scorecards
+from controller.scorecards_html import APPROVER_COLUMNS, COLUMNS, approver_row, scorecards_page, table_row
 
 SinceOption = Annotated[
     float | None, typer.Option("--since-days", min=0, help="Only decisions from the last N days. Default: all.")
@@ -39,6 +39,9 @@ def scorecard(
     ] = None,
     since_days: SinceOption = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page with charts here.")] = None,
+    by_approver: Annotated[
+        bool, typer.Option("--by-approver", help="Per approver instead: votes, rejections, unsigned, latency.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Per scope and effective level: share handled alone, approvals asked/granted/rejected/timed out, approval
@@ -54,12 +57,15 @@ def scorecard(
             fail(str(exc), 2)
     settings = Settings()
     with Ledger.from_url(settings.ledger_url) as ledger:
-        cards = build_scorecards(outcomes(ledger, _since(since_days)), scope)
+        incidents = list(outcomes(ledger, _since(since_days)))
+    cards, approvers = build_scorecards(incidents, scope), build_approver_cards(incidents, scope)
     window = "all time" if since_days is None else f"last {since_days:g} days"
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(scorecards_page(cards, f"ledger {settings.ledger_url.split('@')[-1]} · {window}"))
-    if as_json:
+        html.write_text(scorecards_page(cards, approvers, f"ledger {settings.ledger_url.split('@')[-1]} · {window}"))
+    if by_approver:
+        _print_approvers(approvers, window, as_json)
+    elif as_json:
         for card in cards:
             emit_json(card.summary())
     else:
@@ -71,6 +77,19 @@ def scorecard(
         console.print(table if cards else "[dim]no decisions in the ledger for this window[/]")
     if html is not None and not as_json:
         console.print(f"html: {escape(str(html))}", soft_wrap=True)
+
+
+def _print_approvers(approvers: list[ApproverCard], window: str, as_json: bool) -> None:
+    if as_json:
+        for approver in approvers:
+            emit_json(approver.summary())
+        return
+    table = Table(title=f"Approvers ({window})")
+    for index, column in enumerate(APPROVER_COLUMNS):
+        table.add_column(column, justify="right" if index else "left")
+    for approver in approvers:
+        table.add_row(*(escape(str(value)) for value in approver_row(approver)))
+    console.print(table if approvers else "[dim]no votes in the ledger for this window[/]")
 
 
 def promote_check(
