@@ -14,21 +14,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.cli.common import AddressOption, JsonFlag, cell, console, emit_json, err_console, fail, run_async
+from controller.cli.common import (
+    AddressOption,
+    IncidentArg,
+    JsonFlag,
+    cell,
+    console,
+    emit_json,
+    err_console,
+    incident_records,
+    run_async,
+)
 from controller.cli.common import temporal_address as address_of
 from controller.cli.ops import export_audit
 from controller.config import Settings
-from controller.ledger import Ledger, LedgerRecord
+from controller.ledger import Ledger
 from controller.reports import build_report, write_incident_report
-
-IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
-
-
-def _records_or_exit(ledger: Ledger, key: str) -> list[LedgerRecord]:
-    records = ledger.records(key)
-    if not records:
-        fail(f"the ledger has no records for incident {key} (see `autonomy incidents list`)")
-    return records
 
 
 def report(
@@ -44,7 +45,7 @@ def report(
     """
     settings = Settings()
     with Ledger.from_url(settings.ledger_url) as ledger:
-        _records_or_exit(ledger, incident)
+        incident_records(ledger, incident)
         paths = write_incident_report(ledger, incident, out or settings.reports_dir)
     if as_json:
         document = json.loads(paths.json.read_text())
@@ -60,7 +61,7 @@ def audit_show(incident: IncidentArg, as_json: JsonFlag = False) -> None:
     """The incident's ledger records in order, one row each: seq, time, kind, actor and what happened."""
     settings = Settings()
     with Ledger.from_url(settings.ledger_url) as ledger:
-        records = _records_or_exit(ledger, incident)
+        records = incident_records(ledger, incident)
     timeline = build_report(incident, records)["timeline"]
     if as_json:
         for record, row in zip(records, timeline, strict=True):
@@ -119,7 +120,7 @@ def audit_export(
 
     async def body() -> dict[str, Any]:
         with Ledger.from_url(settings.ledger_url) as ledger:
-            _records_or_exit(ledger, incident)
+            incident_records(ledger, incident)
             return await export_audit(settings, ledger, incident, address_of(address, settings))
 
     document = run_async(body())

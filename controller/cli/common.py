@@ -22,6 +22,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from controller.config import Settings
+from controller.ledger import Ledger, LedgerRecord
 from controller.models import Verdict
 from workflows.contracts import ActionStatus
 
@@ -54,6 +55,7 @@ STATUS_STYLE: dict[ActionStatus, str] = {
 }
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document per line instead of tables.")]
+IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
 AddressOption = Annotated[
     str | None,
     typer.Option(
@@ -88,6 +90,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Say what went wrong on stderr (escaped: it may quote untrusted text) and exit with `code`."""
     err_console.print(f"[red]{escape(message)}[/]")
     raise typer.Exit(code)
+
+
+def incident_records(ledger: Ledger, key: str) -> list[LedgerRecord]:
+    """The incident's ledger records, or exit 1 naming the incident: a command about nothing has nothing to say."""
+    records = ledger.records(key)
+    if not records:
+        fail(f"the ledger has no records for incident {key} (see `autonomy incidents list`)")
+    return records
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -22,6 +22,7 @@ from rich.table import Table
 from controller.approver_keys import ApproverKeysError, ApproverSecret, load_secret
 from controller.cli.common import (
     AddressOption,
+    IncidentArg,
     JsonFlag,
     cell,
     console,
@@ -404,7 +405,6 @@ KeyOption = Annotated[
     ),
 ]
 CommentOption = Annotated[str, typer.Option(help="Why: kept with the vote in the ledger and the report.")]
-IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
 ActionArg = Annotated[str, typer.Argument(help="Action id (a1) or, when unique in the incident, its name.")]
 
 

@@ -16,14 +16,22 @@ import typer
 from rich.markup import escape
 
 from controller.approver_keys import ApproverKeys, ApproverKeysError, load_configured
-from controller.cli.common import AddressOption, JsonFlag, console, emit_json, err_console, fail, run_async
+from controller.cli.common import (
+    AddressOption,
+    IncidentArg,
+    JsonFlag,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    incident_records,
+    run_async,
+)
 from controller.cli.common import temporal_address as address_of
 from controller.cli.ops import workflow_histories
 from controller.config import Settings
 from controller.ledger import ExportFormatError, Ledger, LedgerRecord, verify_export
 from controller.trail import Trail, TrailFormat, build_trail, write_trail
-
-IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
 
 
 def approver_keys(settings: Settings) -> ApproverKeys | None:
@@ -54,9 +62,7 @@ def trail_from_export(path: Path, incident: str, keys: ApproverKeys | None = Non
 
 async def collect_trail(ledger: Ledger, incident: str, address: str, keys: ApproverKeys | None = None) -> Trail:
     """The trail from the ledger and whatever Temporal still holds (an absent history is noted, not fatal)."""
-    records = ledger.records(incident)
-    if not records:
-        fail(f"the ledger has no records for incident {incident} (see `autonomy incidents list`)")
+    records = incident_records(ledger, incident)
     histories = await workflow_histories(address, incident)
     return build_trail(incident, records, histories, ledger.verify(incident), keys=keys)
 
