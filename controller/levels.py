@@ -215,6 +215,8 @@ class Scopes(_Strict):
 
     def trials_for(self, scope: IncidentScope) -> list[tuple[str, Level]]:
         """The trials whose scope the incident belongs to (`default` = incidents no override matches)."""
+        if not self.trials:  # every plan asks: without trials, nothing to match
+            return []
         names = {DEFAULT_SCOPE} if not self.overrides(scope) else set()
         names |= {
             f"asset_group:{scope.asset_group}",

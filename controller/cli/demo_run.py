@@ -29,7 +29,7 @@ import yaml
 
 from controller.config import Settings
 from controller.ingest import DeadLetter, IngestReport, read_alerts
-from controller.ledger import Ledger, sqlite_url
+from controller.ledger import Ledger
 from controller.models import Alert, Level
 from controller.outcomes import IncidentEpisodes, outcomes
 from controller.reports import write_incident_report
@@ -137,6 +137,7 @@ class IncidentOutcome:
 class LevelRun:
     level: Level
     state_dir: Path
+    ledger_url: str
     submitted: SubmitReport
     incidents: dict[str, IncidentOutcome] = field(default_factory=dict)
     unsettled: list[str] = field(default_factory=list)
@@ -160,8 +161,8 @@ class DemoResult:
 def write_scorecards(result: DemoResult) -> None:
     """One scorecard page over every level's ledger: the demo's levels side by side."""
     incidents: list[IncidentEpisodes] = []
-    for run in result.levels:  # run_level's settings: a SQLite ledger in each level's state folder
-        with Ledger.from_url(sqlite_url(run.state_dir / "ledger.db")) as ledger:
+    for run in result.levels:
+        with Ledger.from_url(run.ledger_url) as ledger:
             incidents.extend(outcomes(ledger))
     levels = ", ".join(run.level.value for run in result.levels)
     page = scorecards_page(build_scorecards(incidents), build_approver_cards(incidents), f"demo at {levels}")
@@ -242,7 +243,7 @@ async def run_level(
         submitted = await submitter.add_all(alerts)
         keys = list(submitted.incidents)
         statuses, unsettled = await _watch(client, keys, level, timings.timeout_seconds, progress)
-        run = LevelRun(level, settings.state_dir, submitted, unsettled=unsettled)
+        run = LevelRun(level, settings.state_dir, settings.ledger_url, submitted, unsettled=unsettled)
         for key in keys:
             status = statuses.get(key) or IncidentStatus(key=key, phase="unknown", alert_count=0)
             outcome = IncidentOutcome(status)
