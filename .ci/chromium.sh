@@ -8,6 +8,8 @@
 set -euo pipefail
 
 log() { echo "chromium.sh: $*" >&2; }
+# shellcheck source=.ci/apt.sh
+source "$(dirname "$0")/apt.sh"
 
 chromium_bin() { command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null || true; }
 fonts_present() { [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; }
@@ -21,18 +23,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
     log "nothing to install: $("$(chromium_bin)" --version 2>/dev/null), DejaVu fonts present"
     exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-    log "missing ${missing[*]}; installing needs root (run as root, or: apt-get install -y ${missing[*]})"
-    exit 1
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    log "missing ${missing[*]} and there is no apt-get here: install them with this system's package manager"
-    exit 1
-fi
-
-log "installing Debian ${missing[*]}"
-apt-get update -qq >&2
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+apt_install "${missing[@]}"
 [ -n "$(chromium_bin)" ] || { log "chromium is still missing after installing it"; exit 1; }
 fonts_present || { log "DejaVu fonts are still missing after installing fonts-dejavu-core"; exit 1; }
 log "installed ${missing[*]}: $("$(chromium_bin)" --version 2>/dev/null)"

@@ -10,6 +10,8 @@
 set -euo pipefail
 
 log() { echo "nftables.sh: $*" >&2; }
+# shellcheck source=.ci/apt.sh
+source "$(dirname "$0")/apt.sh"
 
 missing=()
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
@@ -19,18 +21,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
     log "nothing to install: $(PATH="$PATH:/usr/sbin:/sbin" nft --version), $(PATH="$PATH:/usr/sbin:/sbin" ip -V)"
     exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-    log "missing ${missing[*]}; installing needs root (run as root, or: apt-get install -y ${missing[*]})"
-    exit 1
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    log "missing ${missing[*]} and there is no apt-get here: install them with this system's package manager"
-    exit 1
-fi
-
-log "installing Debian ${missing[*]}"
-apt-get update -qq >&2
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+apt_install --no-install-recommends "${missing[@]}"
 export PATH="$PATH:/usr/sbin:/sbin"
 command -v nft >/dev/null 2>&1 || { log "nft is still missing after installing nftables"; exit 1; }
 command -v ip >/dev/null 2>&1 || { log "ip is still missing after installing iproute2"; exit 1; }
