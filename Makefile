@@ -7,16 +7,27 @@ INSTALLED := $(VENV)/.installed
 OPA := .tools/opa
 OPA_STAMP := .tools/opa-$(OPA_VERSION)
 
-.PHONY: setup demo test lint unit bench
+.PHONY: setup demo test lint unit bench lock
 
 setup: $(INSTALLED) $(OPA_STAMP)
 
-$(INSTALLED): pyproject.toml
+# Installs exactly what requirements.lock pins (versions and hashes), so an upstream release cannot change a
+# fresh clone; the project itself goes in editable, without build isolation, with the locked setuptools.
+$(INSTALLED): pyproject.toml requirements.lock
 	@command -v python3.11 >/dev/null || { echo "python3.11 is required"; exit 1; }
 	test -x $(VENV)/bin/python || python3.11 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q --require-hashes --no-deps -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Deliberately move the pins: resolve pyproject.toml's ranges (dev extra and build backend included) to the newest
+# versions, with hashes. Review the diff, run `make test`, commit requirements.lock.
+lock:
+	test -x .tools/lock-venv/bin/pip-compile || { python3.11 -m venv .tools/lock-venv && \
+		.tools/lock-venv/bin/pip install -q 'pip-tools==7.7.0'; }
+	.tools/lock-venv/bin/pip-compile -q --upgrade --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-find-links --no-emit-index-url --extra dev --build-deps-for wheel --build-deps-for editable \
+		-o requirements.lock pyproject.toml
 
 # OPA is not on PyPI: build the pinned release with Go into .tools/ (a few minutes once, then reused).
 $(OPA_STAMP):

@@ -398,7 +398,7 @@ def test_429_then_success_is_retried_by_the_sdk(planner_for: PlannerFactory, sql
         (
             httpx2.ConnectError("connection refused"),
             "unreachable",
-            "API unreachable after 3 attempt(s): Connection error.",
+            "API unreachable after 3 attempt(s) (ConnectError)",
         ),
     ],
     ids=["529", "500", "429-always", "timeout", "connect"],

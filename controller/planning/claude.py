@@ -290,7 +290,10 @@ class ClaudePlanner:
         if isinstance(exc, anthropic.APITimeoutError):
             return "timeout", f"no answer within {self.settings.timeout_seconds:g}s {tries}"
         if isinstance(exc, anthropic.APIConnectionError):
-            return "unreachable", f"API unreachable {tries}: {exc}"
+            # The SDK's own wording changes between releases; the transport error's class says what failed
+            # (refused, DNS, TLS...) and the transcript keeps the full message.
+            cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ is not None else ""
+            return "unreachable", f"API unreachable {tries}{cause}"
         if isinstance(exc, anthropic.APIStatusError):
             status = exc.status_code
             if status == 429:
