@@ -50,10 +50,20 @@ class UnblockIpParams(_Params):
 
 class HostParams(_Params):
     host: HostName
+    ttl_seconds: TtlSeconds | None = Field(
+        default=None, description="undo automatically after this long (release an isolation, re-isolate a release)"
+    )
+
+
+class HostLookupParams(_Params):
+    host: HostName
 
 
 class UserParams(_Params):
     user: UserName
+    ttl_seconds: TtlSeconds | None = Field(
+        default=None, description="undo automatically after this long (re-enable a disable, re-disable an enable)"
+    )
 
 
 class TicketParams(_Params):

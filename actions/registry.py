@@ -155,7 +155,7 @@ SPECS: dict[str, ActionSpec] = {
             verify="read-only; the lookup returned a result",
             target_kind=TargetKind.HOST,
             target_param="host",
-            params_model=p.HostParams,
+            params_model=p.HostLookupParams,
         ),
     ]
 }

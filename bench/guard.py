@@ -25,9 +25,8 @@ from actions.registry import get_spec
 from controller.config import Settings
 from controller.engines.embedded import EmbeddedEngine
 from controller.engines.opa_server import OpaServer, OpaServerEngine
-from controller.guard import Guard, targets_of
+from controller.guard import Guard, PlanShape, targets_of
 from controller.incidents import incident_from_alerts
-from controller.levels import resolve_level
 from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity
 from controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
 from controller.runtime import load_policy_bundle
@@ -132,14 +131,24 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     guard = Guard(bundle, EmbeddedEngine(bundle))
     build_ms = (time.perf_counter() - started) * 1000.0
     facts = guard.facts(incident)
-    resolution = resolve_level(bundle.levels, facts.scope)
-    decision = guard.decide(incident, action, facts, resolution, "planner:offline")
+    resolution = guard.incident_resolution(facts)
+    shape = PlanShape.of(bench_plan(incident))
+    decision = guard.decide(incident, action, facts, resolution, "planner:offline", shape)
     assert decision.verdict.value == "execute" and decision.risk is not None, decision.reasons
-    emb = timed(partial(guard.decide, incident, action, facts, resolution, "planner:offline"), iterations)
+    emb = timed(partial(guard.decide, incident, action, facts, resolution, "planner:offline", shape), iterations)
     spec = get_spec(action.action)
-    targets = targets_of(spec, action.params)
+    targets = targets_of(spec, action.params, guard.assets)
     input_doc = guard.policy_input(
-        incident, action, spec, action.params, targets, decision.risk, facts, resolution, "planner:offline"
+        incident,
+        action,
+        spec,
+        action.params,
+        targets,
+        decision.risk,
+        facts,
+        resolution,
+        "planner:offline",
+        shape.of_class(spec),
     )
     # The embedded p50 by piece: loading the input, and loading it plus evaluating the policy, each timed in a
     # loop of its own. The rest of the guard's p50 is its Python, plus what each side loses to the other's use

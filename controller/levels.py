@@ -7,7 +7,7 @@ broken level file is caught whole at load time instead of one surprise per decis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -152,7 +152,7 @@ class LevelSpec(_Strict):
 
 
 DEFAULT_SCOPE = "default"
-SCOPE_KINDS = ("asset_group", "environment", "category")
+SCOPE_KINDS = ("asset_group", "user_group", "environment", "category")
 """Scope names are `default` or `<kind>:<value>`; on a tie of levels the more specific kind (first) governs."""
 
 
@@ -177,6 +177,9 @@ class Scopes(_Strict):
     circuit_breaker: CircuitBreaker | None = None
     environments: dict[str, Level] = Field(default_factory=dict)
     asset_groups: dict[str, Level] = Field(default_factory=dict)
+    user_groups: dict[str, Level] = Field(
+        default_factory=dict, description="identity groups (policies/data/identities.yaml users.<name>.groups)"
+    )
     categories: dict[Category, Level] = Field(default_factory=dict)
     trials: dict[str, Level] = Field(
         default_factory=dict,
@@ -198,11 +201,12 @@ class Scopes(_Strict):
 
     def overrides(self, scope: IncidentScope) -> list[tuple[str, Level]]:
         """The scope names matching an incident that assign a level, most specific first."""
-        candidates = (
+        candidates = [
             ("asset_group", scope.asset_group, self.asset_groups.get(scope.asset_group) if scope.asset_group else None),
+            *(("user_group", group, self.user_groups.get(group)) for group in scope.user_groups),
             ("environment", scope.environment, self.environments.get(scope.environment)),
             ("category", scope.category.value, self.categories.get(scope.category)),
-        )
+        ]
         return [(f"{kind}:{value}", level) for kind, value, level in candidates if level is not None]
 
     def assigned(self, scope: IncidentScope) -> tuple[str, Level]:
@@ -218,6 +222,7 @@ class Scopes(_Strict):
         if not self.trials:  # every plan asks: without trials, nothing to match
             return []
         names = {DEFAULT_SCOPE} if not self.overrides(scope) else set()
+        names |= {f"user_group:{group}" for group in scope.user_groups}
         names |= {
             f"asset_group:{scope.asset_group}",
             f"environment:{scope.environment}",
@@ -231,7 +236,12 @@ class Scopes(_Strict):
         if parsed is None:
             return self.model_copy(update={"default": level})
         kind, value = parsed
-        field_name = {"asset_group": "asset_groups", "environment": "environments", "category": "categories"}[kind]
+        field_name = {
+            "asset_group": "asset_groups",
+            "user_group": "user_groups",
+            "environment": "environments",
+            "category": "categories",
+        }[kind]
         key: Any = Category(value) if kind == "category" else value
         return self.model_copy(update={field_name: {**getattr(self, field_name), key: level}})
 
@@ -281,12 +291,15 @@ class LevelConfig:
 
 @dataclass(frozen=True)
 class IncidentScope:
-    """The facts scopes and the operating domain are matched on."""
+    """The facts scopes and the operating domain are matched on: an incident's, or one target's."""
 
     category: Category
     environment: str = "unknown"
     asset_group: str | None = None
     confidence: float = 1.0
+    user_groups: tuple[str, ...] = ()
+    subject: str = ""
+    """What the scope describes, for reasons: "" for the incident, "asset dc-01" or "user dave" for a target."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +310,13 @@ class LevelResolution:
     shadow: bool = False
     scope: str = DEFAULT_SCOPE
     """The scope that assigned the declared level (scorecards group by it); `declared` when it was given."""
+
+    def capped_by(self, other: LevelResolution, why: str) -> LevelResolution:
+        """This resolution, lowered to `other`'s effective level when that is lower (saying why)."""
+        if other.effective.rank >= self.effective.rank:
+            return self
+        reasons = [*self.reasons, f"{why} is at {other.effective}: level lowered to {other.effective}"]
+        return replace(self, effective=other.effective, reasons=reasons, scope=other.scope)
 
 
 def _load_yaml(path: Path, errors: list[str]) -> Any:
@@ -397,3 +417,31 @@ def resolve_level(
     return LevelResolution(
         declared=declared, effective=effective, reasons=reasons, shadow=scopes.shadow, scope=scope_name
     )
+
+
+def resolve_most_restrictive(
+    config: LevelConfig, scopes: list[IncidentScope], declared: Level | None = None, health: HealthCap | None = None
+) -> LevelResolution:
+    """The lowest of the levels resolved for each scope an incident touches (every asset the sensors saw in it,
+    every asset an alert names). More scopes can only lower the level: an alert naming a harmless asset never
+    lifts an incident about a domain controller."""
+    if not scopes:
+        raise ValueError("an incident has at least one scope")
+    resolution = resolve_level(config, scopes[0], declared=declared, health=health)
+    for scope in scopes[1:]:
+        resolution = resolution.capped_by(resolve_level(config, scope, declared=declared, health=health), scope.subject)
+    return resolution
+
+
+def cap_for_target(
+    config: LevelConfig, target: IncidentScope, health: HealthCap | None = None
+) -> LevelResolution | None:
+    """The level the scopes that name a target allow (its asset group or user groups, its environment), or None
+    when no override names it: a target can only lower an action's level, never lift it, and the default
+    (which applies to what no scope names) is already the incident's to apply."""
+    # The category is the incident's: it already applied to the incident's own scopes.
+    overrides = [(name, level) for name, level in config.scopes.overrides(target) if not name.startswith("category:")]
+    if not overrides:
+        return None
+    name, lowest = min(overrides, key=lambda override: override[1].rank)
+    return replace(resolve_level(config, target, declared=lowest), scope=name)

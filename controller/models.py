@@ -247,6 +247,10 @@ class PolicyResult(BaseModel):
     approval_requirements: list[ApprovalRequirement] = Field(
         default_factory=list, description="per-group minimums on top of the quorum"
     )
+    veto_window: bool = Field(
+        default=False,
+        description="an unanswered approval may fall back to the level's veto window: only the level asked for it",
+    )
 
 
 class TrialDecision(BaseModel):

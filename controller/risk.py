@@ -6,12 +6,12 @@ an action needed approval and tune one weight instead of rewriting policy. Free 
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.inventory import AssetIndex
 from controller.levels import RiskModel
 from controller.models import ActionClass, ActionSpec, BlastRadius, RiskAssessment, TargetKind
 
@@ -38,28 +38,6 @@ class Targets:
     @property
     def count(self) -> int:
         return sum(ip["num_addresses"] for ip in self.ips) + len(self.hosts) + len(self.users)
-
-
-class AssetIndex:
-    """Inventory lookups by name and by address, built once per bundle (inventory is keyed by name)."""
-
-    def __init__(self, assets: dict[str, dict[str, Any]]) -> None:
-        self.assets = assets
-        # Keyed by canonical text, not by integer: IPv4 1.2.3.4 and IPv6 ::102:304 are the same integer.
-        self._by_address: dict[str, str] = {}
-        for name, asset in assets.items():
-            for address in asset.get("addresses", []) or []:
-                self._by_address[str(ipaddress.ip_address(address))] = name
-
-    def owner_of(self, ip_facts: dict[str, Any]) -> str | None:
-        """The first inventory asset whose address lies inside the target address or network."""
-        if ip_facts["num_addresses"] == 1:
-            return self._by_address.get(ip_facts["value"])
-        network = ipaddress.ip_network(ip_facts["value"])
-        return next((name for addr, name in self._by_address.items() if ipaddress.ip_address(addr) in network), None)
-
-    def get(self, name: str | None) -> dict[str, Any] | None:
-        return self.assets.get(name) if name else None
 
 
 @dataclass(frozen=True)

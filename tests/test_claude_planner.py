@@ -19,7 +19,6 @@ import pytest
 
 from actions.registry import SPECS, get_spec, validate_params
 from controller.guard import Guard, targets_of
-from controller.levels import resolve_level
 from controller.models import Incident, Level, Verdict
 from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeResult, ClaudeSettings, OfflinePlanner
 from controller.planning.claude import _sha256
@@ -553,14 +552,22 @@ def test_the_injection_in_a_rationale_never_reaches_the_policy(
     incident = embedded_guard.enrich(injected_incident())
     result = planner_for(FakeAPI(propose(*FOLLOWS_INJECTION)), mode="design").plan(incident)
     facts = embedded_guard.facts(incident)
-    resolution = resolve_level(embedded_guard.bundle.levels, facts.scope)
+    resolution = embedded_guard.incident_resolution(facts)
     decisions = embedded_guard.decide_plan(incident, result.plan)
     for action, decision in zip(result.plan.actions, decisions, strict=True):
         spec = get_spec(action.action)
         params = validate_params(spec, action.params).model_dump(mode="json")
         assert decision.risk is not None
         document = embedded_guard.policy_input(
-            incident, action, spec, params, targets_of(spec, params), decision.risk, facts, resolution, "planner:claude"
+            incident,
+            action,
+            spec,
+            params,
+            targets_of(spec, params, embedded_guard.assets),
+            decision.risk,
+            facts,
+            resolution,
+            "planner:claude",
         )
         assert "ignore previous instructions" not in json.dumps(document)
 

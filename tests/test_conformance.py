@@ -14,7 +14,6 @@ import pytest
 from actions.registry import get_spec, validate_params
 from controller.engines.embedded import EmbeddedEngine
 from controller.guard import Guard, targets_of
-from controller.levels import resolve_level
 from controller.models import Category, GuardDecision, Level, Plan, ProposedAction, Verdict
 from tests.factories import make_incident
 
@@ -41,17 +40,37 @@ CASES = [
     Case("L3 block runs", Level.L3, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
     Case("L4 block runs", Level.L4, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
     Case("L5 disabled runs as L4", Level.L5, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
-    Case("L3 block v6 address", Level.L3, "network.block_ip", {"ip": "2001:db8::66", **TTL}, E),
-    Case("L3 block without ttl", Level.L3, "network.block_ip", {"ip": "198.51.100.66"}, E),
-    Case("L3 block small external range", Level.L3, "network.block_ip", {"ip": "192.0.2.0/28", **TTL}, E),
+    Case(
+        "L3 block v6 address",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "2001:db8::66", **TTL},
+        E,
+        incident={"src_ip": "2001:db8::66"},
+    ),
+    # Permanent containment needs a person at every level (policies/guardrails/plan.rego).
+    Case("L3 block without ttl", Level.L3, "network.block_ip", {"ip": "198.51.100.66"}, A),
+    Case("L4 block without ttl", Level.L4, "network.block_ip", {"ip": "198.51.100.66"}, A),
+    Case(
+        "L3 block small range holding the source",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "192.0.2.0/28", **TTL},
+        E,
+        incident={"src_ip": "192.0.2.5"},
+    ),
     Case(
         "L3 risky block goes to approval",
         Level.L3,
         "network.block_ip",
-        {"ip": "192.0.2.0/28"},
+        {"ip": "192.0.2.0/28", **TTL},
         A,
+        incident={"src_ip": "192.0.2.5"},
         confidence=0.2,
     ),
+    # A target no alert of the incident names needs a person (8.8.8.8 on an incident from another address).
+    Case("L3 block of an unrelated address", Level.L3, "network.block_ip", {"ip": "192.0.2.77", **TTL}, A),
+    Case("L4 block of an unrelated range", Level.L4, "network.block_ip", {"ip": "192.0.2.0/28", **TTL}, A),
     Case(
         "L3 out of domain (low confidence) falls back",
         Level.L3,
@@ -96,8 +115,38 @@ CASES = [
     Case("L1 isolate recommends", Level.L1, "host.isolate", {"host": "web-01"}, R),
     Case("L2 isolate needs approval", Level.L2, "host.isolate", {"host": "web-01"}, A),
     Case("L3 isolate needs approval", Level.L3, "host.isolate", {"host": "web-01"}, A),
-    Case("L4 isolate runs", Level.L4, "host.isolate", {"host": "web-01"}, E),
+    # A target's own scope caps the action: web-01 is production (L3: isolation needs approval) even in an
+    # incident declared L4; a staging host the incident's alerts went to may be isolated alone, for a while.
+    Case("L4 isolate of a production host", Level.L4, "host.isolate", {"host": "web-01", **TTL}, A),
+    Case(
+        "L4 isolate runs",
+        Level.L4,
+        "host.isolate",
+        {"host": "web-stg-01", **TTL},
+        E,
+        incident={"dst_ip": "10.30.0.11"},
+    ),
+    Case(
+        "L4 isolate without ttl",
+        Level.L4,
+        "host.isolate",
+        {"host": "web-stg-01"},
+        A,
+        incident={"dst_ip": "10.30.0.11"},
+    ),
+    Case(
+        "L4 isolate of a host no alert names",
+        Level.L4,
+        "host.isolate",
+        {"host": "web-stg-01", **TTL},
+        A,
+    ),
     Case("crown jewel DC never isolated", Level.L4, "host.isolate", {"host": "dc-01"}, D),
+    # Every spelling of a crown jewel is the crown jewel (controller/inventory.py).
+    Case("crown jewel in capitals", Level.L4, "host.isolate", {"host": "DC-01", **TTL}, D),
+    Case("crown jewel with a trailing dot", Level.L4, "host.isolate", {"host": "dc-01.", **TTL}, D),
+    Case("crown jewel by FQDN", Level.L4, "host.isolate", {"host": "dc-01.corp.example", **TTL}, D),
+    Case("crown jewel by address", Level.L4, "host.isolate", {"host": "10.10.0.10", **TTL}, D),
     Case("crown jewel DB never isolated", Level.L4, "host.isolate", {"host": "db-01"}, D),
     Case("unknown host needs approval", Level.L4, "host.isolate", {"host": "ghost-99"}, A),
     # Identities.
@@ -186,9 +235,9 @@ def _input_doc(guard: Guard, case: Case) -> dict[str, Any]:
     action = ProposedAction(id="a1", action=case.action, params=case.params, confidence=case.confidence)
     spec = get_spec(action.action)
     params = validate_params(spec, action.params).model_dump(mode="json")
-    targets = targets_of(spec, params)
+    targets = targets_of(spec, params, guard.assets)
     facts = guard.facts(incident)
-    resolution = resolve_level(guard.bundle.levels, facts.scope, declared=case.level)
+    resolution = guard.incident_resolution(facts, case.level)
     [decision] = guard.decide_plan(incident, Plan(incident_key=incident.key, planner="offline", actions=[action]))
     assert decision.risk is not None
     return guard.policy_input(incident, action, spec, params, targets, decision.risk, facts, resolution, "planner:x")

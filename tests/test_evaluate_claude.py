@@ -79,7 +79,9 @@ def evaluate(tmp_path: Path, level: str) -> dict[str, Any]:
 
 
 def test_claude_proposes_and_the_guard_judges(api: type[MessagesAPI], tmp_path: Path) -> None:
-    api.body = propose(act("network.unblock_ip", ip="198.51.100.66"), act("network.block_ip", ip="198.51.100.66"))
+    api.body = propose(
+        act("network.unblock_ip", ip="198.51.100.66"), act("network.block_ip", ip="198.51.100.66", ttl_seconds=3600)
+    )
     record = evaluate(tmp_path, "L4")
     assert record["plan"]["planner"] == "claude" and record["planner_outcome"] == "ok"
     verdicts = {d["action"]: d["verdict"] for d in record["decisions"]}

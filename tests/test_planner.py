@@ -235,7 +235,7 @@ def test_password_spray_disables_no_account(planner: OfflinePlanner) -> None:
 
 def test_malware_on_a_known_host_is_isolated(planner: OfflinePlanner) -> None:
     plan = planner.plan(make_incident(category="malware", src_ip=None, dst_ip=None, asset="ws-17"))
-    assert first(plan, "host.isolate") == {"host": "ws-17"}
+    assert first(plan, "host.isolate") == {"host": "ws-17", "ttl_seconds": 14400}
     assert first(plan, "ticket.create")["severity"] == "critical"
     assert "notify.webhook" in actions_of(plan)
     assert "network.block_ip" not in actions_of(plan)
@@ -251,7 +251,7 @@ def test_c2_isolates_the_host_and_blocks_the_remote_end(planner: OfflinePlanner)
     plan = planner.plan(
         make_incident(category="c2", severity="high", src_ip="10.0.4.31", dst_ip="198.51.100.200", asset="ws-1")
     )
-    assert first(plan, "host.isolate") == {"host": "ws-1"}
+    assert first(plan, "host.isolate") == {"host": "ws-1", "ttl_seconds": 14400}
     assert first(plan, "network.block_ip") == {"ip": "198.51.100.200", "ttl_seconds": 86400}
     alerts = [make_alert(category="c2", dst_ip=ip, asset="ws-1") for ip in ("198.51.100.200", "198.51.100.201")]
     ambiguous = planner.plan(make_incident(*alerts))
@@ -267,7 +267,7 @@ def test_compromise_without_a_host_is_escalated_not_contained(planner: OfflinePl
 
 def test_lateral_movement_disables_the_user_only_when_known(planner: OfflinePlanner) -> None:
     with_user = planner.plan(make_incident(category="lateral_movement", asset="ws-17", user="bob"))
-    assert first(with_user, "host.isolate") == {"host": "ws-17"}
+    assert first(with_user, "host.isolate") == {"host": "ws-17", "ttl_seconds": 14400}
     assert first(with_user, "identity.disable_user") == {"user": "bob"}
     without = planner.plan(make_incident(category="lateral_movement", asset="ws-17"))
     assert "host.isolate" in actions_of(without) and "identity.disable_user" not in actions_of(without)
@@ -276,7 +276,7 @@ def test_lateral_movement_disables_the_user_only_when_known(planner: OfflinePlan
 def test_exfiltration_isolates_the_host_and_blocks_the_receiver(planner: OfflinePlanner) -> None:
     facts = {"category": "exfiltration", "src_ip": "10.0.0.5", "dst_ip": "203.0.113.99", "asset": "db-01"}
     plan = planner.plan(make_incident(blocked=False, **facts))
-    assert first(plan, "host.isolate") == {"host": "db-01"}
+    assert first(plan, "host.isolate") == {"host": "db-01", "ttl_seconds": 14400}
     assert first(plan, "network.block_ip") == {"ip": "203.0.113.99", "ttl_seconds": 86400}
     stopped = planner.plan(make_incident(blocked=True, **facts))
     assert "host.isolate" not in actions_of(stopped)
@@ -584,7 +584,7 @@ def test_every_sample_incident_gets_a_sensible_plan(planner: OfflinePlanner, pat
             assert not CONTAINMENT & set(names), plan.incident_key
         host_compromise = {Category.C2, Category.LATERAL_MOVEMENT, Category.MALWARE}
         if incident.category in host_compromise and incident.asset and incident.severity.rank >= Severity.HIGH.rank:
-            assert first(plan, "host.isolate") == {"host": incident.asset}, plan.incident_key
+            assert first(plan, "host.isolate") == {"host": incident.asset, "ttl_seconds": 14400}, plan.incident_key
         users = {a.user for a in incident.alerts if a.user}
         if (
             incident.category is Category.BRUTE_FORCE

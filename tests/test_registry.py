@@ -10,10 +10,10 @@ from controller.models import ActionClass
 CONTRACT = {
     "network.block_ip": {"ip", "ttl_seconds"},
     "network.unblock_ip": {"ip", "ttl_seconds"},
-    "host.isolate": {"host"},
-    "host.release": {"host"},
-    "identity.disable_user": {"user"},
-    "identity.enable_user": {"user"},
+    "host.isolate": {"host", "ttl_seconds"},
+    "host.release": {"host", "ttl_seconds"},
+    "identity.disable_user": {"user", "ttl_seconds"},
+    "identity.enable_user": {"user", "ttl_seconds"},
     "ticket.create": {"title", "severity", "body"},
     "notify.webhook": {"channel", "message"},
 }

@@ -7,8 +7,9 @@ import pytest
 from actions.registry import get_spec, validate_params
 from controller.addresses import address_facts
 from controller.guard import Guard, targets_of
+from controller.inventory import AssetIndex
 from controller.models import RiskAssessment
-from controller.risk import AssetIndex, RiskContext
+from controller.risk import RiskContext
 
 
 def assess(guard: Guard, action: str, params: dict[str, object], **overrides: object) -> RiskAssessment:
@@ -17,7 +18,7 @@ def assess(guard: Guard, action: str, params: dict[str, object], **overrides: ob
     fields: dict[str, object] = {
         "spec": spec,
         "params": clean,
-        "targets": targets_of(spec, clean),
+        "targets": targets_of(spec, clean, guard.assets),
         "action_confidence": 0.9,
         "evidence_confidence": 0.9,
         "environment": "production",

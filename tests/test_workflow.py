@@ -7,6 +7,7 @@ skipped with the dev server's time skipping, never waited for.
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import yaml
 from temporalio.testing import TimeSkipper
 
 from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
-from controller.config import Settings
+from controller.config import REPO_ROOT, Settings
 from controller.ledger import RecordKind
 from controller.models import Category, Level
 from tests.doubles import FakeEnforcement
@@ -27,6 +28,9 @@ from workflows.approvals import VoteRefused
 from workflows.client import Submitter, cast_vote, incident_handle
 from workflows.contracts import ActionStatus, VoteChoice
 from workflows.devserver import DevServer, DevServerError
+
+
+REPO_PLAYBOOKS = REPO_ROOT / "workflows" / "playbooks"
 
 
 @pytest.fixture
@@ -289,17 +293,71 @@ async def test_timeout_escalates_to_the_next_group(config_copy: Settings) -> Non
         assert loop.enforcement.effects["network.block_ip"] == 1
 
 
-async def test_l4_veto_window_runs_a_reversible_action_nobody_rejected(loop: Loop) -> None:
-    # brute force on a known, non-privileged account: L4 asks iam-admins to approve disabling it
-    (key,) = await loop.submit([alert(1, "198.51.100.30", Category.BRUTE_FORCE, user="alice")], level=Level.L4)
-    status = await awaiting(loop, key, "identity.disable_user")
-    disable = action_of(status, "identity.disable_user")
-    assert set(disable.waiting_on) == {"dave", "erin", "ivan"}
-    await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(minutes=31))
-    await loop.wait_for(key, lambda s: action_of(s, "identity.disable_user").status is ActionStatus.VERIFIED)
-    assert ("disabled", "alice") in loop.enforcement.state
-    events = [r.payload["event"] for r in loop.ledger.records(key, [RecordKind.APPROVAL])]
-    assert "veto_window_passed" in events
+def bounded_playbooks(tmp_path: Path, settings: Settings, **extra_action: object) -> Settings:
+    """The shipped playbooks with the brute-force account disable bounded (ttl_seconds), plus one more action."""
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(REPO_PLAYBOOKS, playbooks)
+    path = playbooks / "brute-force-account.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["actions"][0]["params"]["ttl_seconds"] = 3600
+    if extra_action:
+        document["actions"].append(extra_action)
+    path.write_text(yaml.safe_dump(document))
+    return Settings(
+        levels_dir=settings.levels_dir,
+        policies_dir=settings.policies_dir,
+        state_dir=settings.state_dir,
+        playbooks_dir=playbooks,
+    )
+
+
+async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
+    config_copy: Settings, tmp_path: Path
+) -> None:
+    # brute force on a known, non-privileged account: L4 asks iam-admins to approve disabling it for an hour;
+    # only the level asked (no guardrail), so silence lets it run
+    async with running_loop(bounded_playbooks(tmp_path, config_copy)) as loop:
+        (key,) = await loop.submit([alert(1, "198.51.100.30", Category.BRUTE_FORCE, user="alice")], level=Level.L4)
+        status = await awaiting(loop, key, "identity.disable_user")
+        disable = action_of(status, "identity.disable_user")
+        assert set(disable.waiting_on) == {"dave", "erin", "ivan"}
+        await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(minutes=31))
+        await loop.wait_for(key, lambda s: action_of(s, "identity.disable_user").status is ActionStatus.AWAITING_REVERT)
+        assert ("disabled", "alice") in loop.enforcement.state
+        events = [r.payload["event"] for r in loop.ledger.records(key, [RecordKind.APPROVAL])]
+        assert "veto_window_passed" in events
+
+
+@pytest.mark.parametrize(
+    ("user", "bounded", "name", "reason"),
+    [
+        ("alice", False, "identity.disable_user", "permanent containment needs a person"),
+        ("dave", True, "identity.disable_user", "privileged identity dave: iam-admins must approve"),
+        ("alice", True, "network.unblock_ip", "a person approves every restore"),
+    ],
+    ids=["permanent disable", "privileged account", "restore"],
+)
+async def test_l4_veto_window_never_runs_what_a_guardrail_asked_a_person_for(
+    config_copy: Settings, tmp_path: Path, user: str, bounded: bool, name: str, reason: str
+) -> None:
+    unblock = {"action": "network.unblock_ip", "params": {"ip": "{src_ip}"}, "rationale": "x", "confidence": 0.9}
+    settings = bounded_playbooks(tmp_path, config_copy, **unblock) if bounded else config_copy
+    async with running_loop(settings) as loop:
+        (key,) = await loop.submit([alert(1, "198.51.100.30", Category.BRUTE_FORCE, user=user)], level=Level.L4)
+        await awaiting(loop, key, name)
+        await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(minutes=31))
+        final = await loop.wait_for(key, lambda s: action_of(s, name).status is ActionStatus.TIMED_OUT)
+        action = action_of(final, name)
+        decision = next(
+            r.payload for r in loop.ledger.records(key, [RecordKind.DECISION]) if r.payload["action"] == name
+        )
+        assert decision["policy"]["veto_window"] is False and any(reason in r for r in decision["reasons"])
+        approvals = loop.ledger.records(key, [RecordKind.APPROVAL])
+        events = [r.payload["event"] for r in approvals if r.payload["action_id"] == action.action_id]
+        assert "timed_out" in events and "veto_window_passed" not in events
+        assert not loop.ledger.records(key, [RecordKind.EXECUTION]) or all(
+            r.payload["request"]["action"] != name for r in loop.ledger.records(key, [RecordKind.EXECUTION])
+        )
 
 
 # -- re-evaluation just before acting -------------------------------------------------------------------

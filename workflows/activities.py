@@ -29,7 +29,7 @@ from controller.approver_keys import ApproverKeysError, Ballot, RefusalCode, Tok
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import Ledger, RecordKind
-from controller.levels import HealthCap
+from controller.levels import HealthCap, OnTimeout
 from controller.models import GuardDecision, Incident, Plan, ProposedAction, Verdict
 from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import make_plan
@@ -214,13 +214,18 @@ class IncidentActivities:
             return ApprovalGroup(name=name, members=list(members), quorum=required.get(name, 0))
 
         rule = guard.bundle.levels.levels[decision.effective_level].approval
+        # A veto window runs what nobody answered: only where the policy says the level alone asked for a person
+        # (never a restore, a privileged account, a permanent or unrelated target: a guardrail's approval).
+        on_timeout = rule.on_timeout
+        if on_timeout is OnTimeout.EXECUTE_REVERSIBLE and not decision.policy.veto_window:
+            on_timeout = OnTimeout.REJECT
         return ApprovalSpec(
             quorum=decision.policy.quorum,
             groups=[group(name) for name in decision.policy.approver_groups],
             proposer=proposer,
             service_identities=list(identities.get("service_identities", []) or []),
             timeout_seconds=rule.timeout_seconds,
-            on_timeout=rule.on_timeout,
+            on_timeout=on_timeout,
             escalate_to=group(rule.escalate_to) if rule.escalate_to else None,
         )
 

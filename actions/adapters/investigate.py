@@ -30,7 +30,7 @@ from actions.adapters.base import (
     TransientAdapterError,
     VerifyOutcome,
 )
-from actions.params import HostParams, IpLookupParams
+from actions.params import HostLookupParams, IpLookupParams
 from controller.ledger import Ledger, RecordKind
 from controller.ledger import schema as ledger_schema
 from controller.ledger.engine import read_snapshot
@@ -273,9 +273,9 @@ class HostActivityAdapter(_LedgerLookup):
     """Recent alerts that targeted a host (by asset name or destination address): how hard is it being hit?"""
 
     action = "investigate.host_activity"
-    params_model = HostParams
+    params_model = HostLookupParams
 
-    def lookup(self, request: ActionRequest, params: HostParams) -> tuple[str, str, dict[str, Any]]:
+    def lookup(self, request: ActionRequest, params: HostLookupParams) -> tuple[str, str, dict[str, Any]]:
         host = params.host.lower()
         host_ip = _canonical_ip(params.host)
         seen = _Seen()

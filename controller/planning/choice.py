@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from controller.guard import Guard, UnavailableGuard
-from controller.levels import resolve_level
 from controller.models import Incident, Plan
 from controller.planning.claude import ClaudePlanner, ClaudeResult
 from controller.planning.offline import OfflinePlanner
@@ -29,7 +28,7 @@ def planner_fallback(guard: Guard | UnavailableGuard, incident: Incident) -> Lit
     if not isinstance(guard, Guard):
         return "hold"
     levels = guard.bundle.levels
-    return levels.levels[resolve_level(levels, guard.facts(incident).scope).effective].planner_fallback
+    return levels.levels[guard.incident_resolution(guard.facts(incident)).effective].planner_fallback
 
 
 def make_plan(

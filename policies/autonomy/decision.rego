@@ -36,6 +36,7 @@ result := {
 	"approver_groups": approver_groups,
 	"quorum": quorum,
 	"approval_requirements": approval_requirements,
+	"veto_window": veto_window,
 	"policy_revision": policy_revision,
 }
 
@@ -69,6 +70,34 @@ approval_requirements := sort([{"group": r.group, "quorum": round(r.quorum)} |
 ]) if {
 	verdict == "approve"
 } else := []
+
+# Whether an approval nobody answers may fall back to the level's veto window (on_timeout:
+# execute_reversible). Only when the level's mode for the class alone asked for a person: never when a
+# guardrail did (a restore, a privileged account, a permanent or unrelated target, an unknown host: the
+# guardrail says a person must approve, and silence is not approval), never above the auto limit (the
+# risk said a person must decide), never for what cannot be undone.
+default veto_window := false
+
+veto_window if {
+	verdict == "approve"
+	mode == "approve"
+	not above_auto_limit
+	not some_guardrail_requirement
+	input.action.reversible == true
+}
+
+default above_auto_limit := false
+
+above_auto_limit if {
+	risk_gated
+	score > auto_max
+}
+
+default some_guardrail_requirement := false
+
+some_guardrail_requirement if {
+	some _ in guardrails.require_approval
+}
 
 # Every reason: deny, approval, and the level/risk explanation (no `|`: a built-in call each).
 all_reasons contains msg if some msg in deny_reasons
@@ -226,6 +255,14 @@ checks_pass if {
 	targets.all_well_formed
 	input.targets.hosts == [host | some host in input.targets.hosts; is_string(host)]
 	input.targets.users == [user | some user in input.targets.users; is_string(user)]
+	input.targets.unrelated == [value | some value in input.targets.unrelated; is_string(value)]
+	plan_counted
+}
+
+# The plan guardrails read these counts; a missing or non-numeric count would let their caps pass.
+plan_counted if {
+	input.plan.class_actions >= 0
+	input.plan.class_addresses >= 0
 }
 
 runnable_mode if machine_mode
@@ -294,12 +331,12 @@ input_errors contains "input.risk.score is missing or not a number from 0 to 100
 
 # The guardrails check targets; a target list they cannot read would let them pass vacuously.
 input_errors contains sprintf("input.targets.%s is missing or not an array", [kind]) if {
-	some kind in ["ips", "hosts", "users"]
+	some kind in ["ips", "hosts", "users", "unrelated"]
 	not is_array(field(["targets", kind]))
 }
 
 input_errors contains sprintf("input.targets.%s holds a value that is not a string", [kind]) if {
-	some kind in ["hosts", "users"]
+	some kind in ["hosts", "users", "unrelated"]
 	some value in input.targets[kind]
 	not is_string(value)
 }
@@ -309,6 +346,8 @@ input_errors contains sprintf("input.targets.ips[%d] is malformed: it needs valu
 	some i, target in input.targets.ips
 	not targets.well_formed_ip(target)
 }
+
+input_errors contains "input.plan.class_actions and class_addresses must be counts" if not plan_counted
 
 # checks_pass and the detailed messages say one thing twice (a fast yes, a detailed no). Should a change
 # ever make them disagree, the decision is still a deny.

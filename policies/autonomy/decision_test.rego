@@ -69,11 +69,13 @@ base := {
 	"action": {
 		"id": "a1", "name": "network.block_ip", "class": "contain_network", "blast_radius": "single_address",
 		"reversible": true, "undo_action": "network.unblock_ip", "params": {"ip": "198.51.100.66", "ttl_seconds": 3600},
+		"ttl_seconds": 3600,
 	},
-	"targets": {"ips": [attacker], "hosts": [], "users": []},
+	"targets": {"ips": [attacker], "hosts": [], "users": [], "unrelated": []},
 	"level": {"declared": "L3", "effective": "L3", "downgrades": []},
 	"risk": {"score": 32},
 	"context": {"category": "sqli", "environment": "production", "proposer": "planner:offline"},
+	"plan": {"class_actions": 1, "class_addresses": 1},
 }
 
 with_level(name, score) := object.union(base, {"level": {"effective": name}, "risk": {"score": score}})
@@ -108,6 +110,7 @@ test_low_risk_block_at_l3_executes if {
 		"approver_groups": [],
 		"quorum": 0,
 		"approval_requirements": [],
+		"veto_window": false,
 		"policy_revision": "sha256:test",
 	}
 }
@@ -146,6 +149,7 @@ test_risk_above_auto_limit_needs_approval if {
 		"approver_groups": ["soc-oncall"],
 		"quorum": 1,
 		"approval_requirements": [],
+		"veto_window": false,
 		"policy_revision": "sha256:test",
 	}
 }
@@ -192,6 +196,7 @@ test_l1_only_recommends if {
 		"approver_groups": [],
 		"quorum": 0,
 		"approval_requirements": [],
+		"veto_window": false,
 		"policy_revision": "sha256:test",
 	}
 }
@@ -337,9 +342,11 @@ test_empty_input_is_a_defined_deny if {
 		"input.action.class is missing or not a string",
 		"input.action.name is missing or not a string",
 		"input.level.effective is missing or not a string",
+		"input.plan.class_actions and class_addresses must be counts",
 		"input.risk.score is missing or not a number from 0 to 100",
 		"input.targets.hosts is missing or not an array",
 		"input.targets.ips is missing or not an array",
+		"input.targets.unrelated is missing or not an array",
 		"input.targets.users is missing or not an array",
 	]
 }
@@ -439,4 +446,41 @@ test_lookup_at_l1_runs_whatever_its_risk if {
 test_level_mode_still_rules_actions_that_change_nothing if {
 	inp := object.union(lookup("L1", 5), {"action": {"name": "notify.webhook", "class": "notify"}})
 	decide(inp).verdict == "recommend"
+}
+
+# --- veto window ---------------------------------------------------------------------------------
+# Only an approval the level's mode alone asked for may fall back to a veto window.
+
+# (Whether the level then uses it is its on_timeout's call; the L3 fixture's contain_identity is approve.)
+approving := base
+
+test_veto_window_when_only_the_level_asks if {
+	r := decide(object.union(approving, {"action": {"class": "contain_identity", "blast_radius": "identity", "name": "identity.disable_user"}, "targets": {"ips": [], "users": ["alice"]}, "risk": {"score": 20}}))
+	r.verdict == "approve"
+	r.veto_window == true
+}
+
+test_no_veto_window_when_a_guardrail_asks if {
+	approvals := {{"reason": "a person approves every restore", "group": "soc-oncall", "quorum": 1}}
+	r := decide_with(object.union(approving, {"action": {"class": "restore", "name": "network.unblock_ip"}}), levels, identities, set(), approvals)
+	r.verdict == "approve"
+	r.veto_window == false
+}
+
+test_no_veto_window_above_the_auto_limit if {
+	r := decide(object.union(approving, {"action": {"class": "contain_identity", "blast_radius": "identity", "name": "identity.disable_user"}, "targets": {"ips": [], "users": ["alice"]}, "risk": {"score": 70}}))
+	r.verdict == "approve"
+	r.veto_window == false
+}
+
+test_no_veto_window_for_what_cannot_be_undone if {
+	r := decide(object.union(approving, {"action": {"class": "contain_identity", "blast_radius": "identity", "name": "identity.disable_user", "reversible": false}, "targets": {"ips": [], "users": ["alice"]}, "risk": {"score": 20}}))
+	r.verdict == "approve"
+	r.veto_window == false
+}
+
+test_no_veto_window_when_executing if {
+	r := decide(approving)
+	r.verdict == "execute"
+	r.veto_window == false
 }

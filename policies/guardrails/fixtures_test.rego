@@ -176,11 +176,12 @@ approvals(inp) := out if {
 
 # Inputs for the registry's actions (only the fields the guardrails read).
 action_input(name, class, blast_radius, targets) := {
-	"action": {"id": "a1", "name": name, "class": class, "blast_radius": blast_radius},
-	"targets": object.union({"ips": [], "hosts": [], "users": []}, targets),
+	"action": {"id": "a1", "name": name, "class": class, "blast_radius": blast_radius, "ttl_seconds": 3600},
+	"targets": object.union({"ips": [], "hosts": [], "users": [], "unrelated": []}, targets),
 	"level": {"declared": "L3", "effective": "L3", "downgrades": []},
 	"risk": {"score": 30},
 	"context": {"proposer": "planner:offline"},
+	"plan": {"class_actions": 1, "class_addresses": 1},
 }
 
 ips_of(values) := [ip[v] | some v in values]
