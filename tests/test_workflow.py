@@ -29,7 +29,6 @@ from workflows.client import Submitter, cast_vote, incident_handle
 from workflows.contracts import ActionStatus, VoteChoice
 from workflows.devserver import DevServer, DevServerError
 
-
 REPO_PLAYBOOKS = REPO_ROOT / "workflows" / "playbooks"
 
 
