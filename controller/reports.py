@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller import markdown as md
 from controller.ledger import Ledger, LedgerRecord, RecordKind
 
 REPORT_FORMAT = "autonomy-incident-report/1"
@@ -96,7 +97,8 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
         elif record.kind is RecordKind.APPROVAL:
             item = entry(p.get("action_id"))
             if item is not None:
-                item["approvals"].append({"seq": record.seq, "at": record.created_at.isoformat(), **p})
+                # the ledger's own seq and time win over any same-named key in the payload
+                item["approvals"].append({**p, "seq": record.seq, "at": record.created_at.isoformat()})
         else:
             action_id = p.get("action_id") or (p.get("request") or {}).get("action_id")
             item = entry(action_id)
@@ -137,49 +139,61 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
 def _risk_lines(risk: dict[str, Any] | None) -> list[str]:
     if not risk:
         return ["  - risk: not scored (denied before scoring)"]
-    lines = [f"  - risk {risk['score']}:"]
+    lines = [f"  - risk {md.text(risk.get('score'))}:"]
     for f in risk.get("factors", []):
-        lines.append(f"    - {f['name']} = {f['value']} x {f['weight']} -> {f['contribution']}: {f['why']}")
+        parts = [f.get(k) for k in ("name", "value", "weight", "contribution", "why")]
+        name, value, weight, contribution, why = (md.text(part) for part in parts)
+        lines.append(f"    - {name} = {value} x {weight} -> {contribution}: {why}")
     return lines
 
 
+def _listed(values: list[Any]) -> str:
+    return ", ".join(md.text(v) for v in values) or "-"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    out = [f"# Incident {report['incident_key']}", ""]
+    """The report as Markdown. Every value goes through controller/markdown.py: ids, rule ids, URLs, plan text,
+    comments and adapter details are attacker-, model- or person-controlled, and must read as text in any
+    CommonMark viewer (no tag, link, image, heading, list item or table cell of their making)."""
+    t = md.text
+    out = [f"# Incident {t(report['incident_key'])}", ""]
     out.append(
-        f"- alerts: {report['alert_count']} ({', '.join(report['categories']) or '-'}) "
-        f"from {', '.join(report['sources']) or '-'}"
+        f"- alerts: {t(report['alert_count'])} ({_listed(report['categories'])}) from {_listed(report['sources'])}"
     )
-    out.append(f"- WAF/IDS rule ids: {', '.join(report['rule_ids']) or '-'}")
-    out.append(f"- sensor blocked every request: {'yes' if report['sensor_blocked_all'] else 'no'}")
-    out.append(f"- first alert observed: {report['first_alert_at']}; last step recorded: {report['last_record_at']}")
+    out.append(f"- WAF/IDS rule ids: {_listed(report['rule_ids'])}")
+    out.append(f"- sensor blocked every request: {'yes' if report['sensor_blocked_all'] is True else 'no'}")
+    out.append(
+        f"- first alert observed: {t(report['first_alert_at'])}; last step recorded: {t(report['last_record_at'])}"
+    )
     plan = report.get("plan") or {}
-    out.append(f"- plan: {plan.get('planner', '-')} / {plan.get('playbook') or plan.get('mode') or '-'}")
+    out.append(f"- plan: {t(plan.get('planner') or '-')} / {t(plan.get('playbook') or plan.get('mode') or '-')}")
     out += ["", "## Actions", ""]
     for item in report["actions"]:
         decision = item.get("decision") or {}
-        out.append(f"### {item['action_id']} {item.get('action', '?')} -> {decision.get('verdict', 'undecided')}")
-        out.append(f"- params: `{json.dumps(item.get('params'), sort_keys=True)}`")
+        verdict = decision.get("verdict") or "undecided"
+        out.append(f"### {t(item['action_id'])} {t(item.get('action', '?'))} -> {t(verdict)}")
+        out.append(f"- params: {md.code(json.dumps(item.get('params'), sort_keys=True))}")
+        reasons = decision.get("level_reasons") or []
         out.append(
-            f"- level: declared {decision.get('declared_level')}, effective {decision.get('effective_level')}"
-            + (f" ({'; '.join(decision['level_reasons'])})" if decision.get("level_reasons") else "")
+            f"- level: declared {t(decision.get('declared_level'))}, effective {t(decision.get('effective_level'))}"
+            + (f" ({'; '.join(t(r) for r in reasons)})" if reasons else "")
         )
         out += _risk_lines(decision.get("risk"))
-        out.append(f"- policy ({decision.get('engine')}, revision `{decision.get('policy_revision')}`):")
-        out += [f"  - {reason}" for reason in decision.get("reasons", [])]
+        out.append(f"- policy ({t(decision.get('engine'))}, revision {md.code(decision.get('policy_revision'))}):")
+        out += [f"  - {t(reason)}" for reason in decision.get("reasons", [])]
         for vote in item["approvals"]:
-            who = vote.get("approver") or ""
             choice = f"({vote['choice']})" if vote.get("choice") else ""
-            words = " ".join(w for w in (str(vote.get("event")), who, choice, str(vote.get("detail") or "")) if w)
-            out.append(f"- approval [{vote['seq']}]: {words}")
-        out += [f"- [{step['seq']}] {step['summary']}" for step in item["steps"]]
+            words = [str(vote.get("event")), str(vote.get("approver") or ""), choice, str(vote.get("detail") or "")]
+            out.append(f"- approval \\[{t(vote['seq'])}\\]: {t(' '.join(w for w in words if w))}")
+        out += [f"- \\[{t(step['seq'])}\\] {t(step['summary'])}" for step in item["steps"]]
         out.append("")
     out += ["## Timeline", "", "| seq | at | kind | actor | what |", "|---|---|---|---|---|"]
     for row in report["timeline"]:
-        what = str(row["what"]).replace("|", "\\|")
-        out.append(f"| {row['seq']} | {row['at']} | {row['kind']} | {row['actor']} | {what} |")
+        cells = (row["seq"], row["at"], row["kind"], row["actor"], row["what"])
+        out.append("| " + " | ".join(t(cell) for cell in cells) + " |")
     head = report.get("ledger_head")
     if head:
-        out += ["", f"Ledger head of this incident: seq {head['seq']}, hash `{head['hash']}`."]
+        out += ["", f"Ledger head of this incident: seq {t(head['seq'])}, hash {md.code(head['hash'])}."]
     return "\n".join(out) + "\n"
 
 

@@ -19,10 +19,12 @@ from controller.ingest import (
     IngestError,
     IngestReport,
     detect_format,
+    original_bytes,
     parse_line,
     parse_record,
     read_alerts,
 )
+from controller.ingest import lines as lines_module
 from controller.ingest import reader as reader_module
 from controller.ingest.classify import RuleHit, classify_crs
 from controller.ingest.modsec2 import parse_message
@@ -338,8 +340,8 @@ def test_parse_record_raises_a_located_ingest_error() -> None:
     assert caught.value.origin == "waf.jsonl:7"
 
 
-def test_overlong_line_is_dead_lettered_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader_module, "MAX_LINE_BYTES", 4096)
+def test_overlong_line_is_dead_lettered_unparsed_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lines_module, "MAX_LINE_BYTES", 4096)
     good = sample_lines(NGINX)
     huge = json.loads(good[0])
     huge["transaction"]["request"]["headers"]["X-Pad"] = "A" * 20000
@@ -349,8 +351,8 @@ def test_overlong_line_is_dead_lettered_unread(tmp_path: Path, monkeypatch: pyte
     assert len(alerts) == 1 and alerts[0].id == alert_at(NGINX, 2).id
     assert (report.records_read, report.dead_lettered) == (2, 1)
     [entry] = dead_letters(dead_letter)
-    assert entry["line"] == 1 and "longer than 4096 bytes" in entry["error"]
-    assert len(entry["text"]) <= 2000
+    assert entry["line"] == 1 and "longer than the 4096-byte line limit" in entry["error"]
+    assert original_bytes(entry) == json.dumps(huge).encode()
 
 
 def test_missing_file_fails_at_call_time(tmp_path: Path) -> None:
@@ -379,15 +381,17 @@ def test_gzip_and_json_array_and_json_object_inputs(tmp_path: Path, monkeypatch:
     assert single.id == expected[0]
 
 
-def test_corrupt_json_array_is_dead_lettered_from_the_broken_element(tmp_path: Path) -> None:
+def test_corrupt_json_array_costs_only_the_broken_element(tmp_path: Path) -> None:
     records = [json.loads(line) for line in sample_lines(NGINX)]
     path = tmp_path / "broken.json"
-    path.write_text("[\n" + json.dumps(records[0]) + ",\n" + json.dumps(records[1]) + ",\n{oops,\n" + "]")
+    elements = [json.dumps(records[0]), json.dumps(records[1]), "{oops", json.dumps(records[2])]
+    path.write_text("[\n" + ",\n".join(elements) + "\n]")
     alerts, report, dead_letter = ingest(path, tmp_path)
-    assert len(alerts) == 2
-    assert (report.records_read, report.dead_lettered) == (3, 1)
+    assert [a.id for a in alerts] == [alert_at(NGINX, n).id for n in (1, 2, 3)]
+    assert (report.records_read, report.dead_lettered) == (4, 1)
     [entry] = dead_letters(dead_letter)
-    assert entry["line"] == 4 and "rest of this JSON document" in entry["error"]
+    assert entry["line"] == 4 and "read line by line" in entry["error"]
+    assert original_bytes(entry) == b"{oops,"
 
 
 def test_truncated_gzip_is_reported_not_raised(tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ Three promises, and how they are kept:
   workflow (dedup by alert id).
 
 Only complete lines are read: a last line without its newline is still being written and waits for the next
-poll (or the next `--once` run). Each line is parsed by `controller.ingest.parse_line`, the same per-record
-parser `read_alerts` uses for JSON Lines; a bad line is dead-lettered with file and line, like `evaluate`.
+poll (or the next `--once` run). Each line is framed by `controller.ingest.lines` (terminators, BOM, blank
+lines, strict UTF-8, the line limit) and parsed by `controller.ingest.parse_line`: the same rules `read_alerts`
+applies to JSON Lines. A bad line is dead-lettered with file, line and its exact bytes, like `evaluate`; an
+overlong one is spooled to disk as it grows (across polls), and the saved offset stays at its start until it
+ends, so a restart reads it again whole.
 """
 
 from __future__ import annotations
@@ -27,14 +30,12 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
-from controller.ingest import DeadLetter, IngestError, IngestReport, parse_line
-from controller.ingest.reader import MAX_LINE_BYTES
-from controller.ingest.report import DEAD_LETTER_TEXT_LIMIT
+from controller.ingest import DeadLetter, IngestError, IngestReport, lines, parse_line
 from workflows.client import Submitter
 
 HEAD_BYTES = 4096
@@ -91,6 +92,12 @@ class Line:
     number: int
     text: str
     error: str | None = None
+    data: bytes | IO[bytes] = b""
+    """The line's exact bytes (lines.Framed.data): what a dead letter keeps."""
+
+    def close(self) -> None:
+        if not isinstance(self.data, bytes):
+            self.data.close()
 
 
 class LineSource:
@@ -102,8 +109,11 @@ class LineSource:
         self.handle: IO[bytes] | None = None
         self.reading: Path = path
         self.line = 0
-        self.skipping = False
-        """Inside an overlong line: discard up to its newline."""
+        self.overlong: lines.Overlong | None = None
+        """Inside an overlong line: its bytes so far, spooled until its newline."""
+        self.overlong_start = 0
+        self.pending: list[Line] = []
+        """Lines finished outside `read` (an overlong line cut short by a rotation), returned by the next read."""
         self._resume(saved)
 
     # -- opening -----------------------------------------------------------------------------------------
@@ -114,8 +124,9 @@ class LineSource:
         except FileNotFoundError:
             return False
         handle.seek(offset)
+        self._end_overlong("the file was rotated or truncated inside this overlong line")
         self.close()
-        self.handle, self.reading, self.line, self.skipping = handle, path, line, False
+        self.handle, self.reading, self.line = handle, path, line
         return True
 
     def _same_file(self, path: Path, saved: Position) -> bool:
@@ -152,41 +163,55 @@ class LineSource:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+        if self.overlong is not None:  # stopped inside an overlong line: the saved offset is at its start
+            self.overlong.file.close()
+            self.overlong = None
 
     # -- reading -----------------------------------------------------------------------------------------
 
     def read(self, limit: int) -> list[Line]:
         """Up to `limit` complete lines from where reading stopped (fewer at the end of what is written)."""
-        lines: list[Line] = []
+        out, self.pending = self.pending, []
         if self.handle is None and not self._open(self.path):
-            return lines
+            return out
         assert self.handle is not None
-        source = str(self.reading)
-        while len(lines) < limit:
+        most = lines.MAX_LINE_BYTES
+        while len(out) < limit:
             start = self.handle.tell()
-            chunk = self.handle.readline(MAX_LINE_BYTES + 1)
+            if self.overlong is not None:
+                chunk = self.handle.readline(most)
+                if not chunk:
+                    break
+                if self.overlong.add(chunk):
+                    out.append(self._line(self.overlong.framed()))
+                    self.overlong = None
+                continue
+            chunk = self.handle.readline(most + 1)
             if not chunk:
                 break
             if not chunk.endswith(b"\n"):
-                if len(chunk) <= MAX_LINE_BYTES:
+                if len(chunk) <= most:
                     self.handle.seek(start)  # still being written: wait for its newline
                     break
-                self.line += 0 if self.skipping else 1
-                if not self.skipping:
-                    head = chunk[:DEAD_LETTER_TEXT_LIMIT].decode("utf-8", errors="replace")
-                    lines.append(Line(source, self.line, head, f"line longer than {MAX_LINE_BYTES} bytes, not read"))
-                self.skipping = True
-                continue
-            if self.skipping:  # the newline that ends an overlong line
-                self.skipping = False
+                self.line += 1
+                self.overlong, self.overlong_start = lines.Overlong(self.line, most), start
+                self.overlong.add(chunk)
                 continue
             self.line += 1
-            text = chunk.decode("utf-8", errors="replace")
-            if start == 0:
-                text = text.lstrip("\ufeff")
-            if text.strip():
-                lines.append(Line(source, self.line, text.rstrip("\r\n")))
-        return lines
+            framed = lines.frame(self.line, chunk, first=start == 0)
+            if framed is not None:
+                out.append(self._line(framed))
+        return out
+
+    def _line(self, framed: lines.Framed) -> Line:
+        return Line(str(self.reading), framed.number, framed.text or "", framed.error, framed.data)
+
+    def _end_overlong(self, why: str) -> None:
+        """An overlong line whose file ends before its newline is still a dead letter, with the bytes read."""
+        if self.overlong is not None:
+            framed = self.overlong.framed()
+            self.pending.append(self._line(replace(framed, error=f"{framed.error}; {why}")))
+            self.overlong = None
 
     def rotate_if_needed(self) -> bool:
         """At the end of the current file: switch to a new file at the path, or restart a truncated one.
@@ -202,7 +227,7 @@ class LineSource:
             return False  # between the rename and the new file's creation: keep the old one for now
         current = os.fstat(self.handle.fileno())
         if (stat.st_dev, stat.st_ino) != (current.st_dev, current.st_ino):
-            if self.skipping:
+            if self.overlong is not None:
                 self.notes.append(f"{self.reading} ended inside an overlong line")
             self.notes.append(f"{self.path} was rotated: now reading the new file from its start")
             return self._open(self.path)
@@ -215,8 +240,10 @@ class LineSource:
         if self.handle is None:
             return None
         stat = os.fstat(self.handle.fileno())
-        offset = self.handle.tell()
-        return Position(str(self.reading), stat.st_dev, stat.st_ino, offset, self.line, _head_hash(self.handle, offset))
+        offset, line = self.handle.tell(), self.line
+        if self.overlong is not None:  # not past a line that is not finished: a restart reads it again whole
+            offset, line = self.overlong_start, self.overlong.number - 1
+        return Position(str(self.reading), stat.st_dev, stat.st_ino, offset, line, _head_hash(self.handle, offset))
 
 
 @dataclass
@@ -270,9 +297,11 @@ class Follower:
             result = parse_line(line.text, origin)
         except IngestError as exc:
             self.report.add_error(str(exc))
-            self.dead_letter.write(source=line.source, line=line.number, error=exc.problem, text=line.text)
+            self.dead_letter.write(source=line.source, line=line.number, error=exc.problem, data=line.data)
             self._dead += 1
             return
+        finally:
+            line.close()
         self.report.formats[result.format.value] += 1
         if result.skipped is not None:
             self.report.skipped[result.skipped] += 1

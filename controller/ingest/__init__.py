@@ -9,7 +9,8 @@ JSON), normalised `Alert`s out, every bad record accounted for.
 
 Module map: `reader` (files, streaming), `formats` (detection and dispatch), one module per format, `waf`
 (what the ModSecurity formats share), `classify` (category, severity, confidence: the only place that decides
-them), `normalise` (bounding untrusted text, building the Alert), `report` (counts and the dead-letter file).
+them), `normalise` (bounding untrusted text, building the Alert), `report` (counts and the dead-letter file),
+`decoding` (strict bytes -> text -> JSON for one record), `lines` (JSON Lines framing, shared with follow).
 """
 
 from controller.ingest.errors import IngestError
@@ -22,7 +23,7 @@ from controller.ingest.formats import (
     parse_value,
 )
 from controller.ingest.reader import read_alerts
-from controller.ingest.report import DeadLetter, IngestReport
+from controller.ingest.report import DeadLetter, IngestReport, original_bytes, read_dead_letters
 
 __all__ = [
     "DeadLetter",
@@ -31,8 +32,10 @@ __all__ = [
     "IngestReport",
     "ParseResult",
     "detect_format",
+    "original_bytes",
     "parse_line",
     "parse_record",
     "parse_value",
     "read_alerts",
+    "read_dead_letters",
 ]

@@ -6,13 +6,13 @@ to one file), and a file's name says nothing reliable about its content.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from controller.ingest import crs_corpus, modsec2, modsec3, native, ocsf, suricata
+from controller.ingest.decoding import decode_json
 from controller.ingest.errors import IngestError
 from controller.ingest.fields import Record
 from controller.ingest.normalise import clean_text
@@ -93,14 +93,5 @@ def parse_record(record: Mapping[str, Any], origin: str) -> list[Alert]:
 
 
 def parse_line(text: str, origin: str) -> ParseResult:
-    """Decode and parse one JSON line (for a follow/tail mode, or a message from a queue)."""
+    """Decode and parse one JSON line (for a follow/tail mode, or a message from a queue), strictly (decoding.py)."""
     return parse_value(decode_json(text, origin), origin)
-
-
-def decode_json(text: str, origin: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise IngestError(f"invalid JSON: {exc.msg} (column {exc.colno})", origin) from None
-    except (ValueError, RecursionError) as exc:  # e.g. an integer beyond the digit limit, absurd nesting
-        raise IngestError(f"invalid JSON: {clean_text(exc, 200)}", origin) from None

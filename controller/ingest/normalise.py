@@ -27,16 +27,33 @@ EVIDENCE_PART_LIMIT = 600
 """Per piece, so one long matched value cannot crowd the request line out of the evidence."""
 URL_LIMIT = 2000
 LABEL_LIMIT = 256
-"""Signatures, user names, host names: short by nature; longer means garbage or an attack on us."""
+"""Free-text labels cut (marked) at this length when they are not identifiers."""
 RAW_LIMIT = 64 * 1024
 """Serialised bytes of `raw` kept per alert; raw travels to the ledger, not through workflow history."""
 RAW_STRING_LIMIT = 4096
 ID_LIMIT = 160
+"""An alert id becomes part of workflow ids, incident keys, file names and URLs: sensor ids longer than this
+are hashed (`stable_id`), and a native alert that brings a longer one is refused."""
+IDENTIFIER_LIMITS: dict[str, int] = {
+    "id": ID_LIMIT,
+    "source": 64,
+    "user": 256,  # a UPN or DN is well below; an identity.disable_user target
+    "asset": 255,  # a DNS name is at most 253; a host.isolate target and an incident key
+    "rule_ids[]": 128,
+    "signature": 512,
+}
+"""Identifiers are never cut or rewritten (a cut user name is another user, or none): a longer one, or one
+holding a control, zero-width or bidi character, is an error for that record, naming the field and limit."""
+MAX_RULE_IDS = 256
+"""Rules one alert may name (CRS at paranoia 4 fires a few dozen per request)."""
 TRUNCATION_MARK = "…[truncated]"
 
 # C0/C1 controls (except tab and newline, which are only layout), zero-width and bidi-override characters.
 _UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_LINE_BREAKS = re.compile("[\t\n\u2028\u2029]")
+"""Layout in free text, but never inside an identifier: a newline in a rule id could forge report lines."""
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.:@+\-]")
+_ID_SAFE = re.compile(r"[A-Za-z0-9_.:@+\-]+")
 
 
 def clean_text(value: object, limit: int) -> str:
@@ -138,10 +155,12 @@ def make_alert(
     evidence_text: str = "",
 ) -> Alert:
     """Build the Alert, bounding every free-text field; a contract violation becomes an IngestError."""
+    if not _ID_SAFE.fullmatch(id):
+        raise IngestError("field id must be 1 or more of A-Z a-z 0-9 _ . : @ + - (it keys workflows and files)")
     try:
         return Alert(
-            id=id,
-            source=source,
+            id=_required_identifier("id", id),
+            source=_required_identifier("source", source),
             observed_at=observed_at,
             category=category,
             severity=severity,
@@ -149,17 +168,46 @@ def make_alert(
             src_ip=src_ip,
             dst_ip=dst_ip,
             dst_port=dst_port,
-            asset=clean_optional(asset),
-            user=clean_optional(user),
+            asset=identifier("asset", asset),
+            user=identifier("user", user),
             url=clean_optional(url, URL_LIMIT),
-            rule_ids=[clean_text(r, LABEL_LIMIT) for r in rule_ids],
-            signature=clean_optional(signature),
+            rule_ids=_rule_ids(rule_ids),
+            signature=identifier("signature", signature),
             blocked=blocked,
             evidence=clean_text(evidence_text, EVIDENCE_LIMIT),
             raw=raw,
         )
     except ValidationError as exc:
         raise IngestError(f"invalid alert field(s): {describe(exc)}") from None
+
+
+def identifier(field: str, value: object) -> str | None:
+    """An identifier as given, or an IngestError naming the field: over its limit, or with a character that
+    could hide or reorder text. None stays None (and so does "", which no identifier means)."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else str(value)
+    limit = IDENTIFIER_LIMITS[field]
+    if len(text) > limit:
+        raise IngestError(f"field {field} longer than the {limit}-character limit ({len(text)} characters)")
+    unsafe = _UNSAFE_CHARS.search(text) or _LINE_BREAKS.search(text)
+    if unsafe:
+        code = ord(unsafe.group())
+        raise IngestError(f"field {field} holds a control, zero-width or bidi character (U+{code:04X})")
+    return text
+
+
+def _required_identifier(field: str, value: str) -> str:
+    checked = identifier(field, value)
+    if checked is None:
+        raise IngestError(f"missing required field {field}")
+    return checked
+
+
+def _rule_ids(rule_ids: Sequence[object]) -> list[str]:
+    if len(rule_ids) > MAX_RULE_IDS:
+        raise IngestError(f"field rule_ids holds more than the {MAX_RULE_IDS}-rule limit ({len(rule_ids)} rules)")
+    return [_required_identifier("rule_ids[]", str(rule)) for rule in rule_ids]
 
 
 def describe(exc: ValidationError) -> str:

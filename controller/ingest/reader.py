@@ -5,12 +5,20 @@ Memory stays flat whatever the file size: JSON Lines are read one bounded line a
 are decoded one top-level value at a time from a sliding buffer. So a 10 GB `eve.json` or a 1 GB array export
 costs about one record of memory, not one file.
 
-How the layout is chosen: gzip by its magic bytes (not the name); `.jsonl`/`.ndjson` are always JSON Lines, so
-a broken first line cannot flip the mode; anything else is sniffed: a leading `[` means an array, a first line
-that is complete JSON means JSON Lines (Suricata calls its JSON Lines `eve.json`), else one JSON document.
+How the layout is chosen, so that one broken line can never flip it: gzip by its magic bytes (not the name);
+`.jsonl`/`.ndjson` are always JSON Lines; anything else is JSON Lines unless its content starts with `[`,
+as soon as ANY of its first SNIFF_LINES non-blank lines is a complete, non-empty JSON object on its own
+(Suricata calls its JSON Lines `eve.json`; a truncated first line leaves the others to decide). Otherwise it is
+read as a JSON document.
 
-Error recovery: in JSON Lines a bad line costs that line only. Inside a JSON document a syntax error leaves
-nothing to resynchronise on, so the rest of that file is dead-lettered as one entry that says so.
+Error recovery: in JSON Lines a bad line costs that line only (lines.py has the framing rules). In a JSON
+document, a value that cannot be decoded cannot be delimited either, so from the start of that value the rest
+of the file is read line by line, as JSON Lines: the line where it broke is dead-lettered with the document
+error, every later line that is a record on its own is still read (one trailing comma, as array elements
+carry, is allowed there, and a line of only `[`, `]` or `,` is layout), and every other line is dead-lettered
+with its bytes. Nothing after a break is skipped unaccounted.
+
+Every dead-letter entry keeps the record's exact bytes (report.py), so it can be fixed and replayed.
 
 Progress: `on_position` reports the byte offset reached in the file as stored (compressed bytes for .gz), so a
 caller can show a percentage of the input's size without knowing the layout or decompressing anything twice.
@@ -18,6 +26,7 @@ caller can show a percentage of the input's size without knowing the layout or d
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
@@ -28,30 +37,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+from controller.ingest import lines
+from controller.ingest.decoding import check_surrogates, duplicate_key, invalid_utf8, raw_decode, raw_surrogate_offset
 from controller.ingest.errors import IngestError
 from controller.ingest.formats import parse_line, parse_value
-from controller.ingest.report import DEAD_LETTER_TEXT_LIMIT, DeadLetter, IngestReport
+from controller.ingest.normalise import clean_text
+from controller.ingest.report import DeadLetter, IngestReport
 from controller.models import Alert
 
-MAX_LINE_BYTES = 8 * 1024 * 1024
-"""A longer line is dead-lettered unread: no sane alert is that big, and reading it would cost the memory."""
 MAX_DOCUMENT_RECORD_CHARS = 16 * 1024 * 1024
-"""The same guard for one value inside a JSON document."""
+"""The line limit's counterpart for one value inside a JSON document."""
+SNIFF_LINES = 64
+"""Non-blank lines looked at to choose the layout; any one complete JSON object among them means JSON Lines."""
 CHUNK_CHARS = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 LINE_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 _NOT_SPACE = re.compile(r"\S")
 _UNDECODED = object()
+_LAYOUT_ONLY = frozenset({"[", "]", ",", ""})
+"""What a line of a broken JSON array may hold besides records once it is read line by line."""
 
 
 @dataclass(frozen=True)
 class _Item:
-    """One record as read: its text and line, plus the decoded value if the reader has it, or a read error."""
+    """One record as read: its text, its original bytes (None: the text's own UTF-8), the decoded value if the
+    reader has it, or a read error."""
 
     line: int
     text: str
     value: Any = _UNDECODED
     error: str | None = None
+    data: bytes | IO[bytes] | None = None
+
+    def original(self) -> bytes | IO[bytes]:
+        # Document text was decoded with surrogateescape, so encoding it back gives the exact bytes read.
+        return self.data if self.data is not None else self.text.encode("utf-8", "surrogateescape")
+
+    def close(self) -> None:
+        if self.data is not None and not isinstance(self.data, bytes):
+            self.data.close()
 
 
 class _Position:
@@ -64,7 +88,7 @@ class _Position:
 
     def offset(self) -> int:
         """Bytes of the stored file consumed so far (read-buffer granularity); the last offset seen once a
-        reader that owned the file has closed it (a JSON document's text wrapper does, on a read error)."""
+        reader that owned the file has closed it."""
         stored = self.stored
         if stored is not None and not stored.closed:
             self.reached = stored.tell()
@@ -115,8 +139,10 @@ def _read(
         except IngestError as exc:
             report.add_error(str(exc))
             if dead_letter is not None:
-                dead_letter.write(source=source, line=item.line, error=exc.problem, text=item.text)
+                dead_letter.write(source=source, line=item.line, error=exc.problem, data=item.original())
             continue
+        finally:
+            item.close()
         report.formats[result.format.value] += 1
         if result.skipped is not None:
             report.skipped[result.skipped] += 1
@@ -128,15 +154,12 @@ def _items(path: Path, position: _Position) -> Iterator[_Item]:
     with path.open("rb") as stored, _decoded(stored) as stream:
         position.stored = stored
         try:
-            if _content_suffix(path) in LINE_SUFFIXES or _first_line_is_json(stream):
-                stream.seek(0)
-                yield from _line_items(stream, position)
-            else:
-                stream.seek(0)
-                yield from _document_items(stream, position)
+            as_lines = _content_suffix(path) in LINE_SUFFIXES or _looks_like_lines(stream)
+            stream.seek(0)
+            yield from _line_items(stream, position) if as_lines else _document_items(stream, position)
         except (OSError, EOFError, zlib.error) as exc:
             problem = f"file unreadable after line {position.line} (corrupt or truncated?): {exc}"
-            yield _Item(position.line + 1, "", error=problem)
+            yield _Item(position.line + 1, "", error=problem, data=b"")
 
 
 def _decoded(stored: IO[bytes]) -> IO[bytes]:
@@ -153,45 +176,85 @@ def _content_suffix(path: Path) -> str:
     return Path(name).suffix.lower()
 
 
-def _first_line_is_json(stream: IO[bytes]) -> bool:
-    """Sniff: is the first non-blank line a complete JSON value other than an array opener?"""
-    while chunk := stream.readline(MAX_LINE_BYTES):
-        text = chunk.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
+def _looks_like_lines(stream: IO[bytes]) -> bool:
+    """Sniff: no leading `[`, and one of the first SNIFF_LINES non-blank lines is a JSON object on its own."""
+    seen = 0
+    while seen < SNIFF_LINES and (chunk := stream.readline(lines.MAX_LINE_BYTES + 1)):
+        text = chunk.decode("utf-8", "surrogateescape").strip()
+        if seen == 0:
+            text = text.lstrip("\ufeff").strip()
         if not text:
             continue
-        if text.startswith("["):
+        if seen == 0 and text.startswith("["):
             return False
-        try:
-            json.loads(text)
-        except (ValueError, RecursionError):
-            return False
-        return True
-    return True
+        seen += 1
+        if _is_object_line(text):
+            return True
+    return False
 
 
-def _line_items(stream: IO[bytes], position: _Position) -> Iterator[_Item]:
-    line = 0
-    while chunk := stream.readline(MAX_LINE_BYTES + 1):
+def _is_object_line(text: str) -> bool:
+    if not (text.startswith("{") and text.endswith("}")):
+        return False
+    try:
+        value, end, _ = raw_decode(text)
+    except (ValueError, RecursionError):
+        return False
+    return end == len(text) and isinstance(value, dict) and bool(value)
+
+
+def _line_items(
+    stream: IO[bytes] | _Prefixed, position: _Position, *, first_line: int = 1, in_array: bool = False
+) -> Iterator[_Item]:
+    """JSON Lines from `stream`; `first_line` and `in_array` when recovering the rest of a broken document."""
+    line = first_line - 1
+    limit = lines.MAX_LINE_BYTES
+    while chunk := stream.readline(limit + 1):
         line += 1
         position.line = line
-        if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
-            head = chunk[:DEAD_LETTER_TEXT_LIMIT].decode("utf-8", errors="replace")
-            while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
-            yield _Item(line, head, error=f"line longer than {MAX_LINE_BYTES} bytes, not read")
+        if len(chunk) > limit and not chunk.endswith(b"\n"):
+            overlong = lines.Overlong(line, limit)
+            ended = overlong.add(chunk)
+            while not ended and (chunk := stream.readline(limit)):
+                ended = overlong.add(chunk)
+            spooled = overlong.framed()
+            yield _Item(line, "", error=spooled.error, data=spooled.data)
             continue
-        text = chunk.decode("utf-8", errors="replace")
-        if line == 1:
-            text = text.lstrip("\ufeff")
-        if text.strip():
-            yield _Item(line, text.rstrip("\r\n"))
+        framed = lines.frame(line, chunk, first=line == 1)
+        if framed is None:
+            continue
+        if framed.text is None:
+            yield _Item(line, "", error=framed.error, data=framed.data)
+        elif in_array:
+            text = framed.text.strip()
+            text = text[:-1] if text.endswith(",") else text
+            if text.strip() not in _LAYOUT_ONLY:
+                yield _Item(line, text, data=framed.data)
+        else:
+            yield _Item(line, framed.text, data=framed.data)
+
+
+class _Prefixed:
+    """What is left of a document after a break: the bytes already read but not consumed, then the stream."""
+
+    def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
+        self.prefix = io.BytesIO(prefix)
+        self.rest = rest
+
+    def readline(self, limit: int) -> bytes:
+        chunk = self.prefix.readline(limit)
+        if chunk.endswith(b"\n") or len(chunk) >= limit:
+            return chunk
+        return chunk + self.rest.readline(limit - len(chunk))
 
 
 class _Buffer:
-    """A sliding window over a text stream that counts the lines it moves past."""
+    """A sliding window over a byte stream, decoded as UTF-8 with surrogateescape (so every byte can be given
+    back exactly), that counts the lines it moves past."""
 
-    def __init__(self, reader: io.TextIOBase) -> None:
-        self.reader = reader
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self.text = ""
         self.pos = 0
         self.line = 1
@@ -199,12 +262,14 @@ class _Buffer:
 
     def fill(self, at_least: int = 0) -> bool:
         """Drop what was consumed and read more (at least doubling a pending value); False at end of file."""
-        if self.eof:
-            return False
-        chunk = self.reader.read(max(CHUNK_CHARS, at_least))
-        self.text, self.pos = self.text[self.pos :] + chunk, 0
-        self.eof = not chunk
-        return bool(chunk)
+        while not self.eof:
+            raw = self.stream.read(max(CHUNK_CHARS, at_least))
+            self.eof = not raw
+            chunk = self.decoder.decode(raw, final=self.eof)
+            if chunk:
+                self.text, self.pos = self.text[self.pos :] + chunk, 0
+                return True
+        return False
 
     def advance(self, to: int) -> None:
         self.line += self.text.count("\n", self.pos, to)
@@ -221,10 +286,16 @@ class _Buffer:
             if not self.fill():
                 return None
 
+    def unconsumed(self) -> _Prefixed:
+        """The rest of the input from the current position, as bytes: for reading it line by line."""
+        pending, _ = self.decoder.getstate()
+        return _Prefixed(self.text[self.pos :].encode("utf-8", "surrogateescape") + pending, self.stream)
+
 
 def _document_items(stream: IO[bytes], position: _Position) -> Iterator[_Item]:
-    buffer = _Buffer(io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace"))
-    decoder = json.JSONDecoder()
+    buffer = _Buffer(stream)
+    if buffer.peek() == "\ufeff":
+        buffer.advance(buffer.pos + 1)
     in_array = buffer.peek() == "["
     if in_array:
         buffer.advance(buffer.pos + 1)
@@ -233,50 +304,72 @@ def _document_items(stream: IO[bytes], position: _Position) -> Iterator[_Item]:
         position.line = buffer.line
         if in_array and char == "]":
             buffer.advance(buffer.pos + 1)
-            if buffer.peek() is not None:
-                yield _Item(buffer.line, _head(buffer), error="unexpected content after the top-level array")
-            return
-        if need_comma:
-            if char != ",":
-                yield _Item(buffer.line, _head(buffer), error=f"expected ',' or ']' in the array, found {char!r}")
-                return
-            buffer.advance(buffer.pos + 1)
-            need_comma = False
+            in_array = need_comma = False  # concatenated values may follow
             continue
-        item = _decode_one(buffer, decoder)
-        yield item
-        if item.error is not None:
+        if need_comma:
+            if char == ",":
+                buffer.advance(buffer.pos + 1)
+                need_comma = False
+                continue
+            problem = f"expected ',' or ']' in the JSON array, found {char!r}"
+            yield from _recover(buffer, position, problem, in_array)
             return
+        decoded = _decode_one(buffer)
+        if isinstance(decoded, str):
+            yield from _recover(buffer, position, decoded, in_array)
+            return
+        yield _decoded_item(buffer, *decoded)
         need_comma = in_array
     if in_array:
-        yield _Item(buffer.line, "", error="file ends inside the top-level array (truncated?)")
+        yield _Item(buffer.line, "", error="file ends inside the top-level JSON array (truncated?)", data=b"")
 
 
-def _decode_one(buffer: _Buffer, decoder: json.JSONDecoder) -> _Item:
-    start = buffer.line
+def _decode_one(buffer: _Buffer) -> tuple[Any, int, str | None] | str:
+    """The value at the buffer's position (value, end, duplicate key), or the problem when it cannot be
+    delimited."""
     while True:
         try:
-            value, end = decoder.raw_decode(buffer.text, buffer.pos)
+            value, end, duplicate = raw_decode(buffer.text, buffer.pos)
         except json.JSONDecodeError as exc:
             pending = len(buffer.text) - buffer.pos
-            if pending <= MAX_DOCUMENT_RECORD_CHARS and buffer.fill(pending):
+            if pending > MAX_DOCUMENT_RECORD_CHARS:
+                return f"JSON value longer than the {MAX_DOCUMENT_RECORD_CHARS}-character record limit"
+            if buffer.fill(pending):
                 continue
-            line = start + buffer.text.count("\n", buffer.pos, exc.pos)
-            problem = (
-                f"invalid JSON: {exc.msg} (line {line}); the rest of this JSON document cannot be delimited"
-                " and was not read"
-                if pending <= MAX_DOCUMENT_RECORD_CHARS
-                else f"JSON value longer than {MAX_DOCUMENT_RECORD_CHARS} characters, rest of file not read"
-            )
-            return _Item(start, _head(buffer), error=problem)
+            line = buffer.line + buffer.text.count("\n", buffer.pos, exc.pos)
+            return f"invalid JSON: {exc.msg} (line {line})"
         except (ValueError, RecursionError) as exc:
-            return _Item(start, _head(buffer), error=f"invalid JSON: {str(exc)[:200]}")
+            return f"invalid JSON: {clean_text(exc, 200)}"
         if end == len(buffer.text) and not isinstance(value, dict | list) and buffer.fill():
             continue  # a bare number may continue in the next chunk
-        text = buffer.text[buffer.pos : end]
-        buffer.advance(end)
-        return _Item(start, text, value=value)
+        return value, end, duplicate
 
 
-def _head(buffer: _Buffer) -> str:
-    return buffer.text[buffer.pos : buffer.pos + DEAD_LETTER_TEXT_LIMIT]
+def _decoded_item(buffer: _Buffer, value: Any, end: int, duplicate: str | None) -> _Item:
+    """The decoded value as a record, or an error for it alone: it was delimited, so the rest reads on."""
+    start, text = buffer.line, buffer.text[buffer.pos : end]
+    buffer.advance(end)
+    bad_byte = raw_surrogate_offset(text)
+    if bad_byte is not None:
+        data = text.encode("utf-8", "surrogateescape")
+        offset = len(text[:bad_byte].encode("utf-8", "surrogateescape"))
+        return _Item(start, text, error=invalid_utf8(data, offset))
+    if duplicate is not None:
+        return _Item(start, text, error=duplicate_key(duplicate))
+    try:
+        check_surrogates(text, value)
+    except IngestError as exc:
+        return _Item(start, text, error=exc.problem)
+    return _Item(start, text, value=value)
+
+
+def _recover(buffer: _Buffer, position: _Position, problem: str, in_array: bool) -> Iterator[_Item]:
+    """From the broken value on, read the rest line by line. Its first line carries the document's problem,
+    unless that line is a record on its own (a missing comma between two good values costs nothing)."""
+    start = buffer.line
+    items = _line_items(buffer.unconsumed(), position, first_line=start, in_array=in_array)
+    for item in items:
+        if item.line == start and item.error is None and not _is_object_line(item.text):
+            problem = f"{problem}; the rest of the file is read line by line"
+            item = _Item(start, item.text, error=problem, data=item.data)
+        yield item

@@ -1,30 +1,41 @@
 """Accounting for an ingest run: what was read, what became alerts, what was skipped, what was dead-lettered.
 
 Nothing is dropped silently: every record read ends in exactly one of alerts, skipped (a valid record that is
-not an alert, counted by reason) or dead-lettered (kept verbatim, with file, line and problem, for a human).
+not an alert, counted by reason) or dead-lettered (kept byte for byte, with file, line and problem, for a human
+to fix and replay).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from controller.ingest.normalise import clean_text
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_TEXT_LIMIT = 2000
-"""Characters of the offending line kept: enough to see the problem, bounded because it is untrusted."""
 REPORT_ERROR_LIMIT = 100
 """Error messages kept on the report for display; the counts stay exact beyond it."""
+_BASE64_CHUNK = 3 * 256 * 1024
+"""Bytes encoded per step when a spooled (overlong) record is copied: a multiple of 3, so the pieces join."""
 
 
 class DeadLetter:
-    """Append-only JSONL file of records that could not be ingested: {source, line, error, text}.
+    """Append-only JSONL file of records that could not be ingested, each kept exactly, so it can be replayed.
+
+    One entry per record: `{"source", "line", "error", "text", "encoding", "bytes"}`. `text` is the record's
+    exact bytes, without its line terminator: as a string when they are valid UTF-8 (`encoding: "utf-8"`),
+    else base64 (`encoding: "base64"`); `bytes` is their length. Entries are written as ASCII JSON, so
+    the file itself cannot carry control or bidi characters to a terminal. Nothing is cut: a line over the
+    line limit was spooled to disk and is copied here in base64 pieces (memory stays flat).
+
+    Entries written before `encoding` existed have only source/line/error/text, with text cut at 2,000
+    characters and control characters escaped: `original_bytes` reads them as UTF-8 text, but they were never
+    byte-exact and cannot be replayed as such.
 
     The file (and its folder) is created on the first write only, so a clean run leaves nothing behind. Each
     write opens, appends and closes: nothing to leak or flush in a long-running follow mode, and errors are
@@ -35,17 +46,45 @@ class DeadLetter:
         self.path = Path(path)
         self.count = 0
 
-    def write(self, *, source: str, line: int, error: str, text: str) -> None:
-        entry = {
-            "source": source,
-            "line": line,
-            "error": error,
-            "text": clean_text(text, DEAD_LETTER_TEXT_LIMIT),
-        }
+    def write(self, *, source: str, line: int, error: str, data: bytes | IO[bytes]) -> None:
+        """Append one entry; `data` is the record's bytes, or a binary file positioned at them."""
+        head = {"source": source, "line": line, "error": error}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        with self.path.open("a", encoding="ascii") as handle:
+            if isinstance(data, bytes):
+                handle.write(json.dumps({**head, **_encoded(data), "bytes": len(data)}) + "\n")
+            else:
+                prefix = json.dumps({**head, "encoding": "base64", "text": ""})[:-2]  # reopen the text string
+                handle.write(prefix)
+                size = 0
+                while piece := data.read(_BASE64_CHUNK):
+                    size += len(piece)
+                    handle.write(base64.b64encode(piece).decode("ascii"))
+                handle.write(f'", "bytes": {size}}}\n')
         self.count += 1
+
+
+def _encoded(data: bytes) -> dict[str, str]:
+    try:
+        return {"text": data.decode("utf-8"), "encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"text": base64.b64encode(data).decode("ascii"), "encoding": "base64"}
+
+
+def original_bytes(entry: Mapping[str, Any]) -> bytes:
+    """The record's exact bytes from one dead-letter entry (what a replay writes back as one line)."""
+    text = entry["text"]
+    if entry.get("encoding") == "base64":
+        return base64.b64decode(text, validate=True)
+    return str(text).encode("utf-8")
+
+
+def read_dead_letters(path: Path) -> Iterator[dict[str, Any]]:
+    """The entries of a dead-letter file, in order."""
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
 
 
 @dataclass

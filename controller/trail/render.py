@@ -1,20 +1,21 @@
 """The trail for people: Markdown (tickets, wikis, diffs) and self-contained HTML (controller/html.py).
 
 Both say the same things in the same order, and both treat every value as hostile: alert evidence, comments
-and rationales are attacker- or person-controlled. HTML escapes through controller/html.py; Markdown
-escapes HTML and Markdown syntax in text and puts literals in code spans, so a viewer that renders inline HTML
-still shows an `<img onerror=...>` as text.
+and rationales are attacker- or person-controlled. HTML escapes through controller/html.py; Markdown through
+controller/markdown.py (text escaped, literals in code spans, line breaks and invisible characters shown), so a
+viewer that renders inline HTML still shows an `<img onerror=...>` as text and no value forges a heading.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
 from controller.html import Html, badge, page, table, tag
+from controller.markdown import code as md_code
+from controller.markdown import text as md
 from controller.reports import safe_name
 from controller.trail.model import ActionTrail, Cite, Disagreement, Fact, Mark, RunInfo, Source, Step, Tone, Trail
 
@@ -58,21 +59,6 @@ def _disagreement_line(trail: Trail) -> str:
 
 
 # -- Markdown ---------------------------------------------------------------------------------------------
-
-_MD_SYNTAX = re.compile(r"([\\`*_\[\]|~#])")
-
-
-def md(value: object) -> str:
-    """Text for Markdown: one line, &, < and > as entities (no inline HTML), Markdown punctuation escaped."""
-    text = " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SYNTAX.sub(r"\\\1", text)
-
-
-def md_code(value: object) -> str:
-    """A literal in an inline code span whose fence is longer than any backtick run inside it."""
-    text = " ".join(str(value).split())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    return f"{fence} {text} {fence}"
 
 
 def _md_marks(marks: Iterable[Mark]) -> str:
