@@ -101,23 +101,33 @@ def attack_classes(
     return (min(1.0, sum(classes.values()) / sat), why), own
 
 
-def requests_weight(alerts: Sequence[ScoredAlert], weighted: bool, crossed_only: bool = False) -> dict[str, float]:
-    """Distinct requests and how much each counts (an engine-noise-only request counts for nothing)."""
+def requests_weight(
+    alerts: Sequence[ScoredAlert], weighted: bool, crossed_only: bool = False, full: float | None = None
+) -> dict[str, float]:
+    """Distinct requests and how much each counts: (1 - feedback discount), and with `full`, in proportion to
+    the request's strongest hit up to `full` (an engine-noise-only request counts for nothing)."""
     weights: dict[str, float] = {}
     for scored in alerts:
         if scored.engine_noise or (crossed_only and not scored.facts.crossed):
             continue
+        weight = _keep(scored.discount, weighted)
+        if full is not None:
+            strongest = max((h.strength for h in scored.hits), default=0.0)
+            weight *= min(1.0, strongest / full)
         key = scored.facts.request
-        weights[key] = max(weights.get(key, 0.0), _keep(scored.discount, weighted))
+        weights[key] = max(weights.get(key, 0.0), weight)
     return weights
 
 
 def repetition(alerts: Sequence[ScoredAlert], model: TriageModel, span: float, weighted: bool) -> FactorValue:
-    counted = requests_weight(alerts, weighted)
-    n = len(counted)
+    sat = model.saturation
+    counted = requests_weight(alerts, weighted, full=sat.request_strength)
+    n, effective = len(counted), sum(counted.values())
     rate = f", {n / span * 60:.1f}/min" if span > 0 and n > 1 else ""
-    sat = model.saturation.requests
-    return log_scaled(sum(counted.values()), sat), f"{n} distinct request(s) over {span:.1f}s{rate} (value 1 at {sat})"
+    return log_scaled(effective, sat.requests), (
+        f"{n} distinct request(s) over {span:.1f}s{rate}, counting as {effective:.1f} by strength "
+        f"(value 1 at {sat.requests})"
+    )
 
 
 def sensor_verdict(alerts: Sequence[ScoredAlert], model: TriageModel, weighted: bool) -> FactorValue:

@@ -47,7 +47,8 @@ class AlertFacts:
     hits: tuple[Hit, ...] = ()
     anomaly_score: int | None = None
     crossed: bool = False
-    """The sensor blocked the request, or its anomaly evaluation crossed the blocking threshold."""
+    """The sensor's own verdict: its anomaly evaluation crossed the blocking threshold (WAF), or it dropped the
+    request (IPS, OCSF disposition)."""
     status: int | None = None
     user_agent: str | None = None
     path: str | None = None
@@ -71,8 +72,10 @@ def alert_facts(alert: Alert, waf_sources: frozenset[str]) -> AlertFacts:
             request=alert.id,
             hits=hits,
             anomaly_score=total if total is not None else (sum(points) if points else None),
-            # The engine intervened: CRS's blocking evaluation (949/959) fired, whatever the engine mode.
-            crossed=alert.blocked or any(h.family in BLOCKING_EVALUATION for h in hits),
+            # The engine's own judgement: CRS's blocking evaluation (949/959) fired, whatever the engine mode, or
+            # mod_security2 says it intercepted. Not any 403: our own containment answers 403 too.
+            crossed=any(h.family in BLOCKING_EVALUATION for h in hits)
+            or get_path(raw, "audit_data.action.intercepted") is True,
             status=_int(get_path(raw, "transaction.response.http_code") or get_path(raw, "response.status")),
             user_agent=header(_request_headers(raw), "User-Agent"),
             path=path,

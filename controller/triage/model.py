@@ -95,6 +95,9 @@ class Saturation(_Strict):
 
     anomaly_score: int = Field(ge=1)
     requests: int = Field(ge=2)
+    request_strength: float = Field(
+        gt=0, le=1, description="a request whose strongest hit reaches this counts fully for repetition"
+    )
     attack_classes: int = Field(ge=1)
     prior_incidents: int = Field(ge=2)
     prior_malicious: int = Field(ge=1)
