@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from controller.levels import LevelConfigError
 from controller.models import Category, Severity
@@ -186,17 +195,25 @@ class AttackMapping(_Strict):
     suricata_classtypes: dict[str, list[str]]
     categories: dict[Annotated[Category, Strict(False)], list[str]]  # YAML spells categories as text
 
-    @model_validator(mode="after")
-    def _named(self) -> AttackMapping:
-        problems = [
-            f"techniques: {t!r} is not an ATT&CK technique id" for t in self.techniques if not TECHNIQUE_ID.match(t)
-        ]
-        for table in ("crs_families", "suricata_classtypes", "categories"):
-            for key, ids in getattr(self, table).items():
-                problems += [f"{table}.{key}: {t} has no name in techniques" for t in ids if t not in self.techniques]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    @field_validator("techniques")
+    @classmethod
+    def _ids(cls, techniques: dict[str, str]) -> dict[str, str]:
+        bad = [t for t in techniques if not TECHNIQUE_ID.match(t)]
+        if bad:
+            raise ValueError(f"not ATT&CK technique ids (T1234 or T1234.001): {bad}")
+        return techniques
+
+    @field_validator("crs_families", "suricata_classtypes", "categories")
+    @classmethod
+    def _named(cls, table: dict[Any, list[str]], info: ValidationInfo) -> dict[Any, list[str]]:
+        """Every technique a table points to has a name (checked per table, so each error names its table)."""
+        if "techniques" not in info.data:
+            return table  # the techniques table itself is wrong: that is the error to report, not every reference
+        named = info.data["techniques"]
+        unnamed = [f"{getattr(k, 'value', k)}: {t}" for k, ids in table.items() for t in ids if t not in named]
+        if unnamed:
+            raise ValueError(f"techniques without a name in attack.techniques: {unnamed}")
+        return table
 
 
 class TriageModel(_Strict):
