@@ -205,13 +205,16 @@ def test_a_scanner_user_agent_raises_suspicion_and_a_browsers_never_lowers_it() 
     as_browser["transaction"]["request"]["headers"]["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
     tool = triage(one(reparsed(as_tool)), model())
     assert tool.score > base.score
-    assert next(f for f in tool.factors if f.name == "scanner").why.endswith("'sqlmap'")
+    scanner = next(f for f in tool.factors if f.name == "scanner")
+    assert scanner.why.endswith("'sqlmap'") and scanner.trust == "request"
+    assert tool.attacker_influenced_points == scanner.contribution > 0 and base.attacker_influenced_points == 0
     assert triage(one(reparsed(as_browser)), model()).score == base.score
 
 
 def test_crs_scanner_rule_913100_counts_as_scanner_with_attack_techniques() -> None:
     result = triage(incidents_of(NETNS)[f"scanner:{ATTACKER}"], model())
-    assert next(f for f in result.factors if f.name == "scanner").value == 1.0
+    scanner = next(f for f in result.factors if f.name == "scanner")
+    assert scanner.value == 1.0 and scanner.trust == "sensor"  # CRS matched it: the sensor's fact
     assert {"T1595", "T1595.002"} <= {t.id for t in result.techniques}
 
 

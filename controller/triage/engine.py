@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 from controller.models import Incident
 from controller.triage import factors as f
@@ -19,6 +20,7 @@ from controller.triage.model import TriageModel
 from controller.triage.result import TriageEvidence, TriageFactor, TriageResult, TriageVerdict
 from controller.triage.scoring import AlertScorer, ScoredAlert
 
+Trust = Literal["sensor", "request", "ledger", "people", "model"]
 RULE_FACTORS = (
     "rule_strength",
     "anomaly_score",
@@ -42,7 +44,7 @@ def triage(
     alerts = [scorer.score(a, alert_facts(a, waf_sources)) for a in incident.alerts]
     span = (incident.last_seen - incident.first_seen).total_seconds()
     values, own_classes = _values(alerts, model, history, span, weighted=False)
-    factors = [_factor(name, value, why, model) for name, (value, why) in values.items()]
+    factors = [_factor(name, value, why, _trust(name, value, alerts), model) for name, (value, why) in values.items()]
     if any(h.discount > 0 for s in alerts for h in s.hits):
         weighted, _ = _values(alerts, model, history, span, weighted=True)
         factors.append(_feedback_factor(values, weighted, alerts, model))
@@ -82,10 +84,20 @@ def _values(
     }, own
 
 
-def _factor(name: str, value: float, why: str, model: TriageModel) -> TriageFactor:
+def _factor(name: str, value: float, why: str, trust: Trust, model: TriageModel) -> TriageFactor:
     weight = getattr(model.weights, name)
     value = round(min(1.0, max(0.0, value)), 4)
-    return TriageFactor(name=name, value=value, weight=weight, contribution=round(weight * value, 2), why=why)
+    return TriageFactor(
+        name=name, value=value, weight=weight, contribution=round(weight * value, 2), why=why, trust=trust
+    )
+
+
+def _trust(name: str, value: float, alerts: Sequence[ScoredAlert]) -> Trust:
+    if name == "source_history":
+        return "ledger"
+    if name == "scanner" and value > 0 and not any(h.scanner for s in alerts for h in s.hits):
+        return "request"  # only the user agent matched: the attacker's text, allowed to raise, never to lower
+    return "sensor"
 
 
 def _feedback_factor(
@@ -107,6 +119,7 @@ def _feedback_factor(
         contribution=-round(lost, 2),
         why=f"people rejected or reverted actions on these rules before ({named}); at most "
         f"-{model.feedback.max_discount:.0%} of a rule's points",
+        trust="people",
     )
 
 
@@ -122,6 +135,7 @@ def _cap(alerts: Sequence[ScoredAlert], model: TriageModel, score: float) -> Tri
         weight=0.0,
         contribution=-round(score - limit, 2),
         why=f"only protocol/outbound rules fired: score capped at {limit:g}",
+        trust="model",
     )
 
 

@@ -17,6 +17,7 @@ from controller.ingest.classify import BLOCKING_EVALUATION, RuleHit
 from controller.ingest.errors import IngestError
 from controller.ingest.fields import get_path
 from controller.ingest.modsec2 import parse_message
+from controller.ingest.normalise import clean_text
 from controller.ingest.waf import header
 from controller.models import Alert
 
@@ -94,7 +95,7 @@ def _suricata(alert: Alert, raw: dict[str, Any], path: str | None) -> AlertFacts
         names = _as_list(metadata.get("mitre_technique_name"))
         for i, tid in enumerate(ids):
             if isinstance(tid, str) and _TECHNIQUE.match(tid):
-                name = names[i] if i < len(names) and isinstance(names[i], str) else None
+                name = clean_text(names[i], 120) if i < len(names) and isinstance(names[i], str) else None
                 techniques.append((tid, name))
     classtype = get_path(raw, "alert.category")
     return AlertFacts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +30,10 @@ class TriageFactor(BaseModel):
     weight: float = Field(ge=0.0)
     contribution: float = Field(description="points this factor adds to (or, feedback and caps, takes from) the score")
     why: str
+    trust: Literal["sensor", "request", "ledger", "people", "model"] = Field(
+        description="where the value comes from: the sensor's own facts, the request the attacker wrote (may only "
+        "raise), the ledger (the source's past; may only raise), people's feedback, the model's caps"
+    )
 
 
 class AttackTechnique(BaseModel):
@@ -68,3 +73,9 @@ class TriageResult(BaseModel):
     techniques: list[AttackTechnique] = Field(default_factory=list)
     evidence: TriageEvidence
     model_revision: str = Field(description="hash of the triage model (levels/triage.yaml) that made this verdict")
+
+    @property
+    def attacker_influenced_points(self) -> float:
+        """Points resting on what the request says (a scanner user agent): a policy that lets a verdict raise
+        autonomy can ask that it stands without them (score - these points)."""
+        return round(sum(f.contribution for f in self.factors if f.trust == "request"), 2)
