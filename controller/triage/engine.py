@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from controller.models import Incident
+from controller.models import Incident, Severity
 from controller.triage import factors as f
 from controller.triage.attack import techniques
-from controller.triage.facts import alert_facts
+from controller.triage.facts import OTHER, alert_facts
 from controller.triage.history import RuleFeedback, SourceHistory
 from controller.triage.model import TriageModel
 from controller.triage.result import TriageEvidence, TriageFactor, TriageResult, TriageVerdict
@@ -124,10 +124,25 @@ def _feedback_factor(
 
 
 def _cap(alerts: Sequence[ScoredAlert], model: TriageModel, score: float) -> TriageFactor | None:
-    """Protocol oddities alone (a numeric Host header on every request) are not intent: at most suspicious."""
+    """The model's limits, as a factor: protocol oddities alone (a numeric Host header on every request) are not
+    intent, so at most suspicious; a high-severity alert from a sensor triage cannot rate (no rule metadata:
+    OCSF, native) is at least suspicious, so an EDR's C2 detection is never de-noised away."""
+    caps = model.caps
+    floor = caps.unrated_high_severity_floor
+    unrated = [s for s in alerts if s.facts.kind == OTHER and s.alert.severity.rank >= Severity.HIGH.rank]
+    if unrated and score < floor:
+        return TriageFactor(
+            name="floor_unrated_sensor",
+            value=0.0,
+            weight=0.0,
+            contribution=round(floor - score, 2),
+            why=f"{unrated[0].alert.source} reported {unrated[0].alert.severity.value} and carries no rule metadata "
+            f"to judge it by: score raised to {floor:g}",
+            trust="model",
+        )
     attack_or_scan = any(h.attack_class or h.scanner for s in alerts for h in s.hits if h.strength > 0)
-    limit = model.caps.protocol_only_score
-    if attack_or_scan or score <= limit:
+    limit = caps.protocol_only_score
+    if attack_or_scan or unrated or score <= limit:
         return None
     return TriageFactor(
         name="cap_protocol_only",

@@ -97,6 +97,12 @@ class Caps(_Strict):
     protocol_only_score: float = Field(
         ge=0, le=100, description="highest score when only protocol/outbound rules fired (no attack, no scanner)"
     )
+    unrated_high_severity_floor: float = Field(
+        ge=0,
+        le=100,
+        description="lowest score when a sensor without rule metadata (OCSF, native) reports high/critical: "
+        "triage cannot tell that sensor's false positives apart, so it never calls them noise",
+    )
 
 
 class Saturation(_Strict):
