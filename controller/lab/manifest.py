@@ -143,3 +143,36 @@ def alerts_of(manifest: Manifest) -> Attributed:
             else:
                 result.alerts.append((alert, record.label))
     return result
+
+
+TOTALS_RULES = frozenset({"949110", "959100", "980130", "980140"})
+"""CRS's anomaly-score totals: they fire with every blocked request and say nothing about what matched."""
+
+
+def summarise(manifest: Manifest, attributed: Attributed, top: int = 10) -> dict[str, Any]:
+    """Per label: sources, requests sent, 403s, alerts, sources with at least one alert, alerts per source
+    (median, max), and the rules that fired most (without the totals rules)."""
+    per_source = Counter(alert.src_ip for alert, _ in attributed.alerts)
+    labels: dict[str, Any] = {}
+    for label in ("normal", "anomalous"):
+        records = {source: r for source, r in manifest.sources.items() if r.label == label}
+        if not records:
+            continue
+        counts = sorted(per_source.get(source, 0) for source in records)
+        rules = Counter(
+            rule
+            for alert, of in attributed.alerts
+            if of == label
+            for rule in alert.rule_ids
+            if rule not in TOTALS_RULES
+        )
+        labels[label] = {
+            "sources": len(records),
+            "sent": sum(r.sent for r in records.values()),
+            "blocked": sum(r.statuses.get("403", 0) for r in records.values()),
+            "alerts": sum(counts),
+            "sources_alerted": sum(1 for count in counts if count),
+            "alerts_per_source": {"median": counts[len(counts) // 2], "max": counts[-1]},
+            "top_rules": [[rule, count] for rule, count in rules.most_common(top)],
+        }
+    return {"labels": labels, "foreign_alerts": attributed.foreign, "unparsed_lines": len(attributed.unparsed)}

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -89,6 +89,30 @@ def _pump(stream: IO[str], into: queue.Queue[str | None]) -> None:
     into.put(None)
 
 
+@dataclass
+class Sending:
+    """What the client processes reported: every request's result, where cut-off sources stopped, and the
+    sending window (first request out to last answer in, so process start-up does not dilute the rate)."""
+
+    results: list[Sent] = field(default_factory=list)
+    cut_off: dict[str, int] = field(default_factory=dict)
+    first: float | None = None
+    last: float | None = None
+
+    def add(self, sent: Sent) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now - sent.ms / 1000
+        self.last = now
+        self.results.append(sent)
+
+    @property
+    def rate(self) -> float:
+        if self.first is None or self.last is None or self.last <= self.first:
+            return 0.0
+        return round(len(self.results) / (self.last - self.first), 1)
+
+
 def send(
     lab: Lab,
     sessions: list[Session],
@@ -97,9 +121,9 @@ def send(
     timeout: float = 3.0,
     workers: int = 1,
     on_sent: OnSent | None = None,
-) -> tuple[list[Sent], dict[str, int]]:
-    """Run the client processes; every result line, and where each cut-off source stopped. The sources'
-    addresses must be on the attacker's veth already (`replay` adds them)."""
+) -> Sending:
+    """Run the client processes and collect what they report. The sources' addresses must be on the
+    attacker's veth already (`replay` adds them)."""
     workers = max(1, min(workers, len(sessions)))
     groups = [sessions[i::workers] for i in range(workers)]
     limits = _split(limit, workers)
@@ -117,8 +141,7 @@ def send(
             assert process.stdin is not None
             process.stdin.write(json.dumps(_batch(lab, group, rate / workers, share, timeout)))
             process.stdin.close()
-        results: list[Sent] = []
-        cut_off: dict[str, int] = {}
+        sending = Sending()
         open_streams = len(processes)
         while open_streams:
             line = lines.get()
@@ -130,17 +153,17 @@ def send(
             except ValueError:
                 raise ReplayError(f"the replay client printed something unexpected: {line[:200]!r}") from None
             if "cut_off_at" in record:
-                cut_off[record["source"]] = int(record["cut_off_at"])
+                sending.cut_off[record["source"]] = int(record["cut_off_at"])
             elif "index" in record:
                 sent = Sent(record["source"], int(record["index"]), record["status"], record["ms"], record["error"])
-                results.append(sent)
+                sending.add(sent)
                 if on_sent is not None:
                     on_sent(sent)
         for process in processes:
             stderr = process.stderr.read() if process.stderr else ""
             if process.wait() != 0:
                 raise ReplayError(f"the replay client exited with {process.returncode}: {stderr.strip()[-800:]}")
-        return results, cut_off
+        return sending
     finally:
         for process in processes:
             if process.poll() is None:
@@ -195,7 +218,7 @@ def replay(
     started_at, began = datetime.now(UTC), time.monotonic()
     added = lab.network.add_sources(addresses)
     try:
-        results, cut_off = send(lab, sessions, rate, limit, timeout, workers, on_sent)
+        sending = send(lab, sessions, rate, limit, timeout, workers, on_sent)
     finally:
         left = lab.network.remove_sources(added)
     if left:
@@ -203,15 +226,15 @@ def replay(
     seconds = time.monotonic() - began
     end_offset = wait_quiet(lab.audit_log)
     records = {s.source: SourceRecord(s.label, s.name, len(s.requests)) for s in sessions}
-    for sent in results:
+    for sent in sending.results:
         records[sent.source].count(sent.status)
-    for source, index in cut_off.items():
+    for source, index in sending.cut_off.items():
         records[source].cut_off_at = index
     manifest = Manifest(
         started_at=started_at.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
         seconds=round(seconds, 3),
-        rate={"requested": rate, "achieved": round(len(results) / seconds, 1) if seconds > 0 else 0.0},
+        rate={"requested": rate, "achieved": sending.rate},
         target=f"{lab.topology.victim_a}:{lab.config.http_port}",
         netns=lab.topology.attacker,
         paranoia_level=lab.config.paranoia_level,
