@@ -56,6 +56,8 @@ def assign(
     seed: int = DEFAULT_SEED,
 ) -> list[Session]:
     """`sources` sessions, `attackers` of them anomalous, each with its own address (see the module doc)."""
+    if run_length < 1 or attack_run_length < 1:
+        raise SessionError("run lengths must be at least 1")
     if not 0 <= attackers <= sources:
         raise SessionError(f"attackers ({attackers}) must be between 0 and sources ({sources})")
     pool = pool_addresses()
