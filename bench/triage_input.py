@@ -42,7 +42,7 @@ from typing import Any
 
 from controller.config import REPO_ROOT
 from controller.lab import Lab, LabConfig, LabPackagesMissing, ensure_packages
-from controller.lab.manifest import Attributed, Manifest, alerts_of, summarise
+from controller.lab.manifest import TOTALS_RULES, Attributed, Manifest, alerts_of, summarise
 from controller.lab.replay import replay
 from controller.lab.requests import LabelledRequest, read_requests
 from controller.lab.sessions import DEFAULT_SEED, assign
@@ -51,23 +51,33 @@ CORPUS = REPO_ROOT.parent / "shared" / "corpora" / "csic2010"
 FILES = ("normalTrafficTraining.txt.gz", "anomalousTrafficPart1.txt.gz")
 
 
-def benign_rules(manifest: Manifest, attributed: Attributed, top: int = 10) -> list[dict[str, Any]]:
-    """The rules that fired on benign traffic: alerts and distinct benign sources per rule, most alerts first."""
+def benign_rules(attributed: Attributed, top: int = 10) -> list[dict[str, Any]]:
+    """The rules that fired on benign traffic (without CRS's anomaly totals): alerts, distinct benign sources and
+    the rule's message, most alerts first."""
     alerts: Counter[str] = Counter()
     sources: dict[str, set[str]] = {}
     messages: dict[str, str] = {}
     for alert, label in attributed.alerts:
         if label != "normal":
             continue
+        messages.update(rule_messages(alert.raw))
         for rule in alert.rule_ids:
-            alerts[rule] += 1
-            sources.setdefault(rule, set()).add(alert.src_ip or "")
-            if alert.signature and rule not in messages and len(alert.rule_ids) <= 2:
-                messages[rule] = alert.signature
+            if rule not in TOTALS_RULES:
+                alerts[rule] += 1
+                sources.setdefault(rule, set()).add(alert.src_ip or "")
     return [
         {"rule": rule, "alerts": count, "sources": len(sources[rule]), "message": messages.get(rule, "")}
         for rule, count in alerts.most_common(top)
     ]
+
+
+def rule_messages(raw: dict[str, Any]) -> dict[str, str]:
+    """rule id -> message, from the ModSecurity v3 transaction the alert keeps as `raw`."""
+    found = {}
+    for message in (raw.get("transaction") or {}).get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("details"), dict):
+            found[str(message["details"].get("ruleId"))] = str(message.get("message", ""))
+    return found
 
 
 def keep_audit_slice(manifest: Manifest, target: Path) -> None:
@@ -101,7 +111,7 @@ def one_level(lab: Lab, requests: list[LabelledRequest], args: argparse.Namespac
         "seconds": manifest.seconds,
         "totals": manifest.totals,
         **summarise(manifest, attributed),
-        "benign_rules": benign_rules(manifest, attributed),
+        "benign_rules": benign_rules(attributed),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
