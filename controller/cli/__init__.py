@@ -83,6 +83,7 @@ lab_app.command("up")(lab_cli.up)
 lab_app.command("down")(lab_cli.down)
 lab_app.command("status")(lab_cli.status)
 lab_app.command("attack")(lab_cli.attack)
+lab_app.command("replay")(lab_cli.replay)
 
 __all__ = ["app"]
 

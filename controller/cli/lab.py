@@ -1,24 +1,31 @@
-"""`autonomy lab up|down|status|attack NAME`: the lab of examples/lab/README.md from the terminal.
+"""`autonomy lab up|down|status|attack NAME|replay FILE...`: the lab of examples/lab/README.md from the terminal.
 
-Each command is a thin wrapper over `controller.lab.Lab`. Exit codes: 0 done; 1 `down` left something behind,
-or an attack got no answer; 2 the lab cannot run here (not root, packages missing and not installable, a port
-taken, a service that did not start) with the reason on stderr.
+Each command is a thin wrapper over `controller.lab.Lab` (and `controller.lab.replay`). Exit codes: 0 done;
+1 `down` left something behind, or an attack got no answer; 2 the lab cannot run here (not root, packages
+missing and not installable, a port taken, a service that did not start), or the replay's input is unusable,
+with the reason on stderr.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from controller.cli.common import JsonFlag, console, emit_json, err_console, fail
 from controller.config import REPO_ROOT
 from controller.lab import ATTACKS, Lab, LabConfig, LabError, LabPackagesMissing
 from controller.lab.lab import load_config
+from controller.lab.manifest import alerts_of, summarise
 from controller.lab.network import LabNetworkError
+from controller.lab.replay import ReplayError, Sent
+from controller.lab.replay import replay as run_replay
+from controller.lab.requests import RequestFormatError, read_requests
+from controller.lab.sessions import DEFAULT_SEED, SessionError, assign
 from controller.lab.waf import WafError
 from controller.models import Level
 
@@ -51,6 +58,9 @@ def up(
     prefix: Annotated[str, typer.Option(help="Prefix of the namespace names (victim, attacker, benign).")] = "",
     temporal_port: Annotated[int, typer.Option(help="Port of the lab's Temporal dev server.")] = 7234,
     settle: Annotated[float, typer.Option(min=0, help="Seconds an incident collects alerts before planning.")] = 1.0,
+    paranoia_level: Annotated[
+        int, typer.Option(min=1, max=4, help="CRS paranoia level of the WAF (1-4); on a running lab: reloads nginx.")
+    ] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     """Build the lab: namespaces, nginx + ModSecurity + CRS in the victim, the nftables enforcement file, and
@@ -60,7 +70,12 @@ def up(
     libnginx-mod-http-modsecurity, modsecurity-crs, nftables, iproute2 and curl with apt-get when missing.
     """
     config = LabConfig(
-        root=root.resolve(), prefix=prefix, temporal_port=temporal_port, level=level, settle_seconds=settle
+        root=root.resolve(),
+        prefix=prefix,
+        temporal_port=temporal_port,
+        level=level,
+        settle_seconds=settle,
+        paranoia_level=paranoia_level,
     )
     lab = Lab(config)
     try:
@@ -167,3 +182,110 @@ def attack(
         console.print(f"{escape(name)} from {escape(result.netns)} -> {escape(result.url)}: {result.describe()}")
     if result.status is None:
         raise typer.Exit(1)
+
+
+def replay(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, help="CSIC 2010 raw files (normal*/anomalous*, .gz too) or labelled JSONL."
+        ),
+    ],
+    root: RootOption = DEFAULT_ROOT,
+    sources: Annotated[int, typer.Option(min=1, help="Source addresses in all (benign users + attackers).")] = 3,
+    attackers: Annotated[int, typer.Option(min=0, help="How many of the sources send anomalous runs.")] = 1,
+    run_length: Annotated[int, typer.Option(min=1, help="Requests per benign user (consecutive normal ones).")] = 72,
+    attack_run_length: Annotated[
+        int, typer.Option(min=1, help="Requests per attacker (consecutive anomalous ones).")
+    ] = 72,
+    seed: Annotated[int, typer.Option(help="Picks the runs and shuffles the addresses: same seed, same replay.")] = (
+        DEFAULT_SEED
+    ),
+    rate: Annotated[float, typer.Option(min=0, help="Requests per second in all; 0: as fast as it goes.")] = 0.0,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Send at most this many requests (each source stops mid-session).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds without an answer before a request counts as dropped.")
+    ] = 3.0,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Client processes (the sources are split).")] = 1,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Where to write the manifest (default: replay.json beside the audit log).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replay labelled HTTP requests through the lab's WAF from many source addresses, and write the ground truth.
+
+    Each source is one address of 198.51.100.0/24 added to the attacker namespace for the replay (and removed
+    after): a benign user sends --run-length consecutive normal requests, an attacker --attack-run-length
+    consecutive anomalous ones, in order, over a keep-alive connection; JSONL requests with a `session` keep
+    their sessions. The manifest maps every source to its label, the requests it sent and the statuses it got,
+    with the audit log's byte range of this replay, so each alert can be scored against ground truth. A source
+    that gets no answer twice in a row (blocked by the loop, when `lab up` runs it) stops there.
+
+    The lab's CRS allows the Accept-Charset header (stock CRS 3.3.4 blocks every CSIC request for it: rule
+    920450); `lab up --paranoia-level 2` replays against PL2. Example:
+
+        autonomy lab replay ../shared/corpora/csic2010/normalTrafficTraining.txt.gz \\
+            ../shared/corpora/csic2010/anomalousTrafficPart1.txt.gz --sources 50 --attackers 10 --rate 200
+    """
+    lab = _lab(root)
+    try:
+        requests = [request for path in files for request in read_requests(path)]
+        sessions = assign(requests, sources, attackers, run_length, attack_run_length, seed)
+    except (RequestFormatError, SessionError, OSError) as exc:
+        fail(f"lab replay: {exc}", 2)
+    total = sum(len(s.requests) for s in sessions)
+    total = min(total, limit) if limit else total
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[blocked]} blocked, {task.fields[dropped]} no answer"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json or not err_console.is_terminal,
+    )
+    task = progress.add_task("replay", total=total, blocked=0, dropped=0)
+    counts = {"blocked": 0, "dropped": 0}
+
+    def on_sent(sent: Sent) -> None:
+        counts["blocked"] += sent.status == 403
+        counts["dropped"] += sent.status is None
+        progress.update(task, advance=1, blocked=counts["blocked"], dropped=counts["dropped"])
+
+    try:
+        with progress:
+            result, path = run_replay(
+                lab, sessions, rate=rate, limit=limit, timeout=timeout, workers=workers,
+                inputs=[str(f) for f in files], seed=seed, manifest_path=manifest, on_sent=on_sent,
+            )  # fmt: skip
+    except (LabError, LabNetworkError, ReplayError) as exc:
+        fail(f"lab replay failed: {exc}", 2)
+    summary = summarise(result, alerts_of(result))
+    if as_json:
+        emit_json({"manifest": str(path), "rate": result.rate, "totals": result.totals, **summary})
+        return
+    _print_replay(result.totals, result.rate, summary)
+    console.print(f"manifest: {escape(str(path))} (audit log bytes {result.audit_log['start_offset']}-"
+                  f"{result.audit_log['end_offset']} of {escape(result.audit_log['path'])})")  # fmt: skip
+
+
+def _print_replay(totals: dict[str, Any], rate: dict[str, float], summary: dict[str, Any]) -> None:
+    console.print(
+        f"sent {totals['sent']} of {totals['requests']} request(s) at {rate['achieved']}/s; "
+        f"statuses {totals['statuses']}, no answer {totals['no_answer']}"
+    )
+    table = Table(title="alerts by the sources' ground truth")
+    for column in ("label", "sources", "sent", "403", "alerts", "sources alerted", "alerts/source", "top rules"):
+        table.add_column(column, overflow="fold")
+    for label, row in summary["labels"].items():
+        per = row["alerts_per_source"]
+        rules = ", ".join(f"{rule} ({count})" for rule, count in row["top_rules"][:5]) or "-"
+        table.add_row(
+            label, str(row["sources"]), str(row["sent"]), str(row["blocked"]), str(row["alerts"]),
+            f"{row['sources_alerted']} of {row['sources']}", f"median {per['median']}, max {per['max']}", rules,
+        )  # fmt: skip
+    console.print(table)

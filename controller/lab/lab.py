@@ -3,7 +3,8 @@
 What `up` builds, in order, each step idempotent: the Debian packages (installed when root with apt-get), the
 namespaces (victim, attacker, benign), nginx + ModSecurity + CRS inside the victim writing a JSON audit log,
 the enforcement file that points the nftables adapter at the victim namespace (with the attacker -> victim
-probe that verifies a block and the benign -> victim bystander check), and, unless asked not to, three
+probe that verifies a block, from the blocked address itself when it is one of the replay's sources, and the
+benign -> victim bystander check), and, unless asked not to, three
 background services: the embedded Temporal dev server, a worker, and `ingest --follow` on the audit log.
 Everything lives under one folder (default `var/lab/`): configs, logs, pid files, the ledger, Temporal's DB.
 
@@ -37,6 +38,7 @@ from controller.lab.network import (
 )
 from controller.lab.packages import SBIN_PATH, ensure_packages, find_binary
 from controller.lab.services import Service, listening, wait_listening
+from controller.lab.sessions import REPLAY_POOL
 from controller.lab.waf import Waf
 from controller.models import Level
 from workflows.devserver import temporal_cli
@@ -64,6 +66,8 @@ class LabConfig:
     """None: the scope's level (web-01 is production: L3). Passed to the follow ingest as --level."""
     settle_seconds: float = 1.0
     quiet_seconds: float = 60.0
+    paranoia_level: int = 1
+    """The WAF's CRS paranoia level (1-4); `up` on a running lab rewrites the config and reloads nginx."""
     probe_timeout_seconds: float = 0.5
     """How long the verification waits for the blocked source's SYN to be answered. On a veth pair a real
     answer takes well under a millisecond, and a block's verification costs exactly this long."""
@@ -135,7 +139,7 @@ class Lab:
         self.root = self.config.root.resolve()
         self.topology = Topology(prefix=self.config.prefix)
         self.network = LabNetwork(self.topology)
-        self.waf = Waf(self.root, self.topology.victim, self.config.http_port)
+        self.waf = Waf(self.root, self.topology.victim, self.config.http_port, self.config.paranoia_level)
         run_dir, log_dir = self.root / "run", self.root / "logs"
         self.temporal = Service("temporal", run_dir, log_dir)
         self.worker = Service("worker", run_dir, log_dir)
@@ -181,6 +185,8 @@ class Lab:
                     "to": f"{t.victim_a}:{port}",
                     "bystander_netns": t.benign,
                     "bystander_to": f"{t.victim_b}:{port}",
+                    # The replay's clients (controller/lab/sessions.py): a block of one is probed from it.
+                    "sources": [str(REPLAY_POOL)],
                     "timeout_seconds": self.config.probe_timeout_seconds,
                 },
             }

@@ -213,6 +213,32 @@ class LabNetwork:
                 done.append(f"stopped {len(pids)} process(es) still in the deleted {netns}")
         return done
 
+    def add_sources(self, addresses: list[str]) -> list[str]:
+        """Give the attacker's veth extra /32 addresses (the replay's sources); returns those it added. A /32
+        adds no route: the attacker's /24 already reaches the victim, and the victim's /24 answers any of them."""
+        device = self._attacker_device()
+        have = {entry.split("/")[0] for entry in _addresses(self.topology.attacker, device)}
+        added = []
+        for address in addresses:
+            if address not in have:
+                run_ip("-n", self.topology.attacker, "addr", "add", f"{address}/32", "dev", device)
+                added.append(address)
+        return added
+
+    def remove_sources(self, addresses: list[str]) -> list[str]:
+        """Remove the given /32 addresses from the attacker's veth; returns those still there afterwards."""
+        device = self._attacker_device()
+        for address in addresses:
+            run_ip("-n", self.topology.attacker, "addr", "del", f"{address}/32", "dev", device, check=False)
+        have = {entry.split("/")[0] for entry in _addresses(self.topology.attacker, device)}
+        return [address for address in addresses if address in have]
+
+    def attacker_addresses(self) -> set[str]:
+        return {entry.split("/")[0] for entry in _addresses(self.topology.attacker, self._attacker_device())}
+
+    def _attacker_device(self) -> str:
+        return next(link.device for link in self.topology.links() if link.netns_role == self.topology.attacker)
+
     def leftovers(self) -> list[str]:
         """What of this lab still exists (names only: `down` checks processes by namespace inode itself)."""
         return sorted(set(self.topology.namespaces) & existing_namespaces())

@@ -9,7 +9,8 @@ actions have no adapter and fail closed (adapters.py), so nothing ever touches a
       hosts:                       # host.isolate/release: which namespace each host name is (null = this machine)
         web-01: {netns: victim, management: [192.0.2.10]}
       probe:                       # optional: verify a block by trying to connect from the blocked source
-        {from_netns: attacker, to: "198.51.100.1:8080", bystander_netns: benign, bystander_to: "203.0.113.1:8080"}
+        {from_netns: attacker, to: "198.51.100.1:8080", bystander_netns: benign, bystander_to: "203.0.113.1:8080",
+         sources: ["198.51.100.0/24"]}   # addresses from_netns may own (the lab replay's): probe from them
 
 Probe endpoints are address literals parsed here (Endpoint), never names to resolve.
 """
@@ -73,6 +74,11 @@ class Probe(BaseModel):
     to: EndpointText
     bystander_netns: NetnsName | None = None
     bystander_to: EndpointText | None = None
+    sources: list[IpOrNetwork] = Field(
+        default_factory=list,
+        description="addresses `from_netns` may hold besides its own (the lab replay's sources): a block of one "
+        "that is assigned there when the block is verified is probed from that very address",
+    )
     timeout_seconds: float = Field(default=1.0, gt=0, le=10, description="a dropped SYN costs this long")
 
     @model_validator(mode="after")
