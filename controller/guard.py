@@ -42,11 +42,13 @@ from controller.models import (
     ProposedAction,
     RiskAssessment,
     TargetKind,
+    TriageSummary,
     TrialDecision,
     Verdict,
 )
 from controller.policy_bundle import PolicyBundle
 from controller.risk import RiskContext, RiskScorer, Targets
+from controller.triage import RuleFeedback, SourceHistory, TriageResult, guard_summary, triage
 
 
 class _RawPolicyResult(BaseModel):
@@ -328,22 +330,45 @@ class Guard:
                 resolution = resolution.capped_by(cap, scope.subject)
         return resolution
 
+    def triage(
+        self, incident: Incident, history: SourceHistory | None = None, feedback: RuleFeedback | None = None
+    ) -> TriageResult:
+        """The incident's triage from the sensors' facts (levels/triage.yaml), with the source's past and people's
+        feedback when the caller has them (the workflow reads both from the ledger)."""
+        return triage(incident, self.bundle.levels.triage, history, feedback)
+
+    def triage_summary(self, result: TriageResult) -> TriageSummary:
+        return guard_summary(result, self.bundle.levels.triage)
+
     def decide_plan(
-        self, incident: Incident, plan: Plan, level: Level | None = None, health: HealthCap | None = None
+        self,
+        incident: Incident,
+        plan: Plan,
+        level: Level | None = None,
+        health: HealthCap | None = None,
+        triage: TriageSummary | None = None,
     ) -> list[GuardDecision]:
         """Decide every action of a plan. `level` overrides the scopes' assignment for the incident (what-if,
-        tests; the scopes of the action's targets still apply); `health` is the circuit breaker's ceiling."""
+        tests; the scopes of the action's targets still apply); `health` is the circuit breaker's ceiling.
+
+        `triage` is the controller's own (the workflow's, made with the ledger's history); without it the guard
+        triages the alerts alone. Never a plan's: a planner's triage only lowers it (Plan.planner_triage).
+        """
         facts = self.facts(incident)
         resolution = self.incident_resolution(facts, level, health)
         proposer = f"planner:{plan.planner}"
         shape = PlanShape.of(plan)
-        decisions = [self.decide(incident, action, facts, resolution, proposer, shape) for action in plan.actions]
+        own = triage if triage is not None else self.triage_summary(self.triage(incident))
+        judged = own.lowered_to(plan.planner_triage, proposer)
+        decisions = [
+            self.decide(incident, action, facts, resolution, proposer, shape, judged) for action in plan.actions
+        ]
         if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
             for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
                 config = self._trial_config(name, candidate)
                 trial_resolution = resolve_most_restrictive(config, list(facts.scopes), health=health)
                 for action, decision in zip(plan.actions, decisions, strict=True):
-                    shadow = self._decide(incident, action, facts, trial_resolution, proposer, shape, config)
+                    shadow = self._decide(incident, action, facts, trial_resolution, proposer, shape, judged, config)
                     decision.trials.append(trial_of(name, candidate, shadow))
         return decisions
 
@@ -360,9 +385,10 @@ class Guard:
         resolution: LevelResolution,
         proposer: str,
         shape: PlanShape,
+        triage: TriageSummary,
     ) -> GuardDecision:
         started = self._clock()
-        decision = self._decide(incident, action, facts, resolution, proposer, shape)
+        decision = self._decide(incident, action, facts, resolution, proposer, shape, triage)
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
 
@@ -374,13 +400,14 @@ class Guard:
         resolution: LevelResolution,
         proposer: str,
         shape: PlanShape,
+        triage: TriageSummary,
         config: LevelConfig | None = None,
     ) -> GuardDecision:
         try:
             spec = get_spec(action.action)
             params = validate_params(spec, action.params).model_dump(mode="json")
         except (UnknownActionError, InvalidParamsError) as exc:
-            return _deny(action, resolution, str(exc))
+            return _deny(action, resolution, str(exc), triage=triage)
         targets = targets_of(spec, params, self.assets)
         resolution = self.action_resolution(incident, targets, resolution, config)
         risk = self.scorer.assess(
@@ -395,17 +422,18 @@ class Guard:
             )
         )
         input_doc = self.policy_input(
-            incident, action, spec, params, targets, risk, facts, resolution, proposer, shape.of_class(spec)
+            incident, action, spec, params, targets, risk, facts, resolution, proposer, shape.of_class(spec), triage
         )
         try:
             raw = self.engine.evaluate(input_doc)
         except PolicyEngineError as exc:
-            return _deny(action, resolution, f"policy engine ({self.engine.name}) gave no decision: {exc}", risk=risk)
+            reason = f"policy engine ({self.engine.name}) gave no decision: {exc}"
+            return _deny(action, resolution, reason, risk=risk, triage=triage)
         try:
             result = _RawPolicyResult.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors())
-            return _deny(action, resolution, f"policy result malformed: {problems}", risk=risk)
+            return _deny(action, resolution, f"policy result malformed: {problems}", risk=risk, triage=triage)
         if result.policy_revision != self.bundle.revision:
             return _deny(
                 action,
@@ -413,9 +441,11 @@ class Guard:
                 f"policy revision mismatch: engine evaluated {result.policy_revision}, "
                 f"controller expects {self.bundle.revision}",
                 risk=risk,
+                triage=triage,
             )
         if result.verdict is Verdict.APPROVE and (result.quorum < 1 or not result.approver_groups):
-            return _deny(action, resolution, "policy asked for approval without approvers or quorum", risk=risk)
+            reason = "policy asked for approval without approvers or quorum"
+            return _deny(action, resolution, reason, risk=risk, triage=triage)
         policy = PolicyResult(engine=self.engine.name, decision_id=decision_id(), **result.model_dump())
         return _decision(
             action,
@@ -425,6 +455,7 @@ class Guard:
             risk=risk,
             policy=policy,
             policy_revision=result.policy_revision,
+            triage=triage,
         )
 
     @staticmethod
@@ -439,6 +470,7 @@ class Guard:
         resolution: LevelResolution,
         proposer: str,
         plan: dict[str, int] | None = None,
+        triage: TriageSummary | None = None,
     ) -> dict[str, Any]:
         """The input document (policies/README.md). Only validated, canonical values; never alert free text.
 
@@ -469,6 +501,8 @@ class Guard:
                 "downgrades": resolution.reasons,
             },
             "risk": {"score": risk.score},
+            # Missing triage never meets a level's bar (policies/autonomy/decision.rego): a person looks.
+            "triage": {"verdict": triage.verdict, "confidence": triage.confidence} if triage else None,
             "context": {
                 "proposer": proposer,
                 "category": incident.category.value,
@@ -500,7 +534,12 @@ class UnavailableGuard:
         return incident
 
     def decide_plan(
-        self, incident: Incident, plan: Plan, level: Level | None = None, health: HealthCap | None = None
+        self,
+        incident: Incident,
+        plan: Plan,
+        level: Level | None = None,
+        health: HealthCap | None = None,
+        triage: TriageSummary | None = None,
     ) -> list[GuardDecision]:
         lowest = Level.L1
         resolution = LevelResolution(declared=level or lowest, effective=lowest, reasons=[self.reason])

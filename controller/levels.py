@@ -16,21 +16,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controller.models import ActionClass, Category, Level, Verdict
-from controller.validation import error_lines
+from controller.triage.model import TriageModel, load_triage_model
+from controller.triage.result import TriageVerdict
+from controller.validation import LevelConfigError, error_lines
 
 M = TypeVar("M", bound=BaseModel)
 
 LEVEL_FILES = {level: f"{level.value}.yaml" for level in Level}
 SCOPES_FILE = "scopes.yaml"
 RISK_FILE = "risk.yaml"
-
-
-class LevelConfigError(ValueError):
-    """Every problem found in the level config, each as 'file: key: message'."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("invalid level config:\n  " + "\n  ".join(errors))
-        self.errors = errors
 
 
 class _Strict(BaseModel):
@@ -118,6 +112,20 @@ class PromotionCriteria(_Strict):
     )
 
 
+class TriageRequirement(_Strict):
+    """What triage must say before containment may run alone at a level (controller/triage, docs/triage.md).
+
+    Short of it, containment the level would execute goes to a person (`otherwise`), so a single stray false
+    positive never blocks anyone alone. Triage can only lower autonomy here: meeting the bar changes nothing.
+    """
+
+    verdict: TriageVerdict = Field(description="the least malicious verdict that may contain alone")
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    otherwise: Literal["approve", "recommend"] = Field(
+        default="approve", description="what containment becomes when triage falls short"
+    )
+
+
 class LevelSpec(_Strict):
     level: Level
     name: str
@@ -135,6 +143,9 @@ class LevelSpec(_Strict):
     )
     promotion: PromotionCriteria | None = Field(
         default=None, description="what a shadow trial must show before a scope is promoted to this level"
+    )
+    triage: TriageRequirement | None = Field(
+        default=None, description="the triage containment needs before it runs alone (none: the mode decides)"
     )
 
     @model_validator(mode="after")
@@ -283,6 +294,7 @@ class LevelConfig:
     scopes: Scopes
     risk: RiskModel
     source_dir: Path
+    triage: TriageModel
 
     def policy_data(self) -> dict[str, Any]:
         """The levels as the policy sees them (data.levels), keyed by level name."""
@@ -353,9 +365,14 @@ def load_level_config(levels_dir: Path) -> LevelConfig:
     scopes_path, risk_path = levels_dir / SCOPES_FILE, levels_dir / RISK_FILE
     scopes = _validate(Scopes, scopes_path, _load_yaml(scopes_path, errors), errors)
     risk = _validate(RiskModel, risk_path, _load_yaml(risk_path, errors), errors)
-    if errors or scopes is None or risk is None:
+    triage: TriageModel | None = None
+    try:
+        triage = load_triage_model(levels_dir)
+    except LevelConfigError as exc:
+        errors.extend(exc.errors)
+    if errors or scopes is None or risk is None or triage is None:
         raise LevelConfigError(errors or ["level config incomplete"])
-    return LevelConfig(levels=levels, scopes=scopes, risk=risk, source_dir=levels_dir)
+    return LevelConfig(levels=levels, scopes=scopes, risk=risk, source_dir=levels_dir, triage=triage)
 
 
 def _in_domain(spec: LevelSpec, scope: IncidentScope) -> str | None:

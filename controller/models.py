@@ -135,6 +135,51 @@ class Incident(BaseModel):
         return bool(self.alerts) and all(a.blocked for a in self.alerts)
 
 
+TriageVerdictName = Literal["malicious", "suspicious", "noise"]
+TRIAGE_RANK: dict[str, int] = {"noise": 0, "suspicious": 1, "malicious": 2}
+
+
+class PlannerTriage(BaseModel):
+    """A planner's (the LLM's) own reading of the incident: untrusted, so it may lower autonomy, never raise it."""
+
+    verdict: TriageVerdictName
+    confidence: float = Field(ge=0.0, le=1.0)
+    rationale: str = Field(default="", max_length=2_000)
+
+
+class TriageSummary(BaseModel):
+    """The triage the guard decided on: the controller's (controller/triage), lowered by the planner's when that
+    says less. In the policy input (verdict, confidence) and in every decision record."""
+
+    verdict: TriageVerdictName
+    confidence: float = Field(ge=0.0, le=1.0)
+    score: float | None = Field(default=None, description="the controller's 0-100 score")
+    model_revision: str = ""
+    controller_verdict: TriageVerdictName | None = Field(
+        default=None, description="what the controller said, when the planner lowered it"
+    )
+    lowered_by: str | None = Field(default=None, description="who lowered it: planner:<name>")
+    techniques: list[str] = Field(default_factory=list, description="MITRE ATT&CK technique ids")
+
+    def lowered_to(self, planner: PlannerTriage | None, planner_name: str) -> TriageSummary:
+        """This triage, lowered by a planner's when that says less (a lower verdict, or the same with less
+        confidence). A planner that says more changes nothing."""
+        if planner is None:
+            return self
+        mine, theirs = TRIAGE_RANK[self.verdict], TRIAGE_RANK[planner.verdict]
+        if theirs > mine or (theirs == mine and planner.confidence >= self.confidence):
+            return self
+        confidence = planner.confidence if theirs == mine else min(self.confidence, planner.confidence)
+        return self.model_copy(
+            update={
+                "verdict": planner.verdict,
+                "confidence": confidence,
+                "controller_verdict": self.verdict,
+                "lowered_by": planner_name,
+            }
+        )
+
+
 class ProposedAction(BaseModel):
     id: str
     action: str = Field(description="registry name such as network.block_ip")
@@ -153,6 +198,14 @@ class Plan(BaseModel):
     usage: dict[str, Any] | None = None
     prompt_hash: str | None = None
     hold_reason: str | None = Field(default=None, description="set when the planner holds the incident for a person")
+    planner_triage: PlannerTriage | None = Field(
+        default=None, description="the planner's own triage (untrusted: it may lower autonomy, never raise it)"
+    )
+    triage: TriageSummary | None = Field(
+        default=None,
+        description="the controller's triage, set by the controller's plan step after planning (never by a planner); "
+        "the workflow's guard step reads it from there",
+    )
 
 
 class ActionClass(StrEnum):
@@ -285,3 +338,4 @@ class GuardDecision(BaseModel):
     decided_at: datetime = Field(default_factory=utcnow)
     scope: str = Field(default="default", description="the scope that assigned the declared level (levels/scopes.yaml)")
     trials: list[TrialDecision] = Field(default_factory=list, description="shadow trials' verdicts for this action")
+    triage: TriageSummary | None = Field(default=None, description="the triage the policy was given")

@@ -226,6 +226,9 @@ def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
             raise PolicyBundleError(f"{path.name}: top level must be a mapping")
         data[path.stem] = compile_document(path.stem, document, path)
     data["levels"] = {name: _level_first(level) for name, level in levels.policy_data().items()}
+    # No rule reads the triage weights (the controller scores with them), but they decide verdicts, so they are
+    # part of the revision a decision names.
+    data["triage_model"] = {"revision": levels.triage.revision}
     data["number_text"] = number_texts()
     return data
 

@@ -11,6 +11,14 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+class LevelConfigError(ValueError):
+    """Every problem found in the level config, each as 'file: key: message'."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid level config:\n  " + "\n  ".join(errors))
+        self.errors = errors
+
+
 def error_lines(exc: ValidationError) -> list[str]:
     """`key.path: message` per error; `(top level)` when the document itself is wrong."""
     return [f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]

@@ -35,6 +35,7 @@ from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import make_plan
 from controller.reports import write_incident_report
 from controller.safety import SafetyStore
+from controller.triage.ledger_view import history_and_feedback
 from workflows.contracts import (
     ApprovalCheck,
     ApprovalGroup,
@@ -108,8 +109,14 @@ class IncidentActivities:
     def _plan(self, incident: Incident, key: str) -> Plan:
         guard = self.guards.current()
         incident = guard.enrich(incident)
-        choice = make_plan(guard, incident, *self._planners(guard))
-        plan, extra = choice.plan, {}
+        triage: dict[str, Any] = {}
+        summary = None
+        if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
+            result = guard.triage(incident, *history_and_feedback(self.ledger, incident))
+            summary = guard.triage_summary(result)
+            triage = {"triage_detail": result.model_dump(mode="json")}
+        choice = make_plan(guard, incident, *self._planners(guard), triage=summary.verdict if summary else None)
+        plan, extra = choice.plan.model_copy(update={"triage": summary}), dict(triage)
         if choice.claude is not None:
             transcript = self.ledger.append(
                 incident.key,
@@ -118,7 +125,7 @@ class IncidentActivities:
                 choice.claude.transcript,
                 idempotency_key=f"{key}/transcript",
             )
-            extra = {
+            extra |= {
                 "planner_outcome": choice.claude.outcome,
                 "planner_reason": choice.claude.reason,
                 "planner_error": choice.claude.error,
@@ -137,7 +144,10 @@ class IncidentActivities:
     def guard_plan(self, request: GuardRequest) -> list[GuardedAction]:
         guard = self.guards.current()
         health = self._health(guard)
-        decisions = guard.decide_plan(request.incident, request.plan, level=request.level, health=health)
+        # plan.triage is the controller's, set by plan_incident (a planner's own is plan.planner_triage).
+        decisions = guard.decide_plan(
+            request.incident, request.plan, level=request.level, health=health, triage=request.plan.triage
+        )
         shadow = isinstance(guard, Guard) and guard.bundle.levels.scopes.shadow
         proposer = f"planner:{request.plan.planner}"
         guarded = [
@@ -277,7 +287,10 @@ class IncidentActivities:
         original = request.guarded
         plan = Plan(incident_key=request.incident.key, planner=original.proposer.removeprefix("planner:"))
         plan.actions.append(original.action)
-        fresh = guard.decide_plan(request.incident, plan, level=request.level, health=self._health(guard))[0]
+        # The triage the decision was made on (the ledger's history included), not one made without it now.
+        fresh = guard.decide_plan(
+            request.incident, plan, level=request.level, health=self._health(guard), triage=original.decision.triage
+        )[0]
         allowed = {Verdict.EXECUTE} | ({Verdict.APPROVE} if request.approval_satisfied else set())
         if fresh.verdict not in allowed:
             why = "; ".join(fresh.level_reasons + fresh.reasons) or fresh.verdict.value

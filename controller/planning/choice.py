@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from controller.guard import Guard, UnavailableGuard
-from controller.models import Incident, Plan
+from controller.models import Incident, Plan, TriageVerdictName
 from controller.planning.claude import ClaudePlanner, ClaudeResult
 from controller.planning.offline import OfflinePlanner
 
@@ -32,12 +32,17 @@ def planner_fallback(guard: Guard | UnavailableGuard, incident: Incident) -> Lit
 
 
 def make_plan(
-    guard: Guard | UnavailableGuard, incident: Incident, offline: OfflinePlanner, claude: ClaudePlanner | None
+    guard: Guard | UnavailableGuard,
+    incident: Incident,
+    offline: OfflinePlanner,
+    claude: ClaudePlanner | None,
+    triage: TriageVerdictName | None = None,
 ) -> PlanChoice:
-    """Plan an (enriched) incident. A hold is an empty plan whose `hold_reason` says why."""
+    """Plan an (enriched) incident. A hold is an empty plan whose `hold_reason` says why. `triage` is the
+    controller's verdict (playbooks may match on it)."""
     if claude is None:
-        return PlanChoice(offline.plan(incident))
-    result = claude.plan(incident, fallback=planner_fallback(guard, incident))
+        return PlanChoice(offline.plan(incident, triage))
+    result = claude.plan(incident, fallback=planner_fallback(guard, incident), triage=triage)
     plan = result.plan
     if result.outcome == "hold":
         plan = plan.model_copy(update={"hold_reason": result.reason or "the LLM planner gave no usable plan"})

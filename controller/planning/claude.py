@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.ledger.canonical import canonical_json
-from controller.models import Incident, Plan, ProposedAction
+from controller.models import Incident, Plan, ProposedAction, TriageVerdictName
 from controller.planning.claude_config import ClaudeSettings
 from controller.planning.claude_prompt import (
     DESIGN_TOOL,
@@ -192,7 +192,9 @@ class ClaudePlanner:
 
     # -- plan -------------------------------------------------------------------------------------------
 
-    def plan(self, incident: Incident, fallback: PlannerFallback = "offline") -> ClaudeResult:
+    def plan(
+        self, incident: Incident, fallback: PlannerFallback = "offline", triage: TriageVerdictName | None = None
+    ) -> ClaudeResult:
         """Ask Claude for a plan; never raises for model trouble: `outcome` says what the plan is.
 
         `fallback` is the incident's level's `planner_fallback`: `offline` returns the offline planner's plan,
@@ -213,7 +215,7 @@ class ClaudePlanner:
         except anthropic.AnthropicError as exc:
             code, why = self._api_failure(exc)
             transcript["error"] = _error_record(exc)
-            return self._fail(incident, request, transcript, fallback, code, why, usage=None)
+            return self._fail(incident, request, transcript, (fallback, triage), code, why, usage=None)
         transcript["response"] = _json_or_text(raw.http_response)
         attempts = raw.retries_taken + 1
         try:
@@ -222,17 +224,23 @@ class ClaudePlanner:
         except Exception as exc:  # a body the SDK cannot read is an invalid answer, not a crash
             transcript["error"] = _error_record(exc)
             return self._fail(
-                incident, request, transcript, fallback, "response_invalid", f"unreadable response: {exc}"
+                incident, request, transcript, (fallback, triage), "response_invalid", f"unreadable response: {exc}"
             )
         try:
             actions, playbook, dropped = self._interpret(message, incident)
         except _AnswerError as exc:
-            return self._fail(incident, request, transcript, fallback, exc.code, exc.reason, usage=usage)
+            return self._fail(incident, request, transcript, (fallback, triage), exc.code, exc.reason, usage=usage)
         except Exception as exc:  # defensive: an answer shape nobody foresaw must not crash the activity
             log.exception("incident %s: could not interpret Claude's answer", incident.key)
             transcript["error"] = _error_record(exc)
             return self._fail(
-                incident, request, transcript, fallback, "answer_invalid", f"answer not interpretable: {exc}", usage
+                incident,
+                request,
+                transcript,
+                (fallback, triage),
+                "answer_invalid",
+                f"answer not interpretable: {exc}",
+                usage,
             )
         plan = Plan(
             incident_key=incident.key,
@@ -257,11 +265,12 @@ class ClaudePlanner:
         incident: Incident,
         request: PreparedRequest,
         transcript: dict[str, Any],
-        fallback: PlannerFallback,
+        fallback_and_triage: tuple[PlannerFallback, TriageVerdictName | None],
         code: str,
         why: str,
         usage: dict[str, Any] | None = None,
     ) -> ClaudeResult:
+        fallback, triage = fallback_and_triage
         why = sanitize_free_text(why, 500)
         if fallback == "hold":
             outcome: Outcome = "hold"
@@ -279,7 +288,7 @@ class ClaudePlanner:
             outcome = "fallback_offline"
             reason = f"claude: {why}; fell back to the offline playbooks"
             # The tokens were spent (and billed) for this plan even though the offline planner made it.
-            plan = self.offline.plan(incident).model_copy(update={"usage": usage})
+            plan = self.offline.plan(incident, triage).model_copy(update={"usage": usage})
         log.warning("incident %s: %s", incident.key, reason)
         transcript.update(outcome=outcome, reason=reason, error_code=code, dropped=[], usage=usage)
         return ClaudeResult(plan=plan, outcome=outcome, reason=reason, error=code, usage=usage, transcript=transcript)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from actions.registry import get_spec
 from controller.config import Settings
-from controller.models import Incident, Plan, ProposedAction
+from controller.models import Incident, Plan, ProposedAction, TriageVerdictName
 from controller.planning.playbooks import (
     Playbook,
     PlaybookAction,
@@ -74,15 +74,16 @@ class OfflinePlanner:
         self.playbooks: list[Playbook] = load_playbooks(self.playbooks_dir)
         self.asset_groups: dict[str, str] = dict(asset_groups or {})
 
-    def select(self, incident: Incident) -> Playbook:
+    def select(self, incident: Incident, triage: TriageVerdictName | None = None) -> Playbook:
         """The highest-priority matching playbook (already sorted at load), or the built-in triage."""
-        return self._select(incident, incident_context(incident))
+        return self._select(incident, incident_context(incident), triage)
 
-    def plan(self, incident: Incident) -> Plan:
+    def plan(self, incident: Incident, triage: TriageVerdictName | None = None) -> Plan:
+        """`triage` is the controller's verdict, for playbooks that match on it (noise: record only)."""
         context = incident_context(incident)
-        playbook = self._select(incident, context)
+        playbook = self._select(incident, context, triage)
         actions, notes = _render(playbook.actions, context, incident.key)
-        if not actions:
+        if not actions and playbook.actions:
             # Every action needed a target the incident lacks: still hand the incident to a person.
             notes.append(f"playbook {playbook.name} matched but produced no action; used {FALLBACK.name}")
             playbook = FALLBACK
@@ -97,9 +98,9 @@ class OfflinePlanner:
             actions=actions,
         )
 
-    def _select(self, incident: Incident, context: dict[str, str | None]) -> Playbook:
+    def _select(self, incident: Incident, context: dict[str, str | None], triage: TriageVerdictName | None) -> Playbook:
         group = self.asset_groups.get(incident.asset) if incident.asset else None
-        return next((pb for pb in self.playbooks if pb.match.matches(incident, context, group)), FALLBACK)
+        return next((pb for pb in self.playbooks if pb.match.matches(incident, context, group, triage)), FALLBACK)
 
 
 def _render(

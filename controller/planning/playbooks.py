@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
-from controller.models import ActionSpec, Category, Incident, Severity
+from controller.models import ActionSpec, Category, Incident, Severity, TriageVerdictName
 from controller.planning import templating
 from controller.planning.templating import FIELDS, TARGET_FIELDS, FieldKind, Template, TemplateError
 
@@ -53,6 +53,9 @@ class Match(_Strict):
     assets: list[str] = Field(default_factory=list, description="empty: any asset")
     asset_groups: list[str] = Field(default_factory=list, description="inventory groups; empty: any")
     requires: list[Requirement] = Field(default_factory=list, description="facts the incident must have")
+    triage: list[TriageVerdictName] = Field(
+        default_factory=list, description="the controller's triage verdicts this playbook is for; empty: any"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Match:
@@ -60,7 +63,16 @@ class Match(_Strict):
             raise ValueError("min_severity must not exceed max_severity")
         return self
 
-    def matches(self, incident: Incident, context: dict[str, str | None], asset_group: str | None) -> bool:
+    def matches(
+        self,
+        incident: Incident,
+        context: dict[str, str | None],
+        asset_group: str | None,
+        triage: TriageVerdictName | None = None,
+    ) -> bool:
+        # Without a triage (a caller that has none) a triage-specific playbook does not apply.
+        if self.triage and triage not in self.triage:
+            return False
         if self.categories and incident.category not in self.categories:
             return False
         if not self.min_severity.rank <= incident.severity.rank <= self.max_severity.rank:
@@ -161,7 +173,9 @@ class Playbook(_Strict):
     description: str = Field(min_length=1)
     priority: int = Field(ge=0, le=1000, description="higher wins; ties go to the alphabetically first name")
     match: Match
-    actions: list[PlaybookAction] = Field(min_length=1)
+    actions: list[PlaybookAction] = Field(
+        default_factory=list, description="empty: record only (the ledger and the report keep the incident)"
+    )
 
 
 _FREE_TEXT = frozenset(name for name, kind in FIELDS.items() if kind is FieldKind.FREE_TEXT)

@@ -10,7 +10,7 @@ Module map: `model` (levels/triage.yaml, validated), `facts` (what each alert's 
 exclusion proposals for rules people keep rejecting), `result` (what is returned). docs/triage.md: the design.
 """
 
-from controller.triage.engine import triage
+from controller.triage.engine import guard_summary, triage
 from controller.triage.exclusions import ExclusionProposal, ExclusionRefused, propose_exclusion
 from controller.triage.history import FeedbackCounts, RuleFeedback, SourceHistory
 from controller.triage.model import TRIAGE_FILE, TriageModel, load_triage_model
@@ -29,6 +29,7 @@ __all__ = [
     "TriageModel",
     "TriageResult",
     "TriageVerdict",
+    "guard_summary",
     "load_triage_model",
     "propose_exclusion",
     "triage",

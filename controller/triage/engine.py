@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from controller.models import Incident, Severity
+from controller.models import TRIAGE_RANK, Incident, Severity, TriageSummary
 from controller.triage import factors as f
 from controller.triage.attack import techniques
 from controller.triage.facts import OTHER, alert_facts
@@ -196,4 +196,23 @@ def _evidence(alerts: Sequence[ScoredAlert], classes: list[str], span: float) ->
         engine_noise_alerts=sum(1 for s in alerts if s.engine_noise),
         sensors=sorted({s.alert.source for s in alerts}),
         span_seconds=round(span, 3),
+    )
+
+
+def guard_summary(result: TriageResult, model: TriageModel) -> TriageSummary:
+    """What the guard may act on: the verdict as it stands without the points the request's own text earned (a
+    scanner user agent), so attacker-written text can push a verdict up for people to see but never turn
+    "a person approves" into "the machine acts alone"."""
+    verdict, confidence = result.verdict, result.confidence
+    influenced = result.attacker_influenced_points
+    if influenced > 0:
+        trusted, trusted_confidence = _verdict(result.score - influenced, result.evidence.requests, model)
+        if TRIAGE_RANK[trusted.value] < TRIAGE_RANK[verdict.value]:
+            verdict, confidence = trusted, trusted_confidence
+    return TriageSummary(
+        verdict=verdict.value,
+        confidence=confidence,
+        score=result.score,
+        model_revision=result.model_revision,
+        techniques=[t.id for t in result.techniques],
     )

@@ -26,9 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from controller.levels import LevelConfigError
 from controller.models import Category, Severity
-from controller.validation import error_lines
+from controller.validation import LevelConfigError, error_lines
 
 TRIAGE_FILE = "triage.yaml"
 TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")

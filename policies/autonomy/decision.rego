@@ -137,6 +137,12 @@ default recommend_only := false
 
 recommend_only if mode == "recommend"
 
+# Triage short of the level's bar, at a level whose answer to that is "a person acts".
+recommend_only if {
+	triage_short
+	level.triage.otherwise == "recommend"
+}
+
 # Too risky for the machine even with approval: a person should decide and act.
 recommend_only if {
 	machine_mode
@@ -179,15 +185,78 @@ approval_reasons contains msg if {
 
 approval_reasons contains r.reason if some r in guardrail_requirements
 
+approval_reasons contains triage_message if {
+	triage_short
+	level.triage.otherwise == "approve"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Triage: containment runs alone only when triage (input.triage: the controller's verdict from the
+# sensors' facts, lowered by the planner's own when that says less) meets the level's bar
+# (data.levels[L].triage). It can only take autonomy away: meeting the bar changes nothing.
+# ---------------------------------------------------------------------------------------------
+
+default containment := false
+
+containment if class == "contain_network"
+
+containment if class == "contain_host"
+
+containment if class == "contain_identity"
+
+# Containment the level would run alone, but triage has not said enough for that. A missing or
+# malformed input.triage never meets a bar (fail closed: a person looks).
+default triage_short := false
+
+triage_short if {
+	mode == "execute"
+	containment
+	not triage_meets
+}
+
+default triage_meets := false
+
+triage_meets if object.get(level, "triage", null) == null
+
+# is_number first: regopy orders null above every number.
+triage_meets if {
+	required := level.triage
+	triage_rank[input.triage.verdict] >= triage_rank[required.verdict]
+	is_number(input.triage.confidence)
+	input.triage.confidence >= required.min_confidence
+}
+
+triage_rank := {"noise": 0, "suspicious": 1, "malicious": 2}
+
+triage_said := sprintf("%s at confidence %s", [input.triage.verdict, num(input.triage.confidence)]) if {
+	is_string(input.triage.verdict)
+	is_number(input.triage.confidence)
+} else := "nothing usable (missing or malformed)"
+
+triage_message := sprintf(
+	"triage says %s; %s runs %s alone only on %s at confidence %s or more: %s",
+	[triage_said, level_name, class, level.triage.verdict, num(level.triage.min_confidence), triage_outcome],
+)
+
+triage_outcome := "a person approves" if level.triage.otherwise == "approve"
+
+triage_outcome := "recommend only" if level.triage.otherwise == "recommend"
+
 # One line that says why the verdict is what it is when no deny or approval reason does.
 explanations contains sprintf("%s only recommends %s: a person decides and acts", [level_name, class]) if {
 	verdict == "recommend"
 	mode == "recommend"
 }
 
+explanations contains triage_message if {
+	verdict == "recommend"
+	triage_short
+}
+
 explanations contains msg if {
 	verdict == "recommend"
 	mode != "recommend"
+	not triage_short
 	msg := sprintf(
 		"risk %s above %s's approval limit %s: recommend only",
 		[num(score), level_name, num(approve_max)],
