@@ -175,6 +175,21 @@ allowlists_compiled if {
 	}
 }
 
+# The special-purpose registry (data/special_purpose.yaml) ships with its guardrail: without it, or without
+# its compiled indexes, every block of a broadcast, multicast or shared address would pass.
+errors contains "data.special_purpose is missing or not compiled: entries, prefixes and by_family (ipv4, ipv6) are needed" if {
+	not special_purpose_compiled
+}
+
+special_purpose_compiled if {
+	count(data.special_purpose.entries) > 0
+	every family in ["ipv4", "ipv6"] {
+		is_array(data.special_purpose.prefixes[family])
+		is_array(data.special_purpose.by_family[family])
+		count(data.special_purpose.prefixes[family]) == count(data.special_purpose.by_family[family])
+	}
+}
+
 errors contains "data.inventory is not compiled: asset_index, address_index and range_index are missing or incomplete" if {
 	count(assets) > 0
 	not inventory_compiled
