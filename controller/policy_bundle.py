@@ -248,6 +248,11 @@ def compile_document(name: str, document: dict[str, Any], source: Path) -> dict[
     return compiler(document, source) if compiler else document
 
 
+# Data documents the shipped guardrails cannot do without: a policies/ lacking one is refused, not run with the
+# guardrail silently finding nothing.
+REQUIRED_DATA = {"special_purpose": "policies/guardrails/special_purpose.rego reads the special-purpose registry"}
+
+
 def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
     """data/*.yaml keyed by file stem; allowlists and inventory addresses compiled to bit prefixes; the levels."""
     data: dict[str, Any] = {}
@@ -259,6 +264,9 @@ def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
         if not isinstance(document, dict):
             raise PolicyBundleError(f"{path.name}: top level must be a mapping")
         data[path.stem] = compile_document(path.stem, document, path)
+    for name in REQUIRED_DATA:
+        if name not in data:
+            raise PolicyBundleError(f"{DATA_SUBDIR}/{name}.yaml is missing: {REQUIRED_DATA[name]}")
     data["levels"] = {name: _level_first(level) for name, level in levels.policy_data().items()}
     data["number_text"] = number_texts()
     return data

@@ -25,6 +25,7 @@ from controller.addresses import IPAddress, IPNetwork, parse_network
 from controller.config import Settings
 from controller.guard import Guard
 from controller.models import GuardDecision, Level, Plan, ProposedAction, Verdict
+from controller.policy_bundle import PolicyBundleError, load_bundle
 from tests.factories import make_incident
 
 REGISTRY: dict[str, Any] = yaml.safe_load((Settings().policies_dir / "data" / "special_purpose.yaml").read_text())
@@ -239,3 +240,34 @@ def test_no_protected_address_is_ever_executed_and_public_ones_still_are(
     assert not failures, f"{len(failures)} failures, first: " + "\n".join(failures[:10])
     # Not asserted (a shared CI machine would make it flaky): ~25 s on an idle 2-core machine.
     print(f"{len(targets) * len(LEVELS)} cases x 2 engines in {time.monotonic() - started:.1f}s")
+
+
+# ------------------------------------------------------------------------------------ the compiler refuses
+
+
+def test_a_policies_dir_without_the_registry_is_refused(config_copy: Settings, level_config: Any) -> None:
+    (config_copy.policies_dir / "data" / "special_purpose.yaml").unlink()
+    with pytest.raises(PolicyBundleError, match=r"special_purpose\.yaml is missing"):
+        load_bundle(config_copy.policies_dir, level_config)
+
+
+@pytest.mark.parametrize(
+    "cidr,entry,problem",
+    [
+        ("100.64.0.0/10", {"decision": "maybe"}, "decision must be one of"),
+        ("100.64.0.0/10", {"rfc": None}, "needs name, rfc, decision and reason"),
+        ("100.64.0.1/10", {}, "host bits set"),
+        ("::0/128", {}, "write the block as ::/128"),
+        ("fe80::%eth0/10", {}, "zone id"),
+    ],
+)
+def test_a_malformed_entry_is_refused_naming_it(
+    cidr: str, entry: dict[str, Any], problem: str, config_copy: Settings, level_config: Any
+) -> None:
+    path = config_copy.policies_dir / "data" / "special_purpose.yaml"
+    registry = yaml.safe_load(path.read_text())
+    base = {"name": "n", "rfc": "RFC 1", "decision": "deny", "reason": "r"}
+    registry["entries"][cidr] = {**base, **entry}
+    path.write_text(yaml.safe_dump(registry))
+    with pytest.raises(PolicyBundleError, match=problem):
+        load_bundle(config_copy.policies_dir, level_config)

@@ -175,14 +175,19 @@ allowlists_compiled if {
 	}
 }
 
-# The special-purpose registry (data/special_purpose.yaml) ships with its guardrail: without it, or without
-# its compiled indexes, every block of a broadcast, multicast or shared address would pass.
-errors contains "data.special_purpose is missing or not compiled: entries, prefixes and by_family (ipv4, ipv6) are needed" if {
+# The special-purpose registry (data/special_purpose.yaml) ships with its guardrail, which reads its
+# compiled indexes: without them it would find nothing, and every block of a broadcast, multicast or shared
+# address would pass. (The controller refuses a policies/ without the file.)
+errors contains "data.special_purpose is not compiled: prefixes and by_family (ipv4, ipv6) are missing or incomplete" if {
+	count(special_purpose_entries) > 0
 	not special_purpose_compiled
 }
 
+default special_purpose_entries := {}
+
+special_purpose_entries := data.special_purpose.entries
+
 special_purpose_compiled if {
-	count(data.special_purpose.entries) > 0
 	every family in ["ipv4", "ipv6"] {
 		is_array(data.special_purpose.prefixes[family])
 		is_array(data.special_purpose.by_family[family])
