@@ -248,11 +248,6 @@ def compile_document(name: str, document: dict[str, Any], source: Path) -> dict[
     return compiler(document, source) if compiler else document
 
 
-# Data documents the shipped guardrails cannot do without: a policies/ lacking one is refused, not run with the
-# guardrail silently finding nothing.
-REQUIRED_DATA = {"special_purpose": "policies/guardrails/special_purpose.rego reads the special-purpose registry"}
-
-
 def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
     """data/*.yaml keyed by file stem; allowlists and inventory addresses compiled to bit prefixes; the levels."""
     data: dict[str, Any] = {}
@@ -264,9 +259,6 @@ def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
         if not isinstance(document, dict):
             raise PolicyBundleError(f"{path.name}: top level must be a mapping")
         data[path.stem] = compile_document(path.stem, document, path)
-    for name in REQUIRED_DATA:
-        if name not in data:
-            raise PolicyBundleError(f"{DATA_SUBDIR}/{name}.yaml is missing: {REQUIRED_DATA[name]}")
     data["levels"] = {name: _level_first(level) for name, level in levels.policy_data().items()}
     data["number_text"] = number_texts()
     return data
@@ -319,9 +311,21 @@ def check_escalations(levels: LevelConfig, identities: dict[str, Any]) -> None:
         raise PolicyBundleError("; ".join(unknown))
 
 
+# The data document a shipped module cannot do without: a policies/ holding the module but not the data file is
+# refused, not run with the guardrail silently finding nothing. (A policy set without the module needs neither.)
+REQUIRED_DATA = {"guardrails/special_purpose.rego": "special_purpose"}
+
+
+def check_required_data(modules: dict[str, str], data: dict[str, Any]) -> None:
+    for module, document in REQUIRED_DATA.items():
+        if module in modules and document not in data:
+            raise PolicyBundleError(f"{DATA_SUBDIR}/{document}.yaml is missing, and {module} reads it")
+
+
 def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
     modules = _read_modules(policies_dir, include_tests=False)
     data = compile_data(policies_dir, levels)
+    check_required_data(modules, data)
     check_escalations(levels, data.get("identities") or {})
     revision = revision_of(modules, data)
     return PolicyBundle(
