@@ -6,29 +6,19 @@ canonical, validated values: a planner (or an attacker steering one) cannot smug
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from controller.addresses import canonical_network
 from controller.models import Severity
 
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 30 * 24 * 3600
 
 
-def _canonical_network(value: str) -> str:
-    """One address or one network, canonical; a network with host bits set is refused, not silently widened."""
-    text = value.strip()
-    if "/" in text:
-        network = ipaddress.ip_network(text, strict=True)
-        if network.num_addresses == 1:
-            return str(network.network_address)
-        return str(network)
-    return str(ipaddress.ip_address(text))
-
-
-IpOrNetwork = Annotated[str, AfterValidator(_canonical_network)]
+# One address or one network, canonical (controller/addresses.py: no zone id; host bits set are refused).
+IpOrNetwork = Annotated[str, AfterValidator(canonical_network)]
 HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,252}$")]
 UserName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}$")]
 TtlSeconds = Annotated[int, Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)]

@@ -108,9 +108,9 @@ def decision_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-# The order of an IP target's keys in the input: the policy reads bits most, then prefix_len, version and value
-# (regopy finds a key by walking an object's keys in insertion order, input included: policies/README.md).
-IP_TARGET_KEYS = ("bits", "prefix_len", "version", "value", "num_addresses")
+# The order of an IP target's keys in the input: the policy reads bits most, then prefix_len, version, value and
+# embedded (regopy finds a key by walking an object's keys in insertion order, input included: policies/README.md).
+IP_TARGET_KEYS = ("bits", "prefix_len", "version", "value", "embedded", "num_addresses")
 
 
 @lru_cache(maxsize=4096)

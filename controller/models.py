@@ -6,12 +6,13 @@ Temporal histories all depend on the field names. Add fields; do not rename them
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from controller.addresses import canonical_address
 
 
 class Category(StrEnum):
@@ -77,7 +78,7 @@ def canonical_ip(value: str | None) -> str | None:
     """Normalise an address so that grouping keys and policy lookups compare equal for equal addresses."""
     if value is None or value == "":
         return None
-    return str(ipaddress.ip_address(value.strip()))
+    return canonical_address(value)  # controller/addresses.py: no zone id, nothing but an address
 
 
 def utcnow() -> datetime:

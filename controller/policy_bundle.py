@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from controller.addresses import address_facts
+from controller.addresses import AddressError, address_facts, parse_network
 from controller.levels import LevelConfig
 
 ENTRYPOINT = "autonomy/decision/result"
@@ -80,40 +80,21 @@ def _compiled_first(compiled: dict[str, Any], document: dict[str, Any]) -> dict[
 
 FAMILIES = {4: "ipv4", 6: "ipv6"}
 WIDTHS = {"ipv4": 32, "ipv6": 128}
-# ::ffff:0:0/96 in bits: 80 zeros, then 16 ones (policies/guardrails/network.rego has the same constant).
-IPV4_MAPPED_PREFIX = "0" * 80 + "1" * 16
-
-
-def ipv4_view(facts: dict[str, Any]) -> str | None:
-    """The IPv4 bits an IPv6 prefix also stands for, or None.
-
-    A prefix inside ::ffff:0:0/96 is IPv4-mapped: ::ffff:198.51.100.254 reaches 198.51.100.254, so it is compared
-    as the IPv4 bits after the first 96. A shorter prefix that holds all of ::ffff:0:0/96 (::/0, ::/80) holds
-    every IPv4 address: "". The policy computes the same for the targets (ipv4_bits_of_mapped).
-    """
-    if facts["version"] != 6:
-        return None
-    bits = str(facts["bits"])
-    if len(bits) >= len(IPV4_MAPPED_PREFIX) and bits.startswith(IPV4_MAPPED_PREFIX):
-        return bits[len(IPV4_MAPPED_PREFIX) :]
-    if len(bits) < len(IPV4_MAPPED_PREFIX) and IPV4_MAPPED_PREFIX.startswith(bits):
-        return ""
-    return None
 
 
 def comparison_views(facts: dict[str, Any]) -> list[tuple[str, str]]:
-    """(family, bits) pairs an address or network is compared as: itself, plus IPv4 when it is IPv4-mapped."""
+    """(family, bits) pairs an address or network is compared as: itself, plus each IPv4 prefix it embeds
+    (IPv4-mapped, NAT64, 6to4, ...: controller/addresses.py). The policy does the same with a target's
+    `embedded`, so a protected address is protected in every spelling, on either side."""
     views = [(FAMILIES[facts["version"]], str(facts["bits"]))]
-    mapped = ipv4_view(facts)
-    if mapped is not None:
-        views.append(("ipv4", mapped))
+    views.extend(("ipv4", str(bits)) for bits in facts["embedded"])
     return views
 
 
 def _compile_allowlists(allowlists: dict[str, Any], source: Path) -> dict[str, Any]:
     """Add address facts to every network, and two per-family views of them for the policy.
 
-    by_family: [{name, bits}] per family, IPv4-mapped IPv6 networks listed under ipv4 too, so the policy
+    by_family: [{name, bits}] per family, IPv6 networks that embed IPv4 listed under ipv4 too, so the policy
     compares a target with one startswith per entry instead of three IPv4/IPv6 cases.
     prefixes: the same bits as one list per family, for the policy's single-call pre-check
     (strings.any_prefix_match): most targets hit no allowlisted network, and in regopy one built-in over a
@@ -167,8 +148,9 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
     bucket); a wider one is first checked with one strings.any_prefix_match over the keys (one built-in over
     a list costs regopy far less than a Rego loop over it, about 3 us per iteration).
 
-    An IPv4-mapped IPv6 address is indexed as IPv4 too (the policy compares targets the same way). Addresses
-    must be single addresses: an asset is a host, and the policy looks its addresses up by their full bits.
+    An IPv6 address that embeds an IPv4 one is indexed as that IPv4 too (the policy compares targets the same
+    way). Addresses must be single addresses: an asset is a host, and the policy looks its addresses up by
+    their full bits.
     """
     assets = inventory.get("assets") or {}
     by_bits: dict[str, str] = {}
@@ -206,7 +188,59 @@ def _compile_identities(identities: dict[str, Any], source: Path) -> dict[str, A
     return _compiled_first({"user_index": hashed_index(users)}, identities)
 
 
-COMPILERS = {"allowlists": _compile_allowlists, "inventory": _compile_inventory, "identities": _compile_identities}
+SPECIAL_PURPOSE_DECISIONS = ("deny", "approve", "allow")
+
+
+def _compile_special_purpose(registry: dict[str, Any], source: Path) -> dict[str, Any]:
+    """Check every special-purpose entry, add its address facts, and index the deny and approve entries per
+    family the way allowlists are (by_family with each entry's decision, prefixes for the single-call
+    pre-check): policies/guardrails/special_purpose.rego. `allow` entries (documentation ranges) stay listed
+    but out of the indexes: the policy never matches them.
+
+    An entry is compared in its own family only: the IPv6 entries that embed IPv4 (NAT64, 6to4, ...) stand for
+    the IPv6 spelling itself, and a target's embedded IPv4 address is checked against the IPv4 entries anyway.
+    """
+    approval = registry.get("approval")
+    if not (
+        isinstance(approval, dict)
+        and isinstance(approval.get("group"), str)
+        and type(approval.get("quorum")) is int
+        and approval["quorum"] >= 1
+    ):
+        raise PolicyBundleError(f"{source.name}: approval must be {{group: <approver group>, quorum: <whole >= 1>}}")
+    entries = registry.get("entries")
+    if not isinstance(entries, dict) or not entries:
+        raise PolicyBundleError(f"{source.name}: entries must map each address block to its entry")
+    compiled: dict[str, Any] = {}
+    by_family: dict[str, list[dict[str, str]]] = {family: [] for family in WIDTHS}
+    for cidr, entry in entries.items():
+        where = f"{source.name}: entries.{cidr}"
+        try:
+            network = parse_network(cidr)
+        except AddressError as exc:
+            raise PolicyBundleError(f"{where}: {exc}") from None
+        if cidr != str(network):  # the key is what deny reasons name: one spelling per block
+            raise PolicyBundleError(f"{where}: write the block as {network}")
+        if not isinstance(entry, dict) or any(not isinstance(entry.get(key), str) for key in ("name", "rfc", "reason")):
+            raise PolicyBundleError(f"{where}: needs name, rfc, decision and reason (text)")
+        if entry.get("decision") not in SPECIAL_PURPOSE_DECISIONS:
+            raise PolicyBundleError(f"{where}: decision must be one of {', '.join(SPECIAL_PURPOSE_DECISIONS)}")
+        compiled[cidr] = {**entry, **address_facts(cidr)}
+        if entry["decision"] != "allow":
+            family = FAMILIES[network.version]
+            by_family[family].append({"name": cidr, "bits": compiled[cidr]["bits"], "decision": entry["decision"]})
+    for views in by_family.values():
+        views.sort(key=lambda view: (view["bits"], view["name"]))
+    prefixes = {family: [view["bits"] for view in views] for family, views in by_family.items()}
+    return _compiled_first({"prefixes": prefixes, "by_family": by_family, "entries": compiled}, registry)
+
+
+COMPILERS = {
+    "allowlists": _compile_allowlists,
+    "inventory": _compile_inventory,
+    "identities": _compile_identities,
+    "special_purpose": _compile_special_purpose,
+}
 
 
 def compile_document(name: str, document: dict[str, Any], source: Path) -> dict[str, Any]:
@@ -258,7 +292,7 @@ def revision_of(modules: dict[str, str], data: dict[str, Any]) -> str:
 # The order of the data document's top-level keys: the small documents every decision reads first, the big
 # inventory last. regopy 1.5.2 finds a key by walking an object's keys in insertion order (0.5 us per key
 # before it), so this order is a little faster there; it changes nothing else (the revision hashes sorted keys).
-DATA_ORDER = ("meta", "levels", "number_text", "guardrails", "allowlists", "identities")
+DATA_ORDER = ("meta", "levels", "number_text", "guardrails", "allowlists", "special_purpose", "identities")
 
 
 def _with_meta(data: dict[str, Any], revision: str) -> dict[str, Any]:
@@ -280,9 +314,21 @@ def check_escalations(levels: LevelConfig, identities: dict[str, Any]) -> None:
         raise PolicyBundleError("; ".join(unknown))
 
 
+# The data document a shipped module cannot do without: a policies/ holding the module but not the data file is
+# refused, not run with the guardrail silently finding nothing. (A policy set without the module needs neither.)
+REQUIRED_DATA = {"guardrails/special_purpose.rego": "special_purpose"}
+
+
+def check_required_data(modules: dict[str, str], data: dict[str, Any]) -> None:
+    for module, document in REQUIRED_DATA.items():
+        if module in modules and document not in data:
+            raise PolicyBundleError(f"{DATA_SUBDIR}/{document}.yaml is missing, and {module} reads it")
+
+
 def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
     modules = _read_modules(policies_dir, include_tests=False)
     data = compile_data(policies_dir, levels)
+    check_required_data(modules, data)
     check_escalations(levels, data.get("identities") or {})
     revision = revision_of(modules, data)
     return PolicyBundle(

@@ -421,11 +421,13 @@ def synthetic_alerts(count: int, seed: int = 7, sources: int = 5_000, burst: int
     source, so grouping sees storms and one-off alerts alike and no list of them ever exists."""
     rng = random.Random(seed)
     start = datetime(2026, 11, 1, tzinfo=UTC)
-    network = int(ipaddress.IPv4Address("100.64.0.0"))  # shared address space: outside every allowlist
+    # Documentation space (RFC 3849): blockable like a public address, outside every allowlist and asset
+    # (100.64.0.0/10, used before, is shared CGNAT space that the special-purpose guardrail denies).
+    network = int(ipaddress.IPv6Address("2001:db8:5000::"))
     severities = list(Severity)
     produced = 0
     while produced < count:
-        source = str(ipaddress.IPv4Address(network + rng.randrange(sources) * 7 + 1))
+        source = str(ipaddress.IPv6Address(network + rng.randrange(sources) * 7 + 1))
         category, kind = rng.choice(_CATEGORIES)
         asset, dst_ip = rng.choice(_TARGETS)
         user = f"user{rng.randrange(200)}" if kind == "identity" else None

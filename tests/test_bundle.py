@@ -21,6 +21,7 @@ def test_address_facts_are_prefix_bits() -> None:
         "version": 4,
         "prefix_len": 24,
         "bits": format(int(ipaddress.ip_address("198.51.100.0")), "032b")[:24],
+        "embedded": [],
         "num_addresses": 256,
     }
     assert len(address_facts("2001:db8::1")["bits"]) == 128

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from actions.registry import get_spec, validate_params
+from controller.config import Settings
 from controller.engines.embedded import EmbeddedEngine
-from controller.guard import Guard, targets_of
+from controller.guard import Guard, UnavailableGuard, targets_of
 from controller.models import Category, GuardDecision, Level, Plan, ProposedAction, Verdict
+from controller.runtime import EngineName, open_guard
 from tests.factories import make_incident
 
 E, A, R, D = Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DENY
@@ -190,7 +192,7 @@ CASES = [
 ]
 
 
-def _decide(guard: Guard, case: Case) -> GuardDecision:
+def _decide(guard: Guard | UnavailableGuard, case: Case) -> GuardDecision:
     incident = make_incident(**case.incident)
     action = ProposedAction(id="a1", action=case.action, params=case.params, confidence=case.confidence)
     plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
@@ -292,3 +294,54 @@ def test_direct_input_reads_the_same_as_regopys_own(embedded_guard: Guard) -> No
     finally:
         engine._direct.available = True
     assert direct == fallback
+
+
+# Engine failures: a guardrail that misuses a built-in fails at evaluation. Both engines must make that a deny
+# naming the engine's error, never an undefined rule that lets the block run (OPA, unless queried with
+# strict-builtin-errors, makes such a rule undefined). Built through the product's own path (open_guard), on a
+# copy of the policies with the guardrail added; the block ("L4 block runs" above) would run without it.
+@dataclass(frozen=True)
+class EngineFailure:
+    name: str
+    guardrail: str  # the body of a deny rule in package autonomy.guardrails
+    reasons: dict[EngineName, str]  # what each engine's single deny reason says
+
+
+EVALUATION_ERRORS = {
+    EngineName.EMBEDDED: "policy engine (embedded) gave no decision: embedded engine error evaluating",
+    EngineName.OPA: "policy engine (opa) gave no decision: OPA server at",
+}
+
+ENGINE_FAILURES = [
+    EngineFailure(
+        "type error: a duration parser given ttl_seconds, a number",
+        "time.parse_duration_ns(input.action.params.ttl_seconds) > 86400000000000",
+        EVALUATION_ERRORS,
+    ),
+    EngineFailure(
+        "value error: units.parse on the action's name", "units.parse(input.action.name) > 0", EVALUATION_ERRORS
+    ),
+    EngineFailure(
+        "net.cidr_intersects on a bare address (regopy lacks net.*: refused at load)",
+        'some target in ip_targets\n\tnet.cidr_intersects(target.value, "10.0.0.0/8")',
+        {
+            EngineName.EMBEDDED: "guard unavailable: policy calls built-ins the embedded engine lacks: net.cidr",
+            EngineName.OPA: EVALUATION_ERRORS[EngineName.OPA],
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("failure", ENGINE_FAILURES, ids=lambda f: f.name)
+def test_both_engines_deny_when_a_guardrail_misuses_a_built_in(failure: EngineFailure, config_copy: Settings) -> None:
+    rule = f'deny contains "misused built-in" if {{\n\tblocking\n\t{failure.guardrail}\n}}\n'
+    (config_copy.policies_dir / "guardrails" / "misuse.rego").write_text(f"package autonomy.guardrails\n\n{rule}")
+    block = next(case for case in CASES if case.name == "L4 block runs")
+    for engine, expected in failure.reasons.items():
+        with open_guard(config_copy, engine) as guard:
+            decision = _decide(guard, block)
+        assert decision.verdict is Verdict.DENY, (engine, decision.reasons)
+        [reason] = decision.reasons
+        assert reason.startswith(expected), (engine, reason)
+        if engine is EngineName.OPA:
+            assert "errored evaluating autonomy/decision/result" in reason, reason

@@ -3,7 +3,8 @@
 `OpaServer` starts and stops a real OPA process loaded with a bundle (for dev, tests and the benchmark); in
 production point `AUTONOMY_OPA_URL` at your own OPA (sidecar or cluster). Either way the engine checks that
 the policy revision OPA evaluated is the one the controller expects, so a stale or foreign policy set can
-never decide silently.
+never decide silently, and queries with strict built-in errors, so a built-in that fails is an error (a deny),
+never an undefined value that lets a deny rule pass.
 
 Before its first decision the engine also asks OPA for package autonomy.config's `errors` (the static checks of
 the bundle's data, policies/autonomy/config.rego) and refuses to decide while they are not empty.
@@ -33,6 +34,27 @@ CONFIG_PACKAGE_PATH, CONFIG_RULE_NAME = CONFIG_ENTRYPOINT.rsplit("/", 1)
 
 class OpaUnavailableError(PolicyEngineError):
     pass
+
+
+# Without it OPA makes a built-in that fails (net.cidr_intersects on a bare address, a type error) *undefined*:
+# a deny rule calling it silently does not fire and the action runs. With it, the query fails (HTTP 500) and the
+# guard denies, as the embedded engine does (regopy runs with strict_built_in_errors on).
+STRICT = {"strict-builtin-errors": "true"}
+
+
+def evaluation_error(url: str, entrypoint: str, response: requests.Response | None) -> PolicyEngineError:
+    """The engine error for an HTTP error from OPA, naming OPA's own error codes and messages (bounded)."""
+    status = response.status_code if response is not None else "?"
+    try:
+        body = response.json() if response is not None else {}
+        details = [f"{e.get('code')}: {e.get('message')}" for e in body.get("errors") or [] if isinstance(e, dict)]
+        detail = "; ".join(details) or f"{body.get('code')}: {body.get('message')}"
+    except (ValueError, AttributeError):
+        detail = "no error document"
+    return PolicyEngineError(
+        f"OPA server at {url} errored evaluating {entrypoint} (HTTP {status}, strict built-in errors on): "
+        f"{detail[:500]}"
+    )
 
 
 class OpaServer:
@@ -117,12 +139,7 @@ class OpaServerEngine:
         evaluate() calls this before its first decision (and again after a failed check); callers that want a
         broken bundle reported at start-up may call it right away.
         """
-        try:
-            response = self._client.query_rule({}, CONFIG_PACKAGE_PATH.replace("/", "."), CONFIG_RULE_NAME)
-        except requests.RequestException as exc:
-            raise OpaUnavailableError(f"OPA server at {self.url} unreachable or failed: {exc}") from exc
-        except Exception as exc:  # the client raises its own types for OPA-side errors
-            raise PolicyEngineError(f"OPA server at {self.url} returned an error: {exc}") from exc
+        response = self._query({}, CONFIG_PACKAGE_PATH, CONFIG_RULE_NAME, CONFIG_ENTRYPOINT)
         errors = response.get("result", [])
         if not isinstance(errors, list):
             raise PolicyEngineError(f"OPA server at {self.url}: {CONFIG_ENTRYPOINT} is not a list: {errors!r}")
@@ -133,15 +150,24 @@ class OpaServerEngine:
     def evaluate(self, input_doc: dict[str, Any]) -> Any:
         if not self._config_checked:
             self.check_config()
+        response = self._query(input_doc, PACKAGE_PATH, RULE_NAME, ENTRYPOINT)
+        if "result" not in response:
+            raise PolicyUndefinedError(f"{ENTRYPOINT} is undefined for this input (OPA returned no result)")
+        return response["result"]
+
+    def _query(self, input_doc: dict[str, Any], package_path: str, rule: str, entrypoint: str) -> dict[str, Any]:
+        """OPA's answer for one rule, with strict built-in errors (STRICT): an evaluation error raises."""
         try:
-            response = self._client.query_rule(input_doc, PACKAGE_PATH.replace("/", "."), RULE_NAME)
+            response = self._client.query_rule(input_doc, package_path.replace("/", "."), rule, query_params=STRICT)
+        except requests.HTTPError as exc:
+            raise evaluation_error(self.url, entrypoint, exc.response) from exc
         except requests.RequestException as exc:
             raise OpaUnavailableError(f"OPA server at {self.url} unreachable or failed: {exc}") from exc
         except Exception as exc:  # the client raises its own types for OPA-side errors
             raise PolicyEngineError(f"OPA server at {self.url} returned an error: {exc}") from exc
-        if "result" not in response:
-            raise PolicyUndefinedError(f"{ENTRYPOINT} is undefined for this input (OPA returned no result)")
-        return response["result"]
+        if not isinstance(response, dict):
+            raise PolicyEngineError(f"OPA server at {self.url} answered {entrypoint} with a {type(response).__name__}")
+        return response
 
     def close(self) -> None:
         self._client.close_connection()

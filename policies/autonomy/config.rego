@@ -175,6 +175,26 @@ allowlists_compiled if {
 	}
 }
 
+# The special-purpose registry (data/special_purpose.yaml) ships with its guardrail, which reads its
+# compiled indexes: without them it would find nothing, and every block of a broadcast, multicast or shared
+# address would pass. (The controller refuses a policies/ without the file.)
+errors contains "data.special_purpose is not compiled: prefixes and by_family (ipv4, ipv6) are missing or incomplete" if {
+	count(special_purpose_entries) > 0
+	not special_purpose_compiled
+}
+
+default special_purpose_entries := {}
+
+special_purpose_entries := data.special_purpose.entries
+
+special_purpose_compiled if {
+	every family in ["ipv4", "ipv6"] {
+		is_array(data.special_purpose.prefixes[family])
+		is_array(data.special_purpose.by_family[family])
+		count(data.special_purpose.prefixes[family]) == count(data.special_purpose.by_family[family])
+	}
+}
+
 errors contains "data.inventory is not compiled: asset_index, address_index and range_index are missing or incomplete" if {
 	count(assets) > 0
 	not inventory_compiled

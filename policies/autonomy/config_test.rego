@@ -188,6 +188,17 @@ test_uncompiled_identities_are_refused if {
 	errors_of(levels, ids) == {"data.identities is not compiled: user_index is missing or incomplete"}
 }
 
+test_uncompiled_special_purpose_registry_is_refused if {
+	msg := "data.special_purpose is not compiled: prefixes and by_family (ipv4, ipv6) are missing or incomplete"
+	entries := {"100.64.0.0/10": {"name": "Shared Address Space", "rfc": "RFC 6598", "decision": "deny", "reason": "r"}}
+	msg in config.errors with data.special_purpose as {"entries": entries}
+	stale := {"entries": entries, "prefixes": {"ipv4": ["0110010001"], "ipv6": []}, "by_family": {"ipv4": [], "ipv6": []}}
+	msg in config.errors with data.special_purpose as stale
+	compiled := object.union(stale, {"by_family": {"ipv4": [{"name": "100.64.0.0/10", "bits": "0110010001", "decision": "deny"}], "ipv6": []}})
+	not msg in config.errors with data.special_purpose as compiled
+	not msg in config.errors with data.special_purpose as {}
+}
+
 # --- the number table --------------------------------------------------------------------------
 
 number_text := [text | some tenths in numbers.range(0, 1000); text := decision.number_text_of(tenths / 10)]

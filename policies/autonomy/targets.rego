@@ -48,4 +48,23 @@ well_formed_ip(t) if {
 	count(t.bits) == t.prefix_len
 	t.prefix_len <= address_width[t.version]
 	trim(t.bits, "01") == ""
+	not malformed_embedded(t)
+}
+
+# embedded: the IPv4 prefixes an IPv6 target embeds (IPv4-mapped, NAT64, 6to4, Teredo...), which the
+# controller decodes (controller/addresses.py) and every IPv4 check also runs on. Like bits, the policy
+# takes them as given. Missing means none (a client that leaves them out loses only those checks, as one
+# that sent wrong bits would); present, they must be a list of IPv4 prefix bit strings.
+malformed_embedded(t) if {
+	embedded := t.embedded
+	not ipv4_prefix_list(embedded)
+}
+
+ipv4_prefix_list(list) if {
+	is_array(list)
+	every bits in list {
+		is_string(bits)
+		count(bits) <= 32
+		trim(bits, "01") == ""
+	}
 }

@@ -39,3 +39,16 @@ test_no_list_when_ips_is_not_an_array if {
 	not targets.ips with input as {"targets": {"ips": {"0": v4}}}
 	not targets.ips with input as {"targets": {}}
 }
+
+six_to_four := {"value": "2002:c633:6442::", "version": 6, "prefix_len": 128, "bits": "00100000000000101100011000110011011001000100001000000000000000000000000000000000000000000000000000000000000000000000000000000000", "embedded": ["11000110001100110110010001000010"], "num_addresses": 1}
+
+test_embedded_is_a_list_of_ipv4_prefix_bits_when_present if {
+	bad := [
+		object.union(six_to_four, {"embedded": "11000110"}), # not a list
+		object.union(six_to_four, {"embedded": [11000110]}), # not a string
+		object.union(six_to_four, {"embedded": ["110001100011001101100100010000100"]}), # longer than IPv4
+		object.union(six_to_four, {"embedded": ["1100011x"]}), # not binary
+	]
+	targets.ips == [six_to_four, v4] with input as {"targets": {"ips": array.concat(bad, [six_to_four, v4])}}
+	targets.all_well_formed with input as {"targets": {"ips": [six_to_four, object.union(v4, {"embedded": []})]}}
+}

@@ -4,32 +4,49 @@ package autonomy.guardrails_test
 
 import data.autonomy.guardrails
 
-# IP targets as the controller puts them in input.targets.ips, keyed by canonical value.
+# IP targets as the controller puts them in input.targets.ips (controller/addresses.py, address_facts), keyed by
+# canonical value.
 ip := {
-	"198.51.100.66": {"value": "198.51.100.66", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010001000010", "num_addresses": 1},
-	"198.51.100.254": {"value": "198.51.100.254", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010011111110", "num_addresses": 1},
-	"198.51.100.0/24": {"value": "198.51.100.0/24", "version": 4, "prefix_len": 24, "bits": "110001100011001101100100", "num_addresses": 256},
-	"198.51.100.0/25": {"value": "198.51.100.0/25", "version": 4, "prefix_len": 25, "bits": "1100011000110011011001000", "num_addresses": 128},
-	"198.51.100.1": {"value": "198.51.100.1", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010000000001", "num_addresses": 1},
-	"10.1.2.3": {"value": "10.1.2.3", "version": 4, "prefix_len": 32, "bits": "00001010000000010000001000000011", "num_addresses": 1},
-	"10.0.0.0/8": {"value": "10.0.0.0/8", "version": 4, "prefix_len": 8, "bits": "00001010", "num_addresses": 16777216},
-	"0.0.0.0/0": {"value": "0.0.0.0/0", "version": 4, "prefix_len": 0, "bits": "", "num_addresses": 4294967296},
-	"203.0.113.7": {"value": "203.0.113.7", "version": 4, "prefix_len": 32, "bits": "11001011000000000111000100000111", "num_addresses": 1},
-	"203.0.113.0/24": {"value": "203.0.113.0/24", "version": 4, "prefix_len": 24, "bits": "110010110000000001110001", "num_addresses": 256},
-	"192.0.2.0/24": {"value": "192.0.2.0/24", "version": 4, "prefix_len": 24, "bits": "110000000000000000000010", "num_addresses": 256},
-	"::1": {"value": "::1", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "num_addresses": 1},
-	"::ffff:c633:64fe": {"value": "::ffff:c633:64fe", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000110001100110110010011111110", "num_addresses": 1},
-	"::/0": {"value": "::/0", "version": 6, "prefix_len": 0, "bits": "", "num_addresses": 340282366920938463463374607431768211456},
-	"::/80": {"value": "::/80", "version": 6, "prefix_len": 80, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000", "num_addresses": 281474976710656},
-	"::ffff:c633:6401": {"value": "::ffff:c633:6401", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000110001100110110010000000001", "num_addresses": 1},
-	"192.0.2.25": {"value": "192.0.2.25", "version": 4, "prefix_len": 32, "bits": "11000000000000000000001000011001", "num_addresses": 1},
-	"192.0.0.0/16": {"value": "192.0.0.0/16", "version": 4, "prefix_len": 16, "bits": "1100000000000000", "num_addresses": 65536},
-	"2001:db8::/64": {"value": "2001:db8::/64", "version": 6, "prefix_len": 64, "bits": "0010000000000001000011011011100000000000000000000000000000000000", "num_addresses": 18446744073709551616},
-	"2001:db8::25": {"value": "2001:db8::25", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000100101", "num_addresses": 1},
-	"::ffff:0:0/96": {"value": "::ffff:0:0/96", "version": 6, "prefix_len": 96, "bits": "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111", "num_addresses": 4294967296},
-	"192.0.2.128/25": {"value": "192.0.2.128/25", "version": 4, "prefix_len": 25, "bits": "1100000000000000000000101", "num_addresses": 128},
-	"::ffff:c000:200/120": {"value": "::ffff:c000:200/120", "version": 6, "prefix_len": 120, "bits": "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111110000000000000000000010", "num_addresses": 256},
-	"2001:db8::1": {"value": "2001:db8::1", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "num_addresses": 1},
+	"198.51.100.66": {"value": "198.51.100.66", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010001000010", "embedded": [], "num_addresses": 1},
+	"198.51.100.254": {"value": "198.51.100.254", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010011111110", "embedded": [], "num_addresses": 1},
+	"198.51.100.0/24": {"value": "198.51.100.0/24", "version": 4, "prefix_len": 24, "bits": "110001100011001101100100", "embedded": [], "num_addresses": 256},
+	"198.51.100.0/25": {"value": "198.51.100.0/25", "version": 4, "prefix_len": 25, "bits": "1100011000110011011001000", "embedded": [], "num_addresses": 128},
+	"198.51.100.1": {"value": "198.51.100.1", "version": 4, "prefix_len": 32, "bits": "11000110001100110110010000000001", "embedded": [], "num_addresses": 1},
+	"10.1.2.3": {"value": "10.1.2.3", "version": 4, "prefix_len": 32, "bits": "00001010000000010000001000000011", "embedded": [], "num_addresses": 1},
+	"10.0.0.0/8": {"value": "10.0.0.0/8", "version": 4, "prefix_len": 8, "bits": "00001010", "embedded": [], "num_addresses": 16777216},
+	"0.0.0.0/0": {"value": "0.0.0.0/0", "version": 4, "prefix_len": 0, "bits": "", "embedded": [], "num_addresses": 4294967296},
+	"203.0.113.7": {"value": "203.0.113.7", "version": 4, "prefix_len": 32, "bits": "11001011000000000111000100000111", "embedded": [], "num_addresses": 1},
+	"203.0.113.0/24": {"value": "203.0.113.0/24", "version": 4, "prefix_len": 24, "bits": "110010110000000001110001", "embedded": [], "num_addresses": 256},
+	"192.0.2.0/24": {"value": "192.0.2.0/24", "version": 4, "prefix_len": 24, "bits": "110000000000000000000010", "embedded": [], "num_addresses": 256},
+	"::1": {"value": "::1", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "embedded": ["00000000000000000000000000000001"], "num_addresses": 1},
+	"::ffff:c633:64fe": {"value": "::ffff:c633:64fe", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000110001100110110010011111110", "embedded": ["11000110001100110110010011111110"], "num_addresses": 1},
+	"::/0": {"value": "::/0", "version": 6, "prefix_len": 0, "bits": "", "embedded": [""], "num_addresses": 340282366920938463463374607431768211456},
+	"::/80": {"value": "::/80", "version": 6, "prefix_len": 80, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000", "embedded": [""], "num_addresses": 281474976710656},
+	"::ffff:c633:6401": {"value": "::ffff:c633:6401", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111111000110001100110110010000000001", "embedded": ["11000110001100110110010000000001"], "num_addresses": 1},
+	"192.0.2.25": {"value": "192.0.2.25", "version": 4, "prefix_len": 32, "bits": "11000000000000000000001000011001", "embedded": [], "num_addresses": 1},
+	"192.0.0.0/16": {"value": "192.0.0.0/16", "version": 4, "prefix_len": 16, "bits": "1100000000000000", "embedded": [], "num_addresses": 65536},
+	"2001:db8::/64": {"value": "2001:db8::/64", "version": 6, "prefix_len": 64, "bits": "0010000000000001000011011011100000000000000000000000000000000000", "embedded": [], "num_addresses": 18446744073709551616},
+	"2001:db8::25": {"value": "2001:db8::25", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000100101", "embedded": [], "num_addresses": 1},
+	"::ffff:0:0/96": {"value": "::ffff:0:0/96", "version": 6, "prefix_len": 96, "bits": "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111", "embedded": [""], "num_addresses": 4294967296},
+	"192.0.2.128/25": {"value": "192.0.2.128/25", "version": 4, "prefix_len": 25, "bits": "1100000000000000000000101", "embedded": [], "num_addresses": 128},
+	"::ffff:c000:200/120": {"value": "::ffff:c000:200/120", "version": 6, "prefix_len": 120, "bits": "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111110000000000000000000010", "embedded": ["110000000000000000000010"], "num_addresses": 256},
+	"2001:db8::1": {"value": "2001:db8::1", "version": 6, "prefix_len": 128, "bits": "00100000000000010000110110111000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "embedded": [], "num_addresses": 1},
+	"100.64.1.2": {"value": "100.64.1.2", "version": 4, "prefix_len": 32, "bits": "01100100010000000000000100000010", "embedded": [], "num_addresses": 1},
+	"100.0.0.0/9": {"value": "100.0.0.0/9", "version": 4, "prefix_len": 9, "bits": "011001000", "embedded": [], "num_addresses": 8388608},
+	"100.64.1.0/24": {"value": "100.64.1.0/24", "version": 4, "prefix_len": 24, "bits": "011001000100000000000001", "embedded": [], "num_addresses": 256},
+	"224.0.0.5": {"value": "224.0.0.5", "version": 4, "prefix_len": 32, "bits": "11100000000000000000000000000101", "embedded": [], "num_addresses": 1},
+	"ff02::1": {"value": "ff02::1", "version": 6, "prefix_len": 128, "bits": "11111111000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "embedded": [], "num_addresses": 1},
+	"::": {"value": "::", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", "embedded": ["00000000000000000000000000000000"], "num_addresses": 1},
+	"2002:6440:102::": {"value": "2002:6440:102::", "version": 6, "prefix_len": 128, "bits": "00100000000000100110010001000000000000010000001000000000000000000000000000000000000000000000000000000000000000000000000000000000", "embedded": ["01100100010000000000000100000010"], "num_addresses": 1},
+	"2002:c633:6442::": {"value": "2002:c633:6442::", "version": 6, "prefix_len": 128, "bits": "00100000000000101100011000110011011001000100001000000000000000000000000000000000000000000000000000000000000000000000000000000000", "embedded": ["11000110001100110110010001000010"], "num_addresses": 1},
+	"64:ff9b::6440:102": {"value": "64:ff9b::6440:102", "version": 6, "prefix_len": 128, "bits": "00000000011001001111111110011011000000000000000000000000000000000000000000000000000000000000000001100100010000000000000100000010", "embedded": ["01100100010000000000000100000010"], "num_addresses": 1},
+	"2001:0:c633:6442::9bbf:fefd": {"value": "2001:0:c633:6442::9bbf:fefd", "version": 6, "prefix_len": 128, "bits": "00100000000000010000000000000000110001100011001101100100010000100000000000000000000000000000000010011011101111111111111011111101", "embedded": ["11000110001100110110010001000010", "01100100010000000000000100000010"], "num_addresses": 1},
+	"::ffff:6440:102": {"value": "::ffff:6440:102", "version": 6, "prefix_len": 128, "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000111111111111111101100100010000000000000100000010", "embedded": ["01100100010000000000000100000010"], "num_addresses": 1},
+	"2002:c633:6401::": {"value": "2002:c633:6401::", "version": 6, "prefix_len": 128, "bits": "00100000000000101100011000110011011001000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000", "embedded": ["11000110001100110110010000000001"], "num_addresses": 1},
+	"2002::/15": {"value": "2002::/15", "version": 6, "prefix_len": 15, "bits": "001000000000001", "embedded": [""], "num_addresses": 10384593717069655257060992658440192},
+	"192.0.2.7": {"value": "192.0.2.7", "version": 4, "prefix_len": 32, "bits": "11000000000000000000001000000111", "embedded": [], "num_addresses": 1},
+	"2002:c034:c101::": {"value": "2002:c034:c101::", "version": 6, "prefix_len": 128, "bits": "00100000000000101100000000110100110000010000000100000000000000000000000000000000000000000000000000000000000000000000000000000000", "embedded": ["11000000001101001100000100000001"], "num_addresses": 1},
+	"192.52.193.1": {"value": "192.52.193.1", "version": 4, "prefix_len": 32, "bits": "11000000001101001100000100000001", "embedded": [], "num_addresses": 1},
 }
 
 # As controller/policy_bundle.py compiles data/allowlists.yaml (generated with its _compile_allowlists):
@@ -123,6 +140,38 @@ leaf(entries, first, second) := {key: value |
 	startswith(crypto.md5(key), concat("", [first, second]))
 }
 
+# As controller/policy_bundle.py compiles data/special_purpose.yaml (_compile_special_purpose), for a few
+# entries (the policy reads name, rfc and reason of an entry; the compiler adds address facts too): deny and
+# approve entries indexed per family, the allow (documentation) entry left out of the indexes.
+special_purpose := {
+	"approval": {"group": "soc-oncall", "quorum": 1},
+	"entries": {
+		"100.64.0.0/10": {"name": "Shared Address Space", "rfc": "RFC 6598", "decision": "deny", "reason": "shared by many"},
+		"192.52.193.0/24": {"name": "AMT", "rfc": "RFC 7450", "decision": "approve", "reason": "relays, a person decides"},
+		"224.0.0.0/4": {"name": "Multicast", "rfc": "RFC 5771", "decision": "deny", "reason": "never a source"},
+		"192.0.2.0/24": {"name": "Documentation (TEST-NET-1)", "rfc": "RFC 5737", "decision": "allow", "reason": "stays blockable"},
+		"::/128": {"name": "Unspecified Address", "rfc": "RFC 4291", "decision": "deny", "reason": "never a source"},
+		"ff00::/8": {"name": "Multicast", "rfc": "RFC 4291", "decision": "deny", "reason": "never a source"},
+		"2002::/16": {"name": "6to4", "rfc": "RFC 3056", "decision": "approve", "reason": "a person decides"},
+	},
+	"by_family": {
+		"ipv4": [
+			{"name": "192.52.193.0/24", "bits": "110000000011010011000001", "decision": "approve"},
+			{"name": "100.64.0.0/10", "bits": "0110010001", "decision": "deny"},
+			{"name": "224.0.0.0/4", "bits": "1110", "decision": "deny"},
+		],
+		"ipv6": [
+			{"name": "::/128", "bits": "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", "decision": "deny"},
+			{"name": "2002::/16", "bits": "0010000000000010", "decision": "approve"},
+			{"name": "ff00::/8", "bits": "11111111", "decision": "deny"},
+		],
+	},
+	"prefixes": {
+		"ipv4": ["110000000011010011000001", "0110010001", "1110"],
+		"ipv6": ["00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", "0010000000000010", "11111111"],
+	},
+}
+
 users := {
 	"alice": {"privileged": false},
 	"bob": {"privileged": false},
@@ -153,6 +202,7 @@ denies(inp) := out if {
 	out := guardrails.deny with input as inp
 		with data.allowlists as allowlists
 		with data.inventory as inventory
+		with data.special_purpose as special_purpose
 		with data.identities as identities
 		with data.guardrails as tunables
 }
@@ -162,6 +212,7 @@ denies_capped(inp, cap) := out if {
 	out := guardrails.deny with input as inp
 		with data.allowlists as allowlists
 		with data.inventory as inventory
+		with data.special_purpose as special_purpose
 		with data.identities as identities
 		with data.guardrails as object.union(tunables, {"max_addresses_per_block": cap})
 }
@@ -170,6 +221,7 @@ approvals(inp) := out if {
 	out := guardrails.require_approval with input as inp
 		with data.allowlists as allowlists
 		with data.inventory as inventory
+		with data.special_purpose as special_purpose
 		with data.identities as identities
 		with data.guardrails as tunables
 }

@@ -2,9 +2,10 @@
 #
 # Addresses are compared only through the precomputed prefix bit strings (README, "Input document"):
 # regopy has no net.* built-ins. Two ranges of one family ("ipv4", "ipv6") overlap iff one's bits start
-# with the other's. An IPv4-mapped IPv6 target (::ffff:198.51.100.254 reaches 198.51.100.254) is compared
-# as IPv4 too (mapped_targets, targets.rego), and the controller lists IPv4-mapped allowlist entries and
-# asset addresses under IPv4 too, so a comparison within one family covers every case.
+# with the other's. An IPv6 target that embeds an IPv4 address (::ffff:198.51.100.254 reaches 198.51.100.254;
+# NAT64, 6to4, Teredo too) is compared as that IPv4 address too (embedded_targets, targets.rego), and the
+# controller lists such allowlist entries and asset addresses under IPv4 too, so a comparison within one
+# family covers every case.
 # Unblocking (restore) and lookups (investigate) may touch these ranges, so only blocks are checked.
 #
 # Cost (regopy, the embedded engine; README, "Cost model"): a Rego loop costs about 3 us an iteration,
@@ -27,10 +28,10 @@ deny contains msg if {
 	msg := allowlist_message(target.value, name)
 }
 
-# An IPv4-mapped IPv6 target (::ffff:198.51.100.254) reaches the IPv4 host: compared as IPv4 too.
+# An IPv6 target that embeds an IPv4 address (::ffff:198.51.100.254) reaches the IPv4 host: compared as IPv4 too.
 deny contains msg if {
 	blocking
-	some target in mapped_targets
+	some target in embedded_targets
 	some name in allowlisted("ipv4", target.bits)
 	msg := allowlist_message(target.value, name)
 }
@@ -44,7 +45,7 @@ allowlist_message(value, name) := sprintf(
 }
 
 # The names of the allowlisted networks that overlap the prefix bits of family. The controller lists
-# each network under its family in data.allowlists.by_family (an IPv4-mapped one under ipv4 too), and
+# each network under its family in data.allowlists.by_family (one embedding IPv4 under ipv4 too), and
 # their bits in data.allowlists.prefixes: one strings.any_prefix_match per direction rules out the
 # usual target before any loop.
 #
@@ -96,10 +97,10 @@ deny contains msg if {
 	msg := own_assets_message(target.value)
 }
 
-# An IPv4-mapped IPv6 target, as IPv4: an address, or a range as above.
+# An IPv6 target's embedded IPv4 address (or range), as IPv4: an address, or a range as above.
 deny contains msg if {
 	blocking
-	some target in mapped_targets
+	some target in embedded_targets
 	asset := address_owner(target.bits)
 	msg := own_asset_message(target.value, asset)
 }
@@ -107,7 +108,7 @@ deny contains msg if {
 deny contains msg if {
 	blocking
 	not too_many_addresses
-	some target in mapped_targets
+	some target in embedded_targets
 	some asset in assets_in_range("ipv4", target.bits)
 	msg := own_asset_message(target.value, asset)
 }
@@ -115,7 +116,7 @@ deny contains msg if {
 deny contains msg if {
 	blocking
 	too_many_addresses
-	some target in mapped_targets
+	some target in embedded_targets
 	holds_assets("ipv4", target.bits)
 	msg := own_assets_message(target.value)
 }

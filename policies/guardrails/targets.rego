@@ -23,33 +23,17 @@ user_targets contains user if {
 # The ranges among them (not a whole address).
 range_targets := [target | some target in ip_targets; target.prefix_len < address_width[target.version]]
 
-# The IPv4-mapped IPv6 targets (::ffff:198.51.100.254 reaches 198.51.100.254), as IPv4 prefix bits: the
-# network guardrails compare them as IPv4 too, or they would slip past an IPv4 allowlist entry.
-mapped_targets := [{"value": target.value, "bits": bits} |
+# The IPv4 addresses the IPv6 targets embed (IPv4-mapped ::ffff:198.51.100.254 reaches 198.51.100.254; NAT64,
+# 6to4 and Teredo addresses carry one too), as IPv4 prefix bits that the controller decodes (`embedded`,
+# controller/addresses.py): the network guardrails run every IPv4 check on them too, or they would slip past
+# an IPv4 allowlist entry, asset or special-purpose block.
+embedded_targets := [{"value": target.value, "bits": bits} |
 	some target in ip_targets
-	bits := ipv4_bits_of_mapped_target(target)
+	some bits in target.embedded
 ]
 
-# A function, so that `==` is a comparison: in a comprehension regopy makes it a built-in call.
-ipv4_bits_of_mapped_target(target) := ipv4_bits_of_mapped(target.bits) if target.version == 6
-
-# The compiled address data (data.allowlists, data.inventory) is keyed by family.
+# The compiled address data (data.allowlists, data.inventory, data.special_purpose) is keyed by family.
 families := {4: "ipv4", 6: "ipv6"}
-
-# ::ffff:0:0/96 in bits: 80 zeros, then 16 ones (the controller's IPV4_MAPPED_PREFIX).
-ipv4_mapped_prefix := "000000000000000000000000000000000000000000000000000000000000000000000000000000001111111111111111"
-
-# The IPv4 part of an IPv6 prefix inside ::ffff:0:0/96.
-ipv4_bits_of_mapped(bits6) := substring(bits6, 96, count(bits6) - 96) if {
-	count(bits6) >= 96
-	startswith(bits6, ipv4_mapped_prefix)
-}
-
-# A shorter IPv6 prefix that contains all of ::ffff:0:0/96 contains every IPv4 address.
-ipv4_bits_of_mapped(bits6) := "" if {
-	count(bits6) < 96
-	startswith(ipv4_mapped_prefix, bits6)
-}
 
 # --- lookups -----------------------------------------------------------------------------------
 # Look assets and users up through these, not data.inventory.assets[name] or data.identities.users[name]:
