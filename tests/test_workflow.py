@@ -7,6 +7,7 @@ skipped with the dev server's time skipping, never waited for.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -302,12 +303,7 @@ def bounded_playbooks(tmp_path: Path, settings: Settings, **extra_action: object
     if extra_action:
         document["actions"].append(extra_action)
     path.write_text(yaml.safe_dump(document))
-    return Settings(
-        levels_dir=settings.levels_dir,
-        policies_dir=settings.policies_dir,
-        state_dir=settings.state_dir,
-        playbooks_dir=playbooks,
-    )
+    return dataclasses.replace(settings, playbooks_dir=playbooks)
 
 
 async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
@@ -405,3 +401,45 @@ def test_a_dev_server_port_already_taken_is_an_error() -> None:
         holder.listen()
         with pytest.raises(DevServerError, match="already in use"):
             DevServer(port=holder.getsockname()[1]).start()
+
+
+# -- guard hardening through the loop: claims never lift the level, permanent containment waits ----------------
+
+
+async def test_an_asset_an_alert_names_never_lifts_the_incidents_level(loop: Loop) -> None:
+    # The WAF saw the burst go to dc-01 (domain-controllers: L1); the alerts claim the staging web server (L4).
+    (key,) = await loop.submit(burst(dst_ip="10.10.0.10", asset="web-stg-01"))  # no declared level: scopes decide
+    final = await loop.result(key)
+    block = action_of(final, "network.block_ip")
+    assert block.verdict == "recommend" and block.status is ActionStatus.NOT_RUN
+    decision = next(
+        r.payload for r in loop.ledger.records(key, [RecordKind.DECISION]) if r.payload["action"] == "network.block_ip"
+    )
+    assert decision["effective_level"] == "L1"
+    assert loop.enforcement.effects == {}
+
+
+async def test_a_permanent_block_waits_for_a_person_and_times_out_unrun(config_copy: Settings, tmp_path: Path) -> None:
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(REPO_PLAYBOOKS, playbooks)
+    path = playbooks / "web-attack-blocked.yaml"
+    document = yaml.safe_load(path.read_text())
+    del document["actions"][0]["params"]["ttl_seconds"]
+    path.write_text(yaml.safe_dump(document))
+    settings = dataclasses.replace(config_copy, playbooks_dir=playbooks)
+    async with running_loop(settings) as loop:
+        (key,) = await loop.submit(burst(), level=Level.L3)  # malicious: only the missing TTL asks for a person
+        block = action_of(await awaiting(loop, key), "network.block_ip")
+        await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(hours=1, minutes=1))
+        final = await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.TIMED_OUT)
+        assert action_of(final, "network.block_ip").action_id == block.action_id
+        decision = next(
+            r.payload
+            for r in loop.ledger.records(key, [RecordKind.DECISION])
+            if r.payload["action"] == "network.block_ip"
+        )
+        assert decision["triage"]["verdict"] == "malicious"
+        assert decision["reasons"] == [
+            "network.block_ip has no ttl_seconds: permanent containment needs a person at every level"
+        ]
+        assert loop.enforcement.effects.get("network.block_ip", 0) == 0
