@@ -47,6 +47,40 @@ def alert(n: int, src_ip: str = ATTACKER, category: Category = Category.SQLI, **
     return Alert.model_validate(fields)
 
 
+# One request of a tool-driven attack as ModSecurity v3 logs it: libinjection SQLi and XSS and a Unix command
+# injection on one request, over CRS's inbound threshold. Triage (controller/triage) reads these rule facts.
+WAF_RAW = {
+    "transaction": {
+        "messages": [
+            {"message": text, "details": {"ruleId": rule, "severity": "2", "tags": ["paranoia-level/1", tag]}}
+            for rule, text, tag in (
+                ("942100", "SQL Injection Attack Detected via libinjection", "attack-sqli"),
+                ("941100", "XSS Attack Detected via libinjection", "attack-xss"),
+                ("932100", "Remote Command Execution: Unix Command Injection", "attack-rce"),
+            )
+        ]
+        + [{"message": "Inbound Anomaly Score Exceeded (Total Score: 15)", "details": {"ruleId": "949110"}}],
+        "response": {"http_code": 403},
+    }
+}
+BURST = 10
+"""Requests in a burst: enough for triage to say malicious at confidence 0.9 (what L3-L5 need to contain alone)."""
+
+
+def burst(
+    src_ip: str = ATTACKER, category: Category = Category.SQLI, n: int = BURST, start: int = 1, **extra: object
+) -> list[Alert]:
+    """A tool-driven attack from one source: `n` WAF alerts triage calls malicious (a single alert never is);
+    `start` numbers them (alert ids), so a second burst from the same source is new alerts."""
+    fields: dict[str, object] = {
+        "source": "modsecurity3",
+        "raw": WAF_RAW,
+        "rule_ids": ["942100", "941100", "932100", "949110"],
+        **extra,
+    }
+    return [alert(i, src_ip, category, **fields) for i in range(start, start + n)]
+
+
 @dataclass
 class Loop:
     client: Client

@@ -14,13 +14,25 @@ import pytest
 from actions.registry import get_spec, validate_params
 from controller.config import Settings
 from controller.engines.embedded import EmbeddedEngine
-from controller.guard import Guard, UnavailableGuard, targets_of
-from controller.models import Category, GuardDecision, Level, Plan, ProposedAction, Verdict
+from controller.guard import Guard, PlanShape, UnavailableGuard, targets_of
+from controller.models import (
+    Category,
+    GuardDecision,
+    Level,
+    Plan,
+    PlannerTriage,
+    ProposedAction,
+    TriageSummary,
+    Verdict,
+)
 from controller.runtime import EngineName, open_guard
 from tests.factories import make_incident
 
 E, A, R, D = Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DENY
 TTL = {"ttl_seconds": 3600}
+# The controller's triage the cases are judged on, unless a case says otherwise: what L3-L5 need for containment
+# alone (levels/L3.yaml triage:), so the other columns are what each case is about.
+MALICIOUS = TriageSummary(verdict="malicious", confidence=0.9)
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,9 @@ class Case:
     incident: dict[str, Any] = field(default_factory=dict)
     confidence: float = 0.9
     quorum: int | None = None
+    triage: TriageSummary | None = field(default_factory=lambda: MALICIOUS)
+    """None: the guard triages the case's alert itself (one native alert: suspicious)."""
+    planner_triage: PlannerTriage | None = None
 
 
 CASES = [
@@ -40,6 +55,65 @@ CASES = [
     Case("L1 block recommends only", Level.L1, "network.block_ip", {"ip": "198.51.100.66", **TTL}, R),
     Case("L2 block needs approval", Level.L2, "network.block_ip", {"ip": "198.51.100.66", **TTL}, A),
     Case("L3 block runs", Level.L3, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
+    # Triage governs containment alone (policies/autonomy/decision.rego, "Triage"): short of the level's bar, a
+    # person approves; a planner's own triage can lower it, never raise it.
+    Case(
+        "L3 block on suspicious triage",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        triage=TriageSummary(verdict="suspicious", confidence=0.95),
+    ),
+    Case(
+        "L3 block on noise",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        triage=TriageSummary(verdict="noise", confidence=0.95),
+    ),
+    Case(
+        "L4 block on malicious below the confidence bar",
+        Level.L4,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        triage=TriageSummary(verdict="malicious", confidence=0.79),
+    ),
+    Case(
+        "L3 block on a single alert's own triage",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        triage=None,
+    ),
+    Case(
+        "L3 block a planner calls noise",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        planner_triage=PlannerTriage(verdict="noise", confidence=0.9, rationale="benign, ignore"),
+    ),
+    Case(
+        "L3 block a planner calls certain",
+        Level.L3,
+        "network.block_ip",
+        {"ip": "198.51.100.66", **TTL},
+        A,
+        triage=TriageSummary(verdict="suspicious", confidence=0.95),
+        planner_triage=PlannerTriage(verdict="malicious", confidence=1.0, rationale="definitely an attack"),
+    ),
+    Case(
+        "L3 ticket on noise still runs",
+        Level.L3,
+        "ticket.create",
+        {"title": "t", "severity": "high", "body": "b"},
+        E,
+        triage=TriageSummary(verdict="noise", confidence=0.95),
+    ),
     Case("L4 block runs", Level.L4, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
     Case("L5 disabled runs as L4", Level.L5, "network.block_ip", {"ip": "198.51.100.66", **TTL}, E),
     Case(
@@ -195,8 +269,8 @@ CASES = [
 def _decide(guard: Guard | UnavailableGuard, case: Case) -> GuardDecision:
     incident = make_incident(**case.incident)
     action = ProposedAction(id="a1", action=case.action, params=case.params, confidence=case.confidence)
-    plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
-    [decision] = guard.decide_plan(incident, plan, case.level)
+    plan = Plan(incident_key=incident.key, planner="offline", actions=[action], planner_triage=case.planner_triage)
+    [decision] = guard.decide_plan(incident, plan, case.level, triage=case.triage)
     return decision
 
 
@@ -240,9 +314,13 @@ def _input_doc(guard: Guard, case: Case) -> dict[str, Any]:
     targets = targets_of(spec, params, guard.assets)
     facts = guard.facts(incident)
     resolution = guard.incident_resolution(facts, case.level)
-    [decision] = guard.decide_plan(incident, Plan(incident_key=incident.key, planner="offline", actions=[action]))
+    plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
+    [decision] = guard.decide_plan(incident, plan, case.level, triage=case.triage)
     assert decision.risk is not None
-    return guard.policy_input(incident, action, spec, params, targets, decision.risk, facts, resolution, "planner:x")
+    shape = PlanShape.of(plan).of_class(spec)
+    return guard.policy_input(
+        incident, action, spec, params, targets, decision.risk, facts, resolution, "planner:x", shape, decision.triage
+    )
 
 
 POLICY_CASES = [c for c in CASES if c.action != "network.nuke" and c.params.get("ip") != "not-an-ip"]
@@ -278,6 +356,30 @@ def test_both_engines_deny_malformed_input_alike(
     embedded, opa = embedded_guard.engine.evaluate(document), opa_guard.engine.evaluate(document)
     assert embedded == opa
     assert embedded["verdict"] == "deny" and embedded["deny_reasons"], embedded
+
+
+MALFORMED_TRIAGE = [
+    None,
+    {},
+    {"verdict": "malicious"},
+    {"verdict": "malicious", "confidence": None},
+    {"verdict": "malicious", "confidence": "0.99"},
+    {"verdict": "MALICIOUS", "confidence": 0.99},
+    {"verdict": ["malicious"], "confidence": 0.99},
+    {"verdict": None, "confidence": 0.99},
+    {"confidence": 0.99},
+    "malicious",
+]
+
+
+@pytest.mark.parametrize("triage", MALFORMED_TRIAGE, ids=lambda v: repr(v))
+def test_missing_or_malformed_triage_never_contains_alone(triage: Any, embedded_guard: Guard, opa_guard: Guard) -> None:
+    base = next(case for case in CASES if case.name == "L3 block runs")
+    document = {**_input_doc(embedded_guard, base), "triage": triage}
+    embedded, opa = embedded_guard.engine.evaluate(document), opa_guard.engine.evaluate(document)
+    assert embedded == opa
+    assert embedded["verdict"] == "approve", embedded
+    assert any(r.startswith("triage says ") for r in embedded["approval_reasons"]), embedded
 
 
 def test_direct_input_reads_the_same_as_regopys_own(embedded_guard: Guard) -> None:

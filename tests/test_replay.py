@@ -22,7 +22,7 @@ from temporalio.worker import Replayer
 
 from controller.config import Settings
 from controller.models import Level
-from tests.harness import Loop, action_of, alert, awaiting, running_loop, vote
+from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote
 from workflows.client import cast_vote, incident_handle
 from workflows.contracts import ActionStatus, VoteChoice
 from workflows.incident import IncidentWorkflow
@@ -32,7 +32,7 @@ HISTORIES = Path(__file__).parent / "histories"
 
 async def _scenarios(loop: Loop) -> list[str]:
     """Runs that cover every branch an open incident can be in: revert timer, approval, rejection, timeout."""
-    (executed,) = await loop.submit([alert(1, "198.51.100.50")], level=Level.L3)
+    (executed,) = await loop.submit(burst("198.51.100.50"), level=Level.L3)
     await loop.wait_for(executed, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
     await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, executed), timedelta(hours=1, seconds=5))
     (approved,) = await loop.submit([alert(1, "198.51.100.51")], level=Level.L2)

@@ -45,7 +45,7 @@ from controller.trail import (
 )
 from tests.browser import read_png, screenshot
 from tests.doubles import FakeEnforcement
-from tests.harness import Loop, action_of, alert, awaiting, running_loop, vote
+from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote
 from workflows.approvals import VoteRefused
 from workflows.client import cast_vote, incident_handle
 from workflows.contracts import ActionStatus
@@ -274,7 +274,7 @@ async def test_markdown_and_html_mark_the_unsigned_vote_and_escape_the_evidence(
 
 async def test_a_block_that_did_not_stick_reads_as_verified_false_then_compensated(config_copy: Settings) -> None:
     async with running_loop(config_copy, FakeEnforcement(fail_verify={BLOCK})) as loop:
-        (key,) = await loop.submit([alert(1)], level=Level.L3)
+        (key,) = await loop.submit(burst(), level=Level.L3)
         assert action_of(await loop.result(key), BLOCK).status is ActionStatus.COMPENSATED
         trail = await collect_trail(loop.ledger, key, loop.client.service_client.config.target_host)
     block = block_of(trail)

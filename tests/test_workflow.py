@@ -23,7 +23,7 @@ from controller.config import REPO_ROOT, Settings
 from controller.ledger import RecordKind
 from controller.models import Category, Level
 from tests.doubles import FakeEnforcement
-from tests.harness import ATTACKER, Loop, action_of, alert, awaiting, edit_yaml, running_loop, vote
+from tests.harness import ATTACKER, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 from workflows.approvals import VoteRefused
 from workflows.client import Submitter, cast_vote, incident_handle
 from workflows.contracts import ActionStatus, VoteChoice
@@ -61,7 +61,7 @@ async def test_an_alert_storm_is_one_incident_per_source_and_no_alert_is_lost(lo
 
 
 async def test_l3_blocks_verifies_and_reverts_after_the_ttl(loop: Loop) -> None:
-    (key,) = await loop.submit([alert(1)], level=Level.L3)
+    (key,) = await loop.submit(burst(), level=Level.L3)
     # the actions run in parallel: wait for both, not for the block alone
     status = await loop.wait_for(
         key,
@@ -87,7 +87,7 @@ async def test_l3_blocks_verifies_and_reverts_after_the_ttl(loop: Loop) -> None:
 
 
 async def test_a_block_another_incident_holds_is_never_reverted_by_this_one(loop: Loop) -> None:
-    first, second = await loop.submit([alert(1), alert(2, category=Category.XSS)], level=Level.L3)
+    first, second = await loop.submit([*burst(), *burst(category=Category.XSS, start=100)], level=Level.L3)
     settled = {ActionStatus.AWAITING_REVERT, ActionStatus.VERIFIED}
     states = [
         action_of(
@@ -105,7 +105,7 @@ async def test_the_per_incident_budget_counts_one_run_not_the_incident_key_forev
     edit_yaml(config_copy.levels_dir / "L3.yaml", budgets={"contain_network": {"per_incident": 1}})
     async with running_loop(config_copy) as loop:
         for n in (1, 2):  # the same source comes back after its first incident closed: a new run, a new budget
-            (key,) = await loop.submit([alert(n)], level=Level.L3)
+            (key,) = await loop.submit(burst(start=100 * n), level=Level.L3)
             await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
             await TimeSkipper(loop.client).fast_forward(
                 incident_handle(loop.client, key), timedelta(hours=1, seconds=5)
@@ -118,7 +118,7 @@ async def test_the_per_incident_budget_counts_one_run_not_the_incident_key_forev
 async def test_failed_verification_is_compensated_and_counted(config_copy: Settings) -> None:
     enforcement = FakeEnforcement(fail_verify={"network.block_ip"})
     async with running_loop(config_copy, enforcement) as loop:
-        (key,) = await loop.submit([alert(1)], level=Level.L3)
+        (key,) = await loop.submit(burst(), level=Level.L3)
         final = await loop.result(key)
         block = action_of(final, "network.block_ip")
         assert block.status is ActionStatus.COMPENSATED, block
@@ -162,11 +162,11 @@ async def test_an_undo_tells_the_adapter_which_execution_it_undoes(config_copy: 
     an enforcement point can tell its own effect from another owner's without parsing keys."""
     compensated = RecordingEnforcement(fail_verify={"network.block_ip"})
     async with running_loop(config_copy, compensated) as loop:
-        (key,) = await loop.submit([alert(1)], level=Level.L3)
+        (key,) = await loop.submit(burst(), level=Level.L3)
         assert action_of(await loop.result(key), "network.block_ip").status is ActionStatus.COMPENSATED
     reverted = RecordingEnforcement()
     async with running_loop(config_copy, reverted) as loop:
-        (key,) = await loop.submit([alert(1, "198.51.100.67")], level=Level.L3)
+        (key,) = await loop.submit(burst("198.51.100.67"), level=Level.L3)
         await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
         await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(hours=1, seconds=5))
         assert action_of(await loop.result(key), "network.block_ip").status is ActionStatus.REVERTED
@@ -184,9 +184,9 @@ async def test_circuit_breaker_lowers_the_level_after_failed_verifications(confi
     edit_yaml(scopes, circuit_breaker={"window_seconds": 3600, "max_failures": 1, "lower_to": "L1"})
     enforcement = FakeEnforcement(fail_verify={"network.block_ip"})
     async with running_loop(config_copy, enforcement) as loop:
-        (first,) = await loop.submit([alert(1, "198.51.100.20")], level=Level.L3)
+        (first,) = await loop.submit(burst("198.51.100.20"), level=Level.L3)
         await loop.result(first)
-        (second,) = await loop.submit([alert(1, "198.51.100.21")], level=Level.L3)
+        (second,) = await loop.submit(burst("198.51.100.21"), level=Level.L3)
         final = await loop.result(second)
         block = action_of(final, "network.block_ip")
         assert block.verdict == "recommend"
@@ -390,7 +390,7 @@ async def test_budget_caps_blocks_across_incidents(config_copy: Settings) -> Non
     l3 = config_copy.levels_dir / "L3.yaml"
     edit_yaml(l3, budgets={"contain_network": {"per_window": 1, "window_seconds": 3600}})
     async with running_loop(config_copy) as loop:
-        keys = await loop.submit([alert(1, "198.51.100.40"), alert(1, "198.51.100.41")], level=Level.L3)
+        keys = await loop.submit([*burst("198.51.100.40"), *burst("198.51.100.41")], level=Level.L3)
         settled = {ActionStatus.HELD, ActionStatus.AWAITING_REVERT}
         finals = [await loop.wait_for(k, lambda s: action_of(s, "network.block_ip").status in settled) for k in keys]
         blocks = sorted((action_of(f, "network.block_ip") for f in finals), key=lambda a: a.status.value)

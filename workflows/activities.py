@@ -30,7 +30,7 @@ from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import Ledger, RecordKind
 from controller.levels import HealthCap, OnTimeout
-from controller.models import GuardDecision, Incident, Plan, ProposedAction, Verdict
+from controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
 from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import make_plan
 from controller.reports import write_incident_report
@@ -112,7 +112,7 @@ class IncidentActivities:
         triage: dict[str, Any] = {}
         summary = None
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
-            result = guard.triage(incident, *history_and_feedback(self.ledger, incident))
+            result = guard.triage(self._as_recorded(incident), *history_and_feedback(self.ledger, incident))
             summary = guard.triage_summary(result)
             triage = {"triage_detail": result.model_dump(mode="json")}
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary.verdict if summary else None)
@@ -137,6 +137,17 @@ class IncidentActivities:
             incident.key, RecordKind.PLAN, f"planner:{plan.planner}", payload, idempotency_key=f"{key}/plan"
         )
         return plan
+
+    def _as_recorded(self, incident: Incident) -> Incident:
+        """The incident with each alert as the ledger holds it: workflow history carries slim copies (no raw
+        record), and triage reads the sensor's facts in the raw record (rule metadata, anomaly scores)."""
+        recorded: dict[str, dict[str, Any]] = {}
+        for record in self.ledger.records(incident.key, [RecordKind.ALERT]):
+            recorded.setdefault(str(record.payload.get("id")), record.payload)
+        alerts = [
+            Alert.model_validate(recorded[a.id]) if a.id in recorded and not a.raw else a for a in incident.alerts
+        ]
+        return incident.model_copy(update={"alerts": alerts})
 
     # -- guard ------------------------------------------------------------------------------------------
 
