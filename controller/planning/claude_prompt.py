@@ -276,8 +276,8 @@ def incident_facts(
 
 def triage_facts(triage: TriageSummary, factors: Sequence[TriageFactor] = ()) -> dict[str, Any]:
     """The controller's triage as the guard will use it, and the factors that made the score (those that
-    added or took points). Every text here is the controller's own; still flattened and cut, since a factor's
-    why names rule ids and sensor names from the alerts."""
+    added or took points). Every text here is the controller's own; still flattened, cut and kept from looking
+    like the evidence fence, since a factor's why names rule ids and sensor names from the alerts."""
     return {
         "verdict": triage.verdict,
         "confidence": round(triage.confidence, 3),
@@ -288,7 +288,7 @@ def triage_facts(triage: TriageSummary, factors: Sequence[TriageFactor] = ()) ->
                 "name": f.name,
                 "points": round(f.contribution, 1),
                 "trust": f.trust,
-                "why": sanitize_free_text(f.why, FACTOR_WHY_LIMIT),
+                "why": sanitize_free_text(_TAG.sub("untrusted-evidence-text", f.why), FACTOR_WHY_LIMIT),
             }
             for f in factors
             if f.contribution and _FACTOR.match(f.name)
