@@ -77,13 +77,24 @@ def thinking(text: str = "The WAF blocked it; a short block and a ticket are pro
     return {"type": "thinking", "thinking": text, "signature": "EqQBCkYIBxgCKkD0c2lnbmF0dXJl"}
 
 
-def choose(*names: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
+def choose(*names: str, usage: dict[str, int] | None = None, triage: Any = None) -> dict[str, Any]:
+    """A select-mode answer; `triage` (any JSON, to test bad ones) is the model's own triage when given."""
     picks = [{"name": n, "rationale": f"{n} fits the facts."} for n in names]
-    return message([thinking(), tool_use(SELECT_TOOL, {"playbooks": picks})], usage=usage)
+    return message([thinking(), tool_use(SELECT_TOOL, _with_triage({"playbooks": picks}, triage))], usage=usage)
 
 
-def propose(*actions: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
-    return message([thinking(), tool_use(DESIGN_TOOL, {"actions": list(actions)})], usage=usage or DESIGN_WARM)
+def propose(*actions: dict[str, Any], usage: dict[str, int] | None = None, triage: Any = None) -> dict[str, Any]:
+    payload = _with_triage({"actions": list(actions)}, triage)
+    return message([thinking(), tool_use(DESIGN_TOOL, payload)], usage=usage or DESIGN_WARM)
+
+
+def own_triage(verdict: Any, confidence: Any, rationale: Any = "My own reading of the facts.") -> dict[str, Any]:
+    """The model's own triage as the tool's `triage` field carries it."""
+    return {"verdict": verdict, "confidence": confidence, "rationale": rationale}
+
+
+def _with_triage(payload: dict[str, Any], triage: Any) -> dict[str, Any]:
+    return payload if triage is None else {**payload, "triage": triage}
 
 
 def act(action: str, confidence: float = 0.8, rationale: str = "Proportionate to the facts.", **params: Any) -> dict:

@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
-from tests.claude_fake import KEY, MODEL, act, propose
+from tests.claude_fake import KEY, MODEL, act, own_triage, propose
+from tests.harness import BURST, WAF_RAW
 
 ALERT = {
     "id": "evt-1",
@@ -69,9 +70,25 @@ def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[type[Messag
     server.shutdown()
 
 
-def evaluate(tmp_path: Path, level: str) -> dict[str, Any]:
+def burst(n: int = BURST) -> list[dict[str, Any]]:
+    """A tool-driven attack as ModSecurity v3 logs it (tests/harness.py): triage says malicious, so L3-L5 may
+    contain it alone."""
+    return [
+        {
+            **ALERT,
+            "id": f"evt-{i}",
+            "source": "modsecurity3",
+            "observed_at": f"2026-11-23T08:00:{i:02d}Z",
+            "rule_ids": ["942100", "941100", "932100", "949110"],
+            "raw": WAF_RAW,
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+def evaluate(tmp_path: Path, level: str, alerts_in: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     alerts = tmp_path / "alert.jsonl"
-    alerts.write_text(json.dumps(ALERT) + "\n")
+    alerts.write_text("".join(json.dumps(a) + "\n" for a in alerts_in or [ALERT]))
     result = CliRunner().invoke(app, ["evaluate", str(alerts), "--level", level, "--json"])
     assert result.exit_code == 0, result.output
     (line,) = result.stdout.splitlines()
@@ -82,11 +99,11 @@ def test_claude_proposes_and_the_guard_judges(api: type[MessagesAPI], tmp_path: 
     api.body = propose(
         act("network.unblock_ip", ip="198.51.100.66"), act("network.block_ip", ip="198.51.100.66", ttl_seconds=3600)
     )
-    record = evaluate(tmp_path, "L4")
+    record = evaluate(tmp_path, "L4", burst())
     assert record["plan"]["planner"] == "claude" and record["planner_outcome"] == "ok"
     verdicts = {d["action"]: d["verdict"] for d in record["decisions"]}
     assert verdicts["network.unblock_ip"] != "execute"  # every restore needs a person, whatever the model says
-    assert verdicts["network.block_ip"] == "execute"
+    assert verdicts["network.block_ip"] == "execute"  # the controller's triage: malicious, with confidence
     (request,) = api.seen
     assert "<untrusted_evidence" in json.dumps(request) and KEY not in json.dumps(request)
 
@@ -97,3 +114,16 @@ def test_an_api_failure_falls_back_to_the_offline_playbooks(api: type[MessagesAP
     assert record["plan"]["planner"] == "offline" and record["planner_outcome"] == "fallback_offline"
     assert "500" in record["planner_reason"] or "server" in record["planner_reason"]
     assert record["decisions"]
+
+
+def test_claude_saying_noise_makes_containment_wait_for_a_person(api: type[MessagesAPI], tmp_path: Path) -> None:
+    api.body = propose(
+        act("network.block_ip", ip="198.51.100.66", ttl_seconds=3600),
+        triage=own_triage("noise", 0.95, "A scanner the site owner runs."),
+    )
+    record = evaluate(tmp_path, "L4", burst())
+    assert record["plan"]["planner_triage"]["verdict"] == "noise"
+    [block] = record["decisions"]
+    assert block["verdict"] == "approve"
+    assert block["triage"]["verdict"] == "noise" and block["triage"]["lowered_by"] == "planner:claude"
+    assert block["triage"]["controller_verdict"] == "malicious"

@@ -13,10 +13,12 @@ from controller.config import Settings
 from controller.ledger import RecordKind
 from controller.models import Level
 from controller.planning import ClaudeSettings
-from tests.claude_fake import BASE_URL, KEY, MODEL, FakeAPI, act, message, propose
-from tests.harness import action_of, alert, edit_yaml, running_loop
+from tests.claude_fake import BASE_URL, KEY, MODEL, FakeAPI, act, message, own_triage, propose
+from tests.harness import ATTACKER, action_of, alert, awaiting, burst, edit_yaml, running_loop
 from workflows.client import incident_handle
 from workflows.contracts import ActionStatus
+
+OTHER = "198.51.100.67"
 
 
 def claude(mode: str = "design") -> ClaudeSettings:
@@ -70,3 +72,37 @@ async def test_a_useless_answer_falls_back_as_the_level_says(config_copy: Settin
     else:
         assert plan["planner_outcome"] == "fallback_offline" and final.planner == "offline"
         assert final.actions and final.held_for_person is None
+
+
+async def test_claude_saying_noise_makes_the_block_wait_for_a_person(config_copy: Settings) -> None:
+    """A tool-driven burst the controller triages malicious with confidence: at L3 its block runs alone. Claude
+    says noise for the first source: the guard lowers its triage with that (never raises it) and the block
+    waits for a person. For the second, where Claude gives no triage, the block runs alone."""
+    block_and_ticket = (
+        act("network.block_ip", ip=ATTACKER, ttl_seconds=3600),
+        act("ticket.create", title="SQL injection from 198.51.100.66", severity="high"),
+    )
+    api = FakeAPI(
+        propose(*block_and_ticket, triage=own_triage("noise", 0.9, "Looks like the site owner's own scanner.")),
+        propose(act("network.block_ip", ip=OTHER, ttl_seconds=3600), *block_and_ticket[1:]),
+    )
+    async with running_loop(config_copy, claude=claude(), claude_client=api.client()) as loop:
+        (key,) = await loop.submit(burst(), level=Level.L3)
+        status = await awaiting(loop, key)
+        assert action_of(status, "network.block_ip").verdict == "approve"
+        await loop.wait_for(key, lambda s: action_of(s, "ticket.create").status is ActionStatus.VERIFIED)
+        (other,) = await loop.submit(burst(OTHER), level=Level.L3)
+        settled = {ActionStatus.AWAITING_REVERT, ActionStatus.VERIFIED}
+        alone = await loop.wait_for(
+            other, lambda s: bool(s.actions) and action_of(s, "network.block_ip").status in settled
+        )
+        assert ("blocked", ATTACKER) not in loop.enforcement.state and ("blocked", OTHER) in loop.enforcement.state
+        plan = loop.ledger.records(key, [RecordKind.PLAN])[0].payload
+        decisions = loop.ledger.records(key, [RecordKind.DECISION])
+    assert action_of(alone, "network.block_ip").verdict == "execute"
+    assert plan["planner_triage"]["verdict"] == "noise"
+    assert plan["triage"]["verdict"] == "malicious" and plan["triage"]["confidence"] >= 0.8  # the controller's
+    block = next(r.payload for r in decisions if r.payload["action"] == "network.block_ip")
+    assert block["verdict"] == "approve"
+    assert block["triage"]["verdict"] == "noise" and block["triage"]["lowered_by"] == "planner:claude"
+    assert block["triage"]["controller_verdict"] == "malicious"

@@ -7,13 +7,15 @@ incident for a person).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from controller.guard import Guard, UnavailableGuard
-from controller.models import Incident, Plan, TriageVerdictName
-from controller.planning.claude import ClaudePlanner, ClaudeResult
+from controller.models import Incident, Plan
+from controller.planning.claude import ClaudePlanner, ClaudeResult, ControllerTriage, verdict_of
 from controller.planning.offline import OfflinePlanner
+from controller.triage import TriageFactor
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,18 @@ def make_plan(
     incident: Incident,
     offline: OfflinePlanner,
     claude: ClaudePlanner | None,
-    triage: TriageVerdictName | None = None,
+    triage: ControllerTriage | None = None,
+    factors: Sequence[TriageFactor] = (),
 ) -> PlanChoice:
-    """Plan an (enriched) incident. A hold is an empty plan whose `hold_reason` says why. `triage` is the
-    controller's verdict (playbooks may match on it)."""
+    """Plan an (enriched) incident. A hold is an empty plan whose `hold_reason` says why.
+
+    `triage` is the controller's: its summary (what the guard will decide on) and `factors` the triage's
+    factors, both told to Claude; playbooks match on the verdict. A bare verdict still works (callers
+    without the summary), but then Claude is not told the controller's triage.
+    """
     if claude is None:
-        return PlanChoice(offline.plan(incident, triage))
-    result = claude.plan(incident, fallback=planner_fallback(guard, incident), triage=triage)
+        return PlanChoice(offline.plan(incident, verdict_of(triage)))
+    result = claude.plan(incident, fallback=planner_fallback(guard, incident), triage=triage, factors=factors)
     plan = result.plan
     if result.outcome == "hold":
         plan = plan.model_copy(update={"hold_reason": result.reason or "the LLM planner gave no usable plan"})

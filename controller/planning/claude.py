@@ -23,6 +23,12 @@ answer: no tool call, several tool calls, another tool, input that is not the to
 `max_tokens` (or context window) cut, a refusal, or nothing valid left. Then the level's `planner_fallback`
 applies: the offline planner's plan, or an empty plan held for a person, with the reason recorded.
 
+Triage (issue 12): the request carries the controller's triage with the other trusted facts, and the tool asks
+for the model's own, optional triage. It is parsed strictly into `Plan.planner_triage`: a wrong verdict, a
+confidence outside 0..1, an over-long rationale or an unknown field drops it (with the reason, like a dropped
+action) and the plan stands. It is untrusted: the guard only ever lowers the controller's triage with it
+(TriageSummary.lowered_to), never raises it. An answer rejected as a whole takes its triage with it.
+
 Audit and cost: the stable prefix (tools, system prompt, catalog) carries `cache_control`; usage and cost
 go with the plan; the full transcript (request without the API key, raw response or error) is returned for
 the ledger, never for workflow history; the plan carries the model id and a hash of the prompt. The request
@@ -37,6 +43,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import anthropic
@@ -45,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.ledger.canonical import canonical_json
-from controller.models import Incident, Plan, ProposedAction, TriageVerdictName
+from controller.models import Incident, Plan, PlannerTriage, ProposedAction, TriageSummary, TriageVerdictName
 from controller.planning.claude_config import ClaudeSettings
 from controller.planning.claude_prompt import (
     DESIGN_TOOL,
@@ -54,6 +61,7 @@ from controller.planning.claude_prompt import (
     MAX_PLAYBOOKS,
     RATIONALE_LIMIT,
     SELECT_TOOL,
+    TRIAGE_FIELD,
     catalog_text,
     design_tool,
     evidence_block,
@@ -65,6 +73,7 @@ from controller.planning.claude_prompt import (
 from controller.planning.offline import FALLBACK, OfflinePlanner, _attach_notes, _render
 from controller.planning.playbooks import FREE_TEXT_PARAMS, Playbook
 from controller.planning.templating import incident_context, sanitize_free_text, truncate
+from controller.triage import TriageFactor
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,8 @@ PLANNER_NAME = "claude"
 
 Outcome = Literal["ok", "fallback_offline", "hold"]
 PlannerFallback = Literal["offline", "hold"]
+ControllerTriage = TriageSummary | TriageVerdictName
+"""The controller's triage: its summary (what the model is told), or a bare verdict from a caller without one."""
 
 _CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _CONTROL_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -135,6 +146,18 @@ class _SelectItem(BaseModel):
     rationale: str = Field(default="", max_length=4 * RATIONALE_LIMIT)
 
 
+class _TriageItem(BaseModel):
+    """The model's own triage, strictly: unlike an action's envelope, an unknown field drops it, since a triage
+    is these three fields and anything else means the model did not follow the schema. Strict types: a
+    confidence of `true` or `"0.9"` is not a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    verdict: TriageVerdictName
+    confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    rationale: str = Field(min_length=1, max_length=RATIONALE_LIMIT)
+
+
 class ClaudePlanner:
     """Plans an incident with Claude; falls back per call to the offline planner or to a hold.
 
@@ -164,11 +187,20 @@ class ClaudePlanner:
 
     # -- request ----------------------------------------------------------------------------------------
 
-    def build_request(self, incident: Incident, boundary: str | None = None) -> PreparedRequest:
-        """The request body for `incident`: stable prefix + this incident's facts and fenced evidence."""
+    def build_request(
+        self,
+        incident: Incident,
+        boundary: str | None = None,
+        triage: ControllerTriage | None = None,
+        factors: Sequence[TriageFactor] = (),
+    ) -> PreparedRequest:
+        """The request body for `incident`: stable prefix + this incident's facts (with the controller's triage:
+        per incident, so never in the cached prefix) and fenced evidence."""
         boundary = boundary or secrets.token_hex(12)
-        matching = self._matching(incident) if self.settings.mode == "select" else None
-        facts = incident_facts(incident, self.offline.asset_groups.get(incident.asset or ""), matching)
+        matching = self._matching(incident, verdict_of(triage)) if self.settings.mode == "select" else None
+        summary = triage if isinstance(triage, TriageSummary) else None
+        group = self.offline.asset_groups.get(incident.asset or "")
+        facts = incident_facts(incident, group, matching, summary, factors)
         evidence = evidence_block(incident, boundary, self.settings.evidence_chars)
         text = user_message(facts, evidence, boundary, self.tool_name)
         body: dict[str, Any] = {
@@ -193,14 +225,21 @@ class ClaudePlanner:
     # -- plan -------------------------------------------------------------------------------------------
 
     def plan(
-        self, incident: Incident, fallback: PlannerFallback = "offline", triage: TriageVerdictName | None = None
+        self,
+        incident: Incident,
+        fallback: PlannerFallback = "offline",
+        triage: ControllerTriage | None = None,
+        factors: Sequence[TriageFactor] = (),
     ) -> ClaudeResult:
         """Ask Claude for a plan; never raises for model trouble: `outcome` says what the plan is.
 
         `fallback` is the incident's level's `planner_fallback`: `offline` returns the offline planner's plan,
         `hold` an empty Claude plan for the workflow to hold for a person. Either way `reason` says why.
+        `triage` is the controller's (the summary the guard will use) and `factors` the triage's factors: the
+        model is told both; playbooks match on the verdict (select mode and the offline fallback).
         """
-        request = self.build_request(incident)
+        verdict = verdict_of(triage)
+        request = self.build_request(incident, triage=triage, factors=factors)
         transcript: dict[str, Any] = {
             "planner": PLANNER_NAME,
             "settings": self.settings.public(),
@@ -215,7 +254,7 @@ class ClaudePlanner:
         except anthropic.AnthropicError as exc:
             code, why = self._api_failure(exc)
             transcript["error"] = _error_record(exc)
-            return self._fail(incident, request, transcript, (fallback, triage), code, why, usage=None)
+            return self._fail(incident, request, transcript, (fallback, verdict), code, why, usage=None)
         transcript["response"] = _json_or_text(raw.http_response)
         attempts = raw.retries_taken + 1
         try:
@@ -224,12 +263,12 @@ class ClaudePlanner:
         except Exception as exc:  # a body the SDK cannot read is an invalid answer, not a crash
             transcript["error"] = _error_record(exc)
             return self._fail(
-                incident, request, transcript, (fallback, triage), "response_invalid", f"unreadable response: {exc}"
+                incident, request, transcript, (fallback, verdict), "response_invalid", f"unreadable response: {exc}"
             )
         try:
-            actions, playbook, dropped = self._interpret(message, incident)
+            actions, playbook, dropped, planner_triage = self._interpret(message, incident, verdict)
         except _AnswerError as exc:
-            return self._fail(incident, request, transcript, (fallback, triage), exc.code, exc.reason, usage=usage)
+            return self._fail(incident, request, transcript, (fallback, verdict), exc.code, exc.reason, usage=usage)
         except Exception as exc:  # defensive: an answer shape nobody foresaw must not crash the activity
             log.exception("incident %s: could not interpret Claude's answer", incident.key)
             transcript["error"] = _error_record(exc)
@@ -237,7 +276,7 @@ class ClaudePlanner:
                 incident,
                 request,
                 transcript,
-                (fallback, triage),
+                (fallback, verdict),
                 "answer_invalid",
                 f"answer not interpretable: {exc}",
                 usage,
@@ -251,11 +290,19 @@ class ClaudePlanner:
             model=message.model or self.settings.model,
             usage=usage,
             prompt_hash=request.prompt_hash,
+            planner_triage=planner_triage,
         )
         result_reason = (
             truncate(f"claude: {len(dropped)} proposal(s) dropped: {_reasons(dropped)}", 2000) if dropped else None
         )
-        transcript.update(outcome="ok", reason=result_reason, error_code=None, dropped=dropped, usage=usage)
+        transcript.update(
+            outcome="ok",
+            reason=result_reason,
+            error_code=None,
+            dropped=dropped,
+            usage=usage,
+            planner_triage=planner_triage.model_dump(mode="json") if planner_triage else None,
+        )
         return ClaudeResult(
             plan=plan, outcome="ok", reason=result_reason, dropped=dropped, usage=usage, transcript=transcript
         )
@@ -265,12 +312,12 @@ class ClaudePlanner:
         incident: Incident,
         request: PreparedRequest,
         transcript: dict[str, Any],
-        fallback_and_triage: tuple[PlannerFallback, TriageVerdictName | None],
+        fallback_and_verdict: tuple[PlannerFallback, TriageVerdictName | None],
         code: str,
         why: str,
         usage: dict[str, Any] | None = None,
     ) -> ClaudeResult:
-        fallback, triage = fallback_and_triage
+        fallback, verdict = fallback_and_verdict
         why = sanitize_free_text(why, 500)
         if fallback == "hold":
             outcome: Outcome = "hold"
@@ -288,7 +335,7 @@ class ClaudePlanner:
             outcome = "fallback_offline"
             reason = f"claude: {why}; fell back to the offline playbooks"
             # The tokens were spent (and billed) for this plan even though the offline planner made it.
-            plan = self.offline.plan(incident, triage).model_copy(update={"usage": usage})
+            plan = self.offline.plan(incident, verdict).model_copy(update={"usage": usage})
         log.warning("incident %s: %s", incident.key, reason)
         transcript.update(outcome=outcome, reason=reason, error_code=code, dropped=[], usage=usage)
         return ClaudeResult(plan=plan, outcome=outcome, reason=reason, error=code, usage=usage, transcript=transcript)
@@ -323,8 +370,8 @@ class ClaudePlanner:
     # -- answer -----------------------------------------------------------------------------------------
 
     def _interpret(
-        self, message: Message, incident: Incident
-    ) -> tuple[list[ProposedAction], str | None, list[dict[str, Any]]]:
+        self, message: Message, incident: Incident, verdict: TriageVerdictName | None
+    ) -> tuple[list[ProposedAction], str | None, list[dict[str, Any]], PlannerTriage | None]:
         if message.stop_reason in _CUT_STOPS:
             raise _AnswerError(
                 "max_tokens",
@@ -352,21 +399,22 @@ class ClaudePlanner:
         key = "playbooks" if self.settings.mode == "select" else "actions"
         if not isinstance(payload, dict) or not isinstance(payload.get(key), list):
             raise _AnswerError("malformed_input", f"tool input is not an object with a {key!r} list")
+        planner_triage, dropped = _planner_triage(payload.get(TRIAGE_FIELD))
         if self.settings.mode == "select":
-            return self._selected(payload["playbooks"], incident)
-        actions, dropped = self._designed(payload["actions"])
-        return actions, None, dropped
+            actions, playbook = self._selected(payload["playbooks"], incident, verdict, dropped)
+            return actions, playbook, dropped, planner_triage
+        return self._designed(payload["actions"], dropped), None, dropped, planner_triage
 
-    def _matching(self, incident: Incident) -> list[str]:
+    def _matching(self, incident: Incident, verdict: TriageVerdictName | None) -> list[str]:
         context = incident_context(incident)
         group = self.offline.asset_groups.get(incident.asset) if incident.asset else None
-        return [name for name, pb in self.playbooks.items() if pb.match.matches(incident, context, group)]
+        return [name for name, pb in self.playbooks.items() if pb.match.matches(incident, context, group, verdict)]
 
     def _selected(
-        self, items: list[Any], incident: Incident
-    ) -> tuple[list[ProposedAction], str | None, list[dict[str, Any]]]:
-        dropped: list[dict[str, Any]] = []
-        matching = set(self._matching(incident))
+        self, items: list[Any], incident: Incident, verdict: TriageVerdictName | None, dropped: list[dict[str, Any]]
+    ) -> tuple[list[ProposedAction], str | None]:
+        """The chosen playbooks, rendered; `dropped` (in: the answer's other drops) gets what was left out."""
+        matching = set(self._matching(incident, verdict))
         chosen: list[Playbook] = []
         for index, item in enumerate(items):
             try:
@@ -393,7 +441,7 @@ class ClaudePlanner:
             rendered, more = _render(playbook.actions, context, incident.key)
             actions.extend(rendered)
             notes.extend(more)
-        if not actions:
+        if not actions and any(pb.actions for pb in chosen):  # a playbook of no actions (noise) means record only
             notes.append(f"playbook(s) {', '.join(pb.name for pb in chosen)} produced no action; used {FALLBACK.name}")
             chosen = [FALLBACK]
             actions, more = _render(FALLBACK.actions, context, incident.key)
@@ -401,10 +449,10 @@ class ClaudePlanner:
         actions = _deduplicated(actions, notes)
         notes.extend(f"not proposed: {d['reason']}" for d in dropped)
         _attach_notes(actions, notes)
-        return actions, ",".join(pb.name for pb in chosen), dropped
+        return actions, ",".join(pb.name for pb in chosen)
 
-    def _designed(self, items: list[Any]) -> tuple[list[ProposedAction], list[dict[str, Any]]]:
-        dropped: list[dict[str, Any]] = []
+    def _designed(self, items: list[Any], dropped: list[dict[str, Any]]) -> list[ProposedAction]:
+        """The valid proposals; `dropped` (in: the answer's other drops) gets the invalid ones with why."""
         actions: list[ProposedAction] = []
         for index, item in enumerate(items):
             name = item.get("action") if isinstance(item, dict) else None
@@ -436,7 +484,7 @@ class ClaudePlanner:
         if not actions:
             raise _AnswerError("no_valid_actions", "no proposed action passed validation: " + _reasons(dropped))
         _attach_notes(actions, [f"not proposed: {d['reason']}" for d in dropped])
-        return actions, dropped
+        return actions
 
     def _usage(self, usage: Usage, model: str, attempts: int, message_id: str) -> dict[str, Any]:
         """Token counts as billed, and their cost in USD at the configured (or the model's list) prices.
@@ -466,6 +514,24 @@ class ClaudePlanner:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+
+
+def verdict_of(triage: ControllerTriage | None) -> TriageVerdictName | None:
+    """The verdict playbooks match on, from either form of the controller's triage."""
+    return triage.verdict if isinstance(triage, TriageSummary) else triage
+
+
+def _planner_triage(raw: Any) -> tuple[PlannerTriage | None, list[dict[str, Any]]]:
+    """The model's own triage, or None with the reason it was dropped (absent or null: None, nothing dropped).
+    Never an answer error: a bad triage costs the triage, not the plan."""
+    if raw is None:
+        return None, []
+    try:
+        item = _TriageItem.model_validate(raw)
+    except ValidationError as exc:
+        return None, [_drop(None, TRIAGE_FIELD, f"not a valid triage, not used: {_errors(exc)}")]
+    rationale = sanitize_free_text(item.rationale, RATIONALE_LIMIT)
+    return PlannerTriage(verdict=item.verdict, confidence=item.confidence, rationale=rationale), []
 
 
 def _cleaned(action: str, params: dict[str, Any]) -> dict[str, Any]:
