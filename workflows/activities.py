@@ -110,12 +110,12 @@ class IncidentActivities:
         guard = self.guards.current()
         incident = guard.enrich(incident)
         triage: dict[str, Any] = {}
-        summary = None
+        summary, factors = None, []
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
             result = guard.triage(self._as_recorded(incident), *history_and_feedback(self.ledger, incident))
-            summary = guard.triage_summary(result)
+            summary, factors = guard.triage_summary(result), result.factors
             triage = {"triage_detail": result.model_dump(mode="json")}
-        choice = make_plan(guard, incident, *self._planners(guard), triage=summary.verdict if summary else None)
+        choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors)
         plan, extra = choice.plan.model_copy(update={"triage": summary}), dict(triage)
         if choice.claude is not None:
             transcript = self.ledger.append(
