@@ -428,7 +428,7 @@ def _action(action: str = "ticket.create", **params: Any) -> dict[str, Any]:
             "min_severity must not exceed",
         ),
         (lambda d: d["match"].update(requires=["hostname"]), "bad.yaml: match.requires.0:"),
-        (lambda d: d.update(actions=[]), "bad.yaml: actions: List should have at least 1 item"),
+        (lambda d: d.update(actions=[]), "bad.yaml: (top level): actions: empty; only a playbook matching triage"),
         (
             lambda d: d.update(actions=[_action("network.nuke")]),
             "bad.yaml: actions.0: action: unknown action",

@@ -177,6 +177,13 @@ class Playbook(_Strict):
         default_factory=list, description="empty: record only (the ledger and the report keep the incident)"
     )
 
+    @model_validator(mode="after")
+    def _record_only_for_noise(self) -> Playbook:
+        # An empty list by mistake would silently drop incidents: only triage's noise may be recorded and left.
+        if not self.actions and self.match.triage != ["noise"]:
+            raise ValueError("actions: empty; only a playbook matching triage [noise] alone may record only")
+        return self
+
 
 _FREE_TEXT = frozenset(name for name, kind in FIELDS.items() if kind is FieldKind.FREE_TEXT)
 _TARGETS = frozenset(name for name, kind in FIELDS.items() if kind is FieldKind.TARGET)
