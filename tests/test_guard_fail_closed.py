@@ -17,7 +17,7 @@ from controller.guard import Guard, UnavailableGuard
 from controller.models import Level, Plan, ProposedAction, Verdict
 from controller.policy_bundle import PolicyBundle, load_bundle, with_documents
 from controller.runtime import EngineName, open_guard
-from tests.factories import make_incident
+from tests.factories import MALICIOUS, make_incident
 
 BLOCK = ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 3600})
 
@@ -33,7 +33,7 @@ def only(decisions: list[Any]) -> Any:
 
 def test_baseline_the_same_block_executes(embedded_guard: Guard) -> None:
     """The control case: without a fault, this action runs at L3 - so every deny below is the fault's doing."""
-    decision = only(embedded_guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3))
+    decision = only(embedded_guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3, triage=MALICIOUS))
     assert decision.verdict is Verdict.EXECUTE, decision.reasons
 
 
@@ -55,9 +55,11 @@ def test_invalid_params(embedded_guard: Guard) -> None:
 def test_opa_server_down(opa_bin: Path, bundle: PolicyBundle) -> None:
     server = OpaServer(opa_bin, bundle).start()
     guard = Guard(bundle, OpaServerEngine(server.url, timeout=1.0))
-    assert only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3)).verdict is Verdict.EXECUTE
+    assert (
+        only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3, triage=MALICIOUS)).verdict is Verdict.EXECUTE
+    )
     server.stop()
-    decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3))
+    decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3, triage=MALICIOUS))
     assert decision.verdict is Verdict.DENY
     assert "policy engine (opa) gave no decision" in decision.reasons[0]
     assert "unreachable" in decision.reasons[0]
@@ -128,7 +130,7 @@ def test_level_file_that_fails_validation(config_copy: Settings) -> None:
     document["classes"]["contain_network"] = "yolo"
     path.write_text(yaml.safe_dump(document))
     with open_guard(config_copy, EngineName.EMBEDDED) as guard:
-        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3))
+        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3, triage=MALICIOUS))
     assert decision.verdict is Verdict.DENY
     assert "L3.yaml: classes.contain_network" in decision.reasons[0]
     assert decision.effective_level is Level.L1
@@ -177,7 +179,7 @@ def test_invalid_policy_data_is_refused_by_the_embedded_engine(config_copy: Sett
     _machine_approver(config_copy)
     with open_guard(config_copy, EngineName.EMBEDDED) as guard:
         assert isinstance(guard, UnavailableGuard)
-        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3))
+        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3, triage=MALICIOUS))
     assert decision.verdict is Verdict.DENY
     assert "policy data invalid" in decision.reasons[0] and "planner:offline" in decision.reasons[0]
 
@@ -185,6 +187,6 @@ def test_invalid_policy_data_is_refused_by_the_embedded_engine(config_copy: Sett
 def test_invalid_policy_data_is_refused_by_opa(config_copy: Settings, opa_bin: Path) -> None:
     _machine_approver(config_copy)
     with open_guard(replace(config_copy, opa_bin=opa_bin), EngineName.OPA) as guard:
-        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3))
+        decision = only(guard.decide_plan(make_incident(), plan_of(BLOCK), Level.L3, triage=MALICIOUS))
     assert decision.verdict is Verdict.DENY
     assert "planner:offline" in decision.reasons[0]

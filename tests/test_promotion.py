@@ -35,7 +35,8 @@ from controller.policy_bundle import load_bundle
 from controller.scorecards import build_approver_cards, build_scorecards
 from controller.scorecards_html import OUTCOME_COLOURS, UNSIGNED_NOTE, scorecards_page
 from tests.browser import read_png, screenshot
-from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop, vote
+from tests.factories import MALICIOUS
+from tests.harness import Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 from workflows.client import cast_vote, incident_handle
 from workflows.contracts import ActionStatus, VoteChoice
 
@@ -71,11 +72,11 @@ def test_each_decision_carries_the_trials_verdict_beside_the_live_one(config_cop
     trial_config(config_copy)
     guard = guard_for(config_copy)
     incident = incident_from_alerts(f"sqli:{SOURCES[0]}", [alert(1, SOURCES[0])])
-    (decision,) = guard.decide_plan(incident, block_plan())
+    (decision,) = guard.decide_plan(incident, block_plan(), triage=MALICIOUS)
     assert (decision.scope, decision.declared_level, decision.verdict) == (SCOPE, Level.L2, Verdict.APPROVE)
     (trial,) = decision.trials
     assert (trial.scope, trial.level, trial.effective_level, trial.verdict) == (SCOPE, Level.L3, Level.L3, "execute")
-    (what_if,) = guard.decide_plan(incident, block_plan(), level=Level.L4)
+    (what_if,) = guard.decide_plan(incident, block_plan(), level=Level.L4, triage=MALICIOUS)
     assert what_if.trials == [] and what_if.scope == "declared"
 
 
@@ -113,7 +114,7 @@ class Answered:
 
 async def answer(loop: Loop) -> list[str]:
     now = datetime.now(UTC)
-    keys = [(await loop.submit([alert(1, source, observed_at=now)]))[0] for source in SOURCES]  # scopes decide
+    keys = [(await loop.submit(burst(source, observed_at=now)))[0] for source in SOURCES]  # scopes decide
     blocks = [action_of(await awaiting(loop, key), BLOCK) for key in keys]
     await cast_vote(loop.client, loop.ledger, keys[0], vote("bob", action_id=blocks[0].action_id))
     await cast_vote(loop.client, loop.ledger, keys[1], vote("carol", VoteChoice.REJECT, blocks[1].action_id))

@@ -26,7 +26,7 @@ from controller.config import Settings
 from controller.guard import Guard
 from controller.models import GuardDecision, Level, Plan, ProposedAction, Verdict
 from controller.policy_bundle import PolicyBundleError, load_bundle
-from tests.factories import make_incident
+from tests.factories import MALICIOUS, make_incident
 
 REGISTRY: dict[str, Any] = yaml.safe_load((Settings().policies_dir / "data" / "special_purpose.yaml").read_text())
 ENTRIES: dict[str, dict[str, Any]] = REGISTRY["entries"]
@@ -36,13 +36,18 @@ SEED = 20261123
 
 
 def decide(guard: Guard, targets: list[str], level: Level) -> list[GuardDecision]:
-    """One plan of block actions (the guard decides each on its own), at a what-if level."""
-    incident = make_incident()
-    actions = [
-        ProposedAction(id=f"a{i}", action="network.block_ip", params={"ip": t, "ttl_seconds": 3600}, confidence=0.9)
-        for i, t in enumerate(targets)
-    ]
-    return guard.decide_plan(incident, Plan(incident_key=incident.key, planner="offline", actions=actions), level)
+    """Each target blocked by its own plan, on an incident whose alerts came from it (a range: from its first
+    address), triaged malicious, at a what-if level: so only the address itself can stop the block."""
+    decisions = []
+    for target in targets:
+        source = str(parse_network(target).network_address)
+        incident = make_incident(src_ip=source)
+        action = ProposedAction(
+            id="a1", action="network.block_ip", params={"ip": target, "ttl_seconds": 3600}, confidence=0.9
+        )
+        plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
+        decisions += guard.decide_plan(incident, plan, level, triage=MALICIOUS)
+    return decisions
 
 
 def entry_reason(cidr: str) -> str:

@@ -228,14 +228,15 @@ triage_meets if {
 
 triage_rank := {"noise": 0, "suspicious": 1, "malicious": 2}
 
-triage_said := sprintf("%s at confidence %s", [input.triage.verdict, num(input.triage.confidence)]) if {
+# Confidence as n/100: one decimal of a 0..1 number would print 0.95 as 1.
+triage_said := sprintf("%s at confidence %s/100", [input.triage.verdict, num(input.triage.confidence * 100)]) if {
 	is_string(input.triage.verdict)
 	is_number(input.triage.confidence)
 } else := "nothing usable (missing or malformed)"
 
 triage_message := sprintf(
-	"triage says %s; %s runs %s alone only on %s at confidence %s or more: %s",
-	[triage_said, level_name, class, level.triage.verdict, num(level.triage.min_confidence), triage_outcome],
+	"triage says %s; %s runs %s alone only on %s at confidence %s/100 or more: %s",
+	[triage_said, level_name, class, level.triage.verdict, num(level.triage.min_confidence * 100), triage_outcome],
 )
 
 triage_outcome := "a person approves" if level.triage.otherwise == "approve"

@@ -484,3 +484,60 @@ test_no_veto_window_when_executing if {
 	r.verdict == "execute"
 	r.veto_window == false
 }
+
+# --- triage ----------------------------------------------------------------------------------------
+# A level's triage bar (data.levels[L].triage): containment the level would run alone needs it.
+
+triage_levels(otherwise) := object.union(levels, {"L3": {"triage": {
+	"verdict": "malicious",
+	"min_confidence": 0.8,
+	"otherwise": otherwise,
+}}})
+
+triaged(verdict, confidence) := object.union(base, {"triage": {"verdict": verdict, "confidence": confidence}})
+
+test_triage_meeting_the_bar_changes_nothing if {
+	r := decide_with(triaged("malicious", 0.9), triage_levels("approve"), identities, set(), set())
+	r.verdict == "execute"
+}
+
+test_triage_short_of_the_bar_goes_to_a_person if {
+	r := decide_with(triaged("suspicious", 0.95), triage_levels("approve"), identities, set(), set())
+	r.verdict == "approve"
+	r.approval_reasons == ["triage says suspicious at confidence 95/100; L3 runs contain_network alone only on malicious at confidence 80/100 or more: a person approves"]
+	r.veto_window == false
+}
+
+test_triage_below_the_confidence_bar_goes_to_a_person if {
+	r := decide_with(triaged("malicious", 0.7), triage_levels("approve"), identities, set(), set())
+	r.verdict == "approve"
+}
+
+test_triage_short_of_the_bar_can_recommend_only if {
+	r := decide_with(triaged("noise", 0.99), triage_levels("recommend"), identities, set(), set())
+	r.verdict == "recommend"
+	r.reasons == ["triage says noise at confidence 99/100; L3 runs contain_network alone only on malicious at confidence 80/100 or more: recommend only"]
+}
+
+test_missing_triage_never_meets_a_bar if {
+	r := decide_with(base, triage_levels("approve"), identities, set(), set())
+	r.verdict == "approve"
+	r.approval_reasons == ["triage says nothing usable (missing or malformed); L3 runs contain_network alone only on malicious at confidence 80/100 or more: a person approves"]
+}
+
+test_a_level_without_a_bar_ignores_triage if {
+	decide(triaged("noise", 0.99)).verdict == "execute"
+}
+
+test_triage_never_gates_what_is_not_containment if {
+	ticket := object.union(triaged("noise", 0.99), {"action": {"name": "ticket.create", "class": "ticket", "blast_radius": "none"}, "targets": {"ips": []}})
+	decide_with(ticket, triage_levels("approve"), identities, set(), set()).verdict == "execute"
+}
+
+test_every_containment_class_is_gated if {
+	every class in ["contain_network", "contain_host", "contain_identity"] {
+		lv := object.union(triage_levels("approve"), {"L3": {"classes": {class: "execute"}}})
+		inp := object.union(triaged("suspicious", 0.9), {"action": {"class": class}})
+		decide_with(inp, lv, identities, set(), set()).verdict == "approve"
+	}
+}
