@@ -53,17 +53,20 @@ class ExcerptPage(BaseModel):
 
 
 def _select(dialect: str, keys: Sequence[str]) -> str:
-    """The SQL per backend. PostgreSQL parses the payload text once per row (a materialised CTE keeps the planner
-    from inlining the cast into every key); SQLite's json_extract keeps objects and arrays as JSON inside
-    json_object, and strings as strings."""
+    """The SQL per backend. PostgreSQL: the page is cut first (`page`), then each payload is parsed once into
+    jsonb (`parsed`, materialised so the planner does not inline the cast into every key; json's `->` would
+    re-parse the text per key). SQLite: json_extract keeps objects and arrays as JSON inside json_object, and
+    strings as strings."""
     kinds = "kind IN :kinds"
     if dialect == "postgresql":
         pairs = ", ".join(f"'{k}', j -> '{k}'" for k in keys)
         return (
-            "WITH r AS MATERIALIZED (SELECT seq, incident_key, kind, actor, created_at, CAST(payload AS json) AS j "
-            f"FROM ledger_record WHERE seq > :after AND seq <= :upto AND {kinds} ORDER BY seq LIMIT :limit) "
-            f"SELECT seq, incident_key, kind, actor, created_at, CAST(json_build_object({pairs}) AS text) AS excerpt "
-            "FROM r ORDER BY seq"
+            "WITH page AS MATERIALIZED (SELECT seq, incident_key, kind, actor, created_at, payload FROM ledger_record "
+            f"WHERE seq > :after AND seq <= :upto AND {kinds} ORDER BY seq LIMIT :limit), "
+            "parsed AS MATERIALIZED (SELECT seq, incident_key, kind, actor, created_at, CAST(payload AS jsonb) AS j "
+            "FROM page) "
+            f"SELECT seq, incident_key, kind, actor, created_at, CAST(jsonb_build_object({pairs}) AS text) AS excerpt "
+            "FROM parsed ORDER BY seq"
         )
     pairs = ", ".join(f"'{k}', json_extract(payload, '$.{k}')" for k in keys)
     return (
