@@ -56,9 +56,7 @@ def exclusions(
     with Ledger.from_url(settings.ledger_url) as ledger:
         feedback = ledger_view(ledger).all_feedback()
     rows = [_row(r, None, c) for r, c in feedback.rules.items() if c.rejected + c.reverted >= min_rejections]
-    rows += [
-        _row(r, p, c) for (r, p), c in feedback.rule_paths.items() if c.rejected + c.reverted >= min_rejections
-    ]
+    rows += [_row(r, p, c) for (r, p), c in feedback.rule_paths.items() if c.rejected + c.reverted >= min_rejections]
     rows.sort(key=lambda x: (-(x["rejected"] + x["reverted"]), x["rule_id"], x["path"] or ""))
     if as_json:
         for row in rows:
