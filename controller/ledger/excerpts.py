@@ -98,8 +98,8 @@ def read_excerpts(
         try:
             payload = json.loads(m["excerpt"])
             records.append(
-                RecordExcerpt(
-                    seq=m["seq"],
+                RecordExcerpt.model_construct(  # the columns' types are the schema's; skip validating 100k rows
+                    seq=int(m["seq"]),
                     incident_key=m["incident_key"],
                     kind=RecordKind(m["kind"]),
                     actor=m["actor"],
