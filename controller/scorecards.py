@@ -14,6 +14,8 @@ from typing import Any
 
 from controller.outcomes import Episode, IncidentEpisodes
 
+TRIAGE_ORDER = ("malicious", "suspicious", "noise", "none")
+
 
 def _percentile(values: list[float], share: float) -> float | None:
     if not values:
@@ -45,6 +47,8 @@ class Scorecard:
     """Seconds from the decision to a person's approval or rejection (timeouts are not latencies)."""
     contain_seconds: list[float] = field(default_factory=list)
     """Per incident whose first verified containment fell in this scope and level: first alert -> verified."""
+    triage_mix: dict[str, int] = field(default_factory=dict)
+    """Decisions per triage verdict the guard decided on (malicious, suspicious, noise; none: made without one)."""
 
     def add(self, episode: Episode) -> None:
         self.decided += 1
@@ -57,6 +61,8 @@ class Scorecard:
         self.verification_failures += episode.verification_failed
         self.compensations += episode.compensated
         self.reverts += episode.reverted
+        verdict = episode.triage_verdict or "none"
+        self.triage_mix[verdict] = self.triage_mix.get(verdict, 0) + 1
         if episode.verdict == "approve" and not episode.shadow:
             self.approvals_requested += 1
         if episode.settlement == "approved":
@@ -100,6 +106,7 @@ class Scorecard:
             "incidents_contained": len(contain),
             "mttc_s": _round(statistics.fmean(contain) if contain else None),
             "ttc_p50_s": _round(statistics.median(contain) if contain else None),
+            "triage_mix": dict(sorted(self.triage_mix.items(), key=lambda kv: TRIAGE_ORDER.index(kv[0]))),
         }
 
 
@@ -170,3 +177,50 @@ def build_approver_cards(incidents: Iterable[IncidentEpisodes], scope: str | Non
                 card.unsigned += not vote.signed
                 card.latencies.append((vote.at - episode.decided_at).total_seconds())
     return sorted(cards.values(), key=lambda c: (-(c.approved + c.rejected), c.approver))
+
+
+@dataclass
+class RuleCard:
+    """People's answers on containment proposed for incidents whose alerts carry this rule: the false-positive
+    signal per rule (the same answers that discount the rule in triage: outcomes.PeopleAnswer)."""
+
+    rule_id: str
+    containment: int = 0
+    """Containment actions decided on incidents carrying the rule (shadow ones excluded)."""
+    approved: int = 0
+    rejected: int = 0
+    reverted: int = 0
+    """Approved or run, and later undone by a person's restore."""
+    answered: int = 0
+    """People approved, rejected or reverted it (the share's denominator)."""
+
+    @property
+    def overridden(self) -> int:
+        return self.rejected + self.reverted
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "containment": self.containment,
+            "approved": self.approved,
+            "rejected": self.rejected,
+            "reverted": self.reverted,
+            "override_share": round(self.overridden / self.answered, 4) if self.answered else None,
+        }
+
+
+def build_rule_cards(incidents: Iterable[IncidentEpisodes], scope: str | None = None) -> list[RuleCard]:
+    """Per rule id, over the kept containment episodes; rules people overrode most first, then most approved."""
+    cards: dict[str, RuleCard] = {}
+    for incident in incidents:
+        kept = [e for e in incident.episodes if e.containment and not e.shadow and (scope is None or e.scope == scope)]
+        for rule in incident.rule_ids:
+            for episode in kept:
+                card = cards.setdefault(rule, RuleCard(rule))
+                card.containment += 1
+                card.approved += episode.settlement == "approved"
+                answer = episode.people_answer
+                card.rejected += answer == "rejected"
+                card.reverted += answer == "reverted"
+                card.answered += answer is not None or episode.settlement == "approved"
+    return sorted(cards.values(), key=lambda c: (-c.overridden, -c.approved, c.rule_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controller.html import VERDICT_COLOURS, Html, bars, page, stacked_bars, table, tag
-from controller.scorecards import ApproverCard, Scorecard
+from controller.scorecards import TRIAGE_ORDER, ApproverCard, RuleCard, Scorecard
 
 OUTCOME_COLOURS = {
     "ran alone": VERDICT_COLOURS["execute"],
@@ -28,6 +28,7 @@ COLUMNS = [
     "reverts",
     "contained",
     "MTTC s",
+    "triage m/s/n",
 ]
 
 
@@ -61,7 +62,29 @@ def table_row(card: Scorecard) -> list[object]:
         s["reverts"],
         s["incidents_contained"],
         "-" if s["mttc_s"] is None else f"{s['mttc_s']:.1f}",
+        triage_mix_text(card),
     ]
+
+
+def triage_mix_text(card: Scorecard) -> str:
+    """Decisions per triage verdict, malicious/suspicious/noise (+ those made without a triage)."""
+    mix = card.triage_mix
+    text = "/".join(str(mix.get(v, 0)) for v in TRIAGE_ORDER[:3])
+    return text + (f" (+{mix['none']} none)" if mix.get("none") else "")
+
+
+RULE_COLUMNS = ["rule", "containment", "approved", "rejected", "reverted", "override share"]
+RULE_NOTE = (
+    "Containment proposed on incidents whose alerts carry the rule, and how people answered: rejected, or reverted "
+    "later by a person's restore. A rule people keep overriding is a false-positive candidate "
+    "(`autonomy triage exclusions`)."
+)
+
+
+def rule_row(card: RuleCard) -> list[object]:
+    s = card.summary()
+    share = "-" if s["override_share"] is None else f"{s['override_share']:.0%}"
+    return [s["rule_id"], s["containment"], s["approved"], s["rejected"], s["reverted"], share]
 
 
 UNSIGNED_NOTE = "Unsigned votes carried no verified token (`approve --as`): their identity is as typed."
@@ -75,7 +98,9 @@ def approver_row(card: ApproverCard) -> list[object]:
     return [s["approver"], s["votes"], s["approved"], s["rejected"], s["unsigned"], share, latency]
 
 
-def scorecards_page(cards: list[Scorecard], approvers: list[ApproverCard], subtitle: str) -> str:
+def scorecards_page(
+    cards: list[Scorecard], approvers: list[ApproverCard], subtitle: str, rules: list[RuleCard] | None = None
+) -> str:
     contained = [(_label(c), round(c.summary()["mttc_s"], 1)) for c in cards if c.contain_seconds]
     latencies = [(_label(c), round(c.summary()["approval_latency_p50_s"], 1)) for c in cards if c.approval_latencies]
     body: list[Html] = [
@@ -96,6 +121,12 @@ def scorecards_page(cards: list[Scorecard], approvers: list[ApproverCard], subti
             tag("h2", "Approvers"),
             tag("p", UNSIGNED_NOTE, cls="muted"),
             table(APPROVER_COLUMNS, [approver_row(a) for a in approvers], numeric=range(1, len(APPROVER_COLUMNS))),
+        ]
+    if rules:
+        body += [
+            tag("h2", "Rules: people's overrides of containment"),
+            tag("p", RULE_NOTE, cls="muted"),
+            table(RULE_COLUMNS, [rule_row(r) for r in rules], numeric=range(1, len(RULE_COLUMNS))),
         ]
     if not cards:
         body.append(tag("p", "The ledger has no decisions in this window.", cls="muted"))

@@ -24,6 +24,7 @@ from controller.cli import audit, demo, judge, loop, scorecard, trail
 from controller.cli import keys as keys_cli
 from controller.cli import lab as lab_cli
 from controller.cli import simulate as simulate_cli
+from controller.cli import triage as triage_cli
 from workflows.worker import temporal_client_created
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ lab_app = typer.Typer(
     help="The lab: a real WAF and nftables in network namespaces (examples/lab/).", no_args_is_help=True
 )
 app.add_typer(lab_app, name="lab")
+app.add_typer(triage_cli.app, name="triage", no_args_is_help=True)
 
 # judging, without running anything
 app.command()(judge.evaluate)

@@ -21,8 +21,17 @@ from controller.levels import LevelConfigError, load_level_config, parse_scope_n
 from controller.models import Level
 from controller.outcomes import outcomes
 from controller.promotion import Criterion, TrialEvidence, gather, judge
-from controller.scorecards import ApproverCard, build_approver_cards, build_scorecards
-from controller.scorecards_html import APPROVER_COLUMNS, COLUMNS, approver_row, scorecards_page, table_row
+from controller.scorecards import ApproverCard, RuleCard, build_approver_cards, build_rule_cards, build_scorecards
+from controller.scorecards_html import (
+    APPROVER_COLUMNS,
+    COLUMNS,
+    RULE_COLUMNS,
+    RULE_NOTE,
+    approver_row,
+    rule_row,
+    scorecards_page,
+    table_row,
+)
 
 SinceOption = Annotated[
     float | None, typer.Option("--since-days", min=0, help="Only decisions from the last N days. Default: all.")
@@ -42,6 +51,10 @@ def scorecard(
     by_approver: Annotated[
         bool, typer.Option("--by-approver", help="Per approver instead: votes, rejections, unsigned, latency.")
     ] = False,
+    by_rule: Annotated[
+        bool,
+        typer.Option("--by-rule", help="Per rule id instead: containment people approved vs rejected or reverted."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Per scope and effective level: share handled alone, approvals asked/granted/rejected/timed out, approval
@@ -59,12 +72,16 @@ def scorecard(
     with Ledger.from_url(settings.ledger_url) as ledger:
         incidents = list(outcomes(ledger, _since(since_days)))
     cards, approvers = build_scorecards(incidents, scope), build_approver_cards(incidents, scope)
+    rules = build_rule_cards(incidents, scope)
     window = "all time" if since_days is None else f"last {since_days:g} days"
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(scorecards_page(cards, approvers, f"ledger {settings.ledger_url.split('@')[-1]} · {window}"))
+        subtitle = f"ledger {settings.ledger_url.split('@')[-1]} · {window}"
+        html.write_text(scorecards_page(cards, approvers, subtitle, rules))
     if by_approver:
         _print_approvers(approvers, window, as_json)
+    elif by_rule:
+        _print_rules(rules, window, as_json)
     elif as_json:
         for card in cards:
             emit_json(card.summary())
@@ -90,6 +107,19 @@ def _print_approvers(approvers: list[ApproverCard], window: str, as_json: bool) 
     for approver in approvers:
         table.add_row(*(escape(str(value)) for value in approver_row(approver)))
     console.print(table if approvers else "[dim]no votes in the ledger for this window[/]")
+
+
+def _print_rules(rules: list[RuleCard], window: str, as_json: bool) -> None:
+    if as_json:
+        for rule in rules:
+            emit_json(rule.summary())
+        return
+    table = Table(title=f"Rules: people's overrides of containment ({window})", caption=RULE_NOTE)
+    for index, column in enumerate(RULE_COLUMNS):
+        table.add_column(column, justify="right" if index else "left")
+    for rule in rules:
+        table.add_row(*(escape(str(value)) for value in rule_row(rule)))
+    console.print(table if rules else "[dim]no containment decided in the ledger for this window[/]")
 
 
 def promote_check(

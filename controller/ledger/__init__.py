@@ -12,6 +12,7 @@ here and pass the record's `seq`. SQLite file by default; PostgreSQL by URL for 
 from controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
 from controller.ledger.engine import LedgerConfigError, make_engine, normalise_url, sqlite_url
 from controller.ledger.errors import IdempotencyConflict, LedgerError
+from controller.ledger.excerpts import ExcerptPage, RecordExcerpt
 from controller.ledger.export import EXPORT_FORMAT, ExportFormatError, verify_export
 from controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
 from controller.ledger.report import Problem, ProblemCode, VerifyReport
@@ -21,6 +22,7 @@ __all__ = [
     "EXPORT_FORMAT",
     "GENESIS_HASH",
     "ChainHead",
+    "ExcerptPage",
     "ExportFormatError",
     "IdempotencyConflict",
     "IncidentHead",
@@ -30,6 +32,7 @@ __all__ = [
     "LedgerRecord",
     "Problem",
     "ProblemCode",
+    "RecordExcerpt",
     "RecordKind",
     "VerifyReport",
     "canonical_json",

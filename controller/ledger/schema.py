@@ -16,6 +16,7 @@ from sqlmodel import Field, SQLModel
 from controller.ledger.canonical import GENESIS_HASH
 
 RECORDS_TABLE = "ledger_record"
+KIND_SEQ_INDEX = "ix_ledger_record_kind_seq"
 
 
 class RecordRow(SQLModel, table=True):
@@ -90,6 +91,9 @@ def create_schema(conn: Connection) -> None:
     recomputes the chain rather than trusting the database to have refused edits.
     """
     SQLModel.metadata.create_all(conn, tables=list(TABLES))
+    # Views that fold the ledger by kind (controller/ledger/excerpts.py) seek here instead of reading every row;
+    # IF NOT EXISTS also adds it to ledgers created before it existed. Not hashed, not checked by verify.
+    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {KIND_SEQ_INDEX} ON {RECORDS_TABLE} (kind, seq)")
     conn.execute(
         text("INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, :genesis) ON CONFLICT (id) DO NOTHING"),
         {"genesis": GENESIS_HASH},

@@ -19,6 +19,7 @@ from controller.ledger import schema
 from controller.ledger.canonical import GENESIS_HASH, record_hash
 from controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot, write_transaction
 from controller.ledger.errors import IdempotencyConflict
+from controller.ledger.excerpts import ExcerptPage, read_excerpts
 from controller.ledger.export import build_export
 from controller.ledger.reads import (
     DbIndex,
@@ -140,6 +141,15 @@ class Ledger:
         kind_values = None if kinds is None else [parse_kind(k).value for k in kinds]
         with read_snapshot(self.engine) as conn:
             return incident_records(conn, incident_key, kind_values)
+
+    def excerpts(
+        self, after: int, kinds: Iterable[RecordKind | str], keys: Sequence[str], limit: int = 5000
+    ) -> ExcerptPage:
+        """Records of `kinds` across all incidents with seq > `after`, in seq order, each with only the payload
+        `keys`: for views that fold the ledger incrementally (ask again after `page.through`)."""
+        kind_values = [parse_kind(k) for k in kinds]
+        with read_snapshot(self.engine) as conn:
+            return read_excerpts(conn, after, kind_values, list(keys), limit)
 
     def head(self) -> ChainHead:
         """Seq and hash of the last record: publish it elsewhere to anchor the chain."""
