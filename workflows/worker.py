@@ -23,6 +23,7 @@ from actions.adapters import build_adapters
 from actions.adapters.base import Adapter
 from controller.config import Settings
 from controller.ledger import Ledger
+from controller.triage.ledger_view import ledger_view
 from controller.planning import ClaudeSettings
 from controller.runtime import EngineName
 from workflows.activities import IncidentActivities
@@ -90,6 +91,7 @@ async def incident_worker(
     guards = GuardProvider(settings, engine)
     ledger = Ledger.from_url(settings.ledger_url)
     guards.current()  # compile the policy before taking work, not on the first incident
+    ledger_view(ledger).refresh()  # read the ledger's triage history once now, not inside the first plan
     adapters = {**build_adapters(settings, ledger), **(extra_adapters or {})}
     activities = IncidentActivities(settings, guards, ledger, adapters, claude, claude_client)
     with ThreadPoolExecutor(max_workers=max_concurrent_activities) as pool:
