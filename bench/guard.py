@@ -25,11 +25,12 @@ from actions.registry import get_spec
 from controller.config import Settings
 from controller.engines.embedded import EmbeddedEngine
 from controller.engines.opa_server import OpaServer, OpaServerEngine
-from controller.guard import Guard, PlanShape, targets_of
+from controller.guard import Guard
 from controller.incidents import incident_from_alerts
 from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity
 from controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
 from controller.runtime import load_policy_bundle
+from controller.targets import PlanShape, targets_of
 
 SIZES = (100, 1_000, 10_000)
 

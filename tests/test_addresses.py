@@ -25,9 +25,10 @@ from controller.addresses import (
     embedded_ipv4,
 )
 from controller.config import REPO_ROOT
-from controller.guard import IP_TARGET_KEYS, Guard, ip_target
+from controller.guard import Guard
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.models import Alert, Level, Plan, ProposedAction, Verdict
+from controller.targets import IP_TARGET_KEYS, ip_target
 from tests.factories import make_incident
 
 ZONED = [

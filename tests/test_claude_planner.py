@@ -18,12 +18,13 @@ import httpx2
 import pytest
 
 from actions.registry import SPECS, get_spec, validate_params
-from controller.guard import Guard, targets_of
+from controller.guard import Guard
 from controller.models import Incident, Level, Verdict
 from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeResult, ClaudeSettings, OfflinePlanner
 from controller.planning.claude import _sha256
 from controller.planning.claude_config import KNOWN_PRICES, Prices
 from controller.planning.claude_prompt import DESIGN_TOOL, EVIDENCE_VALUE_LIMIT, SELECT_TOOL, self_contained
+from controller.targets import targets_of
 from tests.claude_fake import (
     BASE_URL,
     DESIGN_COLD,

@@ -14,7 +14,7 @@ import pytest
 from actions.registry import get_spec, validate_params
 from controller.config import Settings
 from controller.engines.embedded import EmbeddedEngine
-from controller.guard import Guard, PlanShape, UnavailableGuard, targets_of
+from controller.guard import Guard, UnavailableGuard
 from controller.models import (
     Category,
     GuardDecision,
@@ -26,6 +26,7 @@ from controller.models import (
     Verdict,
 )
 from controller.runtime import EngineName, open_guard
+from controller.targets import PlanShape, targets_of
 from tests.factories import make_incident
 
 E, A, R, D = Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DENY

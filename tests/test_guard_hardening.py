@@ -182,3 +182,14 @@ def test_hostile_fields_never_make_anything_execute(tmp_path: Path, level: str |
     assert len(hostile) == len(clean), "every hostile alert was ingested (a dead-lettered one proves nothing)"
     assert executed(hostile) <= executed(clean)
     assert executed(clean), "the clean run contains something alone, or the comparison proves nothing"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_user_target_caps_the_action_by_its_directory_group(tmp_path: Path, engine: str) -> None:
+    # admin is in domain-admins (identities.yaml); scopes.yaml puts that group at L2 whatever the incident says.
+    alerts = write_alerts(tmp_path / "a.jsonl", burst(category=Category.BRUTE_FORCE, user="admin"))
+    disable = {"action": "identity.disable_user", "params": {"user": "admin", "ttl_seconds": TTL}}
+    plan = write_plan(tmp_path / "p.json", {**disable, "rationale": "contain", "confidence": 0.9})
+    [decision] = decisions(evaluate(tmp_path, engine, alerts, "--plan", str(plan), "--level", "L4"))
+    assert decision["effective_level"] == "L2"
+    assert any("target user admin" in r for r in decision["level_reasons"])

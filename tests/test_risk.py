@@ -6,10 +6,11 @@ import pytest
 
 from actions.registry import get_spec, validate_params
 from controller.addresses import address_facts
-from controller.guard import Guard, targets_of
+from controller.guard import Guard
 from controller.inventory import AssetIndex
 from controller.models import RiskAssessment
 from controller.risk import RiskContext
+from controller.targets import targets_of
 
 
 def assess(guard: Guard, action: str, params: dict[str, object], **overrides: object) -> RiskAssessment:

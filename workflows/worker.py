@@ -23,9 +23,9 @@ from actions.adapters import build_adapters
 from actions.adapters.base import Adapter
 from controller.config import Settings
 from controller.ledger import Ledger
-from controller.triage.ledger_view import ledger_view
 from controller.planning import ClaudeSettings
 from controller.runtime import EngineName
+from controller.triage.ledger_view import ledger_view
 from workflows.activities import IncidentActivities
 from workflows.contracts import TASK_QUEUE
 from workflows.guard_provider import GuardProvider
