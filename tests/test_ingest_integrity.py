@@ -18,6 +18,7 @@ import pytest
 from controller.cli.follow import LineSource
 from controller.ingest import DeadLetter, IngestReport, original_bytes, read_alerts, read_dead_letters
 from controller.ingest import lines as lines_module
+from controller.ingest.decoding import REPAIRS_KEY
 from controller.ingest.normalise import IDENTIFIER_LIMITS, MAX_RULE_IDS
 from controller.models import Alert
 
@@ -130,51 +131,55 @@ def test_a_document_with_missing_commas_loses_nothing(tmp_path: Path) -> None:
     assert report.dead_lettered == 0
 
 
-# -- nothing is repaired: invalid UTF-8, duplicate keys, lone surrogates ---------------------------------
+# -- a sensor's odd bytes never hide an attack: shown, named, kept; only a key that is not text is refused ------
 
 
-def test_invalid_utf8_is_an_error_for_that_record_and_its_bytes_are_kept(tmp_path: Path) -> None:
-    in_value = line(1).replace(b'"sqli"', b'"sq\xffli"')
-    in_key = line(2).replace(b'"src_ip"', b'"src\xc3_ip"')  # a replacement char would silently drop src_ip
+def test_invalid_utf8_in_a_value_is_shown_and_named_never_dropped(tmp_path: Path) -> None:
+    # ModSecurity logs a matched value URL-decoded: `id=1' OR 1=1--%FF` arrives as a raw 0xFF byte.
+    in_value = line(1, evidence="id=1' OR 1=1--@@").replace(b"@@", b"\xff")
+    in_key = line(2).replace(b'"src_ip"', b'"src\xc3_ip"')  # which field that key named is unknowable
     alerts, _, entries = ingest(write(tmp_path / "bad.json", b"\n".join([line(0), in_value, in_key, line(3)])))
-    assert [a.id for a in alerts] == ["integrity-0", "integrity-3"]
-    assert [e["line"] for e in entries] == [2, 3]
-    assert [e["encoding"] for e in entries] == ["base64", "base64"]
-    assert [original_bytes(e) for e in entries] == [in_value, in_key]
-    assert "invalid UTF-8 at byte" in entries[0]["error"] and "(0xff)" in entries[0]["error"]
-
-
-def test_invalid_utf8_inside_a_json_document_costs_that_value_only(tmp_path: Path) -> None:
-    bad = line(1).replace(b'"sqli"', b'"sq\xe9li"')
-    alerts, _, entries = ingest(write(tmp_path / "array.json", b"[" + b", ".join([line(0), bad, line(2)]) + b"]"))
-    assert [a.id for a in alerts] == ["integrity-0", "integrity-2"]
+    assert [a.id for a in alerts] == ["integrity-0", "integrity-1", "integrity-3"]
+    repaired = alerts[1]
+    assert repaired.evidence.endswith("--\\xff")
+    assert any("not UTF-8 text: shown as \\xNN" in r for r in repaired.raw[REPAIRS_KEY])
     [entry] = entries
-    assert "invalid UTF-8" in entry["error"] and original_bytes(entry) == bad
+    assert entry["line"] == 3 and entry["encoding"] == "base64" and original_bytes(entry) == in_key
+    assert "a JSON key holds bytes that are not UTF-8 text" in entry["error"]
 
 
-def test_a_duplicate_key_is_an_error_naming_the_key(tmp_path: Path) -> None:
-    twice = line(1)[:-1] + b', "src_ip": "203.0.113.9"}'
-    nested = line(2)[:-1] + b', "raw": {"a": 1, "a": 2}}'
+def test_invalid_utf8_inside_a_json_document_is_shown_too(tmp_path: Path) -> None:
+    odd = line(1, evidence="caf@@").replace(b"@@", b"\xe9")
+    alerts, _, entries = ingest(write(tmp_path / "array.json", b"[" + b", ".join([line(0), odd, line(2)]) + b"]"))
+    assert [a.id for a in alerts] == ["integrity-0", "integrity-1", "integrity-2"] and entries == []
+    assert alerts[1].evidence == "caf\\xe9" and REPAIRS_KEY in alerts[1].raw
+
+
+def test_a_duplicate_key_keeps_every_value_and_says_so(tmp_path: Path) -> None:
+    # An attacker's duplicate request headers reach the audit log as duplicate JSON keys.
+    nested = line(1)[:-1] + b', "raw": {"Last-Modified": "a", "Last-Modified": "b", "Last-Modified": "c"}}'
+    twice = line(2)[:-1] + b', "src_ip": "203.0.113.9"}'  # a typed field with two values: refused by its type
     for name, body in {
-        "lines.jsonl": b"\n".join([line(0), twice, nested, line(3)]),
-        "array.json": b"[" + b",".join([line(0), twice, nested, line(3)]) + b"]",
+        "lines.jsonl": b"\n".join([line(0), nested, twice, line(3)]),
+        "array.json": b"[" + b",".join([line(0), nested, twice, line(3)]) + b"]",
     }.items():
         alerts, _, entries = ingest(write(tmp_path / name, body))
-        assert [a.id for a in alerts] == ["integrity-0", "integrity-3"], name
-        assert ["duplicate key 'src_ip'" in entries[0]["error"], "duplicate key 'a'" in entries[1]["error"]] == [
-            True,
-            True,
-        ], name
-        assert [original_bytes(e) for e in entries] == [twice, nested]
+        assert [a.id for a in alerts] == ["integrity-0", "integrity-1", "integrity-3"], name
+        assert alerts[1].raw["Last-Modified"] == ["a", "b", "c"]
+        assert alerts[1].raw[REPAIRS_KEY] == [
+            "key 'Last-Modified' appeared more than once: all its values kept, as a list"
+        ]
+        [entry] = entries
+        assert "src_ip" in entry["error"] and original_bytes(entry) == twice, name
 
 
-def test_a_lone_surrogate_escape_is_refused(tmp_path: Path) -> None:
+def test_a_lone_surrogate_escape_is_shown_as_text(tmp_path: Path) -> None:
     lone = line(1).replace(b'"sqli"', b'"sqli", "user": "x\\udc80"')
     pair = line(2).replace(b'"sqli"', b'"sqli", "user": "x\\ud83d\\ude00"')
     alerts, _, entries = ingest(write(tmp_path / "s.jsonl", b"\n".join([lone, pair])))
-    assert [a.user for a in alerts] == ["x\U0001f600"]
-    [entry] = entries
-    assert "lone surrogate" in entry["error"] and original_bytes(entry) == lone
+    # U+DC80-U+DCFF is how an undecodable byte is carried, so a lone escape there reads as that byte
+    assert [a.user for a in alerts] == ["x\\x80", "x\U0001f600"] and entries == []
+    assert REPAIRS_KEY in alerts[0].raw and REPAIRS_KEY not in alerts[1].raw
 
 
 # -- every cap is named, with its limit -------------------------------------------------------------------
@@ -281,7 +286,8 @@ def test_follow_frames_lines_like_the_reader(tmp_path: Path, monkeypatch: pytest
     source = LineSource(log, None)
     first = source.read(100)
     assert [(x.number, x.text == line(0).decode(), x.error) for x in first[:1]] == [(1, True, None)]
-    assert first[1].number == 3 and "invalid UTF-8" in (first[1].error or "") and first[1].data == invalid
+    # undecodable bytes stay in the text for decoding to show (decoding.py); the bytes are kept as read
+    assert first[1].number == 3 and first[1].error is None and first[1].data == invalid
     assert len(first) == 2  # the overlong line is still being written
     with log.open("ab") as handle:
         handle.write(huge[300:1000])

@@ -1,9 +1,15 @@
-"""Bytes to text to JSON for one record, strictly: the only place ingest decodes untrusted input.
+"""Bytes to text to JSON for one record: the only place ingest decodes untrusted input.
 
-Nothing is repaired on the way: invalid UTF-8 is an error for that record (a replacement character could
-silently rename a key, and the field it named would vanish), a key that appears twice in one object is an
-error (which value a sensor meant is unknowable, and JSON parsers disagree on which one wins), and a lone
-surrogate escape is an error (it cannot be written back out as UTF-8, so it would fail later, far away).
+Sensor records carry the attacker's bytes: ModSecurity logs a matched value URL-decoded (`%FF` becomes a raw
+0xFF byte) and an attacker's duplicate request headers as duplicate JSON keys. Refusing such a record would
+let one stray byte hide an attack, and repairing it silently would hide the repair. So:
+
+- an undecodable byte or a lone surrogate in a *value* is shown as text (`\\xff`, `\\ud800`), never dropped or
+  replaced by U+FFFD; a key found twice keeps all its values, as a list in arrival order;
+- every such repair is named in the record itself, under `_ingest_repairs` (so it reaches raw, the ledger and
+  the reports), and the record's original bytes stay what the dead-letter file or the sensor's log holds;
+- an undecodable byte or a lone surrogate in a *key* is an error for that record (which field it named is
+  unknowable), as is invalid JSON.
 """
 
 from __future__ import annotations
@@ -15,79 +21,111 @@ from typing import Any
 from controller.ingest.errors import IngestError
 from controller.ingest.normalise import clean_text
 
+REPAIRS_KEY = "_ingest_repairs"
+"""Where a record lists what decoding had to show or keep differently (a key no sensor format uses)."""
 KEY_SHOWN_CHARS = 80
-"""Characters of a duplicate key quoted in its error (the key is attacker-controlled)."""
+"""Characters of a key quoted in a message (the key is attacker-controlled)."""
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_RAW_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_BYTE = 0xDC00
+"""surrogateescape maps an undecodable byte 0x80-0xff to U+DC80-U+DCFF."""
 
 
-def raw_decode(text: str, pos: int = 0) -> tuple[Any, int, str | None]:
-    """The JSON value starting at `pos`, where it ends, and the first key found twice in one of its objects.
+class Decoded:
+    """What one decode met on the way: keys found twice, and a key that is not text."""
 
-    A duplicate is reported, not raised, so a caller reading a document still learns where the value ends and
-    can dead-letter exactly that value. JSONDecodeError, ValueError and RecursionError propagate."""
-    duplicates: list[str] = []
+    def __init__(self) -> None:
+        self.duplicates: list[str] = []
+        self.bad_key: str | None = None
 
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        record = dict(pairs)
-        if len(record) != len(pairs) and not duplicates:
-            duplicates.append(_first_duplicate(pairs))
+    def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        merged: set[str] = set()
+        for key, value in pairs:
+            if self.bad_key is None and _SURROGATE.search(key):
+                self.bad_key = key
+            if key not in record:
+                record[key] = value
+                continue
+            if key not in merged:  # the first repeat turns the value into the list of every value, in order
+                record[key], merged = [record[key]], merged | {key}
+                self.duplicates.append(key)
+            record[key].append(value)
         return record
 
-    value, end = json.JSONDecoder(object_pairs_hook=unique).raw_decode(text, pos)
-    return value, end, duplicates[0] if duplicates else None
+
+def raw_decode(text: str, pos: int = 0) -> tuple[Any, int, Decoded]:
+    """The JSON value starting at `pos`, where it ends, and what decoding met (duplicates, a key not text).
+
+    JSONDecodeError, ValueError and RecursionError propagate."""
+    seen = Decoded()
+    value, end = json.JSONDecoder(object_pairs_hook=seen.hook).raw_decode(text, pos)
+    return value, end, seen
 
 
-def _first_duplicate(pairs: list[tuple[str, Any]]) -> str:
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            return key
-        seen.add(key)
-    raise AssertionError("no duplicate key")  # pragma: no cover: called only when dict(pairs) lost a pair
+def settle(value: Any, seen: Decoded) -> Any:
+    """The decoded value with undecodable bytes shown as text and its repairs named; IngestError for a key that
+    is not text."""
+    if seen.bad_key is not None:
+        shown = clean_text(_shown(seen.bad_key), KEY_SHOWN_CHARS)
+        problem = f"a JSON key holds bytes that are not UTF-8 text ({shown!r}): which field it names is unknowable"
+        raise IngestError(problem)
+    shown_count = [0]
+    value = _show_surrogates(value, shown_count)
+    repairs = [
+        f"key {clean_text(key, KEY_SHOWN_CHARS)!r} appeared more than once: all its values kept, as a list"
+        for key in seen.duplicates
+    ]
+    if shown_count[0]:
+        repairs.append(f"{shown_count[0]} string value(s) held bytes that are not UTF-8 text: shown as \\xNN")
+    if repairs and isinstance(value, dict):
+        value[REPAIRS_KEY] = repairs
+    return value
 
 
-def duplicate_key(key: str) -> str:
-    return f"duplicate key {clean_text(key, KEY_SHOWN_CHARS)!r} in a JSON object (which value is meant is unknowable)"
+def _show_surrogates(value: Any, count: list[int]) -> Any:
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            count[0] += 1
+            return _shown(value)
+        return value
+    if isinstance(value, list):
+        return [_show_surrogates(v, count) for v in value]
+    if isinstance(value, dict):
+        return {k: _show_surrogates(v, count) for k, v in value.items()}
+    return value
 
 
-def invalid_utf8(data: bytes, offset: int) -> str:
-    return f"invalid UTF-8 at byte {offset} (0x{data[offset]:02x}); the record is kept as bytes, not repaired"
+def _shown(text: str) -> str:
+    return _SURROGATE.sub(_escape, text)
 
 
-def raw_surrogate_offset(text: str) -> int | None:
-    """Where text decoded with `surrogateescape` holds an undecodable byte (a document's record), else None."""
-    found = _RAW_SURROGATE.search(text)
-    return found.start() if found else None
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - _ESCAPED_BYTE:02x}"
+    return f"\\u{code:04x}"
+
+
+def decode_bytes(data: bytes) -> str:
+    """A record's bytes as text: UTF-8, with each undecodable byte kept (surrogateescape) for `settle` to show."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def decode_json(text: str, origin: str | None = None) -> Any:
-    """One complete JSON value, strictly; IngestError (located at `origin`) saying what is wrong."""
+    """One complete JSON value, settled (see the module docstring); IngestError (located at `origin`) saying what
+    is wrong."""
     try:
-        value, end, duplicate = raw_decode(text, _leading_space(text))
+        value, end, seen = raw_decode(text, _leading_space(text))
         if text[end:].strip(" \t\r\n"):
             raise IngestError(f"invalid JSON: extra data after the value (column {end + 1})")
-        if duplicate is not None:
-            raise IngestError(duplicate_key(duplicate))
+        return settle(value, seen)
     except IngestError as exc:
         raise (exc.at(origin) if origin else exc) from None
     except json.JSONDecodeError as exc:
         raise IngestError(f"invalid JSON: {exc.msg} (column {exc.colno})", origin) from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer beyond the digit limit, absurd nesting
         raise IngestError(f"invalid JSON: {clean_text(exc, 200)}", origin) from None
-    check_surrogates(text, value, origin)
-    return value
-
-
-def check_surrogates(text: str, value: Any, origin: str | None = None) -> None:
-    """A `\\udXXX` escape must be half of a pair; a lone one cannot be encoded as UTF-8 downstream."""
-    if not _SURROGATE_ESCAPE.search(text):
-        return  # the common case costs one regex scan
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise IngestError("invalid JSON string: a lone surrogate escape (\\ud800-\\udfff)", origin) from None
 
 
 def _leading_space(text: str) -> int:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.ingest import crs_corpus, modsec2, modsec3, native, ocsf, suricata
-from controller.ingest.decoding import decode_json
+from controller.ingest.decoding import REPAIRS_KEY, decode_json
 from controller.ingest.errors import IngestError
 from controller.ingest.fields import Record
 from controller.ingest.normalise import clean_text
@@ -79,12 +79,21 @@ def parse_value(value: object, origin: str) -> ParseResult:
         reason = parser.skip_reason(value)
         if reason is not None:
             return ParseResult(fmt, skipped=reason)
-        return ParseResult(fmt, [parser.parse(value)])
+        return ParseResult(fmt, [_with_repairs(parser.parse(value), value)])
     except IngestError as exc:
         raise exc.at(origin) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         problem = f"unexpected record shape ({type(exc).__name__}: {clean_text(exc, 200)})"
         raise IngestError(problem, origin) from exc
+
+
+def _with_repairs(alert: Alert, record: Mapping[str, Any]) -> Alert:
+    """The alert, its raw record naming what decoding had to show differently (decoding.py), whatever the
+    format keeps of the record in raw: a repair is never silent."""
+    repairs = record.get(REPAIRS_KEY)
+    if not repairs or alert.raw.get(REPAIRS_KEY) == repairs:
+        return alert
+    return alert.model_copy(update={"raw": {**alert.raw, REPAIRS_KEY: repairs}})
 
 
 def parse_record(record: Mapping[str, Any], origin: str) -> list[Alert]:

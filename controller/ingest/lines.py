@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO
 
-from controller.ingest.decoding import invalid_utf8
+from controller.ingest.decoding import decode_bytes
 
 MAX_LINE_BYTES = 8 * 1024 * 1024
 """A longer line is dead-lettered unparsed (its bytes are kept, spooled to disk)."""
@@ -51,10 +51,8 @@ def frame(number: int, chunk: bytes, *, first: bool) -> Framed | None:
         data = data[len(BOM) :]
     if not data.strip():
         return None
-    try:
-        return Framed(number, data, text=data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return Framed(number, data, error=invalid_utf8(data, exc.start))
+    # Undecodable bytes stay in the text (surrogateescape) for decoding.py to show, or to refuse in a key.
+    return Framed(number, data, text=decode_bytes(data))
 
 
 class Overlong:

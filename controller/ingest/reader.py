@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from controller.ingest import lines
-from controller.ingest.decoding import check_surrogates, duplicate_key, invalid_utf8, raw_decode, raw_surrogate_offset
+from controller.ingest.decoding import Decoded, raw_decode, settle
 from controller.ingest.errors import IngestError
 from controller.ingest.formats import parse_line, parse_value
 from controller.ingest.normalise import clean_text
@@ -324,12 +324,12 @@ def _document_items(stream: IO[bytes], position: _Position) -> Iterator[_Item]:
         yield _Item(buffer.line, "", error="file ends inside the top-level JSON array (truncated?)", data=b"")
 
 
-def _decode_one(buffer: _Buffer) -> tuple[Any, int, str | None] | str:
-    """The value at the buffer's position (value, end, duplicate key), or the problem when it cannot be
+def _decode_one(buffer: _Buffer) -> tuple[Any, int, Decoded] | str:
+    """The value at the buffer's position (value, end, what decoding met), or the problem when it cannot be
     delimited."""
     while True:
         try:
-            value, end, duplicate = raw_decode(buffer.text, buffer.pos)
+            value, end, seen = raw_decode(buffer.text, buffer.pos)
         except json.JSONDecodeError as exc:
             pending = len(buffer.text) - buffer.pos
             if pending > MAX_DOCUMENT_RECORD_CHARS:
@@ -342,25 +342,18 @@ def _decode_one(buffer: _Buffer) -> tuple[Any, int, str | None] | str:
             return f"invalid JSON: {clean_text(exc, 200)}"
         if end == len(buffer.text) and not isinstance(value, dict | list) and buffer.fill():
             continue  # a bare number may continue in the next chunk
-        return value, end, duplicate
+        return value, end, seen
 
 
-def _decoded_item(buffer: _Buffer, value: Any, end: int, duplicate: str | None) -> _Item:
-    """The decoded value as a record, or an error for it alone: it was delimited, so the rest reads on."""
+def _decoded_item(buffer: _Buffer, value: Any, end: int, seen: Decoded) -> _Item:
+    """The decoded value as a record (undecodable bytes shown, repairs named: decoding.py), or an error for it
+    alone: it was delimited, so the rest reads on."""
     start, text = buffer.line, buffer.text[buffer.pos : end]
     buffer.advance(end)
-    bad_byte = raw_surrogate_offset(text)
-    if bad_byte is not None:
-        data = text.encode("utf-8", "surrogateescape")
-        offset = len(text[:bad_byte].encode("utf-8", "surrogateescape"))
-        return _Item(start, text, error=invalid_utf8(data, offset))
-    if duplicate is not None:
-        return _Item(start, text, error=duplicate_key(duplicate))
     try:
-        check_surrogates(text, value)
+        return _Item(start, text, value=settle(value, seen))
     except IngestError as exc:
         return _Item(start, text, error=exc.problem)
-    return _Item(start, text, value=value)
 
 
 def _recover(buffer: _Buffer, position: _Position, problem: str, in_array: bool) -> Iterator[_Item]:
