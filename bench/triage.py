@@ -28,6 +28,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from bench.triage_matrix import Matrix, matrix, table
 from bench.triage_variants import variants
 from controller.config import REPO_ROOT, Settings
 from controller.lab.manifest import load_manifest
-from controller.models import Level
+from controller.models import Alert, Level
 
 DEFAULT_INPUT = REPO_ROOT / "var" / "triage-input"
 GOAL_L3 = {"benign_contained_alone": 0, "attack_handled_share": 0.95, "reduction": 10.0}
@@ -50,12 +52,31 @@ def goals(m: Matrix) -> dict[str, bool]:
     }
 
 
+def ingest_caveats(folder: Path, alerts: list[Alert], labels: Mapping[str, str]) -> dict[str, Any]:
+    """What the live loop would not see of this input: audit lines the ingest refused when the input was made
+    (summary.json), and alerts whose audit line is not valid UTF-8 (the follow ingest dead-letters those; the
+    input's reader decoded them with replacement), per label."""
+    by_id = {alert.id: labels.get(alert.src_ip or "", "?") for alert in alerts}
+    not_utf8: Counter[str] = Counter()
+    for line in (folder / "audit.log").read_bytes().splitlines():
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            unique = json.loads(line.decode("utf-8", "replace")).get("transaction", {}).get("unique_id")
+            if f"modsecurity3:{unique}" in by_id:
+                not_utf8[by_id[f"modsecurity3:{unique}"]] += 1
+    summary = json.loads((folder / "summary.json").read_text())
+    return {"unparsed_audit_lines": summary.get("unparsed_lines"), "alerts_from_non_utf8_lines": dict(not_utf8)}
+
+
 def one_paranoia_level(folder: Path, settle: float, workdir: Path) -> dict[str, Any]:
     manifest = load_manifest(folder / "manifest.json")
     labels = {source: record.label for source, record in manifest.sources.items()}
-    runs = workflow_runs(read_alerts_jsonl(folder / "alerts.jsonl"), settle=settle)
+    alerts = read_alerts_jsonl(folder / "alerts.jsonl")
+    runs = workflow_runs(alerts, settle=settle)
     levels = list(Level)
     result: dict[str, Any] = {"paranoia_level": manifest.paranoia_level, "folder": str(folder), "configs": {}}
+    result["ingest_caveats"] = ingest_caveats(folder, alerts, labels)
     rows: list[tuple[str, str, Matrix]] = []
     per_config = {}
     for variant in variants(Settings(), workdir / folder.name):
@@ -115,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             verdicts = ", ".join(
                 f"{goal}: {'PASS' if ok else 'FAIL'}" for goal, ok in result["goals_at_L3_new"].items()
             )
-            print(f"  L3 (new): {verdicts}\n", flush=True)
+            print(f"  L3 (new): {verdicts}", flush=True)
+            print(f"  input: {result['ingest_caveats']}\n", flush=True)
     if args.live:
         from bench.triage_live import live  # the lab's imports only when asked for
 
