@@ -35,12 +35,14 @@ from typing import Any
 
 from bench.triage_decide import SETTLE_SECONDS, decide_runs, read_alerts_jsonl, workflow_runs
 from bench.triage_matrix import Matrix, matrix, table
-from bench.triage_variants import variants
+from bench.triage_variants import shipped, variants
 from controller.config import REPO_ROOT, Settings
 from controller.lab.manifest import load_manifest
 from controller.models import Alert, Level
 
 DEFAULT_INPUT = REPO_ROOT / "var" / "triage-input"
+WHOLE_INCIDENT = 86_400.0
+"""A settle window longer than any replay: the incident's every alert is in the decision."""
 GOAL_L3 = {"benign_contained_alone": 0, "attack_handled_share": 0.95, "reduction": 10.0}
 
 
@@ -91,6 +93,10 @@ def one_paranoia_level(folder: Path, settle: float, workdir: Path) -> dict[str, 
         rows += [(level.value, name, per_config[name][level]) for name in per_config]
     new_l3 = per_config["new"][Level.L3]
     result["goals_at_L3_new"] = goals(new_l3)
+    # What-if, not what the workflow does: each incident decided on all its alerts (as if it re-decided while
+    # its evidence grows), to show what the single decision at the end of the settle window leaves on the table.
+    whole = decide_runs(workflow_runs(alerts, settle=WHOLE_INCIDENT), shipped(Settings()), [Level.L3])
+    result["what_if_whole_incident_L3_new"] = matrix(whole[Level.L3], labels).as_json()
     result["table"] = table(
         f"PL{manifest.paranoia_level}: {new_l3.benign} benign + {new_l3.attack} attack sources, "
         f"{new_l3.alerts} alerts, {new_l3.incidents} incidents ({new_l3.alerts_per_incident} alerts per incident), "
@@ -137,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{goal}: {'PASS' if ok else 'FAIL'}" for goal, ok in result["goals_at_L3_new"].items()
             )
             print(f"  L3 (new): {verdicts}", flush=True)
+            whole = result["what_if_whole_incident_L3_new"]
+            print(
+                f"  what-if (L3 new, each incident decided on all its alerts): attack alone "
+                f"{whole['attack_contained_alone']}/{whole['attack']}, benign alone "
+                f"{whole['benign_contained_alone']}/{whole['benign']}",
+                flush=True,
+            )
             print(f"  input: {result['ingest_caveats']}\n", flush=True)
     if args.live:
         from bench.triage_live import live  # the lab's imports only when asked for

@@ -36,9 +36,13 @@ def without_triage(settings: Settings, into: Path) -> Settings:
     return replace(settings, levels_dir=levels, playbooks_dir=playbooks)
 
 
+def shipped(base: Settings) -> Variant:
+    return Variant("new", base, False, "shipped: triage bar, noise record-only; triage without history")
+
+
 def variants(base: Settings, workdir: Path) -> list[Variant]:
     return [
         Variant("today", without_triage(base, workdir / "today"), False, "no triage bar, no noise playbook"),
-        Variant("new", base, False, "shipped: triage bar, noise record-only; triage without history"),
+        shipped(base),
         Variant("new+history", base, True, "shipped, triage given the source's other incidents in the replay"),
     ]
