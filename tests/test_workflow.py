@@ -327,7 +327,7 @@ async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
     ("user", "bounded", "name", "reason"),
     [
         ("alice", False, "identity.disable_user", "permanent containment needs a person"),
-        ("dave", True, "identity.disable_user", "privileged identity dave: iam-admins must approve"),
+        ("ivan", True, "identity.disable_user", "privileged identity ivan: iam-admins must approve"),
         ("alice", True, "network.unblock_ip", "a person approves every restore"),
     ],
     ids=["permanent disable", "privileged account", "restore"],
