@@ -151,5 +151,5 @@ async def test_killing_the_worker_loses_nothing_and_runs_nothing_twice(
         assert ledger.verify().ok
         for key in report.incidents:
             kinds = Counter(r.kind for r in ledger.records(key))
-            assert kinds[RecordKind.ALERT] == 1 and kinds[RecordKind.PLAN] == 1 and kinds[RecordKind.REPORT] == 1
+            assert kinds[RecordKind.ALERT] == BURST and kinds[RecordKind.PLAN] == 1 and kinds[RecordKind.REPORT] == 1
         ledger.close()
