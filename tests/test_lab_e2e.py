@@ -35,6 +35,7 @@ from controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
 from controller.lab.network import alive, existing_namespaces, namespace_inode, processes_in_inode, run_ip
 from controller.lab.packages import find_binary
 from controller.lab.services import start_time
+from controller.lab.tool_attack import send_tool_attack
 from controller.ledger import RecordKind
 from controller.models import Level
 from controller.processes import free_port
@@ -124,8 +125,12 @@ async def test_l3_sqli_is_blocked_verified_and_reverted_by_the_ttl(loop: LabLoop
     assert lab.browse("attacker").status == 200, "before: the attacker reaches the site"
     sent = lab.attack("sqli")
     assert sent.status == 403, "the WAF stops the SQLi"
-
-    assert await loop.ingest_once() == {SQLI: 1}, "one audit line, one alert (scope level: web-01 is production)"
+    # A tool-driven SQLi run (20 payloads): triage malicious with confidence, so L3 (web-01 is production)
+    # contains it alone. (One incident only: another class's incident would own the shared block.)
+    sent_tool = send_tool_attack(lab, categories=("sqli",))
+    assert {r.status for r in sent_tool} == {403}
+    added = await loop.ingest_once(expect=1 + len(sent_tool), timeout=30)
+    assert added[SQLI] >= 10, added
     status = await loop.wait_block(SQLI, ActionStatus.AWAITING_REVERT)
 
     assert lab.blocked_addresses() == [ATTACKER]
@@ -148,7 +153,7 @@ async def test_l3_sqli_is_blocked_verified_and_reverted_by_the_ttl(loop: LabLoop
     assert lab.blocked_addresses() == []
     assert lab.browse("attacker").status == 200, "after the TTL the attacker reaches the site again"
     assert lab.attack("sqli").status == 403, "... and the WAF still stops its SQLi"
-    assert status.alert_count == 1 and final.report is not None
+    assert status.alert_count == added[SQLI] and final.report is not None
     report = Path(final.report["markdown"]).read_text()
     for expected in (
         "942100",  # the CRS rule ids of the real alert
@@ -378,7 +383,8 @@ def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path)
         state = json.loads(up.stdout.splitlines()[-1])["status"]
         assert state["up"], state
 
-        attack = _cli("attack", "sqli", *where, "--json")
+        # a tool-driven attack: what L3 contains alone (one stray hit waits for a person: test_lab_triage.py)
+        attack = _cli("attack", "tool", *where, "--json")
         assert attack.returncode == 0 and json.loads(attack.stdout)["status"] == 403, attack.stdout + attack.stderr
         deadline = time.monotonic() + 60
         blocked: list[Any] = []

@@ -8,6 +8,7 @@ with the reason on stderr.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from controller.lab.replay import ReplayError, Sent
 from controller.lab.replay import replay as run_replay
 from controller.lab.requests import RequestFormatError, read_requests
 from controller.lab.sessions import DEFAULT_SEED, SessionError, assign
+from controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
 from controller.lab.waf import WafError
 from controller.models import Level
 
@@ -147,7 +149,13 @@ def _print_status(lab: Lab) -> None:
 
 
 def attack(
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(ATTACKS)} (or `list`).")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help=f"One of: {', '.join(ATTACKS)}; `tool` for a tool-driven attack ({len(TOOL_ATTACK)} payloads "
+            "across four classes: what L3 contains alone); or `list`."
+        ),
+    ],
     root: RootOption = DEFAULT_ROOT,
     source: Annotated[
         str, typer.Option("--from", help="attacker (198.51.100.66) or benign (203.0.113.7, allowlisted).")
@@ -162,6 +170,9 @@ def attack(
             console.print(f"[bold]{item.name}[/] ({item.category}): {escape(item.what)}; CRS {escape(item.rules)}")
         return
     lab = _lab(root)
+    if name == "tool":
+        _tool_attack(lab, timeout, as_json)
+        return
     try:
         result = lab.attack(name, source=source, timeout=timeout)
     except (LabError, LabNetworkError, RuntimeError) as exc:
@@ -181,6 +192,23 @@ def attack(
     else:
         console.print(f"{escape(name)} from {escape(result.netns)} -> {escape(result.url)}: {result.describe()}")
     if result.status is None:
+        raise typer.Exit(1)
+
+
+def _tool_attack(lab: Lab, timeout: float, as_json: bool) -> None:
+    """The tool-driven attack from the attacker: one line (or JSON document) with the answers it got."""
+    try:
+        results = send_tool_attack(lab, timeout=timeout)
+    except (LabError, LabNetworkError, RuntimeError) as exc:
+        fail(str(exc), 2)
+    statuses = Counter(str(r.status) if r.status is not None else "timed out" for r in results)
+    answered = [r.status for r in results if r.status is not None]
+    status = answered[0] if answered and len(set(answered)) == 1 else None
+    if as_json:
+        emit_json({"attack": "tool", "sent": len(results), "statuses": dict(statuses), "status": status})
+    else:
+        console.print(f"tool attack: {len(results)} requests: " + ", ".join(f"{k}: {v}" for k, v in statuses.items()))
+    if not answered:
         raise typer.Exit(1)
 
 

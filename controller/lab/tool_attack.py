@@ -31,8 +31,10 @@ TOOL_ATTACK: tuple[Attack, ...] = tuple(_payloads())
 """36 payloads: 20 SQLi, 8 XSS, 4 path traversal, 4 command injection; each incident key sees several."""
 
 
-def send_tool_attack(lab: Lab, timeout: float = 3.0) -> list[HttpResult]:
-    """Every payload, in order, from the attacker namespace (198.51.100.66) to the victim's WAF."""
+def send_tool_attack(lab: Lab, timeout: float = 3.0, categories: tuple[str, ...] = ()) -> list[HttpResult]:
+    """Every payload (of `categories`, when given), in order, from the attacker namespace (198.51.100.66) to the
+    victim's WAF."""
     netns = lab.topology.attacker
     target = lab.topology.target_for(netns)
-    return [request(netns, target, attack, lab.config.http_port, timeout) for attack in TOOL_ATTACK]
+    chosen = [attack for attack in TOOL_ATTACK if not categories or attack.category in categories]
+    return [request(netns, target, attack, lab.config.http_port, timeout) for attack in chosen]
