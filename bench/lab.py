@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from bench.triage_variants import without_triage
 from controller.config import Settings
 from controller.lab import ATTACKS, Lab, LabConfig, LabPackagesMissing, ensure_packages
 from controller.lab.loop import BLOCK, LabLoop, block_status, lab_loop
-from bench.triage_variants import without_triage
 from controller.ledger import RecordKind
 from workflows.contracts import ActionStatus
 
