@@ -134,9 +134,13 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     facts = guard.facts(incident)
     resolution = guard.incident_resolution(facts)
     shape = PlanShape.of(bench_plan(incident))
-    decision = guard.decide(incident, action, facts, resolution, "planner:offline", shape)
+    # The incident's triage is made once per incident, before planning; the guard's per-action cost is measured.
+    triage = guard.triage_summary(guard.triage(incident))
+    decision = guard.decide(incident, action, facts, resolution, "planner:offline", shape, triage)
     assert decision.verdict.value == "execute" and decision.risk is not None, decision.reasons
-    emb = timed(partial(guard.decide, incident, action, facts, resolution, "planner:offline", shape), iterations)
+    emb = timed(
+        partial(guard.decide, incident, action, facts, resolution, "planner:offline", shape, triage), iterations
+    )
     spec = get_spec(action.action)
     targets = targets_of(spec, action.params, guard.assets)
     input_doc = guard.policy_input(
