@@ -2,8 +2,9 @@
 
 The page answers the questions in the order they are asked before raising a level or merging a policy change:
 how much would run alone at each level (a stacked bar per level, and per config with --against-*), how much
-work would land on the analysts (approvals), where exactly (per level, by action class and by alert
-category), and which decisions the candidate config flips and why (the diff). Built with `controller.html`
+work would land on the analysts (approvals), how triage judged the incidents (its verdict shares gate what runs
+alone), where exactly (per level, by action class and by alert category), and which incidents' triage and which
+decisions the candidate config changes and why (the diffs). Built with `controller.html`
 only: diff rows carry alert-derived text (user names in guardrail reasons, hostile file names in ingest
 errors), so every value is escaped by the toolkit and the page can run no script.
 """
@@ -468,9 +469,9 @@ def simulation_page(report: SimulationReport) -> str:
     body: list[Html] = [
         Html(f"<style>{_STYLE}</style>"),
         _headline(report),
-        _section("triage", "Triage verdicts", _triage(result)),
         _section("verdicts", "Verdicts per level", _verdict_chart(result)),
         _section("workload", "Analyst workload", _workload(result)),
+        _section("triage", "Triage verdicts", _triage(result)),
         _section("levels", "Per level, by action class and alert category", _levels(result)),
     ]
     if report.diff is not None and len(result.configs) > 1:

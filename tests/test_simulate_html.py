@@ -257,7 +257,7 @@ def test_a_single_config_report_has_level_rows_and_no_diff(tmp_path: Path, setti
     summary = json.loads(result.stdout.splitlines()[-1])
     text = html.read_text(encoding="utf-8")
     tables = _tables(text)
-    assert set(tables) == {"verdicts", "workload", "levels", "inputs"}, "no diff section without --against-*"
+    assert set(tables) == {"verdicts", "workload", "triage", "levels", "inputs"}, "no diff without --against-*"
     assert [row[:2] for row in tables["verdicts"][0][1:]] == [["base", "L2"], ["base", "L4"]]
     assert f"<title>L4 execute: {summary['results'][1]['shares']['execute']:.1%}</title>" in text
     assert "base L4" not in text and "decisions changed" not in text and "→" not in text

@@ -177,7 +177,7 @@ def test_cli_table_json_and_html_show_the_shares_and_the_triage_diff(tmp_path: P
 
     page = _Sections()
     page.feed(html.read_text(encoding="utf-8"))
-    assert page.ids[:2] == ["triage", "verdicts"] and "triage-diff" in page.ids
+    assert page.ids[:3] == ["verdicts", "workload", "triage"] and "triage-diff" in page.ids
     assert "script" not in page.tags
     text = " ".join(page.text)
     assert moved["incident"].split(":", 1)[1] in text
