@@ -190,6 +190,23 @@ def _listed(values: list[Any]) -> str:
     return ", ".join(md.text(v) for v in values) or "-"
 
 
+def _lowered_lines(lowered: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct lowering (a planner lowers the incident's triage for every action alike), naming
+    the actions and their decision records."""
+    t = md.text
+    if not lowered:
+        return ["- lowered by a planner: no"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for item in lowered:
+        key = (triage_view.lowered_text(item) or "", triage_view.verdict_text(item))
+        groups.setdefault(key, []).append(item)
+    return [
+        f"- {t(how)}: the policy was given {t(given)} for "
+        + ", ".join(f"{t(i['action_id'])} \\[ledger seq {t(i['seq'])}\\]" for i in items)
+        for (how, given), items in groups.items()
+    ]
+
+
 def _triage_lines(triage: dict[str, Any] | None) -> list[str]:
     """The Triage section: verdict, model, techniques, evidence, who lowered it, and every factor."""
     t = md.text
@@ -209,15 +226,7 @@ def _triage_lines(triage: dict[str, Any] | None) -> list[str]:
     summary = triage.get("for_guard")
     differs = triage_view.guard_differs(triage, summary) if isinstance(summary, dict) else None
     out += [f"- for the guard: {t(differs)}"] if differs else []
-    lowered = triage.get("lowered") or []
-    if lowered:
-        out += [
-            f"- lowered by a planner for {t(item['action_id'])}: {t(triage_view.lowered_text(item))}, the policy was "
-            f"given {t(triage_view.verdict_text(item))} \\[ledger seq {t(item['seq'])}\\]"
-            for item in lowered
-        ]
-    else:
-        out.append("- lowered by a planner: no")
+    out += _lowered_lines(triage.get("lowered") or [])
     own = triage.get("planner_triage")
     if isinstance(own, dict):
         out.append(f"- the planner's own triage: {t(triage_view.verdict_text(own))}: {t(own.get('rationale') or '-')}")

@@ -205,7 +205,8 @@ def test_a_lowered_triage_is_named_and_hostile_text_stays_text(
     assert_inert(html)
     assert re.findall(r"<h2>(.*?)</h2>", html) == ["Triage", "Actions", "Timeline"]
     assert len(re.findall(r"<h3>", html)) == len(report["actions"])  # no heading of the hostile text's making
-    assert "lowered by a planner for a1: lowered by planner:claude from the controller's malicious" in html
+    lowering = "lowered by planner:claude from the controller's malicious: the policy was given suspicious"
+    assert len(re.findall(lowering, html)) == 1 and f"a1 [ledger seq {decisions[0]}]" in html
     rows = factor_table(html)
     assert len(rows) == 1 + len(report["triage"]["factors"]) and all(len(row) == 6 for row in rows)
     assert "&lt;img src=x onerror=alert(1)&gt;" in rows[1][5]
