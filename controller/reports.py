@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from controller import markdown as md
+from controller import triage_view
 from controller.ledger import Ledger, LedgerRecord, RecordKind
 
 REPORT_FORMAT = "autonomy-incident-report/1"
@@ -56,6 +57,40 @@ def record_summary(record: LedgerRecord) -> str:
     return kind.value
 
 
+def triage_of_plan(record: LedgerRecord) -> dict[str, Any] | None:
+    """The controller's triage as the PLAN record holds it: the full result (`triage_detail`: factors,
+    techniques with names, evidence) with the summary the guard was given (`triage`), and the planner's own
+    reading when it gave one. None for a plan made without triage (the guard was unavailable)."""
+    p = record.payload
+    detail, summary = p.get("triage_detail"), p.get("triage")
+    full = detail if isinstance(detail, dict) else summary if isinstance(summary, dict) else None
+    if full is None:
+        return None
+    return {
+        "seq": record.seq,
+        "verdict": full.get("verdict"),
+        "confidence": full.get("confidence"),
+        "score": full.get("score"),
+        "model_revision": full.get("model_revision"),
+        "techniques": full.get("techniques") or [],
+        "factors": full.get("factors") or [],
+        "evidence": full.get("evidence"),
+        "for_guard": summary,
+        "planner_triage": p.get("planner_triage"),
+    }
+
+
+def _lowered(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decisions whose triage a planner lowered: the guard weighed less than the controller said."""
+    return [
+        {**decision["triage"], "action_id": item["action_id"], "seq": decision["seq"]}
+        for item in actions
+        if (decision := item.get("decision"))
+        and isinstance(decision.get("triage"), dict)
+        and decision["triage"].get("lowered_by")
+    ]
+
+
 def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, Any]:
     alerts = [r for r in records if r.kind is RecordKind.ALERT]
     actions: dict[str, dict[str, Any]] = {}
@@ -66,10 +101,12 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
         return actions.setdefault(action_id, {"action_id": action_id, "approvals": [], "steps": []})
 
     plan: dict[str, Any] | None = None
+    triage: dict[str, Any] | None = None
     for record in records:
         p = record.payload
         if record.kind is RecordKind.PLAN:
             plan = {k: p.get(k) for k in ("planner", "mode", "playbook", "model", "prompt_hash", "usage")}
+            triage = triage_of_plan(record)
             for proposed in p.get("actions", []):
                 item = entry(proposed["id"])
                 assert item is not None
@@ -93,6 +130,7 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
                     "approver_groups": policy.get("approver_groups", []),
                     "quorum": policy.get("quorum", 0),
                     "shadow": p.get("shadow", False),
+                    "triage": p.get("triage"),
                 }
         elif record.kind is RecordKind.APPROVAL:
             item = entry(p.get("action_id"))
@@ -121,6 +159,7 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
         "sources": sorted({str(r.payload.get("src_ip")) for r in alerts if r.payload.get("src_ip")}),
         "sensor_blocked_all": bool(alerts) and all(r.payload.get("blocked") for r in alerts),
         "plan": plan,
+        "triage": {**triage, "lowered": _lowered(list(actions.values()))} if triage else None,
         "actions": list(actions.values()),
         "timeline": [
             {
@@ -151,6 +190,54 @@ def _listed(values: list[Any]) -> str:
     return ", ".join(md.text(v) for v in values) or "-"
 
 
+def _lowered_lines(lowered: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct lowering (a planner lowers the incident's triage for every action alike), naming
+    the actions and their decision records."""
+    t = md.text
+    if not lowered:
+        return ["- lowered by a planner: no"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for item in lowered:
+        key = (triage_view.lowered_text(item) or "", triage_view.verdict_text(item))
+        groups.setdefault(key, []).append(item)
+    return [
+        f"- {t(how)}: the policy was given {t(given)} for "
+        + ", ".join(f"{t(i['action_id'])} \\[ledger seq {t(i['seq'])}\\]" for i in items)
+        for (how, given), items in groups.items()
+    ]
+
+
+def _triage_lines(triage: dict[str, Any] | None) -> list[str]:
+    """The Triage section: verdict, model, techniques, evidence, who lowered it, and every factor."""
+    t = md.text
+    if triage is None:
+        return [
+            "No triage recorded: the plan was made without one (the guard was unavailable, or the record"
+            " predates triage), so no level's triage bar was met.",
+            "",
+        ]
+    out = [
+        f"- verdict: {t(triage_view.verdict_text(triage))} \\[ledger seq {t(triage['seq'])}\\]",
+        f"- model revision: {md.code(triage.get('model_revision') or '-')}",
+        f"- ATT&CK techniques: {t(triage_view.techniques_text(triage))}",
+    ]
+    evidence = triage_view.evidence_text(triage)
+    out += [f"- evidence: {t(evidence)}"] if evidence else []
+    summary = triage.get("for_guard")
+    differs = triage_view.guard_differs(triage, summary) if isinstance(summary, dict) else None
+    out += [f"- for the guard: {t(differs)}"] if differs else []
+    out += _lowered_lines(triage.get("lowered") or [])
+    own = triage.get("planner_triage")
+    if isinstance(own, dict):
+        out.append(f"- the planner's own triage: {t(triage_view.verdict_text(own))}: {t(own.get('rationale') or '-')}")
+    rows = triage_view.factor_rows(triage)
+    if rows:
+        align = ["---:" if i in triage_view.FACTOR_NUMERIC else "---" for i in range(len(triage_view.FACTOR_HEADERS))]
+        out += ["", "| " + " | ".join(triage_view.FACTOR_HEADERS) + " |", "|" + "|".join(align) + "|"]
+        out += ["| " + " | ".join(t(cell) for cell in row) + " |" for row in rows]
+    return [*out, ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown. Every value goes through controller/markdown.py: ids, rule ids, URLs, plan text,
     comments and adapter details are attacker-, model- or person-controlled, and must read as text in any
@@ -167,7 +254,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     )
     plan = report.get("plan") or {}
     out.append(f"- plan: {t(plan.get('planner') or '-')} / {t(plan.get('playbook') or plan.get('mode') or '-')}")
-    out += ["", "## Actions", ""]
+    out += ["", "## Triage", ""]
+    out += _triage_lines(report.get("triage"))
+    out += ["## Actions", ""]
     for item in report["actions"]:
         decision = item.get("decision") or {}
         verdict = decision.get("verdict") or "undecided"
@@ -179,6 +268,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             + (f" ({'; '.join(t(r) for r in reasons)})" if reasons else "")
         )
         out += _risk_lines(decision.get("risk"))
+        given = decision.get("triage")
+        out.append(
+            f"- triage given to the policy: {t(triage_view.verdict_text(given))}"
+            + (f" ({t(triage_view.lowered_text(given))})" if triage_view.lowered_text(given) else "")
+            if isinstance(given, dict)
+            else "- triage given to the policy: none (no level's triage bar is met)"
+        )
         out.append(f"- policy ({t(decision.get('engine'))}, revision {md.code(decision.get('policy_revision'))}):")
         out += [f"  - {t(reason)}" for reason in decision.get("reasons", [])]
         for vote in item["approvals"]:

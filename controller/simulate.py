@@ -15,10 +15,12 @@ memory:
 - every (config, level) pair is a `Tally` of verdict counts by action class and by alert category, plus the
   approvals (and approver votes) the analysts would have had to give.
 - with a second ("against") config, every decision whose verdict or reasons differ becomes one `DiffRow`,
-  yielded to the caller and not kept here.
+  yielded to the caller and not kept here; an incident whose triage differs becomes one `TriageChange`
+  (controller/simulate_triage.py), yielded just before its decisions' rows.
 
-The planner runs once per incident and config (its plan does not depend on the level); the guard decides
-that plan once per level.
+Triage and the planner run once per incident and config (neither depends on the level); the guard decides
+that plan once per level, given that triage, as the workflow does (without the ledger's history of the
+source: a replay has none).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from actions.registry import class_of
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.incidents import incident_from_alerts, incident_key
-from controller.models import Alert, Category, GuardDecision, Incident, Level, Severity, Verdict
+from controller.models import Alert, Category, GuardDecision, Incident, Level, Severity, TriageSummary, Verdict
 from controller.planning import OfflinePlanner
 from controller.runtime import EngineName, open_guard
+from controller.simulate_triage import CausedChange, TriageChange, TriageReading, TriageTally, triage_changed
 
 SCOPED = "scoped"
 """The level label of decisions taken at each scope's own assigned level (levels/scopes.yaml)."""
@@ -173,6 +176,11 @@ class DiffRow:
     new_effective_level: str | None
     old_risk: float | None
     new_risk: float | None
+    old_triage: TriageReading | None = None
+    new_triage: TriageReading | None = None
+    """The incident's triage as each config's guard was given it."""
+    because_of_triage: bool = False
+    """The verdict changed because the triage did: given the base's triage, the candidate decides as the base."""
 
     @property
     def verdict_changed(self) -> bool:
@@ -197,6 +205,9 @@ class DiffRow:
             "new_effective_level": self.new_effective_level,
             "old_risk": self.old_risk,
             "new_risk": self.new_risk,
+            "old_triage": self.old_triage.as_json() if self.old_triage else None,
+            "new_triage": self.new_triage.as_json() if self.new_triage else None,
+            "because_of_triage": self.because_of_triage,
         }
 
 
@@ -213,10 +224,14 @@ def _factors(decision: GuardDecision | None) -> dict[str, float]:
 
 
 def diff_decisions(
-    incident: Incident, level: str, old: list[GuardDecision], new: list[GuardDecision]
+    incident: Incident,
+    level: str,
+    old: list[GuardDecision],
+    new: list[GuardDecision],
+    triage: tuple[TriageSummary | None, TriageSummary | None] = (None, None),
 ) -> Iterator[DiffRow]:
     """Rows for decisions whose verdict or reasons differ, matched by action id and name (an action only one
-    plan proposed is a row with the other side's verdict None)."""
+    plan proposed is a row with the other side's verdict None); `triage` is each side's, for the rows."""
     old_by = {(d.action_id, d.action): d for d in old}
     new_by = {(d.action_id, d.action): d for d in new}
     for key in [*old_by, *(k for k in new_by if k not in old_by)]:
@@ -251,7 +266,17 @@ def diff_decisions(
             new_effective_level=after.effective_level.value if after else None,
             old_risk=before.risk.score if before and before.risk else None,
             new_risk=after.risk.score if after and after.risk else None,
+            old_triage=TriageReading.of(triage[0]) if triage[0] else None,
+            new_triage=TriageReading.of(triage[1]) if triage[1] else None,
         )
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """One config's reading of one incident: its triage and, per level, the decisions."""
+
+    triage: TriageSummary | None
+    decisions: list[list[GuardDecision]]
 
 
 @dataclass
@@ -262,10 +287,15 @@ class _Judge:
     guard: Guard | UnavailableGuard
     planner: OfflinePlanner
 
-    def decide(self, incident: Incident, levels: list[Level | None]) -> list[list[GuardDecision]]:
+    def decide(self, incident: Incident, levels: list[Level | None], as_if: TriageSummary | None = None) -> _Judged:
+        """Triage once, plan once on that verdict, decide at each level; `as_if` replaces this config's triage
+        (the counterfactual that tells a triage change from the rest of a candidate's changes)."""
         enriched = self.guard.enrich(incident)
-        plan = self.planner.plan(enriched)
-        return [self.guard.decide_plan(enriched, plan, level) for level in levels]
+        triage = as_if
+        if triage is None and isinstance(self.guard, Guard):
+            triage = self.guard.triage_summary(self.guard.triage(enriched))
+        plan = self.planner.plan(enriched, triage.verdict if triage else None)
+        return _Judged(triage, [self.guard.decide_plan(enriched, plan, level, triage=triage) for level in levels])
 
 
 @dataclass
@@ -278,8 +308,14 @@ class SimulationResult:
     incidents: int = 0
     diff_rows: int = 0
     verdict_changes: int = 0
+    triage_changes: int = 0
+    """Incidents whose triage (verdict or confidence) differs between the configs."""
+    triage_verdict_changes: int = 0
+    decisions_changed_by_triage: int = 0
     unavailable: dict[str, str] = field(default_factory=dict)
     tallies: dict[tuple[str, str], Tally] = field(default_factory=dict)
+    triage: dict[str, TriageTally] = field(default_factory=dict)
+    """Per config: the incidents' (and their alerts') triage verdicts."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -290,6 +326,10 @@ class SimulationResult:
             "incidents": self.incidents,
             "diff_rows": self.diff_rows,
             "verdict_changes": self.verdict_changes,
+            "triage_changes": self.triage_changes,
+            "triage_verdict_changes": self.triage_verdict_changes,
+            "decisions_changed_by_triage": self.decisions_changed_by_triage,
+            "triage": {config: tally.as_json() for config, tally in self.triage.items()},
             "unavailable": self.unavailable,
             "results": [
                 {"config": config, "level": level, **tally.as_json()} for (config, level), tally in self.tallies.items()
@@ -366,30 +406,82 @@ class Simulation:
             self._judges.append(_Judge(config, guard, planner))
             for label in self.result.levels:
                 self.result.tallies[(config.name, label)] = Tally()
+            self.result.triage[config.name] = TriageTally()
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def judge(self, incident: Incident) -> Iterator[DiffRow]:
+    def judge(self, incident: Incident) -> Iterator[DiffRow | TriageChange]:
         """Decide one incident with every config at every level; count, and yield the differences.
 
         A generator, so that diff rows stream: the incident is judged (and counted) only when iterated."""
         self.result.incidents += 1
         self.result.alerts += len(incident.alerts)
         outcomes = [judge.decide(incident, self.levels) for judge in self._judges]
-        for judge, per_level in zip(self._judges, outcomes, strict=True):
-            for label, decisions in zip(self.result.levels, per_level, strict=True):
+        for judge, outcome in zip(self._judges, outcomes, strict=True):
+            if outcome.triage is not None:
+                self.result.triage[judge.config.name].add(incident, outcome.triage)
+            for label, decisions in zip(self.result.levels, outcome.decisions, strict=True):
                 self.result.tallies[(judge.config.name, label)].add(incident, decisions)
-        if len(outcomes) == 2:
-            for label, old, new in zip(self.result.levels, outcomes[0], outcomes[1], strict=True):
-                for row in diff_decisions(incident, label, old, new):
-                    self.result.diff_rows += 1
-                    self.result.verdict_changes += row.verdict_changed
-                    yield row
+        if len(outcomes) != 2:
+            return
+        base, candidate = outcomes
+        triage = (base.triage, candidate.triage)
+        rows = [
+            row
+            for label, old, new in zip(self.result.levels, base.decisions, candidate.decisions, strict=True)
+            for row in diff_decisions(incident, label, old, new, triage)
+        ]
+        if triage_changed(*triage):
+            assert base.triage is not None and candidate.triage is not None  # triage_changed says both exist
+            rows = self._blame_triage(incident, base.triage, rows)
+            change = TriageChange(
+                incident=incident.key,
+                first_seen=incident.first_seen.isoformat(),
+                category=incident.category.value,
+                alerts=len(incident.alerts),
+                old=TriageReading.of(base.triage),
+                new=TriageReading.of(candidate.triage),
+                caused=[
+                    CausedChange(r.level, r.action_id, r.action, r.old_verdict, r.new_verdict)
+                    for r in rows
+                    if r.because_of_triage
+                ],
+            )
+            self.result.triage_changes += 1
+            self.result.triage_verdict_changes += change.verdict_changed
+            self.result.decisions_changed_by_triage += len(change.caused)
+            yield change
+        for row in rows:
+            self.result.diff_rows += 1
+            self.result.verdict_changes += row.verdict_changed
+            yield row
+
+    def _blame_triage(self, incident: Incident, base_triage: TriageSummary, rows: list[DiffRow]) -> list[DiffRow]:
+        """Mark the verdict changes the triage change caused: the candidate, given the base's triage (and so
+        the base's playbook choice), decides them as the base did. Run only for incidents whose triage and
+        some verdict both changed, at the levels where a verdict did: rare, so the replay stays fast."""
+        flipped_levels = {row.level for row in rows if row.verdict_changed}
+        if not flipped_levels:
+            return rows
+        levels = [lv for lv, label in zip(self.levels, self.result.levels, strict=True) if label in flipped_levels]
+        labels = [label for label in self.result.levels if label in flipped_levels]
+        as_if = self._judges[1].decide(incident, levels, as_if=base_triage)
+        verdicts = {
+            (label, d.action_id, d.action): d.verdict.value
+            for label, decisions in zip(labels, as_if.decisions, strict=True)
+            for d in decisions
+        }
+        return [
+            replace(row, because_of_triage=verdicts.get((row.level, row.action_id, row.action)) == row.old_verdict)
+            if row.verdict_changed
+            else row
+            for row in rows
+        ]
 
     def run(
         self, incidents: Iterable[Incident], on_incident: Callable[[Incident], None] | None = None
-    ) -> Iterator[DiffRow]:
+    ) -> Iterator[DiffRow | TriageChange]:
         """Judge every incident as it arrives (streaming); `on_incident` is for a progress display."""
         if not self._judges:
             raise RuntimeError("enter the Simulation (with ...) before running it")

@@ -2,8 +2,9 @@
 
 The page answers the questions in the order they are asked before raising a level or merging a policy change:
 how much would run alone at each level (a stacked bar per level, and per config with --against-*), how much
-work would land on the analysts (approvals), where exactly (per level, by action class and by alert
-category), and which decisions the candidate config flips and why (the diff). Built with `controller.html`
+work would land on the analysts (approvals), how triage judged the incidents (its verdict shares gate what runs
+alone), where exactly (per level, by action class and by alert category), and which incidents' triage and which
+decisions the candidate config changes and why (the diffs). Built with `controller.html`
 only: diff rows carry alert-derived text (user names in guardrail reasons, hostile file names in ingest
 errors), so every value is escaped by the toolkit and the page can run no script.
 """
@@ -19,6 +20,7 @@ from controller.html import VERDICT_COLOURS, Html, bars, esc, join, page, stacke
 from controller.ingest import IngestReport
 from controller.models import Verdict
 from controller.simulate import DiffRow, SimulationResult, Tally
+from controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
 
 VERDICTS = [v.value for v in Verdict]
 NONE = "none"
@@ -26,6 +28,8 @@ NONE = "none"
 ERRORS_SHOWN = 20
 CANDIDATE_APPROVE = "#8d6e00"
 """Approval bars: the base config in the approve colour, the candidate in this darker shade of it."""
+TRIAGE_COLOURS = {"malicious": "#8e1b1b", "suspicious": "#c77700", "noise": "#90a4ae"}
+"""Triage verdicts, most to least malicious (not the action verdicts' palette: these say what, not what to do)."""
 
 _STYLE = """
 .figures{display:flex;gap:12px;flex-wrap:wrap;margin:8px 0 4px}
@@ -54,8 +58,16 @@ class DiffSample:
     rewordings: list[DiffRow] = field(default_factory=list)
     transitions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(level, old verdict, new verdict) -> decisions, verdict changes only."""
+    triage_flips: list[TriageChange] = field(default_factory=list)
+    """Incidents whose triage verdict changed, then (below) those whose confidence alone did; bounded alike."""
+    triage_shifts: list[TriageChange] = field(default_factory=list)
+    triage_transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(old triage verdict, new) -> incidents."""
 
-    def add(self, row: DiffRow) -> None:
+    def add(self, row: DiffRow | TriageChange) -> None:
+        if isinstance(row, TriageChange):
+            self._add_triage(row)
+            return
         if row.verdict_changed:
             self.transitions[(row.level, row.old_verdict or NONE, row.new_verdict or NONE)] += 1
         kept = self.flips if row.verdict_changed else self.rewordings
@@ -64,6 +76,16 @@ class DiffSample:
 
     def rows(self) -> list[DiffRow]:
         return [*self.flips, *self.rewordings][: self.limit]
+
+    def _add_triage(self, change: TriageChange) -> None:
+        self.triage_transitions[(change.old.verdict, change.new.verdict)] += 1
+        kept = self.triage_flips if change.verdict_changed else self.triage_shifts
+        if len(kept) < self.limit:
+            kept.append(change)
+
+    def triage_changes(self) -> list[TriageChange]:
+        """Triage verdict changes first (they flip playbooks and decisions), then confidence-only ones."""
+        return [*self.triage_flips, *self.triage_shifts][: self.limit]
 
 
 @dataclass(frozen=True)
@@ -145,6 +167,7 @@ def _headline(report: SimulationReport) -> Html:
     ]
     if len(result.configs) > 1:
         figures += [("decisions changed", result.diff_rows), ("verdicts changed", result.verdict_changes)]
+        figures += [("triage changed", result.triage_changes)]
     cards = "".join(f'<div class="figure"><b>{esc(value)}</b><span>{esc(name)}</span></div>' for name, value in figures)
     return Html(f'<div class="figures">{cards}</div>')
 
@@ -156,6 +179,27 @@ def _run_facts(report: SimulationReport) -> dict[str, object]:
         items[f"config {name}"] = where
     items["levels judged"] = ", ".join(report.result.levels)
     return items
+
+
+def _triage(result: SimulationResult) -> Html:
+    """Each config's triage verdicts, as shares of the incidents and of their alerts: a storm is one incident
+    but many alerts, and the two shares answer different questions (how many cases, how much traffic)."""
+    rows: list[tuple[str, dict[str, float]]] = []
+    cells: list[list[object]] = []
+    for config, tally in result.triage.items():
+        for unit, counts in (("incidents", tally.incidents), ("alerts", tally.alerts)):
+            label = f"{config} {unit}" if len(result.configs) > 1 else unit
+            rows.append((label, {v: float(counts[v]) for v in TRIAGE_VERDICTS}))
+            total = sum(counts.values())
+            cells.append([config, unit, total, *(_count_share(counts[v], total) for v in TRIAGE_VERDICTS)])
+    caption = tag(
+        "p",
+        "The triage verdict each incident's guard was given (levels/triage.yaml, without the points the "
+        "request's own text earned); a level's triage bar decides whether containment may run alone.",
+        cls="muted",
+    )
+    chart = stacked_bars(rows, TRIAGE_COLOURS, title="triage verdict shares", width=900)
+    return join([caption, chart, table(["config", "of", "total", *TRIAGE_VERDICTS], cells, numeric=range(2, 6))])
 
 
 def _verdict_chart(result: SimulationResult) -> Html:
@@ -278,11 +322,15 @@ def _reason_list(reasons: Iterable[str], cls: str, sign: str) -> Html:
 
 
 def _verdict_change(row: DiffRow) -> Html:
-    """old -> new, or the one verdict when only the reasons changed (an arrow would suggest a change)."""
+    """old -> new, or the one verdict when only the reasons changed (an arrow would suggest a change); a flip
+    the triage change caused says so."""
     old, new = row.old_verdict or NONE, row.new_verdict or NONE
     if old == new:
         return Html(f'<span class="nowrap">{_verdict(old)} <span class="muted">same</span></span>')
-    return Html(f'<span class="nowrap">{_verdict(old)} &rarr; {_verdict(new)}</span>')
+    cause = f'<br><span class="muted">triage {esc(row.old_triage)} &rarr; {esc(row.new_triage)}</span>'
+    return Html(
+        f'<span class="nowrap">{_verdict(old)} &rarr; {_verdict(new)}{cause if row.because_of_triage else ""}</span>'
+    )
 
 
 def _risk(row: DiffRow) -> str:
@@ -348,6 +396,50 @@ def _diff(result: SimulationResult, sample: DiffSample) -> Html:
     return join(parts)
 
 
+def _triage_diff(result: SimulationResult, sample: DiffSample) -> Html:
+    """Incidents whose triage changed (before -> after) and the decisions that changed because of it."""
+    changes = sample.triage_changes()
+    shown = f"; the first {len(changes)} are listed" if result.triage_changes > len(changes) else ""
+    parts: list[Html] = [
+        tag(
+            "p",
+            f"{result.triage_changes} incident(s) were given another triage ({result.triage_verdict_changes} "
+            f"another verdict, the rest another confidence); {result.decisions_changed_by_triage} decision(s) "
+            f"changed verdict because of it{shown}. A decision changed because of triage when the candidate, "
+            "given the base's triage, decides it as the base did.",
+        )
+    ]
+    if sample.triage_transitions:
+        transitions = sorted(sample.triage_transitions.items(), key=lambda item: -item[1])
+        parts.append(
+            table(
+                ["triage change", "incidents"],
+                [[f"{old} \u2192 {new}", n] for (old, new), n in transitions],
+                numeric=[1],
+            )
+        )
+    if changes:
+        rows = [
+            [
+                Html(f'{_breakable(c.incident)}<br><span class="muted nowrap">{esc(_when(c.first_seen))}</span>'),
+                c.alerts,
+                Html(f"{esc(c.old)} &rarr; <b>{esc(c.new)}</b>"),
+                tag("ul", *(tag("li", str(caused)) for caused in c.caused))
+                if c.caused
+                else tag("span", "none", cls="muted"),
+            ]
+            for c in changes
+        ]
+        parts.append(
+            tag(
+                "div",
+                table(["incident", "alerts", "triage", "decisions changed because of it"], rows, numeric=[1]),
+                cls="diff",
+            )
+        )
+    return join(parts)
+
+
 def _inputs(report: SimulationReport) -> Html:
     ingest = report.ingest
     items: dict[str, object] = {
@@ -379,9 +471,11 @@ def simulation_page(report: SimulationReport) -> str:
         _headline(report),
         _section("verdicts", "Verdicts per level", _verdict_chart(result)),
         _section("workload", "Analyst workload", _workload(result)),
+        _section("triage", "Triage verdicts", _triage(result)),
         _section("levels", "Per level, by action class and alert category", _levels(result)),
     ]
     if report.diff is not None and len(result.configs) > 1:
+        body.append(_section("triage-diff", "Triage that changed", _triage_diff(result, report.diff)))
         body.append(_section("diff", "Decisions that changed", _diff(result, report.diff)))
     body.append(_section("inputs", "Inputs and ingest", _inputs(report)))
     return page("Autonomy simulation", *body, subtitle=subtitle)

@@ -56,7 +56,7 @@ def test_evaluate_json_contract(state_env: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     records = by_key(json_lines(result.stdout))
     sqli = records["sqli:198.51.100.66"]
-    assert set(sqli) == {"incident", "plan", "planner_outcome", "planner_reason", "decisions"}
+    assert set(sqli) == {"incident", "triage", "plan", "planner_outcome", "planner_reason", "decisions"}
     assert sqli["planner_outcome"] == "offline" and sqli["planner_reason"] is None
     assert sqli["plan"]["planner"] == "offline"
     block = next(d for d in sqli["decisions"] if d["action"] == "network.block_ip")

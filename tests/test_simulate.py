@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.config import REPO_ROOT, Settings
+from controller.guard import Guard
 from controller.incidents import group_alerts
 from controller.ingest import read_alerts
 from controller.models import Alert, Category, GuardDecision, Level, Severity, Verdict
@@ -91,13 +92,18 @@ def test_counts_add_up_at_every_level(settings: Settings) -> None:
 
 
 def _changed_config(tmp_path: Path, settings: Settings) -> SimConfig:
-    """A copy of the shipped config with one policy rule and one level threshold changed."""
+    """A copy of the shipped config with one policy rule and one level's triage bar changed (the synthetic
+    alerts carry no rule metadata, so triage calls none malicious: L3's shipped bar keeps every containment
+    for a person, and lowering it to suspicious lets L3 run some alone)."""
     levels, policies = tmp_path / "levels", tmp_path / "policies"
     shutil.copytree(settings.levels_dir, levels)
     shutil.copytree(settings.policies_dir, policies)
     l3 = levels / "L3.yaml"
-    assert "auto_max: 45" in l3.read_text()
-    l3.write_text(l3.read_text().replace("auto_max: 45", "auto_max: 20"))
+    bar = "verdict: malicious         # short of it a person approves, so one stray false positive never blocks alone"
+    assert bar in l3.read_text()
+    l3.write_text(
+        l3.read_text().replace(bar, "verdict: suspicious").replace("min_confidence: 0.8", "min_confidence: 0.5")
+    )
     rule = policies / "guardrails" / "network.rego"
     assert rule.read_text().count("would hit allowlisted") == 1
     rule.write_text(rule.read_text().replace("would hit allowlisted", "would touch allowlisted"))
@@ -105,14 +111,17 @@ def _changed_config(tmp_path: Path, settings: Settings) -> SimConfig:
 
 
 def _all_decisions(config: SimConfig, alert_file: Path) -> dict[tuple[str, str, str], GuardDecision]:
-    """Every decision, keyed (incident, action id, level), taken the plain way: evaluate's own pipeline."""
+    """Every decision, keyed (incident, action id, level), taken the plain way: evaluate's own pipeline
+    (triage, a plan on its verdict, the guard given that triage)."""
     decisions: dict[tuple[str, str, str], GuardDecision] = {}
     with open_guard(config.settings) as guard:
+        assert isinstance(guard, Guard)
         planner = OfflinePlanner(config.settings.playbooks_dir, asset_groups=guard.asset_groups)
         for incident in map(guard.enrich, group_alerts(read_alerts(alert_file))):
-            plan = planner.plan(incident)
+            triage = guard.triage_summary(guard.triage(incident))
+            plan = planner.plan(incident, triage.verdict)
             for level in Level:
-                for decision in guard.decide_plan(incident, plan, level):
+                for decision in guard.decide_plan(incident, plan, level, triage=triage):
                     decisions[(incident.key, decision.action_id, level.value)] = decision
     return decisions
 
@@ -126,7 +135,7 @@ def test_diff_names_exactly_the_decisions_that_changed(tmp_path: Path, settings:
     flipped = {key for key in before if before[key].verdict is not after[key].verdict}
     reworded = {key for key in before if before[key].reasons != after[key].reasons} - flipped
     assert flipped and reworded, "the fixed alert set must exercise both changes"
-    assert all(key[2] == "L3" for key in flipped), "only L3's threshold changed"
+    assert all(key[2] == "L3" for key in flipped), "only L3's triage bar changed"
 
     by_key = {(r.incident, r.action_id, r.level): r for r in rows}
     assert len(by_key) == len(rows)
@@ -136,14 +145,17 @@ def test_diff_names_exactly_the_decisions_that_changed(tmp_path: Path, settings:
     for key in flipped:
         row = by_key[key]
         assert (row.old_verdict, row.new_verdict) == (before[key].verdict.value, after[key].verdict.value)
-        assert row.old_verdict == "execute" and row.reasons_added and row.reasons_removed
-        assert row.risk_changes == []  # a threshold moved, not a risk factor
-    for key in reworded:  # the reworded guardrail, or L3's reasons quoting its new threshold
+        assert (
+            (row.old_verdict, row.new_verdict) == ("approve", "execute") and row.reasons_added and row.reasons_removed
+        )
+        assert row.risk_changes == []  # a bar moved, not a risk factor
+        assert row.old_triage == row.new_triage and not row.because_of_triage  # the same triage, another bar
+    for key in reworded:  # the reworded guardrail, or L3's reasons quoting its new bar
         row = by_key[key]
         reworded_rule = any("would touch allowlisted" in reason for reason in row.reasons_added) and any(
             "would hit allowlisted" in reason for reason in row.reasons_removed
         )
-        new_threshold = key[2] == "L3" and any("auto limit 20" in reason for reason in row.reasons_added)
+        new_threshold = key[2] == "L3" and any("only on suspicious" in reason for reason in row.reasons_added)
         assert reworded_rule or new_threshold, row
     assert {key[2] for key in reworded} == {lv.value for lv in Level}  # the guardrail speaks at every level
 

@@ -61,12 +61,15 @@ class Run:
 
 
 def _candidate(root: Path, settings: Settings) -> tuple[Path, Path]:
-    """The shipped config with one level threshold, one guardrail message and one risk weight changed."""
+    """The shipped config with L3's triage bar, one guardrail message and one risk weight changed (the synthetic
+    alerts carry no rule metadata, so triage calls none malicious: lowering L3's bar to suspicious at 0.5 lets
+    L3 run some containment alone)."""
     levels, policies = root / "levels", root / "policies"
     shutil.copytree(settings.levels_dir, levels)
     shutil.copytree(settings.policies_dir, policies)
     for path, old, new in [
-        (levels / "L3.yaml", "auto_max: 45", "auto_max: 20"),
+        (levels / "L3.yaml", "verdict: malicious         #", "verdict: suspicious         #"),
+        (levels / "L3.yaml", "min_confidence: 0.8", "min_confidence: 0.5"),
         (levels / "risk.yaml", "unknown_user: 0.6", "unknown_user: 0.9"),
         (policies / "guardrails" / "identity.rego", "refused: unknown identity", "refused: identity unknown to us"),
     ]:
@@ -212,7 +215,7 @@ def test_per_level_tables_cover_every_class_and_category_and_mark_what_changed(r
                 after = _share(new.get(verdict, 0), total)
                 assert cell == (before if before == after else f"{before}\n→ {after}"), (level, row)
     flipped = {d["level"] for d in run.diffs if d["verdict_changed"]}
-    assert flipped == {"L3"}, "only L3's threshold changed"
+    assert flipped == {"L3"}, "only L3's triage bar changed"
     assert any("→" in cell for row in levels[4][1:] for cell in row), "L3's changes are marked"
     assert not any("→" in cell for row in levels[0][1:] for cell in row), "L1 did not change"
 
@@ -221,10 +224,10 @@ def test_diff_lists_each_changed_decision_with_its_reasons(run: Run) -> None:
     diff = _tables(run.text)["diff"]
     transitions, rows = diff[0][1:], diff[1][1:]
     flips = [d for d in run.diffs if d["verdict_changed"]]
-    assert transitions == [["L3", "execute → approve", str(len(flips))]]
-    assert all((d["old_verdict"], d["new_verdict"]) == ("execute", "approve") for d in flips)
+    assert transitions == [["L3", "approve → execute", str(len(flips))]]
+    assert all((d["old_verdict"], d["new_verdict"]) == ("approve", "execute") for d in flips)
     assert len(rows) == len(run.diffs) == run.summary["diff_rows"]  # under --show-diff's default: all listed
-    assert all(row[3] == "execute → approve" for row in rows[: len(flips)]), "verdict changes come first"
+    assert all(row[3] == "approve → execute" for row in rows[: len(flips)]), "verdict changes come first"
     identity = [row for row in rows if "identity.disable_user" in row[1]]
     assert {row[2] for row in identity} == {"L1", "L2", "L3", "L4", "L5"}  # a guardrail speaks at every level
     for row in identity:
@@ -232,7 +235,7 @@ def test_diff_lists_each_changed_decision_with_its_reasons(run: Run) -> None:
         assert "identity unknown to us" in row[4] and "unknown identity" in row[5]
         assert "asset_criticality 0.6 → 0.9" in row[6]
     for row in rows[: len(flips)]:
-        assert "auto limit 20" in row[4] and "auto limit 45" in row[5]
+        assert "within auto limit 45" in row[4] and "only on malicious" in row[5]
 
 
 def test_a_cut_diff_still_counts_every_verdict_change(tmp_path: Path, settings: Settings) -> None:
@@ -240,7 +243,7 @@ def test_a_cut_diff_still_counts_every_verdict_change(tmp_path: Path, settings: 
     diff = _tables(cut.text)["diff"]
     flips = sum(d["verdict_changed"] for d in cut.diffs)
     assert flips > 2
-    assert diff[0][1:] == [["L3", "execute → approve", str(flips)]]
+    assert diff[0][1:] == [["L3", "approve → execute", str(flips)]]
     assert len(diff[1][1:]) == 2
     assert "the first 2 are listed" in cut.text
 
@@ -257,7 +260,7 @@ def test_a_single_config_report_has_level_rows_and_no_diff(tmp_path: Path, setti
     summary = json.loads(result.stdout.splitlines()[-1])
     text = html.read_text(encoding="utf-8")
     tables = _tables(text)
-    assert set(tables) == {"verdicts", "workload", "levels", "inputs"}, "no diff section without --against-*"
+    assert set(tables) == {"verdicts", "workload", "triage", "levels", "inputs"}, "no diff without --against-*"
     assert [row[:2] for row in tables["verdicts"][0][1:]] == [["base", "L2"], ["base", "L4"]]
     assert f"<title>L4 execute: {summary['results'][1]['shares']['execute']:.1%}</title>" in text
     assert "base L4" not in text and "decisions changed" not in text and "→" not in text

@@ -17,16 +17,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from controller import triage_view
 from controller.cli.common import VERDICT_STYLE, JsonFlag, console, err_console
 from controller.config import Settings
+from controller.guard import Guard, UnavailableGuard
 from controller.incidents import group_alerts
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.levels import LevelConfigError, load_level_config
-from controller.models import GuardDecision, Incident, Level, Plan, ProposedAction
+from controller.models import GuardDecision, Incident, Level, Plan, PlannerTriage, ProposedAction, TriageSummary
 from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import PlanChoice, make_plan
 from controller.policy_bundle import is_test_module
 from controller.runtime import EngineName, load_policy_bundle, open_guard
+from controller.triage import TriageResult
 
 
 class PlanFileError(ValueError):
@@ -34,16 +37,36 @@ class PlanFileError(ValueError):
 
 
 def load_plan_file(path: Path, incident_key: str) -> Plan:
-    """A hand-written plan: {"actions": [{"action", "params", "rationale", "confidence"}]}; ids are assigned."""
+    """A hand-written plan: {"actions": [{"action", "params", "rationale", "confidence"}], "planner_triage"?};
+    ids are assigned.
+
+    A plan file is untrusted, like any planner's output: its `planner_triage` ({verdict, confidence, rationale})
+    may lower the controller's triage for the guard, never raise it (Plan.planner_triage), and nothing else is
+    read: a `triage` field claiming "malicious, confidence 1" is ignored, because the triage the guard weighs
+    is the controller's own (set on the plan by `evaluate`, as the workflow's plan step does)."""
     try:
         document = json.loads(path.read_text())
         actions = [
             ProposedAction.model_validate({"id": f"a{i}", **entry})
             for i, entry in enumerate(document["actions"], start=1)
         ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        claimed = document.get("planner_triage")
+        planner_triage = PlannerTriage.model_validate(claimed) if claimed is not None else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PlanFileError(f"{path}: not a valid plan file: {exc}") from exc
-    return Plan(incident_key=incident_key, planner="file", mode="design", actions=actions)
+    return Plan(
+        incident_key=incident_key, planner="file", mode="design", actions=actions, planner_triage=planner_triage
+    )
+
+
+def triage_of(guard: Guard | UnavailableGuard, incident: Incident) -> tuple[TriageResult | None, TriageSummary | None]:
+    """The controller's triage (full, and the summary the guard weighs), made as the workflow's plan step makes
+    it but without the ledger's history and feedback (evaluate has no ledger). None without a guard: every
+    action is denied then anyway."""
+    if not isinstance(guard, Guard):
+        return None, None
+    result = guard.triage(incident)
+    return result, guard.triage_summary(result)
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
@@ -57,7 +80,24 @@ def _params_text(params: dict[str, Any]) -> str:
     return escape(text if len(text) <= 60 else text[:57] + "...")
 
 
-def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision]) -> None:
+def triage_lines(result: TriageResult | None, judged: TriageSummary | None) -> list[str]:
+    """The incident's triage for the table view, escaped (factor texts and rule ids are alert-derived): the
+    verdict, confidence, score and ATT&CK ids, then what the guard was given when that is lower."""
+    if result is None or judged is None:
+        return ["triage: none (the guard is unavailable: every action is denied)"]
+    detail = result.model_dump(mode="json")
+    ids = ", ".join(triage_view.technique_ids(detail)) or "-"
+    lines = [f"triage: {triage_view.verdict_text(detail)}; ATT&CK {ids}; model {result.model_revision}"]
+    differs = triage_view.guard_differs(detail, judged.model_dump(mode="json"))
+    return [escape(line) for line in lines + ([differs] if differs else [])]
+
+
+def print_incident(
+    incident: Incident,
+    plan: Plan,
+    decisions: list[GuardDecision],
+    triage: tuple[TriageResult | None, TriageSummary | None] = (None, None),
+) -> None:
     first = decisions[0] if decisions else None
     level = f"{first.declared_level} -> {first.effective_level}" if first else "-"
     console.print(
@@ -66,6 +106,13 @@ def print_incident(incident: Incident, plan: Plan, decisions: list[GuardDecision
         f"{'blocked by sensor' if incident.blocked else 'NOT blocked by sensor'}; "
         f"plan by {plan.planner}{f' ({plan.playbook})' if plan.playbook else ''}; level {level}"
     )
+    result, summary = triage
+    # What the guard weighed: the decisions say (a planner may have lowered it); an empty plan, the same lowering.
+    judged = first.triage if first else None
+    if judged is None and summary is not None:
+        judged = summary.lowered_to(plan.planner_triage, f"planner:{plan.planner}")
+    for line in triage_lines(result, judged):
+        console.print(f"  {line}", soft_wrap=True)
     if first and first.level_reasons:
         console.print("  level: " + escape("; ".join(first.level_reasons)), style="dim")
     table = Table(show_lines=False, pad_edge=False)
@@ -118,22 +165,25 @@ def evaluate(
         offline = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
         claude = ClaudePlanner(claude_settings, offline) if claude_settings else None
         for incident in map(guard.enrich, incidents):
+            triage = triage_of(guard, incident)
+            summary = triage[1]
             try:
                 choice = (
                     PlanChoice(load_plan_file(plan_file, incident.key))
                     if plan_file
-                    else make_plan(guard, incident, offline, claude)
+                    else make_plan(guard, incident, offline, claude, summary.verdict if summary else None)
                 )
             except PlanFileError as exc:
                 err_console.print(f"[red]{exc}[/]")
                 raise typer.Exit(2) from exc
-            plan = choice.plan
+            plan = choice.plan.model_copy(update={"triage": summary})  # the controller's, never the plan's own
             if choice.claude is not None and choice.claude.reason and not as_json:
                 err_console.print(f"[yellow]{escape(incident.key)}: {escape(choice.claude.reason)}[/]")
-            decisions = guard.decide_plan(incident, plan, level)
+            decisions = guard.decide_plan(incident, plan, level, triage=summary)
             if as_json:
                 record = {
                     "incident": incident_json(incident),
+                    "triage": triage[0].model_dump(mode="json") if triage[0] else None,
                     "plan": plan.model_dump(mode="json"),
                     "planner_outcome": choice.claude.outcome if choice.claude else "offline",
                     "planner_reason": choice.claude.reason if choice.claude else None,
@@ -141,7 +191,7 @@ def evaluate(
                 }
                 sys.stdout.write(json.dumps(record) + "\n")
             else:
-                print_incident(incident, plan, decisions)
+                print_incident(incident, plan, decisions, triage)
     if report.dead_lettered:
         err_console.print(f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]")
     if not as_json:

@@ -45,6 +45,7 @@ from controller.simulate import (
     stream_incidents,
 )
 from controller.simulate_html import DiffSample, SimulationReport, simulation_page
+from controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
 
 
 @dataclass
@@ -120,9 +121,26 @@ def _counts(counts: Mapping[str, int]) -> str:
     return "/".join(str(counts.get(v.value, 0)) for v in Verdict) if counts else "-"
 
 
+def _triage_share(count: int, total: int) -> str:
+    return f"{count} ({100.0 * count / total:.0f}%)" if total else "0"
+
+
+def print_triage(result: SimulationResult) -> None:
+    """Each config's triage verdicts, as counts and shares of the incidents and of their alerts."""
+    table = Table(title="triage verdicts the guard was given (levels/triage.yaml)")
+    for column in ("config", "of", "total", *TRIAGE_VERDICTS):
+        table.add_column(column, overflow="fold")
+    for config, tally in result.triage.items():
+        for unit, counts in (("incidents", tally.incidents), ("alerts", tally.alerts)):
+            total = sum(counts.values())
+            table.add_row(cell(config), unit, str(total), *(_triage_share(counts[v], total) for v in TRIAGE_VERDICTS))
+    console.print(table)
+
+
 def print_summary(result: SimulationResult) -> None:
-    """Three tables: verdict shares and analyst workload per config and level, then the same by class and
-    by category (counts, so the tables stay narrow)."""
+    """Triage verdict shares per config, then three tables: verdict shares and analyst workload per config and
+    level, then the same by class and by category (counts, so the tables stay narrow)."""
+    print_triage(result)
     table = Table(title=f"{result.alerts} alerts, {result.incidents} incidents")
     for column in ("config", "level", "decisions", *(v.value for v in Verdict), "approvals (votes)"):
         table.add_column(column, overflow="fold")
@@ -148,8 +166,26 @@ def print_summary(result: SimulationResult) -> None:
             console.print(breakdown)
 
 
+def print_triage_diff(changes: list[TriageChange], result: SimulationResult) -> None:
+    """Incidents whose triage changed, before -> after, with the decisions that changed because of it."""
+    shown = f" (first {len(changes)} shown)" if result.triage_changes > len(changes) else ""
+    table = Table(
+        title=f"triage that changed: {result.triage_changes} incident(s), {result.triage_verdict_changes} verdict(s); "
+        f"{result.decisions_changed_by_triage} decision(s) changed because of it{shown}"
+    )
+    for column in ("incident", "alerts", "triage before -> after", "decisions changed because of it"):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        caused = "; ".join(str(c) for c in change.caused) or "-"
+        table.add_row(
+            cell(change.incident), str(change.alerts), cell(f"{change.old} -> {change.new}"), cell(caused, 400)
+        )
+    console.print(table)
+
+
 def print_diff(rows: list[DiffRow], result: SimulationResult) -> None:
-    """Verdict changes first (they are what a reviewer acts on), then decisions whose reasons alone changed."""
+    """Verdict changes first (they are what a reviewer acts on), then decisions whose reasons alone changed;
+    a verdict the triage change flipped says so."""
     shown = f" (first {len(rows)} shown)" if result.diff_rows > len(rows) else ""
     title = (
         f"decisions that changed: {result.verdict_changes} verdict(s), "
@@ -160,6 +196,8 @@ def print_diff(rows: list[DiffRow], result: SimulationResult) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         verdict = f"{verdict_text(row.old_verdict or '-')} -> {verdict_text(row.new_verdict or '-')}"
+        if row.because_of_triage:
+            verdict += f" (triage {row.old_triage} -> {row.new_triage})"
         risk = "; ".join(f"{c.name} {c.old} -> {c.new}" for c in row.risk_changes)
         table.add_row(
             cell(row.incident),
@@ -237,8 +275,10 @@ def simulate(
     Prints each level's share of execute / approve / recommend / deny by action class and alert category, and
     the approvals analysts would have had to give. With --against-levels and/or --against-policies, a second
     config judges the same incidents and every decision whose verdict or reasons differ is listed with the
-    reasons that appeared or disappeared and the risk factors that moved. --json: one JSON line per diff row,
-    then one summary document. --html: the same as a page with a stacked bar chart per level.
+    reasons that appeared or disappeared and the risk factors that moved; each incident whose triage changed
+    (another levels/triage.yaml) is listed with the decisions that changed because of it. Triage verdict shares
+    per config are always shown. --json: one JSON line per diff row (type "diff" or "triage_diff"), then one
+    summary document. --html: the same as a page with a stacked bar chart per level.
     """
     settings = Settings()
     base = SimConfig.from_dirs("base", settings, levels_dir, policies_dir)
@@ -281,6 +321,7 @@ def simulate(
     else:
         print_summary(result)
         if against is not None:
+            print_triage_diff(sample.triage_changes(), result)
             print_diff(sample.rows(), result)
         err_console.print(f"[dim]{report.summary()}[/]")
     if html_file is not None:

@@ -48,9 +48,13 @@ def _summary(ctx: ActionContext, decision: LedgerRecord | None, outcome: str, st
         p = decision.payload
         reasons = "; ".join(map(str, p.get("level_reasons", []) + p.get("reasons", []))) or "no reason given"
         risk = (p.get("risk") or {}).get("score")
+        triage = p.get("triage")
+        given = (
+            f"triage {triage.get('verdict')} at {triage.get('confidence')}" if isinstance(triage, dict) else "no triage"
+        )
         parts.append(
             f"Policy revision {str(p.get('policy_revision') or '-')[:19]}... said {p.get('verdict')} at "
-            f"{p.get('effective_level')}, risk {risk if risk is not None else 'not scored'}: {reasons}."
+            f"{p.get('effective_level')}, risk {risk if risk is not None else 'not scored'}, {given}: {reasons}."
         )
     votes = [r.payload for r in ctx.of(RecordKind.APPROVAL) if r.payload.get("event") == "vote"]
     if votes:

@@ -23,6 +23,7 @@ from controller.trail.runs import (
     snippet,
     when,
 )
+from controller.trail.triage import triage_facts
 
 
 def _planner_saw(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) -> tuple[list[LedgerRecord], Fact]:
@@ -167,7 +168,8 @@ def risk_step(ctx: ActionContext, decision: LedgerRecord) -> Step:
 
 
 def decision_step(ctx: ActionContext, decision: LedgerRecord) -> Step:
-    """The verdict tied to the policy revision it was made under, and the level (with why it was lowered)."""
+    """The verdict tied to the policy revision it was made under, the level (with why it was lowered), and the
+    triage the policy weighed with the factors behind it (controller/trail/triage.py)."""
     p, cite = decision.payload, [ledger_cite(decision.seq)]
     policy = p.get("policy") or {}
     verdict = str(p.get("verdict"))
@@ -181,6 +183,8 @@ def decision_step(ctx: ActionContext, decision: LedgerRecord) -> Step:
     if p.get("level_reasons"):
         step.facts.append(Fact(text="level lowered because: " + "; ".join(map(str, p["level_reasons"])), cites=cite))
     step.facts += [Fact(text=f"reason: {reason}", cites=cite) for reason in p.get("reasons", [])]
+    triage, step.grid = triage_facts(ctx, decision)
+    step.facts += triage
     if p.get("error"):
         step.facts.append(Fact(text="guard failed, so everything was denied", code=str(p["error"]), cites=cite))
     step.facts.append(
