@@ -130,13 +130,8 @@ async def test_report_and_trail_of_a_real_run_show_the_triage_from_the_ledger(lo
     assert all(f"<td>{name}</td>" in trail_html for name in FACTORS) and "<script" not in trail_html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the workflow triages the slim alerts of its history (raw record dropped, workflows/contracts.py "
-    "slim_alert), so ModSecurity's rule metadata is lost: the SQLi storm evaluate calls malicious 0.86 is "
-    "suspicious in the workflow. Remove this mark when the plan step triages the ledger's full alerts.",
-)
 async def test_the_workflow_triages_as_evaluate_does(loop: Loop, embedded_guard: Guard) -> None:
+    """History carries slim alerts (no raw record); the plan step triages the ledger's full ones."""
     (key,) = await loop.submit(sample_alerts(SQLI), level=Level.L3)
     await loop.wait_for(key, lambda s: bool(s.actions))
     plan = next(r for r in loop.ledger.records(key) if r.kind is RecordKind.PLAN).payload
