@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -74,19 +74,26 @@ def sweep_stale(kind: str) -> None:
             Lab(LabConfig(root=Path("/nonexistent"), prefix=f"{kind}{match.group(1)}-")).down()
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """One lab (namespaces e2e<pid>-*, nginx + CRS) for the module's in-process tests; always torn down."""
+@contextmanager
+def running_lab(root: Path, kind: str) -> Iterator[Lab]:
+    """One lab (namespaces <kind><pid>-*, nginx + CRS, no services) for a module's in-process tests; always torn
+    down, leaving nothing behind."""
     _lab_available()
-    sweep_stale("e2e")
-    lab = Lab(LabConfig(root=tmp_path_factory.mktemp("lab"), prefix=prefix("e2e")))
+    sweep_stale(kind)
+    lab = Lab(LabConfig(root=root, prefix=prefix(kind)))
     try:
         lab.up(services=False)
         yield lab
     finally:
         report = lab.down()
         assert not report.leftovers, report.leftovers
-        assert not [lock for d in LOCK_DIRS for lock in d.glob(f"autonomy-nft.{prefix('e2e')}*.lock")]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with running_lab(tmp_path_factory.mktemp("lab"), "e2e") as lab:
+        yield lab
+    assert not [lock for d in LOCK_DIRS for lock in d.glob(f"autonomy-nft.{prefix('e2e')}*.lock")]
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ from actions.adapters.nftables import NftFirewall
 from actions.adapters.nftables.adapters import BlockIpAdapter
 from actions.adapters.nftables.probe import ReachabilityProbe
 from controller.config import REPO_ROOT
-from controller.lab import Lab, LabConfig
+from controller.lab import Lab
 from controller.lab.manifest import alerts_of, load_manifest
 from controller.lab.replay import replay
 from controller.lab.requests import read_requests
 from controller.lab.sessions import assign
-from tests.test_lab_e2e import _lab_available, prefix, sweep_stale
+from tests.test_lab_e2e import running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -40,15 +40,8 @@ LAB_ATTACKER = "198.51.100.66"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    _lab_available()
-    sweep_stale("replay")
-    lab = Lab(LabConfig(root=tmp_path_factory.mktemp("lab"), prefix=prefix("replay")))
-    try:
-        lab.up(services=False)
+    with running_lab(tmp_path_factory.mktemp("lab"), "replay") as lab:
         yield lab
-    finally:
-        report = lab.down()
-        assert not report.leftovers, report.leftovers
 
 
 @pytest.fixture

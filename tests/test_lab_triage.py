@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from controller.config import Settings
-from controller.lab import Lab, LabConfig
+from controller.lab import Lab
 from controller.lab.loop import BLOCK, LabLoop, action_of, block_status, lab_loop
 from controller.lab.manifest import alerts_of
 from controller.lab.replay import replay
@@ -27,7 +27,7 @@ from controller.lab.sessions import assign
 from controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
 from controller.ledger import RecordKind
 from controller.models import Level
-from tests.test_lab_e2e import _lab_available, prefix, sweep_stale
+from tests.test_lab_e2e import running_lab
 from workflows.contracts import ActionStatus, IncidentStart, IncidentStatus
 
 pytestmark = pytest.mark.lab
@@ -41,15 +41,8 @@ DECIDING = ("collecting", "planning", "guarding")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    _lab_available()
-    sweep_stale("tri")
-    lab = Lab(LabConfig(root=tmp_path_factory.mktemp("lab"), prefix=prefix("tri")))
-    try:
-        lab.up(services=False)
+    with running_lab(tmp_path_factory.mktemp("lab"), "tri") as lab:
         yield lab
-    finally:
-        report = lab.down()
-        assert not report.leftovers, report.leftovers
 
 
 @pytest.fixture
