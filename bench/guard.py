@@ -27,7 +27,7 @@ from controller.engines.embedded import EmbeddedEngine
 from controller.engines.opa_server import OpaServer, OpaServerEngine
 from controller.guard import Guard
 from controller.incidents import incident_from_alerts
-from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity
+from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity, TriageSummary
 from controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
 from controller.runtime import load_policy_bundle
 from controller.targets import PlanShape, targets_of
@@ -133,9 +133,10 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     build_ms = (time.perf_counter() - started) * 1000.0
     facts = guard.facts(incident)
     resolution = guard.incident_resolution(facts)
-    shape = PlanShape.of(bench_plan(incident))
-    # The incident's triage is made once per incident, before planning; the guard's per-action cost is measured.
-    triage = guard.triage_summary(guard.triage(incident))
+    # The guard's cost per action: a plan of this action alone, and the incident's triage (made once per incident,
+    # before planning) as L3 needs it to contain alone.
+    shape = PlanShape.of(Plan(incident_key=incident.key, planner="offline", actions=[action]))
+    triage = TriageSummary(verdict="malicious", confidence=0.9)
     decision = guard.decide(incident, action, facts, resolution, "planner:offline", shape, triage)
     assert decision.verdict.value == "execute" and decision.risk is not None, decision.reasons
     emb = timed(
@@ -164,7 +165,7 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     evaluate_ms = timed(partial(embedded.evaluate, input_doc), iterations)[0]
     with OpaServer(settings.opa_bin, bundle) as server, tempfile.TemporaryDirectory() as tmp:
         opa_guard = Guard(bundle, OpaServerEngine(server.url))
-        opa_decide = partial(opa_guard.decide, incident, action, facts, resolution, "planner:offline")
+        opa_decide = partial(opa_guard.decide, incident, action, facts, resolution, "planner:offline", shape, triage)
         assert opa_decide().verdict is decision.verdict
         opa = timed(opa_decide, iterations)
         session = requests.Session()

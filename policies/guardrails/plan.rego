@@ -57,11 +57,16 @@ require_approval contains {
 	input.plan.class_actions > max_actions_per_plan
 }
 
-# More addresses blocked by the whole plan than one block may cover: denied, as the per-action cap is.
-deny contains msg if {
+# More addresses blocked by the whole plan than one block may cover: a person looks at the whole plan. Not a
+# deny: a planner steered by alert text could then add one wide block to stop the rightful one (an action over
+# the per-action cap is denied by itself, network.rego).
+require_approval contains {
+	"reason": sprintf("the plan blocks more than %d addresses in all: a person looks at the whole plan", [max_addresses_per_plan]),
+	"group": class_group,
+	"quorum": 1,
+} if {
 	blocking
 	input.plan.class_addresses > max_addresses_per_plan
-	msg := sprintf("the plan blocks more than %d addresses in all: the cap per plan", [max_addresses_per_plan])
 }
 
 default max_actions_per_plan := 3

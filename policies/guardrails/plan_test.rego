@@ -62,19 +62,25 @@ test_the_cap_itself_runs_alone if {
 	count(approvals(inp)) == 0
 }
 
-test_more_addresses_in_a_plan_than_the_cap_are_denied if {
+test_more_addresses_in_a_plan_than_the_cap_need_a_person if {
 	inp := object.union(block(["198.51.100.66"]), {"plan": {"class_actions": 2, "class_addresses": 257}})
-	denies(inp) == {"the plan blocks more than 256 addresses in all: the cap per plan"}
+	count(denies(inp)) == 0
+	approvals(inp) == {{
+		"reason": "the plan blocks more than 256 addresses in all: a person looks at the whole plan",
+		"group": "soc-oncall",
+		"quorum": 1,
+	}}
 }
 
 test_the_address_cap_per_plan_comes_from_the_data if {
 	inp := object.union(block(["198.51.100.66"]), {"plan": {"class_actions": 2, "class_addresses": 20}})
-	out := guardrails.deny with input as inp
+	out := guardrails.require_approval with input as inp
 		with data.allowlists as allowlists
 		with data.inventory as inventory
 		with data.identities as identities
 		with data.guardrails as object.union(tunables, {"max_addresses_per_plan": 16})
-	out == {"the plan blocks more than 16 addresses in all: the cap per plan"}
+	some r in out
+	r.reason == "the plan blocks more than 16 addresses in all: a person looks at the whole plan"
 }
 
 test_the_plan_caps_come_from_the_data if {
