@@ -216,7 +216,8 @@ triage_short if {
 
 default triage_meets := false
 
-triage_meets if object.get(level, "triage", null) == null
+# The compiled levels always carry the key (null: no bar); a level without it has a malformed bar, never none.
+triage_meets if level.triage == null
 
 # is_number first: regopy orders null above every number.
 triage_meets if {

@@ -8,7 +8,7 @@ import data.autonomy.decision
 # policy's own tests; LT is a test level for the odd cases.
 levels := {
 	"L1": {
-		"level": "L1", "enabled": true,
+		"level": "L1", "enabled": true, "triage": null,
 		"classes": {
 			"investigate": "execute", "notify": "recommend", "ticket": "recommend",
 			"contain_network": "recommend", "contain_host": "recommend",
@@ -18,7 +18,7 @@ levels := {
 		"approval": {"quorum": 1, "timeout_seconds": 3600, "on_timeout": "reject"},
 	},
 	"L3": {
-		"level": "L3", "enabled": true,
+		"level": "L3", "enabled": true, "triage": null,
 		"classes": {
 			"investigate": "execute", "notify": "execute", "ticket": "execute",
 			"contain_network": "execute", "contain_host": "approve",
@@ -28,7 +28,7 @@ levels := {
 		"approval": {"quorum": 1, "timeout_seconds": 3600, "on_timeout": "reject"},
 	},
 	"L5": {
-		"level": "L5", "enabled": false,
+		"level": "L5", "enabled": false, "triage": null,
 		"classes": {
 			"investigate": "execute", "notify": "execute", "ticket": "execute",
 			"contain_network": "execute", "contain_host": "execute",
@@ -38,7 +38,7 @@ levels := {
 		"approval": {"quorum": 1, "timeout_seconds": 900, "on_timeout": "execute_reversible"},
 	},
 	"LT": {
-		"level": "LT", "enabled": true,
+		"level": "LT", "enabled": true, "triage": null,
 		"classes": {"contain_network": "deny", "contain_host": "maybe", "notify": "execute"},
 		"risk": {"auto_max": 45, "approve_max": 85},
 		"approval": {"quorum": 2},
