@@ -146,19 +146,21 @@ class Guard:
         level: Level | None = None,
         health: HealthCap | None = None,
         triage: TriageSummary | None = None,
+        retriage: bool = True,
     ) -> list[GuardDecision]:
         """Decide every action of a plan. `level` overrides the scopes' assignment for the incident (what-if,
         tests; the scopes of the action's targets still apply); `health` is the circuit breaker's ceiling.
 
         `triage` is the controller's own (the workflow's, made with the ledger's history); without it the guard
-        triages the alerts alone. Never a plan's: a planner's triage only lowers it (Plan.planner_triage).
+        triages the alerts alone, or with `retriage=False` (the workflow: its plan step made none) gives the policy
+        none, which meets no level's bar. Never a plan's: a planner's triage only lowers it (Plan.planner_triage).
         """
         facts = self.facts(incident)
         resolution = self.incident_resolution(facts, level, health)
         proposer = f"planner:{plan.planner}"
         shape = PlanShape.of(plan)
-        own = triage if triage is not None else self.triage_summary(self.triage(incident))
-        judged = own.lowered_to(plan.planner_triage, proposer)
+        own = triage if triage is not None or not retriage else self.triage_summary(self.triage(incident))
+        judged = own.lowered_to(plan.planner_triage, proposer) if own is not None else None
         decisions = [
             self.decide(incident, action, facts, resolution, proposer, shape, judged) for action in plan.actions
         ]
@@ -184,7 +186,7 @@ class Guard:
         resolution: LevelResolution,
         proposer: str,
         shape: PlanShape,
-        triage: TriageSummary,
+        triage: TriageSummary | None,
     ) -> GuardDecision:
         started = self._clock()
         decision = self._decide(incident, action, facts, resolution, proposer, shape, triage)
@@ -199,7 +201,7 @@ class Guard:
         resolution: LevelResolution,
         proposer: str,
         shape: PlanShape,
-        triage: TriageSummary,
+        triage: TriageSummary | None,
         config: LevelConfig | None = None,
     ) -> GuardDecision:
         try:
@@ -339,6 +341,7 @@ class UnavailableGuard:
         level: Level | None = None,
         health: HealthCap | None = None,
         triage: TriageSummary | None = None,
+        retriage: bool = True,
     ) -> list[GuardDecision]:
         lowest = Level.L1
         resolution = LevelResolution(declared=level or lowest, effective=lowest, reasons=[self.reason])

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from controller.addresses import AddressError, address_facts, parse_network
+from controller.inventory import canonical_host_text
 from controller.levels import LevelConfig
 
 ENTRYPOINT = "autonomy/decision/result"
@@ -153,6 +154,7 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
     their full bits.
     """
     assets = inventory.get("assets") or {}
+    _check_host_names(assets, source)
     by_bits: dict[str, str] = {}
     buckets: dict[str, dict[str, dict[str, str]]] = {family: {} for family in WIDTHS}
     for name, asset in assets.items():
@@ -178,6 +180,18 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
         "range_bucket_bits": dict(RANGE_BUCKET_BITS),
     }
     return _compiled_first(compiled, inventory)
+
+
+def _check_host_names(assets: dict[str, Any], source: Path) -> None:
+    """Every spelling of a host (its name, its aliases, as DNS compares them) names one asset: a clash would move
+    the crown-jewel rule and the level cap onto another asset (controller/inventory.py resolves by these)."""
+    owner: dict[str, str] = {}
+    for name, asset in assets.items():
+        for spelling in [name, *((asset or {}).get("aliases") or [])]:
+            key = canonical_host_text(str(spelling))
+            other = owner.setdefault(key, name)
+            if other != name:
+                raise PolicyBundleError(f"{source.name}: assets.{name}: host name {spelling!r} is also {other}'s")
 
 
 def _compile_identities(identities: dict[str, Any], source: Path) -> dict[str, Any]:

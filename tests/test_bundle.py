@@ -87,3 +87,14 @@ def test_an_escalation_to_a_group_nobody_defined_is_refused_at_load(config_copy:
     expected = r"L2\.yaml: approval\.escalate_to: 'soc-leads' is not an approver group"
     with pytest.raises(PolicyBundleError, match=expected):
         load_policy_bundle(config_copy)
+
+
+@pytest.mark.parametrize("alias", ["dc-01", "DC-01.", "db-01"])
+def test_a_host_name_two_assets_share_is_refused_at_load(config_copy: Settings, alias: str) -> None:
+    # An alias equal to a crown jewel's name would move the crown-jewel rule onto another asset.
+    path = config_copy.policies_dir / "data" / "inventory.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["assets"]["ws-bob-01"]["aliases"] = [alias]
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(PolicyBundleError, match=r"inventory\.yaml: assets\.ws-bob-01: host name .* is also"):
+        load_policy_bundle(config_copy)

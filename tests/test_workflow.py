@@ -26,7 +26,7 @@ from controller.models import Category, Level
 from tests.doubles import FakeEnforcement
 from tests.harness import ATTACKER, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 from workflows.approvals import VoteRefused
-from workflows.client import Submitter, cast_vote, incident_handle
+from workflows.client import Submitter, cast_vote, incident_handle, incident_status
 from workflows.contracts import ActionStatus, VoteChoice
 from workflows.devserver import DevServer, DevServerError
 
@@ -312,7 +312,8 @@ async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
     # brute force on a known, non-privileged account: L4 asks iam-admins to approve disabling it for an hour;
     # only the level asked (no guardrail), so silence lets it run
     async with running_loop(bounded_playbooks(tmp_path, config_copy)) as loop:
-        (key,) = await loop.submit([alert(1, "198.51.100.30", Category.BRUTE_FORCE, user="alice")], level=Level.L4)
+        # a burst triage calls malicious: a veto window never runs containment short of the level's triage bar
+        (key,) = await loop.submit(burst("198.51.100.30", Category.BRUTE_FORCE, user="alice"), level=Level.L4)
         status = await awaiting(loop, key, "identity.disable_user")
         disable = action_of(status, "identity.disable_user")
         assert set(disable.waiting_on) == {"dave", "erin", "ivan"}
@@ -321,6 +322,19 @@ async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
         assert ("disabled", "alice") in loop.enforcement.state
         events = [r.payload["event"] for r in loop.ledger.records(key, [RecordKind.APPROVAL])]
         assert "veto_window_passed" in events
+        assert action_of(await incident_status(loop.client, key), "identity.disable_user").by_veto_window
+
+
+async def test_a_veto_window_that_no_longer_applies_runs_nothing(config_copy: Settings, tmp_path: Path) -> None:
+    # Silence would run the bounded disable, but the kill switch (L1) flipped while nobody answered: held.
+    async with running_loop(bounded_playbooks(tmp_path, config_copy)) as loop:
+        (key,) = await loop.submit(burst("198.51.100.31", Category.BRUTE_FORCE, user="alice"), level=Level.L4)
+        await awaiting(loop, key, "identity.disable_user")
+        edit_yaml(loop.settings.levels_dir / "scopes.yaml", kill_switch=True)
+        await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(minutes=31))
+        final = await loop.wait_for(key, lambda s: action_of(s, "identity.disable_user").status is ActionStatus.HELD)
+        assert "veto window no longer applies" in action_of(final, "identity.disable_user").detail
+        assert ("disabled", "alice") not in loop.enforcement.state
 
 
 @pytest.mark.parametrize(

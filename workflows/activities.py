@@ -157,7 +157,12 @@ class IncidentActivities:
         health = self._health(guard)
         # plan.triage is the controller's, set by plan_incident (a planner's own is plan.planner_triage).
         decisions = guard.decide_plan(
-            request.incident, request.plan, level=request.level, health=health, triage=request.plan.triage
+            request.incident,
+            request.plan,
+            level=request.level,
+            health=health,
+            triage=request.plan.triage,
+            retriage=False,
         )
         shadow = isinstance(guard, Guard) and guard.bundle.levels.scopes.shadow
         proposer = f"planner:{request.plan.planner}"
@@ -300,8 +305,19 @@ class IncidentActivities:
         plan.actions.append(original.action)
         # The triage the decision was made on (the ledger's history included), not one made without it now.
         fresh = guard.decide_plan(
-            request.incident, plan, level=request.level, health=self._health(guard), triage=original.decision.triage
+            request.incident,
+            plan,
+            level=request.level,
+            health=self._health(guard),
+            triage=original.decision.triage,
+            retriage=False,
         )[0]
+        if request.by_veto_window and not veto_still_applies(guard, fresh):
+            return PreflightResult(
+                go=False,
+                decision=fresh,
+                reasons=["re-evaluated just before running: nobody approved, and the veto window no longer applies"],
+            )
         allowed = {Verdict.EXECUTE} | ({Verdict.APPROVE} if request.approval_satisfied else set())
         if fresh.verdict not in allowed:
             why = "; ".join(fresh.level_reasons + fresh.reasons) or fresh.verdict.value
@@ -450,3 +466,14 @@ def _last_attempt() -> bool:
     info = activity.info()
     maximum = info.retry_policy.maximum_attempts if info.retry_policy else 0
     return bool(maximum) and info.attempt >= maximum
+
+
+def veto_still_applies(guard: Guard, fresh: GuardDecision) -> bool:
+    """Silence runs an action only while the fresh decision still allows a veto window: the policy says the level
+    alone asks (a guardrail added since, a breaker or kill switch lowering the level, end it)."""
+    if fresh.verdict is not Verdict.EXECUTE and not (fresh.policy and fresh.policy.veto_window):
+        return False
+    if fresh.verdict is Verdict.EXECUTE:
+        return True
+    rule = guard.bundle.levels.levels[fresh.effective_level].approval
+    return rule.on_timeout is OnTimeout.EXECUTE_REVERSIBLE

@@ -95,6 +95,9 @@ class PreflightRequest(BaseModel):
     level: Level | None = None
     idempotency_key: str
     approval_satisfied: bool = Field(default=False, description="quorum met, or an L4 veto window passed")
+    by_veto_window: bool = Field(
+        default=False, description="satisfied by silence: pre-flight checks the veto window still applies"
+    )
 
 
 class PreflightResult(BaseModel):
@@ -216,6 +219,7 @@ class ActionState(BaseModel):
     effect_owned: bool = Field(
         default=True, description="False when the effect pre-existed (another incident's): never undone from here"
     )
+    by_veto_window: bool = Field(default=False, description="nobody answered: the level's veto window let it run")
 
 
 class IncidentStatus(BaseModel):

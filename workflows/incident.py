@@ -345,7 +345,7 @@ class IncidentWorkflow:
                     await self._note_approval(
                         state, "veto_window_passed", "nobody rejected in time: a reversible action runs"
                     )
-                    state.waiting_on, state.deadline = [], None
+                    state.waiting_on, state.deadline, state.by_veto_window = [], None, True
                     return True
                 state.status, state.detail = ActionStatus.TIMED_OUT, f"no approval within {spec.timeout_seconds} s"
                 await self._note_approval(state, "timed_out", state.detail)
@@ -376,6 +376,7 @@ class IncidentWorkflow:
                     level=start.level,
                     idempotency_key=key,
                     approval_satisfied=satisfied,
+                    by_veto_window=state.by_veto_window,
                 ),
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 retry_policy=STEP_RETRY,

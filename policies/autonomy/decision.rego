@@ -83,6 +83,7 @@ veto_window if {
 	mode == "approve"
 	not above_auto_limit
 	not some_guardrail_requirement
+	not triage_falls_short
 	input.action.reversible == true
 }
 
@@ -140,7 +141,7 @@ recommend_only if mode == "recommend"
 # Triage short of the level's bar, at a level whose answer to that is "a person acts".
 recommend_only if {
 	triage_short
-	level.triage.otherwise == "recommend"
+	triage_recommends
 }
 
 # Too risky for the machine even with approval: a person should decide and act.
@@ -185,10 +186,15 @@ approval_reasons contains msg if {
 
 approval_reasons contains r.reason if some r in guardrail_requirements
 
+# Any `otherwise` but "recommend", a malformed or missing bar included, means a person approves.
 approval_reasons contains triage_message if {
 	triage_short
-	level.triage.otherwise == "approve"
+	not triage_recommends
 }
+
+default triage_recommends := false
+
+triage_recommends if level.triage.otherwise == "recommend"
 
 # ---------------------------------------------------------------------------------------------
 # Triage: containment runs alone only when triage (input.triage: the controller's verdict from the
@@ -210,6 +216,13 @@ default triage_short := false
 
 triage_short if {
 	mode == "execute"
+	triage_falls_short
+}
+
+# Whatever the mode: a veto window never runs containment whose triage is short of the bar either.
+default triage_falls_short := false
+
+triage_falls_short if {
 	containment
 	not triage_meets
 }
@@ -238,11 +251,14 @@ triage_said := sprintf("%s at confidence %s/100", [input.triage.verdict, num(inp
 triage_message := sprintf(
 	"triage says %s; %s runs %s alone only on %s at confidence %s/100 or more: %s",
 	[triage_said, level_name, class, level.triage.verdict, num(level.triage.min_confidence * 100), triage_outcome],
-)
+) if {
+	is_string(level.triage.verdict)
+	is_number(level.triage.min_confidence)
+} else := sprintf("%s's triage bar is missing or malformed: a person approves", [level_name])
 
-triage_outcome := "a person approves" if level.triage.otherwise == "approve"
+triage_outcome := "recommend only" if triage_recommends
 
-triage_outcome := "recommend only" if level.triage.otherwise == "recommend"
+else := "a person approves"
 
 # One line that says why the verdict is what it is when no deny or approval reason does.
 explanations contains sprintf("%s only recommends %s: a person decides and acts", [level_name, class]) if {

@@ -541,3 +541,25 @@ test_every_containment_class_is_gated if {
 		decide_with(inp, lv, identities, set(), set()).verdict == "approve"
 	}
 }
+
+test_a_missing_or_malformed_bar_goes_to_a_person if {
+	every bar in [{}, {"verdict": "malicious", "min_confidence": 0.8}, {"verdict": "malicious", "min_confidence": 0.8, "otherwise": "deny"}, {"otherwise": "approve"}] {
+		lv := object.union(levels, {"L3": {"triage": bar}})
+		r := decide_with(triaged("noise", 0.6), lv, identities, set(), set())
+		r.verdict == "approve"
+	}
+	lv := json.remove(levels, ["L3/triage"])
+	r := decide_with(triaged("noise", 0.6), lv, identities, set(), set())
+	r.verdict == "approve"
+	r.approval_reasons == ["L3's triage bar is missing or malformed: a person approves"]
+}
+
+test_no_veto_window_for_containment_short_of_the_triage_bar if {
+	lv := object.union(triage_levels("approve"), {"L3": {"classes": {"contain_identity": "approve"}}})
+	identity := {"action": {"class": "contain_identity", "blast_radius": "identity", "name": "identity.disable_user"}, "targets": {"ips": [], "users": ["alice"]}, "risk": {"score": 20}}
+	short := decide_with(object.union(triaged("noise", 0.6), identity), lv, identities, set(), set())
+	short.verdict == "approve"
+	short.veto_window == false
+	met := decide_with(object.union(triaged("malicious", 0.9), identity), lv, identities, set(), set())
+	met.veto_window == true
+}
