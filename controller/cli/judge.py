@@ -167,11 +167,12 @@ def evaluate(
         for incident in map(guard.enrich, incidents):
             triage = triage_of(guard, incident)
             summary = triage[1]
-            try:
+            factors = triage[0].factors if triage[0] else []
+            try:  # Claude is told the controller's triage as the workflow tells it (the summary and its factors)
                 choice = (
                     PlanChoice(load_plan_file(plan_file, incident.key))
                     if plan_file
-                    else make_plan(guard, incident, offline, claude, summary.verdict if summary else None)
+                    else make_plan(guard, incident, offline, claude, summary, factors)
                 )
             except PlanFileError as exc:
                 err_console.print(f"[red]{exc}[/]")
