@@ -345,6 +345,7 @@ MALFORMED = [
     ("targets", "hosts", "web-01"),
     ("targets", "users", {"alice": "alice"}),
     ("level", "effective", "L9"),
+    *(("plan", key, value) for key in ("class_actions", "class_addresses") for value in ("1", None, True, -1)),
 ]
 
 

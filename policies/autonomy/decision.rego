@@ -348,6 +348,8 @@ checks_pass if {
 
 # The plan guardrails read these counts; a missing or non-numeric count would let their caps pass.
 plan_counted if {
+	is_number(input.plan.class_actions)
+	is_number(input.plan.class_addresses)
 	input.plan.class_actions >= 0
 	input.plan.class_addresses >= 0
 }
