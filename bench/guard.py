@@ -30,7 +30,7 @@ from controller.incidents import incident_from_alerts
 from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity, TriageSummary
 from controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
 from controller.runtime import load_policy_bundle
-from controller.targets import PlanShape, targets_of
+from controller.targets import PlanShape, check_action, targets_of
 
 SIZES = (100, 1_000, 10_000)
 
@@ -135,12 +135,13 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     resolution = guard.incident_resolution(facts)
     # The guard's cost per action: a plan of this action alone, and the incident's triage (made once per incident,
     # before planning) as L3 needs it to contain alone.
-    shape = PlanShape.of(Plan(incident_key=incident.key, planner="offline", actions=[action]))
+    checked = check_action(action)
+    shape = PlanShape.of([checked])
     triage = TriageSummary(verdict="malicious", confidence=0.9)
-    decision = guard.decide(incident, action, facts, resolution, "planner:offline", shape, triage)
+    decision = guard.decide(incident, checked, facts, resolution, "planner:offline", shape, triage)
     assert decision.verdict.value == "execute" and decision.risk is not None, decision.reasons
     emb = timed(
-        partial(guard.decide, incident, action, facts, resolution, "planner:offline", shape, triage), iterations
+        partial(guard.decide, incident, checked, facts, resolution, "planner:offline", shape, triage), iterations
     )
     spec = get_spec(action.action)
     targets = targets_of(spec, action.params, guard.assets)
@@ -165,7 +166,7 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     evaluate_ms = timed(partial(embedded.evaluate, input_doc), iterations)[0]
     with OpaServer(settings.opa_bin, bundle) as server, tempfile.TemporaryDirectory() as tmp:
         opa_guard = Guard(bundle, OpaServerEngine(server.url))
-        opa_decide = partial(opa_guard.decide, incident, action, facts, resolution, "planner:offline", shape, triage)
+        opa_decide = partial(opa_guard.decide, incident, checked, facts, resolution, "planner:offline", shape, triage)
         assert opa_decide().verdict is decision.verdict
         opa = timed(opa_decide, iterations)
         session = requests.Session()

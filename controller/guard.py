@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
-from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.engines.base import PolicyEngine, PolicyEngineError
 from controller.inventory import AssetIndex
 from controller.levels import (
@@ -42,7 +41,7 @@ from controller.models import (
 from controller.policy_bundle import PolicyBundle
 from controller.risk import RiskContext, RiskScorer, Targets
 from controller.scoping import IncidentFacts, Scoping
-from controller.targets import PlanShape, address_span, targets_of, unrelated_targets
+from controller.targets import Checked, PlanShape, address_span, check_action, targets_of, unrelated_targets
 from controller.triage import RuleFeedback, SourceHistory, TriageResult, guard_summary, triage
 
 
@@ -158,18 +157,17 @@ class Guard:
         facts = self.facts(incident)
         resolution = self.incident_resolution(facts, level, health)
         proposer = f"planner:{plan.planner}"
-        shape = PlanShape.of(plan)
+        checked = [check_action(action) for action in plan.actions]
+        shape = PlanShape.of(checked)
         own = triage if triage is not None or not retriage else self.triage_summary(self.triage(incident))
         judged = own.lowered_to(plan.planner_triage, proposer) if own is not None else None
-        decisions = [
-            self.decide(incident, action, facts, resolution, proposer, shape, judged) for action in plan.actions
-        ]
+        decisions = [self.decide(incident, item, facts, resolution, proposer, shape, judged) for item in checked]
         if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
             for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
                 config = self._trial_config(name, candidate)
                 trial_resolution = resolve_most_restrictive(config, list(facts.scopes), health=health)
-                for action, decision in zip(plan.actions, decisions, strict=True):
-                    shadow = self._decide(incident, action, facts, trial_resolution, proposer, shape, judged, config)
+                for item, decision in zip(checked, decisions, strict=True):
+                    shadow = self._decide(incident, item, facts, trial_resolution, proposer, shape, judged, config)
                     decision.trials.append(trial_of(name, candidate, shadow))
         return decisions
 
@@ -181,7 +179,7 @@ class Guard:
     def decide(
         self,
         incident: Incident,
-        action: ProposedAction,
+        checked: Checked,
         facts: IncidentFacts,
         resolution: LevelResolution,
         proposer: str,
@@ -189,14 +187,14 @@ class Guard:
         triage: TriageSummary | None,
     ) -> GuardDecision:
         started = self._clock()
-        decision = self._decide(incident, action, facts, resolution, proposer, shape, triage)
+        decision = self._decide(incident, checked, facts, resolution, proposer, shape, triage)
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
 
     def _decide(
         self,
         incident: Incident,
-        action: ProposedAction,
+        checked: Checked,
         facts: IncidentFacts,
         resolution: LevelResolution,
         proposer: str,
@@ -204,11 +202,9 @@ class Guard:
         triage: TriageSummary | None,
         config: LevelConfig | None = None,
     ) -> GuardDecision:
-        try:
-            spec = get_spec(action.action)
-            params = validate_params(spec, action.params).model_dump(mode="json")
-        except (UnknownActionError, InvalidParamsError) as exc:
-            return _deny(action, resolution, str(exc), triage=triage)
+        action, spec, params = checked.action, checked.spec, checked.params
+        if spec is None:
+            return _deny(action, resolution, checked.error or "action refused by the registry", triage=triage)
         targets = targets_of(spec, params, self.assets)
         resolution = self.scoping.action_resolution(incident, targets, resolution, config)
         risk = self.scorer.assess(

@@ -8,14 +8,15 @@ says how much of each action class the whole plan holds (the plan guardrails, po
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.addresses import address_facts
 from controller.inventory import AssetIndex
-from controller.models import ActionSpec, Plan, TargetKind
+from controller.models import ActionSpec, ProposedAction, TargetKind
 from controller.risk import Targets
 from controller.scoping import IncidentFacts
 
@@ -74,6 +75,25 @@ def _within(address: str, network: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """One proposed action as the registry judged it: its spec and canonical params, or why it was refused.
+    Checked once per plan: the plan's shape and the action's decision both read it."""
+
+    action: ProposedAction
+    spec: ActionSpec | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def check_action(action: ProposedAction) -> Checked:
+    try:
+        spec = get_spec(action.action)
+        return Checked(action, spec, validate_params(spec, action.params).model_dump(mode="json"))
+    except (UnknownActionError, InvalidParamsError) as exc:
+        return Checked(action, error=str(exc))
+
+
+@dataclass(frozen=True)
 class PlanShape:
     """How much of each action class a plan holds: the plan-level caps are judged on it, since a cap per
     action alone lets a plan reach any size by splitting (14 blocks of one address each)."""
@@ -82,14 +102,12 @@ class PlanShape:
     addresses: dict[str, int]
 
     @classmethod
-    def of(cls, plan: Plan) -> PlanShape:
+    def of(cls, checked: Iterable[Checked]) -> PlanShape:
         actions: dict[str, int] = {}
         addresses: dict[str, int] = {}
-        for action in plan.actions:
-            try:
-                spec = get_spec(action.action)
-                params = validate_params(spec, action.params).model_dump(mode="json")
-            except (UnknownActionError, InvalidParamsError):
+        for item in checked:
+            spec, params = item.spec, item.params
+            if spec is None:
                 continue  # denied on its own; it never runs, so it adds nothing to what the plan does
             name = spec.action_class.value
             actions[name] = actions.get(name, 0) + 1

@@ -26,7 +26,7 @@ from controller.models import (
     Verdict,
 )
 from controller.runtime import EngineName, open_guard
-from controller.targets import PlanShape, targets_of
+from controller.targets import PlanShape, check_action, targets_of
 from tests.factories import make_incident
 
 E, A, R, D = Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DENY
@@ -318,7 +318,7 @@ def _input_doc(guard: Guard, case: Case) -> dict[str, Any]:
     plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
     [decision] = guard.decide_plan(incident, plan, case.level, triage=case.triage)
     assert decision.risk is not None
-    shape = PlanShape.of(plan).of_class(spec)
+    shape = PlanShape.of([check_action(action)]).of_class(spec)
     return guard.policy_input(
         incident, action, spec, params, targets, decision.risk, facts, resolution, "planner:x", shape, decision.triage
     )
