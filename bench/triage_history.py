@@ -18,17 +18,12 @@ import json
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine
-
 from controller.incidents import incident_from_alerts
-from controller.ledger import Ledger, normalise_url, record_hash, sqlite_url
+from controller.ledger import Ledger, private_schema, record_hash, sqlite_url
 from controller.ledger.canonical import GENESIS_HASH
 from controller.ledger.engine import write_transaction
 from controller.ledger.writes import lock_tip, write_record
@@ -144,21 +139,6 @@ def measure(url: str, records: int) -> dict[str, float]:
         }
 
 
-@contextmanager
-def pg_schema(base: str) -> Iterator[str]:
-    """A private schema per run, dropped afterwards (as tests/test_ledger.py does)."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, nargs="+", default=[10_000, 100_000])
@@ -168,7 +148,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps({"backend": "sqlite", **measure(sqlite_url(Path(tmp) / "ledger.db"), n)}), flush=True)
         if args.postgres:
-            with pg_schema(args.postgres) as url:
+            with private_schema(args.postgres, "bench") as url:
                 print(json.dumps({"backend": "postgresql", **measure(url, n)}), flush=True)
 
 

@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -37,6 +36,7 @@ from controller.ledger import (
     VerifyReport,
     make_engine,
     normalise_url,
+    private_schema,
     record_hash,
     sqlite_url,
     verify_export,
@@ -55,16 +55,8 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.fail(f'{PG_ENV} is not set: run `export {PG_ENV}="$(bash .ci/postgres.sh)"` first (CI does)')
-    schema = f"ledger_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with private_schema(base, "ledger_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ here and pass the record's `seq`. SQLite file by default; PostgreSQL by URL for 
 """
 
 from controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
-from controller.ledger.engine import LedgerConfigError, make_engine, normalise_url, sqlite_url
+from controller.ledger.engine import LedgerConfigError, make_engine, normalise_url, private_schema, sqlite_url
 from controller.ledger.errors import IdempotencyConflict, LedgerError
 from controller.ledger.excerpts import ExcerptPage, RecordExcerpt
 from controller.ledger.export import EXPORT_FORMAT, ExportFormatError, verify_export
@@ -38,6 +38,7 @@ __all__ = [
     "canonical_json",
     "make_engine",
     "normalise_url",
+    "private_schema",
     "record_hash",
     "sqlite_url",
     "verify_export",

@@ -14,6 +14,7 @@ records are read at the same instant even while others append.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,22 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+@contextmanager
+def private_schema(base_url: str, prefix: str) -> Iterator[str]:
+    """A PostgreSQL ledger URL on a new, empty schema `<prefix>_<random>` of the database at base_url, dropped
+    afterwards: one database serves many isolated ledgers (tests, benchmarks) without leftovers."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalise_url(base_url))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
