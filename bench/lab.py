@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from bench.lab_ready import lab_unready
 from bench.triage_variants import without_triage
 from controller.config import Settings
-from controller.lab import ATTACKS, Lab, LabConfig, LabPackagesMissing, ensure_packages
+from controller.lab import ATTACKS, Lab, LabConfig
 from controller.lab.loop import BLOCK, LabLoop, block_status, lab_loop
 from controller.ledger import RecordKind
 from workflows.contracts import ActionStatus
@@ -133,13 +134,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench.lab needs root (network namespaces, nftables)", file=sys.stderr)
-        return 2
-    try:
-        ensure_packages()
-    except LabPackagesMissing as exc:
-        print(exc, file=sys.stderr)
+    problem = lab_unready("bench.lab")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     root = Path(tempfile.mkdtemp(prefix="autonomy-bench-lab-"))
     lab = Lab(LabConfig(root=root / "lab", prefix=f"bench{os.getpid()}-"))

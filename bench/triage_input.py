@@ -40,8 +40,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.lab_ready import lab_unready
 from controller.config import REPO_ROOT
-from controller.lab import Lab, LabConfig, LabPackagesMissing, ensure_packages
+from controller.lab import Lab, LabConfig
 from controller.lab.manifest import TOTALS_RULES, Attributed, Manifest, alerts_of, summarise
 from controller.lab.replay import replay
 from controller.lab.requests import LabelledRequest, read_requests
@@ -153,13 +154,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "triage-input")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench.triage_input needs root (network namespaces, nftables)", file=sys.stderr)
-        return 2
-    try:
-        ensure_packages()
-    except LabPackagesMissing as exc:
-        print(exc, file=sys.stderr)
+    problem = lab_unready("bench.triage_input")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     requests = [request for name in FILES for request in read_requests(CORPUS / name)]
     work = Path(tempfile.mkdtemp(prefix="autonomy-triage-lab-"))

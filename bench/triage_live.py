@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.lab_ready import lab_unready
 from bench.triage_decide import SETTLE_SECONDS
 from bench.triage_input import CORPUS, FILES
 from controller.lab import Lab, LabConfig
@@ -110,8 +111,9 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 
 
 def live(benign: int, attackers: int, rate: float, seed: int = DEFAULT_SEED) -> dict[str, Any]:
-    if os.geteuid() != 0:
-        raise SystemExit("--live needs root (network namespaces, nftables)")
+    problem = lab_unready("bench.triage --live")
+    if problem:
+        raise SystemExit(problem)
     requests = [request for name in FILES for request in read_requests(CORPUS / name)]
     sessions = assign(requests, benign + attackers, attackers, 72, 200, seed)
     labels = {s.source: s.label for s in sessions}
