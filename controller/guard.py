@@ -39,7 +39,7 @@ from controller.models import (
     Verdict,
 )
 from controller.policy_bundle import PolicyBundle
-from controller.risk import RiskContext, RiskScorer, Targets
+from controller.risk import RiskContext, RiskScorer, Targets, evidence_confidence
 from controller.scoping import IncidentFacts, Scoping
 from controller.targets import Checked, PlanShape, address_span, check_action, targets_of, unrelated_targets
 from controller.triage import RuleFeedback, SourceHistory, TriageResult, guard_summary, triage
@@ -213,7 +213,7 @@ class Guard:
                 params=params,
                 targets=targets,
                 action_confidence=action.confidence,
-                evidence_confidence=incident.confidence,
+                evidence_confidence=evidence_confidence(incident.confidence, triage),
                 environment=facts.environment,
                 sensor_blocked=incident.blocked,
             )

@@ -13,7 +13,7 @@ from typing import Any
 
 from controller.inventory import AssetIndex
 from controller.levels import RiskModel
-from controller.models import ActionClass, ActionSpec, BlastRadius, RiskAssessment, TargetKind
+from controller.models import ActionClass, ActionSpec, BlastRadius, RiskAssessment, TargetKind, TriageSummary
 
 CONTAINMENT = {
     ActionClass.CONTAIN_NETWORK,
@@ -25,6 +25,21 @@ CONTAINMENT = {
 def _worst(scored: Iterable[tuple[float, str]]) -> tuple[float, str]:
     """The highest-valued (value, why) pair: an action is as risky as its riskiest target."""
     return max(scored, key=lambda pair: pair[0], default=(0.0, "no target"))
+
+
+def evidence_confidence(alert_confidence: float, triage: TriageSummary | None) -> float:
+    """How sure the evidence makes us that there is an attack to contain: the alerts' own confidence, lowered to
+    what triage found. Triage's confidence grows with the evidence (one request caps it, a hundred do not), so
+    one alert and a hundred no longer score the same risk; it only ever lowers the sensors' figure."""
+    if triage is None:
+        return alert_confidence
+    if triage.verdict == "malicious":
+        attack = triage.confidence
+    elif triage.verdict == "noise":
+        attack = 1.0 - triage.confidence
+    else:
+        attack = 0.5  # suspicious: triage cannot tell either way
+    return min(alert_confidence, attack)
 
 
 @dataclass(frozen=True)

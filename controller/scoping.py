@@ -2,14 +2,16 @@
 
 An incident touches every inventory asset whose address the sensors reported (facts) and any asset an alert
 merely names (a claim: it can only add a scope, and more scopes only lower the level). An action touches the
-assets and users it targets. The level is the lowest of all of them (README, "How a verdict is made").
+assets and users it targets, and a case (one attacker) each attack category its alerts show. The level is the
+lowest of all of them (README, "How a verdict is made").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from controller.incidents import categories_by_weight
 from controller.inventory import AssetIndex
 from controller.levels import (
     HealthCap,
@@ -103,6 +105,16 @@ class Scoping:
                 entries.append((name, self._asset_scope(incident, name, f"asset {name or claim} named by an alert")))
         if not entries:
             entries.append((None, self._asset_scope(incident, None, "the incident (no asset of ours)")))
+        # A case's other attack categories are scopes too (more scopes only lower): evidence of malware from
+        # the same source keeps the case at malware's level, and a category outside a level's operating domain
+        # takes the case out of it, whatever category the rest of the alerts say.
+        for category in categories_by_weight(incident.alerts):
+            if category is not incident.category:
+                entries += [
+                    (name, replace(scope, category=category, subject=f"{scope.subject}, category {category.value}"))
+                    for name, scope in entries
+                    if scope.category is incident.category
+                ]
         levels = self.levels
         asset, scope = min(entries, key=lambda entry: resolve_level(levels, entry[1]).effective.rank)
         scopes = tuple(entry[1] for entry in entries)

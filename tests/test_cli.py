@@ -55,7 +55,7 @@ def test_evaluate_json_contract(state_env: dict[str, str]) -> None:
     result = run("evaluate", str(NETNS), "--json", env=state_env)
     assert result.exit_code == 0, result.output
     records = by_key(json_lines(result.stdout))
-    sqli = records["sqli:198.51.100.66"]
+    sqli = records["src:198.51.100.66"]
     assert set(sqli) == {"incident", "triage", "plan", "planner_outcome", "planner_reason", "decisions"}
     assert sqli["planner_outcome"] == "offline" and sqli["planner_reason"] is None
     assert sqli["plan"]["planner"] == "offline"
@@ -68,7 +68,7 @@ def test_evaluate_json_contract(state_env: dict[str, str]) -> None:
     assert {f["name"] for f in block["risk"]["factors"]} >= {"blast_radius", "asset_criticality"}
     assert all("raw" not in alert for alert in sqli["incident"]["alerts"])
     # The benign host's noise is never contained.
-    benign = records["protocol:203.0.113.7"]
+    benign = records["src:203.0.113.7"]
     assert not [d for d in benign["decisions"] if d["action"].startswith(("network.", "host."))]
 
 
@@ -76,7 +76,7 @@ def test_evaluate_judges_a_given_plan_at_a_given_level(state_env: dict[str, str]
     plan = REPO_ROOT / "examples" / "plans" / "block-and-ticket.json"
     result = run("evaluate", str(NETNS), "--plan", str(plan), "--level", "L2", "--json", env=state_env)
     assert result.exit_code == 0, result.output
-    sqli = by_key(json_lines(result.stdout))["sqli:198.51.100.66"]
+    sqli = by_key(json_lines(result.stdout))["src:198.51.100.66"]
     assert sqli["plan"]["planner"] == "file"
     verdicts = {d["action"]: d["verdict"] for d in sqli["decisions"]}
     assert verdicts == {"network.block_ip": "approve", "ticket.create": "execute"}
@@ -99,8 +99,8 @@ def test_malformed_lines_are_dead_lettered_and_the_rest_goes_through(tmp_path: P
     result = run("evaluate", str(mixed), "--json", env=state_env)
     assert result.exit_code == 0, result.output
     assert {r["incident"]["key"] for r in json_lines(result.stdout)} == {
-        "sqli:198.51.100.66",
-        "xss:198.51.100.66",
+        "src:198.51.100.66",
+        "src:198.51.100.66",
     }
     dead = [json.loads(line) for line in (tmp_path / "var" / "dead-letter.jsonl").read_text().splitlines()]
     assert [d["line"] for d in dead] == [2, 4]
@@ -121,7 +121,7 @@ def test_evaluate_with_opa_gives_the_same_verdicts(state_env: dict[str, str], op
 def test_tables_for_people(state_env: dict[str, str]) -> None:
     result = run("evaluate", str(NETNS), env=state_env)
     assert result.exit_code == 0
-    assert "sqli:198.51.100.66" in result.stdout and "execute" in result.stdout
+    assert "src:198.51.100.66" in result.stdout and "execute" in result.stdout
 
 
 def test_levels_validate_ok_and_broken(tmp_path: Path, settings: Settings) -> None:
@@ -172,7 +172,7 @@ def test_alert_text_is_never_rendered_as_markup(tmp_path: Path, state_env: dict[
 REVISION = "sha256:" + "ab" * 32
 
 
-def seed_ledger(state_dir: Path, key: str = "sqli:198.51.100.70") -> Ledger:
+def seed_ledger(state_dir: Path, key: str = "src:198.51.100.70") -> Ledger:
     """A small incident written through the ledger API: two alerts, a plan, a decision, an execution."""
     ledger = Ledger.from_url(Settings(state_dir=state_dir, ledger_url_override=None).ledger_url)
     for n in (1, 2):
@@ -208,7 +208,7 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
 
 
 def test_audit_show_lists_every_record_in_order(seeded: Ledger) -> None:
-    result = run("audit", "show", "sqli:198.51.100.70", "--json")
+    result = run("audit", "show", "src:198.51.100.70", "--json")
     assert result.exit_code == 0, result.output
     rows = json_lines(result.stdout)
     assert [r["seq"] for r in rows] == [1, 2, 3, 4]
@@ -216,9 +216,9 @@ def test_audit_show_lists_every_record_in_order(seeded: Ledger) -> None:
     assert rows[2]["actor"] == "planner:offline"
     assert rows[3]["summary"] == "a1 ticket.create: execute at L2"
     assert all(r["hash"] for r in rows)
-    table = runner.invoke(app, ["audit", "show", "sqli:198.51.100.70"], env={"COLUMNS": "200"})
+    table = runner.invoke(app, ["audit", "show", "src:198.51.100.70"], env={"COLUMNS": "200"})
     assert "plan by offline (web-attack-blocked): ticket.create" in table.stdout
-    unknown = run("audit", "show", "sqli:203.0.113.250")
+    unknown = run("audit", "show", "src:203.0.113.250")
     assert unknown.exit_code == 1 and "no records" in unknown.stderr
 
 
@@ -233,7 +233,7 @@ def test_audit_verify_passes_then_names_the_edited_row(seeded: Ledger) -> None:
     tampered = run("audit", "verify")
     assert tampered.exit_code == 1
     assert "TAMPERED" in tampered.stderr and "seq 4" in tampered.stderr
-    document = json.loads(run("audit", "verify", "sqli:198.51.100.70", "--json").stdout)
+    document = json.loads(run("audit", "verify", "src:198.51.100.70", "--json").stdout)
     assert document["ok"] is False
     assert document["problems"][0]["seq"] == 4
     assert document["problems"][0]["code"] == "content_edited"
@@ -251,23 +251,23 @@ def test_audit_verify_names_a_deleted_row(seeded: Ledger) -> None:
 
 
 def test_report_is_written_from_the_ledger(seeded: Ledger, tmp_path: Path) -> None:
-    result = run("report", "sqli:198.51.100.70", "--out", str(tmp_path / "out"), "--json")
+    result = run("report", "src:198.51.100.70", "--out", str(tmp_path / "out"), "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     markdown, data = Path(document["markdown"]), Path(document["json"])
     assert markdown.parent == data.parent == tmp_path / "out"
-    assert markdown.read_text().startswith("# Incident sqli:198.51.100.70")
+    assert markdown.read_text().startswith("# Incident src:198.51.100.70")
     assert json.loads(data.read_text()) == document["report"]
     assert document["report"]["alert_count"] == 2
     assert document["report"]["actions"][0]["decision"]["policy_revision"] == REVISION
-    people = run("report", "sqli:198.51.100.70")
-    assert people.exit_code == 0 and "reports/sqli_198.51.100.70.md" in people.stdout
-    assert run("report", "sqli:203.0.113.250").exit_code == 1
+    people = run("report", "src:198.51.100.70")
+    assert people.exit_code == 0 and "reports/src_198.51.100.70.md" in people.stdout
+    assert run("report", "src:203.0.113.250").exit_code == 1
 
 
 def test_audit_export_without_temporal_still_carries_the_ledger(seeded: Ledger, tmp_path: Path) -> None:
     out = tmp_path / "export.json"
-    result = run("audit", "export", "sqli:198.51.100.70", "--out", str(out), "--address", "127.0.0.1:1")
+    result = run("audit", "export", "src:198.51.100.70", "--out", str(out), "--address", "127.0.0.1:1")
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert document["format"] == "autonomy-audit-export/1"
@@ -417,50 +417,50 @@ def test_submit_then_show_approve_and_reject(loop: Loop, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     submitted = json.loads(result.stdout)
     assert submitted["incidents"] == [
-        {"key": f"sqli:{approved}", "workflow_id": f"sqli:{approved}", "alerts": 3},
-        {"key": f"sqli:{rejected}", "workflow_id": f"sqli:{rejected}", "alerts": 2},
+        {"key": f"src:{approved}", "workflow_id": f"src:{approved}", "alerts": 3},
+        {"key": f"src:{rejected}", "workflow_id": f"src:{rejected}", "alerts": 2},
     ]
     assert submitted["ingest"]["dead_lettered"] == 1
     dead = json.loads(Path(submitted["dead_letter_file"]).read_text().splitlines()[-1])
     assert (dead["line"], dead["text"]) == (4, "{broken")
 
-    status = loop.wait_for(f"sqli:{approved}", awaiting_block)
+    status = loop.wait_for(f"src:{approved}", awaiting_block)
     block = action_named(status, "network.block_ip")
     assert block["verdict"] == "approve" and block["waiting_on"] == ["bob", "carol", "heidi"]
     assert block["deadline"]
     assert status["alert_count"] == 3
     assert action_named(status, "ticket.create")["status"] == "verified"
 
-    refused = loop.cli("approve", f"sqli:{approved}", "network.block_ip", "--as", "alice")
+    refused = loop.cli("approve", f"src:{approved}", "network.block_ip", "--as", "alice")
     assert refused.exit_code == 1
     assert "vote refused" in refused.stderr and "not in an approver group" in refused.stderr
-    ok = loop.cli("approve", f"sqli:{approved}", block["action_id"], "--as", "bob", "--comment", "seen it", "--json")
+    ok = loop.cli("approve", f"src:{approved}", block["action_id"], "--as", "bob", "--comment", "seen it", "--json")
     assert ok.exit_code == 0, ok.output
     state = json.loads(ok.stdout)["state"]
     assert [v["approver"] for v in state["votes"]] == ["bob"]
     assert state["status"] in {"executing", "verified", "awaiting_revert"}
     assert state["waiting_on"] == []
-    loop.wait_for(f"sqli:{approved}", lambda s: action_named(s, "network.block_ip")["status"] == "awaiting_revert")
+    loop.wait_for(f"src:{approved}", lambda s: action_named(s, "network.block_ip")["status"] == "awaiting_revert")
     assert ("blocked", approved) in loop.worker.enforcement.state
-    twice = loop.cli("approve", f"sqli:{approved}", block["action_id"], "--as", "carol")
+    twice = loop.cli("approve", f"src:{approved}", block["action_id"], "--as", "carol")
     assert twice.exit_code == 1 and "not awaiting approval" in twice.stderr
 
-    loop.wait_for(f"sqli:{rejected}", awaiting_block)
-    no = loop.cli("reject", f"sqli:{rejected}", "network.block_ip", "--as", "carol", "--comment", "false positive")
+    loop.wait_for(f"src:{rejected}", awaiting_block)
+    no = loop.cli("reject", f"src:{rejected}", "network.block_ip", "--as", "carol", "--comment", "false positive")
     assert no.exit_code == 0, no.output
     assert "rejected" in no.stdout and "carol" in no.stdout
-    final = loop.wait_for(f"sqli:{rejected}", lambda s: s["phase"] == "closed")
+    final = loop.wait_for(f"src:{rejected}", lambda s: s["phase"] == "closed")
     assert action_named(final, "network.block_ip")["status"] == "rejected"
     assert ("blocked", rejected) not in loop.worker.enforcement.state
 
     with loop.ledger() as ledger:
-        votes = [r.payload for r in ledger.records(f"sqli:{approved}", [RecordKind.APPROVAL])]
+        votes = [r.payload for r in ledger.records(f"src:{approved}", [RecordKind.APPROVAL])]
     assert {(v["event"], v.get("approver")) for v in votes} >= {("vote_refused", "alice"), ("vote", "bob")}
     assert next(v for v in votes if v["event"] == "vote")["comment"] == "seen it"
 
-    people = loop.cli("incidents", "show", f"sqli:{approved}")
+    people = loop.cli("incidents", "show", f"src:{approved}")
     assert "network.block_ip" in people.stdout and "awaiting_revert" in people.stdout
-    unknown = loop.cli("incidents", "show", "sqli:203.0.113.251")
+    unknown = loop.cli("incidents", "show", "src:203.0.113.251")
     assert unknown.exit_code == 1 and "no workflow" in unknown.stderr
 
 
@@ -469,10 +469,10 @@ def test_incidents_list_with_and_without_temporal(loop: Loop, tmp_path: Path) ->
     alerts = tmp_path / "alerts.jsonl.gz"
     alerts.write_bytes(gzip.compress(alert_lines(range(2), source).encode()))
     assert loop.cli("submit", str(alerts), "--level", "L1", "--settle", "0.2", "--quiet", "0.3").exit_code == 0
-    loop.wait_for(f"sqli:{source}", lambda s: s["phase"] == "closed")
+    loop.wait_for(f"src:{source}", lambda s: s["phase"] == "closed")
 
     rows = {r["key"]: r for r in json_lines(loop.cli("incidents", "list", "--json").stdout)}
-    row = rows[f"sqli:{source}"]
+    row = rows[f"src:{source}"]
     assert row["alerts"] == 2 and row["workflow"] == "COMPLETED"
     assert row["status"]["phase"] == "closed"
     assert {a["status"] for a in row["status"]["actions"]} <= {"not_run", "verified"}  # L1 changes nothing
@@ -480,10 +480,10 @@ def test_incidents_list_with_and_without_temporal(loop: Loop, tmp_path: Path) ->
     offline = loop.cli("incidents", "list", "--json", "--address", "127.0.0.1:1")
     assert offline.exit_code == 0
     assert "cannot reach Temporal" in offline.stderr and "ledger only" in offline.stderr
-    row = {r["key"]: r for r in json_lines(offline.stdout)}[f"sqli:{source}"]
+    row = {r["key"]: r for r in json_lines(offline.stdout)}[f"src:{source}"]
     assert row["alerts"] == 2 and row["status"] is None and row["workflow"] is None
     table = loop.cli("incidents", "list")
-    assert f"sqli:{source}" in table.stdout and "closed" in table.stdout
+    assert f"src:{source}" in table.stdout and "closed" in table.stdout
 
 
 def test_audit_export_carries_the_workflow_history(loop: Loop, tmp_path: Path) -> None:
@@ -491,12 +491,12 @@ def test_audit_export_carries_the_workflow_history(loop: Loop, tmp_path: Path) -
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text(alert_lines(range(1), source))
     assert loop.cli("submit", str(alerts), "--level", "L1", "--settle", "0.2", "--quiet", "0.3").exit_code == 0
-    loop.wait_for(f"sqli:{source}", lambda s: s["phase"] == "closed")
-    result = loop.cli("audit", "export", f"sqli:{source}")
+    loop.wait_for(f"src:{source}", lambda s: s["phase"] == "closed")
+    result = loop.cli("audit", "export", f"src:{source}")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     temporal = document["temporal"]
-    assert temporal["available"] is True and temporal["workflow_id"] == f"sqli:{source}"
+    assert temporal["available"] is True and temporal["workflow_id"] == f"src:{source}"
     (run_,) = temporal["runs"]
     events = run_["history"]["events"]
     assert run_["status"] == "COMPLETED"
@@ -540,7 +540,7 @@ def test_ingest_follow_survives_rotation_without_losing_or_repeating(loop: Loop,
     assert ingest()["alerts"] == 1
 
     with loop.ledger() as ledger:
-        ids = [r.payload["id"] for r in ledger.records(f"sqli:{source}", [RecordKind.ALERT])]
+        ids = [r.payload["id"] for r in ledger.records(f"src:{source}", [RecordKind.ALERT])]
     assert sorted(ids) == sorted(f"cli-{source}-{n}" for n in range(9))  # every alert once, none lost
     dead = [json.loads(line) for line in (loop.settings.dead_letter_path).read_text().splitlines()]
     assert {"source": str(log), "line": 4, "text": "not json"}.items() <= next(
@@ -556,7 +556,7 @@ def test_commands_that_cannot_run_exit_2_and_say_why(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "cannot reach Temporal at 127.0.0.1:1" in result.stderr and "autonomy server" in result.stderr
     assert not (tmp_path / "var" / "ledger.db").exists()  # nothing half-submitted
-    assert run("approve", "sqli:198.51.100.76", "a1", "--as", "bob", env=env).exit_code == 2
+    assert run("approve", "src:198.51.100.76", "a1", "--as", "bob", env=env).exit_code == 2
     assert run("submit", str(tmp_path / "missing.jsonl"), env=env).exit_code == 2
     assert run("ingest", "--follow", str(tmp_path / "missing.jsonl"), "--once", env=env).exit_code == 2
     gzipped = tmp_path / "alerts.jsonl.gz"
@@ -606,7 +606,7 @@ def test_the_console_script_keeps_exit_codes_after_using_temporal() -> None:
     """`main` leaves with os._exit once a Temporal client existed (temporalio/sdk-python#300): codes must survive."""
     script = Path(sys.executable).parent / "autonomy"
     result = subprocess.run(
-        [str(script), "incidents", "show", "sqli:192.0.2.1", "--address", "127.0.0.1:1"],
+        [str(script), "incidents", "show", "src:192.0.2.1", "--address", "127.0.0.1:1"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -24,7 +24,8 @@ from tests.conftest import SHARED
 
 SAMPLES = sorted((SHARED / "samples").glob("*.jsonl"))
 NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
-SQLI, XSS = "sqli:198.51.100.66", "xss:198.51.100.66"
+ATTACKER = "src:198.51.100.66"
+"""The lab attacker's case: SQLi, XSS, traversal, RCE and scanner hits, malicious."""
 runner = CliRunner()
 
 
@@ -40,6 +41,20 @@ def by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def expected_triage(guard: Guard, path: Path) -> dict[str, TriageResult]:
     return {i.key: guard.triage(guard.enrich(i)) for i in group_alerts(read_alerts(path))}
+
+
+def xss_only(tmp_path: Path) -> Path:
+    """The sample's transactions in which CRS saw XSS alone: the attacker's case had it been only these, which
+    triage finds suspicious."""
+    kept = []
+    for number, line in enumerate(NETNS.read_text().splitlines()):
+        one = tmp_path / f"line-{number}.jsonl"
+        one.write_text(line + "\n")
+        if line.strip() and {a.category.value for a in read_alerts(one)} == {"xss"}:
+            kept.append(line)
+    path = tmp_path / "xss-only.jsonl"
+    path.write_text("".join(line + "\n" for line in kept))
+    return path
 
 
 def plan_file(tmp_path: Path, name: str, **extra: object) -> Path:
@@ -70,9 +85,9 @@ def test_json_carries_the_full_triage_and_the_guard_weighs_its_summary(
         assert record["plan"]["triage"] == summary  # the controller's, set on the plan as the workflow does
         assert all(d["triage"] == summary for d in record["decisions"]), key
     if sample == NETNS:  # the benign client's noise gets the record-only playbook, as in the workflow
-        assert records["protocol:203.0.113.7"]["triage"]["verdict"] == "noise"
-        assert records["protocol:203.0.113.7"]["plan"]["playbook"] == "noise"
-        assert records["protocol:203.0.113.7"]["decisions"] == []
+        assert records["src:203.0.113.7"]["triage"]["verdict"] == "noise"
+        assert records["src:203.0.113.7"]["plan"]["playbook"] == "noise"
+        assert records["src:203.0.113.7"]["decisions"] == []
 
 
 def test_the_table_has_a_triage_line_per_incident(env: dict[str, str], embedded_guard: Guard) -> None:
@@ -89,46 +104,52 @@ def test_the_table_has_a_triage_line_per_incident(env: dict[str, str], embedded_
         )
         assert line in lines, (key, line, lines)
     out = result.stdout.splitlines()
-    start = next(i for i, line in enumerate(out) if line.startswith(f"{SQLI} "))
+    start = next(i for i, line in enumerate(out) if line.startswith(f"{ATTACKER} "))
     after = next(line.strip() for line in out[start:] if line.strip().startswith("triage:"))
-    assert after.startswith("triage: malicious, confidence 0.86, score 79.1; ATT&CK T1190")  # under its incident
+    # under its incident: the case's every technique (SQLi, command injection, scanning)
+    assert after.startswith("triage: malicious, confidence 0.97, score 100; ATT&CK T1059, T1190, T1595, T1595.002")
 
 
 def test_a_plan_files_triage_claim_changes_nothing(tmp_path: Path, env: dict[str, str]) -> None:
-    """The xss incident is suspicious: at L4 its block needs a person. A plan claiming the incident is
+    """An XSS-only case is suspicious: at L4 its block needs a person. A plan claiming the incident is
     malicious at confidence 1 gets exactly the same decisions as the same plan without the claim."""
-    plain = by_key(evaluate(env, str(NETNS), "--plan", str(plan_file(tmp_path, "plain")), "--level", "L4"))
+    xss = str(xss_only(tmp_path))
     claim = {"verdict": "malicious", "confidence": 1, "score": 100, "model_revision": "mine", "techniques": []}
-    claimed = by_key(
-        evaluate(env, str(NETNS), "--plan", str(plan_file(tmp_path, "claim", triage=claim)), "--level", "L4")
-    )
 
     def decided(record: dict[str, Any]) -> list[tuple[Any, ...]]:
         return [(d["action"], d["verdict"], d["reasons"], d["triage"]) for d in record["decisions"]]
 
-    assert plain.keys() == claimed.keys()
-    for key in plain:
-        assert decided(claimed[key]) == decided(plain[key]), key
-        assert claimed[key]["plan"]["triage"] == plain[key]["plan"]["triage"]  # the controller's, not the file's
-        assert claimed[key]["plan"]["planner_triage"] is None
-    (block,) = claimed[XSS]["decisions"]
-    assert block["verdict"] == "approve" and block["triage"]["verdict"] == "suspicious"
-    assert any(r.startswith("triage says suspicious") for r in block["reasons"])
-    assert claimed[SQLI]["decisions"][0]["verdict"] == "execute"  # malicious at 0.86: the bar is met anyway
+    for alerts in (xss, str(NETNS)):
+        plain = by_key(evaluate(env, alerts, "--plan", str(plan_file(tmp_path, "plain")), "--level", "L4"))
+        claimed = by_key(
+            evaluate(env, alerts, "--plan", str(plan_file(tmp_path, "claim", triage=claim)), "--level", "L4")
+        )
+        assert plain.keys() == claimed.keys()
+        for key in plain:
+            assert decided(claimed[key]) == decided(plain[key]), key
+            assert claimed[key]["plan"]["triage"] == plain[key]["plan"]["triage"]  # the controller's, not the file's
+            assert claimed[key]["plan"]["planner_triage"] is None
+        if alerts == xss:
+            (block,) = claimed[ATTACKER]["decisions"]
+            assert block["verdict"] == "approve" and block["triage"]["verdict"] == "suspicious"
+            assert any(r.startswith("triage says suspicious") for r in block["reasons"])
+        else:
+            assert claimed[ATTACKER]["decisions"][0]["verdict"] == "execute"  # malicious: the bar is met anyway
 
 
 def test_a_plan_files_planner_triage_lowers_and_never_raises(tmp_path: Path, env: dict[str, str]) -> None:
     lower = {"verdict": "suspicious", "confidence": 0.9, "rationale": "<img src=x onerror=alert(1)> looks benign"}
     lowered = by_key(evaluate(env, str(NETNS), "--plan", str(plan_file(tmp_path, "low", planner_triage=lower))))
-    (block,) = lowered[SQLI]["decisions"]
+    (block,) = lowered[ATTACKER]["decisions"]
     assert block["verdict"] == "approve"  # malicious 0.86 lowered to suspicious: a person approves
     assert block["triage"]["verdict"] == "suspicious"
     assert (block["triage"]["controller_verdict"], block["triage"]["lowered_by"]) == ("malicious", "planner:file")
-    assert lowered[SQLI]["triage"]["verdict"] == "malicious"  # the full triage stays the controller's
+    assert lowered[ATTACKER]["triage"]["verdict"] == "malicious"  # the full triage stays the controller's
 
     raise_ = {"verdict": "malicious", "confidence": 1.0}
-    raised = by_key(evaluate(env, str(NETNS), "--plan", str(plan_file(tmp_path, "high", planner_triage=raise_))))
-    (block,) = raised[XSS]["decisions"]
+    xss = str(xss_only(tmp_path))
+    raised = by_key(evaluate(env, xss, "--plan", str(plan_file(tmp_path, "high", planner_triage=raise_))))
+    (block,) = raised[ATTACKER]["decisions"]
     assert block["verdict"] == "approve" and block["triage"]["verdict"] == "suspicious"
     assert block["triage"]["lowered_by"] is None
 
@@ -137,7 +158,7 @@ def test_a_plan_files_planner_triage_lowers_and_never_raises(tmp_path: Path, env
     )
     assert table.exit_code == 0, table.output
     assert (
-        "the guard was given suspicious, confidence 0.86, score 79.1 (lowered by planner:file from the "
+        "the guard was given suspicious, confidence 0.9, score 100 (lowered by planner:file from the "
         "controller's malicious)" in table.stdout
     )
 

@@ -111,7 +111,7 @@ def test_fourteen_blocks_in_one_plan_need_a_person(tmp_path: Path, engine: str) 
     plan = write_plan(tmp_path / "p.json", *(block(src) for src in sources))
     # One incident per source: judge the whole plan against the first one, whose alerts name only the first.
     records = evaluate(tmp_path, engine, alerts, "--plan", str(plan), "--level", "L3")
-    first = next(r for r in records if r["incident"]["key"] == "sqli:198.51.100.20")
+    first = next(r for r in records if r["incident"]["key"] == "src:198.51.100.20")
     verdicts = {d["verdict"] for d in first["decisions"]}
     assert verdicts == {"approve"}
     reasons = [r for d in first["decisions"] for r in d["reasons"]]

@@ -34,7 +34,7 @@ from controller.reports import build_report, render_markdown, write_incident_rep
 from controller.trail import build_trail
 from controller.trail.render import render_markdown as render_trail_markdown
 
-KEY = "sqli:198.51.100.66"
+KEY = "src:198.51.100.66"
 IMG = "<img src=x onerror=alert(1)>"
 HOSTILE = [
     f"/a`b`` {IMG} ``",  # backticks closing a code span, then a live tag

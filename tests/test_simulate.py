@@ -60,10 +60,10 @@ def test_stream_incidents_matches_group_alerts_within_the_window_and_stays_bound
     assert [len(i.alerts) for i in stream_incidents(storm, max_alerts=10)] == [10, 10, 5]
     split = [_alert(0, "100.64.0.1"), *(_alert(n, f"100.64.1.{n}") for n in range(1, 5)), _alert(9, "100.64.0.1")]
     keys = [i.key for i in stream_incidents(split, window=3)]
-    assert keys.count("sqli:100.64.0.1") == 2
+    assert keys.count("src:100.64.0.1") == 2
     assert len(keys) == 6
     # never more than max_open incidents held: the oldest closes first
-    assert [i.key for i in stream_incidents(split, max_open=1)][:2] == ["sqli:100.64.0.1", "sqli:100.64.1.1"]
+    assert [i.key for i in stream_incidents(split, max_open=1)][:2] == ["src:100.64.0.1", "src:100.64.1.1"]
 
 
 def test_counts_add_up_at_every_level(settings: Settings) -> None:

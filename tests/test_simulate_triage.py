@@ -35,7 +35,17 @@ runner = CliRunner()
 
 
 def alerts() -> list[Alert]:
-    return [a for path in SAMPLES for a in read_alerts(path)]
+    """The samples' alerts with each source's categories sent from addresses of their own, so that every attack
+    class is a case (one attacker, one case): the shares and flips then have cases of every verdict to show."""
+    sources: dict[tuple[str, str], str] = {}
+    split = []
+    for alert in (a for path in SAMPLES for a in read_alerts(path)):
+        if alert.src_ip is None:
+            split.append(alert)
+            continue
+        address = sources.setdefault((alert.src_ip, alert.category.value), f"203.0.113.{len(sources) + 1}")
+        split.append(alert.model_copy(update={"src_ip": address}))
+    return split
 
 
 def candidate(root: Path, settings: Settings, *edits: tuple[str, str, str]) -> SimConfig:
@@ -157,7 +167,9 @@ def test_cli_table_json_and_html_show_the_shares_and_the_triage_diff(tmp_path: P
     cand = candidate(tmp_path, settings)
     html = tmp_path / "sim.html"
     env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var"), "COLUMNS": "250"}
-    args = ["simulate", *map(str, SAMPLES), "--against-levels", str(cand.settings.levels_dir), "--no-progress"]
+    split = tmp_path / "split.jsonl"  # the samples as alerts() splits them, in our own Alert JSON (lossless)
+    split.write_text("".join(a.model_dump_json() + "\n" for a in alerts()))
+    args = ["simulate", str(split), "--against-levels", str(cand.settings.levels_dir), "--no-progress"]
     result = runner.invoke(app, [*args, "--json", "--html", str(html)], env=env)
     assert result.exit_code == 0, result.output
     documents: list[dict[str, Any]] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -423,7 +423,7 @@ async def test_the_command_writes_the_files_and_the_page_renders(loop: Loop, tmp
     assert document["trail"]["format"] == "autonomy-audit-trail/1" and not document["trail"]["history"]["available"]
     assert "workflow history absent" in as_json.stderr
 
-    unknown = await asyncio.to_thread(run, "sqli:203.0.113.250", "--address", incident.address)
+    unknown = await asyncio.to_thread(run, "src:203.0.113.250", "--address", incident.address)
     assert unknown.exit_code == 1 and "no records for incident" in unknown.stderr
 
     png = screenshot(out / f"{name}.trail.html", tmp_path / "trail.png", width=1280, height=2400)

@@ -55,6 +55,11 @@ def incidents_of(path: Path) -> dict[str, Incident]:
     return {i.key: i for i in group_alerts(alerts_of(path))}
 
 
+def of_category(path: Path, src: str, category: Category) -> Incident:
+    """One source's alerts of one category: what a case's category view holds, or a case that has only it."""
+    return incident_from_alerts(f"src:{src}", [a for a in alerts_of(path) if a.src_ip == src and a.category is category])
+
+
 def one(alert: Alert) -> Incident:
     """A single alert as its own incident: a lone request from a new address."""
     return incident_from_alerts(f"{alert.category.value}:{alert.src_ip}", [alert])
@@ -92,11 +97,13 @@ def test_every_sample_incident_gets_an_explained_verdict(path: Path) -> None:
 
 def test_the_lab_attackers_sqli_storm_is_malicious_and_the_benign_client_is_noise() -> None:
     incidents = incidents_of(NETNS)
-    storm = triage(incidents[f"sqli:{ATTACKER}"], model())
+    storm = triage(of_category(NETNS, ATTACKER, Category.SQLI), model())
     assert storm.verdict is TriageVerdict.MALICIOUS and storm.confidence >= 0.8
     assert storm.evidence.libinjection_hits >= 14 and storm.evidence.statuses == {"403": 14}
+    case = triage(incidents[f"src:{ATTACKER}"], model())  # the attacker's whole case: every class it tried
+    assert case.verdict is TriageVerdict.MALICIOUS and len(case.evidence.attack_classes) >= 5
     # 203.0.113.7 browsed /products and / and got 200s; CRS flagged only the numeric Host header (920350, PL1).
-    benign = triage(incidents[f"protocol:{BENIGN}"], model())
+    benign = triage(incidents[f"src:{BENIGN}"], model())
     assert benign.verdict is TriageVerdict.NOISE
     assert benign.evidence.reached_application == 6 and benign.evidence.blocked == 0
 
@@ -106,7 +113,7 @@ def test_a_containment_403_is_not_the_sensors_verdict() -> None:
     those requests, so they do not count as the sensor's verdict (our own block must not feed back)."""
     contained = [a for a in alerts_of(NETNS) if a.src_ip == ATTACKER and a.rule_ids == ["920350"] and a.blocked]
     assert contained, "the sample has containment 403s"
-    result = triage(incident_from_alerts(f"protocol:{ATTACKER}", contained), model())
+    result = triage(incident_from_alerts(f"src:{ATTACKER}", contained), model())
     assert result.evidence.blocked == 0 and result.evidence.statuses == {"403": len(contained)}
     assert result.verdict is TriageVerdict.NOISE
 
@@ -115,16 +122,16 @@ def test_tool_driven_attack_across_classes_is_malicious_with_confidence() -> Non
     """Every attack-class alert 198.51.100.66 sent (real lab records), as one incident: dozens of payloads."""
     attack = [a for a in alerts_of(NETNS) if a.src_ip == ATTACKER and a.category is not Category.PROTOCOL]
     assert len(attack) >= 30
-    result = triage(incident_from_alerts(f"sqli:{ATTACKER}", attack), model())
+    result = triage(incident_from_alerts(f"src:{ATTACKER}", attack), model())
     assert result.verdict is TriageVerdict.MALICIOUS and result.confidence >= 0.8
     assert {"sqli", "xss", "lfi", "rce", "php_injection"} <= set(result.evidence.attack_classes)
     assert_explained(result)
 
 
 def test_split_by_category_the_sources_other_classes_come_from_history() -> None:
-    """The product groups by category, so the same tool is several incidents; the ledger's view of the source's
-    other categories (SourceHistory.categories) brings the classes back together."""
-    sqli = incidents_of(NETNS)[f"sqli:{ATTACKER}"]
+    """A case holds the source's classes while it is open; a later case that has one class only (the same tool
+    back after the first case closed) gets the others from the ledger's view of the source (SourceHistory)."""
+    sqli = of_category(NETNS, ATTACKER, Category.SQLI)
     alone = triage(sqli, model())
     others = frozenset({Category.XSS, Category.LFI, Category.RCE, Category.PHP_INJECTION})
     together = triage(sqli, model(), SourceHistory(categories=others))
@@ -160,10 +167,10 @@ def test_no_single_request_anywhere_is_malicious_with_confidence_08() -> None:
 
 
 def test_one_alert_and_a_hundred_do_not_score_the_same_with_diminishing_returns() -> None:
-    sqli = incidents_of(CORPUS)["sqli:127.0.0.1"].alerts
+    sqli = incidents_of(CORPUS)["src:127.0.0.1"].alerts
 
     def repetition(n: int) -> float:
-        result = triage(incident_from_alerts("sqli:127.0.0.1", sqli[:n]), model())
+        result = triage(incident_from_alerts("src:127.0.0.1", sqli[:n]), model())
         return next(f.value for f in result.factors if f.name == "repetition")
 
     r1, r10, r50, r100 = (repetition(n) for n in (1, 10, 50, 100))
@@ -174,10 +181,10 @@ def test_one_alert_and_a_hundred_do_not_score_the_same_with_diminishing_returns(
 
 def test_adding_alerts_never_lowers_the_score() -> None:
     """Max/count aggregation: an attacker cannot dilute a real attack with harmless requests or engine noise."""
-    sqli = incidents_of(CORPUS)["sqli:127.0.0.1"].alerts
+    sqli = incidents_of(CORPUS)["src:127.0.0.1"].alerts
     scores = [triage(incident_from_alerts("k", list(sqli[:n])), model()).score for n in range(1, 200, 7)]
     assert scores == sorted(scores)
-    storm = incidents_of(NETNS)[f"sqli:{ATTACKER}"]
+    storm = incidents_of(NETNS)[f"src:{ATTACKER}"]
     harmless = [a for a in alerts_of(NETNS) if a.src_ip == BENIGN]  # 920350 on pages that answered 200
     diluted = incident_from_alerts(storm.key, [*storm.alerts, *harmless * 10])
     assert triage(diluted, model()).score >= triage(storm, model()).score
@@ -213,7 +220,7 @@ def test_a_scanner_user_agent_raises_suspicion_and_a_browsers_never_lowers_it() 
 
 
 def test_crs_scanner_rule_913100_counts_as_scanner_with_attack_techniques() -> None:
-    result = triage(incidents_of(NETNS)[f"scanner:{ATTACKER}"], model())
+    result = triage(incidents_of(NETNS)[f"src:{ATTACKER}"], model())
     scanner = next(f for f in result.factors if f.name == "scanner")
     assert scanner.value == 1.0 and scanner.trust == "sensor"  # CRS matched it: the sensor's fact
     assert {"T1595", "T1595.002"} <= {t.id for t in result.techniques}
@@ -221,8 +228,8 @@ def test_crs_scanner_rule_913100_counts_as_scanner_with_attack_techniques() -> N
 
 def test_waf_and_ids_on_the_same_source_agree() -> None:
     """The lab's ModSecurity and Suricata saw the same SQLi from 198.51.100.66: same incident key, two sensors."""
-    waf = incidents_of(NETNS)[f"sqli:{ATTACKER}"]
-    ids = incidents_of(EVE)[f"sqli:{ATTACKER}"]
+    waf = of_category(NETNS, ATTACKER, Category.SQLI)
+    ids = of_category(EVE, ATTACKER, Category.SQLI)
     both = incident_from_alerts(waf.key, [*waf.alerts, *ids.alerts])
     agreed = triage(both, model())
     assert next(f for f in agreed.factors if f.name == "sensor_agreement").value == 1.0
@@ -235,7 +242,7 @@ def test_waf_and_ids_on_the_same_source_agree() -> None:
 
 def test_ids_signatures_on_one_request_count_once_for_repetition() -> None:
     """Suricata fired three SQLi signatures on one HTTP request (one flow, one tx): one request, not three."""
-    result = triage(incidents_of(EVE)[f"sqli:{ATTACKER}"], model())
+    result = triage(of_category(EVE, ATTACKER, Category.SQLI), model())
     assert result.evidence.alerts == 3 and result.evidence.requests == 1
     assert result.evidence.statuses == {"403": 1}
 
@@ -243,7 +250,7 @@ def test_ids_signatures_on_one_request_count_once_for_repetition() -> None:
 def test_ids_alerts_on_the_servers_403_answer_are_weak_evidence() -> None:
     """ "GPL WEB_SERVER 403 Forbidden" (to_client) says the server refused something; it is not an attack."""
     answers = [a for a in alerts_of(EVE) if a.rule_ids == ["2101201"]]
-    result = triage(incident_from_alerts(f"other:{ATTACKER}", answers), model())
+    result = triage(incident_from_alerts(f"src:{ATTACKER}", answers), model())
     strength = next(f for f in result.factors if f.name == "rule_strength")
     assert strength.value <= 0.3 and result.evidence.attack_classes == []
     assert result.verdict is not TriageVerdict.MALICIOUS
@@ -265,7 +272,7 @@ def test_suricata_engine_events_are_noise_and_do_not_count() -> None:
 
 
 def test_history_only_raises() -> None:
-    incident = incidents_of(NGINX)["xss:127.0.0.1"]
+    incident = incidents_of(NGINX)["src:127.0.0.1"]
     plain = triage(incident, model())
     assert triage(incident, model(), SourceHistory()).score == plain.score
     # A long quiet past (many earlier incidents, none malicious) is cheap to fake: it must not help the source.
@@ -280,11 +287,11 @@ def test_protocol_only_incidents_are_capped_below_malicious() -> None:
     """Corpus requests whose rules are all protocol enforcement (920xxx), however many: at most suspicious."""
     protocol = [
         a
-        for a in incidents_of(CORPUS)["protocol:127.0.0.1"].alerts
+        for a in incidents_of(CORPUS)["src:127.0.0.1"].alerts
         if all(r[:3] in ("920", "949", "980") for r in a.rule_ids)
     ]
     assert len(protocol) >= 100
-    result = triage(incident_from_alerts("protocol:127.0.0.1", protocol), model())
+    result = triage(incident_from_alerts("src:127.0.0.1", protocol), model())
     assert result.verdict is TriageVerdict.SUSPICIOUS
     assert result.score <= model().caps.protocol_only_score
     assert any(f.name == "cap_protocol_only" and f.contribution < 0 for f in result.factors)
@@ -308,7 +315,7 @@ def test_crs_corpus_verdicts_and_cost(capsys: pytest.CaptureFixture[str]) -> Non
     tool-driven payloads) are malicious with confidence; the distribution and the cost are printed."""
     incidents = group_alerts(alerts_of(CORPUS))
     results = {i.key: triage(i, model()) for i in incidents}
-    for key in ("sqli:127.0.0.1", "xss:127.0.0.1", "rce:127.0.0.1", "php_injection:127.0.0.1"):
+    for key in ("src:127.0.0.1", "src:127.0.0.1", "src:127.0.0.1", "src:127.0.0.1"):
         assert results[key].verdict is TriageVerdict.MALICIOUS and results[key].confidence >= 0.8, key
     for result in results.values():
         assert_explained(result)
@@ -333,12 +340,13 @@ def test_crs_corpus_verdicts_and_cost(capsys: pytest.CaptureFixture[str]) -> Non
 def test_sensors_without_rule_metadata_are_never_de_noised_when_they_say_high() -> None:
     """OCSF findings (the shipped example: an EDR's C2 beacon, lateral movement, exfiltration) carry no rule
     metadata triage can rate: a high/critical one is at least suspicious, a medium one may be noise."""
-    incidents = incidents_of(REPO / "examples" / "alerts" / "ocsf-detection-finding.jsonl")
-    c2 = triage(incidents["c2:10.0.4.31"], model())
+    findings = REPO / "examples" / "alerts" / "ocsf-detection-finding.jsonl"
+    incidents = incidents_of(findings)
+    c2 = triage(of_category(findings, "10.0.4.31", Category.C2), model())
     assert c2.verdict is TriageVerdict.SUSPICIOUS
     assert any(f.name == "floor_unrated_sensor" and f.trust == "model" for f in c2.factors)
     assert [t.id for t in c2.techniques] == ["T1071"]
-    lateral = triage(incidents["lateral_movement:10.0.4.31"], model())
+    lateral = triage(of_category(findings, "10.0.4.31", Category.LATERAL_MOVEMENT), model())
     assert [t.id for t in lateral.techniques] == ["T1021", "T1210"]
     for incident in incidents.values():
         result = triage(incident, model())

@@ -26,7 +26,7 @@ def accept_charset_storm() -> Incident:
     on all traffic" case. The corpus requests where 920450 is the only rule that fired."""
     alerts = [a for a in alerts_of(CORPUS) if set(a.rule_ids) - {"949110", "980130"} == {"920450"}]
     assert len(alerts) >= 30
-    return incident_from_alerts("protocol:127.0.0.1", alerts)
+    return incident_from_alerts("src:127.0.0.1", alerts)
 
 
 def test_discount_grows_with_rejections_within_the_bound_and_confirmations_undo_it() -> None:
@@ -53,7 +53,7 @@ def test_a_rule_people_keep_rejecting_turns_its_storm_into_noise() -> None:
 
 
 def test_feedback_takes_at_most_half_of_the_rules_points_even_on_a_real_attack() -> None:
-    storm = incidents_of(NETNS)[f"sqli:{ATTACKER}"]
+    storm = incidents_of(NETNS)[f"src:{ATTACKER}"]
     plain = triage(storm, model())
     every_rule = {r: FeedbackCounts(rejected=MANY) for a in storm.alerts for r in a.rule_ids}
     rejected = triage(storm, model(), feedback=RuleFeedback(rules=every_rule))
@@ -77,7 +77,7 @@ def test_feedback_is_reversible_and_absent_feedback_changes_nothing() -> None:
 def test_rule_on_path_feedback_is_smaller_and_only_where_people_said_so() -> None:
     """942100 rejected on /item: the 12 sqli requests to /item lose at most max_path_discount of their points;
     the attacker chose that path, so it is bounded lower than a rule-wide rejection, and other paths keep theirs."""
-    storm = incidents_of(NETNS)[f"sqli:{ATTACKER}"]
+    storm = incidents_of(NETNS)[f"src:{ATTACKER}"]
     on_item = [a for a in storm.alerts if (a.url or "").startswith("/item?")]
     elsewhere = [a for a in storm.alerts if not (a.url or "").startswith("/item?")]
     assert len(on_item) >= 10 and elsewhere

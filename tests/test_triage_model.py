@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controller.incidents import category_views
 from controller.levels import LevelConfigError
 from controller.models import Category
 from controller.triage import TRIAGE_FILE, load_triage_model, triage
@@ -111,23 +112,29 @@ def test_weights_that_cannot_reach_100_are_refused(levels_copy: Path) -> None:
 # ------------------------------------------------------------------------------------------------ ATT&CK
 
 
-def techniques_of(path: Path, key: str) -> dict[str, str]:
-    return {t.id: t.name for t in triage(incidents_of(path)[key], model()).techniques}
+def techniques_of(path: Path, src: str, category: str) -> dict[str, str]:
+    """The techniques of one source's alerts of one category (one category view of its case)."""
+    case = incidents_of(path)[f"src:{src}"]
+    view = next(v for v in category_views(case) if v.category.value == category)
+    return {t.id: t.name for t in triage(view, model()).techniques}
 
 
 def test_attack_techniques_from_real_alerts() -> None:
-    assert techniques_of(NGINX, "sqli:127.0.0.1") == {"T1190": "Exploit Public-Facing Application"}
-    rce = techniques_of(NGINX, "rce:127.0.0.1")
+    assert techniques_of(NGINX, "127.0.0.1", "sqli") == {"T1190": "Exploit Public-Facing Application"}
+    rce = techniques_of(NGINX, "127.0.0.1", "rce")
     assert rce["T1059"] == "Command and Scripting Interpreter" and "T1190" in rce
-    scan = techniques_of(NETNS, f"scanner:{ATTACKER}")
+    scan = techniques_of(NETNS, ATTACKER, "scanner")
     assert scan["T1595"] == "Active Scanning" and scan["T1595.002"] == "Vulnerability Scanning"
-    assert techniques_of(EVE, f"java_injection:{ATTACKER}") == {"T1190": "Exploit Public-Facing Application"}
-    assert techniques_of(EVE, f"rfi:{ATTACKER}") == {
+    assert techniques_of(EVE, ATTACKER, "java_injection") == {"T1190": "Exploit Public-Facing Application"}
+    assert techniques_of(EVE, ATTACKER, "rfi") == {
         "T1105": "Ingress Tool Transfer",
         "T1190": "Exploit Public-Facing Application",
     }
     # Protocol oddities (a numeric Host header) map to no technique: no guessing.
-    assert techniques_of(NETNS, "protocol:203.0.113.7") == {}
+    assert techniques_of(NETNS, "203.0.113.7", "protocol") == {}
+    # A case holds every category's techniques.
+    case = {t.id for t in triage(incidents_of(NGINX)["src:127.0.0.1"], model()).techniques}
+    assert {"T1190", "T1059"} <= case
 
 
 def test_attack_table_covers_the_categories_without_rule_metadata() -> None:

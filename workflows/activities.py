@@ -26,6 +26,7 @@ from actions.adapters.base import (
 )
 from actions.registry import get_spec, validate_params
 from controller.approver_keys import ApproverKeysError, Ballot, RefusalCode, TokenRefused, load_configured, verify_vote
+from controller.cases import split_in_hand
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import Ledger, RecordKind
@@ -45,6 +46,7 @@ from workflows.contracts import (
     ExecutionResult,
     GuardedAction,
     GuardRequest,
+    PlanRequest,
     PreflightRequest,
     PreflightResult,
     RecordRequest,
@@ -90,7 +92,14 @@ class IncidentActivities:
 
     @activity.defn(name="plan_incident")
     async def plan_incident(self, incident: Incident) -> Plan:
-        return await asyncio.to_thread(self._plan, incident, run_key())
+        """A case's only round, as workflows started before decision rounds (CASE_ROUNDS) plan it."""
+        return await asyncio.to_thread(self._plan, PlanRequest(incident=incident), run_key())
+
+    @activity.defn(name="plan_round")
+    async def plan_round(self, request: PlanRequest) -> Plan:
+        """One round of a case (controller/cases.py): what earlier rounds hold is not proposed again, and a later
+        round's action ids carry the round (r2.a1), so votes, decisions and executions never mix rounds."""
+        return await asyncio.to_thread(self._plan, request, run_key())
 
     def _planners(self, guard: Guard | UnavailableGuard) -> tuple[OfflinePlanner, ClaudePlanner | None]:
         """The planners, rebuilt only when the guard (its asset groups) or the playbooks changed on disk.
@@ -106,9 +115,9 @@ class IncidentActivities:
                 self._planner_cache = (fingerprint, offline, claude)
             return self._planner_cache[1], self._planner_cache[2]
 
-    def _plan(self, incident: Incident, key: str) -> Plan:
+    def _plan(self, request: PlanRequest, key: str) -> Plan:
         guard = self.guards.current()
-        incident = guard.enrich(incident)
+        incident = guard.enrich(request.incident)
         triage: dict[str, Any] = {}
         summary, factors = None, []
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
@@ -117,13 +126,19 @@ class IncidentActivities:
             triage = {"triage_detail": result.model_dump(mode="json")}
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors)
         plan, extra = choice.plan.model_copy(update={"triage": summary}), dict(triage)
+        step = "" if request.round == 1 else f"/r{request.round}"
+        if request.round > 1:
+            fresh, held = split_in_hand(plan.actions, request.in_hand)
+            fresh = [a.model_copy(update={"id": f"r{request.round}.{a.id}"}) for a in fresh]
+            plan = plan.model_copy(update={"actions": fresh})
+            extra |= {"round": request.round, "in_hand": held}
         if choice.claude is not None:
             transcript = self.ledger.append(
                 incident.key,
                 RecordKind.TRANSCRIPT,
                 "planner:claude",
                 choice.claude.transcript,
-                idempotency_key=f"{key}/transcript",
+                idempotency_key=f"{key}/transcript{step}",
             )
             extra |= {
                 "planner_outcome": choice.claude.outcome,
@@ -134,7 +149,7 @@ class IncidentActivities:
             }
         payload = {**plan.model_dump(mode="json"), **extra}
         self.ledger.append(
-            incident.key, RecordKind.PLAN, f"planner:{plan.planner}", payload, idempotency_key=f"{key}/plan"
+            incident.key, RecordKind.PLAN, f"planner:{plan.planner}", payload, idempotency_key=f"{key}/plan{step}"
         )
         return plan
 
@@ -431,6 +446,7 @@ class IncidentActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.plan_incident,
+            self.plan_round,
             self.guard_plan,
             self.verify_approval,
             self.preflight,

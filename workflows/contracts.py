@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from actions.adapters.base import ActionOutcome, VerifyOutcome
+from controller.cases import InHand
 from controller.levels import OnTimeout
 from controller.models import ActionClass, Alert, GuardDecision, Incident, Level, Plan, ProposedAction
 
@@ -79,6 +80,14 @@ class GuardedAction(BaseModel):
     ttl_seconds: int | None = None
     approval: ApprovalSpec | None = None
     shadow: bool = False
+
+
+class PlanRequest(BaseModel):
+    """One round of a case's planning (controller/cases.py): its alerts so far and what earlier rounds hold."""
+
+    incident: Incident
+    round: int = Field(default=1, ge=1)
+    in_hand: list[InHand] = Field(default_factory=list)
 
 
 class GuardRequest(BaseModel):
@@ -202,6 +211,8 @@ class ActionStatus(StrEnum):
     COMPENSATED = "compensated"
     AWAITING_REVERT = "awaiting_revert"
     REVERTED = "reverted"
+    SUPERSEDED = "superseded"
+    """It waited for approval when a later round decided the same effect again, on more evidence."""
 
 
 class ActionState(BaseModel):
@@ -220,6 +231,9 @@ class ActionState(BaseModel):
         default=True, description="False when the effect pre-existed (another incident's): never undone from here"
     )
     by_veto_window: bool = Field(default=False, description="nobody answered: the level's veto window let it run")
+    target: str | None = Field(default=None, description="the target param's value (controller.cases.effect_key)")
+    ttl_seconds: int | None = None
+    round: int = Field(default=1, description="the case's decision round that proposed it")
 
 
 class IncidentStatus(BaseModel):
@@ -230,6 +244,7 @@ class IncidentStatus(BaseModel):
     planner: str | None = None
     playbook: str | None = None
     held_for_person: str | None = Field(default=None, description="why the planner handed the incident to a person")
+    rounds: int = Field(default=0, description="how often the case was decided (it grows: controller/cases.py)")
     actions: list[ActionState] = Field(default_factory=list)
     report: dict[str, str] | None = None
 

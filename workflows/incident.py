@@ -19,9 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from actions.adapters.base import ActionOutcome
+    from controller import cases
     from controller.incidents import incident_from_alerts
     from controller.levels import OnTimeout
-    from controller.models import Alert, Incident, Plan, Verdict
+    from controller.models import Alert, Category, Incident, Plan, Verdict
     from workflows import approvals
     from workflows.activities import IncidentActivities
     from workflows.contracts import (
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         GuardRequest,
         IncidentStart,
         IncidentStatus,
+        PlanRequest,
         PreflightRequest,
         PreflightResult,
         RecordRequest,
@@ -51,6 +53,9 @@ LOCAL_TIMEOUT = timedelta(seconds=20)
 VERIFY_TIMEOUT = timedelta(seconds=30)
 """The approver's client waits on the verification: a few quick attempts, then the vote is refused."""
 VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
+CASE_ROUNDS = "case-decision-rounds"
+"""Patch: a case is decided again as its evidence grows (controller/cases.py). Histories recorded before it
+replay the single round: plan once, act, wait for quiet."""
 VERIFIED_VOTES = "votes-verified-by-worker"
 """Patch: votes are verified (signed token, require_signed) before they count. Histories recorded before it
 replay the old handler, which counted the vote at once."""
@@ -87,6 +92,10 @@ class IncidentWorkflow:
         self.recorded_votes: dict[str, int] = {}
         self.verifying: dict[str, set[str]] = {}
         """Per action, approvers whose vote is being verified: not counted yet, but a second vote is a double."""
+        self.rounds = 0
+        self.categories: set[Category] = set()
+        self.superseded: dict[str, str] = {}
+        """Per action waiting for approval, the later round's action that decided the same effect again."""
 
     # -- inputs from outside ---------------------------------------------------------------------------
 
@@ -96,6 +105,7 @@ class IncidentWorkflow:
         for alert in batch.alerts:
             if alert.id not in self.alerts:
                 self.alerts[alert.id] = alert
+                self.categories.add(alert.category)
                 self.last_alert_at = workflow.now()
 
     @workflow.update
@@ -228,6 +238,7 @@ class IncidentWorkflow:
             planner=self.plan.planner if self.plan else None,
             playbook=self.plan.playbook if self.plan else None,
             held_for_person=self.plan.hold_reason if self.plan else None,
+            rounds=self.rounds,
             actions=list(self.states.values()),
             report={"markdown": self.report.markdown, "json": self.report.json_path} if self.report else None,
         )
@@ -238,6 +249,78 @@ class IncidentWorkflow:
     async def run(self, start: IncidentStart) -> IncidentStatus:
         self.key = start.key
         await workflow.wait_condition(lambda: bool(self.alerts))
+        if workflow.patched(CASE_ROUNDS):
+            await self._decide_in_rounds(start)
+        else:
+            await self._decide_once(start)
+        self.phase = "reporting"
+        self.report = await workflow.execute_activity_method(
+            IncidentActivities.write_report, self.key, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
+        )
+        self.phase = "closed"
+        return self.status()
+
+    async def _decide_in_rounds(self, start: IncidentStart) -> None:
+        """Decide the case, then again each time its evidence has grown enough (controller/cases.py), while the
+        actions of earlier rounds go their own way; close once it is quiet and every action has finished."""
+        handlers: list[asyncio.Task[None]] = []
+        while True:
+            if start.settle_seconds:
+                await workflow.sleep(start.settle_seconds)
+            alerts = list(self.alerts.values())
+            decided = (len(alerts), frozenset(self.categories))
+            incident = incident_from_alerts(start.key, alerts)
+            self.rounds += 1
+            self.phase = "planning"
+            plan = await self._plan_round(incident)
+            if plan is not None and plan.actions:
+                self.phase = "guarding"
+                guarded = await self._guard(incident, plan, start)
+                self._supersede(guarded)
+                handlers += [asyncio.create_task(self._handle(incident, item, start)) for item in guarded]
+            self.phase = "acting"
+            if not await self._next_round(start, decided, handlers):
+                return
+
+    async def _next_round(
+        self, start: IncidentStart, decided: tuple[int, frozenset[Category]], handlers: list[asyncio.Task[None]]
+    ) -> bool:
+        """True when the case is due another decision; False once it is quiet and all its actions are done."""
+
+        def due() -> bool:
+            return cases.due(len(self.alerts), self.categories, decided, self.rounds)
+
+        def finished() -> bool:
+            return all(task.done() for task in handlers)
+
+        while True:
+            if due():
+                return True
+            quiet_left = start.quiet_seconds - (workflow.now() - self.last_alert_at).total_seconds()
+            if quiet_left <= 0 and finished():
+                return False
+            try:
+                if quiet_left > 0:
+                    await workflow.wait_condition(due, timeout=timedelta(seconds=quiet_left))
+                else:
+                    await workflow.wait_condition(lambda: due() or finished())
+            except TimeoutError:
+                pass
+
+    def _supersede(self, guarded: list[GuardedAction]) -> None:
+        """A new round's decision on an effect an earlier action still waits on ends that wait (more evidence)."""
+        for item in guarded:
+            key = cases.effect_key(item.action.action, item.action.params)
+            for state in self.states.values():
+                if (
+                    state.status is ActionStatus.AWAITING_APPROVAL
+                    and state.round < self.rounds
+                    and (state.action, state.target) == key
+                ):
+                    self.superseded[state.action_id] = item.action.id
+
+    async def _decide_once(self, start: IncidentStart) -> None:
+        """The single round of workflows started before CASE_ROUNDS (their histories replay through it)."""
         if start.settle_seconds:
             await workflow.sleep(start.settle_seconds)
         incident = incident_from_alerts(start.key, list(self.alerts.values()))
@@ -250,12 +333,25 @@ class IncidentWorkflow:
             await asyncio.gather(*(self._handle(incident, item, start) for item in guarded))
         self.phase = "closing"
         await self._quiet(start.quiet_seconds)
-        self.phase = "reporting"
-        self.report = await workflow.execute_activity_method(
-            IncidentActivities.write_report, self.key, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
-        )
-        self.phase = "closed"
-        return self.status()
+
+    async def _plan_round(self, incident: Incident) -> Plan | None:
+        in_hand = [
+            cases.InHand(
+                action_id=s.action_id, action=s.action, target=s.target, ttl_seconds=s.ttl_seconds, status=s.status
+            )
+            for s in self.states.values()
+        ]
+        request = PlanRequest(incident=incident, round=self.rounds, in_hand=in_hand)
+        step = "plan-error" if self.rounds == 1 else f"plan-error/r{self.rounds}"
+        try:
+            self.plan = await workflow.execute_activity_method(
+                IncidentActivities.plan_round, request, start_to_close_timeout=PLAN_TIMEOUT, retry_policy=PLAN_RETRY
+            )
+        except ActivityError as exc:
+            await self._record(None, "plan", "svc:controller", {"error": f"planner failed: {_error_text(exc)}"}, step)
+            return None
+        self._track(self.plan)
+        return self.plan
 
     async def _plan(self, incident: Incident) -> Plan | None:
         try:
@@ -270,9 +366,20 @@ class IncidentWorkflow:
                 None, "plan", "svc:controller", {"error": f"planner failed: {_error_text(exc)}"}, "plan-error"
             )
             return None
-        for action in self.plan.actions:
-            self.states[action.id] = ActionState(action_id=action.id, action=action.action, verdict="undecided")
+        self._track(self.plan)
         return self.plan
+
+    def _track(self, plan: Plan) -> None:
+        for action in plan.actions:
+            _, target = cases.effect_key(action.action, action.params)
+            self.states[action.id] = ActionState(
+                action_id=action.id,
+                action=action.action,
+                verdict="undecided",
+                target=target,
+                ttl_seconds=cases.ttl_of(action.params),
+                round=max(1, self.rounds),
+            )
 
     async def _guard(self, incident: Incident, plan: Plan, start: IncidentStart) -> list[GuardedAction]:
         info = workflow.info()
@@ -327,7 +434,8 @@ class IncidentWorkflow:
         state.waiting_on, state.missing = approvals.waiting_on(state, spec), approvals.missing(state, spec)
 
         def settled() -> bool:
-            return approvals.rejected_by(state) is not None or not approvals.missing(state, spec)
+            superseded = state.action_id in self.superseded  # never set in a single-round history
+            return superseded or approvals.rejected_by(state) is not None or not approvals.missing(state, spec)
 
         while True:
             state.deadline = workflow.now() + timedelta(seconds=spec.timeout_seconds)
@@ -350,6 +458,11 @@ class IncidentWorkflow:
                 state.status, state.detail = ActionStatus.TIMED_OUT, f"no approval within {spec.timeout_seconds} s"
                 await self._note_approval(state, "timed_out", state.detail)
                 state.waiting_on, state.deadline = [], None
+                return False
+            if state.action_id in self.superseded:
+                state.status, state.waiting_on, state.deadline, state.missing = ActionStatus.SUPERSEDED, [], None, []
+                state.detail = f"superseded by {self.superseded[state.action_id]}: decided again on more evidence"
+                await self._note_approval(state, "superseded", state.detail)
                 return False
             if workflow.patched("votes-recorded-before-settlement"):  # the ledger shows the vote, then its effect
                 await workflow.wait_condition(lambda: self.recorded_votes.get(state.action_id, 0) >= len(state.votes))

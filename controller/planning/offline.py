@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from actions.registry import get_spec
+from controller.cases import effect_key, ttl_of
 from controller.config import Settings
+from controller.incidents import category_summary, category_views
 from controller.models import Incident, Plan, ProposedAction, TriageVerdictName
 from controller.planning.playbooks import (
     Playbook,
@@ -79,22 +81,39 @@ class OfflinePlanner:
         return self._select(incident, incident_context(incident), triage)
 
     def plan(self, incident: Incident, triage: TriageVerdictName | None = None) -> Plan:
-        """`triage` is the controller's verdict, for playbooks that match on it (noise: record only)."""
-        context = incident_context(incident)
-        playbook = self._select(incident, context, triage)
-        actions, notes = _render(playbook.actions, context, incident.key)
-        if not actions and playbook.actions:
-            # Every action needed a target the incident lacks: still hand the incident to a person.
-            notes.append(f"playbook {playbook.name} matched but produced no action; used {FALLBACK.name}")
-            playbook = FALLBACK
-            actions, more = _render(FALLBACK.actions, context, incident.key)
-            notes.extend(more)
+        """`triage` is the controller's verdict, for playbooks that match on it (noise: record only).
+
+        A case with several attack categories is planned one category at a time (playbooks are written per
+        category) and the plans are merged: one action per action and target, so one attacker gets one block
+        (the longest any category's playbook asks for) and one ticket, which names every category's evidence.
+        """
+        case_categories = category_summary(incident)
+        merged: dict[tuple[str, str | None], tuple[ProposedAction, str]] = {}
+        names: list[str] = []
+        notes: list[str] = []
+        for view in category_views(incident):
+            context = incident_context(view) | {"categories": case_categories}
+            playbook = self._select(view, context, triage)
+            actions, more = _render(playbook.actions, context, incident.key)
+            if not actions and playbook.actions:
+                # Every action needed a target the incident lacks: still hand the incident to a person.
+                more.append(f"playbook {playbook.name} matched but produced no action; used {FALLBACK.name}")
+                playbook = FALLBACK
+                actions, fallback_notes = _render(FALLBACK.actions, context, incident.key)
+                more.extend(fallback_notes)
+            names.append(playbook.name)
+            notes.extend(note for note in more if note not in notes)
+            for action in actions:
+                _merge(merged, action, playbook.name)
+        actions = [a.model_copy(update={"id": f"a{n}"}) for n, (a, _) in enumerate(merged.values(), 1)]
         _attach_notes(actions, notes)
+        # The playbooks the plan holds actions of (the primary category's alone when none has any: noise).
+        used = [name for _, name in merged.values()] or names[:1]
         return Plan(
             incident_key=incident.key,
             planner=PLANNER_NAME,
             mode="select",
-            playbook=playbook.name,
+            playbook="+".join(dict.fromkeys(used)),
             actions=actions,
         )
 
@@ -131,6 +150,15 @@ def _render(
             )
         )
     return actions, notes
+
+
+def _merge(merged: dict[tuple[str, str | None], tuple[ProposedAction, str]], action: ProposedAction, by: str) -> None:
+    """Add one category's action (from playbook `by`) to the case's plan: a second one on the same target (or a
+    second ticket or message) is the same action; it replaces the first only when it holds the effect longer."""
+    key = effect_key(action.action, action.params)
+    kept = merged.get(key)
+    if kept is None or (ttl_of(action.params) or 0) > (ttl_of(kept[0].params) or 0):
+        merged[key] = (action, by)
 
 
 def _attach_notes(actions: list[ProposedAction], notes: list[str]) -> None:

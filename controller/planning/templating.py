@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.incidents import RULE_ID, category_summary
 from controller.models import Incident, TargetKind
 
 
@@ -33,6 +34,7 @@ FIELDS: dict[str, FieldKind] = {
     "asset": FieldKind.TARGET,
     "user": FieldKind.TARGET,
     "category": FieldKind.FACT,
+    "categories": FieldKind.FACT,
     "severity": FieldKind.FACT,
     "alert_count": FieldKind.FACT,
     "first_seen": FieldKind.FACT,
@@ -60,7 +62,6 @@ MISSING = "unknown"  # what a missing fact reads as in human-facing text
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}|[{}]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_RULE_ID = re.compile(r"^[A-Za-z0-9:._\-]{1,64}$")
 
 
 class TemplateError(ValueError):
@@ -154,7 +155,7 @@ def _single(values: Iterable[str | None]) -> str | None:
 def incident_context(incident: Incident) -> dict[str, str | None]:
     """Every allowlisted field as a string (or None when the incident does not know it)."""
     alerts = incident.alerts
-    rule_ids = sorted({r for a in alerts for r in a.rule_ids if _RULE_ID.match(r)})
+    rule_ids = sorted({r for a in alerts for r in a.rule_ids if RULE_ID.match(r)})
     evidence = next((a.evidence for a in alerts if a.evidence), None)
     return {
         "src_ip": incident.src_ip,
@@ -162,6 +163,7 @@ def incident_context(incident: Incident) -> dict[str, str | None]:
         "asset": incident.asset,
         "user": _single(a.user for a in alerts),
         "category": incident.category.value,
+        "categories": category_summary(incident),
         "severity": incident.severity.value,
         "alert_count": str(len(alerts)),
         "first_seen": incident.first_seen.isoformat(),
@@ -188,12 +190,13 @@ def sample_context() -> dict[str, str | None]:
         "asset": "web-01",
         "user": "alice",
         "category": "sqli",
+        "categories": "sqli 3 alerts (942100, 942190); scanner 1 alert (913100)",
         "severity": "high",
         "alert_count": "3",
         "first_seen": "2026-01-01T00:00:00+00:00",
         "last_seen": "2026-01-01T00:05:00+00:00",
         "rule_ids": sanitize_free_text("; ".join(str(942100 + i) for i in range(MAX_LISTED)), 400),
-        "incident_key": "sqli:192.0.2.10",
+        "incident_key": "src:192.0.2.10",
         "blocked": "yes",
         "signature": sanitize_free_text(long_text),
         "url": sanitize_free_text(long_text),

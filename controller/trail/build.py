@@ -206,7 +206,7 @@ def _run_disagreements(ledger_runs: list[RunRecords], histories: dict[str, RunHi
         )
     known = {r.run_id for r in ledger_runs}
     for run_id, history in histories.items():
-        if run_id not in known and history.first_activity("plan_incident") is not None:
+        if run_id not in known and history.planning() is not None:
             problems.append(
                 Disagreement(text=f"Temporal has run {run_id}, which planned, but the ledger holds nothing of it")
             )

@@ -27,10 +27,13 @@ from controller.trail.triage import triage_facts
 
 
 def _planner_saw(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) -> tuple[list[LedgerRecord], Fact]:
-    """The alerts behind the plan: exactly those in plan_incident's input when the history has it, else
+    """The alerts behind the plan: exactly those in the planning activity's input when the history has it, else
     (ledger alone) those recorded before the run's plan, which is an inference and says so."""
-    planned = ctx.history.first_activity("plan_incident") if ctx.history else None
-    given = planned.input.get("alerts") if planned and isinstance(planned.input, Mapping) else None
+    planned = ctx.history.planning(ctx.round) if ctx.history else None
+    incident = planned.input if planned and isinstance(planned.input, Mapping) else {}
+    if planned is not None and planned.name == "plan_round":
+        incident = incident.get("incident") or {}
+    given = incident.get("alerts") if isinstance(incident, Mapping) else None
     if planned is None or not isinstance(given, list):
         why = "no workflow history to say which the planner saw" if ctx.history is None else "not in the history"
         return ctx.run.alerts, Fact(
@@ -41,7 +44,8 @@ def _planner_saw(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) -
     for missing in [i for i in ids if i not in alerts_by_id]:
         ctx.disagree(f"the planner saw alert {missing}, which the ledger does not hold", *ctx.h(planned.scheduled))
     fact = Fact(
-        text=f"which alerts: the {len(ids)} in the planner's input (plan_incident)", cites=ctx.h(planned.scheduled)
+        text=f"which alerts: the {len(ids)} in the planner's input ({planned.name}, decision round {ctx.round})",
+        cites=ctx.h(planned.scheduled),
     )
     return [alerts_by_id[i] for i in ids if i in alerts_by_id], fact
 
@@ -94,7 +98,7 @@ def evidence_step(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) 
 def proposal_step(ctx: ActionContext) -> Step:
     """Who proposed the action and how (playbook or model, prompt hash, transcript): the proposer is never
     the one who may approve it, so the trail names it."""
-    plan, proposed = ctx.run.plan, ctx.proposed()
+    plan, proposed = ctx.plan(), ctx.proposed()
     step = Step(kind=StepKind.PROPOSAL, title=STEP_TITLES[StepKind.PROPOSAL], at=plan.created_at if plan else None)
     if plan is None:
         step.facts.append(
@@ -126,9 +130,11 @@ def proposal_step(ctx: ActionContext) -> Step:
             Fact(text=f"planner outcome: {p['planner_outcome']}" + (f" ({why})" if why else ""), cites=cite)
         )
     if ctx.history is not None:
-        planned = ctx.history.first_activity("plan_incident")
+        planned = ctx.history.planning(ctx.round)
         if planned is None:
-            ctx.disagree("the ledger holds this run's plan, but the history never scheduled plan_incident", *cite)
+            ctx.disagree(
+                f"the ledger holds this run's plan (round {ctx.round}), but the history never planned it", *cite
+            )
         else:
             step.facts += activity_facts(ctx, planned, "planning")
     return step

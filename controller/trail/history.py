@@ -161,6 +161,16 @@ class RunHistory:
     def first_activity(self, name: str) -> Activity | None:
         return next((a for a in self.activities if a.name == name), None)
 
+    def planning(self, round_: int = 1) -> Activity | None:
+        """The activity that planned a decision round: plan_incident (a single-round run) or plan_round."""
+        for activity in self.activities:
+            if activity.name == "plan_incident" and round_ == 1:
+                return activity
+            given = activity.input if isinstance(activity.input, Mapping) else {}
+            if activity.name == "plan_round" and given.get("round", 1) == round_:
+                return activity
+        return None
+
     def cited_seqs(self) -> dict[int, int]:
         """Ledger seqs the history vouches for (an activity's or a ledger note's result), by event id."""
         cited: dict[int, int] = {}

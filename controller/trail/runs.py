@@ -26,6 +26,8 @@ class RunRecords:
 
     run_id: str | None
     plan: LedgerRecord | None = None
+    later_plans: list[LedgerRecord] = field(default_factory=list)
+    """The plans of a case's later decision rounds (controller/cases.py), in order."""
     transcript: LedgerRecord | None = None
     actions: dict[str, list[LedgerRecord]] = field(default_factory=dict)
     other: list[LedgerRecord] = field(default_factory=list)
@@ -65,6 +67,8 @@ def group_by_run(incident_key: str, records: list[LedgerRecord]) -> list[RunReco
         current = run
         if record.kind is RecordKind.PLAN and run.plan is None and "error" not in record.payload:
             run.plan, run.alerts, pending_alerts = record, pending_alerts, []
+        elif record.kind is RecordKind.PLAN and "error" not in record.payload:
+            run.later_plans.append(record)
         elif record.kind is RecordKind.TRANSCRIPT:
             run.transcript = record
         elif (action_id := action_of(record)) is not None:
@@ -137,8 +141,21 @@ class ActionContext:
     def decision(self) -> LedgerRecord | None:
         return next(iter(self.of(RecordKind.DECISION)), None)
 
+    def plan(self) -> LedgerRecord | None:
+        """The plan that proposed this action: the run's first, or a later round's."""
+        for plan in [self.run.plan, *self.run.later_plans] if self.run.plan else []:
+            if any(a.get("id") == self.action_id for a in plan.payload.get("actions", [])):
+                return plan
+        return self.run.plan
+
+    @property
+    def round(self) -> int:
+        plan = self.plan()
+        return int(plan.payload.get("round", 1)) if plan else 1
+
     def proposed(self) -> dict[str, Any]:
-        actions = self.run.plan.payload.get("actions", []) if self.run.plan else []
+        plan = self.plan()
+        actions = plan.payload.get("actions", []) if plan else []
         return next((a for a in actions if a.get("id") == self.action_id), {})
 
     def disagree(self, text: str, *cites: Cite) -> None:
