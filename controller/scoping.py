@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from controller.incidents import categories_by_weight
+from controller.incidents import SUPPORTING, categories_by_weight
 from controller.inventory import AssetIndex
 from controller.levels import (
     HealthCap,
@@ -105,16 +105,20 @@ class Scoping:
                 entries.append((name, self._asset_scope(incident, name, f"asset {name or claim} named by an alert")))
         if not entries:
             entries.append((None, self._asset_scope(incident, None, "the incident (no asset of ours)")))
-        # A case's other attack categories are scopes too (more scopes only lower): evidence of malware from
-        # the same source keeps the case at malware's level, and a category outside a level's operating domain
-        # takes the case out of it, whatever category the rest of the alerts say.
+        # A case's other attack categories are scopes too (more scopes only lower): malware from the same source
+        # keeps the case at malware's level, and an attack class outside a level's operating domain takes the
+        # case out of it. Supporting categories (protocol violations, unclassified sensor events, access
+        # records) ride along with nearly every attack: they count only where scopes.yaml assigns them a level.
         for category in categories_by_weight(incident.alerts):
-            if category is not incident.category:
-                entries += [
-                    (name, replace(scope, category=category, subject=f"{scope.subject}, category {category.value}"))
-                    for name, scope in entries
-                    if scope.category is incident.category
-                ]
+            if category is incident.category or (
+                category in SUPPORTING and category not in self.levels.scopes.categories
+            ):
+                continue
+            entries += [
+                (name, replace(scope, category=category, subject=f"{scope.subject}, category {category.value}"))
+                for name, scope in entries
+                if scope.category is incident.category
+            ]
         levels = self.levels
         asset, scope = min(entries, key=lambda entry: resolve_level(levels, entry[1]).effective.rank)
         scopes = tuple(entry[1] for entry in entries)

@@ -548,7 +548,7 @@ def test_keygen_config_and_approve_with_key(
 
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text(alert_lines(range(2), "198.51.100.90"))
-    key = "sqli:198.51.100.90"
+    key = "src:198.51.100.90"
     with DevServer() as server:
         monkeypatch.setenv("AUTONOMY_TEMPORAL_ADDRESS", server.address)
         worker = BackgroundWorker(server.address, settings).start()

@@ -57,7 +57,9 @@ def incidents_of(path: Path) -> dict[str, Incident]:
 
 def of_category(path: Path, src: str, category: Category) -> Incident:
     """One source's alerts of one category: what a case's category view holds, or a case that has only it."""
-    return incident_from_alerts(f"src:{src}", [a for a in alerts_of(path) if a.src_ip == src and a.category is category])
+    return incident_from_alerts(
+        f"src:{src}", [a for a in alerts_of(path) if a.src_ip == src and a.category is category]
+    )
 
 
 def one(alert: Alert) -> Incident:

@@ -24,10 +24,10 @@ from controller.config import REPO_ROOT, Settings
 from controller.ledger import RecordKind
 from controller.models import Category, Level
 from tests.doubles import FakeEnforcement
-from tests.harness import ATTACKER, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
+from tests.harness import ATTACKER, BURST, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 from workflows.approvals import VoteRefused
 from workflows.client import Submitter, cast_vote, incident_handle, incident_status
-from workflows.contracts import ActionStatus, VoteChoice
+from workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 from workflows.devserver import DevServer, DevServerError
 
 REPO_PLAYBOOKS = REPO_ROOT / "workflows" / "playbooks"
@@ -47,12 +47,12 @@ async def test_an_alert_storm_is_one_incident_per_source_and_no_alert_is_lost(lo
     storm = [alert(n, src) for n in range(40) for src in sources]
     submitter = Submitter(loop.client, loop.ledger, level=Level.L1, settle_seconds=0.2, quiet_seconds=0.3, batch_size=7)
     report = await submitter.add_all(storm)
-    assert sorted(report.incidents) == sorted(f"sqli:{s}" for s in sources)
+    assert sorted(report.incidents) == sorted(f"src:{s}" for s in sources)
     assert report.signals > len(sources)  # many signals ...
     # ... resubmitting the same alerts (a replayed log) neither adds ledger records nor counts twice
     await Submitter(loop.client, loop.ledger, level=Level.L1, settle_seconds=0.2, quiet_seconds=0.3).add_all(storm[:30])
     for source in sources:
-        key = f"sqli:{source}"
+        key = f"src:{source}"
         final = await loop.result(key)
         assert final.alert_count == 40
         assert loop.kinds(key).count("alert") == 40
@@ -87,19 +87,24 @@ async def test_l3_blocks_verifies_and_reverts_after_the_ttl(loop: Loop) -> None:
     assert loop.ledger.verify(key).ok
 
 
-async def test_a_block_another_incident_holds_is_never_reverted_by_this_one(loop: Loop) -> None:
-    first, second = await loop.submit([*burst(), *burst(category=Category.XSS, start=100)], level=Level.L3)
+async def test_a_block_an_earlier_round_holds_is_never_reverted_by_the_later_one(loop: Loop) -> None:
+    """The WAF blocked the first burst (a 1 h block); the second got through (24 h asked): the case's second round
+    blocks again for longer, the effect is already there, and only its first owner ever undoes it."""
+    (key,) = await loop.submit(burst(), level=Level.L3)
+    await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
+    assert await loop.submit(burst(start=100, n=2 * BURST, blocked=False), level=Level.L3) == [key]
     settled = {ActionStatus.AWAITING_REVERT, ActionStatus.VERIFIED}
-    states = [
-        action_of(
-            await loop.wait_for(k, lambda s: action_of(s, "network.block_ip").status in settled), "network.block_ip"
-        )
-        for k in (first, second)
-    ]
-    owner, rider = sorted(states, key=lambda a: not a.effect_owned)
+
+    def both_settled(status: IncidentStatus) -> bool:
+        blocks = [a for a in status.actions if a.action == "network.block_ip"]
+        return len(blocks) == 2 and all(b.status in settled for b in blocks)
+
+    status = await loop.wait_for(key, both_settled)
+    owner, rider = sorted((a for a in status.actions if a.action == "network.block_ip"), key=lambda a: a.round)
+    assert (owner.ttl_seconds, rider.ttl_seconds, rider.action_id) == (3600, 86400, "r2.a1")
     assert owner.status is ActionStatus.AWAITING_REVERT and owner.effect_owned
     assert rider.status is ActionStatus.VERIFIED and not rider.effect_owned and "never undoes it" in rider.detail
-    assert loop.enforcement.effects == {"network.block_ip": 1}
+    assert loop.enforcement.effects["network.block_ip"] == 1
 
 
 async def test_the_per_incident_budget_counts_one_run_not_the_incident_key_forever(config_copy: Settings) -> None:

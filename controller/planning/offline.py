@@ -49,7 +49,8 @@ FALLBACK = parse_playbook(
                         "No playbook matched this incident; a person should triage it.\n"
                         "Source: {src_ip}\nAsset: {asset}\n"
                         "Alerts: {alert_count} ({first_seen} .. {last_seen})\n"
-                        "Rules: {rule_ids}\nSignatures (untrusted): {signature}"
+                        "Rules: {rule_ids}\nThe attacker's case, every category: {categories}\n"
+                        "Signatures (untrusted): {signature}"
                     ),
                 },
                 "rationale": "No playbook covers {category} at {severity}; a human decides the response.",
