@@ -9,6 +9,7 @@ nothing on its own in filter text), so a user name cannot become filter syntax.
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,7 +82,7 @@ class Directory:
             user=user,
             password=secret,
             auto_bind=ldap3.AUTO_BIND_NONE,
-            receive_timeout=self.config.timeout_seconds,
+            receive_timeout=math.ceil(self.config.timeout_seconds),  # ldap3 packs it as whole seconds (SO_RCVTIMEO)
             raise_exceptions=False,
             read_only=False,
         )

@@ -334,7 +334,11 @@ class Lockout:
                     detail=f"{user} stays disabled, held by {account.describe_holders()}: left in place as said",
                     evidence=evidence,
                 )
-            return VerifyOutcome(ok=False, detail=f"{user} is still disabled ({account.describe_holders()})", evidence=evidence)
+            return VerifyOutcome(
+                ok=False, detail=f"{user} is still disabled ({account.describe_holders()})", evidence=evidence
+            )
         if login is False:
-            return VerifyOutcome(ok=False, detail=f"{user}'s lock is gone but a bind with its password fails", evidence=evidence)
+            return VerifyOutcome(
+                ok=False, detail=f"{user}'s lock is gone but a bind with its password fails", evidence=evidence
+            )
         return VerifyOutcome(ok=True, detail=f"{user} is enabled ({LOCK_ATTRIBUTE} absent)", evidence=evidence)
