@@ -206,9 +206,9 @@ class Slapd:
         server = ldap3.Server(self.url, get_info=ldap3.NONE, connect_timeout=5)
         return ldap3.Connection(server, ADMIN_DN, self.admin_password, auto_bind=True, receive_timeout=5)
 
-    def add_user(self, prefix: str = "u", policy: str | None = None) -> tuple[str, str, str]:
-        """A fresh account: (uid, dn, password)."""
-        uid = f"{prefix}-{secrets.token_hex(4)}"
+    def add_user(self, prefix: str = "u", policy: str | None = None, uid: str | None = None) -> tuple[str, str, str]:
+        """A fresh account: (uid, dn, password); a random uid unless one is given."""
+        uid = uid or f"{prefix}-{secrets.token_hex(4)}"
         dn, password = f"uid={uid},{PEOPLE}", secrets.token_hex(10)
         attributes: dict[str, str | list[str]] = {"cn": uid, "sn": uid, "uid": uid, "userPassword": password}
         if policy is not None:

@@ -11,17 +11,21 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from temporalio.testing import TimeSkipper
 
 from actions.adapters import build_adapters
 from actions.adapters.base import (
     ActionOutcome,
     ActionRequest,
     ActionStatus,
+    Adapter,
     AdapterError,
     Purpose,
     TransientAdapterError,
@@ -34,8 +38,14 @@ from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_
 from actions.adapters.nftables.adapters import MisconfiguredAdapter
 from actions.adapters.nftables.ownership import Undo, owner_comment
 from controller.config import Settings
-from controller.ledger import Ledger
-from tests.slapd import ADMINS, DBAS, DEFAULT_POLICY, NOLOCK_POLICY, PEOPLE, SERVICE_DN, Slapd
+from controller.ledger import Ledger, RecordKind
+from controller.models import Category, Level
+from tests.doubles import FakeEnforcement
+from tests.harness import action_of, burst, running_loop
+from tests.slapd import ADMINS, DBAS, DEFAULT_POLICY, NOLOCK_POLICY, PEOPLE, SERVICE_DN, Slapd, make_ca
+from tests.test_workflow import bounded_playbooks
+from workflows.client import incident_handle
+from workflows.contracts import ActionStatus as WorkflowStatus
 
 pytestmark = pytest.mark.lab
 
@@ -340,8 +350,6 @@ def test_tls_with_the_directory_ca_works(slapd: Slapd, user: tuple[str, str, str
 def test_tls_with_a_certificate_the_ca_file_does_not_vouch_for_fails_closed(
     slapd: Slapd, user: tuple[str, str, str], tmp_path: Path
 ) -> None:
-    from tests.slapd import make_ca
-
     other_ca, _, _ = make_ca(tmp_path, "other-ca")
     config = settings_for(slapd, url=slapd.tls_url, ca_file=other_ca)
     with pytest.raises(AdapterError) as raised:
@@ -398,3 +406,50 @@ def test_concurrent_disables_by_two_incidents_both_end_up_holding(slapd: Slapd, 
     held = Lockout(config)._read_only(uid).holders
     assert set(held) == {owner_comment(KEY), owner_comment(OTHER_KEY)}
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+
+
+# -- the loop: a real Temporal workflow running the real adapters ---------------------------------------------
+
+
+@dataclass
+class DirectoryEnforcement(FakeEnforcement):
+    """The workflow tests' enforcement point, with identity.* on the real directory instead of the double."""
+
+    directory: IdentityDirectory | None = None
+
+    def adapters(self) -> dict[str, Adapter]:
+        assert self.directory is not None
+        real = {
+            "identity.disable_user": DisableUserAdapter(self.directory),
+            "identity.enable_user": EnableUserAdapter(self.directory),
+        }
+        return {**super().adapters(), **real}
+
+
+async def test_the_loop_disables_a_guessed_account_and_the_ttl_revert_enables_it(
+    slapd: Slapd, tmp_path: Path, config_copy: Settings
+) -> None:
+    """Brute force on a known, non-privileged account (the shipped playbook, bounded to an hour) at L4: the
+    veto window passes, the real account is locked and verified, and the TTL revert unlocks it."""
+    uid, dn, password = slapd.add_user(uid="grace")  # a known, non-privileged user (policies/data/identities.yaml)
+    enforcement = DirectoryEnforcement(directory=with_probe(slapd, tmp_path, uid, password))
+    async with running_loop(bounded_playbooks(tmp_path, config_copy), enforcement) as loop:
+        (key,) = await loop.submit(burst("198.51.100.30", Category.BRUTE_FORCE, user=uid), level=Level.L4)
+        handle = incident_handle(loop.client, key)
+        await loop.wait_for(
+            key,
+            lambda s: (
+                bool(s.actions) and action_of(s, "identity.disable_user").status is WorkflowStatus.AWAITING_APPROVAL
+            ),
+        )
+        await TimeSkipper(loop.client).fast_forward(handle, timedelta(minutes=31))
+        await loop.wait_for(
+            key, lambda s: action_of(s, "identity.disable_user").status is WorkflowStatus.AWAITING_REVERT
+        )
+        assert not slapd.can_bind(dn, password) and slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+        await TimeSkipper(loop.client).fast_forward(handle, timedelta(hours=1, seconds=5))
+        final = await loop.result(key)
+    assert action_of(final, "identity.disable_user").status is WorkflowStatus.REVERTED
+    assert slapd.can_bind(dn, password) and slapd.attribute(dn, LOCK_ATTRIBUTE) == []
+    executions = [r.payload for r in loop.ledger.records(key, [RecordKind.EXECUTION])]
+    assert any("not ended" in str(payload) for payload in executions)
