@@ -36,8 +36,9 @@ from actions.adapters.identity.directory import DirectoryConflict
 from actions.adapters.identity.lockout import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER, Lockout
 from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
 from actions.adapters.nftables.adapters import MisconfiguredAdapter
+from actions.adapters.nftables.config import load_enforcement
 from actions.adapters.nftables.ownership import Undo, owner_comment
-from controller.config import Settings
+from controller.config import REPO_ROOT, Settings
 from controller.ledger import Ledger, RecordKind
 from controller.models import Category, Level
 from tests.doubles import FakeEnforcement
@@ -453,3 +454,9 @@ async def test_the_loop_disables_a_guessed_account_and_the_ttl_revert_enables_it
     assert slapd.can_bind(dn, password) and slapd.attribute(dn, LOCK_ATTRIBUTE) == []
     executions = [r.payload for r in loop.ledger.records(key, [RecordKind.EXECUTION])]
     assert any("not ended" in str(payload) for payload in executions)
+
+
+def test_the_example_enforcement_file_is_valid() -> None:
+    loaded = load_enforcement(REPO_ROOT / "examples" / "enforcement" / "identity.yaml")
+    assert loaded is not None and loaded.identity is not None and loaded.identity.tls
+    assert loaded.nftables is None
