@@ -460,3 +460,8 @@ def test_the_example_enforcement_file_is_valid() -> None:
     loaded = load_enforcement(REPO_ROOT / "examples" / "enforcement" / "identity.yaml")
     assert loaded is not None and loaded.identity is not None and loaded.identity.tls
     assert loaded.nftables is None
+
+
+def test_a_users_base_that_does_not_exist_is_named(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    with pytest.raises(AdapterError, match="users_base ou=nobody"):
+        disable(settings_for(slapd, users_base="ou=nobody,dc=example,dc=org"), user[0])

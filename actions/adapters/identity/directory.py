@@ -163,7 +163,9 @@ class Session:
             f"the search for {config.user_attribute}={name}",
         )
         result = self.connection.result or {}
-        if not ok and result.get("description") not in ("success", "sizeLimitExceeded", "noSuchObject"):
+        if result.get("description") == "noSuchObject":
+            raise AdapterError(f"users_base {config.users_base} does not exist in {self.url}")
+        if not ok and result.get("description") not in ("success", "sizeLimitExceeded"):  # none, several: below
             self._check(ok, f"the search for {config.user_attribute}={name}")
         found = [self._entry(item) for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
         if not found:
