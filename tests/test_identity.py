@@ -272,6 +272,9 @@ def test_an_account_under_a_policy_that_ignores_locks_is_refused(slapd: Slapd) -
     with pytest.raises(AdapterError, match="pwdLockout"):
         disable(settings_for(slapd), uid)
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == []
+    slapd.lock_by_hand(dn)  # lifting a lock needs no policy: an enable still works
+    enabled = EnableUserAdapter(settings_for(slapd)).execute(request("identity.enable_user", uid))
+    assert enabled.status is ActionStatus.DONE and slapd.attribute(dn, LOCK_ATTRIBUTE) == []
 
 
 def test_an_unknown_account_is_an_error_naming_it(slapd: Slapd) -> None:

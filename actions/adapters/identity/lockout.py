@@ -162,7 +162,8 @@ class Lockout:
             for _ in range(DECIDE_ATTEMPTS):
                 account = self._read(session, user)
                 self._refuse_protected(session, account, verb)
-                self._refuse_unenforced(session, account)
+                if verb == "disable":  # unlocking needs no policy; claiming a lock stops logins does
+                    self._refuse_unenforced(session, account)
                 try:
                     return decide(session, account)
                 except DirectoryConflict as exc:
