@@ -2,12 +2,14 @@
 
 Actions without an adapter here are simply absent, and the workflow fails them closed with "no adapter configured
 for <action>": an action is never half-run by a placeholder. network.* and host.* get nftables adapters only when
-the enforcement file (Settings.enforcement_file) configures them; identity.* has no enforcement point yet.
+the enforcement file (Settings.enforcement_file) configures them, and identity.* gets directory adapters (LDAP)
+only when that file has an `identity:` section.
 """
 
 from __future__ import annotations
 
 from actions.adapters.base import Adapter
+from actions.adapters.identity import identity_adapters
 from actions.adapters.investigate import HostActivityAdapter, IpReputationAdapter, RelatedAlertsAdapter
 from actions.adapters.nftables.adapters import enforcement_adapters
 from actions.adapters.ticket import TicketAdapter
@@ -30,5 +32,6 @@ def build_adapters(settings: Settings, ledger: Ledger) -> dict[str, Adapter]:
         IpReputationAdapter(ledger),
         HostActivityAdapter(ledger),
         *enforcement_adapters(settings.enforcement_file),
+        *identity_adapters(settings.enforcement_file),
     ]
     return {adapter.action: adapter for adapter in adapters}

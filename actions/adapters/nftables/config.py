@@ -25,6 +25,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from actions.adapters.base import AdapterError
+from actions.adapters.identity.config import IdentityDirectory
 from actions.adapters.nftables.nft import NsExec
 from actions.params import HostName, IpOrNetwork
 from controller.validation import read_yaml_model
@@ -133,9 +134,12 @@ class NftFirewall(BaseModel):
 
 
 class EnforcementFile(BaseModel):
+    """The whole enforcement file: this section, and `identity:` (actions/adapters/identity/config.py)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     nftables: NftFirewall | None = None
+    identity: IdentityDirectory | None = None
 
 
 def load_enforcement(path: Path) -> EnforcementFile | None:

@@ -1,0 +1,470 @@
+"""The identity adapters against a real OpenLDAP slapd (tests/slapd.py): disable, verify, retry, revert, owners.
+
+"Disabled" is checked twice: by reading the entry back as the directory's admin, and by a real bind with the
+account's own password, made here independently of the adapter. Needs root (slapd is installed on first use,
+`actions/adapters/identity/packages.py`) or slapd already installed; otherwise the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from temporalio.testing import TimeSkipper
+
+from actions.adapters import build_adapters
+from actions.adapters.base import (
+    ActionOutcome,
+    ActionRequest,
+    ActionStatus,
+    Adapter,
+    AdapterError,
+    Purpose,
+    TransientAdapterError,
+)
+from actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter, identity_adapters
+from actions.adapters.identity.config import IdentityDirectory, Secret, SecretError
+from actions.adapters.identity.directory import DirectoryConflict
+from actions.adapters.identity.lockout import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER, Lockout
+from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
+from actions.adapters.nftables.adapters import MisconfiguredAdapter
+from actions.adapters.nftables.config import load_enforcement
+from actions.adapters.nftables.ownership import Undo, owner_comment
+from controller.config import REPO_ROOT, Settings
+from controller.ledger import Ledger, RecordKind
+from controller.models import Category, Level
+from tests.doubles import FakeEnforcement
+from tests.harness import action_of, burst, running_loop
+from tests.slapd import ADMINS, DBAS, DEFAULT_POLICY, NOLOCK_POLICY, PEOPLE, SERVICE_DN, Slapd, make_ca
+from tests.test_workflow import bounded_playbooks
+from workflows.client import incident_handle
+from workflows.contracts import ActionStatus as WorkflowStatus
+
+pytestmark = pytest.mark.lab
+
+KEY = "bruteforce:alice/run-1/a1"
+OTHER_KEY = "credstuff:alice/run-9/a3"
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    try:
+        ensure_slapd(install=os.geteuid() == 0)
+    except DirectoryPackagesMissing as exc:
+        pytest.skip(f"the identity tests need a real slapd: {exc}")
+    server = Slapd(tmp_path_factory.mktemp("slapd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def user(slapd: Slapd) -> tuple[str, str, str]:
+    return slapd.add_user()
+
+
+def settings_for(slapd: Slapd, **overrides: Any) -> IdentityDirectory:
+    fields: dict[str, Any] = {
+        "url": slapd.url,
+        "bind_dn": SERVICE_DN,
+        "password_file": slapd.service_password_file,
+        "users_base": PEOPLE,
+        "default_policy": DEFAULT_POLICY,
+        "protected_groups": [ADMINS],
+        "timeout_seconds": 2.0,
+    }
+    return IdentityDirectory.model_validate({**fields, **overrides})
+
+
+def with_probe(slapd: Slapd, tmp_path: Path, uid: str, password: str) -> IdentityDirectory:
+    secret = tmp_path / f"{uid}-password"
+    secret.write_text(password)
+    return settings_for(slapd, probe_accounts={uid: {"password_file": str(secret)}})
+
+
+def request(
+    action: str, uid: str, key: str = KEY, purpose: Purpose = "execute", undoes: str | None = None
+) -> ActionRequest:
+    return ActionRequest(
+        incident_key=key.split("/")[0],
+        action_id=key.rsplit("/", 1)[-1],
+        action=action,
+        params={"user": uid},
+        idempotency_key=key,
+        purpose=purpose,
+        undoes=undoes,
+    )
+
+
+def disable(config: IdentityDirectory, uid: str, key: str = KEY) -> ActionOutcome:
+    return DisableUserAdapter(config).execute(request("identity.disable_user", uid, key))
+
+
+def revert(config: IdentityDirectory, uid: str, undoes: str = KEY) -> ActionOutcome:
+    undo = request("identity.enable_user", uid, f"{undoes}/revert", purpose="revert", undoes=undoes)
+    return EnableUserAdapter(config).execute(undo)
+
+
+# -- disable, verify, retry, revert -------------------------------------------------------------------------
+
+
+def test_disable_locks_the_account_and_verify_reads_it_back_and_tries_its_password(
+    slapd: Slapd, tmp_path: Path, user: tuple[str, str, str]
+) -> None:
+    uid, dn, password = user
+    config = with_probe(slapd, tmp_path, uid, password)
+    assert slapd.can_bind(dn, password)
+
+    outcome = disable(config, uid)
+
+    assert outcome.status is ActionStatus.DONE
+    assert outcome.evidence["mine"] is True and outcome.evidence["holders"] == [owner_comment(KEY)]
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+    assert slapd.attribute(dn, "description") == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+    assert not slapd.can_bind(dn, password)
+    verdict = DisableUserAdapter(config).verify(request("identity.disable_user", uid), outcome)
+    assert verdict.ok, verdict.detail
+    assert verdict.evidence["probe_bind_works"] is False
+
+
+def test_the_outcome_says_sessions_are_not_ended_and_recommends_the_follow_up(
+    slapd: Slapd, user: tuple[str, str, str]
+) -> None:
+    outcome = disable(settings_for(slapd), user[0])
+    assert outcome.evidence["sessions_ended"] is False
+    recommendations = " ".join(outcome.evidence["recommendations"])
+    assert "password" in recommendations and "tokens" in recommendations
+    assert "not ended" in outcome.detail
+
+
+def test_verify_fails_when_the_account_is_not_disabled(
+    slapd: Slapd, tmp_path: Path, user: tuple[str, str, str]
+) -> None:
+    uid, _, password = user
+    config = with_probe(slapd, tmp_path, uid, password)
+    verdict = DisableUserAdapter(config).verify(
+        request("identity.disable_user", uid), ActionOutcome(status=ActionStatus.DONE, detail="")
+    )
+    assert not verdict.ok
+    assert verdict.evidence["probe_bind_works"] is True
+
+
+def test_a_retry_with_the_same_key_applies_nothing_again(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    uid, dn, _ = user
+    config = settings_for(slapd)
+    assert disable(config, uid).status is ActionStatus.DONE
+    again = disable(config, uid)
+    assert again.status is ActionStatus.ALREADY_DONE and again.evidence["mine"] is True
+    assert slapd.attribute(dn, "description") == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+
+
+def test_the_ttl_revert_enables_the_account_again(slapd: Slapd, tmp_path: Path, user: tuple[str, str, str]) -> None:
+    uid, dn, password = user
+    config = with_probe(slapd, tmp_path, uid, password)
+    disable(config, uid)
+
+    outcome = revert(config, uid)
+
+    assert outcome.status is ActionStatus.DONE
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.attribute(dn, "description") == []
+    assert slapd.can_bind(dn, password)
+    undo = request("identity.enable_user", uid, f"{KEY}/revert", purpose="revert", undoes=KEY)
+    verdict = EnableUserAdapter(config).verify(undo, outcome)
+    assert verdict.ok and verdict.evidence["probe_bind_works"] is True
+    assert revert(config, uid).status is ActionStatus.ALREADY_DONE  # a retried revert changes nothing
+
+
+# -- ownership ------------------------------------------------------------------------------------------------
+
+
+def test_an_account_a_person_disabled_stays_disabled_after_our_revert(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    uid, dn, password = user
+    config = settings_for(slapd)
+    slapd.lock_by_hand(dn)
+
+    outcome = disable(config, uid)
+    assert outcome.status is ActionStatus.ALREADY_DONE and outcome.evidence["mine"] is False
+    assert "outside the controller" in outcome.detail
+
+    undone = revert(config, uid)
+    assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True
+    assert "outside the controller" in undone.detail
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+    undo = request("identity.enable_user", uid, f"{KEY}/revert", purpose="revert", undoes=KEY)
+    assert EnableUserAdapter(config).verify(undo, undone).ok
+
+
+def test_two_incidents_hold_an_account_until_the_last_lets_go(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    uid, dn, password = user
+    config = settings_for(slapd)
+    disable(config, uid, KEY)
+    joined = disable(config, uid, OTHER_KEY)
+    assert joined.status is ActionStatus.ALREADY_DONE and joined.evidence["mine"] is True
+    assert set(joined.evidence["holders"]) == {owner_comment(KEY), owner_comment(OTHER_KEY)}
+
+    first = revert(config, uid, KEY)
+    assert first.status is ActionStatus.ALREADY_DONE and first.evidence["left_in_place"] is True
+    assert owner_comment(OTHER_KEY) in first.detail
+    assert not slapd.can_bind(dn, password)
+
+    last = revert(config, uid, OTHER_KEY)
+    assert last.status is ActionStatus.DONE and slapd.can_bind(dn, password)
+
+
+def test_a_plans_own_enable_lifts_a_lock_whoever_holds_it_and_names_them(
+    slapd: Slapd, user: tuple[str, str, str]
+) -> None:
+    uid, dn, password = user
+    config = settings_for(slapd)
+    slapd.lock_by_hand(dn)
+    outcome = EnableUserAdapter(config).execute(request("identity.enable_user", uid, "restore:alice/run-2/a1"))
+    assert outcome.status is ActionStatus.DONE and "overriding" in outcome.detail
+    assert slapd.can_bind(dn, password)
+
+
+def test_a_decision_on_a_stale_read_is_refused_by_the_directory(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    """The compare-and-swap: an undo decided on holds that another worker changed since must not land."""
+    uid, dn, _ = user
+    config = settings_for(slapd)
+    disable(config, uid, KEY)
+    lockout = Lockout(config)
+    with lockout.directory.session() as session:
+        stale = lockout._read(session, uid)
+        disable(config, uid, OTHER_KEY)  # another incident joins after our read
+        with pytest.raises(DirectoryConflict):
+            lockout._enable(session, stale, Undo("revert", KEY))
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+
+
+# -- refusals: protected accounts, unenforced policy ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", [ADMINS, DBAS], ids=["member", "nested-member"])
+def test_a_member_of_a_protected_group_is_refused_by_the_adapter_itself(slapd: Slapd, group: str) -> None:
+    uid, dn, password = slapd.add_user("ops")
+    slapd.add_member(group, dn)
+    config = settings_for(slapd)
+    with pytest.raises(AdapterError, match=f"protected group {ADMINS}"):
+        disable(config, uid)
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
+    slapd.lock_by_hand(dn)
+    with pytest.raises(AdapterError, match="protected group"):
+        EnableUserAdapter(config).execute(request("identity.enable_user", uid))
+
+
+def test_a_protected_group_that_does_not_exist_refuses_everyone(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    config = settings_for(slapd, protected_groups=[f"cn=domain admins,ou=groups,{PEOPLE}"])
+    with pytest.raises(AdapterError, match="does not exist"):
+        disable(config, user[0])
+    assert slapd.attribute(user[1], LOCK_ATTRIBUTE) == []
+
+
+def test_an_account_under_a_policy_that_ignores_locks_is_refused(slapd: Slapd) -> None:
+    uid, dn, _ = slapd.add_user(policy=NOLOCK_POLICY)
+    with pytest.raises(AdapterError, match="pwdLockout"):
+        disable(settings_for(slapd), uid)
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == []
+    slapd.lock_by_hand(dn)  # lifting a lock needs no policy: an enable still works
+    enabled = EnableUserAdapter(settings_for(slapd)).execute(request("identity.enable_user", uid))
+    assert enabled.status is ActionStatus.DONE and slapd.attribute(dn, LOCK_ATTRIBUTE) == []
+
+
+def test_an_unknown_account_is_an_error_naming_it(slapd: Slapd) -> None:
+    with pytest.raises(AdapterError, match="no account with uid=nobody-here"):
+        disable(settings_for(slapd), "nobody-here")
+
+
+# -- fail closed: directory down, wrong secret, TLS ----------------------------------------------------------
+
+
+def test_a_directory_that_refuses_connections_fails_closed_naming_it(slapd: Slapd) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"ldap://127.0.0.1:{sock.getsockname()[1]}"
+    config = settings_for(slapd, url=url)
+    with pytest.raises(TransientAdapterError, match=url.replace(".", r"\.")):
+        disable(config, "anyone")
+    verdict = DisableUserAdapter(config).verify(
+        request("identity.disable_user", "anyone"), ActionOutcome(status=ActionStatus.DONE, detail="")
+    )
+    assert not verdict.ok and url in verdict.detail
+
+
+def test_a_directory_that_never_answers_fails_closed_within_the_timeout(slapd: Slapd) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts the TCP connection (the kernel does), never answers the bind
+    url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        with pytest.raises(TransientAdapterError, match="unreachable or did not answer"):
+            disable(settings_for(slapd, url=url, timeout_seconds=0.5), "anyone")
+    finally:
+        silent.close()
+
+
+def test_a_stopped_directory_fails_closed_and_nothing_is_applied(tmp_path: Path, slapd: Slapd) -> None:
+    """The real thing going down: a second slapd, stopped before the action and started again to look."""
+    other = Slapd(tmp_path / "other")
+    other.start()
+    try:
+        uid, dn, password = other.add_user()
+        config = settings_for(other)
+        other.stop()
+        with pytest.raises(TransientAdapterError, match="unreachable"):
+            disable(config, uid)
+        other.launch()
+        assert other.attribute(dn, LOCK_ATTRIBUTE) == [] and other.can_bind(dn, password)
+    finally:
+        other.stop()
+
+
+def test_a_wrong_service_password_is_permanent_and_never_shows_the_password(slapd: Slapd, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password-4711\n")
+    with pytest.raises(AdapterError) as raised:
+        disable(settings_for(slapd, password_file=wrong), "anyone")
+    assert not isinstance(raised.value, TransientAdapterError)
+    assert str(wrong) in str(raised.value) and "4711" not in str(raised.value)
+
+
+def test_the_secret_may_come_from_an_environment_variable(
+    slapd: Slapd, user: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTONOMY_TEST_LDAP_SECRET", slapd.service_password)
+    config = settings_for(slapd, password_file=None, password_env="AUTONOMY_TEST_LDAP_SECRET")
+    assert disable(config, user[0]).status is ActionStatus.DONE
+    monkeypatch.delenv("AUTONOMY_TEST_LDAP_SECRET")
+    with pytest.raises(SecretError, match="AUTONOMY_TEST_LDAP_SECRET is unset"):
+        disable(config, user[0])
+
+
+def test_tls_with_the_directory_ca_works(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    config = settings_for(slapd, url=slapd.tls_url, ca_file=slapd.ca_file)
+    assert disable(config, user[0]).status is ActionStatus.DONE
+
+
+def test_tls_with_a_certificate_the_ca_file_does_not_vouch_for_fails_closed(
+    slapd: Slapd, user: tuple[str, str, str], tmp_path: Path
+) -> None:
+    other_ca, _, _ = make_ca(tmp_path, "other-ca")
+    config = settings_for(slapd, url=slapd.tls_url, ca_file=other_ca)
+    with pytest.raises(AdapterError) as raised:
+        disable(config, user[0])
+    assert not isinstance(raised.value, TransientAdapterError)  # a retry would not make the certificate valid
+    assert slapd.attribute(user[1], LOCK_ATTRIBUTE) == []
+
+
+# -- configuration and wiring ---------------------------------------------------------------------------------
+
+
+def test_plain_ldap_to_another_host_is_refused_by_the_config() -> None:
+    fields = {"bind_dn": SERVICE_DN, "password_env": "X", "users_base": PEOPLE}
+    with pytest.raises(ValidationError, match="in clear"):
+        IdentityDirectory.model_validate({**fields, "url": "ldap://ldap.example.org"})
+    assert IdentityDirectory.model_validate({**fields, "url": "ldap://ldap.example.org", "start_tls": True}).tls
+
+
+def test_a_secret_is_named_once() -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        Secret.model_validate({"password_file": "/x", "password_env": "X"})
+    with pytest.raises(ValidationError, match="exactly one"):
+        Secret.model_validate({})
+
+
+def test_the_enforcement_file_wires_both_identity_actions(
+    slapd: Slapd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "enforcement.yaml"
+    path.write_text(
+        f"identity:\n  url: {slapd.url}\n  bind_dn: {SERVICE_DN}\n  password_file: {slapd.service_password_file}\n"
+        f"  users_base: {PEOPLE}\n  default_policy: {DEFAULT_POLICY}\n"
+    )
+    monkeypatch.delenv("AUTONOMY_ENFORCEMENT_FILE", raising=False)
+    with Ledger.from_url(f"sqlite:///{tmp_path}/ledger.db") as ledger:
+        adapters = build_adapters(Settings(state_dir=tmp_path), ledger)
+    assert isinstance(adapters["identity.disable_user"], DisableUserAdapter)
+    assert isinstance(adapters["identity.enable_user"], EnableUserAdapter)
+    path.write_text("identity:\n  url: ldap://127.0.0.1\n")
+    assert all(isinstance(a, MisconfiguredAdapter) for a in identity_adapters(path))
+    assert identity_adapters(tmp_path / "absent.yaml") == []
+
+
+def test_concurrent_disables_by_two_incidents_both_end_up_holding(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    uid, dn, _ = user
+    config = settings_for(slapd)
+    outcomes: list[ActionOutcome] = []
+    threads = [threading.Thread(target=lambda k=k: outcomes.append(disable(config, uid, k))) for k in (KEY, OTHER_KEY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o.status for o in outcomes) == [ActionStatus.ALREADY_DONE, ActionStatus.DONE]
+    held = Lockout(config)._read_only(uid).holders
+    assert set(held) == {owner_comment(KEY), owner_comment(OTHER_KEY)}
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+
+
+# -- the loop: a real Temporal workflow running the real adapters ---------------------------------------------
+
+
+@dataclass
+class DirectoryEnforcement(FakeEnforcement):
+    """The workflow tests' enforcement point, with identity.* on the real directory instead of the double."""
+
+    directory: IdentityDirectory | None = None
+
+    def adapters(self) -> dict[str, Adapter]:
+        assert self.directory is not None
+        real = {
+            "identity.disable_user": DisableUserAdapter(self.directory),
+            "identity.enable_user": EnableUserAdapter(self.directory),
+        }
+        return {**super().adapters(), **real}
+
+
+async def test_the_loop_disables_a_guessed_account_and_the_ttl_revert_enables_it(
+    slapd: Slapd, tmp_path: Path, config_copy: Settings
+) -> None:
+    """Brute force on a known, non-privileged account (the shipped playbook, bounded to an hour) at L4: the
+    veto window passes, the real account is locked and verified, and the TTL revert unlocks it."""
+    uid, dn, password = slapd.add_user(uid="grace")  # a known, non-privileged user (policies/data/identities.yaml)
+    enforcement = DirectoryEnforcement(directory=with_probe(slapd, tmp_path, uid, password))
+    async with running_loop(bounded_playbooks(tmp_path, config_copy), enforcement) as loop:
+        (key,) = await loop.submit(burst("198.51.100.30", Category.BRUTE_FORCE, user=uid), level=Level.L4)
+        handle = incident_handle(loop.client, key)
+        await loop.wait_for(
+            key,
+            lambda s: (
+                bool(s.actions) and action_of(s, "identity.disable_user").status is WorkflowStatus.AWAITING_APPROVAL
+            ),
+        )
+        await TimeSkipper(loop.client).fast_forward(handle, timedelta(minutes=31))
+        await loop.wait_for(
+            key, lambda s: action_of(s, "identity.disable_user").status is WorkflowStatus.AWAITING_REVERT
+        )
+        assert not slapd.can_bind(dn, password) and slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+        await TimeSkipper(loop.client).fast_forward(handle, timedelta(hours=1, seconds=5))
+        final = await loop.result(key)
+    assert action_of(final, "identity.disable_user").status is WorkflowStatus.REVERTED
+    assert slapd.can_bind(dn, password) and slapd.attribute(dn, LOCK_ATTRIBUTE) == []
+    executions = [r.payload for r in loop.ledger.records(key, [RecordKind.EXECUTION])]
+    assert any("not ended" in str(payload) for payload in executions)
+
+
+def test_the_example_enforcement_file_is_valid() -> None:
+    loaded = load_enforcement(REPO_ROOT / "examples" / "enforcement" / "identity.yaml")
+    assert loaded is not None and loaded.identity is not None and loaded.identity.tls
+    assert loaded.nftables is None
+
+
+def test_a_users_base_that_does_not_exist_is_named(slapd: Slapd, user: tuple[str, str, str]) -> None:
+    with pytest.raises(AdapterError, match="users_base ou=nobody"):
+        disable(settings_for(slapd, users_base="ou=nobody,dc=example,dc=org"), user[0])
