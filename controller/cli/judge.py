@@ -25,7 +25,7 @@ from controller.incidents import group_alerts
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.levels import LevelConfigError, load_level_config
 from controller.models import GuardDecision, Incident, Level, Plan, PlannerTriage, ProposedAction, TriageSummary
-from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeSettings, OfflinePlanner
+from controller.planning import ClaudeConfigError, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import PlanChoice, make_plan
 from controller.policy_bundle import is_test_module
 from controller.runtime import EngineName, load_policy_bundle, open_guard
@@ -163,7 +163,11 @@ def evaluate(
         raise typer.Exit(2) from exc
     with open_guard(settings, engine) as guard:
         offline = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
-        claude = ClaudePlanner(claude_settings, offline) if claude_settings else None
+        claude = None
+        if claude_settings:  # the Anthropic SDK loads only when Claude is configured (it costs a second)
+            from controller.planning import ClaudePlanner
+
+            claude = ClaudePlanner(claude_settings, offline)
         for incident in map(guard.enrich, incidents):
             triage = triage_of(guard, incident)
             summary = triage[1]
