@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Coroutine
 from datetime import datetime
@@ -29,8 +30,21 @@ if TYPE_CHECKING:  # the ledger (SQLModel) and the workflow contracts load only 
 
 T = TypeVar("T")
 
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 200
+"""Columns for output that is not a terminal (a pipe, a log, CI), where Rich would otherwise assume 80 and fold
+wide tables into columns a few letters wide; COLUMNS, when set, still wins."""
+
+
+def make_console(stderr: bool = False) -> Console:
+    """The one place the CLI's consoles are made: the terminal's width on a terminal, PIPE_WIDTH elsewhere."""
+    made = Console(stderr=stderr)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = PIPE_WIDTH
+    return made
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 VERDICT_STYLE = {
     Verdict.EXECUTE: "bold green",
