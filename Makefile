@@ -58,6 +58,7 @@ unit: setup
 test: setup lint unit
 
 bench: setup
+	$(VENV)/bin/python -m bench.cli_startup
 	$(VENV)/bin/python -m bench.guard
 	$(VENV)/bin/python -m bench.simulate
 	set -o pipefail; $(VENV)/bin/python -m bench.loop 2>&1 | grep -v 'Workflow task duration exceeded'

@@ -21,7 +21,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
     log "nothing to install: $(PATH="$PATH:/usr/sbin:/sbin" nft --version), $(PATH="$PATH:/usr/sbin:/sbin" ip -V)"
     exit 0
 fi
-apt_install --no-install-recommends "${missing[@]}"
+apt_install "${missing[@]}"
 export PATH="$PATH:/usr/sbin:/sbin"
 command -v nft >/dev/null 2>&1 || { log "nft is still missing after installing nftables"; exit 1; }
 command -v ip >/dev/null 2>&1 || { log "ip is still missing after installing iproute2"; exit 1; }

@@ -22,7 +22,7 @@ newest_major() { ls /usr/lib/postgresql 2>/dev/null | grep -E '^[0-9]+$' | sort 
 if [ -z "$(newest_major)" ] || ! command -v pg_ctlcluster >/dev/null; then
     log "installing Debian postgresql"
     as_root apt-get update -qq >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
 fi
 MAJOR="$(newest_major)"
 [ -n "$MAJOR" ] || { log "no PostgreSQL server found under /usr/lib/postgresql after installing"; exit 1; }

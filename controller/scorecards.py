@@ -8,13 +8,50 @@ containment took. Each figure is a count over ledger episodes (controller/outcom
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.levels import DEFAULT_SCOPE
 from controller.outcomes import Episode, IncidentEpisodes
 
 TRIAGE_ORDER = ("malicious", "suspicious", "noise", "none")
+OUTCOMES = ("ran alone", "approved", "rejected", "timed out", "failed", "not run")
+"""How a decided action ended, each in exactly one bucket (outcome_of), so the buckets add up to `decided`."""
+SCOPE_WORDS = {
+    "declared": "level given at submit (--level)",
+    DEFAULT_SCOPE: "everything no scope names (default level)",
+    "asset_group": "asset group {}",
+    "user_group": "users in group {}",
+    "environment": "assets in environment {}",
+    "category": "{} alerts",
+}
+
+
+def scope_words(scope: str) -> str:
+    """A scope name (levels/scopes.yaml: `default`, `kind:value`, or `declared`) as a newcomer reads it, with the
+    name itself after a `kind:value` (what `--scope` and scopes.yaml take)."""
+    kind, sep, value = scope.partition(":")
+    words = SCOPE_WORDS.get(kind if sep else scope)
+    if words is None:
+        return scope
+    return f"{words.format(value)} ({scope})" if sep else words
+
+
+def outcome_of(episode: Episode) -> str:
+    """The one OUTCOMES bucket an episode ends in. A failed execution is `failed` whoever allowed it: an action
+    the controller tried and could not carry out is never "not run"."""
+    if episode.execution_failed and not episode.executed:
+        return "failed"
+    if episode.auto_executed:
+        return "ran alone"
+    if episode.settlement == "approved":
+        return "approved"
+    if episode.settlement == "rejected":
+        return "rejected"
+    if episode.settlement == "timed_out":
+        return "timed out"
+    return "not run"  # denied, recommended, held, shadow, waiting for a person, or a veto window still open
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -31,6 +68,9 @@ class Scorecard:
     decided: int = 0
     shadow: int = 0
     executed: int = 0
+    """Executions that succeeded."""
+    failed: int = 0
+    """Executions that were tried and failed (no adapter, the enforcement point refused, a timeout)."""
     auto_executed: int = 0
     approvals_requested: int = 0
     granted: int = 0
@@ -49,11 +89,15 @@ class Scorecard:
     """Per incident whose first verified containment fell in this scope and level: first alert -> verified."""
     triage_mix: dict[str, int] = field(default_factory=dict)
     """Decisions per triage verdict the guard decided on (malicious, suspicious, noise; none: made without one)."""
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    """Decided actions per OUTCOMES bucket: they add up to `decided`."""
 
     def add(self, episode: Episode) -> None:
         self.decided += 1
+        self.outcomes[outcome_of(episode)] += 1
         self.shadow += episode.shadow
         self.executed += episode.executed
+        self.failed += episode.execution_failed and not episode.executed
         self.auto_executed += episode.auto_executed
         self.held += episode.held
         self.votes += len(episode.votes)
@@ -88,6 +132,8 @@ class Scorecard:
             "decided": self.decided,
             "shadow": self.shadow,
             "executed": self.executed,
+            "failed": self.failed,
+            "outcomes": dict(self.outcomes),
             "auto_executed": self.auto_executed,
             "auto_share": round(self.auto_share, 4),
             "approvals_requested": self.approvals_requested,
@@ -114,13 +160,23 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def build_scorecards(incidents: Iterable[IncidentEpisodes], scope: str | None = None) -> list[Scorecard]:
-    """One scorecard per (scope, effective level) seen, sorted by scope then level; `scope` keeps only that one."""
+CardKey = Callable[[Episode], tuple[str, str]]
+
+
+def by_scope_and_level(episode: Episode) -> tuple[str, str]:
+    return episode.scope, episode.effective_level
+
+
+def build_scorecards(
+    incidents: Iterable[IncidentEpisodes], scope: str | None = None, key: CardKey = by_scope_and_level
+) -> list[Scorecard]:
+    """One scorecard per (scope, effective level) seen, sorted by scope then level; `scope` keeps only that one.
+    `key` groups otherwise: a constant key gives one card of totals."""
     cards: dict[tuple[str, str], Scorecard] = {}
 
     def card(episode: Episode) -> Scorecard:
-        key = (episode.scope, episode.effective_level)
-        return cards.setdefault(key, Scorecard(scope=key[0], level=key[1]))
+        scope_name, level = key(episode)
+        return cards.setdefault((scope_name, level), Scorecard(scope=scope_name, level=level))
 
     for incident in incidents:
         kept = [e for e in incident.episodes if scope is None or e.scope == scope]

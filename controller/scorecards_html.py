@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from controller.html import VERDICT_COLOURS, Html, bars, page, stacked_bars, table, tag
-from controller.scorecards import TRIAGE_ORDER, ApproverCard, RuleCard, Scorecard
+from controller.scorecards import TRIAGE_ORDER, ApproverCard, RuleCard, Scorecard, scope_words
 
 OUTCOME_COLOURS = {
     "ran alone": VERDICT_COLOURS["execute"],
     "approved": "#00838f",
     "rejected": VERDICT_COLOURS["deny"],
     "timed out": VERDICT_COLOURS["approve"],
+    "failed": "#6a1b9a",
     "not run": "#90a4ae",
 }
-"""How each decided action ended; "not run" is everything else (deny, recommend, held, shadow, still open)."""
+"""How each decided action ended (scorecards.OUTCOMES); "not run" is deny, recommend, held, shadow, still open."""
 
 COLUMNS = [
     "scope",
@@ -23,6 +24,7 @@ COLUMNS = [
     "granted",
     "rejected",
     "timed out",
+    "failed",
     "approval p50 s",
     "verify failed",
     "reverts",
@@ -33,23 +35,13 @@ COLUMNS = [
 
 
 def _label(card: Scorecard) -> str:
-    return f"{card.scope} @ {card.level}"
-
-
-def _outcomes(card: Scorecard) -> dict[str, float]:
-    outcomes = {
-        "ran alone": card.auto_executed,
-        "approved": card.granted,
-        "rejected": card.rejected,
-        "timed out": card.timed_out - card.veto_window_runs,  # a veto window that passed ran alone
-    }
-    return {**outcomes, "not run": max(0, card.decided - sum(outcomes.values()))}
+    return f"{scope_words(card.scope)} @ {card.level}"
 
 
 def table_row(card: Scorecard) -> list[object]:
     s = card.summary()
     return [
-        s["scope"],
+        scope_words(s["scope"]),
         s["level"],
         s["decided"],
         f"{card.auto_share:.0%}",
@@ -57,6 +49,7 @@ def table_row(card: Scorecard) -> list[object]:
         s["granted"],
         s["rejected"],
         s["timed_out"],
+        s["failed"],
         "-" if s["approval_latency_p50_s"] is None else f"{s['approval_latency_p50_s']:.1f}",
         s["verification_failures"],
         s["reverts"],
@@ -105,7 +98,7 @@ def scorecards_page(
     latencies = [(_label(c), round(c.summary()["approval_latency_p50_s"], 1)) for c in cards if c.approval_latencies]
     body: list[Html] = [
         tag("h2", "How decided actions ended, per scope and effective level"),
-        stacked_bars([(_label(c), _outcomes(c)) for c in cards], OUTCOME_COLOURS, title="outcomes"),
+        stacked_bars([(_label(c), dict(c.outcomes)) for c in cards], OUTCOME_COLOURS, title="outcomes"),
         tag("h2", "Figures"),
         table(COLUMNS, [table_row(c) for c in cards], numeric=range(2, len(COLUMNS))),
     ]

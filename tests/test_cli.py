@@ -599,7 +599,8 @@ def test_demo_runs_the_samples_through_the_loop_at_each_level(state_env: dict[st
     tickets_dir = Path(summary["levels"]["L2"]["state_dir"]) / "tickets"
     assert len(list(tickets_dir.glob("*.json"))) == len(tickets)
     scorecards = Path(summary["scorecards_html"]).read_text()
-    assert "declared @ L1" in scorecards and "declared @ L2" in scorecards  # the demo submits at a given level
+    given = "level given at submit (--level)"  # the demo submits at a given level
+    assert f"{given} @ L1" in scorecards and f"{given} @ L2" in scorecards
 
 
 def test_the_console_script_keeps_exit_codes_after_using_temporal() -> None:

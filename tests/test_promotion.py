@@ -216,7 +216,8 @@ def test_scorecard_html_shows_the_outcomes_chart_and_figures(answered: Answered,
         incidents = list(outcomes(ledger))
     page = scorecards_page(build_scorecards(incidents), build_approver_cards(incidents), "test")
     assert "<td>bob</td>" in page and "<td>carol</td>" in page and UNSIGNED_NOTE in page
-    assert f"{SCOPE} @ L2 rejected: " in page and "<svg" in page and "Mean time to contain" in page
+    assert f"assets in environment production ({SCOPE}) @ L2 rejected: " in page  # the scope in words
+    assert "<svg" in page and "Mean time to contain" in page
     html = tmp_path / "scorecards.html"
     html.write_text(page)
     image = read_png(screenshot(html, tmp_path / "scorecards.png", width=1100, height=700))

@@ -1,9 +1,11 @@
 """`autonomy`: the command line for security leads, platform teams and auditors.
 
 Every command prints a table for people and, with --json, one JSON document per line for machines. This
-module is only the command map; each group lives in its own module:
+module is only the command map, and imports none of the commands: each is a `Lazy` entry (its function, the
+line `--help` shows for it, its panel) whose module loads when the command runs (controller/cli/lazy.py), so
+`autonomy --help` and a short command do not pay for Temporal, the ledger or the Anthropic SDK. The groups:
 
-- `judge`: evaluate, levels, policy (what the controller *would* do; nothing runs, no Temporal)
+- `judge`, `policy_test`: evaluate, levels, policy test (what the controller *would* do; nothing runs, no Temporal)
 - `loop`: server, worker, submit, ingest, approve, reject, incidents (the Temporal loop)
 - `audit`: report, audit show / verify / export (the ledger and the workflow history)
 - `demo`: the whole loop on the sample alerts at several levels
@@ -20,74 +22,114 @@ import sys
 
 import typer
 
-from controller.cli import audit, demo, judge, loop, scorecard, trail
-from controller.cli import keys as keys_cli
-from controller.cli import lab as lab_cli
-from controller.cli import simulate as simulate_cli
-from controller.cli import triage as triage_cli
-from workflows.worker import temporal_client_created
+from controller.cli.lazy import Lazy, lazy_group
+
+JUDGE, LOOP, AUDIT = "Judge (nothing runs)", "Run the loop", "Report and audit"
+_CLI = "controller.cli"
+
+COMMANDS = {
+    "evaluate": Lazy(
+        f"{_CLI}.judge:evaluate", "Plan and guard a file of alerts: each action's verdict, risk, reasons.", JUDGE
+    ),
+    "simulate": Lazy(
+        f"{_CLI}.simulate:simulate", "What-if: replay past alerts through L1-L5 or candidate levels.", JUDGE
+    ),
+    "demo": Lazy(
+        f"{_CLI}.demo:demo", "Run the sample alerts through the whole loop, for real, at L1, L2 and L3.", LOOP
+    ),
+    "server": Lazy(f"{_CLI}.loop:server", "Run Temporal's dev server in the foreground until Ctrl-C.", LOOP),
+    "worker": Lazy(f"{_CLI}.loop:worker", "Run a worker: the incident workflow and its activities.", LOOP),
+    "submit": Lazy(f"{_CLI}.loop:submit", "Submit alert files: one workflow per incident, started or joined.", LOOP),
+    "ingest": Lazy(f"{_CLI}.loop:ingest", "Tail a growing alert log (like tail -F) and submit each new line.", LOOP),
+    "approve": Lazy(f"{_CLI}.loop:approve", "Approve an action that awaits approval (--key signs the vote).", LOOP),
+    "reject": Lazy(f"{_CLI}.loop:reject", "Reject an action that awaits approval (--key signs the vote).", LOOP),
+    "report": Lazy(f"{_CLI}.audit:report", "Write an incident's report (Markdown and JSON) from the ledger.", AUDIT),
+    "scorecard": Lazy(
+        f"{_CLI}.scorecard:scorecard",
+        "What autonomy did per scope and level: handled alone, approvals, reverts.",
+        AUDIT,
+    ),
+}
+GROUPS = {
+    "levels": (
+        JUDGE,
+        "Inspect and validate the autonomy levels (levels/).",
+        {
+            "validate": Lazy(f"{_CLI}.judge:levels_validate", "Check L1-L5, scopes and the risk model; every error."),
+            "show": Lazy(f"{_CLI}.judge:levels_show", "Which level applies where, kill switch, shadow flag, limits."),
+            "explain": Lazy(f"{_CLI}.judge:levels_explain", "What each action class may do alone, per level."),
+            "promote-check": Lazy(
+                f"{_CLI}.scorecard:promote_check", "Does a scope's shadow trial meet the next level's criteria?"
+            ),
+        },
+    ),
+    "policy": (
+        JUDGE,
+        "Work with the Rego policies (policies/).",
+        {"test": Lazy(f"{_CLI}.policy_test:policy_test", "Run the policies' tests: PASS/FAIL per file and coverage.")},
+    ),
+    "incidents": (
+        LOOP,
+        "Incidents: the ledger's list, and each workflow's live status.",
+        {
+            "list": Lazy(f"{_CLI}.loop:incidents_list", "Every incident in the ledger, with its workflow's phase."),
+            "show": Lazy(f"{_CLI}.loop:incidents_show", "One incident now: each action's verdict, status, approvers."),
+        },
+    ),
+    "audit": (
+        AUDIT,
+        "The audit trail: ledger records, tamper check, one-file export, per-action narrative.",
+        {
+            "show": Lazy(f"{_CLI}.audit:audit_show", "The incident's ledger records in order, one row each."),
+            "verify": Lazy(
+                f"{_CLI}.audit:audit_verify", "Recompute the ledger's hash chain; name the first bad record."
+            ),
+            "export": Lazy(f"{_CLI}.audit:audit_export", "One JSON document with everything an auditor needs."),
+            "trail": Lazy(f"{_CLI}.trail:audit_trail", "One narrative per action, from alert evidence to outcome."),
+        },
+    ),
+    "approvers": (
+        LOOP,
+        "Approvers' signing keys for signed votes (approve --key).",
+        {
+            "keygen": Lazy(f"{_CLI}.keys:keygen", "Make an approver's signing key pair (private key file 0600)."),
+            "list": Lazy(f"{_CLI}.keys:approvers_list", "The approvers with signing keys; are unsigned votes refused?"),
+        },
+    ),
+    "lab": (
+        LOOP,
+        "The lab: a real WAF and nftables in network namespaces (examples/lab/).",
+        {
+            "up": Lazy(f"{_CLI}.lab:up", "Build the lab: namespaces, nginx + ModSecurity, nftables, the loop."),
+            "down": Lazy(f"{_CLI}.lab:down", "Stop everything the lab runs and delete its namespaces."),
+            "status": Lazy(f"{_CLI}.lab:status", "What runs, and the addresses in the nft blocklist."),
+            "attack": Lazy(f"{_CLI}.lab:attack", "Send a named attack (or benign traffic) to the victim's WAF."),
+            "replay": Lazy(f"{_CLI}.lab:replay", "Replay labelled HTTP requests from many source addresses."),
+        },
+    ),
+    "triage": (
+        AUDIT,
+        "Triage: explain an incident's verdict; WAF exclusions people's feedback suggests.",
+        {
+            "explain": Lazy(f"{_CLI}.triage:explain", "The incident's recorded triage: verdict, confidence, factors."),
+            "exclusions": Lazy(
+                f"{_CLI}.triage:exclusions", "WAF exclusions for rules people keep rejecting (never applied)."
+            ),
+        },
+    ),
+}
 
 app = typer.Typer(
+    cls=lazy_group(COMMANDS),
     help="Policy-guarded autonomy controller for incident response: alerts in, guarded response actions out.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-levels_app = typer.Typer(help="Inspect and validate the autonomy levels (levels/).", no_args_is_help=True)
-policy_app = typer.Typer(help="Work with the Rego policies (policies/).", no_args_is_help=True)
-incidents_app = typer.Typer(help="Incidents: the ledger's list, and each workflow's live status.", no_args_is_help=True)
-audit_app = typer.Typer(
-    help="The audit trail: ledger records, tamper check, one-file export, per-action narrative.", no_args_is_help=True
-)
-app.add_typer(levels_app, name="levels")
-app.add_typer(policy_app, name="policy")
-app.add_typer(incidents_app, name="incidents")
-app.add_typer(audit_app, name="audit")
-approvers_app = typer.Typer(help="Approvers' signing keys for signed votes (approve --key).", no_args_is_help=True)
-app.add_typer(approvers_app, name="approvers")
-lab_app = typer.Typer(
-    help="The lab: a real WAF and nftables in network namespaces (examples/lab/).", no_args_is_help=True
-)
-app.add_typer(lab_app, name="lab")
-app.add_typer(triage_cli.app, name="triage", no_args_is_help=True)
+for _name, (_panel, _help, _commands) in GROUPS.items():
+    _group = typer.Typer(cls=lazy_group(_commands), help=_help, no_args_is_help=True)
+    app.add_typer(_group, name=_name, rich_help_panel=_panel)
 
-# judging, without running anything
-app.command()(judge.evaluate)
-levels_app.command("validate")(judge.levels_validate)
-levels_app.command("show")(judge.levels_show)
-levels_app.command("explain")(judge.levels_explain)
-levels_app.command("promote-check")(scorecard.promote_check)
-policy_app.command("test")(judge.policy_test)
-app.command()(simulate_cli.simulate)
-app.command()(scorecard.scorecard)
-
-# the loop
-app.command()(demo.demo)
-app.command()(loop.server)
-app.command()(loop.worker)
-app.command()(loop.submit)
-app.command()(loop.ingest)
-app.command()(loop.approve)
-app.command()(loop.reject)
-approvers_app.command("keygen")(keys_cli.keygen)
-approvers_app.command("list")(keys_cli.approvers_list)
-incidents_app.command("list")(loop.incidents_list)
-incidents_app.command("show")(loop.incidents_show)
-
-# the audit
-app.command()(audit.report)
-audit_app.command("show")(audit.audit_show)
-audit_app.command("verify")(audit.audit_verify)
-audit_app.command("export")(audit.audit_export)
-audit_app.command("trail")(trail.audit_trail)
-
-# the lab
-lab_app.command("up")(lab_cli.up)
-lab_app.command("down")(lab_cli.down)
-lab_app.command("status")(lab_cli.status)
-lab_app.command("attack")(lab_cli.attack)
-lab_app.command("replay")(lab_cli.replay)
-
-__all__ = ["app"]
+__all__ = ["COMMANDS", "GROUPS", "app"]
 
 
 def main() -> None:
@@ -103,7 +145,8 @@ def main() -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    if temporal_client_created():
+    worker = sys.modules.get("workflows.worker")  # only a command that used Temporal imported it
+    if worker is not None and worker.temporal_client_created():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

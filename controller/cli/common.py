@@ -10,26 +10,41 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Coroutine
 from datetime import datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
 
 from controller.config import Settings
-from controller.ledger import Ledger, LedgerRecord
 from controller.models import Verdict
-from workflows.contracts import ActionStatus
+
+if TYPE_CHECKING:  # the ledger (SQLModel) and the workflow contracts load only for the commands that use them
+    from controller.ledger import Ledger, LedgerRecord
+    from workflows.contracts import ActionStatus
 
 T = TypeVar("T")
 
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 200
+"""Columns for output that is not a terminal (a pipe, a log, CI), where Rich would otherwise assume 80 and fold
+wide tables into columns a few letters wide; COLUMNS, when set, still wins."""
+
+
+def make_console(stderr: bool = False) -> Console:
+    """The one place the CLI's consoles are made: the terminal's width on a terminal, PIPE_WIDTH elsewhere."""
+    made = Console(stderr=stderr)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = PIPE_WIDTH
+    return made
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 VERDICT_STYLE = {
     Verdict.EXECUTE: "bold green",
@@ -37,22 +52,30 @@ VERDICT_STYLE = {
     Verdict.RECOMMEND: "cyan",
     Verdict.DENY: "bold red",
 }
-STATUS_STYLE: dict[ActionStatus, str] = {
-    ActionStatus.VERIFIED: "green",
-    ActionStatus.AWAITING_REVERT: "green",
-    ActionStatus.REVERTED: "green",
-    ActionStatus.AWAITING_APPROVAL: "bold yellow",
-    ActionStatus.EXECUTING: "yellow",
-    ActionStatus.PLANNED: "dim",
-    ActionStatus.NOT_RUN: "cyan",
-    ActionStatus.SHADOW: "magenta",
-    ActionStatus.HELD: "magenta",
-    ActionStatus.REJECTED: "red",
-    ActionStatus.TIMED_OUT: "red",
-    ActionStatus.FAILED: "bold red",
-    ActionStatus.VERIFICATION_FAILED: "bold red",
-    ActionStatus.COMPENSATED: "red",
-}
+
+
+@cache
+def status_styles() -> dict[ActionStatus, str]:
+    """Each action status's style; built on first use, so commands without statuses never load the contracts."""
+    from workflows.contracts import ActionStatus
+
+    return {
+        ActionStatus.VERIFIED: "green",
+        ActionStatus.AWAITING_REVERT: "green",
+        ActionStatus.REVERTED: "green",
+        ActionStatus.AWAITING_APPROVAL: "bold yellow",
+        ActionStatus.EXECUTING: "yellow",
+        ActionStatus.PLANNED: "dim",
+        ActionStatus.NOT_RUN: "cyan",
+        ActionStatus.SHADOW: "magenta",
+        ActionStatus.HELD: "magenta",
+        ActionStatus.REJECTED: "red",
+        ActionStatus.TIMED_OUT: "red",
+        ActionStatus.FAILED: "bold red",
+        ActionStatus.VERIFICATION_FAILED: "bold red",
+        ActionStatus.COMPENSATED: "red",
+    }
+
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document per line instead of tables.")]
 IncidentArg = Annotated[str, typer.Argument(help="Incident key, e.g. sqli:198.51.100.66 (see `incidents list`).")]
@@ -74,6 +97,9 @@ def temporal_address(option: str | None, settings: Settings) -> str:
 
 def redacted(url: str) -> str:
     """A database URL fit for a terminal or a log: the password (AUTONOMY_LEDGER_URL may carry one) masked."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -110,7 +136,7 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def status_text(status: ActionStatus) -> str:
-    return f"[{STATUS_STYLE.get(status, '')}]{status.value}[/]"
+    return f"[{status_styles().get(status, '')}]{status.value}[/]"
 
 
 def verdict_text(verdict: str) -> str:

@@ -75,6 +75,7 @@ def _summary(result: DemoResult) -> dict[str, Any]:
         "webhook": {"url": result.webhook_url, "received": len(result.notifications)},
         "state_dir": str(result.root),
         "scorecards_html": str(result.scorecards_html),
+        "enforcement": {"netns": result.enforcement.netns, "label": result.enforcement.label},
     }
 
 
@@ -94,7 +95,10 @@ def _why(level: Level, action: ActionState) -> str:
 
 def _print_result(result: DemoResult) -> None:
     summary = _summary(result)["levels"]
-    table = Table(title=f"{result.alerts} sample alerts through the loop at each level")
+    table = Table(
+        title=f"{result.alerts} sample alerts through the loop at each level",
+        caption=f"containment enforced by {escape(result.enforcement.label)}; scorecards: the same counts per level",
+    )
     for column in ("level", "incidents", "ran", "verified", "failed", "awaiting approval", "recommended", "denied"):
         table.add_column(column, justify="right" if column != "level" else "left")
     for level, row in summary.items():
@@ -169,11 +173,12 @@ def _print_result(result: DemoResult) -> None:
         f"tickets are in <level>/tickets/; ledgers in <level>/ledger.db (try "
         f"`AUTONOMY_STATE_DIR={escape(str(result.levels[-1].state_dir))} autonomy audit verify`)"
     )
-    if any(a.detail.startswith("no adapter configured") for run in result.levels for _k, a in _actions(run)):
+    console.print(f"containment (network.*, host.*) enforced by: {escape(result.enforcement.label)}", soft_wrap=True)
+    if not result.enforcement.netns:
         err_console.print(
-            "[yellow]the demo configures no enforcement point, so containment (network.*, host.*, identity.*) "
-            "fails closed with 'no adapter configured': nothing was half-done. Real nftables blocks: "
-            "`autonomy lab up` (root), see examples/lab/README.md[/]"
+            "[yellow]without an enforcement point containment fails closed ('no adapter configured'): nothing was "
+            "half-done. As root the demo enforces with nftables in a throwaway network namespace; real blocks "
+            "against a real WAF: `autonomy lab up` (root), see examples/lab/README.md[/]"
         )
     if result.ingest.dead_lettered:
         err_console.print(f"[yellow]{result.ingest.dead_lettered} sample record(s) dead-lettered[/]")

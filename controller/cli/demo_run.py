@@ -5,6 +5,11 @@ L1, L2 and L3 side by side without workflow ids colliding; per level a worker in
 state folder (ledger, tickets, reports), so each level's audit trail stands alone. notify.webhook posts to a
 tiny HTTP receiver on 127.0.0.1, so notifications really leave the process and are counted on arrival.
 
+Containment runs against a real enforcement point that cannot touch this machine: as root, nftables in a
+throwaway network namespace made for the run and deleted after it (its tables go with it). Without root there
+is none, and containment fails closed ("no adapter configured"), counted as failed everywhere it is shown.
+A user's own AUTONOMY_ENFORCEMENT_FILE is never used by the demo.
+
 Workflows that wait for a person (approval) or a timer (TTL revert) would wait for an hour: the demo never
 awaits their results. It polls each incident's status until it is closed or parked on such a wait, writes a
 snapshot report for the parked ones, and then stops the worker and the server.
@@ -29,12 +34,14 @@ import yaml
 
 from controller.config import Settings
 from controller.ingest import DeadLetter, IngestReport, read_alerts
+from controller.lab.network import LabNetworkError, run_ip
+from controller.lab.packages import find_binary
 from controller.ledger import Ledger
 from controller.models import Alert, Level
 from controller.outcomes import IncidentEpisodes, outcomes
 from controller.reports import write_incident_report
 from controller.runtime import EngineName
-from controller.scorecards import build_approver_cards, build_scorecards
+from controller.scorecards import Scorecard, build_approver_cards, build_scorecards
 from controller.scorecards_html import scorecards_page
 from workflows.client import SubmitReport, Submitter, incident_status
 from workflows.contracts import ActionStatus, IncidentStatus
@@ -46,6 +53,8 @@ DEMO_CHANNEL = "soc-alerts"
 PARKED = frozenset({ActionStatus.AWAITING_APPROVAL, ActionStatus.AWAITING_REVERT})
 """Statuses that wait for a person or a long timer: an incident whose actions all rest is done for the demo."""
 MOVING = frozenset({ActionStatus.PLANNED, ActionStatus.EXECUTING})
+DEMO_TOTAL = "all scopes together"
+"""The scope label of each level's totals card on the demo's scorecards page."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +110,55 @@ class WebhookReceiver:
         self.server.server_close()
 
 
+@dataclass(frozen=True)
+class EnforcementPoint:
+    """Where the demo's containment (network.*, host.*) is enforced: `netns` names the throwaway namespace,
+    None when there is none (`why` says why, in words for the demo's tables)."""
+
+    netns: str | None
+    why: str
+
+    @property
+    def label(self) -> str:
+        if self.netns:
+            return f"nftables in throwaway network namespace {self.netns} (deleted after the demo)"
+        return f"none: {self.why}; containment fails closed, counted as failed"
+
+
 @contextmanager
-def demo_environment(channels_file: Path) -> Iterator[None]:
-    """Point notify.webhook at the demo's channels file and keep tickets inside each level's state folder,
-    for the demo's duration only (the settings read these variables when used)."""
-    saved = {name: os.environ.get(name) for name in ("AUTONOMY_CHANNELS_FILE", "AUTONOMY_TICKETS_DIR")}
+def demo_enforcement(root: Path) -> Iterator[tuple[EnforcementPoint, Path]]:
+    """A real enforcement point that cannot touch this machine, when root: a new, empty network namespace and
+    an enforcement file that points the nftables adapters into it. Yields the point and the file to use (which
+    does not exist when there is no point: the adapters are then absent and containment fails closed)."""
+    file = root / "enforcement.yaml"
+    missing = [tool for tool in ("ip", "nft") if find_binary(tool) is None]
+    if os.geteuid() != 0 or missing:
+        why = "not root" if os.geteuid() != 0 else f"{' and '.join(missing)} not installed"
+        yield EnforcementPoint(None, why), file
+        return
+    netns = f"autonomy-demo-{os.getpid()}"
+    try:
+        run_ip("netns", "add", netns)
+    except LabNetworkError as exc:
+        yield EnforcementPoint(None, f"could not make a network namespace ({exc})"), file
+        return
+    try:
+        header = "# Written by `autonomy demo`: real nftables, in a namespace made for this run and then deleted.\n"
+        file.write_text(header + yaml.safe_dump({"nftables": {"netns": netns}}, sort_keys=False))
+        yield EnforcementPoint(netns, "root"), file
+    finally:
+        run_ip("netns", "del", netns, check=False)
+
+
+@contextmanager
+def demo_environment(channels_file: Path, enforcement_file: Path) -> Iterator[None]:
+    """Point notify.webhook at the demo's channels file, containment at the demo's enforcement file, and keep
+    tickets inside each level's state folder, for the demo's duration only (the settings read these variables
+    when used)."""
+    names = ("AUTONOMY_CHANNELS_FILE", "AUTONOMY_TICKETS_DIR", "AUTONOMY_ENFORCEMENT_FILE")
+    saved = {name: os.environ.get(name) for name in names}
     os.environ["AUTONOMY_CHANNELS_FILE"] = str(channels_file)
+    os.environ["AUTONOMY_ENFORCEMENT_FILE"] = str(enforcement_file)
     os.environ.pop("AUTONOMY_TICKETS_DIR", None)
     try:
         yield
@@ -152,6 +204,7 @@ class DemoResult:
     webhook_url: str
     notifications: list[dict[str, Any]]
     alerts: int
+    enforcement: EnforcementPoint
 
     @property
     def scorecards_html(self) -> Path:
@@ -159,14 +212,19 @@ class DemoResult:
 
 
 def write_scorecards(result: DemoResult) -> None:
-    """One scorecard page over every level's ledger: the demo's levels side by side."""
-    incidents: list[IncidentEpisodes] = []
+    """One scorecard page over every level's ledger: per level, its scopes, then the level's totals (the figures
+    the demo's own table shows, so the two can be compared line by line)."""
+    cards: list[Scorecard] = []
+    approvers: list[IncidentEpisodes] = []
     for run in result.levels:
         with Ledger.from_url(run.ledger_url) as ledger:
-            incidents.extend(outcomes(ledger))
+            incidents = list(outcomes(ledger))
+        approvers.extend(incidents)
+        cards.extend(build_scorecards(incidents))
+        cards.extend(build_scorecards(incidents, key=lambda _: (DEMO_TOTAL, f"{run.level.value} run")))
     levels = ", ".join(run.level.value for run in result.levels)
-    page = scorecards_page(build_scorecards(incidents), build_approver_cards(incidents), f"demo at {levels}")
-    result.scorecards_html.write_text(page)
+    subtitle = f"demo at {levels}; containment enforced by {result.enforcement.label}"
+    result.scorecards_html.write_text(scorecards_page(cards, build_approver_cards(approvers), subtitle))
 
 
 Progress = Callable[[Level, str, int, int], None]
@@ -274,7 +332,11 @@ async def run_demo(
     alerts = load_samples(base.example_alert_files, DeadLetter(root / "dead-letter.jsonl"), ingest)
     channels_file = root / "channels.yaml"
     runs: list[LevelRun] = []
-    with WebhookReceiver() as hook, demo_environment(channels_file):
+    with (
+        WebhookReceiver() as hook,
+        demo_enforcement(root) as (enforcement, enforcement_file),
+        demo_environment(channels_file, enforcement_file),
+    ):
         channels = {"channels": {DEMO_CHANNEL: {"url": hook.url, "timeout_seconds": 5}}}
         channels_file.write_text(yaml.safe_dump(channels))
         namespaces = [arg for lv in levels for arg in ("--namespace", namespace(lv))]
@@ -288,6 +350,6 @@ async def run_demo(
             await asyncio.to_thread(server.stop)
         notifications = list(hook.received)
         url = hook.url
-    result = DemoResult(root, runs, ingest, url, notifications, len(alerts))
+    result = DemoResult(root, runs, ingest, url, notifications, len(alerts), enforcement)
     await asyncio.to_thread(write_scorecards, result)
     return result

@@ -7,9 +7,7 @@ author uses to see what the controller *would* do, and to check the declarative 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,10 +23,9 @@ from controller.incidents import group_alerts
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.levels import LevelConfigError, load_level_config
 from controller.models import GuardDecision, Incident, Level, Plan, PlannerTriage, ProposedAction, TriageSummary
-from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeSettings, OfflinePlanner
+from controller.planning import ClaudeConfigError, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import PlanChoice, make_plan
-from controller.policy_bundle import is_test_module
-from controller.runtime import EngineName, load_policy_bundle, open_guard
+from controller.runtime import EngineName, open_guard
 from controller.triage import TriageResult
 
 
@@ -163,7 +160,11 @@ def evaluate(
         raise typer.Exit(2) from exc
     with open_guard(settings, engine) as guard:
         offline = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
-        claude = ClaudePlanner(claude_settings, offline) if claude_settings else None
+        claude = None
+        if claude_settings:  # the Anthropic SDK loads only when Claude is configured (it costs a second)
+            from controller.planning import ClaudePlanner
+
+            claude = ClaudePlanner(claude_settings, offline)
         for incident in map(guard.enrich, incidents):
             triage = triage_of(guard, incident)
             summary = triage[1]
@@ -303,27 +304,3 @@ def levels_explain(as_json: JsonFlag = False) -> None:
         if not spec.enabled:
             notes.append(f"disabled: scopes assigned {lv.value} run as {spec.fallback.level if spec.fallback else '-'}")
         console.print(f"[bold]{lv.value}[/] {spec.j3016} ({'; '.join(notes)}.)")
-
-
-def policy_test(
-    coverage: Annotated[bool, typer.Option(help="Print opa's coverage report.")] = False,
-) -> None:
-    """Run `opa test` on the policies and their *_test.rego, with the compiled data document loaded."""
-    settings = Settings()
-    if not settings.opa_bin.exists():
-        err_console.print(f"[red]opa not found at {settings.opa_bin}: run .ci/run or set AUTONOMY_OPA_BIN[/]")
-        raise typer.Exit(2)
-    bundle = load_policy_bundle(settings)
-    with tempfile.TemporaryDirectory(prefix="autonomy-policy-test-") as workdir:
-        directory = Path(workdir)
-        bundle.write_to(directory)
-        for path in settings.policies_dir.rglob("*.rego"):
-            if is_test_module(path):
-                target = directory / path.relative_to(settings.policies_dir)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(path.read_text())
-        command = [str(settings.opa_bin), "test", str(directory), "-v"]
-        if coverage:
-            command.append("--coverage")
-        result = subprocess.run(command, check=False)
-    raise typer.Exit(result.returncode)

@@ -20,8 +20,6 @@ from controller.ledger import Ledger, RecordKind
 from controller.triage import ExclusionRefused, FeedbackCounts, TriageResult, propose_exclusion
 from controller.triage.ledger_view import ledger_view
 
-app = typer.Typer(help="Triage: explain an incident's verdict; WAF exclusions people's feedback suggests.")
-
 
 def _row(rule: str, path: str | None, counts: FeedbackCounts) -> dict[str, Any]:
     row: dict[str, Any] = {
@@ -42,7 +40,6 @@ def _row(rule: str, path: str | None, counts: FeedbackCounts) -> dict[str, Any]:
     return row
 
 
-@app.command("exclusions")
 def exclusions(
     min_rejections: Annotated[
         int, typer.Option("--min-rejections", min=1, help="Rejected + reverted at least this often.")
@@ -78,7 +75,6 @@ def exclusions(
     console.print(table if rows else "[dim]no rule reaches that many rejections in the ledger[/]")
 
 
-@app.command("explain")
 def explain(incident: IncidentArg, as_json: JsonFlag = False) -> None:
     """The incident's triage as the controller recorded it before planning: verdict, confidence, score, every
     factor (value, weight, contribution, why, trust) and the ATT&CK techniques. Exit 1 when the ledger has no

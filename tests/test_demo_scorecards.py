@@ -1,0 +1,76 @@
+"""The demo's table and its scorecards page count the same actions the same way, failed executions included,
+and containment runs against a real enforcement point that cannot touch this machine (root) or is said to
+have none."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from controller.cli import app
+from controller.ledger import Ledger
+from controller.outcomes import Episode, outcomes
+from controller.scorecards import OUTCOMES, build_scorecards, outcome_of, scope_words
+from controller.scorecards_html import OUTCOME_COLOURS
+
+runner = CliRunner()
+
+
+def test_every_outcome_has_a_colour_and_every_scope_kind_has_words() -> None:
+    assert tuple(OUTCOME_COLOURS) == OUTCOMES
+    assert scope_words("declared") == "level given at submit (--level)"
+    assert scope_words("environment:production") == "assets in environment production (environment:production)"
+    assert scope_words("category:sqli") == "sqli alerts (category:sqli)"
+    assert scope_words("something:new") == "something:new"  # unknown kinds are shown as they are
+
+
+def test_a_failed_execution_is_failed_not_not_run() -> None:
+    from datetime import UTC, datetime
+
+    failed = Episode("k", "a1", "network.block_ip", "contain_network", "default", "L3", "execute", datetime.now(UTC), 1)
+    failed.execution_failed = True
+    assert outcome_of(failed) == "failed"
+    failed.executed = True  # a retry that succeeded: it ran
+    assert outcome_of(failed) == "ran alone"
+
+
+def test_demo_table_and_scorecards_agree(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--json", "--level", "L3"], env={"AUTONOMY_STATE_DIR": str(tmp_path / "var")})
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    summary = lines[-1]["summary"]
+    actions: list[dict[str, Any]] = [a for line in lines[:-1] for a in line["actions"]]
+    row = summary["levels"]["L3"]
+    assert not row["unsettled"]
+
+    with Ledger.from_url(f"sqlite:///{Path(row['state_dir']) / 'ledger.db'}") as ledger:
+        incidents = list(outcomes(ledger))
+    [total] = build_scorecards(incidents, key=lambda _: ("all", "L3"))
+    totals = total.summary()
+    assert totals["decided"] == len(actions)
+    assert totals["failed"] == row["failed"]
+    assert totals["executed"] + totals["failed"] == row["ran"]
+    asked = totals["approvals_requested"] - totals["granted"] - totals["rejected"] - totals["timed_out"]
+    assert asked == row["awaiting_approval"]
+    assert sum(totals["outcomes"].values()) == totals["decided"]
+
+    page = Path(summary["scorecards_html"]).read_text()
+    plain = page.replace(' class="num"', "")
+    assert "<th>failed</th>" in plain
+    assert f"<td>all scopes together</td><td>L3 run</td><td>{len(actions)}</td>" in plain  # decided, as the demo
+
+    blocks = [a for a in actions if a["action"] == "network.block_ip" and a["verdict"] == "execute"]
+    assert blocks, "the L3 demo runs network.block_ip alone for some incident"
+    netns = summary["enforcement"]["netns"]
+    if os.geteuid() == 0:
+        assert netns and all(a["status"] in {"verified", "awaiting_revert"} for a in blocks), blocks
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert netns not in listed  # the throwaway namespace (and its nft table) is gone
+    else:
+        assert netns is None and summary["enforcement"]["label"].startswith("none: not root")
+        assert all(a["status"] == "failed" for a in blocks) and row["failed"] >= len(blocks)
