@@ -166,6 +166,26 @@ class Ids:
         return self.service.stop()
 
 
+UNDECODABLE_SCRIPT = """
+import socket, struct, sys
+# An IPv4 header whose total length (10) is smaller than the header itself (20): decoder event 2200002.
+src, dst = socket.inet_aton(sys.argv[2]), socket.inet_aton(sys.argv[3])
+header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 10, 1, 0, 64, 6, 0, src, dst)
+frame = b"\\xff" * 6 + b"\\x02" * 6 + b"\\x08\\x00" + header + bytes(20)
+with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
+    raw.bind((sys.argv[1], 0))
+    raw.send(frame)
+"""
+
+
+def send_undecodable_packet(topology: Topology, python: str) -> None:
+    """One broken IPv4 frame from the attacker's veth: Suricata's decoder rules fire an engine event without
+    addresses ("SURICATA IPv4 total length smaller than header size"), as real captures are full of."""
+    device = next(link.device for link in topology.links() if link.netns_role == topology.attacker)
+    argv = [ip_binary(), "netns", "exec", topology.attacker, python, "-c", UNDECODABLE_SCRIPT, device]
+    subprocess.run([*argv, topology.attacker_ip, topology.victim_a], check=True, timeout=30, capture_output=True)
+
+
 def _check_version(binary: str) -> None:
     """Suricata 7 or later: the lab's rules use its sticky buffers, and its EVE shape is what ingest reads."""
     result = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=30, check=False)
