@@ -14,19 +14,14 @@ from typing import Any
 
 import pytest
 
-from controller.ingest import DeadLetter, IngestReport, original_bytes, read_alerts, read_dead_letters
+from controller.ingest import original_bytes, read_dead_letters
 from controller.ingest.suricata import ENGINE_CONFIDENCE
-from controller.models import Alert, Category, Severity
+from controller.models import Category, Severity
+from tests.test_ingest import ingest
 
 DATA = Path(__file__).parent / "data"
 DECODER = DATA / "suricata7-decoder-events.jsonl"
 EVE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "suricata-eve.jsonl"
-
-
-def ingest(path: Path, tmp_path: Path) -> tuple[list[Alert], IngestReport, DeadLetter]:
-    report = IngestReport()
-    dead_letter = DeadLetter(tmp_path / "dead.jsonl")
-    return list(read_alerts(path, dead_letter=dead_letter, report=report)), report, dead_letter
 
 
 def decoder_records() -> list[dict[str, Any]]:

@@ -14,22 +14,17 @@ from typing import Any
 
 import pytest
 
-from controller.ingest import DeadLetter, Format, IngestReport, detect_format, read_alerts, read_dead_letters
+from controller.ingest import Format, detect_format, read_dead_letters
 from controller.ingest.classify import classify_suricata
 from controller.lab.attacks import ATTACKS
 from controller.lab.ids import LAB_RULES
-from controller.models import Alert, Category, Severity
+from controller.models import Category, Severity
+from tests.test_ingest import ingest
 
 DATA = Path(__file__).parent / "data"
 ACCESS = DATA / "nginx-access.jsonl"
 LAB_EVE = DATA / "suricata7-lab-eve.jsonl"
 ATTACKER, BENIGN = "198.51.100.66", "203.0.113.7"
-
-
-def ingest(path: Path, tmp_path: Path) -> tuple[list[Alert], IngestReport, DeadLetter]:
-    report = IngestReport()
-    dead_letter = DeadLetter(tmp_path / "dead.jsonl")
-    return list(read_alerts(path, dead_letter=dead_letter, report=report)), report, dead_letter
 
 
 def access_records() -> list[dict[str, Any]]:
