@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.lab.network import Topology, ip_binary
-from controller.lab.packages import SURICATA_CONFIG_DIR, find_binary
+from controller.lab.packages import SBIN_PATH, SURICATA_CONFIG_DIR, find_binary
 from controller.lab.services import Service
 
 READY_LOG = "Engine started"
@@ -156,7 +156,7 @@ class Ids:
         self.write_config()
         argv = [ip_binary(), "netns", "exec", self.topology.victim, binary, "-c", str(self.paths.config)]
         argv += ["--af-packet", "-k", "none", "--init-errors-fatal", "-l", str(self.paths.log_dir)]
-        pid = self.service.start(argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        pid = self.service.start(argv, env={"PATH": SBIN_PATH})
         if not self.service.wait_for_log(READY_LOG, READY_TIMEOUT_SECONDS):
             self.service.stop()
             raise IdsError(f"Suricata did not start capturing: {self.service.log_tail()}")
