@@ -115,7 +115,7 @@ def _install(packages: list[str], backports: list[str]) -> None:
             _apt_install(packages)
         if backports:
             suite = f"{_codename()}-backports"
-            if _add_backports_source(suite):
+            if add_backports_source(suite):
                 _apt_get("update", "-q")
             _apt_install(backports, "-t", suite)
     finally:
@@ -143,16 +143,16 @@ def _codename() -> str:
     raise RuntimeError("/etc/os-release names no VERSION_CODENAME: cannot tell which backports suite to use")
 
 
-def _add_backports_source(suite: str) -> bool:
+def add_backports_source(suite: str, sources: tuple[Path, Path] = APT_SOURCES, target: Path = BACKPORTS_SOURCE) -> bool:
     """Add the release's backports suite to apt's sources unless some source names it; True when added.
 
     Backports are never preferred by apt on their own (priority 100), so adding the suite changes nothing else
     this machine installs: only packages asked for with `-t <suite>` come from it."""
-    listed = [APT_SOURCES[0]] if APT_SOURCES[0].exists() else []
-    listed += sorted(APT_SOURCES[1].glob("*.list")) + sorted(APT_SOURCES[1].glob("*.sources"))
+    listed = [sources[0]] if sources[0].exists() else []
+    listed += sorted(sources[1].glob("*.list")) + sorted(sources[1].glob("*.sources"))
     if any(suite in path.read_text(errors="replace") for path in listed):
         return False
-    BACKPORTS_SOURCE.write_text(
+    target.write_text(
         "# Added by the autonomy lab (controller/lab/packages.py): Suricata 7 comes from backports.\n"
         f"Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {suite}\nComponents: main\n"
         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
