@@ -27,6 +27,11 @@ class InvalidParamsError(ValueError):
         self.errors = errors
 
 
+_LOOKUP_VERIFY = (
+    "read-only; the answer's coverage (records read up to the ledger head, their time window) matches the ledger"
+)
+
+
 def _spec(**fields: Any) -> ActionSpec:
     return ActionSpec(**fields)
 
@@ -130,7 +135,7 @@ SPECS: dict[str, ActionSpec] = {
             description="Read-only: what our own history (the ledger) says about an address: incidents, actions taken.",
             blast_radius=BlastRadius.NONE,
             reversible=True,
-            verify="read-only; the lookup returned a result",
+            verify=_LOOKUP_VERIFY,
             target_kind=TargetKind.IP,
             target_param="ip",
             params_model=p.IpLookupParams,
@@ -141,7 +146,7 @@ SPECS: dict[str, ActionSpec] = {
             description="Read-only: other alerts from the same source across incidents (attacker tracking).",
             blast_radius=BlastRadius.NONE,
             reversible=True,
-            verify="read-only; the lookup returned a result",
+            verify=_LOOKUP_VERIFY,
             target_kind=TargetKind.IP,
             target_param="ip",
             params_model=p.IpLookupParams,
@@ -152,7 +157,7 @@ SPECS: dict[str, ActionSpec] = {
             description="Read-only: alerts the ledger holds for a host, by name or address (impact assessment).",
             blast_radius=BlastRadius.NONE,
             reversible=True,
-            verify="read-only; the lookup returned a result",
+            verify=_LOOKUP_VERIFY + "; the inventory still resolves the host as the answer did",
             target_kind=TargetKind.HOST,
             target_param="host",
             params_model=p.HostLookupParams,

@@ -25,7 +25,12 @@ from pydantic import ValidationError
 
 from actions.adapters import build_adapters
 from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, TransientAdapterError
-from actions.adapters.investigate import HostActivityAdapter, IpReputationAdapter, RelatedAlertsAdapter
+from actions.adapters.investigate import (
+    HostActivityAdapter,
+    IpReputationAdapter,
+    RelatedAlertsAdapter,
+    bundle_inventory,
+)
 from actions.adapters.ticket import TicketAdapter, list_tickets, ticket_path
 from actions.adapters.webhook import ChannelsConfigError, WebhookAdapter
 from controller.config import Settings
@@ -611,7 +616,7 @@ def test_related_alerts_counts_alerts_from_the_source_across_incidents(ledger: L
     assert ev["categories"] == {"sqli": 3, "xss": 1}
     assert datetime.fromisoformat(ev["first_seen"]) == T0 - timedelta(days=1)
     assert datetime.fromisoformat(ev["last_seen"]) == T0 + timedelta(hours=2)
-    assert ev["scan_truncated"] is False
+    assert ev["coverage"]["truncated"] is False
     assert adapter.verify(req, outcome).ok
 
 
@@ -650,7 +655,8 @@ def test_ip_reputation_reports_appearances_and_actions_taken(ledger: Ledger) -> 
 
 
 def test_host_activity_matches_asset_names_and_destination_addresses(ledger: Ledger) -> None:
-    adapter = HostActivityAdapter(ledger)
+    """shop-web and 10.0.0.5 are not in the inventory: they match by their own name or address only."""
+    adapter = HostActivityAdapter(ledger, bundle_inventory(Settings()))
     by_name = adapter.execute(request("investigate.host_activity", {"host": "shop-web"})).evidence
     assert by_name["alert_count"] == 5
     assert by_name["matched_by_asset"] == 5 and by_name["matched_by_dst_ip"] == 0
@@ -669,7 +675,7 @@ def test_investigation_scan_is_capped_and_says_so(ledger: Ledger) -> None:
     adapter = RelatedAlertsAdapter(ledger, scan_limit=3)
     outcome = adapter.execute(request("investigate.related_alerts", {"ip": "198.51.100.66"}))
     ev = outcome.evidence
-    assert ev["records_scanned"] == 3 and ev["scan_truncated"] is True
+    assert ev["coverage"]["records_read"] == 3 and ev["coverage"]["truncated"] is True
     assert ev["alert_count"] == 0, "the three newest alerts are from other sources"
     assert "only the newest 3 records" in outcome.detail
 
@@ -680,7 +686,7 @@ def test_investigation_refuses_invalid_params(ledger: Ledger) -> None:
 
 
 def test_investigation_verify_fails_for_a_failed_lookup(ledger: Ledger) -> None:
-    adapter = HostActivityAdapter(ledger)
+    adapter = HostActivityAdapter(ledger, bundle_inventory(Settings()))
     req = request("investigate.host_activity", {"host": "shop-web"})
     assert not adapter.verify(req, ActionOutcome(status=ActionStatus.FAILED, detail="boom")).ok
 

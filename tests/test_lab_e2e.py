@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import timedelta
@@ -30,6 +31,7 @@ import pytest
 from actions.adapters.nftables.lock import LOCK_DIRS
 from controller.config import REPO_ROOT, Settings
 from controller.lab import Lab, LabConfig, LabPackagesMissing, ensure_packages
+from controller.lab.ids import send_undecodable_packet
 from controller.lab.lab import load_config
 from controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
 from controller.lab.network import alive, existing_namespaces, namespace_inode, processes_in_inode, run_ip
@@ -98,9 +100,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def clean(lab: Lab) -> Iterator[Lab]:
-    """Each test starts with no blocks and an empty audit log (ModSecurity appends, so truncating is safe)."""
+    """Each test starts with no blocks and empty sensor logs (every sensor appends, so truncating is safe)."""
     lab.clear_blocks()
-    lab.waf.truncate_audit_log()
+    lab.truncate_sensor_logs()
     try:
         yield lab
     finally:
@@ -356,6 +358,30 @@ async def test_follow_survives_rotation_and_restarts_without_losing_or_double_co
     assert (await loop.status(SQLI)).alert_count == 12, "no alert counted twice by the workflow"
 
 
+# -- three sensors: the WAF, Suricata (with an engine event) and nginx's access log reach the ledger -----------
+
+
+async def test_suricata_alerts_engine_events_and_access_records_reach_the_ledger(loop: LabLoop) -> None:
+    lab = loop.lab
+    sent = ("sqli", "traversal", "cmdi", "scanner")
+    assert [lab.attack(name).status for name in sent] == [403] * 4
+    assert lab.browse("benign").status == 200, "what gets through: the application answers"
+    send_undecodable_packet(lab.topology, sys.executable)
+    # WAF: one alert per attack; Suricata: one per attack and the engine event; access log: every request.
+    expected = {"modsecurity3": 4, "suricata": 5, "nginx-access": 5}
+    added = await loop.ingest_once(level=Level.L1, expect=sum(expected.values()), logs=list(lab.sensor_logs.values()))
+
+    alerts = [r.payload for key in added for r in loop.ledger.records(key, [RecordKind.ALERT])]
+    assert Counter(a["source"] for a in alerts) == expected, added
+    suricata = [a for a in alerts if a["source"] == "suricata"]
+    assert {a["category"] for a in suricata if a["src_ip"] == ATTACKER} == {"sqli", "lfi", "rce", "scanner"}
+    (engine,) = [a for a in suricata if a["src_ip"] is None]
+    assert (engine["rule_ids"], engine["category"], engine["severity"]) == (["2200002"], "protocol", "low")
+    access = {(a["src_ip"], a["signature"]) for a in alerts if a["source"] == "nginx-access"}
+    assert access == {(ATTACKER, "HTTP 403 before the application"), (BENIGN, "HTTP 200 from the application")}
+    assert not loop.settings.dead_letter_path.exists(), "real sensor output is never dead-lettered"
+
+
 # -- `autonomy lab up|attack|status|down`: separate processes, and nothing left behind -----------------------
 
 
@@ -376,12 +402,24 @@ def _root_tables() -> str:
     return subprocess.run([nft, "list", "tables"], capture_output=True, text=True, check=True).stdout
 
 
+SENSOR_DEFAULT_DIRS = ("/var/log/suricata", "/run/suricata", "/var/lib/suricata", "/var/log/nginx", "/run/nginx.pid")
+"""Where Debian's Suricata and nginx write when run with their packaged configs: the lab's must not."""
+
+
+def _outside_files() -> dict[str, list[str]]:
+    return {
+        d: sorted(str(p) for p in Path(d).rglob("*")) if Path(d).is_dir() else [d] * Path(d).exists()
+        for d in SENSOR_DEFAULT_DIRS
+    }
+
+
 def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path) -> None:
     _lab_available()
     sweep_stale("e2d")
     root = tmp_path / "cli-lab"
     where = ["--root", str(root)]
     tables_before = _root_tables()
+    outside_before = _outside_files()
     try:
         up = _cli(
             "up", *where, "--prefix", prefix("e2d"), "--temporal-port", str(free_port()), "--settle", "0.5", "--json"
@@ -403,8 +441,10 @@ def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path)
         assert dropped.returncode == 1 and json.loads(dropped.stdout)["timed_out"] is True
 
         state = json.loads(_cli("status", *where, "--json").stdout)
-        pids = {s["name"]: (s["pid"], start_time(s["pid"])) for s in [state["nginx"], *state["services"]]}
-        assert set(pids) == {"nginx", "temporal", "worker", "follow"} and all(p for p, _ in pids.values())
+        pids = {s["name"]: (s["pid"], start_time(s["pid"])) for s in [state["nginx"], state["ids"], *state["services"]]}
+        services = {"nginx", "suricata", "temporal", "worker", "follow", "follow-ids", "follow-access"}
+        assert set(pids) == services and all(p for p, _ in pids.values())
+        assert all(log["lines"] for log in state["sensor_logs"].values()), "every sensor wrote what it saw"
         namespaces = list(state["namespaces"])
         inodes = [namespace_inode(ns) for ns in namespaces]
         workers = run_ip("netns", "pids", namespaces[0]).stdout.split()
@@ -423,5 +463,6 @@ def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path)
     for pid in map(int, workers):
         assert not alive(pid), f"process {pid} of the victim namespace still runs"
     assert _root_tables() == tables_before, "the lab made no nft table in the root namespace"
+    assert _outside_files() == outside_before, "the sensors wrote nothing outside the lab folder"
     status = json.loads(_cli("status", *where, "--json").stdout)
     assert not status["up"] and not any(status["namespaces"].values()) and status["nft"]["blocked"] == []

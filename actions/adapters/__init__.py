@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from actions.adapters.base import Adapter
 from actions.adapters.identity import identity_adapters
-from actions.adapters.investigate import HostActivityAdapter, IpReputationAdapter, RelatedAlertsAdapter
+from actions.adapters.investigate import (
+    HostActivityAdapter,
+    IpReputationAdapter,
+    RelatedAlertsAdapter,
+    bundle_inventory,
+)
 from actions.adapters.nftables.adapters import enforcement_adapters
 from actions.adapters.ticket import TicketAdapter
 from actions.adapters.webhook import WebhookAdapter
@@ -30,7 +35,7 @@ def build_adapters(settings: Settings, ledger: Ledger) -> dict[str, Adapter]:
         WebhookAdapter(settings.channels_file, settings.state_dir / WEBHOOK_JOURNAL_DIR),
         RelatedAlertsAdapter(ledger),
         IpReputationAdapter(ledger),
-        HostActivityAdapter(ledger),
+        HostActivityAdapter(ledger, bundle_inventory(settings)),
         *enforcement_adapters(settings.enforcement_file),
         *identity_adapters(settings.enforcement_file),
     ]

@@ -1,5 +1,5 @@
-"""Alert ingest: sensor records in (ModSecurity v2/v3, the CRS corpus, Suricata EVE, OCSF, our own Alert
-JSON), normalised `Alert`s out, every bad record accounted for.
+"""Alert ingest: sensor records in (ModSecurity v2/v3, the CRS corpus, Suricata EVE, nginx JSON access log,
+our own Alert JSON), normalised `Alert`s out, every bad record accounted for.
 
     report = IngestReport()
     dead_letter = DeadLetter(Path("var/dead-letter.jsonl"))

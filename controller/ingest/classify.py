@@ -392,6 +392,22 @@ def classify_suricata(
     return Classification(category=category, severity=level, confidence=_clamp(min(base + boost, cap)))
 
 
+# ------------------------------------------------------------------------------------------- access records
+
+_ACCESS_CONFIDENCE = 0.05
+"""The floor (_clamp): an access record is what happened to a request, not a judgement that it was an attack."""
+
+
+def classify_access() -> Classification:
+    """Classify one web server access record (nginx_access.py): always other, info, the lowest confidence.
+
+    Neither the status nor the path says "attack" (the path is the attacker's own text, and a 200 is what every
+    benign page gets): the record's worth is as evidence of an outcome beside a source's alerts (what got
+    through the WAF, what the application answered), never as a detection that could propose an action.
+    Status and upstream are kept on the alert itself (signature, blocked, evidence)."""
+    return Classification(category=Category.OTHER, severity=Severity.INFO, confidence=_ACCESS_CONFIDENCE)
+
+
 # ------------------------------------------------------------------------------------------------------ OCSF
 
 _OCSF_SEVERITY = {

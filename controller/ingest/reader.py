@@ -143,10 +143,7 @@ def _read(
             continue
         finally:
             item.close()
-        report.formats[result.format.value] += 1
-        if result.skipped is not None:
-            report.skipped[result.skipped] += 1
-        report.alerts += len(result.alerts)
+        report.count(result)
         yield from result.alerts
 
 

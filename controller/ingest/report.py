@@ -14,7 +14,11 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.ingest.formats import ParseResult
+    from controller.models import Alert
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,8 @@ class IngestReport:
 
     records_read: int = 0
     alerts: int = 0
+    engine_events: int = 0
+    """Alerts that name no address, asset or user (Suricata decoder events): valid, counted, never errors."""
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: int = 0
     formats: Counter[str] = field(default_factory=Counter)
@@ -101,6 +107,14 @@ class IngestReport:
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+    def count(self, result: ParseResult) -> None:
+        """Account for one parsed record (its format, and its alerts or why it carries none)."""
+        self.formats[result.format.value] += 1
+        if result.skipped is not None:
+            self.skipped[result.skipped] += 1
+        self.alerts += len(result.alerts)
+        self.engine_events += sum(1 for alert in result.alerts if names_nobody(alert))
 
     def add_error(self, message: str) -> None:
         self.dead_lettered += 1
@@ -111,7 +125,9 @@ class IngestReport:
     def summary(self) -> str:
         skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         return (
-            f"{self.records_read} records read: {self.alerts} alerts, "
+            f"{self.records_read} records read: {self.alerts} alerts"
+            + (f" ({self.engine_events} engine events without addresses)" if self.engine_events else "")
+            + ", "
             f"{self.skipped_total} non-alert records skipped"
             + (f" ({skipped})" if skipped else "")
             + f", {self.dead_lettered} dead-lettered"
@@ -121,8 +137,14 @@ class IngestReport:
         return {
             "records_read": self.records_read,
             "alerts": self.alerts,
+            "engine_events": self.engine_events,
             "skipped": dict(sorted(self.skipped.items())),
             "dead_lettered": self.dead_lettered,
             "formats": dict(sorted(self.formats.items())),
             "errors": list(self.errors),
         }
+
+
+def names_nobody(alert: Alert) -> bool:
+    """True for an alert with no address, asset or user: sensor engine noise that no action can target."""
+    return not (alert.src_ip or alert.dst_ip or alert.asset or alert.user)

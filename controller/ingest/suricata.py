@@ -2,6 +2,12 @@
 
 Every EVE line has `timestamp` and `event_type`. Only `alert` events are alerts; flow, http, fileinfo, dns,
 stats ... are valid telemetry and are counted as skipped, not as errors.
+
+Engine events: Suricata's own decoder rules fire on packets it could not decode ("SURICATA IPv4 total length
+smaller than header size"), and the alert then has no `src_ip`/`dest_ip` at all. That is valid sensor output,
+not a broken record: it becomes an Alert without addresses, low severity and low confidence (nobody to act
+on), rule id and signature kept, so it is counted, grouped and visible. A record that has the address keys
+with a bad value, or one that claims a flow but names no address, is still broken and dead-lettered.
 """
 
 from __future__ import annotations
@@ -10,11 +16,18 @@ from typing import Any
 
 from controller.ingest import fields
 from controller.ingest.classify import classify_suricata
+from controller.ingest.errors import IngestError
 from controller.ingest.fields import Record
 from controller.ingest.normalise import bounded_raw, content_id, evidence, make_alert, stable_id
-from controller.models import Alert
+from controller.models import Alert, Severity
 
 SOURCE = "suricata"
+ENGINE_SEVERITY = Severity.LOW
+ENGINE_CONFIDENCE = 0.3
+"""Caps for engine events: a packet the engine could not decode names nobody, so it is never strong evidence."""
+ENGINE_NOTE = "Suricata engine event: the packet's addresses could not be decoded (decoder/stream anomaly)"
+_FLOW_KEYS = ("flow_id", "src_port", "dest_port", "flow", "app_proto", "http")
+"""Keys that only a decoded flow has: an addressless alert carrying one is a damaged record, not an engine event."""
 _HUGE = (("payload",), ("packet",), ("http", "http_response_body"), ("http", "http_request_body"))
 # Rule-author metadata worth classifying on (ET rules: tag SQL_Injection, cve CVE_2021_44228, ...).
 _METADATA_KEYS = ("tag", "cve", "former_category", "mitre_tactic_id", "mitre_technique_id", "malware_family")
@@ -42,7 +55,12 @@ def parse(record: Record) -> Alert:
         severity=fields.optional_int(record, "alert.severity"),
         signature_severity=next(iter(_as_list(metadata.get("signature_severity"))), None),
     )
-    src_ip, dst_ip, dst_port = _client_server(record)
+    engine = is_engine_event(record)
+    src_ip, dst_ip, dst_port = (None, None, None) if engine else _client_server(record)
+    severity, confidence = verdict.severity, verdict.confidence
+    if engine:
+        severity = min(severity, ENGINE_SEVERITY, key=lambda s: s.rank)
+        confidence = min(confidence, ENGINE_CONFIDENCE)
     http = fields.mapping(record, "http", optional=True)
     flow_id = record.get("flow_id")
     return make_alert(
@@ -50,8 +68,8 @@ def parse(record: Record) -> Alert:
         source=SOURCE,
         observed_at=fields.iso_time(stamp, "timestamp"),
         category=verdict.category,
-        severity=verdict.severity,
-        confidence=verdict.confidence,
+        severity=severity,
+        confidence=confidence,
         src_ip=src_ip,
         dst_ip=dst_ip,
         dst_port=dst_port,
@@ -60,9 +78,22 @@ def parse(record: Record) -> Alert:
         signature=signature,
         # IDS mode logs "allowed" even when a WAF behind it answered 403; only an IPS drop is a block.
         blocked=fields.optional_text(alert, "action") == "blocked",
-        evidence_text=evidence(_evidence_parts(record, http)),
+        evidence_text=evidence([ENGINE_NOTE if engine else None, *_evidence_parts(record, http)]),
         raw=bounded_raw(record, _HUGE),
     )
+
+
+def is_engine_event(record: Record) -> bool:
+    """An alert on a packet whose IP header Suricata could not decode: neither address key is present.
+
+    Present-but-empty or null addresses are not this (a producer wrote the key and lost the value), and
+    neither is an addressless alert with flow fields: both raise, so the record is dead-lettered."""
+    if "src_ip" in record or "dest_ip" in record:
+        return False
+    flow_keys = [key for key in _FLOW_KEYS if key in record]
+    if flow_keys:
+        raise IngestError(f"alert has flow fields ({', '.join(flow_keys)}) but neither src_ip nor dest_ip")
+    return True
 
 
 def _client_server(record: Record) -> tuple[str, str | None, int | None]:

@@ -1,20 +1,23 @@
 """The lab as one object: `Lab(config).up()`, `.status()`, `.attack(name)`, `.down()`.
 
 What `up` builds, in order, each step idempotent: the Debian packages (installed when root with apt-get), the
-namespaces (victim, attacker, benign), nginx + ModSecurity + CRS inside the victim writing a JSON audit log,
-the enforcement file that points the nftables adapter at the victim namespace (with the attacker -> victim
+namespaces (victim, attacker, benign), nginx + ModSecurity + CRS inside the victim writing a JSON audit log and
+a JSON access log, Suricata 7 on the victim's interfaces writing EVE JSON (controller/lab/ids.py), the
+enforcement file that points the nftables adapter at the victim namespace (with the attacker -> victim
 probe that verifies a block, from the blocked address itself when it is one of the replay's sources, and the
-benign -> victim bystander check), and, unless asked not to, three
-background services: the embedded Temporal dev server, a worker, and `ingest --follow` on the audit log.
+benign -> victim bystander check), and, unless asked not to, the
+background services: the embedded Temporal dev server, a worker, and one `ingest --follow` per sensor log (the
+WAF's audit log, Suricata's EVE, nginx's access log).
 Everything lives under one folder (default `var/lab/`): configs, logs, pid files, the ledger, Temporal's DB.
 
-`down` stops the services, nginx and every process left in the lab's namespaces, deletes the namespaces (the
+`down` stops the services, Suricata, nginx and every process left in the lab's namespaces, deletes the namespaces (the
 nft tables live inside the victim one and go with it), and then checks that nothing is left: no namespace of
 the lab by name or by inode, no lab process. The files stay for inspection; `up --fresh` starts from none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +31,7 @@ import yaml
 from actions.adapters.nftables.lock import LOCK_DIRS
 from controller.config import REPO_ROOT
 from controller.lab.attacks import ATTACKS, BENIGN, HttpResult, request
+from controller.lab.ids import Ids
 from controller.lab.network import (
     LabNetwork,
     Topology,
@@ -110,15 +114,18 @@ class LabStatus:
     namespaces: dict[str, bool]
     network_complete: bool
     nginx: ServiceState
+    ids: ServiceState
     services: list[ServiceState]
     temporal_address: str
     nft: dict[str, Any]
     audit_log: dict[str, Any]
+    sensor_logs: dict[str, dict[str, Any]]
     enforcement_file: str
 
     @property
     def up(self) -> bool:
-        return self.network_complete and self.nginx.running and all(s.running for s in self.services)
+        sensors = self.nginx.running and self.ids.running
+        return self.network_complete and sensors and all(s.running for s in self.services)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "up": self.up}
@@ -141,9 +148,12 @@ class Lab:
         self.network = LabNetwork(self.topology)
         self.waf = Waf(self.root, self.topology.victim, self.config.http_port, self.config.paranoia_level)
         run_dir, log_dir = self.root / "run", self.root / "logs"
+        self.ids = Ids(self.root / "suricata", self.topology, run_dir, log_dir)
         self.temporal = Service("temporal", run_dir, log_dir)
         self.worker = Service("worker", run_dir, log_dir)
         self.follow = Service("follow", run_dir, log_dir)
+        self.follow_ids = Service("follow-ids", run_dir, log_dir)
+        self.follow_access = Service("follow-access", run_dir, log_dir)
 
     # -- paths -------------------------------------------------------------------------------------------
 
@@ -161,12 +171,29 @@ class Lab:
         return self.waf.audit_log
 
     @property
+    def sensor_logs(self) -> dict[str, Path]:
+        """Every log a sensor of the lab writes, by sensor: what the follow ingest reads."""
+        return {"waf": self.waf.audit_log, "ids": self.ids.eve, "access": self.waf.access_log}
+
+    def truncate_sensor_logs(self) -> None:
+        """Empty every sensor log in place (all three writers append, so their next line lands at the start)."""
+        self.waf.truncate_audit_log()
+        self.waf.truncate_access_log()
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.ids.eve, 0)
+
+    @property
     def temporal_address(self) -> str:
         return f"127.0.0.1:{self.config.temporal_port}"
 
     @property
+    def followers(self) -> dict[Service, Path]:
+        logs = self.sensor_logs
+        return {self.follow: logs["waf"], self.follow_ids: logs["ids"], self.follow_access: logs["access"]}
+
+    @property
     def services(self) -> list[Service]:
-        return [self.temporal, self.worker, self.follow]
+        return [self.temporal, self.worker, *self.followers]
 
     # -- enforcement -------------------------------------------------------------------------------------
 
@@ -217,6 +244,9 @@ class Lab:
         steps += [f"created {what}" for what in self.network.up()]
         pid = self.waf.start()
         steps.append(f"nginx + ModSecurity + CRS in {self.topology.victim} (pid {pid}), audit log {self.audit_log}")
+        steps.append(f"access log {self.waf.access_log}")
+        pid = self.ids.start()
+        steps.append(f"Suricata in {self.topology.victim} (pid {pid}), EVE log {self.ids.eve}")
         steps.append(f"enforcement file {self.write_enforcement()}")
         if services:
             steps += self.start_services()
@@ -252,15 +282,16 @@ class Lab:
         if not self.worker.wait_for_log(WORKER_READY, READY_TIMEOUT_SECONDS):
             raise LabError(f"the worker did not start: {self.worker.log_tail()}")
         steps.append(f"worker (pid {pid}) with enforcement {self.enforcement_file}")
-        follow = [*cli, "ingest", "--follow", str(self.audit_log), "--address", self.temporal_address]
-        follow += ["--settle", str(self.config.settle_seconds), "--quiet", str(self.config.quiet_seconds)]
-        follow += ["--interval", "0.25"]
-        if self.config.level is not None:
-            follow += ["--level", self.config.level.value]
-        pid = self.follow.start(follow, env, cwd=REPO_ROOT)
-        if not self.follow.wait_for_log(FOLLOW_READY, READY_TIMEOUT_SECONDS):
-            raise LabError(f"the follow ingest did not start: {self.follow.log_tail()}")
-        steps.append(f"ingest --follow {self.audit_log} (pid {pid})")
+        for service, log in self.followers.items():
+            follow = [*cli, "ingest", "--follow", str(log), "--address", self.temporal_address]
+            follow += ["--settle", str(self.config.settle_seconds), "--quiet", str(self.config.quiet_seconds)]
+            follow += ["--interval", "0.25"]
+            if self.config.level is not None:
+                follow += ["--level", self.config.level.value]
+            pid = service.start(follow, env, cwd=REPO_ROOT)
+            if not service.wait_for_log(FOLLOW_READY, READY_TIMEOUT_SECONDS):
+                raise LabError(f"the follow ingest of {log.name} did not start: {service.log_tail()}")
+            steps.append(f"ingest --follow {log} (pid {pid})")
         return steps
 
     # -- down --------------------------------------------------------------------------------------------
@@ -272,6 +303,9 @@ class Lab:
             pid = service.stop()
             if pid is not None:
                 report.steps.append(f"stopped {service.name} (pid {pid})")
+        pid = self.ids.stop()
+        if pid is not None:
+            report.steps.append(f"stopped Suricata (pid {pid})")
         stopped = self.waf.stop()
         if stopped:
             report.steps.append(f"stopped nginx (pids {', '.join(map(str, stopped))})")
@@ -285,6 +319,8 @@ class Lab:
         report.leftovers += [f"{s.name} still runs (pid {s.pid()})" for s in self.services if s.pid() is not None]
         if self.waf.pid() is not None:
             report.leftovers.append(f"nginx still runs (pid {self.waf.pid()})")
+        if self.ids.pid() is not None:
+            report.leftovers.append(f"Suricata still runs (pid {self.ids.pid()})")
         return report
 
     def _remove_lock_files(self) -> list[str]:
@@ -306,6 +342,10 @@ class Lab:
         nginx = ServiceState("nginx", nginx_pid, nginx_pid is not None, str(self.waf.paths.error_log))
         if nginx_pid is not None:
             nginx.detail = f"{self.topology.victim_a}:{self.config.http_port}, {self.topology.victim_b}"
+        ids_pid = self.ids.pid()
+        ids = ServiceState("suricata", ids_pid, ids_pid is not None, str(self.ids.service.log_file))
+        if ids_pid is not None:
+            ids.detail = ", ".join(device for device, _, _ in self.topology.pairs())
         services = []
         for service in self.services:
             pid = service.pid()
@@ -318,10 +358,12 @@ class Lab:
             namespaces=present,
             network_complete=all(present.values()) and self.network.complete(),
             nginx=nginx,
+            ids=ids,
             services=services,
             temporal_address=self.temporal_address,
             nft=self.nft_state() if present[self.topology.victim] else {"table": None, "blocked": []},
             audit_log={"path": str(self.audit_log), "lines": _count_lines(self.audit_log)},
+            sensor_logs={name: {"path": str(p), "lines": _count_lines(p)} for name, p in self.sensor_logs.items()},
             enforcement_file=str(self.enforcement_file) if self.enforcement_file.exists() else "",
         )
 

@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper
@@ -96,13 +97,15 @@ class LabLoop:
         await self.stop_worker()
         await self.start_worker()
 
-    def _follower(self, ledger: Ledger, level: Level | None, settle: float, quiet: float, interval: float) -> Follower:
-        """A follower with a ledger of its own, as the separate `ingest --follow` process has: it keeps
-        working while the worker restarts."""
-        store = OffsetStore(self.settings.state_dir, self.lab.audit_log)
+    def _follower(
+        self, log: Path, ledger: Ledger, level: Level | None, settle: float, quiet: float, interval: float
+    ) -> Follower:
+        """A follower of one sensor log with a ledger of its own, as the separate `ingest --follow` process has:
+        it keeps working while the worker restarts."""
+        store = OffsetStore(self.settings.state_dir, log)
         submitter = Submitter(self.client, ledger, level=level, settle_seconds=settle, quiet_seconds=quiet)
         return Follower(
-            LineSource(self.lab.audit_log, store.load()),
+            LineSource(log, store.load()),
             store,
             submitter,
             DeadLetter(self.settings.dead_letter_path),
@@ -118,9 +121,10 @@ class LabLoop:
         quiet: float = 1.0,
         expect: int = 1,
         timeout: float = 10.0,
+        logs: Sequence[Path] = (),
     ) -> dict[str, int]:
-        """`ingest --follow --once` until at least `expect` alerts went in (or `timeout`): what the audit log
-        holds beyond the saved offset, submitted now.
+        """`ingest --follow --once` until at least `expect` alerts went in (or `timeout`): what the sensor logs
+        (`logs`; by default the WAF's audit log) hold beyond their saved offsets, submitted now.
 
         curl has its answer before nginx's log phase has written the audit line, so a single pass right after
         an attack can find the file still without it; the saved offset makes each further pass read only what
@@ -129,8 +133,9 @@ class LabLoop:
         deadline = time.monotonic() + timeout
         with Ledger.from_url(self.settings.ledger_url) as ledger:
             while True:
-                follower = self._follower(ledger, level, settle, quiet, interval=0.05)
-                await follower.run(once=True, stop=asyncio.Event())
+                for log in logs or [self.lab.audit_log]:
+                    follower = self._follower(log, ledger, level, settle, quiet, interval=0.05)
+                    await follower.run(once=True, stop=asyncio.Event())
                 added = {k: n - before.get(k, 0) for k, n in self.ingested.incidents.items() if n != before.get(k, 0)}
                 if sum(added.values()) >= expect or time.monotonic() > deadline:
                     return added
@@ -143,7 +148,7 @@ class LabLoop:
         """`ingest --follow` in the background for the duration of the block (stops cleanly, offset saved)."""
         stop = asyncio.Event()
         with Ledger.from_url(self.settings.ledger_url) as ledger:
-            follower = self._follower(ledger, level, settle, quiet, interval)
+            follower = self._follower(self.lab.audit_log, ledger, level, settle, quiet, interval)
             task = asyncio.create_task(follower.run(once=False, stop=stop))
             try:
                 yield

@@ -30,6 +30,8 @@ class Requirement:
     what: str
     binary: str | None = None
     files: tuple[str, ...] = ()
+    backports: bool = False
+    """Installed from the release's backports suite (Suricata 7 is not in Debian 12 itself)."""
 
     def present(self) -> bool:
         if self.binary is not None and find_binary(self.binary) is None:
@@ -43,6 +45,10 @@ CRS_SETUP = Path("/etc/modsecurity/crs/crs-setup.conf")
 MODSECURITY_DEFAULTS = Path("/usr/share/nginx/docs/modsecurity/modsecurity.conf")
 """The package's pristine recommended settings (/etc/nginx/modsecurity.conf is the editable copy)."""
 UNICODE_MAPPING = Path("/usr/share/nginx/docs/modsecurity/unicode.mapping")
+SURICATA_CONFIG_DIR = Path("/etc/suricata")
+"""Read, never edited: classification, reference config and the engine event rules the package ships."""
+BACKPORTS_SOURCE = Path("/etc/apt/sources.list.d/autonomy-lab-backports.sources")
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("nginx", "the web server in the victim namespace", binary="nginx"),
@@ -55,6 +61,15 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("nftables", "the enforcement point (nft)", binary="nft"),
     Requirement("iproute2", "network namespaces and veth pairs (ip)", binary="ip"),
     Requirement("curl", "the attacker's and the benign host's HTTP client", binary="curl"),
+    Requirement(
+        "suricata",
+        "Suricata 7, the network IDS in the victim namespace",
+        binary="suricata",
+        files=tuple(
+            str(SURICATA_CONFIG_DIR / name) for name in ("classification.config", "rules/decoder-events.rules")
+        ),
+        backports=True,
+    ),
 )
 
 
@@ -65,9 +80,11 @@ class LabPackagesMissing(RuntimeError):
         self.missing = missing
         names = " ".join(r.package for r in missing)
         listed = "; ".join(f"{r.package} ({r.what})" for r in missing)
+        backports = " (suricata: -t <release>-backports, with that suite in the apt sources)"
         super().__init__(
             f"the lab needs Debian packages that are missing: {listed}. {why} "
             f"Install them with: apt-get install -y --no-install-recommends {names}"
+            + (backports if any(r.backports for r in missing) else "")
         )
 
 
@@ -87,24 +104,60 @@ def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _install(packages: list[str]) -> None:
+def _install(packages: list[str], backports: list[str]) -> None:
     placed = False
     if not POLICY_RC_D.exists():
         POLICY_RC_D.write_text(DENY_SERVICE_STARTS)
         POLICY_RC_D.chmod(0o755)
         placed = True
     try:
-        install = ("install", "-y", "-q", "--no-install-recommends", *packages)
-        result = _apt_get(*install)
-        if result.returncode != 0:  # a stale or empty package list: refresh it once and try again
-            _apt_get("update", "-q")
-            result = _apt_get(*install)
-        if result.returncode != 0:
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
-            raise RuntimeError(f"apt-get install {' '.join(packages)} failed ({result.returncode}): {tail}")
+        if packages:
+            _apt_install(packages)
+        if backports:
+            suite = f"{_codename()}-backports"
+            if add_backports_source(suite):
+                _apt_get("update", "-q")
+            _apt_install(backports, "-t", suite)
     finally:
         if placed:
             POLICY_RC_D.unlink(missing_ok=True)
+
+
+def _apt_install(packages: list[str], *options: str) -> None:
+    install = ("install", "-y", "-q", "--no-install-recommends", *options, *packages)
+    result = _apt_get(*install)
+    if result.returncode != 0:  # a stale or empty package list: refresh it once and try again
+        _apt_get("update", "-q")
+        result = _apt_get(*install)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        raise RuntimeError(f"apt-get install {' '.join(packages)} failed ({result.returncode}): {tail}")
+
+
+def _codename() -> str:
+    """This Debian release's codename (bookworm), from /etc/os-release."""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_CODENAME" and value.strip('"'):
+            return value.strip('"')
+    raise RuntimeError("/etc/os-release names no VERSION_CODENAME: cannot tell which backports suite to use")
+
+
+def add_backports_source(suite: str, sources: tuple[Path, Path] = APT_SOURCES, target: Path = BACKPORTS_SOURCE) -> bool:
+    """Add the release's backports suite to apt's sources unless some source names it; True when added.
+
+    Backports are never preferred by apt on their own (priority 100), so adding the suite changes nothing else
+    this machine installs: only packages asked for with `-t <suite>` come from it."""
+    listed = [sources[0]] if sources[0].exists() else []
+    listed += sorted(sources[1].glob("*.list")) + sorted(sources[1].glob("*.sources"))
+    if any(suite in path.read_text(errors="replace") for path in listed):
+        return False
+    target.write_text(
+        "# Added by the autonomy lab (controller/lab/packages.py): Suricata 7 comes from backports.\n"
+        f"Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {suite}\nComponents: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+    return True
 
 
 def ensure_packages(install: bool = True) -> list[str]:
@@ -121,9 +174,10 @@ def ensure_packages(install: bool = True) -> list[str]:
         raise LabPackagesMissing(missing, "Installing them needs root.")
     if shutil.which("apt-get") is None:
         raise LabPackagesMissing(missing, "There is no apt-get here: use this system's package manager.")
-    packages = [r.package for r in missing]
+    packages = [r.package for r in missing if not r.backports]
+    backports = [r.package for r in missing if r.backports]
     try:
-        _install(packages)
+        _install(packages, backports)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         raise LabPackagesMissing(missing, f"apt-get could not install them: {exc}.") from exc
     still = missing_requirements()

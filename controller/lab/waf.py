@@ -13,6 +13,9 @@ LAB.md found and this follows:
 - The audit log is JSON (`SecAuditLogFormat JSON`), one transaction per line: what `autonomy ingest --follow`
   reads. Request and response bodies are left out (parts C, E, I, J): the lab's attacks are in the URL and
   headers, and a huge line helps nobody.
+- So is the WAF server's access log (`nginx/access.json`, controller/ingest/nginx_access.py's format): every
+  request with its status, bytes, timing and upstream, so what got *through* the WAF is seen too. The app
+  server behind it logs nothing (its lines would repeat the WAF server's).
 - One deliberate change to stock CRS 3.3.4 (`crs_settings`): `Accept-Charset` is not a restricted header here.
   CRS 3.3.4 restricts it (rule 901165), so rule 920450 blocks every request of a client population that sends
   it, CSIC 2010's included (/work/shared/corpora/csic2010/README.md): with it the replay would measure one rule.
@@ -34,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.ingest.nginx_access import LOG_FORMAT, LOG_FORMAT_NAME
 from controller.lab.network import alive, kill_all, run_ip
 from controller.lab.packages import (
     CRS_RULES,
@@ -90,7 +94,7 @@ class WafPaths:
 
     @property
     def access_log(self) -> Path:
-        return self.root / "nginx" / "access.log"
+        return self.root / "nginx" / "access.json"
 
     @property
     def modsecurity_conf(self) -> Path:
@@ -181,7 +185,8 @@ events {{
 }}
 
 http {{
-    access_log {paths.access_log};
+    log_format {LOG_FORMAT_NAME} escape=json '{LOG_FORMAT}';
+    access_log off;
     default_type text/html;
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
@@ -194,6 +199,7 @@ http {{
         server_name {SERVER_NAME};
         modsecurity on;
         modsecurity_rules_file {paths.includes};
+        access_log {paths.access_log} {LOG_FORMAT_NAME};
         location / {{
             proxy_pass http://unix:{paths.app_socket}:;
             proxy_set_header Host $host;
@@ -225,6 +231,10 @@ class Waf:
     @property
     def audit_log(self) -> Path:
         return self.paths.audit_log
+
+    @property
+    def access_log(self) -> Path:
+        return self.paths.access_log
 
     def write_config(self) -> None:
         if not MODSECURITY_DEFAULTS.exists():
@@ -318,6 +328,11 @@ class Waf:
     def truncate_audit_log(self) -> None:
         """Empty the log in place. ModSecurity appends (O_APPEND), so its next line lands at the new start."""
         os.truncate(self.audit_log, 0)
+
+    def truncate_access_log(self) -> None:
+        """Empty the access log in place (nginx appends too)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.access_log, 0)
 
     def stop(self, timeout: float = 10.0) -> list[int]:
         """Graceful stop (SIGQUIT: requests in flight finish and are logged), then SIGTERM/SIGKILL for whatever
