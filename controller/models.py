@@ -181,6 +181,15 @@ class TriageSummary(BaseModel):
         )
 
 
+ControllerTriage = TriageSummary | TriageVerdictName
+"""The controller's triage: its summary (what the model is told), or a bare verdict from a caller without one."""
+
+
+def verdict_of(triage: ControllerTriage | None) -> TriageVerdictName | None:
+    """The verdict playbooks match on, from either form of the controller's triage."""
+    return triage.verdict if isinstance(triage, TriageSummary) else triage
+
+
 class ProposedAction(BaseModel):
     id: str
     action: str = Field(description="registry name such as network.block_ip")

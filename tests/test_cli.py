@@ -100,7 +100,6 @@ def test_malformed_lines_are_dead_lettered_and_the_rest_goes_through(tmp_path: P
     assert result.exit_code == 0, result.output
     assert {r["incident"]["key"] for r in json_lines(result.stdout)} == {
         "src:198.51.100.66",
-        "src:198.51.100.66",
     }
     dead = [json.loads(line) for line in (tmp_path / "var" / "dead-letter.jsonl").read_text().splitlines()]
     assert [d["line"] for d in dead] == [2, 4]

@@ -302,10 +302,7 @@ class Follower:
             return
         finally:
             line.close()
-        self.report.formats[result.format.value] += 1
-        if result.skipped is not None:
-            self.report.skipped[result.skipped] += 1
-        self.report.alerts += len(result.alerts)
+        self.report.count(result)
         self._alerts += len(result.alerts)
         for alert in result.alerts:
             await self.submitter.add(alert)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _install(packages: list[str], backports: list[str]) -> None:
+def apt_install(packages: list[str], backports: Sequence[str] = ()) -> None:
+    """apt-get install (--no-install-recommends) these packages, and those from the release's backports, with
+    service starts refused for the duration (see POLICY_RC_D). Root only; the callers check."""
     placed = False
     if not POLICY_RC_D.exists():
         POLICY_RC_D.write_text(DENY_SERVICE_STARTS)
@@ -117,7 +120,7 @@ def _install(packages: list[str], backports: list[str]) -> None:
             suite = f"{_codename()}-backports"
             if add_backports_source(suite):
                 _apt_get("update", "-q")
-            _apt_install(backports, "-t", suite)
+            _apt_install(list(backports), "-t", suite)
     finally:
         if placed:
             POLICY_RC_D.unlink(missing_ok=True)
@@ -177,7 +180,7 @@ def ensure_packages(install: bool = True) -> list[str]:
     packages = [r.package for r in missing if not r.backports]
     backports = [r.package for r in missing if r.backports]
     try:
-        _install(packages, backports)
+        apt_install(packages, backports)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         raise LabPackagesMissing(missing, f"apt-get could not install them: {exc}.") from exc
     still = missing_requirements()

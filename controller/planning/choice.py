@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from controller.guard import Guard, UnavailableGuard
-from controller.models import Incident, Plan
-from controller.planning.claude import ClaudePlanner, ClaudeResult, ControllerTriage, verdict_of
+from controller.models import ControllerTriage, Incident, Plan, verdict_of
 from controller.planning.offline import OfflinePlanner
 from controller.triage import TriageFactor
+
+if TYPE_CHECKING:  # the anthropic SDK loads only when Claude is configured (CLI start-up: bench/cli_startup.py)
+    from controller.planning.claude import ClaudePlanner, ClaudeResult
 
 
 @dataclass(frozen=True)

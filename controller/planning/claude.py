@@ -52,7 +52,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from controller.ledger.canonical import canonical_json
-from controller.models import Incident, Plan, PlannerTriage, ProposedAction, TriageSummary, TriageVerdictName
+from controller.models import (
+    ControllerTriage,
+    Incident,
+    Plan,
+    PlannerTriage,
+    ProposedAction,
+    TriageSummary,
+    TriageVerdictName,
+    verdict_of,
+)
 from controller.planning.claude_config import ClaudeSettings
 from controller.planning.claude_prompt import (
     DESIGN_TOOL,
@@ -81,8 +90,6 @@ PLANNER_NAME = "claude"
 
 Outcome = Literal["ok", "fallback_offline", "hold"]
 PlannerFallback = Literal["offline", "hold"]
-ControllerTriage = TriageSummary | TriageVerdictName
-"""The controller's triage: its summary (what the model is told), or a bare verdict from a caller without one."""
 
 _CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _CONTROL_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -514,11 +521,6 @@ class ClaudePlanner:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-
-
-def verdict_of(triage: ControllerTriage | None) -> TriageVerdictName | None:
-    """The verdict playbooks match on, from either form of the controller's triage."""
-    return triage.verdict if isinstance(triage, TriageSummary) else triage
 
 
 def _planner_triage(raw: Any) -> tuple[PlannerTriage | None, list[dict[str, Any]]]:

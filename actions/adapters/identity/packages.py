@@ -11,8 +11,10 @@ import os
 import shutil
 import subprocess
 
-from controller.lab.packages import Requirement
-from controller.lab.packages import _install as apt_install  # the lab's installer: service starts refused
+from controller.lab.packages import (
+    Requirement,
+    apt_install,  # the lab's installer: service starts refused
+)
 
 SLAPD = Requirement(
     "slapd",
