@@ -1,9 +1,11 @@
 """Decide a replay's incidents offline the way the workflow does, at every level, for a named config.
 
-The workflow (workflows/incident.py) is one run per incident key (`category:source`, controller/incidents.py):
+The workflow (workflows/incident.py) is one run per case (one attacker: `src:<address>`, controller/incidents.py):
 it starts with the first alert, sleeps `settle_seconds`, then triages, plans and guards the alerts it has by
-then, once; later alerts join it (no new decision) until `quiet_seconds` pass without one, and an alert after
-that starts a new run. Here the clock is the alerts' `observed_at` (the WAF's time stamp, whole seconds).
+then; it decides again (`settle_seconds` after the alert that made it due) each time the case's evidence has
+grown enough (controller/cases.py: twice the alerts, or a new category; at most MAX_ROUNDS), until
+`quiet_seconds` pass without an alert; an alert after that starts a new run. Here the clock is the alerts'
+`observed_at` (the WAF's time stamp, whole seconds).
 
 Per run: Guard.triage (with the source's history in the replay when asked: the other runs of the same address
 that began before this one decides, their categories and sensors, and those already decided malicious), the
@@ -14,15 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from actions.registry import class_of
+from controller import cases
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
 from controller.incidents import incident_from_alerts, incident_key
-from controller.models import Alert, GuardDecision, Incident, Level, Verdict
+from controller.models import Alert, Category, GuardDecision, Incident, Level, Verdict
 from controller.planning import OfflinePlanner
 from controller.runtime import open_guard
 from controller.triage import SourceHistory
@@ -37,11 +40,19 @@ VERDICT_ORDER = (Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DE
 
 @dataclass(frozen=True)
 class Run:
-    """One workflow run: the incident it decides on (the alerts within the settle window) and all it collects."""
+    """One workflow run: the case as each decision round saw it (the first: the alerts within the settle window)
+    and how many alerts it collects in all."""
 
-    incident: Incident
+    rounds: tuple[tuple[Incident, datetime], ...]
     alerts_total: int
-    decided_at: datetime
+
+    @property
+    def incident(self) -> Incident:
+        return self.rounds[0][0]
+
+    @property
+    def decided_at(self) -> datetime:
+        return self.rounds[0][1]
 
     @property
     def source(self) -> str:
@@ -60,10 +71,29 @@ def workflow_runs(alerts: Iterable[Alert], settle: float = SETTLE_SECONDS, quiet
     result = []
     for key, runs in groups.items():
         for members in runs:
-            decided_at = members[0].observed_at + timedelta(seconds=settle)
-            decided = [a for a in members if a.observed_at <= decided_at]
-            result.append(Run(incident_from_alerts(key, decided), len(members), decided_at))
+            result.append(Run(decision_rounds(key, members, settle), len(members)))
     return sorted(result, key=lambda r: (r.decided_at, r.incident.key))
+
+
+def decision_rounds(key: str, members: list[Alert], settle: float) -> tuple[tuple[Incident, datetime], ...]:
+    """When the run decides and on which alerts: settle after the first alert, then settle after each alert that
+    makes the case due again (controller/cases.py), as the workflow's `_next_round` does."""
+    rounds: list[tuple[Incident, datetime]] = []
+    at = members[0].observed_at + timedelta(seconds=settle)
+    while True:
+        seen = [a for a in members if a.observed_at <= at]
+        rounds.append((incident_from_alerts(key, seen), at))
+        decided = (len(seen), frozenset(a.category for a in seen))
+        categories: set[Category] = set(decided[1])
+        trigger = None
+        for count, alert in enumerate(members, 1):
+            categories.add(alert.category)
+            if alert.observed_at > at and cases.due(count, categories, decided, len(rounds)):
+                trigger = alert.observed_at
+                break
+        if trigger is None:
+            return tuple(rounds)
+        at = trigger + timedelta(seconds=settle)
 
 
 @dataclass(frozen=True)
@@ -83,18 +113,20 @@ class Outcome:
     for_person: bool
     """A person has something to do: an action waits for a vote or is only recommended, or a ticket is opened."""
     approvals: int
+    rounds: int = 1
+    """How often the run decided (controller/cases.py)."""
 
 
 def outcome_of(
-    run: Run, triage: tuple[str, float, float], playbook: str | None, decisions: list[GuardDecision]
+    run: Run, incident: Incident, triage: tuple[str, float, float], playbook: str | None, decisions: list[GuardDecision]
 ) -> Outcome:
     contained = {d.verdict for d in decisions if class_of(d.action) in CONTAINMENT}
     ticket = any(class_of(d.action) == "ticket" and d.verdict in (Verdict.EXECUTE, Verdict.APPROVE) for d in decisions)
     asks = any(d.verdict in (Verdict.APPROVE, Verdict.RECOMMEND) for d in decisions)
     return Outcome(
-        key=run.incident.key,
+        key=incident.key,
         source=run.source,
-        alerts=len(run.incident.alerts),
+        alerts=len(incident.alerts),
         alerts_total=run.alerts_total,
         verdict=triage[0],
         confidence=triage[1],
@@ -149,22 +181,44 @@ def deciding(variant: Variant) -> Iterator[tuple[Guard, OfflinePlanner]]:
 
 
 def decide_runs(runs: list[Run], variant: Variant, levels: list[Level]) -> dict[Level, list[Outcome]]:
-    """Every run at every level with this variant's config (one guard and planner for all of them)."""
+    """Every run at every level with this variant's config (one guard and planner for all of them); a run's
+    outcome is the strongest any of its rounds reached (a later round's approval replaces an earlier one's)."""
     outcomes: dict[Level, list[Outcome]] = {level: [] for level in levels}
     history = _History()
     with deciding(variant) as (guard, planner):
         for run in runs:
-            incident = guard.enrich(run.incident)
             past = history.of(run, runs) if variant.history else None
-            result = guard.triage(incident, past)
-            history.add(run, result.verdict.value)
-            summary = guard.triage_summary(result)
-            plan = planner.plan(incident, summary.verdict)
-            triage = (result.verdict.value, result.confidence, result.score)
+            per_level: dict[Level, list[Outcome]] = {level: [] for level in levels}
+            verdict = "noise"
+            for incident, _ in run.rounds:
+                incident = guard.enrich(incident)
+                result = guard.triage(incident, past)
+                verdict = result.verdict.value
+                summary = guard.triage_summary(result)
+                plan = planner.plan(incident, summary.verdict)
+                triage = (result.verdict.value, result.confidence, result.score)
+                for level in levels:
+                    decisions = guard.decide_plan(incident, plan, level=level, triage=summary)
+                    per_level[level].append(outcome_of(run, incident, triage, plan.playbook, decisions))
+            history.add(run, verdict)
             for level in levels:
-                decisions = guard.decide_plan(incident, plan, level=level, triage=summary)
-                outcomes[level].append(outcome_of(run, triage, plan.playbook, decisions))
+                outcomes[level].append(strongest(per_level[level]))
     return outcomes
+
+
+def strongest(rounds: list[Outcome]) -> Outcome:
+    """One run's outcome over its rounds: the strongest containment, a person asked if any round asked, the most
+    approvals any one round asked for, and the last round's triage."""
+    rank = {v.value: n for n, v in enumerate(VERDICT_ORDER)}
+    contained = [o.containment for o in rounds if o.containment is not None]
+    last = rounds[-1]
+    return replace(
+        last,
+        containment=min(contained, key=rank.__getitem__) if contained else None,
+        for_person=any(o.for_person for o in rounds),
+        approvals=max(o.approvals for o in rounds),
+        rounds=len(rounds),
+    )
 
 
 def read_alerts_jsonl(path: Path) -> list[Alert]:

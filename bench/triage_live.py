@@ -39,6 +39,7 @@ from controller.models import Level
 from controller.processes import free_port
 
 WAIT_AFTER_REPLAY_SECONDS = 60.0
+TICKET = "ticket.create"
 
 
 def _when(value: str) -> float:
@@ -70,10 +71,13 @@ def read_ledger(ledger: Ledger) -> dict[str, dict[str, Any]]:
                 incident["alerts"] += 1
             elif record.kind is RecordKind.DECISION and p.get("action") == BLOCK:
                 incident["block"], incident["decided"] = p.get("verdict"), record.created_at.timestamp()
+                row["block_decisions"] += 1
                 triage = p.get("triage") or {}
                 incident["triage"] = f"{triage.get('verdict')} {triage.get('confidence')}"
             elif record.kind is RecordKind.EXECUTION and p.get("request", {}).get("action") == BLOCK:
                 row["ran"] += 1
+            elif record.kind is RecordKind.EXECUTION and p.get("request", {}).get("action") == TICKET:
+                row["tickets"] += 1
             elif record.kind is RecordKind.VERIFICATION and _verified(record):
                 incident["verified"] = min(record.created_at.timestamp(), incident["verified"] or float("inf"))
         row["incidents"][key] = incident
@@ -86,14 +90,16 @@ def read_ledger(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 
 def _empty() -> dict[str, Any]:
-    return {"first_alert": None, "verdicts": [], "verified": None, "ran": 0, "incidents": {}}
+    return {
+        "first_alert": None, "verdicts": [], "verified": None, "ran": 0, "incidents": {}, "block_decisions": 0,
+        "tickets": 0,
+    }  # fmt: skip
 
 
 def _decided(row: dict[str, Any] | None) -> bool:
-    """Nothing more will happen alone: a verified block, or every block decision is one that waits or stops."""
-    if row is None:
-        return False
-    return row["verified"] is not None or (bool(row["verdicts"]) and "execute" not in row["verdicts"])
+    """Nothing more will happen alone: a verified block. (A block waiting for a person is not the end: a case
+    is decided again as its evidence grows, controller/cases.py, so the wait runs to its deadline for it.)"""
+    return row is not None and row["verified"] is not None
 
 
 def _relative(incident: dict[str, Any], start: float | None) -> dict[str, Any]:
@@ -191,6 +197,16 @@ def summarise(
         "benign_alerted": sum(1 for s in benign if s in seen),
         "benign_blocked": len(benign_blocked),
         "benign_waiting_approval": sum(1 for s in benign if "approve" in per_source[s]["block_verdicts"]),
+        # one attacker, one case: per attack source, how many cases, block decisions, blocks run and tickets
+        "per_attack_source": {
+            name: _stats([float(f(seen.get(s) or _empty())) for s in attack])
+            for name, f in (
+                ("cases", lambda row: len(row["incidents"])),
+                ("block_decisions", lambda row: row["block_decisions"]),
+                ("blocks_run", lambda row: row["ran"]),
+                ("tickets", lambda row: row["tickets"]),
+            )
+        },
         "lab_leftovers": leftovers,
         "sources": per_source,
     }
@@ -200,7 +216,10 @@ def summarise(
         f"{len(from_alert)}/{len(attack)}, waiting for approval {result['attack_waiting_approval']}/{len(attack)}; "
         f"time to contain from first alert p50 {ttc['p50']} s, max {ttc['max']} s (from first 403: p50 "
         f"{ttc403['p50']} s, max {ttc403['max']} s); benign sources blocked {len(benign_blocked)}/{len(benign)} "
-        f"(alerted {result['benign_alerted']}, waiting for approval {result['benign_waiting_approval']})"
+        f"(alerted {result['benign_alerted']}, waiting for approval {result['benign_waiting_approval']}); per attack "
+        f"source (max): cases {result['per_attack_source']['cases']['max']}, block decisions "
+        f"{result['per_attack_source']['block_decisions']['max']}, blocks run "
+        f"{result['per_attack_source']['blocks_run']['max']}, tickets {result['per_attack_source']['tickets']['max']}"
         + (f"; LAB LEFT: {leftovers}" if leftovers else "")
     )
     return result
