@@ -48,8 +48,8 @@ pytestmark = pytest.mark.lab
 
 ATTACKER = "198.51.100.66"
 BENIGN = "203.0.113.7"
-SQLI = f"sqli:{ATTACKER}"
-SCANNER = f"scanner:{ATTACKER}"
+SQLI = f"src:{ATTACKER}"
+"""The attacker's case (one attacker, one case: its SQLi, scanner and other alerts)."""
 TTL = timedelta(hours=1, seconds=5)
 
 
@@ -221,47 +221,55 @@ def block_of(status: IncidentStatus) -> ActionState:
 
 
 async def _approve_block(loop: LabLoop, key: str) -> None:
-    """bob approves the incident's block, in-process (the CLI's path is covered by the test above)."""
-    block = block_of(await loop.wait_block(key, ActionStatus.AWAITING_APPROVAL))
+    """bob approves the case's waiting block, in-process (the CLI's path is covered by the test above)."""
+    status = await loop.wait_block(key, ActionStatus.AWAITING_APPROVAL)
+    block = next(a for a in status.actions if a.action == BLOCK and a.status is ActionStatus.AWAITING_APPROVAL)
     vote = ApprovalVote(action_id=block.action_id, approver="bob", choice=VoteChoice.APPROVE, comment="checked")
     await cast_vote(loop.client, loop.ledger, key, vote)
 
 
-async def test_a_shorter_incidents_revert_leaves_the_block_a_longer_one_took_over(loop: LabLoop) -> None:
-    """scanner (15 min) blocks the attacker first, then sqli (1 h) asks for the same address: sqli takes the
-    element over, so the scanner's TTL revert leaves it in place (its detail says so) and the attacker stays
-    blocked until sqli's own revert lifts it. L2 only to order the two blocks: each waits for its approval."""
+async def test_a_shorter_rounds_revert_leaves_the_block_a_longer_round_took_over(loop: LabLoop) -> None:
+    """The scanner hit is decided first (15 min block, approved), then the case's SQLi hit, sent before the block
+    and read after it, makes the case due again: its second round asks 1 h for the same address, takes the nft
+    element over, so the first round's TTL revert leaves it in place (its detail says so) and the attacker stays
+    blocked until the second round's own revert lifts it. L2 so that each block waits for its approval."""
     lab = loop.lab
-    assert lab.attack("scanner").status == 403 and lab.attack("sqli").status == 403
-    assert await loop.ingest_once(level=Level.L2, expect=2) == {SCANNER: 1, SQLI: 1}
-
-    await _approve_block(loop, SCANNER)
-    await loop.wait_block(SCANNER, ActionStatus.AWAITING_REVERT)
-    (scanners,) = lab.blocklist() or []
-    assert scanners["comment"].startswith(f"{SCANNER}/") and scanners["timeout"] == 900
+    assert lab.attack("scanner").status == 403
+    assert await loop.ingest_once(level=Level.L2, expect=1) == {SQLI: 1}
+    await loop.wait_block(SQLI, ActionStatus.AWAITING_APPROVAL)
+    assert lab.attack("sqli").status == 403  # not blocked yet: its audit line waits in the log
     await _approve_block(loop, SQLI)
     await loop.wait_block(SQLI, ActionStatus.AWAITING_REVERT)
+    (scanners,) = lab.blocklist() or []
+    assert scanners["timeout"] == 900
+
+    assert await loop.ingest_once(level=Level.L2, expect=1) == {SQLI: 1}  # the SQLi: a new category
+    await _approve_block(loop, SQLI)
+    status = await loop.wait_block(SQLI, ActionStatus.AWAITING_REVERT)
+    first, second = (a for a in status.actions if a.action == BLOCK)
+    assert (first.round, second.round, second.action_id, status.rounds) == (1, 2, "r2.a1", 2)
 
     (element,) = lab.blocklist() or []
-    assert element["comment"].startswith(f"{SQLI}/") and element["timeout"] == 3600, element
-    (taken,) = network_executions(loop, SQLI)
+    assert element["comment"].endswith(f"/{second.action_id}/execute") and element["timeout"] == 3600, element
+    taken = network_executions(loop, SQLI)[-1]
     assert taken.payload["outcome"]["evidence"]["took_over_from"]["comment"] == scanners["comment"]
 
-    await loop.fast_forward(SCANNER, timedelta(seconds=905))
-    handed = block_of(await loop.result(SCANNER))
-
-    assert handed.status is ActionStatus.REVERTED, handed
+    await loop.fast_forward(SQLI, timedelta(seconds=905))
+    handed = next(
+        a
+        for a in (await loop.wait_for(SQLI, lambda s: s.actions[0].status is ActionStatus.REVERTED)).actions
+        if a.action_id == first.action_id
+    )
     assert handed.detail.startswith("reverted after 900 s: left in place") and element["comment"] in handed.detail
-    assert lab.blocked_addresses() == [ATTACKER], "sqli still needs the block: the scanner's revert left it"
+    assert lab.blocked_addresses() == [ATTACKER], "the second round still needs the block: the first's revert left it"
     assert lab.browse("attacker", timeout=1.5).timed_out
-    reverts = loop.ledger.records(SCANNER, [RecordKind.REVERT])
+    reverts = loop.ledger.records(SQLI, [RecordKind.REVERT])
     assert [r.payload["outcome"]["evidence"]["left_in_place"] for r in reverts] == [True]
-    assert "a1 network.unblock_ip verify (revert): ok" in loop.report_markdown(SCANNER)
-    assert block_of(await loop.status(SQLI)).status is ActionStatus.AWAITING_REVERT
+    assert "a1 network.unblock_ip verify (revert): ok" in loop.report_markdown(SQLI)
 
     await loop.fast_forward(SQLI, TTL)
-    lifted = block_of(await loop.result(SQLI))
-
+    final = await loop.result(SQLI)
+    lifted = next(a for a in final.actions if a.action_id == second.action_id)
     assert lifted.status is ActionStatus.REVERTED and lifted.detail == "reverted after 3600 s"
     assert lab.blocked_addresses() == []
     assert lab.browse("attacker").status == 200
@@ -290,7 +298,7 @@ async def test_l1_only_recommends_and_nothing_reaches_nft(loop: LabLoop) -> None
 
 async def test_an_allowlisted_source_is_denied_by_policy_and_nothing_is_applied(loop: LabLoop) -> None:
     lab = loop.lab
-    key = f"sqli:{BENIGN}"
+    key = f"src:{BENIGN}"
     assert lab.attack("sqli", source="benign").status == 403, "the partner monitor's odd request hits the WAF"
     assert await loop.ingest_once() == {key: 1}
     status = await loop.wait_block(key, ActionStatus.NOT_RUN)

@@ -89,7 +89,7 @@ async def test_a_single_pl1_hit_from_a_new_address_is_never_blocked_alone_at_l3(
     lines = lab.audit_log.read_bytes().splitlines()
     assert any(not _utf8(line) for line in lines), "the replay holds a line that is not UTF-8 (the case to cover)"
     added = await loop.ingest_once(level=Level.L3, settle=SETTLE, expect=len(lines), timeout=30)
-    assert sum(added.values()) == len(lines) and f"sqli:{ATTACKER}" in added
+    assert sum(added.values()) == len(lines) and f"src:{ATTACKER}" in added
 
     for key in added:
         status = await loop.wait_for(key, decided, timeout=SETTLE + 30)
@@ -110,9 +110,9 @@ async def test_a_single_pl1_hit_from_a_new_address_is_never_blocked_alone_at_l3(
 
 async def test_a_tool_driven_attack_is_blocked_alone_at_l3_once_the_workflow_settles(loop: LabLoop) -> None:
     """36 payloads across four classes from one address, ingested as `ingest --follow` does while it comes in:
-    the SQLi incident (20 distinct requests) is malicious with confidence, and L3 blocks the source alone."""
+    the attacker's case (36 requests, four classes) is malicious with confidence, and L3 blocks the source alone."""
     lab = loop.lab
-    key = f"sqli:{ATTACKER}"
+    key = f"src:{ATTACKER}"
     async with loop.following(level=Level.L3, settle=SETTLE, quiet=60.0):
         began = time.time()
         answers = Counter(result.status for result in send_tool_attack(lab))

@@ -43,8 +43,9 @@ def action_of(status: IncidentStatus, name: str) -> ActionState | None:
 
 
 def block_status(status: IncidentStatus) -> ActionStatus | None:
-    block = action_of(status, BLOCK)
-    return block.status if block else None
+    """The status of the case's latest block: a later decision round's, once there is one."""
+    blocks = [a for a in status.actions if a.action == BLOCK]
+    return blocks[-1].status if blocks else None
 
 
 @dataclass
