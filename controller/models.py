@@ -1,6 +1,6 @@
 """The product's contracts: the shapes that ingest, planners, the guard, workflows and outside tools exchange.
 
-These are kept stable on purpose (see DESIGN.md, "Contracts"): tests, examples, the Rego input document and
+These are kept stable on purpose (docs/architecture.md, "Contracts"): tests, examples, the Rego input document and
 Temporal histories all depend on the field names. Add fields; do not rename them.
 """
 

@@ -1,9 +1,9 @@
 """In-process Rego through regopy (rego-cpp): the zero-setup default engine.
 
-Traps this module exists to close (measured, see DESIGN.md): regopy answers *undefined* for built-ins it lacks
-unless strict built-in errors are on, which would let a CIDR deny rule silently pass. So: strict errors on,
-every built-in the policy calls checked at load time, every Output checked for errors, and the bundle compiled
-once (an ad-hoc query recompiles and costs ~200x more).
+Traps this module exists to close (measured: docs/architecture.md, "Policy engines"): regopy answers
+*undefined* for built-ins it lacks unless strict built-in errors are on, which would let a CIDR deny rule
+silently pass. So: strict errors on, every built-in the policy calls checked at load time, every Output checked
+for errors, and the bundle compiled once (an ad-hoc query recompiles and costs ~200x more).
 
 The input goes in through regopy's C input builder directly (DirectInput, half the cost of regopy's
 set_input); whatever that path does not take as is (an integer beyond int64, a non-JSON type) goes through

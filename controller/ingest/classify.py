@@ -6,7 +6,7 @@ CRS corpus could land in different incidents and get different verdicts.
 
 Classification reads only what the *rule author* or *vendor* wrote (CRS rule ids and tags, Suricata
 signature, classtype and metadata, OCSF titles, types and ATT&CK ids) and never the request content, so an
-attacker cannot steer the category by putting words in a URL (DESIGN.md, "Untrusted input").
+attacker cannot steer the category by putting words in a URL (docs/architecture.md, "Untrusted input").
 
 All results are deterministic: the same hits in the same order always give the same category, severity and
 confidence, which replay (what-if over past alerts) depends on.

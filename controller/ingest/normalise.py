@@ -1,6 +1,6 @@
 """The single place where parsed fields become an `Alert`, with every attacker-controlled field bounded.
 
-Request lines, user agents, matched data and even rule messages reach us from the attacker (DESIGN.md,
+Request lines, user agents, matched data and even rule messages reach us from the attacker (docs/architecture.md,
 "Untrusted input"). Before they enter an Alert they are cut to a fixed size, so one 1 MB header cannot
 bloat Temporal history, the ledger or an LLM prompt, and their control characters are escaped, so a payload
 cannot rewrite a terminal, forge log lines with a carriage return, or hide text behind bidi overrides. `raw`

@@ -16,7 +16,7 @@ from controller.ledger.canonical import format_ts, record_hash
 
 
 class RecordKind(StrEnum):
-    """One kind per step of an incident's life (DESIGN.md, "The loop"), plus the two big-payload stores."""
+    """One kind per step of an incident's life (docs/architecture.md, "The loop"), plus the two big-payload stores."""
 
     ALERT = "alert"
     RAW_ALERT = "raw_alert"

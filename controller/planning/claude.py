@@ -1,6 +1,6 @@
 """The Claude planner: the model proposes a Plan through tool use; the guard still judges every action.
 
-Two modes (DESIGN.md, "Contracts": Plan.mode):
+Two modes (docs/architecture.md, "Contracts": Plan.mode):
 - `select`: Claude picks playbooks from the catalog (tool `choose_playbooks`, names from an enum). Each chosen
   playbook renders exactly as the offline planner renders it: targets come only from the incident's facts,
   never from the model. Playbooks declare no fillable parameters today, so the model chooses names only.
@@ -8,12 +8,12 @@ Two modes (DESIGN.md, "Contracts": Plan.mode):
 - `design`: Claude composes actions from the registry (tool `propose_actions`, one schema per action built
   from its params model). Every action is validated with the registry's own `validate_params`.
 
-Untrusted input (DESIGN.md): alert text is attacker-controlled. The model gets the controller-derived facts
-as typed JSON, and the free text (signatures, URLs, evidence) only inside an `<untrusted_evidence>` block whose
-boundary is a random token per request (stripped from the content, so an attacker cannot close the block),
-each value sanitised, truncated and JSON-quoted. The prompt tells the model it is data. None of that is the
-safety boundary: the guard is. Params are validated before the guard sees them, rationales are flattened
-and cut, and the policy never reads free text.
+Untrusted input (docs/architecture.md, "Untrusted input"): alert text is attacker-controlled. The model gets
+the controller-derived facts as typed JSON, and the free text (signatures, URLs, evidence) only inside an
+`<untrusted_evidence>` block whose boundary is a random token per request (stripped from the content, so an
+attacker cannot close the block), each value sanitised, truncated and JSON-quoted. The prompt tells the model
+it is data. None of that is the safety boundary: the guard is. Params are validated before the guard sees
+them, rationales are flattened and cut, and the policy never reads free text.
 
 Validation choice: an invalid action (unknown name, params that fail the schema, a bad envelope) or an
 unusable playbook is dropped on its own, with the reason recorded in the result, the transcript and the

@@ -1,4 +1,4 @@
-"""Configuration of the Claude planner, from the environment (DESIGN.md: configuration, not code changes).
+"""Configuration of the Claude planner, from the environment (docs/architecture.md, "Configuration").
 
 The planner is off unless ANTHROPIC_API_KEY is set: the offline playbooks stay the default, and a machine
 without a key never tries the network. The key is held as a SecretStr so that it cannot leak through a repr,

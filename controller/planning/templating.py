@@ -1,6 +1,6 @@
 """Safe templating for playbook params: `{field}` placeholders from a fixed allowlist of incident facts.
 
-Alert content is attacker-controlled (DESIGN.md, "Untrusted input"), so this is deliberately not Jinja and
+Alert content is attacker-controlled (docs/architecture.md, "Untrusted input"), so this is deliberately not Jinja and
 not `str.format`: there is no expression, attribute access, indexing or format spec to abuse. A template is
 literal text plus `{name}` placeholders whose names come from `FIELDS`; `{{` and `}}` are literal braces and
 any other brace is an error. Each field has a kind, and the kind decides where it may appear:
