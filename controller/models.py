@@ -115,7 +115,8 @@ class Alert(BaseModel):
 
 
 class Incident(BaseModel):
-    """Alerts grouped under one key (category + source by default): one incident, one workflow."""
+    """A case: one attacker's alerts under one key (controller/incidents.py), one workflow. `category` is the
+    primary one; each category's alerts stay visible (`controller.incidents.category_views`)."""
 
     key: str
     category: Category
