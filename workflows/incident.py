@@ -280,6 +280,7 @@ class IncidentWorkflow:
                 handlers += [asyncio.create_task(self._handle(incident, item, start)) for item in guarded]
             self.phase = "acting"
             if not await self._next_round(start, decided, handlers):
+                await asyncio.gather(*handlers)  # all done: an action's error surfaces here, as it did before rounds
                 return
 
     async def _next_round(
