@@ -1,4 +1,5 @@
-"""Guard latency: embedded (regopy) and OPA server, at 100 / 1,000 / 10,000 inventory assets.
+"""Guard latency: embedded (regopy), wasm (OPA-compiled WebAssembly in wasmtime) and OPA server, at 100 / 1,000 /
+10,000 inventory assets.
 
 Printed next to two baselines measured in the same run on the same input: a raw HTTP POST to OPA's Data API
 (what the OPA path costs without our guard), and `opa bench` of the same query (OPA's own evaluation cost).
@@ -25,6 +26,7 @@ from actions.registry import get_spec
 from controller.config import Settings
 from controller.engines.embedded import EmbeddedEngine
 from controller.engines.opa_server import OpaServer, OpaServerEngine
+from controller.engines.wasm import WasmEngine
 from controller.guard import Guard
 from controller.incidents import incident_from_alerts
 from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity, TriageSummary
@@ -164,6 +166,14 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     assert isinstance(embedded, EmbeddedEngine)
     input_ms = timed(partial(embedded._set_input, input_doc), iterations)[0]
     evaluate_ms = timed(partial(embedded.evaluate, input_doc), iterations)[0]
+    started = time.perf_counter()
+    wasm_guard = Guard(bundle, WasmEngine(bundle, settings.opa_bin))
+    wasm_build_ms = (time.perf_counter() - started) * 1000.0
+    wasm_decide = partial(wasm_guard.decide, incident, checked, facts, resolution, "planner:offline", shape, triage)
+    assert wasm_decide().verdict is decision.verdict
+    wasm = timed(wasm_decide, iterations)
+    wasm_engine = wasm_guard.engine
+    wasm_policy_ms = timed(partial(wasm_engine.evaluate, input_doc), iterations)[0]
     with OpaServer(settings.opa_bin, bundle) as server, tempfile.TemporaryDirectory() as tmp:
         opa_guard = Guard(bundle, OpaServerEngine(server.url))
         opa_decide = partial(opa_guard.decide, incident, checked, facts, resolution, "planner:offline", shape, triage)
@@ -183,6 +193,10 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
         "embedded_input_p50_ms": input_ms,
         "embedded_policy_p50_ms": evaluate_ms - input_ms,
         "embedded_rest_p50_ms": emb[0] - evaluate_ms,
+        "wasm_build_ms": wasm_build_ms,
+        "wasm_p50_ms": wasm[0],
+        "wasm_p99_ms": wasm[1],
+        "wasm_policy_p50_ms": wasm_policy_ms,
         "opa_guard_p50_ms": opa[0],
         "opa_guard_p99_ms": opa[1],
         "raw_http_p50_ms": raw[0],
@@ -216,6 +230,10 @@ def main() -> None:
         "emb build",
         "emb p50",
         "emb p99",
+        "wasm build",
+        "wasm p50",
+        "wasm p99",
+        "wasm policy50",
         "opa guard p50",
         "opa guard p99",
         "raw http p50",
@@ -239,7 +257,9 @@ def main() -> None:
         print(
             f"{r['assets']:>6} assets: opa guard / raw http p50 = {r['opa_guard_p50_ms'] / r['raw_http_p50_ms']:.2f}; "
             f"embedded / raw http p50 = {r['embedded_p50_ms'] / r['raw_http_p50_ms']:.2f}; "
-            f"embedded p50 / opa bench = {r['embedded_p50_ms'] / r['opa_bench_p50_ms']:.2f}"
+            f"embedded p50 / opa bench = {r['embedded_p50_ms'] / r['opa_bench_p50_ms']:.2f}; "
+            f"wasm p50 / opa bench = {r['wasm_p50_ms'] / r['opa_bench_p50_ms']:.2f}; "
+            f"wasm policy p50 / opa bench = {r['wasm_policy_p50_ms'] / r['opa_bench_p50_ms']:.2f}"
         )
 
 

@@ -15,6 +15,7 @@ from controller.config import Settings
 from controller.engines.base import PolicyEngine, PolicyEngineError
 from controller.engines.embedded import EmbeddedEngine
 from controller.engines.opa_server import OpaServer, OpaServerEngine
+from controller.engines.wasm import WasmEngine
 from controller.guard import Guard, UnavailableGuard
 from controller.levels import LevelConfigError, load_level_config
 from controller.policy_bundle import PolicyBundle, PolicyBundleError, load_bundle
@@ -23,6 +24,7 @@ from controller.policy_bundle import PolicyBundle, PolicyBundleError, load_bundl
 class EngineName(StrEnum):
     EMBEDDED = "embedded"
     OPA = "opa"
+    WASM = "wasm"
 
 
 def load_policy_bundle(settings: Settings) -> PolicyBundle:
@@ -30,15 +32,26 @@ def load_policy_bundle(settings: Settings) -> PolicyBundle:
 
 
 @contextmanager
-def open_guard(settings: Settings, engine: EngineName = EngineName.EMBEDDED) -> Iterator[Guard | UnavailableGuard]:
-    """A ready guard for the chosen engine; with `opa` and no AUTONOMY_OPA_URL a local OPA is started and stopped."""
+def open_guard(settings: Settings, engine: EngineName | None = None) -> Iterator[Guard | UnavailableGuard]:
+    """A ready guard for the chosen engine (default: settings.policy_engine, AUTONOMY_POLICY_ENGINE); with `opa`
+    and no AUTONOMY_OPA_URL a local OPA is started and stopped."""
     with ExitStack() as stack:
         guard: Guard | UnavailableGuard
         try:
+            if engine is None:
+                try:
+                    engine = EngineName(settings.policy_engine)
+                except ValueError:
+                    raise PolicyEngineError(
+                        f"AUTONOMY_POLICY_ENGINE={settings.policy_engine!r} is not one of "
+                        f"{', '.join(e.value for e in EngineName)}"
+                    ) from None
             bundle = load_policy_bundle(settings)
             policy_engine: PolicyEngine
             if engine is EngineName.EMBEDDED:
                 policy_engine = EmbeddedEngine(bundle)
+            elif engine is EngineName.WASM:
+                policy_engine = WasmEngine(bundle, settings.opa_bin)
             else:
                 url = settings.opa_url or stack.enter_context(OpaServer(settings.opa_bin, bundle)).url
                 policy_engine = OpaServerEngine(url)
