@@ -27,6 +27,12 @@ class EngineName(StrEnum):
     WASM = "wasm"
 
 
+ENGINE_HELP = (
+    "embedded (regopy, in-process), wasm (the policy compiled by OPA, in-process) or opa (a server); "
+    "default: AUTONOMY_POLICY_ENGINE, else embedded."
+)
+
+
 def load_policy_bundle(settings: Settings) -> PolicyBundle:
     return load_bundle(settings.policies_dir, load_level_config(settings.levels_dir))
 

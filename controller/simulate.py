@@ -376,7 +376,7 @@ class Simulation:
         against: SimConfig | None = None,
         levels: list[Level] | None = None,
         scoped: bool = False,
-        engine: EngineName = EngineName.EMBEDDED,
+        engine: EngineName | None = None,
     ) -> None:
         self.configs = [base] if against is None else [base, against]
         if len({c.name for c in self.configs}) != len(self.configs):

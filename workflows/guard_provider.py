@@ -30,7 +30,7 @@ def config_fingerprint(*dirs: Path) -> Fingerprint:
 
 
 class GuardProvider:
-    def __init__(self, settings: Settings, engine: EngineName = EngineName.EMBEDDED) -> None:
+    def __init__(self, settings: Settings, engine: EngineName | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self._lock = threading.Lock()

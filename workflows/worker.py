@@ -76,7 +76,7 @@ class WorkerParts:
 async def incident_worker(
     client: Client,
     settings: Settings,
-    engine: EngineName = EngineName.EMBEDDED,
+    engine: EngineName | None = None,
     task_queue: str = TASK_QUEUE,
     max_concurrent_activities: int = 16,
     extra_adapters: dict[str, Adapter] | None = None,

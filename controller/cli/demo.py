@@ -20,7 +20,7 @@ from controller.cli.common import JsonFlag, cell, console, emit_json, err_consol
 from controller.cli.demo_run import DemoResult, LevelRun, Timings, run_demo
 from controller.config import Settings
 from controller.models import Level
-from controller.runtime import EngineName
+from controller.runtime import ENGINE_HELP, EngineName
 from workflows.contracts import ActionState, ActionStatus
 
 RAN = frozenset(
@@ -189,7 +189,7 @@ def demo(
         list[Level] | None,
         typer.Option("--level", help="A level to run the samples at (repeat it). Default: L1, L2 and L3."),
     ] = None,
-    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    engine: Annotated[EngineName | None, typer.Option(help=ENGINE_HELP)] = None,
     settle: Annotated[float, typer.Option(min=0, help="Seconds each incident collects alerts.")] = 0.5,
     quiet: Annotated[float, typer.Option(min=0, help="Seconds without alerts before an incident closes.")] = 1.0,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per level to wait for incidents to settle.")] = 90.0,

@@ -281,7 +281,7 @@ async def run_level(
     level: Level,
     settings: Settings,
     alerts: list[Alert],
-    engine: EngineName,
+    engine: EngineName | None,
     timings: Timings,
     progress: Progress,
 ) -> LevelRun:
@@ -324,7 +324,7 @@ def namespace(level: Level) -> str:
 
 
 async def run_demo(
-    base: Settings, levels: list[Level], engine: EngineName, timings: Timings, progress: Progress
+    base: Settings, levels: list[Level], engine: EngineName | None, timings: Timings, progress: Progress
 ) -> DemoResult:
     """The sample alerts through the real loop at each level, one level after the other."""
     root = prepare_root(base)

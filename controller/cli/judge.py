@@ -25,7 +25,7 @@ from controller.levels import LevelConfigError, load_level_config
 from controller.models import GuardDecision, Incident, Level, Plan, PlannerTriage, ProposedAction, TriageSummary
 from controller.planning import ClaudeConfigError, ClaudeSettings, OfflinePlanner
 from controller.planning.choice import PlanChoice, make_plan
-from controller.runtime import EngineName, open_guard
+from controller.runtime import ENGINE_HELP, EngineName, open_guard
 from controller.triage import TriageResult
 
 
@@ -138,7 +138,7 @@ def evaluate(
         Level | None,
         typer.Option("--level", help="Judge at this level instead of the scope's assigned level."),
     ] = None,
-    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    engine: Annotated[EngineName | None, typer.Option(help=ENGINE_HELP)] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest ALERT_FILE, plan a response per incident and show each action's verdict, risk and reasons.

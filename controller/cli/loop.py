@@ -53,7 +53,7 @@ from controller.ingest import DeadLetter, IngestReport
 from controller.ingest.reader import GZIP_MAGIC
 from controller.ledger import Ledger
 from controller.models import Level
-from controller.runtime import EngineName
+from controller.runtime import ENGINE_HELP, EngineName
 from workflows.approvals import VoteRefused
 from workflows.client import Submitter
 from workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
@@ -135,14 +135,14 @@ def server(
         dev.stop()
 
 
-async def _run_worker(address: str, settings: Settings, engine: EngineName) -> None:
+async def _run_worker(address: str, settings: Settings, engine: EngineName | None) -> None:
     client = await open_client(address)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     async with incident_worker(client, settings, engine) as parts:
         guard = parts.guards.current()
         console.print(
-            f"worker on task queue [bold]{TASK_QUEUE}[/] at {escape(address)}, engine {engine.value}, "
+            f"worker on task queue [bold]{TASK_QUEUE}[/] at {escape(address)}, engine {engine.value if engine else settings.policy_engine}, "
             f"ledger {escape(redacted(settings.ledger_url))}, {len(parts.activities.adapters)} adapter(s): "
             + escape(", ".join(sorted(parts.activities.adapters)))
         )
@@ -155,7 +155,7 @@ async def _run_worker(address: str, settings: Settings, engine: EngineName) -> N
 
 def worker(
     address: AddressOption = None,
-    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    engine: Annotated[EngineName | None, typer.Option(help=ENGINE_HELP)] = None,
 ) -> None:
     """Run a worker: the incident workflow and its activities (planner, guard, ledger, adapters) until Ctrl-C.
 

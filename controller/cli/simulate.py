@@ -31,7 +31,7 @@ from controller.cli.common import JsonFlag, cell, console, emit_json, err_consol
 from controller.config import Settings
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.models import Alert, Incident, Level, Verdict
-from controller.runtime import EngineName
+from controller.runtime import ENGINE_HELP, EngineName
 from controller.simulate import (
     CSV_FIELDS,
     DEFAULT_MAX_ALERTS,
@@ -251,7 +251,7 @@ def simulate(
     scoped: Annotated[
         bool, typer.Option("--scoped", help="Judge at each scope's assigned level instead of at every level.")
     ] = False,
-    engine: Annotated[EngineName, typer.Option(help="embedded (regopy) or opa (server).")] = EngineName.EMBEDDED,
+    engine: Annotated[EngineName | None, typer.Option(help=ENGINE_HELP)] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the counters to this CSV file.")] = None,
     html_file: Annotated[
         Path | None,
