@@ -141,8 +141,9 @@ async def _run_worker(address: str, settings: Settings, engine: EngineName | Non
     _stop_on_signals(stop)
     async with incident_worker(client, settings, engine) as parts:
         guard = parts.guards.current()
+        engine_name = engine.value if engine else settings.policy_engine
         console.print(
-            f"worker on task queue [bold]{TASK_QUEUE}[/] at {escape(address)}, engine {engine.value if engine else settings.policy_engine}, "
+            f"worker on task queue [bold]{TASK_QUEUE}[/] at {escape(address)}, engine {engine_name}, "
             f"ledger {escape(redacted(settings.ledger_url))}, {len(parts.activities.adapters)} adapter(s): "
             + escape(", ".join(sorted(parts.activities.adapters)))
         )
