@@ -389,6 +389,20 @@ async def test_kill_switch_flipped_while_waiting_stops_the_action(loop: Loop) ->
     assert preflight["go"] is False
 
 
+async def test_a_quorum_raised_while_waiting_holds_an_action_its_votes_no_longer_satisfy(loop: Loop) -> None:
+    """bob's vote met the quorum of 1 the action was decided under; the lead raised L2's quorum to 2 meanwhile.
+    The pre-flight decision asks for 2 approvals: one vote is not enough, the block is held and says why."""
+    (key,) = await loop.submit([alert(1)], level=Level.L2)
+    block = action_of(await awaiting(loop, key), "network.block_ip")
+    edit_yaml(
+        loop.settings.levels_dir / "L2.yaml", approval={"quorum": 2, "timeout_seconds": 3600, "on_timeout": "reject"}
+    )
+    await cast_vote(loop.client, loop.ledger, key, vote("bob", action_id=block.action_id))
+    final = await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.HELD)
+    assert "the votes no longer satisfy the policy: 1 more approval(s)" in action_of(final, "network.block_ip").detail
+    assert loop.enforcement.effects["network.block_ip"] == 0
+
+
 async def test_shadow_mode_records_every_decision_and_runs_nothing(config_copy: Settings) -> None:
     edit_yaml(config_copy.levels_dir / "scopes.yaml", shadow=True)
     async with running_loop(config_copy) as loop:

@@ -37,7 +37,9 @@ from controller.planning.choice import make_plan
 from controller.reports import write_incident_report
 from controller.safety import SafetyStore
 from controller.triage.ledger_view import history_and_feedback
+from workflows import approvals
 from workflows.contracts import (
+    ActionState,
     ApprovalCheck,
     ApprovalGroup,
     ApprovalSpec,
@@ -339,6 +341,13 @@ class IncidentActivities:
             return PreflightResult(
                 go=False, decision=fresh, reasons=[f"re-evaluated just before running: now {fresh.verdict}: {why}"]
             )
+        short = self._votes_short(guard, fresh, request)
+        if short:
+            return PreflightResult(
+                go=False,
+                decision=fresh,
+                reasons=[f"re-evaluated just before running: the votes no longer satisfy the policy: {short}"],
+            )
         assert original.action_class is not None
         budget = guard.bundle.levels.levels[fresh.effective_level].budgets.get(original.action_class)
         run_scope = request.idempotency_key.rsplit("/", 1)[0]  # workflow id + run id: "per incident" is per run
@@ -348,6 +357,21 @@ class IncidentActivities:
         return PreflightResult(
             go=True, decision=fresh, reasons=[f"{fresh.verdict} at {fresh.effective_level}", answer.reason]
         )
+
+    def _votes_short(self, guard: Guard, fresh: GuardDecision, request: PreflightRequest) -> str:
+        """What the counted votes lack under the fresh decision's approval rule (a quorum or group raised, an
+        approver taken out of the group while the vote waited); empty when they still suffice. Only for an
+        approval people gave: a veto window has its own re-check."""
+        if fresh.verdict is not Verdict.APPROVE or request.by_veto_window or fresh.policy is None:
+            return ""
+        spec = self._approval_spec(guard, fresh, request.guarded.proposer)
+        eligible = spec.eligible(request.escalated)
+        counted = [v for v in request.votes if v.approver in eligible]
+        state = ActionState(
+            action_id=request.guarded.action.id, action=request.guarded.action.action, verdict="approve"
+        )
+        state.votes = counted
+        return "; ".join(approvals.missing(state, spec))
 
     # -- act, verify ------------------------------------------------------------------------------------
 

@@ -107,6 +107,10 @@ class PreflightRequest(BaseModel):
     by_veto_window: bool = Field(
         default=False, description="satisfied by silence: pre-flight checks the veto window still applies"
     )
+    votes: list[ApprovalVote] = Field(
+        default_factory=list, description="the votes counted: pre-flight checks they still satisfy the policy"
+    )
+    escalated: bool = False
 
 
 class PreflightResult(BaseModel):
@@ -253,3 +257,6 @@ class ReportRef(BaseModel):
     markdown: str
     json_path: str
     ledger_seq: int
+
+
+PreflightRequest.model_rebuild()  # its votes are ApprovalVote, defined below it

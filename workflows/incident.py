@@ -491,6 +491,8 @@ class IncidentWorkflow:
                     idempotency_key=key,
                     approval_satisfied=satisfied,
                     by_veto_window=state.by_veto_window,
+                    votes=list(state.votes),
+                    escalated=state.escalated,
                 ),
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 retry_policy=STEP_RETRY,
