@@ -23,6 +23,7 @@ from controller.triage.model import AttackMapping
 POST_EXPLOITATION = frozenset({Category.MALWARE, Category.C2, Category.LATERAL_MOVEMENT, Category.EXFILTRATION})
 """Categories that mean the attacker is already inside (docs/attackers.md, "Stages")."""
 USER_AGENT_CHARS = 200
+_ALERT_FIELDS = frozenset(Alert.model_fields)
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,13 @@ class Observation:
 
 def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observation:
     """The observation of one ALERT record's payload (ValueError when it is not an alert the ledger wrote)."""
-    alert = Alert.model_construct(**{k: v for k, v in payload.items() if k in Alert.model_fields})
-    raw = alert.raw if isinstance(alert.raw, dict) else {}
     try:
         category: Category | None = Category(str(payload.get("category")))
     except ValueError:
         category = None  # a category this version does not know: counted, never an attack
-    alert = alert.model_copy(update={"category": category or Category.OTHER, "raw": raw})
+    raw = payload.get("raw") if isinstance(payload.get("raw"), dict) else {}
+    fields = {k: v for k, v in payload.items() if k in _ALERT_FIELDS}
+    alert = Alert.model_construct(**{**fields, "category": category or Category.OTHER, "raw": raw})
     facts = alert_facts(alert, config.waf_sources)
     blocked = bool(payload.get("blocked"))
     status, app_answered, sent = facts.status, False, None

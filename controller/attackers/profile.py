@@ -51,7 +51,9 @@ class Limits:
 
 
 def network_of(address: str) -> str:
-    """The linking prefix: the /24 of an IPv4 address, the /64 of an IPv6 one."""
+    """The linking prefix: the /24 of an IPv4 address, the /64 of an IPv6 one (addresses are canonical)."""
+    if ":" not in address:  # string work for IPv4: ipaddress was half the fold's cost at 100k sources
+        return address.rsplit(".", 1)[0] + ".0/24"
     ip = ipaddress.ip_address(address)
     prefix = 24 if ip.version == 4 else 64
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
