@@ -66,9 +66,10 @@ def run(url: str, sources: int, batch: int, max_profiles: int) -> None:
         with read_snapshot(ledger.engine) as conn:
             stored = conn.execute(text("SELECT COALESCE(SUM(LENGTH(profile)), 0) FROM attacker_profile")).scalar_one()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    append_us, fold_us = append_s / sources * 1e6, fold_s / folded * 1e6
     print(
-        f"{url.split(':')[0]:>10}  {sources:,} sources in batches of {batch}: ledger append {append_s / sources * 1e6:.0f} "
-        f"us/alert, profile fold {fold_s / folded * 1e6:.0f} us/alert (fold/append {fold_s / folded / (append_s / sources):.2f}); "
+        f"{url.split(':')[0]:>10}  {sources:,} sources in batches of {batch}: ledger append {append_us:.0f} us/alert, "
+        f"profile fold {fold_us:.0f} us/alert (fold/append {fold_us / append_us:.2f}); "
         f"profiles kept {status.profiles:,} of max {max_profiles:,} ({status.evicted:,} evicted), "
         f"{stored / 1e6:.1f} MB of profile JSON; fold heap peak {peak / 1e6:.1f} MB, process peak RSS {rss_mb:.0f} MB"
     )
