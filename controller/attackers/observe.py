@@ -74,7 +74,7 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
         category: Category | None = Category(str(payload.get("category")))
     except ValueError:
         category = None  # a category this version does not know: counted, never an attack
-    raw = payload.get("raw") if isinstance(payload.get("raw"), dict) else {}
+    raw: dict[str, Any] = payload["raw"] if isinstance(payload.get("raw"), dict) else {}
     fields = {k: v for k, v in payload.items() if k in _ALERT_FIELDS}
     alert = Alert.model_construct(**{**fields, "category": category or Category.OTHER, "raw": raw})
     facts = alert_facts(alert, config.waf_sources)
