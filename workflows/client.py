@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from controller.attackers import track_batch
 from controller.incidents import incident_key
 from controller.ledger import Ledger, RecordKind
 from controller.models import Alert, Level
@@ -102,6 +103,7 @@ class Submitter:
         self.report.alerts += len(alerts)
         self.report.signals += 1
         self.report.incidents[key] = self.report.incidents.get(key, 0) + len(alerts)
+        track_batch(self.ledger)  # attacker profiles (controller/attackers): after the signal, off the response path
 
 
 def incident_handle(client: Client, key: str) -> WorkflowHandle[IncidentWorkflow, IncidentStatus]:

@@ -107,6 +107,14 @@ GROUPS = {
             "replay": Lazy(f"{_CLI}.lab:replay", "Replay labelled HTTP requests from many source addresses."),
         },
     ),
+    "attackers": (
+        AUDIT,
+        "Attacker profiles: one per source address, across incidents, categories and sensors.",
+        {
+            "list": Lazy(f"{_CLI}.attackers:attackers_list", "Profiles, furthest kill-chain stage first."),
+            "show": Lazy(f"{_CLI}.attackers:attackers_show", "One source: stages, targets, outcomes, our actions."),
+        },
+    ),
     "triage": (
         AUDIT,
         "Triage: explain an incident's verdict; WAF exclusions people's feedback suggests.",

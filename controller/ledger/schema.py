@@ -54,6 +54,47 @@ class IncidentHeadRow(SQLModel, table=True):
     count: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class AttackerProfileRow(SQLModel, table=True):
+    """One attacker profile (controller/attackers/): a view folded from the ledger, not part of the chain.
+
+    Rows are rewritten and evicted (docs/attackers.md); the ledger records they cite stay. The profile itself is
+    one JSON document (`profile`); the columns are what lists sort and eviction orders by."""
+
+    __tablename__ = "attacker_profile"
+    __table_args__ = (Index("ix_attacker_profile_eviction", "stage_rank", "last_seen", "address"),)
+
+    address: str = Field(sa_column=Column(String(64), primary_key=True))
+    network: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    stage_rank: int = Field(sa_column=Column(Integer, nullable=False))
+    first_seen: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_seen: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    alerts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    through_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    profile: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class AttackerHintRow(SQLModel, table=True):
+    """A linking hint (same /24 or /64, same User-Agent) between profiles: never proof of one actor."""
+
+    __tablename__ = "attacker_hint"
+    __table_args__ = (Index("ix_attacker_hint_address", "address"),)
+
+    kind: str = Field(sa_column=Column(String(16), primary_key=True))
+    value: str = Field(sa_column=Column(String(128), primary_key=True))
+    address: str = Field(sa_column=Column(String(64), primary_key=True))
+
+
+class AttackerCursorRow(SQLModel, table=True):
+    """Single row (id=1): the last ledger seq folded into the profiles, and the profile count for eviction."""
+
+    __tablename__ = "attacker_cursor"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    through: int = Field(sa_column=Column(BigInteger, nullable=False))
+    profiles: int = Field(sa_column=Column(BigInteger, nullable=False))
+    evicted: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
@@ -64,6 +105,11 @@ records: Table = _table(RecordRow)
 head: Table = _table(HeadRow)
 incident_heads: Table = _table(IncidentHeadRow)
 TABLES = (records, head, incident_heads)
+attacker_profiles: Table = _table(AttackerProfileRow)
+attacker_hints: Table = _table(AttackerHintRow)
+attacker_cursor: Table = _table(AttackerCursorRow)
+ATTACKER_TABLES = (attacker_profiles, attacker_hints, attacker_cursor)
+"""Attacker profiles (controller/attackers/): derived from the ledger, rewritable, outside the hash chain."""
 
 _SQLITE_GUARDS = [
     f"""CREATE TRIGGER IF NOT EXISTS {RECORDS_TABLE}_no_{op.lower()} BEFORE {op} ON {RECORDS_TABLE}
@@ -90,13 +136,19 @@ def create_schema(conn: Connection) -> None:
     The triggers are defence in depth only: an owner or superuser can drop them, which is why `verify`
     recomputes the chain rather than trusting the database to have refused edits.
     """
-    SQLModel.metadata.create_all(conn, tables=list(TABLES))
+    SQLModel.metadata.create_all(conn, tables=[*TABLES, *ATTACKER_TABLES])
     # Views that fold the ledger by kind (controller/ledger/excerpts.py) seek here instead of reading every row;
     # IF NOT EXISTS also adds it to ledgers created before it existed. Not hashed, not checked by verify.
     conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {KIND_SEQ_INDEX} ON {RECORDS_TABLE} (kind, seq)")
     conn.execute(
         text("INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, :genesis) ON CONFLICT (id) DO NOTHING"),
         {"genesis": GENESIS_HASH},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO attacker_cursor (id, through, profiles, evicted) VALUES (1, 0, 0, 0) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
     )
     if conn.dialect.name == "sqlite":
         for ddl in _SQLITE_GUARDS:

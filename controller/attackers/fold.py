@@ -1,0 +1,140 @@
+"""Folding ledger records into profiles: an alert adds what it shows, an action record what the controller did.
+
+Pure: no database here (store.py loads and saves). Records arrive in seq order, each once (the store's cursor).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from actions.registry import class_of
+from controller.attackers.observe import Observation
+from controller.attackers.profile import ActionTaken, AttackerProfile, Limits, PathStats, network_of
+from controller.attackers.stages import stage_shown
+from controller.ledger import RecordExcerpt, RecordKind
+from controller.outcomes import SETTLEMENTS, SUCCESS, action_target
+
+TRACKED_CLASSES = ("contain_network", "contain_host", "contain_identity", "restore")
+"""What the controller did about a source: containment, and restores (a person's undo)."""
+
+
+def new_profile(address: str, at: datetime) -> AttackerProfile:
+    return AttackerProfile(address=address, network=network_of(address), first_seen=at, last_seen=at)
+
+
+def add_alert(profile: AttackerProfile, obs: Observation, incident: str, limits: Limits) -> None:
+    profile.alerts += 1
+    profile.first_seen = min(profile.first_seen, obs.at)
+    profile.last_seen = max(profile.last_seen, obs.at)
+    profile.through_seq = max(profile.through_seq, obs.seq)
+    profile.cite(obs.seq, limits.seqs)
+    profile.sensors[obs.sensor] = profile.sensors.get(obs.sensor, 0) + 1  # a sensor name is ingest's, not the client's
+    profile.categories[obs.category] = profile.categories.get(obs.category, 0) + 1
+    profile.count("incidents", profile.incidents, incident, limits.incidents)
+    for tid, name in obs.techniques:
+        if tid in profile.techniques or len(profile.techniques) < limits.techniques:
+            profile.techniques[tid] = name
+        else:
+            profile.dropped["techniques"] = profile.dropped.get("techniques", 0) + 1
+    if obs.asset:
+        profile.count("assets", profile.assets, obs.asset, limits.assets)
+    if obs.user_agent:
+        profile.count("user_agents", profile.user_agents, obs.user_agent, limits.user_agents)
+    _outcome(profile, obs)
+    path = _path(profile, obs, limits)
+    shown = stage_shown(profile, obs, path)
+    if shown is not None:
+        profile.reach(shown[0], obs.at, obs.seq, shown[1])
+
+
+def _outcome(profile: AttackerProfile, obs: Observation) -> None:
+    out = profile.outcomes
+    out.waf_blocked += obs.waf_blocked
+    if obs.app_answered and obs.status is not None:
+        by_sensor = out.app_status.setdefault(obs.sensor, {})
+        status_class = f"{obs.status // 100}xx"
+        by_sensor[status_class] = by_sensor.get(status_class, 0) + 1
+        if obs.app_success and obs.bytes_sent:
+            out.bytes_sent += obs.bytes_sent
+
+
+def _path(profile: AttackerProfile, obs: Observation, limits: Limits) -> PathStats | None:
+    if obs.path is None:
+        return None
+    stats = profile.paths.get(obs.path)
+    if stats is None:
+        if len(profile.paths) >= limits.paths:
+            profile.dropped["paths"] = profile.dropped.get("paths", 0) + 1
+            return None
+        stats = profile.paths[obs.path] = PathStats()
+    stats.requests += 1
+    if obs.attack:
+        if obs.refused:
+            stats.attacks_refused += 1
+        else:
+            stats.attacks_through += 1
+    stats.app_success += obs.app_success
+    return stats
+
+
+def add_action_record(profile: AttackerProfile, record: RecordExcerpt, limits: Limits) -> None:
+    """A DECISION on a tracked action class starts an entry; its approval, execution, verification and undo
+    records move the entry's status."""
+    p = record.payload
+    if record.kind is RecordKind.DECISION:
+        action = str(p.get("action"))
+        if class_of(action) not in TRACKED_CLASSES:
+            return
+        taken = ActionTaken(
+            incident=record.incident_key,
+            action_id=str(p.get("action_id")),
+            action=action,
+            verdict=str(p.get("verdict")),
+            status=str(p.get("verdict")),
+            shadow=bool(p.get("shadow")),
+            at=record.created_at,
+            seqs=[record.seq],
+        )
+        profile.actions.append(taken)
+        _tally(profile, taken.status)
+        if len(profile.actions) > limits.actions:
+            del profile.actions[0]
+            profile.dropped["actions"] = profile.dropped.get("actions", 0) + 1
+        return
+    request: dict[str, Any] = p["request"] if isinstance(p.get("request"), dict) else {}
+    action_id = p.get("action_id") or request.get("action_id")
+    found = next(
+        (a for a in reversed(profile.actions) if a.incident == record.incident_key and a.action_id == action_id),
+        None,
+    )
+    if found is None:
+        return
+    taken = found
+    status = _status(record.kind, p)
+    if status is None:
+        return
+    if record.kind is RecordKind.EXECUTION and taken.target is None:
+        taken.target = action_target(taken.action, request.get("params"))
+    taken.status = status
+    taken.seqs.append(record.seq)
+    _tally(profile, status)
+
+
+def _status(kind: RecordKind, p: dict[str, Any]) -> str | None:
+    succeeded = (p.get("outcome") or {}).get("status") in SUCCESS if isinstance(p.get("outcome"), dict) else False
+    if kind is RecordKind.APPROVAL:
+        return str(p["event"]) if p.get("event") in SETTLEMENTS else None
+    if kind is RecordKind.EXECUTION:
+        return "executed" if succeeded else "execution_failed"
+    if kind is RecordKind.VERIFICATION and p.get("purpose", "execute") == "execute":
+        return "verified" if p.get("ok") else "verification_failed"
+    if kind is RecordKind.COMPENSATION:
+        return "compensated" if succeeded else None
+    if kind is RecordKind.REVERT:
+        return "reverted" if succeeded else None
+    return None
+
+
+def _tally(profile: AttackerProfile, status: str) -> None:
+    profile.controller[status] = profile.controller.get(status, 0) + 1

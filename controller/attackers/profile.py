@@ -1,0 +1,147 @@
+"""One attacker profile: what one source address did, across incidents, categories and sensors.
+
+A profile is a view folded from the ledger (controller/attackers/fold.py), stored as one JSON document per
+address beside the ledger. Every list and map in it is capped (`Limits`), so a source that sends a million
+distinct paths costs the same as one that sends forty; what a cap turned away is counted in `dropped`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Stage = Literal["none", "recon", "exploitation_attempt", "possible_success", "post_exploitation"]
+STAGES: tuple[Stage, ...] = ("none", "recon", "exploitation_attempt", "possible_success", "post_exploitation")
+"""The kill-chain stages in order (docs/attackers.md, "Stages"); a profile's stage is the highest reached."""
+
+MAX_PROFILES_ENV = "AUTONOMY_ATTACKER_PROFILES_MAX"
+
+
+def stage_rank(stage: Stage) -> int:
+    return STAGES.index(stage)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size bounds (docs/attackers.md, "Bounds"): profiles in the database, and entries per profile."""
+
+    max_profiles: int = 10_000
+    paths: int = 32
+    assets: int = 16
+    user_agents: int = 8
+    techniques: int = 32
+    incidents: int = 16
+    actions: int = 32
+    seqs: int = 64
+    """Ledger seqs cited per profile: the first half and the most recent half of its alert records."""
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        value = os.environ.get(MAX_PROFILES_ENV)
+        if not value:
+            return cls()
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{MAX_PROFILES_ENV} must be a positive integer, got {value!r}")
+        return cls(max_profiles=int(value))
+
+
+def network_of(address: str) -> str:
+    """The linking prefix: the /24 of an IPv4 address, the /64 of an IPv6 one (addresses are canonical)."""
+    if ":" not in address:  # string work for IPv4: ipaddress was half the fold's cost at 100k sources
+        return address.rsplit(".", 1)[0] + ".0/24"
+    ip = ipaddress.ip_address(address)
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+class PathStats(BaseModel):
+    requests: int = 0
+    attacks_refused: int = 0
+    """Attack-class alerts on this path a sensor blocked, or whose answer was an error (4xx/5xx)."""
+    attacks_through: int = 0
+    """Attack-class alerts on this path nothing refused (an IDS sees, it does not stop)."""
+    app_success: int = 0
+    """Requests the application itself answered 2xx (access log: proxied upstream; WAF: not intercepted)."""
+
+
+class Outcomes(BaseModel):
+    waf_blocked: int = 0
+    app_status: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """sensor -> status class (2xx..5xx) -> requests the application answered (not what the WAF answered)."""
+    bytes_sent: int = 0
+    """Body bytes the application sent back with 2xx answers (access log)."""
+
+
+class StageReached(BaseModel):
+    stage: Stage
+    at: datetime
+    seq: int = Field(description="the ledger record that reached it")
+    why: str
+
+
+class ActionTaken(BaseModel):
+    """A containment (or restore) decision in the source's case and what followed it, from the ledger."""
+
+    incident: str
+    action_id: str
+    action: str
+    verdict: str
+    status: str
+    """The latest of: the verdict, the approval's settlement, executed / execution_failed, verified /
+    verification_failed, compensated, reverted."""
+    shadow: bool = False
+    target: str | None = None
+    at: datetime
+    seqs: list[int] = Field(default_factory=list)
+
+
+class AttackerProfile(BaseModel):
+    address: str
+    network: str
+    first_seen: datetime
+    last_seen: datetime
+    alerts: int = 0
+    sensors: dict[str, int] = Field(default_factory=dict)
+    categories: dict[str, int] = Field(default_factory=dict)
+    techniques: dict[str, str] = Field(default_factory=dict)
+    assets: dict[str, int] = Field(default_factory=dict)
+    paths: dict[str, PathStats] = Field(default_factory=dict)
+    user_agents: dict[str, int] = Field(default_factory=dict)
+    """Client fingerprints: linking hints only, the client chooses them."""
+    incidents: dict[str, int] = Field(default_factory=dict)
+    outcomes: Outcomes = Field(default_factory=Outcomes)
+    stages: list[StageReached] = Field(default_factory=list)
+    actions: list[ActionTaken] = Field(default_factory=list)
+    controller: dict[str, int] = Field(default_factory=dict)
+    """Lifetime tallies of action statuses (kept when the capped `actions` list drops old entries)."""
+    seqs: list[int] = Field(default_factory=list)
+    dropped: dict[str, int] = Field(default_factory=dict)
+    """Entries a cap turned away, per field."""
+    through_seq: int = 0
+
+    @property
+    def stage(self) -> Stage:
+        return self.stages[-1].stage if self.stages else "none"
+
+    def reach(self, stage: Stage, at: datetime, seq: int, why: str) -> None:
+        """Record `stage` when it is higher than any reached so far (stages only go up)."""
+        if stage_rank(stage) > stage_rank(self.stage):
+            self.stages.append(StageReached(stage=stage, at=at, seq=seq, why=why))
+
+    def count(self, field: str, table: dict[str, int], key: str, cap: int) -> None:
+        """Add one to `table[key]`; a new key beyond `cap` is counted in `dropped[field]` instead."""
+        if key in table or len(table) < cap:
+            table[key] = table.get(key, 0) + 1
+        else:
+            self.dropped[field] = self.dropped.get(field, 0) + 1
+
+    def cite(self, seq: int, cap: int) -> None:
+        """Keep the first cap/2 and the latest cap/2 alert seqs."""
+        self.seqs.append(seq)
+        if len(self.seqs) > cap:
+            del self.seqs[cap // 2]

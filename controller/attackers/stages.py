@@ -1,0 +1,32 @@
+"""The kill-chain stage an observation shows, given what the profile knew before it (docs/attackers.md, "Stages").
+
+    recon                 any detection from the source (a scanner, a protocol violation, an unclassified rule)
+    exploitation_attempt  an attack-class alert (SQLi, XSS, RCE, LFI/RFI, injections, brute force)
+    possible_success      an attack request answered 2xx that no sensor blocked; or a 2xx from the application on
+                          a path that drew an attack nothing refused (no block, no 4xx/5xx seen: an IDS alert
+                          the WAF did not cover), in either order
+    post_exploitation     malware, C2, lateral movement or exfiltration from the source
+
+An access-log record alone (an answer, not a detection) reaches no stage. Stages only go up. "Possible" is
+meant: a 2xx says the application answered, not that the attack worked; a person confirms.
+"""
+
+from __future__ import annotations
+
+from controller.attackers.observe import Observation
+from controller.attackers.profile import AttackerProfile, PathStats, Stage
+
+
+def stage_shown(profile: AttackerProfile, obs: Observation, path: PathStats | None) -> tuple[Stage, str] | None:
+    """The stage `obs` shows and why; `path` is the profile's stats for obs.path after counting obs."""
+    if obs.post_exploitation:
+        return "post_exploitation", f"{obs.category} alert from {obs.sensor}"
+    if obs.attack and not obs.blocked and obs.status is not None and 200 <= obs.status < 300:
+        return "possible_success", f"{obs.category} request answered {obs.status}, not blocked ({obs.sensor})"
+    if path is not None and path.attacks_through and path.app_success and (obs.attack or obs.app_success):
+        return "possible_success", f"the application answered 2xx on {obs.path}, where an attack was not refused"
+    if obs.attack:
+        return "exploitation_attempt", f"{obs.category} alert from {obs.sensor}"
+    if not obs.outcome_only:
+        return "recon", f"{obs.category} alert from {obs.sensor}"
+    return None

@@ -1,0 +1,48 @@
+"""Attacker profiles through the real loop: a dev server, a worker, the Submitter's hook, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from typer.testing import CliRunner
+
+from controller.attackers import AttackerStore
+from controller.cli import app
+from controller.config import Settings
+from controller.models import Level
+from tests.harness import ATTACKER, Loop, action_of, burst, running_loop
+from workflows.contracts import ActionStatus
+
+
+@pytest.fixture
+async def loop(config_copy: Settings) -> AsyncIterator[Loop]:
+    async with running_loop(config_copy) as running:
+        yield running
+
+
+async def test_submitted_alerts_build_a_profile_and_the_cli_shows_the_block(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (key,) = await loop.submit(burst(), level=Level.L3)
+    # built by the Submitter's hook alone: nothing here folds
+    profile = AttackerStore(loop.ledger).get(ATTACKER)
+    assert profile is not None and profile.alerts == len(burst()) and profile.stage == "exploitation_attempt"
+    assert profile.incidents == {key: len(burst())} and profile.outcomes.waf_blocked == len(burst())
+    await loop.wait_for(
+        key, lambda s: bool(s.actions) and action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT
+    )
+    # the CLI folds what the ledger gained since (the guard's decision, the execution, its verification)
+    monkeypatch.setenv("AUTONOMY_STATE_DIR", str(loop.settings.state_dir))
+    monkeypatch.setenv("AUTONOMY_LEDGER_URL", loop.settings.ledger_url)
+    result = CliRunner().invoke(app, ["attackers", "show", ATTACKER, "--json"], env=dict(os.environ))
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    block = next(a for a in shown["actions"] if a["action"] == "network.block_ip")
+    assert (block["verdict"], block["status"], block["target"]) == ("execute", "verified", ATTACKER)
+    listed = CliRunner().invoke(app, ["attackers", "list", "--json"], env=dict(os.environ))
+    assert [json.loads(line)["address"] for line in listed.stdout.splitlines()] == [ATTACKER]
+    missing = CliRunner().invoke(app, ["attackers", "show", "192.0.2.1"], env=dict(os.environ))
+    assert missing.exit_code == 1
