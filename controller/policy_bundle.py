@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from controller.addresses import AddressError, address_facts, parse_network
-from controller.inventory import canonical_host_text
+from controller.inventory import AssetError, canonical_host_text, checked_asset
 from controller.levels import LevelConfig
 
 ENTRYPOINT = "autonomy/decision/result"
@@ -153,7 +153,7 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
     way). Addresses must be single addresses: an asset is a host, and the policy looks its addresses up by
     their full bits.
     """
-    assets = inventory.get("assets") or {}
+    assets = _checked_assets(inventory.get("assets") or {}, source)
     _check_host_names(assets, source)
     by_bits: dict[str, str] = {}
     buckets: dict[str, dict[str, dict[str, str]]] = {family: {} for family in WIDTHS}
@@ -179,7 +179,20 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
         "range_keys": {family: sorted(buckets[family]) for family in WIDTHS},
         "range_bucket_bits": dict(RANGE_BUCKET_BITS),
     }
-    return _compiled_first(compiled, inventory)
+    return _compiled_first(compiled, {**inventory, "assets": assets})
+
+
+def _checked_assets(assets: Any, source: Path) -> dict[str, Any]:
+    """Every asset's attributes validated (controller/inventory.py, checked_asset), `tags` always a list."""
+    if not isinstance(assets, dict):
+        raise PolicyBundleError(f"{source.name}: assets must be a mapping of asset name to attributes")
+    checked: dict[str, Any] = {}
+    for name, asset in assets.items():
+        try:
+            checked[name] = checked_asset(asset)
+        except AssetError as exc:
+            raise PolicyBundleError(f"{source.name}: assets.{name}: {exc}") from None
+    return checked
 
 
 def _check_host_names(assets: dict[str, Any], source: Path) -> None:
