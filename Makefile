@@ -40,10 +40,15 @@ $(OPA_STAMP):
 demo: $(INSTALLED)
 	$(VENV)/bin/autonomy demo
 
-lint: $(INSTALLED)
+# The Rego too: OPA's formatting, strict checks, and a type check of every policy's use of `input` against the
+# input document's JSON Schema (tests, which build malformed inputs on purpose, are left out of that one).
+lint: $(INSTALLED) $(OPA_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy controller actions workflows
+	$(OPA) fmt --diff --fail policies examples/policies
+	$(OPA) check --strict policies examples/policies
+	$(OPA) check --strict --schema schema/input.schema.json --ignore '*_test.rego' policies examples/policies
 
 # The ledger's tests also run on PostgreSQL: .ci/postgres.sh installs (Debian) and starts one when missing.
 # As root, the lab's Debian packages (nginx + ModSecurity + CRS, nftables, iproute2, curl, Suricata 7 from

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
@@ -37,6 +38,7 @@ from controller.models import (
     TriageSummary,
     TrialDecision,
     Verdict,
+    utcnow,
 )
 from controller.policy_bundle import PolicyBundle
 from controller.risk import RiskContext, RiskScorer, Targets, evidence_confidence
@@ -146,6 +148,7 @@ class Guard:
         health: HealthCap | None = None,
         triage: TriageSummary | None = None,
         retriage: bool = True,
+        now: datetime | None = None,
     ) -> list[GuardDecision]:
         """Decide every action of a plan. `level` overrides the scopes' assignment for the incident (what-if,
         tests; the scopes of the action's targets still apply); `health` is the circuit breaker's ceiling.
@@ -153,7 +156,11 @@ class Guard:
         `triage` is the controller's own (the workflow's, made with the ledger's history); without it the guard
         triages the alerts alone, or with `retriage=False` (the workflow: its plan step made none) gives the policy
         none, which meets no level's bar. Never a plan's: a planner's triage only lowers it (Plan.planner_triage).
+
+        `now` is the decision time the policy sees (input.time): the clock when None (the live loop, evaluate);
+        simulate passes the incident's last alert time, so a time rule judges a past alert by its own time.
         """
+        at = now or utcnow()
         facts = self.facts(incident)
         resolution = self.incident_resolution(facts, level, health)
         proposer = f"planner:{plan.planner}"
@@ -161,13 +168,13 @@ class Guard:
         shape = PlanShape.of(checked)
         own = triage if triage is not None or not retriage else self.triage_summary(self.triage(incident))
         judged = own.lowered_to(plan.planner_triage, proposer) if own is not None else None
-        decisions = [self.decide(incident, item, facts, resolution, proposer, shape, judged) for item in checked]
+        decisions = [self.decide(incident, item, facts, resolution, proposer, shape, judged, at) for item in checked]
         if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
             for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
                 config = self._trial_config(name, candidate)
                 trial_resolution = resolve_most_restrictive(config, list(facts.scopes), health=health)
                 for item, decision in zip(checked, decisions, strict=True):
-                    shadow = self._decide(incident, item, facts, trial_resolution, proposer, shape, judged, config)
+                    shadow = self._decide(incident, item, facts, trial_resolution, proposer, shape, judged, at, config)
                     decision.trials.append(trial_of(name, candidate, shadow))
         return decisions
 
@@ -185,9 +192,12 @@ class Guard:
         proposer: str,
         shape: PlanShape,
         triage: TriageSummary | None,
+        now: datetime | None = None,
     ) -> GuardDecision:
         started = self._clock()
-        decision = self._decide(incident, checked, facts, resolution, proposer, shape, triage)
+        at = now or utcnow()
+        decision = self._decide(incident, checked, facts, resolution, proposer, shape, triage, at)
+        decision.decision_time = at
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
 
@@ -200,6 +210,7 @@ class Guard:
         proposer: str,
         shape: PlanShape,
         triage: TriageSummary | None,
+        now: datetime,
         config: LevelConfig | None = None,
     ) -> GuardDecision:
         action, spec, params = checked.action, checked.spec, checked.params
@@ -219,7 +230,18 @@ class Guard:
             )
         )
         input_doc = self.policy_input(
-            incident, action, spec, params, targets, risk, facts, resolution, proposer, shape.of_class(spec), triage
+            incident,
+            action,
+            spec,
+            params,
+            targets,
+            risk,
+            facts,
+            resolution,
+            proposer,
+            shape.of_class(spec),
+            triage,
+            now,
         )
         try:
             raw = self.engine.evaluate(input_doc)
@@ -268,12 +290,14 @@ class Guard:
         proposer: str,
         plan: dict[str, int] | None = None,
         triage: TriageSummary | None = None,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
-        """The input document (policies/README.md). Only validated, canonical values; never alert free text.
+        """The input document (policies/README.md, schema/input.schema.json). Only validated, canonical values;
+        never alert free text.
 
         Keys the policy reads come first in each object: regopy walks an object's keys in insertion order to
-        find one (policies/README.md, "Cost model"). The risk factors stay out: no rule reads them, and every
-        value costs regopy to load (they are in the decision record).
+        find one (policies/README.md, "Cost model"); `time` is last, as no shipped rule reads it. The risk factors
+        stay out: no rule reads them, and every value costs regopy to load (they are in the decision record).
         """
         return {
             "action": {
@@ -314,7 +338,20 @@ class Guard:
                 "assets": list(facts.assets),
             },
             "plan": plan or {"class_actions": 1, "class_addresses": sum(address_span(ip) for ip in targets.ips)},
+            "time": time_input(now or utcnow()),
         }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def time_input(at: datetime) -> dict[str, Any]:
+    """input.time: the decision time as nanoseconds since the epoch (what OPA's time.* built-ins take) and as
+    RFC 3339 text in UTC. A naive time is read as UTC. Exact to the microsecond (datetime's own precision)."""
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    delta = at - _EPOCH
+    now_ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1_000
+    return {"now_ns": now_ns, "rfc3339": at.isoformat().replace("+00:00", "Z")}
 
 
 class UnavailableGuard:
@@ -338,7 +375,9 @@ class UnavailableGuard:
         health: HealthCap | None = None,
         triage: TriageSummary | None = None,
         retriage: bool = True,
+        now: datetime | None = None,
     ) -> list[GuardDecision]:
         lowest = Level.L1
         resolution = LevelResolution(declared=level or lowest, effective=lowest, reasons=[self.reason])
-        return [_deny(action, resolution, f"guard unavailable: {self.reason}") for action in plan.actions]
+        reason = f"guard unavailable: {self.reason}"
+        return [_deny(action, resolution, reason, decision_time=now or utcnow()) for action in plan.actions]

@@ -8,9 +8,43 @@ stepped around by writing the name differently. So names and addresses are canon
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 from controller.addresses import address_facts
+
+CRITICALITIES = ("low", "medium", "high")
+# Tags are compared exactly by policies ("domain-controller" in asset.tags): one spelling, lower case, so a tag
+# written `Domain-Controller` is refused at load rather than silently matching no rule.
+TAG = re.compile(r"[a-z0-9](?:[a-z0-9._/-]{0,61}[a-z0-9])?")
+
+
+class AssetError(ValueError):
+    """An asset's attributes are malformed: the message names the key."""
+
+
+def checked_asset(asset: Any) -> dict[str, Any]:
+    """The asset with its policy-facing attributes validated and `tags` always a sorted list (empty when none),
+    so a rule can write `"x" in asset.tags` for any asset. Other keys pass through unchanged."""
+    if not isinstance(asset, dict):
+        raise AssetError("must be a mapping of attributes")
+    criticality = asset.get("criticality")
+    if criticality is not None and criticality not in CRITICALITIES:
+        raise AssetError(f"criticality: {criticality!r} is not one of {', '.join(CRITICALITIES)}")
+    owner = asset.get("owner")
+    if owner is not None and not (isinstance(owner, str) and owner.strip()):
+        raise AssetError(f"owner: {owner!r} is not a name")
+    if "crown_jewel" in asset and type(asset["crown_jewel"]) is not bool:
+        raise AssetError(f"crown_jewel: {asset['crown_jewel']!r} is not true or false")
+    tags = asset.get("tags") or []
+    if not isinstance(tags, list):
+        raise AssetError("tags: must be a list of tags")
+    for tag in tags:
+        if not (isinstance(tag, str) and TAG.fullmatch(tag)):
+            raise AssetError(f"tags: {tag!r} is not a tag (lower-case letters, digits, '.', '_', '/', '-')")
+    if len(set(tags)) != len(tags):
+        raise AssetError("tags: a tag is listed twice")
+    return {**asset, "tags": sorted(tags)}
 
 
 def canonical_host_text(value: str) -> str:

@@ -347,6 +347,9 @@ class GuardDecision(BaseModel):
     policy_revision: str = ""
     latency_ms: float = 0.0
     decided_at: datetime = Field(default_factory=utcnow)
+    decision_time: datetime | None = Field(
+        default=None, description="the time the policy was given (input.time): the clock, or a replayed alert's"
+    )
     scope: str = Field(default="default", description="the scope that assigned the declared level (levels/scopes.yaml)")
     trials: list[TrialDecision] = Field(default_factory=list, description="shadow trials' verdicts for this action")
     triage: TriageSummary | None = Field(default=None, description="the triage the policy was given")

@@ -7,8 +7,12 @@ to the exact policy that made it.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
+import re
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,8 @@ from typing import Any
 import yaml
 
 from controller.addresses import AddressError, address_facts, parse_network
-from controller.inventory import canonical_host_text
+from controller.config import REPO_ROOT
+from controller.inventory import AssetError, canonical_host_text, checked_asset
 from controller.levels import LevelConfig
 
 ENTRYPOINT = "autonomy/decision/result"
@@ -25,6 +30,10 @@ ENTRYPOINT = "autonomy/decision/result"
 CONFIG_ENTRYPOINT = "autonomy/config/errors"
 CONFIG_PACKAGE = "autonomy.config"
 DATA_SUBDIR = "data"
+# The JSON Schemas of the input and data documents: in the repository beside policies/ (so that `opa eval -d
+# policies/` loads no schema as data), and in an exported bundle under schema/ (OPA reads only data.json there).
+SCHEMA_DIR = REPO_ROOT / "schema"
+SCHEMA_FILES = ("input.schema.json", "data.schema.json")
 
 
 class PolicyBundleError(ValueError):
@@ -57,6 +66,52 @@ class PolicyBundle:
         data_file = directory / "data.json"
         data_file.write_text(json.dumps(self.data, sort_keys=True))
         return data_file
+
+    def opa_bundle_files(self) -> dict[str, bytes]:
+        """The files of a standard OPA bundle: `.manifest` (revision, roots), the Rego modules (no tests), the
+        compiled `data.json`, and the JSON Schemas under schema/. `opa run --server --bundle` serves it as is."""
+        files = {".manifest": json.dumps(self.opa_manifest(), indent=2, sort_keys=True).encode() + b"\n"}
+        files.update({relative: source.encode() for relative, source in sorted(self.modules.items())})
+        files["data.json"] = json.dumps(self.data, sort_keys=True).encode()
+        files.update({f"schema/{name}": (SCHEMA_DIR / name).read_bytes() for name in SCHEMA_FILES})
+        return files
+
+    def opa_manifest(self) -> dict[str, Any]:
+        """The bundle's .manifest: OPA reports the revision at /v1/status and refuses data outside the roots."""
+        return {
+            "revision": self.revision,
+            "roots": bundle_roots(self.modules, self.data),
+            "rego_version": 1,
+            "metadata": {
+                "entrypoint": ENTRYPOINT,
+                "config_check": CONFIG_ENTRYPOINT,
+                "schemas": {name.split(".")[0]: f"schema/{name}" for name in SCHEMA_FILES},
+            },
+        }
+
+    def write_opa_bundle(self, out: Path) -> dict[str, bytes]:
+        """Write the bundle as OPA's .tar.gz, byte for byte the same for the same revision (fixed times and
+        owners, sorted entries), so two exports of one policy compare equal. Returns the files written."""
+        files = self.opa_bundle_files()
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as tar:
+            for name, content in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(buffer.getvalue())
+        return files
+
+
+PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w]*)", re.MULTILINE)
+
+
+def bundle_roots(modules: dict[str, str], data: dict[str, Any]) -> list[str]:
+    """The manifest's roots: every top-level data document and the first segment of every package. OPA then
+    refuses another bundle that writes under them, and this one writing anywhere else."""
+    packages = {match.group(1) for source in modules.values() for match in PACKAGE.finditer(source)}
+    return sorted(packages | set(data))
 
 
 def is_test_module(path: Path) -> bool:
@@ -153,7 +208,7 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
     way). Addresses must be single addresses: an asset is a host, and the policy looks its addresses up by
     their full bits.
     """
-    assets = inventory.get("assets") or {}
+    assets = _checked_assets(inventory.get("assets") or {}, source)
     _check_host_names(assets, source)
     by_bits: dict[str, str] = {}
     buckets: dict[str, dict[str, dict[str, str]]] = {family: {} for family in WIDTHS}
@@ -179,7 +234,20 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
         "range_keys": {family: sorted(buckets[family]) for family in WIDTHS},
         "range_bucket_bits": dict(RANGE_BUCKET_BITS),
     }
-    return _compiled_first(compiled, inventory)
+    return _compiled_first(compiled, {**inventory, "assets": assets})
+
+
+def _checked_assets(assets: Any, source: Path) -> dict[str, Any]:
+    """Every asset's attributes validated (controller/inventory.py, checked_asset), `tags` always a list."""
+    if not isinstance(assets, dict):
+        raise PolicyBundleError(f"{source.name}: assets must be a mapping of asset name to attributes")
+    checked: dict[str, Any] = {}
+    for name, asset in assets.items():
+        try:
+            checked[name] = checked_asset(asset)
+        except AssetError as exc:
+            raise PolicyBundleError(f"{source.name}: assets.{name}: {exc}") from None
+    return checked
 
 
 def _check_host_names(assets: dict[str, Any], source: Path) -> None:

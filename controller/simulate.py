@@ -295,7 +295,11 @@ class _Judge:
         if triage is None and isinstance(self.guard, Guard):
             triage = self.guard.triage_summary(self.guard.triage(enriched))
         plan = self.planner.plan(enriched, triage.verdict if triage else None)
-        return _Judged(triage, [self.guard.decide_plan(enriched, plan, level, triage=triage) for level in levels])
+        # The policy judges a past incident at its last alert's time (input.time), not by today's clock.
+        at = enriched.last_seen
+        return _Judged(
+            triage, [self.guard.decide_plan(enriched, plan, level, triage=triage, now=at) for level in levels]
+        )
 
 
 @dataclass

@@ -5,7 +5,8 @@ module is only the command map, and imports none of the commands: each is a `Laz
 line `--help` shows for it, its panel) whose module loads when the command runs (controller/cli/lazy.py), so
 `autonomy --help` and a short command do not pay for Temporal, the ledger or the Anthropic SDK. The groups:
 
-- `judge`, `policy_test`: evaluate, levels, policy test (what the controller *would* do; nothing runs, no Temporal)
+- `judge`, `policy_test`, `policy_bundle`: evaluate, levels, policy test and bundle (what the controller *would*
+  do; nothing runs, no Temporal)
 - `loop`: server, worker, submit, ingest, approve, reject, incidents (the Temporal loop)
 - `audit`: report, audit show / verify / export (the ledger and the workflow history)
 - `demo`: the whole loop on the sample alerts at several levels
@@ -66,7 +67,14 @@ GROUPS = {
     "policy": (
         JUDGE,
         "Work with the Rego policies (policies/).",
-        {"test": Lazy(f"{_CLI}.policy_test:policy_test", "Run the policies' tests: PASS/FAIL per file and coverage.")},
+        {
+            "test": Lazy(
+                f"{_CLI}.policy_test:policy_test", "Run the policies' tests: PASS/FAIL per file and coverage."
+            ),
+            "bundle": Lazy(
+                f"{_CLI}.policy_bundle:policy_bundle", "Write the policies as an OPA bundle (.tar.gz) for your own OPA."
+            ),
+        },
     ),
     "incidents": (
         LOOP,

@@ -28,6 +28,16 @@ import data.autonomy.targets
 # Entry point
 # ---------------------------------------------------------------------------------------------
 
+# METADATA
+# title: The verdict on one proposed action (the entry point)
+# description: >-
+#   execute, approve, recommend or deny, with every reason, the approver groups and quorums, and the policy
+#   revision. Always defined for a well-formed input (schema/input.schema.json); anything else the
+#   controller treats as deny.
+# entrypoint: true
+# custom:
+#   input_schema: schema/input.schema.json
+#   data_schema: schema/data.schema.json
 result := {
 	"verdict": verdict,
 	"reasons": sort(all_reasons),

@@ -2,6 +2,10 @@
 package autonomy.guardrails
 
 # Isolating a domain controller or the main database can stop the business; a person does it by hand.
+
+# METADATA
+# title: Crown jewels are never contained
+# description: Containing (contain_host) an asset the inventory marks crown_jewel is denied.
 deny contains msg if {
 	action_class == "contain_host"
 	some host in host_targets
@@ -11,6 +15,10 @@ deny contains msg if {
 
 # A host the inventory does not know may be anyone's (a partner's, a typo, an injected name): a person
 # confirms before the machine changes anything about it. Read-only lookups are fine.
+
+# METADATA
+# title: Unknown hosts need soc-oncall
+# description: Any non-read-only action on a host the inventory does not know needs a person.
 require_approval contains {
 	"reason": sprintf("%s on %s: host unknown to the inventory", [input.action.name, host]),
 	"group": "soc-oncall",

@@ -11,6 +11,10 @@ identity_action if action_class == "restore"
 
 # Acting on an account the directory does not know is at best a no-op, at worst a look-alike name
 # planted in an alert.
+
+# METADATA
+# title: Unknown accounts are never acted on
+# description: Identity actions on a user not in identities.users are denied.
 deny contains msg if {
 	identity_action
 	some user in user_targets
@@ -19,6 +23,10 @@ deny contains msg if {
 }
 
 # Privileged accounts (admins, service accounts): IAM approves, with more than one pair of eyes.
+
+# METADATA
+# title: Privileged accounts need iam-admins
+# description: Identity actions on a privileged user need iam-admins, quorum guardrails.privileged_identity_quorum.
 require_approval contains {
 	"reason": sprintf("%s on privileged identity %s: iam-admins must approve", [input.action.name, user]),
 	"group": "iam-admins",

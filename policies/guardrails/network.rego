@@ -21,6 +21,10 @@ default blocking := false
 blocking if action_class == "contain_network"
 
 # Gateways, private, loopback, link-local and partner ranges (data.allowlists.networks, keyed by name).
+
+# METADATA
+# title: Allowlisted networks are never blocked
+# description: A block that overlaps an allowlisted network is denied, naming the entry and its reason.
 deny contains msg if {
 	blocking
 	some target in ip_targets
@@ -29,6 +33,10 @@ deny contains msg if {
 }
 
 # An IPv6 target that embeds an IPv4 address (::ffff:198.51.100.254) reaches the IPv4 host: compared as IPv4 too.
+
+# METADATA
+# title: Allowlisted networks, in their IPv6 spellings
+# description: An IPv6 target's embedded IPv4 (mapped, NAT64, 6to4, Teredo) is compared with the IPv4 allowlist.
 deny contains msg if {
 	blocking
 	some target in embedded_targets
@@ -70,6 +78,10 @@ allowlist_hits(family, bits) := names if {
 
 # Our own assets: blocking them is a self-inflicted outage, whatever the alert says.
 # An address: one lookup (a range's bits are shorter than any address, so they find nothing here).
+
+# METADATA
+# title: Our own addresses are never blocked
+# description: A block of one of our assets' addresses is denied.
 deny contains msg if {
 	blocking
 	some target in ip_targets
@@ -81,6 +93,10 @@ deny contains msg if {
 # max_addresses of them). A block over the cap is denied by the cap anyway, and gets one reason that
 # says it holds our assets: naming thousands one by one would cost regopy seconds (a set of n strings
 # costs it far more than n times one: 33 s for a /16 holding 5,000 of our assets).
+
+# METADATA
+# title: Ranges holding our assets are never blocked
+# description: A block of a range within the cap that holds our assets is denied, naming each.
 deny contains msg if {
 	blocking
 	not too_many_addresses
@@ -89,6 +105,9 @@ deny contains msg if {
 	msg := own_asset_message(target.value, asset)
 }
 
+# METADATA
+# title: Ranges holding our assets, over the cap
+# description: A block over the cap that holds our assets is denied with one reason.
 deny contains msg if {
 	blocking
 	too_many_addresses
@@ -98,6 +117,10 @@ deny contains msg if {
 }
 
 # An IPv6 target's embedded IPv4 address (or range), as IPv4: an address, or a range as above.
+
+# METADATA
+# title: Our own addresses, in their IPv6 spellings
+# description: An IPv6 target whose embedded IPv4 address is ours is denied.
 deny contains msg if {
 	blocking
 	some target in embedded_targets
@@ -105,6 +128,9 @@ deny contains msg if {
 	msg := own_asset_message(target.value, asset)
 }
 
+# METADATA
+# title: Ranges holding our assets, in their IPv6 spellings
+# description: An IPv6 range whose embedded IPv4 range holds our assets is denied, naming each.
 deny contains msg if {
 	blocking
 	not too_many_addresses
@@ -113,6 +139,9 @@ deny contains msg if {
 	msg := own_asset_message(target.value, asset)
 }
 
+# METADATA
+# title: Ranges holding our assets, in IPv6 spellings over the cap
+# description: The same over the cap, with one reason.
 deny contains msg if {
 	blocking
 	too_many_addresses
@@ -129,6 +158,10 @@ own_assets_message(value) := sprintf(
 )
 
 # A cap per action, so that 0.0.0.0/0, a /8 or a long list of ranges is never blocked in one go.
+
+# METADATA
+# title: Blocks over the address cap are denied
+# description: More than guardrails.max_addresses_per_block addresses in one block is denied.
 deny contains cap_message if {
 	blocking
 	too_many_addresses

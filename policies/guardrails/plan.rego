@@ -16,6 +16,10 @@ containment if action_class == "contain_identity"
 
 # Containment without an end (no ttl_seconds) stays until someone lifts it: a person decides that, at every
 # level. (An isolation or a disable without a TTL is as permanent as a block without one.)
+
+# METADATA
+# title: Permanent containment needs a person
+# description: Containment without ttl_seconds needs the class's own approver group, at every level.
 require_approval contains {
 	"reason": sprintf("%s has no ttl_seconds: permanent containment needs a person at every level", [input.action.name]),
 	"group": class_group,
@@ -35,6 +39,10 @@ bounded if {
 }
 
 # A target the incident's alerts never named (another address, host or user than the sensors reported).
+
+# METADATA
+# title: Containing a target no alert names needs a person
+# description: Containment of targets.unrelated needs the class's approvers.
 require_approval contains {
 	"reason": sprintf("%s on %s: not an entity of this incident (no alert names it)", [input.action.name, value]),
 	"group": class_group,
@@ -45,6 +53,10 @@ require_approval contains {
 }
 
 # More containment actions of one class in one plan than the cap: a person looks at the whole plan.
+
+# METADATA
+# title: Too many containment actions in a plan need a person
+# description: More than guardrails.max_containment_actions_per_plan actions of one class need the class's approvers.
 require_approval contains {
 	"reason": sprintf(
 		"the plan holds %d %s actions, more than the %d per plan the machine runs alone",
@@ -61,6 +73,10 @@ require_approval contains {
 # More addresses blocked by the whole plan than one block may cover: a person looks at the whole plan. Not a
 # deny: a planner steered by alert text could then add one wide block to stop the rightful one (an action over
 # the per-action cap is denied by itself, network.rego).
+
+# METADATA
+# title: Too many addresses in a plan need a person
+# description: A plan blocking more than guardrails.max_addresses_per_plan addresses in all needs the class's approvers.
 require_approval contains {
 	"reason": sprintf("the plan blocks more than %d addresses in all: a person looks at the whole plan", [max_addresses_per_plan]),
 	"group": class_group,

@@ -12,6 +12,9 @@
 # their own, and both the deny and the approval rules read them.
 package autonomy.guardrails
 
+# METADATA
+# title: Special-purpose blocks marked deny are never blocked
+# description: A block overlapping a deny entry of data/special_purpose.yaml is denied, naming the block and its RFC.
 deny contains msg if {
 	blocking
 	some hit in special_purpose_hits
@@ -19,6 +22,9 @@ deny contains msg if {
 	msg := special_purpose_message(hit)
 }
 
+# METADATA
+# title: Special-purpose deny blocks, in their IPv6 spellings
+# description: The same for an IPv6 target's embedded IPv4.
 deny contains msg if {
 	blocking
 	some hit in embedded_special_purpose_hits
@@ -26,6 +32,9 @@ deny contains msg if {
 	msg := special_purpose_message(hit)
 }
 
+# METADATA
+# title: Special-purpose blocks marked approve need their group
+# description: A block overlapping an approve entry (NAT64, 6to4, Teredo...) needs the file's approval group.
 require_approval contains {"reason": msg, "group": special_purpose_approval.group, "quorum": special_purpose_approval.quorum} if {
 	blocking
 	some hit in special_purpose_hits
@@ -33,6 +42,9 @@ require_approval contains {"reason": msg, "group": special_purpose_approval.grou
 	msg := special_purpose_message(hit)
 }
 
+# METADATA
+# title: Special-purpose approve blocks, in their IPv6 spellings
+# description: The same for an IPv6 target's embedded IPv4.
 require_approval contains {"reason": msg, "group": special_purpose_approval.group, "quorum": special_purpose_approval.quorum} if {
 	blocking
 	some hit in embedded_special_purpose_hits

@@ -73,6 +73,10 @@ address_width := {4: 32, 6: 128}
 
 # An action that changes something must name what it changes: with an empty target list every other
 # guardrail would pass vacuously. targets.target_kinds says which list each blast radius must fill.
+
+# METADATA
+# title: An action that changes something names a target
+# description: An action whose blast radius implies a target but names none is denied.
 deny contains msg if {
 	kind := targets.target_kinds[input.action.blast_radius]
 	not names_a_target(kind)

@@ -1,0 +1,195 @@
+"""The worked examples (examples/policies/): their own `opa test` tests pass as `autonomy policy test` runs them,
+and each example gives the same decisions on the embedded engine, on our OPA server path and on a plain OPA
+serving the exported bundle, on real guard inputs (IPv4-mapped and NAT64 spellings for the CGNAT rule)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.cli.policy_test import run_policy_tests
+from controller.config import REPO_ROOT, Settings
+from controller.engines.opa_server import OpaServerEngine
+from controller.guard import Guard
+from controller.models import GuardDecision, Level, Plan, ProposedAction, TriageSummary, Verdict
+from controller.policy_bundle import PolicyBundle
+from controller.runtime import EngineName, load_policy_bundle, open_guard
+from tests.factories import make_incident
+from tests.test_conformance import _comparable
+from tests.test_policy_bundle_export import serve_bundle
+
+EXAMPLES = REPO_ROOT / "examples" / "policies"
+MALICIOUS = TriageSummary(verdict="malicious", confidence=0.9)
+TTL = {"ttl_seconds": 3600}
+
+
+def _with_examples(settings: Settings, tests: bool) -> None:
+    target = settings.policies_dir / "examples"
+    target.mkdir()
+    for path in EXAMPLES.glob("*.rego"):
+        if tests or not path.name.endswith("_test.rego"):
+            shutil.copy(path, target / path.name)
+
+
+def test_the_examples_own_tests_pass_under_policy_test(config_copy: Settings) -> None:
+    _with_examples(config_copy, tests=True)
+    report = run_policy_tests(config_copy, with_coverage=False)
+    ours = [r for r in report.results if "/examples/" in r["location"]["file"]]
+    assert {Path(r["location"]["file"]).name for r in ours} == {p.name for p in EXAMPLES.glob("*_test.rego")}
+    assert len(ours) >= 12
+    # Only the examples' own: a shipped test that checks the exact approvals of a disable_user input without a
+    # time (identity_test.rego) meets the business-hours rule too, as the tutorial says it will.
+    assert not [r for r in ours if r.get("fail") or r.get("error")]
+
+
+def _yaml_update(path: Path, update: Any) -> None:
+    document = yaml.safe_load(path.read_text())
+    update(document)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def example_config(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The shipped config plus the examples and what they need: a second domain controller that is not a crown
+    jewel (dc-01 is, and is denied anyway), an ad-admins group, and L4 letting identity actions run alone (so
+    the business-hours rule shows in the verdict)."""
+    root, shipped = tmp_path_factory.mktemp("examples"), Settings()
+    config = Settings(levels_dir=root / "levels", policies_dir=root / "policies", state_dir=root / "var")
+    shutil.copytree(shipped.levels_dir, config.levels_dir)
+    shutil.copytree(shipped.policies_dir, config.policies_dir)
+    _with_examples(config, tests=False)
+    dc02 = {"criticality": "high", "environment": "staging", "group": "infrastructure"}
+    dc02 |= {"addresses": ["10.10.0.11"], "owner": "infra-team", "tags": ["domain-controller"]}
+    _yaml_update(config.policies_dir / "data" / "inventory.yaml", lambda d: d["assets"].update({"dc-02": dc02}))
+    _yaml_update(
+        config.policies_dir / "data" / "identities.yaml",
+        lambda d: d["approver_groups"].update({"ad-admins": {"members": ["frank"]}}),
+    )
+    _yaml_update(config.levels_dir / "L4.yaml", lambda d: d["classes"].update({"contain_identity": "execute"}))
+    return config
+
+
+@pytest.fixture(scope="module")
+def example_bundle(example_config: Settings) -> PolicyBundle:
+    return load_policy_bundle(example_config)
+
+
+@pytest.fixture(scope="module")
+def three_guards(
+    example_config: Settings, example_bundle: PolicyBundle, opa_bin: Path, tmp_path_factory: Any
+) -> Iterator[dict[str, Guard]]:
+    archive = tmp_path_factory.mktemp("bundle") / "bundle.tar.gz"
+    example_bundle.write_opa_bundle(archive)
+    with open_guard(example_config, EngineName.EMBEDDED) as embedded, open_guard(example_config, EngineName.OPA) as opa:
+        assert isinstance(embedded, Guard) and isinstance(opa, Guard), "the examples load on both engines"
+        for url in serve_bundle(opa_bin, archive):
+            yield {"embedded": embedded, "opa": opa, "exported": Guard(example_bundle, OpaServerEngine(url))}
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    action: str
+    params: dict[str, Any]
+    expected: Verdict
+    says: str | None  # text of the example's own reason, None: the example must say nothing
+    incident: dict[str, Any]
+    hour: int = 12
+
+
+EXAMPLE_CASES = [
+    # (a) carrier-grade NAT, in every spelling, and its neighbours.
+    *(
+        Example(
+            f"cgnat {ip}", "network.block_ip", {"ip": ip, **TTL}, Verdict.DENY, "carrier-grade NAT", {"src_ip": src}
+        )
+        for ip, src in [
+            ("100.64.12.7", "100.64.12.7"),
+            ("::ffff:100.64.12.7", "::ffff:100.64.12.7"),
+            ("64:ff9b::100.64.12.7", "64:ff9b::100.64.12.7"),
+            ("100.96.0.0/28", "100.96.0.5"),
+        ]
+    ),
+    Example(
+        "cgnat neighbour",
+        "network.block_ip",
+        {"ip": "100.128.0.1", **TTL},
+        Verdict.EXECUTE,
+        None,
+        {"src_ip": "100.128.0.1"},
+    ),
+    Example(
+        "v6 elsewhere",
+        "network.block_ip",
+        {"ip": "2001:db8::66", **TTL},
+        Verdict.EXECUTE,
+        None,
+        {"src_ip": "2001:db8::66"},
+    ),
+    # (b) a host tagged domain-controller; another production host is capped by its scope, a staging one runs.
+    Example(
+        "isolate dc-02",
+        "host.isolate",
+        {"host": "dc-02", **TTL},
+        Verdict.APPROVE,
+        "ad-admins approve",
+        {"dst_ip": "10.10.0.11"},
+    ),
+    Example(
+        "isolate web-stg-01",
+        "host.isolate",
+        {"host": "web-stg-01", **TTL},
+        Verdict.EXECUTE,
+        None,
+        {"dst_ip": "10.30.0.11"},
+    ),
+    # (c) disabling an account: alone in business hours (L4 of the example config), else a person.
+    Example(
+        "disable at noon", "identity.disable_user", {"user": "alice", **TTL}, Verdict.EXECUTE, None, {"user": "alice"}
+    ),
+    Example(
+        "disable at 07:00",
+        "identity.disable_user",
+        {"user": "alice"},
+        Verdict.APPROVE,
+        "outside business hours",
+        {"user": "alice"},
+        7,
+    ),
+    Example(
+        "disable at 18:00",
+        "identity.disable_user",
+        {"user": "alice"},
+        Verdict.APPROVE,
+        "outside business hours",
+        {"user": "alice"},
+        18,
+    ),
+]
+
+
+def _decide(guard: Guard, case: Example) -> GuardDecision:
+    incident = make_incident(**case.incident)
+    action = ProposedAction(id="a1", action=case.action, params=case.params, confidence=0.9)
+    plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
+    at = datetime(2026, 11, 23, case.hour, 0, 0, tzinfo=UTC)
+    [decision] = guard.decide_plan(incident, plan, Level.L4, triage=MALICIOUS, now=at)
+    return decision
+
+
+@pytest.mark.parametrize("case", EXAMPLE_CASES, ids=lambda c: c.name)
+def test_each_example_decides_alike_on_all_three_engine_paths(case: Example, three_guards: dict[str, Guard]) -> None:
+    decisions = {name: _decide(guard, case) for name, guard in three_guards.items()}
+    embedded = decisions["embedded"]
+    for name, decision in decisions.items():
+        assert _comparable(decision) == _comparable(embedded), name
+    assert embedded.verdict is case.expected, embedded.reasons
+    said = [reason for reason in embedded.reasons if case.says and case.says in reason]
+    assert bool(said) == (case.says is not None), embedded.reasons
