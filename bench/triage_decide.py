@@ -198,7 +198,7 @@ def decide_runs(runs: list[Run], variant: Variant, levels: list[Level]) -> dict[
                 plan = planner.plan(incident, summary.verdict)
                 triage = (result.verdict.value, result.confidence, result.score)
                 for level in levels:
-                    decisions = guard.decide_plan(incident, plan, level=level, triage=summary)
+                    decisions = guard.decide_plan(incident, plan, level=level, triage=summary, now=incident.last_seen)
                     per_level[level].append(outcome_of(run, incident, triage, plan.playbook, decisions))
             history.add(run, verdict)
             for level in levels:
