@@ -13,7 +13,6 @@ import shutil
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -137,7 +136,9 @@ async def test_ndjson_of_mixed_formats_keeps_good_records_and_dead_letters_each_
     assert (result["records"], result["accepted"], result["duplicate"], result["dead_lettered"]) == (10, 8, 0, 2)
     assert [e["index"] for e in result["errors"]] == [2, 8]  # the blank line is no record
     assert result["incidents"] == {"src:203.0.113.2": 3, "src:198.51.100.66": 5}
-    kept = [e for e in read_dead_letters(api.loop.settings.dead_letter_path) if e["source"].endswith(result["request_id"])]
+    kept = [
+        e for e in read_dead_letters(api.loop.settings.dead_letter_path) if e["source"].endswith(result["request_id"])
+    ]
     assert [e["text"].encode() for e in kept] == [broken, unknown]
     assert [e["error"] for e in kept] == [e["reason"] for e in result["errors"]]
     assert ledger_alerts(api.loop, "src:203.0.113.2") == 3
@@ -189,18 +190,21 @@ async def test_a_line_over_the_line_limit_is_dead_lettered_whole_and_the_rest_go
     result = response.json()
     assert (result["accepted"], result["dead_lettered"]) == (1, 1)
     assert f"{MAX_LINE_BYTES}-byte line limit" in result["errors"][0]["reason"]
-    kept = [e for e in read_dead_letters(api.loop.settings.dead_letter_path) if e["source"].endswith(result["request_id"])]
+    kept = [
+        e for e in read_dead_letters(api.loop.settings.dead_letter_path) if e["source"].endswith(result["request_id"])
+    ]
     assert kept[0]["bytes"] == len(overlong)
 
 
-async def test_too_many_requests_at_once_is_429_with_retry_after(api: Api, settings: Settings) -> None:
+async def test_too_many_requests_at_once_is_429_with_retry_after(api: Api) -> None:
     config = ServiceConfig(max_concurrent_ingests=1, queue_seconds=0.05)
     app = create_app(api.loop.settings, config, api.loop.client.service_client.config.target_host)
     async with live(app) as http:
         busy = app.state.service.ingest_slots
         await busy.acquire()  # a request in flight holds the only slot
         response = await http.post(
-            "/v1/alerts", content=lines([alert(1, "203.0.113.7")]),
+            "/v1/alerts",
+            content=lines([alert(1, "203.0.113.7")]),
             headers={"Authorization": f"Bearer {api.tokens['sender']}"},
         )
         busy.release()
