@@ -40,7 +40,10 @@ def serve(
 
     settings = Settings()
     config = ServiceConfig(
-        max_body_bytes=max_body_bytes, max_records=max_records, level=level, settle_seconds=settle,
+        max_body_bytes=max_body_bytes,
+        max_records=max_records,
+        level=level,
+        settle_seconds=settle,
         quiet_seconds=quiet,
     )
     app = create_app(settings, config, temporal_address(address, settings))

@@ -19,8 +19,11 @@ def _store() -> TokenStore:
 
 def _as_dict(entry: TokenEntry) -> dict[str, object]:
     return {
-        "name": entry.name, "scopes": [s.value for s in entry.scopes], "created_at": entry.created_at,
-        "revoked_at": entry.revoked_at, "sha256": entry.sha256,
+        "name": entry.name,
+        "scopes": [s.value for s in entry.scopes],
+        "created_at": entry.created_at,
+        "revoked_at": entry.revoked_at,
+        "sha256": entry.sha256,
     }
 
 

@@ -7,6 +7,7 @@ interactive docs pages are off: they load scripts from a CDN, and the API is ser
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,10 +35,8 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Service.open(settings, config, address or settings.temporal_address)
         app.state.service = service
-        try:
-            await service.client()  # connect now when Temporal answers; else on the first request
-        except Unavailable:
-            pass
+        with contextlib.suppress(Unavailable):  # connect now when Temporal answers; else on the first request
+            await service.client()
         try:
             yield
         finally:

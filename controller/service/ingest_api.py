@@ -91,7 +91,10 @@ async def _submit(service: Service, intake: Intake) -> list[Alert]:
     client = await service.client()
     config = service.config
     submitter = Submitter(
-        client, service.ledger, level=config.level, settle_seconds=config.settle_seconds,
+        client,
+        service.ledger,
+        level=config.level,
+        settle_seconds=config.settle_seconds,
         quiet_seconds=config.quiet_seconds,
     )
     try:
@@ -120,9 +123,7 @@ async def _submit(service: Service, intake: Intake) -> list[Alert]:
         503: {"description": "Temporal or the ledger unavailable; nothing was acknowledged; retry after Retry-After"},
     },
 )
-async def post_alerts(
-    request: Request, sender: Annotated[TokenEntry, Depends(require(Scope.INGEST))]
-) -> IngestResult:
+async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(require(Scope.INGEST))]) -> IngestResult:
     """Each record's format is detected on its own; a bad record is dead-lettered with its exact bytes and
     listed by index and reason, and never takes the good ones with it. Idempotent by alert id."""
     service = service_of(request)
@@ -137,7 +138,8 @@ async def post_alerts(
     except TimeoutError:
         service.metrics.refused.labels("429").inc()
         raise HTTPException(
-            429, "too many ingest requests at once (max_concurrent_ingests)",
+            429,
+            "too many ingest requests at once (max_concurrent_ingests)",
             headers={"Retry-After": str(service.config.retry_after_seconds)},
         ) from None
     try:

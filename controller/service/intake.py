@@ -103,6 +103,4 @@ def read_body(body: bytes, content_type: str, config: ServiceConfig) -> Intake:
 
 def _check_records(report: IngestReport, config: ServiceConfig) -> None:
     if report.records_read > config.max_records:
-        raise BodyRefused(
-            413, f"more than {config.max_records} records in one request (max_records): split the batch"
-        )
+        raise BodyRefused(413, f"more than {config.max_records} records in one request (max_records): split the batch")

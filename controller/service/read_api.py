@@ -67,8 +67,15 @@ def _summary(service: Service, key: str, records: int) -> IncidentSummary:
     alerts = [r.payload for r in rows if r.kind is RecordKind.ALERT]
     levels = {str(r.payload.get("effective_level")) for r in rows if r.kind is RecordKind.DECISION}
     return IncidentSummary(
-        key=key, alerts=len(alerts), records=records, sensors=sorted({str(a.get("source")) for a in alerts}),
-        levels=sorted(levels - {"None"}), workflow=None, phase=None, actions={}, note=None,
+        key=key,
+        alerts=len(alerts),
+        records=records,
+        sensors=sorted({str(a.get("source")) for a in alerts}),
+        levels=sorted(levels - {"None"}),
+        workflow=None,
+        phase=None,
+        actions={},
+        note=None,
     )
 
 
@@ -129,9 +136,7 @@ async def show_incident(request: Request, key: str, _reader: Reader) -> Incident
     summary="The incident's report, built from the ledger alone (JSON, or Markdown)",
     responses={200: {"content": {"application/json": {}, "text/markdown": {}}}, 404: {}},
 )
-async def incident_report(
-    request: Request, key: str, _reader: Reader, format: ReportFormat = ReportFormat.JSON
-) -> Any:
+async def incident_report(request: Request, key: str, _reader: Reader, format: ReportFormat = ReportFormat.JSON) -> Any:
     records = service_of(request).ledger.records(key)
     if not records:
         raise HTTPException(404, f"the ledger has no records for incident {key!r}")

@@ -105,7 +105,9 @@ class TokenStore:
         entries = self.entries()
         if not any(e.name == name and e.active for e in entries):
             raise TokenError(f"no active token named {name!r}")
-        revoked = [TokenEntry(**{**asdict(e), "revoked_at": _now()}) if e.name == name and e.active else e for e in entries]
+        revoked = [
+            TokenEntry(**{**asdict(e), "revoked_at": _now()}) if e.name == name and e.active else e for e in entries
+        ]
         self._save(revoked)
         return next(e for e in revoked if e.name == name and e.revoked_at is not None)
 
