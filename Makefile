@@ -68,6 +68,7 @@ bench: setup
 	$(VENV)/bin/python -m bench.guard
 	$(VENV)/bin/python -m bench.simulate
 	$(VENV)/bin/python -m bench.attackers
+	$(VENV)/bin/python -m bench.http
 	set -o pipefail; $(VENV)/bin/python -m bench.loop 2>&1 | grep -v 'Workflow task duration exceeded'
 	if [ "$$(id -u)" = 0 ]; then $(VENV)/bin/python -m bench.lab; else echo 'bench.lab skipped: the lab needs root'; fi
 	if [ "$$(id -u)" = 0 ]; then $(VENV)/bin/python -m bench.triage --run-replay --live; else echo 'bench.triage skipped: the lab needs root'; fi

@@ -41,6 +41,12 @@ class SubmitReport:
     incidents: dict[str, int] = field(default_factory=dict)
 
 
+def alert_record_key(alert: Alert) -> str:
+    """The idempotency key of an alert's ALERT record: a resubmitted alert (a replayed log, a retried POST) finds
+    its first record instead of writing a second one."""
+    return f"alert:{incident_key(alert)}:{alert.id}"
+
+
 class Submitter:
     """Buffers alerts per incident and flushes a batch as one ledger transaction plus one signal-with-start."""
 
@@ -90,7 +96,7 @@ class Submitter:
             key,
             RecordKind.ALERT,
             "ingest",
-            [(alert.model_dump(mode="json"), f"alert:{key}:{alert.id}") for alert in alerts],
+            [(alert.model_dump(mode="json"), alert_record_key(alert)) for alert in alerts],
         )
         await self.client.start_workflow(
             IncidentWorkflow.run,

@@ -14,6 +14,7 @@ line `--help` shows for it, its panel) whose module loads when the command runs 
 - `scorecard`: what autonomy did per scope and level; `levels promote-check` for shadow trials
 - `lab`: a real WAF and nftables in network namespaces
 - `keys`: approvers' signing keys (approvers keygen / list) for signed votes
+- `serve`, `tokens`: the HTTP service (controller/service/) and its senders' bearer tokens
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ COMMANDS = {
     "ingest": Lazy(f"{_CLI}.loop:ingest", "Tail a growing alert log (like tail -F) and submit each new line.", LOOP),
     "approve": Lazy(f"{_CLI}.loop:approve", "Approve an action that awaits approval (--key signs the vote).", LOOP),
     "reject": Lazy(f"{_CLI}.loop:reject", "Reject an action that awaits approval (--key signs the vote).", LOOP),
+    "serve": Lazy(f"{_CLI}.serve:serve", "Serve the HTTP API: alert ingest, incidents, reports, metrics.", LOOP),
     "report": Lazy(f"{_CLI}.audit:report", "Write an incident's report (Markdown and JSON) from the ledger.", AUDIT),
     "scorecard": Lazy(
         f"{_CLI}.scorecard:scorecard",
@@ -102,6 +104,15 @@ GROUPS = {
         {
             "keygen": Lazy(f"{_CLI}.keys:keygen", "Make an approver's signing key pair (private key file 0600)."),
             "list": Lazy(f"{_CLI}.keys:approvers_list", "The approvers with signing keys; are unsigned votes refused?"),
+        },
+    ),
+    "tokens": (
+        LOOP,
+        "The HTTP API's bearer tokens: one per sender, scoped, stored hashed, revocable.",
+        {
+            "add": Lazy(f"{_CLI}.tokens:tokens_add", "Make a sender's token (printed once, stored as its SHA-256)."),
+            "list": Lazy(f"{_CLI}.tokens:tokens_list", "The tokens: name, scopes, created, revoked."),
+            "revoke": Lazy(f"{_CLI}.tokens:tokens_revoke", "Revoke a token: its next request gets 401."),
         },
     ),
     "lab": (

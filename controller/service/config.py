@@ -1,0 +1,31 @@
+"""The service's limits and timings. Each limit has a name, and the error that enforces it says it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.ingest.lines import MAX_LINE_BYTES
+from controller.models import Level
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    max_body_bytes: int = 16 * 1024 * 1024
+    """A request body as sent (compressed when gzip): larger is refused with 413 before it is read whole."""
+    max_decompressed_bytes: int = 64 * 1024 * 1024
+    """A gzip body once inflated: a decompression bomb stops here (413)."""
+    max_records: int = 10_000
+    """Records in one request: more is refused whole (413) before anything is written."""
+    max_line_bytes: int = MAX_LINE_BYTES
+    """ingest's own line limit (controller/ingest/lines.py): a longer line is dead-lettered, its bytes kept."""
+    max_concurrent_ingests: int = 8
+    """Requests submitting at once; one more waits `queue_seconds`, then gets 429 with Retry-After."""
+    queue_seconds: float = 2.0
+    submit_timeout_seconds: float = 10.0
+    """Ledger write + signal-with-start for one request: slower is answered 503 with Retry-After."""
+    connect_timeout_seconds: float = 3.0
+    retry_after_seconds: int = 5
+    level: Level | None = None
+    """A declared level for every incident started here (drills); None: the scopes decide, as in production."""
+    settle_seconds: float = 5.0
+    quiet_seconds: float = 60.0

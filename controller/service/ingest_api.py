@@ -1,0 +1,172 @@
+"""`POST /v1/alerts`: alerts in over HTTP, through the same Submitter as `autonomy submit`.
+
+Accepted means durable: a 202 is sent only after every alert is in the ledger (and signalled to its
+workflow) and every bad record is in the dead-letter file with its exact bytes. The order is chosen so a
+failure leaves nothing half-acknowledged: the body is read and checked whole first (a limit refuses the whole
+request, nothing written), then the ledger and Temporal (a failure: 503 with Retry-After, and the client's
+retry attaches nothing twice: the ledger's idempotency keys and the workflow both dedup by alert id), then the
+dead letters, then the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.service import RPCError
+
+from controller.incidents import incident_key
+from controller.ledger import Ledger
+from controller.ledger.errors import LedgerError
+from controller.models import Alert
+from controller.service.auth import require, service_of
+from controller.service.intake import BodyRefused, Intake, read_body
+from controller.service.state import Service, Unavailable
+from controller.service.tokens import Scope, TokenEntry
+from workflows.client import Submitter, alert_record_key
+
+router = APIRouter(tags=["ingest"])
+
+
+class RecordError(BaseModel):
+    index: int = Field(description="0-based position of the record among the body's records")
+    line: int = Field(description="line of the (inflated) body where the record starts")
+    reason: str
+
+
+class IngestResult(BaseModel):
+    request_id: str = Field(description="also the dead-letter entries' source: http:<token name>:<request id>")
+    records: int
+    accepted: int = Field(description="alerts new to the ledger")
+    duplicate: int = Field(description="alerts the ledger held already (a retry): attached nothing again")
+    dead_lettered: int
+    skipped: int = Field(description="valid records that are not alerts (counted by reason, as `ingest` does)")
+    incidents: dict[str, int] = Field(description="alerts per incident key (new and duplicate)")
+    errors: list[RecordError]
+
+
+def _new_alerts(ledger: Ledger, alerts: Iterable[Alert]) -> list[Alert]:
+    """The alerts the ledger does not hold yet (nor an earlier record of this body): what a 202 accepts."""
+    seen: set[str] = set()
+    new = []
+    for alert in alerts:
+        key = alert_record_key(alert)
+        if key not in seen and ledger.find(key) is None:
+            new.append(alert)
+        seen.add(key)
+    return new
+
+
+def _unavailable(service: Service, why: str) -> HTTPException:
+    service.metrics.refused.labels("503").inc()
+    return HTTPException(503, why, headers={"Retry-After": str(service.config.retry_after_seconds)})
+
+
+async def _body(request: Request, service: Service) -> bytes:
+    limit = service.config.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyRefused(413, f"body of {declared} bytes exceeds the {limit}-byte max_body_bytes limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyRefused(413, f"body exceeds the {limit}-byte max_body_bytes limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _submit(service: Service, intake: Intake) -> list[Alert]:
+    """Ledger first, then signal-with-start (the Submitter); returns the new alerts. Unavailable on failure."""
+    client = await service.client()
+    config = service.config
+    submitter = Submitter(
+        client,
+        service.ledger,
+        level=config.level,
+        settle_seconds=config.settle_seconds,
+        quiet_seconds=config.quiet_seconds,
+    )
+    try:
+        new = _new_alerts(service.ledger, intake.alerts)
+        await asyncio.wait_for(submitter.add_all(intake.alerts), config.submit_timeout_seconds)
+    except TimeoutError as exc:
+        raise Unavailable(f"Temporal or the ledger did not answer within {config.submit_timeout_seconds} s") from exc
+    except RPCError as exc:
+        raise Unavailable(f"Temporal refused the submission: {exc.message}") from exc
+    except (SQLAlchemyError, LedgerError) as exc:
+        raise Unavailable(f"the ledger refused the write: {type(exc).__name__}") from exc
+    service.metrics.incidents.inc(submitter.report.signals)
+    return new
+
+
+@router.post(
+    "/v1/alerts",
+    status_code=202,
+    summary="Submit alerts (JSON object, JSON array, NDJSON; gzip or not; any format `ingest` reads)",
+    responses={
+        400: {"description": "a body that is not records at all (empty, broken gzip)"},
+        401: {"description": "no, unknown or revoked token"},
+        403: {"description": "the token lacks the ingest scope"},
+        413: {"description": "a limit (named in the detail): max_body_bytes, max_decompressed_bytes, max_records"},
+        429: {"description": "too many requests submitting at once; retry after Retry-After"},
+        503: {"description": "Temporal or the ledger unavailable; nothing was acknowledged; retry after Retry-After"},
+    },
+)
+async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(require(Scope.INGEST))]) -> IngestResult:
+    """Each record's format is detected on its own; a bad record is dead-lettered with its exact bytes and
+    listed by index and reason, and never takes the good ones with it. Idempotent by alert id."""
+    service = service_of(request)
+    try:
+        body = await _body(request, service)
+        intake = await asyncio.to_thread(read_body, body, request.headers.get("content-type", ""), service.config)
+    except BodyRefused as exc:
+        service.metrics.refused.labels(str(exc.status)).inc()
+        raise HTTPException(exc.status, str(exc)) from exc
+    try:
+        await asyncio.wait_for(service.ingest_slots.acquire(), service.config.queue_seconds)
+    except TimeoutError:
+        service.metrics.refused.labels("429").inc()
+        raise HTTPException(
+            429,
+            "too many ingest requests at once (max_concurrent_ingests)",
+            headers={"Retry-After": str(service.config.retry_after_seconds)},
+        ) from None
+    try:
+        new = await _submit(service, intake)
+    except Unavailable as exc:
+        raise _unavailable(service, str(exc)) from exc
+    finally:
+        service.ingest_slots.release()
+    request_id = uuid.uuid4().hex
+    try:
+        for bad in intake.bad:
+            service.dead_letter.write(
+                source=f"http:{sender.name}:{request_id}", line=bad.line, error=bad.reason, data=bad.data
+            )
+    except OSError as exc:  # the alerts are in the ledger: the retry finds them there and dead-letters again
+        raise _unavailable(service, f"the dead-letter file is not writable: {exc.strerror or exc}") from exc
+    report = intake.report
+    duplicates = len(intake.alerts) - len(new)
+    for alert in new:
+        service.metrics.alerts.labels(alert.source).inc()
+    service.metrics.duplicates.inc(duplicates)
+    service.metrics.dead_letters.inc(len(intake.bad))
+    incidents: dict[str, int] = {}
+    for alert in intake.alerts:
+        incidents[incident_key(alert)] = incidents.get(incident_key(alert), 0) + 1
+    return IngestResult(
+        request_id=request_id,
+        records=report.records_read,
+        accepted=len(new),
+        duplicate=duplicates,
+        dead_lettered=len(intake.bad),
+        skipped=report.skipped_total,
+        incidents=incidents,
+        errors=[RecordError(index=b.index, line=b.line, reason=b.reason) for b in intake.bad],
+    )

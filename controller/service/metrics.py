@@ -1,0 +1,43 @@
+"""The service's Prometheus collectors, in a registry of its own per app (two apps in one process, as in the
+tests, never share counts)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.alerts = Counter(
+            "autonomy_http_alerts_ingested",
+            "Alerts accepted over HTTP (new to the ledger), by record format.",
+            ["format"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "autonomy_http_alerts_duplicate",
+            "Alerts received again (same alert id): nothing attached twice.",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "autonomy_http_dead_letters", "Records kept in the dead-letter file, byte for byte.", registry=self.registry
+        )
+        self.incidents = Counter(
+            "autonomy_http_incidents_submitted",
+            "Signal-with-starts sent (one per incident per request).",
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "autonomy_http_ingest_refused",
+            "Ingest requests refused whole, by HTTP status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "autonomy_http_request_seconds",
+            "Request latency by route template, method and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )

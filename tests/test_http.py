@@ -1,0 +1,268 @@
+"""The HTTP service against a live server: uvicorn on a free port, a real Temporal dev server and worker.
+
+One dev server, worker and service for the module (they start once); each test uses its own attacker
+addresses, so incidents never mix between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from fastapi import FastAPI
+
+from controller.config import REPO_ROOT, Settings
+from controller.incidents import incident_key
+from controller.ingest import read_dead_letters
+from controller.ingest.lines import MAX_LINE_BYTES
+from controller.ledger import RecordKind
+from controller.models import Alert
+from controller.service import ServiceConfig, create_app
+from controller.service.tokens import Scope, TokenStore, tokens_file
+from tests.harness import Loop, alert, running_loop
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+LIMITS = ServiceConfig(
+    max_body_bytes=MAX_LINE_BYTES + 1024 * 1024,  # room for one line over ingest's line limit
+    max_decompressed_bytes=MAX_LINE_BYTES + 2 * 1024 * 1024,
+    max_records=50,
+    settle_seconds=0.2,
+    quiet_seconds=0.3,
+    submit_timeout_seconds=5,
+    connect_timeout_seconds=1,
+)
+EVE = REPO_ROOT / "tests" / "data" / "suricata7-lab-eve.jsonl"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@asynccontextmanager
+async def live(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve `app` with uvicorn on a free port of 127.0.0.1; an HTTP client aimed at it."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
+class Api:
+    def __init__(self, http: httpx.AsyncClient, loop: Loop, tokens: dict[str, str]) -> None:
+        self.http, self.loop, self.tokens = http, loop, tokens
+
+    async def post(self, body: bytes, token: str = "sender", **headers: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[token]}", **headers}
+        return await self.http.post("/v1/alerts", content=body, headers=headers)
+
+    async def get(self, path: str, token: str = "reader", **params: str) -> httpx.Response:
+        return await self.http.get(path, params=params, headers={"Authorization": f"Bearer {self.tokens[token]}"})
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> AsyncIterator[Api]:
+    root = tmp_path_factory.mktemp("http")
+    shutil.copytree(settings.levels_dir, root / "levels")
+    shutil.copytree(settings.policies_dir, root / "policies")
+    config = Settings(levels_dir=root / "levels", policies_dir=root / "policies", state_dir=root / "var")
+    store = TokenStore(tokens_file(config.state_dir))
+    tokens = {
+        "sender": store.add("siem", [Scope.INGEST])[0],
+        "reader": store.add("dashboard", [Scope.READ])[0],
+        "revoked": store.add("old-siem", [Scope.INGEST])[0],
+    }
+    async with running_loop(config) as loop:
+        app = create_app(config, LIMITS, loop.client.service_client.config.target_host)
+        async with live(app) as http:
+            yield Api(http, loop, tokens)
+
+
+def lines(alerts: list[Alert]) -> bytes:
+    return b"".join(a.model_dump_json().encode() + b"\n" for a in alerts)
+
+
+def ledger_alerts(loop: Loop, key: str) -> int:
+    return len(loop.ledger.records(key, [RecordKind.ALERT]))
+
+
+# -- auth -------------------------------------------------------------------------------------------------
+
+
+async def test_a_request_without_a_valid_token_for_its_scope_is_refused(api: Api) -> None:
+    body = lines([alert(1, "203.0.113.1")])
+    missing = await api.http.post("/v1/alerts", content=body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    unknown = await api.http.post("/v1/alerts", content=body, headers={"Authorization": "Bearer aut_nope"})
+    assert unknown.status_code == 401
+    assert (await api.post(body, token="reader")).status_code == 403  # read scope cannot ingest
+    assert (await api.get("/v1/incidents", token="sender")).status_code == 403  # nor ingest read
+    TokenStore(tokens_file(api.loop.settings.state_dir)).revoke("old-siem")
+    revoked = await api.post(body, token="revoked")
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
+    assert ledger_alerts(api.loop, "src:203.0.113.1") == 0
+
+
+# -- ingest -----------------------------------------------------------------------------------------------
+
+
+async def test_ndjson_of_mixed_formats_keeps_good_records_and_dead_letters_each_bad_one_exactly(api: Api) -> None:
+    good = [alert(i, "203.0.113.2") for i in range(3)]
+    broken = b'{"id": "x", "source": '
+    unknown = b'{"hello": "world"}'
+    body = lines(good[:2]) + broken + b"\n\n" + EVE.read_bytes() + unknown + b"\n" + lines(good[2:])
+    response = await api.post(body, **{"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 202, response.text
+    result = response.json()
+    assert (result["records"], result["accepted"], result["duplicate"], result["dead_lettered"]) == (10, 8, 0, 2)
+    assert [e["index"] for e in result["errors"]] == [2, 8]  # the blank line is no record
+    assert result["incidents"] == {"src:203.0.113.2": 3, "src:198.51.100.66": 5}
+    kept = [
+        e for e in read_dead_letters(api.loop.settings.dead_letter_path) if e["source"].endswith(result["request_id"])
+    ]
+    assert [e["text"].encode() for e in kept] == [broken, unknown]
+    assert [e["error"] for e in kept] == [e["reason"] for e in result["errors"]]
+    assert ledger_alerts(api.loop, "src:203.0.113.2") == 3
+
+
+async def test_gzip_json_array_and_single_object_bodies(api: Api) -> None:
+    alerts = [alert(i, "203.0.113.3") for i in range(4)]
+    array = json.dumps([a.model_dump(mode="json") for a in alerts]).encode()
+    response = await api.post(gzip.compress(array), **{"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert response.status_code == 202 and response.json()["accepted"] == 4, response.text
+    one = await api.post(alert(9, "203.0.113.3").model_dump_json(indent=2).encode())
+    assert one.status_code == 202 and one.json()["accepted"] == 1, one.text
+    assert ledger_alerts(api.loop, "src:203.0.113.3") == 5
+
+
+async def test_a_retried_post_attaches_nothing_twice(api: Api) -> None:
+    alerts = [alert(i, "203.0.113.4") for i in range(6)]
+    first, again = await api.post(lines(alerts)), await api.post(lines(alerts + alerts[:1]))
+    assert (first.json()["accepted"], first.json()["duplicate"]) == (6, 0)
+    assert (again.json()["accepted"], again.json()["duplicate"]) == (0, 7)
+    key = incident_key(alerts[0])
+    assert ledger_alerts(api.loop, key) == 6
+    status = await api.loop.wait_for(key, lambda s: s.alert_count >= 6)
+    await asyncio.sleep(0.3)  # a second signal, were it attached, would have landed by now
+    assert (await api.loop.wait_for(key, lambda s: True)).alert_count == status.alert_count == 6
+
+
+# -- limits -----------------------------------------------------------------------------------------------
+
+
+async def test_each_limit_is_named_and_a_request_over_one_writes_nothing(api: Api) -> None:
+    too_large = await api.post(b" " * (LIMITS.max_body_bytes + 1))
+    assert too_large.status_code == 413 and "max_body_bytes" in too_large.json()["detail"]
+    many = [alert(i, "203.0.113.5") for i in range(LIMITS.max_records + 1)]
+    too_many = await api.post(lines(many))
+    assert too_many.status_code == 413 and "max_records" in too_many.json()["detail"]
+    assert ledger_alerts(api.loop, "src:203.0.113.5") == 0
+    bomb = await api.post(gzip.compress(b"\n" * (LIMITS.max_decompressed_bytes + 1)))
+    assert bomb.status_code == 413 and "max_decompressed_bytes" in bomb.json()["detail"]
+    empty = await api.post(b"\n \n")
+    assert empty.status_code == 400
+
+
+async def test_a_line_over_the_line_limit_is_dead_lettered_whole_and_the_rest_goes_on(api: Api) -> None:
+    overlong = b'{"x": "' + b"a" * MAX_LINE_BYTES + b'"}'
+    good = alert(1, "203.0.113.6")
+    response = await api.post(overlong + b"\n" + lines([good]), **{"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 202, response.text
+    result = response.json()
+    assert (result["accepted"], result["dead_lettered"]) == (1, 1)
+    assert f"{MAX_LINE_BYTES}-byte line limit" in result["errors"][0]["reason"]
+    kept = [
+        e for e in read_dead_letters(api.loop.settings.dead_letter_path) if e["source"].endswith(result["request_id"])
+    ]
+    assert kept[0]["bytes"] == len(overlong)
+
+
+async def test_too_many_requests_at_once_is_429_with_retry_after(api: Api) -> None:
+    config = ServiceConfig(max_concurrent_ingests=1, queue_seconds=0.05)
+    app = create_app(api.loop.settings, config, api.loop.client.service_client.config.target_host)
+    async with live(app) as http:
+        busy = app.state.service.ingest_slots
+        await busy.acquire()  # a request in flight holds the only slot
+        response = await http.post(
+            "/v1/alerts",
+            content=lines([alert(1, "203.0.113.7")]),
+            headers={"Authorization": f"Bearer {api.tokens['sender']}"},
+        )
+        busy.release()
+    assert response.status_code == 429 and response.headers["retry-after"]
+    assert ledger_alerts(api.loop, "src:203.0.113.7") == 0
+
+
+# -- Temporal down ----------------------------------------------------------------------------------------
+
+
+async def test_temporal_unreachable_is_503_with_retry_after_and_the_retry_loses_nothing(api: Api) -> None:
+    alerts = [alert(i, "203.0.113.8") for i in range(3)]
+    body = lines(alerts) + b"not json\n"
+    dead_letters_before = len(list(read_dead_letters(api.loop.settings.dead_letter_path)))
+    down = create_app(api.loop.settings, LIMITS, f"127.0.0.1:{free_port()}")
+    async with live(down) as http:
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503 and ready.headers["retry-after"]
+        assert ready.json()["checks"]["temporal"] != "ok" and ready.json()["checks"]["ledger"] == "ok"
+        auth = {"Authorization": f"Bearer {api.tokens['sender']}"}
+        refused = await http.post("/v1/alerts", content=body, headers=auth)
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+    assert len(list(read_dead_letters(api.loop.settings.dead_letter_path))) == dead_letters_before
+    retried = await api.post(body)  # the sender retries once Temporal is back: here, the live service
+    assert (retried.json()["accepted"], retried.json()["dead_lettered"]) == (3, 1)
+    status = await api.loop.wait_for("src:203.0.113.8", lambda s: s.alert_count == 3)
+    assert status.alert_count == ledger_alerts(api.loop, "src:203.0.113.8") == 3
+
+
+# -- read API, health, metrics ----------------------------------------------------------------------------
+
+
+async def test_read_api_lists_filters_shows_and_reports(api: Api) -> None:
+    alerts = [alert(i, "203.0.113.9") for i in range(2)]
+    assert (await api.post(lines(alerts))).status_code == 202
+    key = "src:203.0.113.9"
+    await api.loop.wait_for(key, lambda s: s.alert_count == 2)
+    listed = (await api.get("/v1/incidents", source="native")).json()
+    assert key in [row["key"] for row in listed["incidents"]] and listed["temporal"] is None
+    assert key not in [r["key"] for r in (await api.get("/v1/incidents", source="suricata")).json()["incidents"]]
+    shown = (await api.get(f"/v1/incidents/{key}")).json()
+    assert shown["view"] == "workflow" and shown["status"]["alert_count"] == 2
+    report = (await api.get(f"/v1/incidents/{key}/report")).json()
+    assert report["incident_key"] == key and report["alert_count"] == 2
+    markdown = await api.get(f"/v1/incidents/{key}/report", format="markdown")
+    assert markdown.headers["content-type"].startswith("text/markdown") and key in markdown.text
+    assert (await api.get("/v1/incidents/src:192.0.2.250")).status_code == 404
+    assert (await api.get("/v1/incidents/src:192.0.2.250/report")).status_code == 404
+
+
+async def test_openapi_health_readiness_and_metrics(api: Api) -> None:
+    paths = (await api.http.get("/openapi.json")).json()["paths"]
+    assert {"/v1/alerts", "/v1/incidents", "/v1/incidents/{key}", "/v1/incidents/{key}/report"} <= set(paths)
+    assert (await api.http.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert (await api.post(lines([alert(1, "203.0.113.10")]))).status_code == 202
+    metrics = (await api.http.get("/metrics")).text
+    assert 'autonomy_http_alerts_ingested_total{format="native"}' in metrics
+    assert 'autonomy_http_request_seconds_count{method="POST",route="/v1/alerts",status="202"}' in metrics
+    assert "autonomy_http_dead_letters_total" in metrics
