@@ -149,6 +149,33 @@ class PlannerTriage(BaseModel):
     rationale: str = Field(default="", max_length=2_000)
 
 
+ImpactVerdict = Literal["none", "attempted", "likely", "confirmed"]
+IMPACT_RANK: dict[str, int] = {"none": 0, "attempted": 1, "likely": 2, "confirmed": 3}
+
+
+class ImpactEvidence(BaseModel):
+    """One sensor record behind an impact verdict (controller/impact.py)."""
+
+    alert_id: str
+    sensor: str
+    asset: str | None = None
+    status: int | None = None
+    bytes_sent: int | None = None
+    why: str
+
+
+class ImpactSummary(BaseModel):
+    """How far a case's attack got, from sensor facts only (what sensors blocked, what the application answered,
+    bytes sent back, the inventory): never from request text. Set by the controller's plan step; in the policy
+    input (`impact.verdict`), the risk score, reports and decision records."""
+
+    verdict: ImpactVerdict = "none"
+    stage: str = Field(default="none", description="the kill-chain stage the case's alerts show (docs/attackers.md)")
+    assets: list[str] = Field(default_factory=list, description="assets an attack reached (answered 2xx, unblocked)")
+    bytes_sent: int = Field(default=0, description="body bytes of the application's 2xx answers to the source")
+    evidence: list[ImpactEvidence] = Field(default_factory=list)
+
+
 class TriageSummary(BaseModel):
     """The triage the guard decided on: the controller's (controller/triage), lowered by the planner's when that
     says less. In the policy input (verdict, confidence) and in every decision record."""
@@ -216,6 +243,9 @@ class Plan(BaseModel):
         default=None,
         description="the controller's triage, set by the controller's plan step after planning (never by a planner); "
         "the workflow's guard step reads it from there",
+    )
+    impact: ImpactSummary | None = Field(
+        default=None, description="the controller's impact verdict, set with `triage` by the controller's plan step"
     )
 
 
