@@ -22,12 +22,15 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, Field
 
 from actions.registry import UnknownActionError, get_spec
+from controller.attackers.profile import stage_rank
 from controller.models import Category, ProposedAction
 
 MAX_ROUNDS = 8
 """Decisions per case: with doubling evidence, 8 rounds reach 128 times the first round's alerts."""
 GROWTH = 2
 """A new round when the case holds this many times the alerts it was last decided on."""
+ESCALATES_FROM = stage_rank("exploitation_attempt")
+"""A stage rise decides the case again once it reaches exploitation (recon alone changes no plan)."""
 
 LIVE = frozenset({"executing", "verified", "awaiting_revert"})
 KEPT = frozenset({"rejected", "shadow"})
@@ -60,12 +63,21 @@ def ttl_of(params: dict[str, object]) -> int | None:
 
 
 def due(
-    alerts_now: int, categories_now: Iterable[Category], decided: tuple[int, frozenset[Category]], rounds: int
+    alerts_now: int,
+    categories_now: Iterable[Category],
+    decided: tuple[int, frozenset[Category]],
+    rounds: int,
+    stage: tuple[int, int] = (0, 0),
 ) -> bool:
-    """Whether the case's evidence grew enough since its last decision to decide it again."""
+    """Whether the case's evidence grew enough since its last decision to decide it again. `stage` is the
+    kill-chain stage rank (controller/attackers) the case was decided at and holds now: an attacker reaching
+    exploitation or possible success is due a stronger answer without doubling its alerts."""
     alerts_then, categories_then = decided
     if rounds >= MAX_ROUNDS or alerts_now <= alerts_then:
         return False
+    stage_then, stage_now = stage
+    if stage_now > stage_then and stage_now >= ESCALATES_FROM:
+        return True
     return alerts_now >= GROWTH * alerts_then or not set(categories_now) <= categories_then
 
 

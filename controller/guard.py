@@ -29,6 +29,7 @@ from controller.models import (
     ActionSpec,
     ApprovalRequirement,
     GuardDecision,
+    ImpactSummary,
     Incident,
     Level,
     Plan,
@@ -168,13 +169,18 @@ class Guard:
         shape = PlanShape.of(checked)
         own = triage if triage is not None or not retriage else self.triage_summary(self.triage(incident))
         judged = own.lowered_to(plan.planner_triage, proposer) if own is not None else None
-        decisions = [self.decide(incident, item, facts, resolution, proposer, shape, judged, at) for item in checked]
+        impact = plan.impact
+        decisions = [
+            self.decide(incident, item, facts, resolution, proposer, shape, judged, at, impact) for item in checked
+        ]
         if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
             for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
                 config = self._trial_config(name, candidate)
                 trial_resolution = resolve_most_restrictive(config, list(facts.scopes), health=health)
                 for item, decision in zip(checked, decisions, strict=True):
-                    shadow = self._decide(incident, item, facts, trial_resolution, proposer, shape, judged, at, config)
+                    shadow = self._decide(
+                        incident, item, facts, trial_resolution, proposer, shape, judged, at, config, impact
+                    )
                     decision.trials.append(trial_of(name, candidate, shadow))
         return decisions
 
@@ -193,10 +199,11 @@ class Guard:
         shape: PlanShape,
         triage: TriageSummary | None,
         now: datetime | None = None,
+        impact: ImpactSummary | None = None,
     ) -> GuardDecision:
         started = self._clock()
         at = now or utcnow()
-        decision = self._decide(incident, checked, facts, resolution, proposer, shape, triage, at)
+        decision = self._decide(incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact)
         decision.decision_time = at
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
@@ -212,6 +219,7 @@ class Guard:
         triage: TriageSummary | None,
         now: datetime,
         config: LevelConfig | None = None,
+        impact: ImpactSummary | None = None,
     ) -> GuardDecision:
         action, spec, params = checked.action, checked.spec, checked.params
         if spec is None:
@@ -227,6 +235,7 @@ class Guard:
                 evidence_confidence=evidence_confidence(incident.confidence, triage),
                 environment=facts.environment,
                 sensor_blocked=incident.blocked,
+                impact=impact,
             )
         )
         input_doc = self.policy_input(
@@ -242,6 +251,7 @@ class Guard:
             shape.of_class(spec),
             triage,
             now,
+            impact,
         )
         try:
             raw = self.engine.evaluate(input_doc)
@@ -291,6 +301,7 @@ class Guard:
         plan: dict[str, int] | None = None,
         triage: TriageSummary | None = None,
         now: datetime | None = None,
+        impact: ImpactSummary | None = None,
     ) -> dict[str, Any]:
         """The input document (policies/README.md, schema/input.schema.json). Only validated, canonical values;
         never alert free text.
@@ -339,6 +350,9 @@ class Guard:
             },
             "plan": plan or {"class_actions": 1, "class_addresses": sum(address_span(ip) for ip in targets.ips)},
             "time": time_input(now or utcnow()),
+            # Last: only impact rules read it (regopy's key walk, policies/README.md). Sensor facts only; missing
+            # (an older plan, no triage) is "none", which no rule treats as an attack that got through.
+            "impact": {"verdict": impact.verdict if impact else "none", "assets": impact.assets if impact else []},
         }
 
 

@@ -16,13 +16,19 @@ application answered, not that the attack worked; a person confirms.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+from controller.attackers import tracking_config
 from controller.attackers.fold import add_alert, new_profile
 from controller.attackers.observe import Observation, TrackingConfig, observe
 from controller.attackers.profile import AttackerProfile, Limits, Stage
+from controller.config import Settings
+from controller.levels import LevelConfigError
 from controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict
+from controller.policy_bundle import PolicyBundleError
 
+log = logging.getLogger(__name__)
 EVIDENCE_MAX = 8
 """Evidence records kept per verdict (the ledger holds them all): decision records stay small."""
 SCRATCH = Limits(paths=4096, assets=256)
@@ -62,6 +68,16 @@ def case_stage(alerts: Sequence[Alert], config: TrackingConfig) -> Stage:
     """The stage a batch of alerts shows on its own (the Submitter passes it with the batch: the workflow
     decides a case again when its stage rises, controller/cases.py)."""
     return assess(alerts, config).stage  # type: ignore[return-value]
+
+
+def batch_stage(alerts: Sequence[Alert]) -> Stage | None:
+    """The Submitter's hook: the stage a batch shows, from the whole records (the workflow gets slim copies).
+    None when the tracking config cannot be read: the case then re-plans on growth alone, as before stages."""
+    try:
+        return case_stage(alerts, tracking_config(Settings()))
+    except (LevelConfigError, PolicyBundleError, ValueError, OSError) as exc:
+        log.warning("batch stage not computed (the case re-plans on growth alone): %s", exc)
+        return None
 
 
 def _evidence(alert: Alert, obs: Observation, profile: AttackerProfile) -> ImpactEvidence | None:

@@ -267,6 +267,7 @@ class RiskModel(_Strict):
             "uncertainty",
             "production",
             "sensor_blocked",
+            "impact",
         ],
         float,
     ]
@@ -279,8 +280,11 @@ class RiskModel(_Strict):
 
     @model_validator(mode="after")
     def _weights_usable(self) -> RiskModel:
-        if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+        shares = sum(w for name, w in self.weights.items() if name != "impact")  # impact is a credit (risk.py)
+        if any(w < 0 for w in self.weights.values()) or shares <= 0:
             raise ValueError("weights must be non-negative and not all zero")
+        if self.weights.get("impact", 0.0) > shares:
+            raise ValueError("the impact credit may not outweigh all other factors together")
         return self
 
 

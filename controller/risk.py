@@ -13,8 +13,20 @@ from typing import Any
 
 from controller.inventory import AssetIndex
 from controller.levels import RiskModel
-from controller.models import ActionClass, ActionSpec, BlastRadius, RiskAssessment, TargetKind, TriageSummary
+from controller.models import (
+    ActionClass,
+    ActionSpec,
+    BlastRadius,
+    ImpactSummary,
+    RiskAssessment,
+    TargetKind,
+    TriageSummary,
+)
 
+CREDITS = frozenset({"impact"})
+"""Factors that lower the score instead of taking a share of it: they add no weight to the total, so a case they
+do not apply to scores exactly as it would without them."""
+GOT_THROUGH = frozenset({"likely", "confirmed"})
 CONTAINMENT = {
     ActionClass.CONTAIN_NETWORK,
     ActionClass.CONTAIN_HOST,
@@ -64,6 +76,8 @@ class RiskContext:
     evidence_confidence: float
     environment: str
     sensor_blocked: bool
+    impact: ImpactSummary | None = None
+    """The case's impact verdict (controller/impact.py): sensor facts only, never request text."""
 
 
 class RiskScorer:
@@ -81,16 +95,19 @@ class RiskScorer:
             ("uncertainty", *self._uncertainty(ctx)),
             ("production", *self._production(ctx)),
             ("sensor_blocked", *self._sensor_blocked(ctx)),
+            ("impact", *self._impact(ctx)),
         ]
-        total_weight = sum(self.model.weights.values())
-        factors = []
+        weights: dict[str, float] = {str(k): v for k, v in self.model.weights.items()}
+        total_weight = sum(w for name, w in weights.items() if name not in CREDITS)
+        factors: list[dict[str, Any]] = []
         for name, value, why in raw:
-            weight = self.model.weights.get(name, 0.0)  # type: ignore[call-overload]
-            contribution = round(100.0 * weight * value / total_weight, 2)
+            weight = weights.get(name, 0.0)
+            sign = -1.0 if name in CREDITS else 1.0
+            contribution = round(sign * 100.0 * weight * value / total_weight, 2)
             factors.append(
                 {"name": name, "value": round(value, 4), "weight": weight, "contribution": contribution, "why": why}
             )
-        score = round(min(100.0, sum(f["contribution"] for f in factors)), 1)
+        score = round(min(100.0, max(0.0, sum(f["contribution"] for f in factors))), 1)
         # One validation for the whole assessment: the guard assesses every action, and one call into pydantic
         # costs far less than eight.
         return RiskAssessment.model_validate({"score": score, "factors": factors})
@@ -166,6 +183,17 @@ class RiskScorer:
         if ctx.environment == "unknown":
             return 0.5, "environment unknown"
         return 0.0, f"environment {ctx.environment}"
+
+    @staticmethod
+    def _impact(ctx: RiskContext) -> tuple[float, str]:
+        """An attack that got through lowers the bar for containing its source (a credit, see CREDITS)."""
+        if ctx.spec.action_class not in CONTAINMENT:
+            return 0.0, "not a containment action"
+        if ctx.impact is None or ctx.impact.verdict not in GOT_THROUGH:
+            verdict = ctx.impact.verdict if ctx.impact else "unknown"
+            return 0.0, f"impact {verdict}: no attack got through"
+        reached = ", ".join(ctx.impact.assets) or "an asset"
+        return 1.0, f"impact {ctx.impact.verdict}: an attack reached {reached}, containing its source gains more"
 
     @staticmethod
     def _sensor_blocked(ctx: RiskContext) -> tuple[float, str]:

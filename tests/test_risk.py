@@ -44,6 +44,7 @@ def test_factors_are_complete_and_add_up(embedded_guard: Guard) -> None:
         "uncertainty",
         "production",
         "sensor_blocked",
+        "impact",
     ]
     assert risk.score == pytest.approx(sum(f.contribution for f in risk.factors), abs=0.1)
     assert all(f.why for f in risk.factors)

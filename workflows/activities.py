@@ -26,9 +26,11 @@ from actions.adapters.base import (
 )
 from actions.registry import get_spec, validate_params
 from controller.approver_keys import ApproverKeysError, Ballot, RefusalCode, TokenRefused, load_configured, verify_vote
+from controller.attackers import tracking_config
 from controller.cases import split_in_hand
 from controller.config import Settings
 from controller.guard import Guard, UnavailableGuard
+from controller.impact import assess as assess_impact
 from controller.ledger import Ledger, RecordKind
 from controller.levels import HealthCap, OnTimeout
 from controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
@@ -121,13 +123,15 @@ class IncidentActivities:
         guard = self.guards.current()
         incident = guard.enrich(request.incident)
         triage: dict[str, Any] = {}
-        summary, factors = None, []
+        summary, factors, impact = None, [], None
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
-            result = guard.triage(self._as_recorded(incident), *history_and_feedback(self.ledger, incident))
+            recorded = self._as_recorded(incident)
+            result = guard.triage(recorded, *history_and_feedback(self.ledger, incident))
             summary, factors = guard.triage_summary(result), result.factors
             triage = {"triage_detail": result.model_dump(mode="json")}
-        choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors)
-        plan, extra = choice.plan.model_copy(update={"triage": summary}), dict(triage)
+            impact = assess_impact(recorded.alerts, tracking_config(self.settings))
+        choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors, impact=impact)
+        plan, extra = choice.plan.model_copy(update={"triage": summary, "impact": impact}), dict(triage)
         step = "" if request.round == 1 else f"/r{request.round}"
         if request.round > 1:
             fresh, held = split_in_hand(plan.actions, request.in_hand)

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from controller.attackers import track_batch
+from controller.impact import batch_stage
 from controller.incidents import incident_key
 from controller.ledger import Ledger, RecordKind
 from controller.models import Alert, Level
@@ -104,7 +105,7 @@ class Submitter:
             id=key,
             task_queue=self.task_queue,
             start_signal="add_alerts",
-            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in alerts])],
+            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in alerts], stage=batch_stage(alerts))],
         )
         self.report.alerts += len(alerts)
         self.report.signals += 1

@@ -38,6 +38,11 @@ class IncidentStart(BaseModel):
 
 class AlertBatch(BaseModel):
     alerts: list[Alert]
+    stage: str | None = Field(
+        default=None,
+        description="the kill-chain stage the batch's alerts show (controller/impact.py case_stage, computed from "
+        "the whole records before slimming): the workflow decides again when it rises; None in older histories",
+    )
 
 
 class ApprovalGroup(BaseModel):

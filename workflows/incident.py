@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from actions.adapters.base import ActionOutcome
     from controller import cases
+    from controller.attackers.profile import STAGES, stage_rank
     from controller.incidents import incident_from_alerts
     from controller.levels import OnTimeout
     from controller.models import Alert, Category, Incident, Plan, Verdict
@@ -96,6 +97,8 @@ class IncidentWorkflow:
         self.categories: set[Category] = set()
         self.superseded: dict[str, str] = {}
         """Per action waiting for approval, the later round's action that decided the same effect again."""
+        self.stage = self.decided_stage = 0
+        """The highest kill-chain stage rank the batches showed (AlertBatch.stage; 0 in older histories)."""
 
     # -- inputs from outside ---------------------------------------------------------------------------
 
@@ -107,6 +110,8 @@ class IncidentWorkflow:
                 self.alerts[alert.id] = alert
                 self.categories.add(alert.category)
                 self.last_alert_at = workflow.now()
+        if batch.stage in STAGES:  # from the signal's payload: deterministic on replay
+            self.stage = max(self.stage, stage_rank(batch.stage))
 
     @workflow.update
     async def vote(self, vote: ApprovalVote) -> ActionState:
@@ -269,6 +274,7 @@ class IncidentWorkflow:
                 await workflow.sleep(start.settle_seconds)
             alerts = list(self.alerts.values())
             decided = (len(alerts), frozenset(self.categories))
+            self.decided_stage = self.stage
             incident = incident_from_alerts(start.key, alerts)
             self.rounds += 1
             self.phase = "planning"
@@ -289,7 +295,8 @@ class IncidentWorkflow:
         """True when the case is due another decision; False once it is quiet and all its actions are done."""
 
         def due() -> bool:
-            return cases.due(len(self.alerts), self.categories, decided, self.rounds)
+            stage = (self.decided_stage, self.stage)
+            return cases.due(len(self.alerts), self.categories, decided, self.rounds, stage)
 
         def finished() -> bool:
             return all(task.done() for task in handlers)

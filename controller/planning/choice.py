@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from controller.guard import Guard, UnavailableGuard
-from controller.models import ControllerTriage, Incident, Plan, verdict_of
+from controller.models import ControllerTriage, ImpactSummary, Incident, Plan, verdict_of
 from controller.planning.offline import OfflinePlanner
 from controller.triage import TriageFactor
 
@@ -42,6 +42,7 @@ def make_plan(
     claude: ClaudePlanner | None,
     triage: ControllerTriage | None = None,
     factors: Sequence[TriageFactor] = (),
+    impact: ImpactSummary | None = None,
 ) -> PlanChoice:
     """Plan an (enriched) incident. A hold is an empty plan whose `hold_reason` says why.
 
@@ -50,7 +51,7 @@ def make_plan(
     without the summary), but then Claude is not told the controller's triage.
     """
     if claude is None:
-        return PlanChoice(offline.plan(incident, verdict_of(triage)))
+        return PlanChoice(offline.plan(incident, verdict_of(triage), impact.verdict if impact else None))
     result = claude.plan(incident, fallback=planner_fallback(guard, incident), triage=triage, factors=factors)
     plan = result.plan
     if result.outcome == "hold":

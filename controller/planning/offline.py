@@ -16,7 +16,7 @@ from actions.registry import get_spec
 from controller.cases import effect_key, ttl_of
 from controller.config import Settings
 from controller.incidents import category_summary, category_views
-from controller.models import Incident, Plan, ProposedAction, TriageVerdictName
+from controller.models import ImpactVerdict, Incident, Plan, ProposedAction, TriageVerdictName
 from controller.planning.playbooks import (
     Playbook,
     PlaybookAction,
@@ -81,7 +81,9 @@ class OfflinePlanner:
         """The highest-priority matching playbook (already sorted at load), or the built-in triage."""
         return self._select(incident, incident_context(incident), triage)
 
-    def plan(self, incident: Incident, triage: TriageVerdictName | None = None) -> Plan:
+    def plan(
+        self, incident: Incident, triage: TriageVerdictName | None = None, impact: ImpactVerdict | None = None
+    ) -> Plan:
         """`triage` is the controller's verdict, for playbooks that match on it (noise: record only).
 
         A case with several attack categories is planned one category at a time (playbooks are written per
@@ -94,7 +96,7 @@ class OfflinePlanner:
         notes: list[str] = []
         for view in category_views(incident):
             context = incident_context(view) | {"categories": case_categories}
-            playbook = self._select(view, context, triage)
+            playbook = self._select(view, context, triage, impact)
             actions, more = _render(playbook.actions, context, incident.key)
             if not actions and playbook.actions:
                 # Every action needed a target the incident lacks: still hand the incident to a person.
@@ -118,9 +120,16 @@ class OfflinePlanner:
             actions=actions,
         )
 
-    def _select(self, incident: Incident, context: dict[str, str | None], triage: TriageVerdictName | None) -> Playbook:
+    def _select(
+        self,
+        incident: Incident,
+        context: dict[str, str | None],
+        triage: TriageVerdictName | None,
+        impact: ImpactVerdict | None = None,
+    ) -> Playbook:
         group = self.asset_groups.get(incident.asset) if incident.asset else None
-        return next((pb for pb in self.playbooks if pb.match.matches(incident, context, group, triage)), FALLBACK)
+        matching = (pb for pb in self.playbooks if pb.match.matches(incident, context, group, triage, impact))
+        return next(matching, FALLBACK)
 
 
 def _render(

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
-from controller.models import ActionSpec, Category, Incident, Severity, TriageVerdictName
+from controller.models import ActionSpec, Category, ImpactVerdict, Incident, Severity, TriageVerdictName
 from controller.planning import templating
 from controller.planning.templating import FIELDS, TARGET_FIELDS, FieldKind, Template, TemplateError
 
@@ -56,6 +56,9 @@ class Match(_Strict):
     triage: list[TriageVerdictName] = Field(
         default_factory=list, description="the controller's triage verdicts this playbook is for; empty: any"
     )
+    impact: list[ImpactVerdict] = Field(
+        default_factory=list, description="the case's impact verdicts (controller/impact.py) it is for; empty: any"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Match:
@@ -69,9 +72,12 @@ class Match(_Strict):
         context: dict[str, str | None],
         asset_group: str | None,
         triage: TriageVerdictName | None = None,
+        impact: ImpactVerdict | None = None,
     ) -> bool:
-        # Without a triage (a caller that has none) a triage-specific playbook does not apply.
+        # Without a triage (a caller that has none) a triage-specific playbook does not apply; likewise impact.
         if self.triage and triage not in self.triage:
+            return False
+        if self.impact and impact not in self.impact:
             return False
         if self.categories and incident.category not in self.categories:
             return False
