@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from controller.attackers import stage_rank
 from controller.cases import InHand, due, split_in_hand
 from controller.config import Settings
 from controller.guard import Guard
@@ -18,7 +19,7 @@ from controller.incidents import category_summary, category_views, group_alerts,
 from controller.ledger import RecordKind
 from controller.models import Alert, Category, Level, Plan, ProposedAction, Severity, Verdict
 from controller.planning import OfflinePlanner
-from tests.harness import ATTACKER, BURST, Loop, action_of, alert, awaiting, burst, running_loop, vote
+from tests.harness import ATTACKER, BURST, WAF_RAW, Loop, action_of, alert, awaiting, burst, running_loop, vote
 from workflows.client import cast_vote
 from workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 
@@ -185,3 +186,46 @@ async def test_a_later_round_never_overrules_a_persons_rejection(loop: Loop) -> 
     final = await loop.result(key)
     assert final.rounds == 2 and [b.status for b in _blocks(final)] == [ActionStatus.REJECTED]
     assert loop.enforcement.effects["network.block_ip"] == 0
+
+
+def test_a_stage_rise_to_exploitation_or_success_decides_again_without_doubling() -> None:
+    sqli = frozenset({Category.SQLI})
+    recon, attempt, success = (stage_rank(s) for s in ("recon", "exploitation_attempt", "possible_success"))
+    assert due(11, [Category.SQLI], (10, sqli), rounds=1, stage=(attempt, success))
+    assert due(11, [Category.SQLI], (10, sqli), rounds=1, stage=(recon, attempt))
+    assert not due(11, [Category.SQLI], (10, sqli), rounds=1, stage=(0, recon))  # recon alone changes no plan
+    assert not due(11, [Category.SQLI], (10, sqli), rounds=1, stage=(success, success))
+    assert not due(10, [Category.SQLI], (10, sqli), rounds=1, stage=(attempt, success))  # no new alert
+    assert not due(11, [Category.SQLI], (10, sqli), rounds=8, stage=(attempt, success))  # bounded
+
+
+def _answered_200(n: int) -> Alert:
+    """A ModSecurity v3 record in detection mode: CRS flagged the SQLi, the application answered 200."""
+    raw = {**WAF_RAW, "transaction": {**WAF_RAW["transaction"], "response": {"http_code": 200}}}
+    return alert(n, source="modsecurity3", blocked=False, raw=raw)
+
+
+async def test_a_case_whose_attack_got_through_is_decided_again_with_the_stronger_playbook(loop: Loop) -> None:
+    refused = [alert(n, source="modsecurity3", raw=WAF_RAW) for n in range(1, 5)]
+    (key,) = await loop.submit(refused, level=Level.L3, quiet=30)
+    await loop.wait_for(key, lambda s: s.rounds == 1 and any(a.verdict != "undecided" for a in s.actions))
+    await loop.submit([_answered_200(10)], level=Level.L3, quiet=0.3)  # 5 alerts, same category: only the stage
+    final = await loop.wait_for(key, lambda s: any(a.round == 2 and a.verdict != "undecided" for a in s.actions))
+    plans = [r.payload for r in loop.ledger.records(key, [RecordKind.PLAN])]
+    assert final.rounds == 2 and [p.get("round", 1) for p in plans] == [1, 2]
+    assert [p["impact"]["verdict"] for p in plans] == ["attempted", "likely"]
+    assert plans[1]["impact"]["evidence"][0]["alert_id"] == _answered_200(10).id
+    assert "web-attack-reached" in plans[1]["playbook"]
+    week = [a for a in plans[1]["actions"] if a["action"] == "network.block_ip"]
+    assert week and week[0]["params"]["ttl_seconds"] == 604800
+    decisions = [r.payload for r in loop.ledger.records(key, [RecordKind.DECISION])]
+    credit = [f for d in decisions if d["action"].endswith("block_ip") for f in d["risk"]["factors"]]
+    assert any(f["name"] == "impact" and f["contribution"] < 0 for f in credit)
+
+
+async def test_more_refused_attacks_short_of_doubling_do_not_decide_again(loop: Loop) -> None:
+    refused = [alert(n, source="modsecurity3", raw=WAF_RAW) for n in range(1, 5)]
+    (key,) = await loop.submit(refused, level=Level.L3, quiet=30)
+    await loop.wait_for(key, lambda s: s.rounds == 1 and any(a.verdict != "undecided" for a in s.actions))
+    await loop.submit([alert(10, source="modsecurity3", raw=WAF_RAW)], level=Level.L3, quiet=0.3)
+    assert (await loop.result(key)).rounds == 1
