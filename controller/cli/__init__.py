@@ -15,6 +15,7 @@ line `--help` shows for it, its panel) whose module loads when the command runs 
 - `lab`: a real WAF and nftables in network namespaces
 - `keys`: approvers' signing keys (approvers keygen / list) for signed votes
 - `serve`, `tokens`: the HTTP service (controller/service/) and its senders' bearer tokens
+- `accounts`: the approval inbox's local accounts (argon2-hashed passwords, mapped to identities.yaml)
 """
 
 from __future__ import annotations
@@ -113,6 +114,16 @@ GROUPS = {
             "add": Lazy(f"{_CLI}.tokens:tokens_add", "Make a sender's token (printed once, stored as its SHA-256)."),
             "list": Lazy(f"{_CLI}.tokens:tokens_list", "The tokens: name, scopes, created, revoked."),
             "revoke": Lazy(f"{_CLI}.tokens:tokens_revoke", "Revoke a token: its next request gets 401."),
+        },
+    ),
+    "accounts": (
+        LOOP,
+        "The approval inbox's local accounts: argon2-hashed passwords, each mapped to a person in identities.yaml.",
+        {
+            "add": Lazy(f"{_CLI}.accounts:accounts_add", "Make an account for a person in identities.yaml."),
+            "passwd": Lazy(f"{_CLI}.accounts:accounts_passwd", "Set a new password; its sessions end."),
+            "disable": Lazy(f"{_CLI}.accounts:accounts_disable", "Disable an account; its sessions end."),
+            "list": Lazy(f"{_CLI}.accounts:accounts_list", "The accounts: name, identity, created, disabled."),
         },
     ),
     "lab": (

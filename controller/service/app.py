@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from controller.config import Settings
-from controller.service import health, ingest_api, read_api
+from controller.service import health, inbox, ingest_api, read_api
 from controller.service.config import ServiceConfig
 from controller.service.state import Service, Unavailable
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
         docs_url=None,
         redoc_url=None,
     )
-    for module in (ingest_api, read_api, health):
+    for module in (ingest_api, read_api, health, inbox):
         app.include_router(module.router)
 
     @app.middleware("http")
