@@ -79,7 +79,8 @@ class Directory:
     url: str
     users_base: str
     user_attribute: str = "uid"
-    timeout: float = 5.0
+    timeout: int = 5
+    """Seconds; whole ones (ldap3 packs a receive timeout as integers)."""
 
     def check(self, user: str, password: str) -> bool | None:
         """True: the bind worked; False: refused (wrong password, locked, unknown); None: no answer."""
@@ -184,7 +185,7 @@ def guess(url: str, user: str, passwords: Sequence[str], timeout: float = 3.0) -
                 status: int | None = answer.status
         except urllib.error.HTTPError as exc:
             status = exc.code
-        except (urllib.error.URLError, TimeoutError):
+        except OSError:  # refused, reset, timed out (URLError is one): no answer
             status = None
         attempts.append({"password": password, "status": status})
         if status == HTTPStatus.NO_CONTENT:
