@@ -12,6 +12,7 @@ Needs root (namespaces, nft) and slapd (installed on first use when root); other
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -179,3 +180,41 @@ async def test_l3_guessed_regular_account_is_locked_after_approval_and_the_sourc
     executions = [r.payload for r in loop.ledger.records(CASE, [RecordKind.EXECUTION])]
     assert any("not ended" in str(p) for p in executions if p.get("request", {}).get("action") == DISABLE)
     assert loop.ledger.verify(CASE).ok
+
+
+async def test_l3_a_guessed_privileged_account_is_never_locked_even_with_iam_approvals(
+    loop: LabLoop, directory: Slapd, accounts: dict[str, tuple[str, str]]
+) -> None:
+    """`admin` is privileged (policy: two iam-admins) and in the directory's protected group (the adapter
+    refuses it whatever got through): approved by two, the account stays usable and the refusal is recorded."""
+    lab = loop.lab
+    dn, password = accounts["admin"]
+    assert guess(lab, "admin", "") == [401], "an empty password is refused, never an anonymous bind"
+    assert guess(lab, "admin", *WORDS, password)[-1] == 204
+
+    await loop.ingest_once(level=Level.L3, expect=3, logs=[lab.login.auth_log])
+    waiting = await loop.wait_for(CASE, lambda s: DISABLE in pending(s))
+    disable = action_of(waiting, DISABLE)
+    assert disable is not None and any("iam-admins" in m for m in disable.missing), disable
+    await vote(loop, "dave")
+    await asyncio.sleep(1)
+    assert state(await loop.status(CASE), DISABLE) is ActionStatus.AWAITING_APPROVAL, "one of two is not enough"
+    await vote(loop, "erin")
+    final = await loop.wait_for(CASE, lambda s: state(s, DISABLE) is ActionStatus.FAILED)
+    assert "protected" in (action_of(final, DISABLE) or disable).detail
+    assert directory.attribute(dn, LOCK_ATTRIBUTE) == [] and directory.can_bind(dn, password)
+    assert "protected" in loop.report_markdown(CASE)
+
+
+async def test_l3_guessing_that_never_succeeded_locks_no_account(
+    loop: LabLoop, directory: Slapd, accounts: dict[str, tuple[str, str]]
+) -> None:
+    lab = loop.lab
+    dn, password = accounts["grace"]
+    assert guess(lab, "grace", *WORDS, *WORDS) == [401] * 8
+    await loop.ingest_once(level=Level.L3, expect=6, logs=[lab.login.auth_log])
+    # Failures alone are low-severity alerts: never the account playbook. (Triage currently calls eight failed
+    # guesses noise, so nothing is blocked either: the triage model has no factor for authentication yet.)
+    status = await loop.wait_for(CASE, lambda s: s.playbook is not None and s.phase in ("acting", "closed"))
+    assert status.playbook != "brute-force-account" and action_of(status, DISABLE) is None, status
+    assert directory.can_bind(dn, password)
