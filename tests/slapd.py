@@ -15,6 +15,7 @@ import secrets
 import socket
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,13 @@ class Slapd:
     admin_password: str = field(default_factory=lambda: secrets.token_hex(12))
     service_password: str = field(default_factory=lambda: secrets.token_hex(12))
     pid: int | None = None
+    ldapi: Path | None = None
+    """Also listen on this unix socket (ldapi://): reachable from any network namespace of the machine."""
+
+    @property
+    def ldapi_url(self) -> str:
+        assert self.ldapi is not None
+        return "ldapi://" + urllib.parse.quote(str(self.ldapi), safe="")
 
     @property
     def url(self) -> str:
@@ -177,7 +185,7 @@ class Slapd:
         """Start slapd on the provisioned database (again, after `stop`) and wait until it answers."""
         assert SLAPD.binary is not None
         subprocess.run(
-            [SLAPD.binary, "-f", str(self.root / "slapd.conf"), "-h", f"{self.url}/ {self.tls_url}/"],
+            [SLAPD.binary, "-f", str(self.root / "slapd.conf"), "-h", " ".join(self.listeners)],
             check=True,
             capture_output=True,
             text=True,
@@ -193,6 +201,10 @@ class Slapd:
                     raise
                 time.sleep(0.05)
         self.pid = int((self.root / "slapd.pid").read_text().strip())
+
+    @property
+    def listeners(self) -> list[str]:
+        return [f"{self.url}/", f"{self.tls_url}/", *([f"{self.ldapi_url}/"] if self.ldapi else [])]
 
     def stop(self) -> None:
         if self.pid is not None:

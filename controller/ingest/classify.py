@@ -408,6 +408,23 @@ def classify_access() -> Classification:
     return Classification(category=Category.OTHER, severity=Severity.INFO, confidence=_ACCESS_CONFIDENCE)
 
 
+# ------------------------------------------------------------------------------------------- auth records
+
+AUTH_FAILURES = "auth-guessing"
+"""Rule id of a failed login during guessing (auth_log.py: the service counted the failures, not the client)."""
+AUTH_GUESSED = "auth-guessed"
+"""Rule id of a login that succeeded after guessing: the account's password is known to the source."""
+
+
+def classify_auth(guessed: bool) -> Classification:
+    """Classify one login attempt the login service counted as guessing (auth_log.py): brute force, low while
+    it fails (a lockout-sized event, nothing lost yet), high once it succeeded (the account is the attacker's).
+    Only the service's own outcome and counts decide; the user name and anything the client sent never do."""
+    if guessed:
+        return Classification(category=Category.BRUTE_FORCE, severity=Severity.HIGH, confidence=0.9)
+    return Classification(category=Category.BRUTE_FORCE, severity=Severity.LOW, confidence=0.6)
+
+
 # ------------------------------------------------------------------------------------------------------ OCSF
 
 _OCSF_SEVERITY = {

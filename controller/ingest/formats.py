@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controller.ingest import crs_corpus, modsec2, modsec3, native, nginx_access, ocsf, suricata
+from controller.ingest import auth_log, crs_corpus, modsec2, modsec3, native, nginx_access, ocsf, suricata
 from controller.ingest.decoding import REPAIRS_KEY, decode_json
 from controller.ingest.errors import IngestError
 from controller.ingest.fields import Record
@@ -27,6 +27,7 @@ class Format(StrEnum):
     MODSECURITY3 = modsec3.SOURCE
     CRS_CORPUS = crs_corpus.SOURCE
     NGINX_ACCESS = nginx_access.SOURCE
+    AUTH_LOG = auth_log.SOURCE
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ _PARSERS: dict[Format, _Parser] = {
     Format.MODSECURITY3: _Parser(modsec3.looks_like, modsec3.skip_reason, modsec3.parse),
     Format.CRS_CORPUS: _Parser(crs_corpus.looks_like, crs_corpus.skip_reason, crs_corpus.parse),
     Format.NGINX_ACCESS: _Parser(nginx_access.looks_like, nginx_access.skip_reason, nginx_access.parse),
+    Format.AUTH_LOG: _Parser(auth_log.looks_like, auth_log.skip_reason, auth_log.parse),
 }
 
 

@@ -32,6 +32,7 @@ from actions.adapters.nftables.lock import LOCK_DIRS
 from controller.config import REPO_ROOT
 from controller.lab.attacks import ATTACKS, BENIGN, HttpResult, request
 from controller.lab.ids import Ids
+from controller.lab.login import LoginService
 from controller.lab.network import (
     LabNetwork,
     Topology,
@@ -154,6 +155,10 @@ class Lab:
         self.follow = Service("follow", run_dir, log_dir)
         self.follow_ids = Service("follow-ids", run_dir, log_dir)
         self.follow_access = Service("follow-access", run_dir, log_dir)
+        self.login = LoginService(self.root, self.topology.victim)
+        """The brute-force scenario's login service: started only by what needs it (it needs a directory)."""
+        self.directory: dict[str, Any] | None = None
+        """The identity adapter's `identity:` section for this lab's directory, when one runs (docs/identity.md)."""
 
     # -- paths -------------------------------------------------------------------------------------------
 
@@ -198,7 +203,8 @@ class Lab:
     # -- enforcement -------------------------------------------------------------------------------------
 
     def enforcement(self) -> dict[str, Any]:
-        """The nftables adapter's config (actions/adapters/nftables/config.py) for this lab."""
+        """The nftables adapter's config (actions/adapters/nftables/config.py) for this lab, and the identity
+        adapter's when the lab has a directory."""
         t = self.topology
         port = self.config.http_port
         return {
@@ -216,7 +222,8 @@ class Lab:
                     "sources": [str(REPLAY_POOL)],
                     "timeout_seconds": self.config.probe_timeout_seconds,
                 },
-            }
+            },
+            **({"identity": self.directory} if self.directory is not None else {}),
         }
 
     def write_enforcement(self, path: Path | None = None) -> Path:
@@ -306,6 +313,9 @@ class Lab:
         pid = self.ids.stop()
         if pid is not None:
             report.steps.append(f"stopped Suricata (pid {pid})")
+        pid = self.login.stop()
+        if pid is not None:
+            report.steps.append(f"stopped the login service (pid {pid})")
         stopped = self.waf.stop()
         if stopped:
             report.steps.append(f"stopped nginx (pids {', '.join(map(str, stopped))})")
@@ -321,6 +331,8 @@ class Lab:
             report.leftovers.append(f"nginx still runs (pid {self.waf.pid()})")
         if self.ids.pid() is not None:
             report.leftovers.append(f"Suricata still runs (pid {self.ids.pid()})")
+        if self.login.service.pid() is not None:
+            report.leftovers.append(f"the login service still runs (pid {self.login.service.pid()})")
         return report
 
     def _remove_lock_files(self) -> list[str]:
