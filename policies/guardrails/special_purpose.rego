@@ -7,7 +7,7 @@
 # against the IPv4 entries too (embedded_targets, targets.rego): 2002:6440:102:: is 100.64.1.2.
 # Documentation ranges are listed with decision allow and compiled out of the indexes: never matched here.
 #
-# Cost as in network.rego (README, "Cost model"): one strings.any_prefix_match per direction rules out the
+# Cost as in network.rego (docs/engines.md, "Cost model"): one strings.any_prefix_match per direction rules out the
 # usual (public) target; only a hit walks the entries. The hits are computed once per target, in rules of
 # their own, and both the deny and the approval rules read them.
 package autonomy.guardrails
