@@ -92,7 +92,7 @@ def _embedding(name: str, cidr: str, *spans: tuple[int, int], inverted: bool = F
     return Embedding(name, prefix_bits(ipaddress.IPv6Network(cidr)), positions, inverted)
 
 
-# policies/data/special_purpose.yaml lists these prefixes too (with what a block of them means); here is only
+# policies/special_purpose/data.yaml lists these prefixes too (with what a block of them means); here is only
 # where their IPv4 address sits. RFC 8215's local-use 64:ff9b:1::/48 holds NAT64 prefixes of /48 to /96 that
 # each network picks, RFC 6052 section 2.2 placing the IPv4 address around bits 64-71 by prefix length: every
 # placement is decoded (more IPv4 candidates can only mean more checks, never fewer).

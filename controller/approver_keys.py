@@ -1,6 +1,6 @@
 """Signed approvals: an approver proves who they are with an Ed25519 signature instead of asserting it (`--as`).
 
-The config (Settings.approver_keys_file: policies/approver_keys.yaml, in git) holds only PUBLIC keys, one or
+The config (Settings.approver_keys_file: config/approver_keys.yaml, in git) holds only PUBLIC keys, one or
 more per approver, so reading it never lets anyone sign. Each private key stays with its approver in a file only
 they can read (mode 0600), never in the repo.
 

@@ -24,6 +24,9 @@ def _path_from_env(name: str, default: Path) -> Path:
 class Settings:
     levels_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_LEVELS_DIR", REPO_ROOT / "levels"))
     policies_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_POLICIES_DIR", REPO_ROOT / "policies"))
+    config_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_CONFIG_DIR", REPO_ROOT / "config"))
+    """Controller config that is not policy (the approver keys): never under policies_dir, where OPA would load
+    it as data."""
     playbooks_dir: Path = field(
         default_factory=lambda: _path_from_env("AUTONOMY_PLAYBOOKS_DIR", REPO_ROOT / "workflows" / "playbooks")
     )
@@ -72,13 +75,13 @@ class Settings:
 
     @property
     def approver_keys_file(self) -> Path:
-        """Approvers' PUBLIC keys for signed votes (controller/approver_keys.py): policies/approver_keys.yaml, in git.
+        """Approvers' PUBLIC keys for signed votes (controller/approver_keys.py): config/approver_keys.yaml, in git.
 
-        Beside the approver groups, but not in policies/data/: everything there becomes Rego data and part of the
-        policy revision, and rotating a key is not a policy change. When AUTONOMY_APPROVER_KEYS_FILE names a
+        Not under policies/: OPA loads every YAML file there as data (`opa eval -d policies/`), and rotating a key
+        is not a policy change (it never moves the policy revision). When AUTONOMY_APPROVER_KEYS_FILE names a
         file, it must exist."""
         named = os.environ.get("AUTONOMY_APPROVER_KEYS_FILE")
-        return Path(named).expanduser() if named else self.policies_dir / "approver_keys.yaml"
+        return Path(named).expanduser() if named else self.config_dir / "approver_keys.yaml"
 
     @property
     def reports_dir(self) -> Path:

@@ -189,7 +189,7 @@ class Scopes(_Strict):
     environments: dict[str, Level] = Field(default_factory=dict)
     asset_groups: dict[str, Level] = Field(default_factory=dict)
     user_groups: dict[str, Level] = Field(
-        default_factory=dict, description="identity groups (policies/data/identities.yaml users.<name>.groups)"
+        default_factory=dict, description="identity groups (policies/identities/data.yaml users.<name>.groups)"
     )
     categories: dict[Category, Level] = Field(default_factory=dict)
     trials: dict[str, Level] = Field(

@@ -29,7 +29,14 @@ ENTRYPOINT = "autonomy/decision/result"
 # bundle, never per decision; an engine refuses a bundle whose errors are not empty.
 CONFIG_ENTRYPOINT = "autonomy/config/errors"
 CONFIG_PACKAGE = "autonomy.config"
-DATA_SUBDIR = "data"
+# Each data document lives where plain OPA loads it: policies/<name>/data.yaml is data.<name> in our bundle and
+# in `opa eval -d policies/`, `opa test policies/` alike (OPA places a data file at its folder's path).
+DATA_FILE = "data.yaml"
+# What OPA's loader reads as data under a folder (any name, hidden files too): every such file under policies/
+# other than a <name>/data.yaml would land in plain OPA's data where our bundle has nothing, so it is refused.
+OPA_DATA_SUFFIXES = (".json", ".yaml", ".yml")
+# Top-level documents the controller writes itself (compile_data, _with_meta): no data file may name them.
+COMPILED_DOCUMENTS = ("levels", "triage_model", "number_text", "meta")
 # The JSON Schemas of the input and data documents: in the repository beside policies/ (so that `opa eval -d
 # policies/` loads no schema as data), and in an exported bundle under schema/ (OPA reads only data.json there).
 SCHEMA_DIR = REPO_ROOT / "schema"
@@ -134,6 +141,11 @@ def _compiled_first(compiled: dict[str, Any], document: dict[str, Any]) -> dict[
     return {**compiled, **{key: value for key, value in document.items() if key not in compiled}}
 
 
+def _where(source: Path) -> str:
+    """A data file as error messages name it: inventory/data.yaml."""
+    return f"{source.parent.name}/{source.name}"
+
+
 FAMILIES = {4: "ipv4", 6: "ipv6"}
 WIDTHS = {"ipv4": 32, "ipv6": 128}
 
@@ -162,7 +174,7 @@ def _compile_allowlists(allowlists: dict[str, Any], source: Path) -> dict[str, A
         try:
             networks[name] = {**entry, **address_facts(str(entry["cidr"]))}
         except (KeyError, TypeError, ValueError) as exc:
-            raise PolicyBundleError(f"{source.name}: networks.{name}.cidr: {exc}") from None
+            raise PolicyBundleError(f"{_where(source)}: networks.{name}.cidr: {exc}") from None
         for family, bits in comparison_views(networks[name]):
             by_family[family].append({"name": name, "bits": bits})
     for views in by_family.values():
@@ -217,15 +229,15 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
             try:
                 facts = address_facts(str(address))
             except ValueError as exc:
-                raise PolicyBundleError(f"{source.name}: assets.{name}.addresses: {exc}") from None
+                raise PolicyBundleError(f"{_where(source)}: assets.{name}.addresses: {exc}") from None
             if facts["num_addresses"] != 1:
                 raise PolicyBundleError(
-                    f"{source.name}: assets.{name}.addresses: {address} is a network, not an address"
+                    f"{_where(source)}: assets.{name}.addresses: {address} is a network, not an address"
                 )
             for family, bits in comparison_views(facts):
                 other = by_bits.setdefault(bits, name)
                 if other != name:
-                    raise PolicyBundleError(f"{source.name}: assets.{name}.addresses: {address} is also {other}'s")
+                    raise PolicyBundleError(f"{_where(source)}: assets.{name}.addresses: {address} is also {other}'s")
                 buckets[family].setdefault(bits[: RANGE_BUCKET_BITS[family]], {})[bits] = name
     compiled = {
         "asset_index": hashed_index(assets),
@@ -240,13 +252,13 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
 def _checked_assets(assets: Any, source: Path) -> dict[str, Any]:
     """Every asset's attributes validated (controller/inventory.py, checked_asset), `tags` always a list."""
     if not isinstance(assets, dict):
-        raise PolicyBundleError(f"{source.name}: assets must be a mapping of asset name to attributes")
+        raise PolicyBundleError(f"{_where(source)}: assets must be a mapping of asset name to attributes")
     checked: dict[str, Any] = {}
     for name, asset in assets.items():
         try:
             checked[name] = checked_asset(asset)
         except AssetError as exc:
-            raise PolicyBundleError(f"{source.name}: assets.{name}: {exc}") from None
+            raise PolicyBundleError(f"{_where(source)}: assets.{name}: {exc}") from None
     return checked
 
 
@@ -259,14 +271,14 @@ def _check_host_names(assets: dict[str, Any], source: Path) -> None:
             key = canonical_host_text(str(spelling))
             other = owner.setdefault(key, name)
             if other != name:
-                raise PolicyBundleError(f"{source.name}: assets.{name}: host name {spelling!r} is also {other}'s")
+                raise PolicyBundleError(f"{_where(source)}: assets.{name}: host name {spelling!r} is also {other}'s")
 
 
 def _compile_identities(identities: dict[str, Any], source: Path) -> dict[str, Any]:
     """Add user_index: the users by name, hashed (see hashed_index), for the identity guardrails."""
     users = identities.get("users") or {}
     if not isinstance(users, dict):
-        raise PolicyBundleError(f"{source.name}: users must be a mapping of user name to attributes")
+        raise PolicyBundleError(f"{_where(source)}: users must be a mapping of user name to attributes")
     return _compiled_first({"user_index": hashed_index(users)}, identities)
 
 
@@ -289,14 +301,14 @@ def _compile_special_purpose(registry: dict[str, Any], source: Path) -> dict[str
         and type(approval.get("quorum")) is int
         and approval["quorum"] >= 1
     ):
-        raise PolicyBundleError(f"{source.name}: approval must be {{group: <approver group>, quorum: <whole >= 1>}}")
+        raise PolicyBundleError(f"{_where(source)}: approval must be {{group: <approver group>, quorum: <whole >= 1>}}")
     entries = registry.get("entries")
     if not isinstance(entries, dict) or not entries:
-        raise PolicyBundleError(f"{source.name}: entries must map each address block to its entry")
+        raise PolicyBundleError(f"{_where(source)}: entries must map each address block to its entry")
     compiled: dict[str, Any] = {}
     by_family: dict[str, list[dict[str, str]]] = {family: [] for family in WIDTHS}
     for cidr, entry in entries.items():
-        where = f"{source.name}: entries.{cidr}"
+        where = f"{_where(source)}: entries.{cidr}"
         try:
             network = parse_network(cidr)
         except AddressError as exc:
@@ -330,17 +342,55 @@ def compile_document(name: str, document: dict[str, Any], source: Path) -> dict[
     return compiler(document, source) if compiler else document
 
 
+def data_file(policies_dir: Path, name: str) -> Path:
+    """Where the data document `name` lives: policies/<name>/data.yaml, which OPA loads as data.<name>."""
+    return policies_dir / name / DATA_FILE
+
+
+def data_files(policies_dir: Path) -> dict[str, Path]:
+    """The data documents under policies/, by name. Refused (PolicyBundleError): any other file OPA would load
+    as data (a stray YAML, a data.json, a data file nested deeper), so plain OPA on policies/ never sees data
+    the bundle lacks."""
+    found: dict[str, Path] = {}
+    stray: list[str] = []
+    for path in sorted(policies_dir.rglob("*")):
+        if not path.is_file() or not path.name.lower().endswith(OPA_DATA_SUFFIXES):
+            continue
+        relative = path.relative_to(policies_dir)
+        if len(relative.parts) == 2 and relative.name == DATA_FILE:
+            found[relative.parts[0]] = path
+        else:
+            stray.append(relative.as_posix())
+    if stray:
+        raise PolicyBundleError(
+            f"{policies_dir}: {', '.join(stray)}: OPA would load it as data; policy data goes in <name>/{DATA_FILE} "
+            "(data.<name>), anything else outside policies/ (approver keys: AUTONOMY_APPROVER_KEYS_FILE)"
+        )
+    return found
+
+
+def check_data_roots(data: dict[str, Any], modules: dict[str, str]) -> None:
+    """No data document shares its name with a package root (data.autonomy is the policy's own)."""
+    roots = {match.group(1) for source in modules.values() for match in PACKAGE.finditer(source)}
+    for name in sorted(roots.intersection(data)):
+        raise PolicyBundleError(f"{name}/{DATA_FILE}: data.{name} is a package root; give the data another folder")
+
+
 def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
-    """data/*.yaml keyed by file stem; allowlists and inventory addresses compiled to bit prefixes; the levels."""
+    """Each <name>/data.yaml as data.<name>; allowlists and inventory addresses compiled to bit prefixes; the
+    levels."""
     data: dict[str, Any] = {}
-    for path in sorted((policies_dir / DATA_SUBDIR).glob("*.yaml")):
+    for name, path in data_files(policies_dir).items():
+        where = f"{name}/{DATA_FILE}"
+        if name in COMPILED_DOCUMENTS:
+            raise PolicyBundleError(f"{where}: data.{name} is compiled by the controller; give the data another folder")
         try:
             document = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise PolicyBundleError(f"{path.name}: not valid YAML: {exc}") from None
+            raise PolicyBundleError(f"{where}: not valid YAML: {exc}") from None
         if not isinstance(document, dict):
-            raise PolicyBundleError(f"{path.name}: top level must be a mapping")
-        data[path.stem] = compile_document(path.stem, document, path)
+            raise PolicyBundleError(f"{where}: top level must be a mapping")
+        data[name] = compile_document(name, document, path)
     data["levels"] = {name: _level_first(level) for name, level in levels.policy_data().items()}
     # No rule reads the triage weights (the controller scores with them), but they decide verdicts, so they are
     # part of the revision a decision names.
@@ -404,12 +454,13 @@ REQUIRED_DATA = {"guardrails/special_purpose.rego": "special_purpose"}
 def check_required_data(modules: dict[str, str], data: dict[str, Any]) -> None:
     for module, document in REQUIRED_DATA.items():
         if module in modules and document not in data:
-            raise PolicyBundleError(f"{DATA_SUBDIR}/{document}.yaml is missing, and {module} reads it")
+            raise PolicyBundleError(f"{document}/{DATA_FILE} is missing, and {module} reads it")
 
 
 def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
     modules = _read_modules(policies_dir, include_tests=False)
     data = compile_data(policies_dir, levels)
+    check_data_roots(data, modules)
     check_required_data(modules, data)
     check_escalations(levels, data.get("identities") or {})
     revision = revision_of(modules, data)
@@ -422,7 +473,7 @@ def with_documents(bundle: PolicyBundle, **documents: Any) -> PolicyBundle:
     """The same bundle with some top-level data documents replaced, re-hashed (benchmarks, what-if runs)."""
     data = {key: value for key, value in bundle.data.items() if key != "meta"}
     data.update(
-        {name: compile_document(name, doc, bundle.source_dir / DATA_SUBDIR / name) for name, doc in documents.items()}
+        {name: compile_document(name, doc, data_file(bundle.source_dir, name)) for name, doc in documents.items()}
     )
     revision = revision_of(bundle.modules, data)
     return PolicyBundle(

@@ -58,11 +58,12 @@ def opa_guard(bundle: PolicyBundle, opa_server: OpaServer) -> Guard:
 
 @pytest.fixture
 def config_copy(tmp_path: Path, settings: Settings) -> Settings:
-    """A private copy of levels/ and policies/ that a test may break without touching the repo."""
-    levels, policies = tmp_path / "levels", tmp_path / "policies"
+    """A private copy of levels/, policies/ and config/ that a test may break without touching the repo."""
+    levels, policies, config = tmp_path / "levels", tmp_path / "policies", tmp_path / "config"
     shutil.copytree(settings.levels_dir, levels)
     shutil.copytree(settings.policies_dir, policies)
-    return Settings(levels_dir=levels, policies_dir=policies, state_dir=tmp_path / "var")
+    shutil.copytree(settings.config_dir, config)
+    return Settings(levels_dir=levels, policies_dir=policies, config_dir=config, state_dir=tmp_path / "var")
 
 
 @pytest.fixture(autouse=True)

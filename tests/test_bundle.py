@@ -47,7 +47,7 @@ def test_revision_changes_with_policy_data_and_levels(config_copy: Settings) -> 
     after_policy = load_policy_bundle(config_copy).revision
     assert after_policy != before
 
-    guardrails = config_copy.policies_dir / "data" / "guardrails.yaml"
+    guardrails = config_copy.policies_dir / "guardrails" / "data.yaml"
     document = yaml.safe_load(guardrails.read_text())
     document["max_addresses_per_block"] = 1
     guardrails.write_text(yaml.safe_dump(document))
@@ -92,9 +92,9 @@ def test_an_escalation_to_a_group_nobody_defined_is_refused_at_load(config_copy:
 @pytest.mark.parametrize("alias", ["dc-01", "DC-01.", "db-01"])
 def test_a_host_name_two_assets_share_is_refused_at_load(config_copy: Settings, alias: str) -> None:
     # An alias equal to a crown jewel's name would move the crown-jewel rule onto another asset.
-    path = config_copy.policies_dir / "data" / "inventory.yaml"
+    path = config_copy.policies_dir / "inventory" / "data.yaml"
     document = yaml.safe_load(path.read_text())
     document["assets"]["ws-bob-01"]["aliases"] = [alias]
     path.write_text(yaml.safe_dump(document))
-    with pytest.raises(PolicyBundleError, match=r"inventory\.yaml: assets\.ws-bob-01: host name .* is also"):
+    with pytest.raises(PolicyBundleError, match=r"inventory/data\.yaml: assets\.ws-bob-01: host name .* is also"):
         load_policy_bundle(config_copy)

@@ -67,9 +67,9 @@ def example_config(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     _with_examples(config, tests=False)
     dc02 = {"criticality": "high", "environment": "staging", "group": "infrastructure"}
     dc02 |= {"addresses": ["10.10.0.11"], "owner": "infra-team", "tags": ["domain-controller"]}
-    _yaml_update(config.policies_dir / "data" / "inventory.yaml", lambda d: d["assets"].update({"dc-02": dc02}))
+    _yaml_update(config.policies_dir / "inventory" / "data.yaml", lambda d: d["assets"].update({"dc-02": dc02}))
     _yaml_update(
-        config.policies_dir / "data" / "identities.yaml",
+        config.policies_dir / "identities" / "data.yaml",
         lambda d: d["approver_groups"].update({"ad-admins": {"members": ["frank"]}}),
     )
     _yaml_update(config.levels_dir / "L4.yaml", lambda d: d["classes"].update({"contain_identity": "execute"}))

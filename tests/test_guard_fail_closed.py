@@ -67,7 +67,7 @@ def test_opa_server_down(opa_bin: Path, bundle: PolicyBundle) -> None:
 
 def _policy_dir(tmp_path: Path, source: str) -> Path:
     directory = tmp_path / "policies"
-    (directory / "data").mkdir(parents=True)
+    directory.mkdir(parents=True)
     (directory / "decision.rego").write_text(source)
     return directory
 
@@ -169,7 +169,7 @@ def test_opa_that_cannot_start_denies_everything(tmp_path: Path, settings: Setti
 
 def _machine_approver(settings: Settings) -> None:
     """Make the planner a member of an approver group: static data the config checks must refuse."""
-    path = settings.policies_dir / "data" / "identities.yaml"
+    path = settings.policies_dir / "identities" / "data.yaml"
     document = yaml.safe_load(path.read_text())
     document["approver_groups"]["soc-oncall"]["members"].append("planner:offline")
     path.write_text(yaml.safe_dump(document))

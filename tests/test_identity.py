@@ -435,7 +435,7 @@ async def test_the_loop_disables_a_guessed_account_and_the_ttl_revert_enables_it
 ) -> None:
     """Brute force on a known, non-privileged account (the shipped playbook, bounded to an hour) at L4: the
     veto window passes, the real account is locked and verified, and the TTL revert unlocks it."""
-    uid, dn, password = slapd.add_user(uid="grace")  # a known, non-privileged user (policies/data/identities.yaml)
+    uid, dn, password = slapd.add_user(uid="grace")  # a known, non-privileged user (policies/identities/data.yaml)
     enforcement = DirectoryEnforcement(directory=with_probe(slapd, tmp_path, uid, password))
     async with running_loop(bounded_playbooks(tmp_path, config_copy), enforcement) as loop:
         (key,) = await loop.submit(burst("198.51.100.30", Category.BRUTE_FORCE, user=uid), level=Level.L4)

@@ -20,7 +20,7 @@ def test_every_asset_has_a_tag_list_in_the_policy_data(settings: Settings) -> No
 
 
 def _with_asset_change(config: Settings, **changes: Any) -> None:
-    path = config.policies_dir / "data" / "inventory.yaml"
+    path = config.policies_dir / "inventory" / "data.yaml"
     document = yaml.safe_load(path.read_text())
     document["assets"]["web-02"].update(changes)
     path.write_text(yaml.safe_dump(document))
@@ -48,7 +48,7 @@ def test_a_malformed_attribute_is_refused_at_load_naming_asset_and_key(
     _with_asset_change(config_copy, **changes)
     with pytest.raises(PolicyBundleError) as refused:
         load_policy_bundle(config_copy)
-    assert str(refused.value).startswith(f"inventory.yaml: {problem}")
+    assert str(refused.value).startswith(f"inventory/data.yaml: {problem}")
 
 
 def test_tags_are_sorted_and_change_the_revision(config_copy: Settings) -> None:

@@ -31,7 +31,7 @@ from controller.runtime import load_policy_bundle
 
 NETNS = Path(__file__).resolve().parents[2] / "shared" / "samples" / "modsecurity3-netns-audit.jsonl"
 ATTACKER = "198.51.100.66"
-WEB_01_ADDRESSES = {"198.51.100.1", "203.0.113.1"}  # policies/data/inventory.yaml
+WEB_01_ADDRESSES = {"198.51.100.1", "203.0.113.1"}  # policies/inventory/data.yaml
 
 
 def submit(ledger: Ledger, alerts: list[Alert]) -> None:

@@ -9,6 +9,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -18,7 +19,15 @@ from controller.cli import app
 from controller.config import Settings
 from controller.engines.opa_server import OpaServerEngine
 from controller.guard import Guard
-from controller.policy_bundle import SCHEMA_FILES, PolicyBundle
+from controller.levels import LevelConfig
+from controller.policy_bundle import (
+    COMPILED_DOCUMENTS,
+    SCHEMA_DIR,
+    SCHEMA_FILES,
+    PolicyBundle,
+    PolicyBundleError,
+    load_bundle,
+)
 from controller.processes import free_port, stop_process
 from tests.test_conformance import CASES, Case, _comparable, _decide
 
@@ -122,12 +131,12 @@ def test_cli_writes_the_bundle_and_says_how_to_serve_it(tmp_path: Path, bundle: 
 
 def test_cli_writes_nothing_when_the_policies_do_not_load(tmp_path: Path, config_copy: Settings) -> None:
     policies = config_copy.policies_dir
-    (policies / "data" / "inventory.yaml").write_text("assets: {web-01: {tags: [Not A Tag]}}\n")
+    (policies / "inventory" / "data.yaml").write_text("assets: {web-01: {tags: [Not A Tag]}}\n")
     out = tmp_path / "bundle.tar.gz"
     env = {"AUTONOMY_POLICIES_DIR": str(policies), "AUTONOMY_LEVELS_DIR": str(config_copy.levels_dir)}
     result = runner.invoke(app, ["policy", "bundle", "--out", str(out)], env=env)
     assert result.exit_code == 1, result.output
-    assert "inventory.yaml: assets.web-01: tags" in result.output
+    assert "inventory/data.yaml: assets.web-01: tags" in result.output
     assert not out.exists()
 
 
@@ -142,3 +151,86 @@ def test_a_tarball_of_the_bundle_is_what_opa_build_would_accept(archive: Path, o
     rebuilt = {name.lstrip("/"): content for name, content in _members(tmp_path / "rebuilt.tar.gz").items()}
     assert json.loads(rebuilt[".manifest"])["revision"] == json.loads(_members(archive)[".manifest"])["revision"]
     assert json.loads(rebuilt["data.json"]) == json.loads(_members(archive)["data.json"])
+
+
+# -- plain OPA on the sources: policies/<name>/data.yaml is data.<name>, nothing else is data ----------------------
+
+
+def _opa_eval_data(opa_bin: Path, policies: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [str(opa_bin), "eval", "--format", "json", "-d", str(policies), "data"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    value: dict[str, Any] = json.loads(done.stdout)["result"][0]["expressions"][0]["value"]
+    return value
+
+
+def _within(source: Any, compiled: Any, where: str) -> list[str]:
+    """Where `source` (what OPA loaded) differs from `compiled` (the bundle's), beyond keys the bundle adds."""
+    if isinstance(source, dict) and isinstance(compiled, dict):
+        return [
+            problem
+            for key, value in source.items()
+            for problem in (
+                _within(value, compiled[key], f"{where}.{key}")
+                if key in compiled
+                else [f"{where}.{key}: not in the bundle"]
+            )
+        ]
+    return [] if source == compiled else [f"{where}: {source!r} in OPA, {compiled!r} in the bundle"]
+
+
+def test_plain_opa_on_policies_loads_the_data_where_the_bundle_has_it_and_nothing_else(
+    opa_bin: Path, settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "bundle.tar.gz"
+    assert runner.invoke(app, ["policy", "bundle", "--out", str(out)]).exit_code == 0
+    members = _members(out)
+    exported, roots = json.loads(members["data.json"]), json.loads(members[".manifest"])["roots"]
+    packages = set(roots) - set(exported)
+    assert packages == {"autonomy"}
+    loaded = _opa_eval_data(opa_bin, settings.policies_dir)
+    documents = {name: value for name, value in loaded.items() if name not in packages}
+    # every document of the bundle that comes from policies/ is there, at the same path; no stray key beside them
+    assert set(documents) == set(exported) - set(COMPILED_DOCUMENTS)
+    assert {"inventory", "identities", "allowlists", "special_purpose", "guardrails"} <= set(documents)
+    schema = json.loads((SCHEMA_DIR / "data.schema.json").read_text())["properties"]
+    for name, document in documents.items():
+        assert _within(document, exported[name], f"data.{name}") == []
+        # what the bundle has beyond the source is what the schema documents as compiled
+        added = set(exported[name]) - set(document)
+        described = schema.get(name, {}).get("properties", {})
+        assert {
+            key for key in added if not described.get(key, {}).get("description", "").startswith("compiled")
+        } == set()
+
+
+@pytest.mark.parametrize(
+    ("stray", "message"),
+    [
+        ("approver_keys.yaml", r"approver_keys\.yaml: OPA would load it as data"),
+        ("inventory/data.json", r"inventory/data\.json: OPA would load it as data"),
+        ("inventory/extra.yml", r"inventory/extra\.yml: OPA would load it as data"),
+        ("teams/oncall/data.yaml", r"teams/oncall/data\.yaml: OPA would load it as data"),
+        ("guardrails/Notes.YAML", r"guardrails/Notes\.YAML: OPA would load it as data"),
+        ("levels/data.yaml", r"levels/data\.yaml: data\.levels is compiled by the controller"),
+        ("autonomy/data.yaml", r"autonomy/data\.yaml: data\.autonomy is a package root"),
+    ],
+)
+def test_a_file_plain_opa_would_load_elsewhere_is_refused(
+    config_copy: Settings, level_config: LevelConfig, stray: str, message: str
+) -> None:
+    path = config_copy.policies_dir / stray
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x: 1\n")
+    with pytest.raises(PolicyBundleError, match=message):
+        load_bundle(config_copy.policies_dir, level_config)
+
+
+def test_a_data_document_of_your_own_is_data_of_its_folder_name(
+    config_copy: Settings, level_config: LevelConfig, opa_bin: Path
+) -> None:
+    (config_copy.policies_dir / "teams").mkdir()
+    (config_copy.policies_dir / "teams" / "data.yaml").write_text("oncall: [bob]\n")
+    assert load_bundle(config_copy.policies_dir, level_config).data["teams"] == {"oncall": ["bob"]}
+    assert _opa_eval_data(opa_bin, config_copy.policies_dir)["teams"] == {"oncall": ["bob"]}

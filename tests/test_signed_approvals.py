@@ -47,7 +47,7 @@ from controller.cli import keys as keys_cli
 from controller.cli import loop as loop_cli
 from controller.cli.ops import workflow_histories
 from controller.cli.trail import collect_trail
-from controller.config import Settings
+from controller.config import REPO_ROOT, Settings
 from controller.ledger import Ledger, LedgerRecord, RecordKind
 from controller.levels import OnTimeout
 from controller.models import Level
@@ -268,7 +268,10 @@ def test_a_missing_file_is_no_keys_unless_it_was_named(tmp_path: Path) -> None:
 def test_the_default_location_is_outside_the_policy_data(
     config_copy: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert config_copy.approver_keys_file == config_copy.policies_dir / "approver_keys.yaml"
+    assert config_copy.approver_keys_file == config_copy.config_dir / "approver_keys.yaml"
+    monkeypatch.delenv("AUTONOMY_CONFIG_DIR", raising=False)
+    assert Settings().approver_keys_file == REPO_ROOT / "config" / "approver_keys.yaml"  # documented default
+    assert not config_copy.approver_keys_file.is_relative_to(config_copy.policies_dir)
     before = load_policy_bundle(config_copy)
     config_copy.approver_keys_file.write_text("require_signed: true\n")
     after = load_policy_bundle(config_copy)

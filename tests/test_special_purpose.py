@@ -1,6 +1,6 @@
 """Special-purpose and protected addresses are never blocked by the machine alone, in any spelling, on both engines.
 
-Per registry entry (policies/data/special_purpose.yaml): a block of an address in it gets the entry's decision
+Per registry entry (policies/special_purpose/data.yaml): a block of an address in it gets the entry's decision
 with a reason naming the entry. Then a generated table (a fixed seed, > 5,000 cases): addresses and ranges in
 every special-purpose block, in allowlisted networks and of our own assets, each IPv4 one also spelled as
 IPv4-mapped, -compatible, NAT64, 6to4 and Teredo, and random public addresses, each decided at L1-L5 by both
@@ -28,7 +28,7 @@ from controller.models import GuardDecision, Level, Plan, ProposedAction, Verdic
 from controller.policy_bundle import PolicyBundleError, load_bundle
 from tests.factories import MALICIOUS, make_incident
 
-REGISTRY: dict[str, Any] = yaml.safe_load((Settings().policies_dir / "data" / "special_purpose.yaml").read_text())
+REGISTRY: dict[str, Any] = yaml.safe_load((Settings().policies_dir / "special_purpose" / "data.yaml").read_text())
 ENTRIES: dict[str, dict[str, Any]] = REGISTRY["entries"]
 PROTECTING = {cidr: entry for cidr, entry in ENTRIES.items() if entry["decision"] != "allow"}
 DOCUMENTATION = [parse_network(cidr) for cidr, entry in ENTRIES.items() if entry["decision"] == "allow"]
@@ -251,8 +251,8 @@ def test_no_protected_address_is_ever_executed_and_public_ones_still_are(
 
 
 def test_a_policies_dir_without_the_registry_is_refused(config_copy: Settings, level_config: Any) -> None:
-    (config_copy.policies_dir / "data" / "special_purpose.yaml").unlink()
-    with pytest.raises(PolicyBundleError, match=r"special_purpose\.yaml is missing"):
+    (config_copy.policies_dir / "special_purpose" / "data.yaml").unlink()
+    with pytest.raises(PolicyBundleError, match=r"special_purpose/data\.yaml is missing"):
         load_bundle(config_copy.policies_dir, level_config)
 
 
@@ -269,7 +269,7 @@ def test_a_policies_dir_without_the_registry_is_refused(config_copy: Settings, l
 def test_a_malformed_entry_is_refused_naming_it(
     cidr: str, entry: dict[str, Any], problem: str, config_copy: Settings, level_config: Any
 ) -> None:
-    path = config_copy.policies_dir / "data" / "special_purpose.yaml"
+    path = config_copy.policies_dir / "special_purpose" / "data.yaml"
     registry = yaml.safe_load(path.read_text())
     base = {"name": "n", "rfc": "RFC 1", "decision": "deny", "reason": "r"}
     registry["entries"][cidr] = {**base, **entry}

@@ -276,7 +276,7 @@ async def test_approval_timeout_rejects_by_default(loop: Loop) -> None:
 
 
 async def test_timeout_escalates_to_the_next_group(config_copy: Settings) -> None:
-    identities = config_copy.policies_dir / "data" / "identities.yaml"
+    identities = config_copy.policies_dir / "identities" / "data.yaml"
     document = yaml.safe_load(identities.read_text())
     document["approver_groups"]["soc-leads"] = {"members": ["judy"]}
     document["users"]["judy"] = {"privileged": False, "department": "security"}

@@ -26,7 +26,7 @@ from controller.inventory import AssetIndex
 from controller.ledger import Ledger, LedgerError
 from controller.levels import LevelConfigError, load_level_config
 from controller.models import Category
-from controller.policy_bundle import PolicyBundleError, load_bundle
+from controller.policy_bundle import PolicyBundleError, data_file, load_bundle
 from controller.triage.model import TRIAGE_FILE, load_triage_model
 
 __all__ = [
@@ -53,7 +53,7 @@ _CACHE_LOCK = threading.Lock()
 def tracking_config(settings: Settings) -> TrackingConfig:
     """Triage's ATT&CK tables and the inventory as they are on disk now (reloaded when either file changes)."""
     key = (settings.levels_dir, settings.policies_dir)
-    inventory_file = settings.policies_dir / "data" / "inventory.yaml"
+    inventory_file = data_file(settings.policies_dir, "inventory")
     stamp = (_mtime(settings.levels_dir / TRIAGE_FILE), _mtime(inventory_file))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)

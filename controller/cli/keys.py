@@ -27,7 +27,9 @@ def default_key_dir() -> Path:
 
 
 def keygen(
-    name: Annotated[str, typer.Argument(help="The approver, as named in the approver groups (policies/data).")],
+    name: Annotated[
+        str, typer.Argument(help="The approver, as named in the approver groups (policies/identities/data.yaml).")
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Folder for the private key file. Default: ~/.config/autonomy/keys."),

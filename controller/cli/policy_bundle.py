@@ -28,7 +28,7 @@ def policy_bundle(
 ) -> None:
     """Write the policies as an OPA bundle: .manifest (revision, roots), Rego modules, data.json, schema/.
 
-    The data is compiled from policies/data/*.yaml and levels/ exactly as the controller compiles it, so the
+    The data is compiled from policies/<name>/data.yaml and levels/ exactly as the controller compiles it, so the
     revision is the one every decision record names. Serve it with
 
       opa run --server --bundle bundle.tar.gz

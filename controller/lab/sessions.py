@@ -26,7 +26,7 @@ from controller.lab.requests import Label, LabelledRequest
 REPLAY_POOL = ipaddress.IPv4Network("198.51.100.0/24")
 """On the attacker's segment: every address is routable to the victim (198.51.100.1/24) with no route added."""
 RESERVED = frozenset(ipaddress.IPv4Address(a) for a in ("198.51.100.1", "198.51.100.66", "198.51.100.254"))
-"""The victim, the lab attacker, and the gateway `policies/data/allowlists.yaml` allowlists."""
+"""The victim, the lab attacker, and the gateway `policies/allowlists/data.yaml` allowlists."""
 DEFAULT_SEED = 2010
 
 

@@ -1,7 +1,7 @@
 # Isolating a domain controller needs ad-admins.
 # Example (b) of policies/README.md, "Writing your own policy". A host the inventory tags
-# `domain-controller` (policies/data/inventory.yaml, tags) is isolated only when a member of the approver
-# group ad-admins (policies/data/identities.yaml) agrees, at every level.
+# `domain-controller` (policies/inventory/data.yaml, tags) is isolated only when a member of the approver
+# group ad-admins (policies/identities/data.yaml) agrees, at every level.
 package autonomy.guardrails
 
 # METADATA

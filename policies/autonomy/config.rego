@@ -175,7 +175,7 @@ allowlists_compiled if {
 	}
 }
 
-# The special-purpose registry (data/special_purpose.yaml) ships with its guardrail, which reads its
+# The special-purpose registry (special_purpose/data.yaml) ships with its guardrail, which reads its
 # compiled indexes: without them it would find nothing, and every block of a broadcast, multicast or shared
 # address would pass. (The controller refuses a policies/ without the file.)
 errors contains "data.special_purpose is not compiled: prefixes and by_family (ipv4, ipv6) are missing or incomplete" if {

@@ -47,6 +47,7 @@ errors_with(lv, ids, al, inv, tn) := out if {
 		with data.allowlists as al
 		with data.inventory as inv
 		with data.guardrails as tn
+		with data.special_purpose as {}
 }
 
 errors_of(lv, ids) := errors_with(lv, ids, allowlists, inventory, tunables)
@@ -63,6 +64,7 @@ test_no_data_at_all_has_no_errors if {
 		with data.allowlists as {}
 		with data.inventory as {}
 		with data.guardrails as {}
+		with data.special_purpose as {}
 }
 
 # --- levels ------------------------------------------------------------------------------------
@@ -212,6 +214,7 @@ test_the_compiled_number_table_checks_out if {
 		with data.allowlists as allowlists
 		with data.inventory as inventory
 		with data.guardrails as tunables
+		with data.special_purpose as {}
 }
 
 test_a_wrong_or_short_number_table_is_refused if {

@@ -13,7 +13,7 @@
 # checks it once, when an engine loads the bundle, and the engine refuses a bundle that fails.
 #
 # Cost, in the embedded engine (regopy evaluates every rule the result depends on, on every query, at
-# a few us a statement and more for a built-in call; README, "Cost model"): the common answer comes from
+# a few us a statement and more for a built-in call; docs/engines.md, "Cost model"): the common answer comes from
 # a handful of rules, and what only some answers need (the detailed input and level messages, the
 # approval checks) sits behind a condition that is false on the common path. Hence also: `some _ in s`
 # rather than count(s) > 0 (no built-in call), comparisons rather than `x in {...}`, and a `default`

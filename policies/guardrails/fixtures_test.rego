@@ -49,7 +49,7 @@ ip := {
 	"192.52.193.1": {"value": "192.52.193.1", "version": 4, "prefix_len": 32, "bits": "11000000001101001100000100000001", "embedded": [], "num_addresses": 1},
 }
 
-# As controller/policy_bundle.py compiles data/allowlists.yaml (generated with its _compile_allowlists):
+# As controller/policy_bundle.py compiles allowlists/data.yaml (generated with its _compile_allowlists):
 # every network with its address facts, plus by_family and prefixes, where the IPv4-mapped
 # partner-monitor entry is listed under ipv4 as well.
 allowlists := {
@@ -140,7 +140,7 @@ leaf(entries, first, second) := {key: value |
 	startswith(crypto.md5(key), concat("", [first, second]))
 }
 
-# As controller/policy_bundle.py compiles data/special_purpose.yaml (_compile_special_purpose), for a few
+# As controller/policy_bundle.py compiles special_purpose/data.yaml (_compile_special_purpose), for a few
 # entries (the policy reads name, rfc and reason of an entry; the compiler adds address facts too): deny and
 # approve entries indexed per family, the allow (documentation) entry left out of the indexes.
 special_purpose := {
@@ -178,7 +178,7 @@ users := {
 	"admin": {"privileged": true},
 }
 
-# As the controller compiles data/identities.yaml (_compile_identities): user_index is users, hashed.
+# As the controller compiles identities/data.yaml (_compile_identities): user_index is users, hashed.
 identities := {
 	"users": users,
 	"user_index": hashed(users),

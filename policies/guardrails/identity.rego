@@ -2,7 +2,7 @@
 package autonomy.guardrails
 
 # Disabling (contain_identity) and re-enabling (restore) accounts. Defined either way, so that regopy
-# evaluates it once per decision rather than at each of its references (README, "Cost model").
+# evaluates it once per decision rather than at each of its references (docs/engines.md, "Cost model").
 default identity_action := false
 
 identity_action if action_class == "contain_identity"

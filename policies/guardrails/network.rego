@@ -8,7 +8,7 @@
 # family covers every case.
 # Unblocking (restore) and lookups (investigate) may touch these ranges, so only blocks are checked.
 #
-# Cost (regopy, the embedded engine; README, "Cost model"): a Rego loop costs about 3 us an iteration,
+# Cost (regopy, the embedded engine; docs/engines.md, "Cost model"): a Rego loop costs about 3 us an iteration,
 # one built-in over a whole list far less, and finding a key in an object is linear in its position. So
 # every check starts with one call that is false for an ordinary target (an external address), walks
 # only on a hit, and looks up through the controller's hashed indexes.

@@ -1,5 +1,5 @@
 # Special-purpose addresses: a block (class contain_network) of an address or range that overlaps an entry
-# of the IANA IPv4/IPv6 Special-Purpose Address Registries (data/special_purpose.yaml: unspecified,
+# of the IANA IPv4/IPv6 Special-Purpose Address Registries (special_purpose/data.yaml: unspecified,
 # broadcast, multicast, shared CGNAT space, anycast services, translation prefixes...) is denied, or needs
 # a person, as the entry says. The reason names the entry: its block, name and RFC.
 #
@@ -7,14 +7,14 @@
 # against the IPv4 entries too (embedded_targets, targets.rego): 2002:6440:102:: is 100.64.1.2.
 # Documentation ranges are listed with decision allow and compiled out of the indexes: never matched here.
 #
-# Cost as in network.rego (README, "Cost model"): one strings.any_prefix_match per direction rules out the
+# Cost as in network.rego (docs/engines.md, "Cost model"): one strings.any_prefix_match per direction rules out the
 # usual (public) target; only a hit walks the entries. The hits are computed once per target, in rules of
 # their own, and both the deny and the approval rules read them.
 package autonomy.guardrails
 
 # METADATA
 # title: Special-purpose blocks marked deny are never blocked
-# description: A block overlapping a deny entry of data/special_purpose.yaml is denied, naming the block and its RFC.
+# description: A block overlapping a deny entry of special_purpose/data.yaml is denied, naming the block and its RFC.
 deny contains msg if {
 	blocking
 	some hit in special_purpose_hits
@@ -90,6 +90,6 @@ special_purpose_message(hit) := sprintf(
 	entry := entries[hit.name]
 }
 
-# Who approves a block of an approve entry (data/special_purpose.yaml: approval). The base policy denies
+# Who approves a block of an approve entry (special_purpose/data.yaml: approval). The base policy denies
 # an approval whose group is not defined.
 special_purpose_approval := data.special_purpose.approval
