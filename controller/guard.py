@@ -236,6 +236,7 @@ class Guard:
                 environment=facts.environment,
                 sensor_blocked=incident.blocked,
                 impact=impact,
+                source=incident.src_ip,
             )
         )
         input_doc = self.policy_input(

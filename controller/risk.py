@@ -78,6 +78,8 @@ class RiskContext:
     sensor_blocked: bool
     impact: ImpactSummary | None = None
     """The case's impact verdict (controller/impact.py): sensor facts only, never request text."""
+    source: str | None = None
+    """The case's source address: the only target the impact credit applies to."""
 
 
 class RiskScorer:
@@ -186,9 +188,13 @@ class RiskScorer:
 
     @staticmethod
     def _impact(ctx: RiskContext) -> tuple[float, str]:
-        """An attack that got through lowers the bar for containing its source (a credit, see CREDITS)."""
-        if ctx.spec.action_class not in CONTAINMENT:
-            return 0.0, "not a containment action"
+        """An attack that got through lowers the bar for blocking its source (a credit, see CREDITS), and only
+        that: the attacker chooses which requests get through, so the credit must never ease isolating our own
+        host or disabling an account."""
+        if ctx.spec.action_class is not ActionClass.CONTAIN_NETWORK:
+            return 0.0, "not a block"
+        if not ctx.targets.ips or any(ip["value"] != ctx.source for ip in ctx.targets.ips):
+            return 0.0, "not a block of the case's source"
         if ctx.impact is None or ctx.impact.verdict not in GOT_THROUGH:
             verdict = ctx.impact.verdict if ctx.impact else "unknown"
             return 0.0, f"impact {verdict}: no attack got through"

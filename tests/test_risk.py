@@ -8,7 +8,7 @@ from actions.registry import get_spec, validate_params
 from controller.addresses import address_facts
 from controller.guard import Guard
 from controller.inventory import AssetIndex
-from controller.models import RiskAssessment
+from controller.models import ImpactSummary, RiskAssessment
 from controller.risk import RiskContext
 from controller.targets import targets_of
 
@@ -100,3 +100,20 @@ def test_asset_lookup_keeps_address_families_apart() -> None:
     assert index.owner_of(address_facts("2001:db8::/64")) == "v6-host"
     assert index.owner_of(address_facts("1.2.3.0/24")) == "v4-host"
     assert index.owner_of(address_facts("192.0.2.0/24")) is None
+
+
+def test_an_attack_that_got_through_eases_only_blocking_its_source(embedded_guard: Guard) -> None:
+    """The credit lowers a block of the case's own source; never isolating our host, disabling an account or
+    blocking another address: the attacker chooses which of its requests get through."""
+    likely = ImpactSummary(verdict="likely", assets=["web-01"])
+    source = "198.51.100.66"
+
+    def credit(action: str, params: dict[str, object]) -> float:
+        return factor(assess(embedded_guard, action, params, impact=likely, source=source), "impact")
+
+    assert credit("network.block_ip", {"ip": source, "ttl_seconds": 3600}) == 1.0
+    assert credit("network.block_ip", {"ip": "203.0.113.9", "ttl_seconds": 3600}) == 0.0
+    assert credit("host.isolate", {"host": "web-01"}) == 0.0
+    assert credit("identity.disable_user", {"user": "alice"}) == 0.0
+    without = assess(embedded_guard, "network.block_ip", {"ip": source, "ttl_seconds": 3600}, source=source)
+    assert factor(without, "impact") == 0.0
