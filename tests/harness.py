@@ -64,6 +64,8 @@ WAF_RAW = {
     }
 }
 BURST = 10
+SETTLE = 0.2
+"""The harness's settle window (s): short, so a test's case decides quickly."""
 """Requests in a burst: enough for triage to say malicious at confidence 0.9 (what L3-L5 need to contain alone)."""
 
 
@@ -93,7 +95,7 @@ class Loop:
         return self.parts.ledger
 
     async def submit(self, alerts: Iterable[Alert], level: Level | None = None, quiet: float = 0.3) -> list[str]:
-        submitter = Submitter(self.client, self.ledger, level=level, settle_seconds=0.2, quiet_seconds=quiet)
+        submitter = Submitter(self.client, self.ledger, level=level, settle_seconds=SETTLE, quiet_seconds=quiet)
         report = await submitter.add_all(alerts)
         return list(report.incidents)
 

@@ -7,6 +7,7 @@ Planner and guard on the shipped config and the embedded engine; the rounds on t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,8 +20,8 @@ from controller.incidents import category_summary, category_views, group_alerts,
 from controller.ledger import RecordKind
 from controller.models import Alert, Category, Level, Plan, ProposedAction, Severity, Verdict
 from controller.planning import OfflinePlanner
-from tests.harness import ATTACKER, BURST, WAF_RAW, Loop, action_of, alert, awaiting, burst, running_loop, vote
-from workflows.client import cast_vote
+from tests.harness import ATTACKER, BURST, SETTLE, WAF_RAW, Loop, action_of, alert, awaiting, burst, running_loop, vote
+from workflows.client import cast_vote, incident_status
 from workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 
 # -- grouping -------------------------------------------------------------------------------------------
@@ -228,4 +229,6 @@ async def test_more_refused_attacks_short_of_doubling_do_not_decide_again(loop: 
     (key,) = await loop.submit(refused, level=Level.L3, quiet=30)
     await loop.wait_for(key, lambda s: s.rounds == 1 and any(a.verdict != "undecided" for a in s.actions))
     await loop.submit([alert(10, source="modsecurity3", raw=WAF_RAW)], level=Level.L3, quiet=0.3)
-    assert (await loop.result(key)).rounds == 1
+    await loop.wait_for(key, lambda s: s.alert_count == 5)
+    await asyncio.sleep(10 * SETTLE)  # a round due now would have begun (the harness settles for SETTLE seconds)
+    assert (await incident_status(loop.client, key)).rounds == 1

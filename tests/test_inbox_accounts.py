@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.config import Settings
+from controller.policy_bundle import data_file
 from controller.service.inbox.accounts import AccountError, AccountStore, accounts_file, people
 from controller.service.inbox.sessions import Signer, load_secret
 
@@ -23,7 +24,7 @@ def store(tmp_path: Path) -> AccountStore:
 
 @pytest.fixture
 def known(settings: Settings) -> set[str]:
-    return people(settings.policies_dir / "data" / "identities.yaml")
+    return people(data_file(settings.policies_dir, "identities"))
 
 
 def test_accounts_are_argon2id_hashed_in_a_0600_file(store: AccountStore, known: set[str]) -> None:

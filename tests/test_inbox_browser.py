@@ -23,6 +23,7 @@ import pytest_asyncio
 from controller.config import Settings
 from controller.ledger import RecordKind
 from controller.models import Level
+from controller.policy_bundle import data_file
 from controller.service import ServiceConfig, create_app
 from controller.service.inbox import InboxConfig
 from controller.service.inbox.accounts import AccountStore, accounts_file, people
@@ -104,7 +105,7 @@ async def inbox(tmp_path_factory: pytest.TempPathFactory, settings: Settings) ->
     shutil.copytree(settings.policies_dir, root / "policies")
     config = Settings(levels_dir=root / "levels", policies_dir=root / "policies", state_dir=root / "var")
     store = AccountStore(accounts_file(config.state_dir))
-    known = people(config.policies_dir / "data" / "identities.yaml")
+    known = people(data_file(config.policies_dir, "identities"))
     for name in ("bob", "alice"):  # bob: soc-oncall; alice: finance, in no approver group
         store.add(name, name, PASSWORD, known)
     try:

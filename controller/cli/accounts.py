@@ -15,6 +15,7 @@ from rich.table import Table
 
 from controller.cli.common import JsonFlag, console, emit_json, fail
 from controller.config import Settings
+from controller.policy_bundle import data_file
 from controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file, people
 
 PasswordStdin = Annotated[
@@ -52,7 +53,7 @@ def accounts_add(
     """Make an inbox account for a person in policies/data/identities.yaml (argon2id hash, file mode 0600)."""
     settings = Settings()
     try:
-        known = people(settings.policies_dir / "data" / "identities.yaml")
+        known = people(data_file(settings.policies_dir, "identities"))
         account = _store(settings).add(name, identity or name, _password(password_stdin), known)
     except AccountError as exc:
         fail(str(exc), 1)

@@ -4,7 +4,7 @@ The file (`<state dir>/inbox-accounts.json`, or AUTONOMY_INBOX_ACCOUNTS_FILE) is
 `autonomy accounts add|passwd|disable|list`; it is written atomically with mode 0600 and re-read by the service
 when it changes, so a disabled account or a changed password ends that person's sessions on their next request
 (a session carries the account's `stamp`, which both change). An account maps to one person in
-policies/data/identities.yaml: never a service account, never a planner or the controller, which can never
+policies/identities/data.yaml: never a service account, never a planner or the controller, which can never
 approve anything.
 """
 
