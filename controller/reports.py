@@ -80,6 +80,25 @@ def triage_of_plan(record: LedgerRecord) -> dict[str, Any] | None:
     }
 
 
+def impact_of_plan(record: LedgerRecord, alert_seqs: dict[str, int]) -> dict[str, Any] | None:
+    """The impact verdict as the PLAN record holds it (controller/impact.py: what sensors blocked and what the
+    application answered), each evidence line with the ledger seq of the alert it names. None for a plan made
+    without one (the guard was unavailable, or the record predates impact)."""
+    impact = record.payload.get("impact")
+    if not isinstance(impact, dict):
+        return None
+    evidence = [e for e in impact.get("evidence") or [] if isinstance(e, dict)]
+    return {
+        "seq": record.seq,
+        "round": record.payload.get("round", 1),
+        "verdict": impact.get("verdict"),
+        "stage": impact.get("stage"),
+        "assets": list(impact.get("assets") or []),
+        "bytes_sent": impact.get("bytes_sent"),
+        "evidence": [{**e, "seq": alert_seqs.get(str(e.get("alert_id")))} for e in evidence],
+    }
+
+
 def _lowered(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Decisions whose triage a planner lowered: the guard weighed less than the controller said."""
     return [
@@ -102,11 +121,15 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
 
     plan: dict[str, Any] | None = None
     triage: dict[str, Any] | None = None
+    alert_seqs = {str(r.payload.get("id")): r.seq for r in alerts}
+    impacts: list[dict[str, Any]] = []
     for record in records:
         p = record.payload
         if record.kind is RecordKind.PLAN:
             plan = {k: p.get(k) for k in ("planner", "mode", "playbook", "model", "prompt_hash", "usage")}
             triage = triage_of_plan(record)
+            impact = impact_of_plan(record, alert_seqs)
+            impacts += [impact] if impact else []
             for proposed in p.get("actions", []):
                 item = entry(proposed["id"])
                 assert item is not None
@@ -160,6 +183,9 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
         "sensor_blocked_all": bool(alerts) and all(r.payload.get("blocked") for r in alerts),
         "plan": plan,
         "triage": {**triage, "lowered": _lowered(list(actions.values()))} if triage else None,
+        "impact": {**impacts[-1], "rounds": [{k: i[k] for k in ("seq", "round", "verdict", "stage")} for i in impacts]}
+        if impacts
+        else None,
         "actions": list(actions.values()),
         "timeline": [
             {
@@ -238,6 +264,40 @@ def _triage_lines(triage: dict[str, Any] | None) -> list[str]:
     return [*out, ""]
 
 
+IMPACT_HEADERS = ["alert", "ledger seq", "sensor", "asset", "status", "bytes sent", "why"]
+
+
+def _impact_lines(impact: dict[str, Any] | None) -> list[str]:
+    """The Impact section: how far the attack got (the latest plan's verdict, and each round's when the case was
+    decided again), the assets reached, and the evidence, each line citing its ledger record."""
+    t = md.text
+    if impact is None:
+        return [
+            "No impact verdict recorded: the plan was made without one (the guard was unavailable, or the record"
+            " predates impact assessment).",
+            "",
+        ]
+    out = [
+        f"- verdict: {t(impact.get('verdict'))} (stage {t(impact.get('stage'))}) \\[ledger seq {t(impact['seq'])}\\]",
+        f"- assets an attack reached: {_listed(impact.get('assets') or [])}",
+        f"- bytes the application sent back on those answers: {t(impact.get('bytes_sent'))}",
+    ]
+    rounds = impact.get("rounds") or []
+    if len(rounds) > 1:
+        out.append(
+            "- by decision round: "
+            + "; ".join(f"{t(r['round'])}: {t(r['verdict'])} \\[ledger seq {t(r['seq'])}\\]" for r in rounds)
+        )
+    evidence = impact.get("evidence") or []
+    if not evidence:
+        return [*out, "- evidence: none (no attack request got through)", ""]
+    out += ["", "| " + " | ".join(IMPACT_HEADERS) + " |", "|---|---:|---|---|---:|---:|---|"]
+    for e in evidence:
+        cells = [e.get(k) for k in ("alert_id", "seq", "sensor", "asset", "status", "bytes_sent", "why")]
+        out.append("| " + " | ".join(t("-" if cell is None else cell) for cell in cells) + " |")
+    return [*out, ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown. Every value goes through controller/markdown.py: ids, rule ids, URLs, plan text,
     comments and adapter details are attacker-, model- or person-controlled, and must read as text in any
@@ -256,6 +316,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append(f"- plan: {t(plan.get('planner') or '-')} / {t(plan.get('playbook') or plan.get('mode') or '-')}")
     out += ["", "## Triage", ""]
     out += _triage_lines(report.get("triage"))
+    out += ["## Impact", ""]
+    out += _impact_lines(report.get("impact"))
     out += ["## Actions", ""]
     for item in report["actions"]:
         decision = item.get("decision") or {}

@@ -141,7 +141,7 @@ def test_hostile_report_renders_inert_and_says_what_the_ledger_says(ledger: Ledg
     html = rendered(render_markdown(report))
     assert_inert(html)
     assert re.findall(r"<h1>(.*?)</h1>", html) == [f"Incident {KEY}"]
-    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Triage", "Actions", "Timeline"]
+    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Triage", "Impact", "Actions", "Timeline"]
     assert len(re.findall(r"<h3>", html)) == 1  # one action, no forged heading
     ours = [line for line in blocked_lines(html) if line.startswith("<li>sensor blocked")]
     assert ours == [f"<li>sensor blocked every request: {'yes' if all(blocked) else 'no'}</li>"]

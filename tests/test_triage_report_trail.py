@@ -101,7 +101,7 @@ async def test_report_and_trail_of_a_real_run_show_the_triage_from_the_ledger(lo
     assert block["decision"]["triage"] == plan["triage"]  # the guard weighed the plan's triage, unlowered
 
     html = rendered(render_markdown(report))
-    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Triage", "Actions", "Timeline"]
+    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Triage", "Impact", "Actions", "Timeline"]
     assert f"verdict: {said} [ledger seq {plan_seq}]" in html
     assert "T1190 Exploit Public-Facing Application" in html and "ATT&amp;CK techniques: T1059 " in html
     assert "lowered by a planner: no" in html and f"model revision: <code>{detail['model_revision']}</code>" in html
@@ -201,7 +201,7 @@ def test_a_lowered_triage_is_named_and_hostile_text_stays_text(
 
     html = rendered(render_markdown(report))
     assert_inert(html)
-    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Triage", "Actions", "Timeline"]
+    assert re.findall(r"<h2>(.*?)</h2>", html) == ["Triage", "Impact", "Actions", "Timeline"]
     assert len(re.findall(r"<h3>", html)) == len(report["actions"])  # no heading of the hostile text's making
     lowering = "lowered by planner:claude from the controller's malicious: the policy was given suspicious"
     assert len(re.findall(lowering, html)) == 1 and f"a1 [ledger seq {decisions[0]}]" in html

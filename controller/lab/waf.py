@@ -16,6 +16,10 @@ LAB.md found and this follows:
 - So is the WAF server's access log (`nginx/access.json`, controller/ingest/nginx_access.py's format): every
   request with its status, bytes, timing and upstream, so what got *through* the WAF is seen too. The app
   server behind it logs nothing (its lines would repeat the WAF server's).
+- One path the WAF does not cover (`UNCOVERED_PATH`, `/legacy/`): `modsecurity off` there, as a legacy endpoint
+  excluded from the WAF "until it is rewritten" is in many real deployments. The app answers it 200 like any
+  other path, so an attack sent there gets through: only the IDS sees it, and the access log says the
+  application answered (the impact verdict's "likely", docs/attackers.md). The access log still records it.
 - One deliberate change to stock CRS 3.3.4 (`crs_settings`): `Accept-Charset` is not a restricted header here.
   CRS 3.3.4 restricts it (rule 901165), so rule 920450 blocks every request of a client population that sends
   it, CSIC 2010's included (/work/shared/corpora/csic2010/README.md): with it the replay would measure one rule.
@@ -54,6 +58,8 @@ CRS_AFTER = Path("/etc/modsecurity/crs/RESPONSE-999-EXCLUSION-RULES-AFTER-CRS.co
 SERVER_NAME = "web-01.lab"
 """The Host header the lab's clients send. A numeric Host makes CRS log rule 920350 on every request, so each
 health check would be an audit line (and an alert) of its own; a name keeps the log to real attacks."""
+UNCOVERED_PATH = "/legacy/"
+"""A location the WAF server proxies without ModSecurity (see the module docstring): what gets through."""
 PAGE = """<!doctype html>
 <html><head><title>web-01</title></head>
 <body><h1>web-01</h1><p>The autonomy lab's victim web server (nginx + ModSecurity v3 + OWASP CRS).</p></body></html>
@@ -201,6 +207,11 @@ http {{
         modsecurity_rules_file {paths.includes};
         access_log {paths.access_log} {LOG_FORMAT_NAME};
         location / {{
+            proxy_pass http://unix:{paths.app_socket}:;
+            proxy_set_header Host $host;
+        }}
+        location {UNCOVERED_PATH} {{
+            modsecurity off;
             proxy_pass http://unix:{paths.app_socket}:;
             proxy_set_header Host $host;
         }}

@@ -52,6 +52,9 @@ def _summary(ctx: ActionContext, decision: LedgerRecord | None, outcome: str, st
         given = (
             f"triage {triage.get('verdict')} at {triage.get('confidence')}" if isinstance(triage, dict) else "no triage"
         )
+        proposing = ctx.plan()
+        impact = proposing.payload.get("impact") if proposing else None
+        given += f", impact {impact.get('verdict')}" if isinstance(impact, dict) else ""
         parts.append(
             f"Policy revision {str(p.get('policy_revision') or '-')[:19]}... said {p.get('verdict')} at "
             f"{p.get('effective_level')}, risk {risk if risk is not None else 'not scored'}, {given}: {reasons}."
@@ -73,7 +76,7 @@ def _action_trail(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) 
     decision = ctx.decision()
     steps = [evidence_step(ctx, alerts_by_id), proposal_step(ctx)]
     if decision is not None:
-        steps += [risk_step(ctx, decision), decision_step(ctx, decision)]
+        steps += [risk_step(ctx, decision), decision_step(ctx, decision, alerts_by_id)]
     approval, preflight = approval_step(ctx, decision), preflight_step(ctx)
     steps += [s for s in (approval, preflight) if s is not None]
     steps += execution_steps(ctx)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from controller.approver_keys import Ballot, RefusalCode, TokenRefused, verify_token
 from controller.ledger import LedgerRecord, RecordKind
 from controller.trail.history import Update
+from controller.trail.impact import impact_facts
 from controller.trail.model import STEP_TITLES, Cite, Fact, Grid, Mark, Step, StepKind, Tone, ledger_cite
 from controller.trail.runs import (
     MAX_ALERTS_SHOWN,
@@ -173,9 +174,12 @@ def risk_step(ctx: ActionContext, decision: LedgerRecord) -> Step:
     return step
 
 
-def decision_step(ctx: ActionContext, decision: LedgerRecord) -> Step:
-    """The verdict tied to the policy revision it was made under, the level (with why it was lowered), and the
-    triage the policy weighed with the factors behind it (controller/trail/triage.py)."""
+def decision_step(
+    ctx: ActionContext, decision: LedgerRecord, alerts_by_id: Mapping[str, LedgerRecord] | None = None
+) -> Step:
+    """The verdict tied to the policy revision it was made under, the level (with why it was lowered), the
+    triage the policy weighed with the factors behind it (controller/trail/triage.py), and the impact verdict
+    with its evidence (controller/trail/impact.py)."""
     p, cite = decision.payload, [ledger_cite(decision.seq)]
     policy = p.get("policy") or {}
     verdict = str(p.get("verdict"))
@@ -191,6 +195,7 @@ def decision_step(ctx: ActionContext, decision: LedgerRecord) -> Step:
     step.facts += [Fact(text=f"reason: {reason}", cites=cite) for reason in p.get("reasons", [])]
     triage, step.grid = triage_facts(ctx, decision)
     step.facts += triage
+    step.facts += impact_facts(ctx, alerts_by_id or {})
     if p.get("error"):
         step.facts.append(Fact(text="guard failed, so everything was denied", code=str(p["error"]), cites=cite))
     step.facts.append(

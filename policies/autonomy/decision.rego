@@ -117,6 +117,8 @@ all_reasons contains msg if some msg in approval_reasons
 
 all_reasons contains msg if some msg in explanations
 
+all_reasons contains msg if some msg in impact_reasons
+
 default policy_revision := ""
 
 policy_revision := data.meta.revision
@@ -305,6 +307,34 @@ explanations contains msg if {
 	changes_nothing
 	msg := sprintf("%s lets %s execute alone; blast radius none, so risk %s is not gated", [level_name, class, num(score)])
 }
+
+# ---------------------------------------------------------------------------------------------
+# Impact (input.impact: how far the case's attack got, from sensor facts only: what the sensors blocked
+# and what the application answered, never request text; controller/impact.py, docs/attackers.md). It
+# names what an attack reached among the reasons, and does nothing else: no verdict, mode, limit, quorum
+# or veto window reads it, so it can never raise autonomy (the risk score's impact credit is the
+# controller's, levels/risk.yaml). A missing or malformed impact names nothing; malformed assets name none.
+# concat, not sprintf: regopy quotes a concat result given to sprintf.
+# ---------------------------------------------------------------------------------------------
+
+impact_reasons contains concat("", [
+	"impact likely: an attack reached ", impact_assets,
+	" (the application answered an attack request no sensor refused; a person confirms)",
+]) if {
+	input.impact.verdict == "likely"
+}
+
+impact_reasons contains concat("", [
+	"impact confirmed: post-exploitation alerts from the source; an attack reached ", impact_assets,
+]) if {
+	input.impact.verdict == "confirmed"
+}
+
+impact_assets := concat(", ", sort(assets)) if {
+	assets := input.impact.assets
+	some _ in assets
+	assets == [a | some a in assets; is_string(a)]
+} else := "an asset it did not name"
 
 # ---------------------------------------------------------------------------------------------
 # Deny reasons

@@ -563,3 +563,57 @@ test_no_veto_window_for_containment_short_of_the_triage_bar if {
 	met := decide_with(object.union(triaged("malicious", 0.9), identity), lv, identities, set(), set())
 	met.veto_window == true
 }
+
+# --- impact: named among the reasons, never a verdict ------------------------------------------
+
+impacted(verdict, assets) := object.union(base, {"impact": {"verdict": verdict, "assets": assets}})
+
+likely_web := "impact likely: an attack reached web-01 (the application answered an attack request no sensor refused; a person confirms)"
+
+test_an_attack_that_got_through_is_named_among_the_reasons if {
+	r := decide(impacted("likely", ["web-01"]))
+	r.reasons == sort([likely_web, "L3 lets contain_network execute alone; risk 32 within auto limit 45"])
+	r.deny_reasons == []
+	r.approval_reasons == []
+	c := decide(impacted("confirmed", ["web-02", "web-01"]))
+	"impact confirmed: post-exploitation alerts from the source; an attack reached web-01, web-02" in c.reasons
+}
+
+test_no_impact_reason_when_nothing_got_through if {
+	every verdict in ["none", "attempted", "LIKELY", null, 2] {
+		r := decide(impacted(verdict, ["web-01"]))
+		r.reasons == ["L3 lets contain_network execute alone; risk 32 within auto limit 45"]
+	}
+	decide(object.union(base, {"impact": "likely"})).reasons == decide(base).reasons
+}
+
+test_malformed_assets_name_none if {
+	every assets in [[], [7], ["web-01", 7], "web-01", {"web-01": true}, null] {
+		r := decide(impacted("likely", assets))
+		"impact likely: an attack reached an asset it did not name (the application answered an attack request no sensor refused; a person confirms)" in r.reasons
+	}
+}
+
+# The verdict, approvers, quorum and veto window are what they would be without an impact, at every level
+# and mode: an approval, a recommendation, a deny, a triage short of its bar, a veto window.
+test_impact_never_changes_a_verdict if {
+	cases := [
+		base,
+		with_level("L1", 10),
+		with_level("L3", 60),
+		with_level("L3", 90),
+		with_level("L5", 10),
+		isolate(20),
+		triaged("noise", 0.6),
+		object.union(approving, {"level": {"effective": "LT"}, "action": {"class": "notify", "blast_radius": "none"}}),
+	]
+	every inp in cases {
+		every impact in [{"verdict": "likely", "assets": ["web-01"]}, {"verdict": "confirmed", "assets": []}] {
+			plain := decide_with(inp, triage_levels("approve"), identities, set(), set())
+			hit := decide_with(object.union(inp, {"impact": impact}), triage_levels("approve"), identities, set(), set())
+			json.remove(hit, ["reasons"]) == json.remove(plain, ["reasons"])
+			some msg in hit.reasons
+			startswith(msg, "impact ")
+		}
+	}
+}
