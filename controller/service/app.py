@@ -37,9 +37,11 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
         app.state.service = service
         with contextlib.suppress(Unavailable):  # connect now when Temporal answers; else on the first request
             await service.client()
+        service.outbox.start()  # first re-queues what a crash left unsignalled, then flushes (outbox.py)
         try:
             yield
         finally:
+            await service.outbox.close()
             service.close()
 
     app = FastAPI(
