@@ -113,6 +113,7 @@ class Outbox:
                         new.append(alert)
                         self.pending.setdefault(key, []).append((record.seq, alert))
                     self.written_through = max(self.written_through, record.seq)
+            self.metrics.outbox.set(self.backlog())
         self._wake.set()
         return Accepted(new)
 
