@@ -68,6 +68,7 @@ async def test_killing_the_server_and_worker_mid_ingest_loses_no_acknowledged_al
         "AUTONOMY_POLICIES_DIR": str(config_copy.policies_dir),
         "AUTONOMY_STATE_DIR": str(state),
     }
+    work = ["-m", "tests.chaos_worker", "ADDRESS", str(tmp_path / "effects")]
     serve = ["-m", "controller.cli", "serve", "--port", str(port), "--settle", "1", "--quiet", "600"]
     server_log, worker_log = tmp_path / "serve.log", tmp_path / "worker.log"
     acknowledged: dict[str, Alert] = {}
@@ -87,8 +88,8 @@ async def test_killing_the_server_and_worker_mid_ingest_loses_no_acknowledged_al
 
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     with DevServer() as dev:
-        env["AUTONOMY_TEMPORAL_ADDRESS"] = dev.address
-        worker = spawn(["-m", "tests.chaos_worker", dev.address, str(tmp_path / "effects")], env, worker_log)
+        env["AUTONOMY_TEMPORAL_ADDRESS"] = work[2] = dev.address
+        worker = spawn(work, env, worker_log)
         server = spawn(serve, env, server_log)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
