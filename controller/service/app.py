@@ -65,7 +65,8 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
         service.metrics.latency.labels(request.method, template, str(response.status_code)).observe(
             time.perf_counter() - started
         )
-        response.headers.update(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS.items():  # a route's own header (the inbox's CSP) is kept
+            response.headers.setdefault(name, value)
         return response
 
     return app
