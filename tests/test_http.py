@@ -25,10 +25,12 @@ from controller.incidents import incident_key
 from controller.ingest import read_dead_letters
 from controller.ingest.lines import MAX_LINE_BYTES
 from controller.ledger import RecordKind
-from controller.models import Alert
+from controller.models import Alert, Level
 from controller.service import ServiceConfig, create_app
+from controller.service.outbox import CURSOR_FILE
 from controller.service.tokens import Scope, TokenStore, tokens_file
 from tests.harness import Loop, alert, running_loop
+from workflows.client import Submitter
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 LIMITS = ServiceConfig(
@@ -266,3 +268,30 @@ async def test_openapi_health_readiness_and_metrics(api: Api) -> None:
     assert 'autonomy_http_alerts_ingested_total{format="native"}' in metrics
     assert 'autonomy_http_request_seconds_count{method="POST",route="/v1/alerts",status="202"}' in metrics
     assert "autonomy_http_dead_letters_total" in metrics
+
+
+# -- the outbox: a crash between the ledger and the signal ------------------------------------------------
+
+
+async def test_ledger_alerts_no_workflow_has_seen_are_signalled_at_the_next_start(api: Api) -> None:
+    """What a crash after the ledger write and before the flush leaves: ALERT records after the outbox's cursor.
+    A new service signals them; alerts a closed run already received do not start it again."""
+    loop, target = api.loop, api.loop.client.service_client.config.target_host
+    closed_key, fresh_key = "src:203.0.113.12", "src:203.0.113.11"
+    seen = [alert(i, "203.0.113.12") for i in range(2)]
+    await loop.submit(seen, level=Level.L1)  # ledger + signal, as a flush that got out before the crash
+    first_run = await loop.result(closed_key)
+    cursor = loop.settings.state_dir / CURSOR_FILE
+    before = min(r.seq for r in loop.ledger.records(closed_key, [RecordKind.ALERT])) - 1
+    cursor.write_text(json.dumps({"signalled_through": before}))  # the crash came before the cursor moved on
+    late = alert(7, "203.0.113.12")
+    fresh = [alert(i, "203.0.113.11") for i in range(3)]
+    Submitter(loop.client, loop.ledger).write({closed_key: [late], fresh_key: fresh})  # the ledger half only
+    app = create_app(loop.settings, LIMITS, target)
+    async with live(app):
+        await loop.wait_for(fresh_key, lambda s: s.alert_count == 3)
+        rerun = await loop.wait_for(closed_key, lambda s: s.run_id != first_run.run_id)
+        assert rerun.alert_count == 1  # only the alert the closed run never received
+        assert json.loads(cursor.read_text())["signalled_through"] >= max(
+            r.seq for r in loop.ledger.records(fresh_key, [RecordKind.ALERT])
+        )

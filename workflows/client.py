@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 from controller.attackers import track_batch
 from controller.impact import batch_stage
 from controller.incidents import incident_key
-from controller.ledger import Ledger, RecordKind
+from controller.ledger import Ledger, LedgerRecord, RecordKind
 from controller.models import Alert, Level
 from workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
 from workflows.contracts import (
@@ -93,12 +93,24 @@ class Submitter:
         alerts = self.pending.pop(key, [])
         if not alerts:
             return
-        self.ledger.append_many(
-            key,
+        self.write({key: alerts})
+        await self.signal(key, alerts)
+        track_batch(self.ledger)  # attacker profiles (controller/attackers): after the signal, off the response path
+
+    def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
+        """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:
+        an alert the ledger holds returns its first record). Only after this returns may they be signalled."""
+        return self.ledger.append_groups(
             RecordKind.ALERT,
             "ingest",
-            [(alert.model_dump(mode="json"), alert_record_key(alert)) for alert in alerts],
+            {
+                key: [(a.model_dump(mode="json"), alert_record_key(a)) for a in alerts]
+                for key, alerts in batches.items()
+            },
         )
+
+    async def signal(self, key: str, alerts: list[Alert]) -> None:
+        """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`)."""
         await self.client.start_workflow(
             IncidentWorkflow.run,
             self.start_template.model_copy(update={"key": key}),
@@ -110,7 +122,6 @@ class Submitter:
         self.report.alerts += len(alerts)
         self.report.signals += 1
         self.report.incidents[key] = self.report.incidents.get(key, 0) + len(alerts)
-        track_batch(self.ledger)  # attacker profiles (controller/attackers): after the signal, off the response path
 
 
 def incident_handle(client: Client, key: str) -> WorkflowHandle[IncidentWorkflow, IncidentStatus]:

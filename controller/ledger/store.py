@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from controller.ledger import schema
 from controller.ledger.canonical import GENESIS_HASH, record_hash
@@ -90,40 +90,60 @@ class Ledger:
 
         Each entry is (payload, idempotency key); an entry whose key is already used returns that record.
         """
+        return self.append_groups(kind, actor, {incident_key: entries})[incident_key]
+
+    def append_groups(
+        self,
+        kind: RecordKind | str,
+        actor: str,
+        groups: Mapping[str, Sequence[tuple[Mapping[str, Any] | BaseModel, str | None]]],
+    ) -> dict[str, list[LedgerRecord]]:
+        """`append_many` for several incidents in one transaction: a request carrying alerts of 200 sources
+        is one fsync, not 200. Returns each incident's records, in its entries' order."""
         record_kind = parse_kind(kind)
-        bodies = [(plain_payload(record_kind, payload), key) for payload, key in entries]
-        check_text(incident_key=incident_key, actor=actor)
-        for _body, key in bodies:
-            check_text(idempotency_key=key)
-        written: list[LedgerRecord] = []
+        check_text(actor=actor)
+        prepared: dict[str, list[tuple[dict[str, Any], str | None]]] = {}
+        for incident_key, entries in groups.items():
+            check_text(incident_key=incident_key)
+            prepared[incident_key] = [(plain_payload(record_kind, payload), key) for payload, key in entries]
+            for _body, key in prepared[incident_key]:
+                check_text(idempotency_key=key)
+        result: dict[str, list[LedgerRecord]] = {}
         with write_transaction(self.engine) as conn:
-            for body, idempotency_key in bodies:
-                tip = lock_tip(conn, incident_key)
-                if idempotency_key is not None:
-                    existing = first_record(conn, schema.records.c.idempotency_key == idempotency_key)
-                    if existing is not None:
-                        if (existing.incident_key, existing.kind) != (incident_key, record_kind):
-                            raise IdempotencyConflict(
-                                f"idempotency key {idempotency_key!r} already names record {existing.seq} "
-                                f"({existing.kind.value} of incident {existing.incident_key!r})"
-                            )
-                        written.append(existing)
-                        continue
-                fields: dict[str, Any] = {
-                    "seq": tip.seq + 1,
-                    "incident_key": incident_key,
-                    "kind": record_kind.value,
-                    "actor": actor,
-                    "payload": body,
-                    "created_at": datetime.now(UTC),
-                    "prev_hash": tip.hash,
-                    "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
-                    "idempotency_key": idempotency_key,
-                }
-                fields["hash"] = record_hash(fields)
-                write_record(conn, fields, tip)
-                written.append(LedgerRecord.model_validate(fields))
-        return written
+            for incident_key, bodies in prepared.items():
+                result[incident_key] = [
+                    self._write_one(conn, incident_key, record_kind, actor, body, key) for body, key in bodies
+                ]
+        return result
+
+    @staticmethod
+    def _write_one(
+        conn: Connection, incident_key: str, kind: RecordKind, actor: str, body: dict[str, Any], key: str | None
+    ) -> LedgerRecord:
+        tip = lock_tip(conn, incident_key)
+        if key is not None:
+            existing = first_record(conn, schema.records.c.idempotency_key == key)
+            if existing is not None:
+                if (existing.incident_key, existing.kind) != (incident_key, kind):
+                    raise IdempotencyConflict(
+                        f"idempotency key {key!r} already names record {existing.seq} "
+                        f"({existing.kind.value} of incident {existing.incident_key!r})"
+                    )
+                return existing
+        fields: dict[str, Any] = {
+            "seq": tip.seq + 1,
+            "incident_key": incident_key,
+            "kind": kind.value,
+            "actor": actor,
+            "payload": body,
+            "created_at": datetime.now(UTC),
+            "prev_hash": tip.hash,
+            "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
+            "idempotency_key": key,
+        }
+        fields["hash"] = record_hash(fields)
+        write_record(conn, fields, tip)
+        return LedgerRecord.model_validate(fields)
 
     # -- reading -------------------------------------------------------------------------------------------
 

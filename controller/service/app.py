@@ -37,9 +37,11 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
         app.state.service = service
         with contextlib.suppress(Unavailable):  # connect now when Temporal answers; else on the first request
             await service.client()
+        service.outbox.start()  # first re-queues what a crash left unsignalled, then flushes (outbox.py)
         try:
             yield
         finally:
+            await service.outbox.close()
             service.close()
 
     app = FastAPI(
@@ -63,7 +65,8 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
         service.metrics.latency.labels(request.method, template, str(response.status_code)).observe(
             time.perf_counter() - started
         )
-        response.headers.update(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS.items():  # a route's own header (the inbox's CSP) is kept
+            response.headers.setdefault(name, value)
         return response
 
     return app

@@ -22,9 +22,15 @@ class ServiceConfig:
     """Requests submitting at once; one more waits `queue_seconds`, then gets 429 with Retry-After."""
     queue_seconds: float = 2.0
     submit_timeout_seconds: float = 10.0
-    """Ledger write + signal-with-start for one request: slower is answered 503 with Retry-After."""
+    """The ledger write for one request: slower is answered 503 with Retry-After."""
     connect_timeout_seconds: float = 3.0
     retry_after_seconds: int = 5
+    outbox_max_alerts: int = 200_000
+    """Alerts in the ledger awaiting their signal (Temporal slow or down): past it, ingest is refused with 503."""
+    outbox_signals_in_flight: int = 16
+    """Signal-with-starts the outbox's flusher has in flight at once."""
+    outbox_retry_seconds: float = 1.0
+    """After a failed flush (Temporal away), the wait before the next attempt; nothing pending is dropped."""
     level: Level | None = None
     """A declared level for every incident started here (drills); None: the scopes decide, as in production."""
     settle_seconds: float = 5.0

@@ -1,34 +1,31 @@
 """`POST /v1/alerts`: alerts in over HTTP, through the same Submitter as `autonomy submit`.
 
-Accepted means durable: a 202 is sent only after every alert is in the ledger (and signalled to its
-workflow) and every bad record is in the dead-letter file with its exact bytes. The order is chosen so a
-failure leaves nothing half-acknowledged: the body is read and checked whole first (a limit refuses the whole
-request, nothing written), then the ledger and Temporal (a failure: 503 with Retry-After, and the client's
-retry attaches nothing twice: the ledger's idempotency keys and the workflow both dedup by alert id), then the
-dead letters, then the answer.
+Accepted means durable: a 202 is sent only after every alert is in the ledger and every bad record is in the
+dead-letter file with its exact bytes. The signals to the workflows follow from the outbox (outbox.py), in
+batches shared by all requests; a crash before they are sent is made good at the next start. The order is
+chosen so a failure leaves nothing half-acknowledged: the body is read and checked whole first (a limit
+refuses the whole request, nothing written), then the ledger (a failure: 503 with Retry-After, and the
+client's retry attaches nothing twice: the ledger's idempotency keys and the workflow both dedup by alert id),
+then the dead letters, then the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.service import RPCError
 
-from controller.incidents import incident_key
-from controller.ledger import Ledger
 from controller.ledger.errors import LedgerError
 from controller.models import Alert
 from controller.service.auth import require, service_of
 from controller.service.intake import BodyRefused, Intake, read_body
+from controller.service.outbox import Backlogged, group
 from controller.service.state import Service, Unavailable
 from controller.service.tokens import Scope, TokenEntry
-from workflows.client import Submitter, alert_record_key
 
 router = APIRouter(tags=["ingest"])
 
@@ -48,18 +45,6 @@ class IngestResult(BaseModel):
     skipped: int = Field(description="valid records that are not alerts (counted by reason, as `ingest` does)")
     incidents: dict[str, int] = Field(description="alerts per incident key (new and duplicate)")
     errors: list[RecordError]
-
-
-def _new_alerts(ledger: Ledger, alerts: Iterable[Alert]) -> list[Alert]:
-    """The alerts the ledger does not hold yet (nor an earlier record of this body): what a 202 accepts."""
-    seen: set[str] = set()
-    new = []
-    for alert in alerts:
-        key = alert_record_key(alert)
-        if key not in seen and ledger.find(key) is None:
-            new.append(alert)
-        seen.add(key)
-    return new
 
 
 def _unavailable(service: Service, why: str) -> HTTPException:
@@ -82,27 +67,17 @@ async def _body(request: Request, service: Service) -> bytes:
 
 
 async def _submit(service: Service, intake: Intake) -> list[Alert]:
-    """Ledger first, then signal-with-start (the Submitter); returns the new alerts. Unavailable on failure."""
-    client = await service.client()
+    """The alerts into the ledger and the outbox's queue; returns those new to the ledger. Unavailable on failure."""
     config = service.config
-    submitter = Submitter(
-        client,
-        service.ledger,
-        level=config.level,
-        settle_seconds=config.settle_seconds,
-        quiet_seconds=config.quiet_seconds,
-    )
     try:
-        new = _new_alerts(service.ledger, intake.alerts)
-        await asyncio.wait_for(submitter.add_all(intake.alerts), config.submit_timeout_seconds)
+        accepted = await asyncio.wait_for(service.outbox.accept(intake.alerts), config.submit_timeout_seconds)
     except TimeoutError as exc:
-        raise Unavailable(f"Temporal or the ledger did not answer within {config.submit_timeout_seconds} s") from exc
-    except RPCError as exc:
-        raise Unavailable(f"Temporal refused the submission: {exc.message}") from exc
+        raise Unavailable(f"the ledger did not answer within {config.submit_timeout_seconds} s") from exc
+    except Backlogged as exc:
+        raise Unavailable(f"Temporal is behind: {exc}") from exc
     except (SQLAlchemyError, LedgerError) as exc:
         raise Unavailable(f"the ledger refused the write: {type(exc).__name__}") from exc
-    service.metrics.incidents.inc(submitter.report.signals)
-    return new
+    return accepted.new
 
 
 @router.post(
@@ -157,9 +132,7 @@ async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(re
         service.metrics.alerts.labels(alert.source).inc()
     service.metrics.duplicates.inc(duplicates)
     service.metrics.dead_letters.inc(len(intake.bad))
-    incidents: dict[str, int] = {}
-    for alert in intake.alerts:
-        incidents[incident_key(alert)] = incidents.get(incident_key(alert), 0) + 1
+    incidents = group(intake.alerts)
     return IngestResult(
         request_id=request_id,
         records=report.records_read,

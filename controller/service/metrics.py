@@ -3,7 +3,7 @@ tests, never share counts)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -25,7 +25,12 @@ class Metrics:
         )
         self.incidents = Counter(
             "autonomy_http_incidents_submitted",
-            "Signal-with-starts sent (one per incident per request).",
+            "Signal-with-starts sent by the outbox (one per incident per flush).",
+            registry=self.registry,
+        )
+        self.outbox = Gauge(
+            "autonomy_http_outbox_alerts",
+            "Alerts in the ledger whose signal to their workflow has not been sent yet.",
             registry=self.registry,
         )
         self.refused = Counter(

@@ -19,6 +19,7 @@ from controller.ingest import DeadLetter
 from controller.ledger import Ledger
 from controller.service.config import ServiceConfig
 from controller.service.metrics import Metrics
+from controller.service.outbox import Outbox
 from controller.service.tokens import TokenStore, tokens_file
 
 
@@ -36,6 +37,7 @@ class Service:
     dead_letter: DeadLetter
     metrics: Metrics = field(default_factory=Metrics)
     ingest_slots: asyncio.Semaphore = field(init=False)
+    outbox: Outbox = field(init=False)
     _client: Client | None = None
     _last_attempt: float = float("-inf")
     _last_error: str = ""
@@ -43,6 +45,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.ingest_slots = asyncio.Semaphore(self.config.max_concurrent_ingests)
+        self.outbox = Outbox(self.ledger, self.config, self.settings.state_dir, self.metrics, self.client)
 
     @classmethod
     def open(cls, settings: Settings, config: ServiceConfig, address: str) -> Service:
