@@ -247,6 +247,20 @@ class Samba:
         finally:
             connection.unbind()
 
+    def _replace(self, dn: str, name: str, value: str) -> None:
+        connection = self.admin()
+        try:
+            assert connection.modify(dn, {name: [(ldap3.MODIFY_REPLACE, [value])]}), connection.result
+        finally:
+            connection.unbind()
+
+    def set_primary_group(self, dn: str, rid: int) -> None:
+        """The account's primary group (it must be a member first, as AD requires)."""
+        self._replace(dn, "primaryGroupID", str(rid))
+
+    def set_control(self, dn: str, control: int) -> None:
+        self._replace(dn, "userAccountControl", str(control))
+
     def attribute(self, dn: str, name: str) -> list[str]:
         connection = self.admin()
         try:
@@ -260,12 +274,7 @@ class Samba:
 
     def disable_by_hand(self, dn: str) -> None:
         """What a person does in "Active Directory Users and Computers": set ACCOUNTDISABLE, recording no holder."""
-        connection = self.admin()
-        try:
-            control = [(ldap3.MODIFY_REPLACE, [str(NORMAL_ACCOUNT | ACCOUNTDISABLE)])]
-            assert connection.modify(dn, {"userAccountControl": control}), connection.result
-        finally:
-            connection.unbind()
+        self.set_control(dn, NORMAL_ACCOUNT | ACCOUNTDISABLE)
 
     def can_bind(self, dn: str, password: str) -> bool:
         """Independently of the adapter: does a simple bind (over LDAPS) as `dn` succeed now?"""
