@@ -35,7 +35,7 @@ from actions.adapters.base import (
 )
 from actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter, identity_adapters
 from actions.adapters.identity.config import IdentityDirectory, Secret, SecretError
-from actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER, ActiveDirectory
 from actions.adapters.identity.directory import DirectoryConflict
 from actions.adapters.identity.lockout import HOLDS_PREFIX, Lockout
 from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
@@ -620,6 +620,24 @@ def test_a_stopped_domain_controller_fails_closed_and_nothing_is_applied(dc: Und
     finally:
         dc.samba.launch()
     assert not dc.locked(dn) and dc.can_bind(dn, password)
+
+
+def test_verify_on_ad_does_not_take_a_wrong_probe_password_for_a_disabled_account(dc: Under, tmp_path: Path) -> None:
+    """AD says why a bind failed: "data 533" (disabled) proves the lock, "data 52e" (wrong password) does not."""
+    uid, _, password = dc.add_user()
+    right = dc.with_probe(tmp_path, uid, password)
+    outcome = disable(right, uid)
+    assert DisableUserAdapter(right).verify(request("identity.disable_user", uid), outcome).ok
+    wrong = dc.with_probe(tmp_path, uid, password + "-not")
+    verdict = DisableUserAdapter(wrong).verify(request("identity.disable_user", uid), outcome)
+    assert not verdict.ok and "not as a disabled account" in verdict.detail
+
+
+def test_a_directory_that_does_not_name_its_domain_protects_by_refusing_everyone(slapd: Slapd) -> None:
+    """The AD dialect pointed at a directory without a domain SID (here slapd) cannot find Domain Admins."""
+    config = settings_for(slapd)
+    with Lockout(config).directory.session() as session, pytest.raises(AdapterError, match="refusing to touch"):
+        ActiveDirectory(config).privileged_groups(session)
 
 
 def test_start_tls_to_the_domain_controller_works_too(dc: Under) -> None:

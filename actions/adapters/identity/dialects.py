@@ -50,6 +50,8 @@ REQUIRED = ("Domain Admins", "Administrators")
 class LockDialect(Protocol):
     name: str
     lock_name: str
+    refused_as: str | None
+    """What a bind refused because the account is disabled says (None: the directory does not tell)."""
 
     def attributes(self) -> list[str]: ...
 
@@ -73,8 +75,9 @@ class LockDialect(Protocol):
 
 
 class OpenLdapPpolicy:
-    name = "openldap-ppolicy"
-    lock_name = LOCK_ATTRIBUTE
+    name: str = "openldap-ppolicy"
+    lock_name: str = LOCK_ATTRIBUTE
+    refused_as: str | None = None
 
     def __init__(self, config: IdentityDirectory) -> None:
         self.config = config
@@ -125,8 +128,10 @@ class OpenLdapPpolicy:
 
 
 class ActiveDirectory:
-    name = "active-directory"
-    lock_name = f"{USER_ACCOUNT_CONTROL} ACCOUNTDISABLE"
+    name: str = "active-directory"
+    lock_name: str = f"{USER_ACCOUNT_CONTROL} ACCOUNTDISABLE"
+    refused_as: str | None = "data 533"
+    """AD's bind diagnostic for a disabled account (ERROR_ACCOUNT_DISABLED); a wrong password is "data 52e"."""
 
     def __init__(self, config: IdentityDirectory) -> None:
         self.config = config

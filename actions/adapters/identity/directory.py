@@ -117,14 +117,22 @@ class Directory:
         finally:
             connection.unbind()
 
-    def bind_works(self, dn: str, secret: Secret) -> bool:
+    def bind_works(self, dn: str, secret: Secret, refused_as: str | None = None) -> bool:
         """Whether `dn` can log in with `secret` now: True, False (invalid credentials, which is also what a
-        locked account answers), or an error when the directory gives any other answer or none."""
+        locked account answers), or an error when the directory gives any other answer or none. With
+        `refused_as`, a refusal counts only when its diagnostic says so (AD's "data 533": account disabled; its
+        "data 52e", a wrong password, would prove nothing about the lock)."""
         connection = self._open(dn, secret.reveal())
         try:
             if connection.bound:
                 return True
             if connection.result.get("result") == INVALID_CREDENTIALS:
+                message = str(connection.result.get("message") or "")
+                if refused_as is not None and refused_as not in message:
+                    raise AdapterError(
+                        f"bind as {dn} to {self.config.url} was refused, but not as a disabled account is "
+                        f"({message.strip()}): is the probe account's configured password right?"
+                    )
                 return False
             raise AdapterError(f"bind as {dn} to {self.config.url} answered {connection.result.get('description')}")
         finally:

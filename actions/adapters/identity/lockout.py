@@ -259,10 +259,13 @@ class Lockout:
 
     # -- verify ----------------------------------------------------------------------------------------------
 
-    def _probe(self, dn: str, user: str) -> bool | None:
-        """Whether a bind with the account's own (configured, known) password works; None without a probe."""
+    def _probe(self, dn: str, user: str, disabled: bool) -> bool | None:
+        """Whether a bind with the account's own (configured, known) password works; None without a probe. A
+        refusal of an account read as disabled must be the directory's "disabled" answer where it gives one."""
         secret = self.config.probe_accounts.get(user)
-        return None if secret is None else self.directory.bind_works(dn, secret)
+        if secret is None:
+            return None
+        return self.directory.bind_works(dn, secret, self.dialect.refused_as if disabled else None)
 
     def _read_only(self, user: str) -> Account:
         with self.directory.session() as session:
@@ -273,7 +276,7 @@ class Lockout:
         account's bind with its right password fails."""
         try:
             account = self._read_only(user)
-            login = self._probe(account.dn, user)
+            login = self._probe(account.dn, user, disabled=account.lock is not None)
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is disabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
@@ -297,7 +300,7 @@ class Lockout:
         holders, the undone execution's hold is gone and the lock stays."""
         try:
             account = self._read_only(user)
-            login = self._probe(account.dn, user) if account.lock is None else None
+            login = self._probe(account.dn, user, disabled=False) if account.lock is None else None
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is enabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
