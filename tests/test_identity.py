@@ -35,9 +35,9 @@ from actions.adapters.base import (
 )
 from actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter, identity_adapters
 from actions.adapters.identity.config import IdentityDirectory, Secret, SecretError
-from actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER, ActiveDirectory
+from actions.adapters.identity.dialects import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER, ActiveDirectory
 from actions.adapters.identity.directory import DirectoryConflict
-from actions.adapters.identity.lockout import HOLDS_PREFIX, Lockout
+from actions.adapters.identity.lockout import Lockout
 from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
 from actions.adapters.nftables.adapters import MisconfiguredAdapter
 from actions.adapters.nftables.config import load_enforcement
@@ -638,6 +638,19 @@ def test_a_directory_that_does_not_name_its_domain_protects_by_refusing_everyone
     config = settings_for(slapd)
     with Lockout(config).directory.session() as session, pytest.raises(AdapterError, match="refusing to touch"):
         ActiveDirectory(config).privileged_groups(session)
+
+
+def test_an_ad_account_with_a_description_of_its_own_is_not_disabled_and_the_error_says_why(dc: Under) -> None:
+    """AD keeps description single-valued on accounts: our holds value cannot sit beside a person's text."""
+    uid, dn, password = dc.add_user()
+    dc.samba._replace(dn, "description", "Sales, 3rd floor")
+    with pytest.raises(AdapterError, match="holds_attribute") as raised:
+        disable(dc.settings(), uid)
+    assert not isinstance(raised.value, TransientAdapterError)
+    assert not dc.locked(dn) and dc.can_bind(dn, password)
+    assert dc.holds(dn) == ["Sales, 3rd floor"]
+    assert disable(dc.settings(holds_attribute="carLicense"), uid).status is ActionStatus.DONE
+    assert dc.locked(dn) and dc.holds(dn) == ["Sales, 3rd floor"]
 
 
 def test_start_tls_to_the_domain_controller_works_too(dc: Under) -> None:

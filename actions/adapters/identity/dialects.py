@@ -31,6 +31,8 @@ from actions.adapters.identity.config import IdentityDirectory
 from actions.adapters.identity.directory import Entry, Session
 
 Changes = dict[str, list[tuple[str, list[str]]]]
+HOLDS_PREFIX = "autonomy-holds: "
+"""The one value of the holds attribute that is ours (lockout.py)."""
 
 LOCK_ATTRIBUTE = "pwdAccountLockedTime"
 LOCKED_FOREVER = "000001010000Z"
@@ -43,6 +45,8 @@ IN_CHAIN = "1.2.840.113556.1.4.1941"
 PRIVILEGED_RIDS = {512: "Domain Admins", 518: "Schema Admins", 519: "Enterprise Admins"}
 """Domain-relative RIDs of the groups an adapter never touches (Schema/Enterprise Admins: forest root only)."""
 ADMINISTRATORS_SID = "S-1-5-32-544"
+SINGLE_VALUED_ON_ACCOUNTS = frozenset({"description"})
+"""Multi-valued in AD's schema, but the SAM keeps them to one value on accounts."""
 REQUIRED = ("Domain Admins", "Administrators")
 """A domain in which these cannot be found is not read right: refuse everyone rather than protect nobody."""
 
@@ -168,8 +172,17 @@ class ActiveDirectory:
         return self._set(entry, self._control(entry) & ~ACCOUNTDISABLE)
 
     def refuse_unenforced(self, session: Session, entry: Entry) -> None:
-        """AD enforces ACCOUNTDISABLE for every account: nothing to check but that the entry is an account."""
+        """AD enforces ACCOUNTDISABLE for every account: check that the entry is one, and that our holds value
+        has room (a person's description of the account leaves none: the SAM keeps it single-valued)."""
         self._control(entry)
+        holds = self.config.holds_attribute
+        theirs = [value for value in entry.values(holds) if not value.startswith(HOLDS_PREFIX)]
+        if holds.lower() in SINGLE_VALUED_ON_ACCOUNTS and theirs:
+            raise AdapterError(
+                f"{entry.dn} has a {holds} of its own, and AD keeps {holds} single-valued on accounts: there is no "
+                "room to record who holds the disable, so nothing was applied. Set holds_attribute to a "
+                "multi-valued attribute the organisation does not use (e.g. carLicense)"
+            )
 
     def privileged_groups(self, session: Session) -> list[str]:
         """The domain's privileged groups, found by well-known SID under the server's default naming context."""

@@ -27,11 +27,12 @@ import ldap3
 
 from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError, VerifyOutcome
 from actions.adapters.identity.config import IdentityDirectory
-from actions.adapters.identity.dialects import Changes, LockDialect, dialect_of
+from actions.adapters.identity.dialects import HOLDS_PREFIX, Changes, LockDialect, dialect_of
+from actions.adapters.identity.dialects import LOCK_ATTRIBUTE as LOCK_ATTRIBUTE  # the lab's tests read them here
+from actions.adapters.identity.dialects import LOCKED_FOREVER as LOCKED_FOREVER
 from actions.adapters.identity.directory import Directory, DirectoryConflict, Entry, Session
 from actions.adapters.nftables.ownership import Undo, owner_comment
 
-HOLDS_PREFIX = "autonomy-holds: "
 DECIDE_ATTEMPTS = 3
 SESSIONS_NOTE = (
     "sessions the account already has are not ended: a disabled account cannot log in again, but applications "
