@@ -1,8 +1,11 @@
-"""The identity adapters against a real OpenLDAP slapd (tests/slapd.py): disable, verify, retry, revert, owners.
+"""The identity adapters against real directories: OpenLDAP's slapd (tests/slapd.py) and Samba's Active
+Directory DC (tests/samba.py), one per test session each. Disable, verify, retry, revert, owners, refusals.
 
+Tests that hold for both dialects take `d` (parametrized: openldap, ad); the others are one dialect's own.
 "Disabled" is checked twice: by reading the entry back as the directory's admin, and by a real bind with the
-account's own password, made here independently of the adapter. Needs root (slapd is installed on first use,
-`actions/adapters/identity/packages.py`) or slapd already installed; otherwise the tests skip and say why.
+account's own password, made here independently of the adapter. Needs root (slapd and samba are installed on
+first use, `actions/adapters/identity/packages.py`) or them already installed, and root for Samba's network
+namespace; otherwise the tests skip and say why.
 """
 
 from __future__ import annotations
@@ -32,17 +35,20 @@ from actions.adapters.base import (
 )
 from actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter, identity_adapters
 from actions.adapters.identity.config import IdentityDirectory, Secret, SecretError
+from actions.adapters.identity.dialects import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER, ActiveDirectory
 from actions.adapters.identity.directory import DirectoryConflict
-from actions.adapters.identity.lockout import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER, Lockout
-from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
+from actions.adapters.identity.lockout import Lockout
+from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
 from actions.adapters.nftables.adapters import MisconfiguredAdapter
 from actions.adapters.nftables.config import load_enforcement
 from actions.adapters.nftables.ownership import Undo, owner_comment
 from controller.config import REPO_ROOT, Settings
 from controller.ledger import Ledger, RecordKind
 from controller.models import Category, Level
+from tests import samba as ad
 from tests.doubles import FakeEnforcement
 from tests.harness import action_of, burst, running_loop
+from tests.samba import Samba
 from tests.slapd import ADMINS, DBAS, DEFAULT_POLICY, NOLOCK_POLICY, PEOPLE, SERVICE_DN, Slapd, make_ca
 from tests.test_workflow import bounded_playbooks
 from workflows.client import incident_handle
@@ -66,9 +72,98 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Samba]:
+    if os.geteuid() != 0:
+        pytest.skip("the Active Directory tests need root: Samba's DC runs in a network namespace of its own")
+    try:
+        ensure_samba()
+    except DirectoryPackagesMissing as exc:
+        pytest.skip(f"the Active Directory tests need Samba's AD DC: {exc}")
+    server = Samba(tmp_path_factory.mktemp("samba"))
+    try:
+        server.start()
+        print(f"\nSamba AD DC provisioned and started in {server.provision_seconds:.1f}s")
+        yield server
+    finally:
+        server.close()
+
+
+@dataclass
+class Under:
+    """A directory under test, either dialect: the same questions asked of each in its own terms."""
+
+    dialect: str
+    server: Slapd | Samba
+
+    @property
+    def slapd(self) -> Slapd:
+        assert isinstance(self.server, Slapd)
+        return self.server
+
+    @property
+    def samba(self) -> Samba:
+        assert isinstance(self.server, Samba)
+        return self.server
+
+    def settings(self, **overrides: Any) -> IdentityDirectory:
+        if isinstance(self.server, Slapd):
+            return settings_for(self.server, **overrides)
+        fields: dict[str, Any] = {
+            "dialect": "active-directory",
+            "url": self.server.tls_url,
+            "ca_file": self.server.ca_file,
+            "bind_dn": ad.SERVICE_DN,
+            "password_file": self.server.service_password_file,
+            "users_base": ad.USERS,
+            "protected_groups": [ad.TIER0],
+            "timeout_seconds": 5.0,
+        }
+        return IdentityDirectory.model_validate({**fields, **overrides})
+
+    def with_probe(self, tmp_path: Path, uid: str, password: str) -> IdentityDirectory:
+        secret = tmp_path / f"{uid}-password"
+        secret.write_text(password)
+        return self.settings(probe_accounts={uid: {"password_file": str(secret)}})
+
+    def add_user(self, prefix: str = "u") -> tuple[str, str, str]:
+        return self.server.add_user(prefix)
+
+    def locked(self, dn: str) -> bool:
+        if isinstance(self.server, Slapd):
+            return self.server.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+        return self.server.disabled(dn)
+
+    def holds(self, dn: str) -> list[str]:
+        return self.server.attribute(dn, "description")
+
+    def lock_by_hand(self, dn: str) -> None:
+        if isinstance(self.server, Slapd):
+            self.server.lock_by_hand(dn)
+        else:
+            self.server.disable_by_hand(dn)
+
+    def can_bind(self, dn: str, password: str) -> bool:
+        return self.server.can_bind(dn, password)
+
+    @property
+    def protected(self) -> tuple[str, str, str]:
+        """(a protected group, a group nested in it, the configured users_base's parent for a missing group)"""
+        if isinstance(self.server, Slapd):
+            return ADMINS, DBAS, PEOPLE
+        return ad.TIER0, ad.TIER0_NESTED, ad.USERS
+
+
+@pytest.fixture(params=["openldap", "ad"])
+def d(request: pytest.FixtureRequest) -> Under:
+    if request.param == "openldap":
+        return Under("openldap-ppolicy", request.getfixturevalue("slapd"))
+    return Under("active-directory", request.getfixturevalue("samba"))
+
+
 @pytest.fixture
-def user(slapd: Slapd) -> tuple[str, str, str]:
-    return slapd.add_user()
+def user(d: Under) -> tuple[str, str, str]:
+    return d.add_user()
 
 
 def settings_for(slapd: Slapd, **overrides: Any) -> IdentityDirectory:
@@ -113,43 +208,42 @@ def revert(config: IdentityDirectory, uid: str, undoes: str = KEY) -> ActionOutc
     return EnableUserAdapter(config).execute(undo)
 
 
-# -- disable, verify, retry, revert -------------------------------------------------------------------------
+# -- disable, verify, retry, revert (both dialects) ---------------------------------------------------------
 
 
 def test_disable_locks_the_account_and_verify_reads_it_back_and_tries_its_password(
-    slapd: Slapd, tmp_path: Path, user: tuple[str, str, str]
+    d: Under, tmp_path: Path, user: tuple[str, str, str]
 ) -> None:
     uid, dn, password = user
-    config = with_probe(slapd, tmp_path, uid, password)
-    assert slapd.can_bind(dn, password)
+    config = d.with_probe(tmp_path, uid, password)
+    assert d.can_bind(dn, password)
 
     outcome = disable(config, uid)
 
     assert outcome.status is ActionStatus.DONE
     assert outcome.evidence["mine"] is True and outcome.evidence["holders"] == [owner_comment(KEY)]
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
-    assert slapd.attribute(dn, "description") == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
-    assert not slapd.can_bind(dn, password)
+    assert outcome.evidence["dialect"] == d.dialect
+    assert d.locked(dn)
+    assert d.holds(dn) == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+    assert not d.can_bind(dn, password)
     verdict = DisableUserAdapter(config).verify(request("identity.disable_user", uid), outcome)
     assert verdict.ok, verdict.detail
     assert verdict.evidence["probe_bind_works"] is False
 
 
 def test_the_outcome_says_sessions_are_not_ended_and_recommends_the_follow_up(
-    slapd: Slapd, user: tuple[str, str, str]
+    d: Under, user: tuple[str, str, str]
 ) -> None:
-    outcome = disable(settings_for(slapd), user[0])
+    outcome = disable(d.settings(), user[0])
     assert outcome.evidence["sessions_ended"] is False
     recommendations = " ".join(outcome.evidence["recommendations"])
     assert "password" in recommendations and "tokens" in recommendations
     assert "not ended" in outcome.detail
 
 
-def test_verify_fails_when_the_account_is_not_disabled(
-    slapd: Slapd, tmp_path: Path, user: tuple[str, str, str]
-) -> None:
+def test_verify_fails_when_the_account_is_not_disabled(d: Under, tmp_path: Path, user: tuple[str, str, str]) -> None:
     uid, _, password = user
-    config = with_probe(slapd, tmp_path, uid, password)
+    config = d.with_probe(tmp_path, uid, password)
     verdict = DisableUserAdapter(config).verify(
         request("identity.disable_user", uid), ActionOutcome(status=ActionStatus.DONE, detail="")
     )
@@ -157,38 +251,38 @@ def test_verify_fails_when_the_account_is_not_disabled(
     assert verdict.evidence["probe_bind_works"] is True
 
 
-def test_a_retry_with_the_same_key_applies_nothing_again(slapd: Slapd, user: tuple[str, str, str]) -> None:
+def test_a_retry_with_the_same_key_applies_nothing_again(d: Under, user: tuple[str, str, str]) -> None:
     uid, dn, _ = user
-    config = settings_for(slapd)
+    config = d.settings()
     assert disable(config, uid).status is ActionStatus.DONE
     again = disable(config, uid)
     assert again.status is ActionStatus.ALREADY_DONE and again.evidence["mine"] is True
-    assert slapd.attribute(dn, "description") == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+    assert d.holds(dn) == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
 
 
-def test_the_ttl_revert_enables_the_account_again(slapd: Slapd, tmp_path: Path, user: tuple[str, str, str]) -> None:
+def test_the_ttl_revert_enables_the_account_again(d: Under, tmp_path: Path, user: tuple[str, str, str]) -> None:
     uid, dn, password = user
-    config = with_probe(slapd, tmp_path, uid, password)
+    config = d.with_probe(tmp_path, uid, password)
     disable(config, uid)
 
     outcome = revert(config, uid)
 
     assert outcome.status is ActionStatus.DONE
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.attribute(dn, "description") == []
-    assert slapd.can_bind(dn, password)
+    assert not d.locked(dn) and d.holds(dn) == []
+    assert d.can_bind(dn, password)
     undo = request("identity.enable_user", uid, f"{KEY}/revert", purpose="revert", undoes=KEY)
     verdict = EnableUserAdapter(config).verify(undo, outcome)
     assert verdict.ok and verdict.evidence["probe_bind_works"] is True
     assert revert(config, uid).status is ActionStatus.ALREADY_DONE  # a retried revert changes nothing
 
 
-# -- ownership ------------------------------------------------------------------------------------------------
+# -- ownership (both dialects) --------------------------------------------------------------------------------
 
 
-def test_an_account_a_person_disabled_stays_disabled_after_our_revert(slapd: Slapd, user: tuple[str, str, str]) -> None:
+def test_an_account_a_person_disabled_stays_disabled_after_our_revert(d: Under, user: tuple[str, str, str]) -> None:
     uid, dn, password = user
-    config = settings_for(slapd)
-    slapd.lock_by_hand(dn)
+    config = d.settings()
+    d.lock_by_hand(dn)
 
     outcome = disable(config, uid)
     assert outcome.status is ActionStatus.ALREADY_DONE and outcome.evidence["mine"] is False
@@ -197,14 +291,14 @@ def test_an_account_a_person_disabled_stays_disabled_after_our_revert(slapd: Sla
     undone = revert(config, uid)
     assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True
     assert "outside the controller" in undone.detail
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+    assert d.locked(dn) and not d.can_bind(dn, password)
     undo = request("identity.enable_user", uid, f"{KEY}/revert", purpose="revert", undoes=KEY)
     assert EnableUserAdapter(config).verify(undo, undone).ok
 
 
-def test_two_incidents_hold_an_account_until_the_last_lets_go(slapd: Slapd, user: tuple[str, str, str]) -> None:
+def test_two_incidents_hold_an_account_until_the_last_lets_go(d: Under, user: tuple[str, str, str]) -> None:
     uid, dn, password = user
-    config = settings_for(slapd)
+    config = d.settings()
     disable(config, uid, KEY)
     joined = disable(config, uid, OTHER_KEY)
     assert joined.status is ActionStatus.ALREADY_DONE and joined.evidence["mine"] is True
@@ -213,27 +307,25 @@ def test_two_incidents_hold_an_account_until_the_last_lets_go(slapd: Slapd, user
     first = revert(config, uid, KEY)
     assert first.status is ActionStatus.ALREADY_DONE and first.evidence["left_in_place"] is True
     assert owner_comment(OTHER_KEY) in first.detail
-    assert not slapd.can_bind(dn, password)
+    assert not d.can_bind(dn, password)
 
     last = revert(config, uid, OTHER_KEY)
-    assert last.status is ActionStatus.DONE and slapd.can_bind(dn, password)
+    assert last.status is ActionStatus.DONE and d.can_bind(dn, password)
 
 
-def test_a_plans_own_enable_lifts_a_lock_whoever_holds_it_and_names_them(
-    slapd: Slapd, user: tuple[str, str, str]
-) -> None:
+def test_a_plans_own_enable_lifts_a_lock_whoever_holds_it_and_names_them(d: Under, user: tuple[str, str, str]) -> None:
     uid, dn, password = user
-    config = settings_for(slapd)
-    slapd.lock_by_hand(dn)
+    config = d.settings()
+    d.lock_by_hand(dn)
     outcome = EnableUserAdapter(config).execute(request("identity.enable_user", uid, "restore:alice/run-2/a1"))
     assert outcome.status is ActionStatus.DONE and "overriding" in outcome.detail
-    assert slapd.can_bind(dn, password)
+    assert d.can_bind(dn, password) and not d.locked(dn)
 
 
-def test_a_decision_on_a_stale_read_is_refused_by_the_directory(slapd: Slapd, user: tuple[str, str, str]) -> None:
+def test_a_decision_on_a_stale_read_is_refused_by_the_directory(d: Under, user: tuple[str, str, str]) -> None:
     """The compare-and-swap: an undo decided on holds that another worker changed since must not land."""
     uid, dn, _ = user
-    config = settings_for(slapd)
+    config = d.settings()
     disable(config, uid, KEY)
     lockout = Lockout(config)
     with lockout.directory.session() as session:
@@ -241,30 +333,32 @@ def test_a_decision_on_a_stale_read_is_refused_by_the_directory(slapd: Slapd, us
         disable(config, uid, OTHER_KEY)  # another incident joins after our read
         with pytest.raises(DirectoryConflict):
             lockout._enable(session, stale, Undo("revert", KEY))
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+    assert d.locked(dn)
 
 
-# -- refusals: protected accounts, unenforced policy ---------------------------------------------------------
+# -- refusals: protected accounts (both dialects), unenforced policy -----------------------------------------
 
 
-@pytest.mark.parametrize("group", [ADMINS, DBAS], ids=["member", "nested-member"])
-def test_a_member_of_a_protected_group_is_refused_by_the_adapter_itself(slapd: Slapd, group: str) -> None:
-    uid, dn, password = slapd.add_user("ops")
-    slapd.add_member(group, dn)
-    config = settings_for(slapd)
-    with pytest.raises(AdapterError, match=f"protected group {ADMINS}"):
+@pytest.mark.parametrize("nested", [False, True], ids=["member", "nested-member"])
+def test_a_member_of_a_protected_group_is_refused_by_the_adapter_itself(d: Under, nested: bool) -> None:
+    protected, inner, _ = d.protected
+    uid, dn, password = d.add_user("ops")
+    d.server.add_member(inner if nested else protected, dn)
+    config = d.settings()
+    with pytest.raises(AdapterError, match=f"protected group {protected}"):
         disable(config, uid)
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
-    slapd.lock_by_hand(dn)
+    assert not d.locked(dn) and d.can_bind(dn, password)
+    d.lock_by_hand(dn)
     with pytest.raises(AdapterError, match="protected group"):
         EnableUserAdapter(config).execute(request("identity.enable_user", uid))
+    assert d.locked(dn)
 
 
-def test_a_protected_group_that_does_not_exist_refuses_everyone(slapd: Slapd, user: tuple[str, str, str]) -> None:
-    config = settings_for(slapd, protected_groups=[f"cn=domain admins,ou=groups,{PEOPLE}"])
+def test_a_protected_group_that_does_not_exist_refuses_everyone(d: Under, user: tuple[str, str, str]) -> None:
+    config = d.settings(protected_groups=[f"cn=domain admins,ou=groups,{d.protected[2]}"])
     with pytest.raises(AdapterError, match="does not exist"):
         disable(config, user[0])
-    assert slapd.attribute(user[1], LOCK_ATTRIBUTE) == []
+    assert not d.locked(user[1])
 
 
 def test_an_account_under_a_policy_that_ignores_locks_is_refused(slapd: Slapd) -> None:
@@ -277,9 +371,10 @@ def test_an_account_under_a_policy_that_ignores_locks_is_refused(slapd: Slapd) -
     assert enabled.status is ActionStatus.DONE and slapd.attribute(dn, LOCK_ATTRIBUTE) == []
 
 
-def test_an_unknown_account_is_an_error_naming_it(slapd: Slapd) -> None:
-    with pytest.raises(AdapterError, match="no account with uid=nobody-here"):
-        disable(settings_for(slapd), "nobody-here")
+def test_an_unknown_account_is_an_error_naming_it(d: Under) -> None:
+    config = d.settings()
+    with pytest.raises(AdapterError, match=f"no account with {config.user_attribute}=nobody-here"):
+        disable(config, "nobody-here")
 
 
 # -- fail closed: directory down, wrong secret, TLS ----------------------------------------------------------
@@ -326,40 +421,41 @@ def test_a_stopped_directory_fails_closed_and_nothing_is_applied(tmp_path: Path,
         other.stop()
 
 
-def test_a_wrong_service_password_is_permanent_and_never_shows_the_password(slapd: Slapd, tmp_path: Path) -> None:
+def test_a_wrong_service_password_is_permanent_and_never_shows_the_password(d: Under, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password-4711\n")
     with pytest.raises(AdapterError) as raised:
-        disable(settings_for(slapd, password_file=wrong), "anyone")
+        disable(d.settings(password_file=wrong), "anyone")
     assert not isinstance(raised.value, TransientAdapterError)
     assert str(wrong) in str(raised.value) and "4711" not in str(raised.value)
 
 
 def test_the_secret_may_come_from_an_environment_variable(
-    slapd: Slapd, user: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+    d: Under, user: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AUTONOMY_TEST_LDAP_SECRET", slapd.service_password)
-    config = settings_for(slapd, password_file=None, password_env="AUTONOMY_TEST_LDAP_SECRET")
+    monkeypatch.setenv("AUTONOMY_TEST_LDAP_SECRET", d.server.service_password)
+    config = d.settings(password_file=None, password_env="AUTONOMY_TEST_LDAP_SECRET")
     assert disable(config, user[0]).status is ActionStatus.DONE
     monkeypatch.delenv("AUTONOMY_TEST_LDAP_SECRET")
     with pytest.raises(SecretError, match="AUTONOMY_TEST_LDAP_SECRET is unset"):
         disable(config, user[0])
 
 
-def test_tls_with_the_directory_ca_works(slapd: Slapd, user: tuple[str, str, str]) -> None:
+def test_tls_with_the_directory_ca_works(slapd: Slapd) -> None:
     config = settings_for(slapd, url=slapd.tls_url, ca_file=slapd.ca_file)
-    assert disable(config, user[0]).status is ActionStatus.DONE
+    assert disable(config, slapd.add_user()[0]).status is ActionStatus.DONE
 
 
 def test_tls_with_a_certificate_the_ca_file_does_not_vouch_for_fails_closed(
-    slapd: Slapd, user: tuple[str, str, str], tmp_path: Path
+    d: Under, user: tuple[str, str, str], tmp_path: Path
 ) -> None:
     other_ca, _, _ = make_ca(tmp_path, "other-ca")
-    config = settings_for(slapd, url=slapd.tls_url, ca_file=other_ca)
+    url = d.slapd.tls_url if d.dialect == "openldap-ppolicy" else d.samba.tls_url
+    config = d.settings(url=url, ca_file=other_ca)
     with pytest.raises(AdapterError) as raised:
         disable(config, user[0])
     assert not isinstance(raised.value, TransientAdapterError)  # a retry would not make the certificate valid
-    assert slapd.attribute(user[1], LOCK_ATTRIBUTE) == []
+    assert not d.locked(user[1])
 
 
 # -- configuration and wiring ---------------------------------------------------------------------------------
@@ -397,9 +493,9 @@ def test_the_enforcement_file_wires_both_identity_actions(
     assert identity_adapters(tmp_path / "absent.yaml") == []
 
 
-def test_concurrent_disables_by_two_incidents_both_end_up_holding(slapd: Slapd, user: tuple[str, str, str]) -> None:
+def test_concurrent_disables_by_two_incidents_both_end_up_holding(d: Under, user: tuple[str, str, str]) -> None:
     uid, dn, _ = user
-    config = settings_for(slapd)
+    config = d.settings()
     outcomes: list[ActionOutcome] = []
     threads = [threading.Thread(target=lambda k=k: outcomes.append(disable(config, uid, k))) for k in (KEY, OTHER_KEY)]
     for thread in threads:
@@ -409,7 +505,7 @@ def test_concurrent_disables_by_two_incidents_both_end_up_holding(slapd: Slapd, 
     assert sorted(o.status for o in outcomes) == [ActionStatus.ALREADY_DONE, ActionStatus.DONE]
     held = Lockout(config)._read_only(uid).holders
     assert set(held) == {owner_comment(KEY), owner_comment(OTHER_KEY)}
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+    assert d.locked(dn)
 
 
 # -- the loop: a real Temporal workflow running the real adapters ---------------------------------------------
@@ -465,6 +561,115 @@ def test_the_example_enforcement_file_is_valid() -> None:
     assert loaded.nftables is None
 
 
-def test_a_users_base_that_does_not_exist_is_named(slapd: Slapd, user: tuple[str, str, str]) -> None:
-    with pytest.raises(AdapterError, match="users_base ou=nobody"):
-        disable(settings_for(slapd, users_base="ou=nobody,dc=example,dc=org"), user[0])
+def test_a_users_base_that_does_not_exist_is_named(d: Under, user: tuple[str, str, str]) -> None:
+    missing = f"ou=nobody,{d.protected[2].split(',', 1)[1]}"
+    with pytest.raises(AdapterError, match=f"users_base {missing}"):
+        disable(d.settings(users_base=missing), user[0])
+
+
+# -- Active Directory's own: the domain's privileged groups, the stopped DC, the dialect's defaults ----------
+
+
+@pytest.fixture
+def dc(samba: Samba) -> Under:
+    return Under("active-directory", samba)
+
+
+@pytest.mark.parametrize("group", [ad.DOMAIN_ADMINS, "CN=Administrators,CN=Builtin," + ad.BASE])
+def test_a_member_of_the_domains_privileged_groups_is_refused_without_any_configuration(dc: Under, group: str) -> None:
+    """Domain Admins and Administrators are found by SID and protected even with no protected_groups at all (a
+    Domain Admins member is reported as Administrators', into which Domain Admins is nested)."""
+    uid, dn, password = dc.add_user("admin")
+    dc.samba.add_member(group, dn)
+    with pytest.raises(AdapterError, match=r"protected group CN=(Domain Admins|Administrators),"):
+        disable(dc.settings(protected_groups=[]), uid)
+    assert not dc.locked(dn) and dc.can_bind(dn, password)
+
+
+def test_an_account_whose_primary_group_is_domain_admins_is_refused(dc: Under) -> None:
+    """A primary group is not in the group's member attribute (nor in the chain rule's answer): asked apart."""
+    uid, dn, password = dc.add_user("primary")
+    dc.samba.add_member(ad.DOMAIN_ADMINS, dn)
+    dc.samba.set_primary_group(dn, 512)
+    assert dn not in dc.samba.attribute(ad.DOMAIN_ADMINS, "member")  # AD keeps the primary group out of `member`
+    with pytest.raises(AdapterError, match="protected group CN=Domain Admins"):
+        disable(dc.settings(protected_groups=[]), uid)
+    assert not dc.locked(dn) and dc.can_bind(dn, password)
+
+
+def test_the_disable_keeps_every_other_userAccountControl_bit(dc: Under) -> None:
+    uid, dn, _ = dc.add_user()
+    dc.samba.set_control(dn, ad.NORMAL_ACCOUNT | 0x10000)  # DONT_EXPIRE_PASSWORD
+    disable(dc.settings(), uid)
+    assert dc.samba.attribute(dn, "userAccountControl") == [str(ad.NORMAL_ACCOUNT | 0x10000 | ad.ACCOUNTDISABLE)]
+    revert(dc.settings(), uid)
+    assert dc.samba.attribute(dn, "userAccountControl") == [str(ad.NORMAL_ACCOUNT | 0x10000)]
+
+
+def test_a_stopped_domain_controller_fails_closed_and_nothing_is_applied(dc: Under) -> None:
+    uid, dn, password = dc.add_user()
+    config = dc.settings()
+    dc.samba.stop()
+    try:
+        with pytest.raises(TransientAdapterError, match="unreachable"):
+            disable(config, uid)
+        verdict = DisableUserAdapter(config).verify(
+            request("identity.disable_user", uid), ActionOutcome(status=ActionStatus.DONE, detail="")
+        )
+        assert not verdict.ok and dc.samba.tls_url in verdict.detail
+    finally:
+        dc.samba.launch()
+    assert not dc.locked(dn) and dc.can_bind(dn, password)
+
+
+def test_verify_on_ad_does_not_take_a_wrong_probe_password_for_a_disabled_account(dc: Under, tmp_path: Path) -> None:
+    """AD says why a bind failed: "data 533" (disabled) proves the lock, "data 52e" (wrong password) does not."""
+    uid, _, password = dc.add_user()
+    right = dc.with_probe(tmp_path, uid, password)
+    outcome = disable(right, uid)
+    assert DisableUserAdapter(right).verify(request("identity.disable_user", uid), outcome).ok
+    wrong = dc.with_probe(tmp_path, uid, password + "-not")
+    verdict = DisableUserAdapter(wrong).verify(request("identity.disable_user", uid), outcome)
+    assert not verdict.ok and "not as a disabled account" in verdict.detail
+
+
+def test_a_directory_that_does_not_name_its_domain_protects_by_refusing_everyone(slapd: Slapd) -> None:
+    """The AD dialect pointed at a directory without a domain SID (here slapd) cannot find Domain Admins."""
+    config = settings_for(slapd)
+    with Lockout(config).directory.session() as session, pytest.raises(AdapterError, match="refusing to touch"):
+        ActiveDirectory(config).privileged_groups(session)
+
+
+def test_an_ad_account_with_a_description_of_its_own_is_not_disabled_and_the_error_says_why(dc: Under) -> None:
+    """AD keeps description single-valued on accounts: our holds value cannot sit beside a person's text."""
+    uid, dn, password = dc.add_user()
+    dc.samba._replace(dn, "description", "Sales, 3rd floor")
+    with pytest.raises(AdapterError, match="holds_attribute") as raised:
+        disable(dc.settings(), uid)
+    assert not isinstance(raised.value, TransientAdapterError)
+    assert not dc.locked(dn) and dc.can_bind(dn, password)
+    assert dc.holds(dn) == ["Sales, 3rd floor"]
+    assert disable(dc.settings(holds_attribute="carLicense"), uid).status is ActionStatus.DONE
+    assert dc.locked(dn) and dc.holds(dn) == ["Sales, 3rd floor"]
+
+
+def test_start_tls_to_the_domain_controller_works_too(dc: Under) -> None:
+    uid, dn, password = dc.add_user()
+    config = dc.settings(url=f"ldap://{dc.samba.dc_ip}", start_tls=True)
+    assert disable(config, uid).status is ActionStatus.DONE and not dc.can_bind(dn, password)
+
+
+def test_the_active_directory_dialect_names_accounts_by_samaccountname() -> None:
+    fields = {"url": "ldaps://dc.example.org", "bind_dn": "CN=x,DC=example", "password_env": "X", "users_base": "DC=x"}
+    assert IdentityDirectory.model_validate({**fields, "dialect": "active-directory"}).user_attribute == (
+        "sAMAccountName"
+    )
+    assert IdentityDirectory.model_validate(fields).user_attribute == "uid"
+    chosen = {**fields, "dialect": "active-directory", "user_attribute": "userPrincipalName"}
+    assert IdentityDirectory.model_validate(chosen).user_attribute == "userPrincipalName"
+
+
+def test_the_active_directory_example_enforcement_file_is_valid() -> None:
+    loaded = load_enforcement(REPO_ROOT / "examples" / "enforcement" / "identity-ad.yaml")
+    assert loaded is not None and loaded.identity is not None and loaded.identity.tls
+    assert loaded.identity.dialect == "active-directory"

@@ -2,12 +2,14 @@
 
     identity:
       dialect: openldap-ppolicy          # OpenLDAP's ppolicy overlay: pwdAccountLockedTime locks an account
+                                         # (or active-directory: userAccountControl ACCOUNTDISABLE, over TLS)
       url: ldaps://ldap.example.org      # or ldap://... with start_tls: true; plain ldap:// only on loopback
       ca_file: /etc/autonomy/ldap-ca.pem # the CA that signed the directory's certificate (TLS always verifies)
       bind_dn: cn=autonomy,ou=services,dc=example,dc=org
       password_file: /etc/autonomy/ldap-password      # or password_env: AUTONOMY_LDAP_PASSWORD (exactly one)
       users_base: ou=people,dc=example,dc=org
       user_attribute: uid                # params.user is matched against this attribute, exactly one entry
+                                         # (default: uid; sAMAccountName for active-directory)
       default_policy: cn=default,ou=policies,dc=example,dc=org   # slapd's ppolicy_default
       protected_groups: [cn=admins,ou=groups,dc=example,dc=org]  # members are never disabled or enabled
       probe_accounts:                    # optional: verify by binding as these (test accounts, known passwords)
@@ -22,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from actions.adapters.base import AdapterError
 from actions.params import UserName
 
-Dialect = Literal["openldap-ppolicy"]
-"""How an account is disabled. Only OpenLDAP's ppolicy lock so far; Active Directory (userAccountControl's
-ACCOUNTDISABLE bit) would be a second dialect of the same adapter (docs/identity.md)."""
+Dialect = Literal["openldap-ppolicy", "active-directory"]
+"""How an account is disabled: OpenLDAP's ppolicy lock (pwdAccountLockedTime), or Active Directory's
+userAccountControl ACCOUNTDISABLE bit (AD, Samba's AD DC). See dialects.py and docs/identity.md."""
+DEFAULT_USER_ATTRIBUTE: dict[str, str] = {"openldap-ppolicy": "uid", "active-directory": "sAMAccountName"}
 DistinguishedName = Annotated[str, Field(min_length=3, max_length=1024, pattern=r"^[^=,]+=[^\n\r]+$")]
 AttributeName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9\-]{0,63}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
@@ -86,14 +89,15 @@ class IdentityDirectory(Secret):
     ca_file: Path | None = Field(default=None, description="CA bundle for TLS; default: the system's")
     bind_dn: DistinguishedName
     users_base: DistinguishedName
-    user_attribute: AttributeName = "uid"
+    user_attribute: AttributeName = Field(default="uid", description="default: the dialect's (DEFAULT_USER_ATTRIBUTE)")
     default_policy: DistinguishedName | None = Field(
         default=None, description="the server's ppolicy_default: the policy of accounts without pwdPolicySubentry"
     )
     protected_groups: list[DistinguishedName] = Field(
         default_factory=list,
         description="groups (groupOfNames, groupOfUniqueNames, posixGroup; nested ones followed) whose members the "
-        "adapter refuses to touch whatever a plan says; a group it cannot read refuses everyone",
+        "adapter refuses to touch whatever a plan says; a group it cannot read refuses everyone. active-directory "
+        "always adds the domain's privileged groups (Domain Admins, Administrators, ...), found by their SIDs",
     )
     holds_attribute: AttributeName = Field(
         default="description",
@@ -101,6 +105,16 @@ class IdentityDirectory(Secret):
     )
     probe_accounts: dict[UserName, Secret] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dialect_defaults(cls, data: Any) -> Any:
+        """An account is named by the dialect's usual attribute unless the file says otherwise."""
+        if isinstance(data, dict) and "user_attribute" not in data:
+            dialect = data.get("dialect", "openldap-ppolicy")
+            if dialect in DEFAULT_USER_ATTRIBUTE:
+                return {**data, "user_attribute": DEFAULT_USER_ATTRIBUTE[dialect]}
+        return data
 
     @model_validator(mode="after")
     def _no_password_in_clear(self) -> IdentityDirectory:

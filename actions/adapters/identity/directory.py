@@ -117,14 +117,22 @@ class Directory:
         finally:
             connection.unbind()
 
-    def bind_works(self, dn: str, secret: Secret) -> bool:
+    def bind_works(self, dn: str, secret: Secret, refused_as: str | None = None) -> bool:
         """Whether `dn` can log in with `secret` now: True, False (invalid credentials, which is also what a
-        locked account answers), or an error when the directory gives any other answer or none."""
+        locked account answers), or an error when the directory gives any other answer or none. With
+        `refused_as`, a refusal counts only when its diagnostic says so (AD's "data 533": account disabled; its
+        "data 52e", a wrong password, would prove nothing about the lock)."""
         connection = self._open(dn, secret.reveal())
         try:
             if connection.bound:
                 return True
             if connection.result.get("result") == INVALID_CREDENTIALS:
+                message = str(connection.result.get("message") or "")
+                if refused_as is not None and refused_as not in message:
+                    raise AdapterError(
+                        f"bind as {dn} to {self.config.url} was refused, but not as a disabled account is "
+                        f"({message.strip()}): is the probe account's configured password right?"
+                    )
                 return False
             raise AdapterError(f"bind as {dn} to {self.config.url} answered {connection.result.get('description')}")
         finally:
@@ -152,10 +160,12 @@ class Session:
         except ldap_errors.LDAPException as exc:
             raise self.directory.unreachable(exc) from None
 
-    def find_user(self, name: str, attributes: list[str]) -> Entry:
-        """The one entry under users_base whose user attribute equals `name`; none or several is an error."""
+    def find_user(self, name: str, attributes: list[str], kind: str = "") -> Entry:
+        """The one entry under users_base whose user attribute equals `name` (and that matches the filter `kind`,
+        e.g. AD's person objects); none or several is an error."""
         config = self.directory.config
         query = f"({config.user_attribute}={escape_filter_chars(name)})"
+        query = f"(&{kind}{query})" if kind else query
         ok = self._run(
             lambda: self.connection.search(
                 config.users_base, query, search_scope=ldap3.SUBTREE, attributes=attributes, size_limit=2
@@ -196,6 +206,25 @@ class Session:
         if not ok and (self.connection.result or {}).get("result") in CONFLICT_RESULTS:
             raise DirectoryConflict(str(self.connection.result.get("description")))
         self._check(ok, what)
+
+    def search(self, base: str, query: str, attributes: list[str], scope: str = ldap3.SUBTREE) -> list[Entry]:
+        """The entries `query` finds (none when `base` itself does not exist); values are text."""
+        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope)]
+
+    def _search_raw(self, base: str, query: str, attributes: list[str], scope: str) -> list[dict[str, Any]]:
+        what = f"the search for {query} under {base or 'the root DSE'}"
+        ok = self._run(lambda: self.connection.search(base, query, search_scope=scope, attributes=attributes), what)
+        if not ok and (self.connection.result or {}).get("description") not in ("success", "noSuchObject"):
+            self._check(ok, what)
+        return [item for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
+
+    def binary(self, dn: str, attribute: str) -> bytes | None:
+        """One binary value (e.g. objectSid) of the entry `dn`, as it is on the wire."""
+        for item in self._search_raw(dn, "(objectClass=*)", [attribute], ldap3.BASE):
+            for key, values in (item.get("raw_attributes") or {}).items():
+                if key.lower() == attribute.lower() and values:
+                    return bytes(values[0])
+        return None
 
     @staticmethod
     def _entry(item: dict[str, Any]) -> Entry:

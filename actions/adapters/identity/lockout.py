@@ -1,8 +1,8 @@
-"""Disabling and re-enabling accounts with OpenLDAP's ppolicy lock, and who holds each lock.
+"""Disabling and re-enabling accounts, and who holds each lock, the same way for every dialect (dialects.py).
 
-An account is disabled when it carries `pwdAccountLockedTime: 000001010000Z` (ppolicy's permanent lock: every
-bind fails, whatever pwdLockoutDuration says) under a policy with `pwdLockout: TRUE` (without it slapd ignores
-the attribute, so the adapter refuses to pretend). The incidents holding the lock are recorded on the entry
+An account is disabled when the dialect says so: OpenLDAP's `pwdAccountLockedTime: 000001010000Z` (ppolicy's
+permanent lock) under a policy with `pwdLockout: TRUE`, or Active Directory's userAccountControl ACCOUNTDISABLE
+bit. The incidents holding the lock are recorded on the entry
 itself, in one value of the configured holds attribute (`autonomy-holds: ["<owner comment>", ...]`, owner
 comments as nftables uses them), so any worker and any operator reading the entry sees who holds it.
 
@@ -12,7 +12,8 @@ explicit enable (a person's or a plan's action of its own) lifts it whoever hold
 
 LDAP has no transactions across reads, so every decision is written as one modify that fails whole when the
 entry changed since it was read: the old holds value is deleted by its exact text, and a lock that must still
-be there is deleted and added back. A conflict means: read again, decide again (DirectoryConflict).
+be there is deleted and added back (the dialect's `still_locked`). A conflict means: read again, decide again
+(DirectoryConflict).
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ import ldap3
 
 from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError, VerifyOutcome
 from actions.adapters.identity.config import IdentityDirectory
+from actions.adapters.identity.dialects import HOLDS_PREFIX, Changes, LockDialect, dialect_of
+from actions.adapters.identity.dialects import LOCK_ATTRIBUTE as LOCK_ATTRIBUTE  # the lab's tests read them here
+from actions.adapters.identity.dialects import LOCKED_FOREVER as LOCKED_FOREVER
 from actions.adapters.identity.directory import Directory, DirectoryConflict, Entry, Session
 from actions.adapters.nftables.ownership import Undo, owner_comment
 
-LOCK_ATTRIBUTE = "pwdAccountLockedTime"
-LOCKED_FOREVER = "000001010000Z"
-POLICY_ATTRIBUTE = "pwdPolicySubentry"
-HOLDS_PREFIX = "autonomy-holds: "
 DECIDE_ATTEMPTS = 3
 SESSIONS_NOTE = (
     "sessions the account already has are not ended: a disabled account cannot log in again, but applications "
@@ -43,8 +43,6 @@ RECOMMENDATIONS = (
     "revoke the account's tokens and end its sessions in the applications that trust this directory",
 )
 
-Changes = dict[str, list[tuple[str, list[str]]]]
-
 
 @dataclass(frozen=True)
 class Account:
@@ -53,15 +51,12 @@ class Account:
     name: str
     entry: Entry
     holds_attribute: str
+    lock: str | None
+    """The lock as the dialect read it (None: not disabled)."""
 
     @property
     def dn(self) -> str:
         return self.entry.dn
-
-    @property
-    def lock(self) -> str | None:
-        values = self.entry.values(LOCK_ATTRIBUTE)
-        return values[0] if values else None
 
     @property
     def hold_values(self) -> list[str]:
@@ -103,56 +98,37 @@ def holds_change(account: Account, holders: list[str]) -> Changes:
     return {account.holds_attribute: operations} if operations else {}
 
 
-def still_locked(account: Account) -> Changes:
-    """Assert the lock is the one we read (delete + add back its value): fails whole if it was lifted."""
-    assert account.lock is not None
-    return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [account.lock]), (ldap3.MODIFY_ADD, [account.lock])]}
-
-
-def unlock(account: Account) -> Changes:
-    """Lift the lock we read and every hold: fails whole if the lock or the holds changed since."""
-    assert account.lock is not None
-    return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [account.lock])], **holds_change(account, [])}
-
-
 class Lockout:
     """disable / enable / verify one account in the configured directory."""
 
     def __init__(self, config: IdentityDirectory) -> None:
         self.config = config
         self.directory = Directory(config)
+        self.dialect: LockDialect = dialect_of(config)
+        self.lock_name = self.dialect.lock_name
 
     # -- reading ---------------------------------------------------------------------------------------------
 
     def _read(self, session: Session, user: str) -> Account:
-        attributes = [LOCK_ATTRIBUTE, POLICY_ATTRIBUTE, self.config.holds_attribute, self.config.user_attribute]
-        return Account(user, session.find_user(user, attributes), self.config.holds_attribute)
+        attributes = [*self.dialect.attributes(), self.config.holds_attribute, self.config.user_attribute]
+        entry = session.find_user(user, attributes, self.dialect.kind())
+        return Account(user, entry, self.config.holds_attribute, self.dialect.lock_of(entry))
+
+    def _still_locked(self, account: Account) -> Changes:
+        """Assert the lock is the one we read: the modify fails whole if it was lifted meanwhile."""
+        return self.dialect.still_locked(account.entry)
+
+    def _unlock(self, account: Account) -> Changes:
+        """Lift the lock we read and every hold: fails whole if the holds (or, where checked, the lock) changed."""
+        return {**self.dialect.unlock(account.entry), **holds_change(account, [])}
 
     def _refuse_protected(self, session: Session, account: Account, verb: str) -> None:
         """Defence in depth: whatever got a plan this far, members of a protected group are not touched."""
-        group = session.protecting_group(account.dn, account.name)
+        group = self.dialect.protecting_group(session, account.entry, account.name)
         if group is not None:
             raise AdapterError(
                 f"refused to {verb} {account.name} ({account.dn}): it is a member of the protected group {group}, "
                 "which the identity adapter never touches whatever a plan says"
-            )
-
-    def _refuse_unenforced(self, session: Session, account: Account) -> None:
-        """The lock only stops logins under a policy with pwdLockout TRUE: say so rather than claim a disable."""
-        policies = account.entry.values(POLICY_ATTRIBUTE) or (
-            [self.config.default_policy] if self.config.default_policy else []
-        )
-        if not policies:
-            raise AdapterError(
-                f"{account.dn} has no password policy (no {POLICY_ATTRIBUTE}, no default_policy configured): "
-                f"{LOCK_ATTRIBUTE} would not stop its logins"
-            )
-        policy = session.read(policies[0], ["pwdLockout"])
-        if policy is None or [v.upper() for v in policy.values("pwdLockout")] != ["TRUE"]:
-            state = "does not exist" if policy is None else "does not set pwdLockout: TRUE"
-            raise AdapterError(
-                f"password policy {policies[0]} of {account.dn} {state}: slapd ignores {LOCK_ATTRIBUTE} without it, "
-                "so a disable would not stop logins"
             )
 
     def _decide(self, user: str, verb: str, decide: Callable[[Session, Account], ActionOutcome]) -> ActionOutcome:
@@ -163,7 +139,7 @@ class Lockout:
                 account = self._read(session, user)
                 self._refuse_protected(session, account, verb)
                 if verb == "disable":  # unlocking needs no policy; claiming a lock stops logins does
-                    self._refuse_unenforced(session, account)
+                    self.dialect.refuse_unenforced(session, account.entry)
                 try:
                     return decide(session, account)
                 except DirectoryConflict as exc:
@@ -174,7 +150,8 @@ class Lockout:
         )
 
     def _evidence(self, account: Account, **more: Any) -> dict[str, Any]:
-        return {"directory": self.config.url, "dn": account.dn, "account": account.name, **more}
+        where = {"directory": self.config.url, "dialect": self.dialect.name}
+        return {**where, "dn": account.dn, "account": account.name, **more}
 
     # -- disable ---------------------------------------------------------------------------------------------
 
@@ -185,7 +162,7 @@ class Lockout:
         mine = owner_comment(idempotency_key)
         holders = account.holders
         if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh
-            changes = {LOCK_ATTRIBUTE: [(ldap3.MODIFY_ADD, [LOCKED_FOREVER])], **holds_change(account, [mine])}
+            changes = {**self.dialect.lock(account.entry), **holds_change(account, [mine])}
             session.modify(account.dn, changes, f"disable {account.dn}")
             return self._disabled(account, ActionStatus.DONE, f"disabled {account.name}", [mine], mine=True)
         if mine in holders:
@@ -202,7 +179,7 @@ class Lockout:
                 mine=False,
             )
         # another incident holds it: join, so that the lock stays until the last holder lets go
-        session.modify(account.dn, {**still_locked(account), **holds_change(account, [*holders, mine])}, "join")
+        session.modify(account.dn, {**self._still_locked(account), **holds_change(account, [*holders, mine])}, "join")
         return self._disabled(
             account,
             ActionStatus.ALREADY_DONE,
@@ -217,7 +194,7 @@ class Lockout:
     ) -> ActionOutcome:
         return ActionOutcome(
             status=status,
-            detail=f"{what} ({account.dn} in {self.config.url}: {LOCK_ATTRIBUTE} set, new logins refused); "
+            detail=f"{what} ({account.dn} in {self.config.url}: {self.lock_name} set, new logins refused); "
             f"{SESSIONS_NOTE}: recommended next: {'; '.join(RECOMMENDATIONS)}",
             reference=f"{self.config.url} {account.dn}",
             evidence=self._evidence(
@@ -246,21 +223,21 @@ class Lockout:
                 evidence=self._evidence(account, holders=[]),
             )
         if undo is None:  # an action of its own: lifting the lock is the decision, whoever holds it
-            session.modify(account.dn, unlock(account), f"enable {account.dn}")
+            session.modify(account.dn, self._unlock(account), f"enable {account.dn}")
             return self._enabled(account, f"enabled {account.name}, overriding {account.describe_holders()}")
         if undo.comment not in holders:
             return self._left_in_place(account, undo, holders, let_go=False)
         others = [holder for holder in holders if holder != undo.comment]
         if others:
-            session.modify(account.dn, {**still_locked(account), **holds_change(account, others)}, "let go")
+            session.modify(account.dn, {**self._still_locked(account), **holds_change(account, others)}, "let go")
             return self._left_in_place(account, undo, others, let_go=True)
-        session.modify(account.dn, unlock(account), f"enable {account.dn}")
+        session.modify(account.dn, self._unlock(account), f"enable {account.dn}")
         return self._enabled(account, f"enabled {account.name} again ({undo.purpose} of {undo.comment!r})")
 
     def _enabled(self, account: Account, what: str) -> ActionOutcome:
         return ActionOutcome(
             status=ActionStatus.DONE,
-            detail=f"{what} ({account.dn} in {self.config.url}: {LOCK_ATTRIBUTE} removed)",
+            detail=f"{what} ({account.dn} in {self.config.url}: {self.lock_name} removed)",
             reference=f"{self.config.url} {account.dn}",
             evidence=self._evidence(account, overrode=account.holders, holders=[]),
         )
@@ -283,10 +260,13 @@ class Lockout:
 
     # -- verify ----------------------------------------------------------------------------------------------
 
-    def _probe(self, dn: str, user: str) -> bool | None:
-        """Whether a bind with the account's own (configured, known) password works; None without a probe."""
+    def _probe(self, dn: str, user: str, disabled: bool) -> bool | None:
+        """Whether a bind with the account's own (configured, known) password works; None without a probe. A
+        refusal of an account read as disabled must be the directory's "disabled" answer where it gives one."""
         secret = self.config.probe_accounts.get(user)
-        return None if secret is None else self.directory.bind_works(dn, secret)
+        if secret is None:
+            return None
+        return self.directory.bind_works(dn, secret, self.dialect.refused_as if disabled else None)
 
     def _read_only(self, user: str) -> Account:
         with self.directory.session() as session:
@@ -297,13 +277,13 @@ class Lockout:
         account's bind with its right password fails."""
         try:
             account = self._read_only(user)
-            login = self._probe(account.dn, user)
+            login = self._probe(account.dn, user, disabled=account.lock is not None)
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is disabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
         problems = []
         if account.lock is None:
-            problems.append(f"{LOCK_ATTRIBUTE} is not set")
+            problems.append(f"{self.lock_name} is not set")
         if login:
             problems.append("a bind with its password still works")
         if problems:
@@ -311,7 +291,7 @@ class Lockout:
         how = "a bind with its password failed" if login is False else "no probe account configured for a bind"
         return VerifyOutcome(
             ok=True,
-            detail=f"{user} is disabled ({LOCK_ATTRIBUTE} {account.lock}, held by {account.describe_holders()}; "
+            detail=f"{user} is disabled ({self.lock_name} {account.lock}, held by {account.describe_holders()}; "
             f"{how}; this key {'holds' if owner_comment(idempotency_key) in account.holders else 'does not hold'} it)",
             evidence=evidence,
         )
@@ -321,7 +301,7 @@ class Lockout:
         holders, the undone execution's hold is gone and the lock stays."""
         try:
             account = self._read_only(user)
-            login = self._probe(account.dn, user) if account.lock is None else None
+            login = self._probe(account.dn, user, disabled=False) if account.lock is None else None
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is enabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
@@ -342,4 +322,4 @@ class Lockout:
             return VerifyOutcome(
                 ok=False, detail=f"{user}'s lock is gone but a bind with its password fails", evidence=evidence
             )
-        return VerifyOutcome(ok=True, detail=f"{user} is enabled ({LOCK_ATTRIBUTE} absent)", evidence=evidence)
+        return VerifyOutcome(ok=True, detail=f"{user} is enabled ({self.lock_name} absent)", evidence=evidence)

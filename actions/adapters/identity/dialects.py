@@ -1,0 +1,227 @@
+"""How each kind of directory disables an account, and whom it protects: the two dialects of the adapter.
+
+The ownership rule, the holds and the decisions (lockout.py) are the same for both; a dialect says which
+attributes to read, whether the entry is disabled, the modify that disables, keeps disabled or enables it, and
+which accounts the directory itself says must never be touched.
+
+- openldap-ppolicy: `pwdAccountLockedTime: 000001010000Z` (ppolicy's permanent lock), enforced only under a
+  policy with `pwdLockout: TRUE`; protected groups are read member by member (nested groups followed).
+- active-directory: the ACCOUNTDISABLE bit (0x2) of `userAccountControl`, every other bit kept as read. The
+  domain's privileged groups (Administrators, Domain Admins, Schema and Enterprise Admins, found by their
+  well-known SIDs, not their names) are always protected, with the configured groups; membership is asked of the
+  directory with LDAP_MATCHING_RULE_IN_CHAIN (nested groups, resolved by the DC) and by primaryGroupID (a
+  primary group is not in the group's `member`).
+
+Every change is phrased as delete-the-value-read + add-the-new-one, so OpenLDAP refuses a decision taken on a
+stale read. Samba's AD DC treats any userAccountControl change as a replace (it does not refuse a delete of a
+value that is no longer there), so there the holds value (deleted by its exact text) is what catches a change
+under our feet; a person flipping the bit by hand in the same instant as our write is the window left.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import ldap3
+from ldap3.protocol.formatters.formatters import format_sid
+from ldap3.utils.conv import escape_filter_chars
+
+from actions.adapters.base import AdapterError
+from actions.adapters.identity.config import IdentityDirectory
+from actions.adapters.identity.directory import Entry, Session
+
+Changes = dict[str, list[tuple[str, list[str]]]]
+HOLDS_PREFIX = "autonomy-holds: "
+"""The one value of the holds attribute that is ours (lockout.py)."""
+
+LOCK_ATTRIBUTE = "pwdAccountLockedTime"
+LOCKED_FOREVER = "000001010000Z"
+POLICY_ATTRIBUTE = "pwdPolicySubentry"
+
+USER_ACCOUNT_CONTROL = "userAccountControl"
+ACCOUNTDISABLE = 0x2
+IN_CHAIN = "1.2.840.113556.1.4.1941"
+"""LDAP_MATCHING_RULE_IN_CHAIN: the DC follows nested group membership itself."""
+PRIVILEGED_RIDS = {512: "Domain Admins", 518: "Schema Admins", 519: "Enterprise Admins"}
+"""Domain-relative RIDs of the groups an adapter never touches (Schema/Enterprise Admins: forest root only)."""
+ADMINISTRATORS_SID = "S-1-5-32-544"
+SINGLE_VALUED_ON_ACCOUNTS = frozenset({"description"})
+"""Multi-valued in AD's schema, but the SAM keeps them to one value on accounts."""
+REQUIRED = ("Domain Admins", "Administrators")
+"""A domain in which these cannot be found is not read right: refuse everyone rather than protect nobody."""
+
+
+class LockDialect(Protocol):
+    name: str
+    lock_name: str
+    refused_as: str | None
+    """What a bind refused because the account is disabled says (None: the directory does not tell)."""
+
+    def attributes(self) -> list[str]: ...
+
+    def kind(self) -> str:
+        """An extra filter an account entry must match (empty: any entry with the user attribute)."""
+        ...
+
+    def lock_of(self, entry: Entry) -> str | None:
+        """The lock as read (a value to show and to compare), or None when the account is not disabled."""
+        ...
+
+    def lock(self, entry: Entry) -> Changes: ...
+
+    def still_locked(self, entry: Entry) -> Changes: ...
+
+    def unlock(self, entry: Entry) -> Changes: ...
+
+    def refuse_unenforced(self, session: Session, entry: Entry) -> None: ...
+
+    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None: ...
+
+
+class OpenLdapPpolicy:
+    name: str = "openldap-ppolicy"
+    lock_name: str = LOCK_ATTRIBUTE
+    refused_as: str | None = None
+
+    def __init__(self, config: IdentityDirectory) -> None:
+        self.config = config
+
+    def attributes(self) -> list[str]:
+        return [LOCK_ATTRIBUTE, POLICY_ATTRIBUTE]
+
+    def kind(self) -> str:
+        return ""
+
+    def lock_of(self, entry: Entry) -> str | None:
+        values = entry.values(LOCK_ATTRIBUTE)
+        return values[0] if values else None
+
+    def lock(self, entry: Entry) -> Changes:
+        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_ADD, [LOCKED_FOREVER])]}
+
+    def still_locked(self, entry: Entry) -> Changes:
+        """Assert the lock is the one we read (delete + add back its value): fails whole if it was lifted."""
+        lock = self.lock_of(entry)
+        assert lock is not None
+        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock]), (ldap3.MODIFY_ADD, [lock])]}
+
+    def unlock(self, entry: Entry) -> Changes:
+        lock = self.lock_of(entry)
+        assert lock is not None
+        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock])]}
+
+    def refuse_unenforced(self, session: Session, entry: Entry) -> None:
+        """The lock only stops logins under a policy with pwdLockout TRUE: say so rather than claim a disable."""
+        default = [self.config.default_policy] if self.config.default_policy else []
+        policies = entry.values(POLICY_ATTRIBUTE) or default
+        if not policies:
+            raise AdapterError(
+                f"{entry.dn} has no password policy (no {POLICY_ATTRIBUTE}, no default_policy configured): "
+                f"{LOCK_ATTRIBUTE} would not stop its logins"
+            )
+        policy = session.read(policies[0], ["pwdLockout"])
+        if policy is None or [v.upper() for v in policy.values("pwdLockout")] != ["TRUE"]:
+            state = "does not exist" if policy is None else "does not set pwdLockout: TRUE"
+            raise AdapterError(
+                f"password policy {policies[0]} of {entry.dn} {state}: slapd ignores {LOCK_ATTRIBUTE} without it, "
+                "so a disable would not stop logins"
+            )
+
+    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None:
+        return session.protecting_group(entry.dn, name)
+
+
+class ActiveDirectory:
+    name: str = "active-directory"
+    lock_name: str = f"{USER_ACCOUNT_CONTROL} ACCOUNTDISABLE"
+    refused_as: str | None = "data 533"
+    """AD's bind diagnostic for a disabled account (ERROR_ACCOUNT_DISABLED); a wrong password is "data 52e"."""
+
+    def __init__(self, config: IdentityDirectory) -> None:
+        self.config = config
+
+    def attributes(self) -> list[str]:
+        return [USER_ACCOUNT_CONTROL, "primaryGroupID"]
+
+    def kind(self) -> str:
+        return "(objectCategory=person)(objectClass=user)"
+
+    def _control(self, entry: Entry) -> int:
+        values = entry.values(USER_ACCOUNT_CONTROL)
+        try:
+            return int(values[0])
+        except (IndexError, ValueError):
+            what = f"{entry.dn} has no readable {USER_ACCOUNT_CONTROL} ({values}): not an account"
+            raise AdapterError(what) from None
+
+    def lock_of(self, entry: Entry) -> str | None:
+        control = self._control(entry)
+        return str(control) if control & ACCOUNTDISABLE else None
+
+    def _set(self, entry: Entry, control: int) -> Changes:
+        old = str(self._control(entry))
+        return {USER_ACCOUNT_CONTROL: [(ldap3.MODIFY_DELETE, [old]), (ldap3.MODIFY_ADD, [str(control)])]}
+
+    def lock(self, entry: Entry) -> Changes:
+        return self._set(entry, self._control(entry) | ACCOUNTDISABLE)
+
+    def still_locked(self, entry: Entry) -> Changes:
+        return self._set(entry, self._control(entry))
+
+    def unlock(self, entry: Entry) -> Changes:
+        return self._set(entry, self._control(entry) & ~ACCOUNTDISABLE)
+
+    def refuse_unenforced(self, session: Session, entry: Entry) -> None:
+        """AD enforces ACCOUNTDISABLE for every account: check that the entry is one, and that our holds value
+        has room (a person's description of the account leaves none: the SAM keeps it single-valued)."""
+        self._control(entry)
+        holds = self.config.holds_attribute
+        theirs = [value for value in entry.values(holds) if not value.startswith(HOLDS_PREFIX)]
+        if holds.lower() in SINGLE_VALUED_ON_ACCOUNTS and theirs:
+            raise AdapterError(
+                f"{entry.dn} has a {holds} of its own, and AD keeps {holds} single-valued on accounts: there is no "
+                "room to record who holds the disable, so nothing was applied. Set holds_attribute to a "
+                "multi-valued attribute the organisation does not use (e.g. carLicense)"
+            )
+
+    def privileged_groups(self, session: Session) -> list[str]:
+        """The domain's privileged groups, found by well-known SID under the server's default naming context."""
+        roots = session.search("", "(objectClass=*)", ["defaultNamingContext"], scope=ldap3.BASE)
+        context = roots[0].values("defaultNamingContext") if roots else []
+        raw = session.binary(context[0], "objectSid") if context else None
+        if raw is None:
+            raise AdapterError(f"{self.config.url} did not say its domain and SID: refusing to touch any account")
+        domain_sid = format_sid(raw)
+        sids = {f"{domain_sid}-{rid}": name for rid, name in PRIVILEGED_RIDS.items()}
+        sids[ADMINISTRATORS_SID] = "Administrators"
+        query = "(|" + "".join(f"(objectSid={sid})" for sid in sids) + ")"
+        found = session.search(context[0], f"(&(objectClass=group){query})", ["objectSid", "cn"])
+        names = {entry.values("cn")[0] if entry.values("cn") else "" for entry in found}
+        missing = [name for name in REQUIRED if name not in names]
+        if missing:
+            raise AdapterError(
+                f"{', '.join(missing)} not found by SID in {self.config.url}: refusing to touch any account until "
+                "the domain's privileged groups can be read (a missing deny-list must not mean nobody is protected)"
+            )
+        return [entry.dn for entry in found]
+
+    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None:
+        primary = entry.values("primaryGroupID")
+        for group in [*self.privileged_groups(session), *self.config.protected_groups]:
+            read = session.read(group, ["primaryGroupToken"])
+            if read is None:
+                raise AdapterError(
+                    f"protected group {group} does not exist in {self.config.url}: refusing to touch any account "
+                    "until the enforcement file names groups that do (a missing deny-list must not mean nobody is "
+                    "protected)"
+                )
+            if primary and primary == read.values("primaryGroupToken"):
+                return group
+            query = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group)})"
+            if session.search(entry.dn, query, ["1.1"], scope=ldap3.BASE):
+                return group
+        return None
+
+
+def dialect_of(config: IdentityDirectory) -> LockDialect:
+    return ActiveDirectory(config) if config.dialect == "active-directory" else OpenLdapPpolicy(config)
