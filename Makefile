@@ -52,12 +52,15 @@ lint: $(INSTALLED) $(OPA_STAMP)
 
 # The ledger's tests also run on PostgreSQL: .ci/postgres.sh installs (Debian) and starts one when missing.
 # As root, the lab's Debian packages (nginx + ModSecurity + CRS, nftables, iproute2, curl, Suricata 7 from
-# bookworm-backports), OpenLDAP's slapd (the identity adapter's tests) and headless Chromium (the HTML reports' screenshot tests) are installed here, at setup, so the enforcement, lab and
-# report tests run on the real things and nothing is fetched at test time (without root they skip, saying so).
+# bookworm-backports), OpenLDAP's slapd and Samba's AD DC (the identity adapter's tests) and headless Chromium
+# with its driver (the HTML reports' screenshot tests, the inbox's browser tests) are installed here, at setup,
+# so the enforcement, lab and report tests run on the real things and nothing is fetched at test time (without
+# root they skip, saying so).
 unit: setup
 	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && bash .ci/chromium.sh && \
 		$(VENV)/bin/python -c 'from controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
-		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_slapd; ensure_slapd()'; fi
+		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_slapd; ensure_slapd()' && \
+		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_samba; ensure_samba()'; fi
 	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)}" && \
 	AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/pytest -q -ra
 

@@ -64,7 +64,7 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 @pytest.fixture(scope="module")
 def accounts(directory: Slapd) -> dict[str, tuple[str, str]]:
     """(dn, password) by uid: frank a regular account, admin a privileged one (in the protected group), grace a
-    bystander who logs in from the benign side (policies/data/identities.yaml knows all three)."""
+    bystander who logs in from the benign side (policies/identities/data.yaml knows all three)."""
     made = {uid: directory.add_user(uid=uid)[1:] for uid in ("frank", "admin", "grace")}
     directory.add_member(ADMINS, made["admin"][0])
     return made

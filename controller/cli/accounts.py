@@ -50,7 +50,7 @@ def accounts_add(
     ] = None,
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Make an inbox account for a person in policies/data/identities.yaml (argon2id hash, file mode 0600)."""
+    """Make an inbox account for a person in policies/identities/data.yaml (argon2id hash, file mode 0600)."""
     settings = Settings()
     try:
         known = people(data_file(settings.policies_dir, "identities"))
