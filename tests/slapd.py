@@ -1,264 +1,39 @@
-"""A real OpenLDAP directory for the identity adapter's tests: Debian's slapd, provisioned in a temp dir.
+"""The identity adapter's test directory: the product's throwaway slapd (actions/adapters/identity/testdir.py).
 
-One server per test session, on loopback ports (ldap:// and ldaps:// with a CA made here), with the ppolicy
-overlay and a default policy that enforces locks, a service account for the adapter (write access by ACL, not
-the rootdn: ACLs are part of what is tested), protected groups (one nested) and their members. Tests make
-their own accounts with known passwords (`Slapd.add_user`), so they never share state.
+One server per test session (tests/test_identity.py, tests/test_lab_brute.py); tests make their own accounts
+with known passwords (`Slapd.add_user`), so they never share state.
 """
 
-from __future__ import annotations
+from actions.adapters.identity.testdir import (
+    ADMIN_DN,
+    ADMINS,
+    DBAS,
+    DEFAULT_POLICY,
+    NOLOCK_POLICY,
+    PEOPLE,
+    SERVICE_DN,
+    SUFFIX,
+    DirectoryError,
+    Slapd,
+    free_port,
+    ldif,
+    make_ca,
+    make_server_cert,
+)
 
-import datetime
-import ipaddress
-import os
-import secrets
-import socket
-import subprocess
-import time
-import urllib.parse
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import ldap3
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from actions.adapters.identity.packages import SLAPD
-
-SUFFIX = "dc=example,dc=org"
-ADMIN_DN = f"cn=admin,{SUFFIX}"
-SERVICE_DN = f"cn=autonomy,ou=services,{SUFFIX}"
-PEOPLE = f"ou=people,{SUFFIX}"
-ADMINS = f"cn=admins,ou=groups,{SUFFIX}"
-DBAS = f"cn=dbas,ou=groups,{SUFFIX}"
-"""A group nested in ADMINS: its members are protected too."""
-DEFAULT_POLICY = f"cn=default,ou=policies,{SUFFIX}"
-NOLOCK_POLICY = f"cn=nolock,ou=policies,{SUFFIX}"
-"""A policy without pwdLockout: slapd ignores pwdAccountLockedTime under it."""
-SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def make_ca(directory: Path, name: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = directory / f"{name}.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path, key, cert
-
-
-def make_server_cert(directory: Path, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "server.pem", directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
-def ldif(dn: str, **attributes: str | list[str]) -> str:
-    lines = [f"dn: {dn}"]
-    for name, values in attributes.items():
-        for value in [values] if isinstance(values, str) else values:
-            lines.append(f"{name}: {value}")
-    return "\n".join(lines) + "\n"
-
-
-@dataclass
-class Slapd:
-    root: Path
-    port: int = field(default_factory=free_port)
-    tls_port: int = field(default_factory=free_port)
-    admin_password: str = field(default_factory=lambda: secrets.token_hex(12))
-    service_password: str = field(default_factory=lambda: secrets.token_hex(12))
-    pid: int | None = None
-    ldapi: Path | None = None
-    """Also listen on this unix socket (ldapi://): reachable from any network namespace of the machine."""
-
-    @property
-    def ldapi_url(self) -> str:
-        assert self.ldapi is not None
-        return "ldapi://" + urllib.parse.quote(str(self.ldapi), safe="")
-
-    @property
-    def url(self) -> str:
-        return f"ldap://127.0.0.1:{self.port}"
-
-    @property
-    def tls_url(self) -> str:
-        return f"ldaps://127.0.0.1:{self.tls_port}"
-
-    @property
-    def ca_file(self) -> Path:
-        return self.root / "ca.pem"
-
-    @property
-    def service_password_file(self) -> Path:
-        return self.root / "service-password"
-
-    def start(self) -> None:
-        """slapadd the base entries, then start slapd (it daemonizes) and wait until it answers."""
-        assert SLAPD.binary is not None
-        (self.root / "db").mkdir(parents=True)
-        _, ca_key, ca = make_ca(self.root, "ca")
-        cert, key = make_server_cert(self.root, ca_key, ca)
-        self.service_password_file.write_text(self.service_password + "\n")
-        self.service_password_file.chmod(0o600)
-        conf = self.root / "slapd.conf"
-        conf.write_text(
-            "".join(f"include /etc/ldap/schema/{name}.schema\n" for name in SCHEMAS)
-            + f"modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload ppolicy\npidfile {self.root}/slapd.pid\n"
-            + f"TLSCACertificateFile {self.ca_file}\nTLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n"
-            + f'database mdb\nsuffix "{SUFFIX}"\nrootdn "{ADMIN_DN}"\nrootpw {self.admin_password}\n'
-            + f"directory {self.root}/db\n"
-            + "access to attrs=userPassword by anonymous auth by self write by * none\n"
-            + f'access to * by dn.exact="{SERVICE_DN}" write by users read by * none\n'
-            + f'overlay ppolicy\nppolicy_default "{DEFAULT_POLICY}"\n'
-        )
-        entries = [
-            ldif(SUFFIX, objectClass=["dcObject", "organization"], o="Example", dc="example"),
-            *(
-                ldif(f"ou={ou},{SUFFIX}", objectClass="organizationalUnit", ou=ou)
-                for ou in ("people", "groups", "services", "policies")
-            ),
-            ldif(
-                DEFAULT_POLICY,
-                objectClass=["pwdPolicy", "device"],
-                cn="default",
-                pwdAttribute="userPassword",
-                pwdLockout="TRUE",
-            ),
-            ldif(NOLOCK_POLICY, objectClass=["pwdPolicy", "device"], cn="nolock", pwdAttribute="userPassword"),
-            ldif(
-                SERVICE_DN,
-                objectClass=["applicationProcess", "simpleSecurityObject"],
-                cn="autonomy",
-                userPassword=self.service_password,
-            ),
-        ]
-        (self.root / "base.ldif").write_text("\n".join(entries))
-        subprocess.run(
-            ["slapadd", "-f", str(conf), "-l", str(self.root / "base.ldif")],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        self.launch()
-        self.add_group(DBAS, [])
-        self.add_group(ADMINS, [DBAS])
-
-    def launch(self) -> None:
-        """Start slapd on the provisioned database (again, after `stop`) and wait until it answers."""
-        assert SLAPD.binary is not None
-        subprocess.run(
-            [SLAPD.binary, "-f", str(self.root / "slapd.conf"), "-h", " ".join(self.listeners)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.admin().unbind()
-                break
-            except ldap3.core.exceptions.LDAPException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.pid = int((self.root / "slapd.pid").read_text().strip())
-
-    @property
-    def listeners(self) -> list[str]:
-        return [f"{self.url}/", f"{self.tls_url}/", *([f"{self.ldapi_url}/"] if self.ldapi else [])]
-
-    def stop(self) -> None:
-        if self.pid is not None:
-            os.kill(self.pid, 15)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and Path(f"/proc/{self.pid}").exists():
-                time.sleep(0.05)
-            self.pid = None
-
-    def admin(self) -> ldap3.Connection:
-        server = ldap3.Server(self.url, get_info=ldap3.NONE, connect_timeout=5)
-        return ldap3.Connection(server, ADMIN_DN, self.admin_password, auto_bind=True, receive_timeout=5)
-
-    def add_user(self, prefix: str = "u", policy: str | None = None, uid: str | None = None) -> tuple[str, str, str]:
-        """A fresh account: (uid, dn, password); a random uid unless one is given."""
-        uid = uid or f"{prefix}-{secrets.token_hex(4)}"
-        dn, password = f"uid={uid},{PEOPLE}", secrets.token_hex(10)
-        attributes: dict[str, str | list[str]] = {"cn": uid, "sn": uid, "uid": uid, "userPassword": password}
-        if policy is not None:
-            attributes["pwdPolicySubentry"] = policy
-        connection = self.admin()
-        assert connection.add(dn, ["inetOrgPerson"], attributes), connection.result
-        connection.unbind()
-        return uid, dn, password
-
-    def add_group(self, dn: str, members: list[str]) -> None:
-        connection = self.admin()
-        # groupOfNames needs a member: the group's own DN stands in while it has none (a common placeholder)
-        assert connection.add(dn, ["groupOfNames"], {"member": members or [dn]}), connection.result
-        connection.unbind()
-
-    def add_member(self, group: str, dn: str) -> None:
-        connection = self.admin()
-        assert connection.modify(group, {"member": [(ldap3.MODIFY_ADD, [dn])]}), connection.result
-        connection.unbind()
-
-    def attribute(self, dn: str, name: str) -> list[str]:
-        connection = self.admin()
-        connection.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=[name])
-        values = [str(v) for v in connection.entries[0][name].values] if connection.entries else []
-        connection.unbind()
-        return values
-
-    def lock_by_hand(self, dn: str, value: str = "000001010000Z") -> None:
-        """What a person does: set the ppolicy lock with ldapmodify, recording no holder."""
-        connection = self.admin()
-        assert connection.modify(dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_ADD, [value])]}), connection.result
-        connection.unbind()
-
-    def can_bind(self, dn: str, password: str) -> bool:
-        """Independently of the adapter: does a simple bind as `dn` succeed now?"""
-        server = ldap3.Server(self.url, get_info=ldap3.NONE, connect_timeout=5)
-        connection = ldap3.Connection(server, dn, password, receive_timeout=5)
-        try:
-            return bool(connection.bind())
-        finally:
-            connection.unbind()
+__all__ = [
+    "ADMINS",
+    "ADMIN_DN",
+    "DBAS",
+    "DEFAULT_POLICY",
+    "NOLOCK_POLICY",
+    "PEOPLE",
+    "SERVICE_DN",
+    "SUFFIX",
+    "DirectoryError",
+    "Slapd",
+    "free_port",
+    "ldif",
+    "make_ca",
+    "make_server_cert",
+]
