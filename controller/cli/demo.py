@@ -75,7 +75,7 @@ def _summary(result: DemoResult) -> dict[str, Any]:
         "webhook": {"url": result.webhook_url, "received": len(result.notifications)},
         "state_dir": str(result.root),
         "scorecards_html": str(result.scorecards_html),
-        "enforcement": {"netns": result.enforcement.netns, "label": result.enforcement.label},
+        "enforcement": result.enforcement.as_dict(),
     }
 
 
@@ -97,7 +97,8 @@ def _print_result(result: DemoResult) -> None:
     summary = _summary(result)["levels"]
     table = Table(
         title=f"{result.alerts} sample alerts through the loop at each level",
-        caption=f"containment enforced by {escape(result.enforcement.label)}; scorecards: the same counts per level",
+        caption=f"containment enforced by {escape(result.enforcement.label)}; identity containment on "
+        f"{escape(result.enforcement.directory_label)}; scorecards: the same counts per level",
     )
     for column in ("level", "incidents", "ran", "verified", "failed", "awaiting approval", "recommended", "denied"):
         table.add_column(column, justify="right" if column != "level" else "left")
@@ -174,6 +175,13 @@ def _print_result(result: DemoResult) -> None:
         f"`AUTONOMY_STATE_DIR={escape(str(result.levels[-1].state_dir))} autonomy audit verify`)"
     )
     console.print(f"containment (network.*, host.*) enforced by: {escape(result.enforcement.label)}", soft_wrap=True)
+    console.print(f"identity containment (identity.*) on: {escape(result.enforcement.directory_label)}", soft_wrap=True)
+    if not result.enforcement.directory:
+        err_console.print(
+            "[yellow]without a directory identity containment fails closed ('no adapter configured'). As root "
+            "(with slapd installed) the demo provisions a throwaway slapd holding the sample accounts and deletes "
+            "it after the run[/]"
+        )
     if not result.enforcement.netns:
         err_console.print(
             "[yellow]without an enforcement point containment fails closed ('no adapter configured'): nothing was "

@@ -5,10 +5,13 @@ L1, L2 and L3 side by side without workflow ids colliding; per level a worker in
 state folder (ledger, tickets, reports), so each level's audit trail stands alone. notify.webhook posts to a
 tiny HTTP receiver on 127.0.0.1, so notifications really leave the process and are counted on arrival.
 
-Containment runs against a real enforcement point that cannot touch this machine: as root, nftables in a
-throwaway network namespace made for the run and deleted after it (its tables go with it). Without root there
-is none, and containment fails closed ("no adapter configured"), counted as failed everywhere it is shown.
-A user's own AUTONOMY_ENFORCEMENT_FILE is never used by the demo.
+Containment runs against real enforcement points that cannot touch this machine: as root, nftables in a
+throwaway network namespace made for the run and deleted after it (its tables go with it), and identity
+containment on a throwaway OpenLDAP slapd (actions/adapters/identity/testdir.py: its own folder, database and
+loopback ports, never this machine's directory) holding the sample alerts' accounts and those of
+policies/identities/data.yaml, stopped and deleted after the run. Without root there are none, and
+containment fails closed ("no adapter configured"), counted as failed everywhere it is shown. A user's own
+AUTONOMY_ENFORCEMENT_FILE is never used by the demo.
 
 Workflows that wait for a person (approval) or a timer (TTL revert) would wait for an hour: the demo never
 awaits their results. It polls each incident's status until it is closed or parked on such a wait, writes a
@@ -21,17 +24,23 @@ import asyncio
 import json
 import os
 import shutil
+import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import ldap3
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
+from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
+from actions.adapters.identity.testdir import ADMINS, DEFAULT_POLICY, PEOPLE, SERVICE_DN, DirectoryError, Slapd
+from actions.params import UserName
 from controller.config import Settings
 from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.lab.network import LabNetworkError, run_ip
@@ -52,6 +61,8 @@ DEMO_CHANNEL = "soc-alerts"
 """The channel the shipped playbooks notify (workflows/playbooks/*.yaml)."""
 PARKED = frozenset({ActionStatus.AWAITING_APPROVAL, ActionStatus.AWAITING_REVERT})
 """Statuses that wait for a person or a long timer: an incident whose actions all rest is done for the demo."""
+PROTECTED_GROUP = "domain-admins"
+"""Users of policies/identities/data.yaml in this group are members of the demo directory's protected group."""
 MOVING = frozenset({ActionStatus.PLANNED, ActionStatus.EXECUTING})
 DEMO_TOTAL = "all scopes together"
 """The scope label of each level's totals card on the demo's scorecards page."""
@@ -112,11 +123,16 @@ class WebhookReceiver:
 
 @dataclass(frozen=True)
 class EnforcementPoint:
-    """Where the demo's containment (network.*, host.*) is enforced: `netns` names the throwaway namespace,
-    None when there is none (`why` says why, in words for the demo's tables)."""
+    """Where the demo's containment is enforced: `netns` names the throwaway namespace of network.* and host.*,
+    `directory` the throwaway slapd of identity.*; None when there is none (`why` and `directory_why` say why,
+    in words for the demo's tables)."""
 
     netns: str | None
     why: str
+    directory: Slapd | None = None
+    directory_why: str = "not root"
+    accounts: tuple[str, ...] = ()
+    """The accounts made in the directory (its protected group's members included)."""
 
     @property
     def label(self) -> str:
@@ -124,30 +140,152 @@ class EnforcementPoint:
             return f"nftables in throwaway network namespace {self.netns} (deleted after the demo)"
         return f"none: {self.why}; containment fails closed, counted as failed"
 
+    @property
+    def directory_label(self) -> str:
+        if self.directory:
+            return (
+                f"throwaway OpenLDAP slapd on {self.directory.url} with {len(self.accounts)} sample accounts "
+                "(stopped and deleted after the demo)"
+            )
+        return f"none: {self.directory_why}; identity containment fails closed, counted as failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        directory = self.directory
+        return {
+            "netns": self.netns,
+            "label": self.label,
+            "directory": {"url": directory.url, "root": str(directory.root)} if directory else None,
+            "directory_label": self.directory_label,
+            "accounts": list(self.accounts),
+        }
+
+
+@dataclass(frozen=True)
+class DemoAccounts:
+    """Who the demo directory holds: every valid account name of the samples and of the identities data, and
+    which of them are protected (never disabled by the adapter, whatever a plan says)."""
+
+    users: tuple[str, ...]
+    protected: tuple[str, ...]
+
+
+_USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
+
+
+def _valid_names(names: Iterable[object]) -> set[str]:
+    """Names fit for an account (alerts are untrusted input): the action parameter's own rule."""
+    valid: set[str] = set()
+    for name in names:
+        try:
+            valid.add(_USER_NAME.validate_python(name))
+        except ValidationError:
+            continue
+    return valid
+
+
+def demo_accounts(alerts: list[Alert], identities_file: Path) -> DemoAccounts:
+    try:
+        document = yaml.safe_load(identities_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        document = {}
+    known = document.get("users") if isinstance(document, dict) else None
+    known = known if isinstance(known, dict) else {}
+    protected = _valid_names(
+        name
+        for name, entry in known.items()
+        if isinstance(entry, dict) and PROTECTED_GROUP in (entry.get("groups") or [])
+    )
+    users = _valid_names([a.user for a in alerts if a.user]) | _valid_names(known)
+    return DemoAccounts(tuple(sorted(users)), tuple(sorted(protected)))
+
 
 @contextmanager
-def demo_enforcement(root: Path) -> Iterator[tuple[EnforcementPoint, Path]]:
-    """A real enforcement point that cannot touch this machine, when root: a new, empty network namespace and
-    an enforcement file that points the nftables adapters into it. Yields the point and the file to use (which
-    does not exist when there is no point: the adapters are then absent and containment fails closed)."""
-    file = root / "enforcement.yaml"
+def _throwaway_netns() -> Iterator[tuple[str | None, str]]:
     missing = [tool for tool in ("ip", "nft") if find_binary(tool) is None]
-    if os.geteuid() != 0 or missing:
-        why = "not root" if os.geteuid() != 0 else f"{' and '.join(missing)} not installed"
-        yield EnforcementPoint(None, why), file
+    if missing:
+        yield None, f"{' and '.join(missing)} not installed"
         return
     netns = f"autonomy-demo-{os.getpid()}"
     try:
         run_ip("netns", "add", netns)
     except LabNetworkError as exc:
-        yield EnforcementPoint(None, f"could not make a network namespace ({exc})"), file
+        yield None, f"could not make a network namespace ({exc})"
         return
     try:
-        header = "# Written by `autonomy demo`: real nftables, in a namespace made for this run and then deleted.\n"
-        file.write_text(header + yaml.safe_dump({"nftables": {"netns": netns}}, sort_keys=False))
-        yield EnforcementPoint(netns, "root"), file
+        yield netns, "root"
     finally:
         run_ip("netns", "del", netns, check=False)
+
+
+@contextmanager
+def _throwaway_directory(accounts: DemoAccounts) -> Iterator[tuple[Slapd | None, str, dict[str, Any]]]:
+    """A slapd of the demo's own (temp folder, loopback ports) holding the accounts, with their passwords in
+    files as the adapter's probe accounts (verification binds as them); the `identity:` section for it."""
+    try:
+        ensure_slapd(install=False)  # the demo installs nothing; `make test` and the lab install slapd
+    except DirectoryPackagesMissing as exc:
+        yield None, str(exc), {}
+        return
+    slapd = Slapd(Path(tempfile.mkdtemp(prefix="autonomy-demo-slapd-")))
+    try:
+        try:
+            slapd.start()
+            probes: dict[str, dict[str, str]] = {}
+            for user in accounts.users:
+                _uid, dn, password = slapd.add_user(uid=user)
+                secret = slapd.root / f"probe-{user}"
+                secret.touch(mode=0o600)
+                secret.write_text(password + "\n")
+                probes[user] = {"password_file": str(secret)}
+                if user in accounts.protected:
+                    slapd.add_member(ADMINS, dn)
+        except (DirectoryError, OSError, ldap3.core.exceptions.LDAPException) as exc:
+            slapd.delete()
+            yield None, f"could not provision a throwaway slapd ({exc})", {}
+            return
+        section = {
+            "dialect": "openldap-ppolicy",
+            "url": slapd.url,
+            "bind_dn": SERVICE_DN,
+            "password_file": str(slapd.service_password_file),
+            "users_base": PEOPLE,
+            "default_policy": DEFAULT_POLICY,
+            "protected_groups": [ADMINS],
+            "probe_accounts": probes,
+        }
+        yield slapd, "root", section
+    finally:
+        slapd.delete()
+
+
+@contextmanager
+def demo_enforcement(
+    root: Path, accounts: DemoAccounts = DemoAccounts((), ())
+) -> Iterator[tuple[EnforcementPoint, Path]]:
+    """Real enforcement points that cannot touch this machine, when root: a new, empty network namespace for
+    nftables and a throwaway slapd holding `accounts`, and an enforcement file pointing the adapters at them.
+    Yields the points and the file to use (which does not exist when there is no point: the adapters are then
+    absent and containment fails closed). Both are gone when the context exits."""
+    file = root / "enforcement.yaml"
+    if os.geteuid() != 0:
+        yield EnforcementPoint(None, "not root", None, "not root"), file
+        return
+    with ExitStack() as stack:
+        netns, why = stack.enter_context(_throwaway_netns())
+        directory, directory_why, identity = stack.enter_context(_throwaway_directory(accounts))
+        sections: dict[str, Any] = {}
+        if netns:
+            sections["nftables"] = {"netns": netns}
+        if directory:
+            sections["identity"] = identity
+        if sections:
+            header = (
+                "# Written by `autonomy demo`: real nftables in a network namespace and a real slapd, both made\n"
+                "# for this run and deleted after it.\n"
+            )
+            file.write_text(header + yaml.safe_dump(sections, sort_keys=False))
+        made = accounts.users if directory else ()
+        yield EnforcementPoint(netns, why, directory, directory_why, made), file
 
 
 @contextmanager
@@ -223,7 +361,10 @@ def write_scorecards(result: DemoResult) -> None:
         cards.extend(build_scorecards(incidents))
         cards.extend(build_scorecards(incidents, key=lambda _: (DEMO_TOTAL, f"{run.level.value} run")))
     levels = ", ".join(run.level.value for run in result.levels)
-    subtitle = f"demo at {levels}; containment enforced by {result.enforcement.label}"
+    subtitle = (
+        f"demo at {levels}; containment enforced by {result.enforcement.label}; identity containment on "
+        f"{result.enforcement.directory_label}"
+    )
     result.scorecards_html.write_text(scorecards_page(cards, build_approver_cards(approvers), subtitle))
 
 
@@ -334,7 +475,10 @@ async def run_demo(
     runs: list[LevelRun] = []
     with (
         WebhookReceiver() as hook,
-        demo_enforcement(root) as (enforcement, enforcement_file),
+        demo_enforcement(root, demo_accounts(alerts, base.policies_dir / "identities" / "data.yaml")) as (
+            enforcement,
+            enforcement_file,
+        ),
         demo_environment(channels_file, enforcement_file),
     ):
         channels = {"channels": {DEMO_CHANNEL: {"url": hook.url, "timeout_seconds": 5}}}
