@@ -67,10 +67,33 @@ def test_demo_table_and_scorecards_agree(tmp_path: Path) -> None:
     blocks = [a for a in actions if a["action"] == "network.block_ip" and a["verdict"] == "execute"]
     assert blocks, "the L3 demo runs network.block_ip alone for some incident"
     netns = summary["enforcement"]["netns"]
+    identity = [a for a in actions if a["action"].startswith("identity.")]
+    assert identity, "the samples propose identity containment"
+    directory = summary["enforcement"]["directory"]
     if os.geteuid() == 0:
         assert netns and all(a["status"] in {"verified", "awaiting_revert"} for a in blocks), blocks
-        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-        assert netns not in listed  # the throwaway namespace (and its nft table) is gone
+        assert directory, summary["enforcement"]["directory_label"]
+        assert {"j.doe", "a.smith", "svc-backup"} <= set(summary["enforcement"]["accounts"])
+        # at L3 identity containment waits for iam-admins (or is denied): never failed for want of an adapter
+        assert not [a for a in identity if a["status"] == "failed"], identity
+        assert [a for a in identity if a["status"] == "awaiting_approval"], identity
+        assert_nothing_left(directory["root"], netns)
     else:
         assert netns is None and summary["enforcement"]["label"].startswith("none: not root")
+        assert directory is None and summary["enforcement"]["directory_label"].startswith("none: not root")
         assert all(a["status"] == "failed" for a in blocks) and row["failed"] >= len(blocks)
+
+
+def assert_nothing_left(directory_root: str, netns: str | None) -> None:
+    """The throwaway slapd is stopped and its folder deleted; the throwaway namespace (and its nft table) gone."""
+    assert not Path(directory_root).exists()
+    running = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            running.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    assert not [c for c in running if directory_root in c], "the demo's slapd still runs"
+    if netns:
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert netns not in listed

@@ -1,0 +1,79 @@
+"""As root the demo's identity containment reaches a real directory made for the run (a throwaway slapd holding
+the sample accounts, with the data's domain admins protected), and nothing of it is left afterwards. Without
+root (or without slapd) there is no directory and the tests skip, saying why."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from actions.adapters.base import ActionRequest, ActionStatus, AdapterError
+from actions.adapters.identity.adapters import DisableUserAdapter, identity_adapters
+from actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
+from actions.adapters.identity.testdir import PEOPLE
+from controller.cli.demo_run import DemoAccounts, demo_accounts, demo_enforcement, load_samples
+from controller.config import Settings
+from controller.ingest import DeadLetter, IngestReport
+from tests.test_demo_scorecards import assert_nothing_left
+
+KEY = "demo-test/a1"
+
+
+def request(user: str) -> ActionRequest:
+    return ActionRequest(
+        incident_key="demo-test",
+        action_id="a1",
+        action="identity.disable_user",
+        params={"user": user},
+        idempotency_key=KEY,
+        purpose="execute",
+    )
+
+
+def test_the_demo_accounts_are_the_samples_and_the_identities_data(tmp_path: Path) -> None:
+    settings = Settings()
+    alerts = load_samples(settings.example_alert_files, DeadLetter(tmp_path / "dl.jsonl"), IngestReport())
+    accounts = demo_accounts(alerts, settings.policies_dir / "identities" / "data.yaml")
+    assert {"j.doe", "a.smith", "svc-backup"} <= set(accounts.users)  # the samples' own users
+    assert {"alice", "dave"} <= set(accounts.users)  # the identities data's
+    assert set(accounts.protected) == {"admin", "dave", "erin"}  # domain-admins only
+    weird = alerts[0].model_copy(update={"user": "x,ou=evil"})  # untrusted: never becomes a DN
+    assert "x,ou=evil" not in demo_accounts([weird], tmp_path / "missing.yaml").users
+
+
+def test_as_root_the_demo_directory_is_real_holds_the_samples_and_is_deleted_after(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the demo provisions its directory only as root")
+    try:
+        ensure_slapd(install=False)
+    except DirectoryPackagesMissing as exc:
+        pytest.skip(f"the demo's directory needs slapd: {exc}")
+    accounts = DemoAccounts(("svc-backup", "dave"), ("dave",))
+    with demo_enforcement(tmp_path, accounts) as (point, file):
+        slapd = point.directory
+        assert slapd is not None, point.directory_why
+        assert point.accounts == ("svc-backup", "dave") and "throwaway OpenLDAP slapd" in point.directory_label
+        assert slapd.service_password not in file.read_text()  # named by file, never written
+        adapters = identity_adapters(file)  # the adapters the demo's worker builds from its enforcement file
+        disable = next(a for a in adapters if isinstance(a, DisableUserAdapter))
+        outcome = disable.execute(request("svc-backup"))
+        assert outcome.status is ActionStatus.DONE, outcome.detail
+        assert slapd.attribute(f"uid=svc-backup,{PEOPLE}", LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+        verdict = disable.verify(request("svc-backup"), outcome)
+        assert verdict.ok and verdict.evidence["probe_bind_works"] is False, verdict.detail
+        with pytest.raises(AdapterError, match="protected group"):
+            disable.execute(request("dave"))
+        assert slapd.attribute(f"uid=dave,{PEOPLE}", LOCK_ATTRIBUTE) == []
+        root = slapd.root
+    assert_nothing_left(str(root), point.netns)
+
+
+def test_without_root_there_is_no_directory_and_no_identity_section(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("as root the demo has a directory (the test above)")
+    with demo_enforcement(tmp_path, DemoAccounts(("svc-backup",), ())) as (point, file):
+        assert point.directory is None and point.directory_label.startswith("none: not root")
+        assert not file.exists()
