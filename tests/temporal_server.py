@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import random
 import shutil
+import socket
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from controller.config import REPO_ROOT
-from controller.processes import free_port, stop_process
+from controller.processes import stop_process
 from workflows.connection import TemporalConnection
 
 TEMPORAL_SERVER_VERSION = "v1.32.0"
@@ -39,6 +41,21 @@ SERVER_DIR = REPO_ROOT / ".tools" / f"temporal-server-{TEMPORAL_SERVER_VERSION}"
 SERVER_BIN = SERVER_DIR / "server"
 SQL_TOOL = SERVER_DIR / "sql"
 SERVER_NAME = "temporal.test"
+
+
+def low_port() -> int:
+    """A free port below 32768: the server stores its membership ports in a PostgreSQL smallint (signed), so an
+    ephemeral port (32768 and up, what binding port 0 gives) makes it exit at start ("out of range for type
+    smallint")."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 def built() -> bool:
@@ -170,9 +187,9 @@ class TemporalServer:
         self.pki = pki
         run = uuid.uuid4().hex[:8]
         self.databases = (f"temporal_{run}", f"temporal_vis_{run}")
-        self.port = free_port()
-        self.ports = {name: free_port() for name in ("membership", "history", "history_m", "matching", "matching_m")}
-        self.ports |= {"worker": free_port(), "worker_m": free_port(), "http": free_port()}
+        self.port = low_port()
+        self.ports = {name: low_port() for name in ("membership", "history", "history_m", "matching", "matching_m")}
+        self.ports |= {"worker": low_port(), "worker_m": low_port(), "http": low_port()}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "temporal-server.log"
 

@@ -79,10 +79,12 @@ async def open_client(target: str | TemporalConnection | None, timeout: float = 
         reason = str(exc) or type(exc).__name__
         if "ConnectionRefused" in reason or "Connection refused" in reason:
             reason = "connection refused"
-        raise TemporalUnavailable(
-            f"cannot reach Temporal at {connection.describe()}: {reason} "
-            "(start one with `autonomy server`, or pass --address / set AUTONOMY_TEMPORAL_ADDRESS)"
-        ) from exc
+        hint = (
+            "check the AUTONOMY_TEMPORAL_TLS_* / API key settings against the server's"
+            if connection.uses_tls
+            else "start one with `autonomy server`, or pass --address / set AUTONOMY_TEMPORAL_ADDRESS"
+        )
+        raise TemporalUnavailable(f"cannot reach Temporal at {connection.describe()}: {reason} ({hint})") from exc
 
 
 def _rpc_error(exc: RPCError, key: str) -> LoopError:
