@@ -15,10 +15,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -32,12 +34,15 @@ from controller.ledger.engine import private_schema
 from controller.levels import load_level_config
 from controller.models import Category, Level
 from controller.policy_bundle import load_bundle
+from tests import test_chaos
 from tests.harness import BURST, burst, edit_yaml
 from tests.temporal_server import Postgres, TemporalServer, make_pki, require_server, wait_serving
 from workflows.client import Submitter, incident_handle
 from workflows.contracts import TASK_QUEUE, ActionStatus
 
 INCIDENTS = 30
+Receiver = test_chaos.Receiver
+_receiver_fixture = test_chaos.receiver  # the webhook receiver fixture, registered here as `receiver`
 POSTGRES_URL = os.environ.get("AUTONOMY_TEST_POSTGRES_URL")
 
 
@@ -70,11 +75,17 @@ async def wait_pollers(client: Client, count: int, timeout: float = 90) -> None:
         await asyncio.sleep(0.5)
 
 
-async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(config_copy: Settings, tmp_path: Path) -> None:
+async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(
+    config_copy: Settings, receiver: str, tmp_path: Path
+) -> None:
     require_server()
     if not POSTGRES_URL:
         pytest.fail("AUTONOMY_TEST_POSTGRES_URL is not set: `bash .ci/postgres.sh` prints it (make unit does)")
     edit_yaml(config_copy.levels_dir / "L3.yaml", budgets={})  # about crashes, not blast radius
+    config_copy.state_dir.mkdir(parents=True, exist_ok=True)
+    channels = config_copy.state_dir / "channels.yaml"
+    channels.write_text(yaml.safe_dump({"channels": {"soc-alerts": {"url": receiver, "timeout_seconds": 5}}}))
+    started = time.monotonic()
     bundle = load_bundle(config_copy.policies_dir, load_level_config(config_copy.levels_dir))
     server = TemporalServer(
         tmp_path / "temporal",
@@ -98,6 +109,7 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(config_co
                 "AUTONOMY_LEVELS_DIR": str(config_copy.levels_dir),
                 "AUTONOMY_POLICIES_DIR": str(config_copy.policies_dir),
                 "AUTONOMY_STATE_DIR": str(config_copy.state_dir),
+                "AUTONOMY_CHANNELS_FILE": str(channels),
                 "AUTONOMY_POLICY_ENGINE": "opa",
                 "AUTONOMY_OPA_URL": opa.url,
                 "AUTONOMY_LEDGER_URL": ledger_url,
@@ -114,6 +126,7 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(config_co
             workers[0].send_signal(signal.SIGKILL)  # one worker dies mid-run; the other carries on
             workers[0].wait()
             report = await submit
+            submitted = time.monotonic()
             workers[0] = start_worker(env, effects, tmp_path / "worker-0.log")
             await asyncio.sleep(1)
             assert server.process is not None
@@ -125,6 +138,7 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(config_co
                 asyncio.gather(*(incident_handle(client, key).result() for key in report.incidents)), timeout=600
             )
 
+            closed = time.monotonic()
             assert report.alerts == INCIDENTS * BURST and len(report.incidents) == INCIDENTS
             assert len(finals) == INCIDENTS and all(f.phase == "closed" and f.report for f in finals)
             actions = [(f.key, a) for f in finals for a in f.actions]
@@ -139,12 +153,17 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(config_co
                 "network.block_ip": len(blocks),
                 "network.unblock_ip": len(blocks),
             }
+            notified = [k for k, a in actions if a.action == "notify.webhook" and a.status is ActionStatus.VERIFIED]
+            assert len(Receiver.posts) == len(notified) == len(blocks)
             assert ledger.verify().ok
             for key in report.incidents:
                 kinds = Counter(r.kind for r in ledger.records(key))
                 assert kinds[RecordKind.ALERT] == BURST
                 assert kinds[RecordKind.PLAN] == 1 and kinds[RecordKind.REPORT] == 1
-            print(f"\ntopology: {INCIDENTS} incidents, {len(blocks)} blocks, {len(effect_files)} effects, 0 duplicates")
+            print(
+                f"\ntopology: {INCIDENTS} incidents, {len(blocks)} blocks, {len(effect_files)} effects, 0 duplicates; "
+                f"setup+submit {submitted - started:.0f} s, to all closed {closed - submitted:.0f} s"
+            )
             ledger.close()
     finally:
         for worker in workers:
