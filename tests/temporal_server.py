@@ -9,6 +9,7 @@ tested on this server only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import random
@@ -27,7 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import make_url
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    DescribeTaskQueueRequest,
+    RegisterNamespaceRequest,
+)
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -348,15 +354,20 @@ async def wait_serving(server: TemporalServer, connection: TemporalConnection, t
                 client = await asyncio.wait_for(connection.connect(wait_seconds=0), 10)
             try:
                 await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+                # the frontend's namespace cache (refreshed every ~10 s) must know it too, not just the database
+                await client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(namespace="default", task_queue=TaskQueue(name="readiness-probe"))
+                )
                 return client
             except RPCError as exc:
                 if exc.status is not RPCStatusCode.NOT_FOUND:
                     raise
-                await client.workflow_service.register_namespace(
-                    RegisterNamespaceRequest(
-                        namespace="default", workflow_execution_retention_period=Duration(seconds=86400)
+                with contextlib.suppress(RPCError):  # registered already, not yet in the cache: wait
+                    await client.workflow_service.register_namespace(
+                        RegisterNamespaceRequest(
+                            namespace="default", workflow_execution_retention_period=Duration(seconds=86400)
+                        )
                     )
-                )
         except Exception as exc:  # not serving yet; the last reason is reported on timeout
             last = exc
         await asyncio.sleep(0.5)

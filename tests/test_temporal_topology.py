@@ -42,7 +42,7 @@ from workflows.contracts import TASK_QUEUE, ActionStatus
 
 INCIDENTS = 30
 Receiver = test_chaos.Receiver
-_receiver_fixture = test_chaos.receiver  # the webhook receiver fixture, registered here as `receiver`
+webhook = test_chaos.receiver  # the webhook receiver fixture (a local HTTP server counting Idempotency-Keys)
 POSTGRES_URL = os.environ.get("AUTONOMY_TEST_POSTGRES_URL")
 
 
@@ -76,7 +76,7 @@ async def wait_pollers(client: Client, count: int, timeout: float = 90) -> None:
 
 
 async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(
-    config_copy: Settings, receiver: str, tmp_path: Path
+    config_copy: Settings, webhook: str, tmp_path: Path
 ) -> None:
     require_server()
     if not POSTGRES_URL:
@@ -84,7 +84,7 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(
     edit_yaml(config_copy.levels_dir / "L3.yaml", budgets={})  # about crashes, not blast radius
     config_copy.state_dir.mkdir(parents=True, exist_ok=True)
     channels = config_copy.state_dir / "channels.yaml"
-    channels.write_text(yaml.safe_dump({"channels": {"soc-alerts": {"url": receiver, "timeout_seconds": 5}}}))
+    channels.write_text(yaml.safe_dump({"channels": {"soc-alerts": {"url": webhook, "timeout_seconds": 5}}}))
     started = time.monotonic()
     bundle = load_bundle(config_copy.policies_dir, load_level_config(config_copy.levels_dir))
     server = TemporalServer(
