@@ -14,7 +14,7 @@ TEMPORAL_SERVER_STAMP := $(TEMPORAL_SERVER_DIR)/built
 
 .PHONY: setup demo test lint unit bench lock temporal-server
 
-setup: $(INSTALLED) $(OPA_STAMP) $(TEMPORAL_SERVER_STAMP)
+setup: $(INSTALLED) $(OPA_STAMP)
 
 # Installs exactly what requirements.lock pins (versions and hashes), so an upstream release cannot change a
 # fresh clone; the project itself goes in editable, without build isolation, with the locked setuptools.
@@ -69,7 +69,7 @@ lint: $(INSTALLED) $(OPA_STAMP)
 # As root, the lab's Debian packages (nginx + ModSecurity + CRS, nftables, iproute2, curl, Suricata 7 from
 # bookworm-backports), OpenLDAP's slapd (the identity adapter's tests) and headless Chromium (the HTML reports' screenshot tests) are installed here, at setup, so the enforcement, lab and
 # report tests run on the real things and nothing is fetched at test time (without root they skip, saying so).
-unit: setup
+unit: setup $(TEMPORAL_SERVER_STAMP)
 	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && bash .ci/chromium.sh && \
 		$(VENV)/bin/python -c 'from controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
 		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_slapd; ensure_slapd()'; fi

@@ -5,8 +5,13 @@ trusts another CA, or has no certificate, or one from another CA, does not.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -14,6 +19,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from controller.cli.ops import TemporalUnavailable, open_client
 from tests.temporal_server import SERVER_NAME, Pki, Postgres, TemporalServer, make_pki, require_server, wait_serving
+from tests.test_temporal_topology import pollers
 from workflows.connection import TemporalConnection
 
 POSTGRES_URL = os.environ.get("AUTONOMY_TEST_POSTGRES_URL")
@@ -114,3 +120,28 @@ async def test_a_certificate_without_its_key_never_reaches_the_server(serving: T
     )
     with pytest.raises(ValueError, match="AUTONOMY_TEMPORAL_TLS_KEY"):
         await open_client(missing_key, timeout=20)
+
+
+async def test_the_worker_command_connects_with_the_environments_tls_settings(
+    serving: TemporalServer, pki: Pki, tmp_path: Path
+) -> None:
+    """`autonomy worker` as docs/deploy.md runs it: the AUTONOMY_TEMPORAL_* variables, nothing else."""
+    client = await open_client(good(pki, serving.address))
+    env = {**os.environ, **serving.client_env(), "AUTONOMY_STATE_DIR": str(tmp_path)}
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "worker"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while await pollers(client) < 1:
+            assert worker.poll() is None, log.read_text()
+            assert asyncio.get_running_loop().time() < deadline, f"the worker never polled: {log.read_text()}"
+            await asyncio.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert worker.returncode == 0, log.read_text()
+    output = log.read_text()
+    assert serving.address in output
+    assert pki.client_key.read_text().splitlines()[1] not in output  # the private key never reaches a log
