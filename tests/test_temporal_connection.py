@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.temporal_server import Pki, make_pki
+from controller.config import REPO_ROOT
+from tests.temporal_server import Pki, Postgres, TemporalServer, make_pki
 from workflows.connection import ConnectionSettingsError, TemporalConnection
 
 SECRET = "tcld_Zz9-SECRET-api-key-0123456789abcdef"
@@ -162,3 +164,17 @@ def test_the_worker_command_refuses_to_start_naming_the_setting_and_not_the_key(
     )
     assert done.returncode == 2, done.stderr
     assert "AUTONOMY_TEMPORAL_TLS_KEY" in done.stderr
+
+
+def _paths(document: object, prefix: str = "") -> set[str]:
+    if not isinstance(document, dict):
+        return {prefix}
+    return {path for key, value in document.items() for path in _paths(value, f"{prefix}.{key}")}
+
+
+def test_the_deploy_example_configures_the_server_the_tests_run(pki: Pki, tmp_path: Path) -> None:
+    """examples/deploy/temporal-config.yaml has every setting the tests' server has (TLS, PostgreSQL, ports)."""
+    example = yaml.safe_load((REPO_ROOT / "examples" / "deploy" / "temporal-config.yaml").read_text())
+    tested = TemporalServer(tmp_path, Postgres("127.0.0.1", 5432, "u", "p"), pki).config()
+    assert _paths(tested) <= _paths(example), sorted(_paths(tested) - _paths(example))
+    assert example["global"]["tls"]["frontend"]["server"]["requireClientAuth"] is True
