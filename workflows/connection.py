@@ -21,12 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from controller.config import DEFAULT_TEMPORAL_ADDRESS
+
 if TYPE_CHECKING:
     from cryptography import x509
     from temporalio.client import Client
     from temporalio.service import TLSConfig
 
-DEFAULT_ADDRESS = "127.0.0.1:7233"
+DEFAULT_ADDRESS = DEFAULT_TEMPORAL_ADDRESS
 DEFAULT_NAMESPACE = "default"
 MAX_API_KEY_BYTES = 16 * 1024
 
