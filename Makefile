@@ -6,8 +6,13 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 OPA := .tools/opa
 OPA_STAMP := .tools/opa-$(OPA_VERSION)
+# The Temporal server the pinned temporal CLI embeds (`temporal --version`: Server 1.32.0), for the TLS and topology
+# tests (tests/temporal_server.py): the CLI's dev server cannot serve TLS.
+TEMPORAL_SERVER_VERSION := v1.32.0
+TEMPORAL_SERVER_DIR := .tools/temporal-server-$(TEMPORAL_SERVER_VERSION)
+TEMPORAL_SERVER_STAMP := $(TEMPORAL_SERVER_DIR)/built
 
-.PHONY: setup demo test lint unit bench lock
+.PHONY: setup demo test lint unit bench lock temporal-server
 
 setup: $(INSTALLED) $(OPA_STAMP)
 
@@ -37,6 +42,16 @@ $(OPA_STAMP):
 	$(OPA) version | grep -q "Version: $(OPA_VERSION:v%=%)"
 	touch $@
 
+# The Temporal server and its SQL tool (schema setup), built from source like OPA: once, then reused.
+temporal-server: $(TEMPORAL_SERVER_STAMP)
+$(TEMPORAL_SERVER_STAMP):
+	@command -v go >/dev/null || { echo "Go is required to build the Temporal server $(TEMPORAL_SERVER_VERSION)"; exit 1; }
+	mkdir -p $(TEMPORAL_SERVER_DIR)
+	cd /tmp && GOBIN=$(CURDIR)/$(TEMPORAL_SERVER_DIR) go install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) \
+		go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	$(TEMPORAL_SERVER_DIR)/server --help >/dev/null && $(TEMPORAL_SERVER_DIR)/sql --help >/dev/null
+	touch $@
+
 demo: $(INSTALLED)
 	$(VENV)/bin/autonomy demo
 
@@ -56,7 +71,7 @@ lint: $(INSTALLED) $(OPA_STAMP)
 # with its driver (the HTML reports' screenshot tests, the inbox's browser tests) are installed here, at setup,
 # so the enforcement, lab and report tests run on the real things and nothing is fetched at test time (without
 # root they skip, saying so).
-unit: setup
+unit: setup $(TEMPORAL_SERVER_STAMP)
 	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && bash .ci/chromium.sh && \
 		$(VENV)/bin/python -c 'from controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
 		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_slapd; ensure_slapd()' && \

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, Adapter, VerifyOutcome
 from controller.config import Settings
+from workflows.connection import TemporalConnection
 from workflows.worker import connect, incident_worker
 
 ENFORCED = ("network.block_ip", "network.unblock_ip", "host.isolate", "host.release")
@@ -53,7 +54,7 @@ class DiskEnforcement:
 async def main(address: str, effects: Path) -> None:
     effects.mkdir(parents=True, exist_ok=True)
     adapters: dict[str, Adapter] = {name: DiskEnforcement(name, effects) for name in ENFORCED}
-    client = await connect(address)
+    client = await connect(TemporalConnection.resolve(address=address))  # TLS settings from AUTONOMY_TEMPORAL_*
     async with incident_worker(client, Settings(), extra_adapters=adapters):
         print("worker ready", flush=True)
         await asyncio.Event().wait()

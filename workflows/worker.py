@@ -6,8 +6,6 @@ PostgreSQL ledger): no state lives in a worker that another worker needs.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -15,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -27,6 +24,7 @@ from controller.planning import ClaudeSettings
 from controller.runtime import EngineName
 from controller.triage.ledger_view import ledger_view
 from workflows.activities import IncidentActivities
+from workflows.connection import TemporalConnection
 from workflows.contracts import TASK_QUEUE
 from workflows.guard_provider import GuardProvider
 from workflows.incident import IncidentWorkflow
@@ -46,22 +44,19 @@ def temporal_client_created() -> bool:
     return _client_created
 
 
-async def connect(address: str, namespace: str = "default", wait_seconds: float = 15.0) -> Client:
+async def connect(target: str | TemporalConnection, namespace: str | None = None, wait_seconds: float = 15.0) -> Client:
     """A client that carries our pydantic models through Temporal (the one converter every side must use).
 
-    A server that accepts connections may not serve yet ("Frontend is not healthy yet", seen right after a dev
-    server starts): retried for `wait_seconds`, so a worker started together with its server just waits.
+    `target`: the resolved connection settings (workflows/connection.py: TLS, API key), or a bare address for a
+    plaintext server this process started (the dev server). Waits up to `wait_seconds` for a frontend that is
+    not healthy yet (a server that has just started).
     """
     global _client_created
     _client_created = True
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
-        except RuntimeError as exc:
-            if "not healthy" not in str(exc) or time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    connection = TemporalConnection(address=target) if isinstance(target, str) else target
+    if namespace is not None:
+        connection = connection.with_namespace(namespace)
+    return await connection.connect(wait_seconds)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -163,6 +164,87 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
+
+
+_TEMPORAL = "Temporal connection (commands that talk to Temporal)"
+
+
+@app.callback()
+def _temporal_options(
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal-namespace",
+            rich_help_panel=_TEMPORAL,
+            help="Temporal namespace (env AUTONOMY_TEMPORAL_NAMESPACE).",
+        ),
+    ] = None,
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--temporal-tls/--temporal-plaintext",
+            rich_help_panel=_TEMPORAL,
+            help="TLS to Temporal; default: on when a TLS setting or an API key is given (env AUTONOMY_TEMPORAL_TLS).",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal-tls-cert",
+            rich_help_panel=_TEMPORAL,
+            help="mTLS client certificate, PEM (env AUTONOMY_TEMPORAL_TLS_CERT).",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal-tls-key",
+            rich_help_panel=_TEMPORAL,
+            help="mTLS client key, PEM (env AUTONOMY_TEMPORAL_TLS_KEY).",
+        ),
+    ] = None,
+    tls_ca: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal-tls-ca",
+            rich_help_panel=_TEMPORAL,
+            help="CA of the server's certificate (env AUTONOMY_TEMPORAL_TLS_CA).",
+        ),
+    ] = None,
+    tls_server_name: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal-tls-server-name",
+            rich_help_panel=_TEMPORAL,
+            help="Name the server's certificate must carry (env AUTONOMY_TEMPORAL_TLS_SERVER_NAME).",
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal-api-key-file",
+            rich_help_panel=_TEMPORAL,
+            help="File holding the Temporal Cloud API key (env AUTONOMY_TEMPORAL_API_KEY_FILE, or the key itself in "
+            "AUTONOMY_TEMPORAL_API_KEY; never a flag: it would show in ps).",
+        ),
+    ] = None,
+) -> None:
+    """Temporal connection options for every command that talks to Temporal (workflows/connection.py)."""
+    from workflows.connection import set_flags
+
+    set_flags(
+        {
+            "AUTONOMY_TEMPORAL_NAMESPACE": namespace,
+            "AUTONOMY_TEMPORAL_TLS": None if tls is None else str(tls).lower(),
+            "AUTONOMY_TEMPORAL_TLS_CERT": tls_cert,
+            "AUTONOMY_TEMPORAL_TLS_KEY": tls_key,
+            "AUTONOMY_TEMPORAL_TLS_CA": tls_ca,
+            "AUTONOMY_TEMPORAL_TLS_SERVER_NAME": tls_server_name,
+            "AUTONOMY_TEMPORAL_API_KEY_FILE": api_key_file,
+        }
+    )
+
+
 for _name, (_panel, _help, _commands) in GROUPS.items():
     _group = typer.Typer(cls=lazy_group(_commands), help=_help, no_args_is_help=True)
     app.add_typer(_group, name=_name, rich_help_panel=_panel)

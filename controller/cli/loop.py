@@ -44,6 +44,7 @@ from controller.cli.ops import (
     list_incidents,
     open_client,
     read_status,
+    temporal_connection,
 )
 from controller.cli.ops import submit_files as submit_all
 from controller.cli.ops import vote as cast
@@ -136,14 +137,15 @@ def server(
 
 
 async def _run_worker(address: str, settings: Settings, engine: EngineName | None) -> None:
-    client = await open_client(address)
+    connection = temporal_connection(address)
+    client = await open_client(connection)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     async with incident_worker(client, settings, engine) as parts:
         guard = parts.guards.current()
         engine_name = engine.value if engine else settings.policy_engine
         console.print(
-            f"worker on task queue [bold]{TASK_QUEUE}[/] at {escape(address)}, engine {engine_name}, "
+            f"worker on task queue [bold]{TASK_QUEUE}[/] at {escape(connection.describe())}, engine {engine_name}, "
             f"ledger {escape(redacted(settings.ledger_url))}, {len(parts.activities.adapters)} adapter(s): "
             + escape(", ".join(sorted(parts.activities.adapters)))
         )

@@ -26,6 +26,7 @@ from controller.ingest import DeadLetter, IngestReport, read_alerts
 from controller.ledger import Ledger, RecordKind
 from controller.models import Level
 from workflows.client import SubmitReport, Submitter, cast_vote, incident_handle
+from workflows.connection import ConnectionSettingsError, TemporalConnection
 from workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 from workflows.incident import IncidentWorkflow
 from workflows.worker import connect
@@ -46,6 +47,10 @@ class TemporalUnavailable(LoopError):
     """Nothing answers at the address: the command cannot run (exit 2)."""
 
 
+class TemporalMisconfigured(TemporalUnavailable):
+    """A connection setting is wrong (named in the message): the command cannot run (exit 2), nothing was tried."""
+
+
 class IncidentUnknown(LoopError):
     """Temporal answers but has no workflow under this incident key (exit 1)."""
 
@@ -54,18 +59,32 @@ class NoWorker(LoopError):
     """The workflow exists but no worker answered its query in time."""
 
 
-async def open_client(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Client:
-    """A client with the pydantic converter, or TemporalUnavailable naming the address (no retry loop)."""
+def temporal_connection(address: str | None = None) -> TemporalConnection:
+    """The connection settings (--address, the root --temporal-* flags, AUTONOMY_TEMPORAL_*), checked now:
+    a bad one is a TemporalMisconfigured naming the setting."""
     try:
-        return await asyncio.wait_for(connect(address), timeout)
+        return TemporalConnection.resolve(address=address)
+    except ConnectionSettingsError as exc:
+        raise TemporalMisconfigured(str(exc)) from exc
+
+
+async def open_client(target: str | TemporalConnection | None, timeout: float = CONNECT_TIMEOUT_S) -> Client:
+    """A client with the pydantic converter, or TemporalUnavailable naming the address (no retry loop).
+
+    `target`: resolved settings, or an address to resolve with the rest of the settings from flags/environment."""
+    connection = target if isinstance(target, TemporalConnection) else temporal_connection(target)
+    try:
+        return await asyncio.wait_for(connect(connection), timeout)
     except (RuntimeError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         if "ConnectionRefused" in reason or "Connection refused" in reason:
             reason = "connection refused"
-        raise TemporalUnavailable(
-            f"cannot reach Temporal at {address}: {reason} "
-            "(start one with `autonomy server`, or pass --address / set AUTONOMY_TEMPORAL_ADDRESS)"
-        ) from exc
+        hint = (
+            "check the AUTONOMY_TEMPORAL_TLS_* / API key settings against the server's"
+            if connection.uses_tls
+            else "start one with `autonomy server`, or pass --address / set AUTONOMY_TEMPORAL_ADDRESS"
+        )
+        raise TemporalUnavailable(f"cannot reach Temporal at {connection.describe()}: {reason} ({hint})") from exc
 
 
 def _rpc_error(exc: RPCError, key: str) -> LoopError:

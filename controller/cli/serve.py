@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from controller.cli.common import AddressOption, console, temporal_address
+from controller.cli.common import AddressOption, console, fail, temporal_address
 from controller.cli.loop import LevelOption, QuietOption, SettleOption
 from controller.config import Settings
 from controller.service import ServiceConfig, create_app
@@ -46,6 +46,12 @@ def serve(
         settle_seconds=settle,
         quiet_seconds=quiet,
     )
+    from controller.cli.ops import TemporalMisconfigured, temporal_connection
+
+    try:  # a bad TLS / API-key setting stops the start here, naming it, not on the first request
+        temporal_connection(temporal_address(address, settings))
+    except TemporalMisconfigured as exc:
+        fail(str(exc), 2)
     app = create_app(settings, config, temporal_address(address, settings))
     console.print(
         f"autonomy API at [bold]http://{escape(host)}:{port}[/] (OpenAPI: /openapi.json); tokens in "

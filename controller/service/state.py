@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
-from controller.cli.ops import LoopError, TemporalUnavailable, open_client
+from controller.cli.ops import LoopError, TemporalUnavailable, open_client, temporal_connection
 from controller.config import Settings
 from controller.ingest import DeadLetter
 from controller.ledger import Ledger
@@ -21,6 +21,7 @@ from controller.service.config import ServiceConfig
 from controller.service.metrics import Metrics
 from controller.service.outbox import Outbox
 from controller.service.tokens import TokenStore, tokens_file
+from workflows.connection import TemporalConnection
 
 
 class Unavailable(RuntimeError):
@@ -38,6 +39,8 @@ class Service:
     metrics: Metrics = field(default_factory=Metrics)
     ingest_slots: asyncio.Semaphore = field(init=False)
     outbox: Outbox = field(init=False)
+    connection: TemporalConnection | None = None
+    """Resolved and checked at open: a bad TLS or API-key setting stops the service's start, naming it."""
     _client: Client | None = None
     _last_attempt: float = float("-inf")
     _last_error: str = ""
@@ -53,6 +56,7 @@ class Service:
             settings=settings,
             config=config,
             address=address,
+            connection=temporal_connection(address),
             ledger=Ledger.from_url(settings.ledger_url),
             tokens=TokenStore(tokens_file(settings.state_dir)),
             dead_letter=DeadLetter(settings.dead_letter_path),
@@ -68,7 +72,9 @@ class Service:
                     raise Unavailable(self._last_error)
                 self._last_attempt = time.monotonic()
                 try:
-                    self._client = await open_client(self.address, self.config.connect_timeout_seconds)
+                    self._client = await open_client(
+                        self.connection or self.address, self.config.connect_timeout_seconds
+                    )
                 except (TemporalUnavailable, LoopError) as exc:
                     self._last_error = str(exc)
                     raise Unavailable(self._last_error) from exc
