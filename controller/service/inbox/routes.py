@@ -127,6 +127,16 @@ def signed_in(request: Request, inbox: Inbox) -> tuple[Account, Session] | None:
     return account, session
 
 
+def _page_session(request: Request, inbox: Inbox) -> tuple[Account, Session] | Response:
+    """For a page: the signed-in account and session, or the response instead of the page (the refusal, or the
+    sign-in page when nobody is signed in)."""
+    try:
+        who = signed_in(request, inbox)
+    except Refused as exc:
+        return refusal(exc)
+    return who if who is not None else RedirectResponse("/inbox/login", status_code=303)
+
+
 def check_csrf(inbox: Inbox, sid: str, fields: dict[str, str]) -> None:
     if not inbox.signer.csrf_ok(sid, fields.get("csrf")):
         raise Refused(403, "Refused", "the form's CSRF token is missing or wrong: reload the page and send it again")
@@ -205,12 +215,9 @@ def _set_cookie(response: Response, inbox: Inbox, name: str, value: str, max_age
 @router.get("")
 async def show_inbox(request: Request) -> Response:
     inbox = inbox_of(request)
-    try:
-        who = signed_in(request, inbox)
-    except Refused as exc:
-        return refusal(exc)
-    if who is None:
-        return RedirectResponse("/inbox/login", status_code=303)
+    who = _page_session(request, inbox)
+    if isinstance(who, Response):
+        return who
     account, session = who
     service: Service = request.app.state.service
     try:
@@ -333,12 +340,9 @@ def service_key(inbox: Inbox, service: Service, identity: str) -> ApproverSecret
 @router.get("/incidents/{key}")
 async def show_incident(request: Request, key: str) -> Response:
     inbox = inbox_of(request)
-    try:
-        who = signed_in(request, inbox)
-    except Refused as exc:
-        return refusal(exc)
-    if who is None:
-        return RedirectResponse("/inbox/login", status_code=303)
+    who = _page_session(request, inbox)
+    if isinstance(who, Response):
+        return who
     account, session = who
     service: Service = request.app.state.service
     records = service.ledger.records(key)
