@@ -109,10 +109,11 @@ def category_views(incident: Incident) -> list[Incident]:
     return views
 
 
-def category_summary(incident: Incident) -> str:
-    """One line naming each category's evidence, primary first: 'sqli 40 alerts (942100, 942190); xss 3 alerts'."""
+def category_summary(incident: Incident, views: list[Incident] | None = None) -> str:
+    """One line naming each category's evidence, primary first: 'sqli 40 alerts (942100, 942190); xss 3 alerts'.
+    `views`: the incident's category_views when the caller has them already."""
     parts = []
-    for view in category_views(incident):
+    for view in category_views(incident) if views is None else views:
         rules = sorted({r for a in view.alerts for r in a.rule_ids if RULE_ID.match(r)})
         listed = ", ".join(rules[:3]) + (f", +{len(rules) - 3}" if len(rules) > 3 else "")
         noun = "alert" if len(view.alerts) == 1 else "alerts"

@@ -90,12 +90,13 @@ class OfflinePlanner:
         category) and the plans are merged: one action per action and target, so one attacker gets one block
         (the longest any category's playbook asks for) and one ticket, which names every category's evidence.
         """
-        case_categories = category_summary(incident)
+        views = category_views(incident)
+        case_categories = category_summary(incident, views)
         merged: dict[tuple[str, str | None], tuple[ProposedAction, str]] = {}
         names: list[str] = []
         notes: list[str] = []
-        for view in category_views(incident):
-            context = incident_context(view) | {"categories": case_categories}
+        for view in views:
+            context = incident_context(view, case_categories)
             playbook = self._select(view, context, triage, impact)
             actions, more = _render(playbook.actions, context, incident.key)
             if not actions and playbook.actions:

@@ -152,8 +152,9 @@ def _single(values: Iterable[str | None]) -> str | None:
     return distinct.pop() if len(distinct) == 1 else None
 
 
-def incident_context(incident: Incident) -> dict[str, str | None]:
-    """Every allowlisted field as a string (or None when the incident does not know it)."""
+def incident_context(incident: Incident, categories: str | None = None) -> dict[str, str | None]:
+    """Every allowlisted field as a string (or None when the incident does not know it). `categories`: the
+    case's category_summary when the incident is one category's view of a case (the planner passes it)."""
     alerts = incident.alerts
     rule_ids = sorted({r for a in alerts for r in a.rule_ids if RULE_ID.match(r)})
     evidence = next((a.evidence for a in alerts if a.evidence), None)
@@ -163,7 +164,7 @@ def incident_context(incident: Incident) -> dict[str, str | None]:
         "asset": incident.asset,
         "user": _single(a.user for a in alerts),
         "category": incident.category.value,
-        "categories": category_summary(incident),
+        "categories": category_summary(incident) if categories is None else categories,
         "severity": incident.severity.value,
         "alert_count": str(len(alerts)),
         "first_seen": incident.first_seen.isoformat(),
