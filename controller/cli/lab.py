@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from controller.cli.common import JsonFlag, console, emit_json, err_console, fail
-from controller.config import REPO_ROOT
+from controller.config import home_part
 from controller.lab import ATTACKS, Lab, LabConfig, LabError, LabPackagesMissing
 from controller.lab.lab import load_config
 from controller.lab.manifest import alerts_of, summarise
@@ -37,7 +37,7 @@ RootOption = Annotated[
         "--root", help="The lab folder: configs, logs, pid files, ledger, Temporal's DB.", envvar="AUTONOMY_LAB_DIR"
     ),
 ]
-DEFAULT_ROOT = REPO_ROOT / "var" / "lab"
+DEFAULT_ROOT = home_part("state") / "lab"
 
 
 def _lab(root: Path) -> Lab:

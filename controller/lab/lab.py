@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from actions.adapters.nftables.lock import LOCK_DIRS
-from controller.config import REPO_ROOT
+from controller.config import REPO_ROOT, home_part
 from controller.lab.attacks import ATTACKS, BENIGN, HttpResult, request
 from controller.lab.ids import Ids
 from controller.lab.login import LoginService
@@ -61,7 +61,7 @@ class LabError(RuntimeError):
 
 @dataclass(frozen=True)
 class LabConfig:
-    root: Path = REPO_ROOT / "var" / "lab"
+    root: Path = field(default_factory=lambda: home_part("state") / "lab")
     prefix: str = ""
     """Namespace name prefix: "" gives victim/attacker/benign; tests and benchmarks use their own."""
     http_port: int = 8080

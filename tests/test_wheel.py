@@ -1,0 +1,198 @@
+"""The product as a wheel: built from this checkout, installed into a new venv outside it, configured with
+`autonomy init`, and judging the sample alerts exactly as the checkout does.
+
+No network at test time: the new venv gets the wheel itself from pip (`--no-deps --no-index`) and sees the
+dependencies the checkout's venv already has through one `.pth` line (its site-packages only: that folder's own
+`.pth` files, the checkout's editable hook among them, are not run from there). The test proves the installed
+`controller` is the wheel's, not the checkout's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.config import REPO_ROOT
+
+SAMPLE = "examples/alerts/native-alerts.jsonl"
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, f"{argv}: exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """No AUTONOMY_* setting and no PYTHONPATH leaks in: the wheel must find everything on its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTONOMY_") and k != "PYTHONPATH"}
+    env |= {"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "NO_COLOR": "1"}
+    if (REPO_ROOT / ".tools" / "opa").exists():
+        env["AUTONOMY_OPA_BIN"] = str(REPO_ROOT / ".tools" / "opa")  # only the wasm/opa engines use it
+    return env
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """(the new venv's bin folder, a scratch folder outside the checkout) with the wheel installed."""
+    root = tmp_path_factory.mktemp("wheel")
+    env = _clean_env(root)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            str(REPO_ROOT),
+        ],
+        REPO_ROOT,
+        env,
+    )
+    (wheel,) = (root / "dist").glob("*.whl")
+    venv = root / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], root, env)
+    _run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index", str(wheel)], root, env)
+    site = Path(
+        _run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root, env
+        ).stdout.strip()
+    )
+    (site / "autonomy-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    yield venv / "bin", root
+
+
+def _verdicts(ndjson: str) -> list[tuple[str, str, str, str, float]]:
+    rows: list[tuple[str, str, str, str, float]] = []
+    for line in ndjson.splitlines():
+        document: dict[str, Any] = json.loads(line)
+        for decision in document["decisions"]:
+            rows.append(
+                (
+                    document["incident"]["key"],
+                    decision["action"],
+                    decision["verdict"],
+                    decision["effective_level"],
+                    decision["risk"]["score"],
+                )
+            )
+    return rows
+
+
+def test_the_wheel_ships_the_default_configuration() -> None:
+    dist = REPO_ROOT / "build" / "wheel-contents-check"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(REPO_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = dist.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in (
+        "controller/defaults/autonomy.yaml",
+        "controller/defaults/levels/L3.yaml",
+        "controller/defaults/policies/autonomy/decision.rego",
+        "controller/defaults/playbooks/scanner.yaml",
+        "controller/defaults/schema/input.schema.json",
+        "controller/defaults/examples/native-alerts.jsonl",
+    ):
+        assert shipped in names, f"{shipped} missing from {wheel.name}"
+    assert not any(name.startswith("workflows/playbooks/") for name in names), "playbooks shipped twice"
+    wheel.unlink()
+
+
+def test_installed_wheel_init_and_evaluate_match_the_checkout(installed: tuple[Path, Path]) -> None:
+    bin_dir, scratch = installed
+    env = _clean_env(scratch)
+    where = _run([str(bin_dir / "python"), "-c", "import controller; print(controller.__file__)"], scratch, env)
+    assert where.stdout.strip().startswith(str(bin_dir.parent)), f"not the wheel's controller: {where.stdout}"
+
+    _run([str(bin_dir / "autonomy"), "init", "team-config"], scratch, env)
+    home = scratch / "team-config"
+    assert (home / "autonomy.yaml").is_file() and (home / "policies" / "autonomy" / "decision.rego").is_file()
+    refused = subprocess.run(
+        [str(bin_dir / "autonomy"), "init", "team-config"],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2 and (home / "autonomy.yaml").read_text()  # an existing home is never overwritten
+
+    judged = _run(
+        [
+            str(bin_dir / "autonomy"),
+            "--home",
+            str(home),
+            "evaluate",
+            str(home / "examples" / "alerts" / "native-alerts.jsonl"),
+            "--json",
+        ],
+        scratch,
+        env,
+    )
+    checkout_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTONOMY_")}
+    checkout = _run([sys.executable, "-m", "controller.cli", "evaluate", SAMPLE, "--json"], REPO_ROOT, checkout_env)
+    expected = _verdicts(checkout.stdout)
+    assert {level for _, _, _, level, _ in expected} == {"L2"}, "the kill-switch test below relies on it"
+    assert _verdicts(judged.stdout) == expected
+
+
+@pytest.mark.parametrize("how", ["flag", "environment", "current folder"])
+def test_installed_wheel_finds_the_teams_home(installed: tuple[Path, Path], how: str) -> None:
+    """The home found by flag, environment or folder (from a subfolder, like git) is what decides: with its kill
+    switch on, every action drops to L1 (the shipped defaults judge the sample at L2)."""
+    bin_dir, scratch = installed
+    env = _clean_env(scratch)
+    home = scratch / f"edited-{how.replace(' ', '-')}"
+    _run([str(bin_dir / "autonomy"), "init", str(home)], scratch, env)
+    scopes = home / "levels" / "scopes.yaml"
+    assert "kill_switch: false" in scopes.read_text()
+    scopes.write_text(scopes.read_text().replace("kill_switch: false", "kill_switch: true"))
+    alerts = str(home / "examples" / "alerts" / "native-alerts.jsonl")
+    argv, cwd = [str(bin_dir / "autonomy"), "evaluate", alerts, "--json"], scratch
+    if how == "flag":
+        argv[1:1] = ["--home", str(home)]
+    elif how == "environment":
+        env["AUTONOMY_HOME"] = str(home)
+    else:
+        cwd = home / "levels"
+    levels = {level for _, _, _, level, _ in _verdicts(_run(argv, cwd, env).stdout)}
+    assert levels == {"L1"}
+
+
+def test_a_named_home_that_is_not_one_is_refused(installed: tuple[Path, Path]) -> None:
+    bin_dir, scratch = installed
+    env = _clean_env(scratch) | {"AUTONOMY_HOME": str(scratch / "nowhere")}
+    done = subprocess.run(
+        [str(bin_dir / "autonomy"), "levels", "show"], cwd=scratch, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "nowhere" in done.stderr and "autonomy.yaml" in done.stderr
