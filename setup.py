@@ -1,42 +1,35 @@
-"""Build hook: the wheel carries the default configuration, so an installed `autonomy` works outside a checkout.
+"""Packaging: the repository's top-level code folders ship inside one package, `autonomy_controller`.
 
-pyproject.toml holds the project's metadata; this file only adds one step to `build_py`: copy the checkout's
-levels, policies, playbooks, approver keys file, example alerts and JSON Schemas into `controller/defaults/`,
-with an `autonomy.yaml` describing that layout (controller/config.py reads it; `autonomy init` copies from it).
-An editable install skips the copy: a checkout reads those folders in place.
+`controller/`, `workflows/` and `actions/` are generic names another distribution may also install at the top of
+site-packages; inside `autonomy_controller` (this distribution's own name) they cannot collide, and the checkout
+keeps its folders: `package_dir` maps the package to the repository root. The default configuration (levels,
+policies with their tests, playbooks, approver keys file, example alerts, JSON Schemas, and the `autonomy.yaml`
+that describes that layout) ships as the package's data, where it sits in the checkout, so an installed
+`autonomy` finds it exactly as a checkout does (controller/config.py) and `autonomy init` copies it.
+pyproject.toml holds the metadata.
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+from setuptools import find_packages, setup
 
-from setuptools import setup
-from setuptools.command.build_py import build_py
+NAMESPACE = "autonomy_controller"
+CODE = ["controller", "workflows", "actions"]
+DEFAULTS = [
+    "autonomy.yaml",
+    "levels/*.yaml",
+    "policies/*.md",
+    "policies/**/*.rego",
+    "policies/**/*.yaml",
+    "config/*.yaml",
+    "examples/alerts/*.jsonl",
+    "schema/*.json",
+    "workflows/playbooks/*.yaml",
+]
 
-ROOT = Path(__file__).resolve().parent
-SHIPPED = {
-    "levels": "levels",
-    "policies": "policies",
-    "playbooks": "workflows/playbooks",
-    "config": "config",
-    "examples": "examples/alerts",
-    "schema": "schema",
-}
-"""Folder inside the wheel's defaults -> where it lives in the checkout."""
-
-
-class BuildPyWithDefaults(build_py):
-    def run(self) -> None:
-        super().run()
-        if self.editable_mode:
-            return
-        target = Path(self.build_lib) / "controller" / "defaults"
-        shutil.rmtree(target, ignore_errors=True)
-        for name, source in SHIPPED.items():
-            shutil.copytree(ROOT / source, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        layout = "".join(f"{name}: {name}\n" for name in SHIPPED if name != "schema")
-        (target / "autonomy.yaml").write_text(f"# The defaults this wheel ships (setup.py).\nversion: 1\n{layout}")
-
-
-setup(cmdclass={"build_py": BuildPyWithDefaults})
+setup(
+    package_dir={NAMESPACE: "."},
+    packages=[NAMESPACE, *(f"{NAMESPACE}.{name}" for name in find_packages(include=[f"{c}*" for c in CODE]))],
+    package_data={NAMESPACE: DEFAULTS},
+    include_package_data=False,
+)

@@ -7,7 +7,7 @@ A **configuration folder** (a "home") holds `autonomy.yaml` beside `levels/`, `p
 `config/`; `autonomy init DIR` writes one for a team to version in git. The home is, in order: the `--home` flag
 (which the CLI puts into AUTONOMY_HOME so the processes it starts find the same one), AUTONOMY_HOME, the current
 folder or the nearest parent holding `autonomy.yaml` (like git), else the defaults the product ships (a checkout's
-root, or the copy inside an installed wheel, where state then goes to the user's state folder). Each part can
+root, or the installed package's folder, where state then goes to the user's state folder). Each part can
 still be pointed elsewhere on its own (AUTONOMY_LEVELS_DIR, AUTONOMY_POLICIES_DIR, ...).
 """
 
@@ -22,9 +22,10 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-"""The checkout this code runs from (tests, benchmarks and the lab's build files live there)."""
-PACKAGED_DEFAULTS = Path(__file__).resolve().parent / "defaults"
-"""The default configuration a wheel carries (setup.py copies it there at build time; absent in a checkout)."""
+"""The `autonomy_controller` package's folder: a checkout's root, or the installed package in site-packages
+(setup.py ships the default configuration there, where it sits in the checkout)."""
+INSTALLED = not (REPO_ROOT / "pyproject.toml").is_file()
+"""Running from an installed wheel rather than a checkout: the defaults are then read-only."""
 HOME_MARKER = "autonomy.yaml"
 HOME_LAYOUT = {
     "levels": "levels",
@@ -50,8 +51,8 @@ def _path_from_env(name: str, default: Path) -> Path:
 
 
 def defaults_home() -> Path:
-    """The configuration the product ships: the wheel's copy when installed, else the checkout's root."""
-    return PACKAGED_DEFAULTS if (PACKAGED_DEFAULTS / HOME_MARKER).is_file() else REPO_ROOT
+    """The configuration the product ships: the checkout's root, or the installed package's folder."""
+    return REPO_ROOT
 
 
 def find_home(start: Path | None = None) -> Path:
@@ -88,7 +89,7 @@ def _read_layout(home: Path) -> dict[str, Path]:
     if unknown:
         raise ConfigError(f"{marker}: unknown part(s) {', '.join(unknown)} (parts: {', '.join(HOME_LAYOUT)})")
     parts = {name: home / str(declared.get(name, default)) for name, default in HOME_LAYOUT.items()}
-    if home == PACKAGED_DEFAULTS:
+    if INSTALLED and home == REPO_ROOT:
         # Inside site-packages: read-only for the user, so state goes to their state folder.
         state_root = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         parts["state"] = state_root / "autonomy"
@@ -100,7 +101,7 @@ def home_part(name: str) -> Path:
 
 
 def find_opa() -> Path:
-    """AUTONOMY_OPA_BIN, else the checkout's .tools/opa (make builds it), else `opa` on PATH."""
+    """AUTONOMY_OPA_BIN, else a checkout's .tools/opa (make builds it), else `opa` on PATH."""
     built = REPO_ROOT / ".tools" / "opa"
     on_path = shutil.which("opa")
     return _path_from_env("AUTONOMY_OPA_BIN", built if built.exists() or not on_path else Path(on_path))

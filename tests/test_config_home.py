@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import HOME_MARKER, REPO_ROOT, ConfigError, Settings, defaults_home, find_home, home_layout
+from autonomy_controller.controller.config import (
+    HOME_MARKER,
+    REPO_ROOT,
+    ConfigError,
+    Settings,
+    defaults_home,
+    find_home,
+    home_layout,
+)
 
 
 def _home(folder: Path, marker: str = "version: 1\n") -> Path:

@@ -4,13 +4,14 @@
 No network at test time: the new venv gets the wheel itself from pip (`--no-deps --no-index`) and sees the
 dependencies the checkout's venv already has through one `.pth` line (its site-packages only: that folder's own
 `.pth` files, the checkout's editable hook among them, are not run from there). The test proves the installed
-`controller` is the wheel's, not the checkout's.
+package is the wheel's, not the checkout's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from controller.config import REPO_ROOT
+from autonomy_controller.controller.config import REPO_ROOT
 
 SAMPLE = "examples/alerts/native-alerts.jsonl"
 
@@ -94,8 +95,11 @@ def _verdicts(ndjson: str) -> list[tuple[str, str, str, str, float]]:
     return rows
 
 
-def test_the_wheel_ships_the_default_configuration() -> None:
+def test_the_wheel_installs_one_top_level_package_with_the_defaults() -> None:
+    """Nothing generic at the top of site-packages (`controller`, `workflows` and `actions` live inside
+    `autonomy_controller`), and the default configuration ships beside the code, as in the checkout."""
     dist = REPO_ROOT / "build" / "wheel-contents-check"
+    shutil.rmtree(dist, ignore_errors=True)
     done = subprocess.run(
         [
             sys.executable,
@@ -116,23 +120,30 @@ def test_the_wheel_ships_the_default_configuration() -> None:
     assert done.returncode == 0, done.stderr
     (wheel,) = dist.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"autonomy_controller"}, f"top-level names in {wheel.name}: {sorted(top)}"
     for shipped in (
-        "controller/defaults/autonomy.yaml",
-        "controller/defaults/levels/L3.yaml",
-        "controller/defaults/policies/autonomy/decision.rego",
-        "controller/defaults/playbooks/scanner.yaml",
-        "controller/defaults/schema/input.schema.json",
-        "controller/defaults/examples/native-alerts.jsonl",
+        "autonomy.yaml",
+        "levels/L3.yaml",
+        "policies/autonomy/decision.rego",
+        "policies/autonomy/decision_test.rego",
+        "policies/inventory/data.yaml",
+        "workflows/playbooks/scanner.yaml",
+        "schema/input.schema.json",
+        "examples/alerts/native-alerts.jsonl",
+        "config/approver_keys.yaml",
+        "controller/cli/__init__.py",
     ):
-        assert shipped in names, f"{shipped} missing from {wheel.name}"
-    assert not any(name.startswith("workflows/playbooks/") for name in names), "playbooks shipped twice"
-    wheel.unlink()
+        assert f"autonomy_controller/{shipped}" in names, f"{shipped} missing from {wheel.name}"
+    assert not any(name.startswith("autonomy_controller/tests/") for name in names)
 
 
 def test_installed_wheel_init_and_evaluate_match_the_checkout(installed: tuple[Path, Path]) -> None:
     bin_dir, scratch = installed
     env = _clean_env(scratch)
-    where = _run([str(bin_dir / "python"), "-c", "import controller; print(controller.__file__)"], scratch, env)
+    where = _run(
+        [str(bin_dir / "python"), "-c", "import autonomy_controller.controller as c; print(c.__file__)"], scratch, env
+    )
     assert where.stdout.strip().startswith(str(bin_dir.parent)), f"not the wheel's controller: {where.stdout}"
 
     _run([str(bin_dir / "autonomy"), "init", "team-config"], scratch, env)
@@ -161,7 +172,11 @@ def test_installed_wheel_init_and_evaluate_match_the_checkout(installed: tuple[P
         env,
     )
     checkout_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTONOMY_")}
-    checkout = _run([sys.executable, "-m", "controller.cli", "evaluate", SAMPLE, "--json"], REPO_ROOT, checkout_env)
+    checkout = _run(
+        [sys.executable, "-m", "autonomy_controller.controller.cli", "evaluate", SAMPLE, "--json"],
+        REPO_ROOT,
+        checkout_env,
+    )
     expected = _verdicts(checkout.stdout)
     assert {level for _, _, _, level, _ in expected} == {"L2"}, "the kill-switch test below relies on it"
     assert _verdicts(judged.stdout) == expected

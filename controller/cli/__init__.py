@@ -28,10 +28,10 @@ from typing import Annotated
 
 import typer
 
-from controller.cli.lazy import Lazy, lazy_group
+from autonomy_controller.controller.cli.lazy import Lazy, lazy_group
 
 JUDGE, LOOP, AUDIT = "Judge (nothing runs)", "Run the loop", "Report and audit"
-_CLI = "controller.cli"
+_CLI = "autonomy_controller.controller.cli"
 
 COMMANDS = {
     "evaluate": Lazy(
@@ -243,7 +243,7 @@ def _root_options(
     ] = None,
 ) -> None:
     """The configuration folder, and the Temporal connection for every command that talks to Temporal."""
-    from workflows.connection import set_flags
+    from autonomy_controller.workflows.connection import set_flags
 
     _settle_home(home)
 
@@ -264,7 +264,7 @@ def _settle_home(flag: Path | None) -> None:
     """Check the home now (a bad one is named before any work) and export it, so the processes a command starts
     (worker, lab, demo) read the same configuration whatever their working folder. Without the flag, `main`
     exports the one found from the current folder (the in-process test runner must not leave it behind)."""
-    from controller.config import ConfigError, find_home
+    from autonomy_controller.controller.config import ConfigError, find_home
 
     if flag is not None:
         os.environ["AUTONOMY_HOME"] = str(flag.expanduser().resolve())
@@ -290,7 +290,7 @@ def main() -> None:
     already finished its work would then exit with SIGABRT. After a Temporal client was made, the process
     flushes its output and leaves with its exit code without finalizing.
     """
-    from controller.config import ConfigError, find_home
+    from autonomy_controller.controller.config import ConfigError, find_home
 
     with contextlib.suppress(ConfigError):  # the root callback names the error, after --help had its chance
         os.environ["AUTONOMY_HOME"] = str(find_home())
@@ -299,7 +299,7 @@ def main() -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    worker = sys.modules.get("workflows.worker")  # only a command that used Temporal imported it
+    worker = sys.modules.get("autonomy_controller.workflows.worker")  # only a command that used Temporal imported it
     if worker is not None and worker.temporal_client_created():
         sys.stdout.flush()
         sys.stderr.flush()

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 import yaml
 
-from controller.cli.common import JsonFlag, console, emit_json, fail
-from controller.config import HOME_LAYOUT, HOME_MARKER, defaults_home, home_layout
+from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
+from autonomy_controller.controller.config import HOME_LAYOUT, HOME_MARKER, defaults_home, home_layout
 
 COPIED = ("levels", "policies", "playbooks", "config", "examples")
 """The parts a team edits; `state` (the ledger, reports, dead letters) starts empty and stays out of git."""
