@@ -9,29 +9,14 @@ The pages carry no inline style for the same reason: the API's CSP forbids it, a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from controller.html import Html, definitions, esc, join, table, tag
+from controller.service.approvals import Pending
 from workflows.contracts import ActionState, ApprovalVote
 
 PAGE_CSP = "default-src 'none'; form-action 'self'; base-uri 'none'"
-EVIDENCE_SHOWN = 5
-"""Alerts shown per pending action: the latest ones (the report has all)."""
-
-
-@dataclass
-class Pending:
-    """One action the signed-in person may vote on, with what they need to decide."""
-
-    incident: str
-    run_id: str
-    state: ActionState
-    decision: Mapping[str, Any] = field(default_factory=dict)
-    params: Mapping[str, Any] = field(default_factory=dict)
-    rationale: str | None = None
-    alerts: Sequence[Mapping[str, Any]] = ()
 
 
 def document(title: str, *body: object, who: str | None = None, csrf: str | None = None) -> str:
