@@ -75,25 +75,26 @@ async def pending_actions(service: Service, scanned: int, identity: str | None =
             if a.status is ActionStatus.AWAITING_APPROVAL and (identity is None or identity in a.waiting_on)
         ]
         if waiting:
-            items.extend(_details(service, status, waiting))
+            items.extend(details(service, status.key, status.run_id, waiting))
     return sorted(items, key=lambda p: (p.state.deadline is None, p.state.deadline or 0, p.incident))
 
 
-def _details(service: Service, status: IncidentStatus, waiting: list[ActionState]) -> list[Pending]:
-    report = build_report(status.key, service.ledger.records(status.key))
+def details(service: Service, key: str, run_id: str, states: Sequence[ActionState]) -> list[Pending]:
+    """Each action's decision, parameters and rationale from the incident's report, with its latest alerts."""
+    report = build_report(key, service.ledger.records(key))
     by_id: dict[str, dict[str, Any]] = {a["action_id"]: a for a in report["actions"]}
-    alerts = [r.payload for r in service.ledger.records(status.key, [RecordKind.ALERT])][-EVIDENCE_SHOWN:]
+    alerts = [r.payload for r in service.ledger.records(key, [RecordKind.ALERT])][-EVIDENCE_SHOWN:]
     return [
         Pending(
-            incident=status.key,
-            run_id=status.run_id,
+            incident=key,
+            run_id=run_id,
             state=state,
             decision=by_id.get(state.action_id, {}).get("decision") or {},
             params=by_id.get(state.action_id, {}).get("params") or {},
             rationale=by_id.get(state.action_id, {}).get("rationale"),
             alerts=alerts,
         )
-        for state in waiting
+        for state in states
     ]
 
 
@@ -109,11 +110,24 @@ class Cast:
 
 
 async def vote_as(
-    service: Service, identity: str, incident: str, action_id: str, choice: VoteChoice, comment: str
+    service: Service,
+    identity: str,
+    incident: str,
+    action_id: str,
+    choice: VoteChoice,
+    comment: str,
+    run_id: str | None = None,
 ) -> Cast:
-    """`identity`'s vote, signed with the key the service holds for them; Refused says why it was not counted."""
+    """`identity`'s vote, signed with the key the service holds for them; Refused says why it was not counted.
+
+    With `run_id` (a chat button names the run it was posted for), a vote for another run of the incident is
+    refused: a later run's action ids may repeat an earlier run's and mean another action."""
     secret = service_key(service, identity)
     try:
+        if run_id is not None:
+            current = (await describe_and_read(await service.client(), incident))[1].run_id
+            if current != run_id:
+                raise Refused(409, "Vote refused", f"this approval was for an earlier run of {incident}: not counted")
         result = await cast(
             await service.client(), service.ledger, incident, action_id, identity, choice.value, comment, secret
         )
