@@ -9,6 +9,7 @@ inbox only chooses *who* votes: the identity of the signed-in account, never a f
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import time
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ MAX_FORM_BYTES = 16 * 1024
 @dataclass(frozen=True)
 class InboxConfig:
     secure_cookies: bool = True
-    """False only for plain http on 127.0.0.1 (tests): a Secure cookie is never sent over http."""
+    """False only with `serve --insecure-cookies` (or AUTONOMY_INBOX_INSECURE_COOKIES=1): browsers neither keep nor
+    send a Secure cookie over plain http, except to a loopback address (a secure context), so over http on any
+    other address the inbox says sign-in cannot work instead of failing silently (`cookie_problem`)."""
     session_seconds: int = 8 * 3600
     incidents_scanned: int = 200
     """The most recent incidents of the ledger whose workflows are asked what awaits approval."""
@@ -138,9 +141,31 @@ def _sign_in_page(inbox: Inbox, problem: str | None = None, name: str = "", stat
     return response
 
 
+def cookie_problem(request: Request, inbox: Inbox) -> str | None:
+    """Why the browser will not return the Secure session cookie on this request's origin, or None."""
+    if not inbox.config.secure_cookies or request.url.scheme == "https":
+        return None
+    host = (request.url.hostname or "").strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost") or _is_loopback(host):
+        return None  # browsers treat http to a loopback address as a secure context: Secure cookies work
+    return (
+        f"this page came over plain http from {host}: browsers neither keep nor send back the inbox's Secure "
+        "session cookie there, so sign-in cannot work. Serve the inbox behind https (a TLS proxy), or start "
+        "`autonomy serve --insecure-cookies` on a network you trust."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return _sign_in_page(inbox_of(request))
+    inbox = inbox_of(request)
+    return _sign_in_page(inbox, cookie_problem(request, inbox))
 
 
 @router.post("/login")
@@ -149,6 +174,9 @@ async def login(request: Request) -> Response:
     try:
         fields = await form(request)
         pre = inbox.signer.open("pre", request.cookies.get(PRE_COOKIE))
+        problem = cookie_problem(request, inbox)
+        if pre is None and problem:  # the browser dropped the Secure pre-session cookie: say why, not "CSRF"
+            raise Refused(403, "Sign-in impossible over plain http", problem)
         check_csrf(inbox, str(pre["sid"]) if pre else "", fields)
         try:
             account = await asyncio.to_thread(
