@@ -61,7 +61,7 @@ def serve(
     except TemporalMisconfigured as exc:
         fail(str(exc), 2)
     from controller.service.chatops import ChatConfigError
-    from controller.service.inbox import InboxConfig
+    from controller.service.inbox import InboxConfig, is_loopback
 
     try:
         app = create_app(settings, config, temporal_address(address, settings))
@@ -78,7 +78,7 @@ def serve(
         console.print(
             f"ChatOps: pending approvals posted to the Slack webhook every {app.state.chat.config.poll_seconds:g} s"
         )
-    if app.state.inbox_config.secure_cookies and not loopback(host):
+    if app.state.inbox_config.secure_cookies and not is_loopback(host):
         console.print(
             "[yellow]the inbox's session cookies are Secure: browsers drop them over plain http on "
             f"{escape(host)}; put TLS in front (a reverse proxy) or pass --insecure-cookies on a network you trust[/]",
@@ -90,14 +90,3 @@ def serve(
 def service_url(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
-
-
-def loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

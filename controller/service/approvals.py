@@ -21,7 +21,7 @@ from controller.ledger import RecordKind
 from controller.reports import build_report
 from controller.service.state import Service, Unavailable
 from workflows.approvals import VoteRefused
-from workflows.contracts import ActionState, ActionStatus, IncidentStatus, VoteChoice
+from workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 
 STATUS_READS = 16
 """Workflow `status` queries in flight at once while scanning for pending actions."""
@@ -96,6 +96,12 @@ def details(service: Service, key: str, run_id: str, states: Sequence[ActionStat
         )
         for state in states
     ]
+
+
+def describe_vote(vote: ApprovalVote) -> str:
+    """A vote as the inbox and the chat message show it: who, which way, signed or not, the comment."""
+    signed = "signed" if vote.signed else "unsigned"
+    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + vote.comment if vote.comment else ''}"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.service.approvals import Pending
-from workflows.contracts import ActionState, ActionStatus, ApprovalVote
+from controller.service.approvals import Pending, describe_vote
+from workflows.contracts import ActionState, ActionStatus
 
 TEXT_LIMIT = 3000
 """Slack's limit for a section's text (and 2000 for a field's, 150 for a header's, 2000 for a button value)."""
@@ -51,7 +51,7 @@ def message(item: Pending, outcome: str | None = None) -> dict[str, Any]:
     blocks: list[Block] = [
         {"type": "header", "text": plain(title, 150)},
         {"type": "section", "fields": [mrkdwn(f"*{name}*\n{escape(value)}", 2000) for name, value in _facts(item)]},
-        {"type": "section", "text": mrkdwn("*Votes so far*\n" + _lines([_vote(v) for v in state.votes]))},
+        {"type": "section", "text": mrkdwn("*Votes so far*\n" + _lines([describe_vote(v) for v in state.votes]))},
         {"type": "section", "text": mrkdwn("*Planner's rationale*\n" + escape(item.rationale or "-"))},
         {"type": "section", "text": mrkdwn("*Policy reasons*\n" + _lines(decision.get("reasons")))},
         {"type": "section", "text": mrkdwn("*Level reasons*\n" + _lines(decision.get("level_reasons")))},
@@ -119,11 +119,6 @@ def _facts(item: Pending) -> list[tuple[str, object]]:
 
 def _deadline(deadline: datetime | None) -> str:
     return deadline.isoformat(timespec="seconds") if deadline else "no deadline"
-
-
-def _vote(vote: ApprovalVote) -> str:
-    signed = "signed" if vote.signed else "unsigned"
-    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + vote.comment if vote.comment else ''}"
 
 
 def _lines(values: object) -> str:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.html import Html, definitions, esc, join, table, tag
-from controller.service.approvals import Pending
-from workflows.contracts import ActionState, ApprovalVote
+from controller.service.approvals import Pending, describe_vote
+from workflows.contracts import ActionState
 
 PAGE_CSP = "default-src 'none'; form-action 'self'; base-uri 'none'"
 
@@ -112,7 +112,7 @@ def _pending(item: Pending, identity: str, csrf: str, now: datetime) -> Html:
             "approver groups": ", ".join(decision.get("approver_groups") or []) or "-",
             "still needed": "; ".join(state.missing) or "-",
             "who else may vote": ", ".join(others) or "nobody else",
-            "votes so far": "; ".join(_vote(v) for v in state.votes) or "none",
+            "votes so far": "; ".join(describe_vote(v) for v in state.votes) or "none",
             "deadline": until(state.deadline, now),
         }
     )
@@ -154,11 +154,6 @@ def _pending(item: Pending, identity: str, csrf: str, now: datetime) -> Html:
     )
 
 
-def _vote(vote: ApprovalVote) -> str:
-    signed = "signed" if vote.signed else "unsigned"
-    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + vote.comment if vote.comment else ''}"
-
-
 def incident(
     key: str, actions: Sequence[ActionState], timeline: Sequence[Mapping[str, Any]], who: str, csrf: str
 ) -> str:
@@ -171,7 +166,7 @@ def incident(
                 a.target or "-",
                 tag("span", a.status.value, cls=f"status {a.status.value}"),
                 a.detail or "-",
-                "; ".join(_vote(v) for v in a.votes) or "-",
+                "; ".join(describe_vote(v) for v in a.votes) or "-",
             ]
             for a in actions
         ],

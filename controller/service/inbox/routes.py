@@ -146,7 +146,7 @@ def cookie_problem(request: Request, inbox: Inbox) -> str | None:
     if not inbox.config.secure_cookies or request.url.scheme == "https":
         return None
     host = (request.url.hostname or "").strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost") or _is_loopback(host):
+    if is_loopback(host):
         return None  # browsers treat http to a loopback address as a secure context: Secure cookies work
     return (
         f"this page came over plain http from {host}: browsers neither keep nor send back the inbox's Secure "
@@ -155,7 +155,11 @@ def cookie_problem(request: Request, inbox: Inbox) -> str | None:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address: where browsers keep and send Secure cookies over plain http."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
