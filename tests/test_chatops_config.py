@@ -82,3 +82,16 @@ def test_the_config_reads_secrets_from_a_file_or_the_environment_and_never_shows
         with pytest.raises(ChatConfigError, match=problem) as caught:
             load_chat_config(tmp_path, identities)
         assert "sekrit" not in str(caught.value)
+
+
+def test_serve_refuses_to_start_with_an_unusable_chatops_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    monkeypatch.setenv("AUTONOMY_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HOOK_URL", "https://hooks.slack.com/services/T0/B0/sekrit-token")
+    _write_config(tmp_path, {"webhook_url_env": "HOOK_URL", "signing_secret_env": "UNSET_VAR"})
+    result = CliRunner().invoke(app, ["serve", "--port", "1"])
+    assert result.exit_code == 2, result.output
+    assert "ChatOps:" in result.output and "UNSET_VAR" in result.output and "sekrit" not in result.output
