@@ -22,16 +22,16 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request
 
-from controller.config import Settings
-from controller.ledger import RecordKind
-from controller.models import Level
-from controller.service import ServiceConfig, create_app
-from controller.service.chatops import ChatConfig
-from controller.service.chatops.poster import POSTED_FILE
-from controller.service.chatops.signature import sign
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.service import ServiceConfig, create_app
+from autonomy_controller.controller.service.chatops import ChatConfig
+from autonomy_controller.controller.service.chatops.poster import POSTED_FILE
+from autonomy_controller.controller.service.chatops.signature import sign
 from tests.harness import Loop, action_of, alert, awaiting, running_loop
 from tests.test_http import live
-from workflows.contracts import ActionStatus
+from autonomy_controller.workflows.contracts import ActionStatus
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

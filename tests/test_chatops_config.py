@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from controller.config import Settings
-from controller.policy_bundle import data_file
-from controller.service.chatops import ChatConfigError, load_chat_config
-from controller.service.chatops.signature import SignatureRefused, Verifier
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.service.chatops import ChatConfigError, load_chat_config
+from autonomy_controller.controller.service.chatops.signature import SignatureRefused, Verifier
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -87,7 +87,7 @@ def test_the_config_reads_secrets_from_a_file_or_the_environment_and_never_shows
 def test_serve_refuses_to_start_with_an_unusable_chatops_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from controller.cli import app
+    from autonomy_controller.controller.cli import app
 
     monkeypatch.setenv("AUTONOMY_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("HOOK_URL", "https://hooks.slack.com/services/T0/B0/sekrit-token")

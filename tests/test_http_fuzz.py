@@ -20,10 +20,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from controller.config import Settings
-from controller.service import create_app
-from controller.service.chatops import ChatConfig
-from controller.service.tokens import Scope, TokenStore, tokens_file
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.service import create_app
+from autonomy_controller.controller.service.chatops import ChatConfig
+from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file
 from tests.harness import running_loop
 from tests.test_http import LIMITS, live
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from controller.config import Settings
-from controller.policy_bundle import data_file
-from controller.service import ServiceConfig, create_app
-from controller.service.inbox import InboxConfig
-from controller.service.inbox.accounts import AccountStore, accounts_file, people
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.service import ServiceConfig, create_app
+from autonomy_controller.controller.service.inbox import InboxConfig
+from autonomy_controller.controller.service.inbox.accounts import AccountStore, accounts_file, people
 from tests.test_http import live
 from tests.test_inbox_browser import PASSWORD, chromium_driver
 

@@ -14,15 +14,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from controller.config import Settings
-from controller.policy_bundle import data_file
-from controller.service import health, inbox, ingest_api, read_api
-from controller.service.chatops import ChatConfig, load_chat_config
-from controller.service.chatops import routes as chat_routes
-from controller.service.chatops.poster import Poster
-from controller.service.chatops.signature import Verifier
-from controller.service.config import ServiceConfig
-from controller.service.state import Service, Unavailable
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.service import health, inbox, ingest_api, read_api
+from autonomy_controller.controller.service.chatops import ChatConfig, load_chat_config
+from autonomy_controller.controller.service.chatops import routes as chat_routes
+from autonomy_controller.controller.service.chatops.poster import Poster
+from autonomy_controller.controller.service.chatops.signature import Verifier
+from autonomy_controller.controller.service.config import ServiceConfig
+from autonomy_controller.controller.service.state import Service, Unavailable
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
-from controller.cli.ops import CONTROLLER_KEYS, LoopError, VoteResult, describe_and_read
-from controller.cli.ops import vote as cast
-from controller.ledger import RecordKind
-from controller.reports import build_report
-from controller.service.state import Service, Unavailable
-from workflows.approvals import VoteRefused
-from workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from autonomy_controller.controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
+from autonomy_controller.controller.cli.ops import CONTROLLER_KEYS, LoopError, VoteResult, describe_and_read
+from autonomy_controller.controller.cli.ops import vote as cast
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.reports import build_report
+from autonomy_controller.controller.service.state import Service, Unavailable
+from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 
 STATUS_READS = 16
 """Workflow `status` queries in flight at once while scanning for pending actions."""

@@ -8,6 +8,6 @@
 - `routes`: `POST /v1/chat/slack/interactions`, voting through `controller.service.approvals` as the inbox does
 """
 
-from controller.service.chatops.config import ChatConfig, ChatConfigError, load_chat_config
+from autonomy_controller.controller.service.chatops.config import ChatConfig, ChatConfigError, load_chat_config
 
 __all__ = ["ChatConfig", "ChatConfigError", "load_chat_config"]

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.service.approvals import Pending, describe_vote
-from workflows.contracts import ActionState, ActionStatus
+from autonomy_controller.controller.service.approvals import Pending, describe_vote
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus
 
 TEXT_LIMIT = 3000
 """Slack's limit for a section's text (and 2000 for a field's, 150 for a header's, 2000 for a button value)."""

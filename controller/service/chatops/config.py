@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from controller.service.inbox.accounts import AccountError, people
+from autonomy_controller.controller.service.inbox.accounts import AccountError, people
 
 CONFIG_FILE = "chatops.yaml"
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import httpx
 
-from controller.service.approvals import Pending, pending_actions
-from controller.service.chatops import blocks
-from controller.service.chatops.config import ChatConfig
-from controller.service.state import Service, Unavailable
+from autonomy_controller.controller.service.approvals import Pending, pending_actions
+from autonomy_controller.controller.service.chatops import blocks
+from autonomy_controller.controller.service.chatops.config import ChatConfig
+from autonomy_controller.controller.service.state import Service, Unavailable
 
 POSTED_FILE = "chatops-posted.json"
 KEEP_SECONDS = 14 * 24 * 3600

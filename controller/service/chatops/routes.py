@@ -22,12 +22,12 @@ import httpx
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 
-from controller.service.approvals import Refused, details, vote_as
-from controller.service.chatops import blocks
-from controller.service.chatops.config import ChatConfig
-from controller.service.chatops.signature import SignatureRefused, Verifier
-from controller.service.state import Service
-from workflows.contracts import ActionStatus, VoteChoice
+from autonomy_controller.controller.service.approvals import Refused, details, vote_as
+from autonomy_controller.controller.service.chatops import blocks
+from autonomy_controller.controller.service.chatops.config import ChatConfig
+from autonomy_controller.controller.service.chatops.signature import SignatureRefused, Verifier
+from autonomy_controller.controller.service.state import Service
+from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 
 router = APIRouter(tags=["chatops"])
 MAX_BODY_BYTES = 256 * 1024

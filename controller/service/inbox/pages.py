@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.html import Html, definitions, esc, join, table, tag
-from controller.service.approvals import Pending, describe_vote
-from workflows.contracts import ActionState
+from autonomy_controller.controller.html import Html, definitions, esc, join, table, tag
+from autonomy_controller.controller.service.approvals import Pending, describe_vote
+from autonomy_controller.workflows.contracts import ActionState
 
 PAGE_CSP = "default-src 'none'; form-action 'self'; base-uri 'none'"
 

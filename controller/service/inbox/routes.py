@@ -18,15 +18,15 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from controller.cli.ops import LoopError, describe_and_read
-from controller.reports import build_report
-from controller.service.approvals import Refused, pending_actions, vote_as
-from controller.service.inbox import pages
-from controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file
-from controller.service.inbox.sessions import Session, Signer
-from controller.service.inbox.sessions import load_secret as load_session_secret
-from controller.service.state import Service, Unavailable
-from workflows.contracts import VoteChoice
+from autonomy_controller.controller.cli.ops import LoopError, describe_and_read
+from autonomy_controller.controller.reports import build_report
+from autonomy_controller.controller.service.approvals import Refused, pending_actions, vote_as
+from autonomy_controller.controller.service.inbox import pages
+from autonomy_controller.controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file
+from autonomy_controller.controller.service.inbox.sessions import Session, Signer
+from autonomy_controller.controller.service.inbox.sessions import load_secret as load_session_secret
+from autonomy_controller.controller.service.state import Service, Unavailable
+from autonomy_controller.workflows.contracts import VoteChoice
 
 router = APIRouter(prefix="/inbox", include_in_schema=False)
 SESSION_COOKIE = "inbox_session"
