@@ -29,9 +29,9 @@ from autonomy_controller.controller.service import ServiceConfig, create_app
 from autonomy_controller.controller.service.chatops import ChatConfig
 from autonomy_controller.controller.service.chatops.poster import POSTED_FILE
 from autonomy_controller.controller.service.chatops.signature import sign
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.harness import Loop, action_of, alert, awaiting, running_loop
 from tests.test_http import live
-from autonomy_controller.workflows.contracts import ActionStatus
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
