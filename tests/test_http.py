@@ -52,10 +52,10 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def live(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Serve `app` with uvicorn on a free port of 127.0.0.1; an HTTP client aimed at it."""
+async def live(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    """Serve `app` with uvicorn on a free port of `host` (and so of 127.0.0.1); an HTTP client aimed at it."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -26,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from autonomy_controller.actions.adapters.nftables.lock import LOCK_DIRS
@@ -435,12 +436,14 @@ def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path)
     tables_before = _root_tables()
     outside_before = _outside_files()
     try:
-        up = _cli(
-            "up", *where, "--prefix", prefix("e2d"), "--temporal-port", str(free_port()), "--settle", "0.5", "--json"
-        )
+        ports = ["--temporal-port", str(free_port()), "--api-port", str(free_port())]
+        up = _cli("up", *where, "--prefix", prefix("e2d"), *ports, "--settle", "0.5", "--json")
         assert up.returncode == 0, up.stderr
-        state = json.loads(up.stdout.splitlines()[-1])["status"]
+        answer = json.loads(up.stdout.splitlines()[-1])
+        state = answer["status"]
         assert state["up"], state
+        assert answer["api_url"] == f"http://127.0.0.1:{ports[3]}"
+        assert httpx.get(f"{answer['api_url']}/healthz", timeout=10).json() == {"status": "ok"}  # the lab's serve
 
         # a tool-driven attack: what L3 contains alone (one stray hit waits for a person: test_lab_triage.py)
         attack = _cli("attack", "tool", *where, "--json")
@@ -456,7 +459,7 @@ def test_lab_up_blocks_a_real_attack_and_lab_down_leaves_nothing(tmp_path: Path)
 
         state = json.loads(_cli("status", *where, "--json").stdout)
         pids = {s["name"]: (s["pid"], start_time(s["pid"])) for s in [state["nginx"], state["ids"], *state["services"]]}
-        services = {"nginx", "suricata", "temporal", "worker", "follow", "follow-ids", "follow-access"}
+        services = {"nginx", "suricata", "temporal", "worker", "api", "follow", "follow-ids", "follow-access"}
         assert set(pids) == services and all(p for p, _ in pids.values())
         assert all(log["lines"] for log in state["sensor_logs"].values()), "every sensor wrote what it saw"
         namespaces = list(state["namespaces"])

@@ -248,3 +248,17 @@ def demo(
         emit_json({"summary": _summary(result)})
         return
     _print_result(result)
+    _print_service_hint(result)
+
+
+def _print_service_hint(result: DemoResult) -> None:
+    """How to put the demo's results on HTTP. The demo's Temporal is in memory and gone when it returns, so
+    the service is not started for it: over the ledger the read API works; live approvals need the lab."""
+    state_dir = escape(str(result.levels[-1].state_dir))
+    console.print(
+        f"over HTTP: [bold]AUTONOMY_STATE_DIR={state_dir} autonomy serve[/] serves this level's incidents and "
+        "reports at http://127.0.0.1:8080 (read API from the ledger; `autonomy tokens add me --scope read`). "
+        "The approval inbox with live workflows: `autonomy lab up` starts the service with the lab and prints "
+        "its URL (docs/http.md)",
+        soft_wrap=True,
+    )

@@ -59,6 +59,7 @@ def up(
     fresh: Annotated[bool, typer.Option("--fresh", help="Tear down and delete the lab folder first.")] = False,
     prefix: Annotated[str, typer.Option(help="Prefix of the namespace names (victim, attacker, benign).")] = "",
     temporal_port: Annotated[int, typer.Option(help="Port of the lab's Temporal dev server.")] = 7234,
+    api_port: Annotated[int, typer.Option(help="Port of the lab's `autonomy serve` on 127.0.0.1.")] = 8090,
     settle: Annotated[float, typer.Option(min=0, help="Seconds an incident collects alerts before planning.")] = 1.0,
     paranoia_level: Annotated[
         int, typer.Option(min=1, max=4, help="CRS paranoia level of the WAF (1-4); on a running lab: reloads nginx.")
@@ -66,7 +67,8 @@ def up(
     as_json: JsonFlag = False,
 ) -> None:
     """Build the lab: namespaces, nginx + ModSecurity + CRS in the victim, the nftables enforcement file, and
-    (unless --no-services) the Temporal dev server, a worker and `ingest --follow` on the WAF's audit log.
+    (unless --no-services) the Temporal dev server, a worker, `ingest --follow` on the sensors' logs and
+    `autonomy serve` (the API and the approval inbox) on 127.0.0.1, its URL printed; `lab down` stops them all.
 
     Idempotent: run it again to complete a half-built lab. Needs root; installs nginx,
     libnginx-mod-http-modsecurity, modsecurity-crs, nftables, iproute2 and curl with apt-get when missing.
@@ -75,6 +77,7 @@ def up(
         root=root.resolve(),
         prefix=prefix,
         temporal_port=temporal_port,
+        api_port=api_port,
         level=level,
         settle_seconds=settle,
         paranoia_level=paranoia_level,
@@ -85,12 +88,13 @@ def up(
     except (LabError, LabPackagesMissing, LabNetworkError, WafError) as exc:
         fail(f"lab up failed: {exc} (what did start keeps running: `autonomy lab down` stops it)", 2)
     if as_json:
-        emit_json({"steps": steps, "status": lab.status().as_dict()})
+        emit_json({"steps": steps, "status": lab.status().as_dict(), **({"api_url": lab.api_url} if services else {})})
         return
     for step in steps:
         console.print(f"[green]+[/] {escape(step)}")
     _print_status(lab)
     if services:
+        console.print(f"API and approval inbox: [bold]{escape(lab.api_url)}[/] (/inbox, /openapi.json)", soft_wrap=True)
         console.print(
             f"[dim]try: autonomy lab attack sqli --root {escape(str(lab.root))}; then with "
             f"AUTONOMY_STATE_DIR={escape(str(lab.state_dir))} AUTONOMY_TEMPORAL_ADDRESS={lab.temporal_address}: "

@@ -67,6 +67,8 @@ class LabConfig:
     http_port: int = 8080
     temporal_port: int = 7234
     """Not 7233: a developer's `autonomy server` may hold that one."""
+    api_port: int = 8090
+    """`autonomy serve` on 127.0.0.1 (the ingest and read API, the inbox): not 8080, `serve`'s own default."""
     level: Level | None = None
     """None: the scope's level (web-01 is production: L3). Passed to the follow ingest as --level."""
     settle_seconds: float = 1.0
@@ -155,6 +157,7 @@ class Lab:
         self.follow = Service("follow", run_dir, log_dir)
         self.follow_ids = Service("follow-ids", run_dir, log_dir)
         self.follow_access = Service("follow-access", run_dir, log_dir)
+        self.api = Service("api", run_dir, log_dir)
         self.login = LoginService(self.root, self.topology.victim)
         """The brute-force scenario's login service: started only by what needs it (it needs a directory)."""
         self.directory: dict[str, Any] | None = None
@@ -198,7 +201,7 @@ class Lab:
 
     @property
     def services(self) -> list[Service]:
-        return [self.temporal, self.worker, *self.followers]
+        return [self.temporal, self.worker, self.api, *self.followers]
 
     # -- enforcement -------------------------------------------------------------------------------------
 
@@ -299,7 +302,27 @@ class Lab:
             if not service.wait_for_log(FOLLOW_READY, READY_TIMEOUT_SECONDS):
                 raise LabError(f"the follow ingest of {log.name} did not start: {service.log_tail()}")
             steps.append(f"ingest --follow {log} (pid {pid})")
+        steps.append(self.start_api(cli, env))
         return steps
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.api_port}"
+
+    def start_api(self, cli: list[str], env: dict[str, str]) -> str:
+        """`autonomy serve` beside the worker, on loopback (its Secure inbox cookies work over http there)."""
+        address = f"127.0.0.1:{self.config.api_port}"
+        if self.api.pid() is None and listening(address):
+            raise LabError(f"{address} is taken by another program: choose another --api-port")
+        serve = [*cli, "serve", "--host", "127.0.0.1", "--port", str(self.config.api_port)]
+        serve += ["--address", self.temporal_address, "--settle", str(self.config.settle_seconds)]
+        serve += ["--quiet", str(self.config.quiet_seconds)]
+        if self.config.level is not None:
+            serve += ["--level", self.config.level.value]
+        pid = self.api.start(serve, env, cwd=REPO_ROOT)  # returns the running one when up already
+        if not wait_listening(address, READY_TIMEOUT_SECONDS, self.api):
+            raise LabError(f"the API service did not listen on {address}: {self.api.log_tail()}")
+        return f"autonomy serve at {self.api_url} (pid {pid}): POST /v1/alerts, /v1/incidents, /inbox, /metrics"
 
     # -- down --------------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ first, then signal-with-start), exactly as `autonomy submit` does, and the read 
 - `state`: what the routes share: ledger, Temporal client (reconnected on demand), tokens, metrics
 - `metrics`: the Prometheus collectors, one registry per app
 - `ingest_api`, `read_api`, `health`: the routes; `app`: the ASGI application that puts them together
+- `approvals`: what awaits approval and the one vote path the inbox and ChatOps share
+- `inbox`: the approval inbox (server-rendered pages, accounts, sessions); `chatops`: Slack messages and votes
 
     uvicorn.run(create_app(Settings(), ServiceConfig()), host="127.0.0.1", port=8080)
 """

@@ -15,7 +15,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import data_file
 from autonomy_controller.controller.service import health, inbox, ingest_api, read_api
+from autonomy_controller.controller.service.chatops import ChatConfig, load_chat_config
+from autonomy_controller.controller.service.chatops import routes as chat_routes
+from autonomy_controller.controller.service.chatops.poster import Poster
+from autonomy_controller.controller.service.chatops.signature import Verifier
 from autonomy_controller.controller.service.config import ServiceConfig
 from autonomy_controller.controller.service.state import Service, Unavailable
 
@@ -27,9 +32,15 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings, config: ServiceConfig | None = None, address: str | None = None) -> FastAPI:
-    """The service for one state folder and one Temporal (`address`, default the settings')."""
+def create_app(
+    settings: Settings, config: ServiceConfig | None = None, address: str | None = None, chat: ChatConfig | None = None
+) -> FastAPI:
+    """The service for one state folder and one Temporal (`address`, default the settings').
+
+    ChatOps runs with `chat`, else with `<state dir>/chatops.yaml` when it exists; an unusable file raises
+    ChatConfigError here, so the service does not start without the ChatOps it was configured for."""
     config = config or ServiceConfig()
+    chat = chat or load_chat_config(settings.state_dir, data_file(settings.policies_dir, "identities"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,9 +49,14 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
         with contextlib.suppress(Unavailable):  # connect now when Temporal answers; else on the first request
             await service.client()
         service.outbox.start()  # first re-queues what a crash left unsignalled, then flushes (outbox.py)
+        poster = Poster(service, chat) if chat else None
+        if poster:
+            poster.start()
         try:
             yield
         finally:
+            if poster:
+                await poster.close()
             await service.outbox.close()
             service.close()
 
@@ -52,8 +68,9 @@ def create_app(settings: Settings, config: ServiceConfig | None = None, address:
         docs_url=None,
         redoc_url=None,
     )
-    for module in (ingest_api, read_api, health, inbox):
+    for module in (ingest_api, read_api, health, inbox, chat_routes):
         app.include_router(module.router)
+    app.state.chat = chat_routes.Chat(chat, Verifier(chat.signing_secret.get_secret_value())) if chat else None
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

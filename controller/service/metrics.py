@@ -46,3 +46,15 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.chat_posts = Counter(
+            "autonomy_chat_posts",
+            "Pending approvals sent to the chat webhook: posted, unreachable, or the webhook's error status.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.chat_interactions = Counter(
+            "autonomy_chat_interactions",
+            "Chat button presses: voted, refused (by us or the workflow), untrusted (signature), malformed.",
+            ["outcome"],
+            registry=self.registry,
+        )

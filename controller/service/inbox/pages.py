@@ -9,29 +9,14 @@ The pages carry no inline style for the same reason: the API's CSP forbids it, a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from autonomy_controller.controller.html import Html, definitions, esc, join, table, tag
-from autonomy_controller.workflows.contracts import ActionState, ApprovalVote
+from autonomy_controller.controller.service.approvals import Pending, describe_vote
+from autonomy_controller.workflows.contracts import ActionState
 
 PAGE_CSP = "default-src 'none'; form-action 'self'; base-uri 'none'"
-EVIDENCE_SHOWN = 5
-"""Alerts shown per pending action: the latest ones (the report has all)."""
-
-
-@dataclass
-class Pending:
-    """One action the signed-in person may vote on, with what they need to decide."""
-
-    incident: str
-    run_id: str
-    state: ActionState
-    decision: Mapping[str, Any] = field(default_factory=dict)
-    params: Mapping[str, Any] = field(default_factory=dict)
-    rationale: str | None = None
-    alerts: Sequence[Mapping[str, Any]] = ()
 
 
 def document(title: str, *body: object, who: str | None = None, csrf: str | None = None) -> str:
@@ -127,7 +112,7 @@ def _pending(item: Pending, identity: str, csrf: str, now: datetime) -> Html:
             "approver groups": ", ".join(decision.get("approver_groups") or []) or "-",
             "still needed": "; ".join(state.missing) or "-",
             "who else may vote": ", ".join(others) or "nobody else",
-            "votes so far": "; ".join(_vote(v) for v in state.votes) or "none",
+            "votes so far": "; ".join(describe_vote(v) for v in state.votes) or "none",
             "deadline": until(state.deadline, now),
         }
     )
@@ -169,11 +154,6 @@ def _pending(item: Pending, identity: str, csrf: str, now: datetime) -> Html:
     )
 
 
-def _vote(vote: ApprovalVote) -> str:
-    signed = "signed" if vote.signed else "unsigned"
-    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + vote.comment if vote.comment else ''}"
-
-
 def incident(
     key: str, actions: Sequence[ActionState], timeline: Sequence[Mapping[str, Any]], who: str, csrf: str
 ) -> str:
@@ -186,7 +166,7 @@ def incident(
                 a.target or "-",
                 tag("span", a.status.value, cls=f"status {a.status.value}"),
                 a.detail or "-",
-                "; ".join(_vote(v) for v in a.votes) or "-",
+                "; ".join(describe_vote(v) for v in a.votes) or "-",
             ]
             for a in actions
         ],

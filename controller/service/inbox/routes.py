@@ -1,49 +1,46 @@
 """The inbox's routes: sign-in, the pending actions of the signed-in person, votes, an incident's timeline.
 
-A vote goes through `controller.cli.ops.vote`, the function `autonomy approve|reject` calls: the workflow's
-update and its validator decide (separation of duties, quorum, no self-approval, no planner identities), and
-a refused vote is recorded in the ledger with its reason. The inbox only chooses *who* votes: the identity of
-the signed-in account, never a form field.
+A vote goes through `controller.service.approvals.vote_as`, the path ChatOps shares, which calls the function
+`autonomy approve|reject` calls: the workflow's update and its validator decide (separation of duties, quorum,
+no self-approval, no planner identities), and a refused vote is recorded in the ledger with its reason. The
+inbox only chooses *who* votes: the identity of the signed-in account, never a form field.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from autonomy_controller.controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
-from autonomy_controller.controller.cli.ops import CONTROLLER_KEYS, LoopError, describe_and_read
-from autonomy_controller.controller.cli.ops import vote as cast
-from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.cli.ops import LoopError, describe_and_read
 from autonomy_controller.controller.reports import build_report
+from autonomy_controller.controller.service.approvals import Refused, pending_actions, vote_as
 from autonomy_controller.controller.service.inbox import pages
 from autonomy_controller.controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file
 from autonomy_controller.controller.service.inbox.sessions import Session, Signer
 from autonomy_controller.controller.service.inbox.sessions import load_secret as load_session_secret
 from autonomy_controller.controller.service.state import Service, Unavailable
-from autonomy_controller.workflows.approvals import VoteRefused
-from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.contracts import VoteChoice
 
 router = APIRouter(prefix="/inbox", include_in_schema=False)
 SESSION_COOKIE = "inbox_session"
 PRE_COOKIE = "inbox_pre"
 PRE_SECONDS = 600
 MAX_FORM_BYTES = 16 * 1024
-STATUS_READS = 16
 
 
 @dataclass(frozen=True)
 class InboxConfig:
     secure_cookies: bool = True
-    """False only for plain http on 127.0.0.1 (tests): a Secure cookie is never sent over http."""
+    """False only with `serve --insecure-cookies` (or AUTONOMY_INBOX_INSECURE_COOKIES=1): browsers neither keep nor
+    send a Secure cookie over plain http, except to a loopback address (a secure context), so over http on any
+    other address the inbox says sign-in cannot work instead of failing silently (`cookie_problem`)."""
     session_seconds: int = 8 * 3600
     incidents_scanned: int = 200
     """The most recent incidents of the ledger whose workflows are asked what awaits approval."""
@@ -58,14 +55,6 @@ class Inbox:
     config: InboxConfig
     accounts: AccountStore
     signer: Signer
-    keys_dir: Path
-    """Service-held approver keys, `<identity>.key` (approvers keygen files): votes signed on their behalf."""
-
-
-class Refused(Exception):
-    def __init__(self, status: int, title: str, text: str) -> None:
-        super().__init__(text)
-        self.status, self.title, self.text = status, title, text
 
 
 def inbox_of(request: Request) -> Inbox:
@@ -79,7 +68,6 @@ def inbox_of(request: Request) -> Inbox:
             config=getattr(app.state, "inbox_config", None) or InboxConfig.from_env(),
             accounts=AccountStore(accounts_file(state_dir)),
             signer=Signer(load_session_secret(state_dir / "inbox-session.key")),
-            keys_dir=state_dir / "inbox-approver-keys",
         )
         app.state.inbox = found
     return found
@@ -153,9 +141,35 @@ def _sign_in_page(inbox: Inbox, problem: str | None = None, name: str = "", stat
     return response
 
 
+def cookie_problem(request: Request, inbox: Inbox) -> str | None:
+    """Why the browser will not return the Secure session cookie on this request's origin, or None."""
+    if not inbox.config.secure_cookies or request.url.scheme == "https":
+        return None
+    host = (request.url.hostname or "").strip("[]").lower()
+    if is_loopback(host):
+        return None  # browsers treat http to a loopback address as a secure context: Secure cookies work
+    return (
+        f"this page came over plain http from {host}: browsers neither keep nor send back the inbox's Secure "
+        "session cookie there, so sign-in cannot work. Serve the inbox behind https (a TLS proxy), or start "
+        "`autonomy serve --insecure-cookies` on a network you trust."
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address: where browsers keep and send Secure cookies over plain http."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return _sign_in_page(inbox_of(request))
+    inbox = inbox_of(request)
+    return _sign_in_page(inbox, cookie_problem(request, inbox))
 
 
 @router.post("/login")
@@ -164,6 +178,9 @@ async def login(request: Request) -> Response:
     try:
         fields = await form(request)
         pre = inbox.signer.open("pre", request.cookies.get(PRE_COOKIE))
+        problem = cookie_problem(request, inbox)
+        if pre is None and problem:  # the browser dropped the Secure pre-session cookie: say why, not "CSRF"
+            raise Refused(403, "Sign-in impossible over plain http", problem)
         check_csrf(inbox, str(pre["sid"]) if pre else "", fields)
         try:
             account = await asyncio.to_thread(
@@ -221,51 +238,11 @@ async def show_inbox(request: Request) -> Response:
     account, session = who
     service: Service = request.app.state.service
     try:
-        items = await pending_for(service, account.identity, inbox.config.incidents_scanned)
+        items = await pending_actions(service, inbox.config.incidents_scanned, account.identity)
     except Unavailable as exc:
         return html(pages.message("Unavailable", f"Temporal does not answer: {exc}"), 503)
     notes = [] if inbox.config.secure_cookies else ["session cookies are not Secure: serve this over https"]
     return html(pages.inbox(items, account.name, account.identity, inbox.signer.csrf(session.sid), notes))
-
-
-async def pending_for(service: Service, identity: str, scanned: int) -> list[pages.Pending]:
-    """The actions awaiting approval whose workflow says `identity` may still vote (ApprovalSpec, waiting_on)."""
-    client = await service.client()
-    heads = [h for h in service.ledger.incidents() if not h.incident_key.startswith(CONTROLLER_KEYS)][-scanned:]
-    limit = asyncio.Semaphore(STATUS_READS)
-
-    async def read(key: str) -> IncidentStatus | None:
-        async with limit:
-            try:
-                return (await describe_and_read(client, key))[1]
-            except LoopError:
-                return None
-
-    statuses = await asyncio.gather(*(read(h.incident_key) for h in heads))
-    items: list[pages.Pending] = []
-    for status in statuses:
-        if status is None:
-            continue
-        mine = [a for a in status.actions if a.status is ActionStatus.AWAITING_APPROVAL and identity in a.waiting_on]
-        if not mine:
-            continue
-        report = build_report(status.key, service.ledger.records(status.key))
-        by_id: dict[str, dict[str, Any]] = {a["action_id"]: a for a in report["actions"]}
-        alerts = [r.payload for r in service.ledger.records(status.key, [RecordKind.ALERT])][-pages.EVIDENCE_SHOWN :]
-        for state in mine:
-            entry = by_id.get(state.action_id, {})
-            items.append(
-                pages.Pending(
-                    incident=status.key,
-                    run_id=status.run_id,
-                    state=state,
-                    decision=entry.get("decision") or {},
-                    params=entry.get("params") or {},
-                    rationale=entry.get("rationale"),
-                    alerts=alerts,
-                )
-            )
-    return sorted(items, key=lambda p: (p.state.deadline is None, p.state.deadline or 0, p.incident))
 
 
 @router.post("/vote")
@@ -283,58 +260,16 @@ async def vote(request: Request) -> Response:
             choice = VoteChoice(fields.get("choice", ""))
         except ValueError as exc:
             raise Refused(400, "Refused", "choice is approve or reject") from exc
-        incident, action = fields.get("incident", ""), fields.get("action_id", "")
-        secret = service_key(inbox, service, account.identity)
-        try:
-            result = await cast(
-                await service.client(),
-                service.ledger,
-                incident,
-                action,
-                account.identity,
-                choice.value,
-                fields.get("comment", ""),
-                secret,
-            )
-        except VoteRefused as exc:
-            raise Refused(403, "Vote refused", str(exc)) from exc
-        except (LoopError, Unavailable) as exc:
-            raise Refused(503, "Unavailable", str(exc)) from exc
+        incident = fields.get("incident", "")
+        cast = await vote_as(
+            service, account.identity, incident, fields.get("action_id", ""), choice, fields.get("comment", "")
+        )
     except Refused as exc:
         return refusal(exc)
-    state = result.state
-    how = f"signed with the service-held key {secret.key_id}" if secret else "unsigned"
-    text = f"{account.identity} {choice.value}s {state.action} ({state.action_id}) of {incident} ({how})"
+    state = cast.result.state
+    text = f"{account.identity} {choice.value}s {state.action} ({state.action_id}) of {incident} ({cast.how})"
     text += f": now {state.status.value}"
     return html(pages.message("Vote recorded", text, f"/inbox/incidents/{incident}"))
-
-
-def service_key(inbox: Inbox, service: Service, identity: str) -> ApproverSecret | None:
-    """The key the service holds for `identity`, or None when it holds none and unsigned votes are allowed.
-
-    Under `require_signed` a vote the service cannot sign is refused here, before it reaches the workflow
-    (which would refuse it too): the inbox never turns a signed-vote deployment into an unsigned one."""
-    path = inbox.keys_dir / f"{identity}.key"
-    if path.is_file():
-        try:
-            secret = load_secret(path)
-        except ApproverKeysError as exc:
-            raise Refused(503, "Unavailable", f"the service's key for {identity} is unusable: {exc}") from exc
-        if secret.approver != identity:
-            raise Refused(503, "Unavailable", f"{path} is {secret.approver}'s key, not {identity}'s")
-        return secret
-    try:
-        required = load_configured(service.settings.approver_keys_file).require_signed
-    except ApproverKeysError as exc:
-        raise Refused(503, "Unavailable", f"the approver keys config is unusable: {exc}") from exc
-    if required:
-        raise Refused(
-            403,
-            "Vote refused",
-            f"this deployment requires signed votes and the service holds no key for {identity}: "
-            "vote with `autonomy approve --key` instead",
-        )
-    return None
 
 
 @router.get("/incidents/{key}")
