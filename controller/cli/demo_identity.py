@@ -168,8 +168,13 @@ def _verification(ledger: Ledger, key: str, action_id: str) -> str | None:
     if not last.get("ok") or not evidence:
         return str(last.get("detail"))
     holders = evidence.get("holders") or []
-    bind = {False: "a bind with its password failed", True: "a bind with its password WORKS"}.get(
-        evidence.get("probe_bind_works"), "no bind tried"
+    works = evidence.get("probe_bind_works")
+    bind = (
+        "no bind tried"
+        if works is None
+        else "a bind with its password WORKS"
+        if works
+        else "a bind with its password failed"
     )
     return f"read back: {LOCK_ATTRIBUTE} {evidence.get('lock')}, {len(holders)} incident hold(s); {bind}"
 
