@@ -75,6 +75,16 @@ def test_demo_table_and_scorecards_agree(tmp_path: Path) -> None:
         assert directory, summary["enforcement"]["directory_label"]
         assert {"j.doe", "a.smith", "svc-backup"} <= set(summary["enforcement"]["accounts"])
         assert_identity_contained(row["identity"])
+        reports = {line["incident"]: line["report"]["markdown"] for line in lines[:-1]}
+        [regular] = [r for r in row["identity"] if r["account"] == "j.doe"]
+        report = Path(reports[regular["incident"]]).read_text()
+        for expected in (
+            f"vote {regular['approvers'][0]} (approve) signed with key",
+            "identity.disable_user verify (execute): ok",
+            "a bind with its password failed",
+            "sessions the account already has are not ended",
+        ):
+            assert expected in report, expected
         with Ledger.from_url(f"sqlite:///{Path(row['state_dir']) / 'ledger.db'}") as ledger:
             votes = [
                 r.payload for h in ledger.incidents() for r in ledger.records(h.incident_key, [RecordKind.APPROVAL])
