@@ -212,9 +212,10 @@ async def test_l3_a_guessed_privileged_account_is_never_locked_even_with_iam_app
 async def test_l3_long_guessing_that_succeeded_blocks_the_source_alone_and_waits_for_iam_on_the_account(
     loop: LabLoop, directory: Slapd, accounts: dict[str, tuple[str, str]]
 ) -> None:
-    """(Before the test whose guessing never succeeds: the login service's run of failures from the source goes on
-    across tests until a success ends it.) Enough guessing and then a success: triage says malicious past L3's bar (the login factor at full value,
-    eleven alerts), so the one-hour block runs alone; the account's disable still waits for iam-admins (L3)."""
+    """Enough guessing and then a success: triage says malicious past L3's bar (the login factor at full value,
+    eleven alerts), so the one-hour block runs alone; the account's disable still waits for iam-admins (L3).
+    (It runs before the test whose guessing never succeeds: the login service's run of failures from the source
+    goes on across tests until a success ends it.)"""
     lab = loop.lab
     dn, password = accounts["alice"]  # frank is locked by the first test (its TTL revert is hours away)
     assert guess(lab, "alice", *WORDS, *WORDS, *WORDS, password)[-1] == 204
