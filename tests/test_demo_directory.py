@@ -97,3 +97,25 @@ def test_without_a_directory_the_demo_says_identity_is_skipped_and_approves_noth
     with Ledger.from_url(f"sqlite:///{tmp_path / 'var' / 'demo' / 'L2' / 'ledger.db'}") as ledger:
         records = [r for head in ledger.incidents() for r in ledger.records(head.incident_key, [RecordKind.APPROVAL])]
     assert not [r for r in records if r.payload.get("event") == "vote"], "the demo cast no vote"
+
+
+def test_the_demo_approvers_are_the_iam_admins_with_keys_a_keys_file_requiring_signatures_vouches_for(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from controller.approver_keys import Ballot, load_approver_keys, sign_token, verify_token
+    from controller.cli.demo_identity import DemoApprovers, iam_admins
+
+    names = iam_admins(Settings().policies_dir / "identities" / "data.yaml")
+    assert names == ["dave", "erin", "ivan"]
+    approvers = DemoApprovers(tmp_path, names)
+    keys = load_approver_keys(approvers.keys_file, required=True)
+    assert keys.require_signed and set(keys.approvers) == set(names)
+    secret = approvers.secret("erin")
+    assert secret is not None and approvers.secret("bob") is None, "only iam-admins get a key"
+    ballot = Ballot("src:203.0.113.45", "run-1", "a1", "approve", "erin")
+    token = sign_token(secret, ballot)
+    assert verify_token(keys, token, ballot, datetime.now(UTC)).approver == "erin"
+    assert "private_key" not in approvers.keys_file.read_text(), "only the public halves are written"
+    assert iam_admins(tmp_path / "missing.yaml") == []

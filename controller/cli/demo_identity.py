@@ -179,10 +179,15 @@ def _verification(ledger: Ledger, key: str, action_id: str) -> str | None:
     return f"read back: {LOCK_ATTRIBUTE} {evidence.get('lock')}, {len(holders)} incident hold(s); {bind}"
 
 
+def probe_password_file(directory: Slapd, account: str) -> Path:
+    """Where the demo keeps an account's password: the adapter's probe account (its verification binds with it)
+    and the demo's own check read it."""
+    return directory.root / f"probe-{account}"
+
+
 def _directory_answer(directory: Slapd | None, account: str) -> tuple[bool | None, bool | None]:
     """The directory's own answer, apart from the controller: the lock set, a bind with the password refused."""
-    secret = directory.root / f"probe-{account}" if directory else None
-    if directory is None or secret is None or not secret.is_file():
+    if directory is None or not (secret := probe_password_file(directory, account)).is_file():
         return None, None
     dn = f"uid={escape_rdn(account)},{PEOPLE}"
     locked = bool(directory.attribute(dn, LOCK_ATTRIBUTE))

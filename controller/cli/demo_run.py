@@ -49,6 +49,7 @@ from controller.cli.demo_identity import (
     approve_disables,
     demo_approver_keys,
     identity_outcomes,
+    probe_password_file,
 )
 from controller.config import Settings
 from controller.ingest import DeadLetter, IngestReport, read_alerts
@@ -239,7 +240,7 @@ def _throwaway_directory(accounts: DemoAccounts) -> Iterator[tuple[Slapd | None,
             probes: dict[str, dict[str, str]] = {}
             for user in accounts.users:
                 _uid, dn, password = slapd.add_user(uid=user)
-                secret = slapd.root / f"probe-{user}"
+                secret = probe_password_file(slapd, user)
                 secret.touch(mode=0o600)
                 secret.write_text(password + "\n")
                 probes[user] = {"password_file": str(secret)}
