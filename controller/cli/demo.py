@@ -222,7 +222,7 @@ def _print_identity(result: DemoResult) -> None:
                 escape(o.account),
                 status_text(o.status),
                 escape(who),
-                cell(o.detail, 100),
+                cell(o.detail, 200),
                 o.revert_at or "-",
                 directory,
             )
