@@ -180,6 +180,7 @@ async def test_l3_guessed_regular_account_is_locked_after_approval_and_the_sourc
         assert expected in report, expected
     trail = await trail_markdown(loop)
     assert "dave" in trail and DISABLE in trail and "sessions" in trail, trail
+    assert "TTL timer of 4 h 0 min" in trail and "pending: fires at" in trail, "the disable's revert is on the trail"
     executions = [r.payload for r in loop.ledger.records(CASE, [RecordKind.EXECUTION])]
     assert any("not ended" in str(p) for p in executions if p.get("request", {}).get("action") == DISABLE)
     assert loop.ledger.verify(CASE).ok
