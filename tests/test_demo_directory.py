@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from actions.adapters.base import ActionRequest, ActionStatus, AdapterError
-from actions.adapters.identity.adapters import DisableUserAdapter, identity_adapters
-from actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
-from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
-from actions.adapters.identity.testdir import PEOPLE
-from controller.cli.demo_run import DemoAccounts, demo_accounts, demo_enforcement, load_samples
-from controller.config import Settings
-from controller.ingest import DeadLetter, IngestReport
-from controller.ledger import Ledger, RecordKind
+from autonomy_controller.actions.adapters.base import ActionRequest, ActionStatus, AdapterError
+from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter, identity_adapters
+from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
+from autonomy_controller.actions.adapters.identity.testdir import PEOPLE
+from autonomy_controller.controller.cli.demo_run import DemoAccounts, demo_accounts, demo_enforcement, load_samples
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.ledger import Ledger, RecordKind
 from tests.test_demo_scorecards import assert_nothing_left
 
 KEY = "demo-test/a1"
@@ -87,9 +87,9 @@ def test_without_a_directory_the_demo_says_identity_is_skipped_and_approves_noth
     approver keys, the account disables wait for iam-admins, and the demo says why identity is skipped."""
     from typer.testing import CliRunner
 
-    from controller.cli import app
+    from autonomy_controller.controller.cli import app
 
-    monkeypatch.setattr("controller.cli.demo_run.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("autonomy_controller.controller.cli.demo_run.os.geteuid", lambda: 1000)
     result = CliRunner().invoke(app, ["demo", "--level", "L2"], env={"AUTONOMY_STATE_DIR": str(tmp_path / "var")})
     assert result.exit_code == 0, result.output
     assert "identity containment skipped: not root" in " ".join(result.output.split())
@@ -104,8 +104,8 @@ def test_the_demo_approvers_are_the_iam_admins_with_keys_a_keys_file_requiring_s
 ) -> None:
     from datetime import UTC, datetime
 
-    from controller.approver_keys import Ballot, load_approver_keys, sign_token, verify_token
-    from controller.cli.demo_identity import DemoApprovers, iam_admins
+    from autonomy_controller.controller.approver_keys import Ballot, load_approver_keys, sign_token, verify_token
+    from autonomy_controller.controller.cli.demo_identity import DemoApprovers, iam_admins
 
     names = iam_admins(Settings().policies_dir / "identities" / "data.yaml")
     assert names == ["dave", "erin", "ivan"]

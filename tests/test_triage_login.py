@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from controller.ingest import parse_line
-from controller.ingest.auth_log import GUESSING_FAILURES
-from controller.models import Alert, Incident
-from controller.triage import TriageModel, TriageResult, TriageVerdict, load_triage_model, triage
-from controller.validation import LevelConfigError
+from autonomy_controller.controller.ingest import parse_line
+from autonomy_controller.controller.ingest.auth_log import GUESSING_FAILURES
+from autonomy_controller.controller.models import Alert, Incident
+from autonomy_controller.controller.triage import TriageModel, TriageResult, TriageVerdict, load_triage_model, triage
+from autonomy_controller.controller.validation import LevelConfigError
 
 LEVELS = Path(__file__).resolve().parents[1] / "levels"
 MODEL = load_triage_model(LEVELS)

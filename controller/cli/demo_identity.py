@@ -28,13 +28,13 @@ import yaml
 from ldap3.utils.dn import escape_rdn
 from temporalio.client import Client
 
-from actions.adapters.identity.dialects import LOCK_ATTRIBUTE
-from actions.adapters.identity.testdir import PEOPLE, Slapd
-from controller.approver_keys import ApproverSecret, generate_key
-from controller.cli.ops import LoopError, vote
-from controller.ledger import Ledger, RecordKind
-from workflows.approvals import VoteRefused
-from workflows.contracts import ActionState, ActionStatus, IncidentStatus
+from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE
+from autonomy_controller.actions.adapters.identity.testdir import PEOPLE, Slapd
+from autonomy_controller.controller.approver_keys import ApproverSecret, generate_key
+from autonomy_controller.controller.cli.ops import LoopError, vote
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, IncidentStatus
 
 DISABLE = "identity.disable_user"
 IAM_GROUP = "iam-admins"

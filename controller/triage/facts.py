@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from controller.ingest.auth_log import GUESSING_FAILURES
-from controller.ingest.auth_log import SOURCE as AUTH_LOG
-from controller.ingest.classify import BLOCKING_EVALUATION, RuleHit
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import get_path
-from controller.ingest.modsec2 import parse_message
-from controller.ingest.normalise import clean_text
-from controller.ingest.waf import header
-from controller.models import Alert
+from autonomy_controller.controller.ingest.auth_log import GUESSING_FAILURES
+from autonomy_controller.controller.ingest.auth_log import SOURCE as AUTH_LOG
+from autonomy_controller.controller.ingest.classify import BLOCKING_EVALUATION, RuleHit
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import get_path
+from autonomy_controller.controller.ingest.modsec2 import parse_message
+from autonomy_controller.controller.ingest.normalise import clean_text
+from autonomy_controller.controller.ingest.waf import header
+from autonomy_controller.controller.models import Alert
 
 WAF, IDS, OTHER = "waf", "ids", "other"
 GUESSED, FAILED = "guessed", "failed"
