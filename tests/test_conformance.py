@@ -228,6 +228,18 @@ CASES = [
     Case("unknown host needs approval", Level.L4, "host.isolate", {"host": "ghost-99"}, A),
     # Identities.
     Case("L3 disable regular user", Level.L3, "identity.disable_user", {"user": "alice"}, A, quorum=1),
+    # The shipped brute-force and lateral-movement playbooks' disables are bounded (ttl_seconds): still a person's
+    # call at L3 and L4 (one of iam-admins; two for a privileged account), whoever the samples' user is.
+    Case("L3 bounded disable, regular user", Level.L3, "identity.disable_user", {"user": "j.doe", **TTL}, A, quorum=1),
+    Case("L4 bounded disable, regular user", Level.L4, "identity.disable_user", {"user": "j.doe", **TTL}, A, quorum=1),
+    Case(
+        "L3 bounded disable, privileged service account: two approvers",
+        Level.L3,
+        "identity.disable_user",
+        {"user": "svc-backup", **TTL},
+        A,
+        quorum=2,
+    ),
     Case(
         "L3 disable privileged user: two approvers",
         Level.L3,

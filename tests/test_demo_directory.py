@@ -17,6 +17,7 @@ from autonomy_controller.actions.adapters.identity.testdir import PEOPLE
 from autonomy_controller.controller.cli.demo_run import DemoAccounts, demo_accounts, demo_enforcement, load_samples
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.ledger import Ledger, RecordKind
 from tests.test_demo_scorecards import assert_nothing_left
 
 KEY = "demo-test/a1"
@@ -39,7 +40,7 @@ def test_the_demo_accounts_are_the_samples_and_the_identities_data(tmp_path: Pat
     accounts = demo_accounts(alerts, settings.policies_dir / "identities" / "data.yaml")
     assert {"j.doe", "a.smith", "svc-backup"} <= set(accounts.users)  # the samples' own users
     assert {"alice", "dave"} <= set(accounts.users)  # the identities data's
-    assert set(accounts.protected) == {"admin", "dave", "erin"}  # domain-admins only
+    assert set(accounts.protected) == {"admin", "dave", "erin", "ivan", "svc-backup"}  # the data's privileged ones
     weird = alerts[0].model_copy(update={"user": "x,ou=evil"})  # untrusted: never becomes a DN
     assert "x,ou=evil" not in demo_accounts([weird], tmp_path / "missing.yaml").users
 
@@ -77,3 +78,44 @@ def test_without_root_there_is_no_directory_and_no_identity_section(tmp_path: Pa
     with demo_enforcement(tmp_path, DemoAccounts(("svc-backup",), ())) as (point, file):
         assert point.directory is None and point.directory_label.startswith("none: not root")
         assert not file.exists()
+
+
+def test_without_a_directory_the_demo_says_identity_is_skipped_and_approves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a user who is not root (the euid the demo reads, also when the tests run as root): no directory, no
+    approver keys, the account disables wait for iam-admins, and the demo says why identity is skipped."""
+    from typer.testing import CliRunner
+
+    from autonomy_controller.controller.cli import app
+
+    monkeypatch.setattr("autonomy_controller.controller.cli.demo_run.os.geteuid", lambda: 1000)
+    result = CliRunner().invoke(app, ["demo", "--level", "L2"], env={"AUTONOMY_STATE_DIR": str(tmp_path / "var")})
+    assert result.exit_code == 0, result.output
+    assert "identity containment skipped: not root" in " ".join(result.output.split())
+    assert not (tmp_path / "var" / "demo" / "approver_keys.yaml").exists()
+    with Ledger.from_url(f"sqlite:///{tmp_path / 'var' / 'demo' / 'L2' / 'ledger.db'}") as ledger:
+        records = [r for head in ledger.incidents() for r in ledger.records(head.incident_key, [RecordKind.APPROVAL])]
+    assert not [r for r in records if r.payload.get("event") == "vote"], "the demo cast no vote"
+
+
+def test_the_demo_approvers_are_the_iam_admins_with_keys_a_keys_file_requiring_signatures_vouches_for(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from autonomy_controller.controller.approver_keys import Ballot, load_approver_keys, sign_token, verify_token
+    from autonomy_controller.controller.cli.demo_identity import DemoApprovers, iam_admins
+
+    names = iam_admins(Settings().policies_dir / "identities" / "data.yaml")
+    assert names == ["dave", "erin", "ivan"]
+    approvers = DemoApprovers(tmp_path, names)
+    keys = load_approver_keys(approvers.keys_file, required=True)
+    assert keys.require_signed and set(keys.approvers) == set(names)
+    secret = approvers.secret("erin")
+    assert secret is not None and approvers.secret("bob") is None, "only iam-admins get a key"
+    ballot = Ballot("src:203.0.113.45", "run-1", "a1", "approve", "erin")
+    token = sign_token(secret, ballot)
+    assert verify_token(keys, token, ballot, datetime.now(UTC)).approver == "erin"
+    assert "private_key" not in approvers.keys_file.read_text(), "only the public halves are written"
+    assert iam_admins(tmp_path / "missing.yaml") == []

@@ -13,7 +13,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
-from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.outcomes import Episode, outcomes
 from autonomy_controller.controller.scorecards import OUTCOMES, build_scorecards, outcome_of, scope_words
 from autonomy_controller.controller.scorecards_html import OUTCOME_COLOURS
@@ -74,14 +74,46 @@ def test_demo_table_and_scorecards_agree(tmp_path: Path) -> None:
         assert netns and all(a["status"] in {"verified", "awaiting_revert"} for a in blocks), blocks
         assert directory, summary["enforcement"]["directory_label"]
         assert {"j.doe", "a.smith", "svc-backup"} <= set(summary["enforcement"]["accounts"])
-        # at L3 identity containment waits for iam-admins (or is denied): never failed for want of an adapter
-        assert not [a for a in identity if a["status"] == "failed"], identity
-        assert [a for a in identity if a["status"] == "awaiting_approval"], identity
+        assert_identity_contained(row["identity"])
+        reports = {line["incident"]: line["report"]["markdown"] for line in lines[:-1]}
+        [regular] = [r for r in row["identity"] if r["account"] == "j.doe"]
+        report = Path(reports[regular["incident"]]).read_text()
+        for expected in (
+            f"vote {regular['approvers'][0]} (approve) signed with key",
+            "identity.disable_user verify (execute): ok",
+            "a bind with its password failed",
+            "sessions the account already has are not ended",
+        ):
+            assert expected in report, expected
+        with Ledger.from_url(f"sqlite:///{Path(row['state_dir']) / 'ledger.db'}") as ledger:
+            votes = [
+                r.payload for h in ledger.incidents() for r in ledger.records(h.incident_key, [RecordKind.APPROVAL])
+            ]
+        assert [v for v in votes if v.get("event") == "vote"], "the demo's votes are on the record"
+        assert all(v.get("signed") is True for v in votes if v.get("event") == "vote"), votes
         assert_nothing_left(directory["root"], netns)
     else:
         assert netns is None and summary["enforcement"]["label"].startswith("none: not root")
         assert directory is None and summary["enforcement"]["directory_label"].startswith("none: not root")
         assert all(a["status"] == "failed" for a in blocks) and row["failed"] >= len(blocks)
+        # no directory: nobody approves, so the disables wait (never failed for want of an adapter)
+        assert row["identity"] and all(r["status"] == "awaiting_approval" for r in row["identity"]), row["identity"]
+        assert all(r["directory"] == {"locked": None, "bind_refused": None} for r in row["identity"])
+
+
+def assert_identity_contained(rows: list[dict[str, Any]]) -> None:
+    """At L3 the iam-admins' signed approvals let the bounded disable of the regular account guessed at the IdP
+    run: verified by the controller (read back, a failed bind) and by the directory itself, reverted by the TTL;
+    the privileged service account is refused by the adapter although two iam-admins approved."""
+    by_account = {r["account"]: r for r in rows}
+    regular, privileged = by_account["j.doe"], by_account["svc-backup"]
+    assert regular["status"] == "awaiting_revert" and regular["revert_at"], regular
+    assert regular["signed"] and len(regular["approvers"]) == 1, regular
+    assert "a bind with its password failed" in regular["detail"], regular
+    assert regular["directory"] == {"locked": True, "bind_refused": True}
+    assert privileged["status"] == "failed" and "protected" in privileged["detail"], privileged
+    assert privileged["signed"] and len(privileged["approvers"]) == 2, "a privileged account needs two of iam-admins"
+    assert privileged["directory"] == {"locked": False, "bind_refused": False}
 
 
 def assert_nothing_left(directory_root: str, netns: str | None) -> None:

@@ -63,9 +63,9 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 
 @pytest.fixture(scope="module")
 def accounts(directory: Slapd) -> dict[str, tuple[str, str]]:
-    """(dn, password) by uid: frank a regular account, admin a privileged one (in the protected group), grace a
-    bystander who logs in from the benign side (policies/identities/data.yaml knows all three)."""
-    made = {uid: directory.add_user(uid=uid)[1:] for uid in ("frank", "admin", "grace")}
+    """(dn, password) by uid: frank and alice regular accounts, admin a privileged one (in the protected group),
+    grace a bystander who logs in from the benign side (policies/identities/data.yaml knows all four)."""
+    made = {uid: directory.add_user(uid=uid)[1:] for uid in ("frank", "alice", "admin", "grace")}
     directory.add_member(ADMINS, made["admin"][0])
     return made
 
@@ -159,8 +159,10 @@ async def test_l3_guessed_regular_account_is_locked_after_approval_and_the_sourc
 
     await vote(loop, "bob", BLOCK)  # soc-oncall
     await vote(loop, "dave")  # iam-admins
-    # The playbook disables until the owner resets the password (no TTL); the block lasts an hour.
-    await loop.wait_for(CASE, lambda s: state(s, DISABLE) is ActionStatus.VERIFIED and state(s, BLOCK) is REVERT)
+    # Both bounded: the disable for 4 h (time to reset the password), the block for an hour; the TTL reverts wait.
+    done = await loop.wait_for(CASE, lambda s: state(s, DISABLE) is REVERT and state(s, BLOCK) is REVERT)
+    disable = action_of(done, DISABLE)
+    assert disable is not None and disable.ttl_seconds == 14400 and disable.revert_at is not None, disable
     assert directory.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not directory.can_bind(dn, password)
     assert guess(lab, "frank", password, source="benign") == [401], "the login service now refuses the account"
     assert guess(lab, "grace", grace_password, source="benign") == [204], "... and still lets its owner-less peers in"
@@ -170,6 +172,7 @@ async def test_l3_guessed_regular_account_is_locked_after_approval_and_the_sourc
     report = loop.report_markdown(CASE)
     for expected in (
         "auth-guessed",  # the rule of the alert that says the guessing succeeded
+        "the guessing succeeded",  # triage's login-outcome factor, from the login service's own counts
         f"{DISABLE} verify (execute): ok",
         f"{BLOCK} verify (execute): ok",
         "effective L3",
@@ -177,6 +180,7 @@ async def test_l3_guessed_regular_account_is_locked_after_approval_and_the_sourc
         assert expected in report, expected
     trail = await trail_markdown(loop)
     assert "dave" in trail and DISABLE in trail and "sessions" in trail, trail
+    assert "TTL timer of 4 h 0 min" in trail and "pending: fires at" in trail, "the disable's revert is on the trail"
     executions = [r.payload for r in loop.ledger.records(CASE, [RecordKind.EXECUTION])]
     assert any("not ended" in str(p) for p in executions if p.get("request", {}).get("action") == DISABLE)
     assert loop.ledger.verify(CASE).ok
@@ -206,15 +210,38 @@ async def test_l3_a_guessed_privileged_account_is_never_locked_even_with_iam_app
     assert "protected" in loop.report_markdown(CASE)
 
 
-async def test_l3_guessing_that_never_succeeded_locks_no_account(
+async def test_l3_long_guessing_that_succeeded_blocks_the_source_alone_and_waits_for_iam_on_the_account(
     loop: LabLoop, directory: Slapd, accounts: dict[str, tuple[str, str]]
 ) -> None:
+    """Enough guessing and then a success: triage says malicious past L3's bar (the login factor at full value,
+    eleven alerts), so the one-hour block runs alone; the account's disable still waits for iam-admins (L3).
+    (It runs before the test whose guessing never succeeds: the login service's run of failures from the source
+    goes on across tests until a success ends it.)"""
+    lab = loop.lab
+    dn, password = accounts["alice"]  # frank is locked by the first test (its TTL revert is hours away)
+    assert guess(lab, "alice", *WORDS, *WORDS, *WORDS, password)[-1] == 204
+    await loop.ingest_once(level=Level.L3, expect=11, logs=[lab.login.auth_log])
+    status = await loop.wait_for(CASE, lambda s: state(s, BLOCK) is REVERT and DISABLE in pending(s))
+    block = action_of(status, BLOCK)
+    assert block is not None and block.verdict == "execute" and not block.votes, block
+    assert lab.blocked_addresses() == [ATTACKER]
+    assert directory.can_bind(dn, password), "nothing done to the account before iam-admins approve"
+
+
+async def test_l3_guessing_that_never_succeeded_locks_no_account_and_a_person_blocks_the_source(
+    loop: LabLoop, directory: Slapd, accounts: dict[str, tuple[str, str]]
+) -> None:
+    """Failures alone are low-severity alerts (never the account playbook), and triage's login factor counts
+    them for at most half: suspicious, so at L3 the source's block waits for soc-oncall, and runs once approved."""
     lab = loop.lab
     dn, password = accounts["grace"]
     assert guess(lab, "grace", *WORDS, *WORDS) == [401] * 8
     await loop.ingest_once(level=Level.L3, expect=6, logs=[lab.login.auth_log])
-    # Failures alone are low-severity alerts: never the account playbook. (Triage currently calls eight failed
-    # guesses noise, so nothing is blocked either: the triage model has no factor for authentication yet.)
-    status = await loop.wait_for(CASE, lambda s: s.playbook is not None and s.phase in ("acting", "closed"))
-    assert status.playbook != "brute-force-account" and action_of(status, DISABLE) is None, status
-    assert directory.can_bind(dn, password)
+    status = await loop.wait_for(CASE, lambda s: BLOCK in pending(s))
+    assert status.playbook == "brute-force-source" and action_of(status, DISABLE) is None, status
+    await vote(loop, "bob", BLOCK)
+    await loop.wait_for(CASE, lambda s: state(s, BLOCK) is REVERT)
+    assert lab.blocked_addresses() == [ATTACKER]
+    assert directory.can_bind(dn, password), "the account is untouched"
+    report = loop.report_markdown(CASE)
+    assert "failed logins in a row from this source and none succeeded" in report, report

@@ -222,7 +222,7 @@ def test_brute_force_on_one_account(planner: OfflinePlanner) -> None:
     alerts = [make_alert(category="brute_force", severity="high", user="alice") for _ in range(5)]
     plan = planner.plan(make_incident(*alerts))
     assert actions_of(plan) == ["identity.disable_user", "network.block_ip", "ticket.create"]
-    assert first(plan, "identity.disable_user") == {"user": "alice"}
+    assert first(plan, "identity.disable_user") == {"user": "alice", "ttl_seconds": 14400}  # bounded
     assert first(plan, "network.block_ip")["ip"] == ATTACKER
 
 
@@ -268,7 +268,7 @@ def test_compromise_without_a_host_is_escalated_not_contained(planner: OfflinePl
 def test_lateral_movement_disables_the_user_only_when_known(planner: OfflinePlanner) -> None:
     with_user = planner.plan(make_incident(category="lateral_movement", asset="ws-17", user="bob"))
     assert first(with_user, "host.isolate") == {"host": "ws-17", "ttl_seconds": 14400}
-    assert first(with_user, "identity.disable_user") == {"user": "bob"}
+    assert first(with_user, "identity.disable_user") == {"user": "bob", "ttl_seconds": 14400}
     without = planner.plan(make_incident(category="lateral_movement", asset="ws-17"))
     assert "host.isolate" in actions_of(without) and "identity.disable_user" not in actions_of(without)
 
@@ -589,7 +589,9 @@ def test_every_sample_incident_gets_a_sensible_plan(planner: OfflinePlanner, pat
                 assert first(plan, "host.isolate") == {"host": view.asset, "ttl_seconds": 14400}, plan.incident_key
             users = {a.user for a in view.alerts if a.user}
             if view.category is Category.BRUTE_FORCE and len(users) == 1 and view.severity.rank >= Severity.MEDIUM.rank:
-                assert first(plan, "identity.disable_user") == {"user": users.pop()}, plan.incident_key
+                assert first(plan, "identity.disable_user") == {"user": users.pop(), "ttl_seconds": 14400}, (
+                    plan.incident_key
+                )
             destinations = {a.dst_ip for a in view.alerts if a.dst_ip}
             if view.category in {Category.C2, Category.EXFILTRATION} and view.asset and destinations:
                 assert destinations <= set(blocks), plan.incident_key

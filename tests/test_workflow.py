@@ -298,13 +298,16 @@ async def test_timeout_escalates_to_the_next_group(config_copy: Settings) -> Non
         assert loop.enforcement.effects["network.block_ip"] == 1
 
 
-def bounded_playbooks(tmp_path: Path, settings: Settings, **extra_action: object) -> Settings:
-    """The shipped playbooks with the brute-force account disable bounded (ttl_seconds), plus one more action."""
+def bounded_playbooks(tmp_path: Path, settings: Settings, ttl: int | None = 3600, **extra_action: object) -> Settings:
+    """The shipped playbooks with the brute-force account disable bounded by `ttl` (None: permanent, no
+    ttl_seconds), plus one more action."""
     playbooks = tmp_path / "playbooks"
     shutil.copytree(REPO_PLAYBOOKS, playbooks)
     path = playbooks / "brute-force-account.yaml"
     document = yaml.safe_load(path.read_text())
-    document["actions"][0]["params"]["ttl_seconds"] = 3600
+    document["actions"][0]["params"].pop("ttl_seconds", None)
+    if ttl is not None:
+        document["actions"][0]["params"]["ttl_seconds"] = ttl
     if extra_action:
         document["actions"].append(extra_action)
     path.write_text(yaml.safe_dump(document))
@@ -355,7 +358,7 @@ async def test_l4_veto_window_never_runs_what_a_guardrail_asked_a_person_for(
     config_copy: Settings, tmp_path: Path, user: str, bounded: bool, name: str, reason: str
 ) -> None:
     unblock = {"action": "network.unblock_ip", "params": {"ip": "{src_ip}"}, "rationale": "x", "confidence": 0.9}
-    settings = bounded_playbooks(tmp_path, config_copy, **unblock) if bounded else config_copy
+    settings = bounded_playbooks(tmp_path, config_copy, 3600 if bounded else None, **unblock)
     async with running_loop(settings) as loop:
         (key,) = await loop.submit([alert(1, "198.51.100.30", Category.BRUTE_FORCE, user=user)], level=Level.L4)
         await awaiting(loop, key, name)

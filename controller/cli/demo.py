@@ -76,6 +76,7 @@ def _summary(result: DemoResult) -> dict[str, Any]:
             "denied": sum(1 for a in actions if a.status is ActionStatus.NOT_RUN and a.verdict == "deny"),
             "unsettled": run.unsettled,
             "state_dir": str(run.state_dir),
+            "identity": [outcome.as_dict() for outcome in run.identity],
         }
     return {
         "levels": levels,
@@ -161,6 +162,7 @@ def _print_result(result: DemoResult) -> None:
     for (level, action, verdict, why), count in _grouped(rows):
         refused.add_row(level, action, verdict_text(verdict), str(count), cell(why, 90))
     console.print(refused)
+    _print_identity(result)
 
     for run in result.levels:
         closed = sum(1 for o in run.incidents.values() if not o.snapshot)
@@ -185,12 +187,6 @@ def _print_result(result: DemoResult) -> None:
     )
     console.print(f"containment (network.*, host.*) enforced by: {escape(result.enforcement.label)}", soft_wrap=True)
     console.print(f"identity containment (identity.*) on: {escape(result.enforcement.directory_label)}", soft_wrap=True)
-    if not result.enforcement.directory:
-        err_console.print(
-            "[yellow]without a directory identity containment fails closed ('no adapter configured'). As root "
-            "(with slapd installed) the demo provisions a throwaway slapd holding the sample accounts and deletes "
-            "it after the run[/]"
-        )
     if not result.enforcement.netns:
         err_console.print(
             "[yellow]without an enforcement point containment fails closed ('no adapter configured'): nothing was "
@@ -199,6 +195,47 @@ def _print_result(result: DemoResult) -> None:
         )
     if result.ingest.dead_lettered:
         err_console.print(f"[yellow]{result.ingest.dead_lettered} sample record(s) dead-lettered[/]")
+
+
+def _yes_no(value: bool | None, yes: str, no: str) -> str:
+    return "-" if value is None else f"[green]{yes}[/]" if value else f"[red]{no}[/]"
+
+
+def _print_identity(result: DemoResult) -> None:
+    """The account disables: who approved, what the controller verified, what the directory itself answers."""
+    enforcement = result.enforcement
+    if not enforcement.directory:
+        err_console.print(
+            f"[yellow]identity containment skipped: {escape(enforcement.directory_why)}. Without a directory the "
+            "account disables are left waiting for iam-admins (nothing approves them). As root, with slapd "
+            "installed, the demo provisions a throwaway slapd holding the sample accounts, its iam-admins approve "
+            "each disable with a signed vote, and the directory is deleted after the run[/]"
+        )
+        return
+    table = Table(
+        title="account disables: iam-admins of the identities data approve each one with a signed vote "
+        "(`autonomy approve --key`'s path); policy and the adapter still decide",
+        caption="directory: asked by the demo after the level, apart from the controller",
+    )
+    for column in ("level", "incident", "account", "status", "approved by", "controller", "TTL revert", "directory"):
+        table.add_column(column, overflow="fold")
+    for run in result.levels:
+        for o in run.identity:
+            who = ", ".join(o.approvers) + (" (signed)" if o.signed else " (unsigned)") if o.approvers else "-"
+            directory = (
+                f"{_yes_no(o.locked, 'locked', 'not locked')}, {_yes_no(o.bind_refused, 'bind refused', 'bind works')}"
+            )
+            table.add_row(
+                run.level.value,
+                escape(o.incident),
+                escape(o.account),
+                status_text(o.status),
+                escape(who),
+                cell(o.detail, 200),
+                o.revert_at or "-",
+                directory,
+            )
+    console.print(table)
 
 
 def demo(

@@ -9,11 +9,13 @@ Containment runs against real enforcement points that cannot touch this machine:
 throwaway network namespace made for the run and deleted after it (its tables go with it), and identity
 containment on a throwaway OpenLDAP slapd (actions/adapters/identity/testdir.py: its own folder, database and
 loopback ports, never this machine's directory) holding the sample alerts' accounts and those of
-policies/identities/data.yaml, stopped and deleted after the run. Without root there are none, and
+policies/identities/data.yaml (its privileged ones in the directory's protected group), stopped and deleted after
+the run; there the identities data's iam-admins approve the account disables waiting on them with signed votes
+(demo_identity.py). Without root there are none, and
 containment fails closed ("no adapter configured"), counted as failed everywhere it is shown. A user's own
 AUTONOMY_ENFORCEMENT_FILE is never used by the demo.
 
-Workflows that wait for a person (approval) or a timer (TTL revert) would wait for an hour: the demo never
+Workflows that wait for a person (approval) or a timer (TTL revert) would wait for hours: the demo never
 awaits their results. It polls each incident's status until it is closed or parked on such a wait, writes a
 snapshot report for the parked ones, and then stops the worker and the server.
 """
@@ -48,6 +50,14 @@ from autonomy_controller.actions.adapters.identity.testdir import (
     Slapd,
 )
 from autonomy_controller.actions.params import UserName
+from autonomy_controller.controller.cli.demo_identity import (
+    DemoApprovers,
+    IdentityOutcome,
+    approve_disables,
+    demo_approver_keys,
+    identity_outcomes,
+    probe_password_file,
+)
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
 from autonomy_controller.controller.lab.network import LabNetworkError, run_ip
@@ -68,8 +78,6 @@ DEMO_CHANNEL = "soc-alerts"
 """The channel the shipped playbooks notify (workflows/playbooks/*.yaml)."""
 PARKED = frozenset({ActionStatus.AWAITING_APPROVAL, ActionStatus.AWAITING_REVERT})
 """Statuses that wait for a person or a long timer: an incident whose actions all rest is done for the demo."""
-PROTECTED_GROUP = "domain-admins"
-"""Users of policies/identities/data.yaml in this group are members of the demo directory's protected group."""
 MOVING = frozenset({ActionStatus.PLANNED, ActionStatus.EXECUTING})
 DEMO_TOTAL = "all scopes together"
 """The scope label of each level's totals card on the demo's scorecards page."""
@@ -170,7 +178,8 @@ class EnforcementPoint:
 @dataclass(frozen=True)
 class DemoAccounts:
     """Who the demo directory holds: every valid account name of the samples and of the identities data, and
-    which of them are protected (never disabled by the adapter, whatever a plan says)."""
+    which of them are protected: the data's privileged accounts (admins, service accounts), members of the
+    directory's protected group, never disabled by the adapter whatever a plan or its approvers say."""
 
     users: tuple[str, ...]
     protected: tuple[str, ...]
@@ -198,9 +207,7 @@ def demo_accounts(alerts: list[Alert], identities_file: Path) -> DemoAccounts:
     known = document.get("users") if isinstance(document, dict) else None
     known = known if isinstance(known, dict) else {}
     protected = _valid_names(
-        name
-        for name, entry in known.items()
-        if isinstance(entry, dict) and PROTECTED_GROUP in (entry.get("groups") or [])
+        name for name, entry in known.items() if isinstance(entry, dict) and entry.get("privileged")
     )
     users = _valid_names([a.user for a in alerts if a.user]) | _valid_names(known)
     return DemoAccounts(tuple(sorted(users)), tuple(sorted(protected)))
@@ -240,7 +247,7 @@ def _throwaway_directory(accounts: DemoAccounts) -> Iterator[tuple[Slapd | None,
             probes: dict[str, dict[str, str]] = {}
             for user in accounts.users:
                 _uid, dn, password = slapd.add_user(uid=user)
-                secret = slapd.root / f"probe-{user}"
+                secret = probe_password_file(slapd, user)
                 secret.touch(mode=0o600)
                 secret.write_text(password + "\n")
                 probes[user] = {"password_file": str(secret)}
@@ -339,6 +346,8 @@ class LevelRun:
     incidents: dict[str, IncidentOutcome] = field(default_factory=dict)
     unsettled: list[str] = field(default_factory=list)
     """Incidents still moving when the level's timeout struck."""
+    identity: list[IdentityOutcome] = field(default_factory=list)
+    """The level's account disables and the directory's own answer (demo_identity.py)."""
 
 
 @dataclass
@@ -432,9 +441,11 @@ async def run_level(
     engine: EngineName | None,
     timings: Timings,
     progress: Progress,
+    approvers: DemoApprovers | None = None,
 ) -> LevelRun:
     """One level: a worker on the level's namespace, every sample alert submitted at that level, watched
-    until each incident closes or parks."""
+    until each incident closes or parks; with `approvers`, the account disables waiting on them approved and
+    watched again."""
     progress(level, "starting worker", 0, 1)
     client = await connect(address, namespace=namespace(level))
     async with incident_worker(client, settings, engine) as parts:
@@ -449,6 +460,10 @@ async def run_level(
         submitted = await submitter.add_all(alerts)
         keys = list(submitted.incidents)
         statuses, unsettled = await _watch(client, keys, level, timings.timeout_seconds, progress)
+        if approvers is not None:
+            progress(level, "iam-admins approving account disables", 0, 1)
+            if await approve_disables(client, parts.ledger, statuses, approvers):
+                statuses, unsettled = await _watch(client, keys, level, timings.timeout_seconds, progress)
         run = LevelRun(level, settings.state_dir, settings.ledger_url, submitted, unsettled=unsettled)
         for key in keys:
             status = statuses.get(key) or IncidentStatus(key=key, phase="unknown", alert_count=0)
@@ -479,14 +494,16 @@ async def run_demo(
     ingest = IngestReport()
     alerts = load_samples(base.example_alert_files, DeadLetter(root / "dead-letter.jsonl"), ingest)
     channels_file = root / "channels.yaml"
+    identities_file = base.policies_dir / "identities" / "data.yaml"
     runs: list[LevelRun] = []
     with (
         WebhookReceiver() as hook,
-        demo_enforcement(root, demo_accounts(alerts, base.policies_dir / "identities" / "data.yaml")) as (
+        demo_enforcement(root, demo_accounts(alerts, identities_file)) as (
             enforcement,
             enforcement_file,
         ),
         demo_environment(channels_file, enforcement_file),
+        demo_approver_keys(root, identities_file, enforcement.directory) as approvers,
     ):
         channels = {"channels": {DEMO_CHANNEL: {"url": hook.url, "timeout_seconds": 5}}}
         channels_file.write_text(yaml.safe_dump(channels))
@@ -496,7 +513,12 @@ async def run_demo(
         try:
             for level in levels:
                 settings = replace(base, state_dir=root / level.value, ledger_url_override=None)
-                runs.append(await run_level(server.address, level, settings, alerts, engine, timings, progress))
+                run = await run_level(server.address, level, settings, alerts, engine, timings, progress, approvers)
+                statuses = {key: outcome.status for key, outcome in run.incidents.items()}
+                run.identity = await asyncio.to_thread(
+                    identity_outcomes, run.ledger_url, statuses, enforcement.directory
+                )
+                runs.append(run)
         finally:
             await asyncio.to_thread(server.stop)
         notifications = list(hook.received)

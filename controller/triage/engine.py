@@ -14,7 +14,7 @@ from typing import Literal
 from autonomy_controller.controller.models import TRIAGE_RANK, Incident, Severity, TriageSummary
 from autonomy_controller.controller.triage import factors as f
 from autonomy_controller.controller.triage.attack import techniques
-from autonomy_controller.controller.triage.facts import OTHER, alert_facts
+from autonomy_controller.controller.triage.facts import FAILED, GUESSED, OTHER, alert_facts
 from autonomy_controller.controller.triage.history import RuleFeedback, SourceHistory
 from autonomy_controller.controller.triage.model import TriageModel
 from autonomy_controller.controller.triage.result import TriageEvidence, TriageFactor, TriageResult, TriageVerdict
@@ -81,6 +81,7 @@ def _values(
         "scanner": f.scanner(alerts, model, weighted),
         "sensor_agreement": f.sensor_agreement(alerts, history, model),
         "source_history": f.source_history(history, model),
+        "login_outcome": f.login_outcome(alerts, model),
     }, own
 
 
@@ -196,6 +197,8 @@ def _evidence(alerts: Sequence[ScoredAlert], classes: list[str], span: float) ->
         engine_noise_alerts=sum(1 for s in alerts if s.engine_noise),
         sensors=sorted({s.alert.source for s in alerts}),
         span_seconds=round(span, 3),
+        failed_logins=sum(1 for s in alerts if s.facts.login == FAILED),
+        guessed_logins=sum(1 for s in alerts if s.facts.login == GUESSED),
     )
 
 

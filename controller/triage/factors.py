@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from autonomy_controller.controller.triage.facts import IDS, WAF
+from autonomy_controller.controller.triage.facts import FAILED, GUESSED, IDS, WAF
 from autonomy_controller.controller.triage.history import SourceHistory
 from autonomy_controller.controller.triage.model import TriageModel
 from autonomy_controller.controller.triage.scoring import ScoredAlert
@@ -161,6 +161,26 @@ def sensor_agreement(alerts: Sequence[ScoredAlert], history: SourceHistory | Non
     if WAF in kinds and IDS in kinds:
         return 1.0, "a WAF and a network IDS both alerted on this source"
     return 0.0, f"one sensor family ({', '.join(sorted(kinds)) or 'none'})"
+
+
+def login_outcome(alerts: Sequence[ScoredAlert], model: TriageModel) -> FactorValue:
+    """The login service's own outcome (auth log): a login that succeeded after the guessing is full evidence
+    that the account is the attacker's; failed guessing alone counts for at most `login.failed_share`, by the
+    longest run of failures the service counted. Neither the user name nor anything the client sent is read."""
+    guessed = [s.facts.login_failures for s in alerts if s.facts.login == GUESSED]
+    if guessed:
+        return 1.0, (
+            f"a login succeeded after {max(guessed)} failed guesses against the account (the login service's "
+            "count): the guessing succeeded"
+        )
+    failed = [s.facts.login_failures for s in alerts if s.facts.login == FAILED]
+    if not failed:
+        return 0.0, "no login outcome reported (no authentication log)"
+    sat, share = model.saturation.failed_logins, model.login.failed_share
+    return share * log_scaled(max(failed), sat), (
+        f"up to {max(failed)} failed logins in a row from this source and none succeeded: the account is not "
+        f"known to be the attacker's (at most {share:g} of the factor, reached at {sat})"
+    )
 
 
 def source_history(history: SourceHistory | None, model: TriageModel) -> FactorValue:

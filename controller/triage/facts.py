@@ -2,8 +2,9 @@
 
 Only what the sensor itself computed or the rule author wrote is read: rule ids, severities and tags, CRS's
 anomaly totals, whether the engine intervened, the HTTP status the application answered, IDS severity,
-classtype and signature id. Request content is never read, except the user agent, which may only ever *raise*
-suspicion (scanner fingerprints), and the URL path, which only scopes people's feedback.
+classtype and signature id, a login service's own outcome and failure counts. Request content is never read,
+except the user agent, which may only ever *raise* suspicion (scanner fingerprints), and the URL path, which only
+scopes people's feedback (the user name a client tried is never read either).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from autonomy_controller.controller.ingest.auth_log import GUESSING_FAILURES
+from autonomy_controller.controller.ingest.auth_log import SOURCE as AUTH_LOG
 from autonomy_controller.controller.ingest.classify import BLOCKING_EVALUATION, RuleHit
 from autonomy_controller.controller.ingest.errors import IngestError
 from autonomy_controller.controller.ingest.fields import get_path
@@ -22,6 +25,8 @@ from autonomy_controller.controller.ingest.waf import header
 from autonomy_controller.controller.models import Alert
 
 WAF, IDS, OTHER = "waf", "ids", "other"
+GUESSED, FAILED = "guessed", "failed"
+"""A login service's outcomes (AlertFacts.login): a login that succeeded after guessing, a failed guess."""
 # The sensor's own message for CRS's anomaly totals: 949110 "(Total Score: 23)", 980130 "(Total Inbound Score: 8".
 _TOTAL = re.compile(r"\(Total (?:Inbound )?Score: (\d{1,5})\b")
 _TOTAL_FAMILIES = frozenset({"949", "980"})
@@ -60,6 +65,11 @@ class AlertFacts:
     """An IDS alert on the server's answer (e.g. "GPL WEB_SERVER 403 Forbidden"): an outcome, not an attack."""
     sensor_techniques: tuple[tuple[str, str | None], ...] = ()
     """ATT&CK ids (and names) the IDS rule author put in the rule's metadata."""
+    login: str | None = None
+    """GUESSED or FAILED: the login service's own outcome of the attempt (auth log); None from other sensors."""
+    login_failures: int = 0
+    """The service's count behind it: failures against the account before a guessed login, or failures in a row
+    from the source before a failed one."""
 
 
 def alert_facts(alert: Alert, waf_sources: frozenset[str]) -> AlertFacts:
@@ -83,7 +93,22 @@ def alert_facts(alert: Alert, waf_sources: frozenset[str]) -> AlertFacts:
         )
     if alert.source == "suricata":
         return _suricata(alert, raw, path)
+    if alert.source == AUTH_LOG:
+        login, failures = _login(raw)
+        return AlertFacts(kind=OTHER, request=alert.id, path=path, login=login, login_failures=failures)
     return AlertFacts(kind=OTHER, request=alert.id, crossed=alert.blocked, path=path)
+
+
+def _login(raw: dict[str, Any]) -> tuple[str | None, int]:
+    """The login service's outcome and its own counts (never the client's word, never the user name). A success
+    is GUESSED only when the service counted enough failures against the account before it."""
+    outcome = raw.get("outcome")
+    if outcome == "success":
+        before = _int(raw.get("user_failures_before")) or 0
+        return (GUESSED, before) if before >= GUESSING_FAILURES else (None, 0)
+    if outcome == "failure":
+        return FAILED, _int(raw.get("source_failures")) or 0
+    return None, 0
 
 
 def _suricata(alert: Alert, raw: dict[str, Any], path: str | None) -> AlertFacts:

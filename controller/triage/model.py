@@ -53,6 +53,7 @@ class Weights(_Strict):
     scanner: float = Field(ge=0)
     sensor_agreement: float = Field(ge=0)
     source_history: float = Field(ge=0)
+    login_outcome: float = Field(ge=0)
 
     @model_validator(mode="after")
     def _reachable(self) -> Weights:
@@ -115,6 +116,18 @@ class Saturation(_Strict):
     attack_classes: int = Field(ge=1)
     prior_incidents: int = Field(ge=2)
     prior_malicious: int = Field(ge=1)
+    failed_logins: int = Field(ge=2, description="failed logins in a row from one source (the service's count)")
+
+
+class LoginModel(_Strict):
+    """What a login service's own outcome counts for (auth-log records, controller/ingest/auth_log.py)."""
+
+    failed_share: float = Field(
+        ge=0,
+        lt=1,
+        description="failed guessing alone reaches at most this share of the login factor: only a login that "
+        "succeeded after the guessing is full evidence that the account is the attacker's",
+    )
 
 
 class FeedbackModel(_Strict):
@@ -227,6 +240,7 @@ class TriageModel(_Strict):
     confidence: ConfidenceModel
     caps: Caps
     saturation: Saturation
+    login: LoginModel
     feedback: FeedbackModel
     crs: CrsModel
     suricata: SuricataModel

@@ -63,6 +63,8 @@ class TriageEvidence(BaseModel):
     engine_noise_alerts: int = 0
     sensors: list[str] = Field(default_factory=list)
     span_seconds: float = 0.0
+    failed_logins: int = Field(default=0, description="alerts of failed guesses a login service reported")
+    guessed_logins: int = Field(default=0, description="logins that succeeded after guessing (the service's count)")
 
 
 class TriageResult(BaseModel):
