@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from controller import markdown as md
-from controller import triage_view
+from controller import observations, triage_view
 from controller.ledger import Ledger, LedgerRecord, RecordKind
 
 REPORT_FORMAT = "autonomy-incident-report/1"
@@ -110,7 +111,11 @@ def _lowered(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, Any]:
+def build_report(
+    incident_key: str, records: list[LedgerRecord], observed: Sequence[LedgerRecord] = ()
+) -> dict[str, Any]:
+    """The report document; `observed` are the source's access-log records (controller/observations.py: kept
+    outside the case), so impact evidence naming one cites its ledger seq."""
     alerts = [r for r in records if r.kind is RecordKind.ALERT]
     actions: dict[str, dict[str, Any]] = {}
 
@@ -121,7 +126,7 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
 
     plan: dict[str, Any] | None = None
     triage: dict[str, Any] | None = None
-    alert_seqs = {str(r.payload.get("id")): r.seq for r in alerts}
+    alert_seqs = {str(r.payload.get("id")): r.seq for r in [*observed, *alerts]}
     impacts: list[dict[str, Any]] = []
     for record in records:
         p = record.payload
@@ -360,7 +365,7 @@ def safe_name(incident_key: str) -> str:
 
 
 def write_incident_report(ledger: Ledger, incident_key: str, reports_dir: Path) -> ReportPaths:
-    report = build_report(incident_key, ledger.records(incident_key))
+    report = build_report(incident_key, ledger.records(incident_key), observations.case_records(ledger, incident_key))
     reports_dir.mkdir(parents=True, exist_ok=True)
     name = safe_name(incident_key)
     json_text = json.dumps(report, indent=2, ensure_ascii=False, default=str)

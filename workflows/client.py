@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from controller import observations
 from controller.attackers import track_batch
 from controller.impact import batch_stage
 from controller.incidents import incident_key
@@ -99,29 +100,42 @@ class Submitter:
 
     def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
         """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:
-        an alert the ledger holds returns its first record). Only after this returns may they be signalled."""
-        return self.ledger.append_groups(
+        an alert the ledger holds returns its first record). Only after this returns may they be signalled.
+        Access-log lines go to the observation store first (controller/observations.py); each batch's records
+        come back in its order, theirs included."""
+        split = {key: observations.split(alerts) for key, alerts in batches.items()}
+        observed = observations.write(self.ledger, [a for _, seen in split.values() for a in seen])
+        written = self.ledger.append_groups(
             RecordKind.ALERT,
             "ingest",
             {
-                key: [(a.model_dump(mode="json"), alert_record_key(a)) for a in alerts]
-                for key, alerts in batches.items()
+                key: [(a.model_dump(mode="json"), alert_record_key(a)) for a in cased]
+                for key, (cased, _) in split.items()
+                if cased
             },
         )
+        return observations.merged(batches, written, observed)
 
     async def signal(self, key: str, alerts: list[Alert]) -> None:
-        """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`)."""
+        """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`).
+        Access-log lines are never signalled (they open no case); they count toward the batch's stage."""
+        cased, observed = observations.split(alerts)
+        for alert in observed:  # counted under the key they are kept under
+            kept = observations.observation_key(str(alert.src_ip))
+            self.report.incidents[kept] = self.report.incidents.get(kept, 0) + 1
+        if not cased:
+            return
         await self.client.start_workflow(
             IncidentWorkflow.run,
             self.start_template.model_copy(update={"key": key}),
             id=key,
             task_queue=self.task_queue,
             start_signal="add_alerts",
-            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in alerts], stage=batch_stage(alerts))],
+            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in cased], stage=batch_stage(alerts))],
         )
-        self.report.alerts += len(alerts)
+        self.report.alerts += len(cased)
         self.report.signals += 1
-        self.report.incidents[key] = self.report.incidents.get(key, 0) + len(alerts)
+        self.report.incidents[key] = self.report.incidents.get(key, 0) + len(cased)
 
 
 def incident_handle(client: Client, key: str) -> WorkflowHandle[IncidentWorkflow, IncidentStatus]:
