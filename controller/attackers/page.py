@@ -6,7 +6,8 @@ it, and the addresses linked to it by a hint. Built on controller/html.py's page
 like the audit trail and the scorecards: paths and User-Agents are the client's own text.
 
 Written by `autonomy attackers show ADDRESS --html OUT`, and beside each incident report of a `src:` case
-(`attackers/<address>.html`, linked from the report and the audit trail: `page_link`).
+(`attackers/<address>.html`, linked from the report and the audit trail: controller/reports.py
+`attacker_page_link`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from controller.attackers.timeline import Timeline, read_timeline, timeline_svg
 from controller.html import Html, badge, definitions, page, table, tag
 from controller.ledger import Ledger
 
-PAGES_DIR = "attackers"
 STAGE_TONES = {
     "none": "info",
     "recon": "info",
@@ -40,16 +40,6 @@ STATUS_TONES = {
     "execution_failed": "bad",
     "verification_failed": "bad",
 }
-
-
-def page_name(address: str) -> str:
-    """The page's file name: the address with `:` (IPv6) made file-safe."""
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in address) + ".html"
-
-
-def page_link(address: str) -> str:
-    """Where an incident report or audit trail beside it finds the source's page (a relative link)."""
-    return f"{PAGES_DIR}/{page_name(address)}"
 
 
 def render_page(profile: AttackerProfile, linked: dict[str, list[str]], timeline: Timeline) -> str:
