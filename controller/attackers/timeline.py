@@ -65,7 +65,7 @@ def timeline_svg(timeline: Timeline, stages: Sequence[StageReached], width: int 
         return Html('<p class="muted">no alert or access-log record from this source in the ledger</p>')
     sensors = sorted({sensor for sensor, _ in rows})
     colour = {sensor: PALETTE[i % len(PALETTE)] for i, sensor in enumerate(sensors)}
-    label_w, row_h, top, right = 220, 26, 44, 60
+    label_w, row_h, top, right = 220, 26, 58, 60
     plot_w = width - label_w - right
     height = top + len(rows) * row_h + 34
     start, end = timeline.points[0].at, timeline.points[-1].at
@@ -90,13 +90,13 @@ def timeline_svg(timeline: Timeline, stages: Sequence[StageReached], width: int 
         out.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{esc(colour[sensor])}"/>')
         out.append(f'<text x="{x + 16}" y="14">{esc(sensor)}</text>')
         x += 32 + 8 * len(sensor)
-    for stage in stages:
-        sx = x_of(min(max(stage.at, start), end))
+    for n, stage in enumerate(stages):  # labels on two alternating lines: stages often come seconds apart
+        sx, ly = x_of(min(max(stage.at, start), end)), top - 8 - 14 * (n % 2)
         out.append(
-            f'<line x1="{sx:.1f}" y1="{top - 14}" x2="{sx:.1f}" y2="{top + len(rows) * row_h}" '
+            f'<line x1="{sx:.1f}" y1="{ly}" x2="{sx:.1f}" y2="{top + len(rows) * row_h}" '
             'stroke="#c62828" stroke-dasharray="4 3"/>'
         )
-        out.append(f'<text x="{sx + 3:.1f}" y="{top - 16}" style="fill:#c62828">{esc(stage.stage)}</text>')
+        out.append(f'<text x="{sx + 3:.1f}" y="{ly}" style="fill:#c62828">{esc(stage.stage)}</text>')
     totals = timeline.rows()
     for i, (sensor, category) in enumerate(rows):
         y = top + i * row_h + row_h / 2
