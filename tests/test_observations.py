@@ -21,7 +21,7 @@ from controller.observations import case_records, observation_key
 from controller.reports import write_incident_report
 from tests.harness import Loop, running_loop
 from tests.test_impact import eve_and_access, got_through
-from workflows.client import incident_handle, incident_status
+from workflows.client import alert_record_key, incident_handle, incident_status
 
 BENIGN, ATTACKER = "203.0.113.7", "198.51.100.66"
 KEY = f"src:{ATTACKER}"
@@ -57,6 +57,7 @@ async def test_a_benign_clients_answers_are_observations_and_open_no_case(loop: 
     # read twice (a re-read log): the same records, none added
     await loop.submit(benign, level=Level.L3)
     assert loop.ledger.records(observation_key(BENIGN)) == kept
+    assert loop.ledger.find(alert_record_key(benign[0])) == kept[0], "the key the ingest API checks for duplicates"
     # the profile still sees what the application answered, at no stage
     profile = AttackerStore(loop.ledger).get(BENIGN)
     assert profile is not None and profile.stage == "none" and profile.incidents == {}

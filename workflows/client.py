@@ -45,7 +45,9 @@ class SubmitReport:
 
 def alert_record_key(alert: Alert) -> str:
     """The idempotency key of an alert's ALERT record: a resubmitted alert (a replayed log, a retried POST) finds
-    its first record instead of writing a second one."""
+    its first record instead of writing a second one. An access-log line's ACCESS record has its own key."""
+    if observations.is_observation(alert):
+        return observations.record_key(alert)
     return f"alert:{incident_key(alert)}:{alert.id}"
 
 
