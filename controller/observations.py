@@ -49,6 +49,8 @@ def split(alerts: Iterable[Alert]) -> tuple[list[Alert], list[Alert]]:
 
 def write(ledger: Ledger, observed: Sequence[Alert]) -> list[LedgerRecord]:
     """Append the observations (one transaction, idempotent per line); their records in the order given."""
+    if not observed:
+        return []  # most batches carry none: no transaction for them
     groups: dict[str, list[Alert]] = {}
     for alert in observed:
         groups.setdefault(observation_key(str(alert.src_ip)), []).append(alert)
