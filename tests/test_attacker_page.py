@@ -163,3 +163,13 @@ def test_the_page_renders_in_headless_chromium(profiled: Ledger, tmp_path: Path)
         assert image.pixels_of(colour) > 150, f"no {colour} dots in the timeline"
     stage_rows = image.row_counts("#c62828")
     assert sum(stage_rows) > 100 and stage_rows.index(max(stage_rows)) < 600, "stage lines near the top"
+
+
+def test_the_timeline_is_bounded_to_the_latest_records_and_says_so(profiled: Ledger) -> None:
+    records = profiled.records(KEY, [RecordKind.ALERT]) + observations.case_records(profiled, KEY)
+    timeline = read_timeline(profiled, ATTACKER, cap=5)
+    assert timeline.total == len(records)
+    assert sorted(p.seq for p in timeline.points) == sorted(r.seq for r in records)[-5:]
+    profile = AttackerStore(profiled).get(ATTACKER)
+    assert profile is not None
+    assert f"(the latest 5 of {len(records)} records)" in render_page(profile, {}, timeline)

@@ -1,23 +1,28 @@
 """The attacker page's timeline: a source's alerts over time, one row per sensor and attack class, as inline SVG.
 
 Read from the ledger, not the profile (a profile keeps counts, not times): the ALERT records of the source's case
-(`src:<address>`) and its access-log records (`_access:<address>`), the most recent `TIMELINE_MAX` of them. Every
+(`src:<address>`) and its access-log records (`_access:<address>`), the latest `TIMELINE_MAX` of them. Every
 label goes through controller/html.py's `esc` (sensor names are ingest's; categories are ours; nothing here is
 request text, but nothing is trusted either).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select
+
 from controller import observations
 from controller.attackers.profile import StageReached
 from controller.html import PALETTE, Html, esc
 from controller.ledger import Ledger, RecordKind
+from controller.ledger import schema as ledger_schema
+from controller.ledger.engine import read_snapshot
 
 TIMELINE_MAX = 5000
 """Records drawn (the most recent): the page stays small for a source that sent a million requests."""
@@ -45,16 +50,24 @@ class Timeline:
 
 
 def read_timeline(ledger: Ledger, address: str, cap: int = TIMELINE_MAX) -> Timeline:
-    """The source's alert and access-log records, oldest first (records the ledger cannot date are left out)."""
-    records = ledger.records(f"{observations.CASE_PREFIX}{address}", [RecordKind.ALERT])
-    records += ledger.records(observations.observation_key(address), [RecordKind.ACCESS])
-    points = [
-        Point(r.seq, at, str(r.payload.get("source") or "unknown"), str(r.payload.get("category") or "other"))
-        for r in records
-        if (at := _time(r.payload.get("observed_at"))) is not None
-    ]
+    """The source's latest `cap` alert and access-log records (by seq), oldest first; one indexed query, so a
+    source with a million records costs `cap` (records the ledger cannot date are left out)."""
+    r = ledger_schema.records
+    keys = [f"{observations.CASE_PREFIX}{address}", observations.observation_key(address)]
+    where = (r.c.incident_key.in_(keys), r.c.kind.in_([RecordKind.ALERT.value, RecordKind.ACCESS.value]))
+    with read_snapshot(ledger.engine) as conn:
+        total = int(conn.execute(select(func.count()).select_from(r).where(*where)).scalar_one())
+        rows = conn.execute(select(r.c.seq, r.c.payload).where(*where).order_by(r.c.seq.desc()).limit(cap)).all()
+    points = []
+    for seq, text in rows:
+        payload = json.loads(text)
+        at = _time(payload.get("observed_at"))
+        if at is not None:
+            points.append(
+                Point(seq, at, str(payload.get("source") or "unknown"), str(payload.get("category") or "other"))
+            )
     points.sort(key=lambda p: (p.at, p.seq))
-    return Timeline(points=points[-cap:], total=len(records))
+    return Timeline(points=points, total=total)
 
 
 def timeline_svg(timeline: Timeline, stages: Sequence[StageReached], width: int = WIDTH) -> Html:
