@@ -41,6 +41,8 @@ class SubmitReport:
     alerts: int = 0
     signals: int = 0
     incidents: dict[str, int] = field(default_factory=dict)
+    observed: dict[str, int] = field(default_factory=dict)
+    """Access-log lines kept per `_access:<address>` key: observations, in no case (controller/observations.py)."""
 
 
 def alert_record_key(alert: Alert) -> str:
@@ -124,7 +126,7 @@ class Submitter:
         cased, observed = observations.split(alerts)
         for alert in observed:  # counted under the key they are kept under
             kept = observations.observation_key(str(alert.src_ip))
-            self.report.incidents[kept] = self.report.incidents.get(kept, 0) + 1
+            self.report.observed[kept] = self.report.observed.get(kept, 0) + 1
         if not cased:
             return
         await self.client.start_workflow(
