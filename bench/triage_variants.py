@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from bench.triage_decide import Variant
-from controller.config import Settings
+from autonomy_controller.controller.config import Settings
 
 NOISE_PLAYBOOK = "noise.yaml"
 

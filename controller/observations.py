@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from controller.ingest import nginx_access
-from controller.ledger import Ledger, LedgerRecord, RecordKind
-from controller.models import Alert, canonical_ip
+from autonomy_controller.controller.ingest import nginx_access
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.models import Alert, canonical_ip
 
 KEY_PREFIX = "_access:"
 CASE_PREFIX = "src:"

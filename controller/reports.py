@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller import markdown as md
-from controller import observations, triage_view
-from controller.ledger import Ledger, LedgerError, LedgerRecord, RecordKind
-from controller.models import canonical_ip
+from autonomy_controller.controller import markdown as md
+from autonomy_controller.controller import observations, triage_view
+from autonomy_controller.controller.ledger import Ledger, LedgerError, LedgerRecord, RecordKind
+from autonomy_controller.controller.models import canonical_ip
 
 REPORT_FORMAT = "autonomy-incident-report/1"
 log = logging.getLogger(__name__)
@@ -408,8 +408,8 @@ def write_incident_report(ledger: Ledger, incident_key: str, reports_dir: Path) 
 def write_case_page(ledger: Ledger, incident_key: str, out: Path) -> None:
     """The attacker page of a `src:` case's source, beside its report (the link's target). A page that cannot be
     written (no profile yet: the loop folds after each batch) leaves the report as it is: it only describes."""
-    from controller.attackers import AttackerStore  # the profiles' code (and its configuration) only when needed
-    from controller.attackers.page import write_page
+    from autonomy_controller.controller.attackers import AttackerStore  # the profiles' code (and its configuration) only when needed
+    from autonomy_controller.controller.attackers.page import write_page
 
     address = observations.case_address(incident_key)
     try:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.attackers.profile import AttackerProfile
-from controller.attackers.timeline import Timeline, read_timeline, timeline_svg
-from controller.html import Html, badge, definitions, page, table, tag
-from controller.ledger import Ledger
+from autonomy_controller.controller.attackers.profile import AttackerProfile
+from autonomy_controller.controller.attackers.timeline import Timeline, read_timeline, timeline_svg
+from autonomy_controller.controller.html import Html, badge, definitions, page, table, tag
+from autonomy_controller.controller.ledger import Ledger
 
 STAGE_TONES = {
     "none": "info",

@@ -17,12 +17,12 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from controller import observations
-from controller.attackers.profile import StageReached
-from controller.html import PALETTE, Html, esc
-from controller.ledger import Ledger, RecordKind
-from controller.ledger import schema as ledger_schema
-from controller.ledger.engine import read_snapshot
+from autonomy_controller.controller import observations
+from autonomy_controller.controller.attackers.profile import StageReached
+from autonomy_controller.controller.html import PALETTE, Html, esc
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.ledger import schema as ledger_schema
+from autonomy_controller.controller.ledger.engine import read_snapshot
 
 TIMELINE_MAX = 5000
 """Records drawn (the most recent): the page stays small for a source that sent a million requests."""
