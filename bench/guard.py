@@ -29,7 +29,15 @@ from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServ
 from autonomy_controller.controller.engines.wasm import WasmEngine
 from autonomy_controller.controller.guard import Guard
 from autonomy_controller.controller.incidents import incident_from_alerts
-from autonomy_controller.controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity, TriageSummary
+from autonomy_controller.controller.models import (
+    Alert,
+    Category,
+    Incident,
+    Plan,
+    ProposedAction,
+    Severity,
+    TriageSummary,
+)
 from autonomy_controller.controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
 from autonomy_controller.controller.runtime import load_policy_bundle
 from autonomy_controller.controller.targets import PlanShape, check_action, targets_of

@@ -81,7 +81,9 @@ async def run_http(path: Path, state: Path, address: str, clients: int, batch: i
     port = 18000 + os.getpid() % 1000
     env = {**os.environ, "AUTONOMY_STATE_DIR": str(state), "AUTONOMY_TEMPORAL_ADDRESS": address}
     server = subprocess.Popen(
-        [sys.executable, "-m", "autonomy_controller.controller.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "autonomy_controller.controller.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     lines = path.read_bytes().splitlines(keepends=True)
     bodies = [b"".join(lines[i : i + batch]) for i in range(0, len(lines), batch)]

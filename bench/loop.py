@@ -29,13 +29,13 @@ from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from temporalio.worker import Worker
 
 from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, Adapter, VerifyOutcome
-from bench.bare import BareWorkflow, bare_noop
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, Category, Level, Severity
 from autonomy_controller.workflows.client import Submitter, incident_handle
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
 from autonomy_controller.workflows.worker import connect, incident_worker
+from bench.bare import BareWorkflow, bare_noop
 
 
 class MemoryFirewall:

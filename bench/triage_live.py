@@ -26,9 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.lab_ready import lab_unready
-from bench.triage_decide import SETTLE_SECONDS
-from bench.triage_input import CORPUS, FILES
 from autonomy_controller.controller.lab import Lab, LabConfig
 from autonomy_controller.controller.lab.loop import BLOCK
 from autonomy_controller.controller.lab.replay import Sent, replay
@@ -37,6 +34,9 @@ from autonomy_controller.controller.lab.sessions import DEFAULT_SEED, assign
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.processes import free_port
+from bench.lab_ready import lab_unready
+from bench.triage_decide import SETTLE_SECONDS
+from bench.triage_input import CORPUS, FILES
 
 WAIT_AFTER_REPLAY_SECONDS = 60.0
 TICKET = "ticket.create"

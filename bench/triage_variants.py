@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.triage_decide import Variant
 from autonomy_controller.controller.config import Settings
+from bench.triage_decide import Variant
 
 NOISE_PLAYBOOK = "noise.yaml"
 

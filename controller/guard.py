@@ -44,7 +44,14 @@ from autonomy_controller.controller.models import (
 from autonomy_controller.controller.policy_bundle import PolicyBundle
 from autonomy_controller.controller.risk import RiskContext, RiskScorer, Targets, evidence_confidence
 from autonomy_controller.controller.scoping import IncidentFacts, Scoping
-from autonomy_controller.controller.targets import Checked, PlanShape, address_span, check_action, targets_of, unrelated_targets
+from autonomy_controller.controller.targets import (
+    Checked,
+    PlanShape,
+    address_span,
+    check_action,
+    targets_of,
+    unrelated_targets,
+)
 from autonomy_controller.controller.triage import RuleFeedback, SourceHistory, TriageResult, guard_summary, triage
 
 

@@ -408,7 +408,9 @@ def write_incident_report(ledger: Ledger, incident_key: str, reports_dir: Path) 
 def write_case_page(ledger: Ledger, incident_key: str, out: Path) -> None:
     """The attacker page of a `src:` case's source, beside its report (the link's target). A page that cannot be
     written (no profile yet: the loop folds after each batch) leaves the report as it is: it only describes."""
-    from autonomy_controller.controller.attackers import AttackerStore  # the profiles' code (and its configuration) only when needed
+    from autonomy_controller.controller.attackers import (
+        AttackerStore,  # the profiles' code (and its configuration) only when needed
+    )
     from autonomy_controller.controller.attackers.page import write_page
 
     address = observations.case_address(incident_key)

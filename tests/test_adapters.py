@@ -24,7 +24,13 @@ import pytest
 from pydantic import ValidationError
 
 from autonomy_controller.actions.adapters import build_adapters
-from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, TransientAdapterError
+from autonomy_controller.actions.adapters.base import (
+    ActionOutcome,
+    ActionRequest,
+    ActionStatus,
+    AdapterError,
+    TransientAdapterError,
+)
 from autonomy_controller.actions.adapters.investigate import (
     HostActivityAdapter,
     IpReputationAdapter,

@@ -10,10 +10,10 @@ import pytest
 
 from autonomy_controller.controller.guard import Guard
 from autonomy_controller.controller.models import Category, Plan, ProposedAction, Verdict
-from tests.factories import make_incident
 from autonomy_controller.workflows.activities import IncidentActivities
 from autonomy_controller.workflows.approvals import VoteRefused, check_vote, missing
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
+from tests.factories import make_incident
 
 
 @pytest.fixture

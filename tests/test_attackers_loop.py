@@ -13,8 +13,8 @@ from autonomy_controller.controller.attackers import AttackerStore
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.models import Level
-from tests.harness import ATTACKER, Loop, action_of, burst, running_loop
 from autonomy_controller.workflows.contracts import ActionStatus
+from tests.harness import ATTACKER, Loop, action_of, burst, running_loop
 
 
 @pytest.fixture

@@ -28,11 +28,11 @@ from autonomy_controller.actions.adapters.ticket import list_tickets
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Category, Level
-from tests.harness import BURST, burst, edit_yaml
 from autonomy_controller.workflows.client import Submitter, incident_handle
 from autonomy_controller.workflows.contracts import ActionStatus
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
 from autonomy_controller.workflows.worker import connect
+from tests.harness import BURST, burst, edit_yaml
 
 INCIDENTS = 120
 KILLS = 4

@@ -18,7 +18,16 @@ import pytest
 from autonomy_controller.controller.guard import Guard
 from autonomy_controller.controller.incidents import group_alerts
 from autonomy_controller.controller.ingest import read_alerts
-from autonomy_controller.controller.models import Alert, GuardDecision, Incident, Level, Plan, PlannerTriage, TriageSummary, Verdict
+from autonomy_controller.controller.models import (
+    Alert,
+    GuardDecision,
+    Incident,
+    Level,
+    Plan,
+    PlannerTriage,
+    TriageSummary,
+    Verdict,
+)
 from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from autonomy_controller.controller.planning.choice import make_plan
 from autonomy_controller.controller.planning.claude_prompt import RATIONALE_LIMIT, TRIAGE_FIELD

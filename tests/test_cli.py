@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.ledger import Ledger, RecordKind, verify_export
-from tests.conftest import SHARED
-from tests.doubles import FakeEnforcement
 from autonomy_controller.workflows.devserver import DevServer
 from autonomy_controller.workflows.worker import connect, incident_worker
+from tests.conftest import SHARED
+from tests.doubles import FakeEnforcement
 
 NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
 runner = CliRunner()

@@ -34,7 +34,9 @@ def heavy(modules: set[str]) -> set[str]:
 
 def test_importing_the_cli_loads_no_heavy_sdk() -> None:
     modules = imported_modules("import autonomy_controller.controller.cli")
-    assert "autonomy_controller.controller.cli" in modules  # the report is read right: a parse that found nothing would pass
+    assert (
+        "autonomy_controller.controller.cli" in modules
+    )  # the report is read right: a parse that found nothing would pass
     assert heavy(modules) == set()
 
 
@@ -47,7 +49,9 @@ def test_help_lists_every_command_without_importing_one() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     loaded = done.stdout.rsplit("LOADED", 1)[1]
-    assert "autonomy_controller.controller.cli.lazy" in loaded and "autonomy_controller.controller.cli.judge" not in loaded
+    assert (
+        "autonomy_controller.controller.cli.lazy" in loaded and "autonomy_controller.controller.cli.judge" not in loaded
+    )
     for name, entry in COMMANDS.items():
         assert re.search(rf"{re.escape(name)}\s+{re.escape(entry.summary[:40])}", done.stdout), name
     for name, (_, summary, _) in GROUPS.items():

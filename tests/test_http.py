@@ -29,8 +29,8 @@ from autonomy_controller.controller.models import Alert, Level
 from autonomy_controller.controller.service import ServiceConfig, create_app
 from autonomy_controller.controller.service.outbox import CURSOR_FILE
 from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file
-from tests.harness import Loop, alert, running_loop
 from autonomy_controller.workflows.client import Submitter
+from tests.harness import Loop, alert, running_loop
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 LIMITS = ServiceConfig(

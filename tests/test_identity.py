@@ -33,9 +33,18 @@ from autonomy_controller.actions.adapters.base import (
     Purpose,
     TransientAdapterError,
 )
-from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter, identity_adapters
+from autonomy_controller.actions.adapters.identity.adapters import (
+    DisableUserAdapter,
+    EnableUserAdapter,
+    identity_adapters,
+)
 from autonomy_controller.actions.adapters.identity.config import IdentityDirectory, Secret, SecretError
-from autonomy_controller.actions.adapters.identity.dialects import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER, ActiveDirectory
+from autonomy_controller.actions.adapters.identity.dialects import (
+    HOLDS_PREFIX,
+    LOCK_ATTRIBUTE,
+    LOCKED_FOREVER,
+    ActiveDirectory,
+)
 from autonomy_controller.actions.adapters.identity.directory import DirectoryConflict
 from autonomy_controller.actions.adapters.identity.lockout import Lockout
 from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
@@ -45,14 +54,14 @@ from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.workflows.client import incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus as WorkflowStatus
 from tests import samba as ad
 from tests.doubles import FakeEnforcement
 from tests.harness import action_of, burst, running_loop
 from tests.samba import Samba
 from tests.slapd import ADMINS, DBAS, DEFAULT_POLICY, NOLOCK_POLICY, PEOPLE, SERVICE_DN, Slapd, make_ca
 from tests.test_workflow import bounded_playbooks
-from autonomy_controller.workflows.client import incident_handle
-from autonomy_controller.workflows.contracts import ActionStatus as WorkflowStatus
 
 pytestmark = pytest.mark.lab
 

@@ -27,10 +27,10 @@ from autonomy_controller.controller.policy_bundle import data_file
 from autonomy_controller.controller.service import ServiceConfig, create_app
 from autonomy_controller.controller.service.inbox import InboxConfig
 from autonomy_controller.controller.service.inbox.accounts import AccountStore, accounts_file, people
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.browser import read_png, require_chromium
 from tests.harness import Loop, action_of, alert, awaiting, running_loop
 from tests.test_http import live
-from autonomy_controller.workflows.contracts import ActionStatus
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (make .venv/.installed)")
 from selenium.webdriver.common.by import By  # noqa: E402

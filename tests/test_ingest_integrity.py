@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.cli.follow import LineSource
-from autonomy_controller.controller.ingest import DeadLetter, IngestReport, original_bytes, read_alerts, read_dead_letters
+from autonomy_controller.controller.ingest import (
+    DeadLetter,
+    IngestReport,
+    original_bytes,
+    read_alerts,
+    read_dead_letters,
+)
 from autonomy_controller.controller.ingest import lines as lines_module
 from autonomy_controller.controller.ingest.decoding import REPAIRS_KEY
 from autonomy_controller.controller.ingest.normalise import IDENTIFIER_LIMITS, MAX_RULE_IDS

@@ -38,8 +38,8 @@ from autonomy_controller.controller.lab.waf import SERVER_NAME, UNCOVERED_PATH
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.observations import case_records, observation_key
-from tests.test_lab_e2e import _approve_block, network_executions, running_lab
 from autonomy_controller.workflows.contracts import ActionStatus
+from tests.test_lab_e2e import _approve_block, network_executions, running_lab
 
 pytestmark = pytest.mark.lab
 

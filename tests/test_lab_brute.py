@@ -29,10 +29,10 @@ from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, action_of, l
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.trail import build_trail, render_markdown
-from tests.slapd import ADMINS, DEFAULT_POLICY, PEOPLE, SERVICE_DN, Slapd
-from tests.test_lab_e2e import _lab_available, prefix, sweep_stale
 from autonomy_controller.workflows.client import cast_vote
 from autonomy_controller.workflows.contracts import ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from tests.slapd import ADMINS, DEFAULT_POLICY, PEOPLE, SERVICE_DN, Slapd
+from tests.test_lab_e2e import _lab_available, prefix, sweep_stale
 
 pytestmark = pytest.mark.lab
 

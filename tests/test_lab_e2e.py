@@ -34,7 +34,13 @@ from autonomy_controller.controller.lab import Lab, LabConfig, LabPackagesMissin
 from autonomy_controller.controller.lab.ids import send_undecodable_packet
 from autonomy_controller.controller.lab.lab import load_config
 from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
-from autonomy_controller.controller.lab.network import alive, existing_namespaces, namespace_inode, processes_in_inode, run_ip
+from autonomy_controller.controller.lab.network import (
+    alive,
+    existing_namespaces,
+    namespace_inode,
+    processes_in_inode,
+    run_ip,
+)
 from autonomy_controller.controller.lab.packages import find_binary
 from autonomy_controller.controller.lab.services import start_time
 from autonomy_controller.controller.lab.tool_attack import send_tool_attack

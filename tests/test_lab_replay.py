@@ -68,7 +68,16 @@ def connects_from(lab: Lab, source: str, timeout: float = 0.5) -> bool:
 
 def test_replay_from_three_sources_attributes_alerts_to_the_attacker_and_removes_its_addresses(clean: Lab) -> None:
     """The CLI, as a user runs it: 2 benign users x 12 normal requests, 1 attacker x 12 anomalous ones."""
-    command = [sys.executable, "-m", "autonomy_controller.controller.cli", "lab", "replay", *map(str, FILES), "--root", str(clean.root)]
+    command = [
+        sys.executable,
+        "-m",
+        "autonomy_controller.controller.cli",
+        "lab",
+        "replay",
+        *map(str, FILES),
+        "--root",
+        str(clean.root),
+    ]
     command += ["--sources", "3", "--attackers", "1", "--run-length", "12", "--attack-run-length", "12", "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False)
     assert done.returncode == 0, done.stderr

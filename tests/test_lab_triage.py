@@ -27,8 +27,8 @@ from autonomy_controller.controller.lab.sessions import assign
 from autonomy_controller.controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
-from tests.test_lab_e2e import running_lab
 from autonomy_controller.workflows.contracts import ActionStatus, IncidentStart, IncidentStatus
+from tests.test_lab_e2e import running_lab
 
 pytestmark = pytest.mark.lab
 

@@ -6,7 +6,13 @@ import pytest
 import yaml
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.levels import IncidentScope, LevelConfig, LevelConfigError, load_level_config, resolve_level
+from autonomy_controller.controller.levels import (
+    IncidentScope,
+    LevelConfig,
+    LevelConfigError,
+    load_level_config,
+    resolve_level,
+)
 from autonomy_controller.controller.models import ActionClass, Category, Level, Verdict
 
 

@@ -37,7 +37,13 @@ from autonomy_controller.actions.adapters.nftables.adapters import (
     UnblockIpAdapter,
 )
 from autonomy_controller.actions.adapters.nftables.blocklist import Blocklist
-from autonomy_controller.actions.adapters.nftables.config import EnforcementConfigError, HostTarget, NftFirewall, Probe, load_enforcement
+from autonomy_controller.actions.adapters.nftables.config import (
+    EnforcementConfigError,
+    HostTarget,
+    NftFirewall,
+    Probe,
+    load_enforcement,
+)
 from autonomy_controller.actions.adapters.nftables.isolation import Isolation
 from autonomy_controller.actions.adapters.nftables.lock import LOCK_DIRS
 from autonomy_controller.actions.adapters.nftables.nft import NetnsMissingError, NftDeniedError, NftMissingError

@@ -34,11 +34,11 @@ from autonomy_controller.controller.outcomes import outcomes
 from autonomy_controller.controller.policy_bundle import load_bundle
 from autonomy_controller.controller.scorecards import build_approver_cards, build_scorecards
 from autonomy_controller.controller.scorecards_html import OUTCOME_COLOURS, UNSIGNED_NOTE, scorecards_page
+from autonomy_controller.workflows.client import cast_vote, incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 from tests.browser import read_png, screenshot
 from tests.factories import MALICIOUS
 from tests.harness import Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
-from autonomy_controller.workflows.client import cast_vote, incident_handle
-from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 
 SCOPE = "environment:production"
 SOURCES = ("198.51.100.21", "198.51.100.22", "198.51.100.23")

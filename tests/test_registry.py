@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from autonomy_controller.actions.registry import SPECS, InvalidParamsError, UnknownActionError, get_spec, validate_params
+from autonomy_controller.actions.registry import (
+    SPECS,
+    InvalidParamsError,
+    UnknownActionError,
+    get_spec,
+    validate_params,
+)
 from autonomy_controller.controller.models import ActionClass
 
 CONTRACT = {

@@ -22,10 +22,10 @@ from temporalio.worker import Replayer
 
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.models import Level
-from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote
 from autonomy_controller.workflows.client import cast_vote, incident_handle
 from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 from autonomy_controller.workflows.incident import IncidentWorkflow
+from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote
 
 HISTORIES = Path(__file__).parent / "histories"
 

@@ -30,7 +30,12 @@ from autonomy_controller.controller.models import (
     Severity,
     Verdict,
 )
-from autonomy_controller.controller.reports import attacker_page_link, build_report, render_markdown, write_incident_report
+from autonomy_controller.controller.reports import (
+    attacker_page_link,
+    build_report,
+    render_markdown,
+    write_incident_report,
+)
 from autonomy_controller.controller.trail import build_trail
 from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
 

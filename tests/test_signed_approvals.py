@@ -55,13 +55,20 @@ from autonomy_controller.controller.outcomes import outcomes
 from autonomy_controller.controller.runtime import load_policy_bundle
 from autonomy_controller.controller.scorecards import build_approver_cards
 from autonomy_controller.controller.trail import StepKind, Trail, build_trail
-from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop
-from tests.test_cli import BackgroundWorker, alert_lines
 from autonomy_controller.workflows.approvals import VoteRefused, check_ballot, check_vote
 from autonomy_controller.workflows.client import cast_vote, incident_handle, incident_status
-from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalGroup, ApprovalSpec, ApprovalVote, VoteChoice
+from autonomy_controller.workflows.contracts import (
+    ActionState,
+    ActionStatus,
+    ApprovalGroup,
+    ApprovalSpec,
+    ApprovalVote,
+    VoteChoice,
+)
 from autonomy_controller.workflows.devserver import DevServer
 from autonomy_controller.workflows.incident import IncidentWorkflow
+from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop
+from tests.test_cli import BackgroundWorker, alert_lines
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 BALLOT = Ballot("sqli:198.51.100.66", "run-1", "a1", "approve", "bob")

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from autonomy_controller.controller.config import REPO_ROOT
-from tests.temporal_server import Pki, Postgres, TemporalServer, make_pki
 from autonomy_controller.workflows.connection import ConnectionSettingsError, TemporalConnection
+from tests.temporal_server import Pki, Postgres, TemporalServer, make_pki
 
 SECRET = "tcld_Zz9-SECRET-api-key-0123456789abcdef"
 
@@ -156,7 +156,14 @@ def test_the_worker_command_refuses_to_start_naming_the_setting_and_not_the_key(
     assert "AUTONOMY_TEMPORAL_API_KEY" in done.stderr
     assert SECRET not in done.stdout + done.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "autonomy_controller.controller.cli", "--temporal-tls-cert", str(pki.client_cert), "serve"],
+        [
+            sys.executable,
+            "-m",
+            "autonomy_controller.controller.cli",
+            "--temporal-tls-cert",
+            str(pki.client_cert),
+            "serve",
+        ],
         env={**env, "AUTONOMY_TEMPORAL_API_KEY": ""},
         capture_output=True,
         text=True,

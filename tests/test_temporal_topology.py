@@ -34,11 +34,11 @@ from autonomy_controller.controller.ledger.engine import private_schema
 from autonomy_controller.controller.levels import load_level_config
 from autonomy_controller.controller.models import Category, Level
 from autonomy_controller.controller.policy_bundle import load_bundle
+from autonomy_controller.workflows.client import Submitter, incident_handle
+from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionStatus
 from tests import test_chaos
 from tests.harness import BURST, burst, edit_yaml
 from tests.temporal_server import Postgres, TemporalServer, make_pki, require_server, wait_serving
-from autonomy_controller.workflows.client import Submitter, incident_handle
-from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionStatus
 
 INCIDENTS = 30
 Receiver = test_chaos.Receiver

@@ -20,10 +20,10 @@ from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.triage import TriageResult
 from autonomy_controller.controller.triage.engine import RULE_FACTORS
-from tests.harness import Loop, action_of, alert, awaiting, running_loop, vote
-from tests.test_triage import model
 from autonomy_controller.workflows.client import cast_vote
 from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
+from tests.harness import Loop, action_of, alert, awaiting, running_loop, vote
+from tests.test_triage import model
 
 BLOCK = "network.block_ip"
 SOURCES = ["198.51.100.31", "198.51.100.32", "198.51.100.33"]

@@ -27,13 +27,22 @@ from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKi
 from autonomy_controller.controller.models import Level, PlannerTriage
 from autonomy_controller.controller.planning import OfflinePlanner
 from autonomy_controller.controller.reports import build_report, render_markdown
-from autonomy_controller.controller.trail import ActionTrail, Fact, Source, StepKind, Tone, Trail, build_trail, render_html
+from autonomy_controller.controller.trail import (
+    ActionTrail,
+    Fact,
+    Source,
+    StepKind,
+    Tone,
+    Trail,
+    build_trail,
+    render_html,
+)
 from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
 from autonomy_controller.controller.triage import AttackTechnique
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.conftest import SHARED
 from tests.harness import Loop, running_loop
 from tests.test_report_markdown import HOSTILE, IMG, assert_inert, rendered
-from autonomy_controller.workflows.contracts import ActionStatus
 
 NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
 SQLI = "src:198.51.100.66"

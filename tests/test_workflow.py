@@ -23,12 +23,12 @@ from autonomy_controller.actions.adapters.base import ActionOutcome, ActionReque
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Category, Level
-from tests.doubles import FakeEnforcement
-from tests.harness import ATTACKER, BURST, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.client import Submitter, cast_vote, incident_handle, incident_status
 from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 from autonomy_controller.workflows.devserver import DevServer, DevServerError
+from tests.doubles import FakeEnforcement
+from tests.harness import ATTACKER, BURST, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 
 REPO_PLAYBOOKS = REPO_ROOT / "workflows" / "playbooks"
 

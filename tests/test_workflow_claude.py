@@ -13,10 +13,10 @@ from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.planning import ClaudeSettings
-from tests.claude_fake import BASE_URL, KEY, MODEL, FakeAPI, act, message, own_triage, propose
-from tests.harness import ATTACKER, action_of, alert, awaiting, burst, edit_yaml, running_loop
 from autonomy_controller.workflows.client import incident_handle
 from autonomy_controller.workflows.contracts import ActionStatus
+from tests.claude_fake import BASE_URL, KEY, MODEL, FakeAPI, act, message, own_triage, propose
+from tests.harness import ATTACKER, action_of, alert, awaiting, burst, edit_yaml, running_loop
 
 OTHER = "198.51.100.67"
 

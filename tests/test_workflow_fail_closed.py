@@ -11,9 +11,9 @@ from autonomy_controller.controller.engines.opa_server import OpaServer
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.runtime import EngineName, load_policy_bundle
-from tests.harness import action_of, alert, awaiting, running_loop, vote
 from autonomy_controller.workflows.client import cast_vote
 from autonomy_controller.workflows.contracts import ActionStatus
+from tests.harness import action_of, alert, awaiting, running_loop, vote
 
 pytestmark = pytest.mark.opa
 

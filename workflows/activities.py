@@ -25,7 +25,14 @@ from autonomy_controller.actions.adapters.base import (
     VerifyOutcome,
 )
 from autonomy_controller.actions.registry import get_spec, validate_params
-from autonomy_controller.controller.approver_keys import ApproverKeysError, Ballot, RefusalCode, TokenRefused, load_configured, verify_vote
+from autonomy_controller.controller.approver_keys import (
+    ApproverKeysError,
+    Ballot,
+    RefusalCode,
+    TokenRefused,
+    load_configured,
+    verify_vote,
+)
 from autonomy_controller.controller.attackers import tracking_config
 from autonomy_controller.controller.cases import split_in_hand
 from autonomy_controller.controller.config import Settings

@@ -30,7 +30,9 @@ from autonomy_controller.workflows.guard_provider import GuardProvider
 from autonomy_controller.workflows.incident import IncidentWorkflow
 
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("controller", "actions", "autonomy_controller.workflows.contracts")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "controller", "actions", "autonomy_controller.workflows.contracts"
+    )
 )
 """Our own modules are imported once, not per workflow run: the workflow code stays sandboxed (non-deterministic
 calls in it still fail), while the models and rules it uses, which are deterministic, are shared."""

@@ -19,7 +19,14 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from autonomy_controller.controller.attackers.observe import TrackingConfig
-from autonomy_controller.controller.attackers.profile import STAGES, AttackerProfile, Limits, Stage, network_of, stage_rank
+from autonomy_controller.controller.attackers.profile import (
+    STAGES,
+    AttackerProfile,
+    Limits,
+    Stage,
+    network_of,
+    stage_rank,
+)
 from autonomy_controller.controller.attackers.store import AttackerStore, FoldReport, StoreStatus
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.inventory import AssetIndex

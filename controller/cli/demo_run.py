@@ -39,7 +39,14 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
-from autonomy_controller.actions.adapters.identity.testdir import ADMINS, DEFAULT_POLICY, PEOPLE, SERVICE_DN, DirectoryError, Slapd
+from autonomy_controller.actions.adapters.identity.testdir import (
+    ADMINS,
+    DEFAULT_POLICY,
+    PEOPLE,
+    SERVICE_DN,
+    DirectoryError,
+    Slapd,
+)
 from autonomy_controller.actions.params import UserName
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts

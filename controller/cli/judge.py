@@ -22,7 +22,15 @@ from autonomy_controller.controller.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.incidents import group_alerts
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
 from autonomy_controller.controller.levels import LevelConfigError, load_level_config
-from autonomy_controller.controller.models import GuardDecision, Incident, Level, Plan, PlannerTriage, ProposedAction, TriageSummary
+from autonomy_controller.controller.models import (
+    GuardDecision,
+    Incident,
+    Level,
+    Plan,
+    PlannerTriage,
+    ProposedAction,
+    TriageSummary,
+)
 from autonomy_controller.controller.planning import ClaudeConfigError, ClaudeSettings, OfflinePlanner
 from autonomy_controller.controller.planning.choice import PlanChoice, make_plan
 from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName, open_guard

@@ -21,7 +21,13 @@ from autonomy_controller.controller.levels import LevelConfigError, load_level_c
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.outcomes import outcomes
 from autonomy_controller.controller.promotion import Criterion, TrialEvidence, gather, judge
-from autonomy_controller.controller.scorecards import ApproverCard, RuleCard, build_approver_cards, build_rule_cards, build_scorecards
+from autonomy_controller.controller.scorecards import (
+    ApproverCard,
+    RuleCard,
+    build_approver_cards,
+    build_rule_cards,
+    build_scorecards,
+)
 from autonomy_controller.controller.scorecards_html import (
     APPROVER_COLUMNS,
     COLUMNS,

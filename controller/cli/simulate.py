@@ -27,7 +27,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from autonomy_controller.controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, verdict_text
+from autonomy_controller.controller.cli.common import (
+    JsonFlag,
+    cell,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    verdict_text,
+)
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
 from autonomy_controller.controller.models import Alert, Incident, Level, Verdict

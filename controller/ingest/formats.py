@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from autonomy_controller.controller.ingest import auth_log, crs_corpus, modsec2, modsec3, native, nginx_access, ocsf, suricata
+from autonomy_controller.controller.ingest import (
+    auth_log,
+    crs_corpus,
+    modsec2,
+    modsec3,
+    native,
+    nginx_access,
+    ocsf,
+    suricata,
+)
 from autonomy_controller.controller.ingest.decoding import REPAIRS_KEY, decode_json
 from autonomy_controller.controller.ingest.errors import IngestError
 from autonomy_controller.controller.ingest.fields import Record

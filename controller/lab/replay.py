@@ -129,7 +129,15 @@ def send(
     limits = _split(limit, workers)
     lines: queue.Queue[str | None] = queue.Queue()
     processes: list[subprocess.Popen[str]] = []
-    command = [ip_binary(), "netns", "exec", lab.topology.attacker, sys.executable, "-m", "autonomy_controller.controller.lab.sender"]
+    command = [
+        ip_binary(),
+        "netns",
+        "exec",
+        lab.topology.attacker,
+        sys.executable,
+        "-m",
+        "autonomy_controller.controller.lab.sender",
+    ]
     try:
         for group, share in zip(groups, limits, strict=True):
             process = subprocess.Popen(

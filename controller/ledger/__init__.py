@@ -10,7 +10,13 @@ here and pass the record's `seq`. SQLite file by default; PostgreSQL by URL for 
 """
 
 from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
-from autonomy_controller.controller.ledger.engine import LedgerConfigError, make_engine, normalise_url, private_schema, sqlite_url
+from autonomy_controller.controller.ledger.engine import (
+    LedgerConfigError,
+    make_engine,
+    normalise_url,
+    private_schema,
+    sqlite_url,
+)
 from autonomy_controller.controller.ledger.errors import IdempotencyConflict, LedgerError
 from autonomy_controller.controller.ledger.excerpts import ExcerptPage, RecordExcerpt
 from autonomy_controller.controller.ledger.export import EXPORT_FORMAT, ExportFormatError, verify_export

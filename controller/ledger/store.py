@@ -17,7 +17,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from autonomy_controller.controller.ledger import schema
 from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, record_hash
-from autonomy_controller.controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot, write_transaction
+from autonomy_controller.controller.ledger.engine import (
+    configure_engine,
+    install_schema,
+    make_engine,
+    read_snapshot,
+    write_transaction,
+)
 from autonomy_controller.controller.ledger.errors import IdempotencyConflict
 from autonomy_controller.controller.ledger.excerpts import ExcerptPage, read_excerpts
 from autonomy_controller.controller.ledger.export import build_export

@@ -15,7 +15,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
-from autonomy_controller.controller.models import ActionSpec, Category, ImpactVerdict, Incident, Severity, TriageVerdictName
+from autonomy_controller.controller.models import (
+    ActionSpec,
+    Category,
+    ImpactVerdict,
+    Incident,
+    Severity,
+    TriageVerdictName,
+)
 from autonomy_controller.controller.planning import templating
 from autonomy_controller.controller.planning.templating import FIELDS, TARGET_FIELDS, FieldKind, Template, TemplateError
 

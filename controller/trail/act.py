@@ -7,7 +7,14 @@ from datetime import timedelta
 
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
 from autonomy_controller.controller.trail.model import STEP_TITLES, Fact, Mark, Step, StepKind, Tone, ledger_cite
-from autonomy_controller.controller.trail.runs import SETTLEMENTS, ActionContext, activity_facts, as_json, duration, when
+from autonomy_controller.controller.trail.runs import (
+    SETTLEMENTS,
+    ActionContext,
+    activity_facts,
+    as_json,
+    duration,
+    when,
+)
 
 _PURPOSES = {RecordKind.EXECUTION: "execute", RecordKind.COMPENSATION: "compensate", RecordKind.REVERT: "revert"}
 

@@ -12,7 +12,17 @@ from autonomy_controller.controller.approver_keys import Ballot, RefusalCode, To
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
 from autonomy_controller.controller.trail.history import Update
 from autonomy_controller.controller.trail.impact import impact_facts
-from autonomy_controller.controller.trail.model import STEP_TITLES, Cite, Fact, Grid, Mark, Step, StepKind, Tone, ledger_cite
+from autonomy_controller.controller.trail.model import (
+    STEP_TITLES,
+    Cite,
+    Fact,
+    Grid,
+    Mark,
+    Step,
+    StepKind,
+    Tone,
+    ledger_cite,
+)
 from autonomy_controller.controller.trail.runs import (
     MAX_ALERTS_SHOWN,
     SETTLEMENTS,

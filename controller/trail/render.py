@@ -18,7 +18,18 @@ from autonomy_controller.controller.html import Html, badge, link, page, table, 
 from autonomy_controller.controller.markdown import code as md_code
 from autonomy_controller.controller.markdown import text as md
 from autonomy_controller.controller.reports import case_page_link, safe_name
-from autonomy_controller.controller.trail.model import ActionTrail, Cite, Disagreement, Fact, Mark, RunInfo, Source, Step, Tone, Trail
+from autonomy_controller.controller.trail.model import (
+    ActionTrail,
+    Cite,
+    Disagreement,
+    Fact,
+    Mark,
+    RunInfo,
+    Source,
+    Step,
+    Tone,
+    Trail,
+)
 
 
 class TrailFormat(StrEnum):

@@ -14,7 +14,13 @@ from autonomy_controller.controller.triage.engine import guard_summary, triage
 from autonomy_controller.controller.triage.exclusions import ExclusionProposal, ExclusionRefused, propose_exclusion
 from autonomy_controller.controller.triage.history import FeedbackCounts, RuleFeedback, SourceHistory
 from autonomy_controller.controller.triage.model import TRIAGE_FILE, TriageModel, load_triage_model
-from autonomy_controller.controller.triage.result import AttackTechnique, TriageEvidence, TriageFactor, TriageResult, TriageVerdict
+from autonomy_controller.controller.triage.result import (
+    AttackTechnique,
+    TriageEvidence,
+    TriageFactor,
+    TriageResult,
+    TriageVerdict,
+)
 
 __all__ = [
     "TRIAGE_FILE",

@@ -30,7 +30,13 @@ from autonomy_controller.actions.adapters.nftables.adapters import (
     enforcement_adapters,
 )
 from autonomy_controller.actions.adapters.nftables.blocklist import Blocklist
-from autonomy_controller.actions.adapters.nftables.config import EnforcementConfigError, HostTarget, NftFirewall, Probe, load_enforcement
+from autonomy_controller.actions.adapters.nftables.config import (
+    EnforcementConfigError,
+    HostTarget,
+    NftFirewall,
+    Probe,
+    load_enforcement,
+)
 from autonomy_controller.actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, owner_comment
 
 __all__ = [

@@ -22,10 +22,24 @@ import contextlib
 import ipaddress
 from typing import Any
 
-from autonomy_controller.actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError, VerifyOutcome
+from autonomy_controller.actions.adapters.base import (
+    ActionOutcome,
+    ActionStatus,
+    AdapterError,
+    TransientAdapterError,
+    VerifyOutcome,
+)
 from autonomy_controller.actions.adapters.nftables.config import NftFirewall
 from autonomy_controller.actions.adapters.nftables.lock import serialized
-from autonomy_controller.actions.adapters.nftables.nft import FAMILY, Nft, NftCommandError, first_line, payload_match, prefix_value, where
+from autonomy_controller.actions.adapters.nftables.nft import (
+    FAMILY,
+    Nft,
+    NftCommandError,
+    first_line,
+    payload_match,
+    prefix_value,
+    where,
+)
 from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_comment, whose
 from autonomy_controller.actions.adapters.nftables.probe import ReachabilityProbe
 from autonomy_controller.actions.adapters.nftables.state import TableState
