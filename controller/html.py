@@ -59,6 +59,13 @@ def tag(name: str, *children: object, cls: str | None = None) -> Html:
     return Html(f"<{name}{attribute}>{join(children)}</{name}>")
 
 
+def link(href: str, text: object) -> Html:
+    """A link to a file beside this one: relative paths only (no scheme, no host), so a page never points away."""
+    if href.startswith(("/", "\\")) or ":" in href.split("/", 1)[0]:
+        raise ValueError(f"not a relative link: {href!r}")
+    return Html(f'<a href="{esc(href)}">{esc(text)}</a>')
+
+
 def badge(text: str, tone: str = "info") -> Html:
     """A coloured label; tone is one of ok, warn, bad, info."""
     return tag("span", text, cls=f"badge {tone}")

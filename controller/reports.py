@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from autonomy_controller.controller import markdown as md
-from autonomy_controller.controller import triage_view
-from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller import observations, triage_view
+from autonomy_controller.controller.ledger import Ledger, LedgerError, LedgerRecord, RecordKind
+from autonomy_controller.controller.models import canonical_ip
 
 REPORT_FORMAT = "autonomy-incident-report/1"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,11 @@ def _lowered(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, Any]:
+def build_report(
+    incident_key: str, records: list[LedgerRecord], observed: Sequence[LedgerRecord] = ()
+) -> dict[str, Any]:
+    """The report document; `observed` are the source's access-log records (controller/observations.py: kept
+    outside the case), so impact evidence naming one cites its ledger seq."""
     alerts = [r for r in records if r.kind is RecordKind.ALERT]
     actions: dict[str, dict[str, Any]] = {}
 
@@ -121,7 +131,7 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
 
     plan: dict[str, Any] | None = None
     triage: dict[str, Any] | None = None
-    alert_seqs = {str(r.payload.get("id")): r.seq for r in alerts}
+    alert_seqs = {str(r.payload.get("id")): r.seq for r in [*observed, *alerts]}
     impacts: list[dict[str, Any]] = []
     for record in records:
         p = record.payload
@@ -180,6 +190,7 @@ def build_report(incident_key: str, records: list[LedgerRecord]) -> dict[str, An
         "rule_ids": rule_ids,
         "categories": sorted({str(r.payload.get("category")) for r in alerts}),
         "sources": sorted({str(r.payload.get("src_ip")) for r in alerts if r.payload.get("src_ip")}),
+        "attacker_page": case_page_link(incident_key),
         "sensor_blocked_all": bool(alerts) and all(r.payload.get("blocked") for r in alerts),
         "plan": plan,
         "triage": {**triage, "lowered": _lowered(list(actions.values()))} if triage else None,
@@ -304,8 +315,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     CommonMark viewer (no tag, link, image, heading, list item or table cell of their making)."""
     t = md.text
     out = [f"# Incident {t(report['incident_key'])}", ""]
+    page = report.get("attacker_page")  # built from a canonical address: file-safe characters only
     out.append(
         f"- alerts: {t(report['alert_count'])} ({_listed(report['categories'])}) from {_listed(report['sources'])}"
+        + (f" ([attacker page]({page}))" if page else "")
     )
     out.append(f"- WAF/IDS rule ids: {_listed(report['rule_ids'])}")
     out.append(f"- sensor blocked every request: {'yes' if report['sensor_blocked_all'] is True else 'no'}")
@@ -359,12 +372,52 @@ def safe_name(incident_key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in incident_key)
 
 
+ATTACKER_PAGES = "attackers"
+"""The folder, beside the reports, of the attacker pages (controller/attackers/page.py)."""
+
+
+def attacker_page_link(address: str) -> str:
+    """Where a report or audit trail finds its source's attacker page: a relative link, file-safe for IPv6."""
+    return f"{ATTACKER_PAGES}/{safe_name(address)}.html"
+
+
+def case_page_link(incident_key: str) -> str | None:
+    """The attacker page of a `src:` case's source (None for other cases, and for a key that is not one)."""
+    address = observations.case_address(incident_key)
+    if address is None:
+        return None
+    try:
+        return attacker_page_link(address) if canonical_ip(address) == address else None
+    except ValueError:
+        return None
+
+
 def write_incident_report(ledger: Ledger, incident_key: str, reports_dir: Path) -> ReportPaths:
-    report = build_report(incident_key, ledger.records(incident_key))
+    report = build_report(incident_key, ledger.records(incident_key), observations.case_records(ledger, incident_key))
     reports_dir.mkdir(parents=True, exist_ok=True)
     name = safe_name(incident_key)
     json_text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
     md_path, json_path = reports_dir / f"{name}.md", reports_dir / f"{name}.json"
     md_path.write_text(render_markdown(report))
     json_path.write_text(json_text)
+    if report["attacker_page"]:
+        write_case_page(ledger, incident_key, reports_dir / report["attacker_page"])
     return ReportPaths(markdown=md_path, json=json_path, sha256=hashlib.sha256(json_text.encode()).hexdigest())
+
+
+def write_case_page(ledger: Ledger, incident_key: str, out: Path) -> None:
+    """The attacker page of a `src:` case's source, beside its report (the link's target). A page that cannot be
+    written (no profile yet: the loop folds after each batch) leaves the report as it is: it only describes."""
+    from autonomy_controller.controller.attackers import (
+        AttackerStore,  # the profiles' code (and its configuration) only when needed
+    )
+    from autonomy_controller.controller.attackers.page import write_page
+
+    address = observations.case_address(incident_key)
+    try:
+        store = AttackerStore(ledger)
+        profile = store.get(address) if address else None
+        if profile is not None:
+            write_page(ledger, profile, store.linked(profile), out)
+    except (SQLAlchemyError, LedgerError, OSError, ValueError) as exc:
+        log.warning("attacker page for %s not written (the report is): %s", incident_key, exc)

@@ -37,6 +37,7 @@ from autonomy_controller.controller.lab.packages import find_binary
 from autonomy_controller.controller.lab.waf import SERVER_NAME, UNCOVERED_PATH
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
 from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.observations import case_records, observation_key
 from autonomy_controller.workflows.contracts import ActionStatus
 from tests.test_lab_e2e import _approve_block, network_executions, running_lab
 
@@ -44,6 +45,8 @@ pytestmark = pytest.mark.lab
 
 ATTACKER, SECOND = "198.51.100.66", "198.51.100.67"
 KEY, SECOND_KEY = f"src:{ATTACKER}", f"src:{SECOND}"
+ANSWERS, SECOND_ANSWERS = observation_key(ATTACKER), observation_key(SECOND)
+"""Where each address's access-log lines are kept: observations, never a case (controller/observations.py)."""
 THROUGH = f"{UNCOVERED_PATH}export?file=../../../../etc/passwd"
 SENSORS = ("modsecurity3", "suricata", "nginx-access")
 
@@ -105,7 +108,7 @@ async def test_one_attacker_from_scan_to_an_attack_that_got_through(loop: LabLoo
 
     # recon: one scanner request, refused by the WAF, seen by the IDS and the access log
     assert lab.attack("scanner").status == 403
-    assert await ingest(loop, 3) == {KEY: 3}
+    assert await ingest(loop, 3) == {KEY: 2, ANSWERS: 1}
     status = await loop.wait_block(KEY, ActionStatus.AWAITING_APPROVAL)
     (first,) = plans(loop)
     assert (first.payload["impact"]["stage"], first.payload["impact"]["verdict"]) == ("recon", "none")
@@ -113,7 +116,7 @@ async def test_one_attacker_from_scan_to_an_attack_that_got_through(loop: LabLoo
     # exploitation attempts from both addresses, every one refused by the WAF
     sent = [get(lab, ATTACKER, paths[name]) for name in ("sqli", "traversal", "cmdi")]
     assert [*sent, get(lab, SECOND, paths["sqli"])] == [403] * 4
-    assert await ingest(loop, 12) == {KEY: 9, SECOND_KEY: 3}
+    assert await ingest(loop, 12) == {KEY: 6, ANSWERS: 3, SECOND_KEY: 2, SECOND_ANSWERS: 1}
     status = await loop.wait_for(KEY, lambda s: s.rounds >= 2 and any(
         a.action == BLOCK and a.round == s.rounds and a.status is ActionStatus.AWAITING_APPROVAL for a in s.actions
     ))  # fmt: skip
@@ -132,7 +135,8 @@ async def test_one_attacker_from_scan_to_an_attack_that_got_through(loop: LabLoo
     assert get(lab, SECOND, "/") == 200, "the /24 is a hint, not a target: the other address is not blocked"
 
     # read after the block: the IDS alert and the access-log line of the 200 raise the stage; the case re-plans
-    assert await ingest(loop, 3) == {KEY: 2, SECOND_KEY: 1}  # and the second address's plain page request
+    # and the second address's plain page request: an answer, kept, no case
+    assert await ingest(loop, 3) == {KEY: 1, ANSWERS: 1, SECOND_ANSWERS: 1}
     reached = await loop.wait_for(
         KEY, lambda s: any(p.payload["impact"]["verdict"] == "likely" for p in plans(loop)) and s.actions[-1].round > 2
     )
@@ -140,6 +144,7 @@ async def test_one_attacker_from_scan_to_an_attack_that_got_through(loop: LabLoo
     impact = likely.payload["impact"]
     assert (impact["stage"], impact["assets"]) == ("possible_success", ["web-01"])
     alerts = {r.payload["id"]: r.payload for r in loop.ledger.records(KEY, [RecordKind.ALERT])}
+    alerts |= {r.payload["id"]: r.payload for r in case_records(loop.ledger, KEY)}
     (line,) = [e for e in impact["evidence"] if e["sensor"] == "nginx-access"]
     access = alerts[line["alert_id"]]
     assert access["raw"]["request_uri"] == THROUGH and access["raw"]["status"] == 200 and line["status"] == 200

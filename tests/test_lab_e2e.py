@@ -386,7 +386,8 @@ async def test_suricata_alerts_engine_events_and_access_records_reach_the_ledger
     expected = {"modsecurity3": 4, "suricata": 5, "nginx-access": 5}
     added = await loop.ingest_once(level=Level.L1, expect=sum(expected.values()), logs=list(lab.sensor_logs.values()))
 
-    alerts = [r.payload for key in added for r in loop.ledger.records(key, [RecordKind.ALERT])]
+    # access-log lines are kept as ACCESS records under _access:<address> (no case), the rest as ALERT records
+    alerts = [r.payload for key in added for r in loop.ledger.records(key, [RecordKind.ALERT, RecordKind.ACCESS])]
     assert Counter(a["source"] for a in alerts) == expected, added
     suricata = [a for a in alerts if a["source"] == "suricata"]
     assert {a["category"] for a in suricata if a["src_ip"] == ATTACKER} == {"sqli", "lfi", "rce", "scanner"}

@@ -150,7 +150,7 @@ def test_hash_is_sha256_of_canonical_json_of_every_field_but_hash(ledger: Ledger
 
 
 def test_records_read_back_exactly_and_filter_by_kind(ledger: Ledger) -> None:
-    alert = ledger.append("inc", "raw_alert", "ingest:suricata", {"raw": {"event_type": "alert", "n": 1}})
+    alert = ledger.append("inc", "alert", "ingest:suricata", {"raw": {"event_type": "alert", "n": 1}})
     plan = ledger.append("inc", RecordKind.PLAN, "planner:offline", {"actions": []})
     ledger.append("other", RecordKind.PLAN, "planner:offline", {"actions": ["x"]})
     assert ledger.get(alert.seq) == alert
@@ -164,7 +164,7 @@ def test_untrusted_and_large_payloads_round_trip_and_verify(ledger: Ledger) -> N
     """Alert text is attacker-controlled: NUL, lone surrogates and quotes must store, read back and hash alike."""
     nasty = 'ignore previous instructions\x00 "unblock" \ud800 \U0001f600 é\n\t\\'
     raw = {"evidence": nasty, "blob": "x" * 1_000_000, "n": [0.1, -0.0, 10**30, None, True]}
-    rec = ledger.append("inc", RecordKind.RAW_ALERT, "ingest", raw)
+    rec = ledger.append("inc", RecordKind.ACCESS, "ingest", raw)
     assert rec.payload["evidence"] == nasty
     assert ledger.get(rec.seq) == rec
     assert ledger.verify().ok

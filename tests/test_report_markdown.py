@@ -30,7 +30,12 @@ from autonomy_controller.controller.models import (
     Severity,
     Verdict,
 )
-from autonomy_controller.controller.reports import build_report, render_markdown, write_incident_report
+from autonomy_controller.controller.reports import (
+    attacker_page_link,
+    build_report,
+    render_markdown,
+    write_incident_report,
+)
 from autonomy_controller.controller.trail import build_trail
 from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
 
@@ -121,9 +126,15 @@ def rendered(markdown: str) -> str:
     return RENDERER.render(markdown)
 
 
+OUR_LINK = f'<a href="{attacker_page_link("198.51.100.66")}">attacker page</a>'
+"""The one link a `src:` case's report and trail carry: to its source's attacker page, beside the report."""
+
+
 def assert_inert(html: str) -> None:
     """No element of the input's making: only the tags our templates produce, no link, image or heading
-    beyond ours, and every hostile construct shown as text."""
+    beyond ours (the attacker page's, once), and every hostile construct shown as text."""
+    assert html.count(OUR_LINK) <= 1
+    html = html.replace(OUR_LINK, "")
     assert set(TAG.findall(html)) <= OUR_TAGS, set(TAG.findall(html)) - OUR_TAGS
     assert "<a " not in html and "<img" not in html and "<script" not in html and "<details" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown, not run

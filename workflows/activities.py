@@ -41,6 +41,7 @@ from autonomy_controller.controller.impact import assess as assess_impact
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.levels import HealthCap, OnTimeout
 from autonomy_controller.controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.observations import case_observations
 from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from autonomy_controller.controller.planning.choice import make_plan
 from autonomy_controller.controller.reports import write_incident_report
@@ -136,7 +137,8 @@ class IncidentActivities:
             result = guard.triage(recorded, *history_and_feedback(self.ledger, incident))
             summary, factors = guard.triage_summary(result), result.factors
             triage = {"triage_detail": result.model_dump(mode="json")}
-            impact = assess_impact(recorded.alerts, tracking_config(self.settings))
+            answered = case_observations(self.ledger, incident.key)  # access-log lines: never in the case itself
+            impact = assess_impact([*recorded.alerts, *answered], tracking_config(self.settings))
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors, impact=impact)
         plan, extra = choice.plan.model_copy(update={"triage": summary, "impact": impact}), dict(triage)
         step = "" if request.round == 1 else f"/r{request.round}"

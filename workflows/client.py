@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from autonomy_controller.controller import observations
 from autonomy_controller.controller.attackers import track_batch
 from autonomy_controller.controller.impact import batch_stage
 from autonomy_controller.controller.incidents import incident_key
@@ -40,11 +41,15 @@ class SubmitReport:
     alerts: int = 0
     signals: int = 0
     incidents: dict[str, int] = field(default_factory=dict)
+    observed: dict[str, int] = field(default_factory=dict)
+    """Access-log lines kept per `_access:<address>` key: observations, in no case (controller/observations.py)."""
 
 
 def alert_record_key(alert: Alert) -> str:
     """The idempotency key of an alert's ALERT record: a resubmitted alert (a replayed log, a retried POST) finds
-    its first record instead of writing a second one."""
+    its first record instead of writing a second one. An access-log line's ACCESS record has its own key."""
+    if observations.is_observation(alert):
+        return observations.record_key(alert)
     return f"alert:{incident_key(alert)}:{alert.id}"
 
 
@@ -99,29 +104,42 @@ class Submitter:
 
     def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
         """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:
-        an alert the ledger holds returns its first record). Only after this returns may they be signalled."""
-        return self.ledger.append_groups(
+        an alert the ledger holds returns its first record). Only after this returns may they be signalled.
+        Access-log lines go to the observation store first (controller/observations.py); each batch's records
+        come back in its order, theirs included."""
+        split = {key: observations.split(alerts) for key, alerts in batches.items()}
+        observed = observations.write(self.ledger, [a for _, seen in split.values() for a in seen])
+        written = self.ledger.append_groups(
             RecordKind.ALERT,
             "ingest",
             {
-                key: [(a.model_dump(mode="json"), alert_record_key(a)) for a in alerts]
-                for key, alerts in batches.items()
+                key: [(a.model_dump(mode="json"), alert_record_key(a)) for a in cased]
+                for key, (cased, _) in split.items()
+                if cased
             },
         )
+        return observations.merged(batches, written, observed)
 
     async def signal(self, key: str, alerts: list[Alert]) -> None:
-        """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`)."""
+        """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`).
+        Access-log lines are never signalled (they open no case); they count toward the batch's stage."""
+        cased, observed = observations.split(alerts)
+        for alert in observed:  # counted under the key they are kept under
+            kept = observations.observation_key(str(alert.src_ip))
+            self.report.observed[kept] = self.report.observed.get(kept, 0) + 1
+        if not cased:
+            return
         await self.client.start_workflow(
             IncidentWorkflow.run,
             self.start_template.model_copy(update={"key": key}),
             id=key,
             task_queue=self.task_queue,
             start_signal="add_alerts",
-            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in alerts], stage=batch_stage(alerts))],
+            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in cased], stage=batch_stage(alerts))],
         )
-        self.report.alerts += len(alerts)
+        self.report.alerts += len(cased)
         self.report.signals += 1
-        self.report.incidents[key] = self.report.incidents.get(key, 0) + len(alerts)
+        self.report.incidents[key] = self.report.incidents.get(key, 0) + len(cased)
 
 
 def incident_handle(client: Client, key: str) -> WorkflowHandle[IncidentWorkflow, IncidentStatus]:

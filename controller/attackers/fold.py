@@ -23,7 +23,8 @@ def new_profile(address: str, at: datetime) -> AttackerProfile:
     return AttackerProfile(address=address, network=network_of(address), first_seen=at, last_seen=at)
 
 
-def add_alert(profile: AttackerProfile, obs: Observation, incident: str, limits: Limits) -> None:
+def add_alert(profile: AttackerProfile, obs: Observation, incident: str | None, limits: Limits) -> None:
+    """Fold one alert (or access-log line: `incident` None, it is in no case) into the profile."""
     profile.alerts += 1
     profile.first_seen = min(profile.first_seen, obs.at)
     profile.last_seen = max(profile.last_seen, obs.at)
@@ -31,7 +32,8 @@ def add_alert(profile: AttackerProfile, obs: Observation, incident: str, limits:
     profile.cite(obs.seq, limits.seqs)
     profile.sensors[obs.sensor] = profile.sensors.get(obs.sensor, 0) + 1  # a sensor name is ingest's, not the client's
     profile.categories[obs.category] = profile.categories.get(obs.category, 0) + 1
-    profile.count("incidents", profile.incidents, incident, limits.incidents)
+    if incident is not None:
+        profile.count("incidents", profile.incidents, incident, limits.incidents)
     for tid, name in obs.techniques:
         if tid in profile.techniques or len(profile.techniques) < limits.techniques:
             profile.techniques[tid] = name

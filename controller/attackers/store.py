@@ -32,11 +32,13 @@ from autonomy_controller.controller.ledger.engine import read_snapshot, write_tr
 from autonomy_controller.controller.ledger.excerpts import read_excerpts
 from autonomy_controller.controller.ledger.reads import read_head
 from autonomy_controller.controller.models import canonical_ip
+from autonomy_controller.controller.observations import case_address
 
 log = logging.getLogger(__name__)
 
 KINDS = (
     RecordKind.ALERT,
+    RecordKind.ACCESS,
     RecordKind.DECISION,
     RecordKind.APPROVAL,
     RecordKind.EXECUTION,
@@ -45,11 +47,13 @@ KINDS = (
     RecordKind.REVERT,
 )
 KEYS = (
-    # ALERT
+    # ALERT, ACCESS
     "id", "source", "observed_at", "category", "src_ip", "dst_ip", "asset", "url", "rule_ids", "blocked", "raw",
     # DECISION, APPROVAL, EXECUTION, VERIFICATION, COMPENSATION, REVERT
     "action_id", "action", "verdict", "shadow", "event", "request", "outcome", "purpose", "ok",
 )  # fmt: skip
+OBSERVED = (RecordKind.ALERT, RecordKind.ACCESS)
+"""Records whose payload is an Alert: what the source did (the other kinds are what the controller did)."""
 PAGE = 2000
 _CHUNK = 500  # addresses per IN (...) list
 _ADD_HINT = "INSERT INTO attacker_hint (kind, value, address) VALUES (:kind, :value, :address) ON CONFLICT DO NOTHING"
@@ -85,11 +89,6 @@ def hints_of(profile: AttackerProfile) -> list[tuple[str, str]]:
     """The profile's linking hints: its network, and a digest of each User-Agent (a column's worth, any length)."""
     agents = [("user_agent", hashlib.sha256(ua.encode()).hexdigest()[:32]) for ua in profile.user_agents]
     return [("network", profile.network), *agents]
-
-
-def case_address(incident_key: str) -> str | None:
-    """The source of a `src:<address>` case: the controller's actions in it are about that attacker."""
-    return incident_key[4:] if incident_key.startswith("src:") else None
 
 
 class AttackerStore:
@@ -129,8 +128,8 @@ class AttackerStore:
     def _fold_one(
         record: RecordExcerpt, state: _Page, config: TrackingConfig, limits: Limits, report: FoldReport
     ) -> None:
-        if record.kind is not RecordKind.ALERT:
-            address = case_address(record.incident_key)
+        if record.kind not in OBSERVED:
+            address = case_address(record.incident_key)  # the controller's actions in a case are about its source
             profile = state.profiles.get(address) if address else None
             if profile is not None:
                 add_action_record(profile, record, limits)
@@ -148,7 +147,8 @@ class AttackerStore:
         if profile is None:
             profile = state.profiles[source] = new_profile(source, obs.at)
             state.created.add(source)
-        add_alert(profile, obs, record.incident_key, limits)
+        incident = record.incident_key if record.kind is RecordKind.ALERT else None  # an access line is in no case
+        add_alert(profile, obs, incident, limits)
         report.alerts += 1
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def _lock_cursor(conn: Connection) -> tuple[int, int, int]:
 def _addresses(records: Iterable[RecordExcerpt]) -> set[str]:
     found: set[str] = set()
     for record in records:
-        address = record.payload.get("src_ip") if record.kind is RecordKind.ALERT else case_address(record.incident_key)
+        address = record.payload.get("src_ip") if record.kind in OBSERVED else case_address(record.incident_key)
         if isinstance(address, str) and address:
             found.add(address)
     return found

@@ -7,6 +7,7 @@ Everything a profile holds that a client chose (paths, User-Agents) is escaped b
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autonomy_controller.controller.attackers import STAGES, AttackerProfile, AttackerStore, Stage, stage_rank, track
+from autonomy_controller.controller.attackers.page import write_page
 from autonomy_controller.controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, when
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger
@@ -121,6 +123,10 @@ def _summary(p: AttackerProfile) -> dict[str, Any]:
 def attackers_show(
     address: AddressArg,
     as_json: JsonFlag = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the attacker page here (HTML: timeline, stages, targets, actions)."),
+    ] = None,
 ) -> None:
     """One source's profile: stages reached (each with the ledger record that reached it), targets, outcomes,
     techniques, the controller's actions, and other profiled addresses linked to it by a hint (same /24 or /64,
@@ -135,6 +141,9 @@ def attackers_show(
         if profile is None:
             fail(f"no attacker profile for {address} (never seen, or evicted: see docs/attackers.md)")
         linked = store.linked(profile)
+        if html is not None:
+            written = write_page(ledger, profile, linked, html)
+            err_console.print(f"attacker page written to {escape(str(written))}")
     if as_json:
         emit_json({**profile.model_dump(mode="json"), "stage": profile.stage, "linked": linked})
         return

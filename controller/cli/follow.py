@@ -254,6 +254,7 @@ class Flush:
     alerts: int
     dead_lettered: int
     incidents: dict[str, int]
+    """Records per ledger key: cases, and `_access:<address>` for access-log lines (observations, no case)."""
     position: Position | None
     notes: list[str] = field(default_factory=list)
 
@@ -317,7 +318,7 @@ class Follower:
         notes, self.source.notes = self.source.notes, []
         if not self._lines and not notes:
             return
-        now = dict(self.submitter.report.incidents)
+        now = {**self.submitter.report.incidents, **self.submitter.report.observed}  # observed: _access:<address>
         delta = {k: n - self._incidents_before.get(k, 0) for k, n in now.items() if n != self._incidents_before.get(k)}
         self._incidents_before = now
         self.on_flush(Flush(self._lines, self._alerts, self._dead, delta, position, notes))

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from autonomy_controller.controller import observations
 from autonomy_controller.controller.approver_keys import ApproverKeys, ApproverKeysError, load_configured
 from autonomy_controller.controller.cli.common import (
     AddressOption,
@@ -64,7 +65,8 @@ async def collect_trail(ledger: Ledger, incident: str, address: str, keys: Appro
     """The trail from the ledger and whatever Temporal still holds (an absent history is noted, not fatal)."""
     records = incident_records(ledger, incident)
     histories = await workflow_histories(address, incident)
-    return build_trail(incident, records, histories, ledger.verify(incident), keys=keys)
+    observed = observations.case_records(ledger, incident)
+    return build_trail(incident, records, histories, ledger.verify(incident), keys=keys, observed=observed)
 
 
 def _warn(trail: Trail) -> None:

@@ -16,11 +16,13 @@ from autonomy_controller.controller.ledger.canonical import format_ts, record_ha
 
 
 class RecordKind(StrEnum):
-    """One kind per step of an incident's life (docs/architecture.md, "The loop"), plus the two big-payload stores."""
+    """One kind per step of an incident's life (docs/architecture.md, "The loop"), plus observations and the
+    transcript store."""
 
     ALERT = "alert"
-    RAW_ALERT = "raw_alert"
-    """A sensor's raw record, kept here so workflow history only carries the ledger seq."""
+    ACCESS = "access"
+    """An access-log line (controller/observations.py): what a server answered, an observation, not an alert. Kept
+    under `_access:<address>`, never signalled: it opens no case, it is evidence for the source's case."""
     PLAN = "plan"
     DECISION = "decision"
     APPROVAL = "approval"

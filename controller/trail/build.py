@@ -3,7 +3,7 @@ and the ledger's own verification of the incident's chain."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,8 @@ from autonomy_controller.controller.trail.model import (
     ledger_cite,
 )
 from autonomy_controller.controller.trail.runs import ActionContext, RunRecords, duration, group_by_run, when
+
+ALERT_KINDS = (RecordKind.ALERT, RecordKind.ACCESS)
 
 
 def _summary(ctx: ActionContext, decision: LedgerRecord | None, outcome: str, steps: list[Step]) -> str:
@@ -223,12 +225,14 @@ def build_trail(
     verified: VerifyReport,
     now: datetime | None = None,
     keys: ApproverKeys | None = None,
+    observed: Sequence[LedgerRecord] = (),
 ) -> Trail:
     """The incident's trail from its ledger records, the `workflow_histories` document (available or not)
-    and the ledger's verification of the incident's chain; with `keys`, signed votes are re-verified."""
+    and the ledger's verification of the incident's chain; with `keys`, signed votes are re-verified.
+    `observed` are the source's access-log records (controller/observations.py), which impact evidence cites."""
     runs = read_histories(histories) if histories.get("available") else []
     by_run = {run.run_id: run for run in runs}
-    alerts_by_id = {str(r.payload.get("id")): r for r in records if r.kind is RecordKind.ALERT}
+    alerts_by_id = {str(r.payload.get("id")): r for r in [*observed, *records] if r.kind in ALERT_KINDS}
     ledger_runs = group_by_run(incident_key, records)
     actions, notes, problems = [], [], []
     labels: dict[str, dict[int, str]] = {}

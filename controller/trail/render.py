@@ -13,10 +13,11 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from autonomy_controller.controller.html import Html, badge, page, table, tag
+from autonomy_controller.controller import observations
+from autonomy_controller.controller.html import Html, badge, link, page, table, tag
 from autonomy_controller.controller.markdown import code as md_code
 from autonomy_controller.controller.markdown import text as md
-from autonomy_controller.controller.reports import safe_name
+from autonomy_controller.controller.reports import case_page_link, safe_name
 from autonomy_controller.controller.trail.model import (
     ActionTrail,
     Cite,
@@ -138,6 +139,9 @@ def render_markdown(trail: Trail) -> str:
     """The trail as Markdown: overview, one section per action with its numbered steps, notes, history."""
     out = [f"# Audit trail: {md(trail.incident_key)}", ""]
     out.append(f"- generated {_when(trail.generated_at)} from {trail.records} ledger record(s)")
+    page_href = case_page_link(trail.incident_key)  # built from a canonical address: file-safe characters only
+    if page_href:
+        out.append(f"- source {md(observations.case_address(trail.incident_key))} ([attacker page]({page_href}))")
     out.append(f"- ledger chain: {'OK' if trail.ledger.ok else '**TAMPERED**'}: {md(trail.ledger.summary)}")
     out.append(f"- workflow history: {md(_history_line(trail))}")
     out.append(f"- ledger and history disagree: {md(_disagreement_line(trail))}")
@@ -230,8 +234,13 @@ def _html_overview(trail: Trail) -> Html:
         if count == 0
         else badge(f"{count} disagreement(s)", "bad")
     )
+    page_href = case_page_link(trail.incident_key)
+    source = observations.case_address(trail.incident_key)
     facts = tag(
         "ul",
+        tag("li", "source ", tag("span", source, cls="mono"), " (", link(page_href, "attacker page"), ")")
+        if page_href
+        else "",
         tag("li", ledger, " ", trail.ledger.summary),
         tag("li", history, " ", _history_line(trail)),
         tag("li", agree, " ledger and history disagree: ", _disagreement_line(trail)),

@@ -58,9 +58,8 @@ def group_by_run(incident_key: str, records: list[LedgerRecord]) -> list[RunReco
     current: RunRecords | None = None
     pending_alerts: list[LedgerRecord] = []
     for record in records:
-        if record.kind in (RecordKind.ALERT, RecordKind.RAW_ALERT):
-            if record.kind is RecordKind.ALERT:
-                pending_alerts.append(record)
+        if record.kind is RecordKind.ALERT:
+            pending_alerts.append(record)
             continue
         run_id = run_of(record, incident_key)
         run = current if run_id is None and current is not None else runs.setdefault(run_id, RunRecords(run_id))
