@@ -1,7 +1,8 @@
 """OPA's own compiler, in-process: the policy built to WebAssembly with `opa build -t wasm`, run by wasmtime.
 
 Why: the same Rego as OPA (net.*, time.*, count, min/max, every, comprehensions) with no server, and without
-regopy's cost model. Needs the opa binary to compile (once per bundle, ~0.2 s), not to decide.
+regopy's cost model. Needs the opa binary to compile (once per set of modules, ~0.2 s, then cached:
+wasm_cache.py), not to decide.
 
 Fail closed, as the other engines: the module's host built-ins (those OPA's wasm target leaves to the SDK) are
 checked at load, and one this engine lacks refuses the bundle (UnsupportedBuiltinError, naming it); a host
@@ -13,11 +14,7 @@ on error and some differ from OPA (net.cidr_contains on IPv4-mapped IPv6): those
 from __future__ import annotations
 
 import ctypes
-import io
 import json
-import subprocess
-import tarfile
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,49 +22,47 @@ from typing import Any
 import wasmtime
 
 from controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
-from controller.engines.wasm_builtins import REROUTED_NATIVES, BuiltinError, Clock, host_builtins
+from controller.engines.wasm_builtins import (
+    C_NATIVES,
+    NULL_IS_UNDEFINED,
+    REROUTED_NATIVES,
+    BuiltinError,
+    Clock,
+    failed_native,
+    host_builtins,
+)
+from controller.engines.wasm_cache import compiled_module
 from controller.engines.wasm_module import WasmFormatError, WasmModule
 from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 
 _REROUTED_ID_BASE = 1_000_000  # far above the ids OPA numbers the module's own imports with (0, 1, ...)
+_FAILED_ID_BASE = 2_000_000
 _PAGE = 65536
-
-
-def compile_wasm(opa_bin: Path, bundle: PolicyBundle) -> bytes:
-    """The policy.wasm that `opa build -t wasm` makes of the bundle, with both entry points."""
-    if not opa_bin.exists():
-        raise PolicyEngineError(f"wasm engine: opa binary not found at {opa_bin} (it compiles the policy)")
-    with tempfile.TemporaryDirectory(prefix="autonomy-wasm-") as tmp:
-        source, out = Path(tmp) / "bundle", Path(tmp) / "wasm.tar.gz"
-        bundle.write_to(source)
-        command = [str(opa_bin), "build", "-t", "wasm", "-e", ENTRYPOINT, "-e", CONFIG_ENTRYPOINT]
-        done = subprocess.run([*command, "-o", str(out), str(source)], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise PolicyEngineError(f"wasm engine: opa build failed: {done.stderr.strip()[:800]}")
-        with tarfile.open(fileobj=io.BytesIO(out.read_bytes())) as archive:
-            member = next((m for m in archive.getmembers() if m.name.lstrip("/") == "policy.wasm"), None)
-            extracted = archive.extractfile(member) if member else None
-            if extracted is None:
-                raise PolicyEngineError("wasm engine: opa build wrote no policy.wasm")
-            return extracted.read()
 
 
 class WasmEngine:
     name = "wasm"
 
-    def __init__(self, bundle: PolicyBundle, opa_bin: Path) -> None:
+    def __init__(self, bundle: PolicyBundle, opa_bin: Path | None, cache_dir: Path | None = None) -> None:
+        """Compile the bundle's modules with opa_bin (else opa on PATH), or take them from the cache
+        (wasm_cache.py); no opa and no cached module is an OpaNotFoundError naming the fix."""
         self._clock = Clock()
         implemented = host_builtins(self._clock)
+        binary, self.module_source = compiled_module(bundle.modules, opa_bin, cache_dir)
         try:
-            module = WasmModule.parse(compile_wasm(opa_bin, bundle))
+            module = WasmModule.parse(binary)
             self._by_id: dict[int, tuple[str, Any]] = {}
             for number, (native, (builtin, arity)) in enumerate(sorted(REROUTED_NATIVES.items())):
                 if native in module.function_names:
                     module.reroute(native, f"env.opa_builtin{arity}", _REROUTED_ID_BASE + number, arity)
                     self._by_id[_REROUTED_ID_BASE + number] = (builtin, implemented[builtin])
+            for number, native in enumerate(sorted(C_NATIVES)):
+                if native in module.function_names and native not in NULL_IS_UNDEFINED:
+                    module.fail_on_null(native, "env.opa_builtin0", _FAILED_ID_BASE + number)
+                    self._by_id[_FAILED_ID_BASE + number] = (C_NATIVES[native], failed_native(C_NATIVES[native]))
             binary = module.to_bytes()
         except (WasmFormatError, KeyError) as exc:
-            raise PolicyEngineError(f"wasm engine: unexpected module layout: {exc}") from exc
+            raise PolicyEngineError(f"wasm engine: unexpected module layout ({self.module_source}): {exc}") from exc
         self._lock = threading.Lock()  # one instance, one heap: one evaluation at a time
         try:
             self._instantiate(binary, module.data_end())

@@ -1,0 +1,158 @@
+"""The compiled policy.wasm for a set of Rego modules: compiled once by OPA, then read from a cache.
+
+Why: the wasm engine is the default, and compiling needs the opa binary (0.2-1 s). The module depends only on
+the Rego modules, the entry points and the OPA that compiled it, never on the data (`opa build -t wasm` without
+-O leaves data out of the module; the engine loads the data onto the heap at start, tests/test_engine_wasm.py
+checks it). So a module is cached under a hash of the modules and entry points plus OPA's version, and an
+inventory edit costs no compile.
+
+Where a module is found, in order: the cache directory (AUTONOMY_WASM_CACHE, else $XDG_CACHE_HOME or ~/.cache,
+then autonomy/policy-wasm), then the modules prebuilt for the shipped policies (controller/engines/prebuilt/,
+filled at packaging time: `python -m controller.engines.wasm_cache --prebuild`). With an opa binary the
+module of *its* version is used (compiled when missing); without one, any cached module of these modules is, and
+none is an error naming the fix: the engine fails closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from controller.engines.base import PolicyEngineError
+from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, read_modules
+
+ENTRYPOINTS = (ENTRYPOINT, CONFIG_ENTRYPOINT)
+PREBUILT_DIR = Path(__file__).parent / "prebuilt"
+_SUFFIX = ".wasm"
+
+
+class OpaNotFoundError(PolicyEngineError):
+    """No opa binary to compile with and no cached module for these modules."""
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("AUTONOMY_WASM_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "autonomy" / "policy-wasm"
+
+
+def find_opa(configured: Path | None) -> Path | None:
+    """The opa to compile with: the configured one (AUTONOMY_OPA_BIN, default .tools/opa), else opa on PATH."""
+    if configured is not None and configured.is_file() and os.access(configured, os.X_OK):
+        return configured
+    found = shutil.which("opa")
+    return Path(found) if found else None
+
+
+def opa_version(opa: Path) -> str:
+    done = subprocess.run([str(opa), "version"], capture_output=True, text=True, timeout=30)
+    for line in done.stdout.splitlines():
+        if line.startswith("Version:"):
+            return line.partition(":")[2].strip()
+    raise PolicyEngineError(f"wasm engine: `{opa} version` printed no version: {done.stderr.strip()[:200]}")
+
+
+def modules_key(modules: dict[str, str]) -> str:
+    """A hash of what the module is compiled from: every Rego module (path and text) and the entry points."""
+    digest = hashlib.sha256()
+    for entrypoint in ENTRYPOINTS:
+        digest.update(entrypoint.encode() + b"\0")
+    for name in sorted(modules):
+        digest.update(name.encode() + b"\0" + modules[name].encode() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
+    """The policy.wasm that `opa build -t wasm` makes of the modules, with both entry points."""
+    with tempfile.TemporaryDirectory(prefix="autonomy-wasm-") as tmp:
+        source, out = Path(tmp) / "bundle", Path(tmp) / "wasm.tar.gz"
+        for relative, text in modules.items():
+            target = source / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        command = [str(opa), "build", "-t", "wasm", *(arg for e in ENTRYPOINTS for arg in ("-e", e))]
+        done = subprocess.run([*command, "-o", str(out), str(source)], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise PolicyEngineError(f"wasm engine: opa build failed: {done.stderr.strip()[:800]}")
+        with tarfile.open(fileobj=io.BytesIO(out.read_bytes())) as archive:
+            member = next((m for m in archive.getmembers() if m.name.lstrip("/") == "policy.wasm"), None)
+            extracted = archive.extractfile(member) if member else None
+            if extracted is None:
+                raise PolicyEngineError("wasm engine: opa build wrote no policy.wasm")
+            return extracted.read()
+
+
+def _store(directory: Path, name: str, binary: bytes) -> None:
+    """Write atomically (a reader never sees half a module); a cache that cannot be written is skipped."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-", delete=False) as handle:
+            handle.write(binary)
+        os.replace(handle.name, directory / name)
+    except OSError:
+        pass
+
+
+def compiled_module(
+    modules: dict[str, str],
+    opa_configured: Path | None,
+    cache_dir: Path | None = None,
+    prebuilt_dirs: tuple[Path, ...] = (PREBUILT_DIR,),
+) -> tuple[bytes, str]:
+    """(policy.wasm, where it came from) for these modules; raises OpaNotFoundError when there is no opa and no
+    cached module fits."""
+    cache_dir = cache_dir or default_cache_dir()
+    key = modules_key(modules)
+    directories = (cache_dir, *prebuilt_dirs)
+    opa = find_opa(opa_configured)
+    if opa is None:
+        for directory in directories:
+            cached = sorted(directory.glob(f"{key}-opa*{_SUFFIX}")) if directory.is_dir() else []
+            if cached:
+                return cached[-1].read_bytes(), str(cached[-1])
+        raise OpaNotFoundError(
+            f"wasm engine: no opa binary (looked at {opa_configured} and on PATH) to compile the policy, and no "
+            f"module compiled from these policies (key {key}) in {', '.join(map(str, directories))}: build opa "
+            "(`make setup` puts it at .tools/opa), set AUTONOMY_OPA_BIN or put opa on PATH, or choose "
+            "AUTONOMY_POLICY_ENGINE=embedded"
+        )
+    name = f"{key}-opa{opa_version(opa)}{_SUFFIX}"
+    for directory in directories:
+        if (directory / name).is_file():
+            return (directory / name).read_bytes(), str(directory / name)
+    binary = compile_modules(opa, modules)
+    _store(cache_dir, name, binary)
+    return binary, f"compiled by {opa}"
+
+
+def prebuild(policies_dir: Path, opa: Path, out_dir: Path) -> Path:
+    """Compile the Rego under policies_dir (tests excluded) into out_dir, named as the cache names it."""
+    modules = read_modules(policies_dir, include_tests=False)
+    name = f"{modules_key(modules)}-opa{opa_version(opa)}{_SUFFIX}"
+    _store(out_dir, name, compile_modules(opa, modules))
+    if not (out_dir / name).is_file():
+        raise PolicyEngineError(f"could not write {out_dir / name}")
+    return out_dir / name
+
+
+if __name__ == "__main__":  # python -m controller.engines.wasm_cache --prebuild [POLICIES_DIR] [OUT_DIR]
+    from controller.config import Settings
+
+    if sys.argv[1:2] != ["--prebuild"]:
+        sys.exit("usage: python -m controller.engines.wasm_cache --prebuild [POLICIES_DIR] [OUT_DIR]")
+    settings = Settings()
+    policies = Path(sys.argv[2]) if len(sys.argv) > 2 else settings.policies_dir
+    out = Path(sys.argv[3]) if len(sys.argv) > 3 else PREBUILT_DIR
+    opa_bin = find_opa(settings.opa_bin)
+    if opa_bin is None:
+        sys.exit(f"no opa binary at {settings.opa_bin} or on PATH")
+    print(prebuild(policies, opa_bin, out))
