@@ -78,7 +78,7 @@ class WasmEngine:
             self._data = self._load(bundle.data)
             self._base = self._call("opa_heap_ptr_get")  # input goes here, after the data, every evaluation
         except wasmtime.WasmtimeError as exc:
-            raise PolicyEngineError(f"wasm engine could not load the policy: {exc}") from exc
+            raise PolicyEngineError(f"wasm engine could not load the policy ({self.module_source}): {exc}") from exc
         self._check_config()
 
     # --- the instance and its memory -------------------------------------------------------------------------

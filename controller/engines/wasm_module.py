@@ -98,6 +98,8 @@ class WasmModule:
         while pos < len(binary):
             section_id = binary[pos]
             size, pos = _leb(binary, pos + 1)
+            if pos + size > len(binary):
+                raise WasmFormatError(f"section {section_id} runs past the end of the module (truncated?)")
             sections.append((section_id, binary[pos : pos + size]))
             pos += size
         imported: dict[str, int] = {}

@@ -1,0 +1,211 @@
+"""The wasm engine as the default: its compiled module cached per set of Rego modules (wasm_cache.py), found
+without opa once compiled or prebuilt, and failing closed with the fix named when neither opa nor a module is
+there; OPA's C natives failing where OPA (strict built-in errors) fails, never answering undefined."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.config import Settings
+from controller.engines.base import PolicyEngineError, PolicyUndefinedError
+from controller.engines.opa_server import OpaServer, OpaServerEngine
+from controller.engines.wasm import WasmEngine
+from controller.engines.wasm_cache import OpaNotFoundError, compiled_module, modules_key, prebuild
+from controller.guard import Guard, UnavailableGuard
+from controller.policy_bundle import PolicyBundle, with_documents
+from controller.runtime import EngineName, open_guard
+from tests.test_conformance import CASES, _comparable, _decide
+
+
+@pytest.fixture
+def no_opa_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """PATH without opa; returns a path where no opa is (as AUTONOMY_OPA_BIN would name it)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    return tmp_path / "no-opa"
+
+
+def test_the_default_engine_is_wasm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("AUTONOMY_POLICY_ENGINE", raising=False)
+    monkeypatch.setenv("AUTONOMY_WASM_CACHE", str(tmp_path / "cache"))
+    assert Settings().policy_engine == EngineName.WASM
+    with open_guard(Settings()) as guard:
+        assert isinstance(guard, Guard) and guard.engine.name == "wasm"
+
+
+def test_compiled_once_then_read_from_the_cache(bundle: PolicyBundle, opa_bin: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = WasmEngine(bundle, opa_bin, cache)
+    assert first.module_source.startswith("compiled by")
+    [cached] = cache.glob("*.wasm")
+    assert cached.name.startswith(modules_key(bundle.modules)) and "-opa1." in cached.name
+    again = WasmEngine(bundle, opa_bin, cache)
+    assert again.module_source == str(cached)
+    case = CASES[0]
+    assert _comparable(_decide(Guard(bundle, again), case)) == _comparable(_decide(Guard(bundle, first), case))
+
+
+def test_the_key_is_the_modules_not_the_data(bundle: PolicyBundle, opa_bin: Path, tmp_path: Path) -> None:
+    """An inventory edit reuses the module (the data is loaded onto the heap at start); a Rego edit does not."""
+    cache = tmp_path / "cache"
+    WasmEngine(bundle, opa_bin, cache)
+    other_data = with_documents(bundle, inventory={"assets": {"solo-01": {"addresses": ["10.9.9.9"]}}})
+    assert other_data.revision != bundle.revision
+    assert not WasmEngine(other_data, opa_bin, cache).module_source.startswith("compiled by")
+    edited = dict(bundle.modules)
+    edited["guardrails/extra.rego"] = "package autonomy.guardrails\n\nextra_rule := 1\n"
+    assert WasmEngine(dataclasses.replace(bundle, modules=edited), opa_bin, cache).module_source.startswith(
+        "compiled by"
+    )
+    assert len(list(cache.glob("*.wasm"))) == 2
+
+
+def test_without_opa_a_cached_module_is_used(
+    bundle: PolicyBundle, opa_bin: Path, tmp_path: Path, no_opa_on_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    compiled_module(bundle.modules, opa_bin, cache)
+    engine = WasmEngine(bundle, no_opa_on_path, cache)
+    assert engine.module_source.startswith(str(cache))
+    assert _decide(Guard(bundle, engine), CASES[0]).verdict is CASES[0].expected
+
+
+def test_without_opa_a_prebuilt_module_is_used(
+    settings: Settings, bundle: PolicyBundle, opa_bin: Path, tmp_path: Path, no_opa_on_path: Path
+) -> None:
+    """What a wheel ships: the shipped policies' module, compiled at packaging time."""
+    prebuilt = tmp_path / "prebuilt"
+    made = prebuild(settings.policies_dir, opa_bin, prebuilt)
+    binary, source = compiled_module(bundle.modules, no_opa_on_path, tmp_path / "empty-cache", (prebuilt,))
+    assert source == str(made) and binary == made.read_bytes()
+
+
+def test_without_opa_and_without_a_module_the_guard_fails_closed_naming_the_fix(
+    config_copy: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_opa_on_path: Path
+) -> None:
+    monkeypatch.setenv("AUTONOMY_WASM_CACHE", str(tmp_path / "empty-cache"))
+    settings = dataclasses.replace(config_copy, opa_bin=no_opa_on_path, policy_engine="wasm")
+    with open_guard(settings) as guard:
+        assert isinstance(guard, UnavailableGuard)
+        for words in (str(no_opa_on_path), "AUTONOMY_OPA_BIN", "PATH", "make setup", "AUTONOMY_POLICY_ENGINE=embedded"):
+            assert words in guard.reason, words
+    with pytest.raises(OpaNotFoundError):
+        compiled_module({"p.rego": "package p\n"}, no_opa_on_path, tmp_path / "empty-cache", ())
+
+
+def test_a_damaged_cached_module_refuses_the_bundle(
+    bundle: PolicyBundle, opa_bin: Path, tmp_path: Path, no_opa_on_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    compiled_module(bundle.modules, opa_bin, cache)
+    [cached] = cache.glob("*.wasm")
+    cached.write_bytes(cached.read_bytes()[: len(cached.read_bytes()) // 2])
+    with pytest.raises(PolicyEngineError, match=f"{cached}.*truncated"):
+        WasmEngine(bundle, no_opa_on_path, cache)
+
+
+def test_opa_is_found_on_path(bundle: PolicyBundle, opa_bin: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy(opa_bin, bin_dir / "opa")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    engine = WasmEngine(bundle, tmp_path / "not-here", tmp_path / "cache")
+    assert engine.module_source == f"compiled by {bin_dir / 'opa'}"
+
+
+# --- OPA's C natives: an error where OPA errors, not an undefined rule ------------------------------------------
+NATIVES = """package autonomy.decision
+
+default fires := false
+
+fires if {
+	input.op == "count"
+	count(input.x) > 3
+}
+
+fires if {
+	input.op == "div"
+	input.x / input.y > 1
+}
+
+fires if {
+	input.op == "sum"
+	sum(input.x) > 1
+}
+
+fires if {
+	input.op == "trim"
+	trim(input.x, " ") == "a"
+}
+
+fires if {
+	input.op == "regex"
+	regex.match(input.x, "a")
+}
+
+fires if {
+	input.op == "minus"
+	count(input.x - input.y) == 1
+}
+
+top := [m | input.op == "max"; m := max(input.x)]
+
+result := {"fires": fires, "top": top}
+"""
+CONFIG = "package autonomy.config\n\nerrors := []\n"
+
+
+@pytest.fixture(scope="module")
+def native_engines(bundle: PolicyBundle, opa_bin: Path, tmp_path_factory: Any) -> Any:
+    natives = dataclasses.replace(bundle, modules={"n.rego": NATIVES, "config.rego": CONFIG}, data={})
+    with OpaServer(opa_bin, natives) as server:
+        yield WasmEngine(natives, opa_bin, tmp_path_factory.mktemp("cache")), OpaServerEngine(server.url)
+
+
+FAILING = {
+    "count of a number": {"op": "count", "x": 5},
+    "division by zero": {"op": "div", "x": 5, "y": 0},
+    "sum of a string": {"op": "sum", "x": "ab"},
+    "trim of a number": {"op": "trim", "x": 7},
+    "invalid regex": {"op": "regex", "x": "("},
+    "set minus a number": {"op": "minus", "x": ["a"], "y": 1},
+    "max of a number": {"op": "max", "x": 3},
+}
+
+
+@pytest.mark.parametrize("document", FAILING.values(), ids=FAILING.keys())
+def test_a_native_that_fails_is_an_error_on_both(document: dict[str, Any], native_engines: Any) -> None:
+    """Without the engine's fail_on_null the C natives answer undefined: `fires` would be false, a deny rule
+    that silently did not fire. (max of a non-collection stays undefined here: see the next test.)"""
+    wasm, opa = native_engines
+    engines = [opa] if document["op"] == "max" else [wasm, opa]
+    for engine in engines:
+        with pytest.raises(PolicyEngineError) as raised:
+            engine.evaluate(document)
+        assert not isinstance(raised.value, PolicyUndefinedError)
+
+
+def test_the_wasm_error_names_the_built_in(native_engines: Any) -> None:
+    wasm, _ = native_engines
+    with pytest.raises(PolicyEngineError, match="count: invalid operand"):
+        wasm.evaluate(FAILING["count of a number"])
+
+
+SUCCEEDING = {
+    "count": ({"op": "count", "x": [1, 2, 3, 4]}, {"fires": True, "top": []}),
+    "division": ({"op": "div", "x": 5, "y": 2}, {"fires": True, "top": []}),
+    "regex": ({"op": "regex", "x": "^a"}, {"fires": True, "top": []}),
+    "max": ({"op": "max", "x": [3, 10, 2]}, {"fires": False, "top": [10]}),
+    "max of empty": ({"op": "max", "x": []}, {"fires": False, "top": []}),
+}
+
+
+@pytest.mark.parametrize(("document", "expected"), SUCCEEDING.values(), ids=SUCCEEDING.keys())
+def test_natives_that_succeed_answer_as_opa(document: dict[str, Any], expected: Any, native_engines: Any) -> None:
+    """max of an empty collection is undefined in OPA too, not an error: the NULL left alone (NULL_IS_UNDEFINED)."""
+    wasm, opa = native_engines
+    assert wasm.evaluate(document) == opa.evaluate(document) == expected
