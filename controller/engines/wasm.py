@@ -76,7 +76,12 @@ class WasmEngine:
             self._by_id.update({number: (name, implemented[name]) for name, number in imported.items()})
             self._entrypoints: dict[str, int] = json.loads(self._dump(self._call("entrypoints")))
             self._data = self._load(bundle.data)
+            self._booleans = {value: self._load(value) for value in (True, False)}
             self._base = self._call("opa_heap_ptr_get")  # input goes here, after the data, every evaluation
+            # A value below the base (the module's static data, the policy data, the booleans) never changes:
+            # its JSON text is read once. Each wasmtime call from Python costs microseconds, and most host
+            # built-in arguments are data (the allowlist prefixes) or constants (sprintf's format).
+            self._fixed_text: dict[int, bytes] = {}
         except wasmtime.WasmtimeError as exc:
             raise PolicyEngineError(f"wasm engine could not load the policy ({self.module_source}): {exc}") from exc
         self._check_config()
@@ -132,12 +137,23 @@ class WasmEngine:
     def _builtin(self, builtin_id: int, _context: int, *args: int) -> int:
         name, function = self._by_id[builtin_id]
         try:
-            result = function(*(json.loads(self._dump(arg)) for arg in args))
+            result = function(*(json.loads(self._text(arg)) for arg in args))
         except BuiltinError:
             raise
         except Exception as exc:  # a bug or an unforeseen operand: still an error, never a value
             raise BuiltinError(f"{name}: {exc}") from exc
+        if isinstance(result, bool):  # the shared, never-freed values below the base
+            return self._booleans[result]
         return self._load(result)
+
+    def _text(self, value: int) -> bytes:
+        """A built-in's argument as JSON text; read from the module once when it lies below the base."""
+        if value >= self._base:
+            return self._dump(value)
+        text = self._fixed_text.get(value)
+        if text is None:
+            text = self._fixed_text[value] = self._dump(value)
+        return text
 
     def _abort(self, message: int) -> None:
         raise BuiltinError(f"policy aborted: {ctypes.string_at(self._address(message)).decode(errors='replace')}")
