@@ -204,3 +204,19 @@ def test_the_embedded_engine_refuses_the_examples_and_says_why(example_config: S
         assert isinstance(guard, UnavailableGuard)
         assert "net.cidr_intersects" in guard.reason
         assert _decide(guard, EXAMPLE_CASES[0]).verdict is Verdict.DENY
+
+
+def test_the_tutorial_asks_for_no_engine_cost_model() -> None:
+    """policies/README.md's tutorial writes Rego as any OPA shop does: no prefix bits, hashed indexes or number
+    tables, and example (a) as its file has it (net.cidr_intersects)."""
+    readme = (REPO_ROOT / "policies" / "README.md").read_text()
+    tutorial = readme.split("## Writing your own policy")[1].split("\n## ")[0]
+    for idiom in ("bits", "md5", "hashed", "number_text", "any_prefix_match", "asset_named"):
+        assert idiom not in tutorial, idiom
+    for example in EXAMPLES.glob("*.rego"):
+        if not example.name.endswith("_test.rego"):  # a test builds whole targets, bits included
+            for idiom in ("bits", "md5", "hashed", "number_text", "any_prefix_match"):
+                assert idiom not in example.read_text(), (example.name, idiom)
+    call = "net.cidr_intersects(block, cgnat_cidr(target))"
+    assert call in tutorial and call in (EXAMPLES / "cgnat.rego").read_text()
+    assert "You need not follow any engine's cost model" in readme
