@@ -17,9 +17,13 @@ from controller.engines.opa_server import OpaServer, OpaServerEngine
 from controller.engines.wasm import WasmEngine
 from controller.engines.wasm_cache import OpaNotFoundError, compiled_module, modules_key, prebuild
 from controller.guard import Guard, UnavailableGuard
+from controller.ledger import RecordKind
+from controller.models import Level
 from controller.policy_bundle import PolicyBundle, with_documents
 from controller.runtime import EngineName, open_guard
+from tests.harness import ATTACKER, action_of, burst, running_loop
 from tests.test_conformance import CASES, _comparable, _decide
+from workflows.contracts import ActionStatus
 
 
 @pytest.fixture
@@ -209,3 +213,18 @@ def test_natives_that_succeed_answer_as_opa(document: dict[str, Any], expected: 
     """max of an empty collection is undefined in OPA too, not an error: the NULL left alone (NULL_IS_UNDEFINED)."""
     wasm, opa = native_engines
     assert wasm.evaluate(document) == opa.evaluate(document) == expected
+
+
+# --- the default engine in the loop ------------------------------------------------------------------------------
+async def test_the_loop_decides_on_the_default_engine(config_copy: Settings) -> None:
+    """A worker with no engine named (as `autonomy worker` runs) decides on wasm: the L3 block runs and each
+    decision record names the engine and the policy revision."""
+    async with running_loop(config_copy, engine=EngineName(Settings().policy_engine)) as loop:
+        (key,) = await loop.submit(burst(), level=Level.L3)
+        status = await loop.wait_for(
+            key, lambda s: bool(s.actions) and action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT
+        )
+        assert ("blocked", ATTACKER) in loop.enforcement.state, status
+        decisions = loop.ledger.records(key, [RecordKind.DECISION])
+        engines = {record.payload["policy"]["engine"] for record in decisions if record.payload.get("policy")}
+        assert engines == {"wasm"}
