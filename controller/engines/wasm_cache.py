@@ -97,6 +97,7 @@ def _store(directory: Path, name: str, binary: bytes) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-", delete=False) as handle:
             handle.write(binary)
+        os.chmod(handle.name, 0o644)  # a module is no secret; a prebuilt one is read by whoever runs the product
         os.replace(handle.name, directory / name)
     except OSError:
         pass
