@@ -1,7 +1,7 @@
 """OPA's own compiler, in-process: the policy built to WebAssembly with `opa build -t wasm`, run by wasmtime.
 
 Why: the same Rego as OPA (net.*, time.*, count, min/max, every, comprehensions) with no server, and without
-regopy's cost model. Needs the opa binary to compile (once per set of modules, ~0.2 s, then cached:
+regopy's cost model. Needs the opa binary to compile (once per set of modules, 0.5-1 s, then cached:
 wasm_cache.py), not to decide.
 
 Fail closed, as the other engines: the module's host built-ins (those OPA's wasm target leaves to the SDK) are
