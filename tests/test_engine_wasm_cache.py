@@ -18,12 +18,13 @@ from controller.engines.wasm import WasmEngine
 from controller.engines.wasm_cache import OpaNotFoundError, compiled_module, modules_key, prebuild
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import RecordKind
-from controller.models import Level
+from controller.models import Level, Verdict
 from controller.policy_bundle import PolicyBundle, with_documents
 from controller.runtime import EngineName, open_guard
 from tests.harness import ATTACKER, action_of, burst, running_loop
 from tests.test_conformance import CASES, _comparable, _decide
 from workflows.contracts import ActionStatus
+from workflows.guard_provider import GuardProvider
 
 
 @pytest.fixture
@@ -228,3 +229,30 @@ async def test_the_loop_decides_on_the_default_engine(config_copy: Settings) -> 
         decisions = loop.ledger.records(key, [RecordKind.DECISION])
         engines = {record.payload["policy"]["engine"] for record in decisions if record.payload.get("policy")}
         assert engines == {"wasm"}
+
+
+def test_a_policy_edit_reaches_the_worker_compiled_once(
+    config_copy: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's guard (GuardProvider) on the default engine: a Rego edit is compiled at the next use and
+    decides from then on; an edit that does not compile stops every action, naming opa's error."""
+    monkeypatch.setenv("AUTONOMY_WASM_CACHE", str(tmp_path / "cache"))
+    provider = GuardProvider(config_copy)
+    first = provider.current()
+    assert isinstance(first, Guard) and first.engine.name == "wasm"
+    assert provider.current() is first  # nothing moved: no rebuild
+    rule = config_copy.policies_dir / "guardrails" / "no_ticket.rego"
+    rule.write_text(
+        'package autonomy.guardrails\n\ndeny contains "tickets are off" if input.action.name == "ticket.create"\n'
+    )
+    edited = provider.current()
+    assert isinstance(edited, Guard) and edited is not first
+    assert isinstance(edited.engine, WasmEngine) and edited.engine.module_source.startswith("compiled by")
+    ticket = next(c for c in CASES if c.name == "L2 ticket runs")
+    assert _decide(first, ticket).verdict is Verdict.EXECUTE
+    decision = _decide(edited, ticket)
+    assert decision.verdict is Verdict.DENY and any("tickets are off" in r for r in decision.reasons)
+    rule.write_text("package autonomy.guardrails\n\ndeny contains if {\n")
+    broken = provider.current()
+    assert isinstance(broken, UnavailableGuard) and "opa build failed" in broken.reason
+    provider.close()
