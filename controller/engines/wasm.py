@@ -24,7 +24,8 @@ import wasmtime
 from controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
 from controller.engines.wasm_builtins import (
     C_NATIVES,
-    NULL_IS_UNDEFINED,
+    NOT_PATCHED,
+    NULL_IS_UNDEFINED_FOR,
     REROUTED_NATIVES,
     BuiltinError,
     Clock,
@@ -57,8 +58,9 @@ class WasmEngine:
                     module.reroute(native, f"env.opa_builtin{arity}", _REROUTED_ID_BASE + number, arity)
                     self._by_id[_REROUTED_ID_BASE + number] = (builtin, implemented[builtin])
             for number, native in enumerate(sorted(C_NATIVES)):
-                if native in module.function_names and native not in NULL_IS_UNDEFINED:
-                    module.fail_on_null(native, "env.opa_builtin0", _FAILED_ID_BASE + number)
+                if native in module.function_names and native not in NOT_PATCHED:
+                    null_ok_for = NULL_IS_UNDEFINED_FOR.get(native, ())
+                    module.fail_on_null(native, "env.opa_builtin0", _FAILED_ID_BASE + number, null_ok_for)
                     self._by_id[_FAILED_ID_BASE + number] = (C_NATIVES[native], failed_native(C_NATIVES[native]))
             binary = module.to_bytes()
         except (WasmFormatError, KeyError) as exc:

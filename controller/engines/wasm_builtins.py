@@ -393,9 +393,11 @@ C_NATIVES: dict[str, str] = {
     "opa_value_transitive_closure": "walk",
 }
 
-# NULL is OPA's answer too (max/min of an empty collection is undefined, not an error); and the rerouted ones,
-# whose host implementation raises on error itself.
-NULL_IS_UNDEFINED = frozenset({"opa_agg_max", "opa_agg_min", *REROUTED_NATIVES})
+# Not patched: the rerouted ones, whose host implementation raises on error itself.
+NOT_PATCHED = frozenset(REROUTED_NATIVES)
+# Where NULL is OPA's answer too, for arguments of these types (OPA value types, value.h: array 5, set 7): max and
+# min of an empty collection are undefined, not an error; of anything else, an error.
+NULL_IS_UNDEFINED_FOR: dict[str, tuple[int, ...]] = {"opa_agg_max": (5, 7), "opa_agg_min": (5, 7)}
 
 
 def failed_native(name: str) -> Callable[..., Any]:

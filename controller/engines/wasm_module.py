@@ -17,6 +17,7 @@ from dataclasses import dataclass
 _MAGIC = b"\x00asm\x01\x00\x00\x00"
 _CUSTOM, _TYPE, _IMPORT, _FUNCTION, _CODE, _DATA = 0, 1, 2, 3, 10, 11
 _I32 = 0x7F
+VALUE_TYPE = "opa_value_type"  # OPA's C runtime: a value's type (OPA_ARRAY 5, OPA_SET 7... in value.h)
 _FUNC_NAMES = 1  # subsection of the "name" custom section
 
 
@@ -122,24 +123,32 @@ class WasmModule:
         body += b"\x10" + _uleb(self.imported_funcs[import_name]) + b"\x0b"  # call; end
         self._set_body(self.function_names[function], bytes(body))
 
-    def fail_on_null(self, function: str, import_name: str, builtin_id: int) -> None:
+    def fail_on_null(self, function: str, import_name: str, builtin_id: int, null_ok_for: tuple[int, ...] = ()) -> None:
         """Make `function` (i32 params -> i32) fail instead of answering NULL (*undefined*): its body moves to a
         new function, and it becomes a wrapper that calls that one and, on NULL, calls import
         `import_name`(builtin_id, 0) (the host raises, naming the function) and traps. `import_name` must be
-        the zero-argument `env.opa_builtin0`. Existing indexes keep their meaning; callers are unchanged."""
+        the zero-argument `env.opa_builtin0`. With `null_ok_for` (OPA value types, value.h), NULL stands when
+        the first argument is of one of those types (max of an empty array: undefined in OPA too). Existing
+        indexes keep their meaning; callers are unchanged."""
         index = self.function_names[function]
         params, results = self._signature(index)
         if results != [_I32] or any(param != _I32 for param in params):
             raise WasmFormatError(f"{function}: not an (i32...) -> i32 function")
         moved = self._append_function(self._type_index(index), self._bodies()[self._defined(index)])
-        result = len(params)  # the wrapper's one local, after the params
-        body = bytearray(b"\x01\x01" + bytes([_I32]))  # one group of one i32 local
+        result, kind = len(params), len(params) + 1  # the wrapper's two locals, after the params
+        fail = b"\x41" + _sleb(builtin_id) + b"\x41\x00\x10" + _uleb(self.imported_funcs[import_name])
+        fail += b"\x1a\x00"  # drop; unreachable
+        if null_ok_for:  # fail only when the first argument's type is none of them
+            checks = b"\x20\x00\x10" + _uleb(self.function_names[VALUE_TYPE]) + b"\x21" + _uleb(kind)
+            for number, value_type in enumerate(null_ok_for):
+                checks += b"\x20" + _uleb(kind) + b"\x41" + _sleb(value_type) + b"\x47"  # local.get; const; ne
+                checks += b"\x71" if number else b""  # i32.and: of none of the types
+            fail = checks + b"\x04\x40" + fail + b"\x0b"  # if ... end
+        body = bytearray(b"\x01\x02" + bytes([_I32]))  # one group of two i32 locals
         for param in range(len(params)):
             body += b"\x20" + _uleb(param)  # local.get
         body += b"\x10" + _uleb(moved) + b"\x22" + _uleb(result)  # call the moved body; local.tee
-        body += b"\x45\x04\x40"  # i32.eqz; if (no result)
-        body += b"\x41" + _sleb(builtin_id) + b"\x41\x00\x10" + _uleb(self.imported_funcs[import_name])
-        body += b"\x1a\x00\x0b"  # drop; unreachable; end (of the if)
+        body += b"\x45\x04\x40" + fail + b"\x0b"  # i32.eqz; if (no result) ... end
         body += b"\x20" + _uleb(result) + b"\x0b"  # local.get; end
         self._set_body(index, bytes(body))
 
