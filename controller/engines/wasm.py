@@ -86,7 +86,8 @@ class WasmEngine:
             self._fixed_text: dict[int, bytes] = {}
         except wasmtime.WasmtimeError as exc:
             raise PolicyEngineError(f"wasm engine could not load the policy ({self.module_source}): {exc}") from exc
-        self._check_config()
+        if CONFIG_ENTRYPOINT in self._entrypoints:
+            self._check_config()
 
     # --- the instance and its memory -------------------------------------------------------------------------
     def _instantiate(self, binary: bytes, data_end: int) -> None:

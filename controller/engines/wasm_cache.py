@@ -26,9 +26,9 @@ import tempfile
 from pathlib import Path
 
 from controller.engines.base import PolicyEngineError
-from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, read_modules
+from controller.engines.embedded import defines_package
+from controller.policy_bundle import CONFIG_ENTRYPOINT, CONFIG_PACKAGE, ENTRYPOINT, read_modules
 
-ENTRYPOINTS = (ENTRYPOINT, CONFIG_ENTRYPOINT)
 PREBUILT_DIR = Path(__file__).parent / "prebuilt"
 _SUFFIX = ".wasm"
 
@@ -61,10 +61,16 @@ def opa_version(opa: Path) -> str:
     raise PolicyEngineError(f"wasm engine: `{opa} version` printed no version: {done.stderr.strip()[:200]}")
 
 
+def entrypoints(modules: dict[str, str]) -> list[str]:
+    """The decision, and the static data checks when the policy has them (no package autonomy.config: nothing to
+    check, as on the other engines)."""
+    return [ENTRYPOINT, *([CONFIG_ENTRYPOINT] if defines_package(modules, CONFIG_PACKAGE) else [])]
+
+
 def modules_key(modules: dict[str, str]) -> str:
     """A hash of what the module is compiled from: every Rego module (path and text) and the entry points."""
     digest = hashlib.sha256()
-    for entrypoint in ENTRYPOINTS:
+    for entrypoint in entrypoints(modules):
         digest.update(entrypoint.encode() + b"\0")
     for name in sorted(modules):
         digest.update(name.encode() + b"\0" + modules[name].encode() + b"\0")
@@ -79,10 +85,11 @@ def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
             target = source / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        command = [str(opa), "build", "-t", "wasm", *(arg for e in ENTRYPOINTS for arg in ("-e", e))]
+        command = [str(opa), "build", "-t", "wasm", *(arg for e in entrypoints(modules) for arg in ("-e", e))]
         done = subprocess.run([*command, "-o", str(out), str(source)], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise PolicyEngineError(f"wasm engine: opa build failed: {done.stderr.strip()[:800]}")
+            said = (done.stderr.strip() or done.stdout.strip())[:800]
+            raise PolicyEngineError(f"wasm engine: opa build failed: {said}")
         with tarfile.open(fileobj=io.BytesIO(out.read_bytes())) as archive:
             member = next((m for m in archive.getmembers() if m.name.lstrip("/") == "policy.wasm"), None)
             extracted = archive.extractfile(member) if member else None
