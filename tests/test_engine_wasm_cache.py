@@ -258,3 +258,15 @@ def test_a_policy_edit_reaches_the_worker_compiled_once(
     broken = provider.current()
     assert isinstance(broken, UnavailableGuard) and "opa build failed" in broken.reason
     provider.close()
+
+
+def test_an_opa_that_cannot_run_is_an_unavailable_guard_not_a_crash(
+    config_copy: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "opa"
+    broken.write_text("not a program\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("AUTONOMY_WASM_CACHE", str(tmp_path / "empty-cache"))
+    with open_guard(dataclasses.replace(config_copy, opa_bin=broken, policy_engine="wasm")) as guard:
+        assert isinstance(guard, UnavailableGuard)
+        assert f"could not run {broken} version" in guard.reason

@@ -1,10 +1,10 @@
 """The compiled policy.wasm for a set of Rego modules: compiled once by OPA, then read from a cache.
 
-Why: the wasm engine is the default, and compiling needs the opa binary (0.2-1 s). The module depends only on
+Why: the wasm engine is the default, and compiling needs the opa binary (0.5-1 s). The module depends only on
 the Rego modules, the entry points and the OPA that compiled it, never on the data (`opa build -t wasm` without
--O leaves data out of the module; the engine loads the data onto the heap at start, tests/test_engine_wasm.py
-checks it). So a module is cached under a hash of the modules and entry points plus OPA's version, and an
-inventory edit costs no compile.
+-O leaves data out of the module; the engine loads the data onto the heap at start: the conformance tests run
+one module against many data documents). So a module is cached under a hash of the modules and entry points
+plus OPA's version, and an inventory edit costs no compile.
 
 Where a module is found, in order: the cache directory (AUTONOMY_WASM_CACHE, else $XDG_CACHE_HOME or ~/.cache,
 then autonomy/policy-wasm), then the modules prebuilt for the shipped policies (controller/engines/prebuilt/,
@@ -53,8 +53,16 @@ def find_opa(configured: Path | None) -> Path | None:
     return Path(found) if found else None
 
 
+def _run_opa(opa: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run opa; one that cannot start or hangs is a PolicyEngineError (the guard then denies, naming it)."""
+    try:
+        return subprocess.run([str(opa), *args], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PolicyEngineError(f"wasm engine: could not run {opa} {args[0]}: {exc}") from exc
+
+
 def opa_version(opa: Path) -> str:
-    done = subprocess.run([str(opa), "version"], capture_output=True, text=True, timeout=30)
+    done = _run_opa(opa, "version")
     for line in done.stdout.splitlines():
         if line.startswith("Version:"):
             return line.partition(":")[2].strip()
@@ -78,15 +86,15 @@ def modules_key(modules: dict[str, str]) -> str:
 
 
 def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
-    """The policy.wasm that `opa build -t wasm` makes of the modules, with both entry points."""
+    """The policy.wasm that `opa build -t wasm` makes of the modules, with their entry points."""
     with tempfile.TemporaryDirectory(prefix="autonomy-wasm-") as tmp:
         source, out = Path(tmp) / "bundle", Path(tmp) / "wasm.tar.gz"
         for relative, text in modules.items():
             target = source / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        command = [str(opa), "build", "-t", "wasm", *(arg for e in entrypoints(modules) for arg in ("-e", e))]
-        done = subprocess.run([*command, "-o", str(out), str(source)], capture_output=True, text=True, timeout=120)
+        targets = [arg for entrypoint in entrypoints(modules) for arg in ("-e", entrypoint)]
+        done = _run_opa(opa, "build", "-t", "wasm", *targets, "-o", str(out), str(source))
         if done.returncode != 0:
             said = (done.stderr.strip() or done.stdout.strip())[:800]
             raise PolicyEngineError(f"wasm engine: opa build failed: {said}")
@@ -100,14 +108,17 @@ def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
 
 def _store(directory: Path, name: str, binary: bytes) -> None:
     """Write atomically (a reader never sees half a module); a cache that cannot be written is skipped."""
+    temporary: str | None = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-", delete=False) as handle:
+            temporary = handle.name
             handle.write(binary)
-        os.chmod(handle.name, 0o644)  # a module is no secret; a prebuilt one is read by whoever runs the product
-        os.replace(handle.name, directory / name)
+        os.chmod(temporary, 0o644)  # a module is no secret; a prebuilt one is read by whoever runs the product
+        os.replace(temporary, directory / name)
     except OSError:
-        pass
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
 
 
 def compiled_module(
