@@ -5,7 +5,9 @@ there; OPA's C natives failing where OPA (strict built-in errors) fails, never a
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from controller.config import Settings
 from controller.engines.base import PolicyEngineError, PolicyUndefinedError
 from controller.engines.opa_server import OpaServer, OpaServerEngine
 from controller.engines.wasm import WasmEngine
-from controller.engines.wasm_cache import OpaNotFoundError, compiled_module, modules_key, prebuild
+from controller.engines.wasm_builtins import C_NATIVES
+from controller.engines.wasm_cache import OpaNotFoundError, compiled_module, modules_key, opa_version, prebuild
 from controller.guard import Guard, UnavailableGuard
 from controller.ledger import RecordKind
 from controller.models import Level, Verdict
@@ -148,6 +151,11 @@ fires if {
 }
 
 fires if {
+	input.op == "base64"
+	base64.decode(input.x) == "a"
+}
+
+fires if {
 	input.op == "regex"
 	regex.match(input.x, "a")
 }
@@ -179,6 +187,7 @@ FAILING = {
     "sum of a string": {"op": "sum", "x": "ab"},
     "trim of a number": {"op": "trim", "x": 7},
     "invalid regex": {"op": "regex", "x": "("},
+    "invalid base64": {"op": "base64", "x": "%%%"},
     "set minus a number": {"op": "minus", "x": ["a"], "y": 1},
     "max of a number": {"op": "max", "x": 3},
 }
@@ -204,6 +213,7 @@ SUCCEEDING = {
     "count": ({"op": "count", "x": [1, 2, 3, 4]}, {"fires": True, "top": []}),
     "division": ({"op": "div", "x": 5, "y": 2}, {"fires": True, "top": []}),
     "regex": ({"op": "regex", "x": "^a"}, {"fires": True, "top": []}),
+    "base64": ({"op": "base64", "x": "YQ=="}, {"fires": True, "top": []}),
     "max": ({"op": "max", "x": [3, 10, 2]}, {"fires": False, "top": [10]}),
     "max of empty": ({"op": "max", "x": []}, {"fires": False, "top": []}),
     "max of a set": ({"op": "max of set", "x": [3, 10]}, {"fires": False, "top": [10]}),
@@ -270,3 +280,17 @@ def test_an_opa_that_cannot_run_is_an_unavailable_guard_not_a_crash(
     with open_guard(dataclasses.replace(config_copy, opa_bin=broken, policy_engine="wasm")) as guard:
         assert isinstance(guard, UnavailableGuard)
         assert f"could not run {broken} version" in guard.reason
+
+
+def test_the_patched_natives_are_opas_own_list(opa_bin: Path) -> None:
+    """C_NATIVES is OPA's list of built-ins its wasm target implements in C (the source `make setup` built opa
+    from, in Go's module cache): after an OPA upgrade that adds one, this fails until it is listed (a native left
+    out would answer undefined on error again)."""
+    version = opa_version(opa_bin)
+    go = shutil.which("go")
+    assert go, "Go builds .tools/opa (make setup); its module cache holds OPA's source"
+    cache = Path(subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip())
+    source = cache / f"github.com/open-policy-agent/opa@v{version}/internal/compiler/wasm/wasm.go"
+    assert source.is_file(), f"{source}: OPA's source is not where `go install` leaves it"
+    table = source.read_text().split("var builtinsFunctions = map[string]string{")[1].split("\n}")[0]
+    assert set(re.findall(r'"(\w+)"', table)) == set(C_NATIVES)
