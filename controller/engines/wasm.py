@@ -81,7 +81,9 @@ class WasmEngine:
             self._booleans = {value: self._load(value) for value in (True, False)}
             self._base = self._call("opa_heap_ptr_get")  # input goes here, after the data, every evaluation
             # A value below the base (the module's static data, the policy data, the booleans) never changes:
-            # its JSON text is read once. Each wasmtime call from Python costs microseconds, and most host
+            # opa_eval resets the heap and its free lists to the address we give it, above the base, so nothing
+            # is allocated below it during an evaluation (OPA's wasm/src/context.c, malloc.c). Its JSON text is
+            # read once. Each wasmtime call from Python costs microseconds, and most host
             # built-in arguments are data (the allowlist prefixes) or constants (sprintf's format).
             self._fixed_text: dict[int, bytes] = {}
         except wasmtime.WasmtimeError as exc:
