@@ -300,7 +300,8 @@ REROUTED_NATIVES = {
 # internal/compiler/wasm/wasm.go builtinsFunctions), C function -> OPA name. Each answers NULL, *undefined*,
 # where OPA with strict built-in errors errors (a type error, a division by zero, an invalid regex or base64...),
 # which would let a deny rule silently not fire. So the engine makes each one fail instead of answering NULL
-# (wasm_module.fail_on_null): an error, a deny, naming the built-in. Not these:
+# (wasm_module.fail_on_null): an error, a deny, naming the built-in; except NOT_PATCHED, and max/min of an
+# empty collection (NULL_IS_UNDEFINED_FOR).
 C_NATIVES: dict[str, str] = {
     "builtin_graph_reachable": "graph.reachable",
     "builtin_json_filter": "json.filter",
