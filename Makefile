@@ -18,7 +18,7 @@ setup: $(INSTALLED) $(OPA_STAMP)
 
 # Installs exactly what requirements.lock pins (versions and hashes), so an upstream release cannot change a
 # fresh clone; the project itself goes in editable, without build isolation, with the locked setuptools.
-$(INSTALLED): pyproject.toml requirements.lock
+$(INSTALLED): pyproject.toml setup.py requirements.lock
 	@command -v python3.11 >/dev/null || { echo "python3.11 is required"; exit 1; }
 	test -x $(VENV)/bin/python || python3.11 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --require-hashes --no-deps -r requirements.lock
@@ -60,7 +60,8 @@ demo: $(INSTALLED)
 lint: $(INSTALLED) $(OPA_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy controller actions workflows
+	mkdir -p build/typing && ln -sfn $(CURDIR) build/typing/autonomy_controller
+	$(VENV)/bin/mypy -p autonomy_controller.controller -p autonomy_controller.actions -p autonomy_controller.workflows
 	$(OPA) fmt --diff --fail policies examples/policies
 	$(OPA) check --strict policies examples/policies
 	$(OPA) check --strict --schema schema/input.schema.json --ignore '*_test.rego' policies examples/policies
@@ -73,9 +74,9 @@ lint: $(INSTALLED) $(OPA_STAMP)
 # root they skip, saying so).
 unit: setup $(TEMPORAL_SERVER_STAMP)
 	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && bash .ci/chromium.sh && \
-		$(VENV)/bin/python -c 'from controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
-		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_slapd; ensure_slapd()' && \
-		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_samba; ensure_samba()'; fi
+		$(VENV)/bin/python -c 'from autonomy_controller.controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
+		$(VENV)/bin/python -c 'from autonomy_controller.actions.adapters.identity.packages import ensure_slapd; ensure_slapd()' && \
+		$(VENV)/bin/python -c 'from autonomy_controller.actions.adapters.identity.packages import ensure_samba; ensure_samba()'; fi
 	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)}" && \
 	AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/pytest -q -ra
 

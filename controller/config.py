@@ -2,17 +2,47 @@
 
 Everything a deployment changes (levels, policies, playbooks, OPA address) comes from files or environment
 variables, never from code, so scaling out or pointing at a real OPA is configuration.
+
+A **configuration folder** (a "home") holds `autonomy.yaml` beside `levels/`, `policies/`, the playbooks and
+`config/`; `autonomy init DIR` writes one for a team to version in git. The home is, in order: the `--home` flag
+(which the CLI puts into AUTONOMY_HOME so the processes it starts find the same one), AUTONOMY_HOME, the current
+folder or the nearest parent holding `autonomy.yaml` (like git), else the defaults the product ships (a checkout's
+root, or the installed package's folder, where state then goes to the user's state folder). Each part can
+still be pointed elsewhere on its own (AUTONOMY_LEVELS_DIR, AUTONOMY_POLICIES_DIR, ...).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The `autonomy_controller` package's folder: a checkout's root, or the installed package in site-packages
+(setup.py ships the default configuration there, where it sits in the checkout)."""
+INSTALLED = not (REPO_ROOT / "pyproject.toml").is_file()
+"""Running from an installed wheel rather than a checkout: the defaults are then read-only."""
+HOME_MARKER = "autonomy.yaml"
+HOME_LAYOUT = {
+    "levels": "levels",
+    "policies": "policies",
+    "playbooks": "playbooks",
+    "config": "config",
+    "state": "var",
+    "examples": "examples/alerts",
+}
+"""Where each part lives inside a home, unless its autonomy.yaml says otherwise (a checkout's does: its playbooks
+are under workflows/)."""
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 """Where `autonomy server` listens by default (the Temporal CLI's own default port)."""
+
+
+class ConfigError(ValueError):
+    """A configuration folder that cannot be used; the message names the file and what is wrong."""
 
 
 def _path_from_env(name: str, default: Path) -> Path:
@@ -20,18 +50,75 @@ def _path_from_env(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def defaults_home() -> Path:
+    """The configuration the product ships: the checkout's root, or the installed package's folder."""
+    return REPO_ROOT
+
+
+def find_home(start: Path | None = None) -> Path:
+    """AUTONOMY_HOME, else the nearest folder from `start` (the current one) up holding autonomy.yaml, else
+    the shipped defaults. A named home that is not one is an error, never a silent fallback."""
+    named = os.environ.get("AUTONOMY_HOME")
+    if named:
+        home = Path(named).expanduser().resolve()
+        if not (home / HOME_MARKER).is_file():
+            raise ConfigError(f"AUTONOMY_HOME={named}: no {HOME_MARKER} there (make one with `autonomy init {named}`)")
+        return home
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / HOME_MARKER).is_file():
+            return folder
+    return defaults_home()
+
+
+def home_layout(home: Path) -> dict[str, Path]:
+    """The parts of a home, from its autonomy.yaml (relative paths; unknown keys refused, so a typo is seen)."""
+    return dict(_read_layout(home))
+
+
+@cache  # Settings() is built often; a home's layout does not change while a process runs
+def _read_layout(home: Path) -> dict[str, Path]:
+    marker = home / HOME_MARKER
+    try:
+        declared = yaml.safe_load(marker.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{marker}: cannot read it: {exc}") from exc
+    if not isinstance(declared, dict):
+        raise ConfigError(f"{marker}: must be a mapping of part -> folder (parts: {', '.join(HOME_LAYOUT)})")
+    unknown = sorted(set(declared) - set(HOME_LAYOUT) - {"version"})
+    if unknown:
+        raise ConfigError(f"{marker}: unknown part(s) {', '.join(unknown)} (parts: {', '.join(HOME_LAYOUT)})")
+    parts = {name: home / str(declared.get(name, default)) for name, default in HOME_LAYOUT.items()}
+    if INSTALLED and home == REPO_ROOT:
+        # Inside site-packages: read-only for the user, so state goes to their state folder.
+        state_root = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        parts["state"] = state_root / "autonomy"
+    return parts
+
+
+def home_part(name: str) -> Path:
+    return _read_layout(find_home())[name]
+
+
+def find_opa() -> Path:
+    """AUTONOMY_OPA_BIN, else a checkout's .tools/opa (make builds it), else `opa` on PATH."""
+    built = REPO_ROOT / ".tools" / "opa"
+    on_path = shutil.which("opa")
+    return _path_from_env("AUTONOMY_OPA_BIN", built if built.exists() or not on_path else Path(on_path))
+
+
 @dataclass(frozen=True)
 class Settings:
-    levels_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_LEVELS_DIR", REPO_ROOT / "levels"))
-    policies_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_POLICIES_DIR", REPO_ROOT / "policies"))
-    config_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_CONFIG_DIR", REPO_ROOT / "config"))
+    levels_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_LEVELS_DIR", home_part("levels")))
+    policies_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_POLICIES_DIR", home_part("policies")))
+    config_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_CONFIG_DIR", home_part("config")))
     """Controller config that is not policy (the approver keys): never under policies_dir, where OPA would load
     it as data."""
     playbooks_dir: Path = field(
-        default_factory=lambda: _path_from_env("AUTONOMY_PLAYBOOKS_DIR", REPO_ROOT / "workflows" / "playbooks")
+        default_factory=lambda: _path_from_env("AUTONOMY_PLAYBOOKS_DIR", home_part("playbooks"))
     )
-    state_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_STATE_DIR", REPO_ROOT / "var"))
-    opa_bin: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_OPA_BIN", REPO_ROOT / ".tools" / "opa"))
+    state_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_STATE_DIR", home_part("state")))
+    opa_bin: Path = field(default_factory=find_opa)
     opa_url: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_OPA_URL") or None)
     policy_engine: str = field(default_factory=lambda: os.environ.get("AUTONOMY_POLICY_ENGINE") or "wasm")
     """wasm (OPA-compiled WebAssembly, in-process; the default), embedded (regopy) or opa (server):
@@ -50,7 +137,7 @@ class Settings:
     @property
     def example_alert_files(self) -> list[Path]:
         """The bundled example alerts plus, when present beside the repo, the shared real sensor samples."""
-        files = sorted((REPO_ROOT / "examples" / "alerts").glob("*.jsonl"))
+        files = sorted(home_part("examples").glob("*.jsonl"))
         shared = REPO_ROOT.parent / "shared" / "samples"
         return files + (sorted(shared.glob("*.jsonl")) if shared.is_dir() else [])
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from controller.addresses import AddressError, address_facts, parse_network
-from controller.config import REPO_ROOT
-from controller.inventory import AssetError, canonical_host_text, checked_asset
-from controller.levels import LevelConfig
+from autonomy_controller.controller.addresses import AddressError, address_facts, parse_network
+from autonomy_controller.controller.config import defaults_home
+from autonomy_controller.controller.inventory import AssetError, canonical_host_text, checked_asset
+from autonomy_controller.controller.levels import LevelConfig
 
 ENTRYPOINT = "autonomy/decision/result"
 # Static checks of the bundle's data (policies/autonomy/config.rego): evaluated once when an engine loads the
@@ -39,7 +39,7 @@ OPA_DATA_SUFFIXES = (".json", ".yaml", ".yml")
 COMPILED_DOCUMENTS = ("levels", "triage_model", "number_text", "meta")
 # The JSON Schemas of the input and data documents: in the repository beside policies/ (so that `opa eval -d
 # policies/` loads no schema as data), and in an exported bundle under schema/ (OPA reads only data.json there).
-SCHEMA_DIR = REPO_ROOT / "schema"
+SCHEMA_DIR = defaults_home() / "schema"
 SCHEMA_FILES = ("input.schema.json", "data.schema.json")
 
 

@@ -20,16 +20,18 @@ line `--help` shows for it, its panel) whose module loads when the command runs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from controller.cli.lazy import Lazy, lazy_group
+from autonomy_controller.controller.cli.lazy import Lazy, lazy_group
 
 JUDGE, LOOP, AUDIT = "Judge (nothing runs)", "Run the loop", "Report and audit"
-_CLI = "controller.cli"
+_CLI = "autonomy_controller.controller.cli"
 
 COMMANDS = {
     "evaluate": Lazy(
@@ -37,6 +39,9 @@ COMMANDS = {
     ),
     "simulate": Lazy(
         f"{_CLI}.simulate:simulate", "What-if: replay past alerts through L1-L5 or candidate levels.", JUDGE
+    ),
+    "init": Lazy(
+        f"{_CLI}.init:init", "Write a configuration folder (levels, policies, playbooks) to keep in git.", JUDGE
     ),
     "demo": Lazy(
         f"{_CLI}.demo:demo", "Run the sample alerts through the whole loop, for real, at L1, L2 and L3.", LOOP
@@ -170,7 +175,15 @@ _TEMPORAL = "Temporal connection (commands that talk to Temporal)"
 
 
 @app.callback()
-def _temporal_options(
+def _root_options(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Configuration folder (levels, policies, playbooks; `autonomy init` makes one). Default: env "
+            "AUTONOMY_HOME, else the nearest folder from here up holding autonomy.yaml, else the shipped defaults.",
+        ),
+    ] = None,
     namespace: Annotated[
         str | None,
         typer.Option(
@@ -229,8 +242,10 @@ def _temporal_options(
         ),
     ] = None,
 ) -> None:
-    """Temporal connection options for every command that talks to Temporal (workflows/connection.py)."""
-    from workflows.connection import set_flags
+    """The configuration folder, and the Temporal connection for every command that talks to Temporal."""
+    from autonomy_controller.workflows.connection import set_flags
+
+    _settle_home(home)
 
     set_flags(
         {
@@ -243,6 +258,21 @@ def _temporal_options(
             "AUTONOMY_TEMPORAL_API_KEY_FILE": api_key_file,
         }
     )
+
+
+def _settle_home(flag: Path | None) -> None:
+    """Check the home now (a bad one is named before any work) and export it, so the processes a command starts
+    (worker, lab, demo) read the same configuration whatever their working folder. Without the flag, `main`
+    exports the one found from the current folder (the in-process test runner must not leave it behind)."""
+    from autonomy_controller.controller.config import ConfigError, find_home
+
+    if flag is not None:
+        os.environ["AUTONOMY_HOME"] = str(flag.expanduser().resolve())
+    try:
+        find_home()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 for _name, (_panel, _help, _commands) in GROUPS.items():
@@ -260,12 +290,16 @@ def main() -> None:
     already finished its work would then exit with SIGABRT. After a Temporal client was made, the process
     flushes its output and leaves with its exit code without finalizing.
     """
+    from autonomy_controller.controller.config import ConfigError, find_home
+
+    with contextlib.suppress(ConfigError):  # the root callback names the error, after --help had its chance
+        os.environ["AUTONOMY_HOME"] = str(find_home())
     try:
         app()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    worker = sys.modules.get("workflows.worker")  # only a command that used Temporal imported it
+    worker = sys.modules.get("autonomy_controller.workflows.worker")  # only a command that used Temporal imported it
     if worker is not None and worker.temporal_client_created():
         sys.stdout.flush()
         sys.stderr.flush()

@@ -8,9 +8,9 @@ plus OPA's version, and an inventory edit costs no compile.
 
 Where a module is found, in order: the cache directory (AUTONOMY_WASM_CACHE, else $XDG_CACHE_HOME or ~/.cache,
 then autonomy/policy-wasm), then the modules prebuilt for the shipped policies (controller/engines/prebuilt/,
-filled at packaging time: `python -m controller.engines.wasm_cache --prebuild`). With an opa binary the
-module of *its* version is used (compiled when missing); without one, any cached module of these modules is, and
-none is an error naming the fix: the engine fails closed.
+filled at packaging time: `python -m autonomy_controller.controller.engines.wasm_cache --prebuild`). With an
+opa binary the module of *its* version is used (compiled when missing); without one, any cached module of these
+modules is, and none is an error naming the fix: the engine fails closed.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from controller.engines.base import PolicyEngineError
-from controller.engines.embedded import defines_package
-from controller.policy_bundle import CONFIG_ENTRYPOINT, CONFIG_PACKAGE, ENTRYPOINT, read_modules
+from autonomy_controller.controller.engines.base import PolicyEngineError
+from autonomy_controller.controller.engines.embedded import defines_package
+from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, CONFIG_PACKAGE, ENTRYPOINT, read_modules
 
 PREBUILT_DIR = Path(__file__).parent / "prebuilt"
 _SUFFIX = ".wasm"
@@ -163,11 +163,13 @@ def prebuild(policies_dir: Path, opa: Path, out_dir: Path) -> Path:
     return out_dir / name
 
 
-if __name__ == "__main__":  # python -m controller.engines.wasm_cache --prebuild [POLICIES_DIR] [OUT_DIR]
-    from controller.config import Settings
+USAGE = "usage: python -m autonomy_controller.controller.engines.wasm_cache --prebuild [POLICIES_DIR] [OUT_DIR]"
+
+if __name__ == "__main__":
+    from autonomy_controller.controller.config import Settings
 
     if sys.argv[1:2] != ["--prebuild"]:
-        sys.exit("usage: python -m controller.engines.wasm_cache --prebuild [POLICIES_DIR] [OUT_DIR]")
+        sys.exit(USAGE)
     settings = Settings()
     policies = Path(sys.argv[2]) if len(sys.argv) > 2 else settings.policies_dir
     out = Path(sys.argv[3]) if len(sys.argv) > 3 else PREBUILT_DIR

@@ -1,0 +1,35 @@
+"""Packaging: the repository's top-level code folders ship inside one package, `autonomy_controller`.
+
+`controller/`, `workflows/` and `actions/` are generic names another distribution may also install at the top of
+site-packages; inside `autonomy_controller` (this distribution's own name) they cannot collide, and the checkout
+keeps its folders: `package_dir` maps the package to the repository root. The default configuration (levels,
+policies with their tests, playbooks, approver keys file, example alerts, JSON Schemas, and the `autonomy.yaml`
+that describes that layout) ships as the package's data, where it sits in the checkout, so an installed
+`autonomy` finds it exactly as a checkout does (controller/config.py) and `autonomy init` copies it.
+pyproject.toml holds the metadata.
+"""
+
+from __future__ import annotations
+
+from setuptools import find_packages, setup
+
+NAMESPACE = "autonomy_controller"
+CODE = ["controller", "workflows", "actions"]
+DEFAULTS = [
+    "autonomy.yaml",
+    "levels/*.yaml",
+    "policies/*.md",
+    "policies/**/*.rego",
+    "policies/**/*.yaml",
+    "config/*.yaml",
+    "examples/alerts/*.jsonl",
+    "schema/*.json",
+    "workflows/playbooks/*.yaml",
+]
+
+setup(
+    package_dir={NAMESPACE: "."},
+    packages=[NAMESPACE, *(f"{NAMESPACE}.{name}" for name in find_packages(include=[f"{c}*" for c in CODE]))],
+    package_data={NAMESPACE: DEFAULTS},
+    include_package_data=False,
+)
