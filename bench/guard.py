@@ -1,5 +1,5 @@
-"""Guard latency: embedded (regopy), wasm (OPA-compiled WebAssembly in wasmtime) and OPA server, at 100 / 1,000 /
-10,000 inventory assets.
+"""Guard latency: wasm (the default: OPA-compiled WebAssembly in wasmtime), embedded (regopy) and OPA server, at
+100 / 1,000 / 10,000 inventory assets. The target: the default engine's guard p50 <= 1 ms at 1,000 assets.
 
 Printed next to two baselines measured in the same run on the same input: a raw HTTP POST to OPA's Data API
 (what the OPA path costs without our guard), and `opa bench` of the same query (OPA's own evaluation cost).
@@ -174,9 +174,13 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
     assert isinstance(embedded, EmbeddedEngine)
     input_ms = timed(partial(embedded._set_input, input_doc), iterations)[0]
     evaluate_ms = timed(partial(embedded.evaluate, input_doc), iterations)[0]
-    started = time.perf_counter()
-    wasm_guard = Guard(bundle, WasmEngine(bundle, settings.opa_bin))
-    wasm_build_ms = (time.perf_counter() - started) * 1000.0
+    with tempfile.TemporaryDirectory() as cold_cache:  # compiling with opa, as on a first start
+        started = time.perf_counter()
+        WasmEngine(bundle, settings.opa_bin, Path(cold_cache))
+        wasm_compile_ms = (time.perf_counter() - started) * 1000.0
+        started = time.perf_counter()  # every later start: the module from the cache
+        wasm_guard = Guard(bundle, WasmEngine(bundle, settings.opa_bin, Path(cold_cache)))
+        wasm_build_ms = (time.perf_counter() - started) * 1000.0
     wasm_decide = partial(wasm_guard.decide, incident, checked, facts, resolution, "planner:offline", shape, triage)
     assert wasm_decide().verdict is decision.verdict
     wasm = timed(wasm_decide, iterations)
@@ -201,6 +205,7 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
         "embedded_input_p50_ms": input_ms,
         "embedded_policy_p50_ms": evaluate_ms - input_ms,
         "embedded_rest_p50_ms": emb[0] - evaluate_ms,
+        "wasm_compile_ms": wasm_compile_ms,
         "wasm_build_ms": wasm_build_ms,
         "wasm_p50_ms": wasm[0],
         "wasm_p99_ms": wasm[1],
@@ -223,6 +228,23 @@ def run(iterations: int) -> list[dict[str, Any]]:
     ]
 
 
+# Each engine's guard p50 column, and the target it is held to (docs/engines.md).
+P50_COLUMN = {"wasm": "wasm_p50_ms", "embedded": "embedded_p50_ms", "opa": "opa_guard_p50_ms"}
+TARGET_ASSETS, TARGET_P50_MS = 1_000, 1.0
+
+
+def target_line(rows: list[dict[str, Any]], engine: str) -> str:
+    """The default engine's guard p50 at 1,000 assets against the 1 ms target, beside opa bench (same run)."""
+    [row] = [r for r in rows if r["assets"] == TARGET_ASSETS]
+    p50 = row[P50_COLUMN[engine]]
+    met = "met" if p50 <= TARGET_P50_MS else "MISSED"
+    return (
+        f"default engine ({engine}) guard p50 at {TARGET_ASSETS:,} assets: {p50:.3f} ms, target <= {TARGET_P50_MS} "
+        f"ms {met}; opa bench of the same query {row['opa_bench_p50_ms']:.3f} ms (ratio "
+        f"{p50 / row['opa_bench_p50_ms']:.2f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=2000)
@@ -238,7 +260,8 @@ def main() -> None:
         "emb build",
         "emb p50",
         "emb p99",
-        "wasm build",
+        "wasm compile",
+        "wasm cached",
         "wasm p50",
         "wasm p99",
         "wasm policy50",
@@ -260,6 +283,7 @@ def main() -> None:
             f"{r['assets']:>6} assets: input {r['embedded_input_p50_ms']:.3f} + policy "
             f"{r['embedded_policy_p50_ms']:.3f} + rest {r['embedded_rest_p50_ms']:.3f} = {r['embedded_p50_ms']:.3f}"
         )
+    print(f"\n{target_line(rows, Settings().policy_engine)}")
     print("\nratios (lower is better for us)")
     for r in rows:
         print(

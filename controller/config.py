@@ -120,8 +120,9 @@ class Settings:
     state_dir: Path = field(default_factory=lambda: _path_from_env("AUTONOMY_STATE_DIR", home_part("state")))
     opa_bin: Path = field(default_factory=find_opa)
     opa_url: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_OPA_URL") or None)
-    policy_engine: str = field(default_factory=lambda: os.environ.get("AUTONOMY_POLICY_ENGINE") or "embedded")
-    """embedded (regopy), wasm (OPA-compiled WebAssembly, in-process) or opa (server): controller/runtime.py."""
+    policy_engine: str = field(default_factory=lambda: os.environ.get("AUTONOMY_POLICY_ENGINE") or "wasm")
+    """wasm (OPA-compiled WebAssembly, in-process; the default), embedded (regopy) or opa (server):
+    controller/runtime.py, docs/engines.md."""
     ledger_url_override: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_LEDGER_URL") or None)
     temporal_address: str = field(
         default_factory=lambda: os.environ.get("AUTONOMY_TEMPORAL_ADDRESS") or DEFAULT_TEMPORAL_ADDRESS

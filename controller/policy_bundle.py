@@ -125,7 +125,7 @@ def is_test_module(path: Path) -> bool:
     return path.name.endswith("_test.rego")
 
 
-def _read_modules(policies_dir: Path, include_tests: bool) -> dict[str, str]:
+def read_modules(policies_dir: Path, include_tests: bool) -> dict[str, str]:
     modules = {
         str(path.relative_to(policies_dir)): path.read_text()
         for path in sorted(policies_dir.rglob("*.rego"))
@@ -458,7 +458,7 @@ def check_required_data(modules: dict[str, str], data: dict[str, Any]) -> None:
 
 
 def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
-    modules = _read_modules(policies_dir, include_tests=False)
+    modules = read_modules(policies_dir, include_tests=False)
     data = compile_data(policies_dir, levels)
     check_data_roots(data, modules)
     check_required_data(modules, data)

@@ -28,8 +28,8 @@ class EngineName(StrEnum):
 
 
 ENGINE_HELP = (
-    "embedded (regopy, in-process), wasm (the policy compiled by OPA, in-process) or opa (a server); "
-    "default: AUTONOMY_POLICY_ENGINE, else embedded."
+    "wasm (the policy compiled by OPA, run in-process), embedded (regopy, in-process, no opa binary needed) or "
+    "opa (a server); default: AUTONOMY_POLICY_ENGINE, else wasm."
 )
 
 

@@ -1,6 +1,8 @@
-"""The worked examples (examples/policies/): their own `opa test` tests pass as `autonomy policy test` runs them,
-and each example gives the same decisions on the embedded engine, on our OPA server path and on a plain OPA
-serving the exported bundle, on real guard inputs (IPv4-mapped and NAT64 spellings for the CGNAT rule)."""
+"""The worked examples (examples/policies/), written idiomatically (net.cidr_intersects for the CGNAT rule): their
+own `opa test` tests pass as `autonomy policy test` runs them, and each example gives the same decisions on the
+default engine (wasm), on our OPA server path and on a plain OPA serving the exported bundle, on real guard inputs
+(IPv4-mapped and NAT64 spellings for the CGNAT rule). regopy, still selectable, refuses them (no net.*): every
+action denied, naming the built-in."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import yaml
 from autonomy_controller.controller.cli.policy_test import run_policy_tests
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.engines.opa_server import OpaServerEngine
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.models import GuardDecision, Level, Plan, ProposedAction, TriageSummary, Verdict
 from autonomy_controller.controller.policy_bundle import PolicyBundle
 from autonomy_controller.controller.runtime import EngineName, load_policy_bundle, open_guard
@@ -87,10 +89,11 @@ def three_guards(
 ) -> Iterator[dict[str, Guard]]:
     archive = tmp_path_factory.mktemp("bundle") / "bundle.tar.gz"
     example_bundle.write_opa_bundle(archive)
-    with open_guard(example_config, EngineName.EMBEDDED) as embedded, open_guard(example_config, EngineName.OPA) as opa:
-        assert isinstance(embedded, Guard) and isinstance(opa, Guard), "the examples load on both engines"
+    with open_guard(example_config) as default, open_guard(example_config, EngineName.OPA) as opa:
+        assert isinstance(default, Guard) and isinstance(opa, Guard), "the examples load on both engines"
+        assert default.engine.name == EngineName.WASM == Settings().policy_engine, "wasm is the default"
         for url in serve_bundle(opa_bin, archive):
-            yield {"embedded": embedded, "opa": opa, "exported": Guard(example_bundle, OpaServerEngine(url))}
+            yield {"default": default, "opa": opa, "exported": Guard(example_bundle, OpaServerEngine(url))}
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ EXAMPLE_CASES = [
 ]
 
 
-def _decide(guard: Guard, case: Example) -> GuardDecision:
+def _decide(guard: Guard | UnavailableGuard, case: Example) -> GuardDecision:
     incident = make_incident(**case.incident)
     action = ProposedAction(id="a1", action=case.action, params=case.params, confidence=0.9)
     plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
@@ -187,9 +190,33 @@ def _decide(guard: Guard, case: Example) -> GuardDecision:
 @pytest.mark.parametrize("case", EXAMPLE_CASES, ids=lambda c: c.name)
 def test_each_example_decides_alike_on_all_three_engine_paths(case: Example, three_guards: dict[str, Guard]) -> None:
     decisions = {name: _decide(guard, case) for name, guard in three_guards.items()}
-    embedded = decisions["embedded"]
+    default = decisions["default"]
     for name, decision in decisions.items():
-        assert _comparable(decision) == _comparable(embedded), name
-    assert embedded.verdict is case.expected, embedded.reasons
-    said = [reason for reason in embedded.reasons if case.says and case.says in reason]
-    assert bool(said) == (case.says is not None), embedded.reasons
+        assert _comparable(decision) == _comparable(default), name
+    assert default.verdict is case.expected, default.reasons
+    said = [reason for reason in default.reasons if case.says and case.says in reason]
+    assert bool(said) == (case.says is not None), default.reasons
+
+
+def test_the_embedded_engine_refuses_the_examples_and_says_why(example_config: Settings) -> None:
+    """regopy has no net.*: selected on purpose, it fails closed on the idiomatic CGNAT rule, naming it."""
+    with open_guard(example_config, EngineName.EMBEDDED) as guard:
+        assert isinstance(guard, UnavailableGuard)
+        assert "net.cidr_intersects" in guard.reason
+        assert _decide(guard, EXAMPLE_CASES[0]).verdict is Verdict.DENY
+
+
+def test_the_tutorial_asks_for_no_engine_cost_model() -> None:
+    """policies/README.md's tutorial writes Rego as any OPA shop does: no prefix bits, hashed indexes or number
+    tables, and example (a) as its file has it (net.cidr_intersects)."""
+    readme = (REPO_ROOT / "policies" / "README.md").read_text()
+    tutorial = readme.split("## Writing your own policy")[1].split("\n## ")[0]
+    for idiom in ("bits", "md5", "hashed", "number_text", "any_prefix_match", "asset_named"):
+        assert idiom not in tutorial, idiom
+    for example in EXAMPLES.glob("*.rego"):
+        if not example.name.endswith("_test.rego"):  # a test builds whole targets, bits included
+            for idiom in ("bits", "md5", "hashed", "number_text", "any_prefix_match"):
+                assert idiom not in example.read_text(), (example.name, idiom)
+    call = "net.cidr_intersects(block, cgnat_cidr(target))"
+    assert call in tutorial and call in (EXAMPLES / "cgnat.rego").read_text()
+    assert "You need not follow any engine's cost model" in readme

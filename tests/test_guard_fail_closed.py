@@ -13,6 +13,7 @@ from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.engines.base import UnsupportedBuiltinError
 from autonomy_controller.controller.engines.embedded import EmbeddedEngine, called_builtins
 from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.engines.wasm import WasmEngine
 from autonomy_controller.controller.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.models import Level, Plan, ProposedAction, Verdict
 from autonomy_controller.controller.policy_bundle import PolicyBundle, load_bundle, with_documents
@@ -78,10 +79,12 @@ result := {"verdict": "execute"} if input.never_set == true
 """
 
 
-@pytest.mark.parametrize("engine_name", ["embedded", "opa"])
+@pytest.mark.parametrize("engine_name", ["wasm", "embedded", "opa"])
 def test_undefined_result(engine_name: str, tmp_path: Path, level_config: Any, opa_bin: Path) -> None:
     bundle = load_bundle(_policy_dir(tmp_path, UNDEFINED_POLICY), level_config)
-    if engine_name == "embedded":
+    if engine_name == "wasm":
+        decision = only(Guard(bundle, WasmEngine(bundle, opa_bin)).decide_plan(make_incident(), plan_of(BLOCK)))
+    elif engine_name == "embedded":
         decision = only(Guard(bundle, EmbeddedEngine(bundle)).decide_plan(make_incident(), plan_of(BLOCK)))
     else:
         with OpaServer(opa_bin, bundle) as server:

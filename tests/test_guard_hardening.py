@@ -20,7 +20,7 @@ from autonomy_controller.controller.models import Alert, Category
 from tests.harness import alert, burst
 
 runner = CliRunner()
-ENGINES = ["embedded", "opa"]
+ENGINES = ["wasm", "embedded", "opa"]  # wasm: the default
 TTL = 3600
 DC, STAGING_WEB, PROD_WEB = "10.10.0.10", "10.30.0.11", "10.20.0.12"  # dc-01, web-stg-01, web-02 (inventory.yaml)
 

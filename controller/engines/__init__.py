@@ -1,4 +1,5 @@
-"""Policy engines: the embedded one (regopy, zero setup) and the OPA server (production). Same bundle, same answers."""
+"""Policy engines: wasm (the default: OPA-compiled, in-process), embedded (regopy, no opa binary) and the OPA
+server. Same bundle, same answers (docs/engines.md)."""
 
 from autonomy_controller.controller.engines.base import (
     PolicyEngine,

@@ -1,7 +1,8 @@
 """OPA's own compiler, in-process: the policy built to WebAssembly with `opa build -t wasm`, run by wasmtime.
 
 Why: the same Rego as OPA (net.*, time.*, count, min/max, every, comprehensions) with no server, and without
-regopy's cost model. Needs the opa binary to compile (once per bundle, ~0.2 s), not to decide.
+regopy's cost model. Needs the opa binary to compile (once per set of modules, 0.5-1 s, then cached:
+wasm_cache.py), not to decide.
 
 Fail closed, as the other engines: the module's host built-ins (those OPA's wasm target leaves to the SDK) are
 checked at load, and one this engine lacks refuses the bundle (UnsupportedBuiltinError, naming it); a host
@@ -13,11 +14,7 @@ on error and some differ from OPA (net.cidr_contains on IPv4-mapped IPv6): those
 from __future__ import annotations
 
 import ctypes
-import io
 import json
-import subprocess
-import tarfile
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,49 +22,49 @@ from typing import Any
 import wasmtime
 
 from autonomy_controller.controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
-from autonomy_controller.controller.engines.wasm_builtins import REROUTED_NATIVES, BuiltinError, Clock, host_builtins
+from autonomy_controller.controller.engines.wasm_builtins import (
+    C_NATIVES,
+    NOT_PATCHED,
+    NULL_IS_UNDEFINED_FOR,
+    REROUTED_NATIVES,
+    BuiltinError,
+    Clock,
+    failed_native,
+    host_builtins,
+)
+from autonomy_controller.controller.engines.wasm_cache import compiled_module
 from autonomy_controller.controller.engines.wasm_module import WasmFormatError, WasmModule
 from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 
 _REROUTED_ID_BASE = 1_000_000  # far above the ids OPA numbers the module's own imports with (0, 1, ...)
+_FAILED_ID_BASE = 2_000_000
 _PAGE = 65536
-
-
-def compile_wasm(opa_bin: Path, bundle: PolicyBundle) -> bytes:
-    """The policy.wasm that `opa build -t wasm` makes of the bundle, with both entry points."""
-    if not opa_bin.exists():
-        raise PolicyEngineError(f"wasm engine: opa binary not found at {opa_bin} (it compiles the policy)")
-    with tempfile.TemporaryDirectory(prefix="autonomy-wasm-") as tmp:
-        source, out = Path(tmp) / "bundle", Path(tmp) / "wasm.tar.gz"
-        bundle.write_to(source)
-        command = [str(opa_bin), "build", "-t", "wasm", "-e", ENTRYPOINT, "-e", CONFIG_ENTRYPOINT]
-        done = subprocess.run([*command, "-o", str(out), str(source)], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise PolicyEngineError(f"wasm engine: opa build failed: {done.stderr.strip()[:800]}")
-        with tarfile.open(fileobj=io.BytesIO(out.read_bytes())) as archive:
-            member = next((m for m in archive.getmembers() if m.name.lstrip("/") == "policy.wasm"), None)
-            extracted = archive.extractfile(member) if member else None
-            if extracted is None:
-                raise PolicyEngineError("wasm engine: opa build wrote no policy.wasm")
-            return extracted.read()
 
 
 class WasmEngine:
     name = "wasm"
 
-    def __init__(self, bundle: PolicyBundle, opa_bin: Path) -> None:
+    def __init__(self, bundle: PolicyBundle, opa_bin: Path | None, cache_dir: Path | None = None) -> None:
+        """Compile the bundle's modules with opa_bin (else opa on PATH), or take them from the cache
+        (wasm_cache.py); no opa and no cached module is an OpaNotFoundError naming the fix."""
         self._clock = Clock()
         implemented = host_builtins(self._clock)
+        binary, self.module_source = compiled_module(bundle.modules, opa_bin, cache_dir)
         try:
-            module = WasmModule.parse(compile_wasm(opa_bin, bundle))
+            module = WasmModule.parse(binary)
             self._by_id: dict[int, tuple[str, Any]] = {}
             for number, (native, (builtin, arity)) in enumerate(sorted(REROUTED_NATIVES.items())):
                 if native in module.function_names:
                     module.reroute(native, f"env.opa_builtin{arity}", _REROUTED_ID_BASE + number, arity)
                     self._by_id[_REROUTED_ID_BASE + number] = (builtin, implemented[builtin])
+            for number, native in enumerate(sorted(C_NATIVES)):
+                if native in module.function_names and native not in NOT_PATCHED:
+                    null_ok_for = NULL_IS_UNDEFINED_FOR.get(native, ())
+                    module.fail_on_null(native, "env.opa_builtin0", _FAILED_ID_BASE + number, null_ok_for)
+                    self._by_id[_FAILED_ID_BASE + number] = (C_NATIVES[native], failed_native(C_NATIVES[native]))
             binary = module.to_bytes()
         except (WasmFormatError, KeyError) as exc:
-            raise PolicyEngineError(f"wasm engine: unexpected module layout: {exc}") from exc
+            raise PolicyEngineError(f"wasm engine: unexpected module layout ({self.module_source}): {exc}") from exc
         self._lock = threading.Lock()  # one instance, one heap: one evaluation at a time
         try:
             self._instantiate(binary, module.data_end())
@@ -81,10 +78,18 @@ class WasmEngine:
             self._by_id.update({number: (name, implemented[name]) for name, number in imported.items()})
             self._entrypoints: dict[str, int] = json.loads(self._dump(self._call("entrypoints")))
             self._data = self._load(bundle.data)
+            self._booleans = {value: self._load(value) for value in (True, False)}
             self._base = self._call("opa_heap_ptr_get")  # input goes here, after the data, every evaluation
+            # A value below the base (the module's static data, the policy data, the booleans) never changes:
+            # opa_eval resets the heap and its free lists to the address we give it, above the base, so nothing
+            # is allocated below it during an evaluation (OPA's wasm/src/context.c, malloc.c). Its JSON text is
+            # read once. Each wasmtime call from Python costs microseconds, and most host
+            # built-in arguments are data (the allowlist prefixes) or constants (sprintf's format).
+            self._fixed_text: dict[int, bytes] = {}
         except wasmtime.WasmtimeError as exc:
-            raise PolicyEngineError(f"wasm engine could not load the policy: {exc}") from exc
-        self._check_config()
+            raise PolicyEngineError(f"wasm engine could not load the policy ({self.module_source}): {exc}") from exc
+        if CONFIG_ENTRYPOINT in self._entrypoints:
+            self._check_config()
 
     # --- the instance and its memory -------------------------------------------------------------------------
     def _instantiate(self, binary: bytes, data_end: int) -> None:
@@ -137,12 +142,23 @@ class WasmEngine:
     def _builtin(self, builtin_id: int, _context: int, *args: int) -> int:
         name, function = self._by_id[builtin_id]
         try:
-            result = function(*(json.loads(self._dump(arg)) for arg in args))
+            result = function(*(json.loads(self._text(arg)) for arg in args))
         except BuiltinError:
             raise
         except Exception as exc:  # a bug or an unforeseen operand: still an error, never a value
             raise BuiltinError(f"{name}: {exc}") from exc
+        if isinstance(result, bool):  # the shared, never-freed values below the base
+            return self._booleans[result]
         return self._load(result)
+
+    def _text(self, value: int) -> bytes:
+        """A built-in's argument as JSON text; read from the module once when it lies below the base."""
+        if value >= self._base:
+            return self._dump(value)
+        text = self._fixed_text.get(value)
+        if text is None:
+            text = self._fixed_text[value] = self._dump(value)
+        return text
 
     def _abort(self, message: int) -> None:
         raise BuiltinError(f"policy aborted: {ctypes.string_at(self._address(message)).decode(errors='replace')}")

@@ -294,3 +294,122 @@ REROUTED_NATIVES = {
     "opa_cidr_contains": ("net.cidr_contains", 2),
     "opa_cidr_intersects": ("net.cidr_intersects", 2),
 }
+
+
+# OPA's C natives: the built-ins OPA's wasm target implements in its C library (OPA 1.22,
+# internal/compiler/wasm/wasm.go builtinsFunctions), C function -> OPA name. Each answers NULL, *undefined*,
+# where OPA with strict built-in errors errors (a type error, a division by zero, an invalid regex or base64...),
+# which would let a deny rule silently not fire. So the engine makes each one fail instead of answering NULL
+# (wasm_module.fail_on_null): an error, a deny, naming the built-in; except NOT_PATCHED, and max/min of an
+# empty collection (NULL_IS_UNDEFINED_FOR).
+C_NATIVES: dict[str, str] = {
+    "builtin_graph_reachable": "graph.reachable",
+    "builtin_json_filter": "json.filter",
+    "builtin_json_remove": "json.remove",
+    "builtin_member": "internal.member_2",
+    "builtin_member3": "internal.member_3",
+    "builtin_object_filter": "object.filter",
+    "builtin_object_get": "object.get",
+    "builtin_object_keys": "object.keys",
+    "builtin_object_remove": "object.remove",
+    "builtin_object_union": "object.union",
+    "builtin_object_union_n": "object.union_n",
+    "opa_agg_all": "all",
+    "opa_agg_any": "any",
+    "opa_agg_count": "count",
+    "opa_agg_max": "max",
+    "opa_agg_min": "min",
+    "opa_agg_product": "product",
+    "opa_agg_sort": "sort",
+    "opa_agg_sum": "sum",
+    "opa_arith_abs": "abs",
+    "opa_arith_ceil": "ceil",
+    "opa_arith_divide": "div",
+    "opa_arith_floor": "floor",
+    "opa_arith_minus": "minus",
+    "opa_arith_multiply": "mul",
+    "opa_arith_plus": "plus",
+    "opa_arith_rem": "rem",
+    "opa_arith_round": "round",
+    "opa_array_concat": "array.concat",
+    "opa_array_flatten": "array.flatten",
+    "opa_array_reverse": "array.reverse",
+    "opa_array_slice": "array.slice",
+    "opa_base64_decode": "base64.decode",
+    "opa_base64_encode": "base64.encode",
+    "opa_base64_is_valid": "base64.is_valid",
+    "opa_base64_url_decode": "base64url.decode",
+    "opa_base64_url_encode": "base64url.encode",
+    "opa_bits_and": "bits.and",
+    "opa_bits_negate": "bits.negate",
+    "opa_bits_or": "bits.or",
+    "opa_bits_shiftleft": "bits.lsh",
+    "opa_bits_shiftright": "bits.rsh",
+    "opa_bits_xor": "bits.xor",
+    "opa_cidr_contains": "net.cidr_contains",
+    "opa_cidr_intersects": "net.cidr_intersects",
+    "opa_cmp_eq": "equal",
+    "opa_cmp_gt": "gt",
+    "opa_cmp_gte": "gte",
+    "opa_cmp_lt": "lt",
+    "opa_cmp_lte": "lte",
+    "opa_cmp_neq": "neq",
+    "opa_glob_match": "glob.match",
+    "opa_json_is_valid": "json.is_valid",
+    "opa_json_marshal": "json.marshal",
+    "opa_json_unmarshal": "json.unmarshal",
+    "opa_numbers_range": "numbers.range",
+    "opa_regex_find_all_string_submatch": "regex.find_all_string_submatch_n",
+    "opa_regex_is_valid": "regex.is_valid",
+    "opa_regex_match": "regex.match",
+    "opa_set_diff": "set_diff",
+    "opa_set_intersection": "and",
+    "opa_set_union": "or",
+    "opa_sets_intersection": "intersection",
+    "opa_sets_union": "union",
+    "opa_strings_concat": "concat",
+    "opa_strings_contains": "contains",
+    "opa_strings_endswith": "endswith",
+    "opa_strings_format_int": "format_int",
+    "opa_strings_indexof": "indexof",
+    "opa_strings_lower": "lower",
+    "opa_strings_replace": "replace",
+    "opa_strings_replace_n": "strings.replace_n",
+    "opa_strings_reverse": "strings.reverse",
+    "opa_strings_split": "split",
+    "opa_strings_startswith": "startswith",
+    "opa_strings_substring": "substring",
+    "opa_strings_trim": "trim",
+    "opa_strings_trim_left": "trim_left",
+    "opa_strings_trim_prefix": "trim_prefix",
+    "opa_strings_trim_right": "trim_right",
+    "opa_strings_trim_space": "trim_space",
+    "opa_strings_trim_suffix": "trim_suffix",
+    "opa_strings_upper": "upper",
+    "opa_template_string": "internal.template_string",
+    "opa_to_number": "to_number",
+    "opa_types_is_array": "is_array",
+    "opa_types_is_boolean": "is_boolean",
+    "opa_types_is_null": "is_null",
+    "opa_types_is_number": "is_number",
+    "opa_types_is_object": "is_object",
+    "opa_types_is_set": "is_set",
+    "opa_types_is_string": "is_string",
+    "opa_types_name": "type_name",
+    "opa_value_transitive_closure": "walk",
+}
+
+# Not patched: the rerouted ones, whose host implementation raises on error itself.
+NOT_PATCHED = frozenset(REROUTED_NATIVES)
+# Where NULL is OPA's answer too, for arguments of these types (OPA value types, value.h: array 5, set 7): max and
+# min of an empty collection are undefined, not an error; of anything else, an error.
+NULL_IS_UNDEFINED_FOR: dict[str, tuple[int, ...]] = {"opa_agg_max": (5, 7), "opa_agg_min": (5, 7)}
+
+
+def failed_native(name: str) -> Callable[..., Any]:
+    """The host side of a C native that answered NULL: raise, naming it."""
+
+    def fail(*_args: Any) -> Any:
+        raise BuiltinError(f"{name}: invalid operand (OPA errors here; its C version answered undefined)")
+
+    return fail

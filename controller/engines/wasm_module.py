@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _MAGIC = b"\x00asm\x01\x00\x00\x00"
-_CUSTOM, _IMPORT, _CODE, _DATA = 0, 2, 10, 11
+_CUSTOM, _TYPE, _IMPORT, _FUNCTION, _CODE, _DATA = 0, 1, 2, 3, 10, 11
+_I32 = 0x7F
+VALUE_TYPE = "opa_value_type"  # OPA's C runtime: a value's type (OPA_ARRAY 5, OPA_SET 7... in value.h)
 _FUNC_NAMES = 1  # subsection of the "name" custom section
 
 
@@ -97,6 +99,8 @@ class WasmModule:
         while pos < len(binary):
             section_id = binary[pos]
             size, pos = _leb(binary, pos + 1)
+            if pos + size > len(binary):
+                raise WasmFormatError(f"section {section_id} runs past the end of the module (truncated?)")
             sections.append((section_id, binary[pos : pos + size]))
             pos += size
         imported: dict[str, int] = {}
@@ -112,24 +116,106 @@ class WasmModule:
 
     def reroute(self, function: str, import_name: str, builtin_id: int, arity: int) -> None:
         """Make `function` (arity i32 params -> i32) call import `import_name`(builtin_id, 0, params...)."""
-        index = self.function_names[function]
-        target = self.imported_funcs[import_name]
         body = bytearray(b"\x00")  # no local declarations
         body += b"\x41" + _sleb(builtin_id) + b"\x41\x00"  # i32.const id; i32.const 0 (the unused context)
         for param in range(arity):
             body += b"\x20" + _uleb(param)  # local.get
-        body += b"\x10" + _uleb(target) + b"\x0b"  # call; end
+        body += b"\x10" + _uleb(self.imported_funcs[import_name]) + b"\x0b"  # call; end
+        self._set_body(self.function_names[function], bytes(body))
+
+    def fail_on_null(self, function: str, import_name: str, builtin_id: int, null_ok_for: tuple[int, ...] = ()) -> None:
+        """Make `function` (i32 params -> i32) fail instead of answering NULL (*undefined*): its body moves to a
+        new function, and it becomes a wrapper that calls that one and, on NULL, calls import
+        `import_name`(builtin_id, 0) (the host raises, naming the function) and traps. `import_name` must be
+        the zero-argument `env.opa_builtin0`. With `null_ok_for` (OPA value types, value.h), NULL stands when
+        the first argument is of one of those types (max of an empty array: undefined in OPA too). Existing
+        indexes keep their meaning; callers are unchanged."""
+        index = self.function_names[function]
+        params, results = self._signature(index)
+        if results != [_I32] or any(param != _I32 for param in params):
+            raise WasmFormatError(f"{function}: not an (i32...) -> i32 function")
+        moved = self._append_function(self._type_index(index), self._bodies()[self._defined(index)])
+        result, kind = len(params), len(params) + 1  # the wrapper's two locals, after the params
+        fail = b"\x41" + _sleb(builtin_id) + b"\x41\x00\x10" + _uleb(self.imported_funcs[import_name])
+        fail += b"\x1a\x00"  # drop; unreachable
+        if null_ok_for:  # fail only when the first argument's type is none of them
+            checks = b"\x20\x00\x10" + _uleb(self.function_names[VALUE_TYPE]) + b"\x21" + _uleb(kind)
+            for number, value_type in enumerate(null_ok_for):
+                checks += b"\x20" + _uleb(kind) + b"\x41" + _sleb(value_type) + b"\x47"  # local.get; const; ne
+                checks += b"\x71" if number else b""  # i32.and: of none of the types
+            fail = checks + b"\x04\x40" + fail + b"\x0b"  # if ... end
+        body = bytearray(b"\x01\x02" + bytes([_I32]))  # one group of two i32 locals
+        for param in range(len(params)):
+            body += b"\x20" + _uleb(param)  # local.get
+        body += b"\x10" + _uleb(moved) + b"\x22" + _uleb(result)  # call the moved body; local.tee
+        body += b"\x45\x04\x40" + fail + b"\x0b"  # i32.eqz; if (no result) ... end
+        body += b"\x20" + _uleb(result) + b"\x0b"  # local.get; end
+        self._set_body(index, bytes(body))
+
+    # --- sections ---------------------------------------------------------------------------------------------
+    def _section(self, section_id: int) -> tuple[int, bytes]:
+        for number, (sid, content) in enumerate(self.sections):
+            if sid == section_id:
+                return number, content
+        raise WasmFormatError(f"no section {section_id}")
+
+    def _defined(self, index: int) -> int:
+        """A function index as a position among the module's own functions (after the imported ones)."""
         position = index - len(self.imported_funcs)
-        for number, (section_id, content) in enumerate(self.sections):
-            if section_id == _CODE:
-                bodies = _code_bodies(content)
-                if not 0 <= position < len(bodies):
-                    raise WasmFormatError(f"{function}: no code body {position}")
-                bodies[position] = bytes(body)
-                encoded = _uleb(len(bodies)) + b"".join(_uleb(len(b)) + b for b in bodies)
-                self.sections[number] = (_CODE, encoded)
-                return
-        raise WasmFormatError("no code section")
+        if position < 0:
+            raise WasmFormatError(f"function {index} is imported")
+        return position
+
+    def _bodies(self) -> list[bytes]:
+        return _vector(self._section(_CODE)[1])
+
+    def _set_bodies(self, bodies: list[bytes]) -> None:
+        number, _ = self._section(_CODE)
+        self.sections[number] = (_CODE, _uleb(len(bodies)) + b"".join(_uleb(len(b)) + b for b in bodies))
+
+    def _set_body(self, index: int, body: bytes) -> None:
+        bodies = self._bodies()
+        position = self._defined(index)
+        if position >= len(bodies):
+            raise WasmFormatError(f"no code body for function {index}")
+        bodies[position] = body
+        self._set_bodies(bodies)
+
+    def _type_indexes(self) -> list[int]:
+        content = self._section(_FUNCTION)[1]
+        count, pos = _leb(content, 0)
+        indexes = []
+        for _ in range(count):
+            value, pos = _leb(content, pos)
+            indexes.append(value)
+        return indexes
+
+    def _type_index(self, index: int) -> int:
+        return self._type_indexes()[self._defined(index)]
+
+    def _signature(self, index: int) -> tuple[list[int], list[int]]:
+        content = self._section(_TYPE)[1]
+        count, pos = _leb(content, 0)
+        wanted = self._type_index(index)
+        for number in range(count):
+            if content[pos] != 0x60:
+                raise WasmFormatError("type is not a function type")
+            params_count, pos = _leb(content, pos + 1)
+            params = list(content[pos : pos + params_count])
+            results_count, pos = _leb(content, pos + params_count)
+            results = list(content[pos : pos + results_count])
+            pos += results_count
+            if number == wanted:
+                return params, results
+        raise WasmFormatError(f"no type {wanted}")
+
+    def _append_function(self, type_index: int, body: bytes) -> int:
+        """Add a function (to the function and code sections); returns its index."""
+        types = [*self._type_indexes(), type_index]
+        number, _ = self._section(_FUNCTION)
+        self.sections[number] = (_FUNCTION, _uleb(len(types)) + b"".join(_uleb(t) for t in types))
+        self._set_bodies([*self._bodies(), body])
+        return len(self.imported_funcs) + len(types) - 1
 
     def data_end(self) -> int:
         """The first byte past the active data segments: OPA's declared memory minimum can be smaller."""
@@ -195,7 +281,8 @@ def _function_names(body: bytes, pos: int) -> dict[str, int]:
     return {}
 
 
-def _code_bodies(content: bytes) -> list[bytes]:
+def _vector(content: bytes) -> list[bytes]:
+    """A vector of size-prefixed entries (the code section's bodies)."""
     count, pos = _leb(content, 0)
     bodies = []
     for _ in range(count):

@@ -1,13 +1,11 @@
 # Carrier-grade NAT is never blocked automatically.
 # Example (a) of policies/README.md, "Writing your own policy". 100.64.0.0/10 (RFC 6598) is shared by
 # every subscriber behind a carrier's NAT: blocking one address there blocks strangers. Every spelling
-# counts: an IPv4 target, and an IPv6 one that embeds such an address (IPv4-mapped ::ffff:100.64.12.7,
-# NAT64, 6to4...; the controller decodes them into `embedded`).
+# counts: an IPv4 target, its IPv4-mapped IPv6 form (::ffff:100.64.12.7, which net.cidr_* compare as the
+# IPv4 address), and its NAT64 form (RFC 6052's well-known prefix 64:ff9b::/96).
 package autonomy.guardrails
 
-# 100.64.0.0/10 as prefix bits: the embedded engine (regopy 1.5.2) has no net.cidr_* built-ins, so the policy
-# compares the bits the controller computes. Two prefixes overlap when one starts with the other.
-cgnat_bits := "0110010001"
+cgnat_blocks := {"100.64.0.0/10", "64:ff9b::100.64.0.0/106"}
 
 # METADATA
 # title: Deny blocks that overlap 100.64.0.0/10
@@ -16,16 +14,12 @@ cgnat_bits := "0110010001"
 deny contains msg if {
 	action_class == "contain_network"
 	some target in ip_targets
-	some bits in cgnat_ipv4_prefixes(target)
-	cgnat_overlaps(bits)
+	some block in cgnat_blocks
+	net.cidr_intersects(block, cgnat_cidr(target))
 	msg := sprintf("%s on %s refused: overlaps carrier-grade NAT 100.64.0.0/10 (RFC 6598)", [input.action.name, target.value])
 }
 
-# The IPv4 prefixes a target stands for: its own bits, or those it embeds.
-cgnat_ipv4_prefixes(target) := [target.bits] if target.version == 4
+# A target as a CIDR: a network is written as one already, a single address is its /32 or /128.
+cgnat_cidr(target) := target.value if contains(target.value, "/")
 
-cgnat_ipv4_prefixes(target) := target.embedded if target.version == 6
-
-cgnat_overlaps(bits) if startswith(bits, cgnat_bits)
-
-cgnat_overlaps(bits) if startswith(cgnat_bits, bits)
+cgnat_cidr(target) := sprintf("%s/%d", [target.value, target.prefix_len]) if not contains(target.value, "/")
