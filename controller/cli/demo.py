@@ -358,8 +358,8 @@ def _print_newcomer(newcomer: Newcomer, as_json: bool) -> None:
         f"[bold]{escape(newcomer.password)}[/] (shown once; may approve {newcomer.waiting} waiting action(s); "
         f"{signed})",
         f"read API: curl -H 'Authorization: Bearer {escape(newcomer.read_token)}' {url}/v1/incidents",
-        f"ingest API: POST {url}/v1/alerts with read token's sibling "
-        f"'Authorization: Bearer {escape(newcomer.ingest_token)}'",
+        f"ingest API: curl -H 'Authorization: Bearer {escape(newcomer.ingest_token)}' "
+        f"-H 'Content-Type: application/x-ndjson' --data-binary @alerts.jsonl {url}/v1/alerts",
         f"health and metrics: {url}/healthz {url}/readyz {url}/metrics; OpenAPI {url}/openapi.json; "
         f"service log {escape(newcomer.log)}",
         f"[bold green]serving[/] the demo's {newcomer.level} at [bold]{url}[/] until Ctrl-C (a worker runs its "
