@@ -8,8 +8,8 @@ security lead asks: what ran (and did it work), what waits for a person, what th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -28,17 +28,13 @@ from autonomy_controller.controller.cli.common import (
     verdict_text,
 )
 from autonomy_controller.controller.cli.demo_run import DemoResult, LevelRun, Linger, Lingering, Timings, run_demo
-from autonomy_controller.controller.cli.demo_serve import (
-    DEFAULT_PORT,
-    Newcomer,
-    ServeError,
-    port_taken,
-    serve_last_level,
-)
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus
+
+if TYPE_CHECKING:
+    from autonomy_controller.controller.cli.demo_serve import Newcomer
 
 RAN = frozenset(
     {
@@ -53,6 +49,8 @@ RAN = frozenset(
 )
 """The controller called (or is calling) the action's adapter."""
 DEFAULT_LEVELS = [Level.L1, Level.L2, Level.L3]
+DEFAULT_PORT = 8080
+"""`demo --serve`'s port, `autonomy serve`'s own default."""
 Row = tuple[str, str, str, str]
 
 
@@ -286,48 +284,59 @@ def demo(
     chosen = sorted(set(levels or DEFAULT_LEVELS), key=lambda lv: lv.rank)
     timings = Timings(settle_seconds=settle, quiet_seconds=quiet, timeout_seconds=timeout)
     serve_port = port or DEFAULT_PORT
-    if serve and (taken := port_taken(serve_port)):
-        fail(taken, 2)  # before the levels run, not a minute later
+    linger = _serving(settings, engine, timings, serve_port, as_json) if serve else None
     _quiet_temporal_core()
+    if as_json:
+        result = run_async(run_demo(settings, chosen, engine, timings, lambda *_: None, linger))
+    else:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            tasks: dict[Level, TaskID] = {lv: progress.add_task(f"{lv.value} waiting", total=None) for lv in chosen}
 
-    def serving(progress: Progress | None) -> Linger | None:
-        if not serve:
-            return None
+            def update(level: Level, what: str, done: int, total: int) -> None:
+                progress.update(tasks[level], description=f"{level.value} {what}", completed=done, total=total)
 
-        async def linger(lingering: Lingering) -> None:
-            if progress is not None:
-                progress.stop()
-            _show(lingering.result, as_json, served=True)
-            await serve_last_level(
-                lingering, settings, engine, timings, serve_port, lambda n: _print_newcomer(n, as_json)
-            )
-            if not as_json:
-                console.print("stopped: the service, the worker, the dev server and the enforcement points are gone")
-
-        return linger
-
-    try:
-        if as_json:
-            result = run_async(run_demo(settings, chosen, engine, timings, lambda *_: None, serving(None)))
-        else:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err_console,
-                transient=True,
-            ) as progress:
-                tasks: dict[Level, TaskID] = {lv: progress.add_task(f"{lv.value} waiting", total=None) for lv in chosen}
-
-                def update(level: Level, what: str, done: int, total: int) -> None:
-                    progress.update(tasks[level], description=f"{level.value} {what}", completed=done, total=total)
-
-                result = run_async(run_demo(settings, chosen, engine, timings, update, serving(progress)))
-    except ServeError as exc:
-        fail(f"--serve: {exc}", 1)
+            if linger is not None:
+                linger = _after(progress.stop, linger)
+            result = run_async(run_demo(settings, chosen, engine, timings, update, linger))
     if not serve:
         _show(result, as_json, served=False)
+    elif not as_json:
+        console.print("stopped: the service, the worker, the dev server and the enforcement points are gone")
+
+
+def _serving(settings: Settings, engine: EngineName | None, timings: Timings, port: int, as_json: bool) -> Linger:
+    """`--serve`'s part of the run, its port checked now (before the levels run, not a minute later). Imported
+    only then: the plain demo does not load the HTTP service."""
+    from autonomy_controller.controller.cli.demo_serve import ServeError, port_taken, serve_last_level
+
+    if taken := port_taken(port):
+        fail(taken, 2)
+
+    async def linger(lingering: Lingering) -> None:
+        _show(lingering.result, as_json, served=True)
+        try:
+            await serve_last_level(lingering, settings, engine, timings, port, lambda n: _print_newcomer(n, as_json))
+        except ServeError as exc:
+            fail(f"--serve: {exc}", 1)  # typer.Exit passes through run_demo's teardown first
+
+    return linger
+
+
+def _after(first: Callable[[], object], linger: Linger) -> Linger:
+    """`linger`, once `first` ran (the progress bar cleared before the tables are printed)."""
+
+    async def then(lingering: Lingering) -> None:
+        first()
+        await linger(lingering)
+
+    return then
 
 
 def _show(result: DemoResult, as_json: bool, served: bool) -> None:

@@ -54,7 +54,6 @@ from autonomy_controller.workflows.worker import connect, incident_worker
 
 HOST = "127.0.0.1"
 """Loopback only: the demo's accounts and tokens are for this machine, and Secure cookies work over http here."""
-DEFAULT_PORT = 8080
 SERVE_LOG = "serve.log"
 """The service's own output, in the demo's folder (its start-up line, uvicorn's warnings)."""
 START_SECONDS = 60.0
