@@ -155,11 +155,13 @@ def hold_key(state_dir: Path, person: str, approvers: DemoApprovers) -> str:
     file, which the worker reads afresh for every vote. Returns the key id."""
     secret = generate_key(person, key_id=f"{person}-{KEY_ID_SUFFIX}")
     secret.write(keys_dir(state_dir) / f"{person}.key")
-    document = yaml.safe_load(approvers.keys_file.read_text(encoding="utf-8")) or {}
+    text = approvers.keys_file.read_text(encoding="utf-8")
+    document = yaml.safe_load(text) or {}
     listed = document.setdefault("approvers", {}).setdefault(person, {"keys": []})
     listed["keys"].extend(secret.config_entry()["approvers"][person]["keys"])
-    header = "# Written by `autonomy demo`: public halves of throwaway keys made for this run; votes must be signed.\n"
-    approvers.keys_file.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    header = f"# ...and by `autonomy demo --serve`: {secret.key_id}, the key the inbox signs {person}'s votes with.\n"
+    kept = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    approvers.keys_file.write_text(kept + header + yaml.safe_dump(document, sort_keys=False))
     return secret.key_id
 
 
