@@ -8,8 +8,8 @@ security lead asks: what ran (and did it work), what waits for a person, what th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -22,15 +22,19 @@ from autonomy_controller.controller.cli.common import (
     console,
     emit_json,
     err_console,
+    fail,
     run_async,
     status_text,
     verdict_text,
 )
-from autonomy_controller.controller.cli.demo_run import DemoResult, LevelRun, Timings, run_demo
+from autonomy_controller.controller.cli.demo_run import DemoResult, LevelRun, Linger, Lingering, Timings, run_demo
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus
+
+if TYPE_CHECKING:
+    from autonomy_controller.controller.cli.demo_serve import Newcomer
 
 RAN = frozenset(
     {
@@ -45,6 +49,8 @@ RAN = frozenset(
 )
 """The controller called (or is calling) the action's adapter."""
 DEFAULT_LEVELS = [Level.L1, Level.L2, Level.L3]
+DEFAULT_PORT = 8080
+"""`demo --serve`'s port, `autonomy serve`'s own default."""
 Row = tuple[str, str, str, str]
 
 
@@ -247,6 +253,18 @@ def demo(
     settle: Annotated[float, typer.Option(min=0, help="Seconds each incident collects alerts.")] = 0.5,
     quiet: Annotated[float, typer.Option(min=0, help="Seconds without alerts before an incident closes.")] = 1.0,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per level to wait for incidents to settle.")] = 90.0,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then keep the last level running and serve it over HTTP (API and approval inbox, with an "
+            "account and tokens printed once) until Ctrl-C; approving there really runs the action.",
+        ),
+    ] = False,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help=f"With --serve: the TCP port on 127.0.0.1 [default: {DEFAULT_PORT}]."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the bundled sample alerts through the whole loop, for real, at L1, L2 and L3.
@@ -255,14 +273,21 @@ def demo(
     level (a Temporal namespace and a state folder per level: <state dir>/demo/, replaced on each run),
     and shows what ran, what waits for approval and what was only recommended or denied, with the reports.
     Tickets are real files, notifications really POST to a local HTTP receiver. Incidents waiting for a
-    person are left waiting (the demo does not approve for you) and vanish with the in-memory server.
+    person are left waiting (the demo does not approve for you) and vanish with the in-memory server,
+    unless --serve keeps the last level running: then `autonomy serve` answers on 127.0.0.1 (default port
+    8080), an approver signs in to the inbox with the printed password and approves for real, and Ctrl-C
+    stops and deletes everything the demo started.
     """
+    if port is not None and not serve:
+        fail("--port is for --serve", 2)
     settings = Settings()
     chosen = sorted(set(levels or DEFAULT_LEVELS), key=lambda lv: lv.rank)
     timings = Timings(settle_seconds=settle, quiet_seconds=quiet, timeout_seconds=timeout)
+    serve_port = port or DEFAULT_PORT
+    linger = _serving(settings, engine, timings, serve_port, as_json) if serve else None
     _quiet_temporal_core()
     if as_json:
-        result = run_async(run_demo(settings, chosen, engine, timings, lambda *_: None))
+        result = run_async(run_demo(settings, chosen, engine, timings, lambda *_: None, linger))
     else:
         with Progress(
             TextColumn("{task.description}"),
@@ -277,7 +302,44 @@ def demo(
             def update(level: Level, what: str, done: int, total: int) -> None:
                 progress.update(tasks[level], description=f"{level.value} {what}", completed=done, total=total)
 
-            result = run_async(run_demo(settings, chosen, engine, timings, update))
+            if linger is not None:
+                linger = _after(progress.stop, linger)
+            result = run_async(run_demo(settings, chosen, engine, timings, update, linger))
+    if not serve:
+        _show(result, as_json, served=False)
+    elif not as_json:
+        console.print("stopped: the service, the worker, the dev server and the enforcement points are gone")
+
+
+def _serving(settings: Settings, engine: EngineName | None, timings: Timings, port: int, as_json: bool) -> Linger:
+    """`--serve`'s part of the run, its port checked now (before the levels run, not a minute later). Imported
+    only then: the plain demo does not load the HTTP service."""
+    from autonomy_controller.controller.cli.demo_serve import ServeError, port_taken, serve_last_level
+
+    if taken := port_taken(port):
+        fail(taken, 2)
+
+    async def linger(lingering: Lingering) -> None:
+        _show(lingering.result, as_json, served=True)
+        try:
+            await serve_last_level(lingering, settings, engine, timings, port, lambda n: _print_newcomer(n, as_json))
+        except ServeError as exc:
+            fail(f"--serve: {exc}", 1)  # typer.Exit passes through run_demo's teardown first
+
+    return linger
+
+
+def _after(first: Callable[[], object], linger: Linger) -> Linger:
+    """`linger`, once `first` ran (the progress bar cleared before the tables are printed)."""
+
+    async def then(lingering: Lingering) -> None:
+        first()
+        await linger(lingering)
+
+    return then
+
+
+def _show(result: DemoResult, as_json: bool, served: bool) -> None:
     if as_json:
         for run in result.levels:
             for key, outcome in run.incidents.items():
@@ -285,17 +347,45 @@ def demo(
         emit_json({"summary": _summary(result)})
         return
     _print_result(result)
-    _print_service_hint(result)
+    if not served:
+        _print_service_hint(result)
+
+
+def _print_newcomer(newcomer: Newcomer, as_json: bool) -> None:
+    """The URLs and credentials, once (the password and tokens are stored hashed), then the `serving` line."""
+    if as_json:
+        emit_json({"serving": newcomer.as_dict()})
+        return
+    url = escape(newcomer.url)
+    signed = (
+        f"votes signed with the service-held key {escape(newcomer.signing_key)}"
+        if newcomer.signing_key
+        else "votes unsigned (the approver keys config allows it)"
+    )
+    for line in (
+        f"approval inbox: {url}/inbox  sign in as [bold]{escape(newcomer.account)}[/] with password "
+        f"[bold]{escape(newcomer.password)}[/] (shown once; may approve {newcomer.waiting} waiting action(s); "
+        f"{signed})",
+        f"read API: curl -H 'Authorization: Bearer {escape(newcomer.read_token)}' {url}/v1/incidents",
+        f"ingest API: curl -H 'Authorization: Bearer {escape(newcomer.ingest_token)}' "
+        f"-H 'Content-Type: application/x-ndjson' --data-binary @alerts.jsonl {url}/v1/alerts",
+        f"health and metrics: {url}/healthz {url}/readyz {url}/metrics; OpenAPI {url}/openapi.json; "
+        f"service log {escape(newcomer.log)}",
+        f"[bold green]serving[/] the demo's {newcomer.level} at [bold]{url}[/] until Ctrl-C (a worker runs its "
+        "incidents; the enforcement points stay up)",
+    ):
+        console.print(line, soft_wrap=True)
 
 
 def _print_service_hint(result: DemoResult) -> None:
-    """How to put the demo's results on HTTP. The demo's Temporal is in memory and gone when it returns, so
-    the service is not started for it: over the ledger the read API works; live approvals need the lab."""
+    """How to put the demo on HTTP. Without --serve the demo's Temporal is in memory and gone when it returns:
+    over the ledger the read API still works; live approvals need --serve (or the lab)."""
     state_dir = escape(str(result.levels[-1].state_dir))
+    level = result.levels[-1].level.value
     console.print(
-        f"over HTTP: [bold]AUTONOMY_STATE_DIR={state_dir} autonomy serve[/] serves this level's incidents and "
-        "reports at http://127.0.0.1:8080 (read API from the ledger; `autonomy tokens add me --scope read`). "
-        "The approval inbox with live workflows: `autonomy lab up` starts the service with the lab and prints "
-        "its URL (docs/http.md)",
+        f"over HTTP, live: [bold]autonomy demo --level {level} --serve[/] keeps {level} running and serves it at "
+        "http://127.0.0.1:8080 (approval inbox with a printed account, read API) until Ctrl-C. After the demo: "
+        f"[bold]AUTONOMY_STATE_DIR={state_dir} autonomy serve[/] serves this level's ledger (read API; "
+        "`autonomy tokens add me --scope read`); `autonomy lab up` serves the lab (docs/http.md)",
         soft_wrap=True,
     )

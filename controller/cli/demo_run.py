@@ -17,7 +17,8 @@ AUTONOMY_ENFORCEMENT_FILE is never used by the demo.
 
 Workflows that wait for a person (approval) or a timer (TTL revert) would wait for hours: the demo never
 awaits their results. It polls each incident's status until it is closed or parked on such a wait, writes a
-snapshot report for the parked ones, and then stops the worker and the server.
+snapshot report for the parked ones, and then stops the worker and the server. With `demo --serve` the
+teardown waits instead: `run_demo`'s `linger` (demo_serve.py) keeps the last level served until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -388,6 +389,21 @@ Progress = Callable[[Level, str, int, int], None]
 """(level, what is happening, done, total): the CLI turns it into a progress bar."""
 
 
+@dataclass(frozen=True)
+class Lingering:
+    """What is still up when the levels have run, for `demo --serve` (demo_serve.py) to keep serving: the dev
+    server with every level's namespace, the enforcement points, the webhook receiver, and the demo's approver
+    keys file (None without a directory)."""
+
+    result: DemoResult
+    address: str
+    approvers: DemoApprovers | None
+
+
+Linger = Callable[[Lingering], Awaitable[None]]
+"""Called once after the last level, before anything is torn down; the teardown waits for it to return."""
+
+
 def prepare_root(base: Settings) -> Path:
     """`<state_dir>/demo`, emptied: each demo run starts from nothing and leaves its trail for inspection."""
     root = base.state_dir / "demo"
@@ -486,10 +502,21 @@ def namespace(level: Level) -> str:
     return f"demo-{level.value.lower()}"
 
 
+def level_settings(base: Settings, root: Path, level: Level) -> Settings:
+    """A level's own state folder (ledger, tickets, reports) under the demo's root; never a configured ledger."""
+    return replace(base, state_dir=root / level.value, ledger_url_override=None)
+
+
 async def run_demo(
-    base: Settings, levels: list[Level], engine: EngineName | None, timings: Timings, progress: Progress
+    base: Settings,
+    levels: list[Level],
+    engine: EngineName | None,
+    timings: Timings,
+    progress: Progress,
+    linger: Linger | None = None,
 ) -> DemoResult:
-    """The sample alerts through the real loop at each level, one level after the other."""
+    """The sample alerts through the real loop at each level, one level after the other; with `linger`, that
+    is awaited with the result before the teardown (`demo --serve`)."""
     root = prepare_root(base)
     ingest = IngestReport()
     alerts = load_samples(base.example_alert_files, DeadLetter(root / "dead-letter.jsonl"), ingest)
@@ -512,17 +539,17 @@ async def run_demo(
         await asyncio.to_thread(server.start)
         try:
             for level in levels:
-                settings = replace(base, state_dir=root / level.value, ledger_url_override=None)
+                settings = level_settings(base, root, level)
                 run = await run_level(server.address, level, settings, alerts, engine, timings, progress, approvers)
                 statuses = {key: outcome.status for key, outcome in run.incidents.items()}
                 run.identity = await asyncio.to_thread(
                     identity_outcomes, run.ledger_url, statuses, enforcement.directory
                 )
                 runs.append(run)
+            result = DemoResult(root, runs, ingest, hook.url, list(hook.received), len(alerts), enforcement)
+            await asyncio.to_thread(write_scorecards, result)
+            if linger is not None:
+                await linger(Lingering(result, server.address, approvers))
         finally:
             await asyncio.to_thread(server.stop)
-        notifications = list(hook.received)
-        url = hook.url
-    result = DemoResult(root, runs, ingest, url, notifications, len(alerts), enforcement)
-    await asyncio.to_thread(write_scorecards, result)
     return result
