@@ -19,8 +19,9 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from controller.cli.ops import TemporalUnavailable, open_client
 from tests.temporal_server import SERVER_NAME, Pki, Postgres, TemporalServer, make_pki, require_server, wait_serving
-from tests.test_temporal_topology import pollers
+from workflows.cluster import pollers
 from workflows.connection import TemporalConnection
+from workflows.contracts import TASK_QUEUE
 
 POSTGRES_URL = os.environ.get("AUTONOMY_TEST_POSTGRES_URL")
 
@@ -134,7 +135,7 @@ async def test_the_worker_command_connects_with_the_environments_tls_settings(
     )
     try:
         deadline = asyncio.get_running_loop().time() + 60
-        while await pollers(client) < 1:
+        while await pollers(client, TASK_QUEUE) < 1:
             assert worker.poll() is None, log.read_text()
             assert asyncio.get_running_loop().time() < deadline, f"the worker never polled: {log.read_text()}"
             await asyncio.sleep(0.5)

@@ -51,6 +51,9 @@ with workflow.unsafe.imports_passed_through():
 STEP_TIMEOUT = timedelta(seconds=60)
 ACTION_TIMEOUT = timedelta(seconds=30)
 LOCAL_TIMEOUT = timedelta(seconds=20)
+PLAN_HEARTBEAT = timedelta(seconds=10)
+"""The planning step heartbeats while it works (workflows/activities.py `heartbeating`): a worker lost mid-plan
+is noticed after this, and the step retried on another worker, instead of after PLAN_TIMEOUT (3 min)."""
 VERIFY_TIMEOUT = timedelta(seconds=30)
 """The approver's client waits on the verification: a few quick attempts, then the vote is refused."""
 VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
@@ -353,7 +356,11 @@ class IncidentWorkflow:
         step = "plan-error" if self.rounds == 1 else f"plan-error/r{self.rounds}"
         try:
             self.plan = await workflow.execute_activity_method(
-                IncidentActivities.plan_round, request, start_to_close_timeout=PLAN_TIMEOUT, retry_policy=PLAN_RETRY
+                IncidentActivities.plan_round,
+                request,
+                start_to_close_timeout=PLAN_TIMEOUT,
+                heartbeat_timeout=PLAN_HEARTBEAT,
+                retry_policy=PLAN_RETRY,
             )
         except ActivityError as exc:
             await self._record(None, "plan", "svc:controller", {"error": f"planner failed: {_error_text(exc)}"}, step)
@@ -367,6 +374,7 @@ class IncidentWorkflow:
                 IncidentActivities.plan_incident,
                 incident,
                 start_to_close_timeout=PLAN_TIMEOUT,
+                heartbeat_timeout=PLAN_HEARTBEAT,
                 retry_policy=PLAN_RETRY,
             )
         except ActivityError as exc:
