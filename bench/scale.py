@@ -35,7 +35,7 @@ from bench.loop import MemoryFirewall, bare_throughput, isolated_settings, loop_
 from controller.config import REPO_ROOT, Settings
 from controller.ledger import Ledger
 from controller.ledger.engine import private_schema
-from workflows.cluster import Postgres, TemporalServer, built, make_pki, wait_pollers, wait_serving
+from workflows.cluster import TemporalServer, built, wait_pollers, wait_serving
 from workflows.connection import TemporalConnection
 from workflows.contracts import TASK_QUEUE
 from workflows.worker import connect, incident_worker
@@ -154,12 +154,7 @@ async def run(incidents: int, postgres_url: str) -> list[Figure]:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         settings = isolated_settings(tmp)
-        server = TemporalServer(
-            tmp / "temporal",
-            Postgres.from_url(postgres_url),
-            make_pki(tmp / "pki"),
-            dynamic={"frontend.WorkflowTimeSkippingEnabled": True},
-        )
+        server = TemporalServer.time_skipping(tmp, postgres_url)
         server.setup_schema()
         try:
             server.start()

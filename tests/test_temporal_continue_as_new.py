@@ -13,7 +13,9 @@ from collections import Counter
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkipper
+from temporalio.worker import Replayer
 
 from controller.config import Settings
 from controller.ledger import RecordKind
@@ -21,6 +23,7 @@ from controller.models import Level
 from tests.harness import ATTACKER, BURST, action_of, alert, awaiting, burst, running_loop, vote
 from workflows.client import Submitter, cast_vote, incident_handle
 from workflows.contracts import ActionStatus
+from workflows.incident import IncidentWorkflow
 
 HISTORY_LIMIT = 80
 SIGNALS = 60
@@ -48,6 +51,10 @@ async def test_a_persistent_attackers_case_continues_as_new_and_reverts_its_bloc
         await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(hours=1, seconds=5))
         final = await loop.result(key)
         first_history = await loop.client.get_workflow_handle(key, run_id=first.run_id).fetch_history()
+        last_history = await loop.client.get_workflow_handle(key, run_id=final.run_id).fetch_history()
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+    for history in (first_history, last_history):  # the continuing run and a carried one replay on today's code
+        await replayer.replay_workflow(history)
 
     assert first_history.events[-1].event_type is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     assert len(first_history.events) >= HISTORY_LIMIT  # it continued because of the bound, not before

@@ -32,7 +32,7 @@ from controller.models import Category, Level
 from controller.policy_bundle import load_bundle
 from tests import test_chaos
 from tests.harness import BURST, burst, edit_yaml
-from tests.temporal_server import Postgres, TemporalServer, make_pki, require_server, wait_serving
+from tests.temporal_server import TemporalServer, require_server, wait_serving
 from workflows.client import Submitter, incident_handle
 from workflows.cluster import wait_pollers
 from workflows.contracts import TASK_QUEUE, ActionStatus
@@ -65,12 +65,7 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(
     channels.write_text(yaml.safe_dump({"channels": {"soc-alerts": {"url": webhook, "timeout_seconds": 5}}}))
     started = time.monotonic()
     bundle = load_bundle(config_copy.policies_dir, load_level_config(config_copy.levels_dir))
-    server = TemporalServer(
-        tmp_path / "temporal",
-        Postgres.from_url(POSTGRES_URL),
-        make_pki(tmp_path / "pki"),
-        dynamic={"frontend.WorkflowTimeSkippingEnabled": True},
-    )
+    server = TemporalServer.time_skipping(tmp_path, POSTGRES_URL)
     server.setup_schema()
     effects = tmp_path / "effects"
     alerts = [

@@ -189,6 +189,14 @@ class TemporalServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "temporal-server.log"
 
+    @classmethod
+    def time_skipping(cls, folder: Path, postgres_url: str) -> TemporalServer:
+        """A server in `folder` with new certificates, whose workflows may skip durable timers (TTL reverts, quiet
+        periods) when started through a TimeSkipper client: what the topology test and bench/scale.py run."""
+        pki = make_pki(folder / "pki")
+        dynamic: dict[str, object] = {"frontend.WorkflowTimeSkippingEnabled": True}
+        return cls(folder / "temporal", Postgres.from_url(postgres_url), pki, dynamic=dynamic)
+
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
