@@ -46,6 +46,7 @@ WARM_UP = 5
 """Incidents run through fresh workers before measuring (first workflow tasks, connections, the sandbox's imports)."""
 FIREWALL_ACTIONS = ("network.block_ip", "network.unblock_ip")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
 
 
 def cpu_seconds(pid: int) -> float:
@@ -179,8 +180,12 @@ async def run(incidents: int, postgres_url: str) -> list[Figure]:
 def print_figure(f: Figure) -> None:
     bare = f"bare {f.bare_rate:6.1f} workflows/s, ratio {f.loop_rate / f.bare_rate:.2f}"
     cpu = ", ".join(f"{name} {ms:.0f}" for name, ms in f.cpu_per_incident.items())
+    total = sum(f.cpu_per_incident.values())
     print(f"  {f.workers} worker(s), {f.ledger:>10} ledger: loop {f.loop_rate:6.1f} incidents/s  {bare}")
-    print(f"      CPU ms per incident: {cpu}")
+    print(
+        f"      CPU ms per incident: {cpu} (PostgreSQL's own not counted); {total:.0f} ms in all: "
+        f"at most {CORES * 1000 / total:.1f} incidents/s on this machine's {CORES} cores"
+    )
 
 
 def summary(figures: list[Figure]) -> None:
