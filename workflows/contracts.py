@@ -35,10 +35,10 @@ class IncidentStart(BaseModel):
     settle_seconds: float = Field(default=5.0, ge=0, description="collect alerts this long before planning")
     quiet_seconds: float = Field(default=60.0, ge=0, description="close after this long without new alerts")
     history_limit: int = Field(
-        default=5_000,
+        default=4_096,
         ge=20,
-        description="continue as new once the run's history holds this many events (or Temporal suggests it): a "
-        "persistent attacker's signals never grow one history without bound",
+        description="continue as new once the run's history holds this many events, or earlier when the server "
+        "suggests it (its defaults: 4,096 events or 4 MB): a persistent attacker never grows one history without bound",
     )
     carried: CarriedCase | None = Field(default=None, description="the case so far, from the run that continued")
 
