@@ -6,7 +6,7 @@ persistence on PostgreSQL, mTLS on its frontend. Workers are separate processes 
 configured the way docs/deploy.md says (AUTONOMY_TEMPORAL_*, AUTONOMY_LEDGER_URL), each also serving the bare
 workflow of bench/bare.py. Per configuration, N incidents go through the whole loop (bench/loop.py's
 `loop_throughput`: plan, guard, pre-flight, act, verify, TTL revert, report; durable timers skipped by the
-server's time skipping), then N bare workflows of the same shape. CPU seconds per incident of the workers, the
+server's time skipping), then N bare workflows of the same shape. CPU milliseconds per incident of the workers, the
 Temporal server and this process (the submitter, which writes alerts to the ledger) say where the time goes.
 
 All figures come from one run; nothing here passes or fails. A figure that cannot be measured says why.
@@ -44,7 +44,6 @@ BARE_QUEUE = "bench-bare"
 FIREWALL_ACTIONS = ("network.block_ip", "network.unblock_ip")
 WARM_UP = 5
 """Incidents run through fresh workers before measuring (first workflow tasks, connections, the sandbox's imports)."""
-FIREWALL_ACTIONS = ("network.block_ip", "network.unblock_ip")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 
