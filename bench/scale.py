@@ -29,16 +29,16 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from temporalio.worker import Worker
 
-from actions.adapters.base import Adapter
+from autonomy_controller.actions.adapters.base import Adapter
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.ledger.engine import private_schema
+from autonomy_controller.workflows.cluster import TemporalServer, built, wait_pollers, wait_serving
+from autonomy_controller.workflows.connection import TemporalConnection
+from autonomy_controller.workflows.contracts import TASK_QUEUE
+from autonomy_controller.workflows.worker import connect, incident_worker
 from bench.bare import BareWorkflow, bare_noop
 from bench.loop import MemoryFirewall, bare_throughput, isolated_settings, loop_throughput
-from controller.config import REPO_ROOT, Settings
-from controller.ledger import Ledger
-from controller.ledger.engine import private_schema
-from workflows.cluster import TemporalServer, built, wait_pollers, wait_serving
-from workflows.connection import TemporalConnection
-from workflows.contracts import TASK_QUEUE
-from workflows.worker import connect, incident_worker
 
 BARE_QUEUE = "bench-bare"
 FIREWALL_ACTIONS = ("network.block_ip", "network.unblock_ip")

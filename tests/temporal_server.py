@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from workflows.cluster import (
+from autonomy_controller.workflows.cluster import (
     SERVER_DIR,
     SERVER_NAME,
     TEMPORAL_SERVER_VERSION,

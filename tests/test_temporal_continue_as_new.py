@@ -17,13 +17,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkipper
 from temporalio.worker import Replayer
 
-from controller.config import Settings
-from controller.ledger import RecordKind
-from controller.models import Level
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.client import Submitter, cast_vote, incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus
+from autonomy_controller.workflows.incident import IncidentWorkflow
 from tests.harness import ATTACKER, BURST, action_of, alert, awaiting, burst, running_loop, vote
-from workflows.client import Submitter, cast_vote, incident_handle
-from workflows.contracts import ActionStatus
-from workflows.incident import IncidentWorkflow
 
 HISTORY_LIMIT = 80
 SIGNALS = 60

@@ -26,18 +26,18 @@ from temporalio.api.enums.v1 import TimeoutType
 from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, ActivityTaskStartedEventAttributes
 from temporalio.client import WorkflowHistory
 
-from controller.config import Settings
-from controller.ledger import Ledger, RecordKind
-from controller.models import Category, Level
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.workflows.client import Submitter, incident_handle
+from autonomy_controller.workflows.cluster import wait_pollers
+from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionStatus
+from autonomy_controller.workflows.devserver import DevServer
+from autonomy_controller.workflows.incident import PLAN_HEARTBEAT
+from autonomy_controller.workflows.worker import connect
 from tests.claude_fake import KEY, MODEL, choose
 from tests.harness import burst
 from tests.test_chaos import start_worker
-from workflows.client import Submitter, incident_handle
-from workflows.cluster import wait_pollers
-from workflows.contracts import TASK_QUEUE, ActionStatus
-from workflows.devserver import DevServer
-from workflows.incident import PLAN_HEARTBEAT
-from workflows.worker import connect
 
 ANSWER_AFTER = PLAN_HEARTBEAT.total_seconds() * 1.5
 """Longer than the heartbeat timeout: an attempt that did not heartbeat while waiting would time out."""

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from controller.ledger import schema
-from controller.ledger.canonical import canonical_json
-from controller.ledger.errors import LedgerError
-from controller.ledger.records import REQUIRED_PAYLOAD_KEYS, RecordKind
+from autonomy_controller.controller.ledger import schema
+from autonomy_controller.controller.ledger.canonical import canonical_json
+from autonomy_controller.controller.ledger.errors import LedgerError
+from autonomy_controller.controller.ledger.records import REQUIRED_PAYLOAD_KEYS, RecordKind
 
 _LIMITS = {"incident_key": 512, "actor": 256, "idempotency_key": 512}
 
