@@ -89,5 +89,6 @@ bench: setup
 	$(VENV)/bin/python -m bench.attackers
 	$(VENV)/bin/python -m bench.http
 	set -o pipefail; $(VENV)/bin/python -m bench.loop 2>&1 | grep -v 'Workflow task duration exceeded'
+	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh 2>/dev/null || true)}" && AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/python -m bench.scale
 	if [ "$$(id -u)" = 0 ]; then $(VENV)/bin/python -m bench.lab; else echo 'bench.lab skipped: the lab needs root'; fi
 	if [ "$$(id -u)" = 0 ]; then $(VENV)/bin/python -m bench.triage --run-replay --live; else echo 'bench.triage skipped: the lab needs root'; fi

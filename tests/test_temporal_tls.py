@@ -18,9 +18,10 @@ import pytest_asyncio
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from autonomy_controller.controller.cli.ops import TemporalUnavailable, open_client
+from autonomy_controller.workflows.cluster import pollers
 from autonomy_controller.workflows.connection import TemporalConnection
+from autonomy_controller.workflows.contracts import TASK_QUEUE
 from tests.temporal_server import SERVER_NAME, Pki, Postgres, TemporalServer, make_pki, require_server, wait_serving
-from tests.test_temporal_topology import pollers
 
 POSTGRES_URL = os.environ.get("AUTONOMY_TEST_POSTGRES_URL")
 
@@ -137,7 +138,7 @@ async def test_the_worker_command_connects_with_the_environments_tls_settings(
     )
     try:
         deadline = asyncio.get_running_loop().time() + 60
-        while await pollers(client) < 1:
+        while await pollers(client, TASK_QUEUE) < 1:
             assert worker.poll() is None, log.read_text()
             assert asyncio.get_running_loop().time() < deadline, f"the worker never polled: {log.read_text()}"
             await asyncio.sleep(0.5)

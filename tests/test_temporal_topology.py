@@ -21,10 +21,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from autonomy_controller.controller.config import REPO_ROOT, Settings
@@ -35,10 +31,11 @@ from autonomy_controller.controller.levels import load_level_config
 from autonomy_controller.controller.models import Category, Level
 from autonomy_controller.controller.policy_bundle import load_bundle
 from autonomy_controller.workflows.client import Submitter, incident_handle
+from autonomy_controller.workflows.cluster import wait_pollers
 from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionStatus
 from tests import test_chaos
 from tests.harness import BURST, burst, edit_yaml
-from tests.temporal_server import Postgres, TemporalServer, make_pki, require_server, wait_serving
+from tests.temporal_server import TemporalServer, require_server, wait_serving
 
 INCIDENTS = 30
 Receiver = test_chaos.Receiver
@@ -56,25 +53,6 @@ def start_worker(env: dict[str, str], effects: Path, log: Path) -> subprocess.Po
     )
 
 
-async def pollers(client: Client) -> int:
-    described = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace="default",
-            task_queue=TaskQueue(name=TASK_QUEUE),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return len({p.identity for p in described.pollers})
-
-
-async def wait_pollers(client: Client, count: int, timeout: float = 90) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (seen := await pollers(client)) < count:
-        assert loop.time() < deadline, f"{seen} of {count} workers polled the task queue within {timeout} s"
-        await asyncio.sleep(0.5)
-
-
 async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(
     config_copy: Settings, webhook: str, tmp_path: Path
 ) -> None:
@@ -87,12 +65,7 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(
     channels.write_text(yaml.safe_dump({"channels": {"soc-alerts": {"url": webhook, "timeout_seconds": 5}}}))
     started = time.monotonic()
     bundle = load_bundle(config_copy.policies_dir, load_level_config(config_copy.levels_dir))
-    server = TemporalServer(
-        tmp_path / "temporal",
-        Postgres.from_url(POSTGRES_URL),
-        make_pki(tmp_path / "pki"),
-        dynamic={"frontend.WorkflowTimeSkippingEnabled": True},
-    )
+    server = TemporalServer.time_skipping(tmp_path, POSTGRES_URL)
     server.setup_schema()
     effects = tmp_path / "effects"
     alerts = [
@@ -117,7 +90,7 @@ async def test_two_workers_a_tls_server_opa_and_postgres_survive_kills(
             server.start()
             raw = await wait_serving(server, server.client_connection())
             workers = [start_worker(env, effects, tmp_path / f"worker-{i}.log") for i in range(2)]
-            await wait_pollers(raw, 2)
+            await wait_pollers(raw, TASK_QUEUE, 2)
             client = TimeSkipper(raw, config=TimeSkippingConfig(enabled=True)).client
             ledger = Ledger.from_url(ledger_url)
             submitter = Submitter(client, ledger, level=Level.L3, settle_seconds=1, quiet_seconds=5)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import activity
 
@@ -68,6 +68,7 @@ from autonomy_controller.workflows.contracts import (
 )
 from autonomy_controller.workflows.guard_provider import Fingerprint, GuardProvider, config_fingerprint
 
+T = TypeVar("T")
 CONTROLLER = "svc:controller"
 BREAKER_INCIDENT = "_controller"
 """The ledger's incident key for records about the controller itself (circuit breaker trips)."""
@@ -76,6 +77,22 @@ BREAKER_INCIDENT = "_controller"
 def run_key() -> str:
     info = activity.info()
     return f"{info.workflow_id}/{info.workflow_run_id}"
+
+
+async def heartbeating(work: Awaitable[T]) -> T:
+    """Await `work` while telling Temporal this worker is alive, a third of the heartbeat timeout apart: a worker
+    that dies mid-step (a Claude call takes tens of seconds) is then retried elsewhere after the heartbeat
+    timeout, not after the step's whole start-to-close timeout. Without a heartbeat timeout (histories
+    scheduled before it), it just awaits."""
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        return await work
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=timeout.total_seconds() / 3)
+        if done:
+            return task.result()
+        activity.heartbeat()
 
 
 class IncidentActivities:
@@ -105,13 +122,13 @@ class IncidentActivities:
     @activity.defn(name="plan_incident")
     async def plan_incident(self, incident: Incident) -> Plan:
         """A case's only round, as workflows started before decision rounds (CASE_ROUNDS) plan it."""
-        return await asyncio.to_thread(self._plan, PlanRequest(incident=incident), run_key())
+        return await heartbeating(asyncio.to_thread(self._plan, PlanRequest(incident=incident), run_key()))
 
     @activity.defn(name="plan_round")
     async def plan_round(self, request: PlanRequest) -> Plan:
         """One round of a case (controller/cases.py): what earlier rounds hold is not proposed again, and a later
         round's action ids carry the round (r2.a1), so votes, decisions and executions never mix rounds."""
-        return await asyncio.to_thread(self._plan, request, run_key())
+        return await heartbeating(asyncio.to_thread(self._plan, request, run_key()))
 
     def _planners(self, guard: Guard | UnavailableGuard) -> tuple[OfflinePlanner, ClaudePlanner | None]:
         """The planners, rebuilt only when the guard (its asset groups) or the playbooks changed on disk.

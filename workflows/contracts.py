@@ -18,6 +18,7 @@ from autonomy_controller.controller.levels import OnTimeout
 from autonomy_controller.controller.models import (
     ActionClass,
     Alert,
+    Category,
     GuardDecision,
     Incident,
     Level,
@@ -42,6 +43,41 @@ class IncidentStart(BaseModel):
     level: Level | None = Field(default=None, description="declared level override (what-if, demo); None: scopes")
     settle_seconds: float = Field(default=5.0, ge=0, description="collect alerts this long before planning")
     quiet_seconds: float = Field(default=60.0, ge=0, description="close after this long without new alerts")
+    history_limit: int = Field(
+        default=4_096,
+        ge=20,
+        description="continue as new once the run's history holds this many events, or earlier when the server "
+        "suggests it (its defaults: 4,096 events or 4 MB): a persistent attacker never grows one history without bound",
+    )
+    carried: CarriedCase | None = Field(default=None, description="the case so far, from the run that continued")
+
+
+class PendingRevert(BaseModel):
+    """An action done and verified whose TTL revert is still ahead, as the next run needs it to revert."""
+
+    item: GuardedAction
+    request: ExecuteRequest = Field(
+        description="the original execution: its idempotency key names the run that executed it, so the revert's "
+        "ledger record and adapter call are the ones that run would have made"
+    )
+
+
+class CarriedCase(BaseModel):
+    """A case handed to its next run (continue-as-new). Taken only while nothing is in flight but TTL reverts
+    waiting on their timers: no activity running, no vote being handled, no action waiting on a person."""
+
+    alerts: list[Alert]
+    last_alert_at: datetime
+    stage: int
+    decided_stage: int
+    decided_alerts: int
+    decided_categories: list[Category]
+    rounds: int
+    plan: Plan | None
+    states: list[ActionState]
+    superseded: dict[str, str]
+    reverts: list[PendingRevert]
+    runs: int = Field(description="runs of this case so far, the one that continued included")
 
 
 class AlertBatch(BaseModel):
@@ -262,6 +298,7 @@ class IncidentStatus(BaseModel):
     playbook: str | None = None
     held_for_person: str | None = Field(default=None, description="why the planner handed the incident to a person")
     rounds: int = Field(default=0, description="how often the case was decided (it grows: controller/cases.py)")
+    runs: int = Field(default=1, description="workflow runs the case spans (continued as new as its history grew)")
     actions: list[ActionState] = Field(default_factory=list)
     report: dict[str, str] | None = None
 
@@ -273,3 +310,6 @@ class ReportRef(BaseModel):
 
 
 PreflightRequest.model_rebuild()  # its votes are ApprovalVote, defined below it
+PendingRevert.model_rebuild()  # defined before the models they hold
+CarriedCase.model_rebuild()
+IncidentStart.model_rebuild()

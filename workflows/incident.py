@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -34,11 +35,13 @@ with workflow.unsafe.imports_passed_through():
         ApprovalSpec,
         ApprovalVerdict,
         ApprovalVote,
+        CarriedCase,
         ExecuteRequest,
         GuardedAction,
         GuardRequest,
         IncidentStart,
         IncidentStatus,
+        PendingRevert,
         PlanRequest,
         PreflightRequest,
         PreflightResult,
@@ -51,12 +54,18 @@ with workflow.unsafe.imports_passed_through():
 STEP_TIMEOUT = timedelta(seconds=60)
 ACTION_TIMEOUT = timedelta(seconds=30)
 LOCAL_TIMEOUT = timedelta(seconds=20)
+PLAN_HEARTBEAT = timedelta(seconds=10)
+"""The planning step heartbeats while it works (workflows/activities.py `heartbeating`): a worker lost mid-plan
+is noticed after this, and the step retried on another worker, instead of after PLAN_TIMEOUT (3 min)."""
 VERIFY_TIMEOUT = timedelta(seconds=30)
 """The approver's client waits on the verification: a few quick attempts, then the vote is refused."""
 VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
 CASE_ROUNDS = "case-decision-rounds"
 """Patch: a case is decided again as its evidence grows (controller/cases.py). Histories recorded before it
 replay the single round: plan once, act, wait for quiet."""
+CONTINUE_AS_NEW = "case-continues-as-new"
+"""Patch: a case whose history grew past IncidentStart.history_limit continues as new, carrying its state
+(CarriedCase). Histories recorded before it replay without ever continuing."""
 VERIFIED_VOTES = "votes-verified-by-worker"
 """Patch: votes are verified (signed token, require_signed) before they count. Histories recorded before it
 replay the old handler, which counted the vote at once."""
@@ -81,7 +90,10 @@ def _undo_detail(outcome: ActionOutcome, done: str) -> str:
 
 @workflow.defn
 class IncidentWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, start: IncidentStart) -> None:
+        """The case so far: empty, or carried from the run that continued as new (restored here, before any
+        signal of this run is handled, so an alert signalled meanwhile joins the carried ones)."""
         self.alerts: dict[str, Alert] = {}
         self.last_alert_at = workflow.now()
         self.phase = "collecting"
@@ -99,6 +111,24 @@ class IncidentWorkflow:
         """Per action waiting for approval, the later round's action that decided the same effect again."""
         self.stage = self.decided_stage = 0
         """The highest kill-chain stage rank the batches showed (AlertBatch.stage; 0 in older histories)."""
+        self.decided: tuple[int, frozenset[Category]] = (0, frozenset())
+        """Alerts and categories at the last decision: the case is due again when they grew (controller/cases.py)."""
+        self.reverts: dict[str, PendingRevert] = {}
+        """Per action, the TTL revert its handler is sleeping on: what a continued run takes over."""
+        self.runs = 1
+        self.may_continue = False
+        if start.carried is not None:
+            self._restore(start.carried)
+
+    def _restore(self, carried: CarriedCase) -> None:
+        self.alerts = {a.id: a for a in carried.alerts}
+        self.categories = {a.category for a in carried.alerts}
+        self.last_alert_at = carried.last_alert_at
+        self.stage, self.decided_stage = carried.stage, carried.decided_stage
+        self.decided = (carried.decided_alerts, frozenset(carried.decided_categories))
+        self.rounds, self.plan, self.runs = carried.rounds, carried.plan, carried.runs + 1
+        self.states = {s.action_id: s for s in carried.states}
+        self.superseded = dict(carried.superseded)
 
     # -- inputs from outside ---------------------------------------------------------------------------
 
@@ -244,6 +274,7 @@ class IncidentWorkflow:
             playbook=self.plan.playbook if self.plan else None,
             held_for_person=self.plan.hold_reason if self.plan else None,
             rounds=self.rounds,
+            runs=self.runs,
             actions=list(self.states.values()),
             report={"markdown": self.report.markdown, "json": self.report.json_path} if self.report else None,
         )
@@ -267,53 +298,95 @@ class IncidentWorkflow:
 
     async def _decide_in_rounds(self, start: IncidentStart) -> None:
         """Decide the case, then again each time its evidence has grown enough (controller/cases.py), while the
-        actions of earlier rounds go their own way; close once it is quiet and every action has finished."""
-        handlers: list[asyncio.Task[None]] = []
+        actions of earlier rounds go their own way; close once it is quiet and every action has finished.
+
+        A run that continued an earlier one (start.carried) first takes over its pending TTL reverts and waits,
+        as that run did, for the case to be due again."""
+        self.may_continue = workflow.patched(CONTINUE_AS_NEW)
+        carried = start.carried.reverts if start.carried is not None else []
+        handlers = [asyncio.create_task(self._revert_when_due(p, self.states[p.request.action_id])) for p in carried]
+        resumed = start.carried is not None
         while True:
-            if start.settle_seconds:
-                await workflow.sleep(start.settle_seconds)
-            alerts = list(self.alerts.values())
-            decided = (len(alerts), frozenset(self.categories))
-            self.decided_stage = self.stage
-            incident = incident_from_alerts(start.key, alerts)
-            self.rounds += 1
-            self.phase = "planning"
-            plan = await self._plan_round(incident)
-            if plan is not None and plan.actions:
-                self.phase = "guarding"
-                guarded = await self._guard(incident, plan, start)
-                self._supersede(guarded)
-                handlers += [asyncio.create_task(self._handle(incident, item, start)) for item in guarded]
+            if not resumed:
+                if start.settle_seconds:
+                    await workflow.sleep(start.settle_seconds)
+                alerts = list(self.alerts.values())
+                self.decided = (len(alerts), frozenset(self.categories))
+                self.decided_stage = self.stage
+                incident = incident_from_alerts(start.key, alerts)
+                self.rounds += 1
+                self.phase = "planning"
+                plan = await self._plan_round(incident)
+                if plan is not None and plan.actions:
+                    self.phase = "guarding"
+                    guarded = await self._guard(incident, plan, start)
+                    self._supersede(guarded)
+                    handlers += [asyncio.create_task(self._handle(incident, item, start)) for item in guarded]
+            resumed = False
             self.phase = "acting"
-            if not await self._next_round(start, decided, handlers):
+            if not await self._next_round(start, handlers):
                 await asyncio.gather(*handlers)  # all done: an action's error surfaces here, as it did before rounds
                 return
 
-    async def _next_round(
-        self, start: IncidentStart, decided: tuple[int, frozenset[Category]], handlers: list[asyncio.Task[None]]
-    ) -> bool:
-        """True when the case is due another decision; False once it is quiet and all its actions are done."""
+    async def _next_round(self, start: IncidentStart, handlers: list[asyncio.Task[None]]) -> bool:
+        """True when the case is due another decision; False once it is quiet and all its actions are done.
+        Continues as new (never returns) once the history is long and nothing in flight would be lost."""
 
         def due() -> bool:
             stage = (self.decided_stage, self.stage)
-            return cases.due(len(self.alerts), self.categories, decided, self.rounds, stage)
+            return cases.due(len(self.alerts), self.categories, self.decided, self.rounds, stage)
 
         def finished() -> bool:
             return all(task.done() for task in handlers)
 
+        def full() -> bool:
+            return self.may_continue and self._history_full(start) and self._carriable(handlers)
+
         while True:
             if due():
                 return True
+            if full():
+                self._continue_as_new(start)
             quiet_left = start.quiet_seconds - (workflow.now() - self.last_alert_at).total_seconds()
             if quiet_left <= 0 and finished():
                 return False
             try:
                 if quiet_left > 0:
-                    await workflow.wait_condition(due, timeout=timedelta(seconds=quiet_left))
+                    await workflow.wait_condition(lambda: due() or full(), timeout=timedelta(seconds=quiet_left))
                 else:
-                    await workflow.wait_condition(lambda: due() or finished())
+                    await workflow.wait_condition(lambda: due() or finished() or full())
             except TimeoutError:
                 pass
+
+    # -- continue-as-new -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _history_full(start: IncidentStart) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= start.history_limit
+
+    def _carriable(self, handlers: list[asyncio.Task[None]]) -> bool:
+        """Nothing in flight but TTL reverts sleeping on their timers: every other action handler has finished
+        (an approval still waiting keeps the run: a signed vote names its run), and no vote is being handled."""
+        sleeping = sum(not task.done() for task in handlers)
+        return sleeping == len(self.reverts) and workflow.all_handlers_finished()
+
+    def _continue_as_new(self, start: IncidentStart) -> NoReturn:
+        carried = CarriedCase(
+            alerts=list(self.alerts.values()),
+            last_alert_at=self.last_alert_at,
+            stage=self.stage,
+            decided_stage=self.decided_stage,
+            decided_alerts=self.decided[0],
+            decided_categories=sorted(self.decided[1]),
+            rounds=self.rounds,
+            plan=self.plan,
+            states=list(self.states.values()),
+            superseded=self.superseded,
+            reverts=list(self.reverts.values()),
+            runs=self.runs,
+        )
+        workflow.continue_as_new(start.model_copy(update={"carried": carried}))
 
     def _supersede(self, guarded: list[GuardedAction]) -> None:
         """A new round's decision on an effect an earlier action still waits on ends that wait (more evidence)."""
@@ -353,7 +426,11 @@ class IncidentWorkflow:
         step = "plan-error" if self.rounds == 1 else f"plan-error/r{self.rounds}"
         try:
             self.plan = await workflow.execute_activity_method(
-                IncidentActivities.plan_round, request, start_to_close_timeout=PLAN_TIMEOUT, retry_policy=PLAN_RETRY
+                IncidentActivities.plan_round,
+                request,
+                start_to_close_timeout=PLAN_TIMEOUT,
+                heartbeat_timeout=PLAN_HEARTBEAT,
+                retry_policy=PLAN_RETRY,
             )
         except ActivityError as exc:
             await self._record(None, "plan", "svc:controller", {"error": f"planner failed: {_error_text(exc)}"}, step)
@@ -367,6 +444,7 @@ class IncidentWorkflow:
                 IncidentActivities.plan_incident,
                 incident,
                 start_to_close_timeout=PLAN_TIMEOUT,
+                heartbeat_timeout=PLAN_HEARTBEAT,
                 retry_policy=PLAN_RETRY,
             )
         except ActivityError as exc:
@@ -531,8 +609,19 @@ class IncidentWorkflow:
         elif item.ttl_seconds and undoable:
             state.status = ActionStatus.AWAITING_REVERT
             state.revert_at = workflow.now() + timedelta(seconds=item.ttl_seconds)
-            await workflow.sleep(item.ttl_seconds)
-            await self._undo(item, request, state, "revert")
+            await self._revert_when_due(PendingRevert(item=item, request=request), state, item.ttl_seconds)
+
+    async def _revert_when_due(self, pending: PendingRevert, state: ActionState, seconds: float | None = None) -> None:
+        """Sleep until the action's revert_at (`seconds`, or what is left of it in a continued run), then revert.
+        While it sleeps, the run may continue as new and the next run takes the revert over (CarriedCase)."""
+        if seconds is None:
+            assert state.revert_at is not None
+            seconds = (state.revert_at - workflow.now()).total_seconds()
+        self.reverts[state.action_id] = pending
+        if seconds > 0:
+            await workflow.sleep(seconds)
+        del self.reverts[state.action_id]
+        await self._undo(pending.item, pending.request, state, "revert")
 
     async def _act_and_verify(self, request: ExecuteRequest, state: ActionState) -> ActionOutcome | None:
         """The executed outcome when the action ran and its verification held; None (state says why) otherwise."""
