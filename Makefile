@@ -12,7 +12,7 @@ TEMPORAL_SERVER_VERSION := v1.32.0
 TEMPORAL_SERVER_DIR := .tools/temporal-server-$(TEMPORAL_SERVER_VERSION)
 TEMPORAL_SERVER_STAMP := $(TEMPORAL_SERVER_DIR)/built
 
-.PHONY: setup demo test lint unit bench lock temporal-server
+.PHONY: setup demo test lint unit bench lock temporal-server wheel
 
 setup: $(INSTALLED) $(OPA_STAMP)
 
@@ -51,6 +51,12 @@ $(TEMPORAL_SERVER_STAMP):
 		go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
 	$(TEMPORAL_SERVER_DIR)/server --help >/dev/null && $(TEMPORAL_SERVER_DIR)/sql --help >/dev/null
 	touch $@
+
+# An installable wheel in dist/: one top-level package (autonomy_controller) carrying the default configuration and
+# the shipped policies compiled to WebAssembly, so an installed `autonomy` needs no opa until its policies change.
+wheel: setup
+	$(VENV)/bin/python -m autonomy_controller.controller.engines.wasm_cache --prebuild
+	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist .
 
 demo: $(INSTALLED)
 	$(VENV)/bin/autonomy demo

@@ -4,7 +4,8 @@
 site-packages; inside `autonomy_controller` (this distribution's own name) they cannot collide, and the checkout
 keeps its folders: `package_dir` maps the package to the repository root. The default configuration (levels,
 policies with their tests, playbooks, approver keys file, example alerts, JSON Schemas, and the `autonomy.yaml`
-that describes that layout) ships as the package's data, where it sits in the checkout, so an installed
+that describes that layout, and the shipped policies compiled to WebAssembly when `make wheel` prebuilt them)
+ships as the package's data, where it sits in the checkout, so an installed
 `autonomy` finds it exactly as a checkout does (controller/config.py) and `autonomy init` copies it.
 pyproject.toml holds the metadata.
 """
@@ -25,6 +26,7 @@ DEFAULTS = [
     "examples/alerts/*.jsonl",
     "schema/*.json",
     "workflows/playbooks/*.yaml",
+    "controller/engines/prebuilt/*.wasm",  # the shipped policies compiled (make wheel): no opa needed to run them
 ]
 
 setup(

@@ -34,11 +34,11 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 
 def _clean_env(home: Path) -> dict[str, str]:
-    """No AUTONOMY_* setting and no PYTHONPATH leaks in: the wheel must find everything on its own."""
+    """No AUTONOMY_* setting, no PYTHONPATH and no opa leak in: the wheel must find everything on its own (its
+    default engine runs the policies the wheel ships compiled)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTONOMY_") and k != "PYTHONPATH"}
-    env |= {"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "NO_COLOR": "1"}
-    if (REPO_ROOT / ".tools" / "opa").exists():
-        env["AUTONOMY_OPA_BIN"] = str(REPO_ROOT / ".tools" / "opa")  # only the wasm/opa engines use it
+    path = [part for part in env.get("PATH", "").split(os.pathsep) if not (Path(part) / "opa").exists()]
+    env |= {"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "NO_COLOR": "1", "PATH": os.pathsep.join(path)}
     return env
 
 
@@ -47,6 +47,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     """(the new venv's bin folder, a scratch folder outside the checkout) with the wheel installed."""
     root = tmp_path_factory.mktemp("wheel")
     env = _clean_env(root)
+    _run(
+        [sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"],
+        REPO_ROOT,
+        dict(os.environ),
+    )  # as `make wheel` does
     _run(
         [
             sys.executable,
@@ -100,6 +105,11 @@ def test_the_wheel_installs_one_top_level_package_with_the_defaults() -> None:
     `autonomy_controller`), and the default configuration ships beside the code, as in the checkout."""
     dist = REPO_ROOT / "build" / "wheel-contents-check"
     shutil.rmtree(dist, ignore_errors=True)
+    _run(
+        [sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"],
+        REPO_ROOT,
+        dict(os.environ),
+    )  # as `make wheel` does
     done = subprocess.run(
         [
             sys.executable,
@@ -136,6 +146,8 @@ def test_the_wheel_installs_one_top_level_package_with_the_defaults() -> None:
     ):
         assert f"autonomy_controller/{shipped}" in names, f"{shipped} missing from {wheel.name}"
     assert not any(name.startswith("autonomy_controller/tests/") for name in names)
+    prebuilt = [n for n in names if n.startswith("autonomy_controller/controller/engines/prebuilt/")]
+    assert prebuilt and all(n.endswith(".wasm") for n in prebuilt), "the shipped policies, compiled"
 
 
 def test_installed_wheel_init_and_evaluate_match_the_checkout(installed: tuple[Path, Path]) -> None:
@@ -226,3 +238,17 @@ def test_installed_wheel_runs_the_demo(installed: tuple[Path, Path]) -> None:
     for level in ("L1", "L2", "L3"):
         assert any((state / level / "reports").glob("*.md")), f"no {level} report"
     assert not any((bin_dir.parent / "lib").rglob("ledger.db")), "state written inside the venv"
+
+
+def test_installed_wheel_without_opa_fails_closed_on_changed_rego(installed: tuple[Path, Path]) -> None:
+    """The shipped policies run from their prebuilt module; a team's changed Rego needs opa to compile, and
+    without one nothing runs alone: every action is denied with the reason naming the fix."""
+    bin_dir, scratch = installed
+    env = _clean_env(scratch)
+    home = scratch / "changed-rego"
+    _run([str(bin_dir / "autonomy"), "init", str(home)], scratch, env)
+    (home / "policies" / "autonomy" / "team.rego").write_text('package autonomy.team\n\nnote := "edited"\n')
+    done = _run([str(bin_dir / "autonomy"), "evaluate", "examples/alerts/native-alerts.jsonl", "--json"], home, env)
+    rows = [decision for line in done.stdout.splitlines() for decision in json.loads(line)["decisions"]]
+    assert rows and {row["verdict"] for row in rows} == {"deny"}
+    assert all("opa" in json.dumps(row).lower() for row in rows)
