@@ -134,7 +134,7 @@ def edit_yaml(path: Path, **changes: object) -> None:
 async def running_loop(
     settings: Settings,
     enforcement: FakeEnforcement | None = None,
-    engine: EngineName = EngineName.EMBEDDED,
+    engine: EngineName = EngineName.WASM,  # the default engine: what a deployment runs
     **worker_options: Any,
 ) -> AsyncIterator[Loop]:
     enforcement = enforcement or FakeEnforcement()
