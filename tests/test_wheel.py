@@ -42,33 +42,22 @@ def _clean_env(home: Path) -> dict[str, str]:
     return env
 
 
+def _build_wheel(dist: Path) -> Path:
+    """What `make wheel` does: the shipped policies compiled for the default engine, then the wheel."""
+    env = dict(os.environ)
+    _run([sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"], REPO_ROOT, env)
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist)]
+    _run([*pip, str(REPO_ROOT)], REPO_ROOT, env)
+    (wheel,) = dist.glob("*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(the new venv's bin folder, a scratch folder outside the checkout) with the wheel installed."""
     root = tmp_path_factory.mktemp("wheel")
     env = _clean_env(root)
-    _run(
-        [sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"],
-        REPO_ROOT,
-        dict(os.environ),
-    )  # as `make wheel` does
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(root / "dist"),
-            str(REPO_ROOT),
-        ],
-        REPO_ROOT,
-        env,
-    )
-    (wheel,) = (root / "dist").glob("*.whl")
+    wheel = _build_wheel(root / "dist")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], root, env)
     _run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index", str(wheel)], root, env)
@@ -105,30 +94,7 @@ def test_the_wheel_installs_one_top_level_package_with_the_defaults() -> None:
     `autonomy_controller`), and the default configuration ships beside the code, as in the checkout."""
     dist = REPO_ROOT / "build" / "wheel-contents-check"
     shutil.rmtree(dist, ignore_errors=True)
-    _run(
-        [sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"],
-        REPO_ROOT,
-        dict(os.environ),
-    )  # as `make wheel` does
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(dist),
-            str(REPO_ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    (wheel,) = dist.glob("*.whl")
+    wheel = _build_wheel(dist)
     names = set(zipfile.ZipFile(wheel).namelist())
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top == {"autonomy_controller"}, f"top-level names in {wheel.name}: {sorted(top)}"

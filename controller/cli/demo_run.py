@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -304,23 +304,35 @@ def demo_enforcement(
 
 
 @contextmanager
-def demo_environment(channels_file: Path, enforcement_file: Path) -> Iterator[None]:
-    """Point notify.webhook at the demo's channels file, containment at the demo's enforcement file, and keep
-    tickets inside each level's state folder, for the demo's duration only (the settings read these variables
-    when used)."""
-    names = ("AUTONOMY_CHANNELS_FILE", "AUTONOMY_TICKETS_DIR", "AUTONOMY_ENFORCEMENT_FILE")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ["AUTONOMY_CHANNELS_FILE"] = str(channels_file)
-    os.environ["AUTONOMY_ENFORCEMENT_FILE"] = str(enforcement_file)
-    os.environ.pop("AUTONOMY_TICKETS_DIR", None)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
+def environment(changes: dict[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) these environment variables for the block's duration; restored on exit."""
+    saved = {name: os.environ.get(name) for name in changes}
+
+    def apply(values: dict[str, str | None]) -> None:
+        for name, value in values.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    apply(changes)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
+def demo_environment(channels_file: Path, enforcement_file: Path) -> AbstractContextManager[None]:
+    """Point notify.webhook at the demo's channels file, containment at the demo's enforcement file, and keep
+    tickets inside each level's state folder, for the demo's duration only (the settings read these variables
+    when used)."""
+    return environment(
+        {
+            "AUTONOMY_CHANNELS_FILE": str(channels_file),
+            "AUTONOMY_ENFORCEMENT_FILE": str(enforcement_file),
+            "AUTONOMY_TICKETS_DIR": None,
+        }
+    )
 
 
 @dataclass

@@ -24,7 +24,6 @@ directory the configured keys file is in force, and the inbox's votes are unsign
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 import socket
@@ -33,7 +32,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,14 @@ import yaml
 
 from autonomy_controller.controller.approver_keys import generate_key
 from autonomy_controller.controller.cli.demo_identity import DemoApprovers
-from autonomy_controller.controller.cli.demo_run import LevelRun, Lingering, Timings, level_settings, namespace
+from autonomy_controller.controller.cli.demo_run import (
+    LevelRun,
+    Lingering,
+    Timings,
+    environment,
+    level_settings,
+    namespace,
+)
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.policy_bundle import data_file
 from autonomy_controller.controller.runtime import EngineName
@@ -180,8 +186,7 @@ def make_newcomer(
     return Newcomer(url, run.level.value, person, password, waiting, read_token, ingest_token, key_id, str(log))
 
 
-@contextmanager
-def service_environment(run: LevelRun) -> Iterator[None]:
+def service_environment(run: LevelRun) -> AbstractContextManager[None]:
     """The level's state folder, ledger and namespace for the service (and the files made for it), with a
     user's own Temporal, tokens, accounts and ChatOps unset; restored on exit."""
     changes: dict[str, str | None] = dict.fromkeys(UNSET_WHILE_SERVING)
@@ -190,20 +195,7 @@ def service_environment(run: LevelRun) -> Iterator[None]:
         "AUTONOMY_LEDGER_URL": run.ledger_url,
         "AUTONOMY_TEMPORAL_NAMESPACE": namespace(run.level),
     }
-    saved = {name: os.environ.get(name) for name in changes}
-    for name, value in changes.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return environment(changes)
 
 
 def _status(url: str) -> int | None:
