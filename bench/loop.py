@@ -55,20 +55,46 @@ class MemoryFirewall:
         return VerifyOutcome(ok=present == (self.action == "network.block_ip"), detail="read back")
 
 
+# One request of a tool-driven attack as ModSecurity v3 logs it (triage reads these rule facts): a burst of
+# BURST of them is what triage calls malicious, so L3 blocks alone and the whole loop runs (a single alert
+# waits for a person, and the bench would measure a loop that never acts).
+WAF_RAW = {
+    "transaction": {
+        "messages": [
+            {"message": text, "details": {"ruleId": rule, "severity": "2", "tags": ["paranoia-level/1", tag]}}
+            for rule, text, tag in (
+                ("942100", "SQL Injection Attack Detected via libinjection", "attack-sqli"),
+                ("941100", "XSS Attack Detected via libinjection", "attack-xss"),
+                ("932100", "Remote Command Execution: Unix Command Injection", "attack-rce"),
+            )
+        ]
+        + [{"message": "Inbound Anomaly Score Exceeded (Total Score: 15)", "details": {"ruleId": "949110"}}],
+        "response": {"http_code": 403},
+    }
+}
+BURST = 10
+
+
 def attack(n: int, source: str, category: Category = Category.SQLI) -> Alert:
     return Alert(
         id=f"bench-{source}-{n}",
-        source="native",
+        source="modsecurity3",
         observed_at=datetime(2026, 11, 23, tzinfo=UTC) + timedelta(milliseconds=n),
         category=category,
         severity=Severity.CRITICAL,
         confidence=0.9,
         src_ip=source,
         dst_ip="198.51.100.1",
-        rule_ids=["942100"],
+        rule_ids=["942100", "941100", "932100", "949110"],
         blocked=True,
         evidence="GET /?id=1' OR 1=1--",
+        raw=WAF_RAW,
     )
+
+
+def burst(source: str) -> list[Alert]:
+    """One attacker's incident: BURST alerts, one batch, one signal."""
+    return [attack(n, source) for n in range(BURST)]
 
 
 ROUNDS = 3
@@ -85,13 +111,20 @@ def isolated_settings(tmp: Path) -> Settings:
     (tmp / "levels" / "L3.yaml").write_text(
         (tmp / "levels" / "L3.yaml").read_text().split("budgets:")[0]  # no blast-radius caps in a throughput run
     )
+    # The bench's sources are RFC 2544's benchmarking range, which the shipped policy never blocks (a source
+    # there is spoofed or a lab of ours): this copy lets it, so every incident blocks, verifies and reverts.
+    special = tmp / "policies" / "special_purpose" / "data.yaml"
+    text = special.read_text()
+    benchmarking = text.index("198.18.0.0/15:")
+    text = text[:benchmarking] + text[benchmarking:].replace("decision: deny", "decision: allow", 1)
+    special.write_text(text)
     return replace(base, levels_dir=tmp / "levels", policies_dir=tmp / "policies", state_dir=tmp / "var")
 
 
 async def loop_throughput(client: Client, settings: Settings, incidents: int, round_: int) -> tuple[float, list[int]]:
     submitter = Submitter(client, _ledger(settings), level=Level.L3, settle_seconds=0, quiet_seconds=0)
     started = time.perf_counter()
-    report = await submitter.add_all(attack(0, source(n + round_ * incidents)) for n in range(incidents))
+    report = await submitter.add_all(a for n in range(incidents) for a in burst(source(n + round_ * incidents)))
     await asyncio.gather(*(incident_handle(client, key).result() for key in report.incidents))
     elapsed = time.perf_counter() - started
     history = await incident_handle(client, next(iter(report.incidents))).fetch_history()
@@ -143,7 +176,7 @@ async def unloaded_latency(client: Client, settings: Settings, runs: int) -> lis
         key_source = f"198.19.0.{n + 1}"
         submitter = Submitter(client, ledger, level=Level.L3, settle_seconds=0, quiet_seconds=0)
         submitted = datetime.now(UTC)
-        (key,) = (await submitter.add_all([attack(0, key_source)])).incidents
+        (key,) = (await submitter.add_all(burst(key_source))).incidents
         while True:
             done = [
                 r

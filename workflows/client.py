@@ -8,6 +8,7 @@ alerts in the workflow (the workflow dedups by alert id too).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -71,6 +72,8 @@ class Submitter:
         self.task_queue = task_queue
         self.pending: dict[str, list[Alert]] = {}
         self.report = SubmitReport()
+        self._folding: asyncio.Task[None] | None = None
+        self._fold_again = False
 
     async def add(self, alert: Alert) -> None:
         key = incident_key(alert)
@@ -86,16 +89,35 @@ class Submitter:
         return self.report
 
     async def flush(self) -> None:
+        """Write and signal every pending batch; returns once the attacker profiles hold them too."""
         for key in list(self.pending):
             await self._flush(key)
+        if self._folding is not None:
+            await self._folding
 
     async def _flush(self, key: str) -> None:
         alerts = self.pending.pop(key, [])
         if not alerts:
             return
-        self.write({key: alerts})
+        await asyncio.to_thread(self.write, {key: alerts})  # a thread: the event loop runs workflows meanwhile
         await self.signal(key, alerts)
-        track_batch(self.ledger)  # attacker profiles (controller/attackers): after the signal, off the response path
+        self._fold_soon()
+
+    def _fold_soon(self) -> None:
+        """Attacker profiles (controller/attackers) after each batch, off the signal path: one fold runs at a time,
+        and a batch written while it runs is folded by the next one (a fold takes everything past the profiles'
+        cursor, so folds that cover several batches count every alert exactly once)."""
+        if self._folding is None or self._folding.done():
+            self._folding = asyncio.create_task(self._fold())
+        else:
+            self._fold_again = True
+
+    async def _fold(self) -> None:
+        while True:
+            self._fold_again = False
+            await asyncio.to_thread(track_batch, self.ledger)
+            if not self._fold_again:
+                return
 
     def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
         """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:

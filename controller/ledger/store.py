@@ -1,8 +1,9 @@
 """The Ledger: append-only, hash-chained audit records of every incident step, on SQLite or PostgreSQL.
 
-There is deliberately no update or delete method. Every append is one serialised transaction that reads the
+There is deliberately no update or delete method. Every append runs in a serialised transaction that reads the
 chain head, writes the record, and moves both the global and the incident head, so the chain stays linear
-and gap-free under many concurrent workers (see engine.py for how each backend serialises).
+and gap-free under many concurrent workers (see engine.py for how each backend serialises); appends made at
+the same time by threads of one process share one transaction (commit.py), and each returns once it commits.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from controller.ledger import schema
 from controller.ledger.canonical import GENESIS_HASH, record_hash
-from controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot, write_transaction
+from controller.ledger.commit import committer
+from controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot
 from controller.ledger.errors import IdempotencyConflict
 from controller.ledger.excerpts import ExcerptPage, read_excerpts
 from controller.ledger.export import build_export
@@ -42,6 +44,7 @@ class Ledger:
     def __init__(self, engine: Engine, *, create_schema: bool = True) -> None:
         configure_engine(engine)
         self.engine = engine
+        self.committer = committer(engine)
         if create_schema:
             install_schema(engine)
 
@@ -108,13 +111,14 @@ class Ledger:
             prepared[incident_key] = [(plain_payload(record_kind, payload), key) for payload, key in entries]
             for _body, key in prepared[incident_key]:
                 check_text(idempotency_key=key)
-        result: dict[str, list[LedgerRecord]] = {}
-        with write_transaction(self.engine) as conn:
-            for incident_key, bodies in prepared.items():
-                result[incident_key] = [
-                    self._write_one(conn, incident_key, record_kind, actor, body, key) for body, key in bodies
-                ]
-        return result
+
+        def write(conn: Connection) -> dict[str, list[LedgerRecord]]:
+            return {
+                incident_key: [self._write_one(conn, incident_key, record_kind, actor, body, key) for body, key in bodies]
+                for incident_key, bodies in prepared.items()
+            }
+
+        return self.committer.run(self.engine, write)  # returns once committed (commit.py: group commit)
 
     @staticmethod
     def _write_one(
