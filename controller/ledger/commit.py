@@ -92,7 +92,7 @@ class GroupCommit:
                         try:
                             with conn.begin_nested():
                                 request.value = request.work(conn)
-                        except Exception as exc:  # noqa: BLE001  # raised to its own caller; the others go on
+                        except Exception as exc:  # raised to its own caller; the others go on
                             request.error = exc
         except BaseException as exc:  # the transaction did not commit: nothing of the batch is durable
             for request in batch:

@@ -17,10 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from controller.ledger import schema
-from controller.ledger.canonical import GENESIS_HASH, record_hash
 from controller.ledger.commit import committer
 from controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot
-from controller.ledger.errors import IdempotencyConflict
 from controller.ledger.excerpts import ExcerptPage, read_excerpts
 from controller.ledger.export import build_export
 from controller.ledger.reads import (
@@ -35,7 +33,7 @@ from controller.ledger.reads import (
 from controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
 from controller.ledger.report import VerifyReport
 from controller.ledger.verify import check_incident, check_ledger
-from controller.ledger.writes import check_text, lock_tip, parse_kind, plain_payload, write_record
+from controller.ledger.writes import append_entries, check_text, parse_kind, plain_payload
 
 
 class Ledger:
@@ -114,40 +112,11 @@ class Ledger:
 
         def write(conn: Connection) -> dict[str, list[LedgerRecord]]:
             return {
-                incident_key: [self._write_one(conn, incident_key, record_kind, actor, body, key) for body, key in bodies]
+                incident_key: append_entries(conn, incident_key, record_kind, actor, bodies)
                 for incident_key, bodies in prepared.items()
             }
 
         return self.committer.run(self.engine, write)  # returns once committed (commit.py: group commit)
-
-    @staticmethod
-    def _write_one(
-        conn: Connection, incident_key: str, kind: RecordKind, actor: str, body: dict[str, Any], key: str | None
-    ) -> LedgerRecord:
-        tip = lock_tip(conn, incident_key)
-        if key is not None:
-            existing = first_record(conn, schema.records.c.idempotency_key == key)
-            if existing is not None:
-                if (existing.incident_key, existing.kind) != (incident_key, kind):
-                    raise IdempotencyConflict(
-                        f"idempotency key {key!r} already names record {existing.seq} "
-                        f"({existing.kind.value} of incident {existing.incident_key!r})"
-                    )
-                return existing
-        fields: dict[str, Any] = {
-            "seq": tip.seq + 1,
-            "incident_key": incident_key,
-            "kind": kind.value,
-            "actor": actor,
-            "payload": body,
-            "created_at": datetime.now(UTC),
-            "prev_hash": tip.hash,
-            "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
-            "idempotency_key": key,
-        }
-        fields["hash"] = record_hash(fields)
-        write_record(conn, fields, tip)
-        return LedgerRecord.model_validate(fields)
 
     # -- reading -------------------------------------------------------------------------------------------
 
