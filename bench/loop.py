@@ -98,6 +98,7 @@ def burst(source: str) -> list[Alert]:
 
 
 ROUNDS = 3
+LATENCY_WAIT_S = 60
 
 
 def source(n: int) -> str:
@@ -177,6 +178,7 @@ async def unloaded_latency(client: Client, settings: Settings, runs: int) -> lis
         submitter = Submitter(client, ledger, level=Level.L3, settle_seconds=0, quiet_seconds=0)
         submitted = datetime.now(UTC)
         (key,) = (await submitter.add_all(burst(key_source))).incidents
+        deadline = time.monotonic() + LATENCY_WAIT_S
         while True:
             done = [
                 r
@@ -186,6 +188,9 @@ async def unloaded_latency(client: Client, settings: Settings, runs: int) -> lis
             if done:
                 latencies.append((done[0].created_at - submitted).total_seconds() * 1000)
                 break
+            if time.monotonic() > deadline:  # the loop did not block (a policy or triage change): say so, not hang
+                status = await incident_handle(client, key).query("status")
+                raise SystemExit(f"{key}: no verified block after {LATENCY_WAIT_S} s: {status}")
             await asyncio.sleep(0.005)
         await incident_handle(client, key).result()
     return latencies
@@ -227,6 +232,11 @@ async def main(incidents: int, storm_alerts: int, runs: int) -> None:
                         f"p95 {q[18]:.0f} ms, min {min(latencies):.0f} ms"
                     )
                     print(f"guard reloads during the run: {parts.guards.reloads}")
+                    commits = parts.ledger.committer
+                    print(
+                        f"ledger group commit: {commits.requests:,} appends in {commits.transactions:,} transactions "
+                        f"({commits.requests / max(commits.transactions, 1):.2f} per fsync)"
+                    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ of the commit itself is raised to every caller of the batch (none of it is durab
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -53,6 +54,11 @@ class GroupCommit:
         self.transactions = 0
         """Transactions committed (for benchmarks: requests / transactions is the batching achieved)."""
         self.requests = 0
+
+    def queued(self) -> int:
+        """Requests waiting for the next transaction."""
+        with self._lock:
+            return len(self._queue)
 
     def run(self, engine: Engine, work: Callable[[Connection], T]) -> T:
         """Run `work` inside a write transaction and return its result once that transaction has committed."""
@@ -106,12 +112,16 @@ class GroupCommit:
                 request.wakeup.set()
 
 
-_COMMITTERS: dict[str, GroupCommit] = {}
+_COMMITTERS: weakref.WeakValueDictionary[str, GroupCommit] = weakref.WeakValueDictionary()
 _COMMITTERS_LOCK = threading.Lock()
 
 
 def committer(engine: Engine) -> GroupCommit:
-    """The process's group commit for the database `engine` reaches: every Ledger on that URL shares it."""
+    """The process's group commit for the database `engine` reaches: every Ledger on that URL shares it (while
+    one holds it: each Ledger keeps a reference)."""
     key = engine.url.render_as_string(hide_password=False)
     with _COMMITTERS_LOCK:
-        return _COMMITTERS.setdefault(key, GroupCommit())
+        found = _COMMITTERS.get(key)
+        if found is None:
+            found = _COMMITTERS[key] = GroupCommit()
+        return found
