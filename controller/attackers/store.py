@@ -102,11 +102,14 @@ class AttackerStore:
     def fold(self, config: TrackingConfig, limits: Limits, page_size: int = PAGE) -> FoldReport:
         """Fold every ledger record appended since the last fold into the profiles."""
         report = FoldReport()
-        while True:
-            # through the ledger's group commit: this process's appends never wait in SQLite's busy handler for it
-            more = self.committer.run(self.engine, lambda conn: self._fold_page(conn, config, limits, page_size, report))
-            if not more:
-                return report
+
+        def page(conn: Connection) -> bool:
+            return self._fold_page(conn, config, limits, page_size, report)
+
+        # through the ledger's group commit: this process's appends never wait in SQLite's busy handler for it
+        while self.committer.run(self.engine, page):
+            pass
+        return report
 
     def _fold_page(
         self, conn: Connection, config: TrackingConfig, limits: Limits, page_size: int, report: FoldReport

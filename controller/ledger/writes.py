@@ -61,10 +61,10 @@ def append_entries(
     an entry whose key is used already (before, or earlier in `entries`) returns that record instead."""
     tip = lock_tip(conn, incident_key)
     known = _records_by_key(conn, [key for _body, key in entries if key is not None])
-    for key, existing in known.items():
+    for used, existing in known.items():
         if (existing.incident_key, existing.kind) != (incident_key, kind):
             raise IdempotencyConflict(
-                f"idempotency key {key!r} already names record {existing.seq} "
+                f"idempotency key {used!r} already names record {existing.seq} "
                 f"({existing.kind.value} of incident {existing.incident_key!r})"
             )
     seq, head_hash, incident_hash, count = tip.seq, tip.hash, tip.incident_hash, tip.incident_count
