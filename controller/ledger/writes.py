@@ -42,9 +42,8 @@ def lock_tip(conn: Connection, incident_key: str) -> Tip:
     incident head would be the stale one from before the previous appender committed (a forked incident chain;
     measured, see test_concurrent_appends_to_one_incident_keep_its_chain_linear).
     """
-    h, i = schema.head, schema.incident_heads
-    head = conn.execute(select(h.c.seq, h.c.hash).where(h.c.id == 1).with_for_update()).one()
-    incident = conn.execute(select(i.c.hash, i.c["count"]).where(i.c.incident_key == incident_key)).first()
+    head = conn.execute(_LOCK_HEAD).one()
+    incident = conn.execute(_INCIDENT_HEAD, {"key": incident_key}).first()
     if incident is None:
         return Tip(head.seq, head.hash, None, 0)
     return Tip(head.seq, head.hash, incident.hash, incident._mapping["count"])
@@ -116,6 +115,10 @@ def _write_rows(
 
 # Built once: SQLAlchemy then compiles each once, not per append (its per-statement Python cost was the
 # ledger's largest in bench.loop's profile).
+_LOCK_HEAD = select(schema.head.c.seq, schema.head.c.hash).where(schema.head.c.id == 1).with_for_update()
+_INCIDENT_HEAD = select(schema.incident_heads.c.hash, schema.incident_heads.c["count"]).where(
+    schema.incident_heads.c.incident_key == bindparam("key")
+)
 _MOVE_HEAD = schema.head.update().where(schema.head.c.id == 1).values(seq=bindparam("b_seq"), hash=bindparam("b_hash"))
 _ADD_INCIDENT = schema.incident_heads.insert()
 _MOVE_INCIDENT = (
