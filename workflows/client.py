@@ -1,9 +1,10 @@
 """Talking to running incidents: submit alerts (signal-with-start), vote, and read their state.
 
 Submitting groups alerts by incident key and sends one signal per incident per batch, so an alert storm is a
-few signals to a few workflows. Each alert is written to the ledger first (whole, raw record included),
-keyed by incident and alert id: a resubmitted file neither duplicates ledger records nor double-counts
-alerts in the workflow (the workflow dedups by alert id too).
+few signals to a few workflows; a flush writes every pending batch in one ledger transaction, then signals
+them. Each alert is written to the ledger first (whole, raw record included), keyed by incident and alert id:
+a resubmitted file neither duplicates ledger records nor double-counts alerts in the workflow (the workflow
+dedups by alert id too).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from workflows.contracts import (
 from workflows.incident import IncidentWorkflow
 
 BATCH_SIZE = 200
+SIGNALS_IN_FLIGHT = 32
+"""Signal-with-start calls a flush has outstanding at once: a file of many sources is not one round trip each in
+turn, nor thousands at once."""
 
 
 @dataclass
@@ -89,18 +93,30 @@ class Submitter:
         return self.report
 
     async def flush(self) -> None:
-        """Write and signal every pending batch; returns once the attacker profiles hold them too."""
-        for key in list(self.pending):
-            await self._flush(key)
+        """Write every pending batch in one ledger transaction, then signal them, SIGNALS_IN_FLIGHT at a time;
+        returns once the attacker profiles hold them too."""
+        batches, self.pending = self.pending, {}
+        if batches:
+            await self._submit(batches)
         if self._folding is not None:
             await self._folding
 
     async def _flush(self, key: str) -> None:
         alerts = self.pending.pop(key, [])
-        if not alerts:
-            return
-        await asyncio.to_thread(self.write, {key: alerts})  # a thread: the event loop runs workflows meanwhile
-        await self.signal(key, alerts)
+        if alerts:
+            await self._submit({key: alerts})
+
+    async def _submit(self, batches: dict[str, list[Alert]]) -> None:
+        await asyncio.to_thread(self.write, batches)  # a thread: the event loop runs workflows meanwhile
+        slots = asyncio.Semaphore(SIGNALS_IN_FLIGHT)
+
+        async def start(key: str, alerts: list[Alert]) -> None:
+            async with slots:
+                await self._start(key, alerts)
+
+        await asyncio.gather(*(start(key, alerts) for key, alerts in batches.items()))
+        for key, alerts in batches.items():  # counted in submission order, once every signal went out
+            self._count(key, alerts)
         self._fold_soon()
 
     def _fold_soon(self) -> None:
@@ -133,6 +149,10 @@ class Submitter:
 
     async def signal(self, key: str, alerts: list[Alert]) -> None:
         """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`)."""
+        await self._start(key, alerts)
+        self._count(key, alerts)
+
+    async def _start(self, key: str, alerts: list[Alert]) -> None:
         await self.client.start_workflow(
             IncidentWorkflow.run,
             self.start_template.model_copy(update={"key": key}),
@@ -141,6 +161,8 @@ class Submitter:
             start_signal="add_alerts",
             start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in alerts], stage=batch_stage(alerts))],
         )
+
+    def _count(self, key: str, alerts: list[Alert]) -> None:
         self.report.alerts += len(alerts)
         self.report.signals += 1
         self.report.incidents[key] = self.report.incidents.get(key, 0) + len(alerts)
