@@ -139,8 +139,9 @@ async def incident_worker(
     guards.current()  # compile the policy before taking work, not on the first incident
     ledger_view(ledger).refresh()  # read the ledger's triage history once now, not inside the first plan
     adapters = {**build_adapters(settings, ledger), **(extra_adapters or {})}
-    activities = IncidentActivities(settings, guards, ledger, adapters, claude, claude_client)
-    with ThreadPoolExecutor(max_workers=max_concurrent_activities) as pool:
+    # one thread per activity slot, plus as many for local activities (guard, pre-flight, ledger notes)
+    with ThreadPoolExecutor(max_workers=2 * max_concurrent_activities) as pool:
+        activities = IncidentActivities(settings, guards, ledger, adapters, claude, claude_client, threads=pool)
         worker = Worker(
             client,
             task_queue=task_queue,
