@@ -73,9 +73,9 @@ lint: $(INSTALLED) $(OPA_STAMP)
 # root they skip, saying so).
 unit: setup $(TEMPORAL_SERVER_STAMP)
 	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && bash .ci/chromium.sh && \
-		$(VENV)/bin/python -c 'from controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
-		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_slapd; ensure_slapd()' && \
-		$(VENV)/bin/python -c 'from actions.adapters.identity.packages import ensure_samba; ensure_samba()'; fi
+		$(VENV)/bin/python -c 'from autonomy_controller.controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
+		$(VENV)/bin/python -c 'from autonomy_controller.actions.adapters.identity.packages import ensure_slapd; ensure_slapd()' && \
+		$(VENV)/bin/python -c 'from autonomy_controller.actions.adapters.identity.packages import ensure_samba; ensure_samba()'; fi
 	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)}" && \
 	AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/pytest -q -ra
 

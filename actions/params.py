@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from controller.addresses import canonical_network
-from controller.models import Severity
+from autonomy_controller.controller.addresses import canonical_network
+from autonomy_controller.controller.models import Severity
 
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 30 * 24 * 3600

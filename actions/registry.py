@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from actions import params as p
-from controller.models import ActionClass, ActionSpec, BlastRadius, TargetKind
+from autonomy_controller.actions import params as p
+from autonomy_controller.controller.models import ActionClass, ActionSpec, BlastRadius, TargetKind
 
 
 class UnknownActionError(LookupError):

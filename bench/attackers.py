@@ -21,11 +21,11 @@ from typing import Any
 
 from sqlalchemy import text
 
-from controller.attackers import AttackerStore, Limits, tracking_config
-from controller.config import REPO_ROOT, Settings
-from controller.ingest.reader import read_alerts
-from controller.ledger import Ledger, private_schema, sqlite_url
-from controller.ledger.engine import read_snapshot
+from autonomy_controller.controller.attackers import AttackerStore, Limits, tracking_config
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ingest.reader import read_alerts
+from autonomy_controller.controller.ledger import Ledger, private_schema, sqlite_url
+from autonomy_controller.controller.ledger.engine import read_snapshot
 
 SAMPLE = REPO_ROOT / "tests" / "data" / "suricata7-lab-eve.jsonl"
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.config import REPO_ROOT
+from autonomy_controller.controller.config import REPO_ROOT
 
 ONE_ALERT = REPO_ROOT / "examples" / "alerts" / "native-alerts.jsonl"
 TARGETS = {"autonomy --help": 0.3, "autonomy evaluate (1 alert)": 0.8}
@@ -27,7 +27,7 @@ TARGETS = {"autonomy --help": 0.3, "autonomy evaluate (1 alert)": 0.8}
 def autonomy() -> list[str]:
     """The console script beside this interpreter (what `pip install` puts on PATH), else `python -m`."""
     script = Path(sys.executable).with_name("autonomy")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "controller.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "autonomy_controller.controller.cli"]
 
 
 def wall(command: list[str], env: dict[str, str]) -> float:

@@ -22,17 +22,25 @@ from typing import Any
 
 import requests
 
-from actions.registry import get_spec
-from controller.config import Settings
-from controller.engines.embedded import EmbeddedEngine
-from controller.engines.opa_server import OpaServer, OpaServerEngine
-from controller.engines.wasm import WasmEngine
-from controller.guard import Guard
-from controller.incidents import incident_from_alerts
-from controller.models import Alert, Category, Incident, Plan, ProposedAction, Severity, TriageSummary
-from controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
-from controller.runtime import load_policy_bundle
-from controller.targets import PlanShape, check_action, targets_of
+from autonomy_controller.actions.registry import get_spec
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.engines.wasm import WasmEngine
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.models import (
+    Alert,
+    Category,
+    Incident,
+    Plan,
+    ProposedAction,
+    Severity,
+    TriageSummary,
+)
+from autonomy_controller.controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
+from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.targets import PlanShape, check_action, targets_of
 
 SIZES = (100, 1_000, 10_000)
 

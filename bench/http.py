@@ -27,12 +27,12 @@ from pathlib import Path
 
 import httpx
 
-from controller.cli.ops import open_client, submit_files
-from controller.ingest import DeadLetter, IngestReport
-from controller.ledger import Ledger, RecordKind
-from controller.models import Alert, Category, Severity
-from controller.service.tokens import Scope, TokenStore, tokens_file
-from workflows.devserver import DevServer
+from autonomy_controller.controller.cli.ops import open_client, submit_files
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Alert, Category, Severity
+from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file
+from autonomy_controller.workflows.devserver import DevServer
 
 
 def alerts_file(path: Path, n: int, sources: int) -> Path:
@@ -81,7 +81,9 @@ async def run_http(path: Path, state: Path, address: str, clients: int, batch: i
     port = 18000 + os.getpid() % 1000
     env = {**os.environ, "AUTONOMY_STATE_DIR": str(state), "AUTONOMY_TEMPORAL_ADDRESS": address}
     server = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "autonomy_controller.controller.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     lines = path.read_bytes().splitlines(keepends=True)
     bodies = [b"".join(lines[i : i + batch]) for i in range(0, len(lines), batch)]

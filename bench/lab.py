@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.lab import ATTACKS, Lab, LabConfig
+from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, block_status, lab_loop
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.workflows.contracts import ActionStatus
 from bench.lab_ready import lab_unready
 from bench.triage_variants import without_triage
-from controller.config import Settings
-from controller.lab import ATTACKS, Lab, LabConfig
-from controller.lab.loop import BLOCK, LabLoop, block_status, lab_loop
-from controller.ledger import RecordKind
-from workflows.contracts import ActionStatus
 
 ATTACKER = "198.51.100.66"
 CYCLE = ("sqli", "xss", "traversal", "cmdi", "scanner")

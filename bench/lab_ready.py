@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from controller.lab import LabPackagesMissing, ensure_packages
+from autonomy_controller.controller.lab import LabPackagesMissing, ensure_packages
 
 
 def lab_unready(bench: str) -> str | None:

@@ -33,14 +33,14 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from temporalio.worker import Worker
 
-from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, Adapter, VerifyOutcome
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, Adapter, VerifyOutcome
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Alert, Category, Level, Severity
+from autonomy_controller.workflows.client import SIGNALS_IN_FLIGHT, Submitter, incident_handle
+from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
+from autonomy_controller.workflows.worker import connect, incident_worker
 from bench.bare import BareWorkflow, bare_noop
-from controller.config import Settings
-from controller.ledger import Ledger, RecordKind
-from controller.models import Alert, Category, Level, Severity
-from workflows.client import SIGNALS_IN_FLIGHT, Submitter, incident_handle
-from workflows.devserver import TIME_SKIPPING_FLAG, DevServer
-from workflows.worker import connect, incident_worker
 
 
 class MemoryFirewall:

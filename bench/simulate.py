@@ -20,10 +20,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from controller.config import REPO_ROOT, Settings
-from controller.ingest import read_alerts
-from controller.models import Alert
-from controller.simulate import SimConfig, Simulation, stream_incidents, synthetic_alerts
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ingest import read_alerts
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.simulate import SimConfig, Simulation, stream_incidents, synthetic_alerts
 
 CORPUS = REPO_ROOT.parent / "shared" / "corpora" / "crs-3.3.4-regression-alerts.jsonl.gz"
 CHECKPOINTS = (10_000, 50_000, 100_000)

@@ -33,12 +33,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.lab.manifest import load_manifest
+from autonomy_controller.controller.models import Alert, Level
 from bench.triage_decide import SETTLE_SECONDS, decide_runs, read_alerts_jsonl, workflow_runs
 from bench.triage_matrix import Matrix, matrix, table
 from bench.triage_variants import shipped, variants
-from controller.config import REPO_ROOT, Settings
-from controller.lab.manifest import load_manifest
-from controller.models import Alert, Level
 
 DEFAULT_INPUT = REPO_ROOT / "var" / "triage-input"
 WHOLE_INCIDENT = 86_400.0

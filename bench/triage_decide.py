@@ -20,16 +20,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from actions.registry import class_of
-from controller import cases
-from controller.config import Settings
-from controller.guard import Guard, UnavailableGuard
-from controller.incidents import incident_from_alerts, incident_key
-from controller.models import Alert, Category, GuardDecision, Incident, Level, Verdict
-from controller.planning import OfflinePlanner
-from controller.runtime import open_guard
-from controller.triage import SourceHistory
-from workflows.contracts import IncidentStart
+from autonomy_controller.actions.registry import class_of
+from autonomy_controller.controller import cases
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.incidents import incident_from_alerts, incident_key
+from autonomy_controller.controller.models import Alert, Category, GuardDecision, Incident, Level, Verdict
+from autonomy_controller.controller.planning import OfflinePlanner
+from autonomy_controller.controller.runtime import open_guard
+from autonomy_controller.controller.triage import SourceHistory
+from autonomy_controller.workflows.contracts import IncidentStart
 
 SETTLE_SECONDS = float(IncidentStart.model_fields["settle_seconds"].default)
 QUIET_SECONDS = float(IncidentStart.model_fields["quiet_seconds"].default)

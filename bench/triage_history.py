@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.incidents import incident_from_alerts
-from controller.ledger import Ledger, private_schema, record_hash, sqlite_url
-from controller.ledger.canonical import GENESIS_HASH
-from controller.ledger.engine import write_transaction
-from controller.ledger.writes import lock_tip, write_record
-from controller.models import Alert
-from controller.triage.ledger_view import LedgerView, history_and_feedback, incident_rules
+from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.ledger import Ledger, private_schema, record_hash, sqlite_url
+from autonomy_controller.controller.ledger.canonical import GENESIS_HASH
+from autonomy_controller.controller.ledger.engine import write_transaction
+from autonomy_controller.controller.ledger.writes import lock_tip, write_record
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.triage.ledger_view import LedgerView, history_and_feedback, incident_rules
 
 RULES = ["942100", "942190", "920450", "941100", "932160", "930120", "913100", "949110"]
 

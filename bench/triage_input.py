@@ -40,13 +40,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.lab import Lab, LabConfig
+from autonomy_controller.controller.lab.manifest import TOTALS_RULES, Attributed, Manifest, alerts_of, summarise
+from autonomy_controller.controller.lab.replay import replay
+from autonomy_controller.controller.lab.requests import LabelledRequest, read_requests
+from autonomy_controller.controller.lab.sessions import DEFAULT_SEED, assign
 from bench.lab_ready import lab_unready
-from controller.config import REPO_ROOT
-from controller.lab import Lab, LabConfig
-from controller.lab.manifest import TOTALS_RULES, Attributed, Manifest, alerts_of, summarise
-from controller.lab.replay import replay
-from controller.lab.requests import LabelledRequest, read_requests
-from controller.lab.sessions import DEFAULT_SEED, assign
 
 CORPUS = REPO_ROOT.parent / "shared" / "corpora" / "csic2010"
 FILES = ("normalTrafficTraining.txt.gz", "anomalousTrafficPart1.txt.gz")

@@ -26,17 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autonomy_controller.controller.lab import Lab, LabConfig
+from autonomy_controller.controller.lab.loop import BLOCK
+from autonomy_controller.controller.lab.replay import Sent, replay
+from autonomy_controller.controller.lab.requests import read_requests
+from autonomy_controller.controller.lab.sessions import DEFAULT_SEED, assign
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.processes import free_port
 from bench.lab_ready import lab_unready
 from bench.triage_decide import SETTLE_SECONDS
 from bench.triage_input import CORPUS, FILES
-from controller.lab import Lab, LabConfig
-from controller.lab.loop import BLOCK
-from controller.lab.replay import Sent, replay
-from controller.lab.requests import read_requests
-from controller.lab.sessions import DEFAULT_SEED, assign
-from controller.ledger import Ledger, LedgerRecord, RecordKind
-from controller.models import Level
-from controller.processes import free_port
 
 WAIT_AFTER_REPLAY_SECONDS = 60.0
 TICKET = "ticket.create"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from autonomy_controller.controller.config import Settings
 from bench.triage_decide import Variant
-from controller.config import Settings
 
 NOISE_PLAYBOOK = "noise.yaml"
 

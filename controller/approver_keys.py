@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from controller.validation import error_lines, read_yaml_model
+from autonomy_controller.controller.validation import error_lines, read_yaml_model
 
 KEYS_FILE_ENV = "AUTONOMY_APPROVER_KEYS_FILE"
 """Named explicitly, the keys file must exist: a typo must not silently turn `require_signed` off."""

@@ -17,15 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
-from controller.engines.base import PolicyEngine, PolicyEngineError
-from controller.inventory import AssetIndex
-from controller.levels import (
+from autonomy_controller.controller.engines.base import PolicyEngine, PolicyEngineError
+from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.levels import (
     HealthCap,
     LevelConfig,
     LevelResolution,
     resolve_most_restrictive,
 )
-from controller.models import (
+from autonomy_controller.controller.models import (
     ActionSpec,
     ApprovalRequirement,
     GuardDecision,
@@ -41,11 +41,18 @@ from controller.models import (
     Verdict,
     utcnow,
 )
-from controller.policy_bundle import PolicyBundle
-from controller.risk import RiskContext, RiskScorer, Targets, evidence_confidence
-from controller.scoping import IncidentFacts, Scoping
-from controller.targets import Checked, PlanShape, address_span, check_action, targets_of, unrelated_targets
-from controller.triage import RuleFeedback, SourceHistory, TriageResult, guard_summary, triage
+from autonomy_controller.controller.policy_bundle import PolicyBundle
+from autonomy_controller.controller.risk import RiskContext, RiskScorer, Targets, evidence_confidence
+from autonomy_controller.controller.scoping import IncidentFacts, Scoping
+from autonomy_controller.controller.targets import (
+    Checked,
+    PlanShape,
+    address_span,
+    check_action,
+    targets_of,
+    unrelated_targets,
+)
+from autonomy_controller.controller.triage import RuleFeedback, SourceHistory, TriageResult, guard_summary, triage
 
 
 class _RawPolicyResult(BaseModel):

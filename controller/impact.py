@@ -19,14 +19,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from controller.attackers import tracking_config
-from controller.attackers.fold import add_alert, new_profile
-from controller.attackers.observe import Observation, TrackingConfig, observe
-from controller.attackers.profile import AttackerProfile, Limits, Stage
-from controller.config import Settings
-from controller.levels import LevelConfigError
-from controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict
-from controller.policy_bundle import PolicyBundleError
+from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.attackers.fold import add_alert, new_profile
+from autonomy_controller.controller.attackers.observe import Observation, TrackingConfig, observe
+from autonomy_controller.controller.attackers.profile import AttackerProfile, Limits, Stage
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.levels import LevelConfigError
+from autonomy_controller.controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict
+from autonomy_controller.controller.policy_bundle import PolicyBundleError
 
 log = logging.getLogger(__name__)
 EVIDENCE_MAX = 8

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from controller.models import Alert, Category, Incident
+from autonomy_controller.controller.models import Alert, Category, Incident
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:\-]")
 RULE_ID = re.compile(r"^[A-Za-z0-9:._\-]{1,64}$")

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Any
 
-from controller.addresses import address_facts
+from autonomy_controller.controller.addresses import address_facts
 
 CRITICALITIES = ("low", "medium", "high")
 # Tags are compared exactly by policies ("domain-controller" in asset.tags): one spelling, lower case, so a tag

@@ -15,10 +15,10 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller.models import ActionClass, Category, Level, Verdict
-from controller.triage.model import TriageModel, load_triage_model
-from controller.triage.result import TriageVerdict
-from controller.validation import LevelConfigError, error_lines
+from autonomy_controller.controller.models import ActionClass, Category, Level, Verdict
+from autonomy_controller.controller.triage.model import TriageModel, load_triage_model
+from autonomy_controller.controller.triage.result import TriageVerdict
+from autonomy_controller.controller.validation import LevelConfigError, error_lines
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from controller.addresses import canonical_address
+from autonomy_controller.controller.addresses import canonical_address
 
 
 class Category(StrEnum):

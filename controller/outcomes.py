@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from actions.registry import SPECS, class_of
-from controller.ledger import Ledger, RecordKind
-from controller.models import ActionClass, TargetKind, canonical_ip
+from autonomy_controller.actions.registry import SPECS, class_of
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import ActionClass, TargetKind, canonical_ip
 
 SETTLEMENTS = frozenset({"approved", "rejected", "timed_out", "veto_window_passed"})
 """APPROVAL events that end an approval (workflows/incident.py); votes and escalations do not."""

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from controller.addresses import AddressError, address_facts, parse_network
-from controller.config import REPO_ROOT
-from controller.inventory import AssetError, canonical_host_text, checked_asset
-from controller.levels import LevelConfig
+from autonomy_controller.controller.addresses import AddressError, address_facts, parse_network
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.inventory import AssetError, canonical_host_text, checked_asset
+from autonomy_controller.controller.levels import LevelConfig
 
 ENTRYPOINT = "autonomy/decision/result"
 # Static checks of the bundle's data (policies/autonomy/config.rego): evaluated once when an engine loads the

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import markdown as md
-from controller import triage_view
-from controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller import markdown as md
+from autonomy_controller.controller import triage_view
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
 
 REPORT_FORMAT = "autonomy-incident-report/1"
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.inventory import AssetIndex
-from controller.levels import RiskModel
-from controller.models import (
+from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.levels import RiskModel
+from autonomy_controller.controller.models import (
     ActionClass,
     ActionSpec,
     BlastRadius,

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from enum import StrEnum
 
-from controller.config import Settings
-from controller.engines.base import PolicyEngine, PolicyEngineError
-from controller.engines.embedded import EmbeddedEngine
-from controller.engines.opa_server import OpaServer, OpaServerEngine
-from controller.engines.wasm import WasmEngine
-from controller.guard import Guard, UnavailableGuard
-from controller.levels import LevelConfigError, load_level_config
-from controller.policy_bundle import PolicyBundle, PolicyBundleError, load_bundle
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.engines.base import PolicyEngine, PolicyEngineError
+from autonomy_controller.controller.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.engines.wasm import WasmEngine
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.policy_bundle import PolicyBundle, PolicyBundleError, load_bundle
 
 
 class EngineName(StrEnum):

@@ -15,9 +15,9 @@ from enum import StrEnum
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from controller.ledger.engine import write_transaction
-from controller.levels import Budget, CircuitBreaker, HealthCap
-from controller.models import ActionClass
+from autonomy_controller.controller.ledger.engine import write_transaction
+from autonomy_controller.controller.levels import Budget, CircuitBreaker, HealthCap
+from autonomy_controller.controller.models import ActionClass
 
 _metadata = MetaData()
 safety_events = Table(

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.levels import DEFAULT_SCOPE
-from controller.outcomes import Episode, IncidentEpisodes
+from autonomy_controller.controller.levels import DEFAULT_SCOPE
+from autonomy_controller.controller.outcomes import Episode, IncidentEpisodes
 
 TRIAGE_ORDER = ("malicious", "suspicious", "noise", "none")
 OUTCOMES = ("ran alone", "approved", "rejected", "timed out", "failed", "not run")

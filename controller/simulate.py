@@ -35,14 +35,29 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from actions.registry import class_of
-from controller.config import Settings
-from controller.guard import Guard, UnavailableGuard
-from controller.incidents import incident_from_alerts, incident_key
-from controller.models import Alert, Category, GuardDecision, Incident, Level, Severity, TriageSummary, Verdict
-from controller.planning import OfflinePlanner
-from controller.runtime import EngineName, open_guard
-from controller.simulate_triage import CausedChange, TriageChange, TriageReading, TriageTally, triage_changed
+from autonomy_controller.actions.registry import class_of
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.incidents import incident_from_alerts, incident_key
+from autonomy_controller.controller.models import (
+    Alert,
+    Category,
+    GuardDecision,
+    Incident,
+    Level,
+    Severity,
+    TriageSummary,
+    Verdict,
+)
+from autonomy_controller.controller.planning import OfflinePlanner
+from autonomy_controller.controller.runtime import EngineName, open_guard
+from autonomy_controller.controller.simulate_triage import (
+    CausedChange,
+    TriageChange,
+    TriageReading,
+    TriageTally,
+    triage_changed,
+)
 
 SCOPED = "scoped"
 """The level label of decisions taken at each scope's own assigned level (levels/scopes.yaml)."""

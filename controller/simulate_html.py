@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from controller.html import VERDICT_COLOURS, Html, bars, esc, join, page, stacked_bars, table, tag
-from controller.ingest import IngestReport
-from controller.models import Verdict
-from controller.simulate import DiffRow, SimulationResult, Tally
-from controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
+from autonomy_controller.controller.html import VERDICT_COLOURS, Html, bars, esc, join, page, stacked_bars, table, tag
+from autonomy_controller.controller.ingest import IngestReport
+from autonomy_controller.controller.models import Verdict
+from autonomy_controller.controller.simulate import DiffRow, SimulationResult, Tally
+from autonomy_controller.controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
 
 VERDICTS = [v.value for v in Verdict]
 NONE = "none"

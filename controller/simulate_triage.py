@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.models import TRIAGE_RANK, Incident, TriageSummary
+from autonomy_controller.controller.models import TRIAGE_RANK, Incident, TriageSummary
 
 TRIAGE_VERDICTS: list[str] = sorted(TRIAGE_RANK, key=TRIAGE_RANK.__getitem__, reverse=True)
 """Most to least malicious: the order of every table and bar."""

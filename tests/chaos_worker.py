@@ -17,10 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, Adapter, VerifyOutcome
-from controller.config import Settings
-from workflows.connection import TemporalConnection
-from workflows.worker import connect, incident_worker
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, Adapter, VerifyOutcome
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.workflows.connection import TemporalConnection
+from autonomy_controller.workflows.worker import connect, incident_worker
 
 ENFORCED = ("network.block_ip", "network.unblock_ip", "host.isolate", "host.release")
 

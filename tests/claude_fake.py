@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from controller.planning.claude_prompt import DESIGN_TOOL, SELECT_TOOL
+from autonomy_controller.controller.planning.claude_prompt import DESIGN_TOOL, SELECT_TOOL
 
 KEY = "sk-ant-api03-TESTKEY-0123456789abcdef"
 MODEL = "claude-sonnet-5-5"

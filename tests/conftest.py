@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import REPO_ROOT, Settings
-from controller.engines.embedded import EmbeddedEngine
-from controller.engines.opa_server import OpaServer, OpaServerEngine
-from controller.guard import Guard
-from controller.levels import LevelConfig, load_level_config
-from controller.policy_bundle import PolicyBundle, load_bundle
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.levels import LevelConfig, load_level_config
+from autonomy_controller.controller.policy_bundle import PolicyBundle, load_bundle
 
 SHARED = REPO_ROOT.parent / "shared"
 

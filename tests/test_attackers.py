@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from controller.attackers import AttackerStore, Limits, track
-from controller.attackers.store import profile_count
-from controller.config import REPO_ROOT, Settings
-from controller.incidents import incident_key
-from controller.ingest.reader import read_alerts
-from controller.ledger import Ledger, RecordKind
-from controller.ledger.engine import read_snapshot
-from controller.models import Alert
+from autonomy_controller.controller.attackers import AttackerStore, Limits, track
+from autonomy_controller.controller.attackers.store import profile_count
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.ingest.reader import read_alerts
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.ledger.engine import read_snapshot
+from autonomy_controller.controller.models import Alert
 from tests.harness import WAF_RAW, alert
 from tests.test_ledger import ledger_url  # noqa: F401  (the both-backends fixture)
 

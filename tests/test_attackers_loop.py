@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 from typer.testing import CliRunner
 
-from controller.attackers import AttackerStore
-from controller.cli import app
-from controller.config import Settings
-from controller.models import Level
+from autonomy_controller.controller.attackers import AttackerStore
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.harness import ATTACKER, Loop, action_of, burst, running_loop
-from workflows.contracts import ActionStatus
 
 
 @pytest.fixture

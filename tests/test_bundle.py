@@ -7,11 +7,11 @@ import ipaddress
 import pytest
 import yaml
 
-from controller.addresses import address_facts
-from controller.config import Settings
-from controller.levels import load_level_config
-from controller.policy_bundle import LEVEL_ORDER, PolicyBundleError
-from controller.runtime import load_policy_bundle
+from autonomy_controller.controller.addresses import address_facts
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.levels import load_level_config
+from autonomy_controller.controller.policy_bundle import LEVEL_ORDER, PolicyBundleError
+from autonomy_controller.controller.runtime import load_policy_bundle
 
 
 def test_address_facts_are_prefix_bits() -> None:

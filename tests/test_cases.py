@@ -12,17 +12,23 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.attackers import stage_rank
-from controller.cases import InHand, due, split_in_hand
-from controller.config import Settings
-from controller.guard import Guard
-from controller.incidents import category_summary, category_views, group_alerts, incident_from_alerts, incident_key
-from controller.ledger import RecordKind
-from controller.models import Alert, Category, Level, Plan, ProposedAction, Severity, Verdict
-from controller.planning import OfflinePlanner
+from autonomy_controller.controller.attackers import stage_rank
+from autonomy_controller.controller.cases import InHand, due, split_in_hand
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.incidents import (
+    category_summary,
+    category_views,
+    group_alerts,
+    incident_from_alerts,
+    incident_key,
+)
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Alert, Category, Level, Plan, ProposedAction, Severity, Verdict
+from autonomy_controller.controller.planning import OfflinePlanner
+from autonomy_controller.workflows.client import cast_vote, incident_status
+from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 from tests.harness import ATTACKER, BURST, SETTLE, WAF_RAW, Loop, action_of, alert, awaiting, burst, running_loop, vote
-from workflows.client import cast_vote, incident_status
-from workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 
 # -- grouping -------------------------------------------------------------------------------------------
 

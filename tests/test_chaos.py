@@ -24,15 +24,15 @@ import pytest
 import yaml
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
-from actions.adapters.ticket import list_tickets
-from controller.config import REPO_ROOT, Settings
-from controller.ledger import Ledger, RecordKind
-from controller.models import Category, Level
+from autonomy_controller.actions.adapters.ticket import list_tickets
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.workflows.client import Submitter, incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus
+from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
+from autonomy_controller.workflows.worker import connect
 from tests.harness import BURST, burst, edit_yaml
-from workflows.client import Submitter, incident_handle
-from workflows.contracts import ActionStatus
-from workflows.devserver import TIME_SKIPPING_FLAG, DevServer
-from workflows.worker import connect
 
 INCIDENTS = 120
 KILLS = 4

@@ -17,14 +17,25 @@ import anthropic
 import httpx2
 import pytest
 
-from actions.registry import SPECS, get_spec, validate_params
-from controller.guard import Guard
-from controller.models import Incident, Level, Verdict
-from controller.planning import ClaudeConfigError, ClaudePlanner, ClaudeResult, ClaudeSettings, OfflinePlanner
-from controller.planning.claude import _sha256
-from controller.planning.claude_config import KNOWN_PRICES, Prices
-from controller.planning.claude_prompt import DESIGN_TOOL, EVIDENCE_VALUE_LIMIT, SELECT_TOOL, self_contained
-from controller.targets import targets_of
+from autonomy_controller.actions.registry import SPECS, get_spec, validate_params
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.models import Incident, Level, Verdict
+from autonomy_controller.controller.planning import (
+    ClaudeConfigError,
+    ClaudePlanner,
+    ClaudeResult,
+    ClaudeSettings,
+    OfflinePlanner,
+)
+from autonomy_controller.controller.planning.claude import _sha256
+from autonomy_controller.controller.planning.claude_config import KNOWN_PRICES, Prices
+from autonomy_controller.controller.planning.claude_prompt import (
+    DESIGN_TOOL,
+    EVIDENCE_VALUE_LIMIT,
+    SELECT_TOOL,
+    self_contained,
+)
+from autonomy_controller.controller.targets import targets_of
 from tests.claude_fake import (
     BASE_URL,
     DESIGN_COLD,

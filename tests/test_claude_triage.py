@@ -15,14 +15,23 @@ from typing import Any
 import anthropic
 import pytest
 
-from controller.guard import Guard
-from controller.incidents import group_alerts
-from controller.ingest import read_alerts
-from controller.models import Alert, GuardDecision, Incident, Level, Plan, PlannerTriage, TriageSummary, Verdict
-from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
-from controller.planning.choice import make_plan
-from controller.planning.claude_prompt import RATIONALE_LIMIT, TRIAGE_FIELD
-from controller.triage import TriageFactor
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.ingest import read_alerts
+from autonomy_controller.controller.models import (
+    Alert,
+    GuardDecision,
+    Incident,
+    Level,
+    Plan,
+    PlannerTriage,
+    TriageSummary,
+    Verdict,
+)
+from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
+from autonomy_controller.controller.planning.choice import make_plan
+from autonomy_controller.controller.planning.claude_prompt import RATIONALE_LIMIT, TRIAGE_FIELD
+from autonomy_controller.controller.triage import TriageFactor
 from tests.claude_fake import BASE_URL, KEY, MODEL, FakeAPI, act, choose, error, own_triage, propose
 from tests.harness import alert
 from tests.test_claude_planner import evidence_of, user_text

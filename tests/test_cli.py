@@ -21,13 +21,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.config import REPO_ROOT, Settings
-from controller.ledger import Ledger, RecordKind, verify_export
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ledger import Ledger, RecordKind, verify_export
+from autonomy_controller.workflows.devserver import DevServer
+from autonomy_controller.workflows.worker import connect, incident_worker
 from tests.conftest import SHARED
 from tests.doubles import FakeEnforcement
-from workflows.devserver import DevServer
-from workflows.worker import connect, incident_worker
 
 NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
 runner = CliRunner()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import REPO_ROOT, Settings
 from tests.conftest import SHARED
 
 NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
@@ -23,7 +23,7 @@ def piped(*args: str, columns: str | None = None) -> str:
     """The command's stdout through a pipe, with no terminal on any standard stream (as in CI or a log)."""
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | ({"COLUMNS": columns} if columns else {})
     done = subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
+        [sys.executable, "-m", "autonomy_controller.controller.cli", *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -12,8 +12,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import COMMANDS, GROUPS, app
-from controller.cli.lazy import LazyCommand
+from autonomy_controller.controller.cli import COMMANDS, GROUPS, app
+from autonomy_controller.controller.cli.lazy import LazyCommand
 from tests.conftest import SHARED
 
 HEAVY = ("anthropic", "temporalio", "sqlmodel", "sqlalchemy")
@@ -33,21 +33,25 @@ def heavy(modules: set[str]) -> set[str]:
 
 
 def test_importing_the_cli_loads_no_heavy_sdk() -> None:
-    modules = imported_modules("import controller.cli")
-    assert "controller.cli" in modules  # the report is read right: a parse that found nothing would pass
+    modules = imported_modules("import autonomy_controller.controller.cli")
+    assert (
+        "autonomy_controller.controller.cli" in modules
+    )  # the report is read right: a parse that found nothing would pass
     assert heavy(modules) == set()
 
 
 def test_help_lists_every_command_without_importing_one() -> None:
     code = (
-        "import sys\nfrom typer.testing import CliRunner\nfrom controller.cli import app\n"
+        "import sys\nfrom typer.testing import CliRunner\nfrom autonomy_controller.controller.cli import app\n"
         "result = CliRunner().invoke(app, ['--help'], terminal_width=200)\n"
         "assert result.exit_code == 0, result.output\nprint(result.output)\n"
-        "print('LOADED', sorted(m for m in sys.modules if m.startswith('controller.cli.')))\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith('autonomy_controller.controller.cli.')))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     loaded = done.stdout.rsplit("LOADED", 1)[1]
-    assert "controller.cli.lazy" in loaded and "controller.cli.judge" not in loaded
+    assert (
+        "autonomy_controller.controller.cli.lazy" in loaded and "autonomy_controller.controller.cli.judge" not in loaded
+    )
     for name, entry in COMMANDS.items():
         assert re.search(rf"{re.escape(name)}\s+{re.escape(entry.summary[:40])}", done.stdout), name
     for name, (_, summary, _) in GROUPS.items():

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from actions.registry import get_spec, validate_params
-from controller.config import Settings
-from controller.engines.embedded import EmbeddedEngine
-from controller.guard import Guard, UnavailableGuard
-from controller.models import (
+from autonomy_controller.actions.registry import get_spec, validate_params
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.models import (
     Category,
     GuardDecision,
     Level,
@@ -25,8 +25,8 @@ from controller.models import (
     TriageSummary,
     Verdict,
 )
-from controller.runtime import EngineName, open_guard
-from controller.targets import PlanShape, check_action, targets_of
+from autonomy_controller.controller.runtime import EngineName, open_guard
+from autonomy_controller.controller.targets import PlanShape, check_action, targets_of
 from tests.factories import make_incident
 
 E, A, R, D = Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DENY

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from controller.config import Settings
-from controller.guard import time_input
-from controller.models import Level, Plan, ProposedAction, TriageSummary, Verdict
-from controller.runtime import EngineName, open_guard
-from controller.simulate import DiffRow, SimConfig, Simulation, stream_incidents
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import time_input
+from autonomy_controller.controller.models import Level, Plan, ProposedAction, TriageSummary, Verdict
+from autonomy_controller.controller.runtime import EngineName, open_guard
+from autonomy_controller.controller.simulate import DiffRow, SimConfig, Simulation, stream_incidents
 from tests.factories import make_incident
 
 # A guardrail that reads only the decision time: containment is denied before 06:00 UTC, naming the time given.

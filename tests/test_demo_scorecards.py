@@ -12,11 +12,11 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.ledger import Ledger
-from controller.outcomes import Episode, outcomes
-from controller.scorecards import OUTCOMES, build_scorecards, outcome_of, scope_words
-from controller.scorecards_html import OUTCOME_COLOURS
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.outcomes import Episode, outcomes
+from autonomy_controller.controller.scorecards import OUTCOMES, build_scorecards, outcome_of, scope_words
+from autonomy_controller.controller.scorecards_html import OUTCOME_COLOURS
 
 runner = CliRunner()
 

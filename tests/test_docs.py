@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from controller.config import REPO_ROOT
+from autonomy_controller.controller.config import REPO_ROOT
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 CODE_FOLDERS = ("controller", "workflows", "actions", "bench", "tests")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
+from autonomy_controller.controller.cli import app
 from tests.claude_fake import KEY, MODEL, act, own_triage, propose
 from tests.harness import BURST, WAF_RAW
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.guard import Guard
-from controller.incidents import group_alerts
-from controller.ingest import read_alerts
-from controller.triage import TriageResult
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.ingest import read_alerts
+from autonomy_controller.controller.triage import TriageResult
 from tests.conftest import SHARED
 
 SAMPLES = sorted((SHARED / "samples").glob("*.jsonl"))

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.config import Settings
-from controller.engines.base import UnsupportedBuiltinError
-from controller.engines.embedded import EmbeddedEngine, called_builtins
-from controller.engines.opa_server import OpaServer, OpaServerEngine
-from controller.guard import Guard, UnavailableGuard
-from controller.models import Level, Plan, ProposedAction, Verdict
-from controller.policy_bundle import PolicyBundle, load_bundle, with_documents
-from controller.runtime import EngineName, open_guard
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.engines.base import UnsupportedBuiltinError
+from autonomy_controller.controller.engines.embedded import EmbeddedEngine, called_builtins
+from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.models import Level, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.policy_bundle import PolicyBundle, load_bundle, with_documents
+from autonomy_controller.controller.runtime import EngineName, open_guard
 from tests.factories import MALICIOUS, make_incident
 
 BLOCK = ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 3600})

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.models import Alert, Category
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.models import Alert, Category
 from tests.harness import alert, burst
 
 runner = CliRunner()

@@ -20,17 +20,17 @@ import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
 
-from controller.config import REPO_ROOT, Settings
-from controller.incidents import incident_key
-from controller.ingest import read_dead_letters
-from controller.ingest.lines import MAX_LINE_BYTES
-from controller.ledger import RecordKind
-from controller.models import Alert, Level
-from controller.service import ServiceConfig, create_app
-from controller.service.outbox import CURSOR_FILE
-from controller.service.tokens import Scope, TokenStore, tokens_file
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.ingest import read_dead_letters
+from autonomy_controller.controller.ingest.lines import MAX_LINE_BYTES
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Alert, Level
+from autonomy_controller.controller.service import ServiceConfig, create_app
+from autonomy_controller.controller.service.outbox import CURSOR_FILE
+from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file
+from autonomy_controller.workflows.client import Submitter
 from tests.harness import Loop, alert, running_loop
-from workflows.client import Submitter
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 LIMITS = ServiceConfig(

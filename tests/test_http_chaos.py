@@ -18,16 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.config import REPO_ROOT, Settings
-from controller.incidents import incident_key
-from controller.ledger import Ledger, RecordKind
-from controller.models import Alert
-from controller.service.tokens import Scope, TokenStore, tokens_file
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file
+from autonomy_controller.workflows.client import alert_record_key, incident_status
+from autonomy_controller.workflows.devserver import DevServer
+from autonomy_controller.workflows.worker import connect
 from tests.harness import alert
 from tests.test_http import free_port, lines
-from workflows.client import alert_record_key, incident_status
-from workflows.devserver import DevServer
-from workflows.worker import connect
 
 SOURCES = 24
 PER_REQUEST = 30
@@ -69,7 +69,17 @@ async def test_killing_the_server_and_worker_mid_ingest_loses_no_acknowledged_al
         "AUTONOMY_STATE_DIR": str(state),
     }
     work = ["-m", "tests.chaos_worker", "ADDRESS", str(tmp_path / "effects")]
-    serve = ["-m", "controller.cli", "serve", "--port", str(port), "--settle", "1", "--quiet", "600"]
+    serve = [
+        "-m",
+        "autonomy_controller.controller.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--settle",
+        "1",
+        "--quiet",
+        "600",
+    ]
     server_log, worker_log = tmp_path / "serve.log", tmp_path / "worker.log"
     acknowledged: dict[str, Alert] = {}
     counter = iter(range(10**9))

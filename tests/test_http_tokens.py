@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.service.tokens import Scope, TokenError, TokenStore
+from autonomy_controller.controller.service.tokens import Scope, TokenError, TokenStore
 
 
 def test_the_file_keeps_only_the_hash_and_a_revoked_token_stays_known_as_revoked(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import TimeSkipper
 
-from actions.adapters import build_adapters
-from actions.adapters.base import (
+from autonomy_controller.actions.adapters import build_adapters
+from autonomy_controller.actions.adapters.base import (
     ActionOutcome,
     ActionRequest,
     ActionStatus,
@@ -33,26 +33,35 @@ from actions.adapters.base import (
     Purpose,
     TransientAdapterError,
 )
-from actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter, identity_adapters
-from actions.adapters.identity.config import IdentityDirectory, Secret, SecretError
-from actions.adapters.identity.dialects import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER, ActiveDirectory
-from actions.adapters.identity.directory import DirectoryConflict
-from actions.adapters.identity.lockout import Lockout
-from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
-from actions.adapters.nftables.adapters import MisconfiguredAdapter
-from actions.adapters.nftables.config import load_enforcement
-from actions.adapters.nftables.ownership import Undo, owner_comment
-from controller.config import REPO_ROOT, Settings
-from controller.ledger import Ledger, RecordKind
-from controller.models import Category, Level
+from autonomy_controller.actions.adapters.identity.adapters import (
+    DisableUserAdapter,
+    EnableUserAdapter,
+    identity_adapters,
+)
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory, Secret, SecretError
+from autonomy_controller.actions.adapters.identity.dialects import (
+    HOLDS_PREFIX,
+    LOCK_ATTRIBUTE,
+    LOCKED_FOREVER,
+    ActiveDirectory,
+)
+from autonomy_controller.actions.adapters.identity.directory import DirectoryConflict
+from autonomy_controller.actions.adapters.identity.lockout import Lockout
+from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
+from autonomy_controller.actions.adapters.nftables.adapters import MisconfiguredAdapter
+from autonomy_controller.actions.adapters.nftables.config import load_enforcement
+from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_comment
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.workflows.client import incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus as WorkflowStatus
 from tests import samba as ad
 from tests.doubles import FakeEnforcement
 from tests.harness import action_of, burst, running_loop
 from tests.samba import Samba
 from tests.slapd import ADMINS, DBAS, DEFAULT_POLICY, NOLOCK_POLICY, PEOPLE, SERVICE_DN, Slapd, make_ca
 from tests.test_workflow import bounded_playbooks
-from workflows.client import incident_handle
-from workflows.contracts import ActionStatus as WorkflowStatus
 
 pytestmark = pytest.mark.lab
 

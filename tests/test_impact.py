@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.attackers import tracking_config
-from controller.attackers.observe import TrackingConfig
-from controller.config import Settings
-from controller.impact import assess, case_stage
-from controller.ingest.reader import read_alerts
-from controller.models import Alert
+from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.attackers.observe import TrackingConfig
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.impact import assess, case_stage
+from autonomy_controller.controller.ingest.reader import read_alerts
+from autonomy_controller.controller.models import Alert
 from tests.harness import alert
 from tests.test_attackers import DATA, lines, parsed
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.config import Settings
-from controller.policy_bundle import data_file
-from controller.service.inbox.accounts import AccountError, AccountStore, accounts_file, people
-from controller.service.inbox.sessions import Signer, load_secret
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.service.inbox.accounts import AccountError, AccountStore, accounts_file, people
+from autonomy_controller.controller.service.inbox.sessions import Signer, load_secret
 
 PASSWORD = "correct horse battery staple"
 

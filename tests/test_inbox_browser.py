@@ -20,17 +20,17 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from controller.config import Settings
-from controller.ledger import RecordKind
-from controller.models import Level
-from controller.policy_bundle import data_file
-from controller.service import ServiceConfig, create_app
-from controller.service.inbox import InboxConfig
-from controller.service.inbox.accounts import AccountStore, accounts_file, people
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.service import ServiceConfig, create_app
+from autonomy_controller.controller.service.inbox import InboxConfig
+from autonomy_controller.controller.service.inbox.accounts import AccountStore, accounts_file, people
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.browser import read_png, require_chromium
 from tests.harness import Loop, action_of, alert, awaiting, running_loop
 from tests.test_http import live
-from workflows.contracts import ActionStatus
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (make .venv/.installed)")
 from selenium.webdriver.common.by import By  # noqa: E402

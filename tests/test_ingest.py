@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from controller.ingest import (
+from autonomy_controller.controller.ingest import (
     DeadLetter,
     Format,
     IngestError,
@@ -24,12 +24,12 @@ from controller.ingest import (
     parse_record,
     read_alerts,
 )
-from controller.ingest import lines as lines_module
-from controller.ingest import reader as reader_module
-from controller.ingest.classify import RuleHit, classify_crs
-from controller.ingest.modsec2 import parse_message
-from controller.ingest.normalise import EVIDENCE_LIMIT, RAW_LIMIT, URL_LIMIT
-from controller.models import Alert, Category
+from autonomy_controller.controller.ingest import lines as lines_module
+from autonomy_controller.controller.ingest import reader as reader_module
+from autonomy_controller.controller.ingest.classify import RuleHit, classify_crs
+from autonomy_controller.controller.ingest.modsec2 import parse_message
+from autonomy_controller.controller.ingest.normalise import EVIDENCE_LIMIT, RAW_LIMIT, URL_LIMIT
+from autonomy_controller.controller.models import Alert, Category
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"  # CI clones the repo with shared/ beside it

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from controller.ingest import original_bytes, read_dead_letters
-from controller.ingest.suricata import ENGINE_CONFIDENCE
-from controller.models import Category, Severity
+from autonomy_controller.controller.ingest import original_bytes, read_dead_letters
+from autonomy_controller.controller.ingest.suricata import ENGINE_CONFIDENCE
+from autonomy_controller.controller.models import Category, Severity
 from tests.test_ingest import ingest
 
 DATA = Path(__file__).parent / "data"

@@ -15,12 +15,18 @@ from typing import Any
 
 import pytest
 
-from controller.cli.follow import LineSource
-from controller.ingest import DeadLetter, IngestReport, original_bytes, read_alerts, read_dead_letters
-from controller.ingest import lines as lines_module
-from controller.ingest.decoding import REPAIRS_KEY
-from controller.ingest.normalise import IDENTIFIER_LIMITS, MAX_RULE_IDS
-from controller.models import Alert
+from autonomy_controller.controller.cli.follow import LineSource
+from autonomy_controller.controller.ingest import (
+    DeadLetter,
+    IngestReport,
+    original_bytes,
+    read_alerts,
+    read_dead_letters,
+)
+from autonomy_controller.controller.ingest import lines as lines_module
+from autonomy_controller.controller.ingest.decoding import REPAIRS_KEY
+from autonomy_controller.controller.ingest.normalise import IDENTIFIER_LIMITS, MAX_RULE_IDS
+from autonomy_controller.controller.models import Alert
 
 GOOD = 500
 TRUNCATED = b'{"id": "cut-off", "source": "native", "observed_at": "2026-11-23T08:'

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from controller.ingest import Format, detect_format, read_dead_letters
-from controller.ingest.classify import classify_suricata
-from controller.lab.attacks import ATTACKS
-from controller.lab.ids import LAB_RULES
-from controller.models import Category, Severity
+from autonomy_controller.controller.ingest import Format, detect_format, read_dead_letters
+from autonomy_controller.controller.ingest.classify import classify_suricata
+from autonomy_controller.controller.lab.attacks import ATTACKS
+from autonomy_controller.controller.lab.ids import LAB_RULES
+from autonomy_controller.controller.models import Category, Severity
 from tests.test_ingest import ingest
 
 DATA = Path(__file__).parent / "data"

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.config import Settings
-from controller.policy_bundle import PolicyBundleError
-from controller.runtime import load_policy_bundle
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import PolicyBundleError
+from autonomy_controller.controller.runtime import load_policy_bundle
 
 
 def test_every_asset_has_a_tag_list_in_the_policy_data(settings: Settings) -> None:

@@ -14,20 +14,20 @@ from typing import Any
 
 import pytest
 
-from actions.adapters.base import ActionOutcome, ActionRequest
-from actions.adapters.investigate import (
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest
+from autonomy_controller.actions.adapters.investigate import (
     HostActivityAdapter,
     IpReputationAdapter,
     RelatedAlertsAdapter,
     bundle_inventory,
 )
-from controller.config import Settings
-from controller.incidents import incident_key
-from controller.ingest import read_alerts
-from controller.inventory import AssetIndex
-from controller.ledger import Ledger, RecordKind
-from controller.models import Alert
-from controller.runtime import load_policy_bundle
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.ingest import read_alerts
+from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.runtime import load_policy_bundle
 
 NETNS = Path(__file__).resolve().parents[2] / "shared" / "samples" / "modsecurity3-netns-audit.jsonl"
 ATTACKER = "198.51.100.66"

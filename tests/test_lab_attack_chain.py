@@ -27,18 +27,18 @@ from typing import Any
 
 import pytest
 
-from controller.attackers.store import AttackerStore
-from controller.config import Settings
-from controller.lab import Lab
-from controller.lab.attacks import ATTACKS
-from controller.lab.loop import BLOCK, LabLoop, lab_loop
-from controller.lab.network import ip_binary
-from controller.lab.packages import find_binary
-from controller.lab.waf import SERVER_NAME, UNCOVERED_PATH
-from controller.ledger import LedgerRecord, RecordKind
-from controller.models import Level
+from autonomy_controller.controller.attackers.store import AttackerStore
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.lab import Lab
+from autonomy_controller.controller.lab.attacks import ATTACKS
+from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, lab_loop
+from autonomy_controller.controller.lab.network import ip_binary
+from autonomy_controller.controller.lab.packages import find_binary
+from autonomy_controller.controller.lab.waf import SERVER_NAME, UNCOVERED_PATH
+from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.test_lab_e2e import _approve_block, network_executions, running_lab
-from workflows.contracts import ActionStatus
 
 pytestmark = pytest.mark.lab
 

@@ -20,19 +20,19 @@ from pathlib import Path
 
 import pytest
 
-from actions.adapters.identity.lockout import LOCK_ATTRIBUTE, LOCKED_FOREVER
-from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
-from controller.cli.ops import workflow_histories
-from controller.config import Settings
-from controller.lab import Lab, LabConfig
-from controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
-from controller.ledger import RecordKind
-from controller.models import Level
-from controller.trail import build_trail, render_markdown
+from autonomy_controller.actions.adapters.identity.lockout import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
+from autonomy_controller.controller.cli.ops import workflow_histories
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.lab import Lab, LabConfig
+from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.trail import build_trail, render_markdown
+from autonomy_controller.workflows.client import cast_vote
+from autonomy_controller.workflows.contracts import ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 from tests.slapd import ADMINS, DEFAULT_POLICY, PEOPLE, SERVICE_DN, Slapd
 from tests.test_lab_e2e import _lab_available, prefix, sweep_stale
-from workflows.client import cast_vote
-from workflows.contracts import ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 
 pytestmark = pytest.mark.lab
 

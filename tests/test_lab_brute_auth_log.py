@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from controller.ingest import Format, IngestError, parse_line
-from controller.ingest.auth_log import GUESSING_FAILURES
-from controller.lab.login import WINDOW_SECONDS, Counts, credentials
-from controller.models import Category, Severity
+from autonomy_controller.controller.ingest import Format, IngestError, parse_line
+from autonomy_controller.controller.ingest.auth_log import GUESSING_FAILURES
+from autonomy_controller.controller.lab.login import WINDOW_SECONDS, Counts, credentials
+from autonomy_controller.controller.models import Category, Severity
 
 
 def line(**overrides: Any) -> str:

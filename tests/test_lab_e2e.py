@@ -28,21 +28,27 @@ from typing import Any
 
 import pytest
 
-from actions.adapters.nftables.lock import LOCK_DIRS
-from controller.config import REPO_ROOT, Settings
-from controller.lab import Lab, LabConfig, LabPackagesMissing, ensure_packages
-from controller.lab.ids import send_undecodable_packet
-from controller.lab.lab import load_config
-from controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
-from controller.lab.network import alive, existing_namespaces, namespace_inode, processes_in_inode, run_ip
-from controller.lab.packages import find_binary
-from controller.lab.services import start_time
-from controller.lab.tool_attack import send_tool_attack
-from controller.ledger import RecordKind
-from controller.models import Level
-from controller.processes import free_port
-from workflows.client import cast_vote
-from workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from autonomy_controller.actions.adapters.nftables.lock import LOCK_DIRS
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.lab import Lab, LabConfig, LabPackagesMissing, ensure_packages
+from autonomy_controller.controller.lab.ids import send_undecodable_packet
+from autonomy_controller.controller.lab.lab import load_config
+from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
+from autonomy_controller.controller.lab.network import (
+    alive,
+    existing_namespaces,
+    namespace_inode,
+    processes_in_inode,
+    run_ip,
+)
+from autonomy_controller.controller.lab.packages import find_binary
+from autonomy_controller.controller.lab.services import start_time
+from autonomy_controller.controller.lab.tool_attack import send_tool_attack
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.processes import free_port
+from autonomy_controller.workflows.client import cast_vote
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 
 pytestmark = pytest.mark.lab
 
@@ -192,7 +198,7 @@ async def test_l2_waits_for_approval_and_blocks_after_autonomy_approve(loop: Lab
     assert lab.attack("xss").status == 403, "the attacker is not blocked yet (only the WAF stops it)"
 
     approve = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.cli", "approve", SQLI, BLOCK, "--as", "bob", "--comment", "WAF log checked",
+        sys.executable, "-m", "autonomy_controller.controller.cli", "approve", SQLI, BLOCK, "--as", "bob", "--comment", "WAF log checked",
         "--address", loop.address, "--json",
         env={**os.environ, "AUTONOMY_STATE_DIR": str(loop.settings.state_dir)},
         cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -395,7 +401,7 @@ async def test_suricata_alerts_engine_events_and_access_records_reach_the_ledger
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli", "lab", *args],
+        [sys.executable, "-m", "autonomy_controller.controller.cli", "lab", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

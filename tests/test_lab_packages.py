@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.lab.packages import REQUIREMENTS, LabPackagesMissing, add_backports_source
+from autonomy_controller.controller.lab.packages import REQUIREMENTS, LabPackagesMissing, add_backports_source
 
 SUITE = "bookworm-backports"
 

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from actions.adapters.base import ActionRequest, ActionStatus
-from actions.adapters.nftables import NftFirewall
-from actions.adapters.nftables.adapters import BlockIpAdapter
-from actions.adapters.nftables.probe import ReachabilityProbe
-from controller.config import REPO_ROOT
-from controller.lab import Lab
-from controller.lab.manifest import alerts_of, load_manifest
-from controller.lab.replay import replay
-from controller.lab.requests import read_requests
-from controller.lab.sessions import assign
+from autonomy_controller.actions.adapters.base import ActionRequest, ActionStatus
+from autonomy_controller.actions.adapters.nftables import NftFirewall
+from autonomy_controller.actions.adapters.nftables.adapters import BlockIpAdapter
+from autonomy_controller.actions.adapters.nftables.probe import ReachabilityProbe
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.lab import Lab
+from autonomy_controller.controller.lab.manifest import alerts_of, load_manifest
+from autonomy_controller.controller.lab.replay import replay
+from autonomy_controller.controller.lab.requests import read_requests
+from autonomy_controller.controller.lab.sessions import assign
 from tests.test_lab_e2e import running_lab
 
 pytestmark = pytest.mark.lab
@@ -68,7 +68,16 @@ def connects_from(lab: Lab, source: str, timeout: float = 0.5) -> bool:
 
 def test_replay_from_three_sources_attributes_alerts_to_the_attacker_and_removes_its_addresses(clean: Lab) -> None:
     """The CLI, as a user runs it: 2 benign users x 12 normal requests, 1 attacker x 12 anomalous ones."""
-    command = [sys.executable, "-m", "controller.cli", "lab", "replay", *map(str, FILES), "--root", str(clean.root)]
+    command = [
+        sys.executable,
+        "-m",
+        "autonomy_controller.controller.cli",
+        "lab",
+        "replay",
+        *map(str, FILES),
+        "--root",
+        str(clean.root),
+    ]
     command += ["--sources", "3", "--attackers", "1", "--run-length", "12", "--attack-run-length", "12", "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False)
     assert done.returncode == 0, done.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.lab.requests import LabelledRequest, RequestFormatError, read_requests, write_jsonl
-from controller.lab.sessions import REPLAY_POOL, RESERVED, SessionError, assign
-from controller.lab.waf import WafError, crs_settings
+from autonomy_controller.controller.lab.requests import LabelledRequest, RequestFormatError, read_requests, write_jsonl
+from autonomy_controller.controller.lab.sessions import REPLAY_POOL, RESERVED, SessionError, assign
+from autonomy_controller.controller.lab.waf import WafError, crs_settings
 
 DATA = Path(__file__).parent / "data" / "csic"
 NORMAL = DATA / "normalTrafficSample.txt"

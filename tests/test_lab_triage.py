@@ -17,18 +17,18 @@ from typing import Any
 
 import pytest
 
-from controller.config import Settings
-from controller.lab import Lab
-from controller.lab.loop import BLOCK, LabLoop, action_of, block_status, lab_loop
-from controller.lab.manifest import alerts_of
-from controller.lab.replay import replay
-from controller.lab.requests import read_requests
-from controller.lab.sessions import assign
-from controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
-from controller.ledger import RecordKind
-from controller.models import Level
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.lab import Lab
+from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, action_of, block_status, lab_loop
+from autonomy_controller.controller.lab.manifest import alerts_of
+from autonomy_controller.controller.lab.replay import replay
+from autonomy_controller.controller.lab.requests import read_requests
+from autonomy_controller.controller.lab.sessions import assign
+from autonomy_controller.controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.contracts import ActionStatus, IncidentStart, IncidentStatus
 from tests.test_lab_e2e import running_lab
-from workflows.contracts import ActionStatus, IncidentStart, IncidentStatus
 
 pytestmark = pytest.mark.lab
 

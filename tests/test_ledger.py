@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from controller.ledger import (
+from autonomy_controller.controller.ledger import (
     GENESIS_HASH,
     ExportFormatError,
     IdempotencyConflict,
@@ -41,7 +41,7 @@ from controller.ledger import (
     sqlite_url,
     verify_export,
 )
-from controller.models import GuardDecision, Level, RiskAssessment, RiskFactor, Verdict
+from autonomy_controller.controller.models import GuardDecision, Level, RiskAssessment, RiskFactor, Verdict
 
 PG_ENV = "AUTONOMY_TEST_POSTGRES_URL"
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from controller.ledger import IdempotencyConflict, Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger import IdempotencyConflict, Ledger, LedgerRecord, RecordKind
 from tests.test_ledger import ledger_url  # noqa: F401  # the both-backends fixture
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from controller.config import Settings
-from controller.levels import IncidentScope, LevelConfig, LevelConfigError, load_level_config, resolve_level
-from controller.models import ActionClass, Category, Level, Verdict
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.levels import (
+    IncidentScope,
+    LevelConfig,
+    LevelConfigError,
+    load_level_config,
+    resolve_level,
+)
+from autonomy_controller.controller.models import ActionClass, Category, Level, Verdict
 
 
 def _edit(path, mutate) -> None:  # type: ignore[no-untyped-def]

@@ -27,24 +27,30 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from actions.adapters import build_adapters
-from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, Purpose
-from actions.adapters.nftables.adapters import (
+from autonomy_controller.actions.adapters import build_adapters
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, Purpose
+from autonomy_controller.actions.adapters.nftables.adapters import (
     BlockIpAdapter,
     IsolateHostAdapter,
     MisconfiguredAdapter,
     ReleaseHostAdapter,
     UnblockIpAdapter,
 )
-from actions.adapters.nftables.blocklist import Blocklist
-from actions.adapters.nftables.config import EnforcementConfigError, HostTarget, NftFirewall, Probe, load_enforcement
-from actions.adapters.nftables.isolation import Isolation
-from actions.adapters.nftables.lock import LOCK_DIRS
-from actions.adapters.nftables.nft import NetnsMissingError, NftDeniedError, NftMissingError
-from actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, Undo, owner_comment
-from actions.adapters.nftables.state import TableState
-from controller.config import Settings
-from controller.ledger import Ledger
+from autonomy_controller.actions.adapters.nftables.blocklist import Blocklist
+from autonomy_controller.actions.adapters.nftables.config import (
+    EnforcementConfigError,
+    HostTarget,
+    NftFirewall,
+    Probe,
+    load_enforcement,
+)
+from autonomy_controller.actions.adapters.nftables.isolation import Isolation
+from autonomy_controller.actions.adapters.nftables.lock import LOCK_DIRS
+from autonomy_controller.actions.adapters.nftables.nft import NetnsMissingError, NftDeniedError, NftMissingError
+from autonomy_controller.actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, Undo, owner_comment
+from autonomy_controller.actions.adapters.nftables.state import TableState
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger
 
 pytestmark = pytest.mark.lab
 

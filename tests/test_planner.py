@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from actions.registry import SPECS, get_spec, validate_params
-from controller.incidents import category_views, group_alerts
-from controller.models import Alert, Category, Incident, Plan, Severity
-from controller.planning import FALLBACK, OfflinePlanner, PlaybookError, load_playbooks
-from controller.planning.playbooks import FREE_TEXT_PARAMS
-from controller.planning.templating import FREE_TEXT_LIMIT, TemplateError, parse, render
+from autonomy_controller.actions.registry import SPECS, get_spec, validate_params
+from autonomy_controller.controller.incidents import category_views, group_alerts
+from autonomy_controller.controller.models import Alert, Category, Incident, Plan, Severity
+from autonomy_controller.controller.planning import FALLBACK, OfflinePlanner, PlaybookError, load_playbooks
+from autonomy_controller.controller.planning.playbooks import FREE_TEXT_PARAMS
+from autonomy_controller.controller.planning.templating import FREE_TEXT_LIMIT, TemplateError, parse, render
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOKS = REPO / "workflows" / "playbooks"
@@ -550,7 +550,7 @@ VICTIM, BENIGN = "198.51.100.1", "203.0.113.7"  # the lab's web server and its b
 
 
 def plan_file(planner: OfflinePlanner, path: Path) -> list[tuple[Incident, Plan]]:
-    from controller.ingest import read_alerts
+    from autonomy_controller.controller.ingest import read_alerts
 
     return [(incident, planner.plan(incident)) for incident in group_alerts(read_alerts(path))]
 

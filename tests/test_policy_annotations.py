@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.config import REPO_ROOT, Settings
 
 RULE = re.compile(r"^(deny|require_approval) contains", re.MULTILINE)
 

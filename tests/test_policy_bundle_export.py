@@ -15,12 +15,12 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.config import Settings
-from controller.engines.opa_server import OpaServerEngine
-from controller.guard import Guard
-from controller.levels import LevelConfig
-from controller.policy_bundle import (
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.engines.opa_server import OpaServerEngine
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.levels import LevelConfig
+from autonomy_controller.controller.policy_bundle import (
     COMPILED_DOCUMENTS,
     SCHEMA_DIR,
     SCHEMA_FILES,
@@ -28,7 +28,7 @@ from controller.policy_bundle import (
     PolicyBundleError,
     load_bundle,
 )
-from controller.processes import free_port, stop_process
+from autonomy_controller.controller.processes import free_port, stop_process
 from tests.test_conformance import CASES, Case, _comparable, _decide
 
 runner = CliRunner()

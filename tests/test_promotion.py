@@ -22,23 +22,23 @@ import yaml
 from temporalio.testing import TimeSkipper
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.config import Settings
-from controller.engines.embedded import EmbeddedEngine
-from controller.guard import Guard
-from controller.incidents import incident_from_alerts
-from controller.ledger import Ledger
-from controller.levels import LevelConfigError, load_level_config
-from controller.models import Level, Plan, ProposedAction, Verdict
-from controller.outcomes import outcomes
-from controller.policy_bundle import load_bundle
-from controller.scorecards import build_approver_cards, build_scorecards
-from controller.scorecards_html import OUTCOME_COLOURS, UNSIGNED_NOTE, scorecards_page
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.models import Level, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.outcomes import outcomes
+from autonomy_controller.controller.policy_bundle import load_bundle
+from autonomy_controller.controller.scorecards import build_approver_cards, build_scorecards
+from autonomy_controller.controller.scorecards_html import OUTCOME_COLOURS, UNSIGNED_NOTE, scorecards_page
+from autonomy_controller.workflows.client import cast_vote, incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 from tests.browser import read_png, screenshot
 from tests.factories import MALICIOUS
 from tests.harness import Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
-from workflows.client import cast_vote, incident_handle
-from workflows.contracts import ActionStatus, VoteChoice
 
 SCOPE = "environment:production"
 SOURCES = ("198.51.100.21", "198.51.100.22", "198.51.100.23")

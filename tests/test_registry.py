@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from actions.registry import SPECS, InvalidParamsError, UnknownActionError, get_spec, validate_params
-from controller.models import ActionClass
+from autonomy_controller.actions.registry import (
+    SPECS,
+    InvalidParamsError,
+    UnknownActionError,
+    get_spec,
+    validate_params,
+)
+from autonomy_controller.controller.models import ActionClass
 
 CONTRACT = {
     "network.block_ip": {"ip", "ttl_seconds"},

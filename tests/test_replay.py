@@ -20,12 +20,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkipper
 from temporalio.worker import Replayer
 
-from controller.config import Settings
-from controller.models import Level
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.client import cast_vote, incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
+from autonomy_controller.workflows.incident import IncidentWorkflow
 from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote
-from workflows.client import cast_vote, incident_handle
-from workflows.contracts import ActionStatus, VoteChoice
-from workflows.incident import IncidentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -82,7 +82,7 @@ def _record() -> None:
     import shutil
     import tempfile
 
-    from controller.config import Settings as _Settings
+    from autonomy_controller.controller.config import Settings as _Settings
 
     base = _Settings()
     tmp = Path(tempfile.mkdtemp())

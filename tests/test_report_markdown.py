@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from controller import markdown as md
-from controller.ledger import Ledger, RecordKind, sqlite_url
-from controller.models import (
+from autonomy_controller.controller import markdown as md
+from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
+from autonomy_controller.controller.models import (
     Alert,
     Category,
     GuardDecision,
@@ -30,9 +30,9 @@ from controller.models import (
     Severity,
     Verdict,
 )
-from controller.reports import build_report, render_markdown, write_incident_report
-from controller.trail import build_trail
-from controller.trail.render import render_markdown as render_trail_markdown
+from autonomy_controller.controller.reports import build_report, render_markdown, write_incident_report
+from autonomy_controller.controller.trail import build_trail
+from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
 
 KEY = "src:198.51.100.66"
 IMG = "<img src=x onerror=alert(1)>"

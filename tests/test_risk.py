@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from actions.registry import get_spec, validate_params
-from controller.addresses import address_facts
-from controller.guard import Guard
-from controller.inventory import AssetIndex
-from controller.models import ImpactSummary, RiskAssessment
-from controller.risk import RiskContext
-from controller.targets import targets_of
+from autonomy_controller.actions.registry import get_spec, validate_params
+from autonomy_controller.controller.addresses import address_facts
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.models import ImpactSummary, RiskAssessment
+from autonomy_controller.controller.risk import RiskContext
+from autonomy_controller.controller.targets import targets_of
 
 
 def assess(guard: Guard, action: str, params: dict[str, object], **overrides: object) -> RiskAssessment:

@@ -27,7 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from typer.testing import CliRunner
 
-from controller.approver_keys import (
+from autonomy_controller.controller.approver_keys import (
     SIGNING_CONTEXT,
     ApproverKeys,
     ApproverKeysError,
@@ -43,25 +43,32 @@ from controller.approver_keys import (
     verify_token,
     verify_vote,
 )
-from controller.cli import keys as keys_cli
-from controller.cli import loop as loop_cli
-from controller.cli.ops import workflow_histories
-from controller.cli.trail import collect_trail
-from controller.config import REPO_ROOT, Settings
-from controller.ledger import Ledger, LedgerRecord, RecordKind
-from controller.levels import OnTimeout
-from controller.models import Level
-from controller.outcomes import outcomes
-from controller.runtime import load_policy_bundle
-from controller.scorecards import build_approver_cards
-from controller.trail import StepKind, Trail, build_trail
+from autonomy_controller.controller.cli import keys as keys_cli
+from autonomy_controller.controller.cli import loop as loop_cli
+from autonomy_controller.controller.cli.ops import workflow_histories
+from autonomy_controller.controller.cli.trail import collect_trail
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.levels import OnTimeout
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.outcomes import outcomes
+from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.scorecards import build_approver_cards
+from autonomy_controller.controller.trail import StepKind, Trail, build_trail
+from autonomy_controller.workflows.approvals import VoteRefused, check_ballot, check_vote
+from autonomy_controller.workflows.client import cast_vote, incident_handle, incident_status
+from autonomy_controller.workflows.contracts import (
+    ActionState,
+    ActionStatus,
+    ApprovalGroup,
+    ApprovalSpec,
+    ApprovalVote,
+    VoteChoice,
+)
+from autonomy_controller.workflows.devserver import DevServer
+from autonomy_controller.workflows.incident import IncidentWorkflow
 from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop
 from tests.test_cli import BackgroundWorker, alert_lines
-from workflows.approvals import VoteRefused, check_ballot, check_vote
-from workflows.client import cast_vote, incident_handle, incident_status
-from workflows.contracts import ActionState, ActionStatus, ApprovalGroup, ApprovalSpec, ApprovalVote, VoteChoice
-from workflows.devserver import DevServer
-from workflows.incident import IncidentWorkflow
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 BALLOT = Ballot("sqli:198.51.100.66", "run-1", "a1", "approve", "bob")

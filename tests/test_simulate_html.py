@@ -31,14 +31,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.cli.simulate import BytesRead, read_all
-from controller.config import Settings
-from controller.html import VERDICT_COLOURS, esc
-from controller.ingest import DeadLetter, IngestReport
-from controller.models import Alert, Category, Severity
-from controller.simulate import synthetic_alerts
-from controller.simulate_html import CANDIDATE_APPROVE
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.cli.simulate import BytesRead, read_all
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.html import VERDICT_COLOURS, esc
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.models import Alert, Category, Severity
+from autonomy_controller.controller.simulate import synthetic_alerts
+from autonomy_controller.controller.simulate_html import CANDIDATE_APPROVE
 from tests.browser import PNG_SIGNATURE, read_png, screenshot
 
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -377,7 +377,7 @@ def test_progress_bar_shows_a_percentage_of_the_input_on_a_terminal(tmp_path: Pa
     alerts.write_bytes(gzip.compress(_alerts_jsonl(2_000, seed=5, sources=400)))
     size = alerts.stat().st_size
     assert 10_000 < size < 999_000, "the assertion on the shown total below expects kB"
-    command = [sys.executable, "-m", "controller.cli", "simulate", str(alerts), "--level", "L3"]
+    command = [sys.executable, "-m", "autonomy_controller.controller.cli", "simulate", str(alerts), "--level", "L3"]
     command += ["--window", "20"]  # incidents close as the file is read, so the bar moves before the end
     env = {**os.environ, "COLUMNS": "160", "AUTONOMY_STATE_DIR": str(tmp_path / "var")}
     screen = _run_on_terminal(command, env)

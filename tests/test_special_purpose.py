@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.addresses import IPAddress, IPNetwork, parse_network
-from controller.config import Settings
-from controller.guard import Guard
-from controller.models import GuardDecision, Level, Plan, ProposedAction, Verdict
-from controller.policy_bundle import PolicyBundleError, load_bundle
+from autonomy_controller.controller.addresses import IPAddress, IPNetwork, parse_network
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.models import GuardDecision, Level, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.policy_bundle import PolicyBundleError, load_bundle
 from tests.factories import MALICIOUS, make_incident
 
 REGISTRY: dict[str, Any] = yaml.safe_load((Settings().policies_dir / "special_purpose" / "data.yaml").read_text())

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.config import REPO_ROOT
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.workflows.connection import ConnectionSettingsError, TemporalConnection
 from tests.temporal_server import Pki, Postgres, TemporalServer, make_pki
-from workflows.connection import ConnectionSettingsError, TemporalConnection
 
 SECRET = "tcld_Zz9-SECRET-api-key-0123456789abcdef"
 
@@ -146,7 +146,7 @@ def test_the_worker_command_refuses_to_start_naming_the_setting_and_not_the_key(
         "AUTONOMY_TEMPORAL_API_KEY": SECRET,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "--temporal-plaintext", "worker"],
+        [sys.executable, "-m", "autonomy_controller.controller.cli", "--temporal-plaintext", "worker"],
         env=env,
         capture_output=True,
         text=True,
@@ -156,7 +156,14 @@ def test_the_worker_command_refuses_to_start_naming_the_setting_and_not_the_key(
     assert "AUTONOMY_TEMPORAL_API_KEY" in done.stderr
     assert SECRET not in done.stdout + done.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "--temporal-tls-cert", str(pki.client_cert), "serve"],
+        [
+            sys.executable,
+            "-m",
+            "autonomy_controller.controller.cli",
+            "--temporal-tls-cert",
+            str(pki.client_cert),
+            "serve",
+        ],
         env={**env, "AUTONOMY_TEMPORAL_API_KEY": ""},
         capture_output=True,
         text=True,

@@ -17,10 +17,10 @@ import pytest
 import pytest_asyncio
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
-from controller.cli.ops import TemporalUnavailable, open_client
+from autonomy_controller.controller.cli.ops import TemporalUnavailable, open_client
+from autonomy_controller.workflows.connection import TemporalConnection
 from tests.temporal_server import SERVER_NAME, Pki, Postgres, TemporalServer, make_pki, require_server, wait_serving
 from tests.test_temporal_topology import pollers
-from workflows.connection import TemporalConnection
 
 POSTGRES_URL = os.environ.get("AUTONOMY_TEST_POSTGRES_URL")
 
@@ -130,7 +130,10 @@ async def test_the_worker_command_connects_with_the_environments_tls_settings(
     env = {**os.environ, **serving.client_env(), "AUTONOMY_STATE_DIR": str(tmp_path)}
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "worker"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "autonomy_controller.controller.cli", "worker"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = asyncio.get_running_loop().time() + 60

@@ -27,18 +27,18 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
-from controller.config import REPO_ROOT, Settings
-from controller.engines.opa_server import OpaServer
-from controller.ledger import Ledger, RecordKind
-from controller.ledger.engine import private_schema
-from controller.levels import load_level_config
-from controller.models import Category, Level
-from controller.policy_bundle import load_bundle
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.engines.opa_server import OpaServer
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.ledger.engine import private_schema
+from autonomy_controller.controller.levels import load_level_config
+from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.controller.policy_bundle import load_bundle
+from autonomy_controller.workflows.client import Submitter, incident_handle
+from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionStatus
 from tests import test_chaos
 from tests.harness import BURST, burst, edit_yaml
 from tests.temporal_server import Postgres, TemporalServer, make_pki, require_server, wait_serving
-from workflows.client import Submitter, incident_handle
-from workflows.contracts import TASK_QUEUE, ActionStatus
 
 INCIDENTS = 30
 Receiver = test_chaos.Receiver

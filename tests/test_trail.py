@@ -24,13 +24,19 @@ import typer
 from temporalio.testing import TimeSkipper
 from typer.testing import CliRunner
 
-from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, TransientAdapterError, VerifyOutcome
-from controller.cli.ops import export_audit, workflow_histories
-from controller.cli.trail import audit_trail, collect_trail, trail_from_export
-from controller.config import Settings
-from controller.ledger import LedgerRecord, RecordKind
-from controller.models import Level
-from controller.trail import (
+from autonomy_controller.actions.adapters.base import (
+    ActionOutcome,
+    ActionRequest,
+    Adapter,
+    TransientAdapterError,
+    VerifyOutcome,
+)
+from autonomy_controller.controller.cli.ops import export_audit, workflow_histories
+from autonomy_controller.controller.cli.trail import audit_trail, collect_trail, trail_from_export
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.trail import (
     ActionTrail,
     Cite,
     Fact,
@@ -43,13 +49,13 @@ from controller.trail import (
     render_html,
     render_markdown,
 )
+from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.client import cast_vote, incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus
+from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
 from tests.browser import read_png, screenshot
 from tests.doubles import FakeEnforcement
 from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote
-from workflows.approvals import VoteRefused
-from workflows.client import cast_vote, incident_handle
-from workflows.contracts import ActionStatus
-from workflows.devserver import TIME_SKIPPING_FLAG, DevServer
 
 BLOCK = "network.block_ip"
 ATTACK = "GET /?q=<script>alert(1)</script><img src=x onerror=alert(2)> UNION SELECT password FROM users"

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from controller.incidents import group_alerts, incident_from_alerts
-from controller.ingest import parse_record, read_alerts
-from controller.models import Alert, Category, Incident, Severity
-from controller.triage import (
+from autonomy_controller.controller.incidents import group_alerts, incident_from_alerts
+from autonomy_controller.controller.ingest import parse_record, read_alerts
+from autonomy_controller.controller.models import Alert, Category, Incident, Severity
+from autonomy_controller.controller.triage import (
     SourceHistory,
     TriageModel,
     TriageResult,
@@ -27,7 +27,7 @@ from controller.triage import (
     load_triage_model,
     triage,
 )
-from controller.triage.facts import alert_facts
+from autonomy_controller.controller.triage.facts import alert_facts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

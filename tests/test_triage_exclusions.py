@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.triage import ExclusionRefused, propose_exclusion
-from controller.triage.exclusions import LOCAL_IDS
+from autonomy_controller.controller.triage import ExclusionRefused, propose_exclusion
+from autonomy_controller.controller.triage.exclusions import LOCAL_IDS
 
 
 def test_argument_everywhere() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.incidents import incident_from_alerts
-from controller.models import Incident
-from controller.triage import FeedbackCounts, RuleFeedback, TriageResult, TriageVerdict, triage
-from controller.triage.engine import RULE_FACTORS
+from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.models import Incident
+from autonomy_controller.controller.triage import FeedbackCounts, RuleFeedback, TriageResult, TriageVerdict, triage
+from autonomy_controller.controller.triage.engine import RULE_FACTORS
 from tests.test_triage import ATTACKER, CORPUS, NETNS, alerts_of, incidents_of, model
 
 MANY = 10**6

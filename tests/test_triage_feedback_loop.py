@@ -14,16 +14,16 @@ import pytest
 import pytest_asyncio
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.config import Settings
-from controller.ledger import RecordKind
-from controller.models import Level
-from controller.triage import TriageResult
-from controller.triage.engine import RULE_FACTORS
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.triage import TriageResult
+from autonomy_controller.controller.triage.engine import RULE_FACTORS
+from autonomy_controller.workflows.client import cast_vote
+from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 from tests.harness import Loop, action_of, alert, awaiting, running_loop, vote
 from tests.test_triage import model
-from workflows.client import cast_vote
-from workflows.contracts import ActionStatus, VoteChoice
 
 BLOCK = "network.block_ip"
 SOURCES = ["198.51.100.31", "198.51.100.32", "198.51.100.33"]

@@ -17,23 +17,32 @@ from typing import Any
 
 import pytest
 
-from controller import triage_view
-from controller.cli.trail import collect_trail
-from controller.config import Settings
-from controller.guard import Guard
-from controller.incidents import group_alerts
-from controller.ingest import read_alerts
-from controller.ledger import Ledger, LedgerRecord, RecordKind, sqlite_url
-from controller.models import Level, PlannerTriage
-from controller.planning import OfflinePlanner
-from controller.reports import build_report, render_markdown
-from controller.trail import ActionTrail, Fact, Source, StepKind, Tone, Trail, build_trail, render_html
-from controller.trail.render import render_markdown as render_trail_markdown
-from controller.triage import AttackTechnique
+from autonomy_controller.controller import triage_view
+from autonomy_controller.controller.cli.trail import collect_trail
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.ingest import read_alerts
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, sqlite_url
+from autonomy_controller.controller.models import Level, PlannerTriage
+from autonomy_controller.controller.planning import OfflinePlanner
+from autonomy_controller.controller.reports import build_report, render_markdown
+from autonomy_controller.controller.trail import (
+    ActionTrail,
+    Fact,
+    Source,
+    StepKind,
+    Tone,
+    Trail,
+    build_trail,
+    render_html,
+)
+from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
+from autonomy_controller.controller.triage import AttackTechnique
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.conftest import SHARED
 from tests.harness import Loop, running_loop
 from tests.test_report_markdown import HOSTILE, IMG, assert_inert, rendered
-from workflows.contracts import ActionStatus
 
 NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
 SQLI = "src:198.51.100.66"

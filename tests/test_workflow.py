@@ -19,16 +19,16 @@ import pytest
 import yaml
 from temporalio.testing import TimeSkipper
 
-from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
-from controller.config import REPO_ROOT, Settings
-from controller.ledger import RecordKind
-from controller.models import Category, Level
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
+from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.client import Submitter, cast_vote, incident_handle, incident_status
+from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.devserver import DevServer, DevServerError
 from tests.doubles import FakeEnforcement
 from tests.harness import ATTACKER, BURST, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
-from workflows.approvals import VoteRefused
-from workflows.client import Submitter, cast_vote, incident_handle, incident_status
-from workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
-from workflows.devserver import DevServer, DevServerError
 
 REPO_PLAYBOOKS = REPO_ROOT / "workflows" / "playbooks"
 

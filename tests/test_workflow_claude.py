@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config import Settings
-from controller.ledger import RecordKind
-from controller.models import Level
-from controller.planning import ClaudeSettings
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.planning import ClaudeSettings
+from autonomy_controller.workflows.client import incident_handle
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.claude_fake import BASE_URL, KEY, MODEL, FakeAPI, act, message, own_triage, propose
 from tests.harness import ATTACKER, action_of, alert, awaiting, burst, edit_yaml, running_loop
-from workflows.client import incident_handle
-from workflows.contracts import ActionStatus
 
 OTHER = "198.51.100.67"
 

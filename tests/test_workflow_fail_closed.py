@@ -6,14 +6,14 @@ import dataclasses
 
 import pytest
 
-from controller.config import Settings
-from controller.engines.opa_server import OpaServer
-from controller.ledger import RecordKind
-from controller.models import Level
-from controller.runtime import EngineName, load_policy_bundle
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.engines.opa_server import OpaServer
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.runtime import EngineName, load_policy_bundle
+from autonomy_controller.workflows.client import cast_vote
+from autonomy_controller.workflows.contracts import ActionStatus
 from tests.harness import action_of, alert, awaiting, running_loop, vote
-from workflows.client import cast_vote
-from workflows.contracts import ActionStatus
 
 pytestmark = pytest.mark.opa
 

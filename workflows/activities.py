@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from temporalio import activity
 
-from actions.adapters.base import (
+from autonomy_controller.actions.adapters.base import (
     ActionOutcome,
     ActionRequest,
     ActionStatus,
@@ -26,23 +26,30 @@ from actions.adapters.base import (
     TransientAdapterError,
     VerifyOutcome,
 )
-from actions.registry import get_spec, validate_params
-from controller.approver_keys import ApproverKeysError, Ballot, RefusalCode, TokenRefused, load_configured, verify_vote
-from controller.attackers import tracking_config
-from controller.cases import split_in_hand
-from controller.config import Settings
-from controller.guard import Guard, UnavailableGuard
-from controller.impact import assess as assess_impact
-from controller.ledger import Ledger, RecordKind
-from controller.levels import HealthCap, OnTimeout
-from controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
-from controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
-from controller.planning.choice import make_plan
-from controller.reports import write_incident_report
-from controller.safety import SafetyStore
-from controller.triage.ledger_view import history_and_feedback
-from workflows import approvals
-from workflows.contracts import (
+from autonomy_controller.actions.registry import get_spec, validate_params
+from autonomy_controller.controller.approver_keys import (
+    ApproverKeysError,
+    Ballot,
+    RefusalCode,
+    TokenRefused,
+    load_configured,
+    verify_vote,
+)
+from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.cases import split_in_hand
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.impact import assess as assess_impact
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.levels import HealthCap, OnTimeout
+from autonomy_controller.controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
+from autonomy_controller.controller.planning.choice import make_plan
+from autonomy_controller.controller.reports import write_incident_report
+from autonomy_controller.controller.safety import SafetyStore
+from autonomy_controller.controller.triage.ledger_view import history_and_feedback
+from autonomy_controller.workflows import approvals
+from autonomy_controller.workflows.contracts import (
     ActionState,
     ApprovalCheck,
     ApprovalGroup,
@@ -60,7 +67,7 @@ from workflows.contracts import (
     VerificationResult,
     VerifyRequest,
 )
-from workflows.guard_provider import Fingerprint, GuardProvider, config_fingerprint
+from autonomy_controller.workflows.guard_provider import Fingerprint, GuardProvider, config_fingerprint
 
 T = TypeVar("T")
 CONTROLLER = "svc:controller"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
 
 REFUSED_AND_RECORDED = "VoteRefusedRecorded"
 """The error type of a vote the worker refused after accepting it for checking (its token did not verify): the

@@ -17,13 +17,13 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from controller.attackers import track_batch
-from controller.impact import batch_stage
-from controller.incidents import incident_key
-from controller.ledger import Ledger, LedgerRecord, RecordKind
-from controller.models import Alert, Level
-from workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
-from workflows.contracts import (
+from autonomy_controller.controller.attackers import track_batch
+from autonomy_controller.controller.impact import batch_stage
+from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.models import Alert, Level
+from autonomy_controller.workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
+from autonomy_controller.workflows.contracts import (
     TASK_QUEUE,
     ActionState,
     AlertBatch,
@@ -32,7 +32,7 @@ from workflows.contracts import (
     IncidentStatus,
     slim_alert,
 )
-from workflows.incident import IncidentWorkflow
+from autonomy_controller.workflows.incident import IncidentWorkflow
 
 BATCH_SIZE = 200
 SIGNALS_IN_FLIGHT = 32

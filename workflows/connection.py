@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.config import DEFAULT_TEMPORAL_ADDRESS
+from autonomy_controller.controller.config import DEFAULT_TEMPORAL_ADDRESS
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -12,10 +12,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actions.adapters.base import ActionOutcome, VerifyOutcome
-from controller.cases import InHand
-from controller.levels import OnTimeout
-from controller.models import ActionClass, Alert, GuardDecision, Incident, Level, Plan, ProposedAction
+from autonomy_controller.actions.adapters.base import ActionOutcome, VerifyOutcome
+from autonomy_controller.controller.cases import InHand
+from autonomy_controller.controller.levels import OnTimeout
+from autonomy_controller.controller.models import (
+    ActionClass,
+    Alert,
+    GuardDecision,
+    Incident,
+    Level,
+    Plan,
+    ProposedAction,
+)
 
 TASK_QUEUE = "autonomy-incidents"
 EVIDENCE_IN_HISTORY = 512

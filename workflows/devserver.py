@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from controller.processes import free_port, stop_process
+from autonomy_controller.controller.processes import free_port, stop_process
 
 TIME_SKIPPING_FLAG = ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
 """Lets tests skip durable timers (approval timeouts, TTL reverts) instead of waiting real hours."""

@@ -12,9 +12,9 @@ import threading
 from contextlib import ExitStack
 from pathlib import Path
 
-from controller.config import Settings
-from controller.guard import Guard, UnavailableGuard
-from controller.runtime import EngineName, open_guard
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.runtime import EngineName, open_guard
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 

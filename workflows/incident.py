@@ -18,15 +18,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from actions.adapters.base import ActionOutcome
-    from controller import cases
-    from controller.attackers.profile import STAGES, stage_rank
-    from controller.incidents import incident_from_alerts
-    from controller.levels import OnTimeout
-    from controller.models import Alert, Category, Incident, Plan, Verdict
-    from workflows import approvals
-    from workflows.activities import IncidentActivities
-    from workflows.contracts import (
+    from autonomy_controller.actions.adapters.base import ActionOutcome
+    from autonomy_controller.controller import cases
+    from autonomy_controller.controller.attackers.profile import STAGES, stage_rank
+    from autonomy_controller.controller.incidents import incident_from_alerts
+    from autonomy_controller.controller.levels import OnTimeout
+    from autonomy_controller.controller.models import Alert, Category, Incident, Plan, Verdict
+    from autonomy_controller.workflows import approvals
+    from autonomy_controller.workflows.activities import IncidentActivities
+    from autonomy_controller.workflows.contracts import (
         ActionState,
         ActionStatus,
         AlertBatch,
@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ReportRef,
         VerifyRequest,
     )
-    from workflows.retries import PLAN_RETRY, PLAN_TIMEOUT, STEP_RETRY, retry_for
+    from autonomy_controller.workflows.retries import PLAN_RETRY, PLAN_TIMEOUT, STEP_RETRY, retry_for
 
 STEP_TIMEOUT = timedelta(seconds=60)
 ACTION_TIMEOUT = timedelta(seconds=30)

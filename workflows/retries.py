@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from controller.models import ActionClass
+from autonomy_controller.controller.models import ActionClass
 
 _CONTAIN = RetryPolicy(
     initial_interval=timedelta(seconds=1),

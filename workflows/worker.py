@@ -22,21 +22,23 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from actions.adapters import build_adapters
-from actions.adapters.base import Adapter
-from controller.config import Settings
-from controller.ledger import Ledger
-from controller.planning import ClaudeSettings
-from controller.runtime import EngineName
-from controller.triage.ledger_view import ledger_view
-from workflows.activities import IncidentActivities
-from workflows.connection import TemporalConnection
-from workflows.contracts import TASK_QUEUE
-from workflows.guard_provider import GuardProvider
-from workflows.incident import IncidentWorkflow
+from autonomy_controller.actions.adapters import build_adapters
+from autonomy_controller.actions.adapters.base import Adapter
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.planning import ClaudeSettings
+from autonomy_controller.controller.runtime import EngineName
+from autonomy_controller.controller.triage.ledger_view import ledger_view
+from autonomy_controller.workflows.activities import IncidentActivities
+from autonomy_controller.workflows.connection import TemporalConnection
+from autonomy_controller.workflows.contracts import TASK_QUEUE
+from autonomy_controller.workflows.guard_provider import GuardProvider
+from autonomy_controller.workflows.incident import IncidentWorkflow
 
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("controller", "actions", "workflows.contracts")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "controller", "actions", "autonomy_controller.workflows.contracts"
+    )
 )
 """Our own modules are imported once, not per workflow run: the workflow code stays sandboxed (non-deterministic
 calls in it still fail), while the models and rules it uses, which are deterministic, are shared."""

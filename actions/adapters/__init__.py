@@ -8,19 +8,19 @@ only when that file has an `identity:` section.
 
 from __future__ import annotations
 
-from actions.adapters.base import Adapter
-from actions.adapters.identity import identity_adapters
-from actions.adapters.investigate import (
+from autonomy_controller.actions.adapters.base import Adapter
+from autonomy_controller.actions.adapters.identity import identity_adapters
+from autonomy_controller.actions.adapters.investigate import (
     HostActivityAdapter,
     IpReputationAdapter,
     RelatedAlertsAdapter,
     bundle_inventory,
 )
-from actions.adapters.nftables.adapters import enforcement_adapters
-from actions.adapters.ticket import TicketAdapter
-from actions.adapters.webhook import WebhookAdapter
-from controller.config import Settings
-from controller.ledger import Ledger
+from autonomy_controller.actions.adapters.nftables.adapters import enforcement_adapters
+from autonomy_controller.actions.adapters.ticket import TicketAdapter
+from autonomy_controller.actions.adapters.webhook import WebhookAdapter
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger
 
 WEBHOOK_JOURNAL_DIR = "webhook-deliveries"
 """Under Settings.state_dir: notify.webhook's delivery journal (one marker file per idempotency key)."""

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from actions.adapters.base import ActionRequest, AdapterError
-from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
+from autonomy_controller.actions.adapters.base import ActionRequest, AdapterError
+from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 
 P = TypeVar("P", bound=BaseModel)
 

@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from actions.adapters._common import check_action, parse_params
-from actions.adapters.base import (
+from autonomy_controller.actions.adapters._common import check_action, parse_params
+from autonomy_controller.actions.adapters.base import (
     ActionOutcome,
     ActionRequest,
     ActionStatus,
@@ -38,16 +38,16 @@ from actions.adapters.base import (
     TransientAdapterError,
     VerifyOutcome,
 )
-from actions.params import HostLookupParams, IpLookupParams
-from controller.config import Settings
-from controller.inventory import AssetIndex, canonical_host_text
-from controller.ledger import Ledger, RecordKind
-from controller.ledger import schema as ledger_schema
-from controller.ledger.engine import read_snapshot
-from controller.levels import LevelConfigError
-from controller.models import canonical_ip
-from controller.policy_bundle import PolicyBundleError
-from controller.runtime import load_policy_bundle
+from autonomy_controller.actions.params import HostLookupParams, IpLookupParams
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.inventory import AssetIndex, canonical_host_text
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.ledger import schema as ledger_schema
+from autonomy_controller.controller.ledger.engine import read_snapshot
+from autonomy_controller.controller.levels import LevelConfigError
+from autonomy_controller.controller.models import canonical_ip
+from autonomy_controller.controller.policy_bundle import PolicyBundleError
+from autonomy_controller.controller.runtime import load_policy_bundle
 
 SCAN_LIMIT = 50_000
 """Records (of the kinds a lookup needs) read per call, newest first."""

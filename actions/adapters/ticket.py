@@ -10,9 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from actions.adapters._common import check_action, create_if_absent, key_digest, parse_params, read_json, utc_now_iso
-from actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, AdapterError, VerifyOutcome
-from actions.params import TicketParams
+from autonomy_controller.actions.adapters._common import (
+    check_action,
+    create_if_absent,
+    key_digest,
+    parse_params,
+    read_json,
+    utc_now_iso,
+)
+from autonomy_controller.actions.adapters.base import (
+    ActionOutcome,
+    ActionRequest,
+    ActionStatus,
+    AdapterError,
+    VerifyOutcome,
+)
+from autonomy_controller.actions.params import TicketParams
 
 ACTION = "ticket.create"
 

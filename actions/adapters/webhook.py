@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from actions.adapters._common import (
+from autonomy_controller.actions.adapters._common import (
     check_action,
     create_if_absent,
     fsync_dir,
@@ -30,7 +30,7 @@ from actions.adapters._common import (
     read_json,
     utc_now_iso,
 )
-from actions.adapters.base import (
+from autonomy_controller.actions.adapters.base import (
     ActionOutcome,
     ActionRequest,
     ActionStatus,
@@ -38,8 +38,8 @@ from actions.adapters.base import (
     TransientAdapterError,
     VerifyOutcome,
 )
-from actions.params import WebhookParams
-from controller.validation import read_yaml_model
+from autonomy_controller.actions.params import WebhookParams
+from autonomy_controller.controller.validation import read_yaml_model
 
 ACTION = "notify.webhook"
 USER_AGENT = "autonomy-controller/0.1 (notify.webhook)"

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.ingest import nginx_access
-from controller.ingest.normalise import clean_optional
-from controller.inventory import AssetIndex
-from controller.models import Alert, Category
-from controller.triage.attack import techniques
-from controller.triage.facts import WAF, alert_facts
-from controller.triage.facts import _path as url_path
-from controller.triage.model import AttackMapping
+from autonomy_controller.controller.ingest import nginx_access
+from autonomy_controller.controller.ingest.normalise import clean_optional
+from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.models import Alert, Category
+from autonomy_controller.controller.triage.attack import techniques
+from autonomy_controller.controller.triage.facts import WAF, alert_facts
+from autonomy_controller.controller.triage.facts import _path as url_path
+from autonomy_controller.controller.triage.model import AttackMapping
 
 POST_EXPLOITATION = frozenset({Category.MALWARE, Category.C2, Category.LATERAL_MOVEMENT, Category.EXFILTRATION})
 """Categories that mean the attacker is already inside (docs/attackers.md, "Stages")."""

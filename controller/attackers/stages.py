@@ -13,8 +13,8 @@ meant: a 2xx says the application answered, not that the attack worked; a person
 
 from __future__ import annotations
 
-from controller.attackers.observe import Observation
-from controller.attackers.profile import AttackerProfile, PathStats, Stage
+from autonomy_controller.controller.attackers.observe import Observation
+from autonomy_controller.controller.attackers.profile import AttackerProfile, PathStats, Stage
 
 
 def stage_shown(profile: AttackerProfile, obs: Observation, path: PathStats | None) -> tuple[Stage, str] | None:

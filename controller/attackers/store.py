@@ -22,16 +22,16 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import Connection
 
-from controller.attackers.fold import add_action_record, add_alert, new_profile
-from controller.attackers.observe import TrackingConfig, observe
-from controller.attackers.profile import AttackerProfile, Limits, stage_rank
-from controller.ledger import Ledger, RecordExcerpt, RecordKind
-from controller.ledger import schema as ledger_schema
-from controller.ledger.canonical import canonical_json
-from controller.ledger.engine import read_snapshot
-from controller.ledger.excerpts import read_excerpts
-from controller.ledger.reads import read_head
-from controller.models import canonical_ip
+from autonomy_controller.controller.attackers.fold import add_action_record, add_alert, new_profile
+from autonomy_controller.controller.attackers.observe import TrackingConfig, observe
+from autonomy_controller.controller.attackers.profile import AttackerProfile, Limits, stage_rank
+from autonomy_controller.controller.ledger import Ledger, RecordExcerpt, RecordKind
+from autonomy_controller.controller.ledger import schema as ledger_schema
+from autonomy_controller.controller.ledger.canonical import canonical_json
+from autonomy_controller.controller.ledger.engine import read_snapshot
+from autonomy_controller.controller.ledger.excerpts import read_excerpts
+from autonomy_controller.controller.ledger.reads import read_head
+from autonomy_controller.controller.models import canonical_ip
 
 log = logging.getLogger(__name__)
 

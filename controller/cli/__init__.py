@@ -26,10 +26,10 @@ from typing import Annotated
 
 import typer
 
-from controller.cli.lazy import Lazy, lazy_group
+from autonomy_controller.controller.cli.lazy import Lazy, lazy_group
 
 JUDGE, LOOP, AUDIT = "Judge (nothing runs)", "Run the loop", "Report and audit"
-_CLI = "controller.cli"
+_CLI = "autonomy_controller.controller.cli"
 
 COMMANDS = {
     "evaluate": Lazy(
@@ -230,7 +230,7 @@ def _temporal_options(
     ] = None,
 ) -> None:
     """Temporal connection options for every command that talks to Temporal (workflows/connection.py)."""
-    from workflows.connection import set_flags
+    from autonomy_controller.workflows.connection import set_flags
 
     set_flags(
         {
@@ -265,7 +265,7 @@ def main() -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    worker = sys.modules.get("workflows.worker")  # only a command that used Temporal imported it
+    worker = sys.modules.get("autonomy_controller.workflows.worker")  # only a command that used Temporal imported it
     if worker is not None and worker.temporal_client_created():
         sys.stdout.flush()
         sys.stderr.flush()

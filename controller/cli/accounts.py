@@ -13,10 +13,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.cli.common import JsonFlag, console, emit_json, fail
-from controller.config import Settings
-from controller.policy_bundle import data_file
-from controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file, people
+from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.service.inbox.accounts import (
+    Account,
+    AccountError,
+    AccountStore,
+    accounts_file,
+    people,
+)
 
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin (scripts).")

@@ -13,10 +13,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.attackers import STAGES, AttackerProfile, AttackerStore, Stage, stage_rank, track
-from controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, when
-from controller.config import Settings
-from controller.ledger import Ledger
+from autonomy_controller.controller.attackers import STAGES, AttackerProfile, AttackerStore, Stage, stage_rank, track
+from autonomy_controller.controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, when
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger
 
 STAGE_STYLE = {
     "none": "dim",

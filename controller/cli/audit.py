@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.cli.common import (
+from autonomy_controller.controller.cli.common import (
     AddressOption,
     IncidentArg,
     JsonFlag,
@@ -25,11 +25,11 @@ from controller.cli.common import (
     incident_records,
     run_async,
 )
-from controller.cli.common import temporal_address as address_of
-from controller.cli.ops import export_audit
-from controller.config import Settings
-from controller.ledger import Ledger
-from controller.reports import build_report, write_incident_report
+from autonomy_controller.controller.cli.common import temporal_address as address_of
+from autonomy_controller.controller.cli.ops import export_audit
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.reports import build_report, write_incident_report
 
 
 def report(

@@ -21,12 +21,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from controller.config import Settings
-from controller.models import Verdict
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.models import Verdict
 
 if TYPE_CHECKING:  # the ledger (SQLModel) and the workflow contracts load only for the commands that use them
-    from controller.ledger import Ledger, LedgerRecord
-    from workflows.contracts import ActionStatus
+    from autonomy_controller.controller.ledger import Ledger, LedgerRecord
+    from autonomy_controller.workflows.contracts import ActionStatus
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ VERDICT_STYLE = {
 @cache
 def status_styles() -> dict[ActionStatus, str]:
     """Each action status's style; built on first use, so commands without statuses never load the contracts."""
-    from workflows.contracts import ActionStatus
+    from autonomy_controller.workflows.contracts import ActionStatus
 
     return {
         ActionStatus.VERIFIED: "green",

@@ -16,12 +16,21 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controller.cli.common import JsonFlag, cell, console, emit_json, err_console, run_async, status_text, verdict_text
-from controller.cli.demo_run import DemoResult, LevelRun, Timings, run_demo
-from controller.config import Settings
-from controller.models import Level
-from controller.runtime import ENGINE_HELP, EngineName
-from workflows.contracts import ActionState, ActionStatus
+from autonomy_controller.controller.cli.common import (
+    JsonFlag,
+    cell,
+    console,
+    emit_json,
+    err_console,
+    run_async,
+    status_text,
+    verdict_text,
+)
+from autonomy_controller.controller.cli.demo_run import DemoResult, LevelRun, Timings, run_demo
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus
 
 RAN = frozenset(
     {

@@ -38,24 +38,31 @@ import ldap3
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
-from actions.adapters.identity.testdir import ADMINS, DEFAULT_POLICY, PEOPLE, SERVICE_DN, DirectoryError, Slapd
-from actions.params import UserName
-from controller.config import Settings
-from controller.ingest import DeadLetter, IngestReport, read_alerts
-from controller.lab.network import LabNetworkError, run_ip
-from controller.lab.packages import find_binary
-from controller.ledger import Ledger
-from controller.models import Alert, Level
-from controller.outcomes import IncidentEpisodes, outcomes
-from controller.reports import write_incident_report
-from controller.runtime import EngineName
-from controller.scorecards import Scorecard, build_approver_cards, build_scorecards
-from controller.scorecards_html import scorecards_page
-from workflows.client import SubmitReport, Submitter, incident_status
-from workflows.contracts import ActionStatus, IncidentStatus
-from workflows.devserver import DevServer
-from workflows.worker import connect, incident_worker
+from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
+from autonomy_controller.actions.adapters.identity.testdir import (
+    ADMINS,
+    DEFAULT_POLICY,
+    PEOPLE,
+    SERVICE_DN,
+    DirectoryError,
+    Slapd,
+)
+from autonomy_controller.actions.params import UserName
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.lab.network import LabNetworkError, run_ip
+from autonomy_controller.controller.lab.packages import find_binary
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.models import Alert, Level
+from autonomy_controller.controller.outcomes import IncidentEpisodes, outcomes
+from autonomy_controller.controller.reports import write_incident_report
+from autonomy_controller.controller.runtime import EngineName
+from autonomy_controller.controller.scorecards import Scorecard, build_approver_cards, build_scorecards
+from autonomy_controller.controller.scorecards_html import scorecards_page
+from autonomy_controller.workflows.client import SubmitReport, Submitter, incident_status
+from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus
+from autonomy_controller.workflows.devserver import DevServer
+from autonomy_controller.workflows.worker import connect, incident_worker
 
 DEMO_CHANNEL = "soc-alerts"
 """The channel the shipped playbooks notify (workflows/playbooks/*.yaml)."""

@@ -35,8 +35,8 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
-from controller.ingest import DeadLetter, IngestError, IngestReport, lines, parse_line
-from workflows.client import Submitter
+from autonomy_controller.controller.ingest import DeadLetter, IngestError, IngestReport, lines, parse_line
+from autonomy_controller.workflows.client import Submitter
 
 HEAD_BYTES = 4096
 """Bytes of the file's start hashed into the offset file, to tell a reused inode number from the same file."""

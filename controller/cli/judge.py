@@ -15,18 +15,26 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller import triage_view
-from controller.cli.common import VERDICT_STYLE, JsonFlag, console, err_console
-from controller.config import Settings
-from controller.guard import Guard, UnavailableGuard
-from controller.incidents import group_alerts
-from controller.ingest import DeadLetter, IngestReport, read_alerts
-from controller.levels import LevelConfigError, load_level_config
-from controller.models import GuardDecision, Incident, Level, Plan, PlannerTriage, ProposedAction, TriageSummary
-from controller.planning import ClaudeConfigError, ClaudeSettings, OfflinePlanner
-from controller.planning.choice import PlanChoice, make_plan
-from controller.runtime import ENGINE_HELP, EngineName, open_guard
-from controller.triage import TriageResult
+from autonomy_controller.controller import triage_view
+from autonomy_controller.controller.cli.common import VERDICT_STYLE, JsonFlag, console, err_console
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.models import (
+    GuardDecision,
+    Incident,
+    Level,
+    Plan,
+    PlannerTriage,
+    ProposedAction,
+    TriageSummary,
+)
+from autonomy_controller.controller.planning import ClaudeConfigError, ClaudeSettings, OfflinePlanner
+from autonomy_controller.controller.planning.choice import PlanChoice, make_plan
+from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName, open_guard
+from autonomy_controller.controller.triage import TriageResult
 
 
 class PlanFileError(ValueError):
@@ -162,7 +170,7 @@ def evaluate(
         offline = OfflinePlanner(settings.playbooks_dir, asset_groups=guard.asset_groups)
         claude = None
         if claude_settings:  # the Anthropic SDK loads only when Claude is configured (it costs a second)
-            from controller.planning import ClaudePlanner
+            from autonomy_controller.controller.planning import ClaudePlanner
 
             claude = ClaudePlanner(claude_settings, offline)
         for incident in map(guard.enrich, incidents):

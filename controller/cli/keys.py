@@ -15,9 +15,9 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from controller.approver_keys import ApproverKeysError, fingerprint, generate_key, load_configured
-from controller.cli.common import JsonFlag, console, emit_json, err_console, fail
-from controller.config import Settings
+from autonomy_controller.controller.approver_keys import ApproverKeysError, fingerprint, generate_key, load_configured
+from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, err_console, fail
+from autonomy_controller.controller.config import Settings
 
 
 def default_key_dir() -> Path:

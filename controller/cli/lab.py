@@ -17,19 +17,19 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from controller.cli.common import JsonFlag, console, emit_json, err_console, fail
-from controller.config import REPO_ROOT
-from controller.lab import ATTACKS, Lab, LabConfig, LabError, LabPackagesMissing
-from controller.lab.lab import load_config
-from controller.lab.manifest import alerts_of, summarise
-from controller.lab.network import LabNetworkError
-from controller.lab.replay import ReplayError, Sent
-from controller.lab.replay import replay as run_replay
-from controller.lab.requests import RequestFormatError, read_requests
-from controller.lab.sessions import DEFAULT_SEED, SessionError, assign
-from controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
-from controller.lab.waf import WafError
-from controller.models import Level
+from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, err_console, fail
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.lab import ATTACKS, Lab, LabConfig, LabError, LabPackagesMissing
+from autonomy_controller.controller.lab.lab import load_config
+from autonomy_controller.controller.lab.manifest import alerts_of, summarise
+from autonomy_controller.controller.lab.network import LabNetworkError
+from autonomy_controller.controller.lab.replay import ReplayError, Sent
+from autonomy_controller.controller.lab.replay import replay as run_replay
+from autonomy_controller.controller.lab.requests import RequestFormatError, read_requests
+from autonomy_controller.controller.lab.sessions import DEFAULT_SEED, SessionError, assign
+from autonomy_controller.controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
+from autonomy_controller.controller.lab.waf import WafError
+from autonomy_controller.controller.models import Level
 
 RootOption = Annotated[
     Path,

@@ -19,8 +19,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.approver_keys import ApproverKeysError, ApproverSecret, load_secret
-from controller.cli.common import (
+from autonomy_controller.controller.approver_keys import ApproverKeysError, ApproverSecret, load_secret
+from autonomy_controller.controller.cli.common import (
     AddressOption,
     IncidentArg,
     JsonFlag,
@@ -36,8 +36,8 @@ from controller.cli.common import (
     verdict_text,
     when,
 )
-from controller.cli.follow import Flush, Follower, LineSource, OffsetStore
-from controller.cli.ops import (
+from autonomy_controller.controller.cli.follow import Flush, Follower, LineSource, OffsetStore
+from autonomy_controller.controller.cli.ops import (
     IncidentRow,
     LoopError,
     TemporalUnavailable,
@@ -46,20 +46,20 @@ from controller.cli.ops import (
     read_status,
     temporal_connection,
 )
-from controller.cli.ops import submit_files as submit_all
-from controller.cli.ops import vote as cast
-from controller.config import Settings
-from controller.guard import UnavailableGuard
-from controller.ingest import DeadLetter, IngestReport
-from controller.ingest.reader import GZIP_MAGIC
-from controller.ledger import Ledger
-from controller.models import Level
-from controller.runtime import ENGINE_HELP, EngineName
-from workflows.approvals import VoteRefused
-from workflows.client import Submitter
-from workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
-from workflows.devserver import DevServer, DevServerError
-from workflows.worker import incident_worker
+from autonomy_controller.controller.cli.ops import submit_files as submit_all
+from autonomy_controller.controller.cli.ops import vote as cast
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.guard import UnavailableGuard
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.ingest.reader import GZIP_MAGIC
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
+from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.client import Submitter
+from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.devserver import DevServer, DevServerError
+from autonomy_controller.workflows.worker import incident_worker
 
 LevelOption = Annotated[
     Level | None,

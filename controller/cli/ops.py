@@ -20,16 +20,16 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from controller.approver_keys import ApproverSecret, Ballot, sign_token
-from controller.config import Settings
-from controller.ingest import DeadLetter, IngestReport, read_alerts
-from controller.ledger import Ledger, RecordKind
-from controller.models import Level
-from workflows.client import SubmitReport, Submitter, cast_vote, incident_handle
-from workflows.connection import ConnectionSettingsError, TemporalConnection
-from workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
-from workflows.incident import IncidentWorkflow
-from workflows.worker import connect
+from autonomy_controller.controller.approver_keys import ApproverSecret, Ballot, sign_token
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.client import SubmitReport, Submitter, cast_vote, incident_handle
+from autonomy_controller.workflows.connection import ConnectionSettingsError, TemporalConnection
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.incident import IncidentWorkflow
+from autonomy_controller.workflows.worker import connect
 
 CONNECT_TIMEOUT_S = 10.0
 QUERY_TIMEOUT = timedelta(seconds=5)

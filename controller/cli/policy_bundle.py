@@ -14,10 +14,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from controller.cli.common import JsonFlag, console, emit_json, fail
-from controller.config import Settings
-from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundleError
-from controller.runtime import load_policy_bundle
+from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundleError
+from autonomy_controller.controller.runtime import load_policy_bundle
 
 
 def policy_bundle(

@@ -22,10 +22,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.cli.common import JsonFlag, console, emit_json, fail
-from controller.config import Settings
-from controller.policy_bundle import is_test_module
-from controller.runtime import load_policy_bundle
+from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.policy_bundle import is_test_module
+from autonomy_controller.controller.runtime import load_policy_bundle
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from controller.cli.common import AddressOption, console, fail, temporal_address
-from controller.cli.loop import LevelOption, QuietOption, SettleOption
-from controller.config import Settings
-from controller.service import ServiceConfig, create_app
-from controller.service.tokens import tokens_file
+from autonomy_controller.controller.cli.common import AddressOption, console, fail, temporal_address
+from autonomy_controller.controller.cli.loop import LevelOption, QuietOption, SettleOption
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.service import ServiceConfig, create_app
+from autonomy_controller.controller.service.tokens import tokens_file
 
 DEFAULTS = ServiceConfig()
 
@@ -46,7 +46,7 @@ def serve(
         settle_seconds=settle,
         quiet_seconds=quiet,
     )
-    from controller.cli.ops import TemporalMisconfigured, temporal_connection
+    from autonomy_controller.controller.cli.ops import TemporalMisconfigured, temporal_connection
 
     try:  # a bad TLS / API-key setting stops the start here, naming it, not on the first request
         temporal_connection(temporal_address(address, settings))

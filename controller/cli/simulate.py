@@ -27,12 +27,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, verdict_text
-from controller.config import Settings
-from controller.ingest import DeadLetter, IngestReport, read_alerts
-from controller.models import Alert, Incident, Level, Verdict
-from controller.runtime import ENGINE_HELP, EngineName
-from controller.simulate import (
+from autonomy_controller.controller.cli.common import (
+    JsonFlag,
+    cell,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    verdict_text,
+)
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.models import Alert, Incident, Level, Verdict
+from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
+from autonomy_controller.controller.simulate import (
     CSV_FIELDS,
     DEFAULT_MAX_ALERTS,
     DEFAULT_MAX_OPEN,
@@ -44,8 +52,8 @@ from controller.simulate import (
     Tally,
     stream_incidents,
 )
-from controller.simulate_html import DiffSample, SimulationReport, simulation_page
-from controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
+from autonomy_controller.controller.simulate_html import DiffSample, SimulationReport, simulation_page
+from autonomy_controller.controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
 
 
 @dataclass

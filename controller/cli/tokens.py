@@ -8,9 +8,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.cli.common import JsonFlag, console, emit_json, err_console, fail
-from controller.config import Settings
-from controller.service.tokens import Scope, TokenEntry, TokenError, TokenStore, tokens_file
+from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, err_console, fail
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.service.tokens import Scope, TokenEntry, TokenError, TokenStore, tokens_file
 
 
 def _store() -> TokenStore:

@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from controller.approver_keys import ApproverKeys, ApproverKeysError, load_configured
-from controller.cli.common import (
+from autonomy_controller.controller.approver_keys import ApproverKeys, ApproverKeysError, load_configured
+from autonomy_controller.controller.cli.common import (
     AddressOption,
     IncidentArg,
     JsonFlag,
@@ -27,11 +27,11 @@ from controller.cli.common import (
     incident_records,
     run_async,
 )
-from controller.cli.common import temporal_address as address_of
-from controller.cli.ops import workflow_histories
-from controller.config import Settings
-from controller.ledger import ExportFormatError, Ledger, LedgerRecord, verify_export
-from controller.trail import Trail, TrailFormat, build_trail, write_trail
+from autonomy_controller.controller.cli.common import temporal_address as address_of
+from autonomy_controller.controller.cli.ops import workflow_histories
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import ExportFormatError, Ledger, LedgerRecord, verify_export
+from autonomy_controller.controller.trail import Trail, TrailFormat, build_trail, write_trail
 
 
 def approver_keys(settings: Settings) -> ApproverKeys | None:

@@ -14,11 +14,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.cli.common import IncidentArg, JsonFlag, cell, console, emit_json, fail
-from controller.config import Settings
-from controller.ledger import Ledger, RecordKind
-from controller.triage import ExclusionRefused, FeedbackCounts, TriageResult, propose_exclusion
-from controller.triage.ledger_view import ledger_view
+from autonomy_controller.controller.cli.common import IncidentArg, JsonFlag, cell, console, emit_json, fail
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.triage import ExclusionRefused, FeedbackCounts, TriageResult, propose_exclusion
+from autonomy_controller.controller.triage.ledger_view import ledger_view
 
 
 def _row(rule: str, path: str | None, counts: FeedbackCounts) -> dict[str, Any]:

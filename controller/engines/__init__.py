@@ -1,6 +1,6 @@
 """Policy engines: the embedded one (regopy, zero setup) and the OPA server (production). Same bundle, same answers."""
 
-from controller.engines.base import (
+from autonomy_controller.controller.engines.base import (
     PolicyEngine,
     PolicyEngineError,
     PolicyUndefinedError,

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 import requests
 from opa_client import OpaClient
 
-from controller.engines.base import PolicyEngineError, PolicyUndefinedError
-from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
-from controller.processes import free_port, stop_process
+from autonomy_controller.controller.engines.base import PolicyEngineError, PolicyUndefinedError
+from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
+from autonomy_controller.controller.processes import free_port, stop_process
 
 PACKAGE_PATH, RULE_NAME = ENTRYPOINT.rsplit("/", 1)
 CONFIG_PACKAGE_PATH, CONFIG_RULE_NAME = CONFIG_ENTRYPOINT.rsplit("/", 1)

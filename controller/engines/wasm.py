@@ -24,10 +24,10 @@ from typing import Any
 
 import wasmtime
 
-from controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
-from controller.engines.wasm_builtins import REROUTED_NATIVES, BuiltinError, Clock, host_builtins
-from controller.engines.wasm_module import WasmFormatError, WasmModule
-from controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
+from autonomy_controller.controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
+from autonomy_controller.controller.engines.wasm_builtins import REROUTED_NATIVES, BuiltinError, Clock, host_builtins
+from autonomy_controller.controller.engines.wasm_module import WasmFormatError, WasmModule
+from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 
 _REROUTED_ID_BASE = 1_000_000  # far above the ids OPA numbers the module's own imports with (0, 1, ...)
 _PAGE = 65536

@@ -13,8 +13,8 @@ them), `normalise` (bounding untrusted text, building the Alert), `report` (coun
 `decoding` (strict bytes -> text -> JSON for one record), `lines` (JSON Lines framing, shared with follow).
 """
 
-from controller.ingest.errors import IngestError
-from controller.ingest.formats import (
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.formats import (
     Format,
     ParseResult,
     detect_format,
@@ -22,8 +22,8 @@ from controller.ingest.formats import (
     parse_record,
     parse_value,
 )
-from controller.ingest.reader import read_alerts
-from controller.ingest.report import DeadLetter, IngestReport, original_bytes, read_dead_letters
+from autonomy_controller.controller.ingest.reader import read_alerts
+from autonomy_controller.controller.ingest.report import DeadLetter, IngestReport, original_bytes, read_dead_letters
 
 __all__ = [
     "DeadLetter",

@@ -26,13 +26,13 @@ from typing import Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from actions.params import UserName
-from controller.ingest import fields
-from controller.ingest.classify import AUTH_FAILURES, AUTH_GUESSED, classify_auth
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import Record
-from controller.ingest.normalise import bounded_raw, content_id, evidence, make_alert, stable_id
-from controller.models import Alert
+from autonomy_controller.actions.params import UserName
+from autonomy_controller.controller.ingest import fields
+from autonomy_controller.controller.ingest.classify import AUTH_FAILURES, AUTH_GUESSED, classify_auth
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import Record
+from autonomy_controller.controller.ingest.normalise import bounded_raw, content_id, evidence, make_alert, stable_id
+from autonomy_controller.controller.models import Alert
 
 SOURCE = "auth-log"
 EVENT = "authentication"

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from controller.models import Category, Severity
+from autonomy_controller.controller.models import Category, Severity
 
 # ----------------------------------------------------------------------------------------------- CRS rules
 

@@ -18,8 +18,8 @@ import json
 import re
 from typing import Any
 
-from controller.ingest.errors import IngestError
-from controller.ingest.normalise import clean_text
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.normalise import clean_text
 
 REPAIRS_KEY = "_ingest_repairs"
 """Where a record lists what decoding had to show or keep differently (a key no sensor format uses)."""

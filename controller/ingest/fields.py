@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.errors import IngestError
 
 Record = Mapping[str, Any]
 

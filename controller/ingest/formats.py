@@ -11,12 +11,21 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controller.ingest import auth_log, crs_corpus, modsec2, modsec3, native, nginx_access, ocsf, suricata
-from controller.ingest.decoding import REPAIRS_KEY, decode_json
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import Record
-from controller.ingest.normalise import clean_text
-from controller.models import Alert
+from autonomy_controller.controller.ingest import (
+    auth_log,
+    crs_corpus,
+    modsec2,
+    modsec3,
+    native,
+    nginx_access,
+    ocsf,
+    suricata,
+)
+from autonomy_controller.controller.ingest.decoding import REPAIRS_KEY, decode_json
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import Record
+from autonomy_controller.controller.ingest.normalise import clean_text
+from autonomy_controller.controller.models import Alert
 
 
 class Format(StrEnum):

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO
 
-from controller.ingest.decoding import decode_bytes
+from autonomy_controller.controller.ingest.decoding import decode_bytes
 
 MAX_LINE_BYTES = 8 * 1024 * 1024
 """A longer line is dead-lettered unparsed (its bytes are kept, spooled to disk)."""

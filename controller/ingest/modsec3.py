@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.ingest import fields
-from controller.ingest.classify import RuleHit
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import Record
-from controller.ingest.normalise import bounded_raw
-from controller.ingest.waf import WafTransaction, header, rule_hit, waf_alert, waf_blocked
-from controller.models import Alert
+from autonomy_controller.controller.ingest import fields
+from autonomy_controller.controller.ingest.classify import RuleHit
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import Record
+from autonomy_controller.controller.ingest.normalise import bounded_raw
+from autonomy_controller.controller.ingest.waf import WafTransaction, header, rule_hit, waf_alert, waf_blocked
+from autonomy_controller.controller.models import Alert
 
 SOURCE = "modsecurity3"
 _HUGE = (("transaction", "response", "body"), ("transaction", "request", "body"))

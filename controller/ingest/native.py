@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import Record, aware
-from controller.ingest.normalise import bounded_raw, describe, make_alert
-from controller.models import Alert
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import Record, aware
+from autonomy_controller.controller.ingest.normalise import bounded_raw, describe, make_alert
+from autonomy_controller.controller.models import Alert
 
 SOURCE = "native"
 

@@ -17,12 +17,12 @@ Detected by `remote_addr`, `status` and `request_time` together (nginx's own var
 
 from __future__ import annotations
 
-from controller.ingest import fields
-from controller.ingest.classify import classify_access
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import Record
-from controller.ingest.normalise import bounded_raw, content_id, evidence, make_alert, stable_id
-from controller.models import Alert
+from autonomy_controller.controller.ingest import fields
+from autonomy_controller.controller.ingest.classify import classify_access
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import Record
+from autonomy_controller.controller.ingest.normalise import bounded_raw, content_id, evidence, make_alert, stable_id
+from autonomy_controller.controller.models import Alert
 
 SOURCE = "nginx-access"
 LOG_FORMAT_NAME = "autonomy_json"

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.ingest.errors import IngestError
-from controller.models import Alert, Category, Severity
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.models import Alert, Category, Severity
 
 EVIDENCE_LIMIT = 2000
 """Characters of untrusted evidence kept per alert: enough for a request line, a user agent and matches."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from controller.ingest import fields
-from controller.ingest.classify import classify_ocsf
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import Record
-from controller.ingest.normalise import bounded_raw, evidence, make_alert, stable_id
-from controller.models import Alert
+from autonomy_controller.controller.ingest import fields
+from autonomy_controller.controller.ingest.classify import classify_ocsf
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import Record
+from autonomy_controller.controller.ingest.normalise import bounded_raw, evidence, make_alert, stable_id
+from autonomy_controller.controller.models import Alert
 
 SOURCE = "ocsf"
 DETECTION_FINDING = 2004

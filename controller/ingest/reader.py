@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-from controller.ingest import lines
-from controller.ingest.decoding import Decoded, raw_decode, settle
-from controller.ingest.errors import IngestError
-from controller.ingest.formats import parse_line, parse_value
-from controller.ingest.normalise import clean_text
-from controller.ingest.report import DeadLetter, IngestReport
-from controller.models import Alert
+from autonomy_controller.controller.ingest import lines
+from autonomy_controller.controller.ingest.decoding import Decoded, raw_decode, settle
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.formats import parse_line, parse_value
+from autonomy_controller.controller.ingest.normalise import clean_text
+from autonomy_controller.controller.ingest.report import DeadLetter, IngestReport
+from autonomy_controller.controller.models import Alert
 
 MAX_DOCUMENT_RECORD_CHARS = 16 * 1024 * 1024
 """The line limit's counterpart for one value inside a JSON document."""

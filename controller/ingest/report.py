@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from controller.ingest.formats import ParseResult
-    from controller.models import Alert
+    from autonomy_controller.controller.ingest.formats import ParseResult
+    from autonomy_controller.controller.models import Alert
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.ingest import fields
-from controller.ingest.classify import classify_suricata
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import Record
-from controller.ingest.normalise import bounded_raw, content_id, evidence, make_alert, stable_id
-from controller.models import Alert, Severity
+from autonomy_controller.controller.ingest import fields
+from autonomy_controller.controller.ingest.classify import classify_suricata
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import Record
+from autonomy_controller.controller.ingest.normalise import bounded_raw, content_id, evidence, make_alert, stable_id
+from autonomy_controller.controller.models import Alert, Severity
 
 SOURCE = "suricata"
 ENGINE_SEVERITY = Severity.LOW

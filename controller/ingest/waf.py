@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.ingest.classify import BLOCKING_EVALUATION, RuleHit, classify_crs
-from controller.ingest.normalise import evidence, make_alert, stable_id
-from controller.models import Alert
+from autonomy_controller.controller.ingest.classify import BLOCKING_EVALUATION, RuleHit, classify_crs
+from autonomy_controller.controller.ingest.normalise import evidence, make_alert, stable_id
+from autonomy_controller.controller.models import Alert
 
 
 @dataclass(frozen=True)

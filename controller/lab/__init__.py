@@ -9,9 +9,9 @@ source address sends which run), `sender` (the client inside the attacker namesp
 client processes, the manifest), `manifest` (the ground truth, and alerts attributed to it).
 """
 
-from controller.lab.attacks import ATTACKS, HttpResult
-from controller.lab.lab import DownReport, Lab, LabConfig, LabError, LabStatus
-from controller.lab.packages import LabPackagesMissing, ensure_packages
+from autonomy_controller.controller.lab.attacks import ATTACKS, HttpResult
+from autonomy_controller.controller.lab.lab import DownReport, Lab, LabConfig, LabError, LabStatus
+from autonomy_controller.controller.lab.packages import LabPackagesMissing, ensure_packages
 
 __all__ = [
     "ATTACKS",

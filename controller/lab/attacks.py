@@ -11,9 +11,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from controller.lab.network import ip_binary
-from controller.lab.packages import find_binary
-from controller.lab.waf import SERVER_NAME
+from autonomy_controller.controller.lab.network import ip_binary
+from autonomy_controller.controller.lab.packages import find_binary
+from autonomy_controller.controller.lab.waf import SERVER_NAME
 
 CURL_TIMEOUT_EXIT = 28
 CURL_CONNECT_REFUSED_EXIT = 7

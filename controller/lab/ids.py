@@ -19,9 +19,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.lab.network import Topology, ip_binary
-from controller.lab.packages import SBIN_PATH, SURICATA_CONFIG_DIR, find_binary
-from controller.lab.services import Service
+from autonomy_controller.controller.lab.network import Topology, ip_binary
+from autonomy_controller.controller.lab.packages import SBIN_PATH, SURICATA_CONFIG_DIR, find_binary
+from autonomy_controller.controller.lab.services import Service
 
 READY_LOG = "Engine started"
 READY_TIMEOUT_SECONDS = 30.0

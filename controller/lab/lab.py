@@ -28,12 +28,12 @@ from typing import Any
 
 import yaml
 
-from actions.adapters.nftables.lock import LOCK_DIRS
-from controller.config import REPO_ROOT
-from controller.lab.attacks import ATTACKS, BENIGN, HttpResult, request
-from controller.lab.ids import Ids
-from controller.lab.login import LoginService
-from controller.lab.network import (
+from autonomy_controller.actions.adapters.nftables.lock import LOCK_DIRS
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.lab.attacks import ATTACKS, BENIGN, HttpResult, request
+from autonomy_controller.controller.lab.ids import Ids
+from autonomy_controller.controller.lab.login import LoginService
+from autonomy_controller.controller.lab.network import (
     LabNetwork,
     Topology,
     existing_namespaces,
@@ -41,12 +41,12 @@ from controller.lab.network import (
     processes_in_inode,
     run_ip,
 )
-from controller.lab.packages import SBIN_PATH, ensure_packages, find_binary
-from controller.lab.services import Service, listening, wait_listening
-from controller.lab.sessions import REPLAY_POOL
-from controller.lab.waf import Waf
-from controller.models import Level
-from workflows.devserver import temporal_cli
+from autonomy_controller.controller.lab.packages import SBIN_PATH, ensure_packages, find_binary
+from autonomy_controller.controller.lab.services import Service, listening, wait_listening
+from autonomy_controller.controller.lab.sessions import REPLAY_POOL
+from autonomy_controller.controller.lab.waf import Waf
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.devserver import temporal_cli
 
 TABLE = "autonomy"
 SET4 = "blocklist4"
@@ -284,7 +284,7 @@ class Lab:
         if not wait_listening(self.temporal_address, READY_TIMEOUT_SECONDS, self.temporal):
             raise LabError(f"Temporal did not listen on {self.temporal_address}: {self.temporal.log_tail()}")
         steps.append(f"Temporal dev server at {self.temporal_address} (pid {pid})")
-        cli = [sys.executable, "-m", "controller.cli"]
+        cli = [sys.executable, "-m", "autonomy_controller.controller.cli"]
         pid = self.worker.start([*cli, "worker", "--address", self.temporal_address], env, cwd=REPO_ROOT)
         if not self.worker.wait_for_log(WORKER_READY, READY_TIMEOUT_SECONDS):
             raise LabError(f"the worker did not start: {self.worker.log_tail()}")

@@ -39,10 +39,10 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn
 
-from controller.config import REPO_ROOT
-from controller.ingest.auth_log import EVENT, account_name
-from controller.lab.network import ip_binary, run_ip
-from controller.lab.services import Service
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.ingest.auth_log import EVENT, account_name
+from autonomy_controller.controller.lab.network import ip_binary, run_ip
+from autonomy_controller.controller.lab.services import Service
 
 SERVICE = "lab-login"
 READY = "login service listening on"
@@ -207,7 +207,16 @@ class LoginService:
     def start(self, ldap_url: str, users_base: str) -> int:
         self.auth_log.parent.mkdir(parents=True, exist_ok=True)
         self.auth_log.touch()
-        argv = [ip_binary(), "netns", "exec", self.netns, sys.executable, "-m", "controller.lab.login", "serve"]
+        argv = [
+            ip_binary(),
+            "netns",
+            "exec",
+            self.netns,
+            sys.executable,
+            "-m",
+            "autonomy_controller.controller.lab.login",
+            "serve",
+        ]
         argv += ["--listen", f"0.0.0.0:{self.port}", "--ldap", ldap_url, "--users-base", users_base]
         argv += ["--log", str(self.auth_log)]
         pid = self.service.start(argv, {"PYTHONUNBUFFERED": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, REPO_ROOT)
@@ -221,14 +230,26 @@ class LoginService:
     def guess(self, netns: str, target: str, user: str, passwords: Sequence[str]) -> list[dict[str, Any]]:
         """Run the guessing client inside `netns` (the attacker's) against the service at `target`."""
         url = f"http://{target}:{self.port}/login"
-        argv = ["netns", "exec", netns, sys.executable, "-m", "controller.lab.login", "guess", "--url", url]
+        argv = [
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "autonomy_controller.controller.lab.login",
+            "guess",
+            "--url",
+            url,
+        ]
         result = run_ip(*argv, "--user", user, *passwords)
         attempts: list[dict[str, Any]] = json.loads(result.stdout)
         return attempts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m controller.lab.login", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m autonomy_controller.controller.lab.login", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serving = commands.add_parser("serve")
     serving.add_argument("--listen", required=True)

@@ -23,17 +23,17 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
-from controller.cli.follow import Flush, Follower, LineSource, OffsetStore
-from controller.config import Settings
-from controller.ingest import DeadLetter, IngestReport
-from controller.lab.lab import Lab, LabError
-from controller.ledger import Ledger, LedgerRecord, RecordKind
-from controller.models import Level
-from controller.reports import write_incident_report
-from workflows.client import Submitter, incident_handle, incident_status
-from workflows.contracts import ActionState, ActionStatus, IncidentStatus
-from workflows.devserver import TIME_SKIPPING_FLAG, DevServer
-from workflows.worker import WorkerParts, connect, incident_worker
+from autonomy_controller.controller.cli.follow import Flush, Follower, LineSource, OffsetStore
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.lab.lab import Lab, LabError
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.reports import write_incident_report
+from autonomy_controller.workflows.client import Submitter, incident_handle, incident_status
+from autonomy_controller.workflows.contracts import ActionState, ActionStatus, IncidentStatus
+from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
+from autonomy_controller.workflows.worker import WorkerParts, connect, incident_worker
 
 BLOCK = "network.block_ip"
 

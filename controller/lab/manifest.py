@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.ingest import IngestError, parse_line
-from controller.lab.requests import Label
-from controller.models import Alert
+from autonomy_controller.controller.ingest import IngestError, parse_line
+from autonomy_controller.controller.lab.requests import Label
+from autonomy_controller.controller.models import Alert
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "replay.json"

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.lab.packages import SBIN_PATH, find_binary
+from autonomy_controller.controller.lab.packages import SBIN_PATH, find_binary
 
 NETNS_DIR = Path("/run/netns")
 COMMAND_TIMEOUT_SECONDS = 30.0

@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from controller.config import REPO_ROOT
-from controller.lab.lab import Lab, LabError
-from controller.lab.manifest import MANIFEST_NAME, Manifest, SourceRecord
-from controller.lab.network import ip_binary
-from controller.lab.sessions import Session
-from controller.lab.waf import SERVER_NAME
+from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.lab.lab import Lab, LabError
+from autonomy_controller.controller.lab.manifest import MANIFEST_NAME, Manifest, SourceRecord
+from autonomy_controller.controller.lab.network import ip_binary
+from autonomy_controller.controller.lab.sessions import Session
+from autonomy_controller.controller.lab.waf import SERVER_NAME
 
 QUIET_SECONDS = 0.3
 QUIET_TIMEOUT_SECONDS = 15.0
@@ -129,7 +129,15 @@ def send(
     limits = _split(limit, workers)
     lines: queue.Queue[str | None] = queue.Queue()
     processes: list[subprocess.Popen[str]] = []
-    command = [ip_binary(), "netns", "exec", lab.topology.attacker, sys.executable, "-m", "controller.lab.sender"]
+    command = [
+        ip_binary(),
+        "netns",
+        "exec",
+        lab.topology.attacker,
+        sys.executable,
+        "-m",
+        "autonomy_controller.controller.lab.sender",
+    ]
     try:
         for group, share in zip(groups, limits, strict=True):
             process = subprocess.Popen(

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.lab.network import alive
+from autonomy_controller.controller.lab.network import alive
 
 
 def start_time(pid: int) -> int | None:

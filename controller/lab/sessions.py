@@ -21,7 +21,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controller.lab.requests import Label, LabelledRequest
+from autonomy_controller.controller.lab.requests import Label, LabelledRequest
 
 REPLAY_POOL = ipaddress.IPv4Network("198.51.100.0/24")
 """On the attacker's segment: every address is routable to the victim (198.51.100.1/24) with no route added."""

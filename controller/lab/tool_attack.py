@@ -6,8 +6,8 @@ hit never is; the lab's tests send it to show what L3 contains alone.
 
 from __future__ import annotations
 
-from controller.lab.attacks import Attack, HttpResult, request
-from controller.lab.lab import Lab
+from autonomy_controller.controller.lab.attacks import Attack, HttpResult, request
+from autonomy_controller.controller.lab.lab import Lab
 
 
 def _payloads() -> list[Attack]:

@@ -41,9 +41,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.ingest.nginx_access import LOG_FORMAT, LOG_FORMAT_NAME
-from controller.lab.network import alive, kill_all, run_ip
-from controller.lab.packages import (
+from autonomy_controller.controller.ingest.nginx_access import LOG_FORMAT, LOG_FORMAT_NAME
+from autonomy_controller.controller.lab.network import alive, kill_all, run_ip
+from autonomy_controller.controller.lab.packages import (
     CRS_RULES,
     CRS_SETUP,
     MODSECURITY_DEFAULTS,

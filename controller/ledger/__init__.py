@@ -9,14 +9,20 @@ here and pass the record's `seq`. SQLite file by default; PostgreSQL by URL for 
     ledger.verify().ok
 """
 
-from controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
-from controller.ledger.engine import LedgerConfigError, make_engine, normalise_url, private_schema, sqlite_url
-from controller.ledger.errors import IdempotencyConflict, LedgerError
-from controller.ledger.excerpts import ExcerptPage, RecordExcerpt
-from controller.ledger.export import EXPORT_FORMAT, ExportFormatError, verify_export
-from controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
-from controller.ledger.report import Problem, ProblemCode, VerifyReport
-from controller.ledger.store import Ledger
+from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
+from autonomy_controller.controller.ledger.engine import (
+    LedgerConfigError,
+    make_engine,
+    normalise_url,
+    private_schema,
+    sqlite_url,
+)
+from autonomy_controller.controller.ledger.errors import IdempotencyConflict, LedgerError
+from autonomy_controller.controller.ledger.excerpts import ExcerptPage, RecordExcerpt
+from autonomy_controller.controller.ledger.export import EXPORT_FORMAT, ExportFormatError, verify_export
+from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger.report import Problem, ProblemCode, VerifyReport
+from autonomy_controller.controller.ledger.store import Ledger
 
 __all__ = [
     "EXPORT_FORMAT",

@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from controller.ledger.engine import write_transaction
+from autonomy_controller.controller.ledger.engine import write_transaction
 
 T = TypeVar("T")
 MAX_BATCH = 256

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Engine
 
-from controller.ledger.schema import create_schema
+from autonomy_controller.controller.ledger.schema import create_schema
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 _WRITE = "ledger_write"

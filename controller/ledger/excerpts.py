@@ -23,9 +23,9 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from controller.ledger.errors import LedgerError
-from controller.ledger.reads import _parse_timestamp, read_head
-from controller.ledger.records import RecordKind
+from autonomy_controller.controller.ledger.errors import LedgerError
+from autonomy_controller.controller.ledger.reads import _parse_timestamp, read_head
+from autonomy_controller.controller.ledger.records import RecordKind
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_PAGE = 20_000

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.ledger.canonical import canonical_json, format_ts
-from controller.ledger.records import IncidentHead, LedgerRecord
-from controller.ledger.report import VerifyReport
-from controller.ledger.verify import StoredRecord, check_incident
+from autonomy_controller.controller.ledger.canonical import canonical_json, format_ts
+from autonomy_controller.controller.ledger.records import IncidentHead, LedgerRecord
+from autonomy_controller.controller.ledger.report import VerifyReport
+from autonomy_controller.controller.ledger.verify import StoredRecord, check_incident
 
 EXPORT_FORMAT = "autonomy-ledger-incident/1"
 HASH_ALGORITHM = "sha256 over canonical JSON (sorted keys, no whitespace, ASCII escapes) of every field but hash"

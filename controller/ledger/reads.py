@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from sqlalchemy import Row, Select, String, select, type_coerce
 from sqlalchemy.engine import Connection
 
-from controller.ledger import schema
-from controller.ledger.canonical import GENESIS_HASH, format_ts
-from controller.ledger.errors import LedgerError
-from controller.ledger.records import ChainHead, IncidentHead, LedgerRecord
-from controller.ledger.verify import StoredRecord
+from autonomy_controller.controller.ledger import schema
+from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, format_ts
+from autonomy_controller.controller.ledger.errors import LedgerError
+from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord
+from autonomy_controller.controller.ledger.verify import StoredRecord
 
 _BATCH = 1000
 

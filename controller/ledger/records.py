@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.ledger.canonical import format_ts, record_hash
+from autonomy_controller.controller.ledger.canonical import format_ts, record_hash
 
 
 class RecordKind(StrEnum):

@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Tab
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from controller.ledger.canonical import GENESIS_HASH
+from autonomy_controller.controller.ledger.canonical import GENESIS_HASH
 
 RECORDS_TABLE = "ledger_record"
 KIND_SEQ_INDEX = "ix_ledger_record_kind_seq"

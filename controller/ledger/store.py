@@ -16,12 +16,12 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
-from controller.ledger import schema
-from controller.ledger.commit import committer
-from controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot
-from controller.ledger.excerpts import ExcerptPage, read_excerpts
-from controller.ledger.export import build_export
-from controller.ledger.reads import (
+from autonomy_controller.controller.ledger import schema
+from autonomy_controller.controller.ledger.commit import committer
+from autonomy_controller.controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot
+from autonomy_controller.controller.ledger.excerpts import ExcerptPage, read_excerpts
+from autonomy_controller.controller.ledger.export import build_export
+from autonomy_controller.controller.ledger.reads import (
     DbIndex,
     first_record,
     incident_records,
@@ -30,10 +30,10 @@ from controller.ledger.reads import (
     read_incident_heads,
     stream,
 )
-from controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
-from controller.ledger.report import VerifyReport
-from controller.ledger.verify import check_incident, check_ledger
-from controller.ledger.writes import append_entries, check_text, parse_kind, plain_payload
+from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger.report import VerifyReport
+from autonomy_controller.controller.ledger.verify import check_incident, check_ledger
+from autonomy_controller.controller.ledger.writes import append_entries, check_text, parse_kind, plain_payload
 
 
 class Ledger:

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, Protocol
 
-from controller.ledger.canonical import GENESIS_HASH, record_hash
-from controller.ledger.records import ChainHead, IncidentHead
-from controller.ledger.report import MAX_PROBLEMS, Problem, ProblemCode, VerifyReport
+from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, record_hash
+from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead
+from autonomy_controller.controller.ledger.report import MAX_PROBLEMS, Problem, ProblemCode, VerifyReport
 
 MAX_DIAGNOSES = 5
 """Hash mismatches for which the index is asked where a record really belongs (each ask may scan the table)."""

@@ -17,11 +17,11 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
-from controller.ledger import schema
-from controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
-from controller.ledger.errors import IdempotencyConflict, LedgerError
-from controller.ledger.reads import select_records, to_record
-from controller.ledger.records import REQUIRED_PAYLOAD_KEYS, LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger import schema
+from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
+from autonomy_controller.controller.ledger.errors import IdempotencyConflict, LedgerError
+from autonomy_controller.controller.ledger.reads import select_records, to_record
+from autonomy_controller.controller.ledger.records import REQUIRED_PAYLOAD_KEYS, LedgerRecord, RecordKind
 
 _LIMITS = {"incident_key": 512, "actor": 256, "idempotency_key": 512}
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from controller.planning.claude_config import ClaudeConfigError, ClaudeSettings
-from controller.planning.offline import FALLBACK, OfflinePlanner
-from controller.planning.playbooks import Playbook, PlaybookAction, PlaybookError, load_playbooks
+from autonomy_controller.controller.planning.claude_config import ClaudeConfigError, ClaudeSettings
+from autonomy_controller.controller.planning.offline import FALLBACK, OfflinePlanner
+from autonomy_controller.controller.planning.playbooks import Playbook, PlaybookAction, PlaybookError, load_playbooks
 
 if TYPE_CHECKING:
-    from controller.planning.claude import ClaudePlanner, ClaudeResult
+    from autonomy_controller.controller.planning.claude import ClaudePlanner, ClaudeResult
 
 __all__ = [
     "FALLBACK",
@@ -33,7 +33,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("ClaudePlanner", "ClaudeResult"):
-        from controller.planning import claude
+        from autonomy_controller.controller.planning import claude
 
         return getattr(claude, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

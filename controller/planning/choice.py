@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from controller.guard import Guard, UnavailableGuard
-from controller.models import ControllerTriage, ImpactSummary, Incident, Plan, verdict_of
-from controller.planning.offline import OfflinePlanner
-from controller.triage import TriageFactor
+from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.models import ControllerTriage, ImpactSummary, Incident, Plan, verdict_of
+from autonomy_controller.controller.planning.offline import OfflinePlanner
+from autonomy_controller.controller.triage import TriageFactor
 
 if TYPE_CHECKING:  # the anthropic SDK loads only when Claude is configured (CLI start-up: bench/cli_startup.py)
-    from controller.planning.claude import ClaudePlanner, ClaudeResult
+    from autonomy_controller.controller.planning.claude import ClaudePlanner, ClaudeResult
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,9 @@ import anthropic
 from anthropic.types import Message, Usage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
-from controller.ledger.canonical import canonical_json
-from controller.models import (
+from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
+from autonomy_controller.controller.ledger.canonical import canonical_json
+from autonomy_controller.controller.models import (
     ControllerTriage,
     Incident,
     Plan,
@@ -62,8 +62,8 @@ from controller.models import (
     TriageVerdictName,
     verdict_of,
 )
-from controller.planning.claude_config import ClaudeSettings
-from controller.planning.claude_prompt import (
+from autonomy_controller.controller.planning.claude_config import ClaudeSettings
+from autonomy_controller.controller.planning.claude_prompt import (
     DESIGN_TOOL,
     EPHEMERAL,
     MAX_ACTIONS,
@@ -79,10 +79,10 @@ from controller.planning.claude_prompt import (
     system_prompt,
     user_message,
 )
-from controller.planning.offline import FALLBACK, OfflinePlanner, _attach_notes, _render
-from controller.planning.playbooks import FREE_TEXT_PARAMS, Playbook
-from controller.planning.templating import incident_context, sanitize_free_text, truncate
-from controller.triage import TriageFactor
+from autonomy_controller.controller.planning.offline import FALLBACK, OfflinePlanner, _attach_notes, _render
+from autonomy_controller.controller.planning.playbooks import FREE_TEXT_PARAMS, Playbook
+from autonomy_controller.controller.planning.templating import incident_context, sanitize_free_text, truncate
+from autonomy_controller.controller.triage import TriageFactor
 
 log = logging.getLogger(__name__)
 

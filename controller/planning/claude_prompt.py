@@ -15,11 +15,11 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, get_args
 
-from actions.registry import SPECS
-from controller.models import Incident, TriageSummary, TriageVerdictName
-from controller.planning.playbooks import Playbook
-from controller.planning.templating import incident_context, sanitize_free_text
-from controller.triage import TriageFactor
+from autonomy_controller.actions.registry import SPECS
+from autonomy_controller.controller.models import Incident, TriageSummary, TriageVerdictName
+from autonomy_controller.controller.planning.playbooks import Playbook
+from autonomy_controller.controller.planning.templating import incident_context, sanitize_free_text
+from autonomy_controller.controller.triage import TriageFactor
 
 SELECT_TOOL = "choose_playbooks"
 DESIGN_TOOL = "propose_actions"

@@ -12,19 +12,19 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from actions.registry import get_spec
-from controller.cases import effect_key, ttl_of
-from controller.config import Settings
-from controller.incidents import category_summary, category_views
-from controller.models import ImpactVerdict, Incident, Plan, ProposedAction, TriageVerdictName
-from controller.planning.playbooks import (
+from autonomy_controller.actions.registry import get_spec
+from autonomy_controller.controller.cases import effect_key, ttl_of
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.incidents import category_summary, category_views
+from autonomy_controller.controller.models import ImpactVerdict, Incident, Plan, ProposedAction, TriageVerdictName
+from autonomy_controller.controller.planning.playbooks import (
     Playbook,
     PlaybookAction,
     load_playbooks,
     max_length,
     parse_playbook,
 )
-from controller.planning.templating import incident_context, sanitize_free_text, truncate
+from autonomy_controller.controller.planning.templating import incident_context, sanitize_free_text, truncate
 
 log = logging.getLogger(__name__)
 

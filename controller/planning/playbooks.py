@@ -14,10 +14,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
-from controller.models import ActionSpec, Category, ImpactVerdict, Incident, Severity, TriageVerdictName
-from controller.planning import templating
-from controller.planning.templating import FIELDS, TARGET_FIELDS, FieldKind, Template, TemplateError
+from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
+from autonomy_controller.controller.models import (
+    ActionSpec,
+    Category,
+    ImpactVerdict,
+    Incident,
+    Severity,
+    TriageVerdictName,
+)
+from autonomy_controller.controller.planning import templating
+from autonomy_controller.controller.planning.templating import FIELDS, TARGET_FIELDS, FieldKind, Template, TemplateError
 
 PLAYBOOK_GLOB = "*.yaml"
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controller.incidents import RULE_ID, category_summary
-from controller.models import Incident, TargetKind
+from autonomy_controller.controller.incidents import RULE_ID, category_summary
+from autonomy_controller.controller.models import Incident, TargetKind
 
 
 class FieldKind(StrEnum):

@@ -14,7 +14,7 @@ first, then signal-with-start), exactly as `autonomy submit` does, and the read 
     uvicorn.run(create_app(Settings(), ServiceConfig()), host="127.0.0.1", port=8080)
 """
 
-from controller.service.app import create_app
-from controller.service.config import ServiceConfig
+from autonomy_controller.controller.service.app import create_app
+from autonomy_controller.controller.service.config import ServiceConfig
 
 __all__ = ["ServiceConfig", "create_app"]

@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from controller.config import Settings
-from controller.service import health, inbox, ingest_api, read_api
-from controller.service.config import ServiceConfig
-from controller.service.state import Service, Unavailable
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.service import health, inbox, ingest_api, read_api
+from autonomy_controller.controller.service.config import ServiceConfig
+from autonomy_controller.controller.service.state import Service, Unavailable
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",

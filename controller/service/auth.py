@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from controller.service.state import Service
-from controller.service.tokens import Scope, TokenEntry, TokenError
+from autonomy_controller.controller.service.state import Service
+from autonomy_controller.controller.service.tokens import Scope, TokenEntry, TokenError
 
 bearer = HTTPBearer(auto_error=False, description="A token from `autonomy tokens add NAME --scope ...`.")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}

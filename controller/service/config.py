@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.ingest.lines import MAX_LINE_BYTES
-from controller.models import Level
+from autonomy_controller.controller.ingest.lines import MAX_LINE_BYTES
+from autonomy_controller.controller.models import Level
 
 
 @dataclass(frozen=True)

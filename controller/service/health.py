@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from controller.runtime import load_policy_bundle
-from controller.service.auth import service_of
-from controller.service.state import Service, Unavailable
+from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.service.auth import service_of
+from autonomy_controller.controller.service.state import Service, Unavailable
 
 router = APIRouter(tags=["health"])
 GUARD_CHECK_TTL_S = 30.0

@@ -19,13 +19,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.ledger.errors import LedgerError
-from controller.models import Alert
-from controller.service.auth import require, service_of
-from controller.service.intake import BodyRefused, Intake, read_body
-from controller.service.outbox import Backlogged, group
-from controller.service.state import Service, Unavailable
-from controller.service.tokens import Scope, TokenEntry
+from autonomy_controller.controller.ledger.errors import LedgerError
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.service.auth import require, service_of
+from autonomy_controller.controller.service.intake import BodyRefused, Intake, read_body
+from autonomy_controller.controller.service.outbox import Backlogged, group
+from autonomy_controller.controller.service.state import Service, Unavailable
+from autonomy_controller.controller.service.tokens import Scope, TokenEntry
 
 router = APIRouter(tags=["ingest"])
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from controller.ingest import DeadLetter, IngestReport, read_alerts
-from controller.ingest.reader import GZIP_MAGIC
-from controller.models import Alert
-from controller.service.config import ServiceConfig
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.ingest.reader import GZIP_MAGIC
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.service.config import ServiceConfig
 
 LINES_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonl"})
 

@@ -31,15 +31,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from controller.attackers import track_batch
-from controller.incidents import incident_key
-from controller.ledger import Ledger, RecordKind, schema
-from controller.ledger.engine import read_snapshot
-from controller.models import Alert
-from controller.service.config import ServiceConfig
-from controller.service.metrics import Metrics
-from workflows.client import Submitter, alert_record_key
-from workflows.contracts import AlertBatch
+from autonomy_controller.controller.attackers import track_batch
+from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.ledger import Ledger, RecordKind, schema
+from autonomy_controller.controller.ledger.engine import read_snapshot
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.service.config import ServiceConfig
+from autonomy_controller.controller.service.metrics import Metrics
+from autonomy_controller.workflows.client import Submitter, alert_record_key
+from autonomy_controller.workflows.contracts import AlertBatch
 
 log = logging.getLogger(__name__)
 CURSOR_FILE = "http-outbox.json"

@@ -15,13 +15,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from controller.cli.ops import CONTROLLER_KEYS, LoopError, describe_and_read
-from controller.ledger import RecordKind
-from controller.reports import build_report, render_markdown
-from controller.service.auth import require, service_of
-from controller.service.state import Service, Unavailable
-from controller.service.tokens import Scope, TokenEntry
-from workflows.contracts import IncidentStatus
+from autonomy_controller.controller.cli.ops import CONTROLLER_KEYS, LoopError, describe_and_read
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.reports import build_report, render_markdown
+from autonomy_controller.controller.service.auth import require, service_of
+from autonomy_controller.controller.service.state import Service, Unavailable
+from autonomy_controller.controller.service.tokens import Scope, TokenEntry
+from autonomy_controller.workflows.contracts import IncidentStatus
 
 router = APIRouter(tags=["incidents"])
 Reader = Annotated[TokenEntry, Depends(require(Scope.READ))]

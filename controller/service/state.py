@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
-from controller.cli.ops import LoopError, TemporalUnavailable, open_client, temporal_connection
-from controller.config import Settings
-from controller.ingest import DeadLetter
-from controller.ledger import Ledger
-from controller.service.config import ServiceConfig
-from controller.service.metrics import Metrics
-from controller.service.outbox import Outbox
-from controller.service.tokens import TokenStore, tokens_file
-from workflows.connection import TemporalConnection
+from autonomy_controller.controller.cli.ops import LoopError, TemporalUnavailable, open_client, temporal_connection
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ingest import DeadLetter
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.service.config import ServiceConfig
+from autonomy_controller.controller.service.metrics import Metrics
+from autonomy_controller.controller.service.outbox import Outbox
+from autonomy_controller.controller.service.tokens import TokenStore, tokens_file
+from autonomy_controller.workflows.connection import TemporalConnection
 
 
 class Unavailable(RuntimeError):

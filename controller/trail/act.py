@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controller.ledger import LedgerRecord, RecordKind
-from controller.trail.model import STEP_TITLES, Fact, Mark, Step, StepKind, Tone, ledger_cite
-from controller.trail.runs import SETTLEMENTS, ActionContext, activity_facts, as_json, duration, when
+from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.trail.model import STEP_TITLES, Fact, Mark, Step, StepKind, Tone, ledger_cite
+from autonomy_controller.controller.trail.runs import (
+    SETTLEMENTS,
+    ActionContext,
+    activity_facts,
+    as_json,
+    duration,
+    when,
+)
 
 _PURPOSES = {RecordKind.EXECUTION: "execute", RecordKind.COMPENSATION: "compensate", RecordKind.REVERT: "revert"}
 

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.approver_keys import ApproverKeys
-from controller.ledger import LedgerRecord, RecordKind, VerifyReport
-from controller.reports import record_summary
-from controller.trail.act import cross_check, execution_steps, must_be_cited, outcome_of, undo_step
-from controller.trail.decide import (
+from autonomy_controller.controller.approver_keys import ApproverKeys
+from autonomy_controller.controller.ledger import LedgerRecord, RecordKind, VerifyReport
+from autonomy_controller.controller.reports import record_summary
+from autonomy_controller.controller.trail.act import cross_check, execution_steps, must_be_cited, outcome_of, undo_step
+from autonomy_controller.controller.trail.decide import (
     approval_step,
     decision_step,
     evidence_step,
@@ -19,8 +19,8 @@ from controller.trail.decide import (
     proposal_step,
     risk_step,
 )
-from controller.trail.history import RunHistory, read_histories
-from controller.trail.model import (
+from autonomy_controller.controller.trail.history import RunHistory, read_histories
+from autonomy_controller.controller.trail.model import (
     ActionTrail,
     Disagreement,
     Fact,
@@ -35,7 +35,7 @@ from controller.trail.model import (
     history_cite,
     ledger_cite,
 )
-from controller.trail.runs import ActionContext, RunRecords, duration, group_by_run, when
+from autonomy_controller.controller.trail.runs import ActionContext, RunRecords, duration, group_by_run, when
 
 
 def _summary(ctx: ActionContext, decision: LedgerRecord | None, outcome: str, steps: list[Step]) -> str:

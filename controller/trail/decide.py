@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from controller.approver_keys import Ballot, RefusalCode, TokenRefused, verify_token
-from controller.ledger import LedgerRecord, RecordKind
-from controller.trail.history import Update
-from controller.trail.impact import impact_facts
-from controller.trail.model import STEP_TITLES, Cite, Fact, Grid, Mark, Step, StepKind, Tone, ledger_cite
-from controller.trail.runs import (
+from autonomy_controller.controller.approver_keys import Ballot, RefusalCode, TokenRefused, verify_token
+from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.trail.history import Update
+from autonomy_controller.controller.trail.impact import impact_facts
+from autonomy_controller.controller.trail.model import (
+    STEP_TITLES,
+    Cite,
+    Fact,
+    Grid,
+    Mark,
+    Step,
+    StepKind,
+    Tone,
+    ledger_cite,
+)
+from autonomy_controller.controller.trail.runs import (
     MAX_ALERTS_SHOWN,
     SETTLEMENTS,
     VERDICT_TONES,
@@ -24,7 +34,7 @@ from controller.trail.runs import (
     snippet,
     when,
 )
-from controller.trail.triage import triage_facts
+from autonomy_controller.controller.trail.triage import triage_facts
 
 
 def _planner_saw(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) -> tuple[list[LedgerRecord], Fact]:

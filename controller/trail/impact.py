@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller.ledger import LedgerRecord
-from controller.trail.model import Cite, Fact, Mark, Tone, ledger_cite
-from controller.trail.runs import ActionContext
+from autonomy_controller.controller.ledger import LedgerRecord
+from autonomy_controller.controller.trail.model import Cite, Fact, Mark, Tone, ledger_cite
+from autonomy_controller.controller.trail.runs import ActionContext
 
 IMPACT_TONES = {"confirmed": Tone.BAD, "likely": Tone.BAD, "attempted": Tone.WARN, "none": Tone.INFO}
 

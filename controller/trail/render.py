@@ -13,11 +13,22 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from controller.html import Html, badge, page, table, tag
-from controller.markdown import code as md_code
-from controller.markdown import text as md
-from controller.reports import safe_name
-from controller.trail.model import ActionTrail, Cite, Disagreement, Fact, Mark, RunInfo, Source, Step, Tone, Trail
+from autonomy_controller.controller.html import Html, badge, page, table, tag
+from autonomy_controller.controller.markdown import code as md_code
+from autonomy_controller.controller.markdown import text as md
+from autonomy_controller.controller.reports import safe_name
+from autonomy_controller.controller.trail.model import (
+    ActionTrail,
+    Cite,
+    Disagreement,
+    Fact,
+    Mark,
+    RunInfo,
+    Source,
+    Step,
+    Tone,
+    Trail,
+)
 
 
 class TrailFormat(StrEnum):

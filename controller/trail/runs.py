@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.approver_keys import ApproverKeys
-from controller.ledger import LedgerRecord, RecordKind
-from controller.trail.history import Activity, RunHistory
-from controller.trail.model import Cite, Disagreement, Fact, Mark, Tone, history_cite
+from autonomy_controller.controller.approver_keys import ApproverKeys
+from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.trail.history import Activity, RunHistory
+from autonomy_controller.controller.trail.model import Cite, Disagreement, Fact, Mark, Tone, history_cite
 
 MAX_ALERTS_SHOWN = 12
 """Per action, alerts listed one by one; a storm's rest is counted (every alert stays in the ledger)."""

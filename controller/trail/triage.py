@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller import triage_view
-from controller.ledger import LedgerRecord
-from controller.trail.model import Fact, Grid, Mark, Tone, ledger_cite
-from controller.trail.runs import ActionContext
+from autonomy_controller.controller import triage_view
+from autonomy_controller.controller.ledger import LedgerRecord
+from autonomy_controller.controller.trail.model import Fact, Grid, Mark, Tone, ledger_cite
+from autonomy_controller.controller.trail.runs import ActionContext
 
 TRIAGE_TONES = {"malicious": Tone.BAD, "suspicious": Tone.WARN, "noise": Tone.INFO}
 

@@ -10,11 +10,17 @@ Module map: `model` (levels/triage.yaml, validated), `facts` (what each alert's 
 exclusion proposals for rules people keep rejecting), `result` (what is returned). docs/triage.md: the design.
 """
 
-from controller.triage.engine import guard_summary, triage
-from controller.triage.exclusions import ExclusionProposal, ExclusionRefused, propose_exclusion
-from controller.triage.history import FeedbackCounts, RuleFeedback, SourceHistory
-from controller.triage.model import TRIAGE_FILE, TriageModel, load_triage_model
-from controller.triage.result import AttackTechnique, TriageEvidence, TriageFactor, TriageResult, TriageVerdict
+from autonomy_controller.controller.triage.engine import guard_summary, triage
+from autonomy_controller.controller.triage.exclusions import ExclusionProposal, ExclusionRefused, propose_exclusion
+from autonomy_controller.controller.triage.history import FeedbackCounts, RuleFeedback, SourceHistory
+from autonomy_controller.controller.triage.model import TRIAGE_FILE, TriageModel, load_triage_model
+from autonomy_controller.controller.triage.result import (
+    AttackTechnique,
+    TriageEvidence,
+    TriageFactor,
+    TriageResult,
+    TriageVerdict,
+)
 
 __all__ = [
     "TRIAGE_FILE",

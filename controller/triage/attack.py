@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from controller.models import Alert
-from controller.triage.facts import AlertFacts
-from controller.triage.model import AttackMapping
-from controller.triage.result import AttackTechnique
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.triage.facts import AlertFacts
+from autonomy_controller.controller.triage.model import AttackMapping
+from autonomy_controller.controller.triage.result import AttackTechnique
 
 
 def techniques(pairs: Iterable[tuple[Alert, AlertFacts]], mapping: AttackMapping) -> list[AttackTechnique]:

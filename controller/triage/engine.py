@@ -11,14 +11,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from controller.models import TRIAGE_RANK, Incident, Severity, TriageSummary
-from controller.triage import factors as f
-from controller.triage.attack import techniques
-from controller.triage.facts import OTHER, alert_facts
-from controller.triage.history import RuleFeedback, SourceHistory
-from controller.triage.model import TriageModel
-from controller.triage.result import TriageEvidence, TriageFactor, TriageResult, TriageVerdict
-from controller.triage.scoring import AlertScorer, ScoredAlert
+from autonomy_controller.controller.models import TRIAGE_RANK, Incident, Severity, TriageSummary
+from autonomy_controller.controller.triage import factors as f
+from autonomy_controller.controller.triage.attack import techniques
+from autonomy_controller.controller.triage.facts import OTHER, alert_facts
+from autonomy_controller.controller.triage.history import RuleFeedback, SourceHistory
+from autonomy_controller.controller.triage.model import TriageModel
+from autonomy_controller.controller.triage.result import TriageEvidence, TriageFactor, TriageResult, TriageVerdict
+from autonomy_controller.controller.triage.scoring import AlertScorer, ScoredAlert
 
 Trust = Literal["sensor", "request", "ledger", "people", "model"]
 RULE_FACTORS = (

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from controller.triage.facts import IDS, WAF
-from controller.triage.history import SourceHistory
-from controller.triage.model import TriageModel
-from controller.triage.scoring import ScoredAlert
+from autonomy_controller.controller.triage.facts import IDS, WAF
+from autonomy_controller.controller.triage.history import SourceHistory
+from autonomy_controller.controller.triage.model import TriageModel
+from autonomy_controller.controller.triage.scoring import ScoredAlert
 
 FactorValue = tuple[float, str]
 

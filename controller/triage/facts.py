@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from controller.ingest.classify import BLOCKING_EVALUATION, RuleHit
-from controller.ingest.errors import IngestError
-from controller.ingest.fields import get_path
-from controller.ingest.modsec2 import parse_message
-from controller.ingest.normalise import clean_text
-from controller.ingest.waf import header
-from controller.models import Alert
+from autonomy_controller.controller.ingest.classify import BLOCKING_EVALUATION, RuleHit
+from autonomy_controller.controller.ingest.errors import IngestError
+from autonomy_controller.controller.ingest.fields import get_path
+from autonomy_controller.controller.ingest.modsec2 import parse_message
+from autonomy_controller.controller.ingest.normalise import clean_text
+from autonomy_controller.controller.ingest.waf import header
+from autonomy_controller.controller.models import Alert
 
 WAF, IDS, OTHER = "waf", "ids", "other"
 # The sensor's own message for CRS's anomaly totals: 949110 "(Total Score: 23)", 980130 "(Total Inbound Score: 8".

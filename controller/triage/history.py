@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controller.models import Category
+from autonomy_controller.controller.models import Category
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from controller.models import Category, Severity
-from controller.validation import LevelConfigError, error_lines
+from autonomy_controller.controller.models import Category, Severity
+from autonomy_controller.controller.validation import LevelConfigError, error_lines
 
 TRIAGE_FILE = "triage.yaml"
 TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")

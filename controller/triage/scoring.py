@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from controller.models import Alert
-from controller.triage.facts import IDS, WAF, AlertFacts, Hit
-from controller.triage.history import RuleFeedback
-from controller.triage.model import TriageModel
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.triage.facts import IDS, WAF, AlertFacts, Hit
+from autonomy_controller.controller.triage.history import RuleFeedback
+from autonomy_controller.controller.triage.model import TriageModel
 
 
 @dataclass(frozen=True, slots=True)

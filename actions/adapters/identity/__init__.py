@@ -15,7 +15,11 @@ module, each importing only the ones listed above it:
 
 from __future__ import annotations
 
-from actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter, identity_adapters
-from actions.adapters.identity.config import IdentityDirectory
+from autonomy_controller.actions.adapters.identity.adapters import (
+    DisableUserAdapter,
+    EnableUserAdapter,
+    identity_adapters,
+)
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
 
 __all__ = ["DisableUserAdapter", "EnableUserAdapter", "IdentityDirectory", "identity_adapters"]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from actions.adapters._common import check_action, parse_params
-from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
-from actions.adapters.identity.config import IdentityDirectory
-from actions.adapters.identity.lockout import Lockout
-from actions.adapters.nftables.adapters import MisconfiguredAdapter
-from actions.adapters.nftables.config import EnforcementConfigError, load_enforcement
-from actions.adapters.nftables.ownership import undo_of
-from actions.params import UserParams
+from autonomy_controller.actions.adapters._common import check_action, parse_params
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
+from autonomy_controller.actions.adapters.identity.lockout import Lockout
+from autonomy_controller.actions.adapters.nftables.adapters import MisconfiguredAdapter
+from autonomy_controller.actions.adapters.nftables.config import EnforcementConfigError, load_enforcement
+from autonomy_controller.actions.adapters.nftables.ownership import undo_of
+from autonomy_controller.actions.params import UserParams
 
 log = logging.getLogger(__name__)
 

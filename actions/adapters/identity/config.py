@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actions.adapters.base import AdapterError
-from actions.params import UserName
+from autonomy_controller.actions.adapters.base import AdapterError
+from autonomy_controller.actions.params import UserName
 
 Dialect = Literal["openldap-ppolicy", "active-directory"]
 """How an account is disabled: OpenLDAP's ppolicy lock (pwdAccountLockedTime), or Active Directory's

@@ -26,9 +26,9 @@ import ldap3
 from ldap3.protocol.formatters.formatters import format_sid
 from ldap3.utils.conv import escape_filter_chars
 
-from actions.adapters.base import AdapterError
-from actions.adapters.identity.config import IdentityDirectory
-from actions.adapters.identity.directory import Entry, Session
+from autonomy_controller.actions.adapters.base import AdapterError
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
+from autonomy_controller.actions.adapters.identity.directory import Entry, Session
 
 Changes = dict[str, list[tuple[str, list[str]]]]
 HOLDS_PREFIX = "autonomy-holds: "

@@ -21,8 +21,8 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
-from actions.adapters.base import AdapterError, TransientAdapterError
-from actions.adapters.identity.config import IdentityDirectory, Secret
+from autonomy_controller.actions.adapters.base import AdapterError, TransientAdapterError
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory, Secret
 
 INVALID_CREDENTIALS = 49
 CONFLICT_RESULTS = {16: "noSuchAttribute", 20: "attributeOrValueExists"}

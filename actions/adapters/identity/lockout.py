@@ -25,13 +25,21 @@ from typing import Any
 
 import ldap3
 
-from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError, VerifyOutcome
-from actions.adapters.identity.config import IdentityDirectory
-from actions.adapters.identity.dialects import HOLDS_PREFIX, Changes, LockDialect, dialect_of
-from actions.adapters.identity.dialects import LOCK_ATTRIBUTE as LOCK_ATTRIBUTE  # the lab's tests read them here
-from actions.adapters.identity.dialects import LOCKED_FOREVER as LOCKED_FOREVER
-from actions.adapters.identity.directory import Directory, DirectoryConflict, Entry, Session
-from actions.adapters.nftables.ownership import Undo, owner_comment
+from autonomy_controller.actions.adapters.base import (
+    ActionOutcome,
+    ActionStatus,
+    AdapterError,
+    TransientAdapterError,
+    VerifyOutcome,
+)
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
+from autonomy_controller.actions.adapters.identity.dialects import HOLDS_PREFIX, Changes, LockDialect, dialect_of
+from autonomy_controller.actions.adapters.identity.dialects import (
+    LOCK_ATTRIBUTE as LOCK_ATTRIBUTE,  # the lab's tests read them here
+)
+from autonomy_controller.actions.adapters.identity.dialects import LOCKED_FOREVER as LOCKED_FOREVER
+from autonomy_controller.actions.adapters.identity.directory import Directory, DirectoryConflict, Entry, Session
+from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_comment
 
 DECIDE_ATTEMPTS = 3
 SESSIONS_NOTE = (

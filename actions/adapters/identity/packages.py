@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 
-from controller.lab.packages import (
+from autonomy_controller.controller.lab.packages import (
     Requirement,
     apt_install,  # the lab's installer: service starts refused
 )

@@ -21,7 +21,7 @@ This package re-exports the names its importers used from the former single modu
 
 from __future__ import annotations
 
-from actions.adapters.nftables.adapters import (
+from autonomy_controller.actions.adapters.nftables.adapters import (
     BlockIpAdapter,
     IsolateHostAdapter,
     MisconfiguredAdapter,
@@ -29,9 +29,15 @@ from actions.adapters.nftables.adapters import (
     UnblockIpAdapter,
     enforcement_adapters,
 )
-from actions.adapters.nftables.blocklist import Blocklist
-from actions.adapters.nftables.config import EnforcementConfigError, HostTarget, NftFirewall, Probe, load_enforcement
-from actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, owner_comment
+from autonomy_controller.actions.adapters.nftables.blocklist import Blocklist
+from autonomy_controller.actions.adapters.nftables.config import (
+    EnforcementConfigError,
+    HostTarget,
+    NftFirewall,
+    Probe,
+    load_enforcement,
+)
+from autonomy_controller.actions.adapters.nftables.ownership import COMMENT_MAX_BYTES, owner_comment
 
 __all__ = [
     "COMMENT_MAX_BYTES",

@@ -14,14 +14,14 @@ import ipaddress
 import logging
 from pathlib import Path
 
-from actions.adapters._common import check_action, parse_params
-from actions.adapters.base import ActionOutcome, ActionRequest, Adapter, AdapterError, VerifyOutcome
-from actions.adapters.nftables.blocklist import Blocklist
-from actions.adapters.nftables.config import EnforcementConfigError, NftFirewall, load_enforcement
-from actions.adapters.nftables.isolation import Isolation
-from actions.adapters.nftables.ownership import undo_of
-from actions.adapters.nftables.state import IPNetwork
-from actions.params import BlockIpParams, HostParams, UnblockIpParams
+from autonomy_controller.actions.adapters._common import check_action, parse_params
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, Adapter, AdapterError, VerifyOutcome
+from autonomy_controller.actions.adapters.nftables.blocklist import Blocklist
+from autonomy_controller.actions.adapters.nftables.config import EnforcementConfigError, NftFirewall, load_enforcement
+from autonomy_controller.actions.adapters.nftables.isolation import Isolation
+from autonomy_controller.actions.adapters.nftables.ownership import undo_of
+from autonomy_controller.actions.adapters.nftables.state import IPNetwork
+from autonomy_controller.actions.params import BlockIpParams, HostParams, UnblockIpParams
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError
-from actions.adapters.nftables.blocklist_table import BlocklistTable
-from actions.adapters.nftables.lock import serialized
-from actions.adapters.nftables.nft import FAMILY, NftCommandError, first_line, prefix_value, where
-from actions.adapters.nftables.ownership import Undo, owner_comment, whose
-from actions.adapters.nftables.state import IPNetwork, SetElement, TableState, show
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError
+from autonomy_controller.actions.adapters.nftables.blocklist_table import BlocklistTable
+from autonomy_controller.actions.adapters.nftables.lock import serialized
+from autonomy_controller.actions.adapters.nftables.nft import FAMILY, NftCommandError, first_line, prefix_value, where
+from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_comment, whose
+from autonomy_controller.actions.adapters.nftables.state import IPNetwork, SetElement, TableState, show
 
 DECIDE_ATTEMPTS = 3
 """How often `block` reads and decides again when nft refused its batch because the element changed meanwhile."""

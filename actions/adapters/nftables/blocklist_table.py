@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from actions.adapters.base import ActionOutcome, AdapterError, TransientAdapterError, VerifyOutcome
-from actions.adapters.nftables.config import NftFirewall
-from actions.adapters.nftables.nft import FAMILY, Nft, NftCommandError, payload_match, where
-from actions.adapters.nftables.ownership import Undo, whose
-from actions.adapters.nftables.probe import ReachabilityProbe
-from actions.adapters.nftables.state import IPNetwork, SetElement, TableState, show
+from autonomy_controller.actions.adapters.base import ActionOutcome, AdapterError, TransientAdapterError, VerifyOutcome
+from autonomy_controller.actions.adapters.nftables.config import NftFirewall
+from autonomy_controller.actions.adapters.nftables.nft import FAMILY, Nft, NftCommandError, payload_match, where
+from autonomy_controller.actions.adapters.nftables.ownership import Undo, whose
+from autonomy_controller.actions.adapters.nftables.probe import ReachabilityProbe
+from autonomy_controller.actions.adapters.nftables.state import IPNetwork, SetElement, TableState, show
 
 ENSURE_ATTEMPTS = 3
 

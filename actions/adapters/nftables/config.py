@@ -24,11 +24,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from actions.adapters.base import AdapterError
-from actions.adapters.identity.config import IdentityDirectory
-from actions.adapters.nftables.nft import NsExec
-from actions.params import HostName, IpOrNetwork
-from controller.validation import read_yaml_model
+from autonomy_controller.actions.adapters.base import AdapterError
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
+from autonomy_controller.actions.adapters.nftables.nft import NsExec
+from autonomy_controller.actions.params import HostName, IpOrNetwork
+from autonomy_controller.controller.validation import read_yaml_model
 
 Hook = Literal["input", "forward"]
 DEFAULT_HOOKS: tuple[Hook, ...] = ("input", "forward")

@@ -22,13 +22,27 @@ import contextlib
 import ipaddress
 from typing import Any
 
-from actions.adapters.base import ActionOutcome, ActionStatus, AdapterError, TransientAdapterError, VerifyOutcome
-from actions.adapters.nftables.config import NftFirewall
-from actions.adapters.nftables.lock import serialized
-from actions.adapters.nftables.nft import FAMILY, Nft, NftCommandError, first_line, payload_match, prefix_value, where
-from actions.adapters.nftables.ownership import Undo, owner_comment, whose
-from actions.adapters.nftables.probe import ReachabilityProbe
-from actions.adapters.nftables.state import TableState
+from autonomy_controller.actions.adapters.base import (
+    ActionOutcome,
+    ActionStatus,
+    AdapterError,
+    TransientAdapterError,
+    VerifyOutcome,
+)
+from autonomy_controller.actions.adapters.nftables.config import NftFirewall
+from autonomy_controller.actions.adapters.nftables.lock import serialized
+from autonomy_controller.actions.adapters.nftables.nft import (
+    FAMILY,
+    Nft,
+    NftCommandError,
+    first_line,
+    payload_match,
+    prefix_value,
+    where,
+)
+from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_comment, whose
+from autonomy_controller.actions.adapters.nftables.probe import ReachabilityProbe
+from autonomy_controller.actions.adapters.nftables.state import TableState
 
 DECIDE_ATTEMPTS = 3
 """How often `release` reads and decides again when the table it read was deleted or replaced meanwhile."""

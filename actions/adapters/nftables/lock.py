@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from actions.adapters.base import AdapterError, TransientAdapterError
+from autonomy_controller.actions.adapters.base import AdapterError, TransientAdapterError
 
 LOCK_DIRS = (Path("/run/lock"), Path(tempfile.gettempdir()))
 """Where the per-table lock files live: /run/lock (a tmpfs: no stale lock survives a reboot), else the temp dir."""

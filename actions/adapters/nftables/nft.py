@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actions.adapters.base import AdapterError, TransientAdapterError
-from actions.adapters.nftables.state import IPNetwork
+from autonomy_controller.actions.adapters.base import AdapterError, TransientAdapterError
+from autonomy_controller.actions.adapters.nftables.state import IPNetwork
 
 FAMILY = "inet"
 """Every table the adapters own is an inet table: one table (and one set per address family) for IPv4 and IPv6."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from actions.adapters.base import ActionRequest, Purpose
+from autonomy_controller.actions.adapters.base import ActionRequest, Purpose
 
 COMMENT_MAX_BYTES = 128
 """nft refuses longer comments in its text grammar ("comment too long, 128 characters maximum allowed"); its

@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from actions.adapters.base import AdapterError, TransientAdapterError
-from actions.adapters.nftables.config import Endpoint, NftFirewall, Probe, parse_endpoint
-from actions.adapters.nftables.nft import NsExec, first_line, resolve_binary, where
-from actions.adapters.nftables.state import IPNetwork, show
+from autonomy_controller.actions.adapters.base import AdapterError, TransientAdapterError
+from autonomy_controller.actions.adapters.nftables.config import Endpoint, NftFirewall, Probe, parse_endpoint
+from autonomy_controller.actions.adapters.nftables.nft import NsExec, first_line, resolve_binary, where
+from autonomy_controller.actions.adapters.nftables.state import IPNetwork, show
 
 PROBE_SCRIPT = """
 import json, socket, sys, time

@@ -4,6 +4,6 @@ Local accounts (argon2id, `autonomy accounts`), signed session cookies, a CSRF t
 through the same update and validator as `autonomy approve` (docs/http.md, "The approval inbox").
 """
 
-from controller.service.inbox.routes import InboxConfig, router
+from autonomy_controller.controller.service.inbox.routes import InboxConfig, router
 
 __all__ = ["InboxConfig", "router"]

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.html import Html, definitions, esc, join, table, tag
-from workflows.contracts import ActionState, ApprovalVote
+from autonomy_controller.controller.html import Html, definitions, esc, join, table, tag
+from autonomy_controller.workflows.contracts import ActionState, ApprovalVote
 
 PAGE_CSP = "default-src 'none'; form-action 'self'; base-uri 'none'"
 EVIDENCE_SHOWN = 5

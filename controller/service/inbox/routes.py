@@ -19,18 +19,18 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
-from controller.cli.ops import CONTROLLER_KEYS, LoopError, describe_and_read
-from controller.cli.ops import vote as cast
-from controller.ledger import RecordKind
-from controller.reports import build_report
-from controller.service.inbox import pages
-from controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file
-from controller.service.inbox.sessions import Session, Signer
-from controller.service.inbox.sessions import load_secret as load_session_secret
-from controller.service.state import Service, Unavailable
-from workflows.approvals import VoteRefused
-from workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
+from autonomy_controller.controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
+from autonomy_controller.controller.cli.ops import CONTROLLER_KEYS, LoopError, describe_and_read
+from autonomy_controller.controller.cli.ops import vote as cast
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.reports import build_report
+from autonomy_controller.controller.service.inbox import pages
+from autonomy_controller.controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file
+from autonomy_controller.controller.service.inbox.sessions import Session, Signer
+from autonomy_controller.controller.service.inbox.sessions import load_secret as load_session_secret
+from autonomy_controller.controller.service.state import Service, Unavailable
+from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 
 router = APIRouter(prefix="/inbox", include_in_schema=False)
 SESSION_COOKIE = "inbox_session"
