@@ -2,11 +2,14 @@
 
 Three figures, each from one run on one embedded dev server (in memory), worker in this process:
 
-1. incidents/s through the whole loop (plan, guard, pre-flight, act, verify, TTL revert, report) next to a
-   bare workflow that runs the same number of activities and local activities of no work, started the same
-   way; the ratio is what our steps cost on top of Temporal's own (target >= 0.7).
+1. incidents/s through the whole loop (alerts written to the ledger and signalled, attacker profiles folded,
+   triage, plan, guard, pre-flight, act, verify, TTL revert, report; ledger on SQLite) next to a bare workflow
+   that runs the same number of activities, local activities and timers of no work, started the same way; the
+   ratio is what our steps cost on top of Temporal's own (target >= 0.7). An incident is one attacker's burst
+   of BURST WAF alerts, which triage calls malicious, so L3 blocks alone (ticket and notify run too).
 2. 10,000 alerts from 50 sources become <= 100 workflows, and every alert is attached (0 lost).
-3. unloaded alert -> action done (block verified) latency, p50 and p95 over 20 single-alert incidents.
+3. unloaded alert burst -> block verified latency, p50 and p95 over `--runs` incidents.
+Then how well the ledger's group commit batched (appends per transaction, so per fsync) over the whole run.
 
 Durable timers (settle, quiet, the 1 h TTL) are skipped with the dev server's time skipping, in both runs.
 Run: `make bench` or `.venv/bin/python -m bench.loop [--incidents N]`.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import tempfile
@@ -23,8 +27,9 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from temporalio.worker import Worker
 
@@ -32,7 +37,7 @@ from autonomy_controller.actions.adapters.base import ActionOutcome, ActionReque
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, Category, Level, Severity
-from autonomy_controller.workflows.client import Submitter, incident_handle
+from autonomy_controller.workflows.client import SIGNALS_IN_FLIGHT, Submitter, incident_handle
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
 from autonomy_controller.workflows.worker import connect, incident_worker
 from bench.bare import BareWorkflow, bare_noop
@@ -55,23 +60,59 @@ class MemoryFirewall:
         return VerifyOutcome(ok=present == (self.action == "network.block_ip"), detail="read back")
 
 
+# One request of a tool-driven attack as ModSecurity v3 logs it (triage reads these rule facts): a burst of
+# BURST of them is what triage calls malicious, so L3 blocks alone and the whole loop runs (a single alert
+# waits for a person, and the bench would measure a loop that never acts).
+WAF_RAW = {
+    "transaction": {
+        "messages": [
+            {"message": text, "details": {"ruleId": rule, "severity": "2", "tags": ["paranoia-level/1", tag]}}
+            for rule, text, tag in (
+                ("942100", "SQL Injection Attack Detected via libinjection", "attack-sqli"),
+                ("941100", "XSS Attack Detected via libinjection", "attack-xss"),
+                ("932100", "Remote Command Execution: Unix Command Injection", "attack-rce"),
+            )
+        ]
+        + [{"message": "Inbound Anomaly Score Exceeded (Total Score: 15)", "details": {"ruleId": "949110"}}],
+        "response": {"http_code": 403},
+    }
+}
+BURST = 10
+
+
 def attack(n: int, source: str, category: Category = Category.SQLI) -> Alert:
     return Alert(
         id=f"bench-{source}-{n}",
-        source="native",
+        source="modsecurity3",
         observed_at=datetime(2026, 11, 23, tzinfo=UTC) + timedelta(milliseconds=n),
         category=category,
         severity=Severity.CRITICAL,
         confidence=0.9,
         src_ip=source,
         dst_ip="198.51.100.1",
-        rule_ids=["942100"],
+        rule_ids=["942100", "941100", "932100", "949110"],
         blocked=True,
         evidence="GET /?id=1' OR 1=1--",
+        raw=WAF_RAW,
     )
 
 
+def burst(source: str) -> list[Alert]:
+    """One attacker's incident: BURST alerts, one batch, one signal."""
+    return [attack(n, source) for n in range(BURST)]
+
+
 ROUNDS = 3
+LATENCY_WAIT_S = 60
+
+
+def cpu_seconds(server_pid: int | None) -> float:
+    """CPU time (user + system) of this process (worker, submitter) and the dev server so far."""
+    server = 0.0
+    if server_pid is not None:
+        fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return time.process_time() + server
 
 
 def source(n: int) -> str:
@@ -85,13 +126,20 @@ def isolated_settings(tmp: Path) -> Settings:
     (tmp / "levels" / "L3.yaml").write_text(
         (tmp / "levels" / "L3.yaml").read_text().split("budgets:")[0]  # no blast-radius caps in a throughput run
     )
+    # The bench's sources are RFC 2544's benchmarking range, which the shipped policy never blocks (a source
+    # there is spoofed or a lab of ours): this copy lets it, so every incident blocks, verifies and reverts.
+    special = tmp / "policies" / "special_purpose" / "data.yaml"
+    text = special.read_text()
+    benchmarking = text.index("198.18.0.0/15:")
+    text = text[:benchmarking] + text[benchmarking:].replace("decision: deny", "decision: allow", 1)
+    special.write_text(text)
     return replace(base, levels_dir=tmp / "levels", policies_dir=tmp / "policies", state_dir=tmp / "var")
 
 
 async def loop_throughput(client: Client, settings: Settings, incidents: int, round_: int) -> tuple[float, list[int]]:
     submitter = Submitter(client, _ledger(settings), level=Level.L3, settle_seconds=0, quiet_seconds=0)
     started = time.perf_counter()
-    report = await submitter.add_all(attack(0, source(n + round_ * incidents)) for n in range(incidents))
+    report = await submitter.add_all(a for n in range(incidents) for a in burst(source(n + round_ * incidents)))
     await asyncio.gather(*(incident_handle(client, key).result() for key in report.incidents))
     elapsed = time.perf_counter() - started
     history = await incident_handle(client, next(iter(report.incidents))).fetch_history()
@@ -103,10 +151,13 @@ async def loop_throughput(client: Client, settings: Settings, incidents: int, ro
 
 async def bare_throughput(client: Client, incidents: int, shape: list[int], task_queue: str, round_: int) -> float:
     started = time.perf_counter()
-    handles = [
-        await client.start_workflow(BareWorkflow.run, shape, id=f"bare-{round_}-{n}", task_queue=task_queue)
-        for n in range(incidents)
-    ]
+    slots = asyncio.Semaphore(SIGNALS_IN_FLIGHT)  # started as the Submitter signals: that many calls at once
+
+    async def start(n: int) -> WorkflowHandle[Any, int]:
+        async with slots:
+            return await client.start_workflow(BareWorkflow.run, shape, id=f"bare-{round_}-{n}", task_queue=task_queue)
+
+    handles = await asyncio.gather(*(start(n) for n in range(incidents)))
     await asyncio.gather(*(h.result() for h in handles))
     return incidents / (time.perf_counter() - started)
 
@@ -143,7 +194,8 @@ async def unloaded_latency(client: Client, settings: Settings, runs: int) -> lis
         key_source = f"198.19.0.{n + 1}"
         submitter = Submitter(client, ledger, level=Level.L3, settle_seconds=0, quiet_seconds=0)
         submitted = datetime.now(UTC)
-        (key,) = (await submitter.add_all([attack(0, key_source)])).incidents
+        (key,) = (await submitter.add_all(burst(key_source))).incidents
+        deadline = time.monotonic() + LATENCY_WAIT_S
         while True:
             done = [
                 r
@@ -153,6 +205,9 @@ async def unloaded_latency(client: Client, settings: Settings, runs: int) -> lis
             if done:
                 latencies.append((done[0].created_at - submitted).total_seconds() * 1000)
                 break
+            if time.monotonic() > deadline:  # the loop did not block (a policy or triage change): say so, not hang
+                status = await incident_handle(client, key).query("status")
+                raise SystemExit(f"{key}: no verified block after {LATENCY_WAIT_S} s: {status}")
             await asyncio.sleep(0.005)
         await incident_handle(client, key).result()
     return latencies
@@ -171,18 +226,30 @@ async def main(incidents: int, storm_alerts: int, runs: int) -> None:
             async with incident_worker(raw, settings, extra_adapters=firewall) as parts:
                 bare_worker = Worker(raw, task_queue="bare", workflows=[BareWorkflow], activities=[bare_noop])
                 async with bare_worker:
-                    ratios = []
+                    ratios, cpu_ratios = [], []
+                    server_pid = server.process.pid if server.process else None
                     print(f"loop vs bare, {incidents} incidents per round, same dev server and worker process")
                     for round_ in range(1, ROUNDS + 1):  # alternate, so drift on a shared machine hits both
+                        before = cpu_seconds(server_pid)
                         loop_rate, shape = await loop_throughput(client, settings, incidents, round_)
+                        between = cpu_seconds(server_pid)
                         bare_rate = await bare_throughput(client, incidents, shape, "bare", round_)
+                        after = cpu_seconds(server_pid)
+                        loop_cpu, bare_cpu = (between - before) / incidents, (after - between) / incidents
                         ratios.append(loop_rate / bare_rate)
+                        cpu_ratios.append(bare_cpu / loop_cpu)
                         print(
                             f"  round {round_}: whole loop {loop_rate:6.1f} incidents/s, bare {bare_rate:6.1f} "
-                            f"workflows/s, ratio {loop_rate / bare_rate:.2f}"
+                            f"workflows/s, ratio {loop_rate / bare_rate:.2f}; CPU per incident "
+                            f"{loop_cpu * 1000:.0f} ms vs {bare_cpu * 1000:.0f} ms (worker + dev server), "
+                            f"ratio {bare_cpu / loop_cpu:.2f}"
                         )
                     print(f"  one incident = {shape[0]} activities, {shape[1]} local activities, {shape[2]} timers")
                     print(f"  ratio loop/bare median of {ROUNDS} = {statistics.median(ratios):.2f}  (target >= 0.7)")
+                    print(
+                        f"  CPU ratio bare/loop median of {ROUNDS} = {statistics.median(cpu_ratios):.2f}  (the same "
+                        "comparison in CPU spent, which a loaded machine moves less than wall-clock rates)"
+                    )
                     storm = await storm_grouping(raw, settings, storm_alerts, 50)
                     print(f"alert storm: {storm_alerts} alerts from 50 sources")
                     for name, value in storm.items():
@@ -194,6 +261,11 @@ async def main(incidents: int, storm_alerts: int, runs: int) -> None:
                         f"p95 {q[18]:.0f} ms, min {min(latencies):.0f} ms"
                     )
                     print(f"guard reloads during the run: {parts.guards.reloads}")
+                    commits = parts.ledger.committer
+                    print(
+                        f"ledger group commit: {commits.requests:,} appends in {commits.transactions:,} transactions "
+                        f"({commits.requests / max(commits.transactions, 1):.2f} per fsync)"
+                    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ retried activity returns the record its first attempt wrote instead of writing a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -104,9 +106,11 @@ class IncidentActivities:
         adapters: dict[str, Adapter],
         claude: ClaudeSettings | None = None,
         claude_client: Any = None,
+        threads: Executor | None = None,
     ) -> None:
         """`claude` (default: from ANTHROPIC_API_KEY and AUTONOMY_CLAUDE_*) turns the LLM planner on;
-        `claude_client` is an `anthropic.Anthropic` to use instead of one built from the settings (tests)."""
+        `claude_client` is an `anthropic.Anthropic` to use instead of one built from the settings (tests);
+        `threads` runs the async activities' blocking work (default: the event loop's default executor)."""
         self.settings = settings
         self.guards = guards
         self.ledger = ledger
@@ -116,19 +120,28 @@ class IncidentActivities:
         self._planner_cache: tuple[tuple[int, Fingerprint], OfflinePlanner, ClaudePlanner | None] | None = None
         self.claude = claude if claude is not None else ClaudeSettings.from_env()  # a bad setting fails the start
         self.claude_client = claude_client
+        self.threads = threads
+
+    async def _blocking(self, work: Callable[..., T], *args: Any) -> T:
+        """`asyncio.to_thread` on the worker's activity threads: the loop's default executor has min(32, cores + 4)
+        threads, 6 on 2 cores, and bench.loop measured plans, executions and reports queueing for them (their
+        ledger appends wait for a commit) while the worker's activity slots sat free. The activity's context
+        (activity.info) goes along, as with to_thread."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.threads, context.run, work, *args)
 
     # -- decide -----------------------------------------------------------------------------------------
 
     @activity.defn(name="plan_incident")
     async def plan_incident(self, incident: Incident) -> Plan:
         """A case's only round, as workflows started before decision rounds (CASE_ROUNDS) plan it."""
-        return await heartbeating(asyncio.to_thread(self._plan, PlanRequest(incident=incident), run_key()))
+        return await heartbeating(self._blocking(self._plan, PlanRequest(incident=incident), run_key()))
 
     @activity.defn(name="plan_round")
     async def plan_round(self, request: PlanRequest) -> Plan:
         """One round of a case (controller/cases.py): what earlier rounds hold is not proposed again, and a later
         round's action ids carry the round (r2.a1), so votes, decisions and executions never mix rounds."""
-        return await heartbeating(asyncio.to_thread(self._plan, request, run_key()))
+        return await heartbeating(self._blocking(self._plan, request, run_key()))
 
     def _planners(self, guard: Guard | UnavailableGuard) -> tuple[OfflinePlanner, ClaudePlanner | None]:
         """The planners, rebuilt only when the guard (its asset groups) or the playbooks changed on disk.
@@ -407,7 +420,7 @@ class IncidentActivities:
 
     @activity.defn(name="execute_action")
     async def execute_action(self, request: ExecuteRequest) -> ExecutionResult:
-        return await asyncio.to_thread(self._execute, request)
+        return await self._blocking(self._execute, request)
 
     def _execute(self, request: ExecuteRequest) -> ExecutionResult:
         kind = {"execute": RecordKind.EXECUTION, "compensate": RecordKind.COMPENSATION, "revert": RecordKind.REVERT}[
@@ -438,7 +451,7 @@ class IncidentActivities:
 
     @activity.defn(name="verify_action")
     async def verify_action(self, request: VerifyRequest) -> VerificationResult:
-        return await asyncio.to_thread(self._verify, request)
+        return await self._blocking(self._verify, request)
 
     def _verify(self, request: VerifyRequest) -> VerificationResult:
         execution = request.execution
@@ -484,7 +497,7 @@ class IncidentActivities:
 
     @activity.defn(name="write_report")
     async def write_report(self, incident_key: str) -> ReportRef:
-        return await asyncio.to_thread(self._report, incident_key, run_key())
+        return await self._blocking(self._report, incident_key, run_key())
 
     def _report(self, incident_key: str, key: str) -> ReportRef:
         paths = write_incident_report(self.ledger, incident_key, self.settings.reports_dir)

@@ -1,13 +1,15 @@
 """Talking to running incidents: submit alerts (signal-with-start), vote, and read their state.
 
 Submitting groups alerts by incident key and sends one signal per incident per batch, so an alert storm is a
-few signals to a few workflows. Each alert is written to the ledger first (whole, raw record included),
-keyed by incident and alert id: a resubmitted file neither duplicates ledger records nor double-counts
-alerts in the workflow (the workflow dedups by alert id too).
+few signals to a few workflows; a flush writes every pending batch in one ledger transaction, then signals
+them. Each alert is written to the ledger first (whole, raw record included), keyed by incident and alert id:
+a resubmitted file neither duplicates ledger records nor double-counts alerts in the workflow (the workflow
+dedups by alert id too).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -34,6 +36,9 @@ from autonomy_controller.workflows.contracts import (
 from autonomy_controller.workflows.incident import IncidentWorkflow
 
 BATCH_SIZE = 200
+SIGNALS_IN_FLIGHT = 32
+"""Signal-with-start calls a flush has outstanding at once: a file of many sources is not one round trip each in
+turn, nor thousands at once."""
 
 
 @dataclass
@@ -76,6 +81,8 @@ class Submitter:
         self.task_queue = task_queue
         self.pending: dict[str, list[Alert]] = {}
         self.report = SubmitReport()
+        self._folding: asyncio.Task[None] | None = None
+        self._fold_again = False
 
     async def add(self, alert: Alert) -> None:
         key = incident_key(alert)
@@ -91,16 +98,47 @@ class Submitter:
         return self.report
 
     async def flush(self) -> None:
-        for key in list(self.pending):
-            await self._flush(key)
+        """Write every pending batch in one ledger transaction, then signal them, SIGNALS_IN_FLIGHT at a time;
+        returns once the attacker profiles hold them too."""
+        batches, self.pending = self.pending, {}
+        if batches:
+            await self._submit(batches)
+        if self._folding is not None:
+            await self._folding
 
     async def _flush(self, key: str) -> None:
         alerts = self.pending.pop(key, [])
-        if not alerts:
-            return
-        self.write({key: alerts})
-        await self.signal(key, alerts)
-        track_batch(self.ledger)  # attacker profiles (controller/attackers): after the signal, off the response path
+        if alerts:
+            await self._submit({key: alerts})
+
+    async def _submit(self, batches: dict[str, list[Alert]]) -> None:
+        await asyncio.to_thread(self.write, batches)  # a thread: the event loop runs workflows meanwhile
+        slots = asyncio.Semaphore(SIGNALS_IN_FLIGHT)
+
+        async def start(key: str, alerts: list[Alert]) -> None:
+            async with slots:
+                await self._start(key, alerts)
+
+        await asyncio.gather(*(start(key, alerts) for key, alerts in batches.items()))
+        for key, alerts in batches.items():  # counted in submission order, once every signal went out
+            self._count(key, alerts)
+        self._fold_soon()
+
+    def _fold_soon(self) -> None:
+        """Attacker profiles (controller/attackers) after each batch, off the signal path: one fold runs at a time,
+        and a batch written while it runs is folded by the next one (a fold takes everything past the profiles'
+        cursor, so folds that cover several batches count every alert exactly once)."""
+        if self._folding is None or self._folding.done():
+            self._folding = asyncio.create_task(self._fold())
+        else:
+            self._fold_again = True
+
+    async def _fold(self) -> None:
+        while True:
+            self._fold_again = False
+            await asyncio.to_thread(track_batch, self.ledger)
+            if not self._fold_again:
+                return
 
     def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
         """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:
@@ -123,10 +161,11 @@ class Submitter:
     async def signal(self, key: str, alerts: list[Alert]) -> None:
         """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`).
         Access-log lines are never signalled (they open no case); they count toward the batch's stage."""
-        cased, observed = observations.split(alerts)
-        for alert in observed:  # counted under the key they are kept under
-            kept = observations.observation_key(str(alert.src_ip))
-            self.report.observed[kept] = self.report.observed.get(kept, 0) + 1
+        await self._start(key, alerts)
+        self._count(key, alerts)
+
+    async def _start(self, key: str, alerts: list[Alert]) -> None:
+        cased, _ = observations.split(alerts)
         if not cased:
             return
         await self.client.start_workflow(
@@ -137,6 +176,14 @@ class Submitter:
             start_signal="add_alerts",
             start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in cased], stage=batch_stage(alerts))],
         )
+
+    def _count(self, key: str, alerts: list[Alert]) -> None:
+        cased, observed = observations.split(alerts)
+        for alert in observed:  # counted under the key they are kept under
+            kept = observations.observation_key(str(alert.src_ip))
+            self.report.observed[kept] = self.report.observed.get(kept, 0) + 1
+        if not cased:
+            return
         self.report.alerts += len(cased)
         self.report.signals += 1
         self.report.incidents[key] = self.report.incidents.get(key, 0) + len(cased)

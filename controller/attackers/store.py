@@ -28,7 +28,7 @@ from autonomy_controller.controller.attackers.profile import AttackerProfile, Li
 from autonomy_controller.controller.ledger import Ledger, RecordExcerpt, RecordKind
 from autonomy_controller.controller.ledger import schema as ledger_schema
 from autonomy_controller.controller.ledger.canonical import canonical_json
-from autonomy_controller.controller.ledger.engine import read_snapshot, write_transaction
+from autonomy_controller.controller.ledger.engine import read_snapshot
 from autonomy_controller.controller.ledger.excerpts import read_excerpts
 from autonomy_controller.controller.ledger.reads import read_head
 from autonomy_controller.controller.models import canonical_ip
@@ -94,35 +94,51 @@ def hints_of(profile: AttackerProfile) -> list[tuple[str, str]]:
 class AttackerStore:
     def __init__(self, ledger: Ledger) -> None:
         self.engine = ledger.engine
+        self.committer = ledger.committer
 
     # -- folding -----------------------------------------------------------------------------------------
 
     def fold(self, config: TrackingConfig, limits: Limits, page_size: int = PAGE) -> FoldReport:
         """Fold every ledger record appended since the last fold into the profiles."""
         report = FoldReport()
-        while True:
-            with write_transaction(self.engine) as conn:
-                through, count, evicted = _lock_cursor(conn)
-                page = read_excerpts(conn, through, KINDS, KEYS, page_size)
-                report.through = page.through
-                if page.through == through:
-                    return report
-                state = _Page(_load(conn, _addresses(page.records)), set())
-                for record in page.records:
-                    self._fold_one(record, state, config, limits, report)
-                _save(conn, state)
-                gone = _evict(conn, count + len(state.created) - limits.max_profiles)
-                conn.execute(
-                    _C.update()
-                    .where(_C.c.id == 1)
-                    .values(through=page.through, profiles=count + len(state.created) - gone, evicted=evicted + gone)
-                )
-            report.records += len(page.records)
-            report.profiles_touched += len(state.profiles)
-            report.profiles_created += len(state.created)
-            report.evicted += gone
-            if not page.more:
-                return report
+
+        def page(conn: Connection) -> bool:
+            return self._fold_page(conn, config, limits, page_size, report)
+
+        # through the ledger's group commit: this process's appends never wait in SQLite's busy handler for it
+        while self.committer.run(self.engine, page):
+            pass
+        return report
+
+    def _fold_page(
+        self, conn: Connection, config: TrackingConfig, limits: Limits, page_size: int, report: FoldReport
+    ) -> bool:
+        """One page in one transaction; True when the ledger holds more to fold. The report is only added to once
+        the page's writes are done (a page that fails adds nothing, and its transaction or savepoint is undone)."""
+        through, count, evicted = _lock_cursor(conn)
+        page = read_excerpts(conn, through, KINDS, KEYS, page_size)
+        report.through = max(report.through, through)
+        if page.through == through:
+            return False
+        state = _Page(_load(conn, _addresses(page.records)), set())
+        folded = FoldReport()
+        for record in page.records:
+            self._fold_one(record, state, config, limits, folded)
+        _save(conn, state)
+        gone = _evict(conn, count + len(state.created) - limits.max_profiles)
+        conn.execute(
+            _C.update()
+            .where(_C.c.id == 1)
+            .values(through=page.through, profiles=count + len(state.created) - gone, evicted=evicted + gone)
+        )
+        report.through = page.through
+        report.records += len(page.records)
+        report.alerts += folded.alerts
+        report.skipped += folded.skipped
+        report.profiles_touched += len(state.profiles)
+        report.profiles_created += len(state.created)
+        report.evicted += gone
+        return page.more
 
     @staticmethod
     def _fold_one(

@@ -1,8 +1,9 @@
 """The Ledger: append-only, hash-chained audit records of every incident step, on SQLite or PostgreSQL.
 
-There is deliberately no update or delete method. Every append is one serialised transaction that reads the
+There is deliberately no update or delete method. Every append runs in a serialised transaction that reads the
 chain head, writes the record, and moves both the global and the incident head, so the chain stays linear
-and gap-free under many concurrent workers (see engine.py for how each backend serialises).
+and gap-free under many concurrent workers (see engine.py for how each backend serialises); appends made at
+the same time by threads of one process share one transaction (commit.py), and each returns once it commits.
 """
 
 from __future__ import annotations
@@ -16,15 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from autonomy_controller.controller.ledger import schema
-from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, record_hash
-from autonomy_controller.controller.ledger.engine import (
-    configure_engine,
-    install_schema,
-    make_engine,
-    read_snapshot,
-    write_transaction,
-)
-from autonomy_controller.controller.ledger.errors import IdempotencyConflict
+from autonomy_controller.controller.ledger.commit import committer
+from autonomy_controller.controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot
 from autonomy_controller.controller.ledger.excerpts import ExcerptPage, read_excerpts
 from autonomy_controller.controller.ledger.export import build_export
 from autonomy_controller.controller.ledger.reads import (
@@ -39,7 +33,7 @@ from autonomy_controller.controller.ledger.reads import (
 from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
 from autonomy_controller.controller.ledger.report import VerifyReport
 from autonomy_controller.controller.ledger.verify import check_incident, check_ledger
-from autonomy_controller.controller.ledger.writes import check_text, lock_tip, parse_kind, plain_payload, write_record
+from autonomy_controller.controller.ledger.writes import append_entries, check_text, parse_kind, plain_payload
 
 
 class Ledger:
@@ -48,6 +42,7 @@ class Ledger:
     def __init__(self, engine: Engine, *, create_schema: bool = True) -> None:
         configure_engine(engine)
         self.engine = engine
+        self.committer = committer(engine)
         if create_schema:
             install_schema(engine)
 
@@ -114,42 +109,14 @@ class Ledger:
             prepared[incident_key] = [(plain_payload(record_kind, payload), key) for payload, key in entries]
             for _body, key in prepared[incident_key]:
                 check_text(idempotency_key=key)
-        result: dict[str, list[LedgerRecord]] = {}
-        with write_transaction(self.engine) as conn:
-            for incident_key, bodies in prepared.items():
-                result[incident_key] = [
-                    self._write_one(conn, incident_key, record_kind, actor, body, key) for body, key in bodies
-                ]
-        return result
 
-    @staticmethod
-    def _write_one(
-        conn: Connection, incident_key: str, kind: RecordKind, actor: str, body: dict[str, Any], key: str | None
-    ) -> LedgerRecord:
-        tip = lock_tip(conn, incident_key)
-        if key is not None:
-            existing = first_record(conn, schema.records.c.idempotency_key == key)
-            if existing is not None:
-                if (existing.incident_key, existing.kind) != (incident_key, kind):
-                    raise IdempotencyConflict(
-                        f"idempotency key {key!r} already names record {existing.seq} "
-                        f"({existing.kind.value} of incident {existing.incident_key!r})"
-                    )
-                return existing
-        fields: dict[str, Any] = {
-            "seq": tip.seq + 1,
-            "incident_key": incident_key,
-            "kind": kind.value,
-            "actor": actor,
-            "payload": body,
-            "created_at": datetime.now(UTC),
-            "prev_hash": tip.hash,
-            "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
-            "idempotency_key": key,
-        }
-        fields["hash"] = record_hash(fields)
-        write_record(conn, fields, tip)
-        return LedgerRecord.model_validate(fields)
+        def write(conn: Connection) -> dict[str, list[LedgerRecord]]:
+            return {
+                incident_key: append_entries(conn, incident_key, record_kind, actor, bodies)
+                for incident_key, bodies in prepared.items()
+            }
+
+        return self.committer.run(self.engine, write)  # returns once committed (commit.py: group commit)
 
     # -- reading -------------------------------------------------------------------------------------------
 
