@@ -55,7 +55,7 @@ $(TEMPORAL_SERVER_STAMP):
 # An installable wheel in dist/: one top-level package (autonomy_controller) carrying the default configuration and
 # the shipped policies compiled to WebAssembly, so an installed `autonomy` needs no opa until its policies change.
 wheel: setup
-	$(VENV)/bin/python -m autonomy_controller.controller.engines.wasm_cache --prebuild
+	rm -rf build/prebuilt && $(VENV)/bin/python -m autonomy_controller.controller.engines.wasm_cache --prebuild policies build/prebuilt
 	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist .
 
 demo: $(INSTALLED)

@@ -12,7 +12,11 @@ pyproject.toml holds the metadata.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 NAMESPACE = "autonomy_controller"
 CODE = ["controller", "workflows", "actions"]
@@ -26,12 +30,29 @@ DEFAULTS = [
     "examples/alerts/*.jsonl",
     "schema/*.json",
     "workflows/playbooks/*.yaml",
-    "controller/engines/prebuilt/*.wasm",  # the shipped policies compiled (make wheel): no opa needed to run them
 ]
+PREBUILT = Path("build/prebuilt")
+"""Where `make wheel` compiles the shipped policies to WebAssembly. Copied into the wheel only, so the checkout's
+engine never mistakes a module left there for one it compiled or cached (controller/engines/wasm_cache.py)."""
+
+
+class BuildPy(build_py):
+    """build_py, plus the prebuilt policy modules in a wheel (an editable install reads the checkout in place)."""
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return
+        target = Path(self.build_lib) / NAMESPACE / "controller" / "engines" / "prebuilt"
+        for module in sorted(PREBUILT.glob("*.wasm")):
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(module, target / module.name)
+
 
 setup(
     package_dir={NAMESPACE: "."},
     packages=[NAMESPACE, *(f"{NAMESPACE}.{name}" for name in find_packages(include=[f"{c}*" for c in CODE]))],
     package_data={NAMESPACE: DEFAULTS},
     include_package_data=False,
+    cmdclass={"build_py": BuildPy},
 )

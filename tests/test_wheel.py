@@ -45,7 +45,9 @@ def _clean_env(home: Path) -> dict[str, str]:
 def _build_wheel(dist: Path) -> Path:
     """What `make wheel` does: the shipped policies compiled for the default engine, then the wheel."""
     env = dict(os.environ)
-    _run([sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"], REPO_ROOT, env)
+    shutil.rmtree(REPO_ROOT / "build" / "prebuilt", ignore_errors=True)
+    prebuild = [sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"]
+    _run([*prebuild, str(REPO_ROOT / "policies"), str(REPO_ROOT / "build" / "prebuilt")], REPO_ROOT, env)
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist)]
     _run([*pip, str(REPO_ROOT)], REPO_ROOT, env)
     (wheel,) = dist.glob("*.whl")

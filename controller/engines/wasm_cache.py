@@ -8,7 +8,7 @@ plus OPA's version, and an inventory edit costs no compile.
 
 Where a module is found, in order: the cache directory (AUTONOMY_WASM_CACHE, else $XDG_CACHE_HOME or ~/.cache,
 then autonomy/policy-wasm), then the modules prebuilt for the shipped policies (controller/engines/prebuilt/,
-filled at packaging time: `python -m autonomy_controller.controller.engines.wasm_cache --prebuild`). With an
+present in a wheel only: `make wheel` compiles them into build/prebuilt/, which setup.py copies into the wheel). With an
 opa binary the module of *its* version is used (compiled when missing); without one, any cached module of these
 modules is, and none is an error naming the fix: the engine fails closed.
 """
