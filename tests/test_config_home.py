@@ -78,3 +78,15 @@ def test_settings_follow_the_home_and_per_part_overrides(tmp_path: Path, monkeyp
     assert settings.playbooks_dir == home / "playbooks"
     assert settings.ledger_url == f"sqlite:///{home / 'var' / 'ledger.db'}"
     assert settings.policies_dir == (tmp_path / "elsewhere").resolve()
+
+
+def test_the_cli_names_a_broken_home_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from autonomy_controller.controller.cli import app
+
+    home = _home(tmp_path / "typo", "polices: p\n")
+    monkeypatch.chdir(home)
+    result = CliRunner().invoke(app, ["levels", "show"])
+    assert result.exit_code == 2
+    assert "polices" in result.output and str(home / "autonomy.yaml") in result.output

@@ -264,12 +264,12 @@ def _settle_home(flag: Path | None) -> None:
     """Check the home now (a bad one is named before any work) and export it, so the processes a command starts
     (worker, lab, demo) read the same configuration whatever their working folder. Without the flag, `main`
     exports the one found from the current folder (the in-process test runner must not leave it behind)."""
-    from autonomy_controller.controller.config import ConfigError, find_home
+    from autonomy_controller.controller.config import ConfigError, find_home, home_layout
 
     if flag is not None:
         os.environ["AUTONOMY_HOME"] = str(flag.expanduser().resolve())
     try:
-        find_home()
+        home_layout(find_home())
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
