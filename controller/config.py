@@ -60,11 +60,23 @@ def find_home(start: Path | None = None) -> Path:
     the shipped defaults. A named home that is not one is an error, never a silent fallback."""
     named = os.environ.get("AUTONOMY_HOME")
     if named:
-        home = Path(named).expanduser().resolve()
-        if not (home / HOME_MARKER).is_file():
-            raise ConfigError(f"AUTONOMY_HOME={named}: no {HOME_MARKER} there (make one with `autonomy init {named}`)")
-        return home
-    here = (start or Path.cwd()).resolve()
+        return _named_home(named)
+    return _home_above(start or Path.cwd())
+
+
+# Settings() is built on hot paths (every signal, every activity): each answer is looked up once per process
+# (a home is not made or moved under a running process; a named home found missing is not cached).
+@cache
+def _named_home(named: str) -> Path:
+    home = Path(named).expanduser().resolve()
+    if not (home / HOME_MARKER).is_file():
+        raise ConfigError(f"AUTONOMY_HOME={named}: no {HOME_MARKER} there (make one with `autonomy init {named}`)")
+    return home
+
+
+@cache
+def _home_above(start: Path) -> Path:
+    here = start.resolve()
     for folder in (here, *here.parents):
         if (folder / HOME_MARKER).is_file():
             return folder
@@ -101,10 +113,14 @@ def home_part(name: str) -> Path:
 
 
 def find_opa() -> Path:
-    """AUTONOMY_OPA_BIN, else a checkout's .tools/opa (make builds it), else `opa` on PATH."""
+    """AUTONOMY_OPA_BIN, else a checkout's .tools/opa (make builds it), else `opa` on PATH (looked up only then:
+    Settings() is built on hot paths)."""
+    named = os.environ.get("AUTONOMY_OPA_BIN")
+    if named:
+        return Path(named).expanduser().resolve()
     built = REPO_ROOT / ".tools" / "opa"
-    on_path = shutil.which("opa")
-    return _path_from_env("AUTONOMY_OPA_BIN", built if built.exists() or not on_path else Path(on_path))
+    on_path = None if built.exists() else shutil.which("opa")
+    return Path(on_path) if on_path else built
 
 
 @dataclass(frozen=True)
