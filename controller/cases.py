@@ -22,8 +22,7 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, Field
 
 from autonomy_controller.actions.registry import UnknownActionError, get_spec
-from autonomy_controller.controller.attackers.profile import stage_rank
-from autonomy_controller.controller.models import Category, ProposedAction
+from autonomy_controller.controller.models import Category, ProposedAction, stage_rank
 
 MAX_ROUNDS = 8
 """Decisions per case: with doubling evidence, 8 rounds reach 128 times the first round's alerts."""

@@ -14,6 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomy_controller.controller.addresses import canonical_address
 
+Stage = Literal["none", "recon", "exploitation_attempt", "possible_success", "post_exploitation"]
+STAGES: tuple[Stage, ...] = ("none", "recon", "exploitation_attempt", "possible_success", "post_exploitation")
+"""The kill-chain stages in order (docs/attackers.md, "Stages"); an attacker profile's stage is the highest
+reached. Vocabulary: the case's decision rounds rank them without loading the profile store."""
+
+
+def stage_rank(stage: Stage) -> int:
+    return STAGES.index(stage)
+
 
 class Category(StrEnum):
     """Attack category of an alert, the key playbooks and level scopes match on."""

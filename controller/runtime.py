@@ -14,7 +14,6 @@ from enum import StrEnum
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.engines.base import PolicyEngine, PolicyEngineError
 from autonomy_controller.controller.engines.embedded import EmbeddedEngine
-from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
 from autonomy_controller.controller.engines.wasm import WasmEngine
 from autonomy_controller.controller.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.levels import LevelConfigError, load_level_config
@@ -59,6 +58,9 @@ def open_guard(settings: Settings, engine: EngineName | None = None) -> Iterator
             elif engine is EngineName.WASM:
                 policy_engine = WasmEngine(bundle, settings.opa_bin)
             else:
+                # Imported here: the OPA client pulls in aiohttp (~0.1 s), which the in-process engines never need.
+                from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
+
                 url = settings.opa_url or stack.enter_context(OpaServer(settings.opa_bin, bundle)).url
                 policy_engine = OpaServerEngine(url)
                 stack.callback(policy_engine.close)

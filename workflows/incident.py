@@ -21,10 +21,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from autonomy_controller.actions.adapters.base import ActionOutcome
     from autonomy_controller.controller import cases
-    from autonomy_controller.controller.attackers.profile import STAGES, stage_rank
     from autonomy_controller.controller.incidents import incident_from_alerts
     from autonomy_controller.controller.levels import OnTimeout
-    from autonomy_controller.controller.models import Alert, Category, Incident, Plan, Verdict
+    from autonomy_controller.controller.models import STAGES, Alert, Category, Incident, Plan, Verdict, stage_rank
     from autonomy_controller.workflows import approvals
     from autonomy_controller.workflows.activities import IncidentActivities
     from autonomy_controller.workflows.contracts import (

@@ -11,19 +11,12 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Stage = Literal["none", "recon", "exploitation_attempt", "possible_success", "post_exploitation"]
-STAGES: tuple[Stage, ...] = ("none", "recon", "exploitation_attempt", "possible_success", "post_exploitation")
-"""The kill-chain stages in order (docs/attackers.md, "Stages"); a profile's stage is the highest reached."""
+from autonomy_controller.controller.models import Stage, stage_rank
 
 MAX_PROFILES_ENV = "AUTONOMY_ATTACKER_PROFILES_MAX"
-
-
-def stage_rank(stage: Stage) -> int:
-    return STAGES.index(stage)
 
 
 @dataclass(frozen=True)
