@@ -24,6 +24,16 @@ def stage_rank(stage: Stage) -> int:
     return STAGES.index(stage)
 
 
+def parse_observed_at(value: object) -> datetime | None:
+    """An ISO-8601 time from a stored payload (a record's `observed_at`), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 class Category(StrEnum):
     """Attack category of an alert, the key playbooks and level scopes match on."""
 

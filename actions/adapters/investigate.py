@@ -45,7 +45,7 @@ from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.ledger import schema as ledger_schema
 from autonomy_controller.controller.ledger.engine import read_snapshot
 from autonomy_controller.controller.levels import LevelConfigError
-from autonomy_controller.controller.models import canonical_ip
+from autonomy_controller.controller.models import canonical_ip, parse_observed_at
 from autonomy_controller.controller.policy_bundle import PolicyBundleError
 from autonomy_controller.controller.runtime import load_policy_bundle
 
@@ -207,7 +207,7 @@ class _Seen:
         self.count += 1
         self.incidents[record.incident_key] += 1
         self.categories[str(record.payload.get("category"))] += 1
-        observed = _timestamp(record.payload.get("observed_at"))
+        observed = parse_observed_at(record.payload.get("observed_at"))
         if observed is not None:
             self.first = observed if self.first is None or observed < self.first else self.first
             self.last = observed if self.last is None or observed > self.last else self.last
@@ -222,15 +222,6 @@ class _Seen:
             f"{prefix}first_seen": self.first.isoformat() if self.first else None,
             f"{prefix}last_seen": self.last.isoformat() if self.last else None,
         }
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 class _LedgerLookup:

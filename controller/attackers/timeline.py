@@ -23,6 +23,7 @@ from autonomy_controller.controller.html import PALETTE, Html, esc
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.ledger import schema as ledger_schema
 from autonomy_controller.controller.ledger.engine import read_snapshot
+from autonomy_controller.controller.models import parse_observed_at
 
 TIMELINE_MAX = 5000
 """Records drawn (the most recent): the page stays small for a source that sent a million requests."""
@@ -61,7 +62,7 @@ def read_timeline(ledger: Ledger, address: str, cap: int = TIMELINE_MAX) -> Time
     points = []
     for seq, text in rows:
         payload = json.loads(text)
-        at = _time(payload.get("observed_at"))
+        at = parse_observed_at(payload.get("observed_at"))
         if at is not None:
             points.append(
                 Point(seq, at, str(payload.get("source") or "unknown"), str(payload.get("category") or "other"))
@@ -137,12 +138,3 @@ def timeline_svg(timeline: Timeline, stages: Sequence[StageReached], width: int 
     )
     out.append("</svg>")
     return Html("".join(out))
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
