@@ -23,12 +23,12 @@ from typing import Any
 import requests
 
 from autonomy_controller.actions.registry import get_spec
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.engines.embedded import EmbeddedEngine
 from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
 from autonomy_controller.controller.engines.wasm import WasmEngine
 from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import incident_from_alerts
 from autonomy_controller.controller.models import (
     Alert,
     Category,

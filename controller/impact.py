@@ -66,7 +66,7 @@ def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:
 
 def case_stage(alerts: Sequence[Alert], config: TrackingConfig) -> Stage:
     """The stage a batch of alerts shows on its own (the Submitter passes it with the batch: the workflow
-    decides a case again when its stage rises, controller/cases.py)."""
+    decides a case again when its stage rises, controller/case/rounds.py)."""
     return assess(alerts, config).stage  # type: ignore[return-value]
 
 

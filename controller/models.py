@@ -134,8 +134,8 @@ class Alert(BaseModel):
 
 
 class Incident(BaseModel):
-    """A case: one attacker's alerts under one key (controller/incidents.py), one workflow. `category` is the
-    primary one; each category's alerts stay visible (`controller.incidents.category_views`)."""
+    """A case: one attacker's alerts under one key (controller/case/grouping.py), one workflow. `category` is the
+    primary one; each category's alerts stay visible (`controller.case.grouping.category_views`)."""
 
     key: str
     category: Category

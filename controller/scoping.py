@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from autonomy_controller.controller.incidents import SUPPORTING, categories_by_weight
+from autonomy_controller.controller.case.grouping import SUPPORTING, categories_by_weight
 from autonomy_controller.controller.inventory import AssetIndex
 from autonomy_controller.controller.levels import (
     HealthCap,

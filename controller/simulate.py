@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from autonomy_controller.actions.registry import class_of
+from autonomy_controller.controller.case.grouping import incident_from_alerts, incident_key
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.incidents import incident_from_alerts, incident_key
 from autonomy_controller.controller.models import (
     Alert,
     Category,

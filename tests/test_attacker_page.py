@@ -18,16 +18,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autonomy_controller.controller import observations
 from autonomy_controller.controller.attackers import AttackerStore, track
 from autonomy_controller.controller.attackers.page import render_page
 from autonomy_controller.controller.attackers.timeline import read_timeline
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.html import PALETTE, esc
-from autonomy_controller.controller.incidents import incident_key
-from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
+from autonomy_controller.controller.ledger import Ledger, RecordKind, observations, sqlite_url
 from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.render.html import PALETTE, esc
 from autonomy_controller.controller.reports import attacker_page_link, write_incident_report
 from autonomy_controller.controller.trail import build_trail, render_html, render_markdown
 from tests.browser import read_png, screenshot

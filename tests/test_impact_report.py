@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.guard import Guard
 from autonomy_controller.controller.impact import assess
-from autonomy_controller.controller.incidents import group_alerts
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, sqlite_url
 from autonomy_controller.controller.models import Alert, ImpactSummary, Plan
 from autonomy_controller.controller.planning import OfflinePlanner

@@ -21,8 +21,8 @@ from autonomy_controller.actions.adapters.investigate import (
     RelatedAlertsAdapter,
     bundle_inventory,
 )
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.incidents import incident_key
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.inventory import AssetIndex
 from autonomy_controller.controller.ledger import Ledger, RecordKind

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from autonomy_controller.controller import markdown as md
 from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
 from autonomy_controller.controller.models import (
     Alert,
@@ -30,6 +29,7 @@ from autonomy_controller.controller.models import (
     Severity,
     Verdict,
 )
+from autonomy_controller.controller.render import markdown as md
 from autonomy_controller.controller.reports import (
     attacker_page_link,
     build_report,

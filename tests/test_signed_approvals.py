@@ -49,9 +49,9 @@ from autonomy_controller.controller.cli.ops import workflow_histories
 from autonomy_controller.controller.cli.trail import collect_trail
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger.outcomes import outcomes
 from autonomy_controller.controller.levels import OnTimeout
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.outcomes import outcomes
 from autonomy_controller.controller.runtime import load_policy_bundle
 from autonomy_controller.controller.scorecards import build_approver_cards
 from autonomy_controller.controller.trail import StepKind, Trail, build_trail

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import group_alerts
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.models import Alert, Category, GuardDecision, Level, Severity, Verdict
 from autonomy_controller.controller.planning import OfflinePlanner

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from autonomy_controller.actions.registry import get_spec
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.config import REPO_ROOT
 from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import incident_from_alerts
 from autonomy_controller.controller.models import (
     Alert,
     Category,

@@ -64,8 +64,8 @@ from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read
 from autonomy_controller.controller.lab.network import LabNetworkError, run_ip
 from autonomy_controller.controller.lab.packages import find_binary
 from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.ledger.outcomes import IncidentEpisodes, outcomes
 from autonomy_controller.controller.models import Alert, Level
-from autonomy_controller.controller.outcomes import IncidentEpisodes, outcomes
 from autonomy_controller.controller.reports import write_incident_report
 from autonomy_controller.controller.runtime import EngineName
 from autonomy_controller.controller.scorecards import Scorecard, build_approver_cards, build_scorecards

@@ -17,9 +17,9 @@ from rich.table import Table
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.ledger.outcomes import outcomes
 from autonomy_controller.controller.levels import LevelConfigError, load_level_config, parse_scope_name
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.outcomes import outcomes
 from autonomy_controller.controller.promotion import Criterion, TrialEvidence, gather, judge
 from autonomy_controller.controller.scorecards import (
     ApproverCard,

@@ -229,7 +229,7 @@ def build_trail(
 ) -> Trail:
     """The incident's trail from its ledger records, the `workflow_histories` document (available or not)
     and the ledger's verification of the incident's chain; with `keys`, signed votes are re-verified.
-    `observed` are the source's access-log records (controller/observations.py), which impact evidence cites."""
+    `observed` are the source's access-log records (controller/ledger/observations.py), which impact evidence cites."""
     runs = read_histories(histories) if histories.get("available") else []
     by_run = {run.run_id: run for run in runs}
     alerts_by_id = {str(r.payload.get("id")): r for r in [*observed, *records] if r.kind in ALERT_KINDS}

@@ -27,7 +27,7 @@ class RunRecords:
     run_id: str | None
     plan: LedgerRecord | None = None
     later_plans: list[LedgerRecord] = field(default_factory=list)
-    """The plans of a case's later decision rounds (controller/cases.py), in order."""
+    """The plans of a case's later decision rounds (controller/case/rounds.py), in order."""
     transcript: LedgerRecord | None = None
     actions: dict[str, list[LedgerRecord]] = field(default_factory=dict)
     other: list[LedgerRecord] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Escaping and wording for people: no I/O, no domain logic."""
