@@ -33,7 +33,7 @@ DEFAULTS = [
 ]
 PREBUILT = Path("build/prebuilt")
 """Where `make wheel` compiles the shipped policies to WebAssembly. Copied into the wheel only, so the checkout's
-engine never mistakes a module left there for one it compiled or cached (controller/engines/wasm_cache.py)."""
+engine never mistakes a module left there for one it compiled or cached (controller/decision/engines/wasm_cache.py)."""
 
 
 class BuildPy(build_py):
@@ -43,7 +43,7 @@ class BuildPy(build_py):
         super().run()
         if self.editable_mode:
             return
-        target = Path(self.build_lib) / NAMESPACE / "controller" / "engines" / "prebuilt"
+        target = Path(self.build_lib) / NAMESPACE / "controller" / "decision" / "engines" / "prebuilt"
         for module in sorted(PREBUILT.glob("*.wasm")):
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy2(module, target / module.name)

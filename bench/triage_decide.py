@@ -24,10 +24,10 @@ from autonomy_controller.actions.registry import class_of
 from autonomy_controller.controller.case import rounds as cases
 from autonomy_controller.controller.case.grouping import incident_from_alerts, incident_key
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.runtime import open_guard
 from autonomy_controller.controller.models import Alert, Category, GuardDecision, Incident, Level, Verdict
 from autonomy_controller.controller.planning import OfflinePlanner
-from autonomy_controller.controller.runtime import open_guard
 from autonomy_controller.controller.triage import SourceHistory
 from autonomy_controller.workflows.contracts import IncidentStart
 

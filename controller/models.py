@@ -173,7 +173,7 @@ IMPACT_RANK: dict[str, int] = {"none": 0, "attempted": 1, "likely": 2, "confirme
 
 
 class ImpactEvidence(BaseModel):
-    """One sensor record behind an impact verdict (controller/impact.py)."""
+    """One sensor record behind an impact verdict (controller/attackers/impact.py)."""
 
     alert_id: str
     sensor: str

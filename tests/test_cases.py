@@ -22,7 +22,7 @@ from autonomy_controller.controller.case.grouping import (
 )
 from autonomy_controller.controller.case.rounds import InHand, due, split_in_hand
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Alert, Category, Level, Plan, ProposedAction, Severity, Verdict
 from autonomy_controller.controller.planning import OfflinePlanner

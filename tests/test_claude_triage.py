@@ -16,7 +16,7 @@ import anthropic
 import pytest
 
 from autonomy_controller.controller.case.grouping import group_alerts
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.models import (
     Alert,

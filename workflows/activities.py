@@ -36,18 +36,18 @@ from autonomy_controller.controller.approver_keys import (
     verify_vote,
 )
 from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.attackers.impact import assess as assess_impact
 from autonomy_controller.controller.case.rounds import split_in_hand
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.impact import assess as assess_impact
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.levels import HealthCap, OnTimeout
+from autonomy_controller.controller.decision.safety import SafetyStore
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.ledger.observations import case_observations
-from autonomy_controller.controller.levels import HealthCap, OnTimeout
 from autonomy_controller.controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
+from autonomy_controller.controller.oversight.reports import write_incident_report
 from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from autonomy_controller.controller.planning.choice import make_plan
-from autonomy_controller.controller.reports import write_incident_report
-from autonomy_controller.controller.safety import SafetyStore
 from autonomy_controller.controller.triage.ledger_view import history_and_feedback
 from autonomy_controller.workflows import approvals
 from autonomy_controller.workflows.contracts import (

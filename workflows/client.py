@@ -18,8 +18,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from autonomy_controller.controller.attackers import track_batch
+from autonomy_controller.controller.attackers.impact import batch_stage
 from autonomy_controller.controller.case.grouping import incident_key
-from autonomy_controller.controller.impact import batch_stage
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, observations
 from autonomy_controller.controller.models import Alert, Level
 from autonomy_controller.workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
@@ -46,7 +46,8 @@ class SubmitReport:
     signals: int = 0
     incidents: dict[str, int] = field(default_factory=dict)
     observed: dict[str, int] = field(default_factory=dict)
-    """Access-log lines kept per `_access:<address>` key: observations, in no case (controller/ledger/observations.py)."""
+    """Access-log lines kept per `_access:<address>` key: observations, in no case
+    (controller/ledger/observations.py)."""
 
 
 def alert_record_key(alert: Alert) -> str:

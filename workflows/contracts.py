@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autonomy_controller.actions.adapters.base import ActionOutcome, VerifyOutcome
 from autonomy_controller.controller.case.rounds import InHand
-from autonomy_controller.controller.levels import OnTimeout
+from autonomy_controller.controller.decision.levels import OnTimeout
 from autonomy_controller.controller.models import (
     ActionClass,
     Alert,
@@ -84,8 +84,8 @@ class AlertBatch(BaseModel):
     alerts: list[Alert]
     stage: str | None = Field(
         default=None,
-        description="the kill-chain stage the batch's alerts show (controller/impact.py case_stage, computed from "
-        "the whole records before slimming): the workflow decides again when it rises; None in older histories",
+        description="the kill-chain stage the batch's alerts show (controller/attackers/impact.py case_stage, computed "
+        "from the whole records before slimming): the workflow decides again when it rises; None in older histories",
     )
 
 

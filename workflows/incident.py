@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from autonomy_controller.actions.adapters.base import ActionOutcome
     from autonomy_controller.controller.case import rounds as cases
     from autonomy_controller.controller.case.grouping import incident_from_alerts
-    from autonomy_controller.controller.levels import OnTimeout
+    from autonomy_controller.controller.decision.levels import OnTimeout
     from autonomy_controller.controller.models import STAGES, Alert, Category, Incident, Plan, Verdict, stage_rank
     from autonomy_controller.workflows import approvals
     from autonomy_controller.workflows.activities import IncidentActivities
@@ -111,7 +111,8 @@ class IncidentWorkflow:
         self.stage = self.decided_stage = 0
         """The highest kill-chain stage rank the batches showed (AlertBatch.stage; 0 in older histories)."""
         self.decided: tuple[int, frozenset[Category]] = (0, frozenset())
-        """Alerts and categories at the last decision: the case is due again when they grew (controller/case/rounds.py)."""
+        """Alerts and categories at the last decision: the case is due again when they grew
+        (controller/case/rounds.py)."""
         self.reverts: dict[str, PendingRevert] = {}
         """Per action, the TTL revert its handler is sleeping on: what a continued run takes over."""
         self.runs = 1

@@ -1,0 +1,101 @@
+"""A case's impact verdict: how far its attack got, from sensor facts only (issue 13, docs/attackers.md "Impact").
+
+    none       no attack-class alert (recon, engine noise, access-log records only)
+    attempted  attack-class alerts, none of which got through
+    likely     the case reached "possible success": an attack request no sensor blocked was answered 2xx, or the
+               application answered 2xx on a path where an attack was not refused (controller/attackers/stages.py)
+    confirmed  post-exploitation evidence from the source (malware, C2, lateral movement, exfiltration alerts)
+
+The case's alerts are read exactly as attacker profiles read them (controller/attackers/observe.py) and folded
+into a scratch profile (controller/attackers/fold.py), so status, bytes, "blocked" and the asset are parsed in
+one place. What decides is what the sensors and the application said (rule categories, the sensor's block, the
+HTTP status and body bytes the server sent back, the inventory): request text (paths, User-Agents) is only
+shown as evidence, so a client cannot talk its way to a verdict. "Likely" means what it says: a 2xx says the
+application answered, not that the attack worked; a person confirms.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.attackers.fold import add_alert, new_profile
+from autonomy_controller.controller.attackers.observe import Observation, TrackingConfig, observe
+from autonomy_controller.controller.attackers.profile import AttackerProfile, Limits, Stage
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.levels import LevelConfigError
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
+from autonomy_controller.controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict
+
+log = logging.getLogger(__name__)
+EVIDENCE_MAX = 8
+"""Evidence records kept per verdict (the ledger holds them all): decision records stay small."""
+SCRATCH = Limits(paths=4096, assets=256)
+"""A case's own paths and assets: wide enough that no cap hides a 2xx on a path an attack went through."""
+VERDICT: dict[Stage, ImpactVerdict] = {
+    "none": "none",
+    "recon": "none",
+    "exploitation_attempt": "attempted",
+    "possible_success": "likely",
+    "post_exploitation": "confirmed",
+}
+
+
+def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:
+    """The verdict of a case's alerts (as the ledger holds them: the raw record carries status and bytes)."""
+    ordered = sorted(alerts, key=lambda a: (a.observed_at, a.id))
+    if not ordered:
+        return ImpactSummary()
+    profile = new_profile(ordered[0].src_ip or "0.0.0.0", ordered[0].observed_at)
+    seen: list[tuple[Alert, Observation]] = []
+    for n, alert in enumerate(ordered, start=1):
+        obs = observe(n, alert.model_dump(mode="json"), config)  # n stands in for the ledger seq: order only
+        add_alert(profile, obs, "case", SCRATCH)
+        seen.append((alert, obs))
+    evidence = [e for alert, obs in seen if (e := _evidence(alert, obs, profile)) is not None]
+    reached = sorted({e.asset for e in evidence if e.asset and e.status is not None})
+    return ImpactSummary(
+        verdict=VERDICT[profile.stage],
+        stage=profile.stage,
+        assets=reached,
+        bytes_sent=sum(e.bytes_sent or 0 for e in evidence),
+        evidence=evidence[:EVIDENCE_MAX],
+    )
+
+
+def case_stage(alerts: Sequence[Alert], config: TrackingConfig) -> Stage:
+    """The stage a batch of alerts shows on its own (the Submitter passes it with the batch: the workflow
+    decides a case again when its stage rises, controller/case/rounds.py)."""
+    return assess(alerts, config).stage  # type: ignore[return-value]
+
+
+def batch_stage(alerts: Sequence[Alert]) -> Stage | None:
+    """The Submitter's hook: the stage a batch shows, from the whole records (the workflow gets slim copies).
+    None when the tracking config cannot be read: the case then re-plans on growth alone, as before stages."""
+    try:
+        return case_stage(alerts, tracking_config(Settings()))
+    except (LevelConfigError, PolicyBundleError, ValueError, OSError) as exc:
+        log.warning("batch stage not computed (the case re-plans on growth alone): %s", exc)
+        return None
+
+
+def _evidence(alert: Alert, obs: Observation, profile: AttackerProfile) -> ImpactEvidence | None:
+    """Why `obs` counts toward the verdict, or None when it does not."""
+    if obs.post_exploitation:
+        why = f"{obs.category} alert from {obs.sensor}"
+    elif obs.attack and not obs.blocked and obs.status is not None and 200 <= obs.status < 300:
+        why = f"{obs.category} request answered {obs.status}, not blocked"
+    elif obs.app_success and obs.path is not None and _through(profile, obs.path):
+        why = f"the application answered {obs.status} on a path where an attack was not refused"
+    else:
+        return None
+    sent = obs.bytes_sent if obs.app_success else None
+    return ImpactEvidence(
+        alert_id=alert.id, sensor=obs.sensor, asset=obs.asset, status=obs.status, bytes_sent=sent, why=why
+    )
+
+
+def _through(profile: AttackerProfile, path: str) -> bool:
+    stats = profile.paths.get(path)
+    return stats is not None and stats.attacks_through > 0
