@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -24,10 +26,12 @@ from autonomy_controller.controller.service.inbox import pages
 from autonomy_controller.controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file
 from autonomy_controller.controller.service.inbox.sessions import Session, Signer
 from autonomy_controller.controller.service.inbox.sessions import load_secret as load_session_secret
+from autonomy_controller.controller.service.inbox.throttle import SignInThrottle
 from autonomy_controller.controller.service.state import Service, Unavailable
 from autonomy_controller.workflows.contracts import VoteChoice
 from autonomy_controller.workflows.operations import LoopError, describe_and_read
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/inbox", include_in_schema=False)
 SESSION_COOKIE = "inbox_session"
 PRE_COOKIE = "inbox_pre"
@@ -55,6 +59,7 @@ class Inbox:
     config: InboxConfig
     accounts: AccountStore
     signer: Signer
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
 
 
 def inbox_of(request: Request) -> Inbox:
@@ -141,6 +146,13 @@ def _sign_in_page(inbox: Inbox, problem: str | None = None, name: str = "", stat
     return response
 
 
+def _too_many(inbox: Inbox, name: str, wait: float) -> Response:
+    seconds = math.ceil(wait)
+    response = _sign_in_page(inbox, f"too many failed sign-ins: try again in {seconds} s", name, 429)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def cookie_problem(request: Request, inbox: Inbox) -> str | None:
     """Why the browser will not return the Secure session cookie on this request's origin, or None."""
     if not inbox.config.secure_cookies or request.url.scheme == "https":
@@ -182,16 +194,21 @@ async def login(request: Request) -> Response:
         if pre is None and problem:  # the browser dropped the Secure pre-session cookie: say why, not "CSRF"
             raise Refused(403, "Sign-in impossible over plain http", problem)
         check_csrf(inbox, str(pre["sid"]) if pre else "", fields)
+        name, address = fields.get("name", ""), request.client.host if request.client else "unknown"
+        wait = inbox.throttle.wait(name, address)
+        if wait > 0:  # before the password is verified: a throttled guess learns nothing and costs no argon2
+            return _too_many(inbox, name, wait)
         try:
-            account = await asyncio.to_thread(
-                inbox.accounts.authenticate, fields.get("name", ""), fields.get("password", "")
-            )
+            account = await asyncio.to_thread(inbox.accounts.authenticate, name, fields.get("password", ""))
         except AccountError as exc:
             raise Refused(503, "Unavailable", f"the accounts file is unreadable: {exc}") from exc
     except Refused as exc:
         return refusal(exc)
     if account is None:
-        return _sign_in_page(inbox, "wrong name or password, or the account is disabled", fields.get("name", ""), 401)
+        inbox.throttle.failed(name, address)
+        log.warning("inbox sign-in failed for name %r from %s", name[:64], address)
+        return _sign_in_page(inbox, "wrong name or password, or the account is disabled", name, 401)
+    inbox.throttle.succeeded(name)
     _, cookie = inbox.signer.new_session(account.name, account.stamp, inbox.config.session_seconds)
     response = RedirectResponse("/inbox", status_code=303)
     _set_cookie(response, inbox, SESSION_COOKIE, cookie, inbox.config.session_seconds)
