@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -120,6 +122,13 @@ async def inbox(tmp_path_factory: pytest.TempPathFactory, settings: Settings) ->
         drivers.close()
 
 
+def seconds_left(deadline: str) -> int:
+    """`2026-12-06T10:00:00+00:00 (in 59 min 12 s)` -> 3552."""
+    found = re.search(r"\(in (\d+) min (\d+) s\)$", deadline)
+    assert found, deadline
+    return int(found.group(1)) * 60 + int(found.group(2))
+
+
 async def pending_block(inbox: Inbox, src_ip: str) -> tuple[str, str]:
     (key,) = await inbox.loop.submit([alert(1, src_ip, evidence=f"GET /?q={MARKUP}")], level=Level.L2)
     block = action_of(await awaiting(inbox.loop, key), "network.block_ip")
@@ -139,6 +148,10 @@ async def test_an_approver_sees_the_pending_block_approves_it_and_sees_it_execut
             "title": driver.title,
             "png": driver.get_screenshot_as_png(),
         }
+        clock = section.find_element(By.CSS_SELECTOR, "time.deadline")
+        seen["deadline"] = [clock.text]
+        time.sleep(2.5)  # the page's script counts it down (the CSP allows that one script by its hash)
+        seen["deadline"].append(clock.text)
         section.find_element(By.NAME, "comment").send_keys("seen the WAF log <i>ok</i>")
         section.find_element(By.CSS_SELECTOR, 'button[value="approve"]').click()
         WebDriverWait(driver, 30).until(lambda d: d.title != "Approval inbox")
@@ -157,6 +170,8 @@ async def test_an_approver_sees_the_pending_block_approves_it_and_sees_it_execut
         "(in 59 min",
     ):
         assert shown in seen["text"], shown
+    served, later = (seconds_left(text) for text in seen["deadline"])
+    assert 3000 < served <= 3600 and 2 <= served - later <= 4, seen["deadline"]
     assert MARKUP in seen["text"], "the alert's markup must read as text"
     assert seen["markup_elements"] == 0 and seen["title"] == "Approval inbox", "the alert's markup became elements"
     assert "Vote recorded" in seen["answer"] and f"bob approves network.block_ip ({action_id})" in seen["answer"]

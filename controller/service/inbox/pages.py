@@ -1,13 +1,17 @@
-"""The inbox's server-rendered pages: no script, no style, every outside value escaped (controller/render/html.py).
+"""The inbox's server-rendered pages: one script of ours, no style, every outside value escaped
+(controller/render/html.py).
 
 Alert evidence, rule messages, comments and action parameters are attacker- or person-controlled text, so they
-go through `esc` like everything else in the HTML reports, and the service's CSP (`default-src 'none'`, plus
-`form-action 'self'` here) means an escaping slip could still neither run a script nor send a form elsewhere.
-The pages carry no inline style for the same reason: the API's CSP forbids it, and the inbox does not loosen it.
+go through `esc` like everything else in the HTML reports, and the pages' CSP (`default-src 'none'`, the one
+script allowed by its SHA-256 and nothing else, `form-action 'self'`) means an escaping slip could still neither
+run a script nor send a form elsewhere. The one script counts deadlines down (`COUNTDOWN`); without it the page
+still shows the time left when it was served. No inline style: the CSP forbids it.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +20,27 @@ from autonomy_controller.controller.render.html import Html, definitions, esc, j
 from autonomy_controller.controller.service.approvals import Pending, describe_vote
 from autonomy_controller.workflows.contracts import ActionState
 
-PAGE_CSP = "default-src 'none'; form-action 'self'; base-uri 'none'"
+COUNTDOWN = """(function () {
+  var served = Date.now();
+  function left(seconds) {
+    if (seconds <= 0) return " (passed)";
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    return h ? " (in " + h + " h " + m + " min)" : " (in " + m + " min " + s + " s)";
+  }
+  function tick() {
+    var gone = Math.floor((Date.now() - served) / 1000);
+    document.querySelectorAll("time[data-left]").forEach(function (clock) {
+      clock.textContent = clock.getAttribute("datetime") + left(parseInt(clock.dataset.left, 10) - gone);
+    });
+  }
+  setInterval(tick, 1000);
+})();"""
+"""Counts each deadline down from the seconds left when the page was served (never the browser's clock against
+the server's), writing text only (`textContent`): the same wording as `until`."""
+_COUNTDOWN_HASH = base64.b64encode(hashlib.sha256(COUNTDOWN.encode()).digest()).decode()
+PAGE_CSP = f"default-src 'none'; script-src 'sha256-{_COUNTDOWN_HASH}'; form-action 'self'; base-uri 'none'"
+HEADER_CSP = f"{PAGE_CSP}; frame-ancestors 'none'"
+"""The pages' CSP as a response header (frame-ancestors works only there); the meta tag carries the same."""
 
 
 def document(title: str, *body: object, who: str | None = None, csrf: str | None = None) -> str:
@@ -33,7 +57,7 @@ def document(title: str, *body: object, who: str | None = None, csrf: str | None
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">'
         f'<meta name="referrer" content="no-referrer"><title>{esc(title)}</title></head>'
-        f"<body>{join(header)}{join(body)}</body></html>\n"
+        f"<body>{join(header)}{join(body)}<script>{COUNTDOWN}</script></body></html>\n"
     )
 
 
@@ -57,18 +81,19 @@ def message(title: str, text: str, back: str = "/inbox") -> str:
     return document(title, tag("p", text, cls="message"), Html(f'<p><a href="{esc(back)}">back</a></p>'))
 
 
-def until(deadline: datetime | None, now: datetime) -> str:
+def until(deadline: datetime | None, now: datetime) -> Html:
+    """The deadline and the time left, in a <time> that COUNTDOWN keeps counting down."""
     if deadline is None:
-        return "no deadline"
+        return Html("no deadline")
     left = int((deadline - now).total_seconds())
-    if left <= 0:
-        return f"{deadline.isoformat(timespec='seconds')} (passed)"
     hours, rest = divmod(left, 3600)
-    return (
-        f"{deadline.isoformat(timespec='seconds')} (in {hours} h {rest // 60} min)"
-        if hours
-        else (f"{deadline.isoformat(timespec='seconds')} (in {rest // 60} min {rest % 60} s)")
+    text = (
+        " (passed)"
+        if left <= 0
+        else (f" (in {hours} h {rest // 60} min)" if hours else f" (in {rest // 60} min {rest % 60} s)")
     )
+    when = deadline.isoformat(timespec="seconds")
+    return Html(f'<time class="deadline" datetime="{esc(when)}" data-left="{max(left, 0)}">{esc(when)}{text}</time>')
 
 
 def inbox(items: Sequence[Pending], who: str, identity: str, csrf: str, notes: Iterable[str] = ()) -> str:

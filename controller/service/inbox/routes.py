@@ -81,6 +81,7 @@ def inbox_of(request: Request) -> Inbox:
 def html(body: str, status: int = 200) -> HTMLResponse:
     response = HTMLResponse(body, status_code=status)
     response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = pages.HEADER_CSP  # the service's default would block the countdown
     return response
 
 
