@@ -1,8 +1,10 @@
 """ChatOps against a live server: a real Temporal dev server and worker, real workflows pending approval, and a
-real local HTTP receiver standing in for Slack (its incoming webhook and a press's response_url are outside
-services we cannot reach). Interaction requests are signed as Slack signs them.
+real local HTTP receiver standing in for Slack (its incoming webhook, its Web API's chat.postMessage and
+chat.update, and a press's response_url are outside services we cannot reach). Interaction requests are signed
+as Slack signs them.
 
-One dev server, worker, service and receiver for the module; each test uses its own attacker address.
+One dev server, worker and receiver for the module, and two services on the same ledger: one posting through
+the webhook, one with a bot token (which can edit its messages); each test uses its own attacker address.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request
+from pydantic import SecretStr
 
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import RecordKind
@@ -29,12 +32,14 @@ from autonomy_controller.controller.service import ServiceConfig, create_app
 from autonomy_controller.controller.service.chatops import ChatConfig
 from autonomy_controller.controller.service.chatops.poster import POSTED_FILE
 from autonomy_controller.controller.service.chatops.signature import sign
+from autonomy_controller.workflows.client import cast_vote
 from autonomy_controller.workflows.contracts import ActionStatus
-from tests.harness import Loop, action_of, alert, awaiting, running_loop
+from tests.harness import Loop, action_of, alert, awaiting, running_loop, vote
 from tests.test_http import live
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-test-bot-token"
 USERS = {"U0BOB": "bob", "U0ALICE": "alice"}  # bob: soc-oncall; alice: finance, in no approver group
 MARKUP = "<!channel> <https://evil.example|click here> & <@U0BOB> *bold*"
 
@@ -46,6 +51,8 @@ class Receiver:
     base: str = ""
     webhook: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
+    api: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Web API calls with the bot token: (method, body)."""
 
 
 def receiver_app(receiver: Receiver) -> FastAPI:
@@ -56,6 +63,16 @@ def receiver_app(receiver: Receiver) -> FastAPI:
         assert request.headers["content-type"] == "application/json"
         receiver.webhook.append(json.loads(await request.body()))
         return "ok"  # what Slack's incoming webhook answers
+
+    @app.post("/api/{method}")
+    async def web_api(method: str, request: Request) -> dict[str, Any]:
+        if request.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
+            return {"ok": False, "error": "invalid_auth"}  # what Slack answers, with status 200
+        body = json.loads(await request.body())
+        receiver.api.append((method, body))
+        if method == "chat.postMessage":
+            return {"ok": True, "channel": body["channel"], "ts": f"1733460000.{len(receiver.api):06d}"}
+        return {"ok": True, "channel": body["channel"], "ts": body["ts"]}
 
     @app.post("/actions/T0/respond")
     async def respond(request: Request) -> dict[str, bool]:
@@ -160,7 +177,24 @@ async def chat(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> 
                 loop.client.service_client.config.target_host,
                 chat=chat_config,
             )
-            async with live(app) as http:
+            # The same ledger and Temporal, its own state folder (what it posted): a service with a bot token.
+            bot_settings = Settings(
+                levels_dir=config.levels_dir,
+                policies_dir=config.policies_dir,
+                state_dir=root / "var-bot",
+                ledger_url_override=config.ledger_url,
+            )
+            bot_chat = chat_config.model_copy(
+                update={"webhook_url": None, "bot_token": SecretStr(BOT_TOKEN), "channel": "C0SOC"}
+            )
+            bot_config = ChatConfig.model_validate(bot_chat.model_dump() | {"api_url": f"{receiver.base}/api/"})
+            bot_app = create_app(
+                bot_settings,
+                ServiceConfig(connect_timeout_seconds=1),
+                loop.client.service_client.config.target_host,
+                chat=bot_config,
+            )
+            async with live(app) as http, live(bot_app):
                 yield Chat(loop, http, receiver, config.state_dir)
 
 
@@ -295,3 +329,35 @@ async def test_an_unknown_chat_user_and_an_outsider_are_refused_and_nothing_runs
 
     junk = await chat.press(approve, "U0BOB", body=b"payload=%7Bnot+json")
     assert junk.status_code == 400 and "payload is not JSON" in junk.json()["detail"]
+
+
+async def test_with_a_bot_token_a_message_decided_elsewhere_is_edited_to_its_outcome(chat: Chat) -> None:
+    key, action_id = await pending_block(chat, "203.0.113.84")
+    posted = await api_calls(chat, "chat.postMessage", key)
+    assert posted[0]["channel"] == "C0SOC" and any(b["action_id"] == "approve" for b in buttons(posted[0]))
+    assert await api_calls(chat, "chat.update", key, wait=1.0) == []  # pending: nothing to edit
+
+    await cast_vote(chat.loop.client, chat.loop.ledger, key, vote("bob", action_id=action_id))  # the CLI's path
+    (update,) = await api_calls(chat, "chat.update", key)
+    assert update["channel"] == "C0SOC" and update["ts"] == f"1733460000.{first_call(chat, key):06d}"
+    assert not buttons(update), "a decided action keeps no buttons"
+    shown = "\n".join(t["text"] for t in texts(update))
+    assert "Decided outside Slack: now *awaiting_revert*" in shown and "bob approve (unsigned)" in shown
+    assert update["text"] == "Now awaiting_revert: network.block_ip on 203.0.113.84"  # executed, its TTL pending
+    await asyncio.sleep(1.0)  # more polls: edited once, not again
+    assert len(await api_calls(chat, "chat.update", key, wait=0)) == 1
+    assert len(await api_calls(chat, "chat.postMessage", key, wait=0)) == 1
+
+
+def first_call(chat: Chat, key: str) -> int:
+    return next(n for n, (m, b) in enumerate(chat.receiver.api, 1) if m == "chat.postMessage" and key in json.dumps(b))
+
+
+async def api_calls(chat: Chat, method: str, key: str, wait: float = 30) -> list[dict[str, Any]]:
+    """The bot's `method` calls about `key`: waits up to `wait` s for one (returns [] after that)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        found = [b for m, b in chat.receiver.api if m == method and key in json.dumps(b)]
+        if found or asyncio.get_running_loop().time() >= deadline:
+            return found
+        await asyncio.sleep(0.1)

@@ -84,6 +84,34 @@ def test_the_config_reads_secrets_from_a_file_or_the_environment_and_never_shows
         assert "sekrit" not in str(caught.value)
 
 
+def test_a_bot_token_posts_to_a_channel_instead_of_the_webhook(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identities = data_file(settings.policies_dir, "identities")
+    monkeypatch.setenv("BOT_TOKEN", "xoxb-sekrit")
+    monkeypatch.setenv("HOOK_URL", "https://hooks.slack.com/services/T0/B0/sekrit-token")
+    monkeypatch.setenv("SIGNING", SECRET)
+    bot = {"bot_token_env": "BOT_TOKEN", "channel": "C0SOC", "signing_secret_env": "SIGNING"}
+    _write_config(tmp_path, bot)
+    config = load_chat_config(tmp_path, identities)
+    assert config is not None and config.webhook_url is None and config.channel == "C0SOC"
+    assert config.bot_token is not None and config.bot_token.get_secret_value() == "xoxb-sekrit"
+    assert config.api_url == "https://slack.com/api/" and "sekrit" not in repr(config)
+
+    for slack, problem in (
+        ({**bot, "webhook_url_env": "HOOK_URL"}, "not both"),
+        ({"signing_secret_env": "SIGNING"}, "a webhook .* or a bot token"),
+        ({**bot, "channel": None}, "channel is the Slack channel id"),
+        ({**bot, "channel": "#soc"}, "channel is the Slack channel id"),
+        ({**bot, "api_url": "http://slack.example/api/"}, "api_url is an https:// URL"),
+        ({**bot, "bot_token_env": "UNSET_VAR"}, "names UNSET_VAR, which is not set"),
+    ):
+        _write_config(tmp_path, slack)
+        with pytest.raises(ChatConfigError, match=problem) as caught:
+            load_chat_config(tmp_path, identities)
+        assert "sekrit" not in str(caught.value)
+
+
 def test_serve_refuses_to_start_with_an_unusable_chatops_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

@@ -7,8 +7,14 @@
       poll_seconds: 10
       response_url_prefix: https://hooks.slack.com/
 
-The webhook URL and the signing secret are secrets (the URL carries Slack's token): they are read from a file or
-an environment variable, never from the YAML itself, held as `SecretStr` and never put in a log or an error.
+or, instead of the webhook, a Slack app's bot token and a channel (`bot_token_env` or `bot_token_file`,
+`channel: C0123ABCD`): messages are then posted with the Web API (`chat.postMessage`), which tells where each one
+landed, so the service can edit it (`chat.update`) when its action is decided elsewhere (inbox, CLI, deadline).
+An incoming webhook cannot edit what it posted.
+
+The webhook URL, the bot token and the signing secret are secrets (the URL carries Slack's token): they are read
+from a file or an environment variable, never from the YAML itself, held as `SecretStr` and never put in a log or
+an error.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from autonomy_controller.controller.service.inbox.accounts import AccountError, people
 
 CONFIG_FILE = "chatops.yaml"
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,20}$")
+SLACK_API = "https://slack.com/api/"
 
 
 class ChatConfigError(ValueError):
@@ -36,8 +44,12 @@ class ChatConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    webhook_url: SecretStr
+    webhook_url: SecretStr | None = None
     signing_secret: SecretStr
+    bot_token: SecretStr | None = None
+    """With `channel`, instead of the webhook: post with chat.postMessage, edit with chat.update."""
+    channel: str | None = None
+    api_url: str = SLACK_API
     users: dict[str, str] = Field(default_factory=dict)
     """Slack user id -> identity: the only people whose buttons count."""
     poll_seconds: float = 10.0
@@ -45,6 +57,14 @@ class ChatConfig(BaseModel):
     response_url_prefix: str = "https://hooks.slack.com/"
     """An interaction's `response_url` is only followed (to update the message) when it starts with this."""
     incidents_scanned: int = 200
+
+    @model_validator(mode="after")
+    def _one_way_to_post(self) -> ChatConfig:
+        if (self.webhook_url is None) == (self.bot_token is None):
+            raise ValueError("give exactly one way to post: a webhook URL, or a bot token with a channel")
+        if self.bot_token is not None and not (self.channel and SLACK_CHANNEL.fullmatch(self.channel)):
+            raise ValueError("a bot token posts to a channel: channel is a Slack channel id (C... or G...)")
+        return self
 
 
 class _SlackFile(BaseModel):
@@ -54,6 +74,10 @@ class _SlackFile(BaseModel):
     webhook_url_file: Path | None = None
     signing_secret_env: str | None = None
     signing_secret_file: Path | None = None
+    bot_token_env: str | None = None
+    bot_token_file: Path | None = None
+    channel: str | None = None
+    api_url: str = SLACK_API
     users: dict[str, str] = Field(default_factory=dict)
     poll_seconds: float = Field(default=10.0, gt=0, le=3600)
     response_url_prefix: str = "https://hooks.slack.com/"
@@ -84,8 +108,19 @@ def load_chat_config(state_dir: Path, identities_file: Path) -> ChatConfig | Non
         known = people(identities_file)
     except AccountError as exc:
         raise ChatConfigError(str(exc)) from exc
+    if not slack.api_url.startswith("https://") or not slack.api_url.endswith("/"):
+        raise ChatConfigError(f"{path}: slack: api_url is an https:// URL ending in / (Slack's is {SLACK_API})")
+    bot = slack.bot_token_env is not None or slack.bot_token_file is not None
+    webhook = slack.webhook_url_env is not None or slack.webhook_url_file is not None
+    if bot == webhook:
+        raise ChatConfigError(f"{path}: slack: give a webhook (webhook_url_*) or a bot token (bot_token_*), not both")
+    if bot and not (slack.channel and SLACK_CHANNEL.fullmatch(slack.channel)):
+        raise ChatConfigError(f"{path}: slack: channel is the Slack channel id the bot posts to (C... or G...)")
     return ChatConfig(
-        webhook_url=_secret("webhook_url", slack.webhook_url_env, slack.webhook_url_file, path),
+        webhook_url=_secret("webhook_url", slack.webhook_url_env, slack.webhook_url_file, path) if webhook else None,
+        bot_token=_secret("bot_token", slack.bot_token_env, slack.bot_token_file, path) if bot else None,
+        channel=slack.channel if bot else None,
+        api_url=slack.api_url,
         signing_secret=_secret("signing_secret", slack.signing_secret_env, slack.signing_secret_file, path),
         users=checked_users(slack.users, known),
         poll_seconds=slack.poll_seconds,
