@@ -8,7 +8,14 @@ leading `_` keeps it out of incident listings, like `_controller`), and none is 
 They still count where answers matter: the source's case reads them for its impact verdict
 (controller/impact.py, at plan time), the batch that carries them with the source's alerts shows their stage,
 attacker profiles fold them (outcomes 2xx..5xx, paths, bytes), and reports and the audit trail cite them by
-ledger seq. The record's payload is the whole Alert, as an ALERT record's is.
+ledger seq. The record's payload is the whole Alert, as an ACCESS record's is.
+
+A line may come after the case's alerts were decided (logs are shipped apart, a WAF in detection mode logs
+before the application answers). `late_stage` tells the Submitter whether such lines raised what the case knows:
+only a success answer (2xx) can, and only for a source that has a case; then the case's stage with every line of
+its source, which the Submitter signals to the open case (no alerts in the batch: it never starts one), and the
+case is decided again exactly as if the line had come first (controller/cases.py `due`, `stage_alone`). A benign
+client has no case and wakes nothing; a closed case is not reopened (its source's next case reads the lines).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from autonomy_controller.controller.ingest import nginx_access
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
-from autonomy_controller.controller.models import Alert, canonical_ip
+from autonomy_controller.controller.models import Alert, canonical_ip, stage_rank
 
 KEY_PREFIX = "_access:"
 CASE_PREFIX = "src:"
@@ -87,3 +94,26 @@ def case_records(ledger: Ledger, incident_key: str) -> list[LedgerRecord]:
 def case_observations(ledger: Ledger, incident_key: str) -> list[Alert]:
     """The case's source's access-log lines as Alerts (raw record included: status, bytes, upstream)."""
     return [Alert.model_validate(record.payload) for record in case_records(ledger, incident_key)]
+
+
+RAISES_FROM = stage_rank("possible_success")
+"""The only stage an access-log line can take a case to (controller/attackers/stages.py): an answer, not an attack."""
+
+
+def late_stage(ledger: Ledger, incident_key: str, observed: Sequence[Alert]) -> str | None:
+    """The stage a case shows with its source's access-log lines, `observed` included, when these lines may have
+    raised it (a 2xx answer, a case for the source in the ledger); None when they cannot (no signal is sent)."""
+    from autonomy_controller.controller.impact import batch_stage  # impact -> attackers -> this module: a cycle
+
+    if not any(_success(alert) for alert in observed) or ledger.incident_head(incident_key) is None:
+        return None
+    alerts = [Alert.model_validate(r.payload) for r in ledger.records(incident_key, [RecordKind.ALERT])]
+    if not alerts:
+        return None  # the key holds records, none an alert: no case to wake
+    stage = batch_stage([*alerts, *case_observations(ledger, incident_key)])
+    return stage if stage is not None and stage_rank(stage) >= RAISES_FROM else None
+
+
+def _success(alert: Alert) -> bool:
+    status = alert.raw.get("status")
+    return isinstance(status, int) and 200 <= status < 300
