@@ -106,7 +106,7 @@ def holding(earlier: InHand, action: ProposedAction) -> bool:
         return True
     if earlier.status not in LIVE:
         return False
-    if _severity_rank(severity_of(action.params)) > _severity_rank(earlier.severity):
+    if earlier.severity is not None and _severity_rank(severity_of(action.params)) > _severity_rank(earlier.severity):
         return False  # a more severe ticket than the one in place: people must see the case got worse
     wanted = ttl_of(action.params)
     return earlier.ttl_seconds is None or (wanted is not None and wanted <= earlier.ttl_seconds)
