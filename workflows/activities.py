@@ -164,8 +164,6 @@ class IncidentActivities:
         # A case larger than the sample the workflow carries is read whole from the ledger (workflows/case_reader.py)
         incident = guard.enrich(self.cases.whole(request.incident, request.case))
         triage: dict[str, Any] = {}
-        if partial(request.incident, request.case):
-            triage["case"] = request.case.model_dump(mode="json") if request.case else None  # the range decided on
         summary, factors, impact = None, [], None
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
             whole = self.cases.recorded(request.incident, request.case)
@@ -177,6 +175,8 @@ class IncidentActivities:
             impact = assess_impact([*recorded.alerts, *answered], tracking_config(self.settings))
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors, impact=impact)
         plan, extra = choice.plan.model_copy(update={"triage": summary, "impact": impact}), dict(triage)
+        if partial(request.incident, request.case) and request.case is not None:
+            extra["case"] = request.case.model_dump(mode="json")  # the ledger range this plan read: the audit's
         step = "" if request.round == 1 else f"/r{request.round}"
         if request.round > 1:
             fresh, held = split_in_hand(plan.actions, request.in_hand)
