@@ -70,7 +70,7 @@ def severity_of(params: dict[str, object]) -> str | None:
 
 
 def _severity_rank(value: str | None) -> int:
-    return Severity(value).rank if value in Severity.__members__.values() else -1
+    return Severity(value).rank if value is not None and value in Severity.__members__.values() else -1
 
 
 def due(
