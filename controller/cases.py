@@ -1,6 +1,6 @@
 """A case over time: when a growing case is decided again, and which of a new round's actions are already in hand.
 
-One attacker is one case (controller/incidents.py), so a case that began with one stray WAF hit may, a minute
+One attacker is one case (controller/case/grouping.py), so a case that began with one stray WAF hit may, a minute
 later, hold a tool's hundred payloads. The workflow decides a case again when its evidence has grown enough to
 change the answer (twice the alerts, or an attack category it did not have), at most `MAX_ROUNDS` times. A new
 round proposes the whole response again; what an earlier round already holds is not proposed twice:
@@ -85,7 +85,7 @@ def due(
     kill-chain stage rank (controller/attackers) the case was decided at and holds now: an attacker reaching
     exploitation or possible success is due a stronger answer without doubling its alerts. With `stage_alone`,
     also without a new alert: late evidence outside the case's alerts (an access-log line answering an attack
-    with success, controller/observations.py) raised it."""
+    with success, controller/ledger/observations.py) raised it."""
     alerts_then, categories_then = decided
     stage_then, stage_now = stage
     risen = stage_now > stage_then and stage_now >= ESCALATES_FROM

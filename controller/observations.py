@@ -6,7 +6,7 @@ what the application answered. Each benign client of a site would otherwise open
 leading `_` keeps it out of incident listings, like `_controller`), and none is signalled to a workflow.
 
 They still count where answers matter: the source's case reads them for its impact verdict
-(controller/impact.py, at plan time), the batch that carries them with the source's alerts shows their stage,
+(controller/attackers/impact.py, at plan time), the batch that carries them with the source's alerts shows their stage,
 attacker profiles fold them (outcomes 2xx..5xx, paths, bytes), and reports and the audit trail cite them by
 ledger seq. The record's payload is the whole Alert, as an ACCESS record's is.
 
@@ -14,7 +14,7 @@ A line may come after the case's alerts were decided (logs are shipped apart, a 
 before the application answers). `late_stage` tells the Submitter whether such lines raised what the case knows:
 only a success answer (2xx) can, and only for a source that has a case; then the case's stage with every line of
 its source, which the Submitter signals to the open case (no alerts in the batch: it never starts one), and the
-case is decided again exactly as if the line had come first (controller/cases.py `due`, `stage_alone`). A benign
+case is decided again exactly as if the line had come first (controller/case/rounds.py `due`, `stage_alone`). A benign
 client has no case and wakes nothing; a closed case is not reopened (its source's next case reads the lines).
 """
 
@@ -103,7 +103,9 @@ RAISES_FROM = stage_rank("possible_success")
 def late_stage(ledger: Ledger, incident_key: str, observed: Sequence[Alert]) -> str | None:
     """The stage a case shows with its source's access-log lines, `observed` included, when these lines may have
     raised it (a 2xx answer, a case for the source in the ledger); None when they cannot (no signal is sent)."""
-    from autonomy_controller.controller.impact import batch_stage  # impact -> attackers -> this module: a cycle
+    from autonomy_controller.controller.attackers.impact import (
+        batch_stage,  # impact -> attackers -> this module: a cycle
+    )
 
     if not any(_success(alert) for alert in observed) or ledger.incident_head(incident_key) is None:
         return None

@@ -1,6 +1,6 @@
 """A case's decision follows its evidence, whatever its size and arrival order (issue 13).
 
-- A case carries a bounded digest (controller/case_digest.py): exact counts from the ledger, a sample that a
+- A case carries a bounded digest (controller/case/digest.py): exact counts from the ledger, a sample that a
   flood cannot empty of its decisive alerts, and the ledger range its steps read the whole case from.
 - 10,000 alerts from one source through the real workflow: it decides as a small case of the same shape does,
   continues as new carrying the digest, and no history event comes near Temporal's 2 MB payload limit.
@@ -22,10 +22,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.testing import TimeSkipper
 
-from autonomy_controller.controller.case_digest import SAMPLE_MAX, CaseDigest, CaseRef, LedgerTally, select
-from autonomy_controller.controller.case_ledger import case_alerts, tally
+from autonomy_controller.controller.case.digest import SAMPLE_MAX, CaseDigest, CaseRef, LedgerTally, select
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger, LedgerError, RecordKind
+from autonomy_controller.controller.ledger.cases import case_alerts, tally
 from autonomy_controller.controller.models import Alert, Category, Level, Severity
 from autonomy_controller.workflows.client import Submitter, incident_handle, incident_status
 from autonomy_controller.workflows.contracts import SIGNAL_ALERTS, ActionStatus, AlertBatch, IncidentStatus, slim_alert

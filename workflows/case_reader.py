@@ -1,4 +1,4 @@
-"""The whole case a step decides on, when the workflow could send only its sample (controller/case_digest.py).
+"""The whole case a step decides on, when the workflow could send only its sample (controller/case/digest.py).
 
 The plan, guard and pre-flight steps of a case larger than its sample get the sample and a CaseRef; they read
 every alert of the case from the ledger, so triage, impact, risk and policy see what they would for the same
@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from autonomy_controller.controller.case_digest import CaseRef
-from autonomy_controller.controller.case_ledger import case_alerts
-from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.case.digest import CaseRef
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.ledger.cases import case_alerts
 from autonomy_controller.controller.models import Alert, Incident
 from autonomy_controller.workflows.contracts import slim_alert
 

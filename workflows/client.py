@@ -17,12 +17,12 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from autonomy_controller.controller import case_ledger, observations
 from autonomy_controller.controller.attackers import track_batch
-from autonomy_controller.controller.case_digest import LedgerTally
-from autonomy_controller.controller.impact import batch_stage
-from autonomy_controller.controller.incidents import incident_key
-from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.attackers.impact import batch_stage
+from autonomy_controller.controller.case.digest import LedgerTally
+from autonomy_controller.controller.case.grouping import incident_key
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, observations
+from autonomy_controller.controller.ledger import cases as case_ledger
 from autonomy_controller.controller.models import Alert, Level
 from autonomy_controller.workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
 from autonomy_controller.workflows.contracts import (
@@ -50,9 +50,9 @@ class SubmitReport:
     signals: int = 0
     incidents: dict[str, int] = field(default_factory=dict)
     observed: dict[str, int] = field(default_factory=dict)
-    """Access-log lines kept per `_access:<address>` key: observations, in no case (controller/observations.py)."""
+    """Access-log lines kept per `_access:<address>` key: observations, in no case (controller/ledger/observations.py)."""
     late: dict[str, str] = field(default_factory=dict)
-    """Open cases woken by late access-log lines, with the stage signalled (controller/observations.py)."""
+    """Open cases woken by late access-log lines, with the stage signalled (controller/ledger/observations.py)."""
 
 
 def alert_record_key(alert: Alert) -> str:
@@ -146,7 +146,7 @@ class Submitter:
                 return
 
     def _write_and_tally(self, batches: dict[str, list[Alert]]) -> dict[str, LedgerTally]:
-        """`write`, then each case's ledger tally (controller/case_ledger.py), which its signal carries."""
+        """`write`, then each case's ledger tally (controller/ledger/cases.py), which its signal carries."""
         written = self.write(batches)
         tallies: dict[str, LedgerTally] = {}
         for key, records in written.items():
@@ -158,7 +158,7 @@ class Submitter:
     def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
         """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:
         an alert the ledger holds returns its first record). Only after this returns may they be signalled.
-        Access-log lines go to the observation store first (controller/observations.py); each batch's records
+        Access-log lines go to the observation store first (controller/ledger/observations.py); each batch's records
         come back in its order, theirs included."""
         split = {key: observations.split(alerts) for key, alerts in batches.items()}
         observed = observations.write(self.ledger, [a for _, seen in split.values() for a in seen])
@@ -206,7 +206,7 @@ class Submitter:
 
     async def _wake(self, key: str, observed: list[Alert]) -> None:
         """Late evidence: access-log lines that raised an open case's stage are signalled to it (never a start:
-        they open no case). No case, or a closed one, and nothing is sent (controller/observations.py)."""
+        they open no case). No case, or a closed one, and nothing is sent (controller/ledger/observations.py)."""
         stage = await asyncio.to_thread(observations.late_stage, self.ledger, key, observed)
         if stage is None:
             return

@@ -1,6 +1,6 @@
 """A case's alerts in the ledger: the tally a signal carries, and the whole case a decision reads.
 
-The workflow carries a bounded digest of its case (controller/case_digest.py); the ledger holds every alert,
+The workflow carries a bounded digest of its case (controller/case/digest.py); the ledger holds every alert,
 written before it is signalled. Two reads close the gap:
 
 - `tally`, on the Submitter's side as it signals a batch: how many ALERT records the key holds up to the latest
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import case, func, select
 
-from autonomy_controller.controller.case_digest import CaseRef, LedgerTally
+from autonomy_controller.controller.case.digest import CaseRef, LedgerTally
 from autonomy_controller.controller.ledger import Ledger, LedgerError, RecordKind, schema
 from autonomy_controller.controller.ledger.engine import read_snapshot
 from autonomy_controller.controller.ledger.reads import select_records, to_record

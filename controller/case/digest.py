@@ -6,7 +6,7 @@ continue-as-new, query answers, each capped at 2 MB (slim alerts reach it near 2
 workflow never holds every alert. It holds a CaseDigest:
 
 - `count`: exact. The ledger is the authority: each signal carries a LedgerTally (the Submitter counts the key's
-  ALERT records when it signals, controller/case_ledger.py), and the case is the key's ALERT records from the
+  ALERT records when it signals, controller/ledger/cases.py), and the case is the key's ALERT records from the
   lowest seq this case was signalled (`floor_seq`) to the highest (`through_seq`). Exact whatever the order the
   signals arrive in, a resubmitted file (the ledger dedups by alert), or a signal lost after its write.
 - `categories`, `first_seen`, `last_seen`: from every alert signalled (a bounded set and two times).
@@ -32,7 +32,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from autonomy_controller.controller.incidents import SUPPORTING, incident_from_alerts
+from autonomy_controller.controller.case.grouping import SUPPORTING, incident_from_alerts
 from autonomy_controller.controller.models import Alert, Category, Incident
 
 SAMPLE_MAX = 32
@@ -42,7 +42,7 @@ PER_CATEGORY = 2
 
 
 class LedgerTally(BaseModel):
-    """The ledger's count of a case's ALERT records when a batch was signalled (controller/case_ledger.py).
+    """The ledger's count of a case's ALERT records when a batch was signalled (controller/ledger/cases.py).
 
     `alerts` are the key's ALERT records up to `through_seq`; `below` those before `floor_seq`, the batch's lowest
     record. Records in [floor, through] are then `alerts - below` for the earliest floor and the latest through."""
