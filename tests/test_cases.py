@@ -148,6 +148,11 @@ def test_what_an_earlier_round_holds_is_not_proposed_again() -> None:
         {"action": "ticket.create", "held_by": "a1", "status": "verified"},
     ]
     assert split_in_hand([longer], [earlier("rejected")])[0] == []  # a person said no: not again
+    # a ticket more severe than the one in place is new (the case got worse); as or less severe, it is held
+    medium = earlier("verified", None, "ticket.create").model_copy(update={"severity": "medium"})
+    assert split_in_hand([ticket], [medium])[0] == [ticket]
+    assert split_in_hand([ticket], [medium.model_copy(update={"severity": "critical"})])[0] == []
+    assert split_in_hand([ticket], [medium.model_copy(update={"status": "rejected"})])[0] == []
     for status in ("awaiting_approval", "timed_out", "not_run", "failed", "reverted"):
         assert split_in_hand([block], [earlier(status)])[0] == [block], status
 

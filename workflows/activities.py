@@ -50,6 +50,7 @@ from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSetting
 from autonomy_controller.controller.planning.choice import make_plan
 from autonomy_controller.controller.triage.ledger_view import history_and_feedback
 from autonomy_controller.workflows import approvals
+from autonomy_controller.workflows.case_reader import CaseReader, partial
 from autonomy_controller.workflows.contracts import (
     ActionState,
     ApprovalCheck,
@@ -121,6 +122,7 @@ class IncidentActivities:
         self.claude = claude if claude is not None else ClaudeSettings.from_env()  # a bad setting fails the start
         self.claude_client = claude_client
         self.threads = threads
+        self.cases = CaseReader(ledger)
 
     async def _blocking(self, work: Callable[..., T], *args: Any) -> T:
         """`asyncio.to_thread` on the worker's activity threads: the loop's default executor has min(32, cores + 4)
@@ -159,11 +161,13 @@ class IncidentActivities:
 
     def _plan(self, request: PlanRequest, key: str) -> Plan:
         guard = self.guards.current()
-        incident = guard.enrich(request.incident)
+        # A case larger than the sample the workflow carries is read whole from the ledger (workflows/case_reader.py)
+        incident = guard.enrich(self.cases.whole(request.incident, request.case))
         triage: dict[str, Any] = {}
         summary, factors, impact = None, [], None
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
-            recorded = self._as_recorded(incident)
+            whole = self.cases.recorded(request.incident, request.case)
+            recorded = self._as_recorded(incident) if whole is None else incident.model_copy(update={"alerts": whole})
             result = guard.triage(recorded, *history_and_feedback(self.ledger, incident))
             summary, factors = guard.triage_summary(result), result.factors
             triage = {"triage_detail": result.model_dump(mode="json")}
@@ -171,6 +175,8 @@ class IncidentActivities:
             impact = assess_impact([*recorded.alerts, *answered], tracking_config(self.settings))
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors, impact=impact)
         plan, extra = choice.plan.model_copy(update={"triage": summary, "impact": impact}), dict(triage)
+        if partial(request.incident, request.case) and request.case is not None:
+            extra["case"] = request.case.model_dump(mode="json")  # the ledger range this plan read: the audit's
         step = "" if request.round == 1 else f"/r{request.round}"
         if request.round > 1:
             fresh, held = split_in_hand(plan.actions, request.in_hand)
@@ -217,7 +223,7 @@ class IncidentActivities:
         health = self._health(guard)
         # plan.triage is the controller's, set by plan_incident (a planner's own is plan.planner_triage).
         decisions = guard.decide_plan(
-            request.incident,
+            self.cases.whole(request.incident, request.case),
             request.plan,
             level=request.level,
             health=health,
@@ -365,7 +371,7 @@ class IncidentActivities:
         plan.actions.append(original.action)
         # The triage the decision was made on (the ledger's history included), not one made without it now.
         fresh = guard.decide_plan(
-            request.incident,
+            self.cases.whole(request.incident, request.case),
             plan,
             level=request.level,
             health=self._health(guard),

@@ -10,7 +10,7 @@ dedups by alert id too).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -18,12 +18,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from autonomy_controller.controller.attackers import track_batch
-from autonomy_controller.controller.attackers.impact import batch_stage
+from autonomy_controller.controller.attackers.impact import batch_stage, late_stage
+from autonomy_controller.controller.case.digest import LedgerTally
 from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, observations
+from autonomy_controller.controller.ledger import cases as case_ledger
 from autonomy_controller.controller.models import Alert, Level
 from autonomy_controller.workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
 from autonomy_controller.workflows.contracts import (
+    SIGNAL_ALERTS,
+    SIGNAL_BYTES,
     TASK_QUEUE,
     ActionState,
     AlertBatch,
@@ -48,6 +52,8 @@ class SubmitReport:
     observed: dict[str, int] = field(default_factory=dict)
     """Access-log lines kept per `_access:<address>` key: observations, in no case
     (controller/ledger/observations.py)."""
+    late: dict[str, str] = field(default_factory=dict)
+    """Open cases woken by late access-log lines, with the stage signalled (controller/ledger/observations.py)."""
 
 
 def alert_record_key(alert: Alert) -> str:
@@ -112,12 +118,12 @@ class Submitter:
             await self._submit({key: alerts})
 
     async def _submit(self, batches: dict[str, list[Alert]]) -> None:
-        await asyncio.to_thread(self.write, batches)  # a thread: the event loop runs workflows meanwhile
+        tallies = await asyncio.to_thread(self._write_and_tally, batches)  # a thread: the loop runs workflows
         slots = asyncio.Semaphore(SIGNALS_IN_FLIGHT)
 
         async def start(key: str, alerts: list[Alert]) -> None:
             async with slots:
-                await self._start(key, alerts)
+                await self._start(key, alerts, tallies.get(key))
 
         await asyncio.gather(*(start(key, alerts) for key, alerts in batches.items()))
         for key, alerts in batches.items():  # counted in submission order, once every signal went out
@@ -139,6 +145,16 @@ class Submitter:
             await asyncio.to_thread(track_batch, self.ledger)
             if not self._fold_again:
                 return
+
+    def _write_and_tally(self, batches: dict[str, list[Alert]]) -> dict[str, LedgerTally]:
+        """`write`, then each case's ledger tally (controller/ledger/cases.py), which its signal carries."""
+        written = self.write(batches)
+        tallies: dict[str, LedgerTally] = {}
+        for key, records in written.items():
+            seqs = [r.seq for r in records if r.kind is RecordKind.ALERT]
+            if (tally := case_ledger.tally(self.ledger, key, seqs)) is not None:
+                tallies[key] = tally
+        return tallies
 
     def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
         """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:
@@ -164,18 +180,44 @@ class Submitter:
         await self._start(key, alerts)
         self._count(key, alerts)
 
-    async def _start(self, key: str, alerts: list[Alert]) -> None:
-        cased, _ = observations.split(alerts)
+    async def _start(self, key: str, alerts: list[Alert], tally: LedgerTally | None = None) -> None:
+        """Signal-with-start the case's workflow with its alerts, as many signals as SIGNAL_ALERTS and SIGNAL_BYTES
+        take, each with the case's ledger tally; a batch of access-log lines only may wake an open case."""
+        cased, observed = observations.split(alerts)
         if not cased:
+            if observed:
+                await self._wake(key, observed)
             return
-        await self.client.start_workflow(
-            IncidentWorkflow.run,
-            self.start_template.model_copy(update={"key": key}),
-            id=key,
-            task_queue=self.task_queue,
-            start_signal="add_alerts",
-            start_signal_args=[AlertBatch(alerts=[slim_alert(a) for a in cased], stage=batch_stage(alerts))],
-        )
+        if tally is None:  # written apart from this signal (the outbox): find the batch's records
+            tally = await asyncio.to_thread(self._tally, key, cased)
+        stage = batch_stage(alerts)
+        for chunk in _chunks([slim_alert(a) for a in cased]):
+            await self.client.start_workflow(
+                IncidentWorkflow.run,
+                self.start_template.model_copy(update={"key": key}),
+                id=key,
+                task_queue=self.task_queue,
+                start_signal="add_alerts",
+                start_signal_args=[AlertBatch(alerts=chunk, stage=stage, tally=tally)],
+            )
+
+    def _tally(self, key: str, cased: list[Alert]) -> LedgerTally | None:
+        seqs = case_ledger.seqs_of(self.ledger, [alert_record_key(a) for a in cased])
+        return case_ledger.tally(self.ledger, key, seqs)
+
+    async def _wake(self, key: str, observed: list[Alert]) -> None:
+        """Late evidence: access-log lines that raised an open case's stage are signalled to it (never a start:
+        they open no case). No case, or a closed one, and nothing is sent (controller/ledger/observations.py)."""
+        stage = await asyncio.to_thread(late_stage, self.ledger, key, observed)
+        if stage is None:
+            return
+        try:
+            await incident_handle(self.client, key).signal(
+                IncidentWorkflow.add_alerts, AlertBatch(alerts=[], stage=stage)
+            )
+        except RPCError:  # not running (closed, or never started here): its source's next case reads the lines
+            return
+        self.report.late[key] = stage
 
     def _count(self, key: str, alerts: list[Alert]) -> None:
         cased, observed = observations.split(alerts)
@@ -187,6 +229,22 @@ class Submitter:
         self.report.alerts += len(cased)
         self.report.signals += 1
         self.report.incidents[key] = self.report.incidents.get(key, 0) + len(cased)
+
+
+def _chunks(alerts: list[Alert]) -> Iterator[list[Alert]]:
+    """The alerts in runs of at most SIGNAL_ALERTS and about SIGNAL_BYTES (a rough size: the free-text fields)."""
+    chunk: list[Alert] = []
+    size = 0
+    for alert in alerts:
+        weight = 400 + len(alert.evidence) + len(alert.url or "") + len(alert.signature or "")
+        weight += sum(len(rule) + 4 for rule in alert.rule_ids)
+        if chunk and (len(chunk) >= SIGNAL_ALERTS or size + weight > SIGNAL_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(alert)
+        size += weight
+    if chunk:
+        yield chunk
 
 
 def incident_handle(client: Client, key: str) -> WorkflowHandle[IncidentWorkflow, IncidentStatus]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonomy_controller.actions.adapters.base import ActionOutcome, VerifyOutcome
+from autonomy_controller.controller.case.digest import CaseDigest, CaseRef, LedgerTally
 from autonomy_controller.controller.case.rounds import InHand
 from autonomy_controller.controller.decision.levels import OnTimeout
 from autonomy_controller.controller.models import (
@@ -29,6 +30,10 @@ from autonomy_controller.controller.models import (
 TASK_QUEUE = "autonomy-incidents"
 EVIDENCE_IN_HISTORY = 512
 """Characters of an alert's (untrusted) evidence kept in history; the whole alert is in the ledger."""
+SIGNAL_ALERTS = 200
+SIGNAL_BYTES = 256 * 1024
+"""A signal carries at most this many alerts, of about this many bytes (AlertBatch): a batch of any size, from
+any path (the outbox coalesces requests), goes out in as many signals as it takes, far below Temporal's 2 MB."""
 
 
 def slim_alert(alert: Alert) -> Alert:
@@ -64,9 +69,11 @@ class PendingRevert(BaseModel):
 
 class CarriedCase(BaseModel):
     """A case handed to its next run (continue-as-new). Taken only while nothing is in flight but TTL reverts
-    waiting on their timers: no activity running, no vote being handled, no action waiting on a person."""
+    waiting on their timers: no activity running, no vote being handled, no action waiting on a person.
+    Bounded: the case's evidence as its digest (controller/case/digest.py), never every alert."""
 
-    alerts: list[Alert]
+    alerts: list[Alert] = Field(default_factory=list, description="runs continued before the digest: every alert")
+    digest: CaseDigest | None = Field(default=None, description="the case's evidence; None in older histories")
     last_alert_at: datetime
     stage: int
     decided_stage: int
@@ -81,11 +88,17 @@ class CarriedCase(BaseModel):
 
 
 class AlertBatch(BaseModel):
+    """Alerts for a case (the Submitter sends at most SIGNAL_ALERTS of them, SIGNAL_BYTES, per signal), or none:
+    a late access-log line that raised the case's stage (controller/attackers/impact.py `late_stage`)."""
+
     alerts: list[Alert]
     stage: str | None = Field(
         default=None,
         description="the kill-chain stage the batch's alerts show (controller/attackers/impact.py case_stage, computed "
         "from the whole records before slimming): the workflow decides again when it rises; None in older histories",
+    )
+    tally: LedgerTally | None = Field(
+        default=None, description="the ledger's count of the case's alerts as it was signalled; None in older histories"
     )
 
 
@@ -131,12 +144,21 @@ class GuardedAction(BaseModel):
     shadow: bool = False
 
 
+def _case_field() -> Any:
+    return Field(
+        default=None,
+        description="where the whole case is in the ledger when `incident` holds only its sample "
+        "(CaseDigest.partial): the step reads it from there, so it decides on every alert",
+    )
+
+
 class PlanRequest(BaseModel):
     """One round of a case's planning (controller/case/rounds.py): its alerts so far and what earlier rounds hold."""
 
     incident: Incident
     round: int = Field(default=1, ge=1)
     in_hand: list[InHand] = Field(default_factory=list)
+    case: CaseRef | None = _case_field()
 
 
 class GuardRequest(BaseModel):
@@ -145,10 +167,12 @@ class GuardRequest(BaseModel):
     level: Level | None = None
     workflow_id: str
     run_id: str
+    case: CaseRef | None = _case_field()
 
 
 class PreflightRequest(BaseModel):
     incident: Incident
+    case: CaseRef | None = _case_field()
     guarded: GuardedAction
     level: Level | None = None
     idempotency_key: str
@@ -286,6 +310,7 @@ class ActionState(BaseModel):
     by_veto_window: bool = Field(default=False, description="nobody answered: the level's veto window let it run")
     target: str | None = Field(default=None, description="the target param's value (controller.case.rounds.effect_key)")
     ttl_seconds: int | None = None
+    severity: str | None = Field(default=None, description="its severity param (a ticket's): a later one may raise it")
     round: int = Field(default=1, description="the case's decision round that proposed it")
 
 

@@ -21,9 +21,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from autonomy_controller.actions.adapters.base import ActionOutcome
     from autonomy_controller.controller.case import rounds as cases
-    from autonomy_controller.controller.case.grouping import incident_from_alerts
+    from autonomy_controller.controller.case.digest import CaseDigest, CaseRef
     from autonomy_controller.controller.decision.levels import OnTimeout
-    from autonomy_controller.controller.models import STAGES, Alert, Category, Incident, Plan, Verdict, stage_rank
+    from autonomy_controller.controller.models import STAGES, Category, Incident, Plan, Verdict, stage_rank
     from autonomy_controller.workflows import approvals
     from autonomy_controller.workflows.activities import IncidentActivities
     from autonomy_controller.workflows.contracts import (
@@ -65,6 +65,10 @@ replay the single round: plan once, act, wait for quiet."""
 CONTINUE_AS_NEW = "case-continues-as-new"
 """Patch: a case whose history grew past IncidentStart.history_limit continues as new, carrying its state
 (CarriedCase). Histories recorded before it replay without ever continuing."""
+CASE_EVIDENCE = "case-evidence-bounded"
+"""Patch: a case carries a bounded digest of its evidence (controller/case/digest.py) and is decided again when
+late evidence (an access-log line) raises its stage without a new alert. Histories recorded before it replay
+deciding again only on new alerts."""
 VERIFIED_VOTES = "votes-verified-by-worker"
 """Patch: votes are verified (signed token, require_signed) before they count. Histories recorded before it
 replay the old handler, which counted the vote at once."""
@@ -93,7 +97,8 @@ class IncidentWorkflow:
     def __init__(self, start: IncidentStart) -> None:
         """The case so far: empty, or carried from the run that continued as new (restored here, before any
         signal of this run is handled, so an alert signalled meanwhile joins the carried ones)."""
-        self.alerts: dict[str, Alert] = {}
+        self.case = CaseDigest()
+        """The case's evidence: exact counts, a bounded sample, its place in the ledger (never every alert)."""
         self.last_alert_at = workflow.now()
         self.phase = "collecting"
         self.key = ""
@@ -105,7 +110,6 @@ class IncidentWorkflow:
         self.verifying: dict[str, set[str]] = {}
         """Per action, approvers whose vote is being verified: not counted yet, but a second vote is a double."""
         self.rounds = 0
-        self.categories: set[Category] = set()
         self.superseded: dict[str, str] = {}
         """Per action waiting for approval, the later round's action that decided the same effect again."""
         self.stage = self.decided_stage = 0
@@ -117,12 +121,16 @@ class IncidentWorkflow:
         """Per action, the TTL revert its handler is sleeping on: what a continued run takes over."""
         self.runs = 1
         self.may_continue = False
+        self.stage_alone = False
+        """CASE_EVIDENCE: a stage risen by late evidence alone decides the case again."""
         if start.carried is not None:
             self._restore(start.carried)
 
     def _restore(self, carried: CarriedCase) -> None:
-        self.alerts = {a.id: a for a in carried.alerts}
-        self.categories = {a.category for a in carried.alerts}
+        if carried.digest is not None:
+            self.case = carried.digest.model_copy(deep=True)
+        else:  # carried by a run that held every alert
+            self.case.add(carried.alerts)
         self.last_alert_at = carried.last_alert_at
         self.stage, self.decided_stage = carried.stage, carried.decided_stage
         self.decided = (carried.decided_alerts, frozenset(carried.decided_categories))
@@ -134,12 +142,10 @@ class IncidentWorkflow:
 
     @workflow.signal
     def add_alerts(self, batch: AlertBatch) -> None:
-        """Attach alerts; an alert already attached (a resubmission) is not counted twice."""
-        for alert in batch.alerts:
-            if alert.id not in self.alerts:
-                self.alerts[alert.id] = alert
-                self.categories.add(alert.category)
-                self.last_alert_at = workflow.now()
+        """Attach alerts; an alert already attached (a resubmission) is not counted twice (the batch's ledger
+        tally counts; controller/case/digest.py). A batch without alerts brings late evidence: its stage."""
+        if self.case.add(batch.alerts, batch.tally):
+            self.last_alert_at = workflow.now()
         if batch.stage in STAGES:  # from the signal's payload: deterministic on replay
             self.stage = max(self.stage, stage_rank(batch.stage))
 
@@ -269,7 +275,7 @@ class IncidentWorkflow:
             key=self.key,
             run_id=workflow.info().run_id,
             phase=self.phase,
-            alert_count=len(self.alerts),
+            alert_count=self.case.count,
             planner=self.plan.planner if self.plan else None,
             playbook=self.plan.playbook if self.plan else None,
             held_for_person=self.plan.hold_reason if self.plan else None,
@@ -284,7 +290,7 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, start: IncidentStart) -> IncidentStatus:
         self.key = start.key
-        await workflow.wait_condition(lambda: bool(self.alerts))
+        await workflow.wait_condition(lambda: self.case.count > 0)
         if workflow.patched(CASE_ROUNDS):
             await self._decide_in_rounds(start)
         else:
@@ -303,6 +309,7 @@ class IncidentWorkflow:
         A run that continued an earlier one (start.carried) first takes over its pending TTL reverts and waits,
         as that run did, for the case to be due again."""
         self.may_continue = workflow.patched(CONTINUE_AS_NEW)
+        self.stage_alone = workflow.patched(CASE_EVIDENCE)
         carried = start.carried.reverts if start.carried is not None else []
         handlers = [asyncio.create_task(self._revert_when_due(p, self.states[p.request.action_id])) for p in carried]
         resumed = start.carried is not None
@@ -310,18 +317,17 @@ class IncidentWorkflow:
             if not resumed:
                 if start.settle_seconds:
                     await workflow.sleep(start.settle_seconds)
-                alerts = list(self.alerts.values())
-                self.decided = (len(alerts), frozenset(self.categories))
+                self.decided = (self.case.count, frozenset(self.case.categories))
                 self.decided_stage = self.stage
-                incident = incident_from_alerts(start.key, alerts)
+                incident, ref = self.case.incident(start.key), self.case.ref(start.key)
                 self.rounds += 1
                 self.phase = "planning"
-                plan = await self._plan_round(incident)
+                plan = await self._plan_round(incident, ref)
                 if plan is not None and plan.actions:
                     self.phase = "guarding"
-                    guarded = await self._guard(incident, plan, start)
+                    guarded = await self._guard(incident, plan, start, ref)
                     self._supersede(guarded)
-                    handlers += [asyncio.create_task(self._handle(incident, item, start)) for item in guarded]
+                    handlers += [asyncio.create_task(self._handle(incident, item, start, ref)) for item in guarded]
             resumed = False
             self.phase = "acting"
             if not await self._next_round(start, handlers):
@@ -334,7 +340,9 @@ class IncidentWorkflow:
 
         def due() -> bool:
             stage = (self.decided_stage, self.stage)
-            return cases.due(len(self.alerts), self.categories, self.decided, self.rounds, stage)
+            return cases.due(
+                self.case.count, self.case.categories, self.decided, self.rounds, stage, stage_alone=self.stage_alone
+            )
 
         def finished() -> bool:
             return all(task.done() for task in handlers)
@@ -373,7 +381,7 @@ class IncidentWorkflow:
 
     def _continue_as_new(self, start: IncidentStart) -> NoReturn:
         carried = CarriedCase(
-            alerts=list(self.alerts.values()),
+            digest=self.case,
             last_alert_at=self.last_alert_at,
             stage=self.stage,
             decided_stage=self.decided_stage,
@@ -404,7 +412,7 @@ class IncidentWorkflow:
         """The single round of workflows started before CASE_ROUNDS (their histories replay through it)."""
         if start.settle_seconds:
             await workflow.sleep(start.settle_seconds)
-        incident = incident_from_alerts(start.key, list(self.alerts.values()))
+        incident = self.case.incident(start.key)
         self.phase = "planning"
         plan = await self._plan(incident)
         if plan is not None and plan.actions:
@@ -415,14 +423,19 @@ class IncidentWorkflow:
         self.phase = "closing"
         await self._quiet(start.quiet_seconds)
 
-    async def _plan_round(self, incident: Incident) -> Plan | None:
+    async def _plan_round(self, incident: Incident, ref: CaseRef | None) -> Plan | None:
         in_hand = [
             cases.InHand(
-                action_id=s.action_id, action=s.action, target=s.target, ttl_seconds=s.ttl_seconds, status=s.status
+                action_id=s.action_id,
+                action=s.action,
+                target=s.target,
+                ttl_seconds=s.ttl_seconds,
+                status=s.status,
+                severity=s.severity,
             )
             for s in self.states.values()
         ]
-        request = PlanRequest(incident=incident, round=self.rounds, in_hand=in_hand)
+        request = PlanRequest(incident=incident, round=self.rounds, in_hand=in_hand, case=ref)
         step = "plan-error" if self.rounds == 1 else f"plan-error/r{self.rounds}"
         try:
             self.plan = await workflow.execute_activity_method(
@@ -464,13 +477,16 @@ class IncidentWorkflow:
                 verdict="undecided",
                 target=target,
                 ttl_seconds=cases.ttl_of(action.params),
+                severity=cases.severity_of(action.params),
                 round=max(1, self.rounds),
             )
 
-    async def _guard(self, incident: Incident, plan: Plan, start: IncidentStart) -> list[GuardedAction]:
+    async def _guard(
+        self, incident: Incident, plan: Plan, start: IncidentStart, ref: CaseRef | None = None
+    ) -> list[GuardedAction]:
         info = workflow.info()
         request = GuardRequest(
-            incident=incident, plan=plan, level=start.level, workflow_id=info.workflow_id, run_id=info.run_id
+            incident=incident, plan=plan, level=start.level, workflow_id=info.workflow_id, run_id=info.run_id, case=ref
         )
         try:
             return await workflow.execute_local_activity_method(
@@ -493,7 +509,9 @@ class IncidentWorkflow:
             )
             return []
 
-    async def _handle(self, incident: Incident, item: GuardedAction, start: IncidentStart) -> None:
+    async def _handle(
+        self, incident: Incident, item: GuardedAction, start: IncidentStart, ref: CaseRef | None = None
+    ) -> None:
         state = self.states[item.action.id]
         decision = item.decision
         state.verdict = decision.verdict.value
@@ -508,7 +526,7 @@ class IncidentWorkflow:
             satisfied = await self._await_approval(item, state)
             if not satisfied:
                 return
-        await self._run(incident, item, state, start, satisfied)
+        await self._run(incident, item, state, start, satisfied, ref)
 
     async def _await_approval(self, item: GuardedAction, state: ActionState) -> bool:
         spec = item.approval
@@ -563,7 +581,13 @@ class IncidentWorkflow:
             return True
 
     async def _run(
-        self, incident: Incident, item: GuardedAction, state: ActionState, start: IncidentStart, satisfied: bool
+        self,
+        incident: Incident,
+        item: GuardedAction,
+        state: ActionState,
+        start: IncidentStart,
+        satisfied: bool,
+        ref: CaseRef | None = None,
     ) -> None:
         key = self._action_key(item.action.id)
         try:
@@ -571,6 +595,7 @@ class IncidentWorkflow:
                 IncidentActivities.preflight,
                 PreflightRequest(
                     incident=incident,
+                    case=ref,
                     guarded=item,
                     level=start.level,
                     idempotency_key=key,

@@ -26,7 +26,8 @@ from autonomy_controller.controller.attackers.profile import AttackerProfile, Li
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.levels import LevelConfigError
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
-from autonomy_controller.controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict
+from autonomy_controller.controller.ledger import Ledger, RecordKind, observations
+from autonomy_controller.controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict, stage_rank
 
 log = logging.getLogger(__name__)
 EVIDENCE_MAX = 8
@@ -99,3 +100,24 @@ def _evidence(alert: Alert, obs: Observation, profile: AttackerProfile) -> Impac
 def _through(profile: AttackerProfile, path: str) -> bool:
     stats = profile.paths.get(path)
     return stats is not None and stats.attacks_through > 0
+
+
+RAISES_FROM = stage_rank("possible_success")
+"""The only stage an access-log line can take a case to (controller/attackers/stages.py): an answer, not an attack."""
+
+
+def late_stage(ledger: Ledger, incident_key: str, observed: Sequence[Alert]) -> str | None:
+    """The stage a case shows with its source's access-log lines, `observed` included, when these lines may have
+    raised it (a 2xx answer, a case for the source in the ledger); None when they cannot (no signal is sent)."""
+    if not any(_success(alert) for alert in observed) or ledger.incident_head(incident_key) is None:
+        return None
+    alerts = [Alert.model_validate(r.payload) for r in ledger.records(incident_key, [RecordKind.ALERT])]
+    if not alerts:
+        return None  # the key holds records, none an alert: no case to wake
+    stage = batch_stage([*alerts, *observations.case_observations(ledger, incident_key)])
+    return stage if stage is not None and stage_rank(stage) >= RAISES_FROM else None
+
+
+def _success(alert: Alert) -> bool:
+    status = alert.raw.get("status")
+    return isinstance(status, int) and 200 <= status < 300

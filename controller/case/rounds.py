@@ -5,7 +5,8 @@ later, hold a tool's hundred payloads. The workflow decides a case again when it
 change the answer (twice the alerts, or an attack category it did not have), at most `MAX_ROUNDS` times. A new
 round proposes the whole response again; what an earlier round already holds is not proposed twice:
 
-- an effect in place (executing, verified, waiting for its revert) that lasts at least as long as asked;
+- an effect in place (executing, verified, waiting for its revert) that lasts at least as long as asked and is
+  at least as severe (a ticket: a "critical" ticket is not held by an earlier "medium" one);
 - an action a person rejected: a person said no to it for this case, and a machine round must not overrule
   that (the person can still act by hand);
 - an action in shadow mode: it would only be recorded again.
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, Field
 
 from autonomy_controller.actions.registry import UnknownActionError, get_spec
-from autonomy_controller.controller.models import Category, ProposedAction, stage_rank
+from autonomy_controller.controller.models import Category, ProposedAction, Severity, stage_rank
 
 MAX_ROUNDS = 8
 """Decisions per case: with doubling evidence, 8 rounds reach 128 times the first round's alerts."""
@@ -43,6 +44,7 @@ class InHand(BaseModel):
     target: str | None = None
     ttl_seconds: int | None = Field(default=None, description="None on a live effect: it holds until undone")
     status: str
+    severity: str | None = Field(default=None, description="its severity param (a ticket's), when it has one")
 
 
 def effect_key(action: str, params: dict[str, object]) -> tuple[str, str | None]:
@@ -61,21 +63,37 @@ def ttl_of(params: dict[str, object]) -> int | None:
     return ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else None
 
 
+def severity_of(params: dict[str, object]) -> str | None:
+    """An action's severity param (a ticket's), when it names one of ours."""
+    value = params.get("severity")
+    return value if isinstance(value, str) and value in Severity.__members__.values() else None
+
+
+def _severity_rank(value: str | None) -> int:
+    return Severity(value).rank if value is not None and value in Severity.__members__.values() else -1
+
+
 def due(
     alerts_now: int,
     categories_now: Iterable[Category],
     decided: tuple[int, frozenset[Category]],
     rounds: int,
     stage: tuple[int, int] = (0, 0),
+    stage_alone: bool = False,
 ) -> bool:
     """Whether the case's evidence grew enough since its last decision to decide it again. `stage` is the
     kill-chain stage rank (controller/attackers) the case was decided at and holds now: an attacker reaching
-    exploitation or possible success is due a stronger answer without doubling its alerts."""
+    exploitation or possible success is due a stronger answer without doubling its alerts. With `stage_alone`,
+    also without a new alert: late evidence outside the case's alerts (an access-log line answering an attack
+    with success, controller/ledger/observations.py) raised it."""
     alerts_then, categories_then = decided
-    if rounds >= MAX_ROUNDS or alerts_now <= alerts_then:
-        return False
     stage_then, stage_now = stage
-    if stage_now > stage_then and stage_now >= ESCALATES_FROM:
+    risen = stage_now > stage_then and stage_now >= ESCALATES_FROM
+    if rounds >= MAX_ROUNDS:
+        return False
+    if alerts_now <= alerts_then:
+        return stage_alone and risen
+    if risen:
         return True
     return alerts_now >= GROWTH * alerts_then or not set(categories_now) <= categories_then
 
@@ -88,6 +106,8 @@ def holding(earlier: InHand, action: ProposedAction) -> bool:
         return True
     if earlier.status not in LIVE:
         return False
+    if earlier.severity is not None and _severity_rank(severity_of(action.params)) > _severity_rank(earlier.severity):
+        return False  # a more severe ticket than the one in place: people must see the case got worse
     wanted = ttl_of(action.params)
     return earlier.ttl_seconds is None or (wanted is not None and wanted <= earlier.ttl_seconds)
 

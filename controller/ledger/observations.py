@@ -8,7 +8,15 @@ leading `_` keeps it out of incident listings, like `_controller`), and none is 
 They still count where answers matter: the source's case reads them for its impact verdict
 (controller/attackers/impact.py, at plan time), the batch that carries them with the source's alerts shows their stage,
 attacker profiles fold them (outcomes 2xx..5xx, paths, bytes), and reports and the audit trail cite them by
-ledger seq. The record's payload is the whole Alert, as an ALERT record's is.
+ledger seq. The record's payload is the whole Alert, as an ACCESS record's is.
+
+A line may come after the case's alerts were decided (logs are shipped apart, a WAF in detection mode logs
+before the application answers). `late_stage` (controller/attackers/impact.py) tells the Submitter whether such
+lines raised what the case knows: only a success answer (2xx) can, and only for a source that has a case; then
+the case's stage with every line of its source, which the Submitter signals to the open case (no alerts in the
+batch: it never starts one), and the case is decided again exactly as if the line had come first
+(controller/case/rounds.py `due`, `stage_alone`). A benign client has no case and wakes nothing; a closed case
+is not reopened (its source's next case reads the lines).
 """
 
 from __future__ import annotations
