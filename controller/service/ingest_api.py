@@ -97,6 +97,11 @@ async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(re
     """Each record's format is detected on its own; a bad record is dead-lettered with its exact bytes and
     listed by index and reason, and never takes the good ones with it. Idempotent by alert id."""
     service = service_of(request)
+    with service.outbox.receiving():  # while requests come in, the outbox gathers their signals
+        return await _ingest(request, service, sender)
+
+
+async def _ingest(request: Request, service: Service, sender: TokenEntry) -> IngestResult:
     try:
         body = await _body(request, service)
         intake = await asyncio.to_thread(read_body, body, request.headers.get("content-type", ""), service.config)
