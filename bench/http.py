@@ -6,7 +6,8 @@ the decisions):
 
 1. `autonomy submit`'s code path (controller.cli.ops.submit_files), in this process, timed without start-up;
 2. `autonomy serve` in its own process, fed by C concurrent HTTP clients POSTing B records a request; its
-   clock stops when the last signal is sent (the outbox is empty), not at the last 202.
+   clock stops when the last signal is sent (the outbox is empty) and the attacker profiles hold every alert,
+   as submit's does (Submitter.flush returns once they do), not at the last 202.
 
 The clients share the machine's CPU with the service, so they are kept cheap: the request bodies are the
 file's own lines, cut into B-record bodies before the clock starts (no JSON encoding in the clients), sent
@@ -15,7 +16,8 @@ the same Temporal; each round runs both, and the ratio is the median of the roun
 load moves a single run's figures by tens of percent).
 
 Prints, per round, alerts/s and signal-with-starts for each side, the HTTP requests' p50/p99 latency, and
-what each ledger holds (0 lost: every alert of the file is an ALERT record); then the median ratio (target
+what each ledger holds (0 lost: every alert of the file is an ALERT record), and the CPU each side's ingest
+and Temporal used (less moved by the machine's load than wall-clock rates); then the median ratio (target
 >= 0.8). Run: `.venv/bin/python -m bench.http`.
 """
 
@@ -73,11 +75,30 @@ class Side:
     signals: int
     latencies: list[float] = field(default_factory=list)
     """Per HTTP request, the time to its 202."""
+    writes: int = 0
+    """The service's ledger writes (requests that queue while one runs share the next)."""
+    cpu: float = 0.0
+    """CPU seconds of the ingesting process (submit's, or the service) and Temporal's, while timed."""
+    clients_cpu: float = 0.0
+    """CPU seconds of the HTTP clients (this process) while timed."""
 
 
-async def run_submit(path: Path, state: Path, address: str) -> Side:
-    client = await open_client(address)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc: this bench measures this machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def temporal_pid(dev: DevServer) -> int:
+    assert dev.process is not None, "the dev server is started"
+    return dev.process.pid
+
+
+async def run_submit(path: Path, state: Path, dev: DevServer) -> Side:
+    client = await open_client(dev.address)
+    temporal = temporal_pid(dev)
     with Ledger.from_url(f"sqlite:///{state / 'ledger.db'}") as ledger:
+        cpu = time.process_time() + cpu_seconds(temporal)
         began = time.perf_counter()
         report = await submit_files(
             client,
@@ -89,13 +110,14 @@ async def run_submit(path: Path, state: Path, address: str) -> Side:
             settle_seconds=5,
             quiet_seconds=60,
         )
-        return Side(time.perf_counter() - began, report.signals)
+        seconds = time.perf_counter() - began
+        return Side(seconds, report.signals, cpu=time.process_time() + cpu_seconds(temporal) - cpu)
 
 
-async def run_http(path: Path, state: Path, address: str, clients: int, batch: int) -> Side:
+async def run_http(path: Path, state: Path, dev: DevServer, clients: int, batch: int) -> Side:
     token = TokenStore(tokens_file(state)).add("bench", [Scope.INGEST])[0]
     port = 18000 + os.getpid() % 1000
-    env = {**os.environ, "AUTONOMY_STATE_DIR": str(state), "AUTONOMY_TEMPORAL_ADDRESS": address}
+    env = {**os.environ, "AUTONOMY_STATE_DIR": str(state), "AUTONOMY_TEMPORAL_ADDRESS": dev.address}
     server = subprocess.Popen(
         [sys.executable, "-m", "autonomy_controller.controller.cli", "serve", "--port", str(port)],
         env=env,
@@ -121,15 +143,27 @@ async def run_http(path: Path, state: Path, address: str, clients: int, batch: i
                     response.raise_for_status()
                     latencies.append(time.perf_counter() - began)
 
+            cpu, clients_cpu = cpu_seconds(server.pid) + cpu_seconds(temporal_pid(dev)), time.process_time()
             began = time.perf_counter()
             await asyncio.gather(*(sender() for _ in range(clients)))
-            while await _gauge(http, "autonomy_http_outbox_alerts") > 0:  # to the last signal, as submit
+            while not await _done(http):
                 await asyncio.sleep(0.01)
             seconds = time.perf_counter() - began
-            return Side(seconds, int(await _gauge(http, "autonomy_http_incidents_submitted_total")), latencies)
+            cpu = cpu_seconds(server.pid) + cpu_seconds(temporal_pid(dev)) - cpu
+            clients_cpu = time.process_time() - clients_cpu
+            signals = int(await _gauge(http, "autonomy_http_incidents_submitted_total"))
+            writes = int(await _gauge(http, "autonomy_http_ledger_writes_total"))
+            return Side(seconds, signals, latencies, writes, cpu, clients_cpu)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+async def _done(http: httpx.AsyncClient) -> bool:
+    """Every signal sent and the attacker profiles folded: where submit's clock stops (Submitter.flush returns
+    once the profiles hold the batch)."""
+    names = ("autonomy_http_outbox_alerts", "autonomy_http_unfolded_alerts")
+    return all([await _gauge(http, name) == 0 for name in names])
 
 
 async def _gauge(http: httpx.AsyncClient, name: str) -> float:
@@ -162,9 +196,9 @@ def main() -> None:
             root = Path(folder)
             path = alerts_file(root / "alerts.ndjson", args.alerts, args.sources)
             with DevServer() as dev:
-                submit = asyncio.run(run_submit(path, root / "submit", dev.address))
+                submit = asyncio.run(run_submit(path, root / "submit", dev))
             with DevServer() as dev:
-                http = asyncio.run(run_http(path, root / "http", dev.address, args.clients, args.batch))
+                http = asyncio.run(run_http(path, root / "http", dev, args.clients, args.batch))
             lost_submit = args.alerts - ledger_alerts(root / "submit")
             lost_http = args.alerts - ledger_alerts(root / "http")
         submit_rate, http_rate = args.alerts / submit.seconds, args.alerts / http.seconds
@@ -177,8 +211,13 @@ def main() -> None:
         )
         print(
             f"  HTTP ingest:     {http_rate:8.0f} alerts/s ({http.seconds:.2f} s), {http.signals} signals, "
-            f"{args.clients} clients x {args.batch} records/request, p50 {quantiles[49] * 1000:.0f} ms, "
+            f"{args.clients} clients x {args.batch} records/request in {http.writes} ledger writes, "
+            f"p50 {quantiles[49] * 1000:.0f} ms, "
             f"p99 {quantiles[98] * 1000:.0f} ms, lost {lost_http}"
+        )
+        print(
+            f"  CPU (ingest + Temporal): submit {submit.cpu:.2f} s, HTTP {http.cpu:.2f} s "
+            f"(+ clients {http.clients_cpu:.2f} s): CPU ratio submit / HTTP {submit.cpu / http.cpu:.2f}"
         )
         print(f"  ratio HTTP / submit: {ratios[-1]:.2f}")
     print(

@@ -147,6 +147,7 @@ class Outbox:
                 for queued in merged:
                     queued.done.set_exception(exc)
                 continue
+            self.metrics.writes.inc()
             now = time.monotonic()
             for key, entries in written.queued.items():
                 self.pending.setdefault(key, []).extend(entries)
@@ -254,6 +255,7 @@ class Outbox:
                     return
             del self.in_flight[key]
             self.metrics.incidents.inc()
+            self.metrics.unfolded.inc(len(entries))
 
         try:
             await asyncio.gather(*(send(key, entries) for key, entries in list(self.in_flight.items())))
@@ -265,6 +267,7 @@ class Outbox:
             self.metrics.outbox.set(self.backlog())
         self._save_cursor()
         await asyncio.to_thread(track_batch, self.ledger)  # attacker profiles: once per flush, not per signal
+        self.metrics.unfolded.set(0)
         if failures:
             raise failures[0]
 
