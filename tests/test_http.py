@@ -260,13 +260,19 @@ async def test_read_api_lists_filters_shows_and_reports(api: Api) -> None:
 async def test_openapi_health_readiness_and_metrics(api: Api) -> None:
     paths = (await api.http.get("/openapi.json")).json()["paths"]
     assert {"/v1/alerts", "/v1/incidents", "/v1/incidents/{key}", "/v1/incidents/{key}/report"} <= set(paths)
-    assert (await api.http.get("/healthz")).json() == {"status": "ok"}
+    health = await api.http.get("/healthz")
+    assert health.json() == {"status": "ok"}
+    assert health.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert (health.headers["x-content-type-options"], health.headers["cache-control"]) == ("nosniff", "no-store")
+    refused = await api.http.post("/v1/alerts", content=b"{}")  # an error answer carries them too
+    assert refused.status_code == 401 and refused.headers["referrer-policy"] == "no-referrer"
     ready = await api.http.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert (await api.post(lines([alert(1, "203.0.113.10")]))).status_code == 202
     metrics = (await api.http.get("/metrics")).text
     assert 'autonomy_http_alerts_ingested_total{format="native"}' in metrics
     assert 'autonomy_http_request_seconds_count{method="POST",route="/v1/alerts",status="202"}' in metrics
+    assert 'autonomy_http_request_seconds_count{method="POST",route="/v1/alerts",status="401"}' in metrics
     assert "autonomy_http_dead_letters_total" in metrics
 
 
