@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,8 @@ class Backlogged(RuntimeError):
 class Accepted:
     new: list[Alert]
     """The alerts the ledger did not hold before (nor an earlier record of the same body)."""
+    incidents: dict[str, int]
+    """Alerts per incident key (new and duplicate), as the 202 reports them."""
 
 
 @dataclass
@@ -154,8 +156,8 @@ class Outbox:
                 self.since.setdefault(key, now)
             self.written_through = max(self.written_through, written.through)
             self.metrics.outbox.set(self.backlog())
-            for queued, new in zip(merged, written.new, strict=True):
-                queued.done.set_result(Accepted(new))
+            for queued, new, incidents in zip(merged, written.new, written.incidents, strict=True):
+                queued.done.set_result(Accepted(new, incidents))
             self._wake.set()
 
     async def _submitter_now(self) -> Submitter:
@@ -337,6 +339,8 @@ class Outbox:
 class _Written:
     new: list[list[Alert]]
     """Per request, its alerts new to the ledger (an alert two requests carry is new to the first only)."""
+    incidents: list[dict[str, int]]
+    """Per request, its alerts (new and duplicate) per incident key."""
     queued: dict[str, list[tuple[int, Alert]]]
     """Per incident, (seq, alert) of the new alerts: what the flusher is to signal."""
     through: int
@@ -349,12 +353,16 @@ def _write(ledger: Ledger, submitter: Submitter, requests: list[list[Alert]]) ->
     batches: dict[str, list[tuple[str, Alert]]] = {}
     owner: dict[str, int] = {}
     """Record key -> the request that carries the alert first."""
+    incidents: list[dict[str, int]] = [{} for _ in requests]
     for n, alerts in enumerate(requests):
+        counts = incidents[n]
         for alert in alerts:
+            incident = incident_key(alert)
+            counts[incident] = counts.get(incident, 0) + 1
             key = alert_record_key(alert)
             if key not in owner:
                 owner[key] = n
-                batches.setdefault(incident_key(alert), []).append((key, alert))
+                batches.setdefault(incident, []).append((key, alert))
     held = _existing(ledger, list(owner))
     records = submitter.write({key: [alert for _, alert in entries] for key, entries in batches.items()})
     new: list[list[Alert]] = [[] for _ in requests]
@@ -366,7 +374,7 @@ def _write(ledger: Ledger, submitter: Submitter, requests: list[list[Alert]]) ->
                 new[owner[key]].append(alert)
                 queued.setdefault(incident, []).append((record.seq, alert))
             through = max(through, record.seq)
-    return _Written(new, queued, through)
+    return _Written(new, incidents, queued, through)
 
 
 def _existing(ledger: Ledger, keys: list[str]) -> set[str]:
@@ -402,11 +410,3 @@ async def _seen_by_latest_closed_run(client: Client, key: str) -> set[str]:
         batch = (await client.data_converter.decode(signalled.input.payloads, [AlertBatch]))[0]
         seen.update(alert.id for alert in batch.alerts)
     return seen
-
-
-def group(alerts: Iterable[Alert]) -> dict[str, int]:
-    """Alerts per incident key (new and duplicate), as the 202 reports them."""
-    counts: dict[str, int] = {}
-    for alert in alerts:
-        counts[incident_key(alert)] = counts.get(incident_key(alert), 0) + 1
-    return counts
