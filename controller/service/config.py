@@ -36,6 +36,10 @@ class ServiceConfig:
     goes at once): signals gather alerts of many requests, fewer and larger, as `autonomy submit`'s do."""
     outbox_idle_seconds: float = 0.05
     """Ingest counts as idle (everything pending is signalled) after this long with no request in progress."""
+    outbox_fold_seconds: float = 5.0
+    """Under sustained ingest, how often signalled alerts are folded into the attacker profiles (when ingest is
+    idle, at once): profiles describe sources for people, no decision reads them, and a fold costs ~0.1 s of CPU
+    for 200 profiles however few alerts it adds."""
     outbox_retry_seconds: float = 1.0
     """After a failed flush (Temporal away), the wait before the next attempt; nothing pending is dropped."""
     level: Level | None = None

@@ -11,8 +11,9 @@ one append per incident for all of them; a SQLite transaction's cost is mostly p
 The signals: an incident is signalled once it holds `outbox_batch_alerts` (the Submitter's batch size), once
 ingest is idle (no request in progress for `outbox_idle_seconds`), or once its oldest alert has waited
 `outbox_max_delay_seconds`. A signal-with-start costs Temporal about the same for one alert as for a hundred,
-so under sustained load this is what keeps the signals few; a case waits `settle_seconds` (5 s) before it
-decides anyway.
+so under sustained load this is what keeps the signals few (1 s is also `ingest --follow`'s flush interval);
+a case waits `settle_seconds` (5 s) before it decides anyway. Signalled alerts are folded into the attacker
+profiles once ingest is idle, else every `outbox_fold_seconds`.
 
 A crash between the two halves loses nothing. The outbox keeps `<state dir>/http-outbox.json`:
 `signalled_through`, a ledger seq such that every ALERT record the service wrote up to it has been signalled
@@ -98,6 +99,9 @@ class Outbox:
     """Ingest requests in progress (`receiving`): while any is, the flusher waits for more to gather."""
     _last_request: float = float("-inf")
     _closing: bool = False
+    _unfolded: int = 0
+    """Alerts signalled since the last fold into the attacker profiles."""
+    _folded_at: float = float("-inf")
     _saved_through: int | None = None
     _task: asyncio.Task[None] | None = None
     _submitter: Submitter | None = None
@@ -189,7 +193,7 @@ class Outbox:
             await self._task
 
     async def _drained(self) -> None:
-        while self.backlog() or not self.recovered.is_set():
+        while self.backlog() or self._unfolded or not self.recovered.is_set():
             self._wake.set()
             await asyncio.sleep(0.05)
 
@@ -227,21 +231,32 @@ class Outbox:
         return [key for key, entries in self.pending.items() if len(entries) >= full or self.since[key] <= oldest]
 
     def _next_due(self) -> float | None:
-        """Seconds until the flusher must look again without being woken: the next idle test or the oldest
-        incident's deadline; None when nothing is pending (a write or a request's end wakes it)."""
-        if not self.pending:
+        """Seconds until the flusher must look again without being woken: the oldest incident's deadline, the
+        fold's, the next idle test; None when nothing is owed (a write or a request's end wakes it)."""
+        deadlines = []
+        if self.pending:
+            deadlines.append(min(self.since.values()) + self.config.outbox_max_delay_seconds)
+        if self._unfolded:
+            deadlines.append(self._folded_at + self.config.outbox_fold_seconds)
+        if not deadlines:
             return None
-        now = time.monotonic()
-        deadline = min(self.since.values()) + self.config.outbox_max_delay_seconds
         if not self._requests and not self._queued:
-            deadline = min(deadline, self._last_request + self.config.outbox_idle_seconds)
-        return max(deadline - now, 0.0)
+            deadlines.append(self._last_request + self.config.outbox_idle_seconds)
+        return max(min(deadlines) - time.monotonic(), 0.0)
 
     async def _flush(self, keys: list[str]) -> None:
-        if not keys:
-            if not self.pending:
-                self._save_cursor()
-            return
+        if keys:
+            await self._signal(keys)
+        elif not self.pending:
+            self._save_cursor()
+        now = time.monotonic()
+        fold_due = self._closing or self._idle(now) or now - self._folded_at >= self.config.outbox_fold_seconds
+        if self._unfolded and fold_due:  # attacker profiles: they describe, no decision waits for them
+            await asyncio.to_thread(track_batch, self.ledger)
+            self._folded_at, self._unfolded = now, 0
+            self.metrics.unfolded.set(0)
+
+    async def _signal(self, keys: list[str]) -> None:
         submitter = await self._submitter_now()
         self.in_flight = {key: self.pending.pop(key) for key in keys}
         since = {key: self.since.pop(key) for key in keys}
@@ -257,7 +272,8 @@ class Outbox:
                     return
             del self.in_flight[key]
             self.metrics.incidents.inc()
-            self.metrics.unfolded.inc(len(entries))
+            self._unfolded += len(entries)
+            self.metrics.unfolded.set(self._unfolded)
 
         try:
             await asyncio.gather(*(send(key, entries) for key, entries in list(self.in_flight.items())))
@@ -268,8 +284,6 @@ class Outbox:
             self.in_flight = {}
             self.metrics.outbox.set(self.backlog())
         self._save_cursor()
-        await asyncio.to_thread(track_batch, self.ledger)  # attacker profiles: once per flush, not per signal
-        self.metrics.unfolded.set(0)
         if failures:
             raise failures[0]
 
