@@ -219,6 +219,20 @@ async def test_under_sustained_ingest_an_alert_waits_at_most_the_max_delay_for_i
             assert status.alert_count == 1 and outbox._requests == 1
 
 
+async def test_under_sustained_ingest_an_incident_holding_a_full_batch_is_signalled_at_once(api: Api) -> None:
+    config = dataclasses.replace(LIMITS, outbox_batch_alerts=3)  # and a 30 s max delay: only the batch sends
+    app = create_app(api.loop.settings, config, api.loop.client.service_client.config.target_host)
+    async with live(app) as http:
+        outbox: Outbox = app.state.service.outbox
+        with outbox.receiving():
+            auth = {"Authorization": f"Bearer {api.tokens['sender']}"}
+            body = lines([alert(n, "203.0.113.16") for n in range(3)] + [alert(1, "203.0.113.17")])
+            assert (await http.post("/v1/alerts", content=body, headers=auth)).status_code == 202
+            status = await api.loop.wait_for("src:203.0.113.16", lambda s: s.alert_count == 3)
+            assert status.alert_count == 3
+            assert [a.id for _, a in outbox.pending["src:203.0.113.17"]] == [alert(1, "203.0.113.17").id]
+
+
 # -- limits -----------------------------------------------------------------------------------------------
 
 
