@@ -7,6 +7,7 @@ addresses, so incidents never mix between tests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import json
 import shutil
@@ -27,7 +28,7 @@ from autonomy_controller.controller.ingest.lines import MAX_LINE_BYTES
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Alert, Level
 from autonomy_controller.controller.service import ServiceConfig, create_app
-from autonomy_controller.controller.service.outbox import CURSOR_FILE
+from autonomy_controller.controller.service.outbox import CURSOR_FILE, Outbox
 from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file
 from autonomy_controller.workflows.client import Submitter
 from tests.harness import Loop, alert, running_loop
@@ -41,6 +42,7 @@ LIMITS = ServiceConfig(
     quiet_seconds=0.3,
     submit_timeout_seconds=5,
     connect_timeout_seconds=1,
+    outbox_max_delay_seconds=30,  # signals go when ingest is idle (a test of the delay sets its own)
 )
 EVE = REPO_ROOT / "tests" / "data" / "suricata7-lab-eve.jsonl"
 
@@ -70,8 +72,8 @@ async def live(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[httpx.Asy
 
 
 class Api:
-    def __init__(self, http: httpx.AsyncClient, loop: Loop, tokens: dict[str, str]) -> None:
-        self.http, self.loop, self.tokens = http, loop, tokens
+    def __init__(self, http: httpx.AsyncClient, loop: Loop, tokens: dict[str, str], app: FastAPI) -> None:
+        self.http, self.loop, self.tokens, self.app = http, loop, tokens, app
 
     async def post(self, body: bytes, token: str = "sender", **headers: str) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[token]}", **headers}
@@ -96,7 +98,7 @@ async def api(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> A
     async with running_loop(config) as loop:
         app = create_app(config, LIMITS, loop.client.service_client.config.target_host)
         async with live(app) as http:
-            yield Api(http, loop, tokens)
+            yield Api(http, loop, tokens, app)
 
 
 def lines(alerts: list[Alert]) -> bytes:
@@ -105,6 +107,13 @@ def lines(alerts: list[Alert]) -> bytes:
 
 def ledger_alerts(loop: Loop, key: str) -> int:
     return len(loop.ledger.records(key, [RecordKind.ALERT]))
+
+
+async def metric(http: httpx.AsyncClient, name: str) -> float:
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
 
 
 # -- auth -------------------------------------------------------------------------------------------------
@@ -166,6 +175,62 @@ async def test_a_retried_post_attaches_nothing_twice(api: Api) -> None:
     status = await api.loop.wait_for(key, lambda s: s.alert_count >= 6)
     await asyncio.sleep(0.3)  # a second signal, were it attached, would have landed by now
     assert (await api.loop.wait_for(key, lambda s: True)).alert_count == status.alert_count == 6
+
+
+async def test_requests_queued_together_share_one_write_and_an_alert_both_carry_is_new_to_one(api: Api) -> None:
+    outbox: Outbox = api.app.state.service.outbox
+    key, shared = "src:203.0.113.13", alert(0, "203.0.113.13")
+    requests = [[shared, alert(n, "203.0.113.13")] for n in range(1, 4)]
+    writes = await metric(api.http, "autonomy_http_ledger_writes_total")
+    accepted = await asyncio.gather(*(outbox.accept(alerts) for alerts in requests))  # all queue, then one write
+    assert await metric(api.http, "autonomy_http_ledger_writes_total") == writes + 1
+    assert [[a.id for a in one.new] for one in accepted] == [[shared.id, requests[0][1].id]] + [
+        [alerts[1].id] for alerts in requests[1:]
+    ]
+    assert all(one.incidents == {key: 2} for one in accepted)
+    assert ledger_alerts(api.loop, key) == 4
+    assert (await api.loop.wait_for(key, lambda s: s.alert_count >= 4)).alert_count == 4
+
+
+async def test_signals_gather_while_ingest_is_busy_and_go_together_once_it_is_idle(api: Api) -> None:
+    outbox: Outbox = api.app.state.service.outbox
+    key = "src:203.0.113.14"
+    signals = await metric(api.http, "autonomy_http_incidents_submitted_total")
+    with outbox.receiving():  # a request in progress: ingest is busy
+        for n in range(3):
+            assert (await api.post(lines([alert(n, "203.0.113.14")]))).status_code == 202
+        await asyncio.sleep(LIMITS.outbox_idle_seconds * 4)  # an idle flusher would have sent them by now
+        assert len(outbox.pending[key]) == 3
+        assert await metric(api.http, "autonomy_http_incidents_submitted_total") == signals
+    assert (await api.loop.wait_for(key, lambda s: s.alert_count >= 3)).alert_count == 3
+    assert await metric(api.http, "autonomy_http_incidents_submitted_total") == signals + 1  # one signal, 3 alerts
+
+
+async def test_under_sustained_ingest_an_alert_waits_at_most_the_max_delay_for_its_signal(api: Api) -> None:
+    config = dataclasses.replace(LIMITS, outbox_max_delay_seconds=0.5)
+    app = create_app(api.loop.settings, config, api.loop.client.service_client.config.target_host)
+    async with live(app) as http:
+        outbox: Outbox = app.state.service.outbox
+        with outbox.receiving():  # busy throughout: only the delay sends it
+            auth = {"Authorization": f"Bearer {api.tokens['sender']}"}
+            sent = await http.post("/v1/alerts", content=lines([alert(1, "203.0.113.15")]), headers=auth)
+            assert sent.status_code == 202
+            status = await api.loop.wait_for("src:203.0.113.15", lambda s: s.alert_count == 1)
+            assert status.alert_count == 1 and outbox._requests == 1
+
+
+async def test_under_sustained_ingest_an_incident_holding_a_full_batch_is_signalled_at_once(api: Api) -> None:
+    config = dataclasses.replace(LIMITS, outbox_batch_alerts=3)  # and a 30 s max delay: only the batch sends
+    app = create_app(api.loop.settings, config, api.loop.client.service_client.config.target_host)
+    async with live(app) as http:
+        outbox: Outbox = app.state.service.outbox
+        with outbox.receiving():
+            auth = {"Authorization": f"Bearer {api.tokens['sender']}"}
+            body = lines([alert(n, "203.0.113.16") for n in range(3)] + [alert(1, "203.0.113.17")])
+            assert (await http.post("/v1/alerts", content=body, headers=auth)).status_code == 202
+            status = await api.loop.wait_for("src:203.0.113.16", lambda s: s.alert_count == 3)
+            assert status.alert_count == 3
+            assert [a.id for _, a in outbox.pending["src:203.0.113.17"]] == [alert(1, "203.0.113.17").id]
 
 
 # -- limits -----------------------------------------------------------------------------------------------
@@ -260,13 +325,19 @@ async def test_read_api_lists_filters_shows_and_reports(api: Api) -> None:
 async def test_openapi_health_readiness_and_metrics(api: Api) -> None:
     paths = (await api.http.get("/openapi.json")).json()["paths"]
     assert {"/v1/alerts", "/v1/incidents", "/v1/incidents/{key}", "/v1/incidents/{key}/report"} <= set(paths)
-    assert (await api.http.get("/healthz")).json() == {"status": "ok"}
+    health = await api.http.get("/healthz")
+    assert health.json() == {"status": "ok"}
+    assert health.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert (health.headers["x-content-type-options"], health.headers["cache-control"]) == ("nosniff", "no-store")
+    refused = await api.http.post("/v1/alerts", content=b"{}")  # an error answer carries them too
+    assert refused.status_code == 401 and refused.headers["referrer-policy"] == "no-referrer"
     ready = await api.http.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert (await api.post(lines([alert(1, "203.0.113.10")]))).status_code == 202
     metrics = (await api.http.get("/metrics")).text
     assert 'autonomy_http_alerts_ingested_total{format="native"}' in metrics
     assert 'autonomy_http_request_seconds_count{method="POST",route="/v1/alerts",status="202"}' in metrics
+    assert 'autonomy_http_request_seconds_count{method="POST",route="/v1/alerts",status="401"}' in metrics
     assert "autonomy_http_dead_letters_total" in metrics
 
 

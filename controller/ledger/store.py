@@ -33,7 +33,7 @@ from autonomy_controller.controller.ledger.reads import (
 from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
 from autonomy_controller.controller.ledger.report import VerifyReport
 from autonomy_controller.controller.ledger.verify import check_incident, check_ledger
-from autonomy_controller.controller.ledger.writes import append_entries, check_text, parse_kind, plain_payload
+from autonomy_controller.controller.ledger.writes import append_groups_entries, check_text, parse_kind, plain_payload
 
 
 class Ledger:
@@ -111,10 +111,7 @@ class Ledger:
                 check_text(idempotency_key=key)
 
         def write(conn: Connection) -> dict[str, list[LedgerRecord]]:
-            return {
-                incident_key: append_entries(conn, incident_key, record_kind, actor, bodies)
-                for incident_key, bodies in prepared.items()
-            }
+            return append_groups_entries(conn, record_kind, actor, prepared)
 
         return self.committer.run(self.engine, write)  # returns once committed (commit.py: group commit)
 

@@ -29,6 +29,17 @@ class ServiceConfig:
     """Alerts in the ledger awaiting their signal (Temporal slow or down): past it, ingest is refused with 503."""
     outbox_signals_in_flight: int = 16
     """Signal-with-starts the outbox's flusher has in flight at once."""
+    outbox_batch_alerts: int = 200
+    """An incident holding this many unsignalled alerts is signalled at once (as the Submitter's BATCH_SIZE)."""
+    outbox_max_delay_seconds: float = 1.0
+    """Under sustained ingest, the longest an acknowledged alert waits for its signal (when ingest is idle it
+    goes at once): signals gather alerts of many requests, fewer and larger, as `autonomy submit`'s do."""
+    outbox_idle_seconds: float = 0.05
+    """Ingest counts as idle (everything pending is signalled) after this long with no request in progress."""
+    outbox_fold_seconds: float = 5.0
+    """Under sustained ingest, how often signalled alerts are folded into the attacker profiles (when ingest is
+    idle, at once): profiles describe sources for people, no decision reads them, and a fold costs ~0.1 s of CPU
+    for 200 profiles however few alerts it adds."""
     outbox_retry_seconds: float = 1.0
     """After a failed flush (Temporal away), the wait before the next attempt; nothing pending is dropped."""
     level: Level | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -20,10 +21,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from autonomy_controller.controller.ledger.errors import LedgerError
-from autonomy_controller.controller.models import Alert
 from autonomy_controller.controller.service.auth import require, service_of
 from autonomy_controller.controller.service.intake import BodyRefused, Intake, read_body
-from autonomy_controller.controller.service.outbox import Backlogged, group
+from autonomy_controller.controller.service.outbox import Accepted, Backlogged
 from autonomy_controller.controller.service.state import Service, Unavailable
 from autonomy_controller.controller.service.tokens import Scope, TokenEntry
 
@@ -66,8 +66,8 @@ async def _body(request: Request, service: Service) -> bytes:
     return b"".join(chunks)
 
 
-async def _submit(service: Service, intake: Intake) -> list[Alert]:
-    """The alerts into the ledger and the outbox's queue; returns those new to the ledger. Unavailable on failure."""
+async def _submit(service: Service, intake: Intake) -> Accepted:
+    """The alerts into the ledger and the outbox's queue; Unavailable on failure."""
     config = service.config
     try:
         accepted = await asyncio.wait_for(service.outbox.accept(intake.alerts), config.submit_timeout_seconds)
@@ -77,7 +77,7 @@ async def _submit(service: Service, intake: Intake) -> list[Alert]:
         raise Unavailable(f"Temporal is behind: {exc}") from exc
     except (SQLAlchemyError, LedgerError) as exc:
         raise Unavailable(f"the ledger refused the write: {type(exc).__name__}") from exc
-    return accepted.new
+    return accepted
 
 
 @router.post(
@@ -97,6 +97,11 @@ async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(re
     """Each record's format is detected on its own; a bad record is dead-lettered with its exact bytes and
     listed by index and reason, and never takes the good ones with it. Idempotent by alert id."""
     service = service_of(request)
+    with service.outbox.receiving():  # while requests come in, the outbox gathers their signals
+        return await _ingest(request, service, sender)
+
+
+async def _ingest(request: Request, service: Service, sender: TokenEntry) -> IngestResult:
     try:
         body = await _body(request, service)
         intake = await asyncio.to_thread(read_body, body, request.headers.get("content-type", ""), service.config)
@@ -113,7 +118,7 @@ async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(re
             headers={"Retry-After": str(service.config.retry_after_seconds)},
         ) from None
     try:
-        new = await _submit(service, intake)
+        accepted = await _submit(service, intake)
     except Unavailable as exc:
         raise _unavailable(service, str(exc)) from exc
     finally:
@@ -127,19 +132,18 @@ async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(re
     except OSError as exc:  # the alerts are in the ledger: the retry finds them there and dead-letters again
         raise _unavailable(service, f"the dead-letter file is not writable: {exc.strerror or exc}") from exc
     report = intake.report
-    duplicates = len(intake.alerts) - len(new)
-    for alert in new:
-        service.metrics.alerts.labels(alert.source).inc()
+    duplicates = len(intake.alerts) - len(accepted.new)
+    for source, count in Counter(alert.source for alert in accepted.new).items():
+        service.metrics.alerts.labels(source).inc(count)
     service.metrics.duplicates.inc(duplicates)
     service.metrics.dead_letters.inc(len(intake.bad))
-    incidents = group(intake.alerts)
     return IngestResult(
         request_id=request_id,
         records=report.records_read,
-        accepted=len(new),
+        accepted=len(accepted.new),
         duplicate=duplicates,
         dead_lettered=len(intake.bad),
         skipped=report.skipped_total,
-        incidents=incidents,
+        incidents=accepted.incidents,
         errors=[RecordError(index=b.index, line=b.line, reason=b.reason) for b in intake.bad],
     )

@@ -33,6 +33,16 @@ class Metrics:
             "Alerts in the ledger whose signal to their workflow has not been sent yet.",
             registry=self.registry,
         )
+        self.writes = Counter(
+            "autonomy_http_ledger_writes",
+            "Ledger writes of ingest requests: requests that queue while one runs share the next (one transaction).",
+            registry=self.registry,
+        )
+        self.unfolded = Gauge(
+            "autonomy_http_unfolded_alerts",
+            "Alerts signalled but not yet in the attacker profiles (folded after each flush).",
+            registry=self.registry,
+        )
         self.refused = Counter(
             "autonomy_http_ingest_refused",
             "Ingest requests refused whole, by HTTP status.",
