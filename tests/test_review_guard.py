@@ -1,0 +1,107 @@
+"""Adversarial review of the guard path, through the CLI on every engine: what an attacker's spelling or a planner's
+word can still change. Each test states the value an attacker chooses and the verdict it must not move.
+
+Alerts are our own Alert JSON (tests/harness.py bursts carry the ModSecurity rule facts triage reads), so a test
+says exactly which fields a sender controls.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.models import Alert
+from tests.harness import ATTACKER, WAF_RAW, burst
+
+runner = CliRunner()
+ENGINES = ["wasm", "embedded", "opa"]
+TTL = 3600
+DC = ipaddress.IPv4Address("10.10.0.10")  # dc-01 (policies/inventory/data.yaml): domain-controllers, L1
+
+
+def write_alerts(path: Path, alerts: list[Alert]) -> Path:
+    path.write_text("".join(json.dumps(a.model_dump(mode="json")) + "\n" for a in alerts))
+    return path
+
+
+def write_plan(path: Path, *actions: dict[str, Any], **extra: Any) -> Path:
+    path.write_text(json.dumps({"actions": list(actions), **extra}))
+    return path
+
+
+def block(ip: str) -> dict[str, Any]:
+    return {"action": "network.block_ip", "params": {"ip": ip, "ttl_seconds": TTL}, "rationale": "c", "confidence": 0.9}
+
+
+def decide(tmp_path: Path, engine: str, alerts: list[Alert], plan: Path, *args: str) -> list[dict[str, Any]]:
+    path = write_alerts(tmp_path / "alerts.jsonl", alerts)
+    env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var")}
+    command = ["evaluate", str(path), "--json", "--engine", engine, "--plan", str(plan), *args]
+    result = runner.invoke(app, command, env=env)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return [d for r in records for d in r["decisions"]]
+
+
+# -- an asset's address in an IPv6 spelling that embeds it is still that asset --------------------------------
+
+# The IPv6 addresses that carry dc-01's IPv4 address (controller/addresses.py, EMBEDDINGS). An attacker picks the
+# destination: through a NAT64 gateway 64:ff9b::10.10.0.10 reaches dc-01, and the sensor logs that spelling.
+# The guardrails already decode these for targets; the inventory did not for the incident's assets, so a case
+# against the domain controller (L1: recommend only) was decided at another scope's level (L2: approve).
+EMBEDDED_DC = {
+    "NAT64": str(ipaddress.IPv6Address("64:ff9b::") + int(DC)),
+    "NAT64 local-use /96": str(ipaddress.IPv6Address("64:ff9b:1::") + int(DC)),
+    "IPv4-compatible": str(ipaddress.IPv6Address(int(DC))),
+    "6to4": str(ipaddress.IPv6Address((0x2002 << 112) | (int(DC) << 80) | 1)),
+    "Teredo client": str(ipaddress.IPv6Address((0x20010000 << 96) | (0xFFFFFFFF ^ int(DC)))),
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("spelling", list(EMBEDDED_DC), ids=list(EMBEDDED_DC))
+def test_an_attack_on_an_asset_in_an_embedding_ipv6_spelling_is_decided_at_the_assets_level(
+    tmp_path: Path, engine: str, spelling: str
+) -> None:
+    plan = write_plan(tmp_path / "plan.json", block(ATTACKER))
+    plain = decide(tmp_path, engine, burst(dst_ip=str(DC)), plan)
+    embedded = decide(tmp_path, engine, burst(dst_ip=EMBEDDED_DC[spelling]), plan)
+    assert [(d["effective_level"], d["verdict"]) for d in plain] == [("L1", "recommend")]
+    assert [(d["effective_level"], d["verdict"]) for d in embedded] == [("L1", "recommend")], embedded
+    assert any("dc-01" in reason for reason in embedded[0]["level_reasons"]) or embedded[0]["scope"].endswith(
+        "domain-controllers"
+    )
+
+
+# -- a scanner user agent (the attacker's own text) never lifts triage over a level's bar -----------------------
+
+
+def sqli_burst(user_agent: str) -> list[Alert]:
+    """Ten SQLi requests, libinjection over CRS's threshold: triage says malicious, but not sure enough (0.51)
+    for a level's bar (malicious at 0.8) from the sensor's facts alone."""
+    raw = copy.deepcopy(WAF_RAW)
+    messages = raw["transaction"]["messages"]
+    raw["transaction"]["messages"] = [m for m in messages if m["details"]["ruleId"] in ("942100", "949110")]
+    raw["transaction"]["request"] = {"headers": {"User-Agent": user_agent}}
+    return burst(raw=raw, rule_ids=["942100", "949110"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_scanner_user_agent_never_lifts_triage_confidence_over_the_bar(tmp_path: Path, engine: str) -> None:
+    # The user agent is the attacker's text: it may raise the verdict people see, never what the guard acts on.
+    # The guard's triage dropped those points only when that changed the verdict; at the same verdict it kept the
+    # confidence they bought (0.51 -> 0.9), and containment then ran alone.
+    plan = write_plan(tmp_path / "plan.json", block(ATTACKER))
+    [plain] = decide(tmp_path, engine, sqli_burst("curl/8.5.0"), plan, "--level", "L3")
+    [scanner] = decide(tmp_path, engine, sqli_burst("sqlmap/1.7.2#stable (https://sqlmap.org)"), plan, "--level", "L3")
+    assert (plain["verdict"], plain["triage"]["verdict"]) == ("approve", "malicious")
+    assert plain["triage"]["confidence"] < 0.8
+    assert scanner["verdict"] == "approve", scanner["reasons"]
+    assert scanner["triage"]["confidence"] == plain["triage"]["confidence"]
