@@ -105,3 +105,27 @@ def test_a_scanner_user_agent_never_lifts_triage_confidence_over_the_bar(tmp_pat
     assert plain["triage"]["confidence"] < 0.8
     assert scanner["verdict"] == "approve", scanner["reasons"]
     assert scanner["triage"]["confidence"] == plain["triage"]["confidence"]
+
+
+# -- a planner's triage only lowers: never the risk score either ------------------------------------------------
+
+PLANNER_TRIAGES = {
+    "noise, 1% sure": {"verdict": "noise", "confidence": 0.01, "rationale": "looks benign"},
+    "suspicious": {"verdict": "suspicious", "confidence": 0.99, "rationale": "unclear"},
+    "malicious, unsure": {"verdict": "malicious", "confidence": 0.3, "rationale": "maybe"},
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("said", list(PLANNER_TRIAGES), ids=list(PLANNER_TRIAGES))
+@pytest.mark.parametrize("requests", [2, 10])
+def test_a_planners_triage_never_lowers_the_risk_score(tmp_path: Path, engine: str, said: str, requests: int) -> None:
+    # The risk score gates what runs alone (auto_max) and what a person may approve (approve_max). Risk reads
+    # triage as how likely an attack is: noise at confidence c as 1 - c. A planner "lowering" malicious 0.9 to
+    # "noise, 1% sure" made that 0.99, and the risk of containing fell (38.3 -> 36.5 for a production block).
+    alerts = burst(n=requests, dst_ip="10.20.0.12")  # web-02: production
+    action = {"action": "network.block_ip", "params": {"ip": "198.51.100.64/26"}, "rationale": "r", "confidence": 1}
+    [own] = decide(tmp_path, engine, alerts, write_plan(tmp_path / "own.json", action), "--level", "L3")
+    planned = write_plan(tmp_path / "planned.json", action, planner_triage=PLANNER_TRIAGES[said])
+    [lowered] = decide(tmp_path, engine, alerts, planned, "--level", "L3")
+    assert lowered["risk"]["score"] >= own["risk"]["score"], (own["risk"], lowered["risk"])

@@ -178,7 +178,7 @@ class Guard:
         judged = own.lowered_to(plan.planner_triage, proposer) if own is not None else None
         impact = plan.impact
         decisions = [
-            self.decide(incident, item, facts, resolution, proposer, shape, judged, at, impact) for item in checked
+            self.decide(incident, item, facts, resolution, proposer, shape, judged, at, impact, own) for item in checked
         ]
         if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
             for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
@@ -186,7 +186,7 @@ class Guard:
                 trial_resolution = resolve_most_restrictive(config, list(facts.scopes), health=health)
                 for item, decision in zip(checked, decisions, strict=True):
                     shadow = self._decide(
-                        incident, item, facts, trial_resolution, proposer, shape, judged, at, config, impact
+                        incident, item, facts, trial_resolution, proposer, shape, judged, at, config, impact, own
                     )
                     decision.trials.append(trial_of(name, candidate, shadow))
         return decisions
@@ -207,10 +207,15 @@ class Guard:
         triage: TriageSummary | None,
         now: datetime | None = None,
         impact: ImpactSummary | None = None,
+        controller_triage: TriageSummary | None = None,
     ) -> GuardDecision:
+        """One action's decision. `triage` is what the policy judges (the controller's, perhaps lowered by the
+        planner); `controller_triage` the controller's own, which bounds the risk's evidence (risk.py)."""
         started = self._clock()
         at = now or utcnow()
-        decision = self._decide(incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact)
+        decision = self._decide(
+            incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact, own=controller_triage
+        )
         decision.decision_time = at
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
@@ -227,6 +232,7 @@ class Guard:
         now: datetime,
         config: LevelConfig | None = None,
         impact: ImpactSummary | None = None,
+        own: TriageSummary | None = None,
     ) -> GuardDecision:
         action, spec, params = checked.action, checked.spec, checked.params
         if spec is None:
@@ -239,7 +245,7 @@ class Guard:
                 params=params,
                 targets=targets,
                 action_confidence=action.confidence,
-                evidence_confidence=evidence_confidence(incident.confidence, triage),
+                evidence_confidence=evidence_confidence(incident.confidence, triage, own),
                 environment=facts.environment,
                 sensor_blocked=incident.blocked,
                 impact=impact,
