@@ -102,3 +102,48 @@ def test_a_broken_element_before_the_last_of_an_array_does_not_take_the_last_wit
     [entry] = entries
     assert entry["line"] == 2 and original_bytes(entry) == broken + b","
     assert report.dead_lettered == 1
+
+
+# -- a text field holds text: a list (a key written twice), a mapping or a boolean is refused, never its repr ---
+
+OCSF = json.loads(
+    Path(__file__)
+    .resolve()
+    .parent.parent.joinpath("examples/alerts/ocsf-detection-finding.jsonl")
+    .read_text()
+    .splitlines()[0]
+)
+
+
+def ocsf(uid: str, **paths: Any) -> dict[str, Any]:
+    record = json.loads(json.dumps(OCSF))
+    record["finding_info"]["uid"] = uid
+    for path, value in paths.items():
+        parent = record
+        *parents, leaf = path.split(".")
+        for key in parents:
+            parent = parent.setdefault(key, {})
+        parent[leaf] = value
+    return record
+
+
+NOT_TEXT = {
+    "user from a key written twice": ("actor.user.name", ["j.doe", "dave"], "user"),
+    "user as a mapping": ("actor.user.name", {"name": "dave"}, "user"),
+    "asset from a key written twice": ("device.hostname", ["web-stg-01", "dc-01"], "asset"),
+    "asset as a boolean": ("device.hostname", True, "asset"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_TEXT), ids=list(NOT_TEXT))
+def test_a_field_that_must_be_text_refuses_anything_else_naming_it(tmp_path: Path, case: str) -> None:
+    # Ingest turned such a value into its Python spelling ("['j.doe', 'dave']", "True"): an account or host name
+    # nobody wrote, reaching playbooks, the directory lookup and the prompt. It is the record's error, named.
+    path_, value, field = NOT_TEXT[case]
+    records = [ocsf("good-1"), ocsf("bad", **{path_: value}), ocsf("good-2")]
+    path = tmp_path / "findings.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    alerts, _, entries = ingest(path)
+    assert [a.id.split(":")[1] for a in alerts] == ["good-1", "good-2"]
+    [entry] = entries
+    assert f"field {field} must be text" in entry["error"], entry["error"]

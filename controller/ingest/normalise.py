@@ -182,10 +182,14 @@ def make_alert(
 
 
 def identifier(field: str, value: object) -> str | None:
-    """An identifier as given, or an IngestError naming the field: over its limit, or with a character that
-    could hide or reorder text. None stays None (and so does "", which no identifier means)."""
+    """An identifier as given, or an IngestError naming the field: not text (a whole number, as some sensors
+    number their rules, is written out), over its limit, or with a character that could hide or reorder text.
+    None stays None (and so does "", which no identifier means). A list (a key written twice), a mapping or a
+    boolean is refused rather than spelled as Python would: that spelling names nothing anyone wrote."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise IngestError(f"field {field} must be text, got {_json_kind(value)}")
     text = value if isinstance(value, str) else str(value)
     limit = IDENTIFIER_LIMITS[field]
     if len(text) > limit:
@@ -197,7 +201,7 @@ def identifier(field: str, value: object) -> str | None:
     return text
 
 
-def _required_identifier(field: str, value: str) -> str:
+def _required_identifier(field: str, value: object) -> str:
     checked = identifier(field, value)
     if checked is None:
         raise IngestError(f"missing required field {field}")
@@ -207,7 +211,12 @@ def _required_identifier(field: str, value: str) -> str:
 def _rule_ids(rule_ids: Sequence[object]) -> list[str]:
     if len(rule_ids) > MAX_RULE_IDS:
         raise IngestError(f"field rule_ids holds more than the {MAX_RULE_IDS}-rule limit ({len(rule_ids)} rules)")
-    return [_required_identifier("rule_ids[]", str(rule)) for rule in rule_ids]
+    return [_required_identifier("rule_ids[]", rule) for rule in rule_ids]
+
+
+def _json_kind(value: object) -> str:
+    kinds = {bool: "true/false", list: "a list", dict: "a mapping", float: "a number with a fraction"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def describe(exc: ValidationError) -> str:
