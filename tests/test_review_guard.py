@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
-from autonomy_controller.controller.models import Alert
-from tests.harness import ATTACKER, WAF_RAW, burst
+from autonomy_controller.controller.models import Alert, Category, Severity
+from tests.harness import ATTACKER, WAF_RAW, alert, burst
 
 runner = CliRunner()
 ENGINES = ["wasm", "embedded", "opa"]
@@ -129,3 +129,51 @@ def test_a_planners_triage_never_lowers_the_risk_score(tmp_path: Path, engine: s
     planned = write_plan(tmp_path / "planned.json", action, planner_triage=PLANNER_TRIAGES[said])
     [lowered] = decide(tmp_path, engine, alerts, planned, "--level", "L3")
     assert lowered["risk"]["score"] >= own["risk"]["score"], (own["risk"], lowered["risk"])
+
+
+# -- an account an attacker merely typed is not an account the machine locks on silence --------------------------
+
+
+def failed_logins(user: str, n: int = 5) -> list[Alert]:
+    """The login service's own records of failed guessing against `user` from the attacker (auth-log facts): the
+    account was tried, never guessed (`user_failures_before` stays under the guessing threshold on success)."""
+    return [
+        alert(
+            100 + i,
+            category=Category.BRUTE_FORCE,
+            source="auth-log",
+            user=user,
+            rule_ids=["auth-failures"],
+            raw={"event": "authentication", "outcome": "failure", "source_failures": 3 + i, "user_failures_before": i},
+            blocked=False,
+            severity=Severity.MEDIUM,
+            confidence=0.6,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design: the veto window for identity containment reads the case-wide triage; the account is a claim "
+    "(the name the attacker typed). Fix needs a sensor fact 'this account was guessed' in the policy input and "
+    "changes tests/test_workflow.py's veto-window tests, which rely on a WAF burst plus a user claim (see report)",
+)
+@pytest.mark.parametrize("engine", ["wasm"])
+def test_an_account_the_attacker_only_typed_is_never_disabled_on_silence(tmp_path: Path, engine: str) -> None:
+    # The attacker runs a tool (WAF evidence: malicious 0.97) and fails a few logins as alice. The case is
+    # malicious, so the brute-force playbook's bounded disable of alice gets L4's veto window: if nobody answers in
+    # 30 minutes, alice is locked out for 4 hours, though the login service never saw her password guessed.
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "action": "identity.disable_user",
+            "params": {"user": "alice", "ttl_seconds": 14400},
+            "rationale": "r",
+            "confidence": 0.6,
+        },
+    )
+    [decision] = decide(tmp_path, engine, [*burst(), *failed_logins("alice")], plan, "--level", "L4")
+    assert decision["triage"]["verdict"] == "malicious"
+    assert decision["verdict"] == "approve"
+    assert decision["policy"]["veto_window"] is False
