@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from autonomy_controller.controller.models import Alert, Category, Severity
 from tests.harness import ATTACKER, WAF_RAW, alert, burst
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
 ENGINES = ["wasm", "embedded", "opa"]
 TTL = 3600
 DC = ipaddress.IPv4Address("10.10.0.10")  # dc-01 (policies/inventory/data.yaml): domain-controllers, L1
@@ -177,3 +179,25 @@ def test_an_account_the_attacker_only_typed_is_never_disabled_on_silence(tmp_pat
     assert decision["triage"]["verdict"] == "malicious"
     assert decision["verdict"] == "approve"
     assert decision["policy"]["veto_window"] is False
+
+
+# -- a level config that cannot be resolved is refused at load, never a crash at decision time --------------------
+
+
+def test_disabling_l1_is_refused_at_load_and_every_action_denied_naming_it(tmp_path: Path) -> None:
+    # A disabled level runs as the one below it; L1 has none. `enabled: false` in L1.yaml loaded, then every
+    # decision crashed ("'L0' is not a valid Level"): nothing recorded why nothing ran.
+    levels = tmp_path / "levels"
+    shutil.copytree(REPO / "levels", levels)
+    path = levels / "L1.yaml"
+    path.write_text(path.read_text().replace("enabled: true", "enabled: false"))
+    assert "enabled: false" in path.read_text()
+    alerts = write_alerts(tmp_path / "alerts.jsonl", burst(dst_ip=str(DC)))
+    plan = write_plan(tmp_path / "plan.json", block(ATTACKER))
+    env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var"), "AUTONOMY_LEVELS_DIR": str(levels)}
+    result = runner.invoke(app, ["evaluate", str(alerts), "--json", "--plan", str(plan)], env=env)
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    [decision] = record["decisions"]
+    assert decision["verdict"] == "deny"
+    assert any("L1.yaml" in r and "cannot be disabled" in r for r in decision["reasons"]), decision["reasons"]

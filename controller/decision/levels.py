@@ -153,6 +153,10 @@ class LevelSpec(_Strict):
         missing = [c.value for c in ActionClass if c not in self.classes]
         if missing:
             raise ValueError(f"classes: every action class needs a rule, missing {missing}")
+        if self.level is Level.L1 and not self.enabled:
+            raise ValueError(
+                "enabled: L1 cannot be disabled: a disabled level runs as the one below, and L1 is the floor"
+            )
         if self.level.rank >= 3 and (self.operating_domain is None or self.fallback is None):
             raise ValueError(f"{self.level} must declare operating_domain and fallback (J3016 level 3 and up)")
         if self.fallback is not None and self.fallback.level.rank >= self.level.rank:
