@@ -201,3 +201,32 @@ def test_disabling_l1_is_refused_at_load_and_every_action_denied_naming_it(tmp_p
     [decision] = record["decisions"]
     assert decision["verdict"] == "deny"
     assert any("L1.yaml" in r and "cannot be disabled" in r for r in decision["reasons"]), decision["reasons"]
+
+
+# YAML reads `.nan` and `.inf` as numbers. A NaN weight made every contribution NaN and `max(0, NaN)` is 0: the risk
+# score of everything became 0, within every auto limit. A criticality outside 0..1 (or negative) lowered it too.
+BROKEN_RISK = {
+    "NaN weight": ("  uncertainty: 3 ", "  uncertainty: .nan "),
+    "infinite weight": ("  blast_radius: 3 ", "  blast_radius: .inf "),
+    "NaN criticality": ("  high: 0.8", "  high: .nan"),
+    "negative criticality": ("  crown_jewel: 1.0", "  crown_jewel: -1.0"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_RISK), ids=list(BROKEN_RISK))
+def test_a_risk_model_that_is_not_numbers_in_range_is_refused(tmp_path: Path, case: str) -> None:
+    levels = tmp_path / "levels"
+    shutil.copytree(REPO / "levels", levels)
+    path = levels / "risk.yaml"
+    old, new = BROKEN_RISK[case]
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    alerts = write_alerts(tmp_path / "alerts.jsonl", burst())
+    plan = write_plan(tmp_path / "plan.json", block(ATTACKER))
+    env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var"), "AUTONOMY_LEVELS_DIR": str(levels)}
+    result = runner.invoke(app, ["evaluate", str(alerts), "--json", "--plan", str(plan), "--level", "L4"], env=env)
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    [decision] = record["decisions"]
+    assert decision["verdict"] == "deny", decision
+    assert any("risk.yaml" in r for r in decision["reasons"]), decision["reasons"]

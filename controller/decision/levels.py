@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -273,9 +273,9 @@ class RiskModel(_Strict):
             "sensor_blocked",
             "impact",
         ],
-        float,
+        Annotated[float, Field(ge=0, allow_inf_nan=False)],  # YAML's .nan would make every score 0
     ]
-    criticality: dict[Literal["low", "medium", "high", "crown_jewel"], float]
+    criticality: dict[Literal["low", "medium", "high", "crown_jewel"], Annotated[float, Field(ge=0, le=1)]]
     unknown_asset: float = Field(ge=0, le=1)
     external_address: float = Field(ge=0, le=1)
     privileged_user: float = Field(ge=0, le=1)
@@ -285,8 +285,11 @@ class RiskModel(_Strict):
     @model_validator(mode="after")
     def _weights_usable(self) -> RiskModel:
         shares = sum(w for name, w in self.weights.items() if name != "impact")  # impact is a credit (risk.py)
-        if any(w < 0 for w in self.weights.values()) or shares <= 0:
+        if shares <= 0:
             raise ValueError("weights must be non-negative and not all zero")
+        missing = sorted({"low", "medium", "high", "crown_jewel"} - self.criticality.keys())
+        if missing:
+            raise ValueError(f"criticality: every level needs a value, missing {missing}")
         if self.weights.get("impact", 0.0) > shares:
             raise ValueError("the impact credit may not outweigh all other factors together")
         return self
