@@ -21,8 +21,9 @@ ticket body; the rest of the answer stands, because one hallucinated field shoul
 containment the guard would judge anyway. A whole answer is rejected when it cannot be trusted as an
 answer: no tool call, several tool calls, another tool, input that is not the tool's JSON object, a key named
 twice in one JSON object (the SDK keeps the last value, other readers the first; the transcript then keeps the
-body as sent), a `max_tokens` (or context window) cut, a refusal, or nothing valid left. Then the level's `planner_fallback`
-applies: the offline planner's plan, or an empty plan held for a person, with the reason recorded.
+body as sent), a `max_tokens` (or context window) cut, a refusal, or nothing valid left. Then the level's
+`planner_fallback` applies: the offline planner's plan, or an empty plan held for a person, with the reason
+recorded.
 
 Triage (issue 12): the request carries the controller's triage with the other trusted facts, and the tool asks
 for the model's own, optional triage. It is parsed strictly into `Plan.planner_triage`: a wrong verdict, a
