@@ -230,3 +230,51 @@ def test_a_risk_model_that_is_not_numbers_in_range_is_refused(tmp_path: Path, ca
     [decision] = record["decisions"]
     assert decision["verdict"] == "deny", decision
     assert any("risk.yaml" in r for r in decision["reasons"]), decision["reasons"]
+
+
+# -- a policy answer that contradicts itself is malformed ---------------------------------------------------------
+
+# A platform team edits decision.rego (policies/README.md invites it) and the verdict rule loses its deny branch:
+# the answer still has every key, so it passed as well-formed, and a block of an allowlisted gateway executed
+# while the same answer listed why it must not.
+CONTRADICTIONS = {
+    "execute beside deny reasons": (
+        'verdict := "deny" if {\n\tsome _ in deny_reasons\n} else := "recommend" if {',
+        'verdict := "recommend" if {',
+    ),
+    "execute beside approval reasons": (
+        '} else := "approve" if {\n\tsome _ in approval_reasons\n} else := "execute" if {',
+        '} else := "execute" if {',
+    ),
+}
+
+
+@pytest.mark.parametrize("engine", ["wasm", "embedded"])
+@pytest.mark.parametrize("case", list(CONTRADICTIONS), ids=list(CONTRADICTIONS))
+def test_a_policy_answer_that_contradicts_itself_is_denied(tmp_path: Path, engine: str, case: str) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    rego = policies / "autonomy" / "decision.rego"
+    old, new = CONTRADICTIONS[case]
+    assert old in rego.read_text()
+    rego.write_text(rego.read_text().replace(old, new, 1))
+    for test in policies.rglob("*_test.rego"):  # the shipped tests would fail the edited policy, not the guard
+        test.unlink()
+    # An allowlisted gateway (deny) for the first; an unbounded block (a guardrail asks a person) for the second.
+    target, ttl = ("198.51.100.254", TTL) if "deny" in case else (ATTACKER, None)
+    action = {
+        "action": "network.block_ip",
+        "params": {"ip": target, **({"ttl_seconds": ttl} if ttl else {})},
+        "rationale": "c",
+        "confidence": 0.9,
+    }
+    alerts = write_alerts(tmp_path / "alerts.jsonl", burst())
+    plan = write_plan(tmp_path / "plan.json", action)
+    env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var"), "AUTONOMY_POLICIES_DIR": str(policies)}
+    command = ["evaluate", str(alerts), "--json", "--engine", engine, "--plan", str(plan), "--level", "L4"]
+    result = runner.invoke(app, command, env=env)
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    [decision] = record["decisions"]
+    assert decision["verdict"] == "deny", decision["reasons"]
+    assert any("contradicts itself" in r for r in decision["reasons"]), decision["reasons"]

@@ -112,6 +112,18 @@ def decision_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+def _contradiction(result: _RawPolicyResult) -> str | None:
+    """What a well-formed answer says against its own verdict (decision.rego's order: deny beats recommend beats
+    approve beats execute), or None. An edited policy can lose a branch and still answer every key."""
+    if result.deny_reasons and result.verdict is not Verdict.DENY:
+        return f"{result.verdict.value} beside deny reasons ({'; '.join(result.deny_reasons)[:300]})"
+    if result.approval_reasons and result.verdict is Verdict.EXECUTE:
+        return f"execute beside approval reasons ({'; '.join(result.approval_reasons)[:300]})"
+    if result.veto_window and result.verdict is not Verdict.APPROVE:
+        return f"a veto window on {result.verdict.value}, which asks nobody"
+    return None
+
+
 class Guard:
     def __init__(self, bundle: PolicyBundle, engine: PolicyEngine, clock: Callable[[], float] = time.perf_counter):
         self.bundle = bundle
@@ -288,6 +300,10 @@ class Guard:
             )
         if result.verdict is Verdict.APPROVE and (result.quorum < 1 or not result.approver_groups):
             reason = "policy asked for approval without approvers or quorum"
+            return _deny(action, resolution, reason, risk=risk, triage=triage)
+        contradiction = _contradiction(result)
+        if contradiction:
+            reason = f"policy result contradicts itself: {contradiction}"
             return _deny(action, resolution, reason, risk=risk, triage=triage)
         policy = PolicyResult(engine=self.engine.name, decision_id=decision_id(), **result.model_dump())
         return _decision(
