@@ -130,8 +130,8 @@ class AssetIndex:
     def owners_in(self, ip_facts: dict[str, Any], first_only: bool = False) -> list[str]:
         """The assets whose addresses lie inside the target address or network (each once, inventory order)."""
         if ip_facts["num_addresses"] == 1:
-            owners = self.owners_of_address(ip_facts["value"])
-            return list(owners[:1] if first_only else owners)
+            found = self.owners_of_address(ip_facts["value"])
+            return list(found[:1] if first_only else found)
         network = ipaddress.ip_network(ip_facts["value"])
         # The IPv4 prefixes an IPv6 range embeds ("" when it holds every IPv4 address), as bits.
         embedded = embedded_ipv4(prefix_bits(network)) if network.version == 6 else []
