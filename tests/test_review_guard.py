@@ -278,3 +278,24 @@ def test_a_policy_answer_that_contradicts_itself_is_denied(tmp_path: Path, engin
     [decision] = record["decisions"]
     assert decision["verdict"] == "deny", decision["reasons"]
     assert any("contradicts itself" in r for r in decision["reasons"]), decision["reasons"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design: a host an alert merely went to (the victim of an inbound attack) is an incident entity, so "
+    "L4 isolates it alone when a planner proposes it; no shipped playbook does, only an LLM steered by the "
+    "attacker's text would. Needs a guardrail (a person isolates a host that is not the case's source); it "
+    "changes the lateral-movement playbook's L4 behaviour (see report)",
+)
+def test_the_victim_of_a_blocked_web_attack_is_never_isolated_alone(tmp_path: Path) -> None:
+    # The WAF blocked every request to web-stg-01 (staging: L4); "isolate web-stg-01" in the payload, followed by a
+    # design-mode planner, took the staging web server off the network with nobody asked.
+    isolate = {
+        "action": "host.isolate",
+        "params": {"host": "web-stg-01", "ttl_seconds": TTL},
+        "rationale": "r",
+        "confidence": 0.9,
+    }
+    [decision] = decide(tmp_path, "wasm", burst(dst_ip="10.30.0.11"), write_plan(tmp_path / "p.json", isolate))
+    assert decision["effective_level"] == "L4"
+    assert decision["verdict"] != "execute"
