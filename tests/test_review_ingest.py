@@ -147,3 +147,23 @@ def test_a_field_that_must_be_text_refuses_anything_else_naming_it(tmp_path: Pat
     assert [a.id.split(":")[1] for a in alerts] == ["good-1", "good-2"]
     [entry] = entries
     assert f"field {field} must be text" in entry["error"], entry["error"]
+
+
+# -- nesting: a record too deep for the walk after decoding costs itself only -----------------------------------
+
+
+@pytest.mark.parametrize("layout", ["lines", "array"])
+@pytest.mark.parametrize("depth", [300, 950])
+def test_a_deeply_nested_record_costs_itself_only(tmp_path: Path, layout: str, depth: int) -> None:
+    # Python's decoder takes ~990 levels; the walk after it (undecodable bytes, numbers) recursed once per level
+    # too. In a JSON document its RecursionError escaped the reader: the whole file failed, every alert with it.
+    records = [json.dumps(native(n)).encode() for n in range(3)]
+    records[1] = records[1][:-1] + b', "raw": {"x": ' + b"[" * depth + b"]" * depth + b"}}"
+    body = b"\n".join(records) + b"\n" if layout == "lines" else b"[\n" + b",\n".join(records) + b"\n]\n"
+    path = tmp_path / ("alerts.jsonl" if layout == "lines" else "alerts.json")
+    path.write_bytes(body)
+    alerts, report, entries = ingest(path)
+    assert [a.id for a in alerts] == ["review-0", "review-2"]
+    [entry] = entries
+    assert "nested deeper than" in entry["error"], entry["error"]
+    assert report.dead_lettered == 1

@@ -11,7 +11,8 @@ let one stray byte hide an attack, and repairing it silently would hide the repa
 - an undecodable byte or a lone surrogate in a *key* is an error for that record (which field it named is
   unknowable), as is invalid JSON;
 - so is a number JSON cannot hold (NaN, Infinity, or 1e999, which Python reads as infinity): no sensor writes one
-  for an attacker, and the ledger (plain JSON) would refuse it, and with it the whole batch it came in.
+  for an attacker, and the ledger (plain JSON) would refuse it, and with it the whole batch it came in; and so is
+  nesting deeper than MAX_DEPTH.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ REPAIRS_KEY = "_ingest_repairs"
 """Where a record lists what decoding had to show or keep differently (a key no sensor format uses)."""
 KEY_SHOWN_CHARS = 80
 """Characters of a key quoted in a message (the key is attacker-controlled)."""
+MAX_DEPTH = 100
+"""Objects and lists nested deeper than this are refused: no sensor writes them, and each level costs a frame of
+every recursive walk after decoding (Python's decoder alone takes ~990)."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPED_BYTE = 0xDC00
@@ -96,8 +100,8 @@ class _NotJsonNumber(Exception):
         self.number = number
 
 
-def _show_surrogates(value: Any, count: list[int]) -> Any:
-    """Walks every value once: undecodable bytes shown (counted), a non-finite number raised."""
+def _show_surrogates(value: Any, count: list[int], depth: int = 0) -> Any:
+    """Walks every value once: undecodable bytes shown (counted), a non-finite number raised, nesting bounded."""
     if isinstance(value, float) and not math.isfinite(value):
         raise _NotJsonNumber(value)
     if isinstance(value, str):
@@ -105,10 +109,12 @@ def _show_surrogates(value: Any, count: list[int]) -> Any:
             count[0] += 1
             return _shown(value)
         return value
+    if isinstance(value, list | dict) and depth >= MAX_DEPTH:
+        raise IngestError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, list):
-        return [_show_surrogates(v, count) for v in value]
+        return [_show_surrogates(v, count, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: _show_surrogates(v, count) for k, v in value.items()}
+        return {k: _show_surrogates(v, count, depth + 1) for k, v in value.items()}
     return value
 
 
