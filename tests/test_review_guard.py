@@ -299,3 +299,61 @@ def test_the_victim_of_a_blocked_web_attack_is_never_isolated_alone(tmp_path: Pa
     [decision] = decide(tmp_path, "wasm", burst(dst_ip="10.30.0.11"), write_plan(tmp_path / "p.json", isolate))
     assert decision["effective_level"] == "L4"
     assert decision["verdict"] != "execute"
+
+
+# -- a dual-stack sensor's IPv4-mapped peer is the IPv4 host ------------------------------------------------------
+
+
+def modsec2(n: int, remote: str) -> dict[str, Any]:
+    """A ModSecurity v2 (Apache) audit record of one SQLi request over CRS's threshold, from `remote`."""
+    rule = '[file "/usr/share/modsecurity-crs/rules/{f}"] [id "{id}"] [msg "{msg}"] [severity "CRITICAL"] {tags}'
+    messages = [
+        "Warning. detected SQLi using libinjection with fingerprint 's&sos' "
+        + rule.format(
+            f="REQUEST-942-APPLICATION-ATTACK-SQLI.conf",
+            id="942100",
+            msg="SQL Injection Attack Detected via libinjection",
+            tags='[tag "attack-sqli"] [tag "paranoia-level/1"]',
+        ),
+        "Access denied with code 403 (phase 2). Operator GE matched 5 at TX:anomaly_score. "
+        + rule.format(
+            f="REQUEST-949-BLOCKING-EVALUATION.conf",
+            id="949110",
+            msg="Inbound Anomaly Score Exceeded (Total Score: 15)",
+            tags='[tag "attack-generic"]',
+        ),
+    ]
+    return {
+        "transaction": {
+            "time": f"23/Nov/2026:08:41:{n:02d}.000000 +0000",
+            "transaction_id": f"review-v2-{n}",
+            "remote_address": remote,
+            "remote_port": 36000 + n,
+            "local_address": "198.51.100.1",
+            "local_port": 8080,
+        },
+        "request": {"request_line": "GET /?id=1%27%20OR%20%271%27=%271 HTTP/1.1", "headers": {"User-Agent": "curl"}},
+        "response": {"body": ""},
+        "audit_data": {"messages": messages, "action": {"intercepted": True}},
+    }
+
+
+@pytest.mark.parametrize("engine", ["wasm", "embedded"])
+def test_an_ipv4_attacker_a_dual_stack_waf_logs_as_mapped_is_contained_as_itself(tmp_path: Path, engine: str) -> None:
+    # Apache on a dual-stack socket logs an IPv4 client as ::ffff:198.51.100.66. Kept in that spelling, the
+    # attacker was a case of its own beside the same address from other sensors, and its block (of an address
+    # never on the wire, which would have landed in the IPv6 set while the packets came over IPv4) was denied:
+    # the attacker was never contained.
+    path = tmp_path / "audit.jsonl"
+    path.write_text("".join(json.dumps(modsec2(n, f"::ffff:{ATTACKER}")) + "\n" for n in range(10)))
+    env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var")}
+    result = runner.invoke(app, ["evaluate", str(path), "--json", "--engine", engine, "--level", "L4"], env=env)
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert record["incident"]["key"] == f"src:{ATTACKER}"
+    [block] = [d for d in record["decisions"] if d["action"] == "network.block_ip"]
+    [proposed] = [a for a in record["plan"]["actions"] if a["action"] == "network.block_ip"]
+    assert proposed["params"]["ip"] == ATTACKER
+    # Contained or put before a person, as the same attack logged as 198.51.100.66 is; never denied.
+    assert block["verdict"] in ("execute", "approve"), block["reasons"]
+    assert not any("special-purpose" in reason for reason in block["reasons"]), block["reasons"]
