@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
+from autonomy_controller.actions.registry import FREE_TEXT_PARAMS
 from autonomy_controller.controller.decision.engines.base import PolicyEngine, PolicyEngineError
 from autonomy_controller.controller.decision.inventory import AssetIndex
 from autonomy_controller.controller.decision.levels import (
@@ -348,7 +349,7 @@ class Guard:
                 "id": action.id,
                 "reversible": spec.reversible,
                 "undo_action": spec.undo_action,
-                "params": params,
+                "params": facts_only(spec, params),
                 "ttl_seconds": params.get("ttl_seconds"),
             },
             "targets": {
@@ -384,6 +385,13 @@ class Guard:
             # (an older plan, no triage) is "none", which no rule treats as an attack that got through.
             "impact": {"verdict": impact.verdict if impact else "none", "assets": impact.assets if impact else []},
         }
+
+
+def facts_only(spec: ActionSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The params without those written for people (a ticket's title and body, a message): no rule decides on
+    them, and they may quote the attacker or hold what an LLM wrote (actions/registry.py, FREE_TEXT_PARAMS)."""
+    free = FREE_TEXT_PARAMS.get(spec.name)
+    return {k: v for k, v in params.items() if k not in free} if free else params
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

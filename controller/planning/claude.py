@@ -52,7 +52,13 @@ import anthropic
 from anthropic.types import Message, Usage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
+from autonomy_controller.actions.registry import (
+    FREE_TEXT_PARAMS,
+    InvalidParamsError,
+    UnknownActionError,
+    get_spec,
+    validate_params,
+)
 from autonomy_controller.controller.ledger.canonical import canonical_json
 from autonomy_controller.controller.models import (
     ControllerTriage,
@@ -82,7 +88,7 @@ from autonomy_controller.controller.planning.claude_prompt import (
     user_message,
 )
 from autonomy_controller.controller.planning.offline import FALLBACK, OfflinePlanner, _attach_notes, _render
-from autonomy_controller.controller.planning.playbooks import FREE_TEXT_PARAMS, Playbook
+from autonomy_controller.controller.planning.playbooks import Playbook
 from autonomy_controller.controller.planning.templating import incident_context, sanitize_free_text, truncate
 from autonomy_controller.controller.triage import TriageFactor
 
