@@ -194,8 +194,10 @@ def peer_address(value: str | None) -> str | None:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
         return value
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return str(mapped) if mapped is not None and address.scope_id is None else value
+    if not isinstance(address, ipaddress.IPv6Address) or address.scope_id is not None:
+        return value  # a zone id is the Alert's to refuse, with its reason
+    mapped = address.ipv4_mapped
+    return str(mapped) if mapped is not None else value
 
 
 def identifier(field: str, value: object) -> str | None:
