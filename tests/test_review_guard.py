@@ -397,3 +397,20 @@ def test_the_policy_input_carries_no_free_text_params(embedded_guard: Guard) -> 
         assert injected not in json.dumps(document), document["action"]["params"]
     [ticket, notify] = embedded_guard.decide_plan(incident, plan, level=Level.L2)
     assert (ticket.verdict, notify.verdict) == ("execute", "execute")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trust model: our own Alert JSON keeps the `source` it claims, and triage reads `raw` as that sensor's "
+    "facts, so a native record claiming auth-log (or modsecurity3, suricata) with crafted facts lifts triage. "
+    "Fixing it changes what native JSON may claim, and tests/harness.py's bursts rely on it (see report)",
+)
+def test_a_native_alert_claiming_a_sensor_never_lifts_triage(tmp_path: Path) -> None:
+    # Four WAF requests: triage below the bar, a person approves the block. Four more records in our own Alert
+    # JSON that say `source: auth-log` and carry a login service's "success after 50 failures": the block ran alone.
+    plan = write_plan(tmp_path / "plan.json", block(ATTACKER))
+    [clean] = decide(tmp_path, "wasm", burst(n=4), plan, "--level", "L4")
+    claimed = burst(n=4, start=100, source="auth-log", raw={"outcome": "success", "user_failures_before": 50})
+    [lifted] = decide(tmp_path, "wasm", [*burst(n=4), *claimed], plan, "--level", "L4")
+    assert clean["verdict"] == "approve"
+    assert lifted["verdict"] != "execute", lifted["triage"]
