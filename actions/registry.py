@@ -166,6 +166,14 @@ SPECS: dict[str, ActionSpec] = {
 }
 
 
+FREE_TEXT_PARAMS: dict[str, frozenset[str]] = {
+    "ticket.create": frozenset({"title", "body"}),
+    "notify.webhook": frozenset({"message"}),
+}
+"""Params written for people (they may quote alert text or hold what an LLM wrote): playbooks may fill them from
+free-text fields, the Claude planner flattens them, and the policy input leaves them out (it holds facts only)."""
+
+
 def get_spec(name: str) -> ActionSpec:
     try:
         return SPECS[name]

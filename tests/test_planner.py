@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from autonomy_controller.actions.registry import SPECS, get_spec, validate_params
+from autonomy_controller.actions.registry import FREE_TEXT_PARAMS, SPECS, get_spec, validate_params
 from autonomy_controller.controller.case.grouping import category_views, group_alerts
 from autonomy_controller.controller.models import Alert, Category, Incident, Plan, Severity
 from autonomy_controller.controller.planning import FALLBACK, OfflinePlanner, PlaybookError, load_playbooks
-from autonomy_controller.controller.planning.playbooks import FREE_TEXT_PARAMS
 from autonomy_controller.controller.planning.templating import FREE_TEXT_LIMIT, TemplateError, parse, render
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from autonomy_controller.controller.models import Alert, Category, Incident
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:\-]")
-RULE_ID = re.compile(r"^[A-Za-z0-9:._\-]{1,64}$")
-"""What a rule id looks like; anything else a sensor record carries there is not repeated in text for people."""
+RULE_ID = re.compile(r"^[A-Za-z0-9:._\-]{1,64}\Z")
+"""What a rule id looks like (\\Z: `$` also matches before a final line break); anything else a sensor record
+carries there is not repeated in text for people."""
 _SUBJECT_LIMIT = 120
 """Longer subjects (attacker-chosen asset or user names) are shortened with a digest: a workflow id is bounded."""
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
+from autonomy_controller.actions.registry import FREE_TEXT_PARAMS
 from autonomy_controller.controller.decision.engines.base import PolicyEngine, PolicyEngineError
 from autonomy_controller.controller.decision.inventory import AssetIndex
 from autonomy_controller.controller.decision.levels import (
@@ -112,6 +113,18 @@ def decision_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+def _contradiction(result: _RawPolicyResult) -> str | None:
+    """What a well-formed answer says against its own verdict (decision.rego's order: deny beats recommend beats
+    approve beats execute), or None. An edited policy can lose a branch and still answer every key."""
+    if result.deny_reasons and result.verdict is not Verdict.DENY:
+        return f"{result.verdict.value} beside deny reasons ({'; '.join(result.deny_reasons)[:300]})"
+    if result.approval_reasons and result.verdict is Verdict.EXECUTE:
+        return f"execute beside approval reasons ({'; '.join(result.approval_reasons)[:300]})"
+    if result.veto_window and result.verdict is not Verdict.APPROVE:
+        return f"a veto window on {result.verdict.value}, which asks nobody"
+    return None
+
+
 class Guard:
     def __init__(self, bundle: PolicyBundle, engine: PolicyEngine, clock: Callable[[], float] = time.perf_counter):
         self.bundle = bundle
@@ -178,7 +191,7 @@ class Guard:
         judged = own.lowered_to(plan.planner_triage, proposer) if own is not None else None
         impact = plan.impact
         decisions = [
-            self.decide(incident, item, facts, resolution, proposer, shape, judged, at, impact) for item in checked
+            self.decide(incident, item, facts, resolution, proposer, shape, judged, at, impact, own) for item in checked
         ]
         if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
             for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
@@ -186,7 +199,7 @@ class Guard:
                 trial_resolution = resolve_most_restrictive(config, list(facts.scopes), health=health)
                 for item, decision in zip(checked, decisions, strict=True):
                     shadow = self._decide(
-                        incident, item, facts, trial_resolution, proposer, shape, judged, at, config, impact
+                        incident, item, facts, trial_resolution, proposer, shape, judged, at, config, impact, own
                     )
                     decision.trials.append(trial_of(name, candidate, shadow))
         return decisions
@@ -207,10 +220,15 @@ class Guard:
         triage: TriageSummary | None,
         now: datetime | None = None,
         impact: ImpactSummary | None = None,
+        controller_triage: TriageSummary | None = None,
     ) -> GuardDecision:
+        """One action's decision. `triage` is what the policy judges (the controller's, perhaps lowered by the
+        planner); `controller_triage` the controller's own, which bounds the risk's evidence (risk.py)."""
         started = self._clock()
         at = now or utcnow()
-        decision = self._decide(incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact)
+        decision = self._decide(
+            incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact, own=controller_triage
+        )
         decision.decision_time = at
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
@@ -227,6 +245,7 @@ class Guard:
         now: datetime,
         config: LevelConfig | None = None,
         impact: ImpactSummary | None = None,
+        own: TriageSummary | None = None,
     ) -> GuardDecision:
         action, spec, params = checked.action, checked.spec, checked.params
         if spec is None:
@@ -239,7 +258,7 @@ class Guard:
                 params=params,
                 targets=targets,
                 action_confidence=action.confidence,
-                evidence_confidence=evidence_confidence(incident.confidence, triage),
+                evidence_confidence=evidence_confidence(incident.confidence, triage, own),
                 environment=facts.environment,
                 sensor_blocked=incident.blocked,
                 impact=impact,
@@ -282,6 +301,10 @@ class Guard:
             )
         if result.verdict is Verdict.APPROVE and (result.quorum < 1 or not result.approver_groups):
             reason = "policy asked for approval without approvers or quorum"
+            return _deny(action, resolution, reason, risk=risk, triage=triage)
+        contradiction = _contradiction(result)
+        if contradiction:
+            reason = f"policy result contradicts itself: {contradiction}"
             return _deny(action, resolution, reason, risk=risk, triage=triage)
         policy = PolicyResult(engine=self.engine.name, decision_id=decision_id(), **result.model_dump())
         return _decision(
@@ -326,7 +349,7 @@ class Guard:
                 "id": action.id,
                 "reversible": spec.reversible,
                 "undo_action": spec.undo_action,
-                "params": params,
+                "params": facts_only(spec, params),
                 "ttl_seconds": params.get("ttl_seconds"),
             },
             "targets": {
@@ -362,6 +385,13 @@ class Guard:
             # (an older plan, no triage) is "none", which no rule treats as an attack that got through.
             "impact": {"verdict": impact.verdict if impact else "none", "assets": impact.assets if impact else []},
         }
+
+
+def facts_only(spec: ActionSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The params without those written for people (a ticket's title and body, a message): no rule decides on
+    them, and they may quote the attacker or hold what an LLM wrote (actions/registry.py, FREE_TEXT_PARAMS)."""
+    free = FREE_TEXT_PARAMS.get(spec.name)
+    return {k: v for k, v in params.items() if k not in free} if free else params
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,8 +1,10 @@
 """The asset inventory as the guard reads it: one place where host names and addresses become inventory assets.
 
 Every spelling of a host (`DC-01`, `dc-01.`, `dc-01.corp.example`, its address) and every spelling of an address
-(`10.10.0.10`, `::ffff:10.10.0.10`) must find the same asset, or a crown-jewel rule or a level scope can be
-stepped around by writing the name differently. So names and addresses are canonicalised here and nowhere else.
+(`10.10.0.10`, `::ffff:10.10.0.10`, and the other IPv6 forms that carry it: NAT64 `64:ff9b::a0a:a`, 6to4,
+Teredo, IPv4-compatible) must find the same asset, or a crown-jewel rule or a level scope can be stepped around
+by writing the name differently. So names and addresses are canonicalised here and nowhere else; the guardrails
+decode the same embeddings (controller/addresses.py) for targets.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import ipaddress
 import re
 from typing import Any
 
-from autonomy_controller.controller.addresses import address_facts
+from autonomy_controller.controller.addresses import address_facts, embedded_ipv4, prefix_bits
 
 CRITICALITIES = ("low", "medium", "high")
+_OWNERS_CACHED = 65_536
+"""Addresses whose owners an index remembers (alerts repeat the same few addresses; attackers may send many)."""
 # Tags are compared exactly by policies ("domain-controller" in asset.tags): one spelling, lower case, so a tag
 # written `Domain-Controller` is refused at load rather than silently matching no rule.
 TAG = re.compile(r"[a-z0-9](?:[a-z0-9._/-]{0,61}[a-z0-9])?")
@@ -68,6 +72,7 @@ class AssetIndex:
         # Keyed by canonical text, not by integer: IPv4 1.2.3.4 and IPv6 ::102:304 are the same integer.
         self._by_address: dict[str, str] = {}
         self._by_name: dict[str, str] = {}
+        self._owners_cache: dict[str, tuple[str, ...]] = {}
         for name, asset in assets.items():
             self._by_name[canonical_host_text(name)] = name
             for alias in asset.get("aliases", []) or []:
@@ -100,8 +105,22 @@ class AssetIndex:
         return self.resolve_host(value) or canonical_host_text(value)
 
     def owner_of_address(self, value: str) -> str | None:
-        """The asset one address belongs to (ValueError when it is not an address)."""
-        return self._by_address.get(_as_ipv4_if_mapped(ipaddress.ip_address(value)))
+        """The asset one address belongs to (ValueError when it is not an address): the first of
+        `owners_of_address`."""
+        owners = self.owners_of_address(value)
+        return owners[0] if owners else None
+
+    def owners_of_address(self, value: str) -> tuple[str, ...]:
+        """The assets one address reaches (ValueError when it is not an address): its own, then the owner of each
+        IPv4 address an IPv6 spelling embeds (a Teredo address carries two). More owners only add scopes, and
+        more scopes only lower a level; fewer would let a spelling step around an asset's scope."""
+        cached = self._owners_cache.get(value)
+        if cached is None:
+            if len(self._owners_cache) >= _OWNERS_CACHED:
+                self._owners_cache.clear()
+            owners = (self._by_address.get(spelling) for spelling in _spellings(ipaddress.ip_address(value)))
+            cached = self._owners_cache[value] = tuple(dict.fromkeys(owner for owner in owners if owner))
+        return cached
 
     def owner_of(self, ip_facts: dict[str, Any]) -> str | None:
         """The first inventory asset whose address lies inside the target address or network."""
@@ -111,14 +130,16 @@ class AssetIndex:
     def owners_in(self, ip_facts: dict[str, Any], first_only: bool = False) -> list[str]:
         """The assets whose addresses lie inside the target address or network (each once, inventory order)."""
         if ip_facts["num_addresses"] == 1:
-            owner = self.owner_of_address(ip_facts["value"])
-            return [owner] if owner else []
+            found = self.owners_of_address(ip_facts["value"])
+            return list(found[:1] if first_only else found)
         network = ipaddress.ip_network(ip_facts["value"])
-        mapped = _mapped_ipv4_network(network)
+        # The IPv4 prefixes an IPv6 range embeds ("" when it holds every IPv4 address), as bits.
+        embedded = embedded_ipv4(prefix_bits(network)) if network.version == 6 else []
         owners: list[str] = []
         for address, name in self._by_address.items():
             ip = ipaddress.ip_address(address)
-            if (ip in network or (mapped is not None and ip in mapped)) and name not in owners:
+            inside = ip in network or (ip.version == 4 and any(_address_bits(ip).startswith(b) for b in embedded))
+            if inside and name not in owners:
                 owners.append(name)
                 if first_only:
                     break
@@ -134,11 +155,18 @@ class AssetIndex:
             return []
 
 
-def _mapped_ipv4_network(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ipaddress.IPv4Network | None:
-    """The IPv4 network an IPv4-mapped IPv6 network (::ffff:0:0/96 and longer) stands for."""
-    if not isinstance(network, ipaddress.IPv6Network) or network.prefixlen < 96:
-        return None
-    first = network.network_address.ipv4_mapped
-    if first is None:
-        return None
-    return ipaddress.IPv4Network(f"{first}/{network.prefixlen - 96}")
+def _address_bits(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """All of an address's bits, as controller/addresses.py compares prefixes."""
+    return format(int(address), f"0{address.max_prefixlen}b")
+
+
+def _spellings(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[str]:
+    """The keys one address is looked up by: itself (an IPv4-mapped address as its IPv4 host, as the index keys
+    it), then each whole IPv4 address an IPv6 address embeds (controller/addresses.py, EMBEDDINGS)."""
+    spellings = [_as_ipv4_if_mapped(address)]
+    if address.version == 6:
+        for bits in embedded_ipv4(_address_bits(address)):
+            text = str(ipaddress.IPv4Address(int(bits, 2))) if len(bits) == 32 else None
+            if text is not None and text not in spellings:
+                spellings.append(text)
+    return spellings

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -153,6 +153,10 @@ class LevelSpec(_Strict):
         missing = [c.value for c in ActionClass if c not in self.classes]
         if missing:
             raise ValueError(f"classes: every action class needs a rule, missing {missing}")
+        if self.level is Level.L1 and not self.enabled:
+            raise ValueError(
+                "enabled: L1 cannot be disabled: a disabled level runs as the one below, and L1 is the floor"
+            )
         if self.level.rank >= 3 and (self.operating_domain is None or self.fallback is None):
             raise ValueError(f"{self.level} must declare operating_domain and fallback (J3016 level 3 and up)")
         if self.fallback is not None and self.fallback.level.rank >= self.level.rank:
@@ -269,9 +273,9 @@ class RiskModel(_Strict):
             "sensor_blocked",
             "impact",
         ],
-        float,
+        Annotated[float, Field(ge=0, allow_inf_nan=False)],  # YAML's .nan would make every score 0
     ]
-    criticality: dict[Literal["low", "medium", "high", "crown_jewel"], float]
+    criticality: dict[Literal["low", "medium", "high", "crown_jewel"], Annotated[float, Field(ge=0, le=1)]]
     unknown_asset: float = Field(ge=0, le=1)
     external_address: float = Field(ge=0, le=1)
     privileged_user: float = Field(ge=0, le=1)
@@ -281,8 +285,11 @@ class RiskModel(_Strict):
     @model_validator(mode="after")
     def _weights_usable(self) -> RiskModel:
         shares = sum(w for name, w in self.weights.items() if name != "impact")  # impact is a credit (risk.py)
-        if any(w < 0 for w in self.weights.values()) or shares <= 0:
+        if shares <= 0:
             raise ValueError("weights must be non-negative and not all zero")
+        missing = sorted({"low", "medium", "high", "crown_jewel"} - self.criticality.keys())
+        if missing:
+            raise ValueError(f"criticality: every level needs a value, missing {missing}")
         if self.weights.get("impact", 0.0) > shares:
             raise ValueError("the impact credit may not outweigh all other factors together")
         return self

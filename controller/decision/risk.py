@@ -39,19 +39,29 @@ def _worst(scored: Iterable[tuple[float, str]]) -> tuple[float, str]:
     return max(scored, key=lambda pair: pair[0], default=(0.0, "no target"))
 
 
-def evidence_confidence(alert_confidence: float, triage: TriageSummary | None) -> float:
+def evidence_confidence(
+    alert_confidence: float, triage: TriageSummary | None, controller: TriageSummary | None = None
+) -> float:
     """How sure the evidence makes us that there is an attack to contain: the alerts' own confidence, lowered to
     what triage found. Triage's confidence grows with the evidence (one request caps it, a hundred do not), so
-    one alert and a hundred no longer score the same risk; it only ever lowers the sensors' figure."""
-    if triage is None:
-        return alert_confidence
+    one alert and a hundred no longer score the same risk; it only ever lowers the sensors' figure.
+
+    `controller` is the controller's own triage where `triage` is the one a planner lowered: a planner's word
+    may only lower autonomy, yet "noise, 1% sure" reads as 99% attack, more than "malicious, 90% sure". So the
+    figure never exceeds what the controller's own triage gives."""
+    found = alert_confidence
+    for summary in (triage, controller):
+        if summary is not None:
+            found = min(found, _attack_likelihood(summary))
+    return found
+
+
+def _attack_likelihood(triage: TriageSummary) -> float:
     if triage.verdict == "malicious":
-        attack = triage.confidence
-    elif triage.verdict == "noise":
-        attack = 1.0 - triage.confidence
-    else:
-        attack = 0.5  # suspicious: triage cannot tell either way
-    return min(alert_confidence, attack)
+        return triage.confidence
+    if triage.verdict == "noise":
+        return 1.0 - triage.confidence
+    return 0.5  # suspicious: triage cannot tell either way
 
 
 @dataclass(frozen=True)

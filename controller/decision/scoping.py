@@ -63,9 +63,9 @@ class Scoping:
         seen: list[str] = []
         for alert in incident.alerts:
             for address in (alert.dst_ip, alert.src_ip):
-                owner = self.assets.owner_of_address(address) if address else None
-                if owner and owner not in seen:
-                    seen.append(owner)
+                for owner in self.assets.owners_of_address(address) if address else ():
+                    if owner not in seen:
+                        seen.append(owner)
         return seen
 
     def enrich(self, incident: Incident) -> Incident:

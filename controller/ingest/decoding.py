@@ -9,12 +9,16 @@ let one stray byte hide an attack, and repairing it silently would hide the repa
 - every such repair is named in the record itself, under `_ingest_repairs` (so it reaches raw, the ledger and
   the reports), and the record's original bytes stay what the dead-letter file or the sensor's log holds;
 - an undecodable byte or a lone surrogate in a *key* is an error for that record (which field it named is
-  unknowable), as is invalid JSON.
+  unknowable), as is invalid JSON;
+- so is a number JSON cannot hold (NaN, Infinity, or 1e999, which Python reads as infinity): no sensor writes one
+  for an attacker, and the ledger (plain JSON) would refuse it, and with it the whole batch it came in; and so is
+  nesting deeper than MAX_DEPTH.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -25,6 +29,9 @@ REPAIRS_KEY = "_ingest_repairs"
 """Where a record lists what decoding had to show or keep differently (a key no sensor format uses)."""
 KEY_SHOWN_CHARS = 80
 """Characters of a key quoted in a message (the key is attacker-controlled)."""
+MAX_DEPTH = 100
+"""Objects and lists nested deeper than this are refused: no sensor writes them, and each level costs a frame of
+every recursive walk after decoding (Python's decoder alone takes ~990)."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPED_BYTE = 0xDC00
@@ -71,7 +78,11 @@ def settle(value: Any, seen: Decoded) -> Any:
         problem = f"a JSON key holds bytes that are not UTF-8 text ({shown!r}): which field it names is unknowable"
         raise IngestError(problem)
     shown_count = [0]
-    value = _show_surrogates(value, shown_count)
+    try:
+        value = _show_surrogates(value, shown_count)
+    except _NotJsonNumber as exc:
+        where = clean_text(_non_finite_path(value) or "the value", KEY_SHOWN_CHARS)
+        raise IngestError(f"{where} holds {exc.number}, which is not a JSON number (RFC 8259)") from None
     repairs = [
         f"key {clean_text(key, KEY_SHOWN_CHARS)!r} appeared more than once: all its values kept, as a list"
         for key in seen.duplicates
@@ -83,17 +94,40 @@ def settle(value: Any, seen: Decoded) -> Any:
     return value
 
 
-def _show_surrogates(value: Any, count: list[int]) -> Any:
+class _NotJsonNumber(Exception):
+    def __init__(self, number: float) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+def _show_surrogates(value: Any, count: list[int], depth: int = 0) -> Any:
+    """Walks every value once: undecodable bytes shown (counted), a non-finite number raised, nesting bounded."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _NotJsonNumber(value)
     if isinstance(value, str):
         if _SURROGATE.search(value):
             count[0] += 1
             return _shown(value)
         return value
+    if isinstance(value, list | dict) and depth >= MAX_DEPTH:
+        raise IngestError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, list):
-        return [_show_surrogates(v, count) for v in value]
+        return [_show_surrogates(v, count, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: _show_surrogates(v, count) for k, v in value.items()}
+        return {k: _show_surrogates(v, count, depth + 1) for k, v in value.items()}
     return value
+
+
+def _non_finite_path(value: Any, path: str = "") -> str | None:
+    """Where the first number JSON cannot hold sits ("raw.a[0].b"); walked only once one was found."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite_path(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
 
 
 def _shown(text: str) -> str:

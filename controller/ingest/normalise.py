@@ -10,6 +10,7 @@ keeps the original record for auditors, minus known-huge bodies and capped in si
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -165,8 +166,8 @@ def make_alert(
             category=category,
             severity=severity,
             confidence=round(min(max(confidence, 0.0), 1.0), 2),
-            src_ip=src_ip,
-            dst_ip=dst_ip,
+            src_ip=peer_address(src_ip),
+            dst_ip=peer_address(dst_ip),
             dst_port=dst_port,
             asset=identifier("asset", asset),
             user=identifier("user", user),
@@ -181,11 +182,33 @@ def make_alert(
         raise IngestError(f"invalid alert field(s): {describe(exc)}") from None
 
 
+def peer_address(value: str | None) -> str | None:
+    """A sensor's address as the host on the wire: a dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d
+    (Apache's mod_security2 logs it so), which no packet carries. Kept, that spelling made the attacker a case of
+    its own beside the same address from other sensors, and its block (denied: IPv4-mapped is special-purpose,
+    and an IPv6 set never sees the IPv4 packets) never contained it. Anything else is left to the Alert's own
+    address check."""
+    if not isinstance(value, str):
+        return value
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return value
+    if not isinstance(address, ipaddress.IPv6Address) or address.scope_id is not None:
+        return value  # a zone id is the Alert's to refuse, with its reason
+    mapped = address.ipv4_mapped
+    return str(mapped) if mapped is not None else value
+
+
 def identifier(field: str, value: object) -> str | None:
-    """An identifier as given, or an IngestError naming the field: over its limit, or with a character that
-    could hide or reorder text. None stays None (and so does "", which no identifier means)."""
+    """An identifier as given, or an IngestError naming the field: not text (a whole number, as some sensors
+    number their rules, is written out), over its limit, or with a character that could hide or reorder text.
+    None stays None (and so does "", which no identifier means). A list (a key written twice), a mapping or a
+    boolean is refused rather than spelled as Python would: that spelling names nothing anyone wrote."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise IngestError(f"field {field} must be text, got {_json_kind(value)}")
     text = value if isinstance(value, str) else str(value)
     limit = IDENTIFIER_LIMITS[field]
     if len(text) > limit:
@@ -197,7 +220,7 @@ def identifier(field: str, value: object) -> str | None:
     return text
 
 
-def _required_identifier(field: str, value: str) -> str:
+def _required_identifier(field: str, value: object) -> str:
     checked = identifier(field, value)
     if checked is None:
         raise IngestError(f"missing required field {field}")
@@ -207,7 +230,12 @@ def _required_identifier(field: str, value: str) -> str:
 def _rule_ids(rule_ids: Sequence[object]) -> list[str]:
     if len(rule_ids) > MAX_RULE_IDS:
         raise IngestError(f"field rule_ids holds more than the {MAX_RULE_IDS}-rule limit ({len(rule_ids)} rules)")
-    return [_required_identifier("rule_ids[]", str(rule)) for rule in rule_ids]
+    return [_required_identifier("rule_ids[]", rule) for rule in rule_ids]
+
+
+def _json_kind(value: object) -> str:
+    kinds = {bool: "true/false", list: "a list", dict: "a mapping", float: "a number with a fraction"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def describe(exc: ValidationError) -> str:

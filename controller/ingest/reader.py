@@ -15,7 +15,8 @@ Error recovery: in JSON Lines a bad line costs that line only (lines.py has the 
 document, a value that cannot be decoded cannot be delimited either, so from the start of that value the rest
 of the file is read line by line, as JSON Lines: the line where it broke is dead-lettered with the document
 error, every later line that is a record on its own is still read (one trailing comma, as array elements
-carry, is allowed there, and a line of only `[`, `]` or `,` is layout), and every other line is dead-lettered
+carry, or the array's closing bracket after the last one, is allowed there, and a line of only `[`, `]` or `,`
+is layout), and every other line is dead-lettered
 with its bytes. Nothing after a break is skipped unaccounted.
 
 Every dead-letter entry keeps the record's exact bytes (report.py), so it can be fixed and replayed.
@@ -223,12 +224,22 @@ def _line_items(
         if framed.text is None:
             yield _Item(line, "", error=framed.error, data=framed.data)
         elif in_array:
-            text = framed.text.strip()
-            text = text[:-1] if text.endswith(",") else text
+            text = _array_element(framed.text)
             if text.strip() not in _LAYOUT_ONLY:
                 yield _Item(line, text, data=framed.data)
         else:
             yield _Item(line, framed.text, data=framed.data)
+
+
+def _array_element(line: str) -> str:
+    """A line of a broken JSON array as the record it holds: without the comma an element carries, or without the
+    array's closing bracket on the last element's line (`{...}]`, as exports write it): an object ends in `}`."""
+    text = line.strip()
+    if text.endswith(","):
+        return text[:-1]
+    if text.endswith("]") and text[:-1].rstrip().endswith("}"):
+        return text[:-1].rstrip()
+    return text
 
 
 class _Prefixed:

@@ -19,9 +19,11 @@ Validation choice: an invalid action (unknown name, params that fail the schema,
 unusable playbook is dropped on its own, with the reason recorded in the result, the transcript and the
 ticket body; the rest of the answer stands, because one hallucinated field should not discard a sound
 containment the guard would judge anyway. A whole answer is rejected when it cannot be trusted as an
-answer: no tool call, several tool calls, another tool, input that is not the tool's JSON object, a
-`max_tokens` (or context window) cut, a refusal, or nothing valid left. Then the level's `planner_fallback`
-applies: the offline planner's plan, or an empty plan held for a person, with the reason recorded.
+answer: no tool call, several tool calls, another tool, input that is not the tool's JSON object, a key named
+twice in one JSON object (the SDK keeps the last value, other readers the first; the transcript then keeps the
+body as sent), a `max_tokens` (or context window) cut, a refusal, or nothing valid left. Then the level's
+`planner_fallback` applies: the offline planner's plan, or an empty plan held for a person, with the reason
+recorded.
 
 Triage (issue 12): the request carries the controller's triage with the other trusted facts, and the tool asks
 for the model's own, optional triage. It is parsed strictly into `Plan.planner_triage`: a wrong verdict, a
@@ -50,7 +52,13 @@ import anthropic
 from anthropic.types import Message, Usage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
+from autonomy_controller.actions.registry import (
+    FREE_TEXT_PARAMS,
+    InvalidParamsError,
+    UnknownActionError,
+    get_spec,
+    validate_params,
+)
 from autonomy_controller.controller.ledger.canonical import canonical_json
 from autonomy_controller.controller.models import (
     ControllerTriage,
@@ -80,7 +88,7 @@ from autonomy_controller.controller.planning.claude_prompt import (
     user_message,
 )
 from autonomy_controller.controller.planning.offline import FALLBACK, OfflinePlanner, _attach_notes, _render
-from autonomy_controller.controller.planning.playbooks import FREE_TEXT_PARAMS, Playbook
+from autonomy_controller.controller.planning.playbooks import Playbook
 from autonomy_controller.controller.planning.templating import incident_context, sanitize_free_text, truncate
 from autonomy_controller.controller.triage import TriageFactor
 
@@ -272,6 +280,13 @@ class ClaudePlanner:
             return self._fail(
                 incident, request, transcript, (fallback, verdict), "response_invalid", f"unreadable response: {exc}"
             )
+        repeated = _repeated_keys(raw.http_response.text)
+        if repeated:
+            # The decoded transcript shows one of the values only: keep the answer as it was sent.
+            transcript["response_text"] = truncate(raw.http_response.text, 100_000)
+            keys = ", ".join(repr(sanitize_free_text(key, 40)) for key in repeated[:5])
+            why = f"the answer names JSON key(s) {keys} more than once in one object: which value counts is ambiguous"
+            return self._fail(incident, request, transcript, (fallback, verdict), "malformed_input", why, usage)
         try:
             actions, playbook, dropped, planner_triage = self._interpret(message, incident, verdict)
         except _AnswerError as exc:
@@ -589,6 +604,25 @@ def _sdk_arguments(body: dict[str, Any]) -> dict[str, Any]:
 
 def _sha256(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def _repeated_keys(text: str) -> list[str]:
+    """Keys some object of the JSON body names twice (none for a body that is not JSON: the SDK judged that)."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _value in items:
+            if key in seen and key not in repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return []
+    return repeated
 
 
 def _json_or_text(response: Any) -> Any:

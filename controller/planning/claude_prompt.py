@@ -33,12 +33,13 @@ TRIAGE_FIELD = "triage"
 TRIAGE_VERDICTS: list[str] = list(get_args(TriageVerdictName))
 FACTOR_WHY_LIMIT = 200
 
-_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,252}$")
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}$")
-_RULE_ID = re.compile(r"^[A-Za-z0-9:._\-]{1,64}$")
+# What may stand among the trusted facts. \Z, not $: `$` also matches before a final line break.
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,252}\Z")
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}\Z")
+_RULE_ID = re.compile(r"^[A-Za-z0-9:._\-]{1,64}\Z")
 _TAG = re.compile(re.escape(EVIDENCE_TAG), re.IGNORECASE)
-_FACTOR = re.compile(r"^[a-z][a-z_]{0,63}$")
-_TECHNIQUE = re.compile(r"^T[0-9]{4}(\.[0-9]{3})?$")
+_FACTOR = re.compile(r"^[a-z][a-z_]{0,63}\Z")
+_TECHNIQUE = re.compile(r"^T[0-9]{4}(\.[0-9]{3})?\Z")
 
 SYSTEM_PROMPT = """\
 You are the planning step of a policy-guarded incident-response controller. You propose; you never act.

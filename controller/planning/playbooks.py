@@ -14,7 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
+from autonomy_controller.actions.registry import (
+    FREE_TEXT_PARAMS,
+    InvalidParamsError,
+    UnknownActionError,
+    get_spec,
+    validate_params,
+)
 from autonomy_controller.controller.models import (
     ActionSpec,
     Category,
@@ -30,10 +36,6 @@ PLAYBOOK_GLOB = "*.yaml"
 
 # Human-facing text params: the only places free text (signature, url, evidence) may appear. Listed
 # explicitly, so a new action's string params are closed to free text until someone decides otherwise.
-FREE_TEXT_PARAMS: dict[str, frozenset[str]] = {
-    "ticket.create": frozenset({"title", "body"}),
-    "notify.webhook": frozenset({"message"}),
-}
 
 Requirement = Literal["src_ip", "dst_ip", "asset", "user"]
 

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from autonomy_controller.controller.models import TRIAGE_RANK, Incident, Severity, TriageSummary
+from autonomy_controller.controller.models import Incident, Severity, TriageSummary
 from autonomy_controller.controller.triage import factors as f
 from autonomy_controller.controller.triage.attack import techniques
 from autonomy_controller.controller.triage.facts import FAILED, GUESSED, OTHER, alert_facts
@@ -203,15 +203,14 @@ def _evidence(alerts: Sequence[ScoredAlert], classes: list[str], span: float) ->
 
 
 def guard_summary(result: TriageResult, model: TriageModel) -> TriageSummary:
-    """What the guard may act on: the verdict as it stands without the points the request's own text earned (a
-    scanner user agent), so attacker-written text can push a verdict up for people to see but never turn
-    "a person approves" into "the machine acts alone"."""
+    """What the guard may act on: the verdict and its confidence as they stand without the points the request's
+    own text earned (a scanner user agent), so attacker-written text can push a verdict up for people to see but
+    never turn "a person approves" into "the machine acts alone". The confidence too: at the same verdict those
+    points still buy margin past the threshold, and a level's bar is a confidence (malicious at 0.8)."""
     verdict, confidence = result.verdict, result.confidence
     influenced = result.attacker_influenced_points
     if influenced > 0:
-        trusted, trusted_confidence = _verdict(result.score - influenced, result.evidence.requests, model)
-        if TRIAGE_RANK[trusted.value] < TRIAGE_RANK[verdict.value]:
-            verdict, confidence = trusted, trusted_confidence
+        verdict, confidence = _verdict(result.score - influenced, result.evidence.requests, model)
     return TriageSummary(
         verdict=verdict.value,
         confidence=confidence,

@@ -14,9 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-RULE_ID = re.compile(r"^[1-9]\d{0,6}$")
-ARG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
-PATH = re.compile(r"^/[A-Za-z0-9/._~\-]{0,199}$")
+# Whole-string matches (fullmatch) over ASCII classes: `$` would also match before a final line break, and `\d`
+# any script's digits.
+RULE_ID = re.compile(r"[1-9][0-9]{0,6}")
+ARG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
+PATH = re.compile(r"/[A-Za-z0-9/._~\-]{0,199}")
 LOCAL_IDS = (10000, 99999)
 """Where a generated exclusion id falls: ModSecurity reserves 1-99,999 for local rules (CRS lives in 9xxxxx)."""
 _NEVER_EXCLUDED = ("901", "949", "959", "980")
@@ -45,15 +47,15 @@ def propose_exclusion(
     """One ModSecurity directive that stops `rule_id` firing on `arg` (everywhere or under `path`), or on
     everything under `path`. A rule without a path or argument is refused: that would disable it everywhere."""
     rule_id = str(rule_id)
-    if not RULE_ID.match(rule_id):
+    if not RULE_ID.fullmatch(rule_id):
         raise ExclusionRefused(f"rule id {rule_id[:40]!r} is not a ModSecurity rule id (digits only)")
     if len(rule_id) == 6 and rule_id[:3] in _NEVER_EXCLUDED:
         raise ExclusionRefused(f"rule {rule_id} is CRS set-up or anomaly evaluation: excluding it disables CRS")
     if path is None and arg is None:
         raise ExclusionRefused("give a path or an argument: removing a rule everywhere is not proposed")
-    if arg is not None and not ARG_NAME.match(arg):
+    if arg is not None and not ARG_NAME.fullmatch(arg):
         raise ExclusionRefused(f"argument name {arg[:60]!r} has characters a directive cannot carry safely")
-    if path is not None and (not PATH.match(path) or _dot_segment(path)):
+    if path is not None and (not PATH.fullmatch(path) or _dot_segment(path)):
         raise ExclusionRefused(f"path {path[:60]!r} is not a plain absolute path (letters, digits, / . _ ~ -)")
     if path is None:
         assert arg is not None
