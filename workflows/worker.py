@@ -157,5 +157,6 @@ async def incident_worker(
             async with worker:
                 yield WorkerParts(worker, activities, guards, ledger)
         finally:
+            activities.close()
             guards.close()
             ledger.close()
