@@ -28,6 +28,7 @@ from autonomy_controller.controller.ledger.reads import (
     read_head,
     read_incident_head,
     read_incident_heads,
+    record_by_key,
     stream,
 )
 from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
@@ -127,7 +128,7 @@ class Ledger:
 
     def find(self, idempotency_key: str) -> LedgerRecord | None:
         with read_snapshot(self.engine) as conn:
-            return first_record(conn, schema.records.c.idempotency_key == idempotency_key)
+            return record_by_key(conn, idempotency_key)
 
     def records(self, incident_key: str, kinds: Iterable[RecordKind | str] | None = None) -> list[LedgerRecord]:
         """An incident's records in the order they were written."""

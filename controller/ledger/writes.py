@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from autonomy_controller.controller.ledger import schema
 from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
 from autonomy_controller.controller.ledger.errors import IdempotencyConflict, LedgerError
-from autonomy_controller.controller.ledger.reads import select_records, to_record
+from autonomy_controller.controller.ledger.reads import record_by_key, records_by_keys
 from autonomy_controller.controller.ledger.records import REQUIRED_PAYLOAD_KEYS, LedgerRecord, RecordKind
 
 _LIMITS = {"incident_key": 512, "actor": 256, "idempotency_key": 512}
@@ -130,13 +130,13 @@ _KEY_CHUNK = 500
 
 
 def _records_by_key(conn: Connection, keys: list[str]) -> dict[str, LedgerRecord]:
-    found: dict[str, LedgerRecord] = {}
     unique = sorted(set(keys))
+    if len(unique) == 1:  # a single append: one prepared equality lookup
+        record = record_by_key(conn, unique[0])
+        return {unique[0]: record} if record is not None else {}
+    found: dict[str, LedgerRecord] = {}
     for start in range(0, len(unique), _KEY_CHUNK):
-        chunk = unique[start : start + _KEY_CHUNK]
-        query = select_records(conn).where(schema.records.c.idempotency_key.in_(chunk))
-        for row in conn.execute(query):
-            record = to_record(row)
+        for record in records_by_keys(conn, unique[start : start + _KEY_CHUNK]):
             assert record.idempotency_key is not None
             found[record.idempotency_key] = record
     return found
