@@ -34,7 +34,7 @@ from autonomy_controller.controller.ledger.reads import (
 from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
 from autonomy_controller.controller.ledger.report import VerifyReport
 from autonomy_controller.controller.ledger.verify import check_incident, check_ledger
-from autonomy_controller.controller.ledger.writes import append_entries, check_text, parse_kind, plain_payload
+from autonomy_controller.controller.ledger.writes import Entry, append_entries, check_text, parse_kind, plain_payload
 
 
 class Ledger:
@@ -104,12 +104,12 @@ class Ledger:
         is one fsync, not 200. Returns each incident's records, in its entries' order."""
         record_kind = parse_kind(kind)
         check_text(actor=actor)
-        prepared: dict[str, list[tuple[dict[str, Any], str | None]]] = {}
+        prepared: dict[str, list[Entry]] = {}
         for incident_key, entries in groups.items():
             check_text(incident_key=incident_key)
-            prepared[incident_key] = [(plain_payload(record_kind, payload), key) for payload, key in entries]
-            for _body, key in prepared[incident_key]:
-                check_text(idempotency_key=key)
+            prepared[incident_key] = [plain_payload(record_kind, payload, key) for payload, key in entries]
+            for entry in prepared[incident_key]:
+                check_text(idempotency_key=entry.key)
 
         def write(conn: Connection) -> dict[str, list[LedgerRecord]]:
             return {

@@ -26,6 +26,15 @@ from autonomy_controller.controller.ledger.records import REQUIRED_PAYLOAD_KEYS,
 _LIMITS = {"incident_key": 512, "actor": 256, "idempotency_key": 512}
 
 
+class Entry(NamedTuple):
+    """One record to append: its plain payload, that payload's canonical JSON (serialised once, for both the
+    stored column and the hash), and its idempotency key."""
+
+    body: dict[str, Any]
+    text: str
+    key: str | None
+
+
 class Tip(NamedTuple):
     seq: int
     hash: str
@@ -54,12 +63,12 @@ def append_entries(
     incident_key: str,
     kind: RecordKind,
     actor: str,
-    entries: Sequence[tuple[dict[str, Any], str | None]],
+    entries: Sequence[Entry],
 ) -> list[LedgerRecord]:
-    """Append one incident's entries (plain payload, idempotency key) inside the transaction that holds the lock;
-    an entry whose key is used already (before, or earlier in `entries`) returns that record instead."""
+    """Append one incident's entries inside the transaction that holds the lock; an entry whose key is used
+    already (before, or earlier in `entries`) returns that record instead."""
     tip = lock_tip(conn, incident_key)
-    known = _records_by_key(conn, [key for _body, key in entries if key is not None])
+    known = _records_by_key(conn, [entry.key for entry in entries if entry.key is not None])
     for used, existing in known.items():
         if (existing.incident_key, existing.kind) != (incident_key, kind):
             raise IdempotencyConflict(
@@ -70,7 +79,7 @@ def append_entries(
     now = datetime.now(UTC)
     result: list[LedgerRecord] = []
     rows: list[dict[str, Any]] = []
-    for body, key in entries:
+    for body, text, key in entries:
         if key is not None and key in known:
             result.append(known[key])
             continue
@@ -85,9 +94,10 @@ def append_entries(
             "incident_prev_hash": incident_hash or GENESIS_HASH,
             "idempotency_key": key,
         }
-        fields["hash"] = record_hash(fields)
-        rows.append({**fields, "payload": canonical_json(body)})
-        record = LedgerRecord.model_validate(fields)
+        fields["hash"] = record_hash(fields, text)
+        rows.append({**fields, "payload": text})
+        # built as validated: every field is ours and of its type (plain_payload checked the payload)
+        record = LedgerRecord.model_construct(**{**fields, "kind": kind})
         result.append(record)
         if key is not None:
             known[key] = record
@@ -149,19 +159,21 @@ def parse_kind(kind: RecordKind | str) -> RecordKind:
         raise LedgerError(f"unknown record kind {kind!r}; one of {[k.value for k in RecordKind]}") from None
 
 
-def plain_payload(kind: RecordKind, payload: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
-    """The payload as plain JSON (round-tripped, so the returned record equals what a later read returns)."""
+def plain_payload(kind: RecordKind, payload: Mapping[str, Any] | BaseModel, key: str | None = None) -> Entry:
+    """The payload as plain JSON (round-tripped, so the returned record equals what a later read returns), with
+    its canonical text and `key`."""
     body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
     if not isinstance(body, Mapping):
         raise LedgerError(f"payload must be a JSON object, not {type(body).__name__}")
     try:
-        plain: dict[str, Any] = json.loads(canonical_json(dict(body)))
+        text = canonical_json(dict(body))
+        plain: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise LedgerError(f"payload is not plain JSON: {exc}") from exc
     missing = REQUIRED_PAYLOAD_KEYS.get(kind, frozenset()) - plain.keys()
     if missing:
         raise LedgerError(f"a {kind.value} record needs payload keys {sorted(missing)}")
-    return plain
+    return Entry(plain, text, key)
 
 
 def check_text(**values: str | None) -> None:
