@@ -260,7 +260,11 @@ async def main(incidents: int, storm_alerts: int, runs: int) -> None:
                         f"unloaded alert -> block verified, {runs} runs: p50 {statistics.median(latencies):.0f} ms, "
                         f"p95 {q[18]:.0f} ms, min {min(latencies):.0f} ms"
                     )
-                    print(f"guard reloads during the run: {parts.guards.reloads}")
+                    watch = parts.guards.watch
+                    print(
+                        f"guard reloads during the run: {parts.guards.reloads}; config read {watch.rescans} time(s) "
+                        f"({'inotify' if watch.watching else 'a stat per file on every use'})"
+                    )
                     commits = parts.ledger.committer
                     print(
                         f"ledger group commit: {commits.requests:,} appends in {commits.transactions:,} transactions "
