@@ -9,7 +9,7 @@ stops actions instead of leaving the old policy in force unseen.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import threading
 import weakref
@@ -50,12 +50,11 @@ _WATCH_MASK = (
 )
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """The C library's inotify calls, from the symbols this process already has (no library search)."""
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.inotify_init1  # noqa: B018  # absent outside Linux
     except (OSError, AttributeError):
         return None
