@@ -116,16 +116,19 @@ class _Statements:
 
     def __init__(self, dialect: str) -> None:
         c = schema.records.c
-        if dialect == "sqlite":
-            columns = [col for col in c if col.name != "created_at"]
-            self.records: Select[Any] = select(*columns, type_coerce(c.created_at, String).label("created_at"))
-        else:
-            self.records = select(schema.records)
+        self.records = _all_columns(dialect)
         self.by_key = self.records.where(c.idempotency_key == bindparam("key")).limit(1)
         self.by_keys = self.records.where(c.idempotency_key.in_(bindparam("keys", expanding=True)))
         of_incident = self.records.where(c.incident_key == bindparam("incident_key"))
         self.of_incident = of_incident.order_by(c.seq)
         self.of_incident_kinds = of_incident.where(c.kind.in_(bindparam("kinds", expanding=True))).order_by(c.seq)
+
+
+def _all_columns(dialect: str) -> Select[Any]:
+    if dialect != "sqlite":
+        return select(schema.records)
+    columns = [c for c in schema.records.c if c.name != "created_at"]
+    return select(*columns, type_coerce(schema.records.c.created_at, String).label("created_at"))
 
 
 _BY_DIALECT: dict[str, _Statements] = {}
