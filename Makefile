@@ -55,7 +55,7 @@ $(TEMPORAL_SERVER_STAMP):
 # An installable wheel in dist/: one top-level package (autonomy_controller) carrying the default configuration and
 # the shipped policies compiled to WebAssembly, so an installed `autonomy` needs no opa until its policies change.
 wheel: setup
-	rm -rf build/prebuilt && $(VENV)/bin/python -m autonomy_controller.controller.engines.wasm_cache --prebuild policies build/prebuilt
+	rm -rf build/prebuilt && $(VENV)/bin/python -m autonomy_controller.controller.decision.engines.wasm_cache --prebuild policies build/prebuilt
 	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist .
 
 demo: $(INSTALLED)
@@ -81,8 +81,8 @@ lint: $(INSTALLED) $(OPA_STAMP)
 unit: setup $(TEMPORAL_SERVER_STAMP)
 	if [ "$$(id -u)" = 0 ]; then bash .ci/nftables.sh && bash .ci/chromium.sh && \
 		$(VENV)/bin/python -c 'from autonomy_controller.controller.lab import ensure_packages; print("lab packages:", ensure_packages() or "all present")' && \
-		$(VENV)/bin/python -c 'from autonomy_controller.actions.adapters.identity.packages import ensure_slapd; ensure_slapd()' && \
-		$(VENV)/bin/python -c 'from autonomy_controller.actions.adapters.identity.packages import ensure_samba; ensure_samba()'; fi
+		$(VENV)/bin/python -c 'from autonomy_controller.controller.lab.directory_packages import ensure_slapd; ensure_slapd()' && \
+		$(VENV)/bin/python -c 'from autonomy_controller.controller.lab.directory_packages import ensure_samba; ensure_samba()'; fi
 	url="$${AUTONOMY_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)}" && \
 	AUTONOMY_TEST_POSTGRES_URL="$$url" $(VENV)/bin/pytest -q -ra
 

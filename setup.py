@@ -33,7 +33,7 @@ DEFAULTS = [
 ]
 PREBUILT = Path("build/prebuilt")
 """Where `make wheel` compiles the shipped policies to WebAssembly. Copied into the wheel only, so the checkout's
-engine never mistakes a module left there for one it compiled or cached (controller/engines/wasm_cache.py)."""
+engine never mistakes a module left there for one it compiled or cached (controller/decision/engines/wasm_cache.py)."""
 
 
 class BuildPy(build_py):

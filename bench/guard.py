@@ -23,12 +23,15 @@ from typing import Any
 import requests
 
 from autonomy_controller.actions.registry import get_spec
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.embedded import EmbeddedEngine
-from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
-from autonomy_controller.controller.engines.wasm import WasmEngine
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.decision.engines.wasm import WasmEngine
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
+from autonomy_controller.controller.decision.targets import PlanShape, check_action, targets_of
 from autonomy_controller.controller.models import (
     Alert,
     Category,
@@ -38,9 +41,6 @@ from autonomy_controller.controller.models import (
     Severity,
     TriageSummary,
 )
-from autonomy_controller.controller.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
-from autonomy_controller.controller.runtime import load_policy_bundle
-from autonomy_controller.controller.targets import PlanShape, check_action, targets_of
 
 SIZES = (100, 1_000, 10_000)
 

@@ -4,7 +4,7 @@ The same N alerts (NDJSON, S sources) go in twice, each time into a fresh in-mem
 an empty SQLite ledger, with no worker (the figure is the ingest path: ledger write + signal-with-start, not
 the decisions):
 
-1. `autonomy submit`'s code path (controller.cli.ops.submit_files), in this process, timed without start-up;
+1. `autonomy submit`'s code path (workflows.operations.submit_files), in this process, timed without start-up;
 2. `autonomy serve` in its own process, fed by C concurrent HTTP clients POSTing B records a request; its
    clock stops when the last signal is sent (the outbox is empty), not at the last 202.
 
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import httpx
 
-from autonomy_controller.controller.cli.ops import open_client, submit_files
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, Category, Severity
 from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file
 from autonomy_controller.workflows.devserver import DevServer
+from autonomy_controller.workflows.operations import open_client, submit_files
 
 
 def alerts_file(path: Path, n: int, sources: int) -> Path:

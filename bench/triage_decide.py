@@ -1,9 +1,9 @@
 """Decide a replay's incidents offline the way the workflow does, at every level, for a named config.
 
-The workflow (workflows/incident.py) is one run per case (one attacker: `src:<address>`, controller/incidents.py):
+The workflow (workflows/incident.py) is one run per case (one attacker: `src:<address>`, controller/case/grouping.py):
 it starts with the first alert, sleeps `settle_seconds`, then triages, plans and guards the alerts it has by
 then; it decides again (`settle_seconds` after the alert that made it due) each time the case's evidence has
-grown enough (controller/cases.py: twice the alerts, or a new category; at most MAX_ROUNDS), until
+grown enough (controller/case/rounds.py: twice the alerts, or a new category; at most MAX_ROUNDS), until
 `quiet_seconds` pass without an alert; an alert after that starts a new run. Here the clock is the alerts'
 `observed_at` (the WAF's time stamp, whole seconds).
 
@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from autonomy_controller.actions.registry import class_of
-from autonomy_controller.controller import cases
+from autonomy_controller.controller.case import rounds as cases
+from autonomy_controller.controller.case.grouping import incident_from_alerts, incident_key
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.incidents import incident_from_alerts, incident_key
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.runtime import open_guard
 from autonomy_controller.controller.models import Alert, Category, GuardDecision, Incident, Level, Verdict
 from autonomy_controller.controller.planning import OfflinePlanner
-from autonomy_controller.controller.runtime import open_guard
 from autonomy_controller.controller.triage import SourceHistory
 from autonomy_controller.workflows.contracts import IncidentStart
 
@@ -77,7 +77,7 @@ def workflow_runs(alerts: Iterable[Alert], settle: float = SETTLE_SECONDS, quiet
 
 def decision_rounds(key: str, members: list[Alert], settle: float) -> tuple[tuple[Incident, datetime], ...]:
     """When the run decides and on which alerts: settle after the first alert, then settle after each alert that
-    makes the case due again (controller/cases.py), as the workflow's `_next_round` does."""
+    makes the case due again (controller/case/rounds.py), as the workflow's `_next_round` does."""
     rounds: list[tuple[Incident, datetime]] = []
     at = members[0].observed_at + timedelta(seconds=settle)
     while True:
@@ -114,7 +114,7 @@ class Outcome:
     """A person has something to do: an action waits for a vote or is only recommended, or a ticket is opened."""
     approvals: int
     rounds: int = 1
-    """How often the run decided (controller/cases.py)."""
+    """How often the run decided (controller/case/rounds.py)."""
 
 
 def outcome_of(

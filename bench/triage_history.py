@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.ledger import Ledger, private_schema, record_hash, sqlite_url
 from autonomy_controller.controller.ledger.canonical import GENESIS_HASH
 from autonomy_controller.controller.ledger.engine import write_transaction

@@ -98,7 +98,7 @@ def _empty() -> dict[str, Any]:
 
 def _decided(row: dict[str, Any] | None) -> bool:
     """Nothing more will happen alone: a verified block. (A block waiting for a person is not the end: a case
-    is decided again as its evidence grows, controller/cases.py, so the wait runs to its deadline for it.)"""
+    is decided again as its evidence grows, controller/case/rounds.py, so the wait runs to its deadline for it.)"""
     return row is not None and row["verified"] is not None
 
 

@@ -1,6 +1,6 @@
 """A case over time: when a growing case is decided again, and which of a new round's actions are already in hand.
 
-One attacker is one case (controller/incidents.py), so a case that began with one stray WAF hit may, a minute
+One attacker is one case (controller/case/grouping.py), so a case that began with one stray WAF hit may, a minute
 later, hold a tool's hundred payloads. The workflow decides a case again when its evidence has grown enough to
 change the answer (twice the alerts, or an attack category it did not have), at most `MAX_ROUNDS` times. A new
 round proposes the whole response again; what an earlier round already holds is not proposed twice:

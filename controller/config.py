@@ -138,7 +138,7 @@ class Settings:
     opa_url: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_OPA_URL") or None)
     policy_engine: str = field(default_factory=lambda: os.environ.get("AUTONOMY_POLICY_ENGINE") or "wasm")
     """wasm (OPA-compiled WebAssembly, in-process; the default), embedded (regopy) or opa (server):
-    controller/runtime.py, docs/engines.md."""
+    controller/decision/runtime.py, docs/engines.md."""
     ledger_url_override: str | None = field(default_factory=lambda: os.environ.get("AUTONOMY_LEDGER_URL") or None)
     temporal_address: str = field(
         default_factory=lambda: os.environ.get("AUTONOMY_TEMPORAL_ADDRESS") or DEFAULT_TEMPORAL_ADDRESS

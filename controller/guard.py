@@ -17,13 +17,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
-from autonomy_controller.controller.engines.base import PolicyEngine, PolicyEngineError
-from autonomy_controller.controller.inventory import AssetIndex
-from autonomy_controller.controller.levels import (
+from autonomy_controller.controller.decision.engines.base import PolicyEngine, PolicyEngineError
+from autonomy_controller.controller.decision.inventory import AssetIndex
+from autonomy_controller.controller.decision.levels import (
     HealthCap,
     LevelConfig,
     LevelResolution,
     resolve_most_restrictive,
+)
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle
+from autonomy_controller.controller.decision.risk import RiskContext, RiskScorer, Targets, evidence_confidence
+from autonomy_controller.controller.decision.scoping import IncidentFacts, Scoping
+from autonomy_controller.controller.decision.targets import (
+    Checked,
+    PlanShape,
+    address_span,
+    check_action,
+    targets_of,
+    unrelated_targets,
 )
 from autonomy_controller.controller.models import (
     ActionSpec,
@@ -40,17 +51,6 @@ from autonomy_controller.controller.models import (
     TrialDecision,
     Verdict,
     utcnow,
-)
-from autonomy_controller.controller.policy_bundle import PolicyBundle
-from autonomy_controller.controller.risk import RiskContext, RiskScorer, Targets, evidence_confidence
-from autonomy_controller.controller.scoping import IncidentFacts, Scoping
-from autonomy_controller.controller.targets import (
-    Checked,
-    PlanShape,
-    address_span,
-    check_action,
-    targets_of,
-    unrelated_targets,
 )
 from autonomy_controller.controller.triage import RuleFeedback, SourceHistory, TriageResult, guard_summary, triage
 

@@ -24,9 +24,9 @@ from autonomy_controller.controller.attackers.fold import add_alert, new_profile
 from autonomy_controller.controller.attackers.observe import Observation, TrackingConfig, observe
 from autonomy_controller.controller.attackers.profile import AttackerProfile, Limits, Stage
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.levels import LevelConfigError
+from autonomy_controller.controller.decision.levels import LevelConfigError
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
 from autonomy_controller.controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict
-from autonomy_controller.controller.policy_bundle import PolicyBundleError
 
 log = logging.getLogger(__name__)
 EVIDENCE_MAX = 8
@@ -66,7 +66,7 @@ def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:
 
 def case_stage(alerts: Sequence[Alert], config: TrackingConfig) -> Stage:
     """The stage a batch of alerts shows on its own (the Submitter passes it with the batch: the workflow
-    decides a case again when its stage rises, controller/cases.py)."""
+    decides a case again when its stage rises, controller/case/rounds.py)."""
     return assess(alerts, config).stage  # type: ignore[return-value]
 
 

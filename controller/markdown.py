@@ -1,4 +1,4 @@
-"""Markdown for reports (the incident report, the audit trail): every value inert, as controller/html.py's `esc`
+"""Markdown for reports (the incident report, the audit trail): every value inert, as controller/render/html.py's `esc`
 makes it for HTML.
 
 Reports carry attacker-controlled text (alert ids, rule ids, URLs, evidence), model text (plan rationales) and

@@ -134,8 +134,8 @@ class Alert(BaseModel):
 
 
 class Incident(BaseModel):
-    """A case: one attacker's alerts under one key (controller/incidents.py), one workflow. `category` is the
-    primary one; each category's alerts stay visible (`controller.incidents.category_views`)."""
+    """A case: one attacker's alerts under one key (controller/case/grouping.py), one workflow. `category` is the
+    primary one; each category's alerts stay visible (`controller.case.grouping.category_views`)."""
 
     key: str
     category: Category
@@ -173,7 +173,7 @@ IMPACT_RANK: dict[str, int] = {"none": 0, "attempted": 1, "likely": 2, "confirme
 
 
 class ImpactEvidence(BaseModel):
-    """One sensor record behind an impact verdict (controller/impact.py)."""
+    """One sensor record behind an impact verdict (controller/attackers/impact.py)."""
 
     alert_id: str
     sensor: str

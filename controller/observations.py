@@ -6,7 +6,7 @@ what the application answered. Each benign client of a site would otherwise open
 leading `_` keeps it out of incident listings, like `_controller`), and none is signalled to a workflow.
 
 They still count where answers matter: the source's case reads them for its impact verdict
-(controller/impact.py, at plan time), the batch that carries them with the source's alerts shows their stage,
+(controller/attackers/impact.py, at plan time), the batch that carries them with the source's alerts shows their stage,
 attacker profiles fold them (outcomes 2xx..5xx, paths, bytes), and reports and the audit trail cite them by
 ledger seq. The record's payload is the whole Alert, as an ALERT record's is.
 """

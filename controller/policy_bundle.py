@@ -21,8 +21,8 @@ import yaml
 
 from autonomy_controller.controller.addresses import AddressError, address_facts, parse_network
 from autonomy_controller.controller.config import defaults_home
-from autonomy_controller.controller.inventory import AssetError, canonical_host_text, checked_asset
-from autonomy_controller.controller.levels import LevelConfig
+from autonomy_controller.controller.decision.inventory import AssetError, canonical_host_text, checked_asset
+from autonomy_controller.controller.decision.levels import LevelConfig
 
 ENTRYPOINT = "autonomy/decision/result"
 # Static checks of the bundle's data (policies/autonomy/config.rego): evaluated once when an engine loads the
@@ -250,7 +250,7 @@ def _compile_inventory(inventory: dict[str, Any], source: Path) -> dict[str, Any
 
 
 def _checked_assets(assets: Any, source: Path) -> dict[str, Any]:
-    """Every asset's attributes validated (controller/inventory.py, checked_asset), `tags` always a list."""
+    """Every asset's attributes validated (controller/decision/inventory.py, checked_asset), `tags` always a list."""
     if not isinstance(assets, dict):
         raise PolicyBundleError(f"{_where(source)}: assets must be a mapping of asset name to attributes")
     checked: dict[str, Any] = {}
@@ -264,7 +264,7 @@ def _checked_assets(assets: Any, source: Path) -> dict[str, Any]:
 
 def _check_host_names(assets: dict[str, Any], source: Path) -> None:
     """Every spelling of a host (its name, its aliases, as DNS compares them) names one asset: a clash would move
-    the crown-jewel rule and the level cap onto another asset (controller/inventory.py resolves by these)."""
+    the crown-jewel rule and the level cap onto another asset (controller/decision/inventory.py resolves by these)."""
     owner: dict[str, str] = {}
     for name, asset in assets.items():
         for spelling in [name, *((asset or {}).get("aliases") or [])]:

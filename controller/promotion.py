@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from autonomy_controller.controller.levels import PromotionCriteria
-from autonomy_controller.controller.outcomes import Episode, IncidentEpisodes
+from autonomy_controller.controller.decision.levels import PromotionCriteria
+from autonomy_controller.controller.ledger.outcomes import Episode, IncidentEpisodes
 
 EXAMPLES_KEPT = 10
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from autonomy_controller.controller import markdown as md
-from autonomy_controller.controller import observations, triage_view
-from autonomy_controller.controller.ledger import Ledger, LedgerError, LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger import Ledger, LedgerError, LedgerRecord, RecordKind, observations
 from autonomy_controller.controller.models import canonical_ip
+from autonomy_controller.controller.render import markdown as md
+from autonomy_controller.controller.render import triage_view
 
 REPORT_FORMAT = "autonomy-incident-report/1"
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def triage_of_plan(record: LedgerRecord) -> dict[str, Any] | None:
 
 
 def impact_of_plan(record: LedgerRecord, alert_seqs: dict[str, int]) -> dict[str, Any] | None:
-    """The impact verdict as the PLAN record holds it (controller/impact.py: what sensors blocked and what the
+    """The impact verdict as the PLAN record holds it (controller/attackers/impact.py: what sensors blocked and what the
     application answered), each evidence line with the ledger seq of the alert it names. None for a plan made
     without one (the guard was unavailable, or the record predates impact)."""
     impact = record.payload.get("impact")
@@ -119,7 +119,7 @@ def _lowered(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def build_report(
     incident_key: str, records: list[LedgerRecord], observed: Sequence[LedgerRecord] = ()
 ) -> dict[str, Any]:
-    """The report document; `observed` are the source's access-log records (controller/observations.py: kept
+    """The report document; `observed` are the source's access-log records (controller/ledger/observations.py: kept
     outside the case), so impact evidence naming one cites its ledger seq."""
     alerts = [r for r in records if r.kind is RecordKind.ALERT]
     actions: dict[str, dict[str, Any]] = {}
@@ -310,7 +310,7 @@ def _impact_lines(impact: dict[str, Any] | None) -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown. Every value goes through controller/markdown.py: ids, rule ids, URLs, plan text,
+    """The report as Markdown. Every value goes through controller/render/markdown.py: ids, rule ids, URLs, plan text,
     comments and adapter details are attacker-, model- or person-controlled, and must read as text in any
     CommonMark viewer (no tag, link, image, heading, list item or table cell of their making)."""
     t = md.text
@@ -373,7 +373,7 @@ def safe_name(incident_key: str) -> str:
 
 
 ATTACKER_PAGES = "attackers"
-"""The folder, beside the reports, of the attacker pages (controller/attackers/page.py)."""
+"""The folder, beside the reports, of the attacker pages (controller/oversight/attacker_page.py)."""
 
 
 def attacker_page_link(address: str) -> str:
@@ -411,7 +411,7 @@ def write_case_page(ledger: Ledger, incident_key: str, out: Path) -> None:
     from autonomy_controller.controller.attackers import (
         AttackerStore,  # the profiles' code (and its configuration) only when needed
     )
-    from autonomy_controller.controller.attackers.page import write_page
+    from autonomy_controller.controller.oversight.attacker_page import write_page
 
     address = observations.case_address(incident_key)
     try:

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from autonomy_controller.controller.inventory import AssetIndex
-from autonomy_controller.controller.levels import RiskModel
+from autonomy_controller.controller.decision.inventory import AssetIndex
+from autonomy_controller.controller.decision.levels import RiskModel
 from autonomy_controller.controller.models import (
     ActionClass,
     ActionSpec,
@@ -77,7 +77,7 @@ class RiskContext:
     environment: str
     sensor_blocked: bool
     impact: ImpactSummary | None = None
-    """The case's impact verdict (controller/impact.py): sensor facts only, never request text."""
+    """The case's impact verdict (controller/attackers/impact.py): sensor facts only, never request text."""
     source: str | None = None
     """The case's source address: the only target the impact credit applies to."""
 

@@ -12,12 +12,12 @@ from contextlib import ExitStack, contextmanager
 from enum import StrEnum
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.base import PolicyEngine, PolicyEngineError
-from autonomy_controller.controller.engines.embedded import EmbeddedEngine
-from autonomy_controller.controller.engines.wasm import WasmEngine
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.levels import LevelConfigError, load_level_config
-from autonomy_controller.controller.policy_bundle import PolicyBundle, PolicyBundleError, load_bundle
+from autonomy_controller.controller.decision.engines.base import PolicyEngine, PolicyEngineError
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.engines.wasm import WasmEngine
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle, PolicyBundleError, load_bundle
 
 
 class EngineName(StrEnum):
@@ -59,7 +59,7 @@ def open_guard(settings: Settings, engine: EngineName | None = None) -> Iterator
                 policy_engine = WasmEngine(bundle, settings.opa_bin)
             else:
                 # Imported here: the OPA client pulls in aiohttp (~0.1 s), which the in-process engines never need.
-                from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
+                from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
 
                 url = settings.opa_url or stack.enter_context(OpaServer(settings.opa_bin, bundle)).url
                 policy_engine = OpaServerEngine(url)

@@ -15,8 +15,8 @@ from enum import StrEnum
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
+from autonomy_controller.controller.decision.levels import Budget, CircuitBreaker, HealthCap
 from autonomy_controller.controller.ledger.engine import write_transaction
-from autonomy_controller.controller.levels import Budget, CircuitBreaker, HealthCap
 from autonomy_controller.controller.models import ActionClass
 
 _metadata = MetaData()

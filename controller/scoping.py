@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from autonomy_controller.controller.incidents import SUPPORTING, categories_by_weight
-from autonomy_controller.controller.inventory import AssetIndex
-from autonomy_controller.controller.levels import (
+from autonomy_controller.controller.case.grouping import SUPPORTING, categories_by_weight
+from autonomy_controller.controller.decision.inventory import AssetIndex
+from autonomy_controller.controller.decision.levels import (
     HealthCap,
     IncidentScope,
     LevelConfig,
@@ -22,8 +22,8 @@ from autonomy_controller.controller.levels import (
     resolve_level,
     resolve_most_restrictive,
 )
+from autonomy_controller.controller.decision.risk import Targets
 from autonomy_controller.controller.models import Incident, Level
-from autonomy_controller.controller.risk import Targets
 
 
 @dataclass(frozen=True)

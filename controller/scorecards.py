@@ -2,7 +2,7 @@
 
 A security lead tuning levels needs the after-the-fact side of `simulate`: how much the controller handled
 alone, how much it asked people and how they answered (and how fast), what it had to undo, and how long
-containment took. Each figure is a count over ledger episodes (controller/outcomes.py), so it can be checked.
+containment took. Each figure is a count over ledger episodes (controller/ledger/outcomes.py), so it can be checked.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from autonomy_controller.controller.levels import DEFAULT_SCOPE
-from autonomy_controller.controller.outcomes import Episode, IncidentEpisodes
+from autonomy_controller.controller.decision.levels import DEFAULT_SCOPE
+from autonomy_controller.controller.ledger.outcomes import Episode, IncidentEpisodes
 
 TRIAGE_ORDER = ("malicious", "suspicious", "noise", "none")
 OUTCOMES = ("ran alone", "approved", "rejected", "timed out", "failed", "not run")

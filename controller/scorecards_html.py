@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from autonomy_controller.controller.html import VERDICT_COLOURS, Html, bars, page, stacked_bars, table, tag
-from autonomy_controller.controller.scorecards import TRIAGE_ORDER, ApproverCard, RuleCard, Scorecard, scope_words
+from autonomy_controller.controller.oversight.scorecards import (
+    TRIAGE_ORDER,
+    ApproverCard,
+    RuleCard,
+    Scorecard,
+    scope_words,
+)
+from autonomy_controller.controller.render.html import VERDICT_COLOURS, Html, bars, page, stacked_bars, table, tag
 
 OUTCOME_COLOURS = {
     "ran alone": VERDICT_COLOURS["execute"],

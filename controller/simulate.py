@@ -16,7 +16,7 @@ memory:
   approvals (and approver votes) the analysts would have had to give.
 - with a second ("against") config, every decision whose verdict or reasons differ becomes one `DiffRow`,
   yielded to the caller and not kept here; an incident whose triage differs becomes one `TriageChange`
-  (controller/simulate_triage.py), yielded just before its decisions' rows.
+  (controller/oversight/simulate_triage.py), yielded just before its decisions' rows.
 
 Triage and the planner run once per incident and config (neither depends on the level); the guard decides
 that plan once per level, given that triage, as the workflow does (without the ledger's history of the
@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from autonomy_controller.actions.registry import class_of
+from autonomy_controller.controller.case.grouping import incident_from_alerts, incident_key
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.incidents import incident_from_alerts, incident_key
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 from autonomy_controller.controller.models import (
     Alert,
     Category,
@@ -49,15 +50,14 @@ from autonomy_controller.controller.models import (
     TriageSummary,
     Verdict,
 )
-from autonomy_controller.controller.planning import OfflinePlanner
-from autonomy_controller.controller.runtime import EngineName, open_guard
-from autonomy_controller.controller.simulate_triage import (
+from autonomy_controller.controller.oversight.simulate_triage import (
     CausedChange,
     TriageChange,
     TriageReading,
     TriageTally,
     triage_changed,
 )
+from autonomy_controller.controller.planning import OfflinePlanner
 
 SCOPED = "scoped"
 """The level label of decisions taken at each scope's own assigned level (levels/scopes.yaml)."""

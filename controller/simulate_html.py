@@ -4,7 +4,7 @@ The page answers the questions in the order they are asked before raising a leve
 how much would run alone at each level (a stacked bar per level, and per config with --against-*), how much
 work would land on the analysts (approvals), how triage judged the incidents (its verdict shares gate what runs
 alone), where exactly (per level, by action class and by alert category), and which incidents' triage and which
-decisions the candidate config changes and why (the diffs). Built with `controller.html`
+decisions the candidate config changes and why (the diffs). Built with `controller.render.html`
 only: diff rows carry alert-derived text (user names in guardrail reasons, hostile file names in ingest
 errors), so every value is escaped by the toolkit and the page can run no script.
 """
@@ -16,11 +16,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from autonomy_controller.controller.html import VERDICT_COLOURS, Html, bars, esc, join, page, stacked_bars, table, tag
 from autonomy_controller.controller.ingest import IngestReport
 from autonomy_controller.controller.models import Verdict
-from autonomy_controller.controller.simulate import DiffRow, SimulationResult, Tally
-from autonomy_controller.controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
+from autonomy_controller.controller.oversight.simulate import DiffRow, SimulationResult, Tally
+from autonomy_controller.controller.oversight.simulate_triage import TRIAGE_VERDICTS, TriageChange
+from autonomy_controller.controller.render.html import (
+    VERDICT_COLOURS,
+    Html,
+    bars,
+    esc,
+    join,
+    page,
+    stacked_bars,
+    table,
+    tag,
+)
 
 VERDICTS = [v.value for v in Verdict]
 NONE = "none"

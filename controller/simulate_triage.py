@@ -1,6 +1,6 @@
 """Triage in the what-if replay: how the incidents' triage verdicts split, and what a triage change does.
 
-Triage does not depend on the level, so each config triages an incident once (controller/simulate.py passes
+Triage does not depend on the level, so each config triages an incident once (controller/oversight/simulate.py passes
 that triage to the planner, whose playbooks match on it, and to the guard at every level, as the workflow
 does). Counted here is the summary the guard was given (TriageSummary: the controller's verdict, without
 points the request's own text earned), because that is what moves the action verdicts.

@@ -15,10 +15,10 @@ from typing import Any
 
 from autonomy_controller.actions.registry import InvalidParamsError, UnknownActionError, get_spec, validate_params
 from autonomy_controller.controller.addresses import address_facts
-from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.decision.inventory import AssetIndex
+from autonomy_controller.controller.decision.risk import Targets
+from autonomy_controller.controller.decision.scoping import IncidentFacts
 from autonomy_controller.controller.models import ActionSpec, ProposedAction, TargetKind
-from autonomy_controller.controller.risk import Targets
-from autonomy_controller.controller.scoping import IncidentFacts
 
 # The order of an IP target's keys in the input: the policy reads bits most, then prefix_len, version, value and
 # embedded (regopy finds a key by walking an object's keys in insertion order, input included: policies/README.md).

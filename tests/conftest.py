@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.engines.embedded import EmbeddedEngine
-from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.levels import LevelConfig, load_level_config
-from autonomy_controller.controller.policy_bundle import PolicyBundle, load_bundle
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.levels import LevelConfig, load_level_config
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle, load_bundle
 
 SHARED = REPO_ROOT.parent / "shared"
 

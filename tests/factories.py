@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.models import Alert, Category, Incident, Severity, TriageSummary
 
 MALICIOUS = TriageSummary(verdict="malicious", confidence=0.9)

@@ -17,9 +17,9 @@ import yaml
 from temporalio.client import Client
 
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.runtime import EngineName
 from autonomy_controller.controller.ledger import Ledger
 from autonomy_controller.controller.models import Alert, Category, Level, Severity
-from autonomy_controller.controller.runtime import EngineName
 from autonomy_controller.workflows.client import Submitter, incident_handle, incident_status
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer

@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from autonomy_controller.actions.adapters.identity.packages import SAMBA
+from autonomy_controller.controller.lab.directory_packages import SAMBA
 from tests.slapd import make_ca
 
 REALM = "AUTONOMY.TEST"

@@ -1,10 +1,10 @@
-"""The identity adapter's test directory: the product's throwaway slapd (actions/adapters/identity/testdir.py).
+"""The identity adapter's test directory: the product's throwaway slapd (controller/lab/directory_server.py).
 
 One server per test session (tests/test_identity.py, tests/test_lab_brute.py); tests make their own accounts
 with known passwords (`Slapd.add_user`), so they never share state.
 """
 
-from autonomy_controller.actions.adapters.identity.testdir import (
+from autonomy_controller.controller.lab.directory_server import (
     ADMIN_DN,
     ADMINS,
     DBAS,

@@ -25,10 +25,10 @@ from autonomy_controller.controller.addresses import (
     embedded_ipv4,
 )
 from autonomy_controller.controller.config import REPO_ROOT
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.targets import IP_TARGET_KEYS, ip_target
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
 from autonomy_controller.controller.models import Alert, Level, Plan, ProposedAction, Verdict
-from autonomy_controller.controller.targets import IP_TARGET_KEYS, ip_target
 from tests.factories import make_incident
 
 ZONED = [

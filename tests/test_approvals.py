@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.models import Category, Plan, ProposedAction, Verdict
 from autonomy_controller.workflows.activities import IncidentActivities
 from autonomy_controller.workflows.approvals import VoteRefused, check_vote, missing

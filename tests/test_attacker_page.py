@@ -1,4 +1,4 @@
-"""The attacker page (controller/attackers/page.py) from a real ledger of real sensor records, in real Chromium.
+"""The attacker page (controller/oversight/attacker_page.py) from a real ledger of real sensor records, in real Chromium.
 
 The ledger is written as the Submitter writes it (alerts as ALERT records in the source's case, access-log lines
 as ACCESS records under `_access:<address>`), folded into profiles, then rendered: the escaping, the SVG's counts,
@@ -18,18 +18,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autonomy_controller.controller import observations
 from autonomy_controller.controller.attackers import AttackerStore, track
-from autonomy_controller.controller.attackers.page import render_page
-from autonomy_controller.controller.attackers.timeline import read_timeline
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.html import PALETTE, esc
-from autonomy_controller.controller.incidents import incident_key
-from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
+from autonomy_controller.controller.ledger import Ledger, RecordKind, observations, sqlite_url
 from autonomy_controller.controller.models import Alert
-from autonomy_controller.controller.reports import attacker_page_link, write_incident_report
-from autonomy_controller.controller.trail import build_trail, render_html, render_markdown
+from autonomy_controller.controller.oversight.attacker_page import render_page
+from autonomy_controller.controller.oversight.attacker_timeline import read_timeline
+from autonomy_controller.controller.oversight.reports import attacker_page_link, write_incident_report
+from autonomy_controller.controller.oversight.trail import build_trail, render_html, render_markdown
+from autonomy_controller.controller.render.html import PALETTE, esc
 from tests.browser import read_png, screenshot
 from tests.test_attackers import lines, parsed
 from tests.test_impact import eve_and_access, got_through

@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from autonomy_controller.controller.attackers import AttackerStore, Limits, track
 from autonomy_controller.controller.attackers.store import profile_count
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.incidents import incident_key
 from autonomy_controller.controller.ingest.reader import read_alerts
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.ledger.engine import read_snapshot

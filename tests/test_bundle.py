@@ -9,9 +9,9 @@ import yaml
 
 from autonomy_controller.controller.addresses import address_facts
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.levels import load_level_config
-from autonomy_controller.controller.policy_bundle import LEVEL_ORDER, PolicyBundleError
-from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.decision.levels import load_level_config
+from autonomy_controller.controller.decision.policy_bundle import LEVEL_ORDER, PolicyBundleError
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 
 
 def test_address_facts_are_prefix_bits() -> None:

@@ -13,16 +13,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from autonomy_controller.controller.attackers import stage_rank
-from autonomy_controller.controller.cases import InHand, due, split_in_hand
-from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import (
+from autonomy_controller.controller.case.grouping import (
     category_summary,
     category_views,
     group_alerts,
     incident_from_alerts,
     incident_key,
 )
+from autonomy_controller.controller.case.rounds import InHand, due, split_in_hand
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Alert, Category, Level, Plan, ProposedAction, Severity, Verdict
 from autonomy_controller.controller.planning import OfflinePlanner

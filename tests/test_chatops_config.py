@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.decision.policy_bundle import data_file
 from autonomy_controller.controller.service.chatops import ChatConfigError, load_chat_config
 from autonomy_controller.controller.service.chatops.signature import SignatureRefused, Verifier
 

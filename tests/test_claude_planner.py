@@ -18,7 +18,8 @@ import httpx2
 import pytest
 
 from autonomy_controller.actions.registry import SPECS, get_spec, validate_params
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.targets import targets_of
 from autonomy_controller.controller.models import Incident, Level, Verdict
 from autonomy_controller.controller.planning import (
     ClaudeConfigError,
@@ -35,7 +36,6 @@ from autonomy_controller.controller.planning.claude_prompt import (
     SELECT_TOOL,
     self_contained,
 )
-from autonomy_controller.controller.targets import targets_of
 from tests.claude_fake import (
     BASE_URL,
     DESIGN_COLD,

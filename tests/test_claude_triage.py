@@ -15,8 +15,8 @@ from typing import Any
 import anthropic
 import pytest
 
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.case.grouping import group_alerts
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.models import (
     Alert,

@@ -13,8 +13,10 @@ import pytest
 
 from autonomy_controller.actions.registry import get_spec, validate_params
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.embedded import EmbeddedEngine
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
+from autonomy_controller.controller.decision.targets import PlanShape, check_action, targets_of
 from autonomy_controller.controller.models import (
     Category,
     GuardDecision,
@@ -25,8 +27,6 @@ from autonomy_controller.controller.models import (
     TriageSummary,
     Verdict,
 )
-from autonomy_controller.controller.runtime import EngineName, open_guard
-from autonomy_controller.controller.targets import PlanShape, check_action, targets_of
 from tests.factories import make_incident
 
 E, A, R, D = Verdict.EXECUTE, Verdict.APPROVE, Verdict.RECOMMEND, Verdict.DENY
@@ -219,7 +219,7 @@ CASES = [
         A,
     ),
     Case("crown jewel DC never isolated", Level.L4, "host.isolate", {"host": "dc-01"}, D),
-    # Every spelling of a crown jewel is the crown jewel (controller/inventory.py).
+    # Every spelling of a crown jewel is the crown jewel (controller/decision/inventory.py).
     Case("crown jewel in capitals", Level.L4, "host.isolate", {"host": "DC-01", **TTL}, D),
     Case("crown jewel with a trailing dot", Level.L4, "host.isolate", {"host": "dc-01.", **TTL}, D),
     Case("crown jewel by FQDN", Level.L4, "host.isolate", {"host": "dc-01.corp.example", **TTL}, D),

@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.engines.base import PolicyEngine
-from autonomy_controller.controller.engines.embedded import EmbeddedEngine
-from autonomy_controller.controller.engines.opa_server import OpaServerEngine
-from autonomy_controller.controller.engines.wasm import WasmEngine
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.engines.base import PolicyEngine
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.engines.opa_server import OpaServerEngine
+from autonomy_controller.controller.decision.engines.wasm import WasmEngine
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle
 from autonomy_controller.controller.ingest.reader import read_alerts
 from autonomy_controller.controller.models import Level, TriageSummary
+from autonomy_controller.controller.oversight.simulate import stream_incidents
 from autonomy_controller.controller.planning import OfflinePlanner
-from autonomy_controller.controller.policy_bundle import PolicyBundle
-from autonomy_controller.controller.simulate import stream_incidents
 from tests.test_conformance import POLICY_CASES, _input_doc
 from tests.test_policy_bundle_export import serve_bundle
 from tests.test_policy_schema import mismatches

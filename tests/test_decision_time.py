@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import time_input
+from autonomy_controller.controller.decision.guard import time_input
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 from autonomy_controller.controller.models import Level, Plan, ProposedAction, TriageSummary, Verdict
-from autonomy_controller.controller.runtime import EngineName, open_guard
-from autonomy_controller.controller.simulate import DiffRow, SimConfig, Simulation, stream_incidents
+from autonomy_controller.controller.oversight.simulate import DiffRow, SimConfig, Simulation, stream_incidents
 from tests.factories import make_incident
 
 # A guardrail that reads only the decision time: containment is denied before 06:00 UTC, naming the time given.

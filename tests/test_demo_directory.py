@@ -12,11 +12,11 @@ import pytest
 from autonomy_controller.actions.adapters.base import ActionRequest, ActionStatus, AdapterError
 from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter, identity_adapters
 from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
-from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
-from autonomy_controller.actions.adapters.identity.testdir import PEOPLE
 from autonomy_controller.controller.cli.demo_run import DemoAccounts, demo_accounts, demo_enforcement, load_samples
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.lab.directory_packages import DirectoryPackagesMissing, ensure_slapd
+from autonomy_controller.controller.lab.directory_server import PEOPLE
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from tests.test_demo_scorecards import assert_nothing_left
 

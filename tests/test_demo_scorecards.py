@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.ledger import Ledger, RecordKind
-from autonomy_controller.controller.outcomes import Episode, outcomes
-from autonomy_controller.controller.scorecards import OUTCOMES, build_scorecards, outcome_of, scope_words
-from autonomy_controller.controller.scorecards_html import OUTCOME_COLOURS
+from autonomy_controller.controller.ledger.outcomes import Episode, outcomes
+from autonomy_controller.controller.oversight.scorecards import OUTCOMES, build_scorecards, outcome_of, scope_words
+from autonomy_controller.controller.oversight.scorecards_html import OUTCOME_COLOURS
 
 runner = CliRunner()
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.base import PolicyEngineError, UnsupportedBuiltinError
-from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
-from autonomy_controller.controller.engines.wasm import WasmEngine
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError, UnsupportedBuiltinError
+from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.decision.engines.wasm import WasmEngine
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 from autonomy_controller.controller.models import Verdict
-from autonomy_controller.controller.policy_bundle import PolicyBundle
-from autonomy_controller.controller.runtime import EngineName, open_guard
 from tests.test_conformance import (
     CASES,
     ENGINE_FAILURES,

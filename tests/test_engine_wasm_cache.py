@@ -14,22 +14,22 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.base import PolicyEngineError, PolicyUndefinedError
-from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
-from autonomy_controller.controller.engines.wasm import WasmEngine
-from autonomy_controller.controller.engines.wasm_builtins import C_NATIVES
-from autonomy_controller.controller.engines.wasm_cache import (
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError, PolicyUndefinedError
+from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.decision.engines.wasm import WasmEngine
+from autonomy_controller.controller.decision.engines.wasm_builtins import C_NATIVES
+from autonomy_controller.controller.decision.engines.wasm_cache import (
     OpaNotFoundError,
     compiled_module,
     modules_key,
     opa_version,
     prebuild,
 )
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle, with_documents
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level, Verdict
-from autonomy_controller.controller.policy_bundle import PolicyBundle, with_documents
-from autonomy_controller.controller.runtime import EngineName, open_guard
 from autonomy_controller.workflows.contracts import ActionStatus
 from autonomy_controller.workflows.guard_provider import GuardProvider
 from tests.harness import ATTACKER, action_of, burst, running_loop

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli import app
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.triage import TriageResult
 from tests.conftest import SHARED

@@ -18,11 +18,11 @@ import yaml
 
 from autonomy_controller.controller.cli.policy_test import run_policy_tests
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.engines.opa_server import OpaServerEngine
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.engines.opa_server import OpaServerEngine
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle
+from autonomy_controller.controller.decision.runtime import EngineName, load_policy_bundle, open_guard
 from autonomy_controller.controller.models import GuardDecision, Level, Plan, ProposedAction, TriageSummary, Verdict
-from autonomy_controller.controller.policy_bundle import PolicyBundle
-from autonomy_controller.controller.runtime import EngineName, load_policy_bundle, open_guard
 from tests.factories import make_incident
 from tests.test_conformance import _comparable
 from tests.test_policy_bundle_export import serve_bundle

@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.base import UnsupportedBuiltinError
-from autonomy_controller.controller.engines.embedded import EmbeddedEngine, called_builtins
-from autonomy_controller.controller.engines.opa_server import OpaServer, OpaServerEngine
-from autonomy_controller.controller.engines.wasm import WasmEngine
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.engines.base import UnsupportedBuiltinError
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine, called_builtins
+from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.decision.engines.wasm import WasmEngine
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle, load_bundle, with_documents
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 from autonomy_controller.controller.models import Level, Plan, ProposedAction, Verdict
-from autonomy_controller.controller.policy_bundle import PolicyBundle, load_bundle, with_documents
-from autonomy_controller.controller.runtime import EngineName, open_guard
 from tests.factories import MALICIOUS, make_incident
 
 BLOCK = ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 3600})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.workflows.guard_provider import ConfigWatch, GuardProvider
 
 

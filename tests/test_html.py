@@ -1,6 +1,6 @@
 """The HTML toolkit: outside text is escaped everywhere and pages cannot run script or load anything."""
 
-from autonomy_controller.controller.html import CSP, Html, bars, esc, page, stacked_bars, table
+from autonomy_controller.controller.render.html import CSP, Html, bars, esc, page, stacked_bars, table
 
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 

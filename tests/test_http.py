@@ -20,8 +20,8 @@ import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
 
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.incidents import incident_key
 from autonomy_controller.controller.ingest import read_dead_letters
 from autonomy_controller.controller.ingest.lines import MAX_LINE_BYTES
 from autonomy_controller.controller.ledger import RecordKind

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.incidents import incident_key
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert
 from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file

@@ -4,7 +4,7 @@ Directory DC (tests/samba.py), one per test session each. Disable, verify, retry
 Tests that hold for both dialects take `d` (parametrized: openldap, ad); the others are one dialect's own.
 "Disabled" is checked twice: by reading the entry back as the directory's admin, and by a real bind with the
 account's own password, made here independently of the adapter. Needs root (slapd and samba are installed on
-first use, `actions/adapters/identity/packages.py`) or them already installed, and root for Samba's network
+first use, `controller/lab/directory_packages.py`) or them already installed, and root for Samba's network
 namespace; otherwise the tests skip and say why.
 """
 
@@ -47,11 +47,11 @@ from autonomy_controller.actions.adapters.identity.dialects import (
 )
 from autonomy_controller.actions.adapters.identity.directory import DirectoryConflict
 from autonomy_controller.actions.adapters.identity.lockout import Lockout
-from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
 from autonomy_controller.actions.adapters.nftables.adapters import MisconfiguredAdapter
 from autonomy_controller.actions.adapters.nftables.config import load_enforcement
 from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_comment
 from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.lab.directory_packages import DirectoryPackagesMissing, ensure_samba, ensure_slapd
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Category, Level
 from autonomy_controller.workflows.client import incident_handle

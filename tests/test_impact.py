@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.attackers.impact import assess, case_stage
 from autonomy_controller.controller.attackers.observe import TrackingConfig
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.impact import assess, case_stage
 from autonomy_controller.controller.ingest.reader import read_alerts
 from autonomy_controller.controller.models import Alert
 from tests.harness import alert

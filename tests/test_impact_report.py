@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.attackers import tracking_config
+from autonomy_controller.controller.attackers.impact import assess
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.impact import assess
-from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, sqlite_url
 from autonomy_controller.controller.models import Alert, ImpactSummary, Plan
+from autonomy_controller.controller.oversight.reports import IMPACT_HEADERS, build_report, render_markdown
+from autonomy_controller.controller.oversight.trail import Fact, Source, StepKind, Tone, Trail, build_trail, render_html
+from autonomy_controller.controller.oversight.trail.render import render_markdown as render_trail_markdown
 from autonomy_controller.controller.planning import OfflinePlanner
-from autonomy_controller.controller.reports import IMPACT_HEADERS, build_report, render_markdown
-from autonomy_controller.controller.trail import Fact, Source, StepKind, Tone, Trail, build_trail, render_html
-from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
 from tests.test_conformance import POLICY_CASES, _input_doc
 from tests.test_impact import eve_and_access, got_through
 from tests.test_report_markdown import HOSTILE, IMG, assert_inert, rendered

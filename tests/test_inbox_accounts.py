@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.decision.policy_bundle import data_file
 from autonomy_controller.controller.service.inbox.accounts import AccountError, AccountStore, accounts_file, people
 from autonomy_controller.controller.service.inbox.sessions import Signer, load_secret
 

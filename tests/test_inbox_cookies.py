@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.decision.policy_bundle import data_file
 from autonomy_controller.controller.service import ServiceConfig, create_app
 from autonomy_controller.controller.service.inbox import InboxConfig
 from autonomy_controller.controller.service.inbox.accounts import AccountStore, accounts_file, people

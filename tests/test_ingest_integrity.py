@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from autonomy_controller.controller.cli.follow import LineSource
 from autonomy_controller.controller.ingest import (
     DeadLetter,
     IngestReport,
@@ -27,6 +26,7 @@ from autonomy_controller.controller.ingest import lines as lines_module
 from autonomy_controller.controller.ingest.decoding import REPAIRS_KEY
 from autonomy_controller.controller.ingest.normalise import IDENTIFIER_LIMITS, MAX_RULE_IDS
 from autonomy_controller.controller.models import Alert
+from autonomy_controller.workflows.follow import LineSource
 
 GOOD = 500
 TRUNCATED = b'{"id": "cut-off", "source": "native", "observed_at": "2026-11-23T08:'

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import PolicyBundleError
-from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 
 
 def test_every_asset_has_a_tag_list_in_the_policy_data(settings: Settings) -> None:

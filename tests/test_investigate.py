@@ -21,13 +21,13 @@ from autonomy_controller.actions.adapters.investigate import (
     RelatedAlertsAdapter,
     bundle_inventory,
 )
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.decision.inventory import AssetIndex
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 from autonomy_controller.controller.ingest import read_alerts
-from autonomy_controller.controller.inventory import AssetIndex
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert
-from autonomy_controller.controller.runtime import load_policy_bundle
 
 NETNS = Path(__file__).resolve().parents[2] / "shared" / "samples" / "modsecurity3-netns-audit.jsonl"
 ATTACKER = "198.51.100.66"

@@ -36,8 +36,8 @@ from autonomy_controller.controller.lab.network import ip_binary
 from autonomy_controller.controller.lab.packages import find_binary
 from autonomy_controller.controller.lab.waf import SERVER_NAME, UNCOVERED_PATH
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger.observations import case_records, observation_key
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.observations import case_records, observation_key
 from autonomy_controller.workflows.contracts import ActionStatus
 from tests.test_lab_e2e import _approve_block, network_executions, running_lab
 
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.lab
 ATTACKER, SECOND = "198.51.100.66", "198.51.100.67"
 KEY, SECOND_KEY = f"src:{ATTACKER}", f"src:{SECOND}"
 ANSWERS, SECOND_ANSWERS = observation_key(ATTACKER), observation_key(SECOND)
-"""Where each address's access-log lines are kept: observations, never a case (controller/observations.py)."""
+"""Where each address's access-log lines are kept: observations, never a case (controller/ledger/observations.py)."""
 THROUGH = f"{UNCOVERED_PATH}export?file=../../../../etc/passwd"
 SENSORS = ("modsecurity3", "suricata", "nginx-access")
 

@@ -21,16 +21,16 @@ from pathlib import Path
 import pytest
 
 from autonomy_controller.actions.adapters.identity.lockout import LOCK_ATTRIBUTE, LOCKED_FOREVER
-from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
-from autonomy_controller.controller.cli.ops import workflow_histories
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.lab import Lab, LabConfig
+from autonomy_controller.controller.lab.directory_packages import DirectoryPackagesMissing, ensure_slapd
 from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, action_of, lab_loop
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.trail import build_trail, render_markdown
+from autonomy_controller.controller.oversight.trail import build_trail, render_markdown
 from autonomy_controller.workflows.client import cast_vote
 from autonomy_controller.workflows.contracts import ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.operations import workflow_histories
 from tests.slapd import ADMINS, DEFAULT_POLICY, PEOPLE, SERVICE_DN, Slapd
 from tests.test_lab_e2e import _lab_available, prefix, sweep_stale
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.levels import (
+from autonomy_controller.controller.decision.levels import (
     IncidentScope,
     LevelConfig,
     LevelConfigError,

@@ -16,9 +16,9 @@ from temporalio.service import RPCError
 from autonomy_controller.controller.attackers import AttackerStore
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger.observations import case_records, observation_key
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.observations import case_records, observation_key
-from autonomy_controller.controller.reports import write_incident_report
+from autonomy_controller.controller.oversight.reports import write_incident_report
 from autonomy_controller.workflows.client import Submitter, alert_record_key, incident_handle, incident_status
 from tests.harness import Loop, running_loop
 from tests.test_impact import eve_and_access, got_through

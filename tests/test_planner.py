@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from autonomy_controller.actions.registry import SPECS, get_spec, validate_params
-from autonomy_controller.controller.incidents import category_views, group_alerts
+from autonomy_controller.controller.case.grouping import category_views, group_alerts
 from autonomy_controller.controller.models import Alert, Category, Incident, Plan, Severity
 from autonomy_controller.controller.planning import FALLBACK, OfflinePlanner, PlaybookError, load_playbooks
 from autonomy_controller.controller.planning.playbooks import FREE_TEXT_PARAMS

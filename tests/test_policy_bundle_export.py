@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.opa_server import OpaServerEngine
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.levels import LevelConfig
-from autonomy_controller.controller.policy_bundle import (
+from autonomy_controller.controller.decision.engines.opa_server import OpaServerEngine
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.levels import LevelConfig
+from autonomy_controller.controller.decision.policy_bundle import (
     COMPILED_DOCUMENTS,
     SCHEMA_DIR,
     SCHEMA_FILES,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.policy_bundle import SCHEMA_DIR, PolicyBundle
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.policy_bundle import SCHEMA_DIR, PolicyBundle
 from tests.test_conformance import MALFORMED, POLICY_CASES, _input_doc, _malformed
 
 QUERY = "[[i, answer[1]] | some i; answer := json.match_schema(data.documents[i], data.schema); not answer[0]]"

@@ -22,18 +22,18 @@ import yaml
 from temporalio.testing import TimeSkipper
 from typer.testing import CliRunner
 
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.embedded import EmbeddedEngine
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.decision.policy_bundle import load_bundle
 from autonomy_controller.controller.ledger import Ledger
-from autonomy_controller.controller.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.ledger.outcomes import outcomes
 from autonomy_controller.controller.models import Level, Plan, ProposedAction, Verdict
-from autonomy_controller.controller.outcomes import outcomes
-from autonomy_controller.controller.policy_bundle import load_bundle
-from autonomy_controller.controller.scorecards import build_approver_cards, build_scorecards
-from autonomy_controller.controller.scorecards_html import OUTCOME_COLOURS, UNSIGNED_NOTE, scorecards_page
+from autonomy_controller.controller.oversight.scorecards import build_approver_cards, build_scorecards
+from autonomy_controller.controller.oversight.scorecards_html import OUTCOME_COLOURS, UNSIGNED_NOTE, scorecards_page
 from autonomy_controller.workflows.client import cast_vote, incident_handle
 from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 from tests.browser import read_png, screenshot

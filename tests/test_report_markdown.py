@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from autonomy_controller.controller import markdown as md
 from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
 from autonomy_controller.controller.models import (
     Alert,
@@ -30,14 +29,15 @@ from autonomy_controller.controller.models import (
     Severity,
     Verdict,
 )
-from autonomy_controller.controller.reports import (
+from autonomy_controller.controller.oversight.reports import (
     attacker_page_link,
     build_report,
     render_markdown,
     write_incident_report,
 )
-from autonomy_controller.controller.trail import build_trail
-from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
+from autonomy_controller.controller.oversight.trail import build_trail
+from autonomy_controller.controller.oversight.trail.render import render_markdown as render_trail_markdown
+from autonomy_controller.controller.render import markdown as md
 
 KEY = "src:198.51.100.66"
 IMG = "<img src=x onerror=alert(1)>"

@@ -6,11 +6,11 @@ import pytest
 
 from autonomy_controller.actions.registry import get_spec, validate_params
 from autonomy_controller.controller.addresses import address_facts
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.inventory import AssetIndex
+from autonomy_controller.controller.decision.risk import RiskContext
+from autonomy_controller.controller.decision.targets import targets_of
 from autonomy_controller.controller.models import ImpactSummary, RiskAssessment
-from autonomy_controller.controller.risk import RiskContext
-from autonomy_controller.controller.targets import targets_of
 
 
 def assess(guard: Guard, action: str, params: dict[str, object], **overrides: object) -> RiskAssessment:

@@ -45,16 +45,15 @@ from autonomy_controller.controller.approver_keys import (
 )
 from autonomy_controller.controller.cli import keys as keys_cli
 from autonomy_controller.controller.cli import loop as loop_cli
-from autonomy_controller.controller.cli.ops import workflow_histories
 from autonomy_controller.controller.cli.trail import collect_trail
 from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.decision.levels import OnTimeout
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
-from autonomy_controller.controller.levels import OnTimeout
+from autonomy_controller.controller.ledger.outcomes import outcomes
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.outcomes import outcomes
-from autonomy_controller.controller.runtime import load_policy_bundle
-from autonomy_controller.controller.scorecards import build_approver_cards
-from autonomy_controller.controller.trail import StepKind, Trail, build_trail
+from autonomy_controller.controller.oversight.scorecards import build_approver_cards
+from autonomy_controller.controller.oversight.trail import StepKind, Trail, build_trail
 from autonomy_controller.workflows.approvals import VoteRefused, check_ballot, check_vote
 from autonomy_controller.workflows.client import cast_vote, incident_handle, incident_status
 from autonomy_controller.workflows.contracts import (
@@ -67,6 +66,7 @@ from autonomy_controller.workflows.contracts import (
 )
 from autonomy_controller.workflows.devserver import DevServer
 from autonomy_controller.workflows.incident import IncidentWorkflow
+from autonomy_controller.workflows.operations import workflow_histories
 from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop
 from tests.test_cli import BackgroundWorker, alert_lines
 

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.runtime import open_guard
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.models import Alert, Category, GuardDecision, Level, Severity, Verdict
+from autonomy_controller.controller.oversight.simulate import SimConfig, Simulation, stream_incidents, synthetic_alerts
 from autonomy_controller.controller.planning import OfflinePlanner
-from autonomy_controller.controller.runtime import open_guard
-from autonomy_controller.controller.simulate import SimConfig, Simulation, stream_incidents, synthetic_alerts
 
 EXAMPLES = sorted((REPO_ROOT / "examples" / "alerts").glob("*.jsonl"))
 runner = CliRunner()

@@ -34,11 +34,11 @@ from typer.testing import CliRunner
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.cli.simulate import BytesRead, read_all
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.html import VERDICT_COLOURS, esc
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport
 from autonomy_controller.controller.models import Alert, Category, Severity
-from autonomy_controller.controller.simulate import synthetic_alerts
-from autonomy_controller.controller.simulate_html import CANDIDATE_APPROVE
+from autonomy_controller.controller.oversight.simulate import synthetic_alerts
+from autonomy_controller.controller.oversight.simulate_html import CANDIDATE_APPROVE
+from autonomy_controller.controller.render.html import VERDICT_COLOURS, esc
 from tests.browser import PNG_SIGNATURE, read_png, screenshot
 
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'

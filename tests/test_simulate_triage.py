@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.runtime import open_guard
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.models import Alert, TriageSummary
-from autonomy_controller.controller.runtime import open_guard
-from autonomy_controller.controller.simulate import DiffRow, SimConfig, Simulation, stream_incidents
-from autonomy_controller.controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
+from autonomy_controller.controller.oversight.simulate import DiffRow, SimConfig, Simulation, stream_incidents
+from autonomy_controller.controller.oversight.simulate_triage import TRIAGE_VERDICTS, TriageChange
 from tests.conftest import SHARED
 
 SAMPLES = sorted((SHARED / "samples").glob("*.jsonl"))

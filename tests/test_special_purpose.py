@@ -23,9 +23,9 @@ import yaml
 
 from autonomy_controller.controller.addresses import IPAddress, IPNetwork, parse_network
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard
+from autonomy_controller.controller.decision.guard import Guard
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError, load_bundle
 from autonomy_controller.controller.models import GuardDecision, Level, Plan, ProposedAction, Verdict
-from autonomy_controller.controller.policy_bundle import PolicyBundleError, load_bundle
 from tests.factories import MALICIOUS, make_incident
 
 REGISTRY: dict[str, Any] = yaml.safe_load((Settings().policies_dir / "special_purpose" / "data.yaml").read_text())

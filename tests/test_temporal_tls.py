@@ -17,10 +17,10 @@ import pytest
 import pytest_asyncio
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
-from autonomy_controller.controller.cli.ops import TemporalUnavailable, open_client
 from autonomy_controller.workflows.cluster import pollers
 from autonomy_controller.workflows.connection import TemporalConnection
 from autonomy_controller.workflows.contracts import TASK_QUEUE
+from autonomy_controller.workflows.operations import TemporalUnavailable, open_client
 from tests.temporal_server import SERVER_NAME, Pki, Postgres, TemporalServer, make_pki, require_server, wait_serving
 
 POSTGRES_URL = os.environ.get("AUTONOMY_TEST_POSTGRES_URL")

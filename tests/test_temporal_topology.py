@@ -24,12 +24,12 @@ import yaml
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.engines.opa_server import OpaServer
+from autonomy_controller.controller.decision.engines.opa_server import OpaServer
+from autonomy_controller.controller.decision.levels import load_level_config
+from autonomy_controller.controller.decision.policy_bundle import load_bundle
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.ledger.engine import private_schema
-from autonomy_controller.controller.levels import load_level_config
 from autonomy_controller.controller.models import Category, Level
-from autonomy_controller.controller.policy_bundle import load_bundle
 from autonomy_controller.workflows.client import Submitter, incident_handle
 from autonomy_controller.workflows.cluster import wait_pollers
 from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionStatus

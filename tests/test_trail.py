@@ -31,12 +31,11 @@ from autonomy_controller.actions.adapters.base import (
     TransientAdapterError,
     VerifyOutcome,
 )
-from autonomy_controller.controller.cli.ops import export_audit, workflow_histories
 from autonomy_controller.controller.cli.trail import audit_trail, collect_trail, trail_from_export
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.trail import (
+from autonomy_controller.controller.oversight.trail import (
     ActionTrail,
     Cite,
     Fact,
@@ -53,6 +52,7 @@ from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.client import cast_vote, incident_handle
 from autonomy_controller.workflows.contracts import ActionStatus
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
+from autonomy_controller.workflows.operations import export_audit, workflow_histories
 from tests.browser import read_png, screenshot
 from tests.doubles import FakeEnforcement
 from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from autonomy_controller.controller.incidents import group_alerts, incident_from_alerts
+from autonomy_controller.controller.case.grouping import group_alerts, incident_from_alerts
 from autonomy_controller.controller.ingest import parse_record, read_alerts
 from autonomy_controller.controller.models import Alert, Category, Incident, Severity
 from autonomy_controller.controller.triage import (

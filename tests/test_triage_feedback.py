@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autonomy_controller.controller.incidents import incident_from_alerts
+from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.models import Incident
 from autonomy_controller.controller.triage import FeedbackCounts, RuleFeedback, TriageResult, TriageVerdict, triage
 from autonomy_controller.controller.triage.engine import RULE_FACTORS

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from autonomy_controller.controller.ledger import Ledger, LedgerError, RecordKind
+from autonomy_controller.controller.ledger.outcomes import outcomes
 from autonomy_controller.controller.models import Alert, Category
-from autonomy_controller.controller.outcomes import outcomes
 from autonomy_controller.controller.triage import FeedbackCounts, triage
 from autonomy_controller.controller.triage.ledger_view import LedgerView, history_and_feedback, ledger_view
 from tests.harness import alert
@@ -96,7 +96,7 @@ def executed(led: Ledger, key: str, purpose: str = "execute", ok: bool = True, a
 
 
 def incident_of(made: list[Alert]) -> Any:
-    from autonomy_controller.controller.incidents import incident_from_alerts
+    from autonomy_controller.controller.case.grouping import incident_from_alerts
 
     first = made[0]
     return incident_from_alerts(f"{first.category.value}:{first.src_ip}", made)

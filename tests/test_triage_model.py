@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autonomy_controller.controller.incidents import category_views
-from autonomy_controller.controller.levels import LevelConfigError
+from autonomy_controller.controller.case.grouping import category_views
+from autonomy_controller.controller.decision.levels import LevelConfigError
 from autonomy_controller.controller.models import Category
 from autonomy_controller.controller.triage import TRIAGE_FILE, load_triage_model, triage
 from tests.test_triage import ATTACKER, EVE, NETNS, NGINX, REPO, incidents_of, model

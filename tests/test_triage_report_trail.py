@@ -17,17 +17,15 @@ from typing import Any
 
 import pytest
 
-from autonomy_controller.controller import triage_view
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli.trail import collect_trail
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard
-from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, sqlite_url
 from autonomy_controller.controller.models import Level, PlannerTriage
-from autonomy_controller.controller.planning import OfflinePlanner
-from autonomy_controller.controller.reports import build_report, render_markdown
-from autonomy_controller.controller.trail import (
+from autonomy_controller.controller.oversight.reports import build_report, render_markdown
+from autonomy_controller.controller.oversight.trail import (
     ActionTrail,
     Fact,
     Source,
@@ -37,7 +35,9 @@ from autonomy_controller.controller.trail import (
     build_trail,
     render_html,
 )
-from autonomy_controller.controller.trail.render import render_markdown as render_trail_markdown
+from autonomy_controller.controller.oversight.trail.render import render_markdown as render_trail_markdown
+from autonomy_controller.controller.planning import OfflinePlanner
+from autonomy_controller.controller.render import triage_view
 from autonomy_controller.controller.triage import AttackTechnique
 from autonomy_controller.workflows.contracts import ActionStatus
 from tests.conftest import SHARED

@@ -46,7 +46,7 @@ def _build_wheel(dist: Path) -> Path:
     """What `make wheel` does: the shipped policies compiled for the default engine, then the wheel."""
     env = dict(os.environ)
     shutil.rmtree(REPO_ROOT / "build" / "prebuilt", ignore_errors=True)
-    prebuild = [sys.executable, "-m", "autonomy_controller.controller.engines.wasm_cache", "--prebuild"]
+    prebuild = [sys.executable, "-m", "autonomy_controller.controller.decision.engines.wasm_cache", "--prebuild"]
     _run([*prebuild, str(REPO_ROOT / "policies"), str(REPO_ROOT / "build" / "prebuilt")], REPO_ROOT, env)
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist)]
     _run([*pip, str(REPO_ROOT)], REPO_ROOT, env)
@@ -114,7 +114,7 @@ def test_the_wheel_installs_one_top_level_package_with_the_defaults() -> None:
     ):
         assert f"autonomy_controller/{shipped}" in names, f"{shipped} missing from {wheel.name}"
     assert not any(name.startswith("autonomy_controller/tests/") for name in names)
-    prebuilt = [n for n in names if n.startswith("autonomy_controller/controller/engines/prebuilt/")]
+    prebuilt = [n for n in names if n.startswith("autonomy_controller/controller/decision/engines/prebuilt/")]
     assert prebuilt and all(n.endswith(".wasm") for n in prebuilt), "the shipped policies, compiled"
 
 

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.engines.opa_server import OpaServer
+from autonomy_controller.controller.decision.engines.opa_server import OpaServer
+from autonomy_controller.controller.decision.runtime import EngineName, load_policy_bundle
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.runtime import EngineName, load_policy_bundle
 from autonomy_controller.workflows.client import cast_vote
 from autonomy_controller.workflows.contracts import ActionStatus
 from tests.harness import action_of, alert, awaiting, running_loop, vote

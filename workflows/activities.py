@@ -36,18 +36,18 @@ from autonomy_controller.controller.approver_keys import (
     verify_vote,
 )
 from autonomy_controller.controller.attackers import tracking_config
-from autonomy_controller.controller.cases import split_in_hand
+from autonomy_controller.controller.attackers.impact import assess as assess_impact
+from autonomy_controller.controller.case.rounds import split_in_hand
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.impact import assess as assess_impact
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.levels import HealthCap, OnTimeout
+from autonomy_controller.controller.decision.safety import SafetyStore
 from autonomy_controller.controller.ledger import Ledger, RecordKind
-from autonomy_controller.controller.levels import HealthCap, OnTimeout
+from autonomy_controller.controller.ledger.observations import case_observations
 from autonomy_controller.controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
-from autonomy_controller.controller.observations import case_observations
+from autonomy_controller.controller.oversight.reports import write_incident_report
 from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
 from autonomy_controller.controller.planning.choice import make_plan
-from autonomy_controller.controller.reports import write_incident_report
-from autonomy_controller.controller.safety import SafetyStore
 from autonomy_controller.controller.triage.ledger_view import history_and_feedback
 from autonomy_controller.workflows import approvals
 from autonomy_controller.workflows.contracts import (
@@ -140,7 +140,7 @@ class IncidentActivities:
 
     @activity.defn(name="plan_round")
     async def plan_round(self, request: PlanRequest) -> Plan:
-        """One round of a case (controller/cases.py): what earlier rounds hold is not proposed again, and a later
+        """One round of a case (controller/case/rounds.py): what earlier rounds hold is not proposed again, and a later
         round's action ids carry the round (r2.a1), so votes, decisions and executions never mix rounds."""
         return await heartbeating(self._blocking(self._plan, request, run_key()))
 

@@ -17,11 +17,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from autonomy_controller.controller import observations
 from autonomy_controller.controller.attackers import track_batch
-from autonomy_controller.controller.impact import batch_stage
-from autonomy_controller.controller.incidents import incident_key
-from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.attackers.impact import batch_stage
+from autonomy_controller.controller.case.grouping import incident_key
+from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, observations
 from autonomy_controller.controller.models import Alert, Level
 from autonomy_controller.workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
 from autonomy_controller.workflows.contracts import (
@@ -47,7 +46,7 @@ class SubmitReport:
     signals: int = 0
     incidents: dict[str, int] = field(default_factory=dict)
     observed: dict[str, int] = field(default_factory=dict)
-    """Access-log lines kept per `_access:<address>` key: observations, in no case (controller/observations.py)."""
+    """Access-log lines kept per `_access:<address>` key: observations, in no case (controller/ledger/observations.py)."""
 
 
 def alert_record_key(alert: Alert) -> str:
@@ -143,7 +142,7 @@ class Submitter:
     def write(self, batches: dict[str, list[Alert]]) -> dict[str, list[LedgerRecord]]:
         """The first half: the alerts' ALERT records, every incident's in one transaction (idempotent by alert:
         an alert the ledger holds returns its first record). Only after this returns may they be signalled.
-        Access-log lines go to the observation store first (controller/observations.py); each batch's records
+        Access-log lines go to the observation store first (controller/ledger/observations.py); each batch's records
         come back in its order, theirs included."""
         split = {key: observations.split(alerts) for key, alerts in batches.items()}
         observed = observations.write(self.ledger, [a for _, seen in split.values() for a in seen])

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonomy_controller.actions.adapters.base import ActionOutcome, VerifyOutcome
-from autonomy_controller.controller.cases import InHand
-from autonomy_controller.controller.levels import OnTimeout
+from autonomy_controller.controller.case.rounds import InHand
+from autonomy_controller.controller.decision.levels import OnTimeout
 from autonomy_controller.controller.models import (
     ActionClass,
     Alert,
@@ -84,7 +84,7 @@ class AlertBatch(BaseModel):
     alerts: list[Alert]
     stage: str | None = Field(
         default=None,
-        description="the kill-chain stage the batch's alerts show (controller/impact.py case_stage, computed from "
+        description="the kill-chain stage the batch's alerts show (controller/attackers/impact.py case_stage, computed from "
         "the whole records before slimming): the workflow decides again when it rises; None in older histories",
     )
 
@@ -132,7 +132,7 @@ class GuardedAction(BaseModel):
 
 
 class PlanRequest(BaseModel):
-    """One round of a case's planning (controller/cases.py): its alerts so far and what earlier rounds hold."""
+    """One round of a case's planning (controller/case/rounds.py): its alerts so far and what earlier rounds hold."""
 
     incident: Incident
     round: int = Field(default=1, ge=1)
@@ -284,7 +284,7 @@ class ActionState(BaseModel):
         default=True, description="False when the effect pre-existed (another incident's): never undone from here"
     )
     by_veto_window: bool = Field(default=False, description="nobody answered: the level's veto window let it run")
-    target: str | None = Field(default=None, description="the target param's value (controller.cases.effect_key)")
+    target: str | None = Field(default=None, description="the target param's value (controller.case.rounds.effect_key)")
     ttl_seconds: int | None = None
     round: int = Field(default=1, description="the case's decision round that proposed it")
 
@@ -297,7 +297,7 @@ class IncidentStatus(BaseModel):
     planner: str | None = None
     playbook: str | None = None
     held_for_person: str | None = Field(default=None, description="why the planner handed the incident to a person")
-    rounds: int = Field(default=0, description="how often the case was decided (it grows: controller/cases.py)")
+    rounds: int = Field(default=0, description="how often the case was decided (it grows: controller/case/rounds.py)")
     runs: int = Field(default=1, description="workflow runs the case spans (continued as new as its history grew)")
     actions: list[ActionState] = Field(default_factory=list)
     report: dict[str, str] | None = None

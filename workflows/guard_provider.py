@@ -17,8 +17,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.runtime import EngineName, open_guard
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 

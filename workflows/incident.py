@@ -20,9 +20,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from autonomy_controller.actions.adapters.base import ActionOutcome
-    from autonomy_controller.controller import cases
-    from autonomy_controller.controller.incidents import incident_from_alerts
-    from autonomy_controller.controller.levels import OnTimeout
+    from autonomy_controller.controller.case import rounds as cases
+    from autonomy_controller.controller.case.grouping import incident_from_alerts
+    from autonomy_controller.controller.decision.levels import OnTimeout
     from autonomy_controller.controller.models import STAGES, Alert, Category, Incident, Plan, Verdict, stage_rank
     from autonomy_controller.workflows import approvals
     from autonomy_controller.workflows.activities import IncidentActivities
@@ -60,7 +60,7 @@ VERIFY_TIMEOUT = timedelta(seconds=30)
 """The approver's client waits on the verification: a few quick attempts, then the vote is refused."""
 VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
 CASE_ROUNDS = "case-decision-rounds"
-"""Patch: a case is decided again as its evidence grows (controller/cases.py). Histories recorded before it
+"""Patch: a case is decided again as its evidence grows (controller/case/rounds.py). Histories recorded before it
 replay the single round: plan once, act, wait for quiet."""
 CONTINUE_AS_NEW = "case-continues-as-new"
 """Patch: a case whose history grew past IncidentStart.history_limit continues as new, carrying its state
@@ -111,7 +111,7 @@ class IncidentWorkflow:
         self.stage = self.decided_stage = 0
         """The highest kill-chain stage rank the batches showed (AlertBatch.stage; 0 in older histories)."""
         self.decided: tuple[int, frozenset[Category]] = (0, frozenset())
-        """Alerts and categories at the last decision: the case is due again when they grew (controller/cases.py)."""
+        """Alerts and categories at the last decision: the case is due again when they grew (controller/case/rounds.py)."""
         self.reverts: dict[str, PendingRevert] = {}
         """Per action, the TTL revert its handler is sleeping on: what a continued run takes over."""
         self.runs = 1
@@ -296,7 +296,7 @@ class IncidentWorkflow:
         return self.status()
 
     async def _decide_in_rounds(self, start: IncidentStart) -> None:
-        """Decide the case, then again each time its evidence has grown enough (controller/cases.py), while the
+        """Decide the case, then again each time its evidence has grown enough (controller/case/rounds.py), while the
         actions of earlier rounds go their own way; close once it is quiet and every action has finished.
 
         A run that continued an earlier one (start.carried) first takes over its pending TTL reverts and waits,

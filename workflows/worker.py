@@ -26,9 +26,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from autonomy_controller.actions.adapters import build_adapters
 from autonomy_controller.actions.adapters.base import Adapter
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.runtime import EngineName
 from autonomy_controller.controller.ledger import Ledger
 from autonomy_controller.controller.planning import ClaudeSettings
-from autonomy_controller.controller.runtime import EngineName
 from autonomy_controller.controller.triage.ledger_view import ledger_view
 from autonomy_controller.workflows.activities import IncidentActivities
 from autonomy_controller.workflows.connection import TemporalConnection

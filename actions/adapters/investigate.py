@@ -40,14 +40,14 @@ from autonomy_controller.actions.adapters.base import (
 )
 from autonomy_controller.actions.params import HostLookupParams, IpLookupParams
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.inventory import AssetIndex, canonical_host_text
+from autonomy_controller.controller.decision.inventory import AssetIndex, canonical_host_text
+from autonomy_controller.controller.decision.levels import LevelConfigError
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.ledger import schema as ledger_schema
 from autonomy_controller.controller.ledger.engine import read_snapshot
-from autonomy_controller.controller.levels import LevelConfigError
 from autonomy_controller.controller.models import canonical_ip, parse_observed_at
-from autonomy_controller.controller.policy_bundle import PolicyBundleError
-from autonomy_controller.controller.runtime import load_policy_bundle
 
 SCAN_LIMIT = 50_000
 """Records (of the kinds a lookup needs) read per call, newest first."""

@@ -22,11 +22,11 @@ from autonomy_controller.controller.attackers.observe import TrackingConfig
 from autonomy_controller.controller.attackers.profile import AttackerProfile, Limits, network_of
 from autonomy_controller.controller.attackers.store import AttackerStore, FoldReport, StoreStatus
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.inventory import AssetIndex
+from autonomy_controller.controller.decision.inventory import AssetIndex
+from autonomy_controller.controller.decision.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError, data_file, load_bundle
 from autonomy_controller.controller.ledger import Ledger, LedgerError
-from autonomy_controller.controller.levels import LevelConfigError, load_level_config
 from autonomy_controller.controller.models import STAGES, Category, Stage, stage_rank
-from autonomy_controller.controller.policy_bundle import PolicyBundleError, data_file, load_bundle
 from autonomy_controller.controller.triage.model import TRIAGE_FILE, load_triage_model
 
 __all__ = [

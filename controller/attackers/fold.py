@@ -13,7 +13,7 @@ from autonomy_controller.controller.attackers.observe import Observation
 from autonomy_controller.controller.attackers.profile import ActionTaken, AttackerProfile, Limits, PathStats, network_of
 from autonomy_controller.controller.attackers.stages import stage_shown
 from autonomy_controller.controller.ledger import RecordExcerpt, RecordKind
-from autonomy_controller.controller.outcomes import SETTLEMENTS, SUCCESS, action_target
+from autonomy_controller.controller.ledger.outcomes import SETTLEMENTS, SUCCESS, action_target
 
 TRACKED_CLASSES = ("contain_network", "contain_host", "contain_identity", "restore")
 """What the controller did about a source: containment, and restores (a person's undo)."""

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from autonomy_controller.controller.decision.inventory import AssetIndex
 from autonomy_controller.controller.ingest import nginx_access
 from autonomy_controller.controller.ingest.normalise import clean_optional
-from autonomy_controller.controller.inventory import AssetIndex
 from autonomy_controller.controller.models import Alert, Category
 from autonomy_controller.controller.triage.attack import techniques
 from autonomy_controller.controller.triage.facts import WAF, alert_facts

@@ -2,11 +2,11 @@
 
 What it did over time (the timeline: alerts by sensor and attack class), how far it got (the stages, each with the
 ledger record that reached it), what it targeted, what the application answered, what the controller did about
-it, and the addresses linked to it by a hint. Built on controller/html.py's page shell, escaping and strict CSP,
+it, and the addresses linked to it by a hint. Built on controller/render/html.py's page shell, escaping and strict CSP,
 like the audit trail and the scorecards: paths and User-Agents are the client's own text.
 
 Written by `autonomy attackers show ADDRESS --html OUT`, and beside each incident report of a `src:` case
-(`attackers/<address>.html`, linked from the report and the audit trail: controller/reports.py
+(`attackers/<address>.html`, linked from the report and the audit trail: controller/oversight/reports.py
 `attacker_page_link`).
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from autonomy_controller.controller.attackers.profile import AttackerProfile
-from autonomy_controller.controller.attackers.timeline import Timeline, read_timeline, timeline_svg
-from autonomy_controller.controller.html import Html, badge, definitions, page, table, tag
 from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.oversight.attacker_timeline import Timeline, read_timeline, timeline_svg
+from autonomy_controller.controller.render.html import Html, badge, definitions, page, table, tag
 
 STAGE_TONES = {
     "none": "info",

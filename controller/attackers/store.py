@@ -30,9 +30,9 @@ from autonomy_controller.controller.ledger import schema as ledger_schema
 from autonomy_controller.controller.ledger.canonical import canonical_json
 from autonomy_controller.controller.ledger.engine import read_snapshot
 from autonomy_controller.controller.ledger.excerpts import read_excerpts
+from autonomy_controller.controller.ledger.observations import case_address
 from autonomy_controller.controller.ledger.reads import read_head
 from autonomy_controller.controller.models import canonical_ip
-from autonomy_controller.controller.observations import case_address
 
 log = logging.getLogger(__name__)
 

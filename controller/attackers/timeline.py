@@ -2,7 +2,7 @@
 
 Read from the ledger, not the profile (a profile keeps counts, not times): the ALERT records of the source's case
 (`src:<address>`) and its access-log records (`_access:<address>`), the latest `TIMELINE_MAX` of them. Every
-label goes through controller/html.py's `esc` (sensor names are ingest's; categories are ours; nothing here is
+label goes through controller/render/html.py's `esc` (sensor names are ingest's; categories are ours; nothing here is
 request text, but nothing is trusted either).
 """
 
@@ -17,13 +17,12 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from autonomy_controller.controller import observations
 from autonomy_controller.controller.attackers.profile import StageReached
-from autonomy_controller.controller.html import PALETTE, Html, esc
-from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.controller.ledger import Ledger, RecordKind, observations
 from autonomy_controller.controller.ledger import schema as ledger_schema
 from autonomy_controller.controller.ledger.engine import read_snapshot
 from autonomy_controller.controller.models import parse_observed_at
+from autonomy_controller.controller.render.html import PALETTE, Html, esc
 
 TIMELINE_MAX = 5000
 """Records drawn (the most recent): the page stays small for a source that sent a million requests."""

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.decision.policy_bundle import data_file
 from autonomy_controller.controller.service.inbox.accounts import (
     Account,
     AccountError,

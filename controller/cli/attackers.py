@@ -15,10 +15,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from autonomy_controller.controller.attackers import STAGES, AttackerProfile, AttackerStore, Stage, stage_rank, track
-from autonomy_controller.controller.attackers.page import write_page
 from autonomy_controller.controller.cli.common import JsonFlag, cell, console, emit_json, err_console, fail, when
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.oversight.attacker_page import write_page
 
 STAGE_STYLE = {
     "none": "dim",

@@ -26,10 +26,10 @@ from autonomy_controller.controller.cli.common import (
     run_async,
 )
 from autonomy_controller.controller.cli.common import temporal_address as address_of
-from autonomy_controller.controller.cli.ops import export_audit
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger
-from autonomy_controller.controller.reports import build_report, write_incident_report
+from autonomy_controller.controller.oversight.reports import build_report, write_incident_report
+from autonomy_controller.workflows.operations import export_audit
 
 
 def report(

@@ -29,8 +29,8 @@ from autonomy_controller.controller.cli.common import (
 )
 from autonomy_controller.controller.cli.demo_run import DemoResult, LevelRun, Linger, Lingering, Timings, run_demo
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.runtime import ENGINE_HELP, EngineName
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 The shipped levels never disable an account on the machine's word alone (contain_identity is `approve` up to
 L4), so a demo that approves nothing shows every disable waiting. Here the identities data's iam-admins play
 their part: each disable waiting on them is approved with a **signed** vote through the path `autonomy approve
---key` takes (controller/cli/ops.vote: the workflow's vote update, the worker verifying the token against a
+--key` takes (workflows/operations.vote: the workflow's vote update, the worker verifying the token against a
 keys file that requires signatures, the ledger marking the vote signed). The keys are throwaway Ed25519 pairs
 made for the run, and the demo's keys file is its own (a user's AUTONOMY_APPROVER_KEYS_FILE is never used).
 Nothing is bypassed: policy decides who may vote and how many votes an action needs (a privileged account
@@ -29,12 +29,12 @@ from ldap3.utils.dn import escape_rdn
 from temporalio.client import Client
 
 from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE
-from autonomy_controller.actions.adapters.identity.testdir import PEOPLE, Slapd
 from autonomy_controller.controller.approver_keys import ApproverSecret, generate_key
-from autonomy_controller.controller.cli.ops import LoopError, vote
+from autonomy_controller.controller.lab.directory_server import PEOPLE, Slapd
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, IncidentStatus
+from autonomy_controller.workflows.operations import LoopError, vote
 
 DISABLE = "identity.disable_user"
 IAM_GROUP = "iam-admins"

@@ -7,7 +7,7 @@ tiny HTTP receiver on 127.0.0.1, so notifications really leave the process and a
 
 Containment runs against real enforcement points that cannot touch this machine: as root, nftables in a
 throwaway network namespace made for the run and deleted after it (its tables go with it), and identity
-containment on a throwaway OpenLDAP slapd (actions/adapters/identity/testdir.py: its own folder, database and
+containment on a throwaway OpenLDAP slapd (controller/lab/directory_server.py: its own folder, database and
 loopback ports, never this machine's directory) holding the sample alerts' accounts and those of
 policies/identities/data.yaml (its privileged ones in the directory's protected group), stopped and deleted after
 the run; there the identities data's iam-admins approve the account disables waiting on them with signed votes
@@ -41,15 +41,6 @@ import ldap3
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from autonomy_controller.actions.adapters.identity.packages import DirectoryPackagesMissing, ensure_slapd
-from autonomy_controller.actions.adapters.identity.testdir import (
-    ADMINS,
-    DEFAULT_POLICY,
-    PEOPLE,
-    SERVICE_DN,
-    DirectoryError,
-    Slapd,
-)
 from autonomy_controller.actions.params import UserName
 from autonomy_controller.controller.cli.demo_identity import (
     DemoApprovers,
@@ -60,16 +51,25 @@ from autonomy_controller.controller.cli.demo_identity import (
     probe_password_file,
 )
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.runtime import EngineName
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.lab.directory_packages import DirectoryPackagesMissing, ensure_slapd
+from autonomy_controller.controller.lab.directory_server import (
+    ADMINS,
+    DEFAULT_POLICY,
+    PEOPLE,
+    SERVICE_DN,
+    DirectoryError,
+    Slapd,
+)
 from autonomy_controller.controller.lab.network import LabNetworkError, run_ip
 from autonomy_controller.controller.lab.packages import find_binary
 from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.ledger.outcomes import IncidentEpisodes, outcomes
 from autonomy_controller.controller.models import Alert, Level
-from autonomy_controller.controller.outcomes import IncidentEpisodes, outcomes
-from autonomy_controller.controller.reports import write_incident_report
-from autonomy_controller.controller.runtime import EngineName
-from autonomy_controller.controller.scorecards import Scorecard, build_approver_cards, build_scorecards
-from autonomy_controller.controller.scorecards_html import scorecards_page
+from autonomy_controller.controller.oversight.reports import write_incident_report
+from autonomy_controller.controller.oversight.scorecards import Scorecard, build_approver_cards, build_scorecards
+from autonomy_controller.controller.oversight.scorecards_html import scorecards_page
 from autonomy_controller.workflows.client import SubmitReport, Submitter, incident_status
 from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus
 from autonomy_controller.workflows.devserver import DevServer

@@ -50,8 +50,8 @@ from autonomy_controller.controller.cli.demo_run import (
     namespace,
 )
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import data_file
-from autonomy_controller.controller.runtime import EngineName
+from autonomy_controller.controller.decision.policy_bundle import data_file
+from autonomy_controller.controller.decision.runtime import EngineName
 from autonomy_controller.controller.service.approvals import keys_dir
 from autonomy_controller.controller.service.inbox.accounts import AccountStore, accounts_file, people
 from autonomy_controller.controller.service.tokens import Scope, TokenStore, tokens_file

@@ -15,13 +15,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from autonomy_controller.controller import triage_view
+from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli.common import VERDICT_STYLE, JsonFlag, console, err_console
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
-from autonomy_controller.controller.incidents import group_alerts
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.levels import LevelConfigError, load_level_config
+from autonomy_controller.controller.decision.runtime import ENGINE_HELP, EngineName, open_guard
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
-from autonomy_controller.controller.levels import LevelConfigError, load_level_config
 from autonomy_controller.controller.models import (
     GuardDecision,
     Incident,
@@ -33,7 +33,7 @@ from autonomy_controller.controller.models import (
 )
 from autonomy_controller.controller.planning import ClaudeConfigError, ClaudeSettings, OfflinePlanner
 from autonomy_controller.controller.planning.choice import PlanChoice, make_plan
-from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName, open_guard
+from autonomy_controller.controller.render import triage_view
 from autonomy_controller.controller.triage import TriageResult
 
 

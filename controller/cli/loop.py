@@ -1,6 +1,6 @@
 """The Temporal loop from the terminal: run a server and workers, feed alerts, vote, and watch incidents.
 
-Each command parses its options, calls one function of `controller.cli.ops` (or `follow`), and renders the
+Each command parses its options, calls one function of `workflows.operations` (or `follow`), and renders the
 result as a table or as JSON lines. Exit codes: 0 done, 1 refused or not found (a vote refused, an unknown
 incident), 2 cannot run (Temporal unreachable, unreadable file).
 """
@@ -36,8 +36,19 @@ from autonomy_controller.controller.cli.common import (
     verdict_text,
     when,
 )
-from autonomy_controller.controller.cli.follow import Flush, Follower, LineSource, OffsetStore
-from autonomy_controller.controller.cli.ops import (
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.guard import UnavailableGuard
+from autonomy_controller.controller.decision.runtime import ENGINE_HELP, EngineName
+from autonomy_controller.controller.ingest import DeadLetter, IngestReport
+from autonomy_controller.controller.ingest.reader import GZIP_MAGIC
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.models import Level
+from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.client import Submitter
+from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.devserver import DevServer, DevServerError
+from autonomy_controller.workflows.follow import Flush, Follower, LineSource, OffsetStore
+from autonomy_controller.workflows.operations import (
     IncidentRow,
     LoopError,
     TemporalUnavailable,
@@ -46,19 +57,8 @@ from autonomy_controller.controller.cli.ops import (
     read_status,
     temporal_connection,
 )
-from autonomy_controller.controller.cli.ops import submit_files as submit_all
-from autonomy_controller.controller.cli.ops import vote as cast
-from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.guard import UnavailableGuard
-from autonomy_controller.controller.ingest import DeadLetter, IngestReport
-from autonomy_controller.controller.ingest.reader import GZIP_MAGIC
-from autonomy_controller.controller.ledger import Ledger
-from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
-from autonomy_controller.workflows.approvals import VoteRefused
-from autonomy_controller.workflows.client import Submitter
-from autonomy_controller.workflows.contracts import TASK_QUEUE, ActionState, ActionStatus, IncidentStatus, VoteChoice
-from autonomy_controller.workflows.devserver import DevServer, DevServerError
+from autonomy_controller.workflows.operations import submit_files as submit_all
+from autonomy_controller.workflows.operations import vote as cast
 from autonomy_controller.workflows.worker import incident_worker, settle_heap
 
 LevelOption = Annotated[

@@ -1,6 +1,6 @@
 """`autonomy policy bundle`: the policies as a standard OPA bundle, for an OPA the platform team runs itself.
 
-The bundle is what the controller's own engines load (controller/policy_bundle.py): the Rego modules, the
+The bundle is what the controller's own engines load (controller/decision/policy_bundle.py): the Rego modules, the
 compiled data document as data.json, a .manifest naming the revision and the roots, and the JSON Schemas of
 the input and data documents under schema/. A plain `opa run --server --bundle` serves it with the decisions
 the controller makes (tests/test_policy_bundle_export.py checks the conformance table against one).
@@ -16,8 +16,8 @@ from rich.markup import escape
 
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundleError
-from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundleError
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 
 
 def policy_bundle(

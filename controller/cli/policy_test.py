@@ -24,8 +24,8 @@ from rich.table import Table
 
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import is_test_module
-from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.decision.policy_bundle import is_test_module
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 
 
 @dataclass(frozen=True)

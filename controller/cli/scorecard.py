@@ -16,19 +16,19 @@ from rich.table import Table
 
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.levels import LevelConfigError, load_level_config, parse_scope_name
 from autonomy_controller.controller.ledger import Ledger
-from autonomy_controller.controller.levels import LevelConfigError, load_level_config, parse_scope_name
+from autonomy_controller.controller.ledger.outcomes import outcomes
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.outcomes import outcomes
-from autonomy_controller.controller.promotion import Criterion, TrialEvidence, gather, judge
-from autonomy_controller.controller.scorecards import (
+from autonomy_controller.controller.oversight.promotion import Criterion, TrialEvidence, gather, judge
+from autonomy_controller.controller.oversight.scorecards import (
     ApproverCard,
     RuleCard,
     build_approver_cards,
     build_rule_cards,
     build_scorecards,
 )
-from autonomy_controller.controller.scorecards_html import (
+from autonomy_controller.controller.oversight.scorecards_html import (
     APPROVER_COLUMNS,
     COLUMNS,
     RULE_COLUMNS,

@@ -54,7 +54,7 @@ def serve(
         settle_seconds=settle,
         quiet_seconds=quiet,
     )
-    from autonomy_controller.controller.cli.ops import TemporalMisconfigured, temporal_connection
+    from autonomy_controller.workflows.operations import TemporalMisconfigured, temporal_connection
 
     try:  # a bad TLS / API-key setting stops the start here, naming it, not on the first request
         temporal_connection(temporal_address(address, settings))

@@ -3,7 +3,7 @@
 Nothing runs and nothing talks to Temporal: this is `evaluate` at scale, for the question a security lead asks
 before raising a level or merging a policy change: how much would the machine have done alone, how many
 approvals would my analysts have had to give, and which decisions does this change flip, and why.
-The work is in `controller.simulate`; this module only parses options and prints.
+The work is in `controller.oversight.simulate`; this module only parses options and prints.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from autonomy_controller.controller.cli.common import (
     verdict_text,
 )
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.runtime import ENGINE_HELP, EngineName
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
 from autonomy_controller.controller.models import Alert, Incident, Level, Verdict
-from autonomy_controller.controller.runtime import ENGINE_HELP, EngineName
-from autonomy_controller.controller.simulate import (
+from autonomy_controller.controller.oversight.simulate import (
     CSV_FIELDS,
     DEFAULT_MAX_ALERTS,
     DEFAULT_MAX_OPEN,
@@ -52,8 +52,8 @@ from autonomy_controller.controller.simulate import (
     Tally,
     stream_incidents,
 )
-from autonomy_controller.controller.simulate_html import DiffSample, SimulationReport, simulation_page
-from autonomy_controller.controller.simulate_triage import TRIAGE_VERDICTS, TriageChange
+from autonomy_controller.controller.oversight.simulate_html import DiffSample, SimulationReport, simulation_page
+from autonomy_controller.controller.oversight.simulate_triage import TRIAGE_VERDICTS, TriageChange
 
 
 @dataclass

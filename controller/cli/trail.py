@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from autonomy_controller.controller import observations
 from autonomy_controller.controller.approver_keys import ApproverKeys, ApproverKeysError, load_configured
 from autonomy_controller.controller.cli.common import (
     AddressOption,
@@ -29,10 +28,10 @@ from autonomy_controller.controller.cli.common import (
     run_async,
 )
 from autonomy_controller.controller.cli.common import temporal_address as address_of
-from autonomy_controller.controller.cli.ops import workflow_histories
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.ledger import ExportFormatError, Ledger, LedgerRecord, verify_export
-from autonomy_controller.controller.trail import Trail, TrailFormat, build_trail, write_trail
+from autonomy_controller.controller.ledger import ExportFormatError, Ledger, LedgerRecord, observations, verify_export
+from autonomy_controller.controller.oversight.trail import Trail, TrailFormat, build_trail, write_trail
+from autonomy_controller.workflows.operations import workflow_histories
 
 
 def approver_keys(settings: Settings) -> ApproverKeys | None:

@@ -23,8 +23,17 @@ from typing import Any
 
 import regopy
 
-from autonomy_controller.controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
-from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, CONFIG_PACKAGE, ENTRYPOINT, PolicyBundle
+from autonomy_controller.controller.decision.engines.base import (
+    PolicyEngineError,
+    PolicyUndefinedError,
+    UnsupportedBuiltinError,
+)
+from autonomy_controller.controller.decision.policy_bundle import (
+    CONFIG_ENTRYPOINT,
+    CONFIG_PACKAGE,
+    ENTRYPOINT,
+    PolicyBundle,
+)
 
 _COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")

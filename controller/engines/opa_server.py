@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import requests
 from opa_client import OpaClient
 
-from autonomy_controller.controller.engines.base import PolicyEngineError, PolicyUndefinedError
-from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError, PolicyUndefinedError
+from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 from autonomy_controller.controller.processes import free_port, stop_process
 
 PACKAGE_PATH, RULE_NAME = ENTRYPOINT.rsplit("/", 1)

@@ -21,8 +21,12 @@ from typing import Any
 
 import wasmtime
 
-from autonomy_controller.controller.engines.base import PolicyEngineError, PolicyUndefinedError, UnsupportedBuiltinError
-from autonomy_controller.controller.engines.wasm_builtins import (
+from autonomy_controller.controller.decision.engines.base import (
+    PolicyEngineError,
+    PolicyUndefinedError,
+    UnsupportedBuiltinError,
+)
+from autonomy_controller.controller.decision.engines.wasm_builtins import (
     C_NATIVES,
     NOT_PATCHED,
     NULL_IS_UNDEFINED_FOR,
@@ -32,9 +36,9 @@ from autonomy_controller.controller.engines.wasm_builtins import (
     failed_native,
     host_builtins,
 )
-from autonomy_controller.controller.engines.wasm_cache import compiled_module
-from autonomy_controller.controller.engines.wasm_module import WasmFormatError, WasmModule
-from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
+from autonomy_controller.controller.decision.engines.wasm_cache import compiled_module
+from autonomy_controller.controller.decision.engines.wasm_module import WasmFormatError, WasmModule
+from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 
 _REROUTED_ID_BASE = 1_000_000  # far above the ids OPA numbers the module's own imports with (0, 1, ...)
 _FAILED_ID_BASE = 2_000_000

@@ -7,7 +7,7 @@ one module against many data documents). So a module is cached under a hash of t
 plus OPA's version, and an inventory edit costs no compile.
 
 Where a module is found, in order: the cache directory (AUTONOMY_WASM_CACHE, else $XDG_CACHE_HOME or ~/.cache,
-then autonomy/policy-wasm), then the modules prebuilt for the shipped policies (controller/engines/prebuilt/,
+then autonomy/policy-wasm), then the modules prebuilt for the shipped policies (controller/decision/engines/prebuilt/,
 present in a wheel only: `make wheel` compiles them into build/prebuilt/, which setup.py copies into the wheel). With an
 opa binary the module of *its* version is used (compiled when missing); without one, any cached module of these
 modules is, and none is an error naming the fix: the engine fails closed.
@@ -25,9 +25,14 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from autonomy_controller.controller.engines.base import PolicyEngineError
-from autonomy_controller.controller.engines.embedded import defines_package
-from autonomy_controller.controller.policy_bundle import CONFIG_ENTRYPOINT, CONFIG_PACKAGE, ENTRYPOINT, read_modules
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError
+from autonomy_controller.controller.decision.engines.embedded import defines_package
+from autonomy_controller.controller.decision.policy_bundle import (
+    CONFIG_ENTRYPOINT,
+    CONFIG_PACKAGE,
+    ENTRYPOINT,
+    read_modules,
+)
 
 PREBUILT_DIR = Path(__file__).parent / "prebuilt"
 _SUFFIX = ".wasm"
@@ -163,7 +168,9 @@ def prebuild(policies_dir: Path, opa: Path, out_dir: Path) -> Path:
     return out_dir / name
 
 
-USAGE = "usage: python -m autonomy_controller.controller.engines.wasm_cache --prebuild [POLICIES_DIR] [OUT_DIR]"
+USAGE = (
+    "usage: python -m autonomy_controller.controller.decision.engines.wasm_cache --prebuild [POLICIES_DIR] [OUT_DIR]"
+)
 
 if __name__ == "__main__":
     from autonomy_controller.controller.config import Settings

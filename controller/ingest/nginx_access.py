@@ -4,7 +4,7 @@ A WAF alert says what the WAF saw; only the access log says what happened next: 
 bytes sent back, how long it took, and whether the request reached the application behind the proxy at all
 (`upstream_status` is empty when nginx or ModSecurity answered by itself). Every request is one record and one
 Alert, deliberately weak: category other, severity info, low confidence (classify.classify_access). It is an
-outcome, not a detection: the Submitter keeps it as an observation (controller/observations.py: an ACCESS
+outcome, not a detection: the Submitter keeps it as an observation (controller/ledger/observations.py: an ACCESS
 ledger record, no case, no workflow), evidence for the source's case and profile.
 
 `LOG_FORMAT` is the format this parser reads, and the lab's nginx writes (controller/lab/waf.py): one home for

@@ -23,16 +23,16 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
-from autonomy_controller.controller.cli.follow import Flush, Follower, LineSource, OffsetStore
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport
 from autonomy_controller.controller.lab.lab import Lab, LabError
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind
 from autonomy_controller.controller.models import Level
-from autonomy_controller.controller.reports import write_incident_report
+from autonomy_controller.controller.oversight.reports import write_incident_report
 from autonomy_controller.workflows.client import Submitter, incident_handle, incident_status
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, IncidentStatus
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
+from autonomy_controller.workflows.follow import Flush, Follower, LineSource, OffsetStore
 from autonomy_controller.workflows.worker import WorkerParts, connect, incident_worker
 
 BLOCK = "network.block_ip"
@@ -194,7 +194,7 @@ class LabLoop:
         return None
 
     def report_markdown(self, key: str) -> str:
-        """The incident report (controller/reports.py) as the ledger has it now."""
+        """The incident report (controller/oversight/reports.py) as the ledger has it now."""
         return write_incident_report(self.ledger, key, self.settings.reports_dir).markdown.read_text()
 
 

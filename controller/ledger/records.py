@@ -21,7 +21,7 @@ class RecordKind(StrEnum):
 
     ALERT = "alert"
     ACCESS = "access"
-    """An access-log line (controller/observations.py): what a server answered, an observation, not an alert. Kept
+    """An access-log line (controller/ledger/observations.py): what a server answered, an observation, not an alert. Kept
     under `_access:<address>`, never signalled: it opens no case, it is evidence for the source's case."""
     PLAN = "plan"
     DECISION = "decision"

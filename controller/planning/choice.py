@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from autonomy_controller.controller.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.models import ControllerTriage, ImpactSummary, Incident, Plan, verdict_of
 from autonomy_controller.controller.planning.offline import OfflinePlanner
 from autonomy_controller.controller.triage import TriageFactor

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from autonomy_controller.actions.registry import get_spec
-from autonomy_controller.controller.cases import effect_key, ttl_of
+from autonomy_controller.controller.case.grouping import category_summary, category_views
+from autonomy_controller.controller.case.rounds import effect_key, ttl_of
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.incidents import category_summary, category_views
 from autonomy_controller.controller.models import ImpactVerdict, Incident, Plan, ProposedAction, TriageVerdictName
 from autonomy_controller.controller.planning.playbooks import (
     Playbook,

@@ -64,7 +64,8 @@ class Match(_Strict):
         default_factory=list, description="the controller's triage verdicts this playbook is for; empty: any"
     )
     impact: list[ImpactVerdict] = Field(
-        default_factory=list, description="the case's impact verdicts (controller/impact.py) it is for; empty: any"
+        default_factory=list,
+        description="the case's impact verdicts (controller/attackers/impact.py) it is for; empty: any",
     )
 
     @model_validator(mode="after")

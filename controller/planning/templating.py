@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from autonomy_controller.controller.incidents import RULE_ID, category_summary
+from autonomy_controller.controller.case.grouping import RULE_ID, category_summary
 from autonomy_controller.controller.models import Incident, TargetKind
 
 

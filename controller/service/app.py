@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.policy_bundle import data_file
+from autonomy_controller.controller.decision.policy_bundle import data_file
 from autonomy_controller.controller.service import health, inbox, ingest_api, read_api
 from autonomy_controller.controller.service.chatops import ChatConfig, load_chat_config
 from autonomy_controller.controller.service.chatops import routes as chat_routes

@@ -1,7 +1,7 @@
 """What awaits approval and how a person's vote is cast: the one path the inbox and ChatOps share.
 
 Both read the pending actions from the workflows' `status` query (the `ApprovalSpec`'s `waiting_on`), and both
-vote through `controller.cli.ops.vote`, the function `autonomy approve|reject` calls: the workflow's update
+vote through `workflows.operations.vote`, the function `autonomy approve|reject` calls: the workflow's update
 and its validator decide (separation of duties, quorum, no self-approval, no planner identities), and a refused
 vote is in the ledger with its reason. A front end only says *who* votes: the identity it authenticated.
 """
@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from autonomy_controller.controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
-from autonomy_controller.controller.cli.ops import CONTROLLER_KEYS, LoopError, VoteResult, describe_and_read
-from autonomy_controller.controller.cli.ops import vote as cast
 from autonomy_controller.controller.ledger import RecordKind
-from autonomy_controller.controller.reports import build_report
+from autonomy_controller.controller.oversight.reports import build_report
 from autonomy_controller.controller.service.state import Service, Unavailable
 from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
+from autonomy_controller.workflows.operations import CONTROLLER_KEYS, LoopError, VoteResult, describe_and_read
+from autonomy_controller.workflows.operations import vote as cast
 
 STATUS_READS = 16
 """Workflow `status` queries in flight at once while scanning for pending actions."""

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from autonomy_controller.controller.runtime import load_policy_bundle
+from autonomy_controller.controller.decision.runtime import load_policy_bundle
 from autonomy_controller.controller.service.auth import service_of
 from autonomy_controller.controller.service.state import Service, Unavailable
 

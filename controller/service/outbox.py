@@ -32,7 +32,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from autonomy_controller.controller.attackers import track_batch
-from autonomy_controller.controller.incidents import incident_key
+from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.ledger import Ledger, RecordKind, schema
 from autonomy_controller.controller.ledger.engine import read_snapshot
 from autonomy_controller.controller.models import Alert

@@ -1,7 +1,7 @@
 """The read API: incidents (list with filters, one with each action's state) and reports.
 
 The same reads as `autonomy incidents list|show` and `autonomy report`: the ledger for what happened, the
-workflow's `status` query for what happens now (controller/cli/ops.py), falling back to the ledger when
+workflow's `status` query for what happens now (workflows/operations.py), falling back to the ledger when
 Temporal or a worker does not answer, saying so.
 """
 
@@ -15,13 +15,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from autonomy_controller.controller.cli.ops import CONTROLLER_KEYS, LoopError, describe_and_read
 from autonomy_controller.controller.ledger import RecordKind
-from autonomy_controller.controller.reports import build_report, render_markdown
+from autonomy_controller.controller.oversight.reports import build_report, render_markdown
 from autonomy_controller.controller.service.auth import require, service_of
 from autonomy_controller.controller.service.state import Service, Unavailable
 from autonomy_controller.controller.service.tokens import Scope, TokenEntry
 from autonomy_controller.workflows.contracts import IncidentStatus
+from autonomy_controller.workflows.operations import CONTROLLER_KEYS, LoopError, describe_and_read
 
 router = APIRouter(tags=["incidents"])
 Reader = Annotated[TokenEntry, Depends(require(Scope.READ))]

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
-from autonomy_controller.controller.cli.ops import LoopError, TemporalUnavailable, open_client, temporal_connection
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter
 from autonomy_controller.controller.ledger import Ledger
@@ -22,6 +21,7 @@ from autonomy_controller.controller.service.metrics import Metrics
 from autonomy_controller.controller.service.outbox import Outbox
 from autonomy_controller.controller.service.tokens import TokenStore, tokens_file
 from autonomy_controller.workflows.connection import TemporalConnection
+from autonomy_controller.workflows.operations import LoopError, TemporalUnavailable, open_client, temporal_connection
 
 
 class Unavailable(RuntimeError):

@@ -14,9 +14,9 @@ absent.
     paths = write_trail(trail, reports_dir, TrailFormat.BOTH)
 """
 
-from autonomy_controller.controller.trail.build import build_trail
-from autonomy_controller.controller.trail.history import RunHistory, read_histories
-from autonomy_controller.controller.trail.model import (
+from autonomy_controller.controller.oversight.trail.build import build_trail
+from autonomy_controller.controller.oversight.trail.history import RunHistory, read_histories
+from autonomy_controller.controller.oversight.trail.model import (
     TRAIL_FORMAT,
     ActionTrail,
     Cite,
@@ -30,7 +30,7 @@ from autonomy_controller.controller.trail.model import (
     Tone,
     Trail,
 )
-from autonomy_controller.controller.trail.render import TrailFormat, render_html, render_markdown, write_trail
+from autonomy_controller.controller.oversight.trail.render import TrailFormat, render_html, render_markdown, write_trail
 
 __all__ = [
     "TRAIL_FORMAT",

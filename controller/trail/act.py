@@ -6,8 +6,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
-from autonomy_controller.controller.trail.model import STEP_TITLES, Fact, Mark, Step, StepKind, Tone, ledger_cite
-from autonomy_controller.controller.trail.runs import (
+from autonomy_controller.controller.oversight.trail.model import (
+    STEP_TITLES,
+    Fact,
+    Mark,
+    Step,
+    StepKind,
+    Tone,
+    ledger_cite,
+)
+from autonomy_controller.controller.oversight.trail.runs import (
     SETTLEMENTS,
     ActionContext,
     activity_facts,

@@ -9,9 +9,15 @@ from typing import Any
 
 from autonomy_controller.controller.approver_keys import ApproverKeys
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind, VerifyReport
-from autonomy_controller.controller.reports import record_summary
-from autonomy_controller.controller.trail.act import cross_check, execution_steps, must_be_cited, outcome_of, undo_step
-from autonomy_controller.controller.trail.decide import (
+from autonomy_controller.controller.oversight.reports import record_summary
+from autonomy_controller.controller.oversight.trail.act import (
+    cross_check,
+    execution_steps,
+    must_be_cited,
+    outcome_of,
+    undo_step,
+)
+from autonomy_controller.controller.oversight.trail.decide import (
     approval_step,
     decision_step,
     evidence_step,
@@ -19,8 +25,8 @@ from autonomy_controller.controller.trail.decide import (
     proposal_step,
     risk_step,
 )
-from autonomy_controller.controller.trail.history import RunHistory, read_histories
-from autonomy_controller.controller.trail.model import (
+from autonomy_controller.controller.oversight.trail.history import RunHistory, read_histories
+from autonomy_controller.controller.oversight.trail.model import (
     ActionTrail,
     Disagreement,
     Fact,
@@ -35,7 +41,7 @@ from autonomy_controller.controller.trail.model import (
     history_cite,
     ledger_cite,
 )
-from autonomy_controller.controller.trail.runs import ActionContext, RunRecords, duration, group_by_run, when
+from autonomy_controller.controller.oversight.trail.runs import ActionContext, RunRecords, duration, group_by_run, when
 
 ALERT_KINDS = (RecordKind.ALERT, RecordKind.ACCESS)
 
@@ -229,7 +235,7 @@ def build_trail(
 ) -> Trail:
     """The incident's trail from its ledger records, the `workflow_histories` document (available or not)
     and the ledger's verification of the incident's chain; with `keys`, signed votes are re-verified.
-    `observed` are the source's access-log records (controller/observations.py), which impact evidence cites."""
+    `observed` are the source's access-log records (controller/ledger/observations.py), which impact evidence cites."""
     runs = read_histories(histories) if histories.get("available") else []
     by_run = {run.run_id: run for run in runs}
     alerts_by_id = {str(r.payload.get("id")): r for r in [*observed, *records] if r.kind in ALERT_KINDS}

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 from autonomy_controller.controller.approver_keys import Ballot, RefusalCode, TokenRefused, verify_token
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
-from autonomy_controller.controller.trail.history import Update
-from autonomy_controller.controller.trail.impact import impact_facts
-from autonomy_controller.controller.trail.model import (
+from autonomy_controller.controller.oversight.trail.history import Update
+from autonomy_controller.controller.oversight.trail.impact import impact_facts
+from autonomy_controller.controller.oversight.trail.model import (
     STEP_TITLES,
     Cite,
     Fact,
@@ -23,7 +23,7 @@ from autonomy_controller.controller.trail.model import (
     Tone,
     ledger_cite,
 )
-from autonomy_controller.controller.trail.runs import (
+from autonomy_controller.controller.oversight.trail.runs import (
     MAX_ALERTS_SHOWN,
     SETTLEMENTS,
     VERDICT_TONES,
@@ -34,7 +34,7 @@ from autonomy_controller.controller.trail.runs import (
     snippet,
     when,
 )
-from autonomy_controller.controller.trail.triage import triage_facts
+from autonomy_controller.controller.oversight.trail.triage import triage_facts
 
 
 def _planner_saw(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) -> tuple[list[LedgerRecord], Fact]:
@@ -188,8 +188,8 @@ def decision_step(
     ctx: ActionContext, decision: LedgerRecord, alerts_by_id: Mapping[str, LedgerRecord] | None = None
 ) -> Step:
     """The verdict tied to the policy revision it was made under, the level (with why it was lowered), the
-    triage the policy weighed with the factors behind it (controller/trail/triage.py), and the impact verdict
-    with its evidence (controller/trail/impact.py)."""
+    triage the policy weighed with the factors behind it (controller/oversight/trail/triage.py), and the impact verdict
+    with its evidence (controller/oversight/trail/impact.py)."""
     p, cite = decision.payload, [ledger_cite(decision.seq)]
     policy = p.get("policy") or {}
     verdict = str(p.get("verdict"))

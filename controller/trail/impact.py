@@ -1,4 +1,4 @@
-"""The impact behind a decision: how far the case's attack got (controller/impact.py), as the plan that proposed
+"""The impact behind a decision: how far the case's attack got (controller/attackers/impact.py), as the plan that proposed
 the action holds it, each evidence line citing the alert record it names.
 
 The guard gives the policy `input.impact {verdict, assets}` from that plan (`none` when the plan holds no verdict),
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from autonomy_controller.controller.ledger import LedgerRecord
-from autonomy_controller.controller.trail.model import Cite, Fact, Mark, Tone, ledger_cite
-from autonomy_controller.controller.trail.runs import ActionContext
+from autonomy_controller.controller.oversight.trail.model import Cite, Fact, Mark, Tone, ledger_cite
+from autonomy_controller.controller.oversight.trail.runs import ActionContext
 
 IMPACT_TONES = {"confirmed": Tone.BAD, "likely": Tone.BAD, "attempted": Tone.WARN, "none": Tone.INFO}
 

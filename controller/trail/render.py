@@ -1,8 +1,8 @@
-"""The trail for people: Markdown (tickets, wikis, diffs) and self-contained HTML (controller/html.py).
+"""The trail for people: Markdown (tickets, wikis, diffs) and self-contained HTML (controller/render/html.py).
 
 Both say the same things in the same order, and both treat every value as hostile: alert evidence, comments
-and rationales are attacker- or person-controlled. HTML escapes through controller/html.py; Markdown through
-controller/markdown.py (text escaped, literals in code spans, line breaks and invisible characters shown), so a
+and rationales are attacker- or person-controlled. HTML escapes through controller/render/html.py; Markdown through
+controller/render/markdown.py (text escaped, literals in code spans, line breaks and invisible characters shown), so a
 viewer that renders inline HTML still shows an `<img onerror=...>` as text and no value forges a heading.
 """
 
@@ -13,12 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from autonomy_controller.controller import observations
-from autonomy_controller.controller.html import Html, badge, link, page, table, tag
-from autonomy_controller.controller.markdown import code as md_code
-from autonomy_controller.controller.markdown import text as md
-from autonomy_controller.controller.reports import case_page_link, safe_name
-from autonomy_controller.controller.trail.model import (
+from autonomy_controller.controller.ledger import observations
+from autonomy_controller.controller.oversight.reports import case_page_link, safe_name
+from autonomy_controller.controller.oversight.trail.model import (
     ActionTrail,
     Cite,
     Disagreement,
@@ -30,6 +27,9 @@ from autonomy_controller.controller.trail.model import (
     Tone,
     Trail,
 )
+from autonomy_controller.controller.render.html import Html, badge, link, page, table, tag
+from autonomy_controller.controller.render.markdown import code as md_code
+from autonomy_controller.controller.render.markdown import text as md
 
 
 class TrailFormat(StrEnum):

@@ -10,8 +10,8 @@ from typing import Any
 
 from autonomy_controller.controller.approver_keys import ApproverKeys
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
-from autonomy_controller.controller.trail.history import Activity, RunHistory
-from autonomy_controller.controller.trail.model import Cite, Disagreement, Fact, Mark, Tone, history_cite
+from autonomy_controller.controller.oversight.trail.history import Activity, RunHistory
+from autonomy_controller.controller.oversight.trail.model import Cite, Disagreement, Fact, Mark, Tone, history_cite
 
 MAX_ALERTS_SHOWN = 12
 """Per action, alerts listed one by one; a storm's rest is counted (every alert stays in the ledger)."""
@@ -27,7 +27,7 @@ class RunRecords:
     run_id: str | None
     plan: LedgerRecord | None = None
     later_plans: list[LedgerRecord] = field(default_factory=list)
-    """The plans of a case's later decision rounds (controller/cases.py), in order."""
+    """The plans of a case's later decision rounds (controller/case/rounds.py), in order."""
     transcript: LedgerRecord | None = None
     actions: dict[str, list[LedgerRecord]] = field(default_factory=dict)
     other: list[LedgerRecord] = field(default_factory=list)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from autonomy_controller.controller import triage_view
 from autonomy_controller.controller.ledger import LedgerRecord
-from autonomy_controller.controller.trail.model import Fact, Grid, Mark, Tone, ledger_cite
-from autonomy_controller.controller.trail.runs import ActionContext
+from autonomy_controller.controller.oversight.trail.model import Fact, Grid, Mark, Tone, ledger_cite
+from autonomy_controller.controller.oversight.trail.runs import ActionContext
+from autonomy_controller.controller.render import triage_view
 
 TRIAGE_TONES = {"malicious": Tone.BAD, "suspicious": Tone.WARN, "noise": Tone.INFO}
 

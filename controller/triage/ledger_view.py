@@ -27,8 +27,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from autonomy_controller.controller.ledger import Ledger, RecordExcerpt, RecordKind
+from autonomy_controller.controller.ledger.outcomes import (
+    Episode,
+    PeopleReverts,
+    apply_record,
+    plan_targets,
+    start_episode,
+)
 from autonomy_controller.controller.models import Category, Incident
-from autonomy_controller.controller.outcomes import Episode, PeopleReverts, apply_record, plan_targets, start_episode
 from autonomy_controller.controller.triage.facts import _path as url_path
 from autonomy_controller.controller.triage.history import FeedbackCounts, RuleFeedback, SourceHistory
 

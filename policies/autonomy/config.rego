@@ -1,6 +1,6 @@
 # Static checks of the data a bundle carries: the level files, the approver set-up, the tunables and
 # the indexes the controller compiles. All of it is the same for every decision, so it is checked
-# once, when an engine loads the bundle (controller/engines: the embedded engine at construction,
+# once, when an engine loads the bundle (controller/decision/engines: the embedded engine at construction,
 # the OPA engine before its first decision), never per decision. An engine refuses a bundle whose
 # `errors` is not empty: every decision is then a deny that names the errors (fail closed).
 #
@@ -149,7 +149,7 @@ errors contains sprintf("data.guardrails.%s must be a whole number of at least 1
 }
 
 # --- compiled indexes ----------------------------------------------------------------------------
-# The guardrails read indexes the controller compiles (controller/policy_bundle.py). Data loaded
+# The guardrails read indexes the controller compiles (controller/decision/policy_bundle.py). Data loaded
 # without them would make the allowlist and own-asset checks find nothing, and pass: refuse it.
 
 errors contains "data.allowlists is not compiled: prefixes and by_family (ipv4, ipv6) are missing" if {

@@ -310,7 +310,7 @@ explanations contains msg if {
 
 # ---------------------------------------------------------------------------------------------
 # Impact (input.impact: how far the case's attack got, from sensor facts only: what the sensors blocked
-# and what the application answered, never request text; controller/impact.py, docs/attackers.md). It
+# and what the application answered, never request text; controller/attackers/impact.py, docs/attackers.md). It
 # names what an attack reached among the reasons, and does nothing else: no verdict, mode, limit, quorum
 # or veto window reads it, so it can never raise autonomy (the risk score's impact credit is the
 # controller's, levels/risk.yaml). A missing or malformed impact names nothing; malformed assets name none.
@@ -628,7 +628,7 @@ largest(numbers) := round(n) if {
 # round-trip form and regopy with 15 significant digits (33.333333333333336 vs 33.33333333333334),
 # so sprintf("%v") of a float is not the same text in both engines. Inputs here are 0..100.
 #
-# The text of every tenth from 0 to 100 is compiled into data.number_text (controller/policy_bundle.py;
+# The text of every tenth from 0 to 100 is compiled into data.number_text (controller/decision/policy_bundle.py;
 # autonomy.config checks it against number_text_of at load): one array lookup, where the arithmetic costs
 # regopy about 40 us a number and each decision prints two. Outside 0..100, or without the table (the
 # policy's own tests), the arithmetic runs.

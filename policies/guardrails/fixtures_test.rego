@@ -49,7 +49,7 @@ ip := {
 	"192.52.193.1": {"value": "192.52.193.1", "version": 4, "prefix_len": 32, "bits": "11000000001101001100000100000001", "embedded": [], "num_addresses": 1},
 }
 
-# As controller/policy_bundle.py compiles allowlists/data.yaml (generated with its _compile_allowlists):
+# As controller/decision/policy_bundle.py compiles allowlists/data.yaml (generated with its _compile_allowlists):
 # every network with its address facts, plus by_family and prefixes, where the IPv4-mapped
 # partner-monitor entry is listed under ipv4 as well.
 allowlists := {
@@ -79,7 +79,7 @@ allowlists := {
 	},
 }
 
-# The inventory as the controller compiles it (controller/policy_bundle.py, _compile_inventory): the assets,
+# The inventory as the controller compiles it (controller/decision/policy_bundle.py, _compile_inventory): the assets,
 # plus their hashed indexes. mail-01's ::ffff:192.0.2.25 is IPv4-mapped, so it is indexed as 192.0.2.25 too.
 assets := {
 	"web-01": {"crown_jewel": false, "addresses": ["198.51.100.1", "203.0.113.1"]},
@@ -140,7 +140,7 @@ leaf(entries, first, second) := {key: value |
 	startswith(crypto.md5(key), concat("", [first, second]))
 }
 
-# As controller/policy_bundle.py compiles special_purpose/data.yaml (_compile_special_purpose), for a few
+# As controller/decision/policy_bundle.py compiles special_purpose/data.yaml (_compile_special_purpose), for a few
 # entries (the policy reads name, rfc and reason of an entry; the compiler adds address facts too): deny and
 # approve entries indexed per family, the allow (documentation) entry left out of the indexes.
 special_purpose := {

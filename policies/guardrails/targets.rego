@@ -38,7 +38,7 @@ families := {4: "ipv4", 6: "ipv6"}
 # --- lookups -----------------------------------------------------------------------------------
 # Look assets and users up through these, not data.inventory.assets[name] or data.identities.users[name]:
 # regopy 1.5.2 finds a key in an object by walking the keys in order (0.5 us per key: up to ~3 ms in a
-# 5,000-asset inventory). The controller compiles hashed copies (controller/policy_bundle.py, hashed_index):
+# 5,000-asset inventory). The controller compiles hashed copies (controller/decision/policy_bundle.py, hashed_index):
 # {h[0]: {h[1]: {key: value}}} with h the hex md5 of the key, so a lookup walks at most 16 + 16 keys and a
 # leaf of about 1/256 of the entries.
 # Written in steps, one variable key per ref, each computed by a statement of its own: in a function,

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ldap3.utils.dn import escape_rdn
 
-from autonomy_controller.actions.adapters.identity.packages import SLAPD
+from autonomy_controller.controller.lab.directory_packages import SLAPD
 
 SUFFIX = "dc=example,dc=org"
 ADMIN_DN = f"cn=admin,{SUFFIX}"

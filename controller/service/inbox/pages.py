@@ -1,4 +1,4 @@
-"""The inbox's server-rendered pages: no script, no style, every outside value escaped (controller/html.py).
+"""The inbox's server-rendered pages: no script, no style, every outside value escaped (controller/render/html.py).
 
 Alert evidence, rule messages, comments and action parameters are attacker- or person-controlled text, so they
 go through `esc` like everything else in the HTML reports, and the service's CSP (`default-src 'none'`, plus
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from autonomy_controller.controller.html import Html, definitions, esc, join, table, tag
+from autonomy_controller.controller.render.html import Html, definitions, esc, join, table, tag
 from autonomy_controller.controller.service.approvals import Pending, describe_vote
 from autonomy_controller.workflows.contracts import ActionState
 

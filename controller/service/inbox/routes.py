@@ -18,8 +18,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from autonomy_controller.controller.cli.ops import LoopError, describe_and_read
-from autonomy_controller.controller.reports import build_report
+from autonomy_controller.controller.oversight.reports import build_report
 from autonomy_controller.controller.service.approvals import Refused, pending_actions, vote_as
 from autonomy_controller.controller.service.inbox import pages
 from autonomy_controller.controller.service.inbox.accounts import Account, AccountError, AccountStore, accounts_file
@@ -27,6 +26,7 @@ from autonomy_controller.controller.service.inbox.sessions import Session, Signe
 from autonomy_controller.controller.service.inbox.sessions import load_secret as load_session_secret
 from autonomy_controller.controller.service.state import Service, Unavailable
 from autonomy_controller.workflows.contracts import VoteChoice
+from autonomy_controller.workflows.operations import LoopError, describe_and_read
 
 router = APIRouter(prefix="/inbox", include_in_schema=False)
 SESSION_COOKIE = "inbox_session"
