@@ -39,7 +39,7 @@ from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, Category, Level, Severity
 from autonomy_controller.workflows.client import SIGNALS_IN_FLIGHT, Submitter, incident_handle
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
-from autonomy_controller.workflows.worker import connect, incident_worker
+from autonomy_controller.workflows.worker import connect, incident_worker, settle_heap
 from bench.bare import BareWorkflow, bare_noop
 
 
@@ -224,6 +224,7 @@ async def main(incidents: int, storm_alerts: int, runs: int) -> None:
             raw = await connect(server.address)
             client = TimeSkipper(raw, config=TimeSkippingConfig(enabled=True)).client
             async with incident_worker(raw, settings, extra_adapters=firewall) as parts:
+                settle_heap()  # as `autonomy worker` does
                 bare_worker = Worker(raw, task_queue="bare", workflows=[BareWorkflow], activities=[bare_noop])
                 async with bare_worker:
                     ratios, cpu_ratios = [], []
@@ -260,7 +261,11 @@ async def main(incidents: int, storm_alerts: int, runs: int) -> None:
                         f"unloaded alert -> block verified, {runs} runs: p50 {statistics.median(latencies):.0f} ms, "
                         f"p95 {q[18]:.0f} ms, min {min(latencies):.0f} ms"
                     )
-                    print(f"guard reloads during the run: {parts.guards.reloads}")
+                    watch = parts.guards.watch
+                    print(
+                        f"guard reloads during the run: {parts.guards.reloads}; config read {watch.rescans} time(s) "
+                        f"({'inotify' if watch.watching else 'a stat per file on every use'})"
+                    )
                     commits = parts.ledger.committer
                     print(
                         f"ledger group commit: {commits.requests:,} appends in {commits.transactions:,} transactions "

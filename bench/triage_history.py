@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from autonomy_controller.controller.case.grouping import incident_from_alerts
-from autonomy_controller.controller.ledger import Ledger, private_schema, record_hash, sqlite_url
-from autonomy_controller.controller.ledger.canonical import GENESIS_HASH
+from autonomy_controller.controller.ledger import Ledger, RecordKind, private_schema, sqlite_url
 from autonomy_controller.controller.ledger.engine import write_transaction
-from autonomy_controller.controller.ledger.writes import lock_tip, write_record
+from autonomy_controller.controller.ledger.writes import append_groups_entries, plain_payload
 from autonomy_controller.controller.models import Alert
 from autonomy_controller.controller.triage.ledger_view import LedgerView, history_and_feedback, incident_rules
 
@@ -84,17 +83,10 @@ def fill(ledger: Ledger, records: int, start: int = 0) -> int:
     i = start
     while ledger.head().seq < records:
         key, rows = _incident_records(i)
-        with write_transaction(ledger.engine) as conn:
-            for kind, actor, payload in rows:
-                tip = lock_tip(conn, key)
-                fields: dict[str, Any] = {
-                    "seq": tip.seq + 1, "incident_key": key, "kind": kind, "actor": actor,
-                    "payload": json.loads(json.dumps(payload)), "created_at": datetime.now(UTC),
-                    "prev_hash": tip.hash, "incident_prev_hash": tip.incident_hash or GENESIS_HASH,
-                    "idempotency_key": None,
-                }  # fmt: skip
-                fields["hash"] = record_hash(fields)
-                write_record(conn, fields, tip)
+        with write_transaction(ledger.engine) as conn:  # each (kind, actor) run appended as the ledger does
+            for (kind, actor), run in itertools.groupby(rows, key=lambda row: (row[0], row[1])):
+                entries = [plain_payload(RecordKind(kind), payload) for _kind, _actor, payload in run]
+                append_groups_entries(conn, RecordKind(kind), actor, {key: entries})
         i += 1
     return i
 

@@ -69,7 +69,7 @@ from autonomy_controller.workflows.contracts import (
     VerificationResult,
     VerifyRequest,
 )
-from autonomy_controller.workflows.guard_provider import Fingerprint, GuardProvider, config_fingerprint
+from autonomy_controller.workflows.guard_provider import ConfigWatch, Fingerprint, GuardProvider
 
 T = TypeVar("T")
 CONTROLLER = "svc:controller"
@@ -118,6 +118,7 @@ class IncidentActivities:
         self.safety = SafetyStore(ledger.engine)
         self.adapters = adapters
         self._planner_lock = threading.Lock()
+        self._playbooks = ConfigWatch(settings.playbooks_dir)
         self._planner_cache: tuple[tuple[int, Fingerprint], OfflinePlanner, ClaudePlanner | None] | None = None
         self.claude = claude if claude is not None else ClaudeSettings.from_env()  # a bad setting fails the start
         self.claude_client = claude_client
@@ -151,7 +152,7 @@ class IncidentActivities:
         Claude's prompt prefix holds the playbook catalog, so it is rebuilt with the offline planner (and its
         cache stays warm between rebuilds).
         """
-        fingerprint = (id(guard), config_fingerprint(self.settings.playbooks_dir))
+        fingerprint = (id(guard), self._playbooks.fingerprint())
         with self._planner_lock:
             if self._planner_cache is None or self._planner_cache[0] != fingerprint:
                 offline = OfflinePlanner(self.settings.playbooks_dir, guard.asset_groups)
@@ -515,6 +516,9 @@ class IncidentActivities:
             idempotency_key=f"{key}/report",
         )
         return ReportRef(markdown=str(paths.markdown), json_path=str(paths.json), ledger_seq=record.seq)
+
+    def close(self) -> None:
+        self._playbooks.close()
 
     def all(self) -> list[Callable[..., Any]]:
         return [

@@ -59,7 +59,7 @@ from autonomy_controller.workflows.operations import (
 )
 from autonomy_controller.workflows.operations import submit_files as submit_all
 from autonomy_controller.workflows.operations import vote as cast
-from autonomy_controller.workflows.worker import incident_worker
+from autonomy_controller.workflows.worker import incident_worker, settle_heap
 
 LevelOption = Annotated[
     Level | None,
@@ -142,6 +142,7 @@ async def _run_worker(address: str, settings: Settings, engine: EngineName | Non
     stop = asyncio.Event()
     _stop_on_signals(stop)
     async with incident_worker(client, settings, engine) as parts:
+        settle_heap()
         guard = parts.guards.current()
         engine_name = engine.value if engine else settings.policy_engine
         console.print(

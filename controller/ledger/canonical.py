@@ -49,9 +49,25 @@ def parse_ts(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def record_hash(fields: Mapping[str, Any]) -> str:
-    """sha256 (hex) of the canonical JSON of a record's HASH_FIELDS; `created_at` may be a datetime or a string."""
-    doc = {name: fields[name] for name in HASH_FIELDS}
-    if isinstance(doc["created_at"], datetime):
-        doc["created_at"] = format_ts(doc["created_at"])
-    return hashlib.sha256(canonical_json(doc).encode("ascii")).hexdigest()
+_SORTED_FIELDS = tuple(sorted(HASH_FIELDS))
+_FIELD_NAMES = {name: canonical_json(name) for name in HASH_FIELDS}
+
+
+def record_hash(fields: Mapping[str, Any], payload_text: str | None = None) -> str:
+    """sha256 (hex) of the canonical JSON of a record's HASH_FIELDS; `created_at` may be a datetime or a string.
+
+    `payload_text`: the payload's canonical JSON when the caller has it already (an append serialises each
+    payload once, for this and for the stored column). The document is assembled field by field, in sorted
+    order, exactly as `canonical_json` spells the whole (tests/test_ledger_canonical.py holds them equal).
+    """
+    parts = []
+    for name in _SORTED_FIELDS:
+        value = fields[name]
+        if name == "payload":
+            text = canonical_json(value) if payload_text is None else payload_text
+        elif name == "created_at" and isinstance(value, datetime):
+            text = canonical_json(format_ts(value))
+        else:
+            text = canonical_json(value)
+        parts.append(f"{_FIELD_NAMES[name]}:{text}")
+    return hashlib.sha256(("{" + ",".join(parts) + "}").encode("ascii")).hexdigest()

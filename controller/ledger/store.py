@@ -28,12 +28,19 @@ from autonomy_controller.controller.ledger.reads import (
     read_head,
     read_incident_head,
     read_incident_heads,
+    record_by_key,
     stream,
 )
 from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
 from autonomy_controller.controller.ledger.report import VerifyReport
 from autonomy_controller.controller.ledger.verify import check_incident, check_ledger
-from autonomy_controller.controller.ledger.writes import append_groups_entries, check_text, parse_kind, plain_payload
+from autonomy_controller.controller.ledger.writes import (
+    Entry,
+    append_groups_entries,
+    check_text,
+    parse_kind,
+    plain_payload,
+)
 
 
 class Ledger:
@@ -103,12 +110,12 @@ class Ledger:
         is one fsync, not 200. Returns each incident's records, in its entries' order."""
         record_kind = parse_kind(kind)
         check_text(actor=actor)
-        prepared: dict[str, list[tuple[dict[str, Any], str | None]]] = {}
+        prepared: dict[str, list[Entry]] = {}
         for incident_key, entries in groups.items():
             check_text(incident_key=incident_key)
-            prepared[incident_key] = [(plain_payload(record_kind, payload), key) for payload, key in entries]
-            for _body, key in prepared[incident_key]:
-                check_text(idempotency_key=key)
+            prepared[incident_key] = [plain_payload(record_kind, payload, key) for payload, key in entries]
+            for entry in prepared[incident_key]:
+                check_text(idempotency_key=entry.key)
 
         def write(conn: Connection) -> dict[str, list[LedgerRecord]]:
             return append_groups_entries(conn, record_kind, actor, prepared)
@@ -124,7 +131,7 @@ class Ledger:
 
     def find(self, idempotency_key: str) -> LedgerRecord | None:
         with read_snapshot(self.engine) as conn:
-            return first_record(conn, schema.records.c.idempotency_key == idempotency_key)
+            return record_by_key(conn, idempotency_key)
 
     def records(self, incident_key: str, kinds: Iterable[RecordKind | str] | None = None) -> list[LedgerRecord]:
         """An incident's records in the order they were written."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select
@@ -21,20 +21,29 @@ from sqlalchemy.engine import Connection
 from autonomy_controller.controller.ledger import schema
 from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
 from autonomy_controller.controller.ledger.errors import IdempotencyConflict, LedgerError
-from autonomy_controller.controller.ledger.reads import select_records, to_record
+from autonomy_controller.controller.ledger.reads import record_by_key, records_by_keys
 from autonomy_controller.controller.ledger.records import REQUIRED_PAYLOAD_KEYS, LedgerRecord, RecordKind
 
 _LIMITS = {"incident_key": 512, "actor": 256, "idempotency_key": 512}
+
+
+class Entry(NamedTuple):
+    """One record to append: its plain payload, that payload's canonical JSON (serialised once, for both the
+    stored column and the hash), and its idempotency key."""
+
+    body: dict[str, Any]
+    text: str
+    key: str | None
 
 
 def append_groups_entries(
     conn: Connection,
     kind: RecordKind,
     actor: str,
-    groups: Mapping[str, Sequence[tuple[dict[str, Any], str | None]]],
+    groups: Mapping[str, Sequence[Entry]],
 ) -> dict[str, list[LedgerRecord]]:
-    """Append each incident's entries (plain payload, idempotency key) inside the transaction that holds the
-    lock; an entry whose key is used already (before, or earlier in the entries) returns that record instead.
+    """Append each incident's entries inside the transaction that holds the lock; an entry whose key is used
+    already (before, or earlier in the entries) returns that record instead.
 
     Every incident in the statements of one: the chain head locked and the incident heads read once, the
     idempotency keys looked up together, every record inserted in one statement, each head moved once. The
@@ -47,7 +56,9 @@ def append_groups_entries(
     # test_concurrent_appends_to_one_incident_keep_its_chain_linear).
     head = conn.execute(_LOCK_HEAD).one()
     heads = _incident_heads(conn, list(groups))
-    known = _records_by_key(conn, [key for entries in groups.values() for _body, key in entries if key is not None])
+    known = _records_by_key(
+        conn, [entry.key for entries in groups.values() for entry in entries if entry.key is not None]
+    )
     seq, head_hash = head.seq, head.hash
     now = datetime.now(UTC)
     result: dict[str, list[LedgerRecord]] = {}
@@ -58,7 +69,7 @@ def append_groups_entries(
         prior = heads.get(incident_key)
         incident_hash, count = prior if prior is not None else (None, 0)
         records: list[LedgerRecord] = []
-        for body, key in entries:
+        for body, text, key in entries:
             existing = known.get(key) if key is not None else None
             if existing is not None:
                 if (existing.incident_key, existing.kind) != (incident_key, kind):
@@ -79,9 +90,10 @@ def append_groups_entries(
                 "incident_prev_hash": incident_hash or GENESIS_HASH,
                 "idempotency_key": key,
             }
-            fields["hash"] = record_hash(fields)
-            rows.append({**fields, "payload": canonical_json(body)})
-            record = LedgerRecord.model_validate(fields)
+            fields["hash"] = record_hash(fields, text)
+            rows.append({**fields, "payload": text})
+            # built as validated: every field is ours and of its type (plain_payload checked the payload)
+            record = LedgerRecord.model_construct(**{**fields, "kind": kind})
             records.append(record)
             if key is not None:
                 known[key] = record
@@ -130,13 +142,13 @@ _KEY_CHUNK = 500
 
 
 def _records_by_key(conn: Connection, keys: list[str]) -> dict[str, LedgerRecord]:
-    found: dict[str, LedgerRecord] = {}
     unique = sorted(set(keys))
+    if len(unique) == 1:  # a single append: one prepared equality lookup
+        record = record_by_key(conn, unique[0])
+        return {unique[0]: record} if record is not None else {}
+    found: dict[str, LedgerRecord] = {}
     for start in range(0, len(unique), _KEY_CHUNK):
-        chunk = unique[start : start + _KEY_CHUNK]
-        query = select_records(conn).where(schema.records.c.idempotency_key.in_(chunk))
-        for row in conn.execute(query):
-            record = to_record(row)
+        for record in records_by_keys(conn, unique[start : start + _KEY_CHUNK]):
             assert record.idempotency_key is not None
             found[record.idempotency_key] = record
     return found
@@ -149,19 +161,21 @@ def parse_kind(kind: RecordKind | str) -> RecordKind:
         raise LedgerError(f"unknown record kind {kind!r}; one of {[k.value for k in RecordKind]}") from None
 
 
-def plain_payload(kind: RecordKind, payload: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
-    """The payload as plain JSON (round-tripped, so the returned record equals what a later read returns)."""
+def plain_payload(kind: RecordKind, payload: Mapping[str, Any] | BaseModel, key: str | None = None) -> Entry:
+    """The payload as plain JSON (round-tripped, so the returned record equals what a later read returns), with
+    its canonical text and `key`."""
     body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
     if not isinstance(body, Mapping):
         raise LedgerError(f"payload must be a JSON object, not {type(body).__name__}")
     try:
-        plain: dict[str, Any] = json.loads(canonical_json(dict(body)))
+        text = canonical_json(dict(body))
+        plain: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise LedgerError(f"payload is not plain JSON: {exc}") from exc
     missing = REQUIRED_PAYLOAD_KEYS.get(kind, frozenset()) - plain.keys()
     if missing:
         raise LedgerError(f"a {kind.value} record needs payload keys {sorted(missing)}")
-    return plain
+    return Entry(plain, text, key)
 
 
 def check_text(**values: str | None) -> None:
