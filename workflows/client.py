@@ -10,7 +10,7 @@ dedups by alert id too).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -174,10 +174,15 @@ class Submitter:
         )
         return observations.merged(batches, written, observed)
 
-    async def signal(self, key: str, alerts: list[Alert]) -> None:
+    async def signal(self, key: str, alerts: list[Alert], seqs: Sequence[int] | None = None) -> None:
         """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`).
-        Access-log lines are never signalled (they open no case); they count toward the batch's stage."""
-        await self._start(key, alerts)
+        Access-log lines are never signalled (they open no case); they count toward the batch's stage. `seqs`,
+        the alerts' record seqs when the caller has them from its write (the outbox), spare looking them up."""
+        tally = None
+        if seqs is not None:
+            cased = [seq for seq, alert in zip(seqs, alerts, strict=True) if not observations.is_observation(alert)]
+            tally = await asyncio.to_thread(case_ledger.tally, self.ledger, key, cased)
+        await self._start(key, alerts, tally)
         self._count(key, alerts)
 
     async def _start(self, key: str, alerts: list[Alert], tally: LedgerTally | None = None) -> None:

@@ -266,7 +266,7 @@ class Outbox:
         async def send(key: str, entries: list[tuple[int, Alert]]) -> None:
             async with slots:
                 try:
-                    await submitter.signal(key, [alert for _seq, alert in entries])
+                    await submitter.signal(key, [alert for _, alert in entries], [seq for seq, _ in entries])
                 except Exception as exc:  # kept in flight: queued again below, the cycle retried
                     failures.append(exc)
                     return
