@@ -130,17 +130,20 @@ class Poster:
     async def _close(self, http: httpx.AsyncClient, key: str) -> bool:
         """Replace the message of an action decided elsewhere with its outcome; False when Slack failed."""
         posted = self.posted[key]
-        incident, run_id, action_id = key.split("|")
+        incident, run_id, action_id = key.rsplit("|", 2)
         try:
             _, status = await describe_and_read(await self.service.client(), incident)
         except LoopError as exc:  # Temporal or the worker: try again next round
             log.info("chatops: the status of %s is not readable now (%s)", incident, exc)
             return True
         state = next((a for a in status.actions if a.action_id == action_id), None)
-        if state is not None and state.status is ActionStatus.EXECUTING:
-            return True  # edit once, with where it ended: next round
-        if state is None or state.status is ActionStatus.AWAITING_APPROVAL:  # gone, or carried to a newer run
-            text = f"{action_id} of {incident} no longer awaits approval here (a newer message carries it, if any)"
+        if state is not None and state.status in (ActionStatus.EXECUTING, ActionStatus.AWAITING_APPROVAL):
+            # executing: edit once, with where it ended, next round. Awaiting: still pending (an incident past
+            # the scanned window, or carried to a newer run, whose own message is posted): the buttons still serve
+            # or are refused by the workflow, naming the earlier run
+            return True
+        if state is None:
+            text = f"{action_id} of {incident} no longer awaits approval"
             update: dict[str, Any] = {
                 "text": text,
                 "blocks": [{"type": "section", "text": blocks.mrkdwn(blocks.escape(text))}],
