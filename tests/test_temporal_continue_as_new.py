@@ -21,9 +21,9 @@ from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.workflows.client import Submitter, cast_vote, incident_handle
-from autonomy_controller.workflows.contracts import ActionStatus
+from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus
 from autonomy_controller.workflows.incident import IncidentWorkflow
-from tests.harness import ATTACKER, BURST, action_of, alert, awaiting, burst, running_loop, vote
+from tests.harness import ATTACKER, BURST, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 
 HISTORY_LIMIT = 80
 SIGNALS = 60
@@ -108,3 +108,32 @@ async def test_a_case_waiting_on_a_person_continues_only_after_the_approval_sett
     assert loop.enforcement.effects == Counter({"network.block_ip": 1, "network.unblock_ip": 1})
     assert len(loop.ledger.records(key, [RecordKind.REVERT])) == 1
     assert loop.ledger.verify().ok
+
+
+async def test_a_continued_case_keeps_the_per_incident_budget_it_spent(config_copy: Settings) -> None:
+    """Per-incident budgets count the case, not one run of it: the hour's block spends L3's one contain_network unit
+    in the first run; after the case continued as new, the attack gets through the WAF and the next round asks a
+    24 h block, which pre-flight holds (the budget is spent) instead of running on a renewed one."""
+    edit_yaml(config_copy.levels_dir / "L3.yaml", budgets={"contain_network": {"per_incident": 1}})
+    async with running_loop(config_copy) as loop:
+        submitter = Submitter(loop.client, loop.ledger, level=Level.L3, settle_seconds=0, quiet_seconds=600)
+        submitter.start_template = submitter.start_template.model_copy(update={"history_limit": HISTORY_LIMIT})
+        (key,) = (await submitter.add_all(burst())).incidents
+        first = await loop.wait_for(
+            key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT
+        )
+        for n in range(SIGNALS):
+            await submitter.add_all(burst(n=1, start=BURST + 1 + n))
+        await loop.wait_for(key, lambda s: s.runs >= 2)
+        await submitter.add_all(burst(start=1000, n=2 * BURST, blocked=False))  # got through: a longer block asked
+
+        def second_block_settled(status: IncidentStatus) -> bool:
+            blocks = [a for a in status.actions if a.action == "network.block_ip"]
+            return len(blocks) == 2 and blocks[-1].status not in (ActionStatus.PLANNED, ActionStatus.EXECUTING)
+
+        status = await loop.wait_for(key, second_block_settled)
+    owner, asked = sorted((a for a in status.actions if a.action == "network.block_ip"), key=lambda a: a.round)
+    assert owner.action_id == action_of(first, "network.block_ip").action_id and status.run_id != first.run_id
+    assert asked.status is ActionStatus.HELD, asked
+    assert "budget spent: 1 of 1 per incident" in asked.detail
+    assert loop.enforcement.effects["network.block_ip"] == 1

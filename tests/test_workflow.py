@@ -107,10 +107,10 @@ async def test_a_block_an_earlier_round_holds_is_never_reverted_by_the_later_one
     assert loop.enforcement.effects["network.block_ip"] == 1
 
 
-async def test_the_per_incident_budget_counts_one_run_not_the_incident_key_forever(config_copy: Settings) -> None:
+async def test_the_per_incident_budget_counts_one_case_not_the_incident_key_forever(config_copy: Settings) -> None:
     edit_yaml(config_copy.levels_dir / "L3.yaml", budgets={"contain_network": {"per_incident": 1}})
     async with running_loop(config_copy) as loop:
-        for n in (1, 2):  # the same source comes back after its first incident closed: a new run, a new budget
+        for n in (1, 2):  # the same source comes back after its first incident closed: a new case, a new budget
             (key,) = await loop.submit(burst(start=100 * n), level=Level.L3)
             await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT)
             await TimeSkipper(loop.client).fast_forward(

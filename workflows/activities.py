@@ -400,7 +400,8 @@ class IncidentActivities:
             )
         assert original.action_class is not None
         budget = guard.bundle.levels.levels[fresh.effective_level].budgets.get(original.action_class)
-        run_scope = request.idempotency_key.rsplit("/", 1)[0]  # workflow id + run id: "per incident" is per run
+        # "per incident": the workflow's continue-as-new chain (older histories: the run that asked)
+        run_scope = request.budget_scope or request.idempotency_key.rsplit("/", 1)[0]
         answer = self.safety.reserve(budget, original.action_class, run_scope, request.idempotency_key)
         if not answer.granted:
             return PreflightResult(go=False, decision=fresh, reasons=[answer.reason])

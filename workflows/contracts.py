@@ -184,6 +184,11 @@ class PreflightRequest(BaseModel):
         default_factory=list, description="the votes counted: pre-flight checks they still satisfy the policy"
     )
     escalated: bool = False
+    budget_scope: str | None = Field(
+        default=None,
+        description="what per-incident budgets count under: the workflow id and the first run of its continue-as-new "
+        "chain, so a continued case keeps its spent budget; None in older histories (the idempotency key's run)",
+    )
 
 
 class PreflightResult(BaseModel):

@@ -603,6 +603,7 @@ class IncidentWorkflow:
                     by_veto_window=state.by_veto_window,
                     votes=list(state.votes),
                     escalated=state.escalated,
+                    budget_scope=self._budget_scope(),
                 ),
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 retry_policy=STEP_RETRY,
@@ -712,6 +713,12 @@ class IncidentWorkflow:
             await workflow.sleep(remaining)
 
     # -- ledger notes ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _budget_scope() -> str:
+        """The case across continue-as-new: per-incident budgets are not renewed by a continued run."""
+        info = workflow.info()
+        return f"{info.workflow_id}/{info.first_execution_run_id}"
 
     def _action_key(self, action_id: str) -> str:
         info = workflow.info()
