@@ -95,10 +95,14 @@ def plans(loop: LabLoop) -> list[LedgerRecord]:
     return loop.ledger.records(KEY, [RecordKind.PLAN])
 
 
-def block_decision(loop: LabLoop, plan: LedgerRecord) -> dict[str, Any]:
+def block_decisions(loop: LabLoop, plan: LedgerRecord) -> list[dict[str, Any]]:
     ids = {a["id"] for a in plan.payload["actions"] if a["action"] == BLOCK}
     decisions = loop.ledger.records(KEY, [RecordKind.DECISION])
-    (decision,) = [r.payload for r in decisions if r.payload.get("action_id") in ids]
+    return [r.payload for r in decisions if r.payload.get("action_id") in ids]
+
+
+def block_decision(loop: LabLoop, plan: LedgerRecord) -> dict[str, Any]:
+    (decision,) = block_decisions(loop, plan)
     return decision
 
 
@@ -137,9 +141,12 @@ async def test_one_attacker_from_scan_to_an_attack_that_got_through(loop: LabLoo
     # read after the block: the IDS alert and the access-log line of the 200 raise the stage; the case re-plans
     # and the second address's plain page request: an answer, kept, no case
     assert await ingest(loop, 3) == {KEY: 1, ANSWERS: 1, SECOND_ANSWERS: 1}
-    reached = await loop.wait_for(
-        KEY, lambda s: any(p.payload["impact"]["verdict"] == "likely" for p in plans(loop)) and s.actions[-1].round > 2
-    )
+
+    def likely_decided(_: object) -> bool:  # the plan is recorded before its round's guard decides: wait for both
+        likely = [p for p in plans(loop) if p.payload["impact"]["verdict"] == "likely"]
+        return len(likely) == 1 and bool(block_decisions(loop, likely[0]))
+
+    await loop.wait_for(KEY, likely_decided)
     (likely,) = [p for p in plans(loop) if p.payload["impact"]["verdict"] == "likely"]
     impact = likely.payload["impact"]
     assert (impact["stage"], impact["assets"]) == ("possible_success", ["web-01"])
@@ -160,7 +167,7 @@ async def test_one_attacker_from_scan_to_an_attack_that_got_through(loop: LabLoo
     final = await loop.wait_for(
         KEY,
         lambda s: (
-            [a.status for a in s.actions if a.action == BLOCK and a.round == reached.actions[-1].round]
+            [a.status for a in s.actions if a.action == BLOCK and a.round == likely.payload["round"]]
             == [ActionStatus.AWAITING_REVERT]
         ),
     )
