@@ -53,7 +53,8 @@ class SubmitReport:
     """Access-log lines kept per `_access:<address>` key: observations, in no case
     (controller/ledger/observations.py)."""
     late: dict[str, str] = field(default_factory=dict)
-    """Open cases woken by late access-log lines, with the stage signalled (controller/ledger/observations.py)."""
+    """Open cases woken by late access-log lines, with the stage signalled (controller/attackers/impact.py
+    `late_stage`)."""
 
 
 def alert_record_key(alert: Alert) -> str:
@@ -174,27 +175,24 @@ class Submitter:
         )
         return observations.merged(batches, written, observed)
 
-    async def signal(self, key: str, alerts: list[Alert], seqs: Sequence[int] | None = None) -> None:
-        """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`).
-        Access-log lines are never signalled (they open no case); they count toward the batch's stage. `seqs`,
-        the alerts' record seqs when the caller has them from its write (the outbox), spare looking them up."""
-        tally = None
-        if seqs is not None:
-            cased = [seq for seq, alert in zip(seqs, alerts, strict=True) if not observations.is_observation(alert)]
-            tally = await asyncio.to_thread(case_ledger.tally, self.ledger, key, cased)
+    async def signal(self, key: str, alerts: list[Alert], seqs: Sequence[int]) -> None:
+        """The second half: one signal-with-start carrying alerts the ledger holds already (see `write`), whose
+        record seqs the caller has from that write (the outbox). Access-log lines are never signalled (they open
+        no case); they count toward the batch's stage."""
+        cased = [seq for seq, alert in zip(seqs, alerts, strict=True) if not observations.is_observation(alert)]
+        tally = await asyncio.to_thread(case_ledger.tally, self.ledger, key, cased)
         await self._start(key, alerts, tally)
         self._count(key, alerts)
 
-    async def _start(self, key: str, alerts: list[Alert], tally: LedgerTally | None = None) -> None:
+    async def _start(self, key: str, alerts: list[Alert], tally: LedgerTally | None) -> None:
         """Signal-with-start the case's workflow with its alerts, as many signals as SIGNAL_ALERTS and SIGNAL_BYTES
-        take, each with the case's ledger tally; a batch of access-log lines only may wake an open case."""
+        take, each with the case's ledger tally (None only for a batch without alerts); a batch of access-log
+        lines only may wake an open case."""
         cased, observed = observations.split(alerts)
         if not cased:
             if observed:
                 await self._wake(key, observed)
             return
-        if tally is None:  # written apart from this signal (the outbox): find the batch's records
-            tally = await asyncio.to_thread(self._tally, key, cased)
         stage = batch_stage(alerts)
         for chunk in _chunks([slim_alert(a) for a in cased]):
             await self.client.start_workflow(
@@ -206,13 +204,9 @@ class Submitter:
                 start_signal_args=[AlertBatch(alerts=chunk, stage=stage, tally=tally)],
             )
 
-    def _tally(self, key: str, cased: list[Alert]) -> LedgerTally | None:
-        seqs = case_ledger.seqs_of(self.ledger, [alert_record_key(a) for a in cased])
-        return case_ledger.tally(self.ledger, key, seqs)
-
     async def _wake(self, key: str, observed: list[Alert]) -> None:
         """Late evidence: access-log lines that raised an open case's stage are signalled to it (never a start:
-        they open no case). No case, or a closed one, and nothing is sent (controller/ledger/observations.py)."""
+        they open no case). No case, or a closed one, and nothing is sent (controller/attackers/impact.py)."""
         stage = await asyncio.to_thread(late_stage, self.ledger, key, observed)
         if stage is None:
             return

@@ -42,16 +42,6 @@ def tally(ledger: Ledger, key: str, seqs: Iterable[int]) -> LedgerTally | None:
     return LedgerTally(floor_seq=floor, below=int(below), through_seq=int(through or floor), alerts=int(alerts))
 
 
-def seqs_of(ledger: Ledger, record_keys: Iterable[str]) -> list[int]:
-    """The seqs of the records written under these idempotency keys (a batch signalled apart from its write)."""
-    keys = list(record_keys)
-    if not keys:
-        return []
-    records = schema.records.c
-    with read_snapshot(ledger.engine) as conn:
-        return [int(seq) for (seq,) in conn.execute(select(records.seq).where(records.idempotency_key.in_(keys)))]
-
-
 def case_alerts(ledger: Ledger, ref: CaseRef) -> list[Alert]:
     """Every alert of the case's range, as the ledger holds it (raw record included), in ledger order.
 
