@@ -104,6 +104,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Provenance(StrEnum):
+    """Who vouches for an alert's facts (docs/sensors.md, "Provenance"). Set by the ingest parser that produced the
+    alert, never read from the input: a record cannot claim it."""
+
+    SENSOR = "sensor"
+    """Parsed by our adapter from the sensor's own format: `raw` is that sensor's record, triage reads its facts."""
+    TRUSTED_FEED = "trusted_feed"
+    """Our Alert JSON on a channel an operator declared may speak for this `source` (`--trust-native`, a token's
+    `trust_native`): read as that sensor's facts."""
+    CLAIM = "claim"
+    """Our Alert JSON on any other channel: what the sender says. Triage reads none of its `raw` as sensor facts, so
+    it may lower a verdict, never raise one. Also any alert nobody marked (records from before provenance)."""
+
+
 class Alert(BaseModel):
     """One normalised sensor alert. `evidence` and `raw` are attacker-controlled and never read as instructions."""
 
@@ -126,6 +140,13 @@ class Alert(BaseModel):
     blocked: bool = Field(default=False, description="the sensor already blocked the request")
     evidence: str = Field(default="", description="untrusted text: request line, matched data, user agent")
     raw: dict[str, Any] = Field(default_factory=dict)
+    provenance: Provenance = Field(
+        default=Provenance.CLAIM, description="who vouches for the facts: set by the ingest parser (Provenance)"
+    )
+
+    @property
+    def is_claim(self) -> bool:
+        return self.provenance == Provenance.CLAIM
 
     @field_validator("src_ip", "dst_ip", mode="before")
     @classmethod
@@ -147,13 +168,21 @@ class Incident(BaseModel):
     alerts: list[Alert]
 
     @property
+    def evidence_alerts(self) -> list[Alert]:
+        """The alerts whose confidence and `blocked` the case's figures rest on: the sensors' (and trusted feeds'),
+        so a claim (native JSON) can never lift them; a case of claims alone has only its claims to go by."""
+        vouched = [a for a in self.alerts if not a.is_claim]
+        return vouched or self.alerts
+
+    @property
     def confidence(self) -> float:
-        return max((a.confidence for a in self.alerts), default=0.0)
+        return max((a.confidence for a in self.evidence_alerts), default=0.0)
 
     @property
     def blocked(self) -> bool:
-        """True only when the sensor blocked every alert of the incident."""
-        return bool(self.alerts) and all(a.blocked for a in self.alerts)
+        """True only when the sensor blocked every alert of the incident (claims aside, when a sensor reported)."""
+        alerts = self.evidence_alerts
+        return bool(alerts) and all(a.blocked for a in alerts)
 
 
 TriageVerdictName = Literal["malicious", "suspicious", "noise"]

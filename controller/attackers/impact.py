@@ -45,7 +45,8 @@ VERDICT: dict[Stage, ImpactVerdict] = {
 
 def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:
     """The verdict of a case's alerts (as the ledger holds them: the raw record carries status and bytes)."""
-    ordered = sorted(alerts, key=lambda a: (a.observed_at, a.id))
+    # A claim (native JSON no sensor vouches for) shows no impact: impact credits the risk score (more autonomy).
+    ordered = sorted((a for a in alerts if not a.is_claim), key=lambda a: (a.observed_at, a.id))
     if not ordered:
         return ImpactSummary()
     profile = new_profile(ordered[0].src_ip or "0.0.0.0", ordered[0].observed_at)

@@ -81,7 +81,7 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
     blocked = bool(payload.get("blocked"))
     status, app_answered, sent = facts.status, False, None
     user_agent = facts.user_agent
-    if alert.source == nginx_access.SOURCE:
+    if alert.source == nginx_access.SOURCE and not alert.is_claim:  # a claimed access line answered nothing
         status, sent = _int(raw.get("status")), _int(raw.get("body_bytes_sent"))
         app_answered = not blocked  # ingest sets blocked when nothing was proxied upstream
         user_agent = raw.get("http_user_agent") if isinstance(raw.get("http_user_agent"), str) else None

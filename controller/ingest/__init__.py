@@ -22,6 +22,7 @@ from autonomy_controller.controller.ingest.formats import (
     parse_record,
     parse_value,
 )
+from autonomy_controller.controller.ingest.native import TRUST_NOTHING, TrustedSources, trusted_sources
 from autonomy_controller.controller.ingest.reader import read_alerts
 from autonomy_controller.controller.ingest.report import DeadLetter, IngestReport, original_bytes, read_dead_letters
 
@@ -31,6 +32,8 @@ __all__ = [
     "IngestError",
     "IngestReport",
     "ParseResult",
+    "TRUST_NOTHING",
+    "TrustedSources",
     "detect_format",
     "original_bytes",
     "parse_line",
@@ -38,4 +41,5 @@ __all__ = [
     "parse_value",
     "read_alerts",
     "read_dead_letters",
+    "trusted_sources",
 ]

@@ -25,7 +25,8 @@ from autonomy_controller.controller.ingest.decoding import REPAIRS_KEY, decode_j
 from autonomy_controller.controller.ingest.errors import IngestError
 from autonomy_controller.controller.ingest.fields import Record
 from autonomy_controller.controller.ingest.normalise import clean_text
-from autonomy_controller.controller.models import Alert
+from autonomy_controller.controller.ingest.native import TRUST_NOTHING, TrustedSources
+from autonomy_controller.controller.models import Alert, Provenance
 
 
 class Format(StrEnum):
@@ -78,8 +79,11 @@ def detect_format(record: Mapping[str, Any]) -> Format:
     raise IngestError(f"unrecognised record format (top-level keys: {keys})")
 
 
-def parse_value(value: object, origin: str) -> ParseResult:
+def parse_value(value: object, origin: str, trusted: TrustedSources = TRUST_NOTHING) -> ParseResult:
     """Parse one decoded JSON value. Any problem becomes an IngestError located at `origin`.
+
+    Each alert's provenance is set here, by the parser that produced it: `sensor` from a sensor's own format,
+    and for our Alert JSON `claim`, or `trusted_feed` when its `source` is one of `trusted` (the channel's).
 
     Unexpected shapes deep inside a record (a string where an object belongs) surface as TypeError and the
     like; they are converted too, because one odd record must cost one dead letter, not the whole stream.
@@ -92,7 +96,9 @@ def parse_value(value: object, origin: str) -> ParseResult:
         reason = parser.skip_reason(value)
         if reason is not None:
             return ParseResult(fmt, skipped=reason)
-        return ParseResult(fmt, [_with_repairs(parser.parse(value), value)])
+        alert = parser.parse(value)
+        vouched = native.provenance(alert, trusted) if fmt is Format.NATIVE else Provenance.SENSOR
+        return ParseResult(fmt, [_stamped(alert, value, vouched)])
     except IngestError as exc:
         raise exc.at(origin) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -100,20 +106,21 @@ def parse_value(value: object, origin: str) -> ParseResult:
         raise IngestError(problem, origin) from exc
 
 
-def _with_repairs(alert: Alert, record: Mapping[str, Any]) -> Alert:
-    """The alert, its raw record naming what decoding had to show differently (decoding.py), whatever the
-    format keeps of the record in raw: a repair is never silent."""
+def _stamped(alert: Alert, record: Mapping[str, Any], provenance: Provenance) -> Alert:
+    """The alert with its provenance, its raw record naming what decoding had to show differently (decoding.py),
+    whatever the format keeps of the record in raw: a repair is never silent."""
+    update: dict[str, Any] = {"provenance": provenance}
     repairs = record.get(REPAIRS_KEY)
-    if not repairs or alert.raw.get(REPAIRS_KEY) == repairs:
-        return alert
-    return alert.model_copy(update={"raw": {**alert.raw, REPAIRS_KEY: repairs}})
+    if repairs and alert.raw.get(REPAIRS_KEY) != repairs:
+        update["raw"] = {**alert.raw, REPAIRS_KEY: repairs}
+    return alert.model_copy(update=update)
 
 
-def parse_record(record: Mapping[str, Any], origin: str) -> list[Alert]:
+def parse_record(record: Mapping[str, Any], origin: str, trusted: TrustedSources = TRUST_NOTHING) -> list[Alert]:
     """The alerts in one decoded record ([] for a valid non-alert record such as a Suricata flow event)."""
-    return parse_value(dict(record) if not isinstance(record, dict) else record, origin).alerts
+    return parse_value(dict(record) if not isinstance(record, dict) else record, origin, trusted).alerts
 
 
-def parse_line(text: str, origin: str) -> ParseResult:
+def parse_line(text: str, origin: str, trusted: TrustedSources = TRUST_NOTHING) -> ParseResult:
     """Decode and parse one JSON line (for a follow/tail mode, or a message from a queue), strictly (decoding.py)."""
-    return parse_value(decode_json(text, origin), origin)
+    return parse_value(decode_json(text, origin), origin, trusted)

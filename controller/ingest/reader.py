@@ -42,6 +42,7 @@ from autonomy_controller.controller.ingest import lines
 from autonomy_controller.controller.ingest.decoding import Decoded, raw_decode, settle
 from autonomy_controller.controller.ingest.errors import IngestError
 from autonomy_controller.controller.ingest.formats import parse_line, parse_value
+from autonomy_controller.controller.ingest.native import TRUST_NOTHING, TrustedSources
 from autonomy_controller.controller.ingest.normalise import clean_text
 from autonomy_controller.controller.ingest.report import DeadLetter, IngestReport
 from autonomy_controller.controller.models import Alert
@@ -102,6 +103,7 @@ def read_alerts(
     report: IngestReport | None = None,
     *,
     on_position: Callable[[int], None] | None = None,
+    trusted: TrustedSources = TRUST_NOTHING,
 ) -> Iterator[Alert]:
     """Alerts from one file, lazily, in file order.
 
@@ -114,17 +116,23 @@ def read_alerts(
     input) with the byte offset reached in the file as stored, compressed bytes for .gz. It advances in
     read-buffer steps and ends at or before the file's size; the caller knows a file is done when the
     iterator is.
+
+    `trusted`: the sources this file's native records may speak for (formats.parse_value); none by default.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such alert file: {path}")
     with path.open("rb"):
         pass  # fail now on permissions, not at the first next()
-    return _read(path, dead_letter, report if report is not None else IngestReport(), on_position)
+    return _read(path, dead_letter, report if report is not None else IngestReport(), on_position, trusted)
 
 
 def _read(
-    path: Path, dead_letter: DeadLetter | None, report: IngestReport, on_position: Callable[[int], None] | None
+    path: Path,
+    dead_letter: DeadLetter | None,
+    report: IngestReport,
+    on_position: Callable[[int], None] | None,
+    trusted: TrustedSources,
 ) -> Iterator[Alert]:
     source = str(path)
     position = _Position()
@@ -136,7 +144,11 @@ def _read(
         try:
             if item.error is not None:
                 raise IngestError(item.error, origin)
-            result = parse_line(item.text, origin) if item.value is _UNDECODED else parse_value(item.value, origin)
+            result = (
+                parse_line(item.text, origin, trusted)
+                if item.value is _UNDECODED
+                else parse_value(item.value, origin, trusted)
+            )
         except IngestError as exc:
             report.add_error(str(exc))
             if dead_letter is not None:

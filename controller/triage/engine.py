@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from autonomy_controller.controller.models import Incident, Severity, TriageSummary
+from autonomy_controller.controller.models import Alert, Incident, Severity, TriageSummary
 from autonomy_controller.controller.triage import factors as f
 from autonomy_controller.controller.triage.attack import techniques
 from autonomy_controller.controller.triage.facts import FAILED, GUESSED, OTHER, alert_facts
@@ -20,7 +20,7 @@ from autonomy_controller.controller.triage.model import TriageModel
 from autonomy_controller.controller.triage.result import TriageEvidence, TriageFactor, TriageResult, TriageVerdict
 from autonomy_controller.controller.triage.scoring import AlertScorer, ScoredAlert
 
-Trust = Literal["sensor", "request", "ledger", "people", "model"]
+Trust = Literal["sensor", "request", "ledger", "people", "model", "claim"]
 RULE_FACTORS = (
     "rule_strength",
     "anomaly_score",
@@ -41,7 +41,9 @@ def triage(
 ) -> TriageResult:
     waf_sources = frozenset(model.waf_sources)
     scorer = AlertScorer(model, feedback)
-    alerts = [scorer.score(a, alert_facts(a, waf_sources)) for a in incident.alerts]
+    # Claims (native JSON no operator vouched for) are no sensor's facts: scored, counted and mapped as nothing.
+    claims = [a for a in incident.alerts if a.is_claim]
+    alerts = [scorer.score(a, alert_facts(a, waf_sources)) for a in incident.alerts if not a.is_claim]
     span = (incident.last_seen - incident.first_seen).total_seconds()
     values, own_classes = _values(alerts, model, history, span, weighted=False)
     factors = [_factor(name, value, why, _trust(name, value, alerts), model) for name, (value, why) in values.items()]
@@ -49,12 +51,14 @@ def triage(
         weighted, _ = _values(alerts, model, history, span, weighted=True)
         factors.append(_feedback_factor(values, weighted, alerts, model))
     score = sum(x.contribution for x in factors)
-    cap = _cap(alerts, model, score)
+    cap = _cap(alerts, claims, model, score)
     if cap is not None:
         factors.append(cap)
         score += cap.contribution
+    if claims:
+        factors.append(_claims_factor(claims))
     score = round(min(100.0, max(0.0, score)), 1)
-    evidence = _evidence(alerts, own_classes, span)
+    evidence = _evidence(alerts, own_classes, span, len(claims))
     verdict, confidence = _verdict(score, evidence.requests, model)
     return TriageResult(
         verdict=verdict,
@@ -124,22 +128,44 @@ def _feedback_factor(
     )
 
 
-def _cap(alerts: Sequence[ScoredAlert], model: TriageModel, score: float) -> TriageFactor | None:
+def _claims_factor(claims: Sequence[Alert]) -> TriageFactor:
+    """Why some alerts moved nothing: the triage explanation names them."""
+    named = ", ".join(sorted({a.source for a in claims})[:5])
+    return TriageFactor(
+        name="native_claims",
+        value=0.0,
+        weight=0.0,
+        contribution=0.0,
+        why=f"{len(claims)} alert(s) in our Alert JSON claim to come from {named}: no sensor vouches for them, so "
+        "none of their raw record, severity, confidence or blocked flag was read as a sensor fact (an operator "
+        "declares a trusted feed with --trust-native)",
+        trust="claim",
+    )
+
+
+def _cap(
+    alerts: Sequence[ScoredAlert], claims: Sequence[Alert], model: TriageModel, score: float
+) -> TriageFactor | None:
     """The model's limits, as a factor: protocol oddities alone (a numeric Host header on every request) are not
     intent, so at most suspicious; a high-severity alert from a sensor triage cannot rate (no rule metadata:
-    OCSF, native) is at least suspicious, so an EDR's C2 detection is never de-noised away."""
+    OCSF, a trusted native feed) is at least suspicious, so an EDR's C2 detection is never de-noised away. A claim
+    of high severity raises the score to that floor too, so a person still sees it, but as the claim's points
+    (trust `claim`): the guard's summary does without them (guard_summary)."""
     caps = model.caps
     floor = caps.unrated_high_severity_floor
-    unrated = [s for s in alerts if s.facts.kind == OTHER and s.alert.severity.rank >= Severity.HIGH.rank]
-    if unrated and score < floor:
+    unrated = [s.alert for s in alerts if s.facts.kind == OTHER and s.alert.severity.rank >= Severity.HIGH.rank]
+    claimed = [a for a in claims if a.severity.rank >= Severity.HIGH.rank]
+    if (unrated or claimed) and score < floor:
+        first = (unrated or claimed)[0]
+        said = "reported" if unrated else "is claimed (native JSON, no sensor vouches) to have reported"
         return TriageFactor(
             name="floor_unrated_sensor",
             value=0.0,
             weight=0.0,
             contribution=round(floor - score, 2),
-            why=f"{unrated[0].alert.source} reported {unrated[0].alert.severity.value} and carries no rule metadata "
-            f"to judge it by: score raised to {floor:g}",
-            trust="model",
+            why=f"{first.source} {said} {first.severity.value} and carries no rule metadata to judge it by: score "
+            f"raised to {floor:g}",
+            trust="model" if unrated else "claim",
         )
     attack_or_scan = any(h.attack_class or h.scanner for s in alerts for h in s.hits if h.strength > 0)
     limit = caps.protocol_only_score
@@ -169,7 +195,7 @@ def _verdict(score: float, requests: int, model: TriageModel) -> tuple[TriageVer
     return verdict, round(min(confidence, cap), 2)
 
 
-def _evidence(alerts: Sequence[ScoredAlert], classes: list[str], span: float) -> TriageEvidence:
+def _evidence(alerts: Sequence[ScoredAlert], classes: list[str], span: float, claims: int) -> TriageEvidence:
     requests = f.requests_weight(alerts, weighted=False)
     crossed = {s.facts.request for s in alerts if s.facts.crossed}
     statuses: dict[str, int] = {}
@@ -199,13 +225,14 @@ def _evidence(alerts: Sequence[ScoredAlert], classes: list[str], span: float) ->
         span_seconds=round(span, 3),
         failed_logins=sum(1 for s in alerts if s.facts.login == FAILED),
         guessed_logins=sum(1 for s in alerts if s.facts.login == GUESSED),
+        claims=claims,
     )
 
 
 def guard_summary(result: TriageResult, model: TriageModel) -> TriageSummary:
     """What the guard may act on: the verdict and its confidence as they stand without the points the request's
-    own text earned (a scanner user agent), so attacker-written text can push a verdict up for people to see but
-    never turn "a person approves" into "the machine acts alone". The confidence too: at the same verdict those
+    own text (a scanner user agent) or a claim (native JSON) earned, so attacker-written text can push a verdict up
+    for people to see but never turn "a person approves" into "the machine acts alone". The confidence too: at the same verdict those
     points still buy margin past the threshold, and a level's bar is a confidence (malicious at 0.8)."""
     verdict, confidence = result.verdict, result.confidence
     influenced = result.attacker_influenced_points

@@ -5,6 +5,10 @@ anomaly totals, whether the engine intervened, the HTTP status the application a
 classtype and signature id, a login service's own outcome and failure counts. Request content is never read,
 except the user agent, which may only ever *raise* suspicion (scanner fingerprints), and the URL path, which only
 scopes people's feedback (the user name a client tried is never read either).
+
+And only from a sensor: an alert whose provenance is `claim` (our Alert JSON on a channel nobody declared a
+trusted feed, docs/sensors.md "Provenance") has its `raw` and its own figures read as nothing (kind CLAIM), whatever
+`source` it names, so it can never raise a verdict.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from autonomy_controller.controller.ingest.normalise import clean_text
 from autonomy_controller.controller.ingest.waf import header
 from autonomy_controller.controller.models import Alert
 
-WAF, IDS, OTHER = "waf", "ids", "other"
+WAF, IDS, OTHER, CLAIM = "waf", "ids", "other", "claim"
 GUESSED, FAILED = "guessed", "failed"
 """A login service's outcomes (AlertFacts.login): a login that succeeded after guessing, a failed guess."""
 # The sensor's own message for CRS's anomaly totals: 949110 "(Total Score: 23)", 980130 "(Total Inbound Score: 8".
@@ -47,7 +51,7 @@ class Hit:
 @dataclass(frozen=True, slots=True)
 class AlertFacts:
     kind: str
-    """waf, ids or other: which sensor family produced the alert."""
+    """waf, ids or other: which sensor family produced the alert; claim: no sensor vouches for it."""
     request: str
     """Identity of the request/flow: several IDS signatures on one HTTP request are one request."""
     hits: tuple[Hit, ...] = ()
@@ -73,8 +77,10 @@ class AlertFacts:
 
 
 def alert_facts(alert: Alert, waf_sources: frozenset[str]) -> AlertFacts:
-    raw = alert.raw if isinstance(alert.raw, dict) else {}
     path = _path(alert.url)
+    if alert.is_claim:
+        return AlertFacts(kind=CLAIM, request=alert.id, path=path)
+    raw = alert.raw if isinstance(alert.raw, dict) else {}
     if alert.source in waf_sources:
         hits, total = _waf_hits(alert, raw)
         points = [h.points for h in hits if not h.is_total]

@@ -34,7 +34,7 @@ from autonomy_controller.controller.ledger.outcomes import (
     plan_targets,
     start_episode,
 )
-from autonomy_controller.controller.models import Category, Incident
+from autonomy_controller.controller.models import Category, Incident, Provenance
 from autonomy_controller.controller.triage.facts import _path as url_path
 from autonomy_controller.controller.triage.history import FeedbackCounts, RuleFeedback, SourceHistory
 
@@ -58,6 +58,7 @@ ANSWERS = ("rejected", "reverted", "confirmed")
 _Counts = tuple[int, int, int]
 _ZERO: _Counts = (0, 0, 0)
 CATEGORIES = frozenset(c.value for c in Category)
+VOUCHED = frozenset({Provenance.SENSOR.value, Provenance.TRUSTED_FEED.value})
 K = TypeVar("K", str, tuple[str, str])
 
 
@@ -166,6 +167,8 @@ class LedgerView:
 
     def _alert(self, inc: _Incident, p: dict[str, object]) -> None:
         inc.alerts += 1
+        if p.get("provenance") not in VOUCHED:
+            return  # a claim (native JSON, docs/sensors.md "Provenance") makes no history: it may only lower
         if isinstance(p.get("src_ip"), str):
             source = str(p["src_ip"])
             if source not in inc.sources:

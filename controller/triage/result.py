@@ -30,9 +30,10 @@ class TriageFactor(BaseModel):
     weight: float = Field(ge=0.0)
     contribution: float = Field(description="points this factor adds to (or, feedback and caps, takes from) the score")
     why: str
-    trust: Literal["sensor", "request", "ledger", "people", "model"] = Field(
+    trust: Literal["sensor", "request", "ledger", "people", "model", "claim"] = Field(
         description="where the value comes from: the sensor's own facts, the request the attacker wrote (may only "
-        "raise), the ledger (the source's past; may only raise), people's feedback, the model's caps"
+        "raise), the ledger (the source's past; may only raise), people's feedback, the model's caps, a claim (native "
+        "JSON no sensor vouches for: its points are shown, never acted on)"
     )
 
 
@@ -65,6 +66,9 @@ class TriageEvidence(BaseModel):
     span_seconds: float = 0.0
     failed_logins: int = Field(default=0, description="alerts of failed guesses a login service reported")
     guessed_logins: int = Field(default=0, description="logins that succeeded after guessing (the service's count)")
+    claims: int = Field(
+        default=0, description="alerts whose provenance is claim: counted nowhere above, their facts not read"
+    )
 
 
 class TriageResult(BaseModel):
@@ -78,6 +82,6 @@ class TriageResult(BaseModel):
 
     @property
     def attacker_influenced_points(self) -> float:
-        """Points resting on what the request says (a scanner user agent): a policy that lets a verdict raise
-        autonomy can ask that it stands without them (score - these points)."""
-        return round(sum(f.contribution for f in self.factors if f.trust == "request"), 2)
+        """Points resting on what the request says (a scanner user agent) or on a claim (native JSON no sensor
+        vouches for): a verdict that raises autonomy must stand without them (score - these points)."""
+        return round(sum(f.contribution for f in self.factors if f.trust in ("request", "claim")), 2)
