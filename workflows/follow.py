@@ -35,7 +35,15 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
-from autonomy_controller.controller.ingest import DeadLetter, IngestError, IngestReport, lines, parse_line
+from autonomy_controller.controller.ingest import (
+    TRUST_NOTHING,
+    DeadLetter,
+    IngestError,
+    IngestReport,
+    TrustedSources,
+    lines,
+    parse_line,
+)
 from autonomy_controller.workflows.client import Submitter
 
 HEAD_BYTES = 4096
@@ -282,6 +290,8 @@ class Follower:
     batch_lines: int = 500
     interval: float = 1.0
     on_flush: Callable[[Flush], None] = lambda _flush: None
+    trusted: TrustedSources = TRUST_NOTHING
+    """The sources this file's native records may speak for (`ingest --follow --trust-native`)."""
     _lines: int = 0
     _alerts: int = 0
     _dead: int = 0
@@ -295,7 +305,7 @@ class Follower:
         try:
             if line.error is not None:
                 raise IngestError(line.error, origin)
-            result = parse_line(line.text, origin)
+            result = parse_line(line.text, origin, self.trusted)
         except IngestError as exc:
             self.report.add_error(str(exc))
             self.dead_letter.write(source=line.source, line=line.number, error=exc.problem, data=line.data)

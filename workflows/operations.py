@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from autonomy_controller.controller.approver_keys import ApproverSecret, Ballot, sign_token
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.ingest import TRUST_NOTHING, DeadLetter, IngestReport, TrustedSources, read_alerts
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.workflows.client import SubmitReport, Submitter, cast_vote, incident_handle
@@ -114,13 +114,14 @@ async def submit_files(
     level: Level | None,
     settle_seconds: float,
     quiet_seconds: float,
+    trusted: TrustedSources = TRUST_NOTHING,
 ) -> SubmitReport:
     """Stream every file's alerts into the Submitter (ledger first, then signal-with-start), bad records
     dead-lettered; the files were checked to be readable by the caller, so an OSError here is mid-read."""
     submitter = Submitter(client, ledger, level=level, settle_seconds=settle_seconds, quiet_seconds=quiet_seconds)
     try:
         for path in paths:
-            for alert in read_alerts(path, dead_letter=dead_letter, report=ingest):
+            for alert in read_alerts(path, dead_letter=dead_letter, report=ingest, trusted=trusted):
                 await submitter.add(alert)
         await submitter.flush()
     except RPCError as exc:

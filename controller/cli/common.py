@@ -89,6 +89,30 @@ AddressOption = Annotated[
     ),
 ]
 
+TrustNativeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-native",
+        metavar="SOURCE",
+        help="Read our own Alert JSON that names SOURCE (auth-log, modsecurity3, suricata, an EDR's name) as that "
+        "sensor's facts: for a shipper you run that translates the real sensor into our JSON. Repeat per source. "
+        "Default: none. Without it a native record is a claim: kept and shown, but triage reads none of its raw "
+        "record, severity, confidence or blocked flag as a sensor's (docs/sensors.md, Provenance). The sensors' own "
+        "formats need no trust: our adapters parse them.",
+        show_default=False,
+    ),
+]
+
+
+def trusted_native(names: list[str] | None) -> frozenset[str]:
+    """The --trust-native sources, checked (exit 2 naming a bad one)."""
+    from autonomy_controller.controller.ingest.native import trusted_sources  # lazy: --help loads no ingest
+
+    try:
+        return trusted_sources(names or ())
+    except ValueError as exc:
+        fail(str(exc), 2)
+
 
 def temporal_address(option: str | None, settings: Settings) -> str:
     """--address wins over AUTONOMY_TEMPORAL_ADDRESS, which wins over the local default."""

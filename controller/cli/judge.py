@@ -16,7 +16,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from autonomy_controller.controller.case.grouping import group_alerts
-from autonomy_controller.controller.cli.common import VERDICT_STYLE, JsonFlag, console, err_console
+from autonomy_controller.controller.cli.common import (
+    VERDICT_STYLE,
+    JsonFlag,
+    TrustNativeOption,
+    console,
+    err_console,
+    trusted_native,
+)
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.decision.levels import LevelConfigError, load_level_config
@@ -147,6 +154,7 @@ def evaluate(
         typer.Option("--level", help="Judge at this level instead of the scope's assigned level."),
     ] = None,
     engine: Annotated[EngineName | None, typer.Option(help=ENGINE_HELP)] = None,
+    trust_native: TrustNativeOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest ALERT_FILE, plan a response per incident and show each action's verdict, risk and reasons.
@@ -154,10 +162,11 @@ def evaluate(
     Nothing is executed. Malformed lines go to the dead-letter file and are reported on stderr.
     """
     settings = Settings()
+    trusted = trusted_native(trust_native)
     report = IngestReport()
     dead_letter = DeadLetter(settings.dead_letter_path)
     try:
-        incidents = group_alerts(read_alerts(alert_file, dead_letter=dead_letter, report=report))
+        incidents = group_alerts(read_alerts(alert_file, dead_letter=dead_letter, report=report, trusted=trusted))
     except OSError as exc:
         err_console.print(f"[red]cannot read {alert_file}: {exc}[/]")
         raise typer.Exit(2) from exc

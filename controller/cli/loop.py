@@ -24,6 +24,7 @@ from autonomy_controller.controller.cli.common import (
     AddressOption,
     IncidentArg,
     JsonFlag,
+    TrustNativeOption,
     cell,
     console,
     emit_json,
@@ -33,6 +34,7 @@ from autonomy_controller.controller.cli.common import (
     run_async,
     status_text,
     temporal_address,
+    trusted_native,
     verdict_text,
     when,
 )
@@ -200,6 +202,7 @@ def submit(
     level: LevelOption = None,
     settle: SettleOption = 5.0,
     quiet: QuietOption = 60.0,
+    trust_native: TrustNativeOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Submit alerts to the loop: each incident (category + source) becomes one workflow, started or joined.
@@ -209,6 +212,7 @@ def submit(
     go to the dead-letter file; the rest still goes through. A worker must run for anything to happen.
     """
     settings = Settings()
+    trusted = trusted_native(trust_native)
     for path in files:
         try:
             with path.open("rb"):
@@ -230,6 +234,7 @@ def submit(
                 level=level,
                 settle_seconds=settle,
                 quiet_seconds=quiet,
+                trusted=trusted,
             )
         return report.incidents, report.signals
 
@@ -264,6 +269,7 @@ def ingest(
         float, typer.Option(min=0.05, help="... or after this many seconds, whichever is first.")
     ] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Process what is in the file now, then exit.")] = False,
+    trust_native: TrustNativeOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Tail a growing alert log like `tail -F` and submit each new line to the loop until Ctrl-C.
@@ -274,6 +280,7 @@ def ingest(
     newline is left for the next poll. Bad lines go to the dead-letter file.
     """
     settings = Settings()
+    trusted = trusted_native(trust_native)
     store = OffsetStore(settings.state_dir, follow)
     saved = store.load()
     if once and saved is None and not follow.exists():
@@ -307,7 +314,7 @@ def ingest(
         with Ledger.from_url(settings.ledger_url) as ledger:
             submitter = Submitter(client, ledger, level=level, settle_seconds=settle, quiet_seconds=quiet)
             follower = Follower(
-                LineSource(follow, saved), store, submitter, dead_letter, report, batch, interval, on_flush
+                LineSource(follow, saved), store, submitter, dead_letter, report, batch, interval, on_flush, trusted
             )
             if not once:
                 err_console.print(f"[dim]following {escape(str(follow))}; Ctrl-C stops (where it stopped is kept)[/]")

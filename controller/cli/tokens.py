@@ -8,7 +8,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, err_console, fail
+from autonomy_controller.controller.cli.common import (
+    JsonFlag,
+    TrustNativeOption,
+    console,
+    emit_json,
+    err_console,
+    fail,
+)
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.service.tokens import Scope, TokenEntry, TokenError, TokenStore, tokens_file
 
@@ -24,17 +31,22 @@ def _as_dict(entry: TokenEntry) -> dict[str, object]:
         "created_at": entry.created_at,
         "revoked_at": entry.revoked_at,
         "sha256": entry.sha256,
+        "trust_native": list(entry.trust_native),
     }
 
 
 def tokens_add(
     name: Annotated[str, typer.Argument(help="Who sends with it: a SIEM, a sensor, a team.")],
     scope: Annotated[list[Scope], typer.Option("--scope", help="ingest (POST /v1/alerts), read (/v1/incidents).")],
+    trust_native: TrustNativeOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Make a token: printed once, stored only as its SHA-256 (give it to the sender now)."""
+    """Make a token: printed once, stored only as its SHA-256 (give it to the sender now).
+
+    With --trust-native SOURCE (ingest scope), this sender's Alert JSON naming SOURCE is read as that sensor's
+    facts; without it, as claims (docs/sensors.md, Provenance)."""
     try:
-        token, entry = _store().add(name, scope)
+        token, entry = _store().add(name, scope, trust_native or ())
     except TokenError as exc:
         fail(str(exc), 1)
     if as_json:
@@ -55,11 +67,12 @@ def tokens_list(as_json: JsonFlag = False) -> None:
             emit_json(_as_dict(entry))
         return
     table = Table(title=f"{len(entries)} token(s)")
-    for column in ("name", "scopes", "created", "revoked"):
+    for column in ("name", "scopes", "trusted feed for", "created", "revoked"):
         table.add_column(column, overflow="fold")
     for entry in entries:
         scopes = ", ".join(s.value for s in entry.scopes)
-        table.add_row(escape(entry.name), scopes, entry.created_at, entry.revoked_at or "-")
+        trusts = escape(", ".join(entry.trust_native)) or "-"
+        table.add_row(escape(entry.name), scopes, trusts, entry.created_at, entry.revoked_at or "-")
     console.print(table)
 
 

@@ -27,12 +27,12 @@ from autonomy_controller.controller.ingest.reader import read_alerts
 from autonomy_controller.controller.ingest.report import DeadLetter, IngestReport, original_bytes, read_dead_letters
 
 __all__ = [
+    "TRUST_NOTHING",
     "DeadLetter",
     "Format",
     "IngestError",
     "IngestReport",
     "ParseResult",
-    "TRUST_NOTHING",
     "TrustedSources",
     "detect_format",
     "original_bytes",

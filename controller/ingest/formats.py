@@ -24,8 +24,8 @@ from autonomy_controller.controller.ingest import (
 from autonomy_controller.controller.ingest.decoding import REPAIRS_KEY, decode_json
 from autonomy_controller.controller.ingest.errors import IngestError
 from autonomy_controller.controller.ingest.fields import Record
-from autonomy_controller.controller.ingest.normalise import clean_text
 from autonomy_controller.controller.ingest.native import TRUST_NOTHING, TrustedSources
+from autonomy_controller.controller.ingest.normalise import clean_text
 from autonomy_controller.controller.models import Alert, Provenance
 
 

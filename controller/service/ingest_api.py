@@ -104,7 +104,8 @@ async def post_alerts(request: Request, sender: Annotated[TokenEntry, Depends(re
 async def _ingest(request: Request, service: Service, sender: TokenEntry) -> IngestResult:
     try:
         body = await _body(request, service)
-        intake = await asyncio.to_thread(read_body, body, request.headers.get("content-type", ""), service.config)
+        content_type, trusted = request.headers.get("content-type", ""), frozenset(sender.trust_native)
+        intake = await asyncio.to_thread(read_body, body, content_type, service.config, trusted)
     except BodyRefused as exc:
         service.metrics.refused.labels(str(exc.status)).inc()
         raise HTTPException(exc.status, str(exc)) from exc

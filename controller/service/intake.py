@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.ingest import TRUST_NOTHING, DeadLetter, IngestReport, TrustedSources, read_alerts
 from autonomy_controller.controller.ingest.reader import GZIP_MAGIC
 from autonomy_controller.controller.models import Alert
 from autonomy_controller.controller.service.config import ServiceConfig
@@ -81,8 +81,9 @@ def inflate(body: bytes, config: ServiceConfig) -> bytes:
     return out
 
 
-def read_body(body: bytes, content_type: str, config: ServiceConfig) -> Intake:
-    """Alerts and bad records from one body; BodyRefused when the request as a whole breaks a limit."""
+def read_body(body: bytes, content_type: str, config: ServiceConfig, trusted: TrustedSources = TRUST_NOTHING) -> Intake:
+    """Alerts and bad records from one body; BodyRefused when the request as a whole breaks a limit. `trusted`:
+    the sources the sender's token may speak for (tokens.py, `trust_native`)."""
     data = inflate(body, config)
     if not data.strip():
         raise BodyRefused(400, "the body holds no records")
@@ -93,7 +94,7 @@ def read_body(body: bytes, content_type: str, config: ServiceConfig) -> Intake:
     with tempfile.TemporaryDirectory(prefix="autonomy-http-") as folder:
         path = Path(folder) / f"body{suffix}"
         path.write_bytes(data)
-        for alert in read_alerts(path, dead_letter=collector, report=intake.report):
+        for alert in read_alerts(path, dead_letter=collector, report=intake.report, trusted=trusted):
             intake.alerts.append(alert)
             _check_records(intake.report, config)
         _check_records(intake.report, config)

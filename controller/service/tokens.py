@@ -4,6 +4,11 @@ The file (`<state dir>/api-tokens.json`, or AUTONOMY_API_TOKENS_FILE) is what an
 `autonomy tokens add|list|revoke`; the service re-reads it when it changes, so a revocation takes effect on
 the next request without a restart. A token is 32 random bytes: a plain SHA-256 is enough to store it (no
 password stretching needed for a secret nobody chose), and a leaked file reveals no usable token.
+
+A token with the ingest scope may also name the sources its sender speaks for (`trust_native`, set with
+`autonomy tokens add NAME --scope ingest --trust-native auth-log`): that sender's native Alert JSON naming one of
+them is read as that sensor's facts (a trusted feed). None by default: native records are claims
+(docs/sensors.md, "Provenance"). A file written before this field reads as trusting nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+
+from autonomy_controller.controller.ingest.native import trusted_sources
 
 PREFIX = "aut_"
 """Makes a leaked token recognisable to secret scanners and in logs."""
@@ -37,6 +45,8 @@ class TokenEntry:
     sha256: str
     created_at: str
     revoked_at: str | None = None
+    trust_native: tuple[str, ...] = ()
+    """The sources this sender's native Alert JSON may speak for (a trusted feed); none by default."""
 
     @property
     def active(self) -> bool:
@@ -76,6 +86,7 @@ class TokenStore:
                     sha256=str(item["sha256"]),
                     created_at=str(item["created_at"]),
                     revoked_at=item.get("revoked_at"),
+                    trust_native=tuple(sorted(trusted_sources(item.get("trust_native") or ()))),
                 )
                 for item in document["tokens"]
             ]
@@ -87,17 +98,23 @@ class TokenStore:
         wanted = digest(token)
         return next((e for e in self.entries() if secrets.compare_digest(e.sha256, wanted)), None)
 
-    def add(self, name: str, scopes: list[Scope]) -> tuple[str, TokenEntry]:
+    def add(self, name: str, scopes: list[Scope], trust_native: Iterable[str] = ()) -> tuple[str, TokenEntry]:
         """A new token for `name`: returns the token itself (shown once, never stored) and its entry."""
         if not name.strip() or len(name) > 64 or not name.isprintable():
             raise TokenError("a token name is 1-64 printable characters")
         if not scopes:
             raise TokenError("a token needs at least one scope (ingest, read)")
+        try:
+            trusted = tuple(sorted(trusted_sources(trust_native)))
+        except ValueError as exc:
+            raise TokenError(str(exc)) from None
+        if trusted and Scope.INGEST not in scopes:
+            raise TokenError("--trust-native is for a sender: the token needs the ingest scope")
         entries = self.entries()
         if any(e.name == name and e.active for e in entries):
             raise TokenError(f"an active token is named {name!r} already: revoke it first, or pick another name")
         token = PREFIX + secrets.token_urlsafe(32)
-        entry = TokenEntry(name, tuple(dict.fromkeys(scopes)), digest(token), _now())
+        entry = TokenEntry(name, tuple(dict.fromkeys(scopes)), digest(token), _now(), trust_native=trusted)
         self._save([*entries, entry])
         return token, entry
 

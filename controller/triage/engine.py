@@ -232,8 +232,9 @@ def _evidence(alerts: Sequence[ScoredAlert], classes: list[str], span: float, cl
 def guard_summary(result: TriageResult, model: TriageModel) -> TriageSummary:
     """What the guard may act on: the verdict and its confidence as they stand without the points the request's
     own text (a scanner user agent) or a claim (native JSON) earned, so attacker-written text can push a verdict up
-    for people to see but never turn "a person approves" into "the machine acts alone". The confidence too: at the same verdict those
-    points still buy margin past the threshold, and a level's bar is a confidence (malicious at 0.8)."""
+    for people to see but never turn "a person approves" into "the machine acts alone". The confidence too: at the
+    same verdict those points still buy margin past the threshold, and a level's bar is a confidence (malicious at
+    0.8)."""
     verdict, confidence = result.verdict, result.confidence
     influenced = result.attacker_influenced_points
     if influenced > 0:
