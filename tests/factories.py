@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from autonomy_controller.controller.case.grouping import incident_from_alerts
-from autonomy_controller.controller.models import Alert, Category, Incident, Severity, TriageSummary
+from autonomy_controller.controller.models import Alert, Category, Incident, Provenance, Severity, TriageSummary
 
 MALICIOUS = TriageSummary(verdict="malicious", confidence=0.9)
 """The triage L3-L5 need before containment runs alone: for tests about something else than triage."""
@@ -26,7 +26,8 @@ def make_incident(
     alerts = [
         Alert(
             id=f"test-{i}",
-            source="native",
+            source="ocsf",  # a sensor our adapter parsed (provenance sensor) with no rule metadata
+            provenance=Provenance.SENSOR,
             observed_at=datetime(2026, 11, 23, 8, 0, i, tzinfo=UTC),
             category=category,
             severity=severity,

@@ -171,7 +171,7 @@ def _blocks(status: IncidentStatus) -> list:
 
 
 async def test_a_stray_hit_waits_for_a_person_and_the_tool_that_follows_is_blocked_alone(loop: Loop) -> None:
-    (key,) = await loop.submit([alert(1, source="native")], level=Level.L3, quiet=30)
+    (key,) = await loop.submit([alert(1)], level=Level.L3, quiet=30)
     first = action_of(await awaiting(loop, key), "network.block_ip")
     assert first.round == 1
     assert await loop.submit(burst(start=100, n=3 * BURST), level=Level.L3, quiet=30) == [key]
@@ -190,7 +190,7 @@ async def test_a_stray_hit_waits_for_a_person_and_the_tool_that_follows_is_block
 
 
 async def test_a_later_round_never_overrules_a_persons_rejection(loop: Loop) -> None:
-    (key,) = await loop.submit([alert(1, source="native")], level=Level.L3, quiet=30)
+    (key,) = await loop.submit([alert(1)], level=Level.L3, quiet=30)
     await awaiting(loop, key)
     await cast_vote(loop.client, loop.ledger, key, vote("carol", VoteChoice.REJECT))
     await loop.wait_for(key, lambda s: action_of(s, "network.block_ip").status is ActionStatus.REJECTED)

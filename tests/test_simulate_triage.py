@@ -169,7 +169,8 @@ def test_cli_table_json_and_html_show_the_shares_and_the_triage_diff(tmp_path: P
     env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var"), "COLUMNS": "250"}
     split = tmp_path / "split.jsonl"  # the samples as alerts() splits them, in our own Alert JSON (lossless)
     split.write_text("".join(a.model_dump_json() + "\n" for a in alerts()))
-    args = ["simulate", str(split), "--against-levels", str(cand.settings.levels_dir), "--no-progress"]
+    trust = [arg for source in sorted({a.source for a in alerts()}) for arg in ("--trust-native", source)]
+    args = ["simulate", str(split), "--against-levels", str(cand.settings.levels_dir), "--no-progress", *trust]
     result = runner.invoke(app, [*args, "--json", "--html", str(html)], env=env)
     assert result.exit_code == 0, result.output
     documents: list[dict[str, Any]] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -49,6 +49,7 @@ KINDS = (
 KEYS = (
     # ALERT, ACCESS
     "id", "source", "observed_at", "category", "src_ip", "dst_ip", "asset", "url", "rule_ids", "blocked", "raw",
+    "provenance",
     # DECISION, APPROVAL, EXECUTION, VERIFICATION, COMPENSATION, REVERT
     "action_id", "action", "verdict", "shadow", "event", "request", "outcome", "purpose", "ok",
 )  # fmt: skip

@@ -29,11 +29,13 @@ from rich.table import Table
 
 from autonomy_controller.controller.cli.common import (
     JsonFlag,
+    TrustNativeOption,
     cell,
     console,
     emit_json,
     err_console,
     fail,
+    trusted_native,
     verdict_text,
 )
 from autonomy_controller.controller.config import Settings
@@ -92,10 +94,16 @@ class BytesRead:
         self._index += 1
 
 
-def read_all(files: list[Path], dead_letter: DeadLetter, report: IngestReport, progress: BytesRead) -> Iterator[Alert]:
+def read_all(
+    files: list[Path],
+    dead_letter: DeadLetter,
+    report: IngestReport,
+    progress: BytesRead,
+    trusted: frozenset[str] = frozenset(),
+) -> Iterator[Alert]:
     """Every file's alerts in turn, lazily, keeping `progress` up to date."""
     for path in files:
-        yield from read_alerts(path, dead_letter=dead_letter, report=report, on_position=progress.at)
+        yield from read_alerts(path, dead_letter=dead_letter, report=report, on_position=progress.at, trusted=trusted)
         progress.file_done()
 
 
@@ -276,6 +284,7 @@ def simulate(
         int, typer.Option(min=0, help="Diff rows shown in the table and the HTML (all go to --json).")
     ] = 200,
     progress: Annotated[bool, typer.Option(help="Progress on stderr (only on a terminal).")] = True,
+    trust_native: TrustNativeOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Replay ALERT_FILES through ingest, grouping, the offline planner and the guard at L1-L5; nothing runs.
@@ -289,6 +298,7 @@ def simulate(
     summary document. --html: the same as a page with a stacked bar chart per level.
     """
     settings = Settings()
+    trusted = trusted_native(trust_native)
     base = SimConfig.from_dirs("base", settings, levels_dir, policies_dir)
     against = (
         SimConfig.from_dirs("against", base.settings, against_levels, against_policies)
@@ -301,7 +311,8 @@ def simulate(
     report = IngestReport()
     dead_letter = DeadLetter(settings.dead_letter_path)
     consumed = BytesRead.of(alert_files)
-    incidents = stream_incidents(read_all(alert_files, dead_letter, report, consumed), window, max_open, max_alerts)
+    alerts = read_all(alert_files, dead_letter, report, consumed, trusted)
+    incidents = stream_incidents(alerts, window, max_open, max_alerts)
     sample = DiffSample(show_diff)  # bounded: the rest are counted, and all go to --json
     bar = progress_bar(progress)
     with Simulation(base, against, levels=only_levels, scoped=scoped, engine=engine) as simulation, bar:

@@ -48,7 +48,7 @@ KINDS = (
 )
 KEYS = (
     # ALERT
-    "src_ip", "source", "category", "rule_ids", "url",
+    "src_ip", "source", "category", "rule_ids", "url", "provenance",
     # PLAN (triage: the guard's summary) and DECISION
     "triage", "actions", "action_id", "action", "scope", "effective_level", "verdict", "shadow",
     # APPROVAL, EXECUTION, VERIFICATION
