@@ -95,8 +95,11 @@ def burst(
 
 def modsec3_record(waf_alert: Alert) -> dict[str, Any]:
     """The ModSecurity v3 audit record (controller/ingest/modsec3.py) of one burst alert's request: its rule
-    messages, addresses and time, answered 403 by an enforcing engine. Its id is the adapter's, from `unique_id`."""
+    messages, addresses, time and request headers, answered as its raw says by an enforcing engine. Its id is the
+    adapter's, from `unique_id`."""
     transaction = waf_alert.raw["transaction"]
+    request = transaction.get("request") or {}
+    headers = {"Host": "shop.example", "User-Agent": "Mozilla/5.0", **(request.get("headers") or {})}
     return {
         "transaction": {
             "client_ip": waf_alert.src_ip,
@@ -104,26 +107,43 @@ def modsec3_record(waf_alert: Alert) -> dict[str, Any]:
             "host_port": 443,
             "unique_id": waf_alert.id,
             "time_stamp": waf_alert.observed_at.astimezone(UTC).strftime("%a %b %d %H:%M:%S %Y"),
-            "request": {
-                "method": "GET",
-                "uri": "/?id=1%27%20OR%201=1--",
-                "http_version": "1.1",
-                "headers": {"Host": "shop.example", "User-Agent": "Mozilla/5.0"},
-            },
-            "response": {"http_code": transaction["response"]["http_code"]},
+            "request": {"method": "GET", "uri": "/?id=1%27%20OR%201=1--", "http_version": "1.1", "headers": headers},
+            "response": {"http_code": (transaction.get("response") or {}).get("http_code", 403)},
             "producer": {"secrules_engine": "Enabled"},
             "messages": transaction["messages"],
         }
     }
 
 
+def auth_log_record(login: Alert) -> dict[str, Any]:
+    """The login service's record (controller/ingest/auth_log.py) behind an auth-log alert: its raw outcome and
+    counts, with the alert's time, addresses, account and id."""
+    return {
+        "time": login.observed_at.isoformat(),
+        "service": "lab-login",
+        "src_ip": login.src_ip,
+        "dst_ip": login.dst_ip,
+        "dst_port": login.dst_port or 8081,
+        "user": login.user,
+        "request_id": login.id,
+        **login.raw,
+        "event": "authentication",
+    }
+
+
 def alert_lines(alerts: Iterable[Alert]) -> str:
-    """Alerts as a sensor log a file or HTTP ingest reads: a burst's WAF alerts as ModSecurity v3 records (the
-    adapter vouches for them), everything else as our Alert JSON (claims, unless the channel trusts the source)."""
+    """Alerts as a file or an HTTP body holds them for ingest: what a sensor adapter vouched for in process, in
+    that sensor's own format where the harness can write it (a burst's ModSecurity v3 records, a login service's
+    records), so the adapter vouches again; everything else as our Alert JSON (claims, unless the channel trusts
+    the source: --trust-native)."""
     lines = []
     for a in alerts:
-        sensed = a.provenance == Provenance.SENSOR and a.source == "modsecurity3" and "transaction" in a.raw
-        lines.append(json.dumps(modsec3_record(a) if sensed else a.model_dump(mode="json")) + "\n")
+        record: dict[str, Any] = a.model_dump(mode="json")
+        if a.provenance == Provenance.SENSOR and a.source == "modsecurity3" and "transaction" in a.raw:
+            record = modsec3_record(a)
+        elif a.provenance == Provenance.SENSOR and a.source == "auth-log" and "outcome" in a.raw:
+            record = auth_log_record(a)
+        lines.append(json.dumps(record) + "\n")
     return "".join(lines)
 
 

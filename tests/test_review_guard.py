@@ -22,8 +22,16 @@ from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.risk import RiskContext
 from autonomy_controller.controller.decision.targets import check_action, targets_of
-from autonomy_controller.controller.models import Alert, Category, Level, Plan, ProposedAction, Severity
-from tests.harness import ATTACKER, WAF_RAW, alert, burst
+from autonomy_controller.controller.models import (
+    Alert,
+    Category,
+    Level,
+    Plan,
+    ProposedAction,
+    Provenance,
+    Severity,
+)
+from tests.harness import ATTACKER, WAF_RAW, alert, alert_lines, burst
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +41,7 @@ DC = ipaddress.IPv4Address("10.10.0.10")  # dc-01 (policies/inventory/data.yaml)
 
 
 def write_alerts(path: Path, alerts: list[Alert]) -> Path:
-    path.write_text("".join(json.dumps(a.model_dump(mode="json")) + "\n" for a in alerts))
+    path.write_text(alert_lines(alerts))  # the sensors' own formats (the adapters vouch), else our Alert JSON
     return path
 
 
@@ -399,18 +407,15 @@ def test_the_policy_input_carries_no_free_text_params(embedded_guard: Guard) -> 
     assert (ticket.verdict, notify.verdict) == ("execute", "execute")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trust model: our own Alert JSON keeps the `source` it claims, and triage reads `raw` as that sensor's "
-    "facts, so a native record claiming auth-log (or modsecurity3, suricata) with crafted facts lifts triage. "
-    "Fixing it changes what native JSON may claim, and tests/harness.py's bursts rely on it (see report)",
-)
 def test_a_native_alert_claiming_a_sensor_never_lifts_triage(tmp_path: Path) -> None:
     # Four WAF requests: triage below the bar, a person approves the block. Four more records in our own Alert
     # JSON that say `source: auth-log` and carry a login service's "success after 50 failures": the block ran alone.
+    # Native JSON is a claim (docs/sensors.md, "Provenance"): triage reads none of its raw as the login service's.
     plan = write_plan(tmp_path / "plan.json", block(ATTACKER))
     [clean] = decide(tmp_path, "wasm", burst(n=4), plan, "--level", "L4")
-    claimed = burst(n=4, start=100, source="auth-log", raw={"outcome": "success", "user_failures_before": 50})
+    guessed = {"event": "authentication", "outcome": "success", "user_failures_before": 50, "source_failures": 0}
+    claimed = burst(n=4, start=100, source="auth-log", raw=guessed, provenance=Provenance.CLAIM)
     [lifted] = decide(tmp_path, "wasm", [*burst(n=4), *claimed], plan, "--level", "L4")
     assert clean["verdict"] == "approve"
     assert lifted["verdict"] != "execute", lifted["triage"]
+    assert lifted["triage"] == clean["triage"]
