@@ -34,7 +34,7 @@ def trusted_sources(names: Iterable[str]) -> TrustedSources:
     found: set[str] = set()
     for name in names:
         try:
-            checked = identifier("source", name.strip())
+            checked = identifier("source", name)
         except IngestError as exc:
             raise ValueError(f"--trust-native {name!r}: {exc.problem}") from None
         if not checked or checked == SOURCE:
