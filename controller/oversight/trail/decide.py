@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from autonomy_controller.controller.approver_keys import Ballot, RefusalCode, TokenRefused, verify_token
 from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
+from autonomy_controller.controller.models import Provenance
 from autonomy_controller.controller.oversight.trail.history import Update
 from autonomy_controller.controller.oversight.trail.impact import impact_facts
 from autonomy_controller.controller.oversight.trail.model import (
@@ -61,6 +62,22 @@ def _planner_saw(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) -
     return [alerts_by_id[i] for i in ids if i in alerts_by_id], fact
 
 
+def _provenance_facts(alerts: list[LedgerRecord]) -> list[Fact]:
+    """Who vouched for the alerts, when not every one came from a sensor's own format (docs/sensors.md,
+    "Provenance"): a claim's facts were not read, a trusted feed's were on the operator's word."""
+    facts = []
+    for value, said in (
+        (Provenance.CLAIM, "claims (our Alert JSON no sensor vouched for): triage read none of their facts"),
+        (Provenance.TRUSTED_FEED, "from a trusted native feed: read as the sensor's facts on the operator's word"),
+    ):
+        found = [a for a in alerts if a.payload.get("provenance", Provenance.CLAIM.value) == value.value]
+        if found:
+            named = ", ".join(sorted({str(a.payload.get("source")) for a in found}))
+            cites = [ledger_cite(a.seq) for a in found[:MAX_ALERTS_SHOWN]]
+            facts.append(Fact(text=f"{len(found)} of them {said} (source {named})", cites=cites))
+    return facts
+
+
 def evidence_step(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) -> Step:
     """The alerts the action answers: the first thing "why did this run" must point at."""
     alerts, which = _planner_saw(ctx, alerts_by_id)
@@ -75,6 +92,7 @@ def evidence_step(ctx: ActionContext, alerts_by_id: Mapping[str, LedgerRecord]) 
     blocked = "; the sensor blocked every one" if payloads and all(p.get("blocked") for p in payloads) else ""
     shown = alerts[:MAX_ALERTS_SHOWN]
     facts = [Fact(text=ctx.evidence + blocked, cites=[ledger_cite(a.seq) for a in shown]), which]
+    facts.extend(_provenance_facts(alerts))
     if len(alerts) > len(shown):
         rest = alerts[len(shown) :]
         facts.append(Fact(text=f"{len(rest)} more alert(s) not listed: ledger seqs {rest[0].seq} to {rest[-1].seq}"))
