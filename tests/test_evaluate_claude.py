@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
 from tests.claude_fake import KEY, MODEL, act, own_triage, propose
-from tests.harness import BURST, WAF_RAW
+from tests.harness import BURST, alert_lines
+from tests.harness import burst as harness_burst
 
-ALERT = {
+ALERT = {  # our Alert JSON from an EDR whose shipper the operator trusts (evaluate's --trust-native edr)
     "id": "evt-1",
-    "source": "native",
+    "source": "edr",
     "observed_at": "2026-11-23T08:00:00Z",
     "category": "sqli",
     "severity": "critical",
@@ -73,23 +74,13 @@ def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[type[Messag
 def burst(n: int = BURST) -> list[dict[str, Any]]:
     """A tool-driven attack as ModSecurity v3 logs it (tests/harness.py): triage says malicious, so L3-L5 may
     contain it alone."""
-    return [
-        {
-            **ALERT,
-            "id": f"evt-{i}",
-            "source": "modsecurity3",
-            "observed_at": f"2026-11-23T08:00:{i:02d}Z",
-            "rule_ids": ["942100", "941100", "932100", "949110"],
-            "raw": WAF_RAW,
-        }
-        for i in range(1, n + 1)
-    ]
+    return [json.loads(line) for line in alert_lines(harness_burst(n=n)).splitlines()]
 
 
 def evaluate(tmp_path: Path, level: str, alerts_in: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     alerts = tmp_path / "alert.jsonl"
     alerts.write_text("".join(json.dumps(a) + "\n" for a in alerts_in or [ALERT]))
-    result = CliRunner().invoke(app, ["evaluate", str(alerts), "--level", level, "--json"])
+    result = CliRunner().invoke(app, ["evaluate", str(alerts), "--level", level, "--json", "--trust-native", "edr"])
     assert result.exit_code == 0, result.output
     (line,) = result.stdout.splitlines()
     return json.loads(line)

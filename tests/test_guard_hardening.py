@@ -3,7 +3,9 @@ does. (The veto window and the workflow halves are in tests/test_workflow.py and
 
 Alerts are written as our own Alert JSON, so a test states exactly which fields a sender controls; the WAF
 bursts carry ModSecurity rule facts triage reads (tests/harness.py), so containment can run alone where the
-level, the targets and the plan allow it.
+level, the targets and the plan allow it. The sender is a trusted feed for those sources (TRUSTED: a shipper
+translating the sensors into our JSON, docs/sensors.md "Provenance"): the worst case, all fields but the
+hostile ones vouched for.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ runner = CliRunner()
 ENGINES = ["wasm", "embedded", "opa"]  # wasm: the default
 TTL = 3600
 DC, STAGING_WEB, PROD_WEB = "10.10.0.10", "10.30.0.11", "10.20.0.12"  # dc-01, web-stg-01, web-02 (inventory.yaml)
+TRUSTED = ("--trust-native", "modsecurity3", "--trust-native", "ocsf")  # the harness's sources
 
 
 def write_alerts(path: Path, alerts: list[Alert], **overrides: Any) -> Path:
@@ -48,7 +51,8 @@ def isolate(host: str) -> dict[str, Any]:
 
 def evaluate(tmp_path: Path, engine: str, alerts: Path, *args: str) -> list[dict[str, Any]]:
     env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var")}
-    result = runner.invoke(app, ["evaluate", str(alerts), "--json", "--engine", engine, *args], env=env)
+    command = ["evaluate", str(alerts), "--json", "--engine", engine, *TRUSTED, *args]
+    result = runner.invoke(app, command, env=env)
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 

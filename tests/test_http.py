@@ -305,7 +305,7 @@ async def test_temporal_unreachable_is_503_with_retry_after_and_the_retry_loses_
 
 
 async def test_read_api_lists_filters_shows_and_reports(api: Api) -> None:
-    alerts = [alert(i, "203.0.113.9") for i in range(2)]
+    alerts = [alert(i, "203.0.113.9", source="native") for i in range(2)]
     assert (await api.post(lines(alerts))).status_code == 202
     key = "src:203.0.113.9"
     await api.loop.wait_for(key, lambda s: s.alert_count == 2)
@@ -333,7 +333,7 @@ async def test_openapi_health_readiness_and_metrics(api: Api) -> None:
     assert refused.status_code == 401 and refused.headers["referrer-policy"] == "no-referrer"
     ready = await api.http.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert (await api.post(lines([alert(1, "203.0.113.10")]))).status_code == 202
+    assert (await api.post(lines([alert(1, "203.0.113.10", source="native")]))).status_code == 202
     metrics = (await api.http.get("/metrics")).text
     assert 'autonomy_http_alerts_ingested_total{format="native"}' in metrics
     assert 'autonomy_http_request_seconds_count{method="POST",route="/v1/alerts",status="202"}' in metrics

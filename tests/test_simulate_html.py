@@ -35,8 +35,8 @@ from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.cli.simulate import BytesRead, read_all
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport
-from autonomy_controller.controller.models import Alert, Category, Severity
-from autonomy_controller.controller.oversight.simulate import synthetic_alerts
+from autonomy_controller.controller.models import Alert, Category, Provenance, Severity
+from autonomy_controller.controller.oversight.simulate import SYNTHETIC, synthetic_alerts
 from autonomy_controller.controller.oversight.simulate_html import CANDIDATE_APPROVE
 from autonomy_controller.controller.render.html import VERDICT_COLOURS, esc
 from tests.browser import PNG_SIGNATURE, read_png, screenshot
@@ -83,7 +83,8 @@ def _alert_file(root: Path) -> Path:
     alerts.append(  # a hostile user name: carried through the pipeline as data, never as markup
         Alert(
             id="hostile-user",
-            source="native",
+            source=SYNTHETIC,
+            provenance=Provenance.TRUSTED_FEED,
             observed_at=datetime(2026, 11, 1, tzinfo=UTC),
             category=Category.BRUTE_FORCE,
             severity=Severity.HIGH,
@@ -108,7 +109,7 @@ def _simulate(root: Path, settings: Settings, *extra: str) -> Run:
             "simulate",
             *map(str, files),
             *("--against-levels", str(levels), "--against-policies", str(policies)),
-            *("--html", str(html), "--json", *extra),
+            *("--html", str(html), "--json", "--trust-native", SYNTHETIC, *extra),
         ],
         env={"AUTONOMY_STATE_DIR": str(root / "var")},
     )
@@ -362,7 +363,7 @@ def test_progress_counts_stored_bytes_of_plain_and_gzip_files(tmp_path: Path) ->
     progress = BytesRead.of(files)
     assert progress.total == plain.stat().st_size + packed.stat().st_size  # compressed, as stored
     seen: list[int] = []
-    for _ in read_all(files, DeadLetter(tmp_path / "dead.jsonl"), IngestReport(), progress):
+    for _ in read_all(files, DeadLetter(tmp_path / "dead.jsonl"), IngestReport(), progress, frozenset({SYNTHETIC})):
         seen.append(progress.done)
     assert len(seen) == 6_000
     assert seen == sorted(seen), "progress never goes back"
@@ -379,6 +380,7 @@ def test_progress_bar_shows_a_percentage_of_the_input_on_a_terminal(tmp_path: Pa
     assert 10_000 < size < 999_000, "the assertion on the shown total below expects kB"
     command = [sys.executable, "-m", "autonomy_controller.controller.cli", "simulate", str(alerts), "--level", "L3"]
     command += ["--window", "20"]  # incidents close as the file is read, so the bar moves before the end
+    command += ["--trust-native", SYNTHETIC]
     env = {**os.environ, "COLUMNS": "160", "AUTONOMY_STATE_DIR": str(tmp_path / "var")}
     screen = _run_on_terminal(command, env)
     frames = re.findall(r"simulating\D*?(\d+)% ([\d.]+)/([\d.]+) kB (\d+) alerts, (\d+) incidents", screen)

@@ -46,6 +46,7 @@ from autonomy_controller.controller.models import (
     GuardDecision,
     Incident,
     Level,
+    Provenance,
     Severity,
     TriageSummary,
     Verdict,
@@ -526,10 +527,16 @@ _CATEGORIES = [
 _TARGETS = [("web-01", "198.51.100.1"), ("web-02", "10.20.0.12"), ("web-stg-01", "10.30.0.11"), (None, None)]
 
 
+SYNTHETIC = "synthetic"
+"""The made-up sensor of `synthetic_alerts` (a trusted native feed)."""
+
+
 def synthetic_alerts(count: int, seed: int = 7, sources: int = 5_000, burst: int = 20) -> Iterator[Alert]:
-    """`count` native alerts, generated lazily (for benchmarks and tests): many public source addresses and
-    every kind of category, severity, confidence and blocked flag, in bursts of up to `burst` alerts per
-    source, so grouping sees storms and one-off alerts alike and no list of them ever exists."""
+    """`count` alerts, generated lazily (for benchmarks and tests): many public source addresses and every kind
+    of category, severity, confidence and blocked flag, in bursts of up to `burst` alerts per source, so grouping
+    sees storms and one-off alerts alike and no list of them ever exists. They come from a made-up sensor,
+    SYNTHETIC, as a trusted native feed (docs/sensors.md, "Provenance"): written out as our Alert JSON, they read
+    back the same with `--trust-native synthetic`."""
     rng = random.Random(seed)
     start = datetime(2026, 11, 1, tzinfo=UTC)
     # Documentation space (RFC 3849): blockable like a public address, outside every allowlist and asset
@@ -546,7 +553,8 @@ def synthetic_alerts(count: int, seed: int = 7, sources: int = 5_000, burst: int
         for _ in range(min(rng.randint(1, burst), count - produced)):
             yield Alert(
                 id=f"synthetic-{produced}",
-                source="native",
+                source=SYNTHETIC,
+                provenance=Provenance.TRUSTED_FEED,
                 observed_at=start + timedelta(seconds=produced),
                 category=category,
                 severity=rng.choice(severities),
