@@ -287,11 +287,15 @@ def test_audit_export_without_temporal_still_carries_the_ledger(seeded: Ledger, 
 # -- the loop on a real Temporal dev server ------------------------------------------------------------------
 
 
+TRUST = ("--trust-native", "siem")
+"""Our Alert JSON here comes from a SIEM's shipper: a claim unless submit is told to trust it (docs/sensors.md)."""
+
+
 def native_alert(n: int, src_ip: str, category: str = "sqli", **extra: Any) -> dict[str, Any]:
     """Our own Alert JSON, one record per line of an alert log."""
     return {
         "id": f"cli-{src_ip}-{n}",
-        "source": "native",
+        "source": "siem",
         "observed_at": f"2026-11-23T08:{n // 60:02d}:{n % 60:02d}Z",
         "category": category,
         "severity": "critical",
@@ -412,7 +416,7 @@ def test_submit_then_show_approve_and_reject(loop: Loop, tmp_path: Path) -> None
     approved, rejected = "198.51.100.71", "198.51.100.72"
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text(alert_lines(range(3), approved) + "{broken\n" + alert_lines(range(2), rejected))
-    result = loop.cli("submit", str(alerts), "--level", "L2", "--settle", "0.2", "--quiet", "0.5", "--json")
+    result = loop.cli("submit", str(alerts), "--level", "L2", "--settle", "0.2", "--quiet", "0.5", "--json", *TRUST)
     assert result.exit_code == 0, result.output
     submitted = json.loads(result.stdout)
     assert submitted["incidents"] == [
@@ -489,7 +493,8 @@ def test_audit_export_carries_the_workflow_history(loop: Loop, tmp_path: Path) -
     source = "198.51.100.74"
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text(alert_lines(range(1), source))
-    assert loop.cli("submit", str(alerts), "--level", "L1", "--settle", "0.2", "--quiet", "0.3").exit_code == 0
+    submitted = loop.cli("submit", str(alerts), "--level", "L1", "--settle", "0.2", "--quiet", "0.3", *TRUST)
+    assert submitted.exit_code == 0
     loop.wait_for(f"src:{source}", lambda s: s["phase"] == "closed")
     result = loop.cli("audit", "export", f"src:{source}")
     assert result.exit_code == 0, result.output
