@@ -424,10 +424,15 @@ def prepare_root(base: Settings) -> Path:
     return root
 
 
+EXAMPLE_FEEDS = frozenset({"edr", "identity-provider"})
+"""The sources of the bundled example Alert JSON (examples/alerts/native-alerts.jsonl). The demo plays an operator
+who runs those shippers and so declares them trusted feeds (`--trust-native`; docs/sensors.md, "Provenance")."""
+
+
 def load_samples(files: list[Path], dead_letter: DeadLetter, report: IngestReport) -> list[Alert]:
     alerts: list[Alert] = []
     for path in files:
-        alerts.extend(read_alerts(path, dead_letter=dead_letter, report=report))
+        alerts.extend(read_alerts(path, dead_letter=dead_letter, report=report, trusted=EXAMPLE_FEEDS))
     return alerts
 
 

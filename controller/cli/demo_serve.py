@@ -42,6 +42,7 @@ import yaml
 from autonomy_controller.controller.approver_keys import generate_key
 from autonomy_controller.controller.cli.demo_identity import DemoApprovers
 from autonomy_controller.controller.cli.demo_run import (
+    EXAMPLE_FEEDS,
     LevelRun,
     Lingering,
     Timings,
@@ -180,7 +181,7 @@ def make_newcomer(
     AccountStore(accounts_file(run.state_dir)).add(person, person, password, people(identities_file))
     tokens = TokenStore(tokens_file(run.state_dir))
     read_token, _ = tokens.add("demo-reader", [Scope.READ])
-    ingest_token, _ = tokens.add("demo-sender", [Scope.INGEST])
+    ingest_token, _ = tokens.add("demo-sender", [Scope.INGEST], EXAMPLE_FEEDS)  # the example shippers
     key_id = hold_key(run.state_dir, person, approvers) if approvers is not None else None
     url = f"http://{HOST}:{port}"
     return Newcomer(url, run.level.value, person, password, waiting, read_token, ingest_token, key_id, str(log))
