@@ -38,6 +38,7 @@ from autonomy_controller.controller.models import (
     Incident,
     Plan,
     ProposedAction,
+    Provenance,
     Severity,
     TriageSummary,
 )
@@ -63,7 +64,8 @@ def synthetic_inventory(base: dict[str, Any], size: int) -> dict[str, Any]:
 def bench_incident() -> Incident:
     alert = Alert(
         id="bench-1",
-        source="native",
+        source="ocsf",  # a sensor our adapter parsed, without rule metadata
+        provenance=Provenance.SENSOR,
         observed_at=datetime(2026, 11, 23, tzinfo=UTC),
         category=Category.SQLI,
         severity=Severity.CRITICAL,

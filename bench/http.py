@@ -45,13 +45,18 @@ from autonomy_controller.workflows.devserver import DevServer
 from autonomy_controller.workflows.operations import open_client, submit_files
 
 
+FEED = "bench-feed"
+"""The alerts' source: a trusted native feed on both sides (docs/sensors.md, "Provenance"), so the workflows
+decide as they did when native JSON was read as sensor facts."""
+
+
 def alerts_file(path: Path, n: int, sources: int) -> Path:
     start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     with path.open("w") as out:
         for i in range(n):
             alert = Alert(
                 id=f"bench-http-{i}",
-                source="native",
+                source=FEED,
                 observed_at=start + timedelta(milliseconds=i),
                 category=Category.SQLI,
                 severity=Severity.HIGH,
@@ -111,6 +116,7 @@ async def run_submit(path: Path, state: Path, dev: DevServer) -> Side:
             level=None,
             settle_seconds=5,
             quiet_seconds=60,
+            trusted=frozenset({FEED}),
         )
         seconds = time.perf_counter() - began
         return Side(
@@ -122,7 +128,7 @@ async def run_submit(path: Path, state: Path, dev: DevServer) -> Side:
 
 
 async def run_http(path: Path, state: Path, dev: DevServer, clients: int, batch: int) -> Side:
-    token = TokenStore(tokens_file(state)).add("bench", [Scope.INGEST])[0]
+    token = TokenStore(tokens_file(state)).add("bench", [Scope.INGEST], [FEED])[0]
     port = 18000 + os.getpid() % 1000
     env = {**os.environ, "AUTONOMY_STATE_DIR": str(state), "AUTONOMY_TEMPORAL_ADDRESS": dev.address}
     server = subprocess.Popen(

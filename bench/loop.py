@@ -36,7 +36,7 @@ from temporalio.worker import Worker
 from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, ActionStatus, Adapter, VerifyOutcome
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger, RecordKind
-from autonomy_controller.controller.models import Alert, Category, Level, Severity
+from autonomy_controller.controller.models import Alert, Category, Level, Provenance, Severity
 from autonomy_controller.workflows.client import SIGNALS_IN_FLIGHT, Submitter, incident_handle
 from autonomy_controller.workflows.devserver import TIME_SKIPPING_FLAG, DevServer
 from autonomy_controller.workflows.worker import connect, incident_worker, settle_heap
@@ -84,6 +84,7 @@ def attack(n: int, source: str, category: Category = Category.SQLI) -> Alert:
     return Alert(
         id=f"bench-{source}-{n}",
         source="modsecurity3",
+        provenance=Provenance.SENSOR,  # as the ModSecurity v3 adapter gives it
         observed_at=datetime(2026, 11, 23, tzinfo=UTC) + timedelta(milliseconds=n),
         category=category,
         severity=Severity.CRITICAL,

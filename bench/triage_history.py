@@ -43,6 +43,7 @@ def _alert(n: int, src: str) -> dict[str, Any]:
         {
             "id": f"a{n}",
             "source": "modsecurity3",
+            "provenance": "sensor",  # as the ModSecurity v3 adapter gives it
             "observed_at": datetime(2026, 1, 1, tzinfo=UTC),
             "category": ["sqli", "xss", "rce", "protocol"][n % 4],
             "severity": "critical",
