@@ -44,7 +44,6 @@ from autonomy_controller.controller.service.tokens import Scope, TokenStore, tok
 from autonomy_controller.workflows.devserver import DevServer
 from autonomy_controller.workflows.operations import open_client, submit_files
 
-
 FEED = "bench-feed"
 """The alerts' source: a trusted native feed on both sides (docs/sensors.md, "Provenance"), so the workflows
 decide as they did when native JSON was read as sensor facts."""
