@@ -552,6 +552,25 @@ def test_ingest_follow_survives_rotation_without_losing_or_repeating(loop: Loop,
     ).items()
 
 
+def test_submit_and_follow_read_native_json_as_a_trusted_feed_only_when_told(loop: Loop, tmp_path: Path) -> None:
+    # The ledger records who vouched: `siem` records are claims unless the command names the source.
+    plain, trusted, followed = tmp_path / "plain.jsonl", tmp_path / "trusted.jsonl", tmp_path / "follow.jsonl"
+    plain.write_text(alert_lines(range(2), "198.51.100.77"))
+    trusted.write_text(alert_lines(range(2), "198.51.100.78"))
+    followed.write_text(alert_lines(range(2), "198.51.100.79"))
+    timing = ("--level", "L1", "--settle", "0.2", "--quiet", "0.3")
+    assert loop.cli("submit", str(plain), *timing).exit_code == 0
+    assert loop.cli("submit", str(trusted), *timing, *TRUST).exit_code == 0
+    assert loop.cli("ingest", "--follow", str(followed), "--once", *timing, *TRUST).exit_code == 0
+    with loop.ledger() as ledger:
+        recorded = {
+            source: {r.payload["provenance"] for r in ledger.records(f"src:{source}", [RecordKind.ALERT])}
+            for source in ("198.51.100.77", "198.51.100.78", "198.51.100.79")
+        }
+    expected = {"198.51.100.77": {"claim"}, "198.51.100.78": {"trusted_feed"}, "198.51.100.79": {"trusted_feed"}}
+    assert recorded == expected
+
+
 def test_commands_that_cannot_run_exit_2_and_say_why(tmp_path: Path) -> None:
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text(alert_lines(range(1), "198.51.100.76"))
