@@ -269,3 +269,18 @@ def test_grouping_keeps_a_claims_source_for_display() -> None:
     [case] = group_alerts([*burst(n=2), *claimed_logins(n=2)])
     assert {a.source for a in case.alerts} == {"modsecurity3", "auth-log"}
     assert sum(a.is_claim for a in case.alerts) == 2
+
+
+def test_the_audit_trail_names_claims_and_trusted_feeds(tmp_path: Path) -> None:
+    from autonomy_controller.controller.oversight.trail.decide import _provenance_facts
+
+    trusted = [a.model_copy(update={"provenance": Provenance.TRUSTED_FEED}) for a in claimed_logins(n=1, start=300)]
+    with Ledger.from_url(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        for a in [*burst(n=2), *claimed_logins(n=3), *trusted]:
+            ledger.append("k", RecordKind.ALERT, "ingest", a.model_dump(mode="json"))
+        records = ledger.records("k", [RecordKind.ALERT])
+    claims, feeds = _provenance_facts(records)
+    assert claims.text.startswith("3 of them are claims") and "(source auth-log)" in claims.text
+    assert [c.ref for c in claims.cites] == [r.seq for r in records[2:5]]
+    assert feeds.text.startswith("1 of them came from a trusted native feed") and feeds.cites[0].ref == records[5].seq
+    assert _provenance_facts(records[:2]) == []  # the sensors' own: nothing to say

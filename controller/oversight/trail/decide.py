@@ -67,8 +67,8 @@ def _provenance_facts(alerts: list[LedgerRecord]) -> list[Fact]:
     "Provenance"): a claim's facts were not read, a trusted feed's were on the operator's word."""
     facts = []
     for value, said in (
-        (Provenance.CLAIM, "claims (our Alert JSON no sensor vouched for): triage read none of their facts"),
-        (Provenance.TRUSTED_FEED, "from a trusted native feed: read as the sensor's facts on the operator's word"),
+        (Provenance.CLAIM, "are claims (our Alert JSON no sensor vouched for): triage read none of their facts"),
+        (Provenance.TRUSTED_FEED, "came from a trusted native feed: read as the sensor's facts on the operator's word"),
     ):
         found = [a for a in alerts if a.payload.get("provenance", Provenance.CLAIM.value) == value.value]
         if found:
