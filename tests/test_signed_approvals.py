@@ -68,7 +68,7 @@ from autonomy_controller.workflows.devserver import DevServer
 from autonomy_controller.workflows.incident import IncidentWorkflow
 from autonomy_controller.workflows.operations import workflow_histories
 from tests.harness import Loop, action_of, alert, awaiting, edit_yaml, running_loop
-from tests.test_cli import BackgroundWorker, alert_lines
+from tests.test_cli import TRUST, BackgroundWorker, alert_lines
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 BALLOT = Ballot("sqli:198.51.100.66", "run-1", "a1", "approve", "bob")
@@ -564,7 +564,7 @@ def test_keygen_config_and_approve_with_key(
         worker = BackgroundWorker(server.address, settings).start()
         try:
             submitted = runner.invoke(
-                app, ["submit", str(alerts), "--level", "L2", "--settle", "0.2", "--quiet", "0.5"]
+                app, ["submit", str(alerts), "--level", "L2", "--settle", "0.2", "--quiet", "0.5", *TRUST]
             )
             assert submitted.exit_code == 0, submitted.output
             wait_until_awaiting(app, key)
