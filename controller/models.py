@@ -168,7 +168,7 @@ class Incident(BaseModel):
     alerts: list[Alert]
 
     @property
-    def evidence_alerts(self) -> list[Alert]:
+    def vouched_alerts(self) -> list[Alert]:
         """The alerts whose confidence and `blocked` the case's figures rest on: the sensors' (and trusted feeds'),
         so a claim (native JSON) can never lift them; a case of claims alone has only its claims to go by."""
         vouched = [a for a in self.alerts if not a.is_claim]
@@ -176,12 +176,12 @@ class Incident(BaseModel):
 
     @property
     def confidence(self) -> float:
-        return max((a.confidence for a in self.evidence_alerts), default=0.0)
+        return max((a.confidence for a in self.vouched_alerts), default=0.0)
 
     @property
     def blocked(self) -> bool:
         """True only when the sensor blocked every alert of the incident (claims aside, when a sensor reported)."""
-        alerts = self.evidence_alerts
+        alerts = self.vouched_alerts
         return bool(alerts) and all(a.blocked for a in alerts)
 
 
