@@ -22,9 +22,12 @@ from typing import Any
 
 import pytest
 
+from autonomy_controller.controller.cli.demo_run import EXAMPLE_FEEDS
 from autonomy_controller.controller.config import REPO_ROOT
 
 SAMPLE = "examples/alerts/native-alerts.jsonl"
+SAMPLE_TRUST = [arg for source in sorted(EXAMPLE_FEEDS) for arg in ("--trust-native", source)]
+"""The sample is our Alert JSON from an EDR and an identity provider: trusted feeds, as the demo declares them."""
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -147,13 +150,14 @@ def test_installed_wheel_init_and_evaluate_match_the_checkout(installed: tuple[P
             "evaluate",
             str(home / "examples" / "alerts" / "native-alerts.jsonl"),
             "--json",
+            *SAMPLE_TRUST,
         ],
         scratch,
         env,
     )
     checkout_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTONOMY_")}
     checkout = _run(
-        [sys.executable, "-m", "autonomy_controller.controller.cli", "evaluate", SAMPLE, "--json"],
+        [sys.executable, "-m", "autonomy_controller.controller.cli", "evaluate", SAMPLE, "--json", *SAMPLE_TRUST],
         REPO_ROOT,
         checkout_env,
     )
@@ -174,7 +178,7 @@ def test_installed_wheel_finds_the_teams_home(installed: tuple[Path, Path], how:
     assert "kill_switch: false" in scopes.read_text()
     scopes.write_text(scopes.read_text().replace("kill_switch: false", "kill_switch: true"))
     alerts = str(home / "examples" / "alerts" / "native-alerts.jsonl")
-    argv, cwd = [str(bin_dir / "autonomy"), "evaluate", alerts, "--json"], scratch
+    argv, cwd = [str(bin_dir / "autonomy"), "evaluate", alerts, "--json", *SAMPLE_TRUST], scratch
     if how == "flag":
         argv[1:1] = ["--home", str(home)]
     elif how == "environment":
@@ -216,7 +220,8 @@ def test_installed_wheel_without_opa_fails_closed_on_changed_rego(installed: tup
     home = scratch / "changed-rego"
     _run([str(bin_dir / "autonomy"), "init", str(home)], scratch, env)
     (home / "policies" / "autonomy" / "team.rego").write_text('package autonomy.team\n\nnote := "edited"\n')
-    done = _run([str(bin_dir / "autonomy"), "evaluate", "examples/alerts/native-alerts.jsonl", "--json"], home, env)
+    sample = "examples/alerts/native-alerts.jsonl"
+    done = _run([str(bin_dir / "autonomy"), "evaluate", sample, "--json", *SAMPLE_TRUST], home, env)
     rows = [decision for line in done.stdout.splitlines() for decision in json.loads(line)["decisions"]]
     assert rows and {row["verdict"] for row in rows} == {"deny"}
     assert all("opa" in json.dumps(row).lower() for row in rows)
