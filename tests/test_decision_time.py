@@ -95,9 +95,9 @@ def test_simulate_judges_each_incident_at_its_last_alert_time(config_copy: Setti
     ids=["just past int64", "year 9999", "year 1600"],
 )
 def test_a_time_no_policy_can_read_is_denied_naming_it(engine: EngineName, config_copy: Settings, at: datetime) -> None:
-    # Nanoseconds since 1970 outside 64 bits (before 1677-09-21, after 2262-04-11): OPA's time built-ins give
-    # undefined, so a rule that denies on the time (the night rule, at 04:00 or 05:00) never fired and the block
-    # ran. A replayed alert's own time is what simulate decides at: a claim, which must not turn a rule off.
+    # Nanoseconds since 1970 outside 64 bits (before 1677-09-21, after 2262-04-11): OPA and regopy failed the
+    # time built-in (a deny naming an engine error), the wasm engine read the time, so the engines disagreed
+    # (simulate decides at a replayed alert's own time, a claim). Now one deny, naming the range, on each.
     (config_copy.policies_dir / "guardrails" / "night.rego").write_text(NIGHT_RULE)
     incident = make_incident()
     action = ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 60})
