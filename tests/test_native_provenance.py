@@ -21,7 +21,7 @@ from autonomy_controller.controller.case.grouping import group_alerts, incident_
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.decision.levels import load_level_config
-from autonomy_controller.controller.ingest import IngestError, parse_line, read_alerts, trusted_sources
+from autonomy_controller.controller.ingest import IngestError, IngestReport, parse_line, read_alerts, trusted_sources
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, Category, Provenance, Severity
 from autonomy_controller.controller.service import ServiceConfig, create_app
@@ -284,3 +284,25 @@ def test_the_audit_trail_names_claims_and_trusted_feeds(tmp_path: Path) -> None:
     assert [c.ref for c in claims.cites] == [r.seq for r in records[2:5]]
     assert feeds.text.startswith("1 of them came from a trusted native feed") and feeds.cites[0].ref == records[5].seq
     assert _provenance_facts(records[:2]) == []  # the sensors' own: nothing to say
+
+
+def test_the_ingest_report_counts_claims_and_names_the_option(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(alert_lines([*burst(n=2), *claimed_logins(n=3)]))
+    report = IngestReport()
+    assert len(list(read_alerts(path, report=report))) == 5
+    assert report.claims == {"auth-log": 3} and report.as_dict()["claims"] == {"auth-log": 3}
+    assert "3 alert(s) in our Alert JSON read as claims (auth-log 3)" in report.summary()
+    assert "--trust-native" in report.summary()
+    trusted = IngestReport()
+    list(read_alerts(path, report=trusted, trusted=trusted_sources(["auth-log"])))
+    assert not trusted.claims and "claims" not in trusted.summary()
+
+
+def test_evaluate_shows_a_claimed_source_as_text(tmp_path: Path) -> None:
+    # The source a claim names is the sender's text: the summary line escapes it (no terminal markup).
+    path = tmp_path / "a.jsonl"
+    path.write_text(alert_lines(claimed_logins(n=1, source="[bold red]auth-log")))
+    result = runner.invoke(app, ["evaluate", str(path)], env={"AUTONOMY_STATE_DIR": str(tmp_path / "var")})
+    assert result.exit_code == 0, result.output
+    assert "[bold red]auth-log 1" in result.stderr

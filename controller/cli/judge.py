@@ -214,7 +214,7 @@ def evaluate(
     if report.dead_lettered:
         err_console.print(f"[yellow]{report.dead_lettered} malformed record(s) kept in {settings.dead_letter_path}[/]")
     if not as_json:
-        err_console.print(f"[dim]{report.summary()}[/]")
+        err_console.print(f"[dim]{escape(report.summary())}[/]")
 
 
 def levels_validate(as_json: JsonFlag = False) -> None:

@@ -342,7 +342,7 @@ def simulate(
         if against is not None:
             print_triage_diff(sample.triage_changes(), result)
             print_diff(sample.rows(), result)
-        err_console.print(f"[dim]{report.summary()}[/]")
+        err_console.print(f"[dim]{escape(report.summary())}[/]")
     if html_file is not None:
         err_console.print(f"[dim]HTML report: {escape(str(html_file))}[/]", soft_wrap=True)
     if report.dead_lettered:

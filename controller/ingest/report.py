@@ -103,6 +103,9 @@ class IngestReport:
     dead_lettered: int = 0
     formats: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    claims: Counter[str] = field(default_factory=Counter)
+    """Alerts read as claims (our Alert JSON on an untrusted channel), by the source they name: shown, so an
+    operator whose own shipper sends them learns of --trust-native (docs/sensors.md, "Provenance")."""
 
     @property
     def skipped_total(self) -> int:
@@ -115,6 +118,7 @@ class IngestReport:
             self.skipped[result.skipped] += 1
         self.alerts += len(result.alerts)
         self.engine_events += sum(1 for alert in result.alerts if names_nobody(alert))
+        self.claims.update(alert.source for alert in result.alerts if alert.is_claim)
 
     def add_error(self, message: str) -> None:
         self.dead_lettered += 1
@@ -131,6 +135,15 @@ class IngestReport:
             f"{self.skipped_total} non-alert records skipped"
             + (f" ({skipped})" if skipped else "")
             + f", {self.dead_lettered} dead-lettered"
+            + (f"; {self.claimed()}" if self.claims else "")
+        )
+
+    def claimed(self) -> str:
+        named = ", ".join(f"{source} {n}" for source, n in sorted(self.claims.items())[:5])
+        total = sum(self.claims.values())
+        return (
+            f"{total} alert(s) in our Alert JSON read as claims ({named}): triage reads none of their facts "
+            "(--trust-native SOURCE for a feed you run)"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -142,6 +155,7 @@ class IngestReport:
             "dead_lettered": self.dead_lettered,
             "formats": dict(sorted(self.formats.items())),
             "errors": list(self.errors),
+            "claims": dict(sorted(self.claims.items())),
         }
 
 
