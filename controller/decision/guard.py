@@ -368,6 +368,10 @@ class Guard:
             "triage": {"verdict": triage.verdict, "confidence": triage.confidence} if triage else None,
             "context": {
                 "proposer": proposer,
+                # Sensor facts only (controller/decision/entities.py): a host or an account an alert merely names
+                # is contained alone never (policies/guardrails/entities.rego).
+                "source_assets": list(facts.source_assets),
+                "guessed_users": sorted(facts.guessed_users),
                 "category": incident.category.value,
                 "severity": incident.severity.value,
                 "confidence": incident.confidence,
