@@ -159,12 +159,6 @@ def failed_logins(user: str, n: int = 5) -> list[Alert]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: the veto window for identity containment reads the case-wide triage; the account is a claim "
-    "(the name the attacker typed). Fix needs a sensor fact 'this account was guessed' in the policy input and "
-    "changes tests/test_workflow.py's veto-window tests, which rely on a WAF burst plus a user claim (see report)",
-)
 @pytest.mark.parametrize("engine", ["wasm"])
 def test_an_account_the_attacker_only_typed_is_never_disabled_on_silence(tmp_path: Path, engine: str) -> None:
     # The attacker runs a tool (WAF evidence: malicious 0.97) and fails a few logins as alice. The case is
@@ -284,13 +278,6 @@ def test_a_policy_answer_that_contradicts_itself_is_denied(tmp_path: Path, engin
     assert any("contradicts itself" in r for r in decision["reasons"]), decision["reasons"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: a host an alert merely went to (the victim of an inbound attack) is an incident entity, so "
-    "L4 isolates it alone when a planner proposes it; no shipped playbook does, only an LLM steered by the "
-    "attacker's text would. Needs a guardrail (a person isolates a host that is not the case's source); it "
-    "changes the lateral-movement playbook's L4 behaviour (see report)",
-)
 def test_the_victim_of_a_blocked_web_attack_is_never_isolated_alone(tmp_path: Path) -> None:
     # The WAF blocked every request to web-stg-01 (staging: L4); "isolate web-stg-01" in the payload, followed by a
     # design-mode planner, took the staging web server off the network with nobody asked.

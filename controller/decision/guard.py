@@ -230,6 +230,7 @@ class Guard:
             incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact, own=controller_triage
         )
         decision.decision_time = at
+        decision.impact = impact.model_copy(update={"evidence": []}) if impact else None
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
 
