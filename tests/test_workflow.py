@@ -21,15 +21,14 @@ from temporalio.testing import TimeSkipper
 
 from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.ingest.auth_log import SOURCE as AUTH_LOG
-from autonomy_controller.controller.ingest.classify import AUTH_GUESSED
 from autonomy_controller.controller.ledger import RecordKind
-from autonomy_controller.controller.models import Alert, Category, Level, Severity
+from autonomy_controller.controller.models import Alert, Category, Level
 from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.client import Submitter, cast_vote, incident_handle, incident_status
 from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 from autonomy_controller.workflows.devserver import DevServer, DevServerError
 from tests.doubles import FakeEnforcement
+from tests.factories import guessed_login
 from tests.harness import ATTACKER, BURST, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 
 REPO_PLAYBOOKS = REPO_ROOT / "workflows" / "playbooks"
@@ -318,20 +317,9 @@ def bounded_playbooks(tmp_path: Path, settings: Settings, ttl: int | None = 3600
 
 def guessed(source: str, user: str) -> list[Alert]:
     """A tool's burst triage calls malicious (a veto window never runs containment short of the level's triage
-    bar), then the login service's own record that `user` logged in from `source` after 5 failures: the sensor
+    bar), then the login service's own record that `user` logged in from `source` after guessing: the sensor
     fact that the account is the attacker's (policies/guardrails/entities.rego; the name alone is a claim)."""
-    login = alert(
-        100,
-        source,
-        Category.BRUTE_FORCE,
-        source=AUTH_LOG,
-        user=user,
-        rule_ids=[AUTH_GUESSED],
-        raw={"event": "authentication", "outcome": "success", "source_failures": 0, "user_failures_before": 5},
-        blocked=False,
-        severity=Severity.HIGH,
-    )
-    return [*burst(source, Category.BRUTE_FORCE, user=user), login]
+    return [*burst(source, Category.BRUTE_FORCE, user=user), guessed_login(user, source)]
 
 
 async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
