@@ -133,12 +133,22 @@ CASES = [
     # Permanent containment needs a person at every level (policies/guardrails/plan.rego).
     Case("L3 block without ttl", Level.L3, "network.block_ip", {"ip": "198.51.100.66"}, A),
     Case("L4 block without ttl", Level.L4, "network.block_ip", {"ip": "198.51.100.66"}, A),
+    # A range holds bystanders besides the source the sensors saw: a person decides on them (guardrails.
+    # max_addresses_alone, policies/guardrails/network.rego), at every level.
     Case(
         "L3 block small range holding the source",
         Level.L3,
         "network.block_ip",
         {"ip": "192.0.2.0/28", **TTL},
-        E,
+        A,
+        incident={"src_ip": "192.0.2.5"},
+    ),
+    Case(
+        "L4 block of a /24 around the source",
+        Level.L4,
+        "network.block_ip",
+        {"ip": "192.0.2.0/24", **TTL},
+        A,
         incident={"src_ip": "192.0.2.5"},
     ),
     Case(
