@@ -14,11 +14,16 @@ async def bare_noop(n: int) -> int:
 
 @workflow.defn(name="BareWorkflow")
 class BareWorkflow:
-    """The baseline: as many activities, local activities and timers as one incident, doing nothing."""
+    """The baseline: as many activities, local activities, patches and timers as one incident, doing nothing.
+
+    A patch (workflow.patched) is Temporal's versioning: its marker and the TemporalChangeVersion search attribute
+    it upserts are Temporal's cost, paid by any workflow that versions its code, so the baseline pays them too."""
 
     @workflow.run
     async def run(self, shape: list[int]) -> int:
-        activities, local_activities, timers = shape
+        activities, local_activities, patches, timers = shape
+        for n in range(patches):
+            workflow.patched(f"bench-patch-{n}")
         for n in range(local_activities):
             await workflow.execute_local_activity(bare_noop, n, start_to_close_timeout=timedelta(seconds=10))
         for n in range(activities):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from autonomy_controller.controller.attackers import AttackerStore
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import sqlite_url
 from autonomy_controller.controller.models import Level
 from autonomy_controller.workflows.contracts import ActionStatus
 from tests.harness import ATTACKER, Loop, action_of, burst, running_loop
@@ -46,3 +48,13 @@ async def test_submitted_alerts_build_a_profile_and_the_cli_shows_the_block(
     assert [json.loads(line)["address"] for line in listed.stdout.splitlines()] == [ATTACKER]
     missing = CliRunner().invoke(app, ["attackers", "show", "192.0.2.1"], env=dict(os.environ))
     assert missing.exit_code == 1
+    # a stage nobody reached says so, and how many profiles there are
+    none = CliRunner().invoke(app, ["attackers", "list", "--min-stage", "post_exploitation"], env=dict(os.environ))
+    assert none.exit_code == 0 and "none of the 1 attacker profiles reached post_exploitation" in none.stdout
+
+
+def test_an_empty_ledger_says_where_profiles_come_from(tmp_path: Path) -> None:
+    env = {**os.environ, "AUTONOMY_STATE_DIR": str(tmp_path), "AUTONOMY_LEDGER_URL": sqlite_url(tmp_path / "l.db")}
+    result = CliRunner().invoke(app, ["attackers", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "no attacker profile yet" in result.stdout and "evaluate" in result.stdout

@@ -82,3 +82,31 @@ def test_simulate_judges_each_incident_at_its_last_alert_time(config_copy: Setti
     for row in blocks:
         assert row.old_verdict != "deny" and row.new_verdict == "deny"
         assert row.reasons_added == ["no containment at night: 2026-11-23T05:00:02Z"]
+
+
+@pytest.mark.parametrize("engine", list(EngineName))
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2262, 4, 12, 4, 0, tzinfo=UTC),
+        datetime(9999, 12, 31, 5, 0, tzinfo=UTC),
+        datetime(1600, 1, 1, tzinfo=UTC),
+    ],
+    ids=["just past int64", "year 9999", "year 1600"],
+)
+def test_a_time_no_policy_can_read_is_denied_naming_it(engine: EngineName, config_copy: Settings, at: datetime) -> None:
+    # Nanoseconds since 1970 outside 64 bits (before 1677-09-21, after 2262-04-11): OPA and regopy failed the
+    # time built-in (a deny naming an engine error), the wasm engine read the time, so the engines disagreed
+    # (simulate decides at a replayed alert's own time, a claim). Now one deny, naming the range, on each.
+    (config_copy.policies_dir / "guardrails" / "night.rego").write_text(NIGHT_RULE)
+    incident = make_incident()
+    action = ProposedAction(id="a1", action="network.block_ip", params={"ip": "198.51.100.66", "ttl_seconds": 60})
+    plan = Plan(incident_key=incident.key, planner="offline", actions=[action])
+    triage = TriageSummary(verdict="malicious", confidence=0.9)
+    with open_guard(config_copy, engine) as guard:
+        [decision] = guard.decide_plan(incident, plan, Level.L3, triage=triage, now=at)
+    assert decision.verdict is Verdict.DENY
+    assert any("decision time" in r and "1677-09-21" in r and "2262-04-11" in r for r in decision.reasons), (
+        decision.reasons
+    )
+    assert decision.decision_time == at

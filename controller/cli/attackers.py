@@ -100,7 +100,15 @@ def attackers_list(
             cell(_top(p.controller)) or "-",
             when(p.last_seen),
         )
-    console.print(table if profiles else "[dim]no attacker profile reaches that stage[/]")
+    if profiles:
+        console.print(table)
+    elif status.profiles:
+        console.print(f"[dim]none of the {status.profiles} attacker profiles reached {min_stage} (--min-stage)[/]")
+    else:
+        console.print(
+            "[dim]no attacker profile yet: profiles are folded from the alerts the loop wrote to the ledger "
+            "(`autonomy submit` or `ingest --follow`, with a worker running; `evaluate` writes none)[/]"
+        )
 
 
 def _summary(p: AttackerProfile) -> dict[str, Any]:

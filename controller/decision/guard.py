@@ -266,21 +266,24 @@ class Guard:
                 source=incident.src_ip,
             )
         )
-        input_doc = self.policy_input(
-            incident,
-            action,
-            spec,
-            params,
-            targets,
-            risk,
-            facts,
-            resolution,
-            proposer,
-            shape.of_class(spec),
-            triage,
-            now,
-            impact,
-        )
+        try:
+            input_doc = self.policy_input(
+                incident,
+                action,
+                spec,
+                params,
+                targets,
+                risk,
+                facts,
+                resolution,
+                proposer,
+                shape.of_class(spec),
+                triage,
+                now,
+                impact,
+            )
+        except DecisionTimeError as exc:
+            return _deny(action, resolution, str(exc), risk=risk, triage=triage)
         try:
             raw = self.engine.evaluate(input_doc)
         except PolicyEngineError as exc:
@@ -402,13 +405,26 @@ def facts_only(spec: ActionSpec, params: dict[str, Any]) -> dict[str, Any]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class DecisionTimeError(ValueError):
+    """A decision time a policy cannot read as a time: OPA's time built-ins take 64-bit nanoseconds since 1970."""
+
+
 def time_input(at: datetime) -> dict[str, Any]:
     """input.time: the decision time as nanoseconds since the epoch (what OPA's time.* built-ins take) and as
-    RFC 3339 text in UTC. A naive time is read as UTC. Exact to the microsecond (datetime's own precision)."""
+    RFC 3339 text in UTC. A naive time is read as UTC. Exact to the microsecond (datetime's own precision).
+
+    Raises DecisionTimeError outside the 64-bit range (1677-09-21 to 2262-04-11): the engines would disagree
+    there (OPA and regopy fail the built-in, the wasm engine's do not), and a replayed alert's time is a claim."""
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     delta = at - _EPOCH
     now_ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1_000
-    return {"now_ns": now_ns, "rfc3339": at.isoformat().replace("+00:00", "Z")}
+    rfc3339 = at.isoformat().replace("+00:00", "Z")
+    if not -(2**63) <= now_ns < 2**63:
+        raise DecisionTimeError(
+            f"decision time {rfc3339} is outside what a policy can read as a time (nanoseconds since 1970 in 64 "
+            "bits: 1677-09-21 to 2262-04-11)"
+        )
+    return {"now_ns": now_ns, "rfc3339": rfc3339}
 
 
 class UnavailableGuard:

@@ -75,8 +75,8 @@ def stream_incidents(
 ) -> Iterator[Incident]:
     """Incidents from a stream of alerts, holding at most `max_open` incidents of at most `max_alerts` alerts.
 
-    Same key as `group_alerts` (category + source); see the module docstring for when an incident closes.
-    Everything still open is flushed at the end, in order of last activity.
+    Same key as `group_alerts` (one case per source address, else asset, user or sensor rule); see the module
+    docstring for when an incident closes. Everything still open is flushed at the end, in order of last activity.
     """
     if window < 1 or max_open < 1 or max_alerts < 1:
         raise ValueError("window, max_open and max_alerts must be at least 1")
