@@ -209,7 +209,8 @@ CASES = [
     Case("L3 isolate needs approval", Level.L3, "host.isolate", {"host": "web-01"}, A),
     # A target's own scope caps the action: web-01 is production (L3: isolation needs approval) even in an
     # incident declared L4; the staging host the case's alerts come from may be isolated alone, for a while, and
-    # so may one the attack reached (policies/guardrails/entities.rego); one an alert merely went to needs a person.
+    # so may one the attack reached (impact confirmed: policies/guardrails/entities.rego); one an alert merely went
+    # to, or whose application answered an attack request (impact likely), needs a person.
     Case("L4 isolate of a production host", Level.L4, "host.isolate", {"host": "web-01", **TTL}, A),
     Case("L4 isolate of the source runs", Level.L4, "host.isolate", {"host": "web-stg-01", **TTL}, E, incident=STG),
     Case(
@@ -218,6 +219,15 @@ CASES = [
         "host.isolate",
         {"host": "web-stg-01", **TTL},
         E,
+        incident={"dst_ip": "10.30.0.11"},
+        impact=ImpactSummary(verdict="confirmed", assets=["web-stg-01"]),
+    ),
+    Case(  # a 2xx to an attack request no sensor refused: the attacker can produce it at will
+        "L4 isolate of a host an attack request was answered by",
+        Level.L4,
+        "host.isolate",
+        {"host": "web-stg-01", **TTL},
+        A,
         incident={"dst_ip": "10.30.0.11"},
         impact=ImpactSummary(verdict="likely", assets=["web-stg-01"]),
     ),

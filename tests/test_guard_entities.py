@@ -2,9 +2,9 @@
 (policies/guardrails/entities.rego, controller/decision/entities.py), on every engine.
 
 A host is the case's source (the sensors reported its address as the alerts' source) or an asset the attack
-reached (impact likely or confirmed); an account is one a login service recorded a login of after guessing. Any
-other host or account an alert names is a claim (where a request went, the name a client typed): a person
-approves, with a reason, and never through a veto window.
+reached (impact confirmed; `likely`, a 2xx the attacker can produce at will, is not enough); an account is one a
+login service recorded a login of after guessing. Any other host or account an alert names is a claim (where a
+request went, the name a client typed): a person approves, with a reason, and never through a veto window.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ ENGINES = ["wasm", "embedded", "opa"]
 TTL = 3600
 STAGING_WEB, STAGING_DB = "10.30.0.11", "10.30.1.20"  # web-stg-01, db-stg-01 (policies/inventory/data.yaml): L4
 TYPED = "no sensor saw the account taken"
-WENT_TO = "an alert merely went to it"
+WENT_TO = "an alert went to it, which the attacker chooses"
 
 
 @pytest.fixture(scope="module")
@@ -152,15 +152,24 @@ def test_the_cases_source_is_isolated_alone_at_l4(guards: dict[str, Guard], engi
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("verdict", ["likely", "confirmed"])
-def test_an_asset_the_attack_reached_is_isolated_alone_at_l4(
-    guards: dict[str, Guard], engine: str, verdict: str
-) -> None:
+def test_an_asset_the_attack_reached_is_isolated_alone_at_l4(guards: dict[str, Guard], engine: str) -> None:
     incident = make_incident(dst_ip=STAGING_WEB, blocked=False)
-    reached = ImpactSummary.model_validate({"verdict": verdict, "assets": ["web-stg-01"]})
+    reached = ImpactSummary(verdict="confirmed", assets=["web-stg-01"])
     decision = decide(guards[engine], incident, "host.isolate", {"host": "web-stg-01"}, impact=reached)
     assert decision.verdict is Verdict.EXECUTE, decision.reasons
     assert decision.impact is not None and decision.impact.assets == ["web-stg-01"]  # pre-flight decides on it again
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_answered_attack_request_does_not_isolate_alone(guards: dict[str, Guard], engine: str) -> None:
+    # `likely`: the application answered 2xx to an attack request no sensor refused. An attacker gets that from any
+    # page that ignores the payload (a WAF in DetectionOnly, a path it does not cover): were it enough, anyone
+    # could take a host of ours off the network at L4 with a handful of requests.
+    incident = make_incident(dst_ip=STAGING_WEB, blocked=False)
+    answered = ImpactSummary(verdict="likely", assets=["web-stg-01"])
+    decision = decide(guards[engine], incident, "host.isolate", {"host": "web-stg-01"}, impact=answered)
+    assert (decision.verdict, veto_window(decision)) == (Verdict.APPROVE, False), decision.reasons
+    assert any(WENT_TO in r and "web-stg-01" in r for r in decision.reasons), decision.reasons
 
 
 @pytest.mark.parametrize("engine", ENGINES)

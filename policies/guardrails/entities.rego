@@ -9,7 +9,10 @@
 # meaning none, so a person approves):
 # - input.context.source_assets: our assets the sensors reported as the source of the case's alerts;
 # - input.context.guessed_users: accounts a login service recorded a login of after guessing, in this case;
-# - input.impact: the assets an attack reached, when the impact verdict is likely or confirmed.
+# - input.impact: the assets an attack reached, when the impact verdict is confirmed (post-exploitation evidence).
+#   `likely` is not enough: a 2xx to an attack request no sensor refused is a fact the attacker produces at will
+#   (any page that ignores the payload answers 200 behind a WAF in DetectionOnly or on a path it does not cover),
+#   so it would let anyone take our host off the network; it means "a person confirms" (docs/attackers.md).
 package autonomy.guardrails
 
 # METADATA
@@ -34,10 +37,10 @@ require_approval contains {
 # title: A host is isolated alone only when it is the case's source or the attack reached it
 # description: >-
 #   Host containment of a host that is neither the source of the case's alerts nor an asset the attack reached
-#   (impact likely or confirmed) needs the class's approvers: an alert merely went to it.
+#   (impact confirmed) needs the class's approvers: an alert merely went to it, or the attack may have got through.
 require_approval contains {
 	"reason": sprintf(
-		"%s on %s: not the source of the case's alerts, and no sensor saw the attack reach it (impact likely or confirmed); an alert merely went to it: a person approves",
+		"%s on %s: not the source of the case's alerts, and no post-exploitation evidence that the attack reached it (impact confirmed); an alert went to it, which the attacker chooses: a person approves",
 		[input.action.name, host],
 	),
 	"group": class_group,
@@ -65,7 +68,5 @@ attacker_held_host(host) if {
 }
 
 default attack_reached := false
-
-attack_reached if input.impact.verdict == "likely"
 
 attack_reached if input.impact.verdict == "confirmed"

@@ -35,7 +35,7 @@ test_re_enabling_an_account_is_not_this_rules_business if {
 
 # --- hosts: only the case's source or an asset the attack reached is isolated alone --------------------------
 
-targeted_web := "host.isolate on web-01: not the source of the case's alerts, and no sensor saw the attack reach it (impact likely or confirmed); an alert merely went to it: a person approves"
+targeted_web := "host.isolate on web-01: not the source of the case's alerts, and no post-exploitation evidence that the attack reached it (impact confirmed); an alert went to it, which the attacker chooses: a person approves"
 
 sourced(inp, hosts) := object.union(inp, {"context": {"source_assets": hosts}})
 
@@ -50,15 +50,18 @@ test_the_cases_source_is_isolated_alone if {
 }
 
 test_an_asset_the_attack_reached_is_isolated_alone if {
-	every verdict in ["likely", "confirmed"] {
-		count(approvals(impacted(isolate("web-01"), verdict, ["web-02", "web-01"]))) == 0
-	}
+	count(approvals(impacted(isolate("web-01"), "confirmed", ["web-02", "web-01"]))) == 0
 }
 
 test_an_attack_that_did_not_get_through_reached_nothing if {
-	every verdict in ["none", "attempted", "LIKELY", null, true] {
+	every verdict in ["none", "attempted", "CONFIRMED", null, true] {
 		approvals(impacted(isolate("web-01"), verdict, ["web-01"])) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
 	}
+}
+
+# A 2xx to an attack request no sensor refused: the attacker can produce it at will (a page that ignores the payload).
+test_an_answered_attack_request_is_not_enough_to_isolate_alone if {
+	approvals(impacted(isolate("web-01"), "likely", ["web-01"])) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
 }
 
 test_another_host_reached_or_sourced_does_not_count if {
@@ -68,7 +71,7 @@ test_another_host_reached_or_sourced_does_not_count if {
 
 test_malformed_host_facts_name_nothing if {
 	every facts in [null, "web-01", {"web-01": true}, [["web-01"]]] {
-		some r in approvals(sourced(impacted(isolate("web-01"), "likely", facts), facts))
+		some r in approvals(sourced(impacted(isolate("web-01"), "confirmed", facts), facts))
 		r.reason == targeted_web
 	}
 }
@@ -76,7 +79,7 @@ test_malformed_host_facts_name_nothing if {
 test_looking_at_or_releasing_a_host_is_not_this_rules_business if {
 	count(approvals(host_activity("web-01"))) == 0
 	every r in approvals(release("web-01")) {
-		not contains(r.reason, "an alert merely went to it")
+		not contains(r.reason, "an alert went to it")
 	}
 }
 
