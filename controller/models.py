@@ -431,3 +431,8 @@ class GuardDecision(BaseModel):
     scope: str = Field(default="default", description="the scope that assigned the declared level (levels/scopes.yaml)")
     trials: list[TrialDecision] = Field(default_factory=list, description="shadow trials' verdicts for this action")
     triage: TriageSummary | None = Field(default=None, description="the triage the policy was given")
+    impact: ImpactSummary | None = Field(
+        default=None,
+        description="the impact the policy was given, without its evidence (the plan record holds it): pre-flight "
+        "decides again on it, since which asset the attack reached lets a host be isolated alone",
+    )

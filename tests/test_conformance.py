@@ -20,6 +20,7 @@ from autonomy_controller.controller.decision.targets import PlanShape, check_act
 from autonomy_controller.controller.models import (
     Category,
     GuardDecision,
+    ImpactSummary,
     Level,
     Plan,
     PlannerTriage,
@@ -34,6 +35,8 @@ TTL = {"ttl_seconds": 3600}
 # The controller's triage the cases are judged on, unless a case says otherwise: what L3-L5 need for containment
 # alone (levels/L3.yaml triage:), so the other columns are what each case is about.
 MALICIOUS = TriageSummary(verdict="malicious", confidence=0.9)
+STG = {"category": Category.MALWARE, "src_ip": "10.30.0.11", "dst_ip": None}
+"""A case whose alerts come from web-stg-01 (staging: L4): malware on the host, as an EDR reports it."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Case:
     triage: TriageSummary | None = field(default_factory=lambda: MALICIOUS)
     """None: the guard triages the case's alert itself (one native alert: suspicious)."""
     planner_triage: PlannerTriage | None = None
+    impact: ImpactSummary | None = None
+    veto_window: bool | None = None
 
 
 CASES = [
@@ -128,12 +133,22 @@ CASES = [
     # Permanent containment needs a person at every level (policies/guardrails/plan.rego).
     Case("L3 block without ttl", Level.L3, "network.block_ip", {"ip": "198.51.100.66"}, A),
     Case("L4 block without ttl", Level.L4, "network.block_ip", {"ip": "198.51.100.66"}, A),
+    # A range holds bystanders besides the source the sensors saw: a person decides on them (guardrails.
+    # max_addresses_alone, policies/guardrails/network.rego), at every level.
     Case(
         "L3 block small range holding the source",
         Level.L3,
         "network.block_ip",
         {"ip": "192.0.2.0/28", **TTL},
-        E,
+        A,
+        incident={"src_ip": "192.0.2.5"},
+    ),
+    Case(
+        "L4 block of a /24 around the source",
+        Level.L4,
+        "network.block_ip",
+        {"ip": "192.0.2.0/24", **TTL},
+        A,
         incident={"src_ip": "192.0.2.5"},
     ),
     Case(
@@ -193,24 +208,39 @@ CASES = [
     Case("L2 isolate needs approval", Level.L2, "host.isolate", {"host": "web-01"}, A),
     Case("L3 isolate needs approval", Level.L3, "host.isolate", {"host": "web-01"}, A),
     # A target's own scope caps the action: web-01 is production (L3: isolation needs approval) even in an
-    # incident declared L4; a staging host the incident's alerts went to may be isolated alone, for a while.
+    # incident declared L4; the staging host the case's alerts come from may be isolated alone, for a while, and
+    # so may one the attack reached (impact confirmed: policies/guardrails/entities.rego); one an alert merely went
+    # to, or whose application answered an attack request (impact likely), needs a person.
     Case("L4 isolate of a production host", Level.L4, "host.isolate", {"host": "web-01", **TTL}, A),
+    Case("L4 isolate of the source runs", Level.L4, "host.isolate", {"host": "web-stg-01", **TTL}, E, incident=STG),
     Case(
-        "L4 isolate runs",
+        "L4 isolate of a host the attack reached runs",
         Level.L4,
         "host.isolate",
         {"host": "web-stg-01", **TTL},
         E,
         incident={"dst_ip": "10.30.0.11"},
+        impact=ImpactSummary(verdict="confirmed", assets=["web-stg-01"]),
     ),
-    Case(
-        "L4 isolate without ttl",
+    Case(  # a 2xx to an attack request no sensor refused: the attacker can produce it at will
+        "L4 isolate of a host an attack request was answered by",
         Level.L4,
         "host.isolate",
-        {"host": "web-stg-01"},
+        {"host": "web-stg-01", **TTL},
         A,
         incident={"dst_ip": "10.30.0.11"},
+        impact=ImpactSummary(verdict="likely", assets=["web-stg-01"]),
     ),
+    Case(
+        "L4 isolate of a host an alert merely went to",
+        Level.L4,
+        "host.isolate",
+        {"host": "web-stg-01", **TTL},
+        A,
+        incident={"dst_ip": "10.30.0.11"},
+        impact=ImpactSummary(verdict="attempted", assets=["web-stg-01"]),
+    ),
+    Case("L4 isolate without ttl", Level.L4, "host.isolate", {"host": "web-stg-01"}, A, incident=STG),
     Case(
         "L4 isolate of a host no alert names",
         Level.L4,
@@ -232,6 +262,27 @@ CASES = [
     # call at L3 and L4 (one of iam-admins; two for a privileged account), whoever the samples' user is.
     Case("L3 bounded disable, regular user", Level.L3, "identity.disable_user", {"user": "j.doe", **TTL}, A, quorum=1),
     Case("L4 bounded disable, regular user", Level.L4, "identity.disable_user", {"user": "j.doe", **TTL}, A, quorum=1),
+    # An account is disabled alone (L4: after a veto window) only when the login service saw it guessed.
+    Case(
+        "L4 bounded disable of an account a login service saw guessed",
+        Level.L4,
+        "identity.disable_user",
+        {"user": "alice", **TTL},
+        A,
+        incident={"user": "alice", "guessed": ("alice",)},
+        quorum=1,
+        veto_window=True,
+    ),
+    Case(
+        "L4 bounded disable of an account only named",
+        Level.L4,
+        "identity.disable_user",
+        {"user": "alice", **TTL},
+        A,
+        incident={"user": "alice", "guessed": ("bob",)},
+        quorum=1,
+        veto_window=False,
+    ),
     Case(
         "L3 bounded disable, privileged service account: two approvers",
         Level.L3,
@@ -282,7 +333,13 @@ CASES = [
 def _decide(guard: Guard | UnavailableGuard, case: Case) -> GuardDecision:
     incident = make_incident(**case.incident)
     action = ProposedAction(id="a1", action=case.action, params=case.params, confidence=case.confidence)
-    plan = Plan(incident_key=incident.key, planner="offline", actions=[action], planner_triage=case.planner_triage)
+    plan = Plan(
+        incident_key=incident.key,
+        planner="offline",
+        actions=[action],
+        planner_triage=case.planner_triage,
+        impact=case.impact,
+    )
     [decision] = guard.decide_plan(incident, plan, case.level, triage=case.triage)
     return decision
 
@@ -316,6 +373,8 @@ def test_both_engines_agree_and_decide_as_expected(case: Case, embedded_guard: G
         assert embedded.policy_revision == embedded_guard.bundle.revision
     if case.quorum is not None:
         assert embedded.policy is not None and embedded.policy.quorum == case.quorum
+    if case.veto_window is not None:
+        assert embedded.policy is not None and embedded.policy.veto_window is case.veto_window
 
 
 def _input_doc(guard: Guard, case: Case) -> dict[str, Any]:

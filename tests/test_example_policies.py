@@ -22,7 +22,15 @@ from autonomy_controller.controller.decision.engines.opa_server import OpaServer
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundle
 from autonomy_controller.controller.decision.runtime import EngineName, load_policy_bundle, open_guard
-from autonomy_controller.controller.models import GuardDecision, Level, Plan, ProposedAction, TriageSummary, Verdict
+from autonomy_controller.controller.models import (
+    Category,
+    GuardDecision,
+    Level,
+    Plan,
+    ProposedAction,
+    TriageSummary,
+    Verdict,
+)
 from tests.factories import make_incident
 from tests.test_conformance import _comparable
 from tests.test_policy_bundle_export import serve_bundle
@@ -136,7 +144,8 @@ EXAMPLE_CASES = [
         None,
         {"src_ip": "2001:db8::66"},
     ),
-    # (b) a host tagged domain-controller; another production host is capped by its scope, a staging one runs.
+    # (b) a host tagged domain-controller; another production host is capped by its scope, a staging one the case's
+    # alerts come from runs.
     Example(
         "isolate dc-02",
         "host.isolate",
@@ -151,11 +160,17 @@ EXAMPLE_CASES = [
         {"host": "web-stg-01", **TTL},
         Verdict.EXECUTE,
         None,
-        {"dst_ip": "10.30.0.11"},
+        {"category": Category.MALWARE, "src_ip": "10.30.0.11", "dst_ip": None},
     ),
-    # (c) disabling an account: alone in business hours (L4 of the example config), else a person.
+    # (c) disabling an account the login service saw guessed: alone in business hours (L4 of the example config),
+    # else a person.
     Example(
-        "disable at noon", "identity.disable_user", {"user": "alice", **TTL}, Verdict.EXECUTE, None, {"user": "alice"}
+        "disable at noon",
+        "identity.disable_user",
+        {"user": "alice", **TTL},
+        Verdict.EXECUTE,
+        None,
+        {"user": "alice", "guessed": ("alice",)},
     ),
     Example(
         "disable at 07:00",

@@ -87,8 +87,9 @@ def test_the_first_alert_does_not_choose_the_level(tmp_path: Path, engine: str) 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_target_on_a_production_host_caps_a_staging_incident(tmp_path: Path, engine: str) -> None:
-    # A staging incident (L4) whose plan isolates web-02, a production host (L3: isolation needs approval).
-    alerts = write_alerts(tmp_path / "a.jsonl", burst(dst_ip=STAGING_WEB))
+    # A staging incident (L4: the attack comes from web-stg-01, which may then be isolated alone) whose plan also
+    # isolates web-02, a production host (L3: isolation needs approval).
+    alerts = write_alerts(tmp_path / "a.jsonl", burst(STAGING_WEB, dst_ip="192.0.2.80"))
     plan = write_plan(tmp_path / "p.json", isolate("web-stg-01"), isolate("web-02"))
     by_host = {d["action_id"]: d for d in decisions(evaluate(tmp_path, engine, alerts, "--plan", str(plan)))}
     staging, production = by_host["a1"], by_host["a2"]

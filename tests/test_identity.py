@@ -58,6 +58,7 @@ from autonomy_controller.workflows.client import incident_handle
 from autonomy_controller.workflows.contracts import ActionStatus as WorkflowStatus
 from tests import samba as ad
 from tests.doubles import FakeEnforcement
+from tests.factories import guessed_login
 from tests.harness import action_of, burst, running_loop
 from tests.samba import Samba
 from tests.slapd import ADMINS, DBAS, DEFAULT_POLICY, NOLOCK_POLICY, PEOPLE, SERVICE_DN, Slapd, make_ca
@@ -543,7 +544,10 @@ async def test_the_loop_disables_a_guessed_account_and_the_ttl_revert_enables_it
     uid, dn, password = slapd.add_user(uid="grace")  # a known, non-privileged user (policies/identities/data.yaml)
     enforcement = DirectoryEnforcement(directory=with_probe(slapd, tmp_path, uid, password))
     async with running_loop(bounded_playbooks(tmp_path, config_copy), enforcement) as loop:
-        (key,) = await loop.submit(burst("198.51.100.30", Category.BRUTE_FORCE, user=uid), level=Level.L4)
+        # the tool's burst, and the login service's record of grace's password guessed (the sensor fact the
+        # account needs before silence may lock it: policies/guardrails/entities.rego)
+        alerts = [*burst("198.51.100.30", Category.BRUTE_FORCE, user=uid), guessed_login(uid, "198.51.100.30")]
+        (key,) = await loop.submit(alerts, level=Level.L4)
         handle = incident_handle(loop.client, key)
         await loop.wait_for(
             key,

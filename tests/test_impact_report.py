@@ -249,8 +249,12 @@ def test_impact_is_named_and_never_changes_a_verdict_on_either_engine(
     case: Any, embedded_guard: Guard, opa_guard: Guard
 ) -> None:
     """Every conformance case's real input, with its risk held: an impact that got through adds its reason on both
-    engines alike, and the verdict, approvers, quorum and veto window stay what they were."""
+    engines alike, and the verdict, approvers, quorum and veto window stay what they were. (Save in the one
+    guardrail that reads it, policies/guardrails/entities.rego: a host the attack reached may be isolated without
+    a person. Its targets are made the case's source here, so that rule has nothing left to lift;
+    tests/test_guard_entities.py tests it.)"""
     document = _input_doc(embedded_guard, case)
+    document = {**document, "context": {**document["context"], "source_assets": document["targets"]["hosts"]}}
     plain = embedded_guard.engine.evaluate({**document, "impact": {"verdict": "none", "assets": []}})
     for impact, reason in IMPACTS:
         embedded = embedded_guard.engine.evaluate({**document, "impact": impact})

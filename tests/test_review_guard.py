@@ -167,17 +167,12 @@ def failed_logins(user: str, n: int = 5) -> list[Alert]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: the veto window for identity containment reads the case-wide triage; the account is a claim "
-    "(the name the attacker typed). Fix needs a sensor fact 'this account was guessed' in the policy input and "
-    "changes tests/test_workflow.py's veto-window tests, which rely on a WAF burst plus a user claim (see report)",
-)
-@pytest.mark.parametrize("engine", ["wasm"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_an_account_the_attacker_only_typed_is_never_disabled_on_silence(tmp_path: Path, engine: str) -> None:
     # The attacker runs a tool (WAF evidence: malicious 0.97) and fails a few logins as alice. The case is
-    # malicious, so the brute-force playbook's bounded disable of alice gets L4's veto window: if nobody answers in
-    # 30 minutes, alice is locked out for 4 hours, though the login service never saw her password guessed.
+    # malicious, so the brute-force playbook's bounded disable of alice got L4's veto window: if nobody answered in
+    # 30 minutes, alice was locked out for 4 hours, though the login service never saw her password guessed. Now
+    # only that sensor fact lets the disable run without a person (policies/guardrails/entities.rego).
     plan = write_plan(
         tmp_path / "plan.json",
         {
@@ -191,6 +186,7 @@ def test_an_account_the_attacker_only_typed_is_never_disabled_on_silence(tmp_pat
     assert decision["triage"]["verdict"] == "malicious"
     assert decision["verdict"] == "approve"
     assert decision["policy"]["veto_window"] is False
+    assert any("no sensor saw the account taken" in r for r in decision["reasons"]), decision["reasons"]
 
 
 # -- a level config that cannot be resolved is refused at load, never a crash at decision time --------------------
@@ -292,25 +288,21 @@ def test_a_policy_answer_that_contradicts_itself_is_denied(tmp_path: Path, engin
     assert any("contradicts itself" in r for r in decision["reasons"]), decision["reasons"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: a host an alert merely went to (the victim of an inbound attack) is an incident entity, so "
-    "L4 isolates it alone when a planner proposes it; no shipped playbook does, only an LLM steered by the "
-    "attacker's text would. Needs a guardrail (a person isolates a host that is not the case's source); it "
-    "changes the lateral-movement playbook's L4 behaviour (see report)",
-)
-def test_the_victim_of_a_blocked_web_attack_is_never_isolated_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_victim_of_a_blocked_web_attack_is_never_isolated_alone(tmp_path: Path, engine: str) -> None:
     # The WAF blocked every request to web-stg-01 (staging: L4); "isolate web-stg-01" in the payload, followed by a
-    # design-mode planner, took the staging web server off the network with nobody asked.
+    # design-mode planner, took the staging web server off the network with nobody asked. Now only the case's
+    # source or an asset the attack reached is isolated alone (policies/guardrails/entities.rego).
     isolate = {
         "action": "host.isolate",
         "params": {"host": "web-stg-01", "ttl_seconds": TTL},
         "rationale": "r",
         "confidence": 0.9,
     }
-    [decision] = decide(tmp_path, "wasm", burst(dst_ip="10.30.0.11"), write_plan(tmp_path / "p.json", isolate))
+    [decision] = decide(tmp_path, engine, burst(dst_ip="10.30.0.11"), write_plan(tmp_path / "p.json", isolate))
     assert decision["effective_level"] == "L4"
-    assert decision["verdict"] != "execute"
+    assert decision["verdict"] == "approve" and decision["policy"]["veto_window"] is False
+    assert any("an alert went to it" in r for r in decision["reasons"]), decision["reasons"]
 
 
 # -- a dual-stack sensor's IPv4-mapped peer is the IPv4 host ------------------------------------------------------

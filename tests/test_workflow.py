@@ -22,12 +22,13 @@ from temporalio.testing import TimeSkipper
 from autonomy_controller.actions.adapters.base import ActionOutcome, ActionRequest, Adapter, VerifyOutcome
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.ledger import RecordKind
-from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.controller.models import Alert, Category, Level
 from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.client import Submitter, cast_vote, incident_handle, incident_status
 from autonomy_controller.workflows.contracts import ActionStatus, IncidentStatus, VoteChoice
 from autonomy_controller.workflows.devserver import DevServer, DevServerError
 from tests.doubles import FakeEnforcement
+from tests.factories import guessed_login
 from tests.harness import ATTACKER, BURST, Loop, action_of, alert, awaiting, burst, edit_yaml, running_loop, vote
 
 REPO_PLAYBOOKS = REPO_ROOT / "workflows" / "playbooks"
@@ -314,14 +315,20 @@ def bounded_playbooks(tmp_path: Path, settings: Settings, ttl: int | None = 3600
     return dataclasses.replace(settings, playbooks_dir=playbooks)
 
 
+def guessed(source: str, user: str) -> list[Alert]:
+    """A tool's burst triage calls malicious (a veto window never runs containment short of the level's triage
+    bar), then the login service's own record that `user` logged in from `source` after guessing: the sensor
+    fact that the account is the attacker's (policies/guardrails/entities.rego; the name alone is a claim)."""
+    return [*burst(source, Category.BRUTE_FORCE, user=user), guessed_login(user, source)]
+
+
 async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
     config_copy: Settings, tmp_path: Path
 ) -> None:
-    # brute force on a known, non-privileged account: L4 asks iam-admins to approve disabling it for an hour;
-    # only the level asked (no guardrail), so silence lets it run
+    # brute force on a known, non-privileged account the login service saw guessed: L4 asks iam-admins to approve
+    # disabling it for an hour; only the level asked (no guardrail), so silence lets it run
     async with running_loop(bounded_playbooks(tmp_path, config_copy)) as loop:
-        # a burst triage calls malicious: a veto window never runs containment short of the level's triage bar
-        (key,) = await loop.submit(burst("198.51.100.30", Category.BRUTE_FORCE, user="alice"), level=Level.L4)
+        (key,) = await loop.submit(guessed("198.51.100.30", "alice"), level=Level.L4)
         status = await awaiting(loop, key, "identity.disable_user")
         disable = action_of(status, "identity.disable_user")
         assert set(disable.waiting_on) == {"dave", "erin", "ivan"}
@@ -336,7 +343,7 @@ async def test_l4_veto_window_runs_a_bounded_action_only_the_level_asked_about(
 async def test_a_veto_window_that_no_longer_applies_runs_nothing(config_copy: Settings, tmp_path: Path) -> None:
     # Silence would run the bounded disable, but the kill switch (L1) flipped while nobody answered: held.
     async with running_loop(bounded_playbooks(tmp_path, config_copy)) as loop:
-        (key,) = await loop.submit(burst("198.51.100.31", Category.BRUTE_FORCE, user="alice"), level=Level.L4)
+        (key,) = await loop.submit(guessed("198.51.100.31", "alice"), level=Level.L4)
         await awaiting(loop, key, "identity.disable_user")
         edit_yaml(loop.settings.levels_dir / "scopes.yaml", kill_switch=True)
         await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(minutes=31))
@@ -346,21 +353,26 @@ async def test_a_veto_window_that_no_longer_applies_runs_nothing(config_copy: Se
 
 
 @pytest.mark.parametrize(
-    ("user", "bounded", "name", "reason"),
+    ("user", "bounded", "name", "reason", "seen"),
     [
-        ("alice", False, "identity.disable_user", "permanent containment needs a person"),
-        ("ivan", True, "identity.disable_user", "privileged identity ivan: iam-admins must approve"),
-        ("alice", True, "network.unblock_ip", "a person approves every restore"),
+        ("alice", False, "identity.disable_user", "permanent containment needs a person", True),
+        ("ivan", True, "identity.disable_user", "privileged identity ivan: iam-admins must approve", True),
+        ("alice", True, "network.unblock_ip", "a person approves every restore", True),
+        # The tool's burst names alice, the login service never saw her password guessed: a claim.
+        ("alice", True, "identity.disable_user", "no sensor saw the account taken", False),
     ],
-    ids=["permanent disable", "privileged account", "restore"],
+    ids=["permanent disable", "privileged account", "restore", "account only typed"],
 )
 async def test_l4_veto_window_never_runs_what_a_guardrail_asked_a_person_for(
-    config_copy: Settings, tmp_path: Path, user: str, bounded: bool, name: str, reason: str
+    config_copy: Settings, tmp_path: Path, user: str, bounded: bool, name: str, reason: str, seen: bool
 ) -> None:
+    # Triage says malicious (a tool's burst) in every case: only the guardrail keeps silence from running it.
     unblock = {"action": "network.unblock_ip", "params": {"ip": "{src_ip}"}, "rationale": "x", "confidence": 0.9}
     settings = bounded_playbooks(tmp_path, config_copy, 3600 if bounded else None, **unblock)
+    source = "198.51.100.30"
+    alerts = guessed(source, user) if seen else burst(source, Category.BRUTE_FORCE, user=user)
     async with running_loop(settings) as loop:
-        (key,) = await loop.submit([alert(1, "198.51.100.30", Category.BRUTE_FORCE, user=user)], level=Level.L4)
+        (key,) = await loop.submit(alerts, level=Level.L4)
         await awaiting(loop, key, name)
         await TimeSkipper(loop.client).fast_forward(incident_handle(loop.client, key), timedelta(minutes=31))
         final = await loop.wait_for(key, lambda s: action_of(s, name).status is ActionStatus.TIMED_OUT)

@@ -368,9 +368,14 @@ class IncidentActivities:
         if scopes.shadow:
             return PreflightResult(go=False, shadow=True, reasons=["shadow mode on: decision recorded, nothing runs"])
         original = request.guarded
-        plan = Plan(incident_key=request.incident.key, planner=original.proposer.removeprefix("planner:"))
+        # The impact and triage the decision was made on (the ledger's history included, the alerts' raw records
+        # read), not ones made without them now.
+        plan = Plan(
+            incident_key=request.incident.key,
+            planner=original.proposer.removeprefix("planner:"),
+            impact=original.decision.impact,
+        )
         plan.actions.append(original.action)
-        # The triage the decision was made on (the ledger's history included), not one made without it now.
         fresh = guard.decide_plan(
             self.cases.whole(request.incident, request.case),
             plan,

@@ -230,6 +230,7 @@ class Guard:
             incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact, own=controller_triage
         )
         decision.decision_time = at
+        decision.impact = impact.model_copy(update={"evidence": []}) if impact else None
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
 
@@ -371,6 +372,10 @@ class Guard:
             "triage": {"verdict": triage.verdict, "confidence": triage.confidence} if triage else None,
             "context": {
                 "proposer": proposer,
+                # Sensor facts only (controller/decision/entities.py): a host or an account an alert merely names
+                # is contained alone never (policies/guardrails/entities.rego).
+                "source_assets": list(facts.source_assets),
+                "guessed_users": sorted(facts.guessed_users),
                 "category": incident.category.value,
                 "severity": incident.severity.value,
                 "confidence": incident.confidence,

@@ -143,7 +143,7 @@ string_list(value) if {
 
 # A cap that is not a number would never be exceeded: every block would pass it.
 errors contains sprintf("data.guardrails.%s must be a whole number of at least 1", [name]) if {
-	some name in ["max_addresses_per_block", "privileged_identity_quorum"]
+	some name in ["max_addresses_per_block", "max_addresses_alone", "privileged_identity_quorum"]
 	value := data.guardrails[name]
 	not positive_whole(value)
 }

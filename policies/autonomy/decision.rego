@@ -311,9 +311,10 @@ explanations contains msg if {
 # ---------------------------------------------------------------------------------------------
 # Impact (input.impact: how far the case's attack got, from sensor facts only: what the sensors blocked
 # and what the application answered, never request text; controller/attackers/impact.py, docs/attackers.md). It
-# names what an attack reached among the reasons, and does nothing else: no verdict, mode, limit, quorum
-# or veto window reads it, so it can never raise autonomy (the risk score's impact credit is the
-# controller's, levels/risk.yaml). A missing or malformed impact names nothing; malformed assets name none.
+# names what an attack reached among the reasons, and does nothing else here: no verdict, mode, limit, quorum
+# or veto window reads it (the risk score's impact credit is the controller's, levels/risk.yaml; the one
+# guardrail that reads it, guardrails/entities.rego, asks a person to isolate a host it does not name).
+# A missing or malformed impact names nothing; malformed assets name none.
 # concat, not sprintf: regopy quotes a concat result given to sprintf.
 # ---------------------------------------------------------------------------------------------
 

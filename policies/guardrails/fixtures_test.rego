@@ -253,3 +253,7 @@ host_activity(host) := action_input("investigate.host_activity", "investigate", 
 disable(user) := action_input("identity.disable_user", "contain_identity", "identity", {"users": [user]})
 
 enable(user) := action_input("identity.enable_user", "restore", "identity", {"users": [user]})
+
+# The same input on hosts and accounts the sensors put in the attacker's hands (guardrails/entities.rego): the
+# source of the case's alerts, an account a login service saw guessed. For the tests of the other guardrails.
+held(inp) := object.union(inp, {"context": {"source_assets": inp.targets.hosts, "guessed_users": inp.targets.users}})

@@ -5,8 +5,8 @@ test_isolating_a_crown_jewel_is_denied if {
 }
 
 test_isolating_an_ordinary_asset_passes if {
-	count(denies(isolate("web-01"))) == 0
-	count(approvals(isolate("web-01"))) == 0
+	count(denies(held(isolate("web-01")))) == 0
+	count(approvals(held(isolate("web-01")))) == 0
 }
 
 test_releasing_a_crown_jewel_is_not_denied if {
@@ -14,7 +14,7 @@ test_releasing_a_crown_jewel_is_not_denied if {
 }
 
 test_isolating_an_unknown_host_needs_soc_approval if {
-	approvals(isolate("web-99")) == {{
+	approvals(held(isolate("web-99"))) == {{
 		"reason": "host.isolate on web-99: host unknown to the inventory",
 		"group": "soc-oncall",
 		"quorum": 1,

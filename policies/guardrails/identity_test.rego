@@ -11,12 +11,12 @@ test_enabling_an_unknown_identity_is_denied if {
 }
 
 test_disabling_a_regular_user_passes if {
-	count(denies(disable("alice"))) == 0
-	count(approvals(disable("alice"))) == 0
+	count(denies(held(disable("alice")))) == 0
+	count(approvals(held(disable("alice")))) == 0
 }
 
 test_disabling_a_privileged_user_needs_iam_admins if {
-	approvals(disable("admin")) == {{
+	approvals(held(disable("admin"))) == {{
 		"reason": "identity.disable_user on privileged identity admin: iam-admins must approve",
 		"group": "iam-admins",
 		"quorum": 2,

@@ -167,6 +167,40 @@ deny contains cap_message if {
 	too_many_addresses
 }
 
+# A range blocks more than the address the sensors saw attack: the rest of it are bystanders no alert named (a
+# shared NAT's other users, a cloud provider's or an ISP's other customers), and the planner that widened one
+# address to a /24 may have been steered by the attacker's text. A person decides on the neighbours; the
+# single address, the one the sensors saw, still runs alone. (Within the per-action cap above: wider is denied.)
+
+# METADATA
+# title: A block wider than guardrails.max_addresses_alone addresses needs a person
+# description: >-
+#   A block of a range covering more addresses than guardrails.max_addresses_alone (1 as shipped: any range)
+#   needs the class's approvers.
+require_approval contains {
+	"reason": sprintf(
+		"%s on %s covers more than the %d address(es) a block covers without a person: the sensors saw single addresses, the rest of a range are bystanders no alert named",
+		[input.action.name, target.value, max_addresses_alone],
+	),
+	"group": class_group,
+	"quorum": 1,
+} if {
+	blocking
+	some target in range_targets
+	range_span(target) > max_addresses_alone
+}
+
+# Addresses in a range, counted to at most 2^30: regopy wraps an integer past 32 bits (2^32 arrives as 0), and
+# a range that wide is denied by the per-action cap anyway.
+range_span(target) := bits.lsh(1, host_bits) if {
+	host_bits := address_width[target.version] - target.prefix_len
+	host_bits <= 30
+} else := bits.lsh(1, 30)
+
+default max_addresses_alone := 1
+
+max_addresses_alone := data.guardrails.max_addresses_alone
+
 # A rule of its own: regopy would build the list of values in the deny body even when under the cap.
 # concat, not sprintf("%s", [concat(...)]): regopy would print the inner concat result in quotes.
 cap_message := concat("", [

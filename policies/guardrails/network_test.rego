@@ -160,3 +160,36 @@ test_cap_defaults_to_256_without_data if {
 test_cap_does_not_apply_to_lookups if {
 	count(denies(lookup(["0.0.0.0/0"]))) == 0
 }
+
+# --- a range: its other addresses are bystanders, a person decides -------------------------------------------
+
+range_reason(value) := sprintf("network.block_ip on %s covers more than the 1 address(es) a block covers without a person: the sensors saw single addresses, the rest of a range are bystanders no alert named", [value])
+
+test_a_range_needs_a_person if {
+	{"reason": range_reason("192.0.2.128/25"), "group": "soc-oncall", "quorum": 1} in approvals(block(["192.0.2.128/25"]))
+	{"reason": range_reason("::ffff:c000:200/120"), "group": "soc-oncall", "quorum": 1} in approvals(block(["::ffff:c000:200/120"]))
+}
+
+test_a_single_address_blocks_alone if {
+	every value in ["198.51.100.66", "2001:db8::25"] {
+		every r in approvals(block([value])) {
+			not contains(r.reason, "bystanders")
+		}
+	}
+}
+
+test_the_addresses_a_block_covers_alone_come_from_data if {
+	wider := object.union(tunables, {"max_addresses_alone": 128})
+	alone := guardrails.require_approval with input as block(["192.0.2.128/25"])
+		with data.allowlists as allowlists
+		with data.inventory as inventory
+		with data.special_purpose as special_purpose
+		with data.identities as identities
+		with data.guardrails as wider
+	count(alone) == 0
+	guardrails.max_addresses_alone == 1 with data.guardrails as {}
+}
+
+test_looking_a_range_up_needs_nobody if {
+	count(approvals(lookup(["192.0.2.128/25"]))) == 0
+}

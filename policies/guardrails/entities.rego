@@ -1,0 +1,72 @@
+# Entity guardrails: a host or an account is contained alone only when the sensors' own facts put it in the
+# attacker's hands. A name in an alert is a claim: the account a client typed at a login prompt, the host a
+# request was aimed at. Were that enough, the attacker would choose whom the machine locks out or takes off the
+# network (a few failed logins as alice, then silence at L4's veto window; "isolate web-stg-01" in a blocked
+# request, followed by a planner). So containment of any other host or account needs the class's approvers,
+# which also rules out a veto window (the base policy's veto_window: never when a guardrail asks).
+#
+# The facts (controller/decision/entities.py; an array the controller always sends, missing or malformed
+# meaning none, so a person approves):
+# - input.context.source_assets: our assets the sensors reported as the source of the case's alerts;
+# - input.context.guessed_users: accounts a login service recorded a login of after guessing, in this case;
+# - input.impact: the assets an attack reached, when the impact verdict is confirmed (post-exploitation evidence).
+#   `likely` is not enough: a 2xx to an attack request no sensor refused is a fact the attacker produces at will
+#   (any page that ignores the payload answers 200 behind a WAF in DetectionOnly or on a path it does not cover),
+#   so it would let anyone take our host off the network; it means "a person confirms" (docs/attackers.md).
+package autonomy.guardrails
+
+# METADATA
+# title: An account is disabled alone only when a sensor saw it guessed
+# description: >-
+#   Identity containment of an account no login service recorded a login of after guessing, in this case,
+#   needs the class's approvers (no veto window).
+require_approval contains {
+	"reason": sprintf(
+		"%s on %s: no sensor saw the account taken (a login service's record of a login after guessing, in this case); the name alone is a claim: a person approves",
+		[input.action.name, user],
+	),
+	"group": class_group,
+	"quorum": 1,
+} if {
+	action_class == "contain_identity"
+	some user in user_targets
+	not guessed_user(user)
+}
+
+# METADATA
+# title: A host is isolated alone only when it is the case's source or the attack reached it
+# description: >-
+#   Host containment of a host that is neither the source of the case's alerts nor an asset the attack reached
+#   (impact confirmed) needs the class's approvers: an alert merely went to it, or the attack may have got through.
+require_approval contains {
+	"reason": sprintf(
+		"%s on %s: not the source of the case's alerts, and no post-exploitation evidence that the attack reached it (impact confirmed); an alert went to it, which the attacker chooses: a person approves",
+		[input.action.name, host],
+	),
+	"group": class_group,
+	"quorum": 1,
+} if {
+	action_class == "contain_host"
+	some host in host_targets
+	not attacker_held_host(host)
+}
+
+guessed_user(user) if {
+	some name in input.context.guessed_users
+	name == user
+}
+
+attacker_held_host(host) if {
+	some name in input.context.source_assets
+	name == host
+}
+
+attacker_held_host(host) if {
+	attack_reached
+	some name in input.impact.assets
+	name == host
+}
+
+default attack_reached := false
+
+attack_reached if input.impact.verdict == "confirmed"

@@ -1,0 +1,88 @@
+package autonomy.guardrails_test
+
+# --- accounts: only one a login service saw guessed is disabled alone --------------------------------------
+
+typed_alice := "identity.disable_user on alice: no sensor saw the account taken (a login service's record of a login after guessing, in this case); the name alone is a claim: a person approves"
+
+guessed(inp, users) := object.union(inp, {"context": {"guessed_users": users}})
+
+test_an_account_only_named_needs_its_approvers if {
+	approvals(disable("alice")) == {{"reason": typed_alice, "group": "iam-admins", "quorum": 1}}
+}
+
+test_an_account_a_login_service_saw_guessed_is_disabled_alone if {
+	count(approvals(guessed(disable("alice"), ["alice"]))) == 0
+}
+
+test_another_account_guessed_in_the_case_does_not_count if {
+	approvals(guessed(disable("alice"), ["bob", "alice-admin"])) == {{"reason": typed_alice, "group": "iam-admins", "quorum": 1}}
+}
+
+test_missing_or_malformed_guessed_users_name_nobody if {
+	every facts in [null, "alice", {"alice": true}, [["alice"]], 7] {
+		some r in approvals(guessed(disable("alice"), facts))
+		r.reason == typed_alice
+	}
+	some r in approvals(json.remove(disable("alice"), ["context"]))
+	r.reason == typed_alice
+}
+
+test_re_enabling_an_account_is_not_this_rules_business if {
+	every r in approvals(enable("alice")) {
+		not contains(r.reason, "no sensor saw the account taken")
+	}
+}
+
+# --- hosts: only the case's source or an asset the attack reached is isolated alone --------------------------
+
+targeted_web := "host.isolate on web-01: not the source of the case's alerts, and no post-exploitation evidence that the attack reached it (impact confirmed); an alert went to it, which the attacker chooses: a person approves"
+
+sourced(inp, hosts) := object.union(inp, {"context": {"source_assets": hosts}})
+
+impacted(inp, verdict, assets) := object.union(inp, {"impact": {"verdict": verdict, "assets": assets}})
+
+test_a_host_an_alert_merely_went_to_needs_its_approvers if {
+	approvals(isolate("web-01")) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
+}
+
+test_the_cases_source_is_isolated_alone if {
+	count(approvals(sourced(isolate("web-01"), ["web-01"]))) == 0
+}
+
+test_an_asset_the_attack_reached_is_isolated_alone if {
+	count(approvals(impacted(isolate("web-01"), "confirmed", ["web-02", "web-01"]))) == 0
+}
+
+test_an_attack_that_did_not_get_through_reached_nothing if {
+	every verdict in ["none", "attempted", "CONFIRMED", null, true] {
+		approvals(impacted(isolate("web-01"), verdict, ["web-01"])) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
+	}
+}
+
+# A 2xx to an attack request no sensor refused: the attacker can produce it at will (a page that ignores the payload).
+test_an_answered_attack_request_is_not_enough_to_isolate_alone if {
+	approvals(impacted(isolate("web-01"), "likely", ["web-01"])) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
+}
+
+test_another_host_reached_or_sourced_does_not_count if {
+	inp := sourced(impacted(isolate("web-01"), "confirmed", ["web-02"]), ["ws-17"])
+	approvals(inp) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
+}
+
+test_malformed_host_facts_name_nothing if {
+	every facts in [null, "web-01", {"web-01": true}, [["web-01"]]] {
+		some r in approvals(sourced(impacted(isolate("web-01"), "confirmed", facts), facts))
+		r.reason == targeted_web
+	}
+}
+
+test_looking_at_or_releasing_a_host_is_not_this_rules_business if {
+	count(approvals(host_activity("web-01"))) == 0
+	every r in approvals(release("web-01")) {
+		not contains(r.reason, "an alert went to it")
+	}
+}
+
+test_blocks_are_not_this_rules_business if {
+	count(approvals(block(["198.51.100.66"]))) == 0
+}

@@ -1,0 +1,99 @@
+"""The entity guardrail in the live loop: a host an attack merely went to, or whose application answered an attack
+request (impact likely, which the attacker can cause at will), waits for a person at L4. Pre-flight, which decides
+again on slim alerts (no raw record to read the impact from), keeps deciding on the impact the decision was made
+on (GuardDecision.impact): shown with a policy that lets that impact isolate alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+from pathlib import Path
+
+import yaml
+
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Alert
+from autonomy_controller.workflows.contracts import ActionStatus
+from tests.harness import WAF_RAW, action_of, awaiting, burst, running_loop
+from tests.test_workflow import REPO_PLAYBOOKS
+
+STAGING_WEB = "10.30.0.11"  # web-stg-01 (policies/inventory/data.yaml): staging, L4
+
+
+def isolating_playbooks(tmp_path: Path, settings: Settings) -> Settings:
+    """The shipped playbooks, with the reached web attack's playbook also isolating the asset it reached, and the
+    blocked one isolating the asset the attack went to (what an LLM steered by the payload might propose)."""
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(REPO_PLAYBOOKS, playbooks)
+    isolate = {
+        "action": "host.isolate",
+        "params": {"host": "{asset}", "ttl_seconds": 3600},
+        "rationale": "isolate the asset",
+        "confidence": 0.9,
+    }
+    for name in ("web-attack-reached.yaml", "web-attack-blocked.yaml"):
+        path = playbooks / name
+        document = yaml.safe_load(path.read_text())
+        document["actions"].insert(0, isolate)
+        path.write_text(yaml.safe_dump(document))
+    return dataclasses.replace(settings, playbooks_dir=playbooks)
+
+
+def answered_attack() -> list[Alert]:
+    """WAF alerts on requests to web-stg-01 no sensor refused, each answered 200 by the application: impact likely."""
+    answered = copy.deepcopy(WAF_RAW)
+    answered["transaction"]["response"] = {"http_code": 200}
+    return burst(dst_ip=STAGING_WEB, blocked=False, raw=answered)
+
+
+def isolating_on_likely(settings: Settings) -> Settings:
+    """The shipped policy, with the entity guardrail also taking impact likely as reached (an operator's choice)."""
+    rego = settings.policies_dir / "guardrails" / "entities.rego"
+    shipped = 'attack_reached if input.impact.verdict == "confirmed"'
+    assert shipped in rego.read_text()
+    rego.write_text(
+        rego.read_text().replace(shipped, f'{shipped}\n\nattack_reached if input.impact.verdict == "likely"')
+    )
+    (settings.policies_dir / "guardrails" / "entities_test.rego").unlink()  # tests of the shipped rule
+    return settings
+
+
+async def test_a_host_whose_application_answered_an_attack_waits_for_a_person(
+    config_copy: Settings, tmp_path: Path
+) -> None:
+    async with running_loop(isolating_playbooks(tmp_path, config_copy)) as loop:
+        (key,) = await loop.submit(answered_attack())
+        status = await awaiting(loop, key, "host.isolate")
+        isolate = action_of(status, "host.isolate")
+        assert isolate.verdict == "approve" and ("isolated", "web-stg-01") not in loop.enforcement.state
+        [decision] = [
+            r.payload for r in loop.ledger.records(key, [RecordKind.DECISION]) if r.payload["action"] == "host.isolate"
+        ]
+        assert decision["impact"]["verdict"] == "likely" and decision["impact"]["assets"] == ["web-stg-01"]
+        assert decision["policy"]["veto_window"] is False
+
+
+async def test_pre_flight_decides_on_the_impact_the_decision_was_made_on(config_copy: Settings, tmp_path: Path) -> None:
+    settings = isolating_playbooks(tmp_path, isolating_on_likely(config_copy))
+    async with running_loop(settings) as loop:
+        (key,) = await loop.submit(answered_attack())
+        status = await loop.wait_for(key, lambda s: action_of(s, "host.isolate").status is ActionStatus.AWAITING_REVERT)
+        assert ("isolated", "web-stg-01") in loop.enforcement.state, action_of(status, "host.isolate")
+        isolate = action_of(status, "host.isolate").action_id
+        [preflight] = [
+            r.payload for r in loop.ledger.records(key, [RecordKind.PREFLIGHT]) if r.payload["action_id"] == isolate
+        ]
+        # Without the recorded impact, pre-flight saw none (slim alerts) and held what the decision let run.
+        assert preflight["go"] is True, preflight
+        assert preflight["decision"]["impact"]["verdict"] == "likely"
+
+
+async def test_a_host_a_blocked_attack_went_to_waits_for_a_person(config_copy: Settings, tmp_path: Path) -> None:
+    async with running_loop(isolating_playbooks(tmp_path, config_copy)) as loop:
+        (key,) = await loop.submit(burst(dst_ip=STAGING_WEB))
+        status = await awaiting(loop, key, "host.isolate")
+        isolate = action_of(status, "host.isolate")
+        assert isolate.verdict == "approve" and ("isolated", "web-stg-01") not in loop.enforcement.state
