@@ -306,3 +306,20 @@ def test_evaluate_shows_a_claimed_source_as_text(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(path)], env={"AUTONOMY_STATE_DIR": str(tmp_path / "var")})
     assert result.exit_code == 0, result.output
     assert "[bold red]auth-log 1" in result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="controller/decision/entities.py (not this helper's to edit): guessed_users takes a slim alert (the "
+    "workflow's, raw dropped) on its source and rule id alone, so a native claim naming auth-log and AUTH_GUESSED "
+    "puts its account in the attacker's hands; the fix is `and not alert.is_claim` in guessed_users (see report)",
+)
+def test_a_claimed_guessed_login_names_no_account_for_the_entity_guardrail(settings: Settings) -> None:
+    from autonomy_controller.controller.decision.entities import guessed_users
+    from autonomy_controller.controller.ingest.classify import AUTH_GUESSED
+    from autonomy_controller.workflows.contracts import slim_alert
+
+    [claim] = claimed_logins(n=1, user="ceo", rule_ids=[AUTH_GUESSED])
+    waf = frozenset(load_level_config(settings.levels_dir).triage.waf_sources)
+    assert guessed_users([claim], waf) == frozenset()  # the raw record at hand: triage's reading says no
+    assert guessed_users([slim_alert(claim)], waf) == frozenset()  # as the workflow carries it
