@@ -20,14 +20,18 @@ from autonomy_controller.controller.attackers.impact import assess
 from autonomy_controller.controller.case.grouping import group_alerts, incident_from_alerts, incident_key
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.decision.entities import guessed_users, source_assets
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.levels import load_level_config
 from autonomy_controller.controller.ingest import IngestError, IngestReport, parse_line, read_alerts, trusted_sources
+from autonomy_controller.controller.ingest.classify import AUTH_GUESSED
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, Category, Provenance, Severity
 from autonomy_controller.controller.service import ServiceConfig, create_app
 from autonomy_controller.controller.service.tokens import Scope, TokenError, TokenStore, tokens_file
 from autonomy_controller.controller.triage import guard_summary, triage
 from autonomy_controller.controller.triage.ledger_view import LedgerView
+from autonomy_controller.workflows.contracts import slim_alert
 from tests.harness import ATTACKER, alert, alert_lines, burst, running_loop
 from tests.test_http import live
 from tests.test_impact import got_through
@@ -308,18 +312,17 @@ def test_evaluate_shows_a_claimed_source_as_text(tmp_path: Path) -> None:
     assert "[bold red]auth-log 1" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller/decision/entities.py (not this helper's to edit): guessed_users takes a slim alert (the "
-    "workflow's, raw dropped) on its source and rule id alone, so a native claim naming auth-log and AUTH_GUESSED "
-    "puts its account in the attacker's hands; the fix is `and not alert.is_claim` in guessed_users (see report)",
-)
-def test_a_claimed_guessed_login_names_no_account_for_the_entity_guardrail(settings: Settings) -> None:
-    from autonomy_controller.controller.decision.entities import guessed_users
-    from autonomy_controller.controller.ingest.classify import AUTH_GUESSED
-    from autonomy_controller.workflows.contracts import slim_alert
-
+def test_a_claim_puts_no_account_or_host_in_the_attackers_hands(settings: Settings, embedded_guard: Guard) -> None:
+    # The entity guardrail (policies/guardrails/entities.rego) lets containment hit alone only what the sensors'
+    # facts put in the attacker's hands. A native record naming auth-log with the guessed-login rule, or naming one
+    # of our hosts as its source, is the sender's word: nobody's account is disabled, no host isolated, on it.
     [claim] = claimed_logins(n=1, user="ceo", rule_ids=[AUTH_GUESSED])
     waf = frozenset(load_level_config(settings.levels_dir).triage.waf_sources)
     assert guessed_users([claim], waf) == frozenset()  # the raw record at hand: triage's reading says no
-    assert guessed_users([slim_alert(claim)], waf) == frozenset()  # as the workflow carries it
+    assert guessed_users([slim_alert(claim)], waf) == frozenset()  # as the workflow carries it (no raw)
+    vouched = claim.model_copy(update={"provenance": Provenance.SENSOR})
+    assert guessed_users([slim_alert(vouched)], waf) == {"ceo"}  # the same record from the login service's log
+    assets = embedded_guard.assets
+    from_staging = alert(1, src_ip="10.30.0.11", provenance=Provenance.CLAIM)  # web-stg-01's address
+    assert source_assets([from_staging], assets) == ()
+    assert source_assets([from_staging.model_copy(update={"provenance": Provenance.SENSOR})], assets) == ("web-stg-01",)

@@ -7,7 +7,8 @@ network alone, or the attacker chooses whom we lock out. So the policy is told, 
 recorded:
 
 - `source_assets`: our assets whose address the sensors reported as the source of the case's alerts (the host
-  the malware, C2, exfiltration or lateral movement comes from). Where an alert merely went is not one.
+  the malware, C2, exfiltration or lateral movement comes from). Where an alert merely went is not one, nor an
+  address a claim names (native JSON, docs/sensors.md "Provenance").
 - `guessed_users`: accounts a login service recorded a successful login of after password guessing in this
   case (auth-log: `outcome: success` with `user_failures_before` at the guessing threshold, the same fact triage
   reads: controller/triage/facts.py, controller/ingest/auth_log.py).
@@ -30,7 +31,7 @@ from autonomy_controller.controller.triage.facts import GUESSED, alert_facts
 def source_assets(alerts: Iterable[Alert], assets: AssetIndex) -> tuple[str, ...]:
     """Our assets whose address the sensors reported as an alert's source, first seen first."""
     found: list[str] = []
-    for address in dict.fromkeys(alert.src_ip for alert in alerts if alert.src_ip):
+    for address in dict.fromkeys(alert.src_ip for alert in alerts if alert.src_ip and not alert.is_claim):
         found += [owner for owner in assets.owners_of_address(address) if owner not in found]
     return tuple(found)
 
@@ -45,6 +46,7 @@ def guessed_users(alerts: Iterable[Alert], waf_sources: frozenset[str]) -> froze
         alert.user
         for alert in alerts
         if alert.user
+        and not alert.is_claim  # a native record naming auth-log: the sender's word, not the login service's
         and alert.source == AUTH_LOG
         and AUTH_GUESSED in alert.rule_ids
         and (not alert.raw or alert_facts(alert, waf_sources).login == GUESSED)
