@@ -205,7 +205,7 @@ def submit(
     trust_native: TrustNativeOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Submit alerts to the loop: each incident (category + source) becomes one workflow, started or joined.
+    """Submit alerts to the loop: each case (one per source address) becomes one workflow, started or joined.
 
     Every alert is written to the ledger first, then signalled to its incident's workflow (signal-with-
     start), so a storm is a few workflows and a resubmitted file counts nothing twice. Malformed records
