@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.cli.judge import impact_of
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.runtime import open_guard
@@ -121,14 +122,16 @@ def _changed_config(tmp_path: Path, settings: Settings) -> SimConfig:
 
 def _all_decisions(config: SimConfig, alert_file: Path) -> dict[tuple[str, str, str], GuardDecision]:
     """Every decision, keyed (incident, action id, level), taken the plain way: evaluate's own pipeline
-    (triage, a plan on its verdict, the guard given that triage)."""
+    (triage and impact, a plan on their verdicts, the guard given them)."""
     decisions: dict[tuple[str, str, str], GuardDecision] = {}
     with open_guard(config.settings) as guard:
         assert isinstance(guard, Guard)
         planner = OfflinePlanner(config.settings.playbooks_dir, asset_groups=guard.asset_groups)
         for incident in map(guard.enrich, group_alerts(read_alerts(alert_file, trusted=TRUSTED))):
             triage = guard.triage_summary(guard.triage(incident))
-            plan = planner.plan(incident, triage.verdict)
+            impact = impact_of(guard, incident, config.settings)
+            assert impact is not None
+            plan = planner.plan(incident, triage.verdict, impact.verdict).model_copy(update={"impact": impact})
             for level in Level:
                 for decision in guard.decide_plan(incident, plan, level, triage=triage):
                     decisions[(incident.key, decision.action_id, level.value)] = decision

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
 import yaml
+from typer.testing import CliRunner
 
+from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Alert
 from autonomy_controller.workflows.contracts import ActionStatus
-from tests.harness import WAF_RAW, action_of, awaiting, burst, running_loop
+from tests.harness import WAF_RAW, action_of, alert_lines, awaiting, burst, running_loop
 from tests.test_workflow import REPO_PLAYBOOKS
 
 STAGING_WEB = "10.30.0.11"  # web-stg-01 (policies/inventory/data.yaml): staging, L4
@@ -97,3 +100,22 @@ async def test_a_host_a_blocked_attack_went_to_waits_for_a_person(config_copy: S
         status = await awaiting(loop, key, "host.isolate")
         isolate = action_of(status, "host.isolate")
         assert isolate.verdict == "approve" and ("isolated", "web-stg-01") not in loop.enforcement.state
+
+
+def test_evaluate_and_simulate_assess_the_impact_the_loop_assesses(tmp_path: Path) -> None:
+    # The loop's plan step assesses impact before planning (the playbook matches on it, the policy reads it);
+    # evaluate and simulate did not, so a what-if showed another playbook and another risk than the loop's.
+    path = tmp_path / "answered.jsonl"
+    path.write_text(alert_lines(answered_attack()))
+    env = {"AUTONOMY_STATE_DIR": str(tmp_path / "var")}
+    result = CliRunner().invoke(app, ["evaluate", str(path), "--json", "--level", "L4"], env=env)
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert record["plan"]["impact"]["verdict"] == "likely" and record["plan"]["impact"]["assets"] == ["web-stg-01"]
+    assert record["plan"]["playbook"] == "web-attack-reached"
+    assert all(d["impact"]["verdict"] == "likely" for d in record["decisions"])
+    simulated = CliRunner().invoke(app, ["simulate", str(path), "--json"], env=env)
+    assert simulated.exit_code == 0, simulated.output
+    [l1, *_] = json.loads(simulated.stdout.splitlines()[-1])["results"]
+    # web-attack-reached's read-only looks at the reached asset and the source, beside its block and ticket
+    assert (l1["decisions"], l1["by_class"]["investigate"]) == (4, {"execute": 2}), l1
