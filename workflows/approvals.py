@@ -26,17 +26,25 @@ def check_ballot(vote: ApprovalVote) -> None:
 
 
 def check_vote(
-    state: ActionState | None, spec: ApprovalSpec | None, vote: ApprovalVote, verifying: Collection[str] = ()
+    state: ActionState | None,
+    spec: ApprovalSpec | None,
+    vote: ApprovalVote,
+    verifying: Collection[str] = (),
+    decided: bool = False,
 ) -> None:
     """Raise VoteRefused unless this person may cast this vote on this action now.
 
     `verifying`: approvers whose vote on this action is accepted but still being verified (not yet counted): a
-    second vote from them is as much a double vote as one already counted.
+    second vote from them is as much a double vote as one already counted. `decided`: the workflow settled the
+    approval (approved, or the veto window passed) and is on its way to run the action, while its status still
+    says awaiting approval: a vote now would be recorded as counted and change nothing.
     """
     if state is None or spec is None:
         raise VoteRefused(f"no action {vote.action_id} awaits approval in this incident")
     if state.status is not ActionStatus.AWAITING_APPROVAL:
         raise VoteRefused(f"action {vote.action_id} is {state.status.value}, not awaiting approval")
+    if decided:
+        raise VoteRefused(f"the approval of action {vote.action_id} is already decided and it runs: too late to vote")
     approver = vote.approver.strip()
     if not approver:
         raise VoteRefused("the approver is empty")

@@ -1,0 +1,155 @@
+"""Adversarial review of the people path, the votes themselves: a vote that arrives once the approval is
+decided must be refused, not counted and ignored.
+
+The workflow decides an approval in `_await_approval` and then awaits (the ledger note, the pre-flight check)
+before the action's status leaves `awaiting_approval`. Before this review, a vote arriving in that window
+passed validation: a veto sent a moment after the veto window closed was recorded as a counted rejection and
+its sender told "Vote recorded", while the action ran anyway. The pure tests pin the rule down; the loop test
+opens the window for real (the ledger is busy for a few seconds, as under load) and sends the veto into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.testing import TimeSkipper
+
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import RecordKind
+from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.workflows.approvals import VoteRefused, check_vote
+from autonomy_controller.workflows.client import incident_handle
+from autonomy_controller.workflows.contracts import (
+    ActionState,
+    ActionStatus,
+    ApprovalGroup,
+    ApprovalSpec,
+    ApprovalVote,
+    VoteChoice,
+)
+from autonomy_controller.workflows.incident import IncidentWorkflow
+from tests.harness import Loop, action_of, awaiting, burst, running_loop, vote
+from tests.test_workflow import bounded_playbooks
+
+SPEC = ApprovalSpec(
+    quorum=1,
+    groups=[ApprovalGroup(name="soc-oncall", quorum=0, members=["bob", "carol", "heidi"])],
+    proposer="planner:offline",
+    service_identities=["svc:controller"],
+    timeout_seconds=3600,
+    on_timeout="execute_reversible",
+)
+
+
+def waiting() -> ActionState:
+    return ActionState(
+        action_id="a1", action="network.block_ip", verdict="approve", status=ActionStatus.AWAITING_APPROVAL
+    )
+
+
+def ballot(approver: str, choice: VoteChoice = VoteChoice.REJECT) -> ApprovalVote:
+    return ApprovalVote(action_id="a1", approver=approver, choice=choice)
+
+
+@pytest.mark.parametrize("choice", list(VoteChoice))
+def test_a_vote_on_an_approval_already_decided_is_refused(choice: VoteChoice) -> None:
+    state = waiting()
+    check_vote(state, SPEC, ballot("carol", choice))  # still open: carol may vote either way
+    with pytest.raises(VoteRefused, match="already decided"):
+        check_vote(state, SPEC, ballot("carol", choice), decided=True)
+
+
+def test_a_rejection_cast_before_the_decision_still_counts() -> None:
+    """Only a decided approval closes the vote: a reject cast while the approving vote is still being recorded
+    (quorum met, not yet decided) is accepted, and the workflow's wait then settles on the rejection."""
+    state = waiting()
+    state.votes.append(ballot("bob", VoteChoice.APPROVE))
+    check_vote(state, SPEC, ballot("carol"))
+
+
+def _lock(ledger_file: Path) -> sqlite3.Connection:
+    """Hold the ledger's write lock, as a long write by another process would: the workflow's next ledger
+    note waits (SQLite's busy timeout) while nothing else about the workflow changes."""
+    connection = sqlite3.connect(ledger_file, timeout=5, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    return connection
+
+
+async def _ran_past_timer(handle: WorkflowHandle[Any, Any], duration: timedelta) -> bool:
+    """The workflow's timer of `duration` fired and a workflow task after it completed: the workflow ran past
+    it (a vote sent before that could be handled in the same task, before the timer)."""
+    events = (await handle.fetch_history()).events
+    timers = {
+        e.timer_started_event_attributes.timer_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        and e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta() == duration
+    }
+    fired = next(
+        (
+            n
+            for n, e in enumerate(events)
+            if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED and e.timer_fired_event_attributes.timer_id in timers
+        ),
+        None,
+    )
+    done = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    return fired is not None and any(e.event_type == done for e in events[fired:])
+
+
+async def _note_pending(loop: Loop, key: str, event: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not any(r.payload.get("event") == event for r in loop.ledger.records(key, [RecordKind.APPROVAL])):
+        assert asyncio.get_running_loop().time() < deadline, f"no {event} note for {key}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_veto_after_the_veto_window_passed_is_refused_not_counted_while_the_action_runs(
+    config_copy: Settings, tmp_path: Path
+) -> None:
+    # L4: iam-admins are asked about disabling alice's account for an hour; silence runs it (the veto window)
+    async with running_loop(bounded_playbooks(tmp_path, config_copy)) as loop:
+        (key,) = await loop.submit(burst("198.51.100.140", Category.BRUTE_FORCE, user="alice"), level=Level.L4)
+        disable = action_of(await awaiting(loop, key, "identity.disable_user"), "identity.disable_user")
+        assert "dave" in disable.waiting_on
+
+        handle = incident_handle(loop.client, key)
+        lock = _lock(config_copy.state_dir / "ledger.db")  # the window passes while the ledger is busy
+        skip = asyncio.create_task(TimeSkipper(loop.client).fast_forward(handle, timedelta(minutes=31)))
+        try:
+            # the workflow decided (silence: it runs) and waits on the ledger to note it; its status still says
+            # awaiting approval. A veto now:
+            while not await _ran_past_timer(handle, timedelta(minutes=30)):  # L4's approval timeout
+                await asyncio.sleep(0.1)
+            status = await loop.wait_for(key, lambda s: True)
+            assert action_of(status, "identity.disable_user").status is ActionStatus.AWAITING_APPROVAL
+            veto = await handle.start_update(
+                IncidentWorkflow.vote,
+                vote("dave", VoteChoice.REJECT, disable.action_id),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            )
+            # refused by the validator, the update's result is the refusal at once; accepted, it would wait on
+            # the ledger to record the veto as counted
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await asyncio.wait_for(veto.result(), timeout=30)
+            assert "already decided" in str(refused.value.cause)
+        finally:
+            lock.rollback()
+            lock.close()
+            skip.cancel()
+
+        await _note_pending(loop, key, "veto_window_passed")
+        final = await loop.wait_for(
+            key, lambda s: action_of(s, "identity.disable_user").status is ActionStatus.AWAITING_REVERT
+        )
+        assert ("disabled", "alice") in loop.enforcement.state  # what the veto window promised: silence ran it
+        assert action_of(final, "identity.disable_user").votes == [], "a refused veto must not show as counted"
+        counted = [r.payload for r in loop.ledger.records(key, [RecordKind.APPROVAL]) if r.payload["event"] == "vote"]
+        assert counted == [], "the ledger must not show a veto that changed nothing as a counted vote"
