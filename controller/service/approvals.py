@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from autonomy_controller.controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.oversight.reports import build_report
 from autonomy_controller.controller.service.state import Service, Unavailable
+from autonomy_controller.controller.validation import error_lines
 from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 from autonomy_controller.workflows.operations import CONTROLLER_KEYS, LoopError, VoteResult, describe_and_read
@@ -126,8 +129,12 @@ async def vote_as(
 ) -> Cast:
     """`identity`'s vote, signed with the key the service holds for them; Refused says why it was not counted.
 
-    With `run_id` (a chat button names the run it was posted for), a vote for another run of the incident is
+    With `run_id` (the run the inbox page or the chat message showed), a vote for another run of the incident is
     refused: a later run's action ids may repeat an earlier run's and mean another action."""
+    try:  # the vote as the workflow will see it: a field over its limit is the person's mistake, named
+        ApprovalVote(action_id=action_id, approver=identity, choice=choice, comment=comment)
+    except ValidationError as exc:
+        raise Refused(400, "Refused", "; ".join(error_lines(exc))) from exc
     secret = service_key(service, identity)
     try:
         if run_id is not None:
