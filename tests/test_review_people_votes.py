@@ -22,8 +22,10 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, Workflo
 from temporalio.testing import TimeSkipper
 
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ledger import RecordKind
-from autonomy_controller.controller.models import Category, Level
+from autonomy_controller.controller.models import Category, Level, Plan, ProposedAction, Verdict
+from autonomy_controller.workflows.activities import IncidentActivities
 from autonomy_controller.workflows.approvals import VoteRefused, check_vote
 from autonomy_controller.workflows.client import incident_handle
 from autonomy_controller.workflows.contracts import (
@@ -35,6 +37,7 @@ from autonomy_controller.workflows.contracts import (
     VoteChoice,
 )
 from autonomy_controller.workflows.incident import IncidentWorkflow
+from tests.factories import make_incident
 from tests.harness import Loop, action_of, awaiting, burst, running_loop, vote
 from tests.test_workflow import bounded_playbooks
 
@@ -72,6 +75,54 @@ def test_a_rejection_cast_before_the_decision_still_counts() -> None:
     state = waiting()
     state.votes.append(ballot("bob", VoteChoice.APPROVE))
     check_vote(state, SPEC, ballot("carol"))
+
+
+@pytest.fixture
+def restore_dave(embedded_guard: Guard) -> tuple[ApprovalSpec, ActionState]:
+    """Re-enabling dave's account, which containment disabled: dave is privileged (2 iam-admins needed) and one of
+    the three iam-admins. The spec is the one the worker derives from the guard's decision."""
+    incident = make_incident(Category.BRUTE_FORCE, user="dave")
+    action = ProposedAction(id="a1", action="identity.enable_user", params={"user": "dave"}, confidence=0.9)
+    (decision,) = embedded_guard.decide_plan(
+        incident, Plan(incident_key=incident.key, planner="offline", actions=[action])
+    )
+    assert decision.verdict is Verdict.APPROVE, decision.reasons
+    spec = IncidentActivities._approval_spec(embedded_guard, decision, "planner:offline")
+    assert "dave" in spec.eligible(escalated=False)
+    state = ActionState(
+        action_id="a1", action=action.action, verdict="approve", status=ActionStatus.AWAITING_APPROVAL, target="dave"
+    )
+    return spec, state
+
+
+def test_nobody_approves_an_action_on_their_own_account(restore_dave: tuple[ApprovalSpec, ActionState]) -> None:
+    """Separation of duties covers the subject as well as the proposer: whoever holds dave's credentials (the
+    reason his account was disabled) must not be one of the two iam-admins who lift it."""
+    spec, state = restore_dave
+    with pytest.raises(VoteRefused, match="own account"):
+        check_vote(state, spec, ballot("dave", VoteChoice.APPROVE))
+    check_vote(state, spec, ballot("erin", VoteChoice.APPROVE))  # another iam-admin may
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trust-model decision: a rejection only ever lowers autonomy, so the subject of a containment may still "
+    "veto it; but for identity containment the subject is who an attacker with the account's credentials "
+    "would be (review finding; see the report)",
+)
+def test_nobody_vetoes_the_containment_of_their_own_account(embedded_guard: Guard) -> None:
+    incident = make_incident(Category.BRUTE_FORCE, user="dave")
+    action = ProposedAction(id="a1", action="identity.disable_user", params={"user": "dave"}, confidence=0.9)
+    (decision,) = embedded_guard.decide_plan(
+        incident, Plan(incident_key=incident.key, planner="offline", actions=[action]), level=Level.L3
+    )
+    assert decision.verdict is Verdict.APPROVE, decision.reasons
+    spec = IncidentActivities._approval_spec(embedded_guard, decision, "planner:offline")
+    state = ActionState(
+        action_id="a1", action=action.action, verdict="approve", status=ActionStatus.AWAITING_APPROVAL, target="dave"
+    )
+    with pytest.raises(VoteRefused, match="own account"):
+        check_vote(state, spec, ballot("dave", VoteChoice.REJECT))
 
 
 def _lock(ledger_file: Path) -> sqlite3.Connection:

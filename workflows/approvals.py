@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from autonomy_controller.actions.registry import UnknownActionError, get_spec
+from autonomy_controller.controller.models import TargetKind
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
 
 REFUSED_AND_RECORDED = "VoteRefusedRecorded"
@@ -54,6 +56,9 @@ def check_vote(
         raise VoteRefused(f"{approver} proposed or runs the action and can never approve it (separation of duties)")
     if approver in spec.service_identities:
         raise VoteRefused(f"{approver} is a service identity and can never approve")
+    if vote.choice is VoteChoice.APPROVE and state.target == approver and _on_an_account(state.action):
+        # the subject, like the proposer: whoever holds the account's credentials must not lift its containment
+        raise VoteRefused(f"{approver} can never approve {state.action} on their own account (separation of duties)")
     if any(v.approver == approver for v in state.votes) or approver in verifying:
         raise VoteRefused(f"{approver} has already voted on action {vote.action_id}")
     if approver not in spec.eligible(state.escalated):
@@ -61,6 +66,13 @@ def check_vote(
         if state.escalated and spec.escalate_to is not None:
             groups.append(spec.escalate_to.name)
         raise VoteRefused(f"{approver} is not in an approver group for this action ({', '.join(groups)})")
+
+
+def _on_an_account(action: str) -> bool:
+    try:
+        return get_spec(action).target_kind is TargetKind.USER
+    except UnknownActionError:  # the guard denies an unknown action; nothing of it waits for votes
+        return False
 
 
 def approvers(state: ActionState) -> list[str]:
