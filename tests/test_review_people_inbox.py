@@ -5,6 +5,8 @@ live service on a real Temporal dev server and worker (the forms as a browser wo
   new alerts start a new run whose action ids start again at a1. Before this review the inbox's form named only
   the incident and the action id, so a page left open from the earlier run approved the new run's a1, an action
   the person never saw (Slack's buttons already carried the run).
+- An unusable service-held key file is a 503 naming the file and the line, never its text: PyYAML's error quotes
+  the line it failed on, which in a key file is the private key.
 - A malformed form is a clear refusal, never a server error: a CSRF token with a non-ASCII character, a comment
   over the vote's limit.
 """
@@ -16,6 +18,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +29,7 @@ from autonomy_controller.controller.decision.policy_bundle import data_file
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.service import ServiceConfig, create_app
+from autonomy_controller.controller.service.approvals import keys_dir
 from autonomy_controller.controller.service.inbox import InboxConfig
 from autonomy_controller.controller.service.inbox.accounts import AccountStore, accounts_file, people
 from autonomy_controller.workflows.client import cast_vote
@@ -41,6 +45,7 @@ PASSWORD = "correct horse battery staple"
 class Inbox:
     loop: Loop
     base: str
+    state_dir: Path
 
     @asynccontextmanager
     async def signed_in(self, name: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -83,7 +88,7 @@ async def inbox(tmp_path_factory: pytest.TempPathFactory, settings: Settings) ->
         )
         app.state.inbox_config = InboxConfig(secure_cookies=False)  # plain http on 127.0.0.1
         async with live(app) as http:
-            yield Inbox(loop, str(http.base_url).rstrip("/"))
+            yield Inbox(loop, str(http.base_url).rstrip("/"), config.state_dir)
 
 
 def counted(loop: Loop, key: str) -> list[tuple[str, str]]:
@@ -150,3 +155,22 @@ async def test_malformed_forms_are_refused_naming_what_is_wrong_never_a_server_e
         assert long.status_code == 400 and "comment" in long.text and "2000" in long.text, long.text
     assert counted(inbox.loop, key) == []
     assert action_of(await awaiting(inbox.loop, key), "network.block_ip").votes == []
+
+
+async def test_an_unusable_service_key_is_named_on_the_page_never_quoted(inbox: Inbox) -> None:
+    (key,) = await inbox.loop.submit([alert(1, "203.0.113.93")], level=Level.L2)
+    block = action_of(await awaiting(inbox.loop, key), "network.block_ip")
+    seed = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1u"
+    path = keys_dir(inbox.state_dir) / "bob.key"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(f"approver: bob\nkey_id: bob-inbox\nprivate_key: {seed}: broken\n")
+    path.chmod(0o600)
+    try:
+        async with inbox.signed_in("bob") as bob:
+            form = vote_forms((await bob.get("/inbox")).text)[(key, block.action_id)]
+            answer = await bob.post("/inbox/vote", data={**form, "choice": "approve"})
+    finally:
+        path.unlink()
+    assert answer.status_code == 503 and "bob.key" in answer.text and "line 3" in answer.text, answer.text
+    assert seed[:12] not in answer.text and seed[-12:] not in answer.text, "the private key's text reached the page"
+    assert counted(inbox.loop, key) == []
