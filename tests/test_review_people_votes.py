@@ -175,6 +175,15 @@ async def test_a_veto_after_the_veto_window_passed_is_refused_not_counted_while_
         (key,) = await loop.submit(burst("198.51.100.140", Category.BRUTE_FORCE, user="alice"), level=Level.L4)
         disable = action_of(await awaiting(loop, key, "identity.disable_user"), "identity.disable_user")
         assert "dave" in disable.waiting_on
+        # the case's other actions (block, ticket) run meanwhile and write the ledger: let them settle first
+        await loop.wait_for(
+            key,
+            lambda s: all(
+                a.status not in (ActionStatus.PLANNED, ActionStatus.EXECUTING)
+                for a in s.actions
+                if a.action != "identity.disable_user"
+            ),
+        )
 
         handle = incident_handle(loop.client, key)
         lock = _lock(config_copy.state_dir / "ledger.db")  # the window passes while the ledger is busy
