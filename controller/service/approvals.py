@@ -9,6 +9,8 @@ vote is in the ledger with its reason. A front end only says *who* votes: the id
 from __future__ import annotations
 
 import asyncio
+import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,9 +104,21 @@ def details(service: Service, key: str, run_id: str, states: Sequence[ActionStat
 
 
 def describe_vote(vote: ApprovalVote) -> str:
-    """A vote as the inbox and the chat message show it: who, which way, signed or not, the comment."""
+    """A vote as the inbox and the chat message show it: who, which way, signed or not, the comment.
+
+    The comment is quoted as a JSON string, line breaks, quotes and bidi controls escaped: shown beside the other
+    votes, one approver's free text must not read as another person's vote."""
     signed = "signed" if vote.signed else "unsigned"
-    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + vote.comment if vote.comment else ''}"
+    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + _quoted(vote.comment) if vote.comment else ''}"
+
+
+def _quoted(text: str) -> str:
+    """JSON-quoted, and every control, format or line-separator character escaped too (json leaves U+2028 and
+    the bidi overrides, which can move or break what a reader sees, as they are)."""
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in json.dumps(text, ensure_ascii=False)
+    )
 
 
 @dataclass(frozen=True)
