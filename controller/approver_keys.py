@@ -243,7 +243,7 @@ def load_secret(path: Path) -> ApproverSecret:
     try:
         secret = _SecretFile.model_validate(yaml.safe_load(text))
     except yaml.YAMLError as exc:
-        raise ApproverKeysError(f"{path}: not valid YAML: {exc}") from None
+        raise ApproverKeysError(f"{path}: not valid YAML{_where(exc)}") from None
     except ValidationError as exc:
         raise ApproverKeysError(f"{path}: " + "; ".join(error_lines(exc))) from None
     try:
@@ -252,6 +252,15 @@ def load_secret(path: Path) -> ApproverSecret:
     except (binascii.Error, ValueError):
         raise ApproverKeysError(f"{path}: private_key: not base64 of a 32-byte Ed25519 key") from None
     return ApproverSecret(secret.approver, secret.key_id, private_key)
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong and where, without the snippet of the line it quotes: in a key file that line is
+    the private key, and the message reaches logs and, through the inbox, a web page."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ""
+    return f" ({getattr(exc, 'problem', None) or 'unparsable'} at line {mark.line + 1}, column {mark.column + 1})"
 
 
 # -- tokens ------------------------------------------------------------------------------------------------

@@ -117,10 +117,10 @@ def hidden(page: str, name: str) -> str:
 
 
 def pending_blocks(page: str) -> list[dict[str, str]]:
-    """The inbox's pending network.block_ip sections: incident, action id, the form's CSRF token."""
+    """The inbox's pending network.block_ip sections: incident, run, action id, the form's CSRF token."""
     sections = page.split('<section class="pending"')[1:]
     return [
-        {"incident": hidden(s, "incident"), "action_id": hidden(s, "action_id"), "csrf": hidden(s, "csrf")}
+        {name: hidden(s, name) for name in ("incident", "run_id", "action_id", "csrf")}
         for s in sections
         if "network.block_ip" in s
     ]
@@ -188,7 +188,7 @@ def test_demo_serve_signs_in_approves_for_real_and_leaves_nothing(tmp_path: Path
             block = blocks[0]
             assert action_of(client, read_token, block["incident"], block["action_id"])["status"] == "awaiting_approval"
 
-            vote = {"incident": block["incident"], "action_id": block["action_id"], "choice": "approve"}
+            vote = {k: block[k] for k in ("incident", "run_id", "action_id")} | {"choice": "approve"}
             forged = client.post("/inbox/vote", data={**vote, "comment": "no csrf"}, headers=session)
             assert forged.status_code == 403  # a form without its CSRF token changes nothing
             assert action_of(client, read_token, block["incident"], block["action_id"])["status"] == "awaiting_approval"

@@ -208,7 +208,9 @@ async def test_a_person_outside_the_approver_group_does_not_see_it_and_a_forged_
 
     text, sections, csrf = await inbox.browse(look)
     assert sections == 0 and key not in text and "Nothing awaits a vote from alice" in text
-    forged = {"csrf": csrf, "incident": key, "action_id": action_id, "choice": "approve", "comment": "mine now"}
+    run_id = (await awaiting(inbox.loop, key)).run_id  # not on her page; the read API would tell her
+    forged = {"csrf": csrf, "incident": key, "run_id": run_id, "action_id": action_id, "choice": "approve"}
+    forged["comment"] = "mine now"
     async with inbox.http(inbox.driver) as alice:
         refused = await alice.post("/inbox/vote", data=forged)
         assert refused.status_code == 403 and "not in an approver group" in refused.text

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from autonomy_controller.actions.registry import UnknownActionError, get_spec
+from autonomy_controller.controller.models import TargetKind
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalSpec, ApprovalVote, VoteChoice
 
 REFUSED_AND_RECORDED = "VoteRefusedRecorded"
@@ -26,17 +28,25 @@ def check_ballot(vote: ApprovalVote) -> None:
 
 
 def check_vote(
-    state: ActionState | None, spec: ApprovalSpec | None, vote: ApprovalVote, verifying: Collection[str] = ()
+    state: ActionState | None,
+    spec: ApprovalSpec | None,
+    vote: ApprovalVote,
+    verifying: Collection[str] = (),
+    decided: bool = False,
 ) -> None:
     """Raise VoteRefused unless this person may cast this vote on this action now.
 
     `verifying`: approvers whose vote on this action is accepted but still being verified (not yet counted): a
-    second vote from them is as much a double vote as one already counted.
+    second vote from them is as much a double vote as one already counted. `decided`: the workflow settled the
+    approval (approved, or the veto window passed) and is on its way to run the action, while its status still
+    says awaiting approval: a vote now would be recorded as counted and change nothing.
     """
     if state is None or spec is None:
         raise VoteRefused(f"no action {vote.action_id} awaits approval in this incident")
     if state.status is not ActionStatus.AWAITING_APPROVAL:
         raise VoteRefused(f"action {vote.action_id} is {state.status.value}, not awaiting approval")
+    if decided:
+        raise VoteRefused(f"the approval of action {vote.action_id} is already decided and it runs: too late to vote")
     approver = vote.approver.strip()
     if not approver:
         raise VoteRefused("the approver is empty")
@@ -46,6 +56,9 @@ def check_vote(
         raise VoteRefused(f"{approver} proposed or runs the action and can never approve it (separation of duties)")
     if approver in spec.service_identities:
         raise VoteRefused(f"{approver} is a service identity and can never approve")
+    if vote.choice is VoteChoice.APPROVE and state.target == approver and _on_an_account(state.action):
+        # the subject, like the proposer: whoever holds the account's credentials must not lift its containment
+        raise VoteRefused(f"{approver} can never approve {state.action} on their own account (separation of duties)")
     if any(v.approver == approver for v in state.votes) or approver in verifying:
         raise VoteRefused(f"{approver} has already voted on action {vote.action_id}")
     if approver not in spec.eligible(state.escalated):
@@ -53,6 +66,13 @@ def check_vote(
         if state.escalated and spec.escalate_to is not None:
             groups.append(spec.escalate_to.name)
         raise VoteRefused(f"{approver} is not in an approver group for this action ({', '.join(groups)})")
+
+
+def _on_an_account(action: str) -> bool:
+    try:
+        return get_spec(action).target_kind is TargetKind.USER
+    except UnknownActionError:  # the guard denies an unknown action; nothing of it waits for votes
+        return False
 
 
 def approvers(state: ActionState) -> list[str]:

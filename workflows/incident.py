@@ -69,6 +69,9 @@ CASE_EVIDENCE = "case-evidence-bounded"
 """Patch: a case carries a bounded digest of its evidence (controller/case/digest.py) and is decided again when
 late evidence (an access-log line) raises its stage without a new alert. Histories recorded before it replay
 deciding again only on new alerts."""
+LATE_VOTES = "votes-refused-once-decided"
+"""Patch: a vote whose verification ends after its action's approval was decided is refused (too late), not
+counted. Histories recorded before it replay counting such a vote."""
 VERIFIED_VOTES = "votes-verified-by-worker"
 """Patch: votes are verified (signed token, require_signed) before they count. Histories recorded before it
 replay the old handler, which counted the vote at once."""
@@ -109,6 +112,9 @@ class IncidentWorkflow:
         self.recorded_votes: dict[str, int] = {}
         self.verifying: dict[str, set[str]] = {}
         """Per action, approvers whose vote is being verified: not counted yet, but a second vote is a double."""
+        self.approved: set[str] = set()
+        """Actions whose approval is decided (approved, or the veto window passed) while their status still says
+        awaiting_approval (the ledger note and the pre-flight check come first): a vote now is refused."""
         self.rounds = 0
         self.superseded: dict[str, str] = {}
         """Per action waiting for approval, the later round's action that decided the same effect again."""
@@ -165,8 +171,9 @@ class IncidentWorkflow:
         try:
             verdict = await self._verify(vote)
             if verdict.accepted:  # the action may have moved on (timed out, rejected) while the vote was verified
+                decided = vote.action_id in self.approved and workflow.patched(LATE_VOTES)
                 try:
-                    approvals.check_vote(state, self.specs.get(vote.action_id), vote)
+                    approvals.check_vote(state, self.specs.get(vote.action_id), vote, decided=decided)
                 except approvals.VoteRefused as exc:
                     verdict = ApprovalVerdict(accepted=False, code="too_late", reason=str(exc))
         finally:
@@ -267,6 +274,7 @@ class IncidentWorkflow:
             self.specs.get(vote.action_id),
             vote,
             self.verifying.get(vote.action_id, ()),
+            decided=vote.action_id in self.approved,
         )
 
     @workflow.query
@@ -554,10 +562,12 @@ class IncidentWorkflow:
                     )
                     continue
                 if spec.on_timeout is OnTimeout.EXECUTE_REVERSIBLE and item.reversible:
+                    # decided before any await: the state says so, and a veto from now on is too late
+                    state.waiting_on, state.deadline, state.by_veto_window = [], None, True
+                    self.approved.add(state.action_id)
                     await self._note_approval(
                         state, "veto_window_passed", "nobody rejected in time: a reversible action runs"
                     )
-                    state.waiting_on, state.deadline, state.by_veto_window = [], None, True
                     return True
                 state.status, state.detail = ActionStatus.TIMED_OUT, f"no approval within {spec.timeout_seconds} s"
                 await self._note_approval(state, "timed_out", state.detail)
@@ -577,6 +587,7 @@ class IncidentWorkflow:
                 if workflow.patched("record-rejection"):  # histories recorded before this replay without it
                     await self._note_approval(state, "rejected", state.detail)
                 return False
+            self.approved.add(state.action_id)  # before any await: a rejection from now on is too late
             await self._note_approval(state, "approved", "by " + ", ".join(approvals.approvers(state)))
             return True
 

@@ -9,15 +9,20 @@ vote is in the ledger with its reason. A front end only says *who* votes: the id
 from __future__ import annotations
 
 import asyncio
+import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from autonomy_controller.controller.approver_keys import ApproverKeysError, ApproverSecret, load_configured, load_secret
 from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.oversight.reports import build_report
 from autonomy_controller.controller.service.state import Service, Unavailable
+from autonomy_controller.controller.validation import error_lines
 from autonomy_controller.workflows.approvals import VoteRefused
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 from autonomy_controller.workflows.operations import CONTROLLER_KEYS, LoopError, VoteResult, describe_and_read
@@ -99,9 +104,21 @@ def details(service: Service, key: str, run_id: str, states: Sequence[ActionStat
 
 
 def describe_vote(vote: ApprovalVote) -> str:
-    """A vote as the inbox and the chat message show it: who, which way, signed or not, the comment."""
+    """A vote as the inbox and the chat message show it: who, which way, signed or not, the comment.
+
+    The comment is quoted as a JSON string, line breaks, quotes and bidi controls escaped: shown beside the other
+    votes, one approver's free text must not read as another person's vote."""
     signed = "signed" if vote.signed else "unsigned"
-    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + vote.comment if vote.comment else ''}"
+    return f"{vote.approver} {vote.choice.value} ({signed}){': ' + _quoted(vote.comment) if vote.comment else ''}"
+
+
+def _quoted(text: str) -> str:
+    """JSON-quoted, and every control, format or line-separator character escaped too (json leaves U+2028 and
+    the bidi overrides, which can move or break what a reader sees, as they are)."""
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in json.dumps(text, ensure_ascii=False)
+    )
 
 
 @dataclass(frozen=True)
@@ -126,8 +143,12 @@ async def vote_as(
 ) -> Cast:
     """`identity`'s vote, signed with the key the service holds for them; Refused says why it was not counted.
 
-    With `run_id` (a chat button names the run it was posted for), a vote for another run of the incident is
+    With `run_id` (the run the inbox page or the chat message showed), a vote for another run of the incident is
     refused: a later run's action ids may repeat an earlier run's and mean another action."""
+    try:  # the vote as the workflow will see it: a field over its limit is the person's mistake, named
+        ApprovalVote(action_id=action_id, approver=identity, choice=choice, comment=comment)
+    except ValidationError as exc:
+        raise Refused(400, "Refused", "; ".join(error_lines(exc))) from exc
     secret = service_key(service, identity)
     try:
         if run_id is not None:

@@ -165,7 +165,7 @@ def _pending(item: Pending, identity: str, csrf: str, now: datetime) -> Html:
     )
     form = Html(
         f'<form method="post" action="/inbox/vote" class="vote">{hidden("csrf", csrf)}'
-        f"{hidden('incident', item.incident)}{hidden('action_id', state.action_id)}"
+        f"{hidden('incident', item.incident)}{hidden('run_id', item.run_id)}{hidden('action_id', state.action_id)}"
         '<p><label>comment <input name="comment" maxlength="2000" size="60"></label></p>'
         '<p><button type="submit" name="choice" value="approve">approve</button> '
         '<button type="submit" name="choice" value="reject">reject</button></p></form>'

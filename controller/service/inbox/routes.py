@@ -278,9 +278,11 @@ async def vote(request: Request) -> Response:
             choice = VoteChoice(fields.get("choice", ""))
         except ValueError as exc:
             raise Refused(400, "Refused", "choice is approve or reject") from exc
-        incident = fields.get("incident", "")
+        incident, run_id = fields.get("incident", ""), fields.get("run_id", "")
+        if not run_id:  # the run the page showed: a later run of the incident reuses its action ids
+            raise Refused(400, "Refused", "the form names no run_id: reload the inbox and vote from the page")
         cast = await vote_as(
-            service, account.identity, incident, fields.get("action_id", ""), choice, fields.get("comment", "")
+            service, account.identity, incident, fields.get("action_id", ""), choice, fields.get("comment", ""), run_id
         )
     except Refused as exc:
         return refusal(exc)

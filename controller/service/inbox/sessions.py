@@ -103,7 +103,9 @@ class Signer:
         return _b64(self._mac("csrf", sid.encode()))
 
     def csrf_ok(self, sid: str, presented: str | None) -> bool:
-        return bool(presented) and hmac.compare_digest(self.csrf(sid), presented or "")
+        """Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)."""
+        wanted, given = self.csrf(sid).encode(), (presented or "").encode("utf-8", "replace")
+        return bool(given) and hmac.compare_digest(wanted, given)
 
 
 def _b64(raw: bytes) -> str:
