@@ -70,6 +70,8 @@ class RefusalCode(StrEnum):
     APPROVER_MISMATCH = "approver_mismatch"
     UNSIGNED = "unsigned"
     CONFIG = "config"
+    NOT_ELIGIBLE = "not_eligible"
+    """The voter left the action's approver groups while the vote waited (the identities data changed)."""
 
 
 class TokenRefused(ValueError):

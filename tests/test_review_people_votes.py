@@ -6,10 +6,11 @@
   sent a moment after the veto window closed was recorded as a counted rejection and its sender told "Vote
   recorded", while the action ran anyway. The pure tests pin the rule down; the loop test opens the window for
   real (the ledger is busy for a few seconds, as under load) and sends the veto into it.
-- Nobody approves an action on their own account: dave, an iam-admin, was one of the two iam-admins that
-  re-enabling his own (privileged) account needs.
-- Two findings wait for a decision or another file's change (strict xfail): the subject vetoing their own
-  containment, and a person taken out of the approver group while the vote waits.
+- Nobody votes on an action on their own account: dave, an iam-admin, was one of the two iam-admins that
+  re-enabling his own (privileged) account needs, and could veto his own account's containment (whoever holds
+  its credentials, perhaps the attacker, would).
+- A person taken out of the approver group while the vote waits no longer votes (verify_approval reads the
+  current identities).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from autonomy_controller.workflows.contracts import (
 )
 from autonomy_controller.workflows.incident import IncidentWorkflow
 from tests.factories import make_incident
-from tests.harness import Loop, action_of, alert, awaiting, burst, running_loop, vote
-from tests.test_workflow import bounded_playbooks
+from tests.harness import Loop, action_of, alert, awaiting, running_loop, vote
+from tests.test_workflow import bounded_playbooks, guessed
 
 SPEC = ApprovalSpec(
     quorum=1,
@@ -109,13 +110,9 @@ def test_nobody_approves_an_action_on_their_own_account(restore_dave: tuple[Appr
     check_vote(state, spec, ballot("erin", VoteChoice.APPROVE))  # another iam-admin may
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trust-model decision: a rejection only ever lowers autonomy, so the subject of a containment may still "
-    "veto it; but for identity containment the subject is who an attacker with the account's credentials "
-    "would be (review finding; see the report)",
-)
 def test_nobody_vetoes_the_containment_of_their_own_account(embedded_guard: Guard) -> None:
+    """A rejection only lowers autonomy, but for identity containment the subject is who an attacker with the
+    account's credentials would be: dave gets no say on disabling dave, the other approvers decide."""
     incident = make_incident(Category.BRUTE_FORCE, user="dave")
     action = ProposedAction(id="a1", action="identity.disable_user", params={"user": "dave"}, confidence=0.9)
     (decision,) = embedded_guard.decide_plan(
@@ -128,6 +125,8 @@ def test_nobody_vetoes_the_containment_of_their_own_account(embedded_guard: Guar
     )
     with pytest.raises(VoteRefused, match="own account"):
         check_vote(state, spec, ballot("dave", VoteChoice.REJECT))
+    other = next(name for name in sorted(spec.eligible(escalated=False)) if name != "dave")
+    check_vote(state, spec, ballot(other, VoteChoice.REJECT))  # another approver may veto
 
 
 def _lock(ledger_file: Path) -> sqlite3.Connection:
@@ -172,7 +171,8 @@ async def test_a_veto_after_the_veto_window_passed_is_refused_not_counted_while_
 ) -> None:
     # L4: iam-admins are asked about disabling alice's account for an hour; silence runs it (the veto window)
     async with running_loop(bounded_playbooks(tmp_path, config_copy)) as loop:
-        (key,) = await loop.submit(burst("198.51.100.140", Category.BRUTE_FORCE, user="alice"), level=Level.L4)
+        # the login service saw alice guessed (the entity guardrail's fact for disabling alone)
+        (key,) = await loop.submit(guessed("198.51.100.140", "alice"), level=Level.L4)
         disable = action_of(await awaiting(loop, key, "identity.disable_user"), "identity.disable_user")
         assert "dave" in disable.waiting_on
         # the case's other actions (block, ticket) run meanwhile and write the ledger: let them settle first
@@ -218,14 +218,6 @@ async def test_a_veto_after_the_veto_window_passed_is_refused_not_counted_while_
         assert counted == [], "the ledger must not show a veto that changed nothing as a counted vote"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a change outside this review's files: the approver groups are copied into the workflow when the "
-    "action is decided, so a person taken out of the group while the vote waits still votes. An approval is "
-    "caught by the pre-flight re-check (the action is held), a rejection is not: it stops the containment. "
-    "verify_approval (workflows/activities.py) should refuse a voter the current identities data no longer "
-    "lists in the action's groups (review finding; see the report)",
-)
 async def test_a_person_taken_out_of_the_approver_group_while_the_vote_waits_no_longer_votes(
     config_copy: Settings,
 ) -> None:

@@ -333,6 +333,9 @@ class IncidentActivities:
         invalid config refuses every vote, signed or not (whether signatures are required is unknown then).
         """
         vote = check.vote
+        left = self._left_the_groups(check)
+        if left is not None:
+            return left
         ballot = Ballot(check.incident_key, check.run_id, vote.action_id, vote.choice.value, vote.approver)
         try:
             keys = load_configured(self.settings.approver_keys_file)
@@ -345,6 +348,27 @@ class IncidentActivities:
         if verified is None:
             return ApprovalVerdict(accepted=True)
         return ApprovalVerdict(accepted=True, signed=True, key_id=verified.key_id)
+
+    def _left_the_groups(self, check: ApprovalCheck) -> ApprovalVerdict | None:
+        """A refusal when the voter is in none of the action's approver groups as the identities data stands now:
+        the workflow holds the groups as they were when the action was decided, and someone taken out since (moved
+        on, or whose account is suspect) must no longer approve or veto. None when still a member."""
+        if not check.groups:  # a workflow from before the groups were sent: its validator's check stands
+            return None
+        guard = self.guards.current()
+        if not isinstance(guard, Guard):
+            reason = f"the approver groups cannot be read now (guard unavailable: {guard.reason})"
+            return ApprovalVerdict(accepted=False, code=RefusalCode.CONFIG.value, reason=reason)
+        groups = guard.bundle.identities.get("approver_groups", {}) or {}
+        members = {m for name in check.groups for m in ((groups.get(name) or {}).get("members") or [])}
+        if check.vote.approver in members:
+            return None
+        return ApprovalVerdict(
+            accepted=False,
+            code=RefusalCode.NOT_ELIGIBLE.value,
+            reason=f"{check.vote.approver} is not in an approver group of this action ({', '.join(check.groups)}) "
+            "now: the identities data changed while the vote waited",
+        )
 
     # -- the last check before acting -------------------------------------------------------------------
 

@@ -56,9 +56,11 @@ def check_vote(
         raise VoteRefused(f"{approver} proposed or runs the action and can never approve it (separation of duties)")
     if approver in spec.service_identities:
         raise VoteRefused(f"{approver} is a service identity and can never approve")
-    if vote.choice is VoteChoice.APPROVE and state.target == approver and _on_an_account(state.action):
-        # the subject, like the proposer: whoever holds the account's credentials must not lift its containment
-        raise VoteRefused(f"{approver} can never approve {state.action} on their own account (separation of duties)")
+    if state.target == approver and _on_an_account(state.action):
+        # The subject, like the proposer, has no say: whoever holds the account's credentials (perhaps the
+        # attacker) must neither lift its containment nor veto it. A rejection only lowers autonomy, but here it
+        # is the suspect's: the other approvers decide.
+        raise VoteRefused(f"{approver} can never vote on {state.action} of their own account (separation of duties)")
     if any(v.approver == approver for v in state.votes) or approver in verifying:
         raise VoteRefused(f"{approver} has already voted on action {vote.action_id}")
     if approver not in spec.eligible(state.escalated):

@@ -266,6 +266,11 @@ class ApprovalCheck(BaseModel):
     incident_key: str
     run_id: str
     vote: ApprovalVote
+    groups: list[str] = Field(
+        default_factory=list,
+        description="the action's approver groups (and its escalation group once escalated): the voter must be in "
+        "one of them in the identities data as it is now, not only as it was when the action was decided",
+    )
 
 
 class ApprovalVerdict(BaseModel):

@@ -198,10 +198,14 @@ class IncidentWorkflow:
 
     async def _verify(self, vote: ApprovalVote) -> ApprovalVerdict:
         info = workflow.info()
+        spec, state = self.specs[vote.action_id], self.states[vote.action_id]  # the validator checked both exist
+        groups = [g.name for g in spec.groups]
+        if state.escalated and spec.escalate_to is not None:
+            groups.append(spec.escalate_to.name)
         try:
             return await workflow.execute_local_activity_method(
                 IncidentActivities.verify_approval,
-                ApprovalCheck(incident_key=info.workflow_id, run_id=info.run_id, vote=vote),
+                ApprovalCheck(incident_key=info.workflow_id, run_id=info.run_id, vote=vote, groups=groups),
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 schedule_to_close_timeout=VERIFY_TIMEOUT,
                 retry_policy=VERIFY_RETRY,
