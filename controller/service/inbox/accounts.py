@@ -126,6 +126,11 @@ class AccountStore:
     def passwd(self, name: str, password: str) -> Account:
         return self._change(name, password_hash=_hash(password), stamp=secrets.token_urlsafe(16))
 
+    def sign_out(self, name: str) -> Account:
+        """End every session of the account: a new stamp. A session is a signed cookie with no server-side state,
+        so deleting the browser's copy alone left any copy taken before (a shared machine, a proxy log) valid."""
+        return self._change(name, stamp=secrets.token_urlsafe(16))
+
     def disable(self, name: str) -> Account:
         return self._change(name, disabled_at=_now(), stamp=secrets.token_urlsafe(16))
 

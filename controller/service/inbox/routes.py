@@ -225,8 +225,11 @@ async def logout(request: Request) -> Response:
         fields = await form(request)
         if who is not None:
             check_csrf(inbox, who[1].sid, fields)
+            inbox.accounts.sign_out(who[0].name)  # every session of the account ends, not only this browser's copy
     except Refused as exc:
         return refusal(exc)
+    except AccountError as exc:  # the sessions could not be ended: say so, never pretend
+        return refusal(Refused(503, "Unavailable", f"sign-out could not be recorded: {exc}"))
     response = RedirectResponse("/inbox/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/inbox")
     return response
