@@ -163,6 +163,11 @@ class Incident(BaseModel):
     severity: Severity
     src_ip: str | None = None
     asset: str | None = None
+    source_asset: str | None = Field(
+        default=None,
+        description="our asset the sensors reported as the source of the case's alerts (the origin of malware, "
+        "C2 or lateral movement; claims aside), named by the guard's enrich; `asset` is where they went, else this",
+    )
     first_seen: datetime
     last_seen: datetime
     alerts: list[Alert]

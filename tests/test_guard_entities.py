@@ -200,24 +200,44 @@ def lateral() -> Incident:
 def test_lateral_movement_isolates_its_origin_alone_and_its_destination_only_with_a_person(
     guards: dict[str, Guard], engine: str
 ) -> None:
-    # The playbook isolates the case's asset: the movement's destination (db-stg-01), which the attacker has not
-    # been seen to hold until a sensor shows the movement got there (impact). The origin (web-stg-01) is the
-    # source: isolating it alone stops the next hop.
+    # The playbook isolates both ends. The origin (web-stg-01) is the case's source, which the sensors saw act for
+    # the attacker: isolated alone, it stops the next hop. The destination (db-stg-01) the attacker has not been
+    # seen to hold until a sensor shows the movement got there (impact confirmed): a person approves.
     guard = guards[engine]
     incident = guard.enrich(lateral())
+    assert (incident.source_asset, incident.asset) == ("web-stg-01", "db-stg-01")
     planner = OfflinePlanner(REPO_ROOT / "workflows" / "playbooks", guard.asset_groups)
     plan = planner.plan(incident, triage="malicious")
     assert plan.playbook == "lateral-movement"
-    [isolate] = [a for a in plan.actions if a.action == "host.isolate"]
-    assert isolate.params["host"] == "db-stg-01"
-    [destination] = guard.decide_plan(
-        incident, plan.model_copy(update={"actions": [isolate]}), Level.L4, triage=MALICIOUS
+    isolations = [a for a in plan.actions if a.action == "host.isolate"]
+    assert [a.params["host"] for a in isolations] == ["web-stg-01", "db-stg-01"]
+    origin, destination = guard.decide_plan(
+        incident, plan.model_copy(update={"actions": isolations}), Level.L4, triage=MALICIOUS
     )
+    assert origin.verdict is Verdict.EXECUTE, origin.reasons
     assert destination.verdict is Verdict.APPROVE and any(WENT_TO in r for r in destination.reasons)
     reached = ImpactSummary(verdict="confirmed", assets=["db-stg-01"])  # the movement's success, from the sensors
     held = decide(guard, incident, "host.isolate", {"host": "db-stg-01"}, impact=reached)
     assert not any(WENT_TO in r for r in held.reasons), held.reasons  # (the database group's own cap still asks)
     assert decide(guard, incident, "host.isolate", {"host": "web-stg-01"}).verdict is Verdict.EXECUTE
+
+
+def test_an_origin_the_inventory_does_not_know_is_not_proposed(embedded_guard: Guard) -> None:
+    # The movement comes from an address no asset owns: only the destination's isolation is proposed (for a person),
+    # and the ticket says what was left out.
+    alerts = [
+        alert(n, "10.99.0.5", Category.LATERAL_MOVEMENT, dst_ip=STAGING_DB, severity=Severity.HIGH) for n in range(3)
+    ]
+    incident = embedded_guard.enrich(
+        make_incident(Category.LATERAL_MOVEMENT, "10.99.0.5", STAGING_DB).model_copy(update={"alerts": alerts})
+    )
+    assert (incident.source_asset, incident.asset) == (None, "db-stg-01")
+    plan = OfflinePlanner(REPO_ROOT / "workflows" / "playbooks", embedded_guard.asset_groups).plan(
+        incident, "malicious"
+    )
+    assert [a.params["host"] for a in plan.actions if a.action == "host.isolate"] == ["db-stg-01"]
+    [ticket] = [a for a in plan.actions if a.action == "ticket.create"]
+    assert "no single known source_asset" in ticket.params["body"]
 
 
 def test_the_playbooks_that_isolate_their_case_source_still_run_alone(embedded_guard: Guard) -> None:

@@ -450,7 +450,7 @@ def _action(action: str = "ticket.create", **params: Any) -> dict[str, Any]:
         ),
         (
             lambda d: d.update(actions=[_action("host.isolate", host="web-{asset}")]),
-            "params.host: the target must be exactly one placeholder ({asset})",
+            "params.host: the target must be exactly one placeholder ({asset} or {source_asset})",
         ),
         (
             lambda d: d.update(actions=[_action("notify.webhook", channel="{signature}", message="m")]),

@@ -86,8 +86,12 @@ class Scoping:
         elif incident.asset:
             asset = self.assets.canonical_host(incident.asset)
         else:
+            asset = None
+        # The origin, for playbooks that contain where an attack comes from (lateral movement's first hop).
+        source = next(iter(source_assets(incident.alerts, self.assets)), None)
+        if (asset, source) == (incident.asset, incident.source_asset):
             return incident
-        return incident if asset == incident.asset else incident.model_copy(update={"asset": asset})
+        return incident.model_copy(update={"asset": asset, "source_asset": source})
 
     def _asset_scope(self, incident: Incident, name: str | None, subject: str) -> IncidentScope:
         asset = self.assets.get(name) or {}

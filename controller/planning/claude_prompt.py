@@ -249,6 +249,7 @@ def incident_facts(
     context = incident_context(incident)
     alerts = incident.alerts
     asset = context["asset"] if context["asset"] and _HOST.match(context["asset"]) else None
+    source = context["source_asset"] if context["source_asset"] and _HOST.match(context["source_asset"]) else None
     user = context["user"] if context["user"] and _USER.match(context["user"]) else None
     facts: dict[str, Any] = {
         "incident_key": incident.key,
@@ -265,6 +266,7 @@ def incident_facts(
         "dst_ports": sorted({a.dst_port for a in alerts if a.dst_port is not None})[:10],
         "asset": asset,
         "asset_group": asset_group if asset else None,
+        "source_asset": source,
         "user": user,
         "rule_ids": sorted({r for a in alerts for r in a.rule_ids if _RULE_ID.match(r)})[:20],
     }

@@ -37,7 +37,7 @@ PLAYBOOK_GLOB = "*.yaml"
 # Human-facing text params: the only places free text (signature, url, evidence) may appear. Listed
 # explicitly, so a new action's string params are closed to free text until someone decides otherwise.
 
-Requirement = Literal["src_ip", "dst_ip", "asset", "user"]
+Requirement = Literal["src_ip", "dst_ip", "asset", "source_asset", "user"]
 
 
 class PlaybookError(ValueError):

@@ -5,7 +5,7 @@ not `str.format`: there is no expression, attribute access, indexing or format s
 literal text plus `{name}` placeholders whose names come from `FIELDS`; `{{` and `}}` are literal braces and
 any other brace is an error. Each field has a kind, and the kind decides where it may appear:
 
-- TARGET fields (src_ip, dst_ip, asset, user) may name an action's target, alone and whole.
+- TARGET fields (src_ip, dst_ip, asset, source_asset, user) may name an action's target, alone and whole.
 - FACT fields (category, severity, counts, times, rule ids, key) are controller-derived, safe in any text.
 - FREE_TEXT fields (signature, url, evidence) are attacker-influenced: sanitised, truncated, and allowed only
   in human-facing text params (ticket title/body, notify message). The playbook checks enforce that.
@@ -32,6 +32,7 @@ FIELDS: dict[str, FieldKind] = {
     "src_ip": FieldKind.TARGET,
     "dst_ip": FieldKind.TARGET,
     "asset": FieldKind.TARGET,
+    "source_asset": FieldKind.TARGET,
     "user": FieldKind.TARGET,
     "category": FieldKind.FACT,
     "categories": FieldKind.FACT,
@@ -51,7 +52,7 @@ FIELDS: dict[str, FieldKind] = {
 # address the sensor reported, a host target only the asset, a user target only the user.
 TARGET_FIELDS: dict[TargetKind, frozenset[str]] = {
     TargetKind.IP: frozenset({"src_ip", "dst_ip"}),
-    TargetKind.HOST: frozenset({"asset"}),
+    TargetKind.HOST: frozenset({"asset", "source_asset"}),
     TargetKind.USER: frozenset({"user"}),
     TargetKind.NONE: frozenset(),
 }
@@ -162,6 +163,7 @@ def incident_context(incident: Incident, categories: str | None = None) -> dict[
         "src_ip": incident.src_ip,
         "dst_ip": _single(a.dst_ip for a in alerts),
         "asset": incident.asset,
+        "source_asset": incident.source_asset,
         "user": _single(a.user for a in alerts),
         "category": incident.category.value,
         "categories": category_summary(incident) if categories is None else categories,
@@ -189,6 +191,7 @@ def sample_context() -> dict[str, str | None]:
         "src_ip": "192.0.2.10",
         "dst_ip": "198.51.100.20",
         "asset": "web-01",
+        "source_asset": "ws-17",
         "user": "alice",
         "category": "sqli",
         "categories": "sqli 3 alerts (942100, 942190); scanner 1 alert (913100)",
