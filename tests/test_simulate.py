@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from autonomy_controller.controller.attackers.impact import case_impact
 from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli import app
-from autonomy_controller.controller.cli.judge import impact_of
 from autonomy_controller.controller.config import REPO_ROOT, Settings
 from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.runtime import open_guard
@@ -129,7 +129,7 @@ def _all_decisions(config: SimConfig, alert_file: Path) -> dict[tuple[str, str, 
         planner = OfflinePlanner(config.settings.playbooks_dir, asset_groups=guard.asset_groups)
         for incident in map(guard.enrich, group_alerts(read_alerts(alert_file, trusted=TRUSTED))):
             triage = guard.triage_summary(guard.triage(incident))
-            impact = impact_of(guard, incident, config.settings)
+            impact = case_impact(guard, incident.alerts, config.settings)
             assert impact is not None
             plan = planner.plan(incident, triage.verdict, impact.verdict).model_copy(update={"impact": impact})
             for level in Level:

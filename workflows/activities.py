@@ -35,8 +35,7 @@ from autonomy_controller.controller.approver_keys import (
     load_configured,
     verify_vote,
 )
-from autonomy_controller.controller.attackers import tracking_config
-from autonomy_controller.controller.attackers.impact import assess as assess_impact
+from autonomy_controller.controller.attackers.impact import case_impact
 from autonomy_controller.controller.case.rounds import split_in_hand
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
@@ -173,7 +172,7 @@ class IncidentActivities:
             summary, factors = guard.triage_summary(result), result.factors
             triage = {"triage_detail": result.model_dump(mode="json")}
             answered = case_observations(self.ledger, incident.key)  # access-log lines: never in the case itself
-            impact = assess_impact([*recorded.alerts, *answered], tracking_config(self.settings))
+            impact = case_impact(guard, [*recorded.alerts, *answered], self.settings)
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors, impact=impact)
         plan, extra = choice.plan.model_copy(update={"triage": summary, "impact": impact}), dict(triage)
         if partial(request.incident, request.case) and request.case is not None:

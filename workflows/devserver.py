@@ -77,14 +77,14 @@ class DevServer:
         one may go to another process starting at the same moment: the server then exits while starting. On a port
         we chose, it is started again on a fresh one (STARTS tries in all); on a port the caller gave, at once an
         error."""
-        for attempt in range(1, STARTS + 1):
+        for _ in range(STARTS - 1):
             try:
                 return self._start_once(timeout)
             except _StartLost:
-                if not self._port_chosen or attempt == STARTS:
+                if not self._port_chosen:
                     raise
                 self.port = free_port()
-        raise AssertionError("unreachable")  # the last attempt returned or raised
+        return self._start_once(timeout)
 
     def _start_once(self, timeout: float) -> DevServer:
         if self._port_taken():

@@ -24,6 +24,7 @@ from autonomy_controller.controller.attackers.fold import add_alert, new_profile
 from autonomy_controller.controller.attackers.observe import Observation, TrackingConfig, observe
 from autonomy_controller.controller.attackers.profile import AttackerProfile, Limits, Stage
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.decision.levels import LevelConfigError
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
 from autonomy_controller.controller.ledger import Ledger, RecordKind, observations
@@ -41,6 +42,12 @@ VERDICT: dict[Stage, ImpactVerdict] = {
     "possible_success": "likely",
     "post_exploitation": "confirmed",
 }
+
+
+def case_impact(guard: Guard | UnavailableGuard, alerts: Sequence[Alert], settings: Settings) -> ImpactSummary | None:
+    """The impact verdict a case's plan and decisions rest on, in the loop's plan step, evaluate and simulate alike
+    (the tracking config of `settings`). None without a guard: every action is denied then anyway."""
+    return assess(alerts, tracking_config(settings)) if isinstance(guard, Guard) else None
 
 
 def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:

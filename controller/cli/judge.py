@@ -15,8 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from autonomy_controller.controller.attackers import tracking_config
-from autonomy_controller.controller.attackers.impact import assess as assess_impact
+from autonomy_controller.controller.attackers.impact import case_impact
 from autonomy_controller.controller.case.grouping import group_alerts
 from autonomy_controller.controller.cli.common import (
     VERDICT_STYLE,
@@ -33,7 +32,6 @@ from autonomy_controller.controller.decision.runtime import ENGINE_HELP, EngineN
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
 from autonomy_controller.controller.models import (
     GuardDecision,
-    ImpactSummary,
     Incident,
     Level,
     Plan,
@@ -82,14 +80,6 @@ def triage_of(guard: Guard | UnavailableGuard, incident: Incident) -> tuple[Tria
         return None, None
     result = guard.triage(incident)
     return result, guard.triage_summary(result)
-
-
-def impact_of(guard: Guard | UnavailableGuard, incident: Incident, settings: Settings) -> ImpactSummary | None:
-    """The case's impact verdict, assessed as the workflow's plan step assesses it, from the alerts in hand (the
-    access-log lines the loop keeps apart are among them here when the file holds them). None without a guard."""
-    if not isinstance(guard, Guard):
-        return None
-    return assess_impact(incident.alerts, tracking_config(settings))
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
@@ -197,7 +187,8 @@ def evaluate(
             triage = triage_of(guard, incident)
             summary = triage[1]
             factors = triage[0].factors if triage[0] else []
-            impact = impact_of(guard, incident, settings)
+            # as the loop's plan step assesses it; the access-log lines it reads apart are in the file's alerts here
+            impact = case_impact(guard, incident.alerts, settings)
             try:  # Claude is told the controller's triage as the workflow tells it (the summary and its factors)
                 choice = (
                     PlanChoice(load_plan_file(plan_file, incident.key))

@@ -40,7 +40,7 @@ from autonomy_controller.controller.cli.common import (
 )
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.runtime import ENGINE_HELP, EngineName
-from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
+from autonomy_controller.controller.ingest import TRUST_NOTHING, DeadLetter, IngestReport, TrustedSources, read_alerts
 from autonomy_controller.controller.models import Alert, Incident, Level, Verdict
 from autonomy_controller.controller.oversight.simulate import (
     CSV_FIELDS,
@@ -99,7 +99,7 @@ def read_all(
     dead_letter: DeadLetter,
     report: IngestReport,
     progress: BytesRead,
-    trusted: frozenset[str] = frozenset(),
+    trusted: TrustedSources = TRUST_NOTHING,
 ) -> Iterator[Alert]:
     """Every file's alerts in turn, lazily, keeping `progress` up to date."""
     for path in files:

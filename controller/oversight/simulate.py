@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from autonomy_controller.actions.registry import class_of
-from autonomy_controller.controller.attackers import tracking_config
-from autonomy_controller.controller.attackers.impact import assess as assess_impact
+from autonomy_controller.controller.attackers.impact import case_impact
 from autonomy_controller.controller.case.grouping import incident_from_alerts, incident_key
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
@@ -313,8 +312,7 @@ class _Judge:
         if triage is None and isinstance(self.guard, Guard):
             triage = self.guard.triage_summary(self.guard.triage(enriched))
         # The impact verdict, as the workflow's plan step assesses it: playbooks match on it, the policy reads it.
-        guarded = isinstance(self.guard, Guard)
-        impact = assess_impact(enriched.alerts, tracking_config(self.config.settings)) if guarded else None
+        impact = case_impact(self.guard, enriched.alerts, self.config.settings)
         plan = self.planner.plan(enriched, triage.verdict if triage else None, impact.verdict if impact else None)
         plan = plan.model_copy(update={"impact": impact})
         # The policy judges a past incident at its last alert's time (input.time), not by today's clock.
