@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf.json_format import MessageToDict
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from autonomy_controller.controller.config import Settings
@@ -163,8 +165,9 @@ class Loop:
         report = await submitter.add_all(alerts)
         return list(report.incidents)
 
-    async def wait_for(self, key: str, check: Callable[[IncidentStatus], bool], timeout: float = 30) -> IncidentStatus:
-        """Poll the workflow's query until `check` holds (a wait, not a timing assertion)."""
+    async def wait_for(self, key: str, check: Callable[[IncidentStatus], bool], timeout: float = 90) -> IncidentStatus:
+        """Poll the workflow's query until `check` holds: a wait, not a timing assertion, so it is generous (a busy CI
+        machine has stalled a whole minute); a wait that fails says what the run was doing (`trail`)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
@@ -174,11 +177,32 @@ class Loop:
             except Exception:  # not started yet
                 status = None
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{key} never reached the expected state; last: {status}")
+                trail = await self.trail(key)
+                raise AssertionError(f"{key} never reached the expected state; last: {status}\n{trail}")
             await asyncio.sleep(0.1)
 
+    async def trail(self, key: str) -> str:
+        """What the current run was doing, for a failed wait: its last events, every failure in its history and
+        its pending activities (a wait that times out on a busy machine and one on a stuck task look alike)."""
+        handle = incident_handle(self.client, key)
+        try:
+            events = (await handle.fetch_history()).events
+            pending = (await handle.describe()).raw_description.pending_activities
+        except Exception as exc:  # the trail is a diagnosis: it never hides the failure it explains
+            return f"no trail: {exc!r}"
+        names = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in events]
+        failed = [
+            f"#{e.event_id} {name}: {MessageToDict(e)}"
+            for e, name in zip(events, names, strict=True)
+            if name.endswith(("FAILED", "TIMED_OUT"))
+        ]
+        last = ", ".join(f"#{e.event_id} {name}" for e, name in zip(events[-15:], names[-15:], strict=True))
+        signals = names.count("WORKFLOW_EXECUTION_SIGNALED")
+        busy = [MessageToDict(p) for p in pending]
+        return "\n".join([f"{len(events)} events, {signals} signals; last: {last}", *failed, f"pending: {busy}"])
+
     async def result(self, key: str) -> IncidentStatus:
-        return await asyncio.wait_for(incident_handle(self.client, key).result(), timeout=60)
+        return await asyncio.wait_for(incident_handle(self.client, key).result(), timeout=120)
 
     def kinds(self, key: str) -> list[str]:
         return [r.kind.value for r in self.ledger.records(key)]
