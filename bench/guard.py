@@ -64,8 +64,9 @@ def synthetic_inventory(base: dict[str, Any], size: int) -> dict[str, Any]:
 def bench_incident() -> Incident:
     alert = Alert(
         id="bench-1",
-        source="ocsf",  # a sensor our adapter parsed, without rule metadata
+        source="ocsf",  # a sensor our adapter parsed, without rule metadata, of an HTTP request
         provenance=Provenance.SENSOR,
+        src_connected=True,
         observed_at=datetime(2026, 11, 23, tzinfo=UTC),
         category=Category.SQLI,
         severity=Severity.CRITICAL,

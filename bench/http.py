@@ -62,6 +62,7 @@ def alerts_file(path: Path, n: int, sources: int) -> Path:
                 confidence=0.9,
                 src_ip=f"198.18.{i % sources // 250}.{i % sources % 250 + 1}",
                 rule_ids=["942100"],
+                src_connected=True,  # the feed's requests held a connection
                 evidence="GET /?id=1' OR 1=1--",
             )
             out.write(alert.model_dump_json() + "\n")

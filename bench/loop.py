@@ -94,6 +94,7 @@ def attack(n: int, source: str, category: Category = Category.SQLI) -> Alert:
         dst_ip="198.51.100.1",
         rule_ids=["942100", "941100", "932100", "949110"],
         blocked=True,
+        src_connected=True,  # an HTTP request, as the adapter says
         evidence="GET /?id=1' OR 1=1--",
         raw=WAF_RAW,
     )

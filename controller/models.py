@@ -138,6 +138,12 @@ class Alert(BaseModel):
     rule_ids: list[str] = Field(default_factory=list)
     signature: str | None = None
     blocked: bool = Field(default=False, description="the sensor already blocked the request")
+    src_connected: bool = Field(
+        default=False,
+        description="the sensor saw src_ip hold a connection (TCP carrying application data: an HTTP request, a "
+        "login, a TLS session), so the address is not forged; a one-way packet's source (UDP, ICMP, a bare SYN) "
+        'may be anyone\'s (docs/sensors.md, "Forged sources")',
+    )
     evidence: str = Field(default="", description="untrusted text: request line, matched data, user agent")
     raw: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance = Field(

@@ -25,8 +25,11 @@ def make_incident(
     user: str | None = None,
     count: int = 1,
     guessed: tuple[str, ...] = (),
+    connected: bool = True,
 ) -> Incident:
-    """`guessed`: accounts the login service saw logged in from `src_ip` after guessing (guessed_login)."""
+    """`guessed`: accounts the login service saw logged in from `src_ip` after guessing (guessed_login).
+    `connected`: the sensor saw `src_ip` hold a connection (an OCSF finding that carries an HTTP request); without
+    it, only packets whose source anyone can forge carried the address (docs/sensors.md, "Forged sources")."""
     alerts = [
         Alert(
             id=f"test-{i}",
@@ -41,6 +44,7 @@ def make_incident(
             asset=asset,
             user=user,
             blocked=blocked,
+            src_connected=connected,
         )
         for i in range(count)
     ]
@@ -63,5 +67,6 @@ def guessed_login(user: str, src_ip: str | None = "198.51.100.66") -> Alert:
         src_ip=src_ip,
         user=user,
         rule_ids=[AUTH_GUESSED],
+        src_connected=True,  # a login exchange, as the adapter says
         raw={"event": "authentication", "outcome": "success", "source_failures": 0, "user_failures_before": 5},
     )

@@ -6,9 +6,13 @@ an attacker types or aims at must never be enough for the machine to lock an acc
 network alone, or the attacker chooses whom we lock out. So the policy is told, per case, only what a sensor
 recorded:
 
-- `source_assets`: our assets whose address the sensors reported as the source of the case's alerts (the host
-  the malware, C2, exfiltration or lateral movement comes from). Where an alert merely went is not one, nor an
-  address a claim names (native JSON, docs/sensors.md "Provenance").
+- `connected_sources`: the addresses the sensors saw hold a connection as the source of the case's alerts
+  (`Alert.src_connected`: a TCP connection that carried application data). Any other source address may be
+  forged: one UDP packet, ICMP or a bare SYN with a bystander's address (a partner, a resolver, one of our own
+  hosts) as its source would otherwise have the machine block that bystander, or isolate our host, alone.
+- `source_assets`: our assets at those addresses (the host the malware, C2, exfiltration or lateral movement
+  comes from). Where an alert merely went is not one, nor an address a claim names (native JSON,
+  docs/sensors.md "Provenance"), nor one only a forgeable packet carried.
 - `guessed_users`: accounts a login service recorded a successful login of after password guessing in this
   case (auth-log: `outcome: success` with `user_failures_before` at the guessing threshold, the same fact triage
   reads: controller/triage/facts.py, controller/ingest/auth_log.py).
@@ -28,10 +32,17 @@ from autonomy_controller.controller.models import Alert
 from autonomy_controller.controller.triage.facts import GUESSED, alert_facts
 
 
+def connected_sources(alerts: Iterable[Alert]) -> tuple[str, ...]:
+    """The source addresses a sensor saw hold a connection (claims aside), first seen first."""
+    return tuple(
+        dict.fromkeys(alert.src_ip for alert in alerts if alert.src_ip and alert.src_connected and not alert.is_claim)
+    )
+
+
 def source_assets(alerts: Iterable[Alert], assets: AssetIndex) -> tuple[str, ...]:
-    """Our assets whose address the sensors reported as an alert's source, first seen first."""
+    """Our assets at the connected source addresses, first seen first."""
     found: list[str] = []
-    for address in dict.fromkeys(alert.src_ip for alert in alerts if alert.src_ip and not alert.is_claim):
+    for address in connected_sources(alerts):
         found += [owner for owner in assets.owners_of_address(address) if owner not in found]
     return tuple(found)
 

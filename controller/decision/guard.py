@@ -34,6 +34,7 @@ from autonomy_controller.controller.decision.targets import (
     PlanShape,
     address_span,
     check_action,
+    source_address,
     targets_of,
     unrelated_targets,
 )
@@ -372,8 +373,10 @@ class Guard:
             "triage": {"verdict": triage.verdict, "confidence": triage.confidence} if triage else None,
             "context": {
                 "proposer": proposer,
-                # Sensor facts only (controller/decision/entities.py): a host or an account an alert merely names
-                # is contained alone never (policies/guardrails/entities.rego).
+                # Sensor facts only (controller/decision/entities.py): an address only a forgeable packet carried,
+                # a host or an account an alert merely names, is contained alone never
+                # (policies/guardrails/entities.rego).
+                "connected_sources": [source_address(address) for address in facts.connected_sources],
                 "source_assets": list(facts.source_assets),
                 "guessed_users": sorted(facts.guessed_users),
                 "category": incident.category.value,

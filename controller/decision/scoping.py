@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from autonomy_controller.controller.case.grouping import SUPPORTING, categories_by_weight
-from autonomy_controller.controller.decision.entities import guessed_users, source_assets
+from autonomy_controller.controller.decision.entities import connected_sources, guessed_users, source_assets
 from autonomy_controller.controller.decision.inventory import AssetIndex
 from autonomy_controller.controller.decision.levels import (
     HealthCap,
@@ -35,8 +35,9 @@ class IncidentFacts:
     `scopes` holds one scope per asset the incident touches, those plus any an alert merely names (its `asset`
     field, which a sender controls): naming an asset can only add a scope, and more scopes only lower the level.
     `scope` and `asset` are the governing (most restrictive) ones, for the policy's context and the planner.
-    `source_assets` and `guessed_users` are the hosts and accounts the sensors' facts put in the attacker's hands
-    (controller/decision/entities.py): the only ones containment may hit without a person.
+    `connected_sources`, `source_assets` and `guessed_users` are the addresses, hosts and accounts the sensors'
+    facts put in the attacker's hands (controller/decision/entities.py): the only ones containment may hit without
+    a person.
     """
 
     scope: IncidentScope
@@ -46,6 +47,7 @@ class IncidentFacts:
     environment: str = "unknown"
     addresses: frozenset[str] = frozenset()
     users: frozenset[str] = frozenset()
+    connected_sources: tuple[str, ...] = ()
     source_assets: tuple[str, ...] = ()
     guessed_users: frozenset[str] = frozenset()
 
@@ -139,6 +141,7 @@ class Scoping:
             environment=max((sc.environment for sc in scopes), key=lambda env: _EXPOSURE.get(env, 0)),
             addresses=frozenset(a for alert in incident.alerts for a in (alert.src_ip, alert.dst_ip) if a),
             users=frozenset(alert.user for alert in incident.alerts if alert.user),
+            connected_sources=connected_sources(incident.alerts),
             source_assets=source_assets(incident.alerts, self.assets),
             guessed_users=guessed_users(incident.alerts, frozenset(levels.triage.waf_sources)),
         )

@@ -36,6 +36,11 @@ def ip_target(value: str) -> dict[str, Any]:
     return dict(_ip_target(value))
 
 
+def source_address(address: str) -> dict[str, Any]:
+    """A connected source as the policy compares it with a block's target: by prefix bits, within one family."""
+    return {key: fact for key, fact in _ip_target(address) if key in ("bits", "version", "value")}
+
+
 def targets_of(spec: ActionSpec, params: dict[str, Any], assets: AssetIndex) -> Targets:
     """The action's targets as the policy compares them: a host in its inventory spelling when it is ours (so
     `DC-01.`, the FQDN or its address are the crown jewel `dc-01`), else as DNS compares names."""

@@ -121,6 +121,7 @@ def parse(record: Record) -> Alert:
         user=user,
         rule_ids=[rule],
         signature=f"{service}: {what}",
+        src_connected=True,  # a login exchange: the service answered the address it logs
         evidence_text=evidence([f"{what} ({counts})", None if user else "account name not usable (kept in raw)"]),
         raw=bounded_raw(record),
     )

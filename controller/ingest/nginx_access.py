@@ -83,6 +83,7 @@ def parse(record: Record) -> Alert:
         signature=f"HTTP {status} {'from the application' if reached_app else 'before the application'}",
         # Stopped before the application: the WAF (or nginx itself) answered; the app never saw it.
         blocked=not reached_app,
+        src_connected=True,  # remote_addr sent a whole HTTP request over a connection nginx accepted
         evidence_text=evidence(_evidence_parts(record, status, upstream)),
         raw=bounded_raw(record),
     )

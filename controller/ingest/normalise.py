@@ -153,6 +153,7 @@ def make_alert(
     rule_ids: Sequence[str] = (),
     signature: str | None = None,
     blocked: bool = False,
+    src_connected: bool = False,
     evidence_text: str = "",
 ) -> Alert:
     """Build the Alert, bounding every free-text field; a contract violation becomes an IngestError."""
@@ -175,6 +176,7 @@ def make_alert(
             rule_ids=_rule_ids(rule_ids),
             signature=identifier("signature", signature),
             blocked=blocked,
+            src_connected=src_connected,
             evidence=clean_text(evidence_text, EVIDENCE_LIMIT),
             raw=raw,
         )

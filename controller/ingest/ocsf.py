@@ -65,9 +65,17 @@ def parse(record: Record) -> Alert:
         rule_ids=[analytic] if analytic else [],
         signature=title,
         blocked=disposition in BLOCKED_DISPOSITIONS or fields.optional_int(record, "action_id") == ACTION_DENIED,
+        src_connected=_connected(record),
         evidence_text=evidence(_evidence_parts(record)),
         raw=bounded_raw(record, _HUGE),
     )
+
+
+def _connected(record: Record) -> bool:
+    """Whether the finding's source address is the sender's: an HTTP request (its client held a connection), or a
+    process (an endpoint agent saw the device itself act; no packet involved). Any other finding's source may be
+    a forged packet's (a network sensor's UDP, ICMP or DNS event)."""
+    return bool(_lookup(record, "http_request") or _lookup(record, "process"))
 
 
 def _evidences(record: Record) -> list[Record]:

@@ -78,9 +78,19 @@ def parse(record: Record) -> Alert:
         signature=signature,
         # IDS mode logs "allowed" even when a WAF behind it answered 403; only an IPS drop is a block.
         blocked=fields.optional_text(alert, "action") == "blocked",
+        src_connected=not engine and connected(record),
         evidence_text=evidence([ENGINE_NOTE if engine else None, *_evidence_parts(record, http)]),
         raw=bounded_raw(record, _HUGE),
     )
+
+
+def connected(record: Record) -> bool:
+    """Whether the flow's client held a TCP connection that carried application data (Suricata named its
+    `app_proto`): a forged source cannot complete the handshake. A UDP or ICMP alert, a bare SYN, or a TCP flow
+    whose protocol Suricata could not tell (`failed`) may carry anyone's address as its source."""
+    proto = fields.optional_text(record, "proto")
+    app_proto = fields.optional_text(record, "app_proto")
+    return (proto or "").upper() == "TCP" and app_proto not in (None, "", "failed", "unknown")
 
 
 def is_engine_event(record: Record) -> bool:

@@ -115,6 +115,7 @@ def waf_alert(tx: WafTransaction) -> Alert:
         rule_ids=[h.rule_id for h in tx.hits if h.rule_id],
         signature=verdict.primary.message if verdict.primary else None,
         blocked=tx.blocked,
+        src_connected=True,  # an HTTP request: its client completed a connection, from the address logged
         evidence_text=evidence([tx.request_line, f"User-Agent: {tx.user_agent}" if tx.user_agent else None, *matched]),
         raw=tx.raw,
     )

@@ -540,7 +540,8 @@ def synthetic_alerts(count: int, seed: int = 7, sources: int = 5_000, burst: int
     of category, severity, confidence and blocked flag, in bursts of up to `burst` alerts per source, so grouping
     sees storms and one-off alerts alike and no list of them ever exists. They come from a made-up sensor,
     SYNTHETIC, as a trusted native feed (docs/sensors.md, "Provenance"): written out as our Alert JSON, they read
-    back the same with `--trust-native synthetic`."""
+    back the same with `--trust-native synthetic`. One source in ten only forgeable packets carried (an IDS's UDP
+    alerts: `src_connected` false, docs/sensors.md "Forged sources"); the others held a connection."""
     rng = random.Random(seed)
     start = datetime(2026, 11, 1, tzinfo=UTC)
     # Documentation space (RFC 3849): blockable like a public address, outside every allowlist and asset
@@ -549,7 +550,8 @@ def synthetic_alerts(count: int, seed: int = 7, sources: int = 5_000, burst: int
     severities = list(Severity)
     produced = 0
     while produced < count:
-        source = str(ipaddress.IPv6Address(network + rng.randrange(sources) * 7 + 1))
+        index = rng.randrange(sources)
+        source = str(ipaddress.IPv6Address(network + index * 7 + 1))
         category, kind = rng.choice(_CATEGORIES)
         asset, dst_ip = rng.choice(_TARGETS)
         user = f"user{rng.randrange(200)}" if kind == "identity" else None
@@ -570,6 +572,7 @@ def synthetic_alerts(count: int, seed: int = 7, sources: int = 5_000, burst: int
                 rule_ids=[f"syn-{category.value}"],
                 signature=f"synthetic {category.value}",
                 blocked=blocked,
+                src_connected=index % 10 != 0,
                 evidence="synthetic",
             )
             produced += 1

@@ -1,5 +1,5 @@
-# Entity guardrails: a host or an account is contained alone only when the sensors' own facts put it in the
-# attacker's hands. A name in an alert is a claim: the account a client typed at a login prompt, the host a
+# Entity guardrails: an address, a host or an account is contained alone only when the sensors' own facts put it
+# in the attacker's hands. A name in an alert is a claim: the account a client typed at a login prompt, the host a
 # request was aimed at. Were that enough, the attacker would choose whom the machine locks out or takes off the
 # network (a few failed logins as alice, then silence at L4's veto window; "isolate web-stg-01" in a blocked
 # request, followed by a planner). So containment of any other host or account needs the class's approvers,
@@ -7,7 +7,11 @@
 #
 # The facts (controller/decision/entities.py; an array the controller always sends, missing or malformed
 # meaning none, so a person approves):
-# - input.context.source_assets: our assets the sensors reported as the source of the case's alerts;
+# - input.context.connected_sources: the source addresses a sensor saw hold a connection (TCP carrying application
+#   data), each with its prefix bits, version and value like a target. A UDP or ICMP packet, or a bare SYN, carries whatever source address its sender writes: were that
+#   enough, one forged packet would have the machine block a bystander (a partner, a resolver) or isolate our
+#   own host alone;
+# - input.context.source_assets: our assets at those addresses (the source of the case's alerts);
 # - input.context.guessed_users: accounts a login service recorded a login of after guessing, in this case;
 # - input.impact: the assets an attack reached, when the impact verdict is confirmed (post-exploitation evidence).
 #   `likely` is not enough: a 2xx to an attack request no sensor refused is a fact the attacker produces at will
@@ -34,6 +38,24 @@ require_approval contains {
 }
 
 # METADATA
+# title: An address is blocked alone only when a sensor saw it hold a connection
+# description: >-
+#   A block of an address no sensor saw hold a connection as the source of the case's alerts (only forgeable
+#   packets carried it), or of a range holding none, needs the class's approvers (no veto window).
+require_approval contains {
+	"reason": sprintf(
+		"%s on %s: no sensor saw %s hold a connection (only packets whose source address anyone can forge: UDP, ICMP, a bare SYN); a person approves",
+		[input.action.name, target.value, target.value],
+	),
+	"group": class_group,
+	"quorum": 1,
+} if {
+	blocking
+	some target in ip_targets
+	not holds_connected_source(target)
+}
+
+# METADATA
 # title: A host is isolated alone only when it is the case's source or the attack reached it
 # description: >-
 #   Host containment of a host that is neither the source of the case's alerts nor an asset the attack reached
@@ -49,6 +71,12 @@ require_approval contains {
 	action_class == "contain_host"
 	some host in host_targets
 	not attacker_held_host(host)
+}
+
+holds_connected_source(target) if {
+	some source in input.context.connected_sources
+	source.version == target.version
+	startswith(source.bits, target.bits)
 }
 
 guessed_user(user) if {

@@ -83,6 +83,45 @@ test_looking_at_or_releasing_a_host_is_not_this_rules_business if {
 	}
 }
 
-test_blocks_are_not_this_rules_business if {
+# --- addresses: only a source a sensor saw hold a connection is blocked alone ---------------------------------
+
+forged(value) := sprintf("network.block_ip on %s: no sensor saw %s hold a connection (only packets whose source address anyone can forge: UDP, ICMP, a bare SYN); a person approves", [value, value])
+
+test_a_connected_source_is_blocked_alone if {
 	count(approvals(block(["198.51.100.66"]))) == 0
+}
+
+test_a_source_only_forgeable_packets_carried_needs_a_person if {
+	approvals(forged_block(["198.51.100.66"])) == {{"reason": forged("198.51.100.66"), "group": "soc-oncall", "quorum": 1}}
+}
+
+test_another_connected_source_does_not_count if {
+	inp := object.union(forged_block(["198.51.100.66"]), {"context": {"connected_sources": [source_of("198.51.100.1")]}})
+	approvals(inp) == {{"reason": forged("198.51.100.66"), "group": "soc-oncall", "quorum": 1}}
+}
+
+# A range is blocked alone (within max_addresses_alone) only when it holds a connected source, of its own family.
+test_a_range_holding_a_connected_source_is_not_this_rules_business if {
+	every r in approvals(sourced_in(block(["198.51.100.0/25"]), "198.51.100.66")) {
+		not contains(r.reason, "hold a connection")
+	}
+	forged("198.51.100.0/25") in {r.reason | some r in approvals(sourced_in(block(["198.51.100.0/25"]), "198.51.100.254"))}
+	mapped := object.union(forged_block(["::ffff:c633:6401"]), {"context": {"connected_sources": [source_of("198.51.100.1")]}})
+	forged("::ffff:c633:6401") in {r.reason | some r in approvals(mapped)}
+}
+
+test_missing_or_malformed_connected_sources_name_nothing if {
+	every facts in [null, "198.51.100.66", ["198.51.100.66"], [{"value": "198.51.100.66"}], {"198.51.100.66": true}] {
+		inp := object.union(forged_block(["198.51.100.66"]), {"context": {"connected_sources": facts}})
+		forged("198.51.100.66") in {r.reason | some r in approvals(inp)}
+	}
+	forged("198.51.100.66") in {r.reason | some r in approvals(json.remove(block(["198.51.100.66"]), ["context"]))}
+}
+
+test_unblocking_or_looking_up_is_not_this_rules_business if {
+	every inp in [unblock(["198.51.100.66"]), lookup(["198.51.100.66"])] {
+		every r in approvals(inp) {
+			not contains(r.reason, "hold a connection")
+		}
+	}
 }

@@ -238,7 +238,22 @@ action_input(name, class, blast_radius, targets) := {
 
 ips_of(values) := [ip[v] | some v in values]
 
-block(values) := action_input("network.block_ip", "contain_network", "single_address", {"ips": ips_of(values)})
+# A block of the case's source, which a sensor saw hold a connection (guardrails/entities.rego): every single
+# address among `values` is one. `forged_block` is the same block when only forgeable packets carried them.
+block(values) := object.union(forged_block(values), {"context": {"connected_sources": [source |
+	some v in values
+	ip[v].num_addresses == 1
+	source := {"bits": ip[v].bits, "version": ip[v].version, "value": v}
+]}})
+
+# A connected source of the case (context.connected_sources), as the controller spells one.
+source_of(value) := {"bits": ip[value].bits, "version": ip[value].version, "value": value} if ip[value]
+
+source_of(value) := {"bits": "11000000000000000000001011001000", "version": 4, "value": value} if value == "192.0.2.200"
+
+sourced_in(inp, value) := object.union(inp, {"context": {"connected_sources": [source_of(value)]}})
+
+forged_block(values) := action_input("network.block_ip", "contain_network", "single_address", {"ips": ips_of(values)})
 
 unblock(values) := action_input("network.unblock_ip", "restore", "single_address", {"ips": ips_of(values)})
 

@@ -180,7 +180,7 @@ test_a_single_address_blocks_alone if {
 
 test_the_addresses_a_block_covers_alone_come_from_data if {
 	wider := object.union(tunables, {"max_addresses_alone": 128})
-	alone := guardrails.require_approval with input as block(["192.0.2.128/25"])
+	alone := guardrails.require_approval with input as sourced_in(block(["192.0.2.128/25"]), "192.0.2.200")
 		with data.allowlists as allowlists
 		with data.inventory as inventory
 		with data.special_purpose as special_purpose
