@@ -61,6 +61,7 @@ from autonomy_controller.actions.registry import (
 )
 from autonomy_controller.controller.ledger.canonical import canonical_json
 from autonomy_controller.controller.models import (
+    ActionSpec,
     ControllerTriage,
     Incident,
     Plan,
@@ -70,6 +71,7 @@ from autonomy_controller.controller.models import (
     TriageVerdictName,
     verdict_of,
 )
+from autonomy_controller.controller.planning.claude_answer import AnswerError, billed_usage, read_message
 from autonomy_controller.controller.planning.claude_config import ClaudeSettings
 from autonomy_controller.controller.planning.claude_prompt import (
     DESIGN_TOOL,
@@ -89,7 +91,13 @@ from autonomy_controller.controller.planning.claude_prompt import (
 )
 from autonomy_controller.controller.planning.offline import FALLBACK, OfflinePlanner, _attach_notes, _render
 from autonomy_controller.controller.planning.playbooks import Playbook
-from autonomy_controller.controller.planning.templating import incident_context, sanitize_free_text, truncate
+from autonomy_controller.controller.planning.templating import (
+    CONTROL_CHARS,
+    INVISIBLE_CHARS,
+    incident_context,
+    sanitize_free_text,
+    truncate,
+)
 from autonomy_controller.controller.triage import TriageFactor
 
 log = logging.getLogger(__name__)
@@ -99,9 +107,14 @@ PLANNER_NAME = "claude"
 Outcome = Literal["ok", "fallback_offline", "hold"]
 PlannerFallback = Literal["offline", "hold"]
 
-_CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_CONTROL_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL_ALL = re.compile(f"[{CONTROL_CHARS}]+")
+_CONTROL_KEEP_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{INVISIBLE_CHARS}]+")
 _CUT_STOPS = {"max_tokens", "model_context_window_exceeded"}
+_ANSWER_BLOCKS = {"text", "thinking", "redacted_thinking", "tool_use"}
+"""Content block types an answer to our request may hold: no server tool, MCP or container was offered."""
+UNVETTED_CONFIDENCE = 0.5
+"""The most a designed action may claim when no playbook matching the incident proposes it (the built-in triage
+playbook's own figure): the controller cannot tell, whatever the model says."""
 
 
 class ClaudeResult(BaseModel):
@@ -131,27 +144,19 @@ class PreparedRequest(BaseModel):
     prompt_hash: str
 
 
-class _AnswerError(Exception):
-    """The model's answer cannot be used as a whole; `code` is the short error code."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 class _DesignItem(BaseModel):
     """The envelope of one proposed action in design mode; its params are checked by the registry (strictly).
 
-    A stray extra key in the envelope is ignored rather than costing a sound action: it reaches nothing.
+    A stray extra key in the envelope is ignored rather than costing a sound action: it reaches nothing. Types
+    are strict, as the tool's schema states them: a confidence of `"1"` or `true` is not a number.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     action: str
     params: dict[str, Any]
     rationale: str = Field(min_length=1, max_length=4 * RATIONALE_LIMIT)
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class _SelectItem(BaseModel):
@@ -270,26 +275,23 @@ class ClaudePlanner:
             code, why = self._api_failure(exc)
             transcript["error"] = _error_record(exc)
             return self._fail(incident, request, transcript, (fallback, verdict), code, why, usage=None)
-        transcript["response"] = _json_or_text(raw.http_response)
         attempts = raw.retries_taken + 1
+        text = raw.http_response.text
         try:
-            message = raw.parse()
-            usage = self._usage(message.usage, message.model or self.settings.model, attempts, message.id)
-        except Exception as exc:  # a body the SDK cannot read is an invalid answer, not a crash
-            transcript["error"] = _error_record(exc)
-            return self._fail(
-                incident, request, transcript, (fallback, verdict), "response_invalid", f"unreadable response: {exc}"
-            )
-        repeated = _repeated_keys(raw.http_response.text)
-        if repeated:
-            # The decoded transcript shows one of the values only: keep the answer as it was sent.
-            transcript["response_text"] = truncate(raw.http_response.text, 100_000)
-            keys = ", ".join(repr(sanitize_free_text(key, 40)) for key in repeated[:5])
-            why = f"the answer names JSON key(s) {keys} more than once in one object: which value counts is ambiguous"
-            return self._fail(incident, request, transcript, (fallback, verdict), "malformed_input", why, usage)
+            message, body = read_message(text)
+        except AnswerError as exc:
+            # As sent: the decoded body when it was strict JSON, else the text (a NaN cannot enter the ledger).
+            transcript["response"] = exc.body if exc.body is not None else {"unparsed_body": truncate(text, 20_000)}
+            if exc.code == "malformed_input":  # the decoded body shows one value of a repeated key only
+                transcript["response_text"] = truncate(text, 100_000)
+            billed = billed_usage(exc.body)
+            usage = self._usage(billed, self.settings.model, attempts, None) if billed is not None else None
+            return self._fail(incident, request, transcript, (fallback, verdict), exc.code, exc.reason, usage)
+        transcript["response"] = body
+        usage = self._usage(message.usage, message.model, attempts, message.id)
         try:
             actions, playbook, dropped, planner_triage = self._interpret(message, incident, verdict)
-        except _AnswerError as exc:
+        except AnswerError as exc:
             return self._fail(incident, request, transcript, (fallback, verdict), exc.code, exc.reason, usage=usage)
         except Exception as exc:  # defensive: an answer shape nobody foresaw must not crash the activity
             log.exception("incident %s: could not interpret Claude's answer", incident.key)
@@ -309,7 +311,7 @@ class ClaudePlanner:
             mode=self.settings.mode,
             playbook=playbook,
             actions=actions,
-            model=message.model or self.settings.model,
+            model=message.model,
             usage=usage,
             prompt_hash=request.prompt_hash,
             planner_triage=planner_triage,
@@ -395,37 +397,55 @@ class ClaudePlanner:
         self, message: Message, incident: Incident, verdict: TriageVerdictName | None
     ) -> tuple[list[ProposedAction], str | None, list[dict[str, Any]], PlannerTriage | None]:
         if message.stop_reason in _CUT_STOPS:
-            raise _AnswerError(
+            raise AnswerError(
                 "max_tokens",
                 f"{message.stop_reason} stop: the answer was cut (max_tokens {self.settings.max_tokens}) "
                 "and a partial plan is not used",
             )
         if message.stop_reason == "refusal":
-            raise _AnswerError("refusal", "the model declined to answer")
+            raise AnswerError("refusal", "the model declined to answer")
+        unexpected = sorted({block.type for block in message.content} - _ANSWER_BLOCKS)
+        if unexpected:
+            raise AnswerError(
+                "unexpected_content", f"content block(s) of type {', '.join(unexpected)}: none was asked for"
+            )
         calls = [block for block in message.content if block.type == "tool_use"]
         if not calls:
-            raise _AnswerError(
+            raise AnswerError(
                 "no_tool_call", f"no tool call (stop_reason {message.stop_reason}); expected one {self.tool_name}"
             )
         if len(calls) > 1:
-            raise _AnswerError("several_tool_calls", f"{len(calls)} tool calls; expected exactly one {self.tool_name}")
+            raise AnswerError("several_tool_calls", f"{len(calls)} tool calls; expected exactly one {self.tool_name}")
+        if message.stop_reason != "tool_use":
+            # A finished tool call stops with tool_use. end_turn, stop_sequence (we send none) or pause_turn (a turn
+            # to be continued) around a call mean the call is not the model's finished answer.
+            raise AnswerError(
+                "unexpected_stop",
+                f"stop_reason {message.stop_reason} with a tool call; a finished call stops with tool_use",
+            )
         call = calls[0]
         if call.name != self.tool_name:
-            raise _AnswerError("wrong_tool", f"called {sanitize_free_text(call.name, 64)!r}, not {self.tool_name}")
-        payload: Any = call.input
-        if isinstance(payload, str):  # some gateways pass the arguments through as a JSON string
-            try:
-                payload = json.loads(payload)
-            except ValueError as exc:
-                raise _AnswerError("malformed_input", f"tool input is not valid JSON: {exc}") from None
+            raise AnswerError("wrong_tool", f"called {sanitize_free_text(call.name, 64)!r}, not {self.tool_name}")
+        payload: Any = call.input  # a JSON object: claude_answer decoded one sent as a string
         key = "playbooks" if self.settings.mode == "select" else "actions"
         if not isinstance(payload, dict) or not isinstance(payload.get(key), list):
-            raise _AnswerError("malformed_input", f"tool input is not an object with a {key!r} list")
+            raise AnswerError("malformed_input", f"tool input is not an object with a {key!r} list")
         planner_triage, dropped = _planner_triage(payload.get(TRIAGE_FIELD))
         if self.settings.mode == "select":
             actions, playbook = self._selected(payload["playbooks"], incident, verdict, dropped)
             return actions, playbook, dropped, planner_triage
-        return self._designed(payload["actions"], dropped), None, dropped, planner_triage
+        caps = self._confidence_caps(incident, verdict)
+        return self._designed(payload["actions"], caps, dropped), None, dropped, planner_triage
+
+    def _confidence_caps(self, incident: Incident, verdict: TriageVerdictName | None) -> dict[str, float]:
+        """Per action, the highest confidence a playbook matching this incident gives it: the most a designed
+        action may carry. The proposal's confidence enters the risk score, so the model's own figure may lower
+        the controller's, never raise it; an action no matching playbook vouches for gets UNVETTED_CONFIDENCE."""
+        caps: dict[str, float] = {}
+        for name in self._matching(incident, verdict):
+            for template in self.playbooks[name].actions:
+                caps[template.action] = max(caps.get(template.action, 0.0), template.confidence)
+        return caps
 
     def _matching(self, incident: Incident, verdict: TriageVerdictName | None) -> list[str]:
         context = incident_context(incident)
@@ -455,7 +475,7 @@ class ClaudePlanner:
             else:
                 chosen.append(self.playbooks[entry.name])
         if not chosen:
-            raise _AnswerError("no_valid_playbook", "no usable playbook: " + _reasons(dropped))
+            raise AnswerError("no_valid_playbook", "no usable playbook: " + _reasons(dropped))
         context = incident_context(incident)
         actions: list[ProposedAction] = []
         notes: list[str] = []
@@ -473,18 +493,20 @@ class ClaudePlanner:
         _attach_notes(actions, notes)
         return actions, ",".join(pb.name for pb in chosen)
 
-    def _designed(self, items: list[Any], dropped: list[dict[str, Any]]) -> list[ProposedAction]:
-        """The valid proposals; `dropped` (in: the answer's other drops) gets the invalid ones with why."""
+    def _designed(
+        self, items: list[Any], caps: dict[str, float], dropped: list[dict[str, Any]]
+    ) -> list[ProposedAction]:
+        """The valid proposals, each confidence within `caps`; `dropped` (in: the answer's other drops) gets the
+        invalid ones with why."""
         actions: list[ProposedAction] = []
-        for index, item in enumerate(items):
+        if len(items) > MAX_ACTIONS:  # one drop for the overflow: a flood must not flood the ticket or the ledger
+            dropped.append(_drop(None, None, f"{len(items) - MAX_ACTIONS} action(s) beyond the first {MAX_ACTIONS}"))
+        for index, item in enumerate(items[:MAX_ACTIONS]):
             name = item.get("action") if isinstance(item, dict) else None
-            if index >= MAX_ACTIONS:
-                dropped.append(_drop(index, name, f"more than {MAX_ACTIONS} actions"))
-                continue
             try:
                 entry = _DesignItem.model_validate(item)
                 spec = get_spec(entry.action)
-                params = validate_params(spec, _cleaned(entry.action, entry.params))
+                params = validate_params(spec, _strictly_typed(spec, _cleaned(entry.action, entry.params)))
             except ValidationError as exc:
                 dropped.append(_drop(index, name, f"not an action proposal: {_errors(exc)}"))
                 continue
@@ -497,18 +519,18 @@ class ClaudePlanner:
                     action=spec.name,
                     params=params.model_dump(mode="json", exclude_none=True),
                     rationale=sanitize_free_text(entry.rationale, RATIONALE_LIMIT),
-                    confidence=entry.confidence,
+                    confidence=min(entry.confidence, caps.get(spec.name, UNVETTED_CONFIDENCE)),
                 )
             )
         notes: list[str] = []
         actions = _deduplicated(actions, notes)
         dropped.extend(_drop(None, None, note) for note in notes)
         if not actions:
-            raise _AnswerError("no_valid_actions", "no proposed action passed validation: " + _reasons(dropped))
+            raise AnswerError("no_valid_actions", "no proposed action passed validation: " + _reasons(dropped))
         _attach_notes(actions, [f"not proposed: {d['reason']}" for d in dropped])
         return actions
 
-    def _usage(self, usage: Usage, model: str, attempts: int, message_id: str) -> dict[str, Any]:
+    def _usage(self, usage: Usage, model: str, attempts: int, message_id: str | None) -> dict[str, Any]:
         """Token counts as billed, and their cost in USD at the configured (or the model's list) prices.
 
         `model` is the one that answered (a gateway may map the requested id), since the cost is that model's.
@@ -549,6 +571,16 @@ def _planner_triage(raw: Any) -> tuple[PlannerTriage | None, list[dict[str, Any]
         return None, [_drop(None, TRIAGE_FIELD, f"not a valid triage, not used: {_errors(exc)}")]
     rationale = sanitize_free_text(item.rationale, RATIONALE_LIMIT)
     return PlannerTriage(verdict=item.verdict, confidence=item.confidence, rationale=rationale), []
+
+
+def _strictly_typed(spec: ActionSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` when every value has the JSON type the schema gives it (a TTL of `"3600"` or `3600.0` is not an
+    integer, `"true"` is not a boolean); the registry's own validation then normalises them."""
+    try:
+        spec.params_model.model_validate_json(json.dumps(params), strict=True)
+    except ValidationError as exc:
+        raise InvalidParamsError(spec.name, [f"{_errors(exc)} (JSON types are strict)"]) from None
+    return params
 
 
 def _cleaned(action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -604,32 +636,6 @@ def _sdk_arguments(body: dict[str, Any]) -> dict[str, Any]:
 
 def _sha256(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
-
-
-def _repeated_keys(text: str) -> list[str]:
-    """Keys some object of the JSON body names twice (none for a body that is not JSON: the SDK judged that)."""
-    repeated: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: set[str] = set()
-        for key, _value in items:
-            if key in seen and key not in repeated:
-                repeated.append(key)
-            seen.add(key)
-        return dict(items)
-
-    try:
-        json.loads(text, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):
-        return []
-    return repeated
-
-
-def _json_or_text(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return {"unparsed_body": truncate(response.text, 20_000)}
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:

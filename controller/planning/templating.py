@@ -62,7 +62,18 @@ MAX_LISTED = 5  # distinct signatures/urls/rule ids listed before "(+N more)"
 MISSING = "unknown"  # what a missing fact reads as in human-facing text
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}|[{}]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+INVISIBLE_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u206f\u3164\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+"""Unicode format characters (category Cf: soft hyphen, zero-width, bidi embeddings, overrides and isolates, tag
+characters), line and paragraph separators, and the Hangul fillers: text people read (a ticket, a Slack message,
+a terminal) must not hide, reorder or disguise what it says. As a regex character class body (no brackets)."""
+CONTROL_CHARS = "\x00-\x1f\x7f-\x9f" + INVISIBLE_CHARS
+"""C0/C1 controls (ANSI escapes start with one) and the invisible characters: everything sanitize_free_text removes."""
+
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]+")
 
 
 class TemplateError(ValueError):
