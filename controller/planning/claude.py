@@ -19,11 +19,17 @@ Validation choice: an invalid action (unknown name, params that fail the schema,
 unusable playbook is dropped on its own, with the reason recorded in the result, the transcript and the
 ticket body; the rest of the answer stands, because one hallucinated field should not discard a sound
 containment the guard would judge anyway. A whole answer is rejected when it cannot be trusted as an
-answer: no tool call, several tool calls, another tool, input that is not the tool's JSON object, a key named
-twice in one JSON object (the SDK keeps the last value, other readers the first; the transcript then keeps the
-body as sent), a `max_tokens` (or context window) cut, a refusal, or nothing valid left. Then the level's
-`planner_fallback` applies: the offline planner's plan, or an empty plan held for a person, with the reason
-recorded.
+answer: a body that is not strict JSON or not a valid Messages API message (claude_answer.py: the SDK does not
+validate), no tool call, several tool calls, another tool, a `stop_reason` other than `tool_use` around the
+call, a content block of a type nobody asked for, input that is not the tool's JSON object, a key named twice
+in one JSON object (the transcript then keeps the body as sent), a `max_tokens` (or context window) cut, a
+refusal, or nothing valid left. Then the level's `planner_fallback` applies: the offline planner's plan, or an
+empty plan held for a person, with the reason recorded.
+
+What the model says only lowers: its triage only lowers the controller's (below), and a designed action's
+confidence, which enters the risk score, is capped at what the playbooks matching the incident give that action
+(UNVETTED_CONFIDENCE when none proposes it). Types are strict as the tool's schema states them (a number given
+as a string drops the action).
 
 Triage (issue 12): the request carries the controller's triage with the other trusted facts, and the tool asks
 for the model's own, optional triage. It is parsed strictly into `Plan.planner_triage`: a wrong verdict, a
