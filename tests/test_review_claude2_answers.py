@@ -21,6 +21,7 @@ from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ledger.canonical import canonical_json
 from autonomy_controller.controller.models import Incident, Level
 from autonomy_controller.controller.planning import ClaudeResult, OfflinePlanner
+from autonomy_controller.controller.planning.claude import MAX_RETRY_WAIT
 from autonomy_controller.controller.planning.claude_prompt import DESIGN_TOOL, SELECT_TOOL
 from autonomy_controller.controller.planning.templating import sanitize_free_text
 from tests import test_claude_planner as claude_tests
@@ -325,3 +326,28 @@ def test_a_usual_answer_still_plans(planner_for: PlannerFactory, sqli: Incident)
     )
     result = planner_for(api, mode="design").plan(sqli)
     assert result.outcome == "ok" and result.plan.model == MODEL and result.error is None
+
+
+# -- the API asking us to wait -------------------------------------------------------------------------------
+
+
+def test_a_retry_after_of_an_hour_does_not_stall_the_planner(
+    planner_for: PlannerFactory, offline: OfflinePlanner, sqli: Incident, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This SDK sleeps whatever `retry-after` says (up to 49 days): a 429 asking for an hour would hold the plan
+    activity's thread past its 3-minute timeout, the level's fallback would never apply and the thread would stay
+    asleep in the worker's pool. The planner caps the wait; the SDK's own backoff runs (not the fixture's zero)."""
+    monkeypatch.undo()  # the real retry timing of the SDK, with only the sleep recorded
+    slept: list[float] = []
+    monkeypatch.setattr("anthropic._base_client.time.sleep", slept.append)
+    limited = httpx2.Response(
+        429,
+        json={"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limited."}},
+        headers={"retry-after": "3600"},
+    )
+    api = FakeAPI(limited)
+    result = planner_for(api, max_retries=2).plan(sqli)
+    assert (result.outcome, result.error) == ("fallback_offline", "rate_limited")
+    assert result.plan.actions == offline.plan(sqli).actions
+    assert len(api.requests) == 3 and len(slept) == 2
+    assert all(0 < wait <= MAX_RETRY_WAIT for wait in slept), slept

@@ -118,6 +118,9 @@ _CONTROL_KEEP_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{INVISIBLE_CHARS}
 _CUT_STOPS = {"max_tokens", "model_context_window_exceeded"}
 _ANSWER_BLOCKS = {"text", "thinking", "redacted_thinking", "tool_use"}
 """Content block types an answer to our request may hold: no server tool, MCP or container was offered."""
+MAX_RETRY_WAIT = 10.0
+"""The longest the SDK may sleep before a retry. It honours any `retry-after` (up to 49 days), which would hold the
+plan activity's thread past the activity's timeout; a longer wait ends in the level's fallback instead."""
 UNVETTED_CONFIDENCE = 0.5
 """The most a designed action may claim when no playbook matching the incident proposes it (the built-in triage
 playbook's own figure): the controller cannot tell, whatever the model says."""
@@ -203,6 +206,7 @@ class ClaudePlanner:
         self.playbooks: dict[str, Playbook] = {pb.name: pb for pb in [*offline.playbooks, FALLBACK]}
         base = client or anthropic.Anthropic(api_key=settings.api_key.get_secret_value(), base_url=settings.base_url)
         self._client = base.with_options(timeout=settings.timeout_seconds, max_retries=settings.max_retries)
+        _cap_retry_waits(self._client)
         self.tool_name = SELECT_TOOL if settings.mode == "select" else DESIGN_TOOL
         self.tool = select_tool(list(self.playbooks)) if settings.mode == "select" else design_tool()
         self.system = [
@@ -564,6 +568,17 @@ class ClaudePlanner:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+
+
+def _cap_retry_waits(client: anthropic.Anthropic) -> None:
+    """Cap this client's wait before a retry at MAX_RETRY_WAIT (its own backoff stays below it, a `retry-after`
+    may not). The SDK has no option for it, so its retry-timing method is wrapped on this one client."""
+    computed = client._calculate_retry_timeout
+
+    def capped(*args: Any, **kwargs: Any) -> float:
+        return min(computed(*args, **kwargs), MAX_RETRY_WAIT)
+
+    client._calculate_retry_timeout = capped  # type: ignore[method-assign]
 
 
 def _planner_triage(raw: Any) -> tuple[PlannerTriage | None, list[dict[str, Any]]]:
