@@ -285,6 +285,7 @@ class IncidentWorkflow:
             vote,
             self.verifying.get(vote.action_id, ()),
             decided=vote.action_id in self.approved,
+            run_id=workflow.info().run_id,
         )
 
     @workflow.query
