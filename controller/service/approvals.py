@@ -48,11 +48,13 @@ class Pending:
 
 
 class Refused(Exception):
-    """A vote or request refused before or by the workflow: an HTTP status, a title and the reason."""
+    """A vote or request refused before or by the workflow: an HTTP status, a title and the reason. `recorded`:
+    the ledger has it already (the workflow's refusals); a front end records the others (controller/service/
+    refusals.py)."""
 
-    def __init__(self, status: int, title: str, text: str) -> None:
+    def __init__(self, status: int, title: str, text: str, recorded: bool = False) -> None:
         super().__init__(text)
-        self.status, self.title, self.text = status, title, text
+        self.status, self.title, self.text, self.recorded = status, title, text, recorded
 
 
 async def pending_actions(service: Service, scanned: int, identity: str | None = None) -> list[Pending]:
@@ -154,10 +156,8 @@ async def vote_as(
         result = await cast(
             await service.client(), service.ledger, incident, action_id, identity, choice.value, comment, secret, run_id
         )
-    except WrongRun as exc:
-        raise Refused(409, "Vote refused", str(exc)) from exc
-    except VoteRefused as exc:
-        raise Refused(403, "Vote refused", str(exc)) from exc
+    except VoteRefused as exc:  # the workflow's refusal: cast_vote or the worker recorded it
+        raise Refused(409 if isinstance(exc, WrongRun) else 403, "Vote refused", str(exc), recorded=True) from exc
     except (LoopError, Unavailable) as exc:
         raise Refused(503, "Unavailable", str(exc)) from exc
     return Cast(result, secret)
