@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from autonomy_controller.controller.ledger import Ledger, RecordKind
+from autonomy_controller.workflows.operations import CONTROLLER_KEYS
 
 log = logging.getLogger(__name__)
 REFUSALS_KEY = "_vote-refusals"
@@ -107,7 +108,8 @@ class RefusalRecorder:
 
     def _write(self, attempt: Attempt, status: int, reason: str, carried: int) -> None:
         incident = attempt.incident[:FIELD_CHARS]
-        known = bool(incident) and not incident.startswith("_") and self.ledger.incident_head(incident) is not None
+        typed = bool(incident) and not incident.startswith(CONTROLLER_KEYS)
+        known = typed and self.ledger.incident_head(incident) is not None
         self.ledger.append(
             incident if known else REFUSALS_KEY,
             RecordKind.APPROVAL,
