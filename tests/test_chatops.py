@@ -317,8 +317,9 @@ async def test_an_unknown_chat_user_and_an_outsider_are_refused_and_nothing_runs
     }
     outsider = await chat.press(approve, "U0ALICE")
     assert outsider.json()["response_type"] == "ephemeral" and "not in an approver group" in outsider.json()["text"]
-    refused = votes(chat.loop, key, "vote_refused")
-    assert [(r["approver"], r["action_id"]) for r in refused] == [("alice", action_id)], refused
+    refused = votes(chat.loop, key, "vote_refused")  # U0NOBODY's refused by us, alice's by the workflow: both kept
+    assert [(r["approver"], r["action_id"]) for r in refused] == [("unauthenticated", action_id), ("alice", action_id)]
+    assert refused[0]["client"] == "slack user U0NOBODY" and refused[0]["channel"] == "slack"
     assert votes(chat.loop, key) == []
     status = await chat.loop.wait_for(key, lambda s: True)
     assert action_of(status, "network.block_ip").status is ActionStatus.AWAITING_APPROVAL

@@ -21,6 +21,14 @@ class VoteRefused(ValueError):
     """The vote is not accepted; the message says why (shown to the approver, recorded by the CLI)."""
 
 
+class WrongRun(VoteRefused):
+    """The vote names a run of the incident other than the one it reached: what the voter saw is not what waits."""
+
+
+WRONG_RUN = WrongRun.__name__
+"""The error type a refusal by the validator carries through Temporal (the exception's class name)."""
+
+
 def check_ballot(vote: ApprovalVote) -> None:
     """Refuse what only the worker may say about a vote: that its signature was verified, and with which key."""
     if vote.signed or vote.key_id is not None:
@@ -33,14 +41,23 @@ def check_vote(
     vote: ApprovalVote,
     verifying: Collection[str] = (),
     decided: bool = False,
+    run_id: str | None = None,
 ) -> None:
     """Raise VoteRefused unless this person may cast this vote on this action now.
+
+    `run_id`: the run the vote reached; a vote naming another run is refused (WrongRun) before anything else,
+    since its action id may name another action here.
 
     `verifying`: approvers whose vote on this action is accepted but still being verified (not yet counted): a
     second vote from them is as much a double vote as one already counted. `decided`: the workflow settled the
     approval (approved, or the veto window passed) and is on its way to run the action, while its status still
     says awaiting approval: a vote now would be recorded as counted and change nothing.
     """
+    if vote.run_id is not None and run_id is not None and vote.run_id != run_id:
+        raise WrongRun(
+            f"this vote is for run {vote.run_id}, not the incident's current run {run_id} (an earlier run's "
+            "action ids repeat in a later run): not counted; look at the incident again and vote on what waits now"
+        )
     if state is None or spec is None:
         raise VoteRefused(f"no action {vote.action_id} awaits approval in this incident")
     if state.status is not ActionStatus.AWAITING_APPROVAL:

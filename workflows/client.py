@@ -24,7 +24,7 @@ from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.ledger import Ledger, LedgerRecord, RecordKind, observations
 from autonomy_controller.controller.ledger import cases as case_ledger
 from autonomy_controller.controller.models import Alert, Level
-from autonomy_controller.workflows.approvals import REFUSED_AND_RECORDED, VoteRefused
+from autonomy_controller.workflows.approvals import REFUSED_AND_RECORDED, WRONG_RUN, VoteRefused, WrongRun
 from autonomy_controller.workflows.contracts import (
     SIGNAL_ALERTS,
     SIGNAL_BYTES,
@@ -258,7 +258,8 @@ async def cast_vote(client: Client, ledger: Ledger, key: str, vote: ApprovalVote
     """Send a vote; a refused vote raises VoteRefused and is recorded in the ledger (who tried, and why not).
 
     A vote whose token the worker refused was recorded by the worker already (REFUSED_AND_RECORDED); only
-    refusals the worker never recorded (validation, Temporal errors) are written here.
+    refusals the worker never recorded (validation, Temporal errors) are written here. A vote naming another
+    run than the incident's current one (`ApprovalVote.run_id`) is refused by the run's validator: WrongRun.
     """
     try:
         return await incident_handle(client, key).execute_update(IncidentWorkflow.vote, vote)
@@ -267,6 +268,7 @@ async def cast_vote(client: Client, ledger: Ledger, key: str, vote: ApprovalVote
         reason = getattr(cause, "message", None) or str(cause)
         if isinstance(cause, ApplicationError) and cause.type == REFUSED_AND_RECORDED:
             raise VoteRefused(reason) from exc
+        refused = WrongRun if isinstance(cause, ApplicationError) and cause.type == WRONG_RUN else VoteRefused
         ledger.append(
             key,
             RecordKind.APPROVAL,
@@ -278,6 +280,7 @@ async def cast_vote(client: Client, ledger: Ledger, key: str, vote: ApprovalVote
                 "choice": vote.choice.value,
                 "detail": reason,
                 "with_token": vote.token is not None,
+                "run_id": vote.run_id,
             },
         )
-        raise VoteRefused(reason) from exc
+        raise refused(reason) from exc

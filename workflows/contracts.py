@@ -258,6 +258,12 @@ class ApprovalVote(BaseModel):
     token: str | None = Field(
         default=None, max_length=4_096, description="signed approval token (controller/approver_keys.py); none: --as"
     )
+    run_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="the workflow run the voter was shown: the run's validator refuses a vote for another run (an "
+        "incident's key outlives its run, and a later run's action ids start again at a1); None: bound to no run",
+    )
 
 
 class ApprovalCheck(BaseModel):

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         RecordRequest,
         ReportRef,
         VerifyRequest,
+        VoteChoice,
     )
     from autonomy_controller.workflows.retries import PLAN_RETRY, PLAN_TIMEOUT, STEP_RETRY, retry_for
 
@@ -72,6 +73,10 @@ deciding again only on new alerts."""
 LATE_VOTES = "votes-refused-once-decided"
 """Patch: a vote whose verification ends after its action's approval was decided is refused (too late), not
 counted. Histories recorded before it replay counting such a vote."""
+REJECTIONS_FIRST = "rejections-verified-before-approval"
+"""Patch: the approval wait does not settle on approval (nor let a veto window pass) while a reject for the action
+is being verified; counted, it rejects, refused, the approval stands. Histories recorded before it replay
+settling on the first complete approval."""
 VERIFIED_VOTES = "votes-verified-by-worker"
 """Patch: votes are verified (signed token, require_signed) before they count. Histories recorded before it
 replay the old handler, which counted the vote at once."""
@@ -110,8 +115,9 @@ class IncidentWorkflow:
         self.specs: dict[str, ApprovalSpec] = {}
         self.report: ReportRef | None = None
         self.recorded_votes: dict[str, int] = {}
-        self.verifying: dict[str, set[str]] = {}
-        """Per action, approvers whose vote is being verified: not counted yet, but a second vote is a double."""
+        self.verifying: dict[str, dict[str, VoteChoice]] = {}
+        """Per action, approvers whose vote is being verified, and which way: not counted yet, but a second vote is
+        a double, and a reject being verified holds the approval wait (REJECTIONS_FIRST)."""
         self.approved: set[str] = set()
         """Actions whose approval is decided (approved, or the veto window passed) while their status still says
         awaiting_approval (the ledger note and the pre-flight check come first): a vote now is refused."""
@@ -166,8 +172,8 @@ class IncidentWorkflow:
         if not workflow.patched(VERIFIED_VOTES):
             return await self._count_unverified(vote)
         state = self.states[vote.action_id]
-        verifying = self.verifying.setdefault(vote.action_id, set())
-        verifying.add(vote.approver)  # before any await: a concurrent duplicate vote now fails validation
+        verifying = self.verifying.setdefault(vote.action_id, {})
+        verifying[vote.approver] = vote.choice  # before any await: a concurrent duplicate vote now fails validation
         try:
             verdict = await self._verify(vote)
             if verdict.accepted:  # the action may have moved on (timed out, rejected) while the vote was verified
@@ -177,7 +183,7 @@ class IncidentWorkflow:
                 except approvals.VoteRefused as exc:
                     verdict = ApprovalVerdict(accepted=False, code="too_late", reason=str(exc))
         finally:
-            verifying.discard(vote.approver)
+            verifying.pop(vote.approver, None)
         if not verdict.accepted:
             recorded = await self._record_refusal(vote, verdict)
             raise ApplicationError(
@@ -279,6 +285,7 @@ class IncidentWorkflow:
             vote,
             self.verifying.get(vote.action_id, ()),
             decided=vote.action_id in self.approved,
+            run_id=workflow.info().run_id,
         )
 
     @workflow.query
@@ -548,10 +555,17 @@ class IncidentWorkflow:
         self.specs[state.action_id] = spec
         state.status = ActionStatus.AWAITING_APPROVAL
         state.waiting_on, state.missing = approvals.waiting_on(state, spec), approvals.missing(state, spec)
+        rejections_first = workflow.patched(REJECTIONS_FIRST)
+
+        def vetoes_pending() -> bool:
+            """A reject is being verified: the approval must not settle on approval before its outcome."""
+            return rejections_first and VoteChoice.REJECT in self.verifying.get(state.action_id, {}).values()
 
         def settled() -> bool:
             superseded = state.action_id in self.superseded  # never set in a single-round history
-            return superseded or approvals.rejected_by(state) is not None or not approvals.missing(state, spec)
+            if superseded or approvals.rejected_by(state) is not None:
+                return True
+            return not approvals.missing(state, spec) and not vetoes_pending()
 
         while True:
             state.deadline = workflow.now() + timedelta(seconds=spec.timeout_seconds)
@@ -565,7 +579,15 @@ class IncidentWorkflow:
                         state, "escalated", f"no decision in time: escalated to {spec.escalate_to.name}"
                     )
                     continue
-                if spec.on_timeout is OnTimeout.EXECUTE_REVERSIBLE and item.reversible:
+                if spec.on_timeout is not OnTimeout.EXECUTE_REVERSIBLE or not item.reversible:
+                    state.status, state.detail = ActionStatus.TIMED_OUT, f"no approval within {spec.timeout_seconds} s"
+                    await self._note_approval(state, "timed_out", state.detail)
+                    state.waiting_on, state.deadline = [], None
+                    return False
+                if vetoes_pending():  # the window closed on a veto still in verification: its outcome decides
+                    await workflow.wait_condition(lambda: not vetoes_pending())  # bounded by VERIFY_TIMEOUT
+                vetoed = approvals.rejected_by(state) is not None or state.action_id in self.superseded
+                if not (rejections_first and vetoed):  # vetoed: settled below, as a rejection (or superseded)
                     # decided before any await: the state says so, and a veto from now on is too late
                     state.waiting_on, state.deadline, state.by_veto_window = [], None, True
                     self.approved.add(state.action_id)
@@ -573,17 +595,15 @@ class IncidentWorkflow:
                         state, "veto_window_passed", "nobody rejected in time: a reversible action runs"
                     )
                     return True
-                state.status, state.detail = ActionStatus.TIMED_OUT, f"no approval within {spec.timeout_seconds} s"
-                await self._note_approval(state, "timed_out", state.detail)
-                state.waiting_on, state.deadline = [], None
-                return False
             if state.action_id in self.superseded:
                 state.status, state.waiting_on, state.deadline, state.missing = ActionStatus.SUPERSEDED, [], None, []
                 state.detail = f"superseded by {self.superseded[state.action_id]}: decided again on more evidence"
                 await self._note_approval(state, "superseded", state.detail)
                 return False
             if workflow.patched("votes-recorded-before-settlement"):  # the ledger shows the vote, then its effect
-                await workflow.wait_condition(lambda: self.recorded_votes.get(state.action_id, 0) >= len(state.votes))
+                await workflow.wait_condition(  # and a reject in verification meanwhile is waited for too
+                    lambda: self.recorded_votes.get(state.action_id, 0) >= len(state.votes) and not vetoes_pending()
+                )
             state.waiting_on, state.deadline, state.missing = [], None, []
             rejecter = approvals.rejected_by(state)
             if rejecter is not None:

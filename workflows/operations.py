@@ -246,6 +246,8 @@ def find_action(status: IncidentStatus, action: str) -> ActionState | None:
 
 @dataclass
 class VoteResult:
+    run_id: str
+    """The run the vote was cast in (and bound to): the one the caller named, or the current one read first."""
     state: ActionState
     """The action as the vote left it; refreshed for a moment afterwards so "approved, now running" shows."""
     settled: bool
@@ -261,35 +263,40 @@ async def vote(
     choice: str,
     comment: str,
     secret: ApproverSecret | None = None,
+    run_id: str | None = None,
 ) -> VoteResult:
     """Cast one vote, signed when `secret` is given. A refused vote raises VoteRefused (and is in the ledger).
 
-    A token binds the action id and the workflow run, so both are resolved from the workflow before signing.
+    The vote is bound to a run of the incident, end to end: `run_id` (the run the person was shown), else the
+    current run, read here once. The vote carries it, a token signs it, and the run the vote reaches refuses it
+    when it is another (WrongRun): a run that changed after the person looked is never what they approve.
     """
     status = await read_status(client, key)
-    found = find_action(status, action)
+    run = run_id or status.run_id
+    if not run:
+        raise LoopError(f"the worker serving {key} does not report its run: too old to bind a vote to a run")
+    found = find_action(status, action) if status.run_id == run else None
     action_id = found.action_id if found else action  # unknown: let the workflow refuse it, on the record
     token = None
     if secret is not None:
-        if not status.run_id:
-            raise LoopError(f"the worker serving {key} does not report its run: too old to verify signed votes")
-        token = sign_token(secret, Ballot(key, status.run_id, action_id, choice, secret.approver))
+        token = sign_token(secret, Ballot(key, run, action_id, choice, secret.approver))
     ballot = ApprovalVote(
-        action_id=action_id, approver=approver, choice=VoteChoice(choice), comment=comment, token=token
+        action_id=action_id, approver=approver, choice=VoteChoice(choice), comment=comment, token=token, run_id=run
     )
     state = settled_state(await cast_vote(client, ledger, key, ballot))
     deadline = asyncio.get_running_loop().time() + VOTE_WATCH_S
     while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
         try:
-            fresh = find_action(await read_status(client, key), action_id)
+            now = await read_status(client, key)
         except LoopError:
             break
+        fresh = find_action(now, action_id) if now.run_id == run else None  # a later run's a1 is another action
         if fresh is not None:
             state = fresh
             if fresh.status is not ActionStatus.AWAITING_APPROVAL:
-                return VoteResult(state, settled=True)
-    return VoteResult(state, settled=state.status is not ActionStatus.AWAITING_APPROVAL)
+                return VoteResult(run, state, settled=True)
+    return VoteResult(run, state, settled=state.status is not ActionStatus.AWAITING_APPROVAL)
 
 
 # -- audit export -----------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from autonomy_controller.workflows.operations import (
     IncidentRow,
     LoopError,
     TemporalUnavailable,
+    VoteResult,
     list_incidents,
     open_client,
     read_status,
@@ -353,6 +354,7 @@ def _vote(
     comment: str,
     address: str | None,
     as_json: bool,
+    run: str | None = None,
 ) -> None:
     settings = Settings()
     secret: ApproverSecret | None = None
@@ -368,26 +370,28 @@ def _vote(
         fail("who votes? --as NAME (unsigned: identity not verified) or --key FILE (signed)", 2)
     voter = approver
 
-    async def body() -> ActionState:
+    async def body() -> VoteResult:
         client = await open_client(temporal_address(address, settings))
         with Ledger.from_url(settings.ledger_url) as ledger:
-            result = await cast(client, ledger, incident, action, voter, choice.value, comment, secret)
-        return result.state
+            return await cast(client, ledger, incident, action, voter, choice.value, comment, secret, run)
 
     try:
-        state = run_async(body())
+        result = run_async(body())
     except VoteRefused as exc:
         if as_json:
-            emit_json({"incident": incident, "action": action, "accepted": False, "reason": str(exc)})
+            refusal = {"incident": incident, "action": action, "run_id": run, "accepted": False, "reason": str(exc)}
+            emit_json(refusal)
         else:
             err_console.print(f"[red]vote refused: {escape(str(exc))}[/]")
         raise typer.Exit(1) from exc
     except LoopError as exc:
         fail(str(exc), 1 if not isinstance(exc, TemporalUnavailable) else 2)
+    state = result.state
     if as_json:
         emit_json(
             {
                 "incident": incident,
+                "run_id": result.run_id,
                 "accepted": True,
                 "signed": secret is not None,
                 "state": state.model_dump(mode="json"),
@@ -398,7 +402,7 @@ def _vote(
     how = f"signed with key {secret.key_id}" if secret else "unsigned: identity not verified"
     console.print(
         f"[green]vote recorded[/] ({escape(how)}): {escape(voter)} {verb} {escape(state.action_id)} "
-        f"{escape(state.action)} of {escape(incident)}"
+        f"{escape(state.action)} of {escape(incident)} run {escape(result.run_id)}"
     )
     console.print(f"  {status_text(state.status)} - {escape(_describe_state(state))}")
 
@@ -416,6 +420,14 @@ KeyOption = Annotated[
     ),
 ]
 CommentOption = Annotated[str, typer.Option(help="Why: kept with the vote in the ledger and the report.")]
+RunOption = Annotated[
+    str | None,
+    typer.Option(
+        "--run",
+        help="The run of the incident you looked at (`incidents show` prints it): a vote for another run is refused. "
+        "Default: the current run, read as the vote is cast and printed with it.",
+    ),
+]
 ActionArg = Annotated[str, typer.Argument(help="Action id (a1) or, when unique in the incident, its name.")]
 
 
@@ -427,18 +439,22 @@ def approve(
     comment: CommentOption = "",
     address: AddressOption = None,
     as_json: JsonFlag = False,
+    run: RunOption = None,
 ) -> None:
     """Approve an action that awaits approval; it runs once its quorum is reached (after a fresh check).
 
-    With --key the vote carries a token signed with the approver's private key, bound to this incident, action
-    and choice and valid for 15 minutes; the worker verifies it and the ledger marks the vote signed. With only
-    --as the vote is recorded as unsigned (refused outright where the keys config sets require_signed).
+    The vote is bound to one run of the incident: --run (the one `incidents show` showed you), else the current
+    run, printed with the result. A later run under the same key numbers its actions from a1 again; the vote
+    never reaches it. With --key the vote carries a token signed with the approver's private key, bound to this
+    incident, run, action and choice and valid for 15 minutes; the worker verifies it and the ledger marks the
+    vote signed. With only --as the vote is recorded as unsigned (refused outright where the keys config sets
+    require_signed).
 
-    Refused, exit 1, with the reason: not in an approver group, the proposer itself (separation of duties),
-    a second vote, the action no longer awaits approval, or a token that does not verify. Refusals are
-    recorded in the ledger too.
+    Refused, exit 1, with the reason: another run than the current one, not in an approver group, the proposer
+    itself (separation of duties), a second vote, the action no longer awaits approval, or a token that does
+    not verify. Refusals are recorded in the ledger too.
     """
-    _vote(VoteChoice.APPROVE, incident, action, approver, key, comment, address, as_json)
+    _vote(VoteChoice.APPROVE, incident, action, approver, key, comment, address, as_json, run)
 
 
 def reject(
@@ -449,9 +465,11 @@ def reject(
     comment: CommentOption = "",
     address: AddressOption = None,
     as_json: JsonFlag = False,
+    run: RunOption = None,
 ) -> None:
-    """Reject an action that awaits approval: one authorised rejection stops it for good (--key signs it)."""
-    _vote(VoteChoice.REJECT, incident, action, approver, key, comment, address, as_json)
+    """Reject an action that awaits approval: one authorised rejection stops it for good (--key signs it; --run
+    binds it to the run you looked at, as for approve)."""
+    _vote(VoteChoice.REJECT, incident, action, approver, key, comment, address, as_json, run)
 
 
 # -- incidents --------------------------------------------------------------------------------------------
@@ -521,8 +539,8 @@ def incidents_show(
         return
     plan = f"{status.planner or '-'}" + (f" ({status.playbook})" if status.playbook else "")
     console.print(
-        f"[bold]{escape(status.key)}[/] phase [bold]{escape(status.phase)}[/], {status.alert_count} alert(s), "
-        f"plan by {escape(plan)}"
+        f"[bold]{escape(status.key)}[/] run {escape(status.run_id or '-')} phase [bold]{escape(status.phase)}[/], "
+        f"{status.alert_count} alert(s), plan by {escape(plan)}"
     )
     table = Table()
     for column in ("id", "action", "verdict", "status", "detail", "waiting on", "deadline / revert at"):

@@ -23,7 +23,7 @@ from autonomy_controller.controller.ledger import RecordKind
 from autonomy_controller.controller.oversight.reports import build_report
 from autonomy_controller.controller.service.state import Service, Unavailable
 from autonomy_controller.controller.validation import error_lines
-from autonomy_controller.workflows.approvals import VoteRefused
+from autonomy_controller.workflows.approvals import VoteRefused, WrongRun
 from autonomy_controller.workflows.contracts import ActionState, ActionStatus, ApprovalVote, IncidentStatus, VoteChoice
 from autonomy_controller.workflows.operations import CONTROLLER_KEYS, LoopError, VoteResult, describe_and_read
 from autonomy_controller.workflows.operations import vote as cast
@@ -48,11 +48,13 @@ class Pending:
 
 
 class Refused(Exception):
-    """A vote or request refused before or by the workflow: an HTTP status, a title and the reason."""
+    """A vote or request refused before or by the workflow: an HTTP status, a title and the reason. `recorded`:
+    the ledger has it already (the workflow's refusals); a front end records the others (controller/service/
+    refusals.py)."""
 
-    def __init__(self, status: int, title: str, text: str) -> None:
+    def __init__(self, status: int, title: str, text: str, recorded: bool = False) -> None:
         super().__init__(text)
-        self.status, self.title, self.text = status, title, text
+        self.status, self.title, self.text, self.recorded = status, title, text, recorded
 
 
 async def pending_actions(service: Service, scanned: int, identity: str | None = None) -> list[Pending]:
@@ -139,27 +141,23 @@ async def vote_as(
     action_id: str,
     choice: VoteChoice,
     comment: str,
-    run_id: str | None = None,
+    run_id: str,
 ) -> Cast:
     """`identity`'s vote, signed with the key the service holds for them; Refused says why it was not counted.
 
-    With `run_id` (the run the inbox page or the chat message showed), a vote for another run of the incident is
-    refused: a later run's action ids may repeat an earlier run's and mean another action."""
+    The vote is bound to `run_id` (the run the inbox page or the chat message showed) end to end: the run it
+    reaches refuses it when it is another (409), since a later run's action ids repeat an earlier run's."""
     try:  # the vote as the workflow will see it: a field over its limit is the person's mistake, named
         ApprovalVote(action_id=action_id, approver=identity, choice=choice, comment=comment)
     except ValidationError as exc:
         raise Refused(400, "Refused", "; ".join(error_lines(exc))) from exc
     secret = service_key(service, identity)
     try:
-        if run_id is not None:
-            current = (await describe_and_read(await service.client(), incident))[1].run_id
-            if current != run_id:
-                raise Refused(409, "Vote refused", f"this approval was for an earlier run of {incident}: not counted")
         result = await cast(
-            await service.client(), service.ledger, incident, action_id, identity, choice.value, comment, secret
+            await service.client(), service.ledger, incident, action_id, identity, choice.value, comment, secret, run_id
         )
-    except VoteRefused as exc:
-        raise Refused(403, "Vote refused", str(exc)) from exc
+    except VoteRefused as exc:  # the workflow's refusal: cast_vote or the worker recorded it
+        raise Refused(409 if isinstance(exc, WrongRun) else 403, "Vote refused", str(exc), recorded=True) from exc
     except (LoopError, Unavailable) as exc:
         raise Refused(503, "Unavailable", str(exc)) from exc
     return Cast(result, secret)

@@ -19,6 +19,7 @@ from autonomy_controller.controller.ledger import Ledger
 from autonomy_controller.controller.service.config import ServiceConfig
 from autonomy_controller.controller.service.metrics import Metrics
 from autonomy_controller.controller.service.outbox import Outbox
+from autonomy_controller.controller.service.refusals import RefusalRecorder
 from autonomy_controller.controller.service.tokens import TokenStore, tokens_file
 from autonomy_controller.workflows.connection import TemporalConnection
 from autonomy_controller.workflows.operations import LoopError, TemporalUnavailable, open_client, temporal_connection
@@ -39,6 +40,8 @@ class Service:
     metrics: Metrics = field(default_factory=Metrics)
     ingest_slots: asyncio.Semaphore = field(init=False)
     outbox: Outbox = field(init=False)
+    refusals: RefusalRecorder = field(init=False)
+    """Votes refused before they reach a workflow, into the ledger, bounded (controller/service/refusals.py)."""
     connection: TemporalConnection | None = None
     """Resolved and checked at open: a bad TLS or API-key setting stops the service's start, naming it."""
     _client: Client | None = None
@@ -49,6 +52,7 @@ class Service:
     def __post_init__(self) -> None:
         self.ingest_slots = asyncio.Semaphore(self.config.max_concurrent_ingests)
         self.outbox = Outbox(self.ledger, self.config, self.settings.state_dir, self.metrics, self.client)
+        self.refusals = RefusalRecorder(self.ledger)
 
     @classmethod
     def open(cls, settings: Settings, config: ServiceConfig, address: str) -> Service:

@@ -26,6 +26,7 @@ from autonomy_controller.controller.service.approvals import Refused, details, v
 from autonomy_controller.controller.service.chatops import blocks
 from autonomy_controller.controller.service.chatops.config import ChatConfig
 from autonomy_controller.controller.service.chatops.signature import SignatureRefused, Verifier
+from autonomy_controller.controller.service.refusals import Attempt
 from autonomy_controller.controller.service.state import Service
 from autonomy_controller.workflows.contracts import ActionStatus, VoteChoice
 
@@ -82,24 +83,28 @@ async def slack_interaction(request: Request, background: BackgroundTasks) -> JS
     outcomes = service.metrics.chat_interactions
     if chat is None:
         return JSONResponse({"detail": "ChatOps is not configured (chatops.yaml)"}, status_code=404)
+    attempt = Attempt("slack", request.client.host if request.client else "unknown")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
             outcomes.labels("malformed").inc()
-            return JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+            return await _refused(service, attempt, 413, f"body over {MAX_BODY_BYTES} bytes")
     headers = request.headers
     try:
         chat.verifier.verify(headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature"), body)
     except SignatureRefused as exc:
         outcomes.labels("untrusted").inc()
-        return JSONResponse({"detail": f"not a request from Slack: {exc}"}, status_code=401)
+        return await _refused(service, attempt, 401, f"not a request from Slack: {exc}")
     try:
         press = parse_press(body)
     except Malformed as exc:
         outcomes.labels("malformed").inc()
-        return JSONResponse({"detail": f"not an Approve/Reject press: {exc}"}, status_code=400)
+        return await _refused(service, attempt, 400, f"not an Approve/Reject press: {exc}")
     identity = chat.config.users.get(press.user)
+    attempt = Attempt(
+        "slack", f"slack user {press.user}", identity, press.incident, press.action_id, press.run_id, press.choice.value
+    )
     try:
         if identity is None:
             raise Refused(403, "Refused", f"Slack user {press.user} is not mapped to an identity (chatops.yaml users)")
@@ -107,6 +112,8 @@ async def slack_interaction(request: Request, background: BackgroundTasks) -> JS
             service, identity, press.incident, press.action_id, press.choice, "via Slack", run_id=press.run_id
         )
     except Refused as exc:
+        if not exc.recorded:  # every refused attempt is in the ledger (bounded: controller/service/refusals.py)
+            await service.refusals.record(attempt, exc.status, exc.text)
         outcomes.labels("refused").inc()
         log.info("chatops: %s's %s of %s refused: %s", press.user, press.choice.value, press.action_id, exc.text)
         return JSONResponse(blocks.refusal(exc.text))
@@ -121,6 +128,12 @@ async def slack_interaction(request: Request, background: BackgroundTasks) -> JS
     if press.response_url and press.response_url.startswith(chat.config.response_url_prefix):
         background.add_task(_respond, press.response_url, update)
     return JSONResponse(update)
+
+
+async def _refused(service: Service, attempt: Attempt, status: int, detail: str) -> JSONResponse:
+    """A request refused before it is known to be a press of ours by a person we know: recorded, and answered."""
+    await service.refusals.record(attempt, status, detail)
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 def parse_press(body: bytes) -> Press:

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -27,6 +27,7 @@ from autonomy_controller.controller.service.inbox.accounts import Account, Accou
 from autonomy_controller.controller.service.inbox.sessions import Session, Signer
 from autonomy_controller.controller.service.inbox.sessions import load_secret as load_session_secret
 from autonomy_controller.controller.service.inbox.throttle import SignInThrottle
+from autonomy_controller.controller.service.refusals import Attempt
 from autonomy_controller.controller.service.state import Service, Unavailable
 from autonomy_controller.workflows.contracts import VoteChoice
 from autonomy_controller.workflows.operations import LoopError, describe_and_read
@@ -270,12 +271,21 @@ async def show_inbox(request: Request) -> Response:
 async def vote(request: Request) -> Response:
     inbox = inbox_of(request)
     service: Service = request.app.state.service
+    attempt = Attempt("inbox", request.client.host if request.client else "unknown")
     try:
+        fields = await form(request)
+        attempt = replace(
+            attempt,
+            incident=fields.get("incident", ""),
+            action_id=fields.get("action_id", ""),
+            run_id=fields.get("run_id", ""),
+            choice=fields.get("choice", ""),
+        )
         who = signed_in(request, inbox)
         if who is None:
             raise Refused(401, "Refused", "sign in first: a vote needs a session")
         account, session = who
-        fields = await form(request)
+        attempt = replace(attempt, identity=account.identity)
         check_csrf(inbox, session.sid, fields)
         try:
             choice = VoteChoice(fields.get("choice", ""))
@@ -288,6 +298,8 @@ async def vote(request: Request) -> Response:
             service, account.identity, incident, fields.get("action_id", ""), choice, fields.get("comment", ""), run_id
         )
     except Refused as exc:
+        if not exc.recorded:  # every refused attempt is in the ledger (bounded: controller/service/refusals.py)
+            await service.refusals.record(attempt, exc.status, exc.text)
         return refusal(exc)
     state = cast.result.state
     text = f"{account.identity} {choice.value}s {state.action} ({state.action_id}) of {incident} ({cast.how})"
