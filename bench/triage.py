@@ -33,10 +33,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autonomy_controller.controller.case.grouping import incident_from_alerts, incident_key
 from autonomy_controller.controller.config import REPO_ROOT, Settings
-from autonomy_controller.controller.lab.manifest import load_manifest
+from autonomy_controller.controller.lab.manifest import alerts_of, load_manifest
 from autonomy_controller.controller.models import Alert, Level
-from bench.triage_decide import SETTLE_SECONDS, decide_runs, read_alerts_jsonl, workflow_runs
+from autonomy_controller.controller.triage import load_triage_model, triage
+from autonomy_controller.controller.triage.engine import guard_summary
+from bench.triage_decide import SETTLE_SECONDS, decide_runs, workflow_runs
 from bench.triage_matrix import Matrix, matrix, table
 from bench.triage_variants import shipped, variants
 
@@ -71,10 +74,31 @@ def ingest_caveats(folder: Path, alerts: list[Alert], labels: Mapping[str, str])
     return {"unparsed_audit_lines": summary.get("unparsed_lines"), "alerts_from_non_utf8_lines": dict(not_utf8)}
 
 
+def whole_sessions(alerts: list[Alert], labels: Mapping[str, str]) -> dict[str, Any]:
+    """Each source's whole session triaged as one case (however long it runs): per label, the verdicts, how many
+    the guard's summary lets L3 contain alone (malicious at >= 0.8: a benign one is a user blocked alone), and
+    the attacks left as noise (de-noised away: nobody sees them)."""
+    model = load_triage_model(REPO_ROOT / "levels")
+    by_case: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        by_case.setdefault(incident_key(alert), []).append(alert)
+    rows: dict[str, dict[str, Any]] = {}
+    for key, members in by_case.items():
+        result = triage(incident_from_alerts(key, members), model)
+        summary = guard_summary(result, model)
+        row = rows.setdefault(labels.get(members[0].src_ip or "", "?"), {"verdicts": Counter(), "alone_at_L3": 0})
+        row["verdicts"][result.verdict.value] += 1
+        row["alone_at_L3"] += summary.verdict == "malicious" and summary.confidence >= 0.8
+        row["max_score"] = max(row.get("max_score", 0.0), result.score)
+    return {label: {**row, "verdicts": dict(row["verdicts"])} for label, row in rows.items()}
+
+
 def one_paranoia_level(folder: Path, settle: float, workdir: Path) -> dict[str, Any]:
     manifest = load_manifest(folder / "manifest.json")
     labels = {source: record.label for source, record in manifest.sources.items()}
-    alerts = read_alerts_jsonl(folder / "alerts.jsonl")
+    # The replay's audit lines through today's ingest (alerts.jsonl is the Alert JSON of the day it was made:
+    # read back it would be a claim, docs/sensors.md "Provenance", and miss every later parser fix).
+    alerts = [alert for alert, _ in alerts_of(manifest).alerts]
     runs = workflow_runs(alerts, settle=settle)
     levels = list(Level)
     result: dict[str, Any] = {"paranoia_level": manifest.paranoia_level, "folder": str(folder), "configs": {}}
@@ -97,6 +121,7 @@ def one_paranoia_level(folder: Path, settle: float, workdir: Path) -> dict[str, 
     # its evidence grows), to show what the single decision at the end of the settle window leaves on the table.
     whole = decide_runs(workflow_runs(alerts, settle=WHOLE_INCIDENT), shipped(Settings()), [Level.L3])
     result["what_if_whole_incident_L3_new"] = matrix(whole[Level.L3], labels).as_json()
+    result["whole_sessions"] = whole_sessions(alerts, labels)
     result["table"] = table(
         f"PL{manifest.paranoia_level}: {new_l3.benign} benign + {new_l3.attack} attack sources, "
         f"{new_l3.alerts} alerts, {new_l3.incidents} incidents ({new_l3.alerts_per_incident} alerts per incident), "
@@ -150,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{whole['benign_contained_alone']}/{whole['benign']}",
                 flush=True,
             )
+            print(f"  each source's whole session triaged: {result['whole_sessions']}", flush=True)
             print(f"  input: {result['ingest_caveats']}\n", flush=True)
     if args.live:
         from bench.triage_live import live  # the lab's imports only when asked for

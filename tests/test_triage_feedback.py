@@ -40,12 +40,14 @@ def test_discount_grows_with_rejections_within_the_bound_and_confirmations_undo_
     assert confirmed < ten / 4
 
 
-def test_a_rule_people_keep_rejecting_turns_its_storm_into_noise() -> None:
+def test_a_rule_storm_is_noise_and_people_rejecting_its_rule_take_visible_points() -> None:
+    """A protocol rule on every request is no tool's requests (repetition counts requests of intent), so the storm
+    is noise without anyone's feedback; people's rejections of the rule still take points, visibly."""
     storm = accept_charset_storm()
     plain = triage(storm, model())
-    assert plain.verdict is TriageVerdict.SUSPICIOUS
+    assert plain.verdict is TriageVerdict.NOISE
     rejected = triage(storm, model(), feedback=RuleFeedback(rules={"920450": FeedbackCounts(rejected=40)}))
-    assert rejected.verdict is TriageVerdict.NOISE
+    assert rejected.verdict is TriageVerdict.NOISE and rejected.score < plain.score
     lost = factor(rejected, "rule_feedback")
     assert lost < 0 and rejected.score == pytest.approx(plain.score + lost, abs=0.15)
     # The other factors are shown as they were without feedback: the difference is one visible factor.

@@ -61,12 +61,18 @@ def parse(record: Record) -> Alert:
 
 
 def parse_message(message: Any, index: int) -> RuleHit:
-    """One bracketed ModSecurity v2 message string as a RuleHit (tags may repeat, the rest are single)."""
+    """One bracketed ModSecurity v2 message string as a RuleHit (tags may repeat, the rest are single).
+
+    Only the rule's metadata is read: the fields from the last `[file "` on (else the last `[id "`), which
+    mod_security2 writes after the operator's text with quotes escaped. The text before it names the matched
+    variable, and mod_security2 logs an argument's or header's *name* with its quotes unescaped
+    (log_escape_nq): a request with an argument named `x"] [id "942100"] [severity "CRITICAL"] [x "` would
+    otherwise pass for a critical libinjection hit."""
     if not isinstance(message, str):
         raise IngestError(f"audit_data.messages[{index}] must be a string")
     single: dict[str, str] = {}
     tags: list[str] = []
-    for key, value in _FIELD.findall(message):
+    for key, value in _FIELD.findall(message[_metadata_start(message) :]):
         value = value.replace('\\"', '"')
         if key == "tag":
             tags.append(value)
@@ -79,6 +85,14 @@ def parse_message(message: Any, index: int) -> RuleHit:
         severity=single.get("severity"),
         tags=tags,
     )
+
+
+def _metadata_start(message: str) -> int:
+    for opening in ('[file "', '[id "'):
+        found = message.rfind(opening)
+        if found >= 0:
+            return found
+    return 0
 
 
 def _has_messages(record: Record) -> bool:

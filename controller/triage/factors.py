@@ -43,17 +43,19 @@ def rule_strength(alerts: Sequence[ScoredAlert], weighted: bool) -> FactorValue:
 
 
 def anomaly_score(alerts: Sequence[ScoredAlert], model: TriageModel, weighted: bool) -> FactorValue:
-    """The highest per-request total: CRS's own inbound anomaly score for WAF alerts; for IDS alerts the same
-    idea, 5 points x strength per distinct signature that fired on the request."""
+    """The highest per-request total: for WAF alerts CRS's anomaly points as the rules' paranoia levels vouch
+    for them (ScoredAlert.anomaly: CRS adds a PL4 rule's points as a PL1 rule's); for IDS alerts the same idea,
+    5 points x strength per distinct signature that fired on the request."""
     best, shown = 0.0, None
     ids_totals: dict[str, float] = {}
     ids_seen: set[tuple[str, str]] = set()
     for scored in alerts:
         facts = scored.facts
-        if facts.anomaly_score is not None:
-            value = facts.anomaly_score * _keep(scored.discount, weighted)
+        if scored.anomaly is not None:
+            value = scored.anomaly * _keep(scored.discount, weighted)
             if value > best or shown is None:
-                best, shown = value, f"CRS inbound anomaly score {facts.anomaly_score}"
+                logged = "" if facts.anomaly_score is None else f"CRS inbound anomaly score {facts.anomaly_score}, "
+                best, shown = value, f"{logged}{scored.anomaly:.1f} by its rules' paranoia levels"
         elif facts.kind == IDS and not scored.engine_noise:
             for hit in scored.hits:
                 if (facts.request, hit.rule) not in ids_seen:
@@ -79,11 +81,13 @@ def attack_classes(
     alerts: Sequence[ScoredAlert], model: TriageModel, history: SourceHistory | None, weighted: bool
 ) -> tuple[FactorValue, list[str]]:
     classes: dict[str, float] = {}
+    full = model.saturation.request_strength
     for scored in alerts:
         for hit in scored.hits:
             if hit.attack_class and hit.strength > 0:
-                keep = _keep(hit.discount, weighted)
-                classes[hit.attack_class] = max(classes.get(hit.attack_class, 0.0), keep)
+                # A class counts in proportion to its strongest hit: one PL4 special-character rule is no SQLi.
+                value = min(1.0, hit.strength / full) * _keep(hit.discount, weighted)
+                classes[hit.attack_class] = max(classes.get(hit.attack_class, 0.0), value)
     own = sorted(classes)
     earlier = sorted(
         c.value
@@ -105,14 +109,16 @@ def requests_weight(
     alerts: Sequence[ScoredAlert], weighted: bool, crossed_only: bool = False, full: float | None = None
 ) -> dict[str, float]:
     """Distinct requests and how much each counts: (1 - feedback discount), and with `full`, in proportion to
-    the request's strongest hit up to `full` (an engine-noise-only request counts for nothing)."""
+    the request's strongest hit of intent (an attack class or a scanner) up to `full`. A request with only
+    protocol or outbound rules, or only engine noise, counts for nothing there: one noisy rule on every request
+    (920450 on a header all of a site's clients send, 920272 on Latin-1 text at PL3) is a storm, not a tool."""
     weights: dict[str, float] = {}
     for scored in alerts:
         if scored.engine_noise or (crossed_only and not scored.facts.crossed):
             continue
         weight = _keep(scored.discount, weighted)
         if full is not None:
-            strongest = max((h.strength for h in scored.hits), default=0.0)
+            strongest = max((h.strength for h in scored.hits if h.intent), default=0.0)
             weight *= min(1.0, strongest / full)
         key = scored.facts.request
         weights[key] = max(weights.get(key, 0.0), weight)
@@ -131,11 +137,15 @@ def repetition(alerts: Sequence[ScoredAlert], model: TriageModel, span: float, w
 
 
 def sensor_verdict(alerts: Sequence[ScoredAlert], model: TriageModel, weighted: bool) -> FactorValue:
-    counted = requests_weight(alerts, weighted, crossed_only=True)
+    counted = requests_weight(alerts, weighted, crossed_only=True, full=model.saturation.request_strength)
     if not counted:
         return 0.0, "the sensor neither blocked a request nor crossed its anomaly threshold"
-    value = log_scaled(sum(counted.values()), model.saturation.requests)
-    return value, f"{len(counted)} request(s) blocked by the sensor or over its anomaly threshold"
+    effective = sum(counted.values())
+    value = log_scaled(effective, model.saturation.requests)
+    return value, (
+        f"{len(counted)} request(s) blocked by the sensor or over its anomaly threshold, counting as "
+        f"{effective:.1f} by their strongest hit of intent"
+    )
 
 
 def scanner(alerts: Sequence[ScoredAlert], model: TriageModel, weighted: bool) -> FactorValue:

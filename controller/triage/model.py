@@ -111,7 +111,10 @@ class Saturation(_Strict):
     anomaly_score: int = Field(ge=1)
     requests: int = Field(ge=2)
     request_strength: float = Field(
-        gt=0, le=1, description="a request whose strongest hit reaches this counts fully for repetition"
+        gt=0,
+        le=1,
+        description="a request (or an attack class) whose strongest hit of intent reaches this counts fully for "
+        "repetition, sensor_verdict and attack_classes; weaker ones in proportion",
     )
     attack_classes: int = Field(ge=1)
     prior_incidents: int = Field(ge=2)

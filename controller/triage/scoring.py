@@ -24,6 +24,15 @@ class ScoredHit:
     libinjection: bool = False
     scanner: bool = False
     paranoia: int | None = None
+    points: int = 0
+    """CRS anomaly points as the sensor logged them (severity), and below the same trusted by paranoia level."""
+    trusted_points: float = 0.0
+
+    @property
+    def intent(self) -> bool:
+        """The hit names an attack class or a scanner: evidence of intent, not a protocol oddity (a storm of one
+        noisy protocol rule on every request of a benign user counts for strength, never for counts)."""
+        return self.strength > 0 and (self.attack_class is not None or self.scanner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,10 @@ class ScoredAlert:
     discount: float
     """Strength-weighted discount of the alert's hits: how much of this alert's weight feedback removes."""
     engine_noise: bool = False
+    anomaly: float | None = None
+    """The request's CRS anomaly points as its rules' paranoia levels vouch for them (a PL1 rule's all, a PL4
+    rule's a quarter), each logged rule once, at most the sensor's own total. CRS adds every level's points alike
+    and once per matched variable, so at PL3/PL4 a benign request with Latin-1 text in ten fields totals 58."""
 
 
 class AlertScorer:
@@ -47,7 +60,7 @@ class AlertScorer:
     def score(self, alert: Alert, facts: AlertFacts) -> ScoredAlert:
         if facts.kind == WAF:
             hits = tuple(self._waf_hit(h, facts.path) for h in facts.hits if not h.is_total)
-            return _scored(alert, facts, hits)
+            return _scored(alert, facts, hits, anomaly=self._anomaly(facts, hits))
         rule = alert.rule_ids[0] if alert.rule_ids else alert.id
         discount = self._discount(rule, facts.path)
         if facts.kind == IDS:
@@ -77,10 +90,19 @@ class AlertScorer:
                 libinjection=hit.rule in crs.libinjection_rules,
                 scanner=family in crs.scanner_families,
                 paranoia=paranoia,
+                points=hit.points,
+                trusted_points=hit.points * trust,
             )
             self._memo[hit] = scored
         discount = self._discount(hit.rule, path)
         return replace(scored, discount=discount) if discount else scored
+
+    def _anomaly(self, facts: AlertFacts, hits: tuple[ScoredHit, ...]) -> float | None:
+        total = facts.anomaly_score
+        if not hits:  # CRS's total with no rule beside it: trusted as an untagged rule
+            return None if total is None else total * self.model.crs.unknown_paranoia
+        trusted = sum(h.trusted_points for h in {h.rule: h for h in hits}.values())
+        return trusted if total is None else min(float(total), trusted)
 
     def _discount(self, rule: str, path: str | None) -> float:
         """The larger of the rule's discount and the rule-on-this-path discount, each within its bound."""
@@ -99,10 +121,16 @@ class AlertScorer:
         return found
 
 
-def _scored(alert: Alert, facts: AlertFacts, hits: tuple[ScoredHit, ...], engine_noise: bool = False) -> ScoredAlert:
+def _scored(
+    alert: Alert,
+    facts: AlertFacts,
+    hits: tuple[ScoredHit, ...],
+    engine_noise: bool = False,
+    anomaly: float | None = None,
+) -> ScoredAlert:
     total = sum(h.strength for h in hits)
     discount = sum(h.strength * h.discount for h in hits) / total if total > 0 else 0.0
-    return ScoredAlert(alert, facts, hits, discount, engine_noise)
+    return ScoredAlert(alert, facts, hits, discount, engine_noise, anomaly)
 
 
 def _ids_strength(alert: Alert, facts: AlertFacts, model: TriageModel) -> float:
