@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from autonomy_controller.actions.registry import class_of
 from autonomy_controller.controller.case import rounds as cases
@@ -219,9 +218,3 @@ def strongest(rounds: list[Outcome]) -> Outcome:
         approvals=max(o.approvals for o in rounds),
         rounds=len(rounds),
     )
-
-
-def read_alerts_jsonl(path: Path) -> list[Alert]:
-    """bench/triage_input.py's alerts.jsonl: the project's own Alert JSON, one per line."""
-    with path.open() as handle:
-        return [Alert.model_validate_json(line) for line in handle if line.strip()]

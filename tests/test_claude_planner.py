@@ -405,7 +405,7 @@ def test_429_then_success_is_retried_by_the_sdk(planner_for: PlannerFactory, sql
             "rate_limited",
             "rate limited (429) after 3 attempt(s)",
         ),
-        (httpx2.ReadTimeout("timed out"), "timeout", "no answer within 60s after 3 attempt(s)"),
+        (httpx2.ReadTimeout("timed out"), "timeout", "no answer within 45s after 3 attempt(s)"),
         (
             httpx2.ConnectError("connection refused"),
             "unreachable",
@@ -617,7 +617,7 @@ def test_settings_from_the_environment() -> None:
             "AUTONOMY_CLAUDE_MODE": "design",
             "AUTONOMY_CLAUDE_MAX_TOKENS": "2048",
             "AUTONOMY_CLAUDE_TEMPERATURE": "0",
-            "AUTONOMY_CLAUDE_TIMEOUT_SECONDS": "20",
+            "AUTONOMY_CLAUDE_TIMEOUT_SECONDS": "15",
             "AUTONOMY_CLAUDE_MAX_RETRIES": "5",
             "AUTONOMY_CLAUDE_PRICE_OUTPUT": "4.5",
             "AUTONOMY_CLAUDE_TOOL_CHOICE": "tool",
@@ -632,7 +632,7 @@ def test_settings_from_the_environment() -> None:
         2048,
         0.0,
     )
-    assert (settings.timeout_seconds, settings.max_retries) == (20.0, 5)
+    assert (settings.timeout_seconds, settings.max_retries) == (15.0, 5)
     assert (settings.tool_choice, settings.effort, settings.evidence_chars) == ("tool", "medium", 8000)
     assert settings.effective_prices == KNOWN_PRICES["claude-haiku-4-5"].model_copy(update={"output": 4.5})
     public = settings.public()

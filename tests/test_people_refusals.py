@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from autonomy_controller.controller.cli.trail import collect_trail
 from autonomy_controller.controller.decision.policy_bundle import data_file
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Level
+from autonomy_controller.controller.oversight.trail import StepKind
 from autonomy_controller.controller.service.inbox.accounts import AccountStore, accounts_file, people
 from autonomy_controller.controller.service.refusals import REFUSALS_KEY, Attempt, RefusalLimits, RefusalRecorder
 from tests.harness import action_of, alert, awaiting
@@ -117,6 +119,14 @@ async def test_refusals_in_the_inbox_before_the_workflow_are_recorded_with_who_w
     ], rows
     assert refusals(ledger, key)[0]["client"] == "127.0.0.1" and refusals(ledger, key)[1]["choice"] == "reject"
     assert action_of(await awaiting(inbox.loop, key), "network.block_ip").votes == []
+    # The audit trail tells an auditor who refused each: the inbox itself, or the run's validator.
+    trail = await collect_trail(ledger, key, inbox.loop.client.service_client.config.target_host)
+    block = next(a for a in trail.actions if a.action == "network.block_ip")
+    step = block.step(StepKind.APPROVAL)
+    assert step is not None
+    said = [f.text for f in step.facts if "tried to vote" in f.text]
+    assert sum("the inbox refused it before any workflow saw it" in text for text in said) == 3, said
+    assert sum("the workflow's validator refused it" in text for text in said) == 1, said
 
 
 async def test_a_person_not_eligible_is_refused_by_the_workflow_and_recorded_once(inbox: Inbox) -> None:

@@ -21,7 +21,7 @@ from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ledger.canonical import canonical_json
 from autonomy_controller.controller.models import Incident, Level
 from autonomy_controller.controller.planning import ClaudeResult, ClaudeSettings, OfflinePlanner
-from autonomy_controller.controller.planning.claude import MAX_RETRY_WAIT
+from autonomy_controller.controller.planning.claude_config import MAX_RETRY_WAIT, ClaudeConfigError
 from autonomy_controller.controller.planning.claude_prompt import DESIGN_TOOL, SELECT_TOOL
 from autonomy_controller.controller.planning.templating import sanitize_free_text
 from autonomy_controller.workflows.retries import PLAN_TIMEOUT
@@ -354,13 +354,17 @@ def test_a_retry_after_of_an_hour_does_not_stall_the_planner(
     assert all(0 < wait <= MAX_RETRY_WAIT for wait in slept), slept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product decision: with the default settings the SDK may take 3 x 60 s + 2 x 10 s = 200 s, more than the "
-    "plan activity's 3 minutes (workflows/retries.py, not this helper's file); then the activity times out and the "
-    "level's fallback never applies. Decide a total deadline for the Claude call below PLAN_TIMEOUT.",
-)
 def test_the_slowest_claude_call_fits_the_plan_activity() -> None:
+    # Every attempt timing out and every retry after the longest wait still ends inside the plan activity, so the
+    # level's fallback applies; a configuration that could not is refused when read, naming its variables.
     settings = ClaudeSettings(api_key=KEY)
     slowest = (settings.max_retries + 1) * settings.timeout_seconds + settings.max_retries * MAX_RETRY_WAIT
     assert slowest < PLAN_TIMEOUT.total_seconds()
+    for env in ({"AUTONOMY_CLAUDE_TIMEOUT_SECONDS": "60"}, {"AUTONOMY_CLAUDE_MAX_RETRIES": "5"}):
+        with pytest.raises(ClaudeConfigError) as refused:
+            ClaudeSettings.from_env({"ANTHROPIC_API_KEY": KEY, **env})
+        assert "AUTONOMY_CLAUDE_MAX_RETRIES" in str(refused.value) and "plan step" in str(refused.value)
+    fits = ClaudeSettings.from_env(
+        {"ANTHROPIC_API_KEY": KEY, "AUTONOMY_CLAUDE_TIMEOUT_SECONDS": "150", "AUTONOMY_CLAUDE_MAX_RETRIES": "0"}
+    )
+    assert fits is not None and fits.timeout_seconds == 150

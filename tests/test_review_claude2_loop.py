@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import httpx2
-import pytest
 
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import RecordKind
@@ -56,11 +55,6 @@ async def test_an_answer_with_nan_falls_back_and_its_transcript_is_kept(config_c
     assert "NaN" in transcript.payload["response"]["unparsed_body"]  # the answer as sent, as text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller/oversight/reports.py (not this helper's file) keeps only planner/mode/playbook/model of the "
-    "plan record: the report says the offline plan ran, never that Claude was asked and why its answer was not used",
-)
 async def test_the_report_says_why_claudes_plan_was_not_used(config_copy: Settings) -> None:
     _plan, _transcripts, report = await _fallback_incident(config_copy)
     assert "- plan: offline" in report

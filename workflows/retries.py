@@ -12,6 +12,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 
 from autonomy_controller.controller.models import ActionClass
+from autonomy_controller.controller.planning.claude_config import CALL_BUDGET_SECONDS
 
 _CONTAIN = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -44,9 +45,10 @@ def retry_for(action_class: ActionClass | None) -> RetryPolicy:
     return RETRY_BY_CLASS.get(action_class, _CONTAIN) if action_class else _CONTAIN
 
 
-PLAN_TIMEOUT = timedelta(minutes=3)
+PLAN_TIMEOUT = timedelta(seconds=CALL_BUDGET_SECONDS + 20)
 """The plan activity may be an LLM call: the SDK's own retries (AUTONOMY_CLAUDE_MAX_RETRIES) and per-request
-timeout (AUTONOMY_CLAUDE_TIMEOUT_SECONDS, 60 s) run inside one attempt, so an attempt gets room for them."""
+timeout (AUTONOMY_CLAUDE_TIMEOUT_SECONDS, 45 s) run inside one attempt, within CALL_BUDGET_SECONDS (checked
+when the settings are read), and the rest of the step gets 20 s."""
 PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=3)
 """Few attempts: model trouble is already retried by the SDK and ends in the level's fallback, not an error.
 What still fails three times (the ledger unreachable, a bug) plans nothing and says so."""

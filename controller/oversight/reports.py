@@ -22,6 +22,11 @@ from autonomy_controller.controller.render import markdown as md
 from autonomy_controller.controller.render import triage_view
 
 REPORT_FORMAT = "autonomy-incident-report/1"
+PLAN_FIELDS = (
+    *("planner", "mode", "playbook", "model", "prompt_hash", "usage"),
+    *("planner_outcome", "planner_error", "planner_reason"),  # Claude asked, and why its plan did not run
+)
+"""What a report says of the plan record (the ledger keeps the rest: the transcript, the actions dropped)."""
 log = logging.getLogger(__name__)
 
 
@@ -136,7 +141,7 @@ def build_report(
     for record in records:
         p = record.payload
         if record.kind is RecordKind.PLAN:
-            plan = {k: p.get(k) for k in ("planner", "mode", "playbook", "model", "prompt_hash", "usage")}
+            plan = {k: p.get(k) for k in PLAN_FIELDS}
             triage = triage_of_plan(record)
             impact = impact_of_plan(record, alert_seqs)
             impacts += [impact] if impact else []
@@ -327,6 +332,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     )
     plan = report.get("plan") or {}
     out.append(f"- plan: {t(plan.get('planner') or '-')} / {t(plan.get('playbook') or plan.get('mode') or '-')}")
+    if plan.get("planner_outcome") not in (None, "ok"):  # Claude was asked and its plan did not run: say why
+        why = "; ".join(str(plan[k]) for k in ("planner_error", "planner_reason") if plan.get(k))
+        out.append(f"- Claude's plan not used: {t(plan['planner_outcome'])}" + (f" ({t(why)})" if why else ""))
     out += ["", "## Triage", ""]
     out += _triage_lines(report.get("triage"))
     out += ["## Impact", ""]

@@ -78,7 +78,7 @@ from autonomy_controller.controller.models import (
     verdict_of,
 )
 from autonomy_controller.controller.planning.claude_answer import AnswerError, billed_usage, read_message
-from autonomy_controller.controller.planning.claude_config import ClaudeSettings
+from autonomy_controller.controller.planning.claude_config import MAX_RETRY_WAIT, ClaudeSettings
 from autonomy_controller.controller.planning.claude_prompt import (
     DESIGN_TOOL,
     EPHEMERAL,
@@ -118,9 +118,6 @@ _CONTROL_KEEP_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{INVISIBLE_CHARS}
 _CUT_STOPS = {"max_tokens", "model_context_window_exceeded"}
 _ANSWER_BLOCKS = {"text", "thinking", "redacted_thinking", "tool_use"}
 """Content block types an answer to our request may hold: no server tool, MCP or container was offered."""
-MAX_RETRY_WAIT = 10.0
-"""The longest the SDK may sleep before a retry. It honours any `retry-after` (up to 49 days), which would hold the
-plan activity's thread past the activity's timeout; a longer wait ends in the level's fallback instead."""
 UNVETTED_CONFIDENCE = 0.5
 """The most a designed action may claim when no playbook matching the incident proposes it (the built-in triage
 playbook's own figure): the controller cannot tell, whatever the model says."""

@@ -18,10 +18,18 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 """The current Sonnet (the SDK's ModelParam lists it; claude-sonnet-4-5 is on the SDK's deprecation list)."""
+
+MAX_RETRY_WAIT = 10.0
+"""The longest the SDK may sleep before a retry. It honours any `retry-after` (up to 49 days), which would hold the
+plan activity's thread past the activity's timeout; a longer wait ends in the level's fallback instead."""
+CALL_BUDGET_SECONDS = 160.0
+"""The longest one plan step's Claude call may take, every attempt's timeout and the waits between them included:
+the plan activity gets 20 s more for the rest of its work (workflows/retries.py PLAN_TIMEOUT). A slower
+configuration would have the activity time out before the level's fallback applies, so it is refused."""
 
 ENV_PREFIX = "AUTONOMY_CLAUDE_"
 ENV_FIELDS = (
@@ -86,10 +94,24 @@ class ClaudeSettings(BaseModel):
     effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
         default=None, description="output_config.effort; None: not sent (the model's default)"
     )
-    timeout_seconds: float = Field(default=60.0, gt=0, le=600)
-    max_retries: int = Field(default=2, ge=0, le=10, description="the SDK's retries of 408/409/429/5xx/timeouts")
+    timeout_seconds: float = Field(default=45.0, gt=0, le=CALL_BUDGET_SECONDS, description="per attempt")
+    max_retries: int = Field(
+        default=2, ge=0, le=10, validate_default=True, description="the SDK's retries of 408/409/429/5xx/timeouts"
+    )
     evidence_chars: int = Field(default=4000, ge=1000, le=50_000, description="cap on the untrusted evidence block")
     prices: Prices | None = Field(default=None, description="None: KNOWN_PRICES[model], else no cost figure")
+
+    @field_validator("max_retries")
+    @classmethod
+    def _fits_the_plan_step(cls, retries: int, info: ValidationInfo) -> int:
+        timeout = info.data.get("timeout_seconds")
+        if timeout is not None and slowest_call(timeout, retries) > CALL_BUDGET_SECONDS:
+            raise ValueError(
+                f"{retries + 1} attempt(s) of up to {timeout:g} s (AUTONOMY_CLAUDE_TIMEOUT_SECONDS) and the waits "
+                f"between them may take {slowest_call(timeout, retries):g} s, more than the plan step's "
+                f"{CALL_BUDGET_SECONDS:g} s: fewer retries or a shorter timeout"
+            )
+        return retries
 
     @property
     def effective_prices(self) -> Prices | None:
@@ -146,6 +168,11 @@ class ClaudeSettings(BaseModel):
         if errors:
             raise ClaudeConfigError(errors)
         return settings
+
+
+def slowest_call(timeout_seconds: float, max_retries: int) -> float:
+    """The longest a Claude call may take: every attempt times out, each retry after the longest wait."""
+    return (max_retries + 1) * timeout_seconds + max_retries * MAX_RETRY_WAIT
 
 
 PRICE_VARS = {

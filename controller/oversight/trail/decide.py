@@ -366,11 +366,16 @@ def approval_step(ctx: ActionContext, decision: LedgerRecord | None) -> Step | N
         if event == "vote":
             step.facts.append(_vote_fact(ctx, record, updates, markers))
         elif event == "vote_refused":
+            # The service's own refusals (controller/service/refusals.py) name their channel; the workflow's do not.
+            who = (
+                f"the {p['channel']} refused it before any workflow saw it"
+                if p.get("channel")
+                else ("the workflow's validator refused it")
+            )
             step.facts.append(
                 Fact(
                     text=f"{p.get('approver')} tried to vote {p.get('choice')} at {when(record.created_at)}: refused "
-                    f"({p.get('detail')}); the workflow's validator refused it, so Temporal's history has no "
-                    "event for it",
+                    f"({p.get('detail')}); {who}, so Temporal's history has no event for it",
                     marks=[Mark(text="refused", tone=Tone.WARN)],
                     cites=[ledger_cite(record.seq)],
                 )
