@@ -1,0 +1,238 @@
+"""Adversarial review of identity containment against a real slapd, with other layouts and other names.
+
+Each test here failed before its fix (or is a strict xfail naming a product decision): names an attacker
+controls, state the controller did not create (ppolicy's own temporary lockouts), directories that refer part
+of the answer elsewhere. The server is the product's throwaway slapd (controller/lab/directory_server.py),
+one per test session, as in tests/test_identity.py; every test makes its own accounts and groups.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import ldap3
+import pytest
+
+from autonomy_controller.actions.adapters.base import ActionOutcome, ActionStatus, AdapterError
+from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter
+from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from tests.slapd import PEOPLE, SUFFIX, Slapd
+from tests.test_identity import KEY, disable, request, revert, settings_for, slapd
+
+pytestmark = pytest.mark.lab
+
+__all__ = ["slapd"]  # the session's slapd fixture, shared with tests/test_identity.py
+
+GROUPS = f"ou=groups,{SUFFIX}"
+NOTHING_DONE = ActionOutcome(status=ActionStatus.DONE, detail="")
+POLICIES = f"ou=policies,{SUFFIX}"
+
+
+def add_entry(server: Slapd, dn: str, classes: list[str], attributes: dict[str, str | list[str]]) -> None:
+    connection = server.admin()
+    try:
+        assert connection.add(dn, classes, attributes), connection.result
+    finally:
+        connection.unbind()
+
+
+def posix_group(server: Slapd, *member_uids: str) -> str:
+    """A protected posixGroup of its own, naming its members by uid (memberUid) as NIS-style directories do."""
+    name = f"ops-{secrets.token_hex(3)}"
+    dn = f"cn={name},{GROUPS}"
+    gid = str(20000 + secrets.randbelow(10000))
+    add_entry(server, dn, ["posixGroup"], {"cn": name, "gidNumber": gid, "memberUid": list(member_uids)})
+    return dn
+
+
+def lockout_policy(server: Slapd, duration: int, max_failure: int = 2) -> str:
+    """A password policy that locks an account after `max_failure` failed binds, for `duration` s (0: for good)."""
+    name = f"lockout-{secrets.token_hex(3)}"
+    dn = f"cn={name},{POLICIES}"
+    attributes: dict[str, str | list[str]] = {
+        "cn": name,
+        "pwdAttribute": "userPassword",
+        "pwdLockout": "TRUE",
+        "pwdMaxFailure": str(max_failure),
+        "pwdLockoutDuration": str(duration),
+    }
+    add_entry(server, dn, ["pwdPolicy", "device"], attributes)
+    return dn
+
+
+def guess_wrong(server: Slapd, dn: str, times: int) -> None:
+    """What a brute force does before it succeeds: failed binds, until ppolicy locks the account itself."""
+    for _ in range(times):
+        assert not server.can_bind(dn, "not-the-password")
+
+
+# -- names an attacker controls -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", [str.upper, str.title], ids=["upper", "title"])
+def test_a_posix_group_member_named_in_another_case_is_still_protected(slapd: Slapd, spelling: object) -> None:
+    """uid matches case-insensitively, so `ADMIN-…` finds the account `admin-…`: the memberUid check must compare
+    the entry's own uid, not the spelling the alert carried, or a protected account is disabled."""
+    uid, dn, password = slapd.add_user("admin")
+    group = posix_group(slapd, uid)
+    config = settings_for(slapd, protected_groups=[group])
+    assert callable(spelling)
+    with pytest.raises(AdapterError, match=f"protected group {group}"):
+        disable(config, spelling(uid))
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
+
+
+def test_a_posix_group_member_named_by_mail_is_still_protected(slapd: Slapd) -> None:
+    """With accounts named by `mail`, memberUid still lists uids: the name the alert gave is not a uid at all."""
+    uid, dn, password = slapd.add_user("dba")
+    mail = f"{uid}@example.org"
+    connection = slapd.admin()
+    assert connection.modify(dn, {"mail": [(ldap3.MODIFY_ADD, [mail])]}), connection.result
+    connection.unbind()
+    group = posix_group(slapd, uid)
+    config = settings_for(slapd, protected_groups=[group], user_attribute="mail")
+    with pytest.raises(AdapterError, match=f"protected group {group}"):
+        disable(config, mail)
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["*", "a*", "x)(uid=*", "x\\2a", "x\x00", "x,ou=people", "x+cn=y", '"x"', "#x", " x", "x ", "ａdmin", "ı", "x" * 200],
+)
+def test_a_name_with_filter_or_dn_syntax_is_refused_before_the_directory_is_asked(slapd: Slapd, name: str) -> None:
+    """Whatever the alert's `user` holds, it never becomes filter or DN syntax: refused, nothing locked."""
+    uid, dn, _ = slapd.add_user("x")
+    with pytest.raises(AdapterError, match="user"):
+        disable(settings_for(slapd), name)
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == []
+
+
+def test_the_probe_account_is_found_whatever_the_case_of_the_alerts_name(slapd: Slapd, tmp_path: Path) -> None:
+    """verify's bind test must not be skipped because the alert spelt the account in capitals."""
+    uid, dn, password = slapd.add_user("probe")
+    secret = tmp_path / "probe-password"
+    secret.write_text(password)
+    config = settings_for(slapd, probe_accounts={uid: {"password_file": str(secret)}})
+    outcome = disable(config, uid.upper())
+    verdict = DisableUserAdapter(config).verify(request("identity.disable_user", uid.upper()), outcome)
+    assert verdict.ok, verdict.detail
+    assert verdict.evidence["probe_bind_works"] is False
+
+
+# -- state the controller did not create: ppolicy's own lockouts ---------------------------------------------
+
+
+def test_a_temporary_lockout_is_not_taken_for_a_disable(slapd: Slapd) -> None:
+    """Failed guesses make ppolicy lock the account for pwdLockoutDuration: a lock that lifts itself. Answering
+    "already disabled by a person" would leave the guessed account usable a few seconds later."""
+    policy = lockout_policy(slapd, duration=2)
+    uid, dn, password = slapd.add_user("guessed", policy=policy)
+    guess_wrong(slapd, dn, 2)
+    temporary = slapd.attribute(dn, LOCK_ATTRIBUTE)
+    assert temporary and temporary != [LOCKED_FOREVER]
+    config = settings_for(slapd)
+
+    before = DisableUserAdapter(config).verify(request("identity.disable_user", uid), NOTHING_DONE)
+    assert not before.ok, before.detail  # a lock that lifts itself is not a disable
+
+    outcome = disable(config, uid)
+    assert outcome.status is ActionStatus.DONE and outcome.evidence["mine"] is True
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+    time.sleep(3)  # past the policy's lockout duration
+    assert not slapd.can_bind(dn, password)
+
+    assert revert(config, uid).status is ActionStatus.DONE
+    assert slapd.can_bind(dn, password)
+
+
+def test_a_lockout_for_good_is_the_directorys_and_our_revert_leaves_it(slapd: Slapd) -> None:
+    """Under a policy without pwdLockoutDuration ppolicy's lockout lasts until a person lifts it: it is not ours."""
+    policy = lockout_policy(slapd, duration=0)
+    uid, dn, password = slapd.add_user("guessed", policy=policy)
+    guess_wrong(slapd, dn, 2)
+    lock = slapd.attribute(dn, LOCK_ATTRIBUTE)
+    config = settings_for(slapd)
+
+    outcome = disable(config, uid)
+    assert outcome.status is ActionStatus.ALREADY_DONE and outcome.evidence["mine"] is False
+    undone = revert(config, uid)
+    assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == lock and not slapd.can_bind(dn, password)
+
+
+# -- directories that answer in part: referrals ---------------------------------------------------------------
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP port that records whatever a client sends it (another host a referral might name)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = sock.accept()
+            except OSError:
+                return
+            client.settimeout(1)
+            try:
+                received.append(client.recv(65536))
+            except OSError:
+                pass
+            finally:
+                client.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield sock.getsockname()[1], received
+    sock.close()
+
+
+MANAGE_DSA_IT = ("2.16.840.1.113730.3.4.2", True, None)
+"""Lets the admin write referral objects as plain entries."""
+
+
+def split_base(server: Slapd, port: int) -> tuple[str, str]:
+    """An OU of its own holding a referral to `port` (another server holding part of it): (the OU, the referral)."""
+    name = secrets.token_hex(3)
+    base, elsewhere = f"ou=split-{name},{SUFFIX}", f"ou=elsewhere,ou=split-{name},{SUFFIX}"
+    add_entry(server, base, ["organizationalUnit"], {"ou": f"split-{name}"})
+    connection = server.admin()
+    ref = f"ldap://127.0.0.1:{port}/{elsewhere}"
+    ok = connection.add(elsewhere, ["referral", "extensibleObject"], {"ou": "elsewhere", "ref": ref}, [MANAGE_DSA_IT])
+    assert ok, connection.result
+    connection.unbind()
+    return base, elsewhere
+
+
+def test_a_referral_is_not_followed_with_the_service_password(slapd: Slapd, listener: tuple[int, list[bytes]]) -> None:
+    """A users_base the directory refers elsewhere: ldap3 followed it and bound there with the service password,
+    in clear (the config's "TLS off loopback" rule bypassed), and would have taken that host's answer."""
+    port, received = listener
+    _, elsewhere = split_base(slapd, port)
+    with pytest.raises(AdapterError, match="refer"):
+        disable(settings_for(slapd, users_base=elsewhere), "anyone")
+    time.sleep(0.2)
+    assert not any(slapd.service_password.encode() in data for data in received)
+    assert received == []  # not even a connection: the other host is not asked anything
+
+
+def test_an_answer_that_refers_part_of_users_base_elsewhere_is_not_taken_as_whole(
+    slapd: Slapd, listener: tuple[int, list[bytes]]
+) -> None:
+    """The other server may hold a second account of that name: one entry shown is not "exactly one"."""
+    base, _ = split_base(slapd, listener[0])
+    uid, password = f"split-{secrets.token_hex(3)}", secrets.token_hex(10)
+    dn = f"uid={uid},{base}"
+    add_entry(slapd, dn, ["inetOrgPerson"], {"cn": uid, "sn": uid, "uid": uid, "userPassword": password})
+    with pytest.raises(AdapterError, match="refer"):
+        disable(settings_for(slapd, users_base=base), uid)
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
