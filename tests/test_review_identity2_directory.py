@@ -21,8 +21,8 @@ import pytest
 from autonomy_controller.actions.adapters.base import ActionOutcome, ActionStatus, AdapterError
 from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter
 from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
-from tests.slapd import PEOPLE, SUFFIX, Slapd
-from tests.test_identity import KEY, disable, request, revert, settings_for, slapd
+from tests.slapd import NOLOCK_POLICY, SUFFIX, Slapd
+from tests.test_identity import disable, request, revert, settings_for, slapd
 
 pytestmark = pytest.mark.lab
 
@@ -103,11 +103,14 @@ def test_a_posix_group_member_named_by_mail_is_still_protected(slapd: Slapd) -> 
 
 @pytest.mark.parametrize(
     "name",
-    ["*", "a*", "x)(uid=*", "x\\2a", "x\x00", "x,ou=people", "x+cn=y", '"x"', "#x", " x", "x ", "ａdmin", "ı", "x" * 200],
+    [
+        *("*", "a*", "x)(uid=*", "x\\2a", "x\x00", "x,ou=people", "x+cn=y", '"x"', "#x", " x", "x ", "x\n"),
+        *("\uff41dmin", "\u0131", "\u0130", "x" * 200),  # fullwidth a, dotless i, dotted capital I; too long
+    ],
 )
 def test_a_name_with_filter_or_dn_syntax_is_refused_before_the_directory_is_asked(slapd: Slapd, name: str) -> None:
     """Whatever the alert's `user` holds, it never becomes filter or DN syntax: refused, nothing locked."""
-    uid, dn, _ = slapd.add_user("x")
+    _, dn, _ = slapd.add_user("x")
     with pytest.raises(AdapterError, match="user"):
         disable(settings_for(slapd), name)
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == []
@@ -115,7 +118,7 @@ def test_a_name_with_filter_or_dn_syntax_is_refused_before_the_directory_is_aske
 
 def test_the_probe_account_is_found_whatever_the_case_of_the_alerts_name(slapd: Slapd, tmp_path: Path) -> None:
     """verify's bind test must not be skipped because the alert spelt the account in capitals."""
-    uid, dn, password = slapd.add_user("probe")
+    uid, _, password = slapd.add_user("probe")
     secret = tmp_path / "probe-password"
     secret.write_text(password)
     config = settings_for(slapd, probe_accounts={uid: {"password_file": str(secret)}})
@@ -164,6 +167,16 @@ def test_a_lockout_for_good_is_the_directorys_and_our_revert_leaves_it(slapd: Sl
     undone = revert(config, uid)
     assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == lock and not slapd.can_bind(dn, password)
+
+
+def test_verify_does_not_pass_a_lock_the_accounts_policy_ignores(slapd: Slapd) -> None:
+    """pwdAccountLockedTime is read back, but under a policy without pwdLockout slapd does not honour it: the
+    account still logs in, so "the lock is set" is not "disabled"."""
+    uid, dn, password = slapd.add_user("nolock", policy=NOLOCK_POLICY)
+    slapd.lock_by_hand(dn)
+    assert slapd.can_bind(dn, password)  # the lock is there and means nothing
+    verdict = DisableUserAdapter(settings_for(slapd)).verify(request("identity.disable_user", uid), NOTHING_DONE)
+    assert not verdict.ok and "pwdLockout" in verdict.detail
 
 
 # -- directories that answer in part: referrals ---------------------------------------------------------------

@@ -5,7 +5,10 @@ attributes to read, whether the entry is disabled, the modify that disables, kee
 which accounts the directory itself says must never be touched.
 
 - openldap-ppolicy: `pwdAccountLockedTime: 000001010000Z` (ppolicy's permanent lock), enforced only under a
-  policy with `pwdLockout: TRUE`; protected groups are read member by member (nested groups followed).
+  policy with `pwdLockout: TRUE`. Any other value is a time: ppolicy's own lockout after failed binds, which
+  lifts itself after the policy's `pwdLockoutDuration` (when it is not 0), so it is not a disable: a disable
+  replaces it by the permanent lock. Protected groups are read member by member (nested groups followed;
+  posixGroup's memberUid compared with the entry's own uid, case-insensitively).
 - active-directory: the ACCOUNTDISABLE bit (0x2) of `userAccountControl`, every other bit kept as read. The
   domain's privileged groups (Administrators, Domain Admins, Schema and Enterprise Admins, found by their
   well-known SIDs, not their names) are always protected, with the configured groups; membership is asked of the
@@ -37,6 +40,8 @@ HOLDS_PREFIX = "autonomy-holds: "
 LOCK_ATTRIBUTE = "pwdAccountLockedTime"
 LOCKED_FOREVER = "000001010000Z"
 POLICY_ATTRIBUTE = "pwdPolicySubentry"
+LOCKOUT_DURATION = "pwdLockoutDuration"
+"""Seconds after which ppolicy lifts a lockout it set itself (0 or absent: never)."""
 
 USER_ACCOUNT_CONTROL = "userAccountControl"
 ACCOUNTDISABLE = 0x2
@@ -67,6 +72,10 @@ class LockDialect(Protocol):
         """The lock as read (a value to show and to compare), or None when the account is not disabled."""
         ...
 
+    def lock_in_force(self, session: Session, entry: Entry) -> str | None:
+        """lock_of, but None for a lock the directory lifts by itself (not a disable, nobody's to keep)."""
+        ...
+
     def lock(self, entry: Entry) -> Changes: ...
 
     def still_locked(self, entry: Entry) -> Changes: ...
@@ -75,7 +84,7 @@ class LockDialect(Protocol):
 
     def refuse_unenforced(self, session: Session, entry: Entry) -> None: ...
 
-    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None: ...
+    def protecting_group(self, session: Session, entry: Entry) -> str | None: ...
 
 
 class OpenLdapPpolicy:
@@ -87,7 +96,7 @@ class OpenLdapPpolicy:
         self.config = config
 
     def attributes(self) -> list[str]:
-        return [LOCK_ATTRIBUTE, POLICY_ATTRIBUTE]
+        return [LOCK_ATTRIBUTE, POLICY_ATTRIBUTE, "uid"]
 
     def kind(self) -> str:
         return ""
@@ -96,8 +105,21 @@ class OpenLdapPpolicy:
         values = entry.values(LOCK_ATTRIBUTE)
         return values[0] if values else None
 
+    def lock_in_force(self, session: Session, entry: Entry) -> str | None:
+        lock = self.lock_of(entry)
+        if lock is None or lock == LOCKED_FOREVER:
+            return lock
+        policy = self._policy(session, entry)
+        duration = policy.values(LOCKOUT_DURATION) if policy is not None else []
+        if duration and duration[0].strip() not in ("", "0"):
+            return None  # a time: ppolicy lifts it pwdLockoutDuration later, by itself
+        return lock  # under a policy that never lifts a lockout (or none we can read): it stays until lifted
+
     def lock(self, entry: Entry) -> Changes:
-        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_ADD, [LOCKED_FOREVER])]}
+        """The permanent lock; a temporary one found in its place is deleted by its exact value (single-valued)."""
+        temporary = self.lock_of(entry)
+        replaced = [(ldap3.MODIFY_DELETE, [temporary])] if temporary is not None else []
+        return {LOCK_ATTRIBUTE: [*replaced, (ldap3.MODIFY_ADD, [LOCKED_FOREVER])]}
 
     def still_locked(self, entry: Entry) -> Changes:
         """Assert the lock is the one we read (delete + add back its value): fails whole if it was lifted."""
@@ -110,25 +132,33 @@ class OpenLdapPpolicy:
         assert lock is not None
         return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock])]}
 
+    def _policy_dn(self, entry: Entry) -> str | None:
+        named = entry.values(POLICY_ATTRIBUTE)
+        return named[0] if named else self.config.default_policy
+
+    def _policy(self, session: Session, entry: Entry) -> Entry | None:
+        """The password policy governing the entry, as read (None: none named, or no such entry)."""
+        dn = self._policy_dn(entry)
+        return session.read(dn, ["pwdLockout", LOCKOUT_DURATION]) if dn is not None else None
+
     def refuse_unenforced(self, session: Session, entry: Entry) -> None:
         """The lock only stops logins under a policy with pwdLockout TRUE: say so rather than claim a disable."""
-        default = [self.config.default_policy] if self.config.default_policy else []
-        policies = entry.values(POLICY_ATTRIBUTE) or default
-        if not policies:
+        dn = self._policy_dn(entry)
+        if dn is None:
             raise AdapterError(
                 f"{entry.dn} has no password policy (no {POLICY_ATTRIBUTE}, no default_policy configured): "
                 f"{LOCK_ATTRIBUTE} would not stop its logins"
             )
-        policy = session.read(policies[0], ["pwdLockout"])
+        policy = self._policy(session, entry)
         if policy is None or [v.upper() for v in policy.values("pwdLockout")] != ["TRUE"]:
             state = "does not exist" if policy is None else "does not set pwdLockout: TRUE"
             raise AdapterError(
-                f"password policy {policies[0]} of {entry.dn} {state}: slapd ignores {LOCK_ATTRIBUTE} without it, "
+                f"password policy {dn} of {entry.dn} {state}: slapd ignores {LOCK_ATTRIBUTE} without it, "
                 "so a disable would not stop logins"
             )
 
-    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None:
-        return session.protecting_group(entry.dn, name)
+    def protecting_group(self, session: Session, entry: Entry) -> str | None:
+        return session.protecting_group(entry.dn, entry.values("uid"))
 
 
 class ActiveDirectory:
@@ -157,6 +187,9 @@ class ActiveDirectory:
     def lock_of(self, entry: Entry) -> str | None:
         control = self._control(entry)
         return str(control) if control & ACCOUNTDISABLE else None
+
+    def lock_in_force(self, session: Session, entry: Entry) -> str | None:
+        return self.lock_of(entry)  # ACCOUNTDISABLE never lifts itself (AD's lockout is lockoutTime, not this)
 
     def _set(self, entry: Entry, control: int) -> Changes:
         old = str(self._control(entry))
@@ -195,7 +228,9 @@ class ActiveDirectory:
         sids = {f"{domain_sid}-{rid}": name for rid, name in PRIVILEGED_RIDS.items()}
         sids[ADMINISTRATORS_SID] = "Administrators"
         query = "(|" + "".join(f"(objectSid={sid})" for sid in sids) + ")"
-        found = session.search(context[0], f"(&(objectClass=group){query})", ["objectSid", "cn"])
+        # references to the other naming contexts (Configuration, DNS zones) are left out: a domain's security
+        # principals live in the domain's own context
+        found = session.search(context[0], f"(&(objectClass=group){query})", ["objectSid", "cn"], partial=True)
         names = {entry.values("cn")[0] if entry.values("cn") else "" for entry in found}
         missing = [name for name in REQUIRED if name not in names]
         if missing:
@@ -205,7 +240,7 @@ class ActiveDirectory:
             )
         return [entry.dn for entry in found]
 
-    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None:
+    def protecting_group(self, session: Session, entry: Entry) -> str | None:
         primary = entry.values("primaryGroupID")
         for group in [*self.privileged_groups(session), *self.config.protected_groups]:
             read = session.read(group, ["primaryGroupToken"])

@@ -5,6 +5,10 @@ modify to an entry whole or not at all), try a bind. A directory that cannot be 
 time is a TransientAdapterError naming the URL (the activity retries, then the action fails with that reason);
 a refused service bind or a malformed answer is permanent. Values go into filters escaped (ldap3 escapes
 nothing on its own in filter text), so a user name cannot become filter syntax.
+
+Referrals are never followed (ldap3 would bind to the host a referral names with the service password, in clear
+if the referral says ldap://) and an answer that refers part of itself elsewhere is an error: the part not shown
+might hold a second account of the name, or the account's protected group.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from autonomy_controller.actions.adapters.base import AdapterError, TransientAda
 from autonomy_controller.actions.adapters.identity.config import IdentityDirectory, Secret
 
 INVALID_CREDENTIALS = 49
+REFERRAL = 10
 CONFLICT_RESULTS = {16: "noSuchAttribute", 20: "attributeOrValueExists"}
 """Results of a modify whose delete-exact-value or add met a changed entry: read again and decide again."""
 GROUP_MEMBER_ATTRIBUTES = ("member", "uniqueMember", "memberUid")
@@ -82,6 +87,7 @@ class Directory:
             user=user,
             password=secret,
             auto_bind=ldap3.AUTO_BIND_NONE,
+            auto_referrals=False,  # never send the service password to a host the directory names
             receive_timeout=math.ceil(self.config.timeout_seconds),  # ldap3 packs it as whole seconds (SO_RCVTIMEO)
             raise_exceptions=False,
             read_only=False,
@@ -152,6 +158,11 @@ class Session:
         result = self.connection.result or {}
         if result.get("type") is None and result.get("result") is None:  # no answer at all: the wire failed
             raise TransientAdapterError(f"the directory {self.url} did not answer {what}")
+        if result.get("result") == REFERRAL:
+            raise AdapterError(
+                f"{what} on {self.url}: the directory refers it to {result.get('referrals')}; referrals are not "
+                "followed (configure the server that holds the entries)"
+            )
         raise AdapterError(f"{what} on {self.url} failed: {result.get('description')} {result.get('message') or ''}")
 
     def _run(self, call: Any, what: str) -> bool:
@@ -177,7 +188,7 @@ class Session:
             raise AdapterError(f"users_base {config.users_base} does not exist in {self.url}")
         if not ok and result.get("description") not in ("success", "sizeLimitExceeded"):  # none, several: below
             self._check(ok, f"the search for {config.user_attribute}={name}")
-        found = [self._entry(item) for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
+        found = [self._entry(item) for item in self._answer(f"the search for {config.user_attribute}={name}")]
         if not found:
             raise AdapterError(f"no account with {config.user_attribute}={name} under {config.users_base}")
         if len(found) > 1:
@@ -197,7 +208,7 @@ class Session:
             if (self.connection.result or {}).get("description") == "noSuchObject":
                 return None
             self._check(ok, f"reading {dn}")
-        entries = [self._entry(item) for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
+        entries = [self._entry(item) for item in self._answer(f"reading {dn}")]
         return entries[0] if entries else None
 
     def modify(self, dn: str, changes: dict[str, list[tuple[str, list[str]]]], what: str) -> None:
@@ -207,16 +218,32 @@ class Session:
             raise DirectoryConflict(str(self.connection.result.get("description")))
         self._check(ok, what)
 
-    def search(self, base: str, query: str, attributes: list[str], scope: str = ldap3.SUBTREE) -> list[Entry]:
-        """The entries `query` finds (none when `base` itself does not exist); values are text."""
-        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope)]
+    def search(
+        self, base: str, query: str, attributes: list[str], scope: str = ldap3.SUBTREE, partial: bool = False
+    ) -> list[Entry]:
+        """The entries `query` finds (none when `base` itself does not exist); values are text. With `partial`,
+        references to other servers are left out (for what cannot live there) instead of failing the search."""
+        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope, partial)]
 
-    def _search_raw(self, base: str, query: str, attributes: list[str], scope: str) -> list[dict[str, Any]]:
+    def _search_raw(
+        self, base: str, query: str, attributes: list[str], scope: str, partial: bool = False
+    ) -> list[dict[str, Any]]:
         what = f"the search for {query} under {base or 'the root DSE'}"
         ok = self._run(lambda: self.connection.search(base, query, search_scope=scope, attributes=attributes), what)
         if not ok and (self.connection.result or {}).get("description") not in ("success", "noSuchObject"):
             self._check(ok, what)
-        return [item for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
+        return self._answer(what, partial)
+
+    def _answer(self, what: str, partial: bool = False) -> list[dict[str, Any]]:
+        """The entries of the last search; one that refers part of its scope to another server is not whole."""
+        response = self.connection.response or []
+        elsewhere = [uri for item in response if item.get("type") == "searchResRef" for uri in item.get("uri") or []]
+        if elsewhere and not partial:
+            raise AdapterError(
+                f"{what} on {self.url}: the directory refers part of the answer to {elsewhere}; a partial answer is "
+                "not taken as whole (the part not shown may hold another entry of that name, or a membership)"
+            )
+        return [item for item in response if item.get("type") == "searchResEntry"]
 
     def binary(self, dn: str, attribute: str) -> bytes | None:
         """One binary value (e.g. objectSid) of the entry `dn`, as it is on the wire."""
@@ -235,16 +262,18 @@ class Session:
         }
         return Entry(dn=str(item["dn"]), attributes=attributes)
 
-    def protecting_group(self, dn: str, uid: str | None) -> str | None:
-        """The configured protected group that has `dn` (or, for posixGroup, `uid`) as a member, directly or
-        through nested groups; None when none does. A protected group that cannot be read fails closed."""
+    def protecting_group(self, dn: str, uids: list[str]) -> str | None:
+        """The configured protected group that has `dn` (or, for posixGroup, one of the entry's own `uids`) as a
+        member, directly or through nested groups; None when none does. A protected group that cannot be read
+        fails closed. uids are compared case-insensitively: a protected `Admin` also covers `admin`."""
+        folded = {uid.casefold() for uid in uids}
         for group in self.directory.config.protected_groups:
-            if self._member_of(group, dn_key(dn), uid, depth=0, seen=set()):
+            if self._member_of(group, dn_key(dn), folded, depth=0, seen=set()):
                 return group
         return None
 
     def _member_of(
-        self, group: str, dn: tuple[tuple[str, str], ...], uid: str | None, depth: int, seen: set[tuple[Any, ...]]
+        self, group: str, dn: tuple[tuple[str, str], ...], uids: set[str], depth: int, seen: set[tuple[Any, ...]]
     ) -> bool:
         key = dn_key(group)
         if key in seen or depth > MAX_GROUP_DEPTH:
@@ -261,7 +290,7 @@ class Session:
         members = entry.values("member") + entry.values("uniqueMember")
         if any(dn_key(member) == dn for member in members):
             return True
-        if uid is not None and uid in entry.values("memberUid"):
+        if uids & {member.casefold() for member in entry.values("memberUid")}:
             return True
         # nested groups: a member that is itself a group (a user entry read here has no member attributes)
-        return any(self._member_of(member, dn, uid, depth + 1, seen) for member in members)
+        return any(self._member_of(member, dn, uids, depth + 1, seen) for member in members)

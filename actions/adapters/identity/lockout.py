@@ -32,7 +32,7 @@ from autonomy_controller.actions.adapters.base import (
     TransientAdapterError,
     VerifyOutcome,
 )
-from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory, Secret
 from autonomy_controller.actions.adapters.identity.dialects import HOLDS_PREFIX, Changes, LockDialect, dialect_of
 from autonomy_controller.actions.adapters.identity.dialects import (
     LOCK_ATTRIBUTE as LOCK_ATTRIBUTE,  # the lab's tests read them here
@@ -120,7 +120,7 @@ class Lockout:
     def _read(self, session: Session, user: str) -> Account:
         attributes = [*self.dialect.attributes(), self.config.holds_attribute, self.config.user_attribute]
         entry = session.find_user(user, attributes, self.dialect.kind())
-        return Account(user, entry, self.config.holds_attribute, self.dialect.lock_of(entry))
+        return Account(user, entry, self.config.holds_attribute, self.dialect.lock_in_force(session, entry))
 
     def _still_locked(self, account: Account) -> Changes:
         """Assert the lock is the one we read: the modify fails whole if it was lifted meanwhile."""
@@ -132,7 +132,7 @@ class Lockout:
 
     def _refuse_protected(self, session: Session, account: Account, verb: str) -> None:
         """Defence in depth: whatever got a plan this far, members of a protected group are not touched."""
-        group = self.dialect.protecting_group(session, account.entry, account.name)
+        group = self.dialect.protecting_group(session, account.entry)
         if group is not None:
             raise AdapterError(
                 f"refused to {verb} {account.name} ({account.dn}): it is a member of the protected group {group}, "
@@ -172,7 +172,9 @@ class Lockout:
         if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh
             changes = {**self.dialect.lock(account.entry), **holds_change(account, [mine])}
             session.modify(account.dn, changes, f"disable {account.dn}")
-            return self._disabled(account, ActionStatus.DONE, f"disabled {account.name}", [mine], mine=True)
+            lifting = self.dialect.lock_of(account.entry)  # a lock that would have lifted itself, now replaced
+            what = f"disabled {account.name}" + (f" (it had a lock lifting itself: {lifting})" if lifting else "")
+            return self._disabled(account, ActionStatus.DONE, what, [mine], mine=True)
         if mine in holders:
             return self._disabled(
                 account, ActionStatus.ALREADY_DONE, f"{account.name} is already disabled by this key", holders, True
@@ -268,30 +270,50 @@ class Lockout:
 
     # -- verify ----------------------------------------------------------------------------------------------
 
-    def _probe(self, dn: str, user: str, disabled: bool) -> bool | None:
+    def _probe_secret(self, account: Account) -> Secret | None:
+        """The configured probe password of the account found, however the request spelt its name (the
+        directory matched it case-insensitively: so is the account's own name here)."""
+        names = {value.casefold() for value in account.entry.values(self.config.user_attribute)}
+        names.add(account.name.casefold())
+        matches = [secret for name, secret in self.config.probe_accounts.items() if name.casefold() in names]
+        return matches[0] if matches else None
+
+    def _probe(self, account: Account, disabled: bool) -> bool | None:
         """Whether a bind with the account's own (configured, known) password works; None without a probe. A
         refusal of an account read as disabled must be the directory's "disabled" answer where it gives one."""
-        secret = self.config.probe_accounts.get(user)
+        secret = self._probe_secret(account)
         if secret is None:
             return None
-        return self.directory.bind_works(dn, secret, self.dialect.refused_as if disabled else None)
+        return self.directory.bind_works(account.dn, secret, self.dialect.refused_as if disabled else None)
 
     def _read_only(self, user: str) -> Account:
         with self.directory.session() as session:
             return self._read(session, user)
 
+    def _read_enforced(self, user: str) -> tuple[Account, str | None]:
+        """The account, and why its lock would not stop logins (None: it would), as the disable checks it."""
+        with self.directory.session() as session:
+            account = self._read(session, user)
+            try:
+                self.dialect.refuse_unenforced(session, account.entry)
+            except AdapterError as exc:
+                return account, str(exc)
+            return account, None
+
     def verify_disabled(self, user: str, idempotency_key: str) -> VerifyOutcome:
         """Read back: the lock is set (and, if this key holds it, its hold is recorded); a configured probe
         account's bind with its right password fails."""
         try:
-            account = self._read_only(user)
-            login = self._probe(account.dn, user, disabled=account.lock is not None)
+            account, unenforced = self._read_enforced(user)
+            login = self._probe(account, disabled=account.lock is not None)
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is disabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
         problems = []
         if account.lock is None:
-            problems.append(f"{self.lock_name} is not set")
+            problems.append(f"{self.lock_name} is not set (or set to lift itself)")
+        if unenforced is not None:
+            problems.append(unenforced)
         if login:
             problems.append("a bind with its password still works")
         if problems:
@@ -309,7 +331,7 @@ class Lockout:
         holders, the undone execution's hold is gone and the lock stays."""
         try:
             account = self._read_only(user)
-            login = self._probe(account.dn, user, disabled=False) if account.lock is None else None
+            login = self._probe(account, disabled=False) if account.lock is None else None
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is enabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
