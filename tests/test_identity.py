@@ -686,3 +686,35 @@ def test_the_active_directory_example_enforcement_file_is_valid() -> None:
     loaded = load_enforcement(REPO_ROOT / "examples" / "enforcement" / "identity-ad.yaml")
     assert loaded is not None and loaded.identity is not None and loaded.identity.tls
     assert loaded.identity.dialect == "active-directory"
+
+
+# -- second adversarial review, AD's side (the slapd side: tests/test_review_identity2_directory.py) ------------
+# Here and not in a module of its own: Samba's DC is one per test session and its namespace one per process.
+
+
+@pytest.mark.parametrize("spelling", [str.upper, str.title], ids=["upper", "title"])
+def test_a_domain_admin_named_in_another_case_is_still_refused(dc: Under, spelling: object) -> None:
+    """sAMAccountName matches case-insensitively: the spelling the alert carries must not reach the deny-list."""
+    assert callable(spelling)
+    uid, dn, password = dc.add_user("admin")
+    dc.samba.add_member(ad.DOMAIN_ADMINS, dn)
+    with pytest.raises(AdapterError, match="protected group"):
+        disable(dc.settings(protected_groups=[]), spelling(uid))
+    assert not dc.locked(dn) and dc.can_bind(dn, password)
+
+
+def test_a_groups_name_is_not_an_account(dc: Under) -> None:
+    """Groups have a sAMAccountName too: naming one must never touch it (nor anything else)."""
+    with pytest.raises(AdapterError, match="no account"):
+        disable(dc.settings(), "tier0")
+
+
+def test_accounts_are_found_with_the_domain_root_as_users_base(dc: Under) -> None:
+    """A common layout: users_base is the domain itself (users in several OUs). AD refers the other naming
+    contexts under it (Configuration, DNS zones); they hold no accounts, so the search is still whole for us."""
+    uid, dn, password = dc.add_user("root")
+    config = dc.settings(users_base=ad.BASE)
+    assert disable(config, uid).status is ActionStatus.DONE
+    assert dc.locked(dn) and not dc.can_bind(dn, password)
+    assert revert(config, uid).status is ActionStatus.DONE
+    assert dc.can_bind(dn, password)

@@ -249,3 +249,44 @@ def test_an_answer_that_refers_part_of_users_base_elsewhere_is_not_taken_as_whol
     with pytest.raises(AdapterError, match="refer"):
         disable(settings_for(slapd, users_base=base), uid)
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
+
+
+# -- findings that need a product decision (strict xfail) ------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="decision needed: a person who lifts our lock by hand (ldapmodify, not `identity.enable_user`) leaves "
+    "our holds value; if a person then locks the account again, the permanent lock looks like ours (the same "
+    "000001010000Z) and the TTL revert lifts the person's lock. Nothing on the entry tells the two locks apart",
+)
+def test_a_lock_a_person_set_after_lifting_ours_by_hand_survives_our_revert(slapd: Slapd) -> None:
+    uid, dn, password = slapd.add_user("relocked")
+    config = settings_for(slapd)
+    disable(config, uid)
+    connection = slapd.admin()
+    assert connection.modify(dn, {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [])]}), connection.result  # lifted by hand
+    connection.unbind()
+    slapd.lock_by_hand(dn)  # and locked again by a person, for a reason of their own
+
+    revert(config, uid)
+
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="decision needed: slapd's bind refusal of a locked account is the same invalidCredentials as a wrong "
+    "password (and its ppolicy response control names no error unless ppolicy_use_lockout is set), so on OpenLDAP "
+    "a probe account configured with a wrong password makes the bind test pass whatever the lock does",
+)
+def test_verify_on_openldap_does_not_take_a_wrong_probe_password_for_a_locked_account(
+    slapd: Slapd, tmp_path: Path
+) -> None:
+    uid, dn, _ = slapd.add_user("probe")
+    secret = tmp_path / "wrong-password"
+    secret.write_text("not-its-password")
+    config = settings_for(slapd, probe_accounts={uid: {"password_file": str(secret)}})
+    outcome = disable(config, uid)
+    verdict = DisableUserAdapter(config).verify(request("identity.disable_user", uid), outcome)
+    assert not verdict.ok

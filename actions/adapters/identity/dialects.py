@@ -31,7 +31,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from autonomy_controller.actions.adapters.base import AdapterError
 from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
-from autonomy_controller.actions.adapters.identity.directory import Entry, Session
+from autonomy_controller.actions.adapters.identity.directory import Entry, Session, dn_key
 
 Changes = dict[str, list[tuple[str, list[str]]]]
 HOLDS_PREFIX = "autonomy-holds: "
@@ -68,6 +68,10 @@ class LockDialect(Protocol):
         """An extra filter an account entry must match (empty: any entry with the user attribute)."""
         ...
 
+    def accountless(self, session: Session) -> list[str]:
+        """Naming contexts that hold no accounts: a search referring into them is still whole for a lookup."""
+        ...
+
     def lock_of(self, entry: Entry) -> str | None:
         """The lock as read (a value to show and to compare), or None when the account is not disabled."""
         ...
@@ -100,6 +104,9 @@ class OpenLdapPpolicy:
 
     def kind(self) -> str:
         return ""
+
+    def accountless(self, session: Session) -> list[str]:
+        return []  # any reference may hold accounts: the search fails on it
 
     def lock_of(self, entry: Entry) -> str | None:
         values = entry.values(LOCK_ATTRIBUTE)
@@ -176,6 +183,19 @@ class ActiveDirectory:
     def kind(self) -> str:
         return "(objectCategory=person)(objectClass=user)"
 
+    def _root(self, session: Session) -> Entry | None:
+        roots = session.search("", "(objectClass=*)", ["defaultNamingContext", "namingContexts"], scope=ldap3.BASE)
+        return roots[0] if roots else None
+
+    def accountless(self, session: Session) -> list[str]:
+        """The DC's naming contexts other than its domain's (Configuration, Schema, application partitions such as
+        the DNS zones): AD keeps security principals out of them. A reference to another domain still fails."""
+        root = self._root(session)
+        if root is None:
+            return []
+        domain = {dn_key(context) for context in root.values("defaultNamingContext")}
+        return [context for context in root.values("namingContexts") if dn_key(context) not in domain]
+
     def _control(self, entry: Entry) -> int:
         values = entry.values(USER_ACCOUNT_CONTROL)
         try:
@@ -219,8 +239,8 @@ class ActiveDirectory:
 
     def privileged_groups(self, session: Session) -> list[str]:
         """The domain's privileged groups, found by well-known SID under the server's default naming context."""
-        roots = session.search("", "(objectClass=*)", ["defaultNamingContext"], scope=ldap3.BASE)
-        context = roots[0].values("defaultNamingContext") if roots else []
+        root = self._root(session)
+        context = root.values("defaultNamingContext") if root is not None else []
         raw = session.binary(context[0], "objectSid") if context else None
         if raw is None:
             raise AdapterError(f"{self.config.url} did not say its domain and SID: refusing to touch any account")
@@ -228,9 +248,8 @@ class ActiveDirectory:
         sids = {f"{domain_sid}-{rid}": name for rid, name in PRIVILEGED_RIDS.items()}
         sids[ADMINISTRATORS_SID] = "Administrators"
         query = "(|" + "".join(f"(objectSid={sid})" for sid in sids) + ")"
-        # references to the other naming contexts (Configuration, DNS zones) are left out: a domain's security
-        # principals live in the domain's own context
-        found = session.search(context[0], f"(&(objectClass=group){query})", ["objectSid", "cn"], partial=True)
+        query = f"(&(objectClass=group){query})"
+        found = session.search(context[0], query, ["objectSid", "cn"], accountless=self.accountless(session))
         names = {entry.values("cn")[0] if entry.values("cn") else "" for entry in found}
         missing = [name for name in REQUIRED if name not in names]
         if missing:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,15 @@ def dn_key(dn: str) -> tuple[tuple[str, str], ...]:
         return tuple((name.lower(), value.lower()) for name, value, _ in parse_dn(dn, strip=True))
     except ldap_errors.LDAPException:
         return (("", dn.lower()),)
+
+
+def _referred_dn(uri: str) -> tuple[tuple[str, str], ...]:
+    """The DN an LDAP URL refers to (its path), compared as dn_key does."""
+    return dn_key(urllib.parse.unquote(urllib.parse.urlsplit(uri).path.lstrip("/")))
+
+
+def _within(dn: tuple[tuple[str, str], ...], context: tuple[tuple[str, str], ...]) -> bool:
+    return bool(context) and dn[len(dn) - len(context) :] == context
 
 
 class DirectoryConflict(Exception):
@@ -171,9 +181,10 @@ class Session:
         except ldap_errors.LDAPException as exc:
             raise self.directory.unreachable(exc) from None
 
-    def find_user(self, name: str, attributes: list[str], kind: str = "") -> Entry:
+    def find_user(self, name: str, attributes: list[str], kind: str = "", accountless: Collection[str] = ()) -> Entry:
         """The one entry under users_base whose user attribute equals `name` (and that matches the filter `kind`,
-        e.g. AD's person objects); none or several is an error."""
+        e.g. AD's person objects); none or several is an error, and so is an answer referring part of users_base
+        elsewhere, except into the naming contexts `accountless` (which hold no accounts)."""
         config = self.directory.config
         query = f"({config.user_attribute}={escape_filter_chars(name)})"
         query = f"(&{kind}{query})" if kind else query
@@ -188,7 +199,8 @@ class Session:
             raise AdapterError(f"users_base {config.users_base} does not exist in {self.url}")
         if not ok and result.get("description") not in ("success", "sizeLimitExceeded"):  # none, several: below
             self._check(ok, f"the search for {config.user_attribute}={name}")
-        found = [self._entry(item) for item in self._answer(f"the search for {config.user_attribute}={name}")]
+        what = f"the search for {config.user_attribute}={name}"
+        found = [self._entry(item) for item in self._answer(what, accountless)]
         if not found:
             raise AdapterError(f"no account with {config.user_attribute}={name} under {config.users_base}")
         if len(found) > 1:
@@ -219,26 +231,34 @@ class Session:
         self._check(ok, what)
 
     def search(
-        self, base: str, query: str, attributes: list[str], scope: str = ldap3.SUBTREE, partial: bool = False
+        self,
+        base: str,
+        query: str,
+        attributes: list[str],
+        scope: str = ldap3.SUBTREE,
+        accountless: Collection[str] = (),
     ) -> list[Entry]:
-        """The entries `query` finds (none when `base` itself does not exist); values are text. With `partial`,
-        references to other servers are left out (for what cannot live there) instead of failing the search."""
-        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope, partial)]
+        """The entries `query` finds (none when `base` itself does not exist); values are text. References into
+        the naming contexts `accountless` are left out; any other reference fails the search (see _answer)."""
+        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope, accountless)]
 
     def _search_raw(
-        self, base: str, query: str, attributes: list[str], scope: str, partial: bool = False
+        self, base: str, query: str, attributes: list[str], scope: str, accountless: Collection[str] = ()
     ) -> list[dict[str, Any]]:
         what = f"the search for {query} under {base or 'the root DSE'}"
         ok = self._run(lambda: self.connection.search(base, query, search_scope=scope, attributes=attributes), what)
         if not ok and (self.connection.result or {}).get("description") not in ("success", "noSuchObject"):
             self._check(ok, what)
-        return self._answer(what, partial)
+        return self._answer(what, accountless)
 
-    def _answer(self, what: str, partial: bool = False) -> list[dict[str, Any]]:
-        """The entries of the last search; one that refers part of its scope to another server is not whole."""
+    def _answer(self, what: str, accountless: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The entries of the last search; one that refers part of its scope to another server is not whole,
+        unless the part is inside a naming context that holds no accounts (AD's Configuration, Schema, DNS)."""
         response = self.connection.response or []
-        elsewhere = [uri for item in response if item.get("type") == "searchResRef" for uri in item.get("uri") or []]
-        if elsewhere and not partial:
+        uris = [uri for item in response if item.get("type") == "searchResRef" for uri in item.get("uri") or []]
+        harmless = [dn_key(context) for context in accountless]
+        elsewhere = [uri for uri in uris if not any(_within(_referred_dn(uri), context) for context in harmless)]
+        if elsewhere:
             raise AdapterError(
                 f"{what} on {self.url}: the directory refers part of the answer to {elsewhere}; a partial answer is "
                 "not taken as whole (the part not shown may hold another entry of that name, or a membership)"

@@ -119,7 +119,7 @@ class Lockout:
 
     def _read(self, session: Session, user: str) -> Account:
         attributes = [*self.dialect.attributes(), self.config.holds_attribute, self.config.user_attribute]
-        entry = session.find_user(user, attributes, self.dialect.kind())
+        entry = session.find_user(user, attributes, self.dialect.kind(), self.dialect.accountless(session))
         return Account(user, entry, self.config.holds_attribute, self.dialect.lock_in_force(session, entry))
 
     def _still_locked(self, account: Account) -> Changes:
