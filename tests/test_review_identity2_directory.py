@@ -283,7 +283,7 @@ def test_a_lock_a_person_set_after_lifting_ours_by_hand_survives_our_revert(slap
 def test_verify_on_openldap_does_not_take_a_wrong_probe_password_for_a_locked_account(
     slapd: Slapd, tmp_path: Path
 ) -> None:
-    uid, dn, _ = slapd.add_user("probe")
+    uid, _, _ = slapd.add_user("probe")
     secret = tmp_path / "wrong-password"
     secret.write_text("not-its-password")
     config = settings_for(slapd, probe_accounts={uid: {"password_file": str(secret)}})
