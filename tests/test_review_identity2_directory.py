@@ -8,6 +8,7 @@ one per test session, as in tests/test_identity.py; every test makes its own acc
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import socket
 import threading
@@ -151,6 +152,27 @@ def test_a_temporary_lockout_is_not_taken_for_a_disable(slapd: Slapd) -> None:
     assert not slapd.can_bind(dn, password)
 
     assert revert(config, uid).status is ActionStatus.DONE
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == temporary  # the lockout it replaced, given back (now expired)
+    assert slapd.can_bind(dn, password)
+
+
+def test_a_lock_dated_in_the_future_is_not_a_disable_and_our_revert_puts_it_back(slapd: Slapd) -> None:
+    """slapd ignores a pwdAccountLockedTime still in the future (a person scheduling a lock): the account logs in.
+    Taking it for a person's disable would leave it usable; our revert must give the person's schedule back."""
+    uid, dn, password = slapd.add_user("scheduled")
+    later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).strftime("%Y%m%d%H%M%SZ")
+    slapd.lock_by_hand(dn, later)
+    assert slapd.can_bind(dn, password)  # not yet in effect
+    config = settings_for(slapd)
+    assert not DisableUserAdapter(config).verify(request("identity.disable_user", uid), NOTHING_DONE).ok
+
+    outcome = disable(config, uid)
+    assert outcome.status is ActionStatus.DONE and outcome.evidence["mine"] is True
+    assert later in outcome.detail
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+
+    assert revert(config, uid).status is ActionStatus.DONE
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [later] and slapd.attribute(dn, "description") == []
     assert slapd.can_bind(dn, password)
 
 
