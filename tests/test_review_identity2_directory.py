@@ -22,8 +22,9 @@ import pytest
 from autonomy_controller.actions.adapters.base import ActionOutcome, ActionStatus, AdapterError
 from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter
 from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from autonomy_controller.actions.adapters.nftables.ownership import owner_comment
 from tests.slapd import NOLOCK_POLICY, SUFFIX, Slapd
-from tests.test_identity import disable, request, revert, settings_for, slapd
+from tests.test_identity import KEY, OTHER_KEY, disable, request, revert, settings_for, slapd
 
 pytestmark = pytest.mark.lab
 
@@ -174,6 +175,20 @@ def test_a_lock_dated_in_the_future_is_not_a_disable_and_our_revert_puts_it_back
     assert revert(config, uid).status is ActionStatus.DONE
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [later] and slapd.attribute(dn, "description") == []
     assert slapd.can_bind(dn, password)
+
+
+def test_the_lock_a_disable_replaced_is_kept_across_holders_and_given_back_by_the_last(slapd: Slapd) -> None:
+    uid, dn, password = slapd.add_user("scheduled")
+    later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).strftime("%Y%m%d%H%M%SZ")
+    slapd.lock_by_hand(dn, later)
+    config = settings_for(slapd)
+    disable(config, uid, KEY)
+    assert set(disable(config, uid, OTHER_KEY).evidence["holders"]) == {owner_comment(KEY), owner_comment(OTHER_KEY)}
+
+    assert revert(config, uid, KEY).evidence["left_in_place"] is True
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+    assert revert(config, uid, OTHER_KEY).status is ActionStatus.DONE
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [later]
 
 
 def test_a_lockout_for_good_is_the_directorys_and_our_revert_leaves_it(slapd: Slapd) -> None:

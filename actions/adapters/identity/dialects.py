@@ -6,9 +6,10 @@ which accounts the directory itself says must never be touched.
 
 - openldap-ppolicy: `pwdAccountLockedTime: 000001010000Z` (ppolicy's permanent lock), enforced only under a
   policy with `pwdLockout: TRUE`. Any other value is a time: ppolicy's own lockout after failed binds, which
-  lifts itself after the policy's `pwdLockoutDuration` (when it is not 0), so it is not a disable: a disable
-  replaces it by the permanent lock. Protected groups are read member by member (nested groups followed;
-  posixGroup's memberUid compared with the entry's own uid, case-insensitively).
+  lifts itself after the policy's `pwdLockoutDuration` (when it is not 0), or a time still to come, which slapd
+  ignores until then. Neither is a disable: a disable replaces it by the permanent lock, and the holds value
+  records it so that the last holder's enable gives it back. Protected groups are read member by member
+  (nested groups followed; posixGroup's memberUid compared with the entry's own uid, case-insensitively).
 - active-directory: the ACCOUNTDISABLE bit (0x2) of `userAccountControl`, every other bit kept as read. The
   domain's privileged groups (Administrators, Domain Admins, Schema and Enterprise Admins, found by their
   well-known SIDs, not their names) are always protected, with the configured groups; membership is asked of the
@@ -23,6 +24,7 @@ under our feet; a person flipping the bit by hand in the same instant as our wri
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Protocol
 
 import ldap3
@@ -76,15 +78,18 @@ class LockDialect(Protocol):
         """The lock as read (a value to show and to compare), or None when the account is not disabled."""
         ...
 
-    def lock_in_force(self, session: Session, entry: Entry) -> str | None:
-        """lock_of, but None for a lock the directory lifts by itself (not a disable, nobody's to keep)."""
+    def lasting_lock(self, session: Session, entry: Entry) -> str | None:
+        """lock_of, but None for a lock that is not a disable: one the directory lifts by itself, or one not yet
+        in force (a disable replaces it, and the revert gives it back)."""
         ...
 
     def lock(self, entry: Entry) -> Changes: ...
 
     def still_locked(self, entry: Entry) -> Changes: ...
 
-    def unlock(self, entry: Entry) -> Changes: ...
+    def unlock(self, entry: Entry, restore: str | None) -> Changes:
+        """Lift the lock read, putting back `restore` (the lock a disable replaced) if any."""
+        ...
 
     def refuse_unenforced(self, session: Session, entry: Entry) -> None: ...
 
@@ -112,10 +117,13 @@ class OpenLdapPpolicy:
         values = entry.values(LOCK_ATTRIBUTE)
         return values[0] if values else None
 
-    def lock_in_force(self, session: Session, entry: Entry) -> str | None:
+    def lasting_lock(self, session: Session, entry: Entry) -> str | None:
         lock = self.lock_of(entry)
         if lock is None or lock == LOCKED_FOREVER:
             return lock
+        when = lock_time(lock)
+        if when is not None and when > datetime.now(UTC):
+            return None  # slapd ignores a lock time still to come: the account logs in until then
         policy = self._policy(session, entry)
         duration = policy.values(LOCKOUT_DURATION) if policy is not None else []
         if duration and duration[0].strip() not in ("", "0"):
@@ -134,10 +142,11 @@ class OpenLdapPpolicy:
         assert lock is not None
         return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock]), (ldap3.MODIFY_ADD, [lock])]}
 
-    def unlock(self, entry: Entry) -> Changes:
+    def unlock(self, entry: Entry, restore: str | None) -> Changes:
         lock = self.lock_of(entry)
         assert lock is not None
-        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock])]}
+        given_back = [(ldap3.MODIFY_ADD, [restore])] if restore is not None else []
+        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock]), *given_back]}
 
     def _policy_dn(self, entry: Entry) -> str | None:
         named = entry.values(POLICY_ATTRIBUTE)
@@ -208,7 +217,7 @@ class ActiveDirectory:
         control = self._control(entry)
         return str(control) if control & ACCOUNTDISABLE else None
 
-    def lock_in_force(self, session: Session, entry: Entry) -> str | None:
+    def lasting_lock(self, session: Session, entry: Entry) -> str | None:
         return self.lock_of(entry)  # ACCOUNTDISABLE never lifts itself (AD's lockout is lockoutTime, not this)
 
     def _set(self, entry: Entry, control: int) -> Changes:
@@ -221,8 +230,8 @@ class ActiveDirectory:
     def still_locked(self, entry: Entry) -> Changes:
         return self._set(entry, self._control(entry))
 
-    def unlock(self, entry: Entry) -> Changes:
-        return self._set(entry, self._control(entry) & ~ACCOUNTDISABLE)
+    def unlock(self, entry: Entry, restore: str | None) -> Changes:
+        return self._set(entry, self._control(entry) & ~ACCOUNTDISABLE)  # nothing is ever replaced on AD
 
     def refuse_unenforced(self, session: Session, entry: Entry) -> None:
         """AD enforces ACCOUNTDISABLE for every account: check that the entry is one, and that our holds value
@@ -274,6 +283,15 @@ class ActiveDirectory:
             query = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group)})"
             if session.search(entry.dn, query, ["1.1"], scope=ldap3.BASE):
                 return group
+        return None
+
+
+def lock_time(value: str) -> datetime | None:
+    """A pwdAccountLockedTime as a time (GeneralizedTime, UTC, fractions ignored); None when it is not one
+    (slapd takes such a value, 000001010000Z among them, for a lock for good)."""
+    try:
+        return datetime.strptime(value.split(".")[0].rstrip("Z")[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
         return None
 
 

@@ -70,19 +70,39 @@ class Account:
     def hold_values(self) -> list[str]:
         return [v for v in self.entry.values(self.holds_attribute) if v.startswith(HOLDS_PREFIX)]
 
+    def _holds(self) -> list[tuple[list[str], str | None]]:
+        """Each holds value of ours as (holders, the lock our disable replaced): a list of owner comments, or
+        {"holders": [...], "replaced": "<lock>"} when the disable replaced a lock that was not in force."""
+        parsed: list[tuple[list[str], str | None]] = []
+        for value in self.hold_values:
+            try:
+                held = json.loads(value[len(HOLDS_PREFIX) :])
+            except ValueError:
+                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not ours to parse") from None
+            listed, replaced = (held.get("holders"), held.get("replaced")) if isinstance(held, dict) else (held, None)
+            if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not a list of holders")
+            if replaced is not None and not isinstance(replaced, str):
+                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} names no lock it replaced")
+            parsed.append((listed, replaced))
+        return parsed
+
     @property
     def holders(self) -> list[str]:
         """Owner comments of the incidents holding the lock (several values, e.g. edited by hand, are merged)."""
         found: list[str] = []
-        for value in self.hold_values:
-            try:
-                listed = json.loads(value[len(HOLDS_PREFIX) :])
-            except ValueError:
-                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not ours to parse") from None
-            if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not a list of holders")
+        for listed, _ in self._holds():
             found.extend(item for item in listed if item not in found)
         return found
+
+    @property
+    def replaced(self) -> str | None:
+        """The lock (not in force) our disable replaced, to be given back when the last holder lets go."""
+        replaced = {lock for _, lock in self._holds() if lock is not None}
+        if len(replaced) > 1:
+            several = sorted(replaced)
+            raise AdapterError(f"{self.dn}: our holds name several locks replaced ({several}): which to give back?")
+        return replaced.pop() if replaced else None
 
     def describe_holders(self) -> str:
         return describe(self.holders)
@@ -95,14 +115,16 @@ def describe(holders: list[str]) -> str:
     return "a lock set outside the controller (no holds recorded: a person or another tool)"
 
 
-def holds_change(account: Account, holders: list[str]) -> Changes:
-    """Replace our holds value(s) by one naming `holders` (none: just delete): deleting the exact old text
-    makes the modify fail if another worker changed the holds since we read them."""
+def holds_change(account: Account, holders: list[str], replaced: str | None = None) -> Changes:
+    """Replace our holds value(s) by one naming `holders` and the lock the disable `replaced` (none: just
+    delete): deleting the exact old text makes the modify fail if another worker changed the holds since we read
+    them."""
     operations: list[tuple[str, list[str]]] = []
     if account.hold_values:
         operations.append((ldap3.MODIFY_DELETE, account.hold_values))
     if holders:
-        operations.append((ldap3.MODIFY_ADD, [HOLDS_PREFIX + json.dumps(sorted(holders))]))
+        held: Any = sorted(holders) if replaced is None else {"holders": sorted(holders), "replaced": replaced}
+        operations.append((ldap3.MODIFY_ADD, [HOLDS_PREFIX + json.dumps(held)]))
     return {account.holds_attribute: operations} if operations else {}
 
 
@@ -120,15 +142,16 @@ class Lockout:
     def _read(self, session: Session, user: str) -> Account:
         attributes = [*self.dialect.attributes(), self.config.holds_attribute, self.config.user_attribute]
         entry = session.find_user(user, attributes, self.dialect.kind(), self.dialect.accountless(session))
-        return Account(user, entry, self.config.holds_attribute, self.dialect.lock_in_force(session, entry))
+        return Account(user, entry, self.config.holds_attribute, self.dialect.lasting_lock(session, entry))
 
     def _still_locked(self, account: Account) -> Changes:
         """Assert the lock is the one we read: the modify fails whole if it was lifted meanwhile."""
         return self.dialect.still_locked(account.entry)
 
     def _unlock(self, account: Account) -> Changes:
-        """Lift the lock we read and every hold: fails whole if the holds (or, where checked, the lock) changed."""
-        return {**self.dialect.unlock(account.entry), **holds_change(account, [])}
+        """Lift the lock we read (giving back the one our disable replaced) and every hold: fails whole if the
+        holds (or, where checked, the lock) changed."""
+        return {**self.dialect.unlock(account.entry, account.replaced), **holds_change(account, [])}
 
     def _refuse_protected(self, session: Session, account: Account, verb: str) -> None:
         """Defence in depth: whatever got a plan this far, members of a protected group are not touched."""
@@ -170,10 +193,12 @@ class Lockout:
         mine = owner_comment(idempotency_key)
         holders = account.holders
         if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh
-            changes = {**self.dialect.lock(account.entry), **holds_change(account, [mine])}
+            replaced = self.dialect.lock_of(account.entry)  # a lock not in force (lifting itself, or not yet due)
+            changes = {**self.dialect.lock(account.entry), **holds_change(account, [mine], replaced)}
             session.modify(account.dn, changes, f"disable {account.dn}")
-            lifting = self.dialect.lock_of(account.entry)  # a lock that would have lifted itself, now replaced
-            what = f"disabled {account.name}" + (f" (it had a lock lifting itself: {lifting})" if lifting else "")
+            what = f"disabled {account.name}"
+            if replaced is not None:
+                what += f" (replacing a lock not in force, {replaced}, given back when the last holder lets go)"
             return self._disabled(account, ActionStatus.DONE, what, [mine], mine=True)
         if mine in holders:
             return self._disabled(
@@ -189,7 +214,8 @@ class Lockout:
                 mine=False,
             )
         # another incident holds it: join, so that the lock stays until the last holder lets go
-        session.modify(account.dn, {**self._still_locked(account), **holds_change(account, [*holders, mine])}, "join")
+        joined = holds_change(account, [*holders, mine], account.replaced)
+        session.modify(account.dn, {**self._still_locked(account), **joined}, "join")
         return self._disabled(
             account,
             ActionStatus.ALREADY_DONE,
@@ -225,7 +251,8 @@ class Lockout:
         holders = account.holders
         if account.lock is None:
             if undo is not None and undo.comment in holders:  # a stale hold of ours: tidy it away
-                session.modify(account.dn, holds_change(account, [h for h in holders if h != undo.comment]), "tidy")
+                tidied = holds_change(account, [h for h in holders if h != undo.comment], account.replaced)
+                session.modify(account.dn, tidied, "tidy")
             return ActionOutcome(
                 status=ActionStatus.ALREADY_DONE,
                 detail=f"{account.name} ({account.dn}) is not disabled: nothing to enable",
@@ -239,7 +266,8 @@ class Lockout:
             return self._left_in_place(account, undo, holders, let_go=False)
         others = [holder for holder in holders if holder != undo.comment]
         if others:
-            session.modify(account.dn, {**self._still_locked(account), **holds_change(account, others)}, "let go")
+            let_go = holds_change(account, others, account.replaced)
+            session.modify(account.dn, {**self._still_locked(account), **let_go}, "let go")
             return self._left_in_place(account, undo, others, let_go=True)
         session.modify(account.dn, self._unlock(account), f"enable {account.dn}")
         return self._enabled(account, f"enabled {account.name} again ({undo.purpose} of {undo.comment!r})")
