@@ -13,8 +13,8 @@ which accounts the directory itself says must never be touched.
 - active-directory: the ACCOUNTDISABLE bit (0x2) of `userAccountControl`, every other bit kept as read. The
   domain's privileged groups (Administrators, Domain Admins, Schema and Enterprise Admins, found by their
   well-known SIDs, not their names) are always protected, with the configured groups; membership is asked of the
-  directory with LDAP_MATCHING_RULE_IN_CHAIN (nested groups, resolved by the DC) and by primaryGroupID (a
-  primary group is not in the group's `member`).
+  directory with LDAP_MATCHING_RULE_IN_CHAIN (nested groups, resolved by the DC), for the account and for its
+  primary group (found by SID from primaryGroupID: a primary group is not in the group's `member`).
 
 Every change is phrased as delete-the-value-read + add-the-new-one, so OpenLDAP refuses a decision taken on a
 stale read. Samba's AD DC treats any userAccountControl change as a replace (it does not refuse a delete of a
@@ -246,19 +246,22 @@ class ActiveDirectory:
                 "multi-valued attribute the organisation does not use (e.g. carLicense)"
             )
 
-    def privileged_groups(self, session: Session) -> list[str]:
-        """The domain's privileged groups, found by well-known SID under the server's default naming context."""
+    def _domain(self, session: Session) -> tuple[str, str]:
+        """The domain's naming context (the server's defaultNamingContext) and its SID."""
         root = self._root(session)
         context = root.values("defaultNamingContext") if root is not None else []
         raw = session.binary(context[0], "objectSid") if context else None
         if raw is None:
             raise AdapterError(f"{self.config.url} did not say its domain and SID: refusing to touch any account")
-        domain_sid = format_sid(raw)
+        return context[0], format_sid(raw)
+
+    def privileged_groups(self, session: Session, context: str, domain_sid: str) -> list[str]:
+        """The domain's privileged groups, found by well-known SID under the domain's naming context."""
         sids = {f"{domain_sid}-{rid}": name for rid, name in PRIVILEGED_RIDS.items()}
         sids[ADMINISTRATORS_SID] = "Administrators"
         query = "(|" + "".join(f"(objectSid={sid})" for sid in sids) + ")"
         query = f"(&(objectClass=group){query})"
-        found = session.search(context[0], query, ["objectSid", "cn"], accountless=self.accountless(session))
+        found = session.search(context, query, ["objectSid", "cn"], accountless=self.accountless(session))
         names = {entry.values("cn")[0] if entry.values("cn") else "" for entry in found}
         missing = [name for name in REQUIRED if name not in names]
         if missing:
@@ -268,21 +271,39 @@ class ActiveDirectory:
             )
         return [entry.dn for entry in found]
 
+    def _primary_group(self, session: Session, entry: Entry, context: str, domain_sid: str) -> str | None:
+        """The DN of the account's primary group (its SID: the domain's + primaryGroupID), None without one. Its
+        membership is in no group's `member`, so the chain rule never sees it: it is asked about apart."""
+        values = entry.values("primaryGroupID")
+        if not values:
+            return None
+        sid = f"{domain_sid}-{values[0]}" if values[0].isdigit() else None
+        query = f"(&(objectClass=group)(objectSid={sid}))"
+        found = session.search(context, query, ["1.1"], accountless=self.accountless(session)) if sid else []
+        if len(found) != 1:
+            raise AdapterError(
+                f"the primary group ({values[0]}) of {entry.dn} cannot be found in {self.config.url}: refusing to "
+                "touch the account (its memberships cannot all be checked)"
+            )
+        return found[0].dn
+
     def protecting_group(self, session: Session, entry: Entry) -> str | None:
-        primary = entry.values("primaryGroupID")
-        for group in [*self.privileged_groups(session), *self.config.protected_groups]:
-            read = session.read(group, ["primaryGroupToken"])
-            if read is None:
+        context, domain_sid = self._domain(session)
+        primary = self._primary_group(session, entry, context, domain_sid)
+        for group in [*self.privileged_groups(session, context, domain_sid), *self.config.protected_groups]:
+            if session.read(group, ["1.1"]) is None:
                 raise AdapterError(
                     f"protected group {group} does not exist in {self.config.url}: refusing to touch any account "
                     "until the enforcement file names groups that do (a missing deny-list must not mean nobody is "
                     "protected)"
                 )
-            if primary and primary == read.values("primaryGroupToken"):
+            chain = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group)})"
+            if session.search(entry.dn, chain, ["1.1"], scope=ldap3.BASE):
                 return group
-            query = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group)})"
-            if session.search(entry.dn, query, ["1.1"], scope=ldap3.BASE):
-                return group
+            if primary is not None and (
+                dn_key(primary) == dn_key(group) or session.search(primary, chain, ["1.1"], scope=ldap3.BASE)
+            ):
+                return group  # through the primary group: the group itself, or one nested in it
         return None
 
 
