@@ -23,7 +23,9 @@ from autonomy_controller.actions.adapters.base import ActionOutcome, ActionStatu
 from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter
 from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
 from autonomy_controller.actions.adapters.nftables.ownership import owner_comment
-from tests.slapd import NOLOCK_POLICY, SUFFIX, Slapd
+from autonomy_controller.controller.lab.login import Counts
+from autonomy_controller.controller.lab.login import Directory as LoginDirectory
+from tests.slapd import NOLOCK_POLICY, PEOPLE, SUFFIX, Slapd
 from tests.test_identity import KEY, OTHER_KEY, disable, request, revert, settings_for, slapd
 
 pytestmark = pytest.mark.lab
@@ -327,3 +329,20 @@ def test_verify_on_openldap_does_not_take_a_wrong_probe_password_for_a_locked_ac
     outcome = disable(config, uid)
     verdict = DisableUserAdapter(config).verify(request("identity.disable_user", uid), outcome)
     assert not verdict.ok
+
+
+# -- the lab's login service: whose failures count ------------------------------------------------------------
+
+
+def test_the_login_services_failures_against_an_account_count_whatever_the_spelling(slapd: Slapd) -> None:
+    """slapd binds `uid=ADMIN` as `uid=admin`: guessing under a new spelling each time must not reset the account's
+    failures, or the success is logged with none before it and the "guessing succeeded" alert never comes."""
+    uid, _, password = slapd.add_user("victim")
+    directory = LoginDirectory(slapd.url, PEOPLE)
+    counts = Counts()
+    spellings = [uid, uid.upper(), uid.title()]
+    for n, typed in enumerate(spellings):
+        assert directory.check(typed, "not-the-password") is False
+        counts.record("198.51.100.66", typed, False, float(n))
+    assert directory.check(uid.swapcase(), password) is True  # the directory takes any case: the same account
+    assert counts.record("198.51.100.66", uid.swapcase(), True, 10.0) == (0, len(spellings))
