@@ -25,7 +25,7 @@ from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUT
 from autonomy_controller.actions.adapters.nftables.ownership import owner_comment
 from autonomy_controller.controller.lab.login import Counts
 from autonomy_controller.controller.lab.login import Directory as LoginDirectory
-from tests.slapd import NOLOCK_POLICY, PEOPLE, SUFFIX, Slapd
+from tests.slapd import NOLOCK_POLICY, PEOPLE, SERVICE_DN, SUFFIX, Slapd
 from tests.test_identity import KEY, OTHER_KEY, disable, request, revert, settings_for, slapd
 
 pytestmark = pytest.mark.lab
@@ -118,6 +118,28 @@ def test_a_name_with_filter_or_dn_syntax_is_refused_before_the_directory_is_aske
     with pytest.raises(AdapterError, match="user"):
         disable(settings_for(slapd), name)
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == []
+
+
+def test_a_name_two_accounts_share_is_refused_when_the_directory_answers_only_one_entry(tmp_path: Path) -> None:
+    """A directory whose size limit for our service account is 1 stops after the first match (sizeLimitExceeded):
+    one entry seen is not "exactly one"; the first must never be taken."""
+    server = Slapd(tmp_path / "limited")
+    try:
+        server.start()
+        server.stop()
+        conf = server.root / "slapd.conf"
+        conf.write_text(conf.read_text() + f'limits dn.exact="{SERVICE_DN}" size=1\n')
+        server.launch()
+        uid, dns = f"dup-{secrets.token_hex(3)}", []
+        for ou in ("east", "west"):
+            add_entry(server, f"ou={ou},{PEOPLE}", ["organizationalUnit"], {"ou": ou})
+            dns.append(f"uid={uid},ou={ou},{PEOPLE}")
+            add_entry(server, dns[-1], ["inetOrgPerson"], {"cn": uid, "sn": uid, "uid": uid, "userPassword": "x"})
+        with pytest.raises(AdapterError, match="size limit"):
+            disable(settings_for(server), uid)
+        assert all(server.attribute(dn, LOCK_ATTRIBUTE) == [] for dn in dns)
+    finally:
+        server.delete()
 
 
 def test_the_probe_account_is_found_whatever_the_case_of_the_alerts_name(slapd: Slapd, tmp_path: Path) -> None:
