@@ -201,6 +201,11 @@ class Session:
             self._check(ok, f"the search for {config.user_attribute}={name}")
         what = f"the search for {config.user_attribute}={name}"
         found = [self._entry(item) for item in self._answer(what, accountless)]
+        if len(found) < 2 and result.get("description") == "sizeLimitExceeded":  # the server's own limit, not ours
+            raise AdapterError(
+                f"the directory {self.url} stopped the search for {config.user_attribute}={name} at its size limit "
+                f"after {len(found)} entry(ies): whether the name is one account's cannot be told, nothing done"
+            )
         if not found:
             raise AdapterError(f"no account with {config.user_attribute}={name} under {config.users_base}")
         if len(found) > 1:
