@@ -21,7 +21,7 @@ import pytest
 
 from autonomy_controller.actions.adapters.base import ActionOutcome, ActionStatus, AdapterError
 from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter
-from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from autonomy_controller.actions.adapters.identity.dialects import HOLDS_PREFIX, LOCK_ATTRIBUTE, LOCKED_FOREVER
 from autonomy_controller.actions.adapters.nftables.ownership import owner_comment
 from autonomy_controller.controller.lab.login import Counts
 from autonomy_controller.controller.lab.login import Directory as LoginDirectory
@@ -213,6 +213,22 @@ def test_the_lock_a_disable_replaced_is_kept_across_holders_and_given_back_by_th
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
     assert revert(config, uid, OTHER_KEY).status is ActionStatus.DONE
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [later]
+
+
+@pytest.mark.parametrize("planted", ["not json", "[1, 2]", '{"holders": "x"}'])
+def test_a_holds_value_planted_on_an_enabled_account_does_not_stop_its_disable(slapd: Slapd, planted: str) -> None:
+    """Where accounts may write their own description, the attacker holding one can plant a malformed holds
+    value before we act: an enabled account's holds are void (whoever enabled it ended them), so they are
+    replaced, never parsed into a refusal that leaves the account usable."""
+    uid, dn, password = slapd.add_user("planted")
+    connection = slapd.admin()
+    assert connection.modify(dn, {"description": [(ldap3.MODIFY_ADD, [HOLDS_PREFIX + planted])]}), connection.result
+    connection.unbind()
+    config = settings_for(slapd)
+
+    assert disable(config, uid).status is ActionStatus.DONE
+    assert slapd.attribute(dn, "description") == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+    assert not slapd.can_bind(dn, password)
 
 
 def test_a_lockout_for_good_is_the_directorys_and_our_revert_leaves_it(slapd: Slapd) -> None:
