@@ -191,8 +191,7 @@ class Lockout:
 
     def _disable(self, session: Session, account: Account, idempotency_key: str) -> ActionOutcome:
         mine = owner_comment(idempotency_key)
-        holders = account.holders
-        if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh
+        if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh, unread
             replaced = self.dialect.lock_of(account.entry)  # a lock not in force (lifting itself, or not yet due)
             changes = {**self.dialect.lock(account.entry), **holds_change(account, [mine], replaced)}
             session.modify(account.dn, changes, f"disable {account.dn}")
@@ -200,6 +199,7 @@ class Lockout:
             if replaced is not None:
                 what += f" (replacing a lock not in force, {replaced}, given back when the last holder lets go)"
             return self._disabled(account, ActionStatus.DONE, what, [mine], mine=True)
+        holders = account.holders
         if mine in holders:
             return self._disabled(
                 account, ActionStatus.ALREADY_DONE, f"{account.name} is already disabled by this key", holders, True
