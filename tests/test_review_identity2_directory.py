@@ -353,9 +353,9 @@ def test_a_lock_a_person_set_after_lifting_ours_by_hand_survives_our_revert(slap
 
 @pytest.mark.xfail(
     strict=True,
-    reason="decision needed: slapd's bind refusal of a locked account is the same invalidCredentials as a wrong "
-    "password (and its ppolicy response control names no error unless ppolicy_use_lockout is set), so on OpenLDAP "
-    "a probe account configured with a wrong password makes the bind test pass whatever the lock does",
+    reason="decision needed: slapd refuses a locked account's bind with the same invalidCredentials as a wrong "
+    "password (its ppolicy response control names no error, and with ppolicy_use_lockout names accountLocked for a "
+    "wrong password too), so on OpenLDAP a probe account configured with a wrong password passes the bind test",
 )
 def test_verify_on_openldap_does_not_take_a_wrong_probe_password_for_a_locked_account(
     slapd: Slapd, tmp_path: Path
