@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import ldap3
@@ -120,16 +121,38 @@ def test_a_name_with_filter_or_dn_syntax_is_refused_before_the_directory_is_aske
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == []
 
 
+@contextmanager
+def own_slapd(tmp_path: Path) -> Iterator[Slapd]:
+    server = Slapd(tmp_path / "own")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.delete()
+
+
+def reconfigure(server: Slapd, directive: str) -> None:
+    """Restart `server` with one more directive in its database section."""
+    server.stop()
+    conf = server.root / "slapd.conf"
+    conf.write_text(conf.read_text() + directive + "\n")
+    server.launch()
+
+
+def test_a_read_only_directory_fails_closed_naming_why(tmp_path: Path) -> None:
+    with own_slapd(tmp_path) as server:
+        uid, dn, password = server.add_user()
+        reconfigure(server, "readonly on")
+        with pytest.raises(AdapterError, match="unwillingToPerform"):
+            disable(settings_for(server), uid)
+        assert server.attribute(dn, LOCK_ATTRIBUTE) == [] and server.can_bind(dn, password)
+
+
 def test_a_name_two_accounts_share_is_refused_when_the_directory_answers_only_one_entry(tmp_path: Path) -> None:
     """A directory whose size limit for our service account is 1 stops after the first match (sizeLimitExceeded):
     one entry seen is not "exactly one"; the first must never be taken."""
-    server = Slapd(tmp_path / "limited")
-    try:
-        server.start()
-        server.stop()
-        conf = server.root / "slapd.conf"
-        conf.write_text(conf.read_text() + f'limits dn.exact="{SERVICE_DN}" size=1\n')
-        server.launch()
+    with own_slapd(tmp_path) as server:
+        reconfigure(server, f'limits dn.exact="{SERVICE_DN}" size=1')
         uid, dns = f"dup-{secrets.token_hex(3)}", []
         for ou in ("east", "west"):
             add_entry(server, f"ou={ou},{PEOPLE}", ["organizationalUnit"], {"ou": ou})
@@ -138,8 +161,6 @@ def test_a_name_two_accounts_share_is_refused_when_the_directory_answers_only_on
         with pytest.raises(AdapterError, match="size limit"):
             disable(settings_for(server), uid)
         assert all(server.attribute(dn, LOCK_ATTRIBUTE) == [] for dn in dns)
-    finally:
-        server.delete()
 
 
 def test_the_probe_account_is_found_whatever_the_case_of_the_alerts_name(slapd: Slapd, tmp_path: Path) -> None:
@@ -244,6 +265,52 @@ def test_a_lockout_for_good_is_the_directorys_and_our_revert_leaves_it(slapd: Sl
     undone = revert(config, uid)
     assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == lock and not slapd.can_bind(dn, password)
+
+
+def test_an_account_renamed_while_disabled_is_not_confused_with_the_one_now_named_so(slapd: Slapd) -> None:
+    """Renamed while disabled, and a new account given the old name (a person's, already locked by them): our
+    revert finds the new account, which carries no hold of ours, and leaves it; the renamed one stays locked."""
+    uid, dn, password = slapd.add_user("renamed")
+    config = settings_for(slapd)
+    disable(config, uid)
+    new_uid = f"{uid}-old"
+    connection = slapd.admin()
+    assert connection.modify_dn(dn, f"uid={new_uid}", delete_old_dn=True), connection.result
+    connection.unbind()
+    moved = f"uid={new_uid},{PEOPLE}"
+    _, successor, successor_password = slapd.add_user(uid=uid)
+    slapd.lock_by_hand(successor)
+
+    undone = revert(config, uid)
+
+    assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True
+    assert slapd.attribute(successor, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+    assert not slapd.can_bind(successor, successor_password) and not slapd.can_bind(moved, password)
+
+
+def test_an_account_moved_to_another_ou_while_disabled_is_still_reverted(slapd: Slapd) -> None:
+    uid, dn, password = slapd.add_user("moved")
+    config = settings_for(slapd)
+    disable(config, uid)
+    ou = f"ou=moved-{secrets.token_hex(3)},{PEOPLE}"
+    add_entry(slapd, ou, ["organizationalUnit"], {"ou": ou.split(",")[0][3:]})
+    connection = slapd.admin()
+    assert connection.modify_dn(dn, f"uid={uid}", new_superior=ou), connection.result
+    connection.unbind()
+
+    assert revert(config, uid).status is ActionStatus.DONE
+    assert slapd.can_bind(f"uid={uid},{ou}", password)
+
+
+def test_an_account_deleted_while_disabled_fails_the_revert_naming_it(slapd: Slapd) -> None:
+    uid, dn, _ = slapd.add_user("deleted")
+    config = settings_for(slapd)
+    disable(config, uid)
+    connection = slapd.admin()
+    assert connection.delete(dn), connection.result
+    connection.unbind()
+    with pytest.raises(AdapterError, match=f"no account with uid={uid}"):
+        revert(config, uid)
 
 
 def test_verify_does_not_pass_a_lock_the_accounts_policy_ignores(slapd: Slapd) -> None:
