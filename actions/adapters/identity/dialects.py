@@ -261,7 +261,9 @@ class ActiveDirectory:
         sids[ADMINISTRATORS_SID] = "Administrators"
         query = "(|" + "".join(f"(objectSid={sid})" for sid in sids) + ")"
         query = f"(&(objectClass=group){query})"
-        found = session.search(context, query, ["objectSid", "cn"], accountless=self.accountless(session))
+        # groups with this domain's SIDs live in its own naming context: references under it (other partitions,
+        # child domains) cannot hold them, so they are left out
+        found = session.search(context, query, ["objectSid", "cn"], harmless=[context])
         names = {entry.values("cn")[0] if entry.values("cn") else "" for entry in found}
         missing = [name for name in REQUIRED if name not in names]
         if missing:
@@ -279,7 +281,7 @@ class ActiveDirectory:
             return None
         sid = f"{domain_sid}-{values[0]}" if values[0].isdigit() else None
         query = f"(&(objectClass=group)(objectSid={sid}))"
-        found = session.search(context, query, ["1.1"], accountless=self.accountless(session)) if sid else []
+        found = session.search(context, query, ["1.1"], harmless=[context]) if sid else []
         if len(found) != 1:
             raise AdapterError(
                 f"the primary group ({values[0]}) of {entry.dn} cannot be found in {self.config.url}: refusing to "

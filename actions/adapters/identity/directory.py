@@ -184,7 +184,7 @@ class Session:
     def find_user(self, name: str, attributes: list[str], kind: str = "", accountless: Collection[str] = ()) -> Entry:
         """The one entry under users_base whose user attribute equals `name` (and that matches the filter `kind`,
         e.g. AD's person objects); none or several is an error, and so is an answer referring part of users_base
-        elsewhere, except into the naming contexts `accountless` (which hold no accounts)."""
+        elsewhere, except into the naming contexts `accountless` (which hold no accounts: see _answer)."""
         config = self.directory.config
         query = f"({config.user_attribute}={escape_filter_chars(name)})"
         query = f"(&{kind}{query})" if kind else query
@@ -241,28 +241,29 @@ class Session:
         query: str,
         attributes: list[str],
         scope: str = ldap3.SUBTREE,
-        accountless: Collection[str] = (),
+        harmless: Collection[str] = (),
     ) -> list[Entry]:
         """The entries `query` finds (none when `base` itself does not exist); values are text. References into
-        the naming contexts `accountless` are left out; any other reference fails the search (see _answer)."""
-        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope, accountless)]
+        the subtrees `harmless` (which cannot hold what is asked) are left out; any other fails the search."""
+        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope, harmless)]
 
     def _search_raw(
-        self, base: str, query: str, attributes: list[str], scope: str, accountless: Collection[str] = ()
+        self, base: str, query: str, attributes: list[str], scope: str, harmless: Collection[str] = ()
     ) -> list[dict[str, Any]]:
         what = f"the search for {query} under {base or 'the root DSE'}"
         ok = self._run(lambda: self.connection.search(base, query, search_scope=scope, attributes=attributes), what)
         if not ok and (self.connection.result or {}).get("description") not in ("success", "noSuchObject"):
             self._check(ok, what)
-        return self._answer(what, accountless)
+        return self._answer(what, harmless)
 
-    def _answer(self, what: str, accountless: Collection[str] = ()) -> list[dict[str, Any]]:
+    def _answer(self, what: str, harmless: Collection[str] = ()) -> list[dict[str, Any]]:
         """The entries of the last search; one that refers part of its scope to another server is not whole,
-        unless the part is inside a naming context that holds no accounts (AD's Configuration, Schema, DNS)."""
+        unless the part is inside one of the subtrees `harmless`, which cannot hold what is asked (for an account:
+        AD's Configuration, Schema and DNS partitions)."""
         response = self.connection.response or []
         uris = [uri for item in response if item.get("type") == "searchResRef" for uri in item.get("uri") or []]
-        harmless = [dn_key(context) for context in accountless]
-        elsewhere = [uri for uri in uris if not any(_within(_referred_dn(uri), context) for context in harmless)]
+        subtrees = [dn_key(dn) for dn in harmless]
+        elsewhere = [uri for uri in uris if not any(_within(_referred_dn(uri), tree) for tree in subtrees)]
         if elsewhere:
             raise AdapterError(
                 f"{what} on {self.url}: the directory refers part of the answer to {elsewhere}; a partial answer is "
