@@ -163,6 +163,20 @@ def test_a_name_two_accounts_share_is_refused_when_the_directory_answers_only_on
         assert all(server.attribute(dn, LOCK_ATTRIBUTE) == [] for dn in dns)
 
 
+def test_a_member_nested_deeper_than_the_adapter_follows_is_refused_not_disabled(slapd: Slapd) -> None:
+    """Group nesting past the depth the adapter follows must not read as "not a member": it cannot tell, so it
+    refuses (a deny-list cut short protects nobody below the cut)."""
+    uid, dn, password = slapd.add_user("deep")
+    inner = dn
+    for level in range(12):  # protected -> g11 -> ... -> g0 -> the account
+        group = f"cn=deep-{secrets.token_hex(3)}-{level},{GROUPS}"
+        slapd.add_group(group, [inner])
+        inner = group
+    with pytest.raises(AdapterError, match=inner):
+        disable(settings_for(slapd, protected_groups=[inner]), uid)
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
+
+
 def test_the_probe_account_is_found_whatever_the_case_of_the_alerts_name(slapd: Slapd, tmp_path: Path) -> None:
     """verify's bind test must not be skipped because the alert spelt the account in capitals."""
     uid, _, password = slapd.add_user("probe")
