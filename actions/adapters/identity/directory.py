@@ -294,16 +294,27 @@ class Session:
         fails closed. uids are compared case-insensitively: a protected `Admin` also covers `admin`."""
         folded = {uid.casefold() for uid in uids}
         for group in self.directory.config.protected_groups:
-            if self._member_of(group, dn_key(dn), folded, depth=0, seen=set()):
+            if self._member_of(group, dn_key(dn), folded, depth=0, seen=set(), protected=group):
                 return group
         return None
 
     def _member_of(
-        self, group: str, dn: tuple[tuple[str, str], ...], uids: set[str], depth: int, seen: set[tuple[Any, ...]]
+        self,
+        group: str,
+        dn: tuple[tuple[str, str], ...],
+        uids: set[str],
+        depth: int,
+        seen: set[tuple[Any, ...]],
+        protected: str,
     ) -> bool:
         key = dn_key(group)
-        if key in seen or depth > MAX_GROUP_DEPTH:
+        if key in seen:  # a cycle: already asked
             return False
+        if depth > MAX_GROUP_DEPTH:  # a deny-list cut short protects nobody below the cut: cannot tell, refuse
+            raise AdapterError(
+                f"protected group {protected} nests groups more than {MAX_GROUP_DEPTH} deep (down to {group}): "
+                "whether the account is a member cannot be told, so it is not touched"
+            )
         seen.add(key)
         entry = self.read(group, list(GROUP_MEMBER_ATTRIBUTES))
         if entry is None:
@@ -319,4 +330,4 @@ class Session:
         if uids & {member.casefold() for member in entry.values("memberUid")}:
             return True
         # nested groups: a member that is itself a group (a user entry read here has no member attributes)
-        return any(self._member_of(member, dn, uids, depth + 1, seen) for member in members)
+        return any(self._member_of(member, dn, uids, depth + 1, seen, protected) for member in members)
