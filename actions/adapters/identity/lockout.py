@@ -3,7 +3,8 @@
 An account is disabled when the dialect says so: OpenLDAP's `pwdAccountLockedTime: 000001010000Z` (ppolicy's
 permanent lock) under a policy with `pwdLockout: TRUE`, or Active Directory's userAccountControl ACCOUNTDISABLE
 bit. The incidents holding the lock are recorded on the entry
-itself, in one value of the configured holds attribute (`autonomy-holds: ["<owner comment>", ...]`, owner
+itself, in one value of the configured holds attribute (`autonomy-holds: ["<owner comment>", ...]`, or an
+object that also names the lock not in force a disable replaced, to be given back; owner
 comments as nftables uses them), so any worker and any operator reading the entry sees who holds it.
 
 The ownership rule, as for the blocklist: a lock with no holds value was set by a person (or another tool) and
