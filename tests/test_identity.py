@@ -45,7 +45,7 @@ from autonomy_controller.actions.adapters.identity.dialects import (
     LOCKED_FOREVER,
     ActiveDirectory,
 )
-from autonomy_controller.actions.adapters.identity.directory import DirectoryConflict
+from autonomy_controller.actions.adapters.identity.directory import DirectoryConflict, Entry
 from autonomy_controller.actions.adapters.identity.lockout import Lockout
 from autonomy_controller.actions.adapters.nftables.adapters import MisconfiguredAdapter
 from autonomy_controller.actions.adapters.nftables.config import load_enforcement
@@ -605,8 +605,8 @@ def test_an_account_whose_primary_group_is_domain_admins_is_refused(dc: Under) -
     dc.samba.add_member(ad.DOMAIN_ADMINS, dn)
     dc.samba.set_primary_group(dn, 512)
     assert dn not in dc.samba.attribute(ad.DOMAIN_ADMINS, "member")  # AD keeps the primary group out of `member`
-    with pytest.raises(AdapterError, match="protected group CN=Domain Admins"):
-        disable(dc.settings(protected_groups=[]), uid)
+    with pytest.raises(AdapterError, match=r"protected group CN=(Domain Admins|Administrators),"):
+        disable(dc.settings(protected_groups=[]), uid)  # Domain Admins is nested in Administrators: either names it
     assert not dc.locked(dn) and dc.can_bind(dn, password)
 
 
@@ -649,8 +649,9 @@ def test_verify_on_ad_does_not_take_a_wrong_probe_password_for_a_disabled_accoun
 def test_a_directory_that_does_not_name_its_domain_protects_by_refusing_everyone(slapd: Slapd) -> None:
     """The AD dialect pointed at a directory without a domain SID (here slapd) cannot find Domain Admins."""
     config = settings_for(slapd)
+    _, dn, _ = slapd.add_user()
     with Lockout(config).directory.session() as session, pytest.raises(AdapterError, match="refusing to touch"):
-        ActiveDirectory(config).privileged_groups(session)
+        ActiveDirectory(config).protecting_group(session, Entry(dn, {}))
 
 
 def test_an_ad_account_with_a_description_of_its_own_is_not_disabled_and_the_error_says_why(dc: Under) -> None:
@@ -686,3 +687,46 @@ def test_the_active_directory_example_enforcement_file_is_valid() -> None:
     loaded = load_enforcement(REPO_ROOT / "examples" / "enforcement" / "identity-ad.yaml")
     assert loaded is not None and loaded.identity is not None and loaded.identity.tls
     assert loaded.identity.dialect == "active-directory"
+
+
+# -- second adversarial review, AD's side (the slapd side: tests/test_review_identity2_directory.py) ------------
+# Here and not in a module of its own: Samba's DC is one per test session and its namespace one per process.
+
+
+@pytest.mark.parametrize("spelling", [str.upper, str.title], ids=["upper", "title"])
+def test_a_domain_admin_named_in_another_case_is_still_refused(dc: Under, spelling: object) -> None:
+    """sAMAccountName matches case-insensitively: the spelling the alert carries must not reach the deny-list."""
+    assert callable(spelling)
+    uid, dn, password = dc.add_user("admin")
+    dc.samba.add_member(ad.DOMAIN_ADMINS, dn)
+    with pytest.raises(AdapterError, match="protected group"):
+        disable(dc.settings(protected_groups=[]), spelling(uid))
+    assert not dc.locked(dn) and dc.can_bind(dn, password)
+
+
+def test_a_groups_name_is_not_an_account(dc: Under) -> None:
+    """Groups have a sAMAccountName too: naming one must never touch it (nor anything else)."""
+    with pytest.raises(AdapterError, match="no account"):
+        disable(dc.settings(), "tier0")
+
+
+def test_accounts_are_found_with_the_domain_root_as_users_base(dc: Under) -> None:
+    """A common layout: users_base is the domain itself (users in several OUs). AD refers the other naming
+    contexts under it (Configuration, DNS zones); they hold no accounts, so the search is still whole for us."""
+    uid, dn, password = dc.add_user("root")
+    config = dc.settings(users_base=ad.BASE)
+    assert disable(config, uid).status is ActionStatus.DONE
+    assert dc.locked(dn) and not dc.can_bind(dn, password)
+    assert revert(config, uid).status is ActionStatus.DONE
+    assert dc.can_bind(dn, password)
+
+
+def test_an_account_whose_primary_group_is_nested_in_a_protected_group_is_refused(dc: Under) -> None:
+    """The chain rule follows `member`, and a primary group is not in it: a primary group nested in a protected
+    group (tier0-dbas in tier0) must protect the account as a direct primary group does."""
+    uid, dn, password = dc.add_user("primary")
+    dc.samba.add_member(ad.TIER0_NESTED, dn)
+    dc.samba.set_primary_group(dn, int(dc.samba.attribute(ad.TIER0_NESTED, "primaryGroupToken")[0]))
+    with pytest.raises(AdapterError, match=f"protected group {ad.TIER0}"):
+        disable(dc.settings(), uid)
+    assert not dc.locked(dn) and dc.can_bind(dn, password)

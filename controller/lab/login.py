@@ -60,17 +60,19 @@ class Counts:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, src: str, user: str, ok: bool | None, now: float) -> tuple[int, int]:
-        """(source failures in a row including this attempt, failures against `user` before this attempt)."""
+        """(source failures in a row including this attempt, failures against `user` before this attempt). The
+        account is `user` as the directory matches it (uid: case-insensitively), so `ADMIN` counts for `admin`."""
+        pair = (src, user.casefold())
         with self.lock:
-            for series in (self.source[src], self.pair[(src, user)]):
+            for series in (self.source[src], self.pair[pair]):
                 series[:] = [t for t in series if now - t < WINDOW_SECONDS]
-            before = len(self.pair[(src, user)])
+            before = len(self.pair[pair])
             if ok is False:
                 self.source[src].append(now)
-                self.pair[(src, user)].append(now)
+                self.pair[pair].append(now)
             elif ok is True:
                 self.source[src].clear()
-                self.pair[(src, user)].clear()
+                self.pair[pair].clear()
             return len(self.source[src]), before
 
 

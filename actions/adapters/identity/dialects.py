@@ -5,12 +5,16 @@ attributes to read, whether the entry is disabled, the modify that disables, kee
 which accounts the directory itself says must never be touched.
 
 - openldap-ppolicy: `pwdAccountLockedTime: 000001010000Z` (ppolicy's permanent lock), enforced only under a
-  policy with `pwdLockout: TRUE`; protected groups are read member by member (nested groups followed).
+  policy with `pwdLockout: TRUE`. Any other value is a time: ppolicy's own lockout after failed binds, which
+  lifts itself after the policy's `pwdLockoutDuration` (when it is not 0), or a time still to come, which slapd
+  ignores until then. Neither is a disable: a disable replaces it by the permanent lock, and the holds value
+  records it so that the last holder's enable gives it back. Protected groups are read member by member
+  (nested groups followed; posixGroup's memberUid compared with the entry's own uid, case-insensitively).
 - active-directory: the ACCOUNTDISABLE bit (0x2) of `userAccountControl`, every other bit kept as read. The
   domain's privileged groups (Administrators, Domain Admins, Schema and Enterprise Admins, found by their
   well-known SIDs, not their names) are always protected, with the configured groups; membership is asked of the
-  directory with LDAP_MATCHING_RULE_IN_CHAIN (nested groups, resolved by the DC) and by primaryGroupID (a
-  primary group is not in the group's `member`).
+  directory with LDAP_MATCHING_RULE_IN_CHAIN (nested groups, resolved by the DC), for the account and for its
+  primary group (found by SID from primaryGroupID: a primary group is not in the group's `member`).
 
 Every change is phrased as delete-the-value-read + add-the-new-one, so OpenLDAP refuses a decision taken on a
 stale read. Samba's AD DC treats any userAccountControl change as a replace (it does not refuse a delete of a
@@ -20,6 +24,7 @@ under our feet; a person flipping the bit by hand in the same instant as our wri
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Protocol
 
 import ldap3
@@ -28,7 +33,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from autonomy_controller.actions.adapters.base import AdapterError
 from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
-from autonomy_controller.actions.adapters.identity.directory import Entry, Session
+from autonomy_controller.actions.adapters.identity.directory import Entry, Session, dn_key
 
 Changes = dict[str, list[tuple[str, list[str]]]]
 HOLDS_PREFIX = "autonomy-holds: "
@@ -37,6 +42,8 @@ HOLDS_PREFIX = "autonomy-holds: "
 LOCK_ATTRIBUTE = "pwdAccountLockedTime"
 LOCKED_FOREVER = "000001010000Z"
 POLICY_ATTRIBUTE = "pwdPolicySubentry"
+LOCKOUT_DURATION = "pwdLockoutDuration"
+"""Seconds after which ppolicy lifts a lockout it set itself (0 or absent: never)."""
 
 USER_ACCOUNT_CONTROL = "userAccountControl"
 ACCOUNTDISABLE = 0x2
@@ -63,19 +70,30 @@ class LockDialect(Protocol):
         """An extra filter an account entry must match (empty: any entry with the user attribute)."""
         ...
 
+    def accountless(self, session: Session) -> list[str]:
+        """Naming contexts that hold no accounts: a search referring into them is still whole for a lookup."""
+        ...
+
     def lock_of(self, entry: Entry) -> str | None:
         """The lock as read (a value to show and to compare), or None when the account is not disabled."""
+        ...
+
+    def lasting_lock(self, session: Session, entry: Entry) -> str | None:
+        """lock_of, but None for a lock that is not a disable: one the directory lifts by itself, or one not yet
+        in force (a disable replaces it, and the revert gives it back)."""
         ...
 
     def lock(self, entry: Entry) -> Changes: ...
 
     def still_locked(self, entry: Entry) -> Changes: ...
 
-    def unlock(self, entry: Entry) -> Changes: ...
+    def unlock(self, entry: Entry, restore: str | None) -> Changes:
+        """Lift the lock read, putting back `restore` (the lock a disable replaced) if any."""
+        ...
 
     def refuse_unenforced(self, session: Session, entry: Entry) -> None: ...
 
-    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None: ...
+    def protecting_group(self, session: Session, entry: Entry) -> str | None: ...
 
 
 class OpenLdapPpolicy:
@@ -87,17 +105,36 @@ class OpenLdapPpolicy:
         self.config = config
 
     def attributes(self) -> list[str]:
-        return [LOCK_ATTRIBUTE, POLICY_ATTRIBUTE]
+        return [LOCK_ATTRIBUTE, POLICY_ATTRIBUTE, "uid"]
 
     def kind(self) -> str:
         return ""
+
+    def accountless(self, session: Session) -> list[str]:
+        return []  # any reference may hold accounts: the search fails on it
 
     def lock_of(self, entry: Entry) -> str | None:
         values = entry.values(LOCK_ATTRIBUTE)
         return values[0] if values else None
 
+    def lasting_lock(self, session: Session, entry: Entry) -> str | None:
+        lock = self.lock_of(entry)
+        if lock is None or lock == LOCKED_FOREVER:
+            return lock
+        when = lock_time(lock)
+        if when is not None and when > datetime.now(UTC):
+            return None  # slapd ignores a lock time still to come: the account logs in until then
+        policy = self._policy(session, entry)
+        duration = policy.values(LOCKOUT_DURATION) if policy is not None else []
+        if duration and duration[0].strip() not in ("", "0"):
+            return None  # a time: ppolicy lifts it pwdLockoutDuration later, by itself
+        return lock  # under a policy that never lifts a lockout (or none we can read): it stays until lifted
+
     def lock(self, entry: Entry) -> Changes:
-        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_ADD, [LOCKED_FOREVER])]}
+        """The permanent lock; a temporary one found in its place is deleted by its exact value (single-valued)."""
+        temporary = self.lock_of(entry)
+        replaced = [(ldap3.MODIFY_DELETE, [temporary])] if temporary is not None else []
+        return {LOCK_ATTRIBUTE: [*replaced, (ldap3.MODIFY_ADD, [LOCKED_FOREVER])]}
 
     def still_locked(self, entry: Entry) -> Changes:
         """Assert the lock is the one we read (delete + add back its value): fails whole if it was lifted."""
@@ -105,30 +142,39 @@ class OpenLdapPpolicy:
         assert lock is not None
         return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock]), (ldap3.MODIFY_ADD, [lock])]}
 
-    def unlock(self, entry: Entry) -> Changes:
+    def unlock(self, entry: Entry, restore: str | None) -> Changes:
         lock = self.lock_of(entry)
         assert lock is not None
-        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock])]}
+        given_back = [(ldap3.MODIFY_ADD, [restore])] if restore is not None else []
+        return {LOCK_ATTRIBUTE: [(ldap3.MODIFY_DELETE, [lock]), *given_back]}
+
+    def _policy_dn(self, entry: Entry) -> str | None:
+        named = entry.values(POLICY_ATTRIBUTE)
+        return named[0] if named else self.config.default_policy
+
+    def _policy(self, session: Session, entry: Entry) -> Entry | None:
+        """The password policy governing the entry, as read (None: none named, or no such entry)."""
+        dn = self._policy_dn(entry)
+        return session.read(dn, ["pwdLockout", LOCKOUT_DURATION]) if dn is not None else None
 
     def refuse_unenforced(self, session: Session, entry: Entry) -> None:
         """The lock only stops logins under a policy with pwdLockout TRUE: say so rather than claim a disable."""
-        default = [self.config.default_policy] if self.config.default_policy else []
-        policies = entry.values(POLICY_ATTRIBUTE) or default
-        if not policies:
+        dn = self._policy_dn(entry)
+        if dn is None:
             raise AdapterError(
                 f"{entry.dn} has no password policy (no {POLICY_ATTRIBUTE}, no default_policy configured): "
                 f"{LOCK_ATTRIBUTE} would not stop its logins"
             )
-        policy = session.read(policies[0], ["pwdLockout"])
+        policy = self._policy(session, entry)
         if policy is None or [v.upper() for v in policy.values("pwdLockout")] != ["TRUE"]:
             state = "does not exist" if policy is None else "does not set pwdLockout: TRUE"
             raise AdapterError(
-                f"password policy {policies[0]} of {entry.dn} {state}: slapd ignores {LOCK_ATTRIBUTE} without it, "
+                f"password policy {dn} of {entry.dn} {state}: slapd ignores {LOCK_ATTRIBUTE} without it, "
                 "so a disable would not stop logins"
             )
 
-    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None:
-        return session.protecting_group(entry.dn, name)
+    def protecting_group(self, session: Session, entry: Entry) -> str | None:
+        return session.protecting_group(entry.dn, entry.values("uid"))
 
 
 class ActiveDirectory:
@@ -146,6 +192,19 @@ class ActiveDirectory:
     def kind(self) -> str:
         return "(objectCategory=person)(objectClass=user)"
 
+    def _root(self, session: Session) -> Entry | None:
+        roots = session.search("", "(objectClass=*)", ["defaultNamingContext", "namingContexts"], scope=ldap3.BASE)
+        return roots[0] if roots else None
+
+    def accountless(self, session: Session) -> list[str]:
+        """The DC's naming contexts other than its domain's (Configuration, Schema, application partitions such as
+        the DNS zones): AD keeps security principals out of them. A reference to another domain still fails."""
+        root = self._root(session)
+        if root is None:
+            return []
+        domain = {dn_key(context) for context in root.values("defaultNamingContext")}
+        return [context for context in root.values("namingContexts") if dn_key(context) not in domain]
+
     def _control(self, entry: Entry) -> int:
         values = entry.values(USER_ACCOUNT_CONTROL)
         try:
@@ -158,6 +217,9 @@ class ActiveDirectory:
         control = self._control(entry)
         return str(control) if control & ACCOUNTDISABLE else None
 
+    def lasting_lock(self, session: Session, entry: Entry) -> str | None:
+        return self.lock_of(entry)  # ACCOUNTDISABLE never lifts itself (AD's lockout is lockoutTime, not this)
+
     def _set(self, entry: Entry, control: int) -> Changes:
         old = str(self._control(entry))
         return {USER_ACCOUNT_CONTROL: [(ldap3.MODIFY_DELETE, [old]), (ldap3.MODIFY_ADD, [str(control)])]}
@@ -168,8 +230,8 @@ class ActiveDirectory:
     def still_locked(self, entry: Entry) -> Changes:
         return self._set(entry, self._control(entry))
 
-    def unlock(self, entry: Entry) -> Changes:
-        return self._set(entry, self._control(entry) & ~ACCOUNTDISABLE)
+    def unlock(self, entry: Entry, restore: str | None) -> Changes:
+        return self._set(entry, self._control(entry) & ~ACCOUNTDISABLE)  # nothing is ever replaced on AD
 
     def refuse_unenforced(self, session: Session, entry: Entry) -> None:
         """AD enforces ACCOUNTDISABLE for every account: check that the entry is one, and that our holds value
@@ -184,18 +246,24 @@ class ActiveDirectory:
                 "multi-valued attribute the organisation does not use (e.g. carLicense)"
             )
 
-    def privileged_groups(self, session: Session) -> list[str]:
-        """The domain's privileged groups, found by well-known SID under the server's default naming context."""
-        roots = session.search("", "(objectClass=*)", ["defaultNamingContext"], scope=ldap3.BASE)
-        context = roots[0].values("defaultNamingContext") if roots else []
+    def _domain(self, session: Session) -> tuple[str, str]:
+        """The domain's naming context (the server's defaultNamingContext) and its SID."""
+        root = self._root(session)
+        context = root.values("defaultNamingContext") if root is not None else []
         raw = session.binary(context[0], "objectSid") if context else None
         if raw is None:
             raise AdapterError(f"{self.config.url} did not say its domain and SID: refusing to touch any account")
-        domain_sid = format_sid(raw)
+        return context[0], format_sid(raw)
+
+    def privileged_groups(self, session: Session, context: str, domain_sid: str) -> list[str]:
+        """The domain's privileged groups, found by well-known SID under the domain's naming context."""
         sids = {f"{domain_sid}-{rid}": name for rid, name in PRIVILEGED_RIDS.items()}
         sids[ADMINISTRATORS_SID] = "Administrators"
         query = "(|" + "".join(f"(objectSid={sid})" for sid in sids) + ")"
-        found = session.search(context[0], f"(&(objectClass=group){query})", ["objectSid", "cn"])
+        query = f"(&(objectClass=group){query})"
+        # groups with this domain's SIDs live in its own naming context: references under it (other partitions,
+        # child domains) cannot hold them, so they are left out
+        found = session.search(context, query, ["objectSid", "cn"], harmless=[context])
         names = {entry.values("cn")[0] if entry.values("cn") else "" for entry in found}
         missing = [name for name in REQUIRED if name not in names]
         if missing:
@@ -205,21 +273,48 @@ class ActiveDirectory:
             )
         return [entry.dn for entry in found]
 
-    def protecting_group(self, session: Session, entry: Entry, name: str) -> str | None:
-        primary = entry.values("primaryGroupID")
-        for group in [*self.privileged_groups(session), *self.config.protected_groups]:
-            read = session.read(group, ["primaryGroupToken"])
-            if read is None:
+    def _primary_group(self, session: Session, entry: Entry, context: str, domain_sid: str) -> str | None:
+        """The DN of the account's primary group (its SID: the domain's + primaryGroupID), None without one. Its
+        membership is in no group's `member`, so the chain rule never sees it: it is asked about apart."""
+        values = entry.values("primaryGroupID")
+        if not values:
+            return None
+        sid = f"{domain_sid}-{values[0]}" if values[0].isdigit() else None
+        query = f"(&(objectClass=group)(objectSid={sid}))"
+        found = session.search(context, query, ["1.1"], harmless=[context]) if sid else []
+        if len(found) != 1:
+            raise AdapterError(
+                f"the primary group ({values[0]}) of {entry.dn} cannot be found in {self.config.url}: refusing to "
+                "touch the account (its memberships cannot all be checked)"
+            )
+        return found[0].dn
+
+    def protecting_group(self, session: Session, entry: Entry) -> str | None:
+        context, domain_sid = self._domain(session)
+        primary = self._primary_group(session, entry, context, domain_sid)
+        for group in [*self.privileged_groups(session, context, domain_sid), *self.config.protected_groups]:
+            if session.read(group, ["1.1"]) is None:
                 raise AdapterError(
                     f"protected group {group} does not exist in {self.config.url}: refusing to touch any account "
                     "until the enforcement file names groups that do (a missing deny-list must not mean nobody is "
                     "protected)"
                 )
-            if primary and primary == read.values("primaryGroupToken"):
+            chain = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group)})"
+            if session.search(entry.dn, chain, ["1.1"], scope=ldap3.BASE):
                 return group
-            query = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group)})"
-            if session.search(entry.dn, query, ["1.1"], scope=ldap3.BASE):
-                return group
+            if primary is not None and (
+                dn_key(primary) == dn_key(group) or session.search(primary, chain, ["1.1"], scope=ldap3.BASE)
+            ):
+                return group  # through the primary group: the group itself, or one nested in it
+        return None
+
+
+def lock_time(value: str) -> datetime | None:
+    """A pwdAccountLockedTime as a time (GeneralizedTime, UTC, fractions ignored); None when it is not one
+    (slapd takes such a value, 000001010000Z among them, for a lock for good)."""
+    try:
+        return datetime.strptime(value.split(".")[0].rstrip("Z")[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
         return None
 
 

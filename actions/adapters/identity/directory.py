@@ -5,13 +5,18 @@ modify to an entry whole or not at all), try a bind. A directory that cannot be 
 time is a TransientAdapterError naming the URL (the activity retries, then the action fails with that reason);
 a refused service bind or a malformed answer is permanent. Values go into filters escaped (ldap3 escapes
 nothing on its own in filter text), so a user name cannot become filter syntax.
+
+Referrals are never followed (ldap3 would bind to the host a referral names with the service password, in clear
+if the referral says ldap://) and an answer that refers part of itself elsewhere is an error: the part not shown
+might hold a second account of the name, or the account's protected group.
 """
 
 from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,7 @@ from autonomy_controller.actions.adapters.base import AdapterError, TransientAda
 from autonomy_controller.actions.adapters.identity.config import IdentityDirectory, Secret
 
 INVALID_CREDENTIALS = 49
+REFERRAL = 10
 CONFLICT_RESULTS = {16: "noSuchAttribute", 20: "attributeOrValueExists"}
 """Results of a modify whose delete-exact-value or add met a changed entry: read again and decide again."""
 GROUP_MEMBER_ATTRIBUTES = ("member", "uniqueMember", "memberUid")
@@ -37,6 +43,15 @@ def dn_key(dn: str) -> tuple[tuple[str, str], ...]:
         return tuple((name.lower(), value.lower()) for name, value, _ in parse_dn(dn, strip=True))
     except ldap_errors.LDAPException:
         return (("", dn.lower()),)
+
+
+def _referred_dn(uri: str) -> tuple[tuple[str, str], ...]:
+    """The DN an LDAP URL refers to (its path), compared as dn_key does."""
+    return dn_key(urllib.parse.unquote(urllib.parse.urlsplit(uri).path.lstrip("/")))
+
+
+def _within(dn: tuple[tuple[str, str], ...], context: tuple[tuple[str, str], ...]) -> bool:
+    return bool(context) and dn[len(dn) - len(context) :] == context
 
 
 class DirectoryConflict(Exception):
@@ -82,6 +97,7 @@ class Directory:
             user=user,
             password=secret,
             auto_bind=ldap3.AUTO_BIND_NONE,
+            auto_referrals=False,  # never send the service password to a host the directory names
             receive_timeout=math.ceil(self.config.timeout_seconds),  # ldap3 packs it as whole seconds (SO_RCVTIMEO)
             raise_exceptions=False,
             read_only=False,
@@ -152,6 +168,11 @@ class Session:
         result = self.connection.result or {}
         if result.get("type") is None and result.get("result") is None:  # no answer at all: the wire failed
             raise TransientAdapterError(f"the directory {self.url} did not answer {what}")
+        if result.get("result") == REFERRAL:
+            raise AdapterError(
+                f"{what} on {self.url}: the directory refers it to {result.get('referrals')}; referrals are not "
+                "followed (configure the server that holds the entries)"
+            )
         raise AdapterError(f"{what} on {self.url} failed: {result.get('description')} {result.get('message') or ''}")
 
     def _run(self, call: Any, what: str) -> bool:
@@ -160,9 +181,10 @@ class Session:
         except ldap_errors.LDAPException as exc:
             raise self.directory.unreachable(exc) from None
 
-    def find_user(self, name: str, attributes: list[str], kind: str = "") -> Entry:
+    def find_user(self, name: str, attributes: list[str], kind: str = "", accountless: Collection[str] = ()) -> Entry:
         """The one entry under users_base whose user attribute equals `name` (and that matches the filter `kind`,
-        e.g. AD's person objects); none or several is an error."""
+        e.g. AD's person objects); none or several is an error, and so is an answer referring part of users_base
+        elsewhere, except into the naming contexts `accountless` (which hold no accounts: see _answer)."""
         config = self.directory.config
         query = f"({config.user_attribute}={escape_filter_chars(name)})"
         query = f"(&{kind}{query})" if kind else query
@@ -177,7 +199,13 @@ class Session:
             raise AdapterError(f"users_base {config.users_base} does not exist in {self.url}")
         if not ok and result.get("description") not in ("success", "sizeLimitExceeded"):  # none, several: below
             self._check(ok, f"the search for {config.user_attribute}={name}")
-        found = [self._entry(item) for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
+        what = f"the search for {config.user_attribute}={name}"
+        found = [self._entry(item) for item in self._answer(what, accountless)]
+        if len(found) < 2 and result.get("description") == "sizeLimitExceeded":  # the server's own limit, not ours
+            raise AdapterError(
+                f"the directory {self.url} stopped the search for {config.user_attribute}={name} at its size limit "
+                f"after {len(found)} entry(ies): whether the name is one account's cannot be told, nothing done"
+            )
         if not found:
             raise AdapterError(f"no account with {config.user_attribute}={name} under {config.users_base}")
         if len(found) > 1:
@@ -197,7 +225,7 @@ class Session:
             if (self.connection.result or {}).get("description") == "noSuchObject":
                 return None
             self._check(ok, f"reading {dn}")
-        entries = [self._entry(item) for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
+        entries = [self._entry(item) for item in self._answer(f"reading {dn}")]
         return entries[0] if entries else None
 
     def modify(self, dn: str, changes: dict[str, list[tuple[str, list[str]]]], what: str) -> None:
@@ -207,16 +235,41 @@ class Session:
             raise DirectoryConflict(str(self.connection.result.get("description")))
         self._check(ok, what)
 
-    def search(self, base: str, query: str, attributes: list[str], scope: str = ldap3.SUBTREE) -> list[Entry]:
-        """The entries `query` finds (none when `base` itself does not exist); values are text."""
-        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope)]
+    def search(
+        self,
+        base: str,
+        query: str,
+        attributes: list[str],
+        scope: str = ldap3.SUBTREE,
+        harmless: Collection[str] = (),
+    ) -> list[Entry]:
+        """The entries `query` finds (none when `base` itself does not exist); values are text. References into
+        the subtrees `harmless` (which cannot hold what is asked) are left out; any other fails the search."""
+        return [self._entry(item) for item in self._search_raw(base, query, attributes, scope, harmless)]
 
-    def _search_raw(self, base: str, query: str, attributes: list[str], scope: str) -> list[dict[str, Any]]:
+    def _search_raw(
+        self, base: str, query: str, attributes: list[str], scope: str, harmless: Collection[str] = ()
+    ) -> list[dict[str, Any]]:
         what = f"the search for {query} under {base or 'the root DSE'}"
         ok = self._run(lambda: self.connection.search(base, query, search_scope=scope, attributes=attributes), what)
         if not ok and (self.connection.result or {}).get("description") not in ("success", "noSuchObject"):
             self._check(ok, what)
-        return [item for item in self.connection.response or [] if item.get("type") == "searchResEntry"]
+        return self._answer(what, harmless)
+
+    def _answer(self, what: str, harmless: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The entries of the last search; one that refers part of its scope to another server is not whole,
+        unless the part is inside one of the subtrees `harmless`, which cannot hold what is asked (for an account:
+        AD's Configuration, Schema and DNS partitions)."""
+        response = self.connection.response or []
+        uris = [uri for item in response if item.get("type") == "searchResRef" for uri in item.get("uri") or []]
+        subtrees = [dn_key(dn) for dn in harmless]
+        elsewhere = [uri for uri in uris if not any(_within(_referred_dn(uri), tree) for tree in subtrees)]
+        if elsewhere:
+            raise AdapterError(
+                f"{what} on {self.url}: the directory refers part of the answer to {elsewhere}; a partial answer is "
+                "not taken as whole (the part not shown may hold another entry of that name, or a membership)"
+            )
+        return [item for item in response if item.get("type") == "searchResEntry"]
 
     def binary(self, dn: str, attribute: str) -> bytes | None:
         """One binary value (e.g. objectSid) of the entry `dn`, as it is on the wire."""
@@ -235,20 +288,33 @@ class Session:
         }
         return Entry(dn=str(item["dn"]), attributes=attributes)
 
-    def protecting_group(self, dn: str, uid: str | None) -> str | None:
-        """The configured protected group that has `dn` (or, for posixGroup, `uid`) as a member, directly or
-        through nested groups; None when none does. A protected group that cannot be read fails closed."""
+    def protecting_group(self, dn: str, uids: list[str]) -> str | None:
+        """The configured protected group that has `dn` (or, for posixGroup, one of the entry's own `uids`) as a
+        member, directly or through nested groups; None when none does. A protected group that cannot be read
+        fails closed. uids are compared case-insensitively: a protected `Admin` also covers `admin`."""
+        folded = {uid.casefold() for uid in uids}
         for group in self.directory.config.protected_groups:
-            if self._member_of(group, dn_key(dn), uid, depth=0, seen=set()):
+            if self._member_of(group, dn_key(dn), folded, depth=0, seen=set(), protected=group):
                 return group
         return None
 
     def _member_of(
-        self, group: str, dn: tuple[tuple[str, str], ...], uid: str | None, depth: int, seen: set[tuple[Any, ...]]
+        self,
+        group: str,
+        dn: tuple[tuple[str, str], ...],
+        uids: set[str],
+        depth: int,
+        seen: set[tuple[Any, ...]],
+        protected: str,
     ) -> bool:
         key = dn_key(group)
-        if key in seen or depth > MAX_GROUP_DEPTH:
+        if key in seen:  # a cycle: already asked
             return False
+        if depth > MAX_GROUP_DEPTH:  # a deny-list cut short protects nobody below the cut: cannot tell, refuse
+            raise AdapterError(
+                f"protected group {protected} nests groups more than {MAX_GROUP_DEPTH} deep (down to {group}): "
+                "whether the account is a member cannot be told, so it is not touched"
+            )
         seen.add(key)
         entry = self.read(group, list(GROUP_MEMBER_ATTRIBUTES))
         if entry is None:
@@ -261,7 +327,7 @@ class Session:
         members = entry.values("member") + entry.values("uniqueMember")
         if any(dn_key(member) == dn for member in members):
             return True
-        if uid is not None and uid in entry.values("memberUid"):
+        if uids & {member.casefold() for member in entry.values("memberUid")}:
             return True
         # nested groups: a member that is itself a group (a user entry read here has no member attributes)
-        return any(self._member_of(member, dn, uid, depth + 1, seen) for member in members)
+        return any(self._member_of(member, dn, uids, depth + 1, seen, protected) for member in members)

@@ -3,7 +3,8 @@
 An account is disabled when the dialect says so: OpenLDAP's `pwdAccountLockedTime: 000001010000Z` (ppolicy's
 permanent lock) under a policy with `pwdLockout: TRUE`, or Active Directory's userAccountControl ACCOUNTDISABLE
 bit. The incidents holding the lock are recorded on the entry
-itself, in one value of the configured holds attribute (`autonomy-holds: ["<owner comment>", ...]`, owner
+itself, in one value of the configured holds attribute (`autonomy-holds: ["<owner comment>", ...]`, or an
+object that also names the lock not in force a disable replaced, to be given back; owner
 comments as nftables uses them), so any worker and any operator reading the entry sees who holds it.
 
 The ownership rule, as for the blocklist: a lock with no holds value was set by a person (or another tool) and
@@ -32,7 +33,7 @@ from autonomy_controller.actions.adapters.base import (
     TransientAdapterError,
     VerifyOutcome,
 )
-from autonomy_controller.actions.adapters.identity.config import IdentityDirectory
+from autonomy_controller.actions.adapters.identity.config import IdentityDirectory, Secret
 from autonomy_controller.actions.adapters.identity.dialects import HOLDS_PREFIX, Changes, LockDialect, dialect_of
 from autonomy_controller.actions.adapters.identity.dialects import (
     LOCK_ATTRIBUTE as LOCK_ATTRIBUTE,  # the lab's tests read them here
@@ -70,19 +71,39 @@ class Account:
     def hold_values(self) -> list[str]:
         return [v for v in self.entry.values(self.holds_attribute) if v.startswith(HOLDS_PREFIX)]
 
+    def _holds(self) -> list[tuple[list[str], str | None]]:
+        """Each holds value of ours as (holders, the lock our disable replaced): a list of owner comments, or
+        {"holders": [...], "replaced": "<lock>"} when the disable replaced a lock that was not in force."""
+        parsed: list[tuple[list[str], str | None]] = []
+        for value in self.hold_values:
+            try:
+                held = json.loads(value[len(HOLDS_PREFIX) :])
+            except ValueError:
+                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not ours to parse") from None
+            listed, replaced = (held.get("holders"), held.get("replaced")) if isinstance(held, dict) else (held, None)
+            if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not a list of holders")
+            if replaced is not None and not isinstance(replaced, str):
+                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} names no lock it replaced")
+            parsed.append((listed, replaced))
+        return parsed
+
     @property
     def holders(self) -> list[str]:
         """Owner comments of the incidents holding the lock (several values, e.g. edited by hand, are merged)."""
         found: list[str] = []
-        for value in self.hold_values:
-            try:
-                listed = json.loads(value[len(HOLDS_PREFIX) :])
-            except ValueError:
-                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not ours to parse") from None
-            if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-                raise AdapterError(f"{self.dn}: {self.holds_attribute} value {value!r} is not a list of holders")
+        for listed, _ in self._holds():
             found.extend(item for item in listed if item not in found)
         return found
+
+    @property
+    def replaced(self) -> str | None:
+        """The lock (not in force) our disable replaced, to be given back when the last holder lets go."""
+        replaced = {lock for _, lock in self._holds() if lock is not None}
+        if len(replaced) > 1:
+            several = sorted(replaced)
+            raise AdapterError(f"{self.dn}: our holds name several locks replaced ({several}): which to give back?")
+        return replaced.pop() if replaced else None
 
     def describe_holders(self) -> str:
         return describe(self.holders)
@@ -95,14 +116,16 @@ def describe(holders: list[str]) -> str:
     return "a lock set outside the controller (no holds recorded: a person or another tool)"
 
 
-def holds_change(account: Account, holders: list[str]) -> Changes:
-    """Replace our holds value(s) by one naming `holders` (none: just delete): deleting the exact old text
-    makes the modify fail if another worker changed the holds since we read them."""
+def holds_change(account: Account, holders: list[str], replaced: str | None = None) -> Changes:
+    """Replace our holds value(s) by one naming `holders` and the lock the disable `replaced` (none: just
+    delete): deleting the exact old text makes the modify fail if another worker changed the holds since we read
+    them."""
     operations: list[tuple[str, list[str]]] = []
     if account.hold_values:
         operations.append((ldap3.MODIFY_DELETE, account.hold_values))
     if holders:
-        operations.append((ldap3.MODIFY_ADD, [HOLDS_PREFIX + json.dumps(sorted(holders))]))
+        held: Any = sorted(holders) if replaced is None else {"holders": sorted(holders), "replaced": replaced}
+        operations.append((ldap3.MODIFY_ADD, [HOLDS_PREFIX + json.dumps(held)]))
     return {account.holds_attribute: operations} if operations else {}
 
 
@@ -119,20 +142,21 @@ class Lockout:
 
     def _read(self, session: Session, user: str) -> Account:
         attributes = [*self.dialect.attributes(), self.config.holds_attribute, self.config.user_attribute]
-        entry = session.find_user(user, attributes, self.dialect.kind())
-        return Account(user, entry, self.config.holds_attribute, self.dialect.lock_of(entry))
+        entry = session.find_user(user, attributes, self.dialect.kind(), self.dialect.accountless(session))
+        return Account(user, entry, self.config.holds_attribute, self.dialect.lasting_lock(session, entry))
 
     def _still_locked(self, account: Account) -> Changes:
         """Assert the lock is the one we read: the modify fails whole if it was lifted meanwhile."""
         return self.dialect.still_locked(account.entry)
 
     def _unlock(self, account: Account) -> Changes:
-        """Lift the lock we read and every hold: fails whole if the holds (or, where checked, the lock) changed."""
-        return {**self.dialect.unlock(account.entry), **holds_change(account, [])}
+        """Lift the lock we read (giving back the one our disable replaced) and every hold: fails whole if the
+        holds (or, where checked, the lock) changed."""
+        return {**self.dialect.unlock(account.entry, account.replaced), **holds_change(account, [])}
 
     def _refuse_protected(self, session: Session, account: Account, verb: str) -> None:
         """Defence in depth: whatever got a plan this far, members of a protected group are not touched."""
-        group = self.dialect.protecting_group(session, account.entry, account.name)
+        group = self.dialect.protecting_group(session, account.entry)
         if group is not None:
             raise AdapterError(
                 f"refused to {verb} {account.name} ({account.dn}): it is a member of the protected group {group}, "
@@ -168,11 +192,15 @@ class Lockout:
 
     def _disable(self, session: Session, account: Account, idempotency_key: str) -> ActionOutcome:
         mine = owner_comment(idempotency_key)
-        holders = account.holders
-        if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh
-            changes = {**self.dialect.lock(account.entry), **holds_change(account, [mine])}
+        if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh, unread
+            replaced = self.dialect.lock_of(account.entry)  # a lock not in force (lifting itself, or not yet due)
+            changes = {**self.dialect.lock(account.entry), **holds_change(account, [mine], replaced)}
             session.modify(account.dn, changes, f"disable {account.dn}")
-            return self._disabled(account, ActionStatus.DONE, f"disabled {account.name}", [mine], mine=True)
+            what = f"disabled {account.name}"
+            if replaced is not None:
+                what += f" (replacing a lock not in force, {replaced}, given back when the last holder lets go)"
+            return self._disabled(account, ActionStatus.DONE, what, [mine], mine=True)
+        holders = account.holders
         if mine in holders:
             return self._disabled(
                 account, ActionStatus.ALREADY_DONE, f"{account.name} is already disabled by this key", holders, True
@@ -187,7 +215,8 @@ class Lockout:
                 mine=False,
             )
         # another incident holds it: join, so that the lock stays until the last holder lets go
-        session.modify(account.dn, {**self._still_locked(account), **holds_change(account, [*holders, mine])}, "join")
+        joined = holds_change(account, [*holders, mine], account.replaced)
+        session.modify(account.dn, {**self._still_locked(account), **joined}, "join")
         return self._disabled(
             account,
             ActionStatus.ALREADY_DONE,
@@ -223,7 +252,8 @@ class Lockout:
         holders = account.holders
         if account.lock is None:
             if undo is not None and undo.comment in holders:  # a stale hold of ours: tidy it away
-                session.modify(account.dn, holds_change(account, [h for h in holders if h != undo.comment]), "tidy")
+                tidied = holds_change(account, [h for h in holders if h != undo.comment], account.replaced)
+                session.modify(account.dn, tidied, "tidy")
             return ActionOutcome(
                 status=ActionStatus.ALREADY_DONE,
                 detail=f"{account.name} ({account.dn}) is not disabled: nothing to enable",
@@ -237,7 +267,8 @@ class Lockout:
             return self._left_in_place(account, undo, holders, let_go=False)
         others = [holder for holder in holders if holder != undo.comment]
         if others:
-            session.modify(account.dn, {**self._still_locked(account), **holds_change(account, others)}, "let go")
+            let_go = holds_change(account, others, account.replaced)
+            session.modify(account.dn, {**self._still_locked(account), **let_go}, "let go")
             return self._left_in_place(account, undo, others, let_go=True)
         session.modify(account.dn, self._unlock(account), f"enable {account.dn}")
         return self._enabled(account, f"enabled {account.name} again ({undo.purpose} of {undo.comment!r})")
@@ -268,30 +299,50 @@ class Lockout:
 
     # -- verify ----------------------------------------------------------------------------------------------
 
-    def _probe(self, dn: str, user: str, disabled: bool) -> bool | None:
+    def _probe_secret(self, account: Account) -> Secret | None:
+        """The configured probe password of the account found, however the request spelt its name (the
+        directory matched it case-insensitively: so is the account's own name here)."""
+        names = {value.casefold() for value in account.entry.values(self.config.user_attribute)}
+        names.add(account.name.casefold())
+        matches = [secret for name, secret in self.config.probe_accounts.items() if name.casefold() in names]
+        return matches[0] if matches else None
+
+    def _probe(self, account: Account, disabled: bool) -> bool | None:
         """Whether a bind with the account's own (configured, known) password works; None without a probe. A
         refusal of an account read as disabled must be the directory's "disabled" answer where it gives one."""
-        secret = self.config.probe_accounts.get(user)
+        secret = self._probe_secret(account)
         if secret is None:
             return None
-        return self.directory.bind_works(dn, secret, self.dialect.refused_as if disabled else None)
+        return self.directory.bind_works(account.dn, secret, self.dialect.refused_as if disabled else None)
 
     def _read_only(self, user: str) -> Account:
         with self.directory.session() as session:
             return self._read(session, user)
 
+    def _read_enforced(self, user: str) -> tuple[Account, str | None]:
+        """The account, and why its lock would not stop logins (None: it would), as the disable checks it."""
+        with self.directory.session() as session:
+            account = self._read(session, user)
+            try:
+                self.dialect.refuse_unenforced(session, account.entry)
+            except AdapterError as exc:
+                return account, str(exc)
+            return account, None
+
     def verify_disabled(self, user: str, idempotency_key: str) -> VerifyOutcome:
         """Read back: the lock is set (and, if this key holds it, its hold is recorded); a configured probe
         account's bind with its right password fails."""
         try:
-            account = self._read_only(user)
-            login = self._probe(account.dn, user, disabled=account.lock is not None)
+            account, unenforced = self._read_enforced(user)
+            login = self._probe(account, disabled=account.lock is not None)
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is disabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
         problems = []
         if account.lock is None:
-            problems.append(f"{self.lock_name} is not set")
+            problems.append(f"{self.lock_name} is not set (or set to lift itself)")
+        if unenforced is not None:
+            problems.append(unenforced)
         if login:
             problems.append("a bind with its password still works")
         if problems:
@@ -309,7 +360,7 @@ class Lockout:
         holders, the undone execution's hold is gone and the lock stays."""
         try:
             account = self._read_only(user)
-            login = self._probe(account.dn, user, disabled=False) if account.lock is None else None
+            login = self._probe(account, disabled=False) if account.lock is None else None
         except AdapterError as exc:
             return VerifyOutcome(ok=False, detail=f"could not verify {user} is enabled: {exc}")
         evidence = self._evidence(account, lock=account.lock, holders=account.holders, probe_bind_works=login)
