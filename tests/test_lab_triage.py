@@ -21,7 +21,7 @@ from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.lab import Lab
 from autonomy_controller.controller.lab.loop import BLOCK, LabLoop, action_of, block_status, lab_loop
 from autonomy_controller.controller.lab.manifest import alerts_of
-from autonomy_controller.controller.lab.replay import replay
+from autonomy_controller.controller.lab.replay import replay, wait_quiet
 from autonomy_controller.controller.lab.requests import read_requests
 from autonomy_controller.controller.lab.sessions import assign
 from autonomy_controller.controller.lab.tool_attack import TOOL_ATTACK, send_tool_attack
@@ -69,6 +69,16 @@ def _utf8(line: bytes) -> bool:
     return True
 
 
+def _audit_lines_until(path: Path, needle: bytes, timeout: float = 30) -> list[bytes]:
+    """The audit log's lines once one holds `needle` and the file stopped growing: nginx writes a request's audit
+    line after answering it, so a busy machine may show the answer before the line (a wait, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while needle not in path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wait_quiet(path)
+    return path.read_bytes().splitlines()
+
+
 def decided(status: IncidentStatus) -> bool:
     """Planned and guarded, and the block (when there is one) past `planned`: what happens to it is settled."""
     return status.phase not in DECIDING and block_status(status) is not ActionStatus.PLANNED
@@ -86,7 +96,7 @@ async def test_a_single_pl1_hit_from_a_new_address_is_never_blocked_alone_at_l3(
 
     # Every audit line becomes an alert, also one that is not valid UTF-8 (ModSecurity writes a matched value
     # URL-decoded, so %F3 in a query becomes a raw byte: ingest shows it as \xf3 and says so, never drops it).
-    lines = lab.audit_log.read_bytes().splitlines()
+    lines = _audit_lines_until(lab.audit_log, f'"client_ip":"{ATTACKER}"'.encode())
     assert any(not _utf8(line) for line in lines), "the replay holds a line that is not UTF-8 (the case to cover)"
     added = await loop.ingest_once(level=Level.L3, settle=SETTLE, expect=len(lines), timeout=30)
     assert sum(added.values()) == len(lines) and f"src:{ATTACKER}" in added
