@@ -41,7 +41,7 @@ def skip_reason(record: Record) -> str | None:
     class_uid = fields.optional_int(record, "class_uid")
     if class_uid in FINDING_CLASSES:
         return None
-    return f"{SOURCE}: class_uid {class_uid} is not a Detection Finding (or OCSF 1.0's Security Finding)"
+    return f"{SOURCE}: class_uid {class_uid} is not a Detection Finding"
 
 
 def parse(record: Record) -> Alert:
