@@ -47,7 +47,7 @@ def parse(record: Record) -> Alert:
     signature = fields.text(record, "alert.signature")
     sid = fields.text(record, "alert.signature_id")
     stamp = fields.text(record, "timestamp")
-    metadata = fields.mapping(alert, "metadata", optional=True)
+    metadata = _metadata(alert)
     verdict = classify_suricata(
         signature=signature,
         classtype=fields.optional_text(alert, "category"),
@@ -137,6 +137,13 @@ def _evidence_parts(record: Record, http: Record) -> list[str | None]:
         f"User-Agent: {agent}" if agent else None,
         fields.optional_text(record, "payload_printable"),
     ]
+
+
+def _metadata(alert: Record) -> Record:
+    """The rule author's metadata (Suricata writes an object of lists). Another shape only costs what it could add
+    to the classification: the alert stands on its signature and classtype, and raw keeps the metadata as sent."""
+    metadata = alert.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _as_list(value: Any) -> list[Any]:
