@@ -47,6 +47,8 @@ class Observation:
     post_exploitation: bool
     outcome_only: bool
     """An access-log record: what the server answered, not a detection."""
+    claim: bool
+    """Our own Alert JSON no sensor vouches for (docs/sensors.md, "Provenance"): counted, never a stage or an attack."""
     blocked: bool
     waf_blocked: bool
     status: int | None
@@ -87,14 +89,16 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
         user_agent = raw.get("http_user_agent") if isinstance(raw.get("http_user_agent"), str) else None
     elif facts.kind == WAF:
         app_answered = not blocked and status is not None
+    vouched = not alert.is_claim  # a claim's category is whatever its sender wrote
     return Observation(
         seq=seq,
         at=_time(payload.get("observed_at")),
         sensor=str(payload.get("source") or "unknown"),
         category=str(payload.get("category")),
-        attack=category in config.attack_categories and category not in POST_EXPLOITATION,
-        post_exploitation=category in POST_EXPLOITATION,
+        attack=vouched and category in config.attack_categories and category not in POST_EXPLOITATION,
+        post_exploitation=vouched and category in POST_EXPLOITATION,
         outcome_only=alert.source == nginx_access.SOURCE,
+        claim=not vouched,
         blocked=blocked,
         waf_blocked=facts.kind == WAF and blocked,
         status=status,

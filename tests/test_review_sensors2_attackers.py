@@ -1,0 +1,74 @@
+"""Adversarial review: attacker tracking with data nobody on the team wrote, on a real ledger (SQLite and
+PostgreSQL) folded by the real store.
+
+A stage only goes up on sensor facts: our own Alert JSON on an untrusted channel is a claim (docs/sensors.md,
+"Provenance"), and whoever can write to that channel writes any category, any address and any path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autonomy_controller.controller.attackers import AttackerStore, Limits, track
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.ledger import Ledger
+from autonomy_controller.controller.models import Alert, Category, Provenance
+from tests.harness import alert
+from tests.test_attackers import ATTACKER, lines, parsed, submit
+from tests.test_ledger import ledger_url  # noqa: F401  (the both-backends fixture)
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:  # noqa: F811
+    with Ledger.from_url(ledger_url) as led:
+        yield led
+
+
+def claim(n: int, src_ip: str = ATTACKER, category: Category = Category.C2, **extra: object) -> Alert:
+    """Our own Alert JSON on a channel nobody declared a trusted feed: a claim naming a sensor."""
+    return alert(n, src_ip=src_ip, category=category, source="suricata", provenance=Provenance.CLAIM, **extra)
+
+
+def test_a_claim_raises_no_stage(ledger: Ledger, settings: Settings) -> None:
+    """A claimed C2 alert made its address a post-exploitation attacker on `attackers list` and the attacker page."""
+    submit(ledger, [claim(1), claim(2, category=Category.SQLI)])
+    track(ledger, settings)
+    p = AttackerStore(ledger).get(ATTACKER)
+    assert p is not None and p.alerts == 2 and p.sensors == {"suricata": 2}  # counted, shown as what it is
+    assert (p.stage, p.stages) == ("none", [])
+
+
+def test_a_trusted_feed_still_raises_the_stage(ledger: Ledger, settings: Settings) -> None:
+    submit(ledger, [alert(1, category=Category.C2, source="edr", provenance=Provenance.TRUSTED_FEED)])
+    track(ledger, settings)
+    p = AttackerStore(ledger).get(ATTACKER)
+    assert p is not None and p.stage == "post_exploitation"
+
+
+def test_a_claimed_attack_does_not_make_a_real_2xx_on_its_path_a_success(
+    ledger: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    """The path rule reads "an attack nothing refused" on a path: a claimed one (any path, never refused) with the
+    application's ordinary 200 on that path made possible_success, the stage that raises a case's impact."""
+    submit(ledger, [claim(1, category=Category.SQLI, blocked=False, url="/")])
+    answered = lines("nginx-access.jsonl")[0]
+    answered.update(request_id="e" * 32, request_uri="/", status=200, upstream_addr="127.0.0.1:8081")
+    answered.update(upstream_status="200", body_bytes_sent=900)
+    submit(ledger, parsed([answered], tmp_path))
+    track(ledger, settings)
+    p = AttackerStore(ledger).get(ATTACKER)
+    assert p is not None and p.stage == "none"
+    assert p.paths["/"].attacks_through == 0
+
+
+def test_claims_cannot_pin_profiles_and_evict_the_attackers_sensors_saw(ledger: Ledger, settings: Settings) -> None:
+    """Eviction drops the lowest stage first. Claimed post-exploitation alerts from many addresses outranked every
+    attacker a sensor saw, so a sender could evict them all and keep its own fakes."""
+    submit(ledger, [alert(1, src_ip="192.0.2.200", category=Category.SQLI)])  # a sensor saw this one attack
+    submit(ledger, [claim(10 + i, src_ip=f"203.0.113.{i}") for i in range(5)])
+    track(ledger, settings, Limits(max_profiles=3))
+    kept = {p.address for p in AttackerStore(ledger).profiles(limit=10, min_stage=0)}
+    assert "192.0.2.200" in kept and len(kept) == 3
