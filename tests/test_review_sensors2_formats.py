@@ -150,3 +150,32 @@ def test_rule_metadata_of_another_shape_does_not_cost_the_alert(tmp_path: Path, 
     (alert,), _, dead = ingest(tmp_path, [record])
     assert dead == [] and alert.category == Category.SQLI
     assert alert.raw["alert"]["metadata"] == metadata
+
+
+def suricata6_response_alert() -> dict[str, Any]:
+    """Suricata 6 EVE: no `direction`, and `flow` without the originator's address (both came with 7). An alert on
+    the server's answer (ET ATTACK_RESPONSE: a reflected `id` output) then names the server as `src_ip`."""
+    record = eve()
+    del record["direction"], record["pkt_src"]
+    originator = ("src_ip", "dest_ip", "src_port", "dest_port")
+    record["flow"] = {k: v for k, v in record["flow"].items() if k not in originator}
+    record.update(src_ip="198.51.100.1", src_port=8080, dest_ip="198.51.100.66", dest_port=41582)
+    record["alert"].update(signature_id=2100498, signature="GPL ATTACK_RESPONSE id check returned root")
+    record["alert"].update(category="Potentially Bad Traffic", severity=2)
+    record["http"]["status"] = 200
+    return record
+
+
+def test_an_eve_alert_that_does_not_say_which_side_sent_it_vouches_for_no_connection(tmp_path: Path) -> None:
+    """Without `direction` or the flow's originator, the alert's src_ip may be the server (an alert on the answer,
+    which the attacker provokes by having a page reflect `uid=0(root)`). Vouched as a connected source, our own web
+    server was the case's source, and the guard isolates a connected source of ours alone at L4."""
+    (alert,), _, dead = ingest(tmp_path, [suricata6_response_alert()])
+    assert dead == [] and alert.src_ip == "198.51.100.1"  # kept as the sensor wrote it: a person reads the evidence
+    assert not alert.src_connected
+
+
+def test_an_eve_alert_that_says_its_direction_still_vouches(tmp_path: Path) -> None:
+    record = suricata6_response_alert() | {"direction": "to_client"}
+    (alert,), _, _ = ingest(tmp_path, [record])
+    assert (alert.src_ip, alert.src_connected) == ("198.51.100.66", True)

@@ -87,10 +87,13 @@ def parse(record: Record) -> Alert:
 def connected(record: Record) -> bool:
     """Whether the flow's client held a TCP connection that carried application data (Suricata named its
     `app_proto`): a forged source cannot complete the handshake. A UDP or ICMP alert, a bare SYN, or a TCP flow
-    whose protocol Suricata could not tell (`failed`) may carry anyone's address as its source."""
+    whose protocol Suricata could not tell (`failed`) may carry anyone's address as its source. So may an alert
+    that does not say which side sent the packet (Suricata 6: no `direction`, no `flow.src_ip`): on the server's
+    answer its src_ip is the server, ours, and the client is not known to be either address."""
     proto = fields.optional_text(record, "proto")
     app_proto = fields.optional_text(record, "app_proto")
-    return (proto or "").upper() == "TCP" and app_proto not in (None, "", "failed", "unknown")
+    oriented = "direction" in record or fields.get_path(record, "flow.src_ip") is not None
+    return oriented and (proto or "").upper() == "TCP" and app_proto not in (None, "", "failed", "unknown")
 
 
 def is_engine_event(record: Record) -> bool:
