@@ -72,3 +72,25 @@ def test_claims_cannot_pin_profiles_and_evict_the_attackers_sensors_saw(ledger: 
     track(ledger, settings, Limits(max_profiles=3))
     kept = {p.address for p in AttackerStore(ledger).profiles(limit=10, min_stage=0)}
     assert "192.0.2.200" in kept and len(kept) == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product decision: an IDS alert that did not see the answer (no http.status: Suricata logged it before the "
+    "response, as it does when the request is inspected before the server answers) counts as an attack nothing "
+    "refused, though the WAF refused that very request; the attacker's next plain request to the path, answered "
+    "200, then reads as possible_success (impact likely, the web-attack-reached playbook)",
+)
+def test_an_ids_alert_that_missed_the_wafs_refusal_does_not_make_the_paths_next_200_a_success(
+    ledger: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    eve, access = lines("suricata7-lab-eve.jsonl"), lines("nginx-access.jsonl")
+    unanswered = eve[0]
+    del unanswered["http"]["status"], unanswered["http"]["length"]  # logged before the WAF's 403 was seen
+    refused = access[0]  # the same request in the access log: 403, never proxied
+    plain = dict(access[0], request_id="d" * 32, request_uri="/", status=200, body_bytes_sent=612)
+    plain.update(upstream_addr="127.0.0.1:8081", upstream_status="200")
+    submit(ledger, parsed([unanswered, refused, plain], tmp_path))
+    track(ledger, settings)
+    p = AttackerStore(ledger).get(ATTACKER)
+    assert p is not None and p.stage == "exploitation_attempt"
