@@ -94,3 +94,24 @@ def test_an_ids_alert_that_missed_the_wafs_refusal_does_not_make_the_paths_next_
     track(ledger, settings)
     p = AttackerStore(ledger).get(ATTACKER)
     assert p is not None and p.stage == "exploitation_attempt"
+
+
+def test_a_scan_that_fills_the_profiles_paths_does_not_hide_the_path_an_attack_got_through(
+    ledger: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    """A profile keeps Limits.paths paths. A scan's (nikto: thousands) filled them, the traversal's path was turned
+    away, and with it the application's 200 there: the profile never showed possible_success."""
+    eve, access = lines("suricata7-lab-eve.jsonl"), lines("nginx-access.jsonl")
+    probe = dict(access[0], status=404, upstream_addr="127.0.0.1:8081", upstream_status="404")
+    scan = [dict(probe, request_id=f"{n:032x}", request_uri=f"/scan/{n}.php") for n in range(Limits().paths + 8)]
+    ids = eve[2]
+    ids["http"]["url"] = "/legacy/download?file=../../../../etc/passwd"
+    del ids["http"]["status"], ids["http"]["length"]  # logged before the answer: nothing refused it
+    answered = dict(access[0], request_id="f" * 32, request_uri=ids["http"]["url"], status=200, body_bytes_sent=99)
+    answered.update(upstream_addr="127.0.0.1:8081", upstream_status="200")
+    submit(ledger, parsed([*scan, ids, answered], tmp_path))
+    track(ledger, settings)
+    p = AttackerStore(ledger).get(ATTACKER)
+    assert p is not None and p.stage == "possible_success"
+    assert len(p.paths) == Limits().paths and p.paths["/legacy/download"].attacks_through == 1
+    assert p.dropped["paths"] == 9  # the scan's paths beyond the cap, and one pushed out for the attack's

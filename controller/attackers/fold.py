@@ -66,7 +66,7 @@ def _path(profile: AttackerProfile, obs: Observation, limits: Limits) -> PathSta
         return None
     stats = profile.paths.get(obs.path)
     if stats is None:
-        if len(profile.paths) >= limits.paths:
+        if len(profile.paths) >= limits.paths and not (obs.attack and _make_room(profile)):
             profile.dropped["paths"] = profile.dropped.get("paths", 0) + 1
             return None
         stats = profile.paths[obs.path] = PathStats()
@@ -78,6 +78,21 @@ def _path(profile: AttackerProfile, obs: Observation, limits: Limits) -> PathSta
             stats.attacks_through += 1
     stats.app_success += obs.app_success
     return stats
+
+
+def _make_room(profile: AttackerProfile) -> bool:
+    """Drop the least requested path no attack went to (counted in `dropped`), for an attack's: only a path an
+    attack went to can show that one got through, and a scan's paths would otherwise fill the cap first."""
+    quiet = [
+        (stats.requests, path)
+        for path, stats in profile.paths.items()
+        if not stats.attacks_refused + stats.attacks_through
+    ]
+    if not quiet:
+        return False
+    del profile.paths[min(quiet)[1]]
+    profile.dropped["paths"] = profile.dropped.get("paths", 0) + 1
+    return True
 
 
 def add_action_record(profile: AttackerProfile, record: RecordExcerpt, limits: Limits) -> None:
