@@ -64,8 +64,12 @@ def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:
     seen = _on_attacked_paths(observed)
     for _, obs in seen:
         add_alert(profile, obs, "case", SCRATCH)
-    evidence = [e for alert, obs in seen if (e := _evidence(alert, obs, profile)) is not None]
-    reached = sorted({e.asset for e in evidence if e.asset and e.status is not None})
+    shown = [(obs, e) for alert, obs in seen if (e := _evidence(alert, obs, profile)) is not None]
+    evidence = [e for _, e in shown]
+    # Reached: the application answered an attack that got through. An answer to post-exploitation traffic the
+    # source sent is not one: the source wrote the request (one matching a malware rule is easy to write), and any
+    # static file answers it 2xx; `assets` of a confirmed verdict lift the isolation guardrail for the host named.
+    reached = sorted({e.asset for obs, e in shown if e.asset and e.status is not None and not obs.post_exploitation})
     return ImpactSummary(
         verdict=VERDICT[profile.stage],
         stage=profile.stage,
