@@ -115,3 +115,36 @@ def test_a_scan_that_fills_the_profiles_paths_does_not_hide_the_path_an_attack_g
     assert p is not None and p.stage == "possible_success"
     assert len(p.paths) == Limits().paths and p.paths["/legacy/download"].attacks_through == 1
     assert p.dropped["paths"] == 9  # the scan's paths beyond the cap, and one pushed out for the attack's
+
+
+def forged_c2_query(n: int) -> dict[str, object]:
+    """A DNS query matching a malware rule, as Suricata logs it: UDP, so its source address is whatever the sender
+    wrote (docs/sensors.md, "Forged sources")."""
+    record = lines("suricata7-lab-eve.jsonl")[0]
+    for key in ("http", "tx_id", "direction", "flow"):
+        record.pop(key)
+    record.update(flow_id=900 + n, src_ip=f"203.0.113.{n}", src_port=53000 + n, dest_port=53, proto="UDP")
+    record.update(app_proto="dns", dns={"type": "query", "id": n, "rrname": "beacon.example", "rrtype": "TXT"})
+    record["alert"].update(signature_id=2030001, signature="ET MALWARE Cobalt Strike DNS Beacon", severity=1)
+    record["alert"].update(category="A Network Trojan was detected")
+    return record
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product decision (the eviction order is the stage column, controller/ledger/schema.py): a profile's stage "
+    "counts alerts from a source no connection vouches for, so forged UDP packets matching a malware rule pin "
+    "post_exploitation profiles at addresses nobody has shown sent anything, and evict every attacker a sensor saw "
+    "hold a connection below that stage. Decide: evict by the stage reached on connected (or trusted) evidence, "
+    "and show the rest as it is",
+)
+def test_forged_packets_cannot_evict_an_attacker_a_sensor_saw_connect(
+    ledger: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    submit(ledger, parsed([lines("suricata7-lab-eve.jsonl")[0]], tmp_path))  # a connected SQLi attacker
+    forged = parsed([forged_c2_query(n) for n in range(5)], tmp_path)
+    assert forged and not any(a.src_connected for a in forged)
+    submit(ledger, forged)
+    track(ledger, settings, Limits(max_profiles=3))
+    kept = {p.address for p in AttackerStore(ledger).profiles(limit=10, min_stage=0)}
+    assert ATTACKER in kept
