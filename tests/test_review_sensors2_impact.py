@@ -130,3 +130,30 @@ def test_a_200_on_an_uncovered_path_and_a_crafted_beacon_never_isolate_the_serve
     beacon = crafted_beacon_answered_200(tmp_path).read_text().strip()
     decision = isolation_of_the_staging_server(tmp_path, got_through_to_staging(), beacon)
     assert decision["verdict"] != "execute", decision["reasons"]
+
+
+def an_attack_and_the_answer_the_client_got(tmp_path: Path, status: int, upstream_status: str) -> list[Alert]:
+    """An IDS alert on a path the WAF does not cover (before the answer: no status) and the access-log line of that
+    request: what the client got (`status`) and what the application behind the proxy answered (`upstream_status`)."""
+    eve, access = lines("suricata7-lab-eve.jsonl"), lines("nginx-access.jsonl")
+    ids = eve[2]
+    ids["http"]["url"] = LEGACY
+    del ids["http"]["status"], ids["http"]["length"]
+    answered = dict(access[0], request_id="c" * 32, request_uri=LEGACY, status=status, body_bytes_sent=1500)
+    answered.update(upstream_addr="127.0.0.1:8081", upstream_status=upstream_status)
+    return parsed([ids, answered], tmp_path)
+
+
+def test_a_200_nginx_made_of_the_applications_404_is_not_the_application_answering(tmp_path: Path) -> None:
+    """`error_page 404 =200 /index.html` with `proxy_intercept_errors` (a single-page app's fallback): the client gets
+    200 for every path, the application said 404. Read as the application's 2xx, every attack on any path of such a
+    site was `likely`, and its server an asset reached."""
+    alerts = an_attack_and_the_answer_the_client_got(tmp_path, 200, "404")
+    impact = assess(alerts, tracking_config(Settings()))
+    assert (impact.verdict, impact.assets, impact.bytes_sent) == ("attempted", [], 0)
+
+
+def test_the_applications_own_2xx_after_a_retry_is_still_success(tmp_path: Path) -> None:
+    alerts = an_attack_and_the_answer_the_client_got(tmp_path, 200, "502, 200")  # the first upstream failed
+    impact = assess(alerts, tracking_config(Settings()))
+    assert (impact.verdict, impact.assets, impact.bytes_sent) == ("likely", ["web-01"], 1500)

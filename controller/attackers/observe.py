@@ -84,8 +84,10 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
     status, app_answered, sent = facts.status, False, None
     user_agent = facts.user_agent
     if alert.source == nginx_access.SOURCE and not alert.is_claim:  # a claimed access line answered nothing
-        status, sent = _int(raw.get("status")), _int(raw.get("body_bytes_sent"))
-        app_answered = not blocked  # ingest sets blocked when nothing was proxied upstream
+        app_status = nginx_access.application_status(raw)
+        app_answered = not blocked and app_status is not None  # ingest sets blocked when nothing was proxied
+        status = app_status if app_answered else _int(raw.get("status"))
+        sent = _int(raw.get("body_bytes_sent"))
         user_agent = raw.get("http_user_agent") if isinstance(raw.get("http_user_agent"), str) else None
     elif facts.kind == WAF:
         app_answered = not blocked and status is not None

@@ -89,6 +89,18 @@ def parse(record: Record) -> Alert:
     )
 
 
+def application_status(record: Record) -> int | None:
+    """What the application behind the proxy answered: the last upstream's status (`$upstream_status` lists every
+    upstream tried, "502, 200", and internal redirects after " : "). Not `$status`, what the client got: nginx may
+    make an application's 404 a 200 (`error_page 404 =200`, a single-page app's fallback). None when nothing was
+    proxied or the status is not a number."""
+    upstream = record.get("upstream_status")
+    if not isinstance(upstream, str | int) or isinstance(upstream, bool):
+        return None
+    last = str(upstream).replace(":", ",").split(",")[-1].strip()
+    return int(last) if last.isdigit() and 100 <= int(last) <= 599 else None
+
+
 def _evidence_parts(record: Record, status: int, upstream: str | None) -> list[str | None]:
     method, uri, protocol = (
         fields.optional_text(record, k) for k in ("request_method", "request_uri", "server_protocol")
