@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from autonomy_controller.controller.attackers import AttackerStore, Limits, track
+from autonomy_controller.controller.attackers import AttackerProfile, AttackerStore, Limits, track
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ledger import Ledger
 from autonomy_controller.controller.models import Alert, Category, Provenance
@@ -32,20 +32,34 @@ def claim(n: int, src_ip: str = ATTACKER, category: Category = Category.C2, **ex
     return alert(n, src_ip=src_ip, category=category, source="suricata", provenance=Provenance.CLAIM, **extra)
 
 
+def app_200(uri: str, request_id: str, sent: int) -> dict[str, object]:
+    """The access-log line of the application's 200 to `uri`: a lab line with what nginx writes for one."""
+    line = lines("nginx-access.jsonl")[0]
+    line.update(request_id=request_id, request_uri=uri, status=200, body_bytes_sent=sent)
+    line.update(upstream_addr="127.0.0.1:8081", upstream_status="200")
+    return line
+
+
+def folded(ledger: Ledger, settings: Settings, limits: Limits | None = None) -> AttackerProfile:
+    """The attacker's profile once everything in the ledger is folded."""
+    track(ledger, settings, *([limits] if limits else []))
+    profile = AttackerStore(ledger).get(ATTACKER)
+    assert profile is not None
+    return profile
+
+
 def test_a_claim_raises_no_stage(ledger: Ledger, settings: Settings) -> None:
     """A claimed C2 alert made its address a post-exploitation attacker on `attackers list` and the attacker page."""
     submit(ledger, [claim(1), claim(2, category=Category.SQLI)])
-    track(ledger, settings)
-    p = AttackerStore(ledger).get(ATTACKER)
-    assert p is not None and p.alerts == 2 and p.sensors == {"suricata": 2}  # counted, shown as what it is
+    p = folded(ledger, settings)
+    assert p.alerts == 2 and p.sensors == {"suricata": 2}  # counted, shown as what it is
     assert (p.stage, p.stages) == ("none", [])
 
 
 def test_a_trusted_feed_still_raises_the_stage(ledger: Ledger, settings: Settings) -> None:
     submit(ledger, [alert(1, category=Category.C2, source="edr", provenance=Provenance.TRUSTED_FEED)])
-    track(ledger, settings)
-    p = AttackerStore(ledger).get(ATTACKER)
-    assert p is not None and p.stage == "post_exploitation"
+    p = folded(ledger, settings)
+    assert p.stage == "post_exploitation"
 
 
 def test_a_claimed_attack_does_not_make_a_real_2xx_on_its_path_a_success(
@@ -54,13 +68,9 @@ def test_a_claimed_attack_does_not_make_a_real_2xx_on_its_path_a_success(
     """The path rule reads "an attack nothing refused" on a path: a claimed one (any path, never refused) with the
     application's ordinary 200 on that path made possible_success, the stage that raises a case's impact."""
     submit(ledger, [claim(1, category=Category.SQLI, blocked=False, url="/")])
-    answered = lines("nginx-access.jsonl")[0]
-    answered.update(request_id="e" * 32, request_uri="/", status=200, upstream_addr="127.0.0.1:8081")
-    answered.update(upstream_status="200", body_bytes_sent=900)
-    submit(ledger, parsed([answered], tmp_path))
-    track(ledger, settings)
-    p = AttackerStore(ledger).get(ATTACKER)
-    assert p is not None and p.stage == "none"
+    submit(ledger, parsed([app_200("/", "e" * 32, 900)], tmp_path))
+    p = folded(ledger, settings)
+    assert p.stage == "none"
     assert p.paths["/"].attacks_through == 0
 
 
@@ -88,12 +98,9 @@ def test_an_ids_alert_that_missed_the_wafs_refusal_does_not_make_the_paths_next_
     unanswered = eve[0]
     del unanswered["http"]["status"], unanswered["http"]["length"]  # logged before the WAF's 403 was seen
     refused = access[0]  # the same request in the access log: 403, never proxied
-    plain = dict(access[0], request_id="d" * 32, request_uri="/", status=200, body_bytes_sent=612)
-    plain.update(upstream_addr="127.0.0.1:8081", upstream_status="200")
-    submit(ledger, parsed([unanswered, refused, plain], tmp_path))
-    track(ledger, settings)
-    p = AttackerStore(ledger).get(ATTACKER)
-    assert p is not None and p.stage == "exploitation_attempt"
+    submit(ledger, parsed([unanswered, refused, app_200("/", "d" * 32, 612)], tmp_path))
+    p = folded(ledger, settings)
+    assert p.stage == "exploitation_attempt"
 
 
 def test_a_scan_that_fills_the_profiles_paths_does_not_hide_the_path_an_attack_got_through(
@@ -107,12 +114,9 @@ def test_a_scan_that_fills_the_profiles_paths_does_not_hide_the_path_an_attack_g
     ids = eve[2]
     ids["http"]["url"] = "/legacy/download?file=../../../../etc/passwd"
     del ids["http"]["status"], ids["http"]["length"]  # logged before the answer: nothing refused it
-    answered = dict(access[0], request_id="f" * 32, request_uri=ids["http"]["url"], status=200, body_bytes_sent=99)
-    answered.update(upstream_addr="127.0.0.1:8081", upstream_status="200")
-    submit(ledger, parsed([*scan, ids, answered], tmp_path))
-    track(ledger, settings)
-    p = AttackerStore(ledger).get(ATTACKER)
-    assert p is not None and p.stage == "possible_success"
+    submit(ledger, parsed([*scan, ids, app_200(ids["http"]["url"], "f" * 32, 99)], tmp_path))
+    p = folded(ledger, settings)
+    assert p.stage == "possible_success"
     assert len(p.paths) == Limits().paths and p.paths["/legacy/download"].attacks_through == 1
     assert p.dropped["paths"] == 9  # the scan's paths beyond the cap, and one pushed out for the attack's
 
