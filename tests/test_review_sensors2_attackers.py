@@ -8,6 +8,7 @@ A stage only goes up on sensor facts: our own Alert JSON on an untrusted channel
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,22 @@ def test_forged_packets_cannot_evict_an_attacker_a_sensor_saw_connect(
     track(ledger, settings, Limits(max_profiles=3))
     kept = {p.address for p in AttackerStore(ledger).profiles(limit=10, min_stage=0)}
     assert ATTACKER in kept
+
+
+def test_eviction_orders_sources_by_when_they_were_seen_whatever_zone_their_sensor_writes(
+    ledger: Ledger, settings: Settings
+) -> None:
+    """Sensors write local time with its offset (Suricata, Apache and nginx on a host not set to UTC). SQLite keeps a
+    time's digits without the offset, so profiles were evicted and listed by each sensor's wall clock: here the
+    newest source went first."""
+    at = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    seen = {
+        "192.0.2.1": at,
+        "192.0.2.2": at.astimezone(timezone(timedelta(hours=1))) - timedelta(minutes=30),  # the oldest, at +01:00
+        "192.0.2.3": at.astimezone(timezone(timedelta(hours=-1))) + timedelta(minutes=45),  # the newest, at -01:00
+    }
+    for n, (address, when) in enumerate(seen.items()):
+        submit(ledger, [alert(n, src_ip=address, category=Category.SCANNER, observed_at=when)])
+    track(ledger, settings, Limits(max_profiles=2))
+    kept = [p.address for p in AttackerStore(ledger).profiles(limit=10)]
+    assert kept == ["192.0.2.3", "192.0.2.1"]  # the most recently seen first; the oldest evicted
