@@ -201,9 +201,16 @@ def test_the_controllers_actions_on_the_source_are_in_its_profile(ledger: Ledger
     assert len(p.actions[0].seqs) == 3
 
 
-def test_an_unreadable_alert_record_is_skipped_and_the_rest_still_folds(ledger: Ledger, settings: Settings) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [{"observed_at": "yesterday"}, {"url": 1}, {"url": ["/a", "/b"]}],
+    ids=["time", "url-number", "url-list"],  # a url not text failed every fold from there on (AttributeError)
+)
+def test_an_unreadable_alert_record_is_skipped_and_the_rest_still_folds(
+    ledger: Ledger, settings: Settings, damage: dict[str, Any]
+) -> None:
     good = alert(1).model_dump(mode="json")
-    ledger.append(f"src:{ATTACKER}", RecordKind.ALERT, "ingest", {**good, "id": "bad", "observed_at": "yesterday"})
+    ledger.append(f"src:{ATTACKER}", RecordKind.ALERT, "ingest", {**good, "id": "bad", **damage})
     submit(ledger, [alert(2)])
     report = track(ledger, settings)
     assert (report.skipped, report.alerts) == (1, 1)

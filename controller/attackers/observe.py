@@ -77,6 +77,8 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
     except ValueError:
         category = None  # a category this version does not know: counted, never an attack
     raw: dict[str, Any] = payload["raw"] if isinstance(payload.get("raw"), dict) else {}
+    if not isinstance(payload.get("url"), str | None):  # the facts below read it as text; ingest wrote text
+        raise ValueError(f"alert url is not text: {payload.get('url')!r:.40}")
     fields = {k: v for k, v in payload.items() if k in _ALERT_FIELDS}
     alert = Alert.model_construct(**{**fields, "category": category or Category.OTHER, "raw": raw})
     facts = alert_facts(alert, config.waf_sources)
