@@ -65,6 +65,13 @@ def test_an_ocsf_time_in_seconds_is_not_read_as_milliseconds_of_1970(tmp_path: P
     assert report.dead_lettered == 0
 
 
+@pytest.mark.parametrize("stamp", ["10" + "0" * 400, "true", "[1]"], ids=["huge", "bool", "list"])
+def test_an_ocsf_time_that_is_no_time_costs_its_record_only(tmp_path: Path, stamp: str) -> None:
+    record = json.dumps({**OCSF_FINDING, "time": 0}).replace('"time": 0', f'"time": {stamp}')
+    alerts, _, (entry,) = ingest(tmp_path, [record, OCSF_FINDING])
+    assert len(alerts) == 1 and "invalid timestamp in time" in entry["error"]
+
+
 def test_an_ocsf_time_in_milliseconds_still_reads_as_milliseconds(tmp_path: Path) -> None:
     (alert,), _, _ = ingest(tmp_path, [{**OCSF_FINDING, "time": SECONDS * 1000 + 125}])
     assert alert.observed_at == datetime(2025, 12, 6, 5, 52, 9, 125000, tzinfo=UTC)

@@ -183,6 +183,8 @@ def _epoch_number(value: Any, path: str) -> float | None:
         number = float(value)
     except ValueError:
         return None
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
     if not math.isfinite(number):
         raise IngestError(f"invalid timestamp in {path}: {value!r:.60}")
     return number
