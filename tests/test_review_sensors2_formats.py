@@ -186,3 +186,24 @@ def test_an_eve_alert_that_says_its_direction_still_vouches(tmp_path: Path) -> N
     record = suricata6_response_alert() | {"direction": "to_client"}
     (alert,), _, _ = ingest(tmp_path, [record])
     assert (alert.src_ip, alert.src_connected) == ("198.51.100.66", True)
+
+
+@pytest.mark.parametrize("direction", ["to_server", "to_client"])
+def test_an_eve_address_the_flow_never_carried_vouches_for_no_connection(tmp_path: Path, direction: str) -> None:
+    """Suricata's `xff: {mode: overwrite}` (for sensors behind a proxy) writes the X-Forwarded-For header, the
+    client's text, as the alert's src_ip (dest_ip on an answer); the flow's own endpoints stay in `flow`. Vouched as
+    a connected source, any address a client wrote in a header was blocked alone."""
+    record = eve()
+    record["direction"] = direction
+    if direction == "to_client":  # an answer: the server is src, the client (overwritten) dest
+        record.update(src_ip="198.51.100.1", src_port=8080, dest_ip="192.0.2.77", dest_port=41582)
+    else:
+        record["src_ip"] = "192.0.2.77"
+    (alert,), _, dead = ingest(tmp_path, [record])
+    assert dead == [] and alert.src_ip == "192.0.2.77"  # kept as the sensor reported it
+    assert not alert.src_connected
+
+
+def test_an_eve_alert_from_the_flows_own_client_still_vouches(tmp_path: Path) -> None:
+    (alert,), _, _ = ingest(tmp_path, [eve()])
+    assert (alert.src_ip, alert.src_connected) == ("198.51.100.66", True)

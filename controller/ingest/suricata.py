@@ -78,7 +78,7 @@ def parse(record: Record) -> Alert:
         signature=signature,
         # IDS mode logs "allowed" even when a WAF behind it answered 403; only an IPS drop is a block.
         blocked=fields.optional_text(alert, "action") == "blocked",
-        src_connected=not engine and connected(record),
+        src_connected=not engine and connected(record) and _flow_carried(record, src_ip),
         evidence_text=evidence([ENGINE_NOTE if engine else None, *_evidence_parts(record, http)]),
         raw=bounded_raw(record, _HUGE),
     )
@@ -94,6 +94,15 @@ def connected(record: Record) -> bool:
     app_proto = fields.optional_text(record, "app_proto")
     oriented = "direction" in record or fields.get_path(record, "flow.src_ip") is not None
     return oriented and (proto or "").upper() == "TCP" and app_proto not in (None, "", "failed", "unknown")
+
+
+def _flow_carried(record: Record, client: str | None) -> bool:
+    """Whether the client address is one of the flow's own endpoints (`flow.src_ip`/`flow.dest_ip`, Suricata 7 and
+    later). With `xff: {mode: overwrite}` Suricata writes the X-Forwarded-For header, the client's own text, as the
+    alert's address, and only `flow` keeps the packets' addresses: such an address vouches for no connection."""
+    paths = ("flow.src_ip", "flow.dest_ip")
+    endpoints = {fields.optional_ip(fields.get_path(record, path), path) for path in paths} - {None}
+    return not endpoints or client in endpoints  # none logged (Suricata 6): nothing to compare with
 
 
 def is_engine_event(record: Record) -> bool:
