@@ -207,3 +207,22 @@ def test_an_eve_address_the_flow_never_carried_vouches_for_no_connection(tmp_pat
 def test_an_eve_alert_from_the_flows_own_client_still_vouches(tmp_path: Path) -> None:
     (alert,), _, _ = ingest(tmp_path, [eve()])
     assert (alert.src_ip, alert.src_connected) == ("198.51.100.66", True)
+
+
+def test_an_ocsf_source_vouches_only_with_the_request_it_sent(tmp_path: Path) -> None:
+    """A finding with several evidences: the source address is read from the first that names one, a forgeable DNS
+    query here; an HTTP request in another evidence (another client's) made that address a connected source."""
+    record = {k: v for k, v in OCSF_FINDING.items() if k not in ("src_endpoint", "http_request")}
+    record["evidences"] = [
+        {"src_endpoint": {"ip": "192.0.2.53"}, "query": {"hostname": "beacon.example", "type": "TXT"}},
+        {"src_endpoint": {"ip": "198.51.100.66"}, "http_request": {"url": {"url_string": "/?id=1'"}}},
+    ]
+    (alert,), _, _ = ingest(tmp_path, [record])
+    assert alert.src_ip == "192.0.2.53" and not alert.src_connected
+
+
+def test_an_ocsf_source_with_its_own_request_in_its_evidence_vouches(tmp_path: Path) -> None:
+    record = {k: v for k, v in OCSF_FINDING.items() if k not in ("src_endpoint", "http_request")}
+    record["evidences"] = [{"src_endpoint": {"ip": "198.51.100.66"}, "http_request": {"url": {"url_string": "/"}}}]
+    (alert,), _, _ = ingest(tmp_path, [record])
+    assert alert.src_ip == "198.51.100.66" and alert.src_connected

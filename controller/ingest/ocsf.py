@@ -91,8 +91,12 @@ def _finding_key(record: Record) -> str:
 
 def _connected(record: Record) -> bool:
     """Whether the finding's source address is the sender's: an HTTP request (its client held a connection), or a
-    process (an endpoint agent saw the device itself act; no packet involved). Any other finding's source may be
-    a forged packet's (a network sensor's UDP, ICMP or DNS event)."""
+    process (an endpoint agent saw the device itself act; no packet involved), beside that address: at the top
+    level, or in the evidence the address was read from (another evidence's request is another client's). Any
+    other finding's source may be a forged packet's (a network sensor's UDP, ICMP or DNS event)."""
+    if fields.get_path(record, "src_endpoint.ip") in (None, "", []):
+        named = [e for e in _evidences(record) if fields.get_path(e, "src_endpoint.ip") not in (None, "", [])]
+        record = named[0] if named else record
     return bool(_lookup(record, "http_request") or _lookup(record, "process"))
 
 
