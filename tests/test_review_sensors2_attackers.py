@@ -7,6 +7,7 @@ A stage only goes up on sensor facts: our own Alert JSON on an untrusted channel
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -172,3 +173,23 @@ def test_eviction_orders_sources_by_when_they_were_seen_whatever_zone_their_sens
     track(ledger, settings, Limits(max_profiles=2))
     kept = [p.address for p in AttackerStore(ledger).profiles(limit=10)]
     assert kept == ["192.0.2.3", "192.0.2.1"]  # the most recently seen first; the oldest evicted
+
+
+def test_refused_attacks_on_many_paths_do_not_hide_the_path_one_got_through(
+    ledger: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    """A full table of paths where every attack was refused (the WAF's 403 the IDS saw) left no room for the path
+    an attack then got through on: the profile never showed possible_success."""
+    eve = lines("suricata7-lab-eve.jsonl")
+    refused = []
+    for n in range(Limits().paths + 4):
+        record = copy.deepcopy(eve[0])
+        record["flow_id"] += n + 1
+        record["http"]["url"] = f"/app{n}/?id=1%27%20UNION%20SELECT%201--"
+        refused.append(record)
+    through = eve[2]
+    through["http"]["url"] = "/legacy/download?file=../../../../etc/passwd"
+    del through["http"]["status"], through["http"]["length"]
+    submit(ledger, parsed([*refused, through, app_200(through["http"]["url"], "b" * 32, 99)], tmp_path))
+    p = folded(ledger, settings)
+    assert p.stage == "possible_success" and p.paths["/legacy/download"].app_success == 1
