@@ -226,3 +226,11 @@ def test_an_ocsf_source_with_its_own_request_in_its_evidence_vouches(tmp_path: P
     record["evidences"] = [{"src_endpoint": {"ip": "198.51.100.66"}, "http_request": {"url": {"url_string": "/"}}}]
     (alert,), _, _ = ingest(tmp_path, [record])
     assert alert.src_ip == "198.51.100.66" and alert.src_connected
+
+
+def test_an_access_line_says_what_the_application_answered_when_nginx_answered_otherwise(tmp_path: Path) -> None:
+    line = first_record(DATA / "nginx-access.jsonl")
+    line.update(status=200, upstream_addr="127.0.0.1:8081", upstream_status="404")  # error_page 404 =200
+    (alert,), _, _ = ingest(tmp_path, [line])
+    assert alert.signature == "HTTP 200, the application answered 404"
+    assert not alert.blocked

@@ -28,6 +28,7 @@ from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.decision.levels import LevelConfigError
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
+from autonomy_controller.controller.ingest import nginx_access
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict, stage_rank
 
@@ -146,5 +147,5 @@ def late_stage(ledger: Ledger, incident_key: str, observed: Sequence[Alert]) -> 
 
 
 def _success(alert: Alert) -> bool:
-    status = alert.raw.get("status")
-    return isinstance(status, int) and 200 <= status < 300
+    status = nginx_access.application_status(alert.raw)
+    return status is not None and 200 <= status < 300

@@ -80,13 +80,21 @@ def parse(record: Record) -> Alert:
         dst_ip=fields.optional_ip(record.get("server_addr"), "server_addr"),
         dst_port=fields.port(record.get("server_port"), "server_port"),
         url=fields.optional_text(record, "request_uri"),
-        signature=f"HTTP {status} {'from the application' if reached_app else 'before the application'}",
+        signature=_signature(status, application_status(record) if reached_app else None, reached_app),
         # Stopped before the application: the WAF (or nginx itself) answered; the app never saw it.
         blocked=not reached_app,
         src_connected=True,  # remote_addr sent a whole HTTP request over a connection nginx accepted
         evidence_text=evidence(_evidence_parts(record, status, upstream)),
         raw=bounded_raw(record),
     )
+
+
+def _signature(status: int, answered: int | None, reached_app: bool) -> str:
+    if not reached_app:
+        return f"HTTP {status} before the application"
+    if answered is not None and answered != status:
+        return f"HTTP {status}, the application answered {answered}"  # nginx made it another (error_page)
+    return f"HTTP {status} from the application"
 
 
 def application_status(record: Record) -> int | None:
