@@ -66,7 +66,7 @@ def _path(profile: AttackerProfile, obs: Observation, limits: Limits) -> PathSta
         return None
     stats = profile.paths.get(obs.path)
     if stats is None:
-        if len(profile.paths) >= limits.paths:
+        if len(profile.paths) >= limits.paths and not _make_room(profile, obs):
             profile.dropped["paths"] = profile.dropped.get("paths", 0) + 1
             return None
         stats = profile.paths[obs.path] = PathStats()
@@ -78,6 +78,26 @@ def _path(profile: AttackerProfile, obs: Observation, limits: Limits) -> PathSta
             stats.attacks_through += 1
     stats.app_success += obs.app_success
     return stats
+
+
+def _make_room(profile: AttackerProfile, obs: Observation) -> bool:
+    """Drop a path of less worth (counted in `dropped`) for one that holds a half of possible_success: an attack
+    nothing refused, or the application's 2xx (stages.py: both on one path, in either order). Otherwise a scan's
+    paths, or refused attacks on many, filled the cap first and hid an attack that got through. A path where one got
+    through is never dropped; one the application answered 2xx only for an attack that got through."""
+    through = obs.attack and not obs.refused
+    if not (through or obs.app_success):
+        return False
+    spare = [
+        (stats.app_success > 0, stats.attacks_refused > 0, stats.requests, path)
+        for path, stats in profile.paths.items()
+        if not stats.attacks_through and (through or not stats.app_success)
+    ]
+    if not spare:
+        return False
+    del profile.paths[min(spare)[-1]]
+    profile.dropped["paths"] = profile.dropped.get("paths", 0) + 1
+    return True
 
 
 def add_action_record(profile: AttackerProfile, record: RecordExcerpt, limits: Limits) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from autonomy_controller.controller.attackers import tracking_config
 from autonomy_controller.controller.attackers.fold import add_alert, new_profile
@@ -27,14 +28,16 @@ from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.decision.levels import LevelConfigError
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError
-from autonomy_controller.controller.ledger import Ledger, RecordKind, observations
+from autonomy_controller.controller.ingest import nginx_access
+from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert, ImpactEvidence, ImpactSummary, ImpactVerdict, stage_rank
 
 log = logging.getLogger(__name__)
 EVIDENCE_MAX = 8
 """Evidence records kept per verdict (the ledger holds them all): decision records stay small."""
 SCRATCH = Limits(paths=4096, assets=256)
-"""A case's own paths and assets: wide enough that no cap hides a 2xx on a path an attack went through."""
+"""A case's own attacked paths and assets: wide enough that no cap hides a 2xx on a path an attack went through
+(paths no attack went to are not kept: `_on_attacked_paths`)."""
 VERDICT: dict[Stage, ImpactVerdict] = {
     "none": "none",
     "recon": "none",
@@ -57,13 +60,17 @@ def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:
     if not ordered:
         return ImpactSummary()
     profile = new_profile(ordered[0].src_ip or "0.0.0.0", ordered[0].observed_at)
-    seen: list[tuple[Alert, Observation]] = []
-    for n, alert in enumerate(ordered, start=1):
-        obs = observe(n, alert.model_dump(mode="json"), config)  # n stands in for the ledger seq: order only
+    # n stands in for the ledger seq: order only
+    observed = [(alert, observe(n, alert.model_dump(mode="json"), config)) for n, alert in enumerate(ordered, start=1)]
+    seen = _on_attacked_paths(observed)
+    for _, obs in seen:
         add_alert(profile, obs, "case", SCRATCH)
-        seen.append((alert, obs))
-    evidence = [e for alert, obs in seen if (e := _evidence(alert, obs, profile)) is not None]
-    reached = sorted({e.asset for e in evidence if e.asset and e.status is not None})
+    shown = [(obs, e) for alert, obs in seen if (e := _evidence(alert, obs, profile)) is not None]
+    evidence = [e for _, e in shown]
+    # Reached: the application answered an attack that got through. An answer to post-exploitation traffic the
+    # source sent is not one: the source wrote the request (one matching a malware rule is easy to write), and any
+    # static file answers it 2xx; `assets` of a confirmed verdict lift the isolation guardrail for the host named.
+    reached = sorted({e.asset for obs, e in shown if e.asset and e.status is not None and not obs.post_exploitation})
     return ImpactSummary(
         verdict=VERDICT[profile.stage],
         stage=profile.stage,
@@ -87,6 +94,14 @@ def batch_stage(alerts: Sequence[Alert]) -> Stage | None:
     except (LevelConfigError, PolicyBundleError, ValueError, OSError) as exc:
         log.warning("batch stage not computed (the case re-plans on growth alone): %s", exc)
         return None
+
+
+def _on_attacked_paths(observed: list[tuple[Alert, Observation]]) -> list[tuple[Alert, Observation]]:
+    """The observations with only the URL paths an attack went to: no other path can decide the verdict (stages.py
+    reads a path's answers only where an attack was), and a scan's thousands of paths would fill the scratch
+    profile's SCRATCH.paths first, turning away the one the attack got through."""
+    attacked = {obs.path for _, obs in observed if obs.attack}
+    return [(alert, obs if obs.path in attacked else replace(obs, path=None)) for alert, obs in observed]
 
 
 def _evidence(alert: Alert, obs: Observation, profile: AttackerProfile) -> ImpactEvidence | None:
@@ -115,17 +130,22 @@ RAISES_FROM = stage_rank("possible_success")
 
 
 def late_stage(ledger: Ledger, incident_key: str, observed: Sequence[Alert]) -> str | None:
-    """The stage a case shows with its source's access-log lines, `observed` included, when these lines may have
-    raised it (a 2xx answer, a case for the source in the ledger); None when they cannot (no signal is sent)."""
+    """The stage a case shows with the access-log lines `observed`, when these lines may have raised it (a 2xx
+    answer, a case for the source in the ledger); None when they cannot (no signal is sent).
+
+    Only these lines are read with the case's alerts, not every line of the source: a line raises a stage only on a
+    path the case's attacks went to (stages.py), an earlier line was judged when it came (or by the case's plan,
+    which reads them all), and re-reading a flooding source's every line for each batch of it cost seconds per
+    batch, growing with the flood."""
     if not any(_success(alert) for alert in observed) or ledger.incident_head(incident_key) is None:
         return None
     alerts = [Alert.model_validate(r.payload) for r in ledger.records(incident_key, [RecordKind.ALERT])]
     if not alerts:
         return None  # the key holds records, none an alert: no case to wake
-    stage = batch_stage([*alerts, *observations.case_observations(ledger, incident_key)])
+    stage = batch_stage([*alerts, *observed])
     return stage if stage is not None and stage_rank(stage) >= RAISES_FROM else None
 
 
 def _success(alert: Alert) -> bool:
-    status = alert.raw.get("status")
-    return isinstance(status, int) and 200 <= status < 300
+    status = nginx_access.application_status(alert.raw)
+    return status is not None and 200 <= status < 300

@@ -47,6 +47,8 @@ class Observation:
     post_exploitation: bool
     outcome_only: bool
     """An access-log record: what the server answered, not a detection."""
+    claim: bool
+    """Our own Alert JSON no sensor vouches for (docs/sensors.md, "Provenance"): counted, never a stage or an attack."""
     blocked: bool
     waf_blocked: bool
     status: int | None
@@ -75,6 +77,8 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
     except ValueError:
         category = None  # a category this version does not know: counted, never an attack
     raw: dict[str, Any] = payload["raw"] if isinstance(payload.get("raw"), dict) else {}
+    if not isinstance(payload.get("url"), str | None):  # the facts below read it as text; ingest wrote text
+        raise ValueError(f"alert url is not text: {payload.get('url')!r:.40}")
     fields = {k: v for k, v in payload.items() if k in _ALERT_FIELDS}
     alert = Alert.model_construct(**{**fields, "category": category or Category.OTHER, "raw": raw})
     facts = alert_facts(alert, config.waf_sources)
@@ -82,19 +86,23 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
     status, app_answered, sent = facts.status, False, None
     user_agent = facts.user_agent
     if alert.source == nginx_access.SOURCE and not alert.is_claim:  # a claimed access line answered nothing
-        status, sent = _int(raw.get("status")), _int(raw.get("body_bytes_sent"))
-        app_answered = not blocked  # ingest sets blocked when nothing was proxied upstream
+        app_status = nginx_access.application_status(raw)
+        app_answered = not blocked and app_status is not None  # ingest sets blocked when nothing was proxied
+        status = app_status if app_answered else _int(raw.get("status"))
+        sent = _int(raw.get("body_bytes_sent"))
         user_agent = raw.get("http_user_agent") if isinstance(raw.get("http_user_agent"), str) else None
     elif facts.kind == WAF:
         app_answered = not blocked and status is not None
+    vouched = not alert.is_claim  # a claim's category is whatever its sender wrote
     return Observation(
         seq=seq,
         at=_time(payload.get("observed_at")),
         sensor=str(payload.get("source") or "unknown"),
         category=str(payload.get("category")),
-        attack=category in config.attack_categories and category not in POST_EXPLOITATION,
-        post_exploitation=category in POST_EXPLOITATION,
+        attack=vouched and category in config.attack_categories and category not in POST_EXPLOITATION,
+        post_exploitation=vouched and category in POST_EXPLOITATION,
         outcome_only=alert.source == nginx_access.SOURCE,
+        claim=not vouched,
         blocked=blocked,
         waf_blocked=facts.kind == WAF and blocked,
         status=status,

@@ -7,7 +7,8 @@
                           the WAF did not cover), in either order
     post_exploitation     malware, C2, lateral movement or exfiltration from the source
 
-An access-log record alone (an answer, not a detection) reaches no stage. Stages only go up. "Possible" is
+An access-log record alone (an answer, not a detection) reaches no stage, and neither does a claim (our own Alert
+JSON no sensor vouches for: docs/sensors.md, "Provenance"). Stages only go up. "Possible" is
 meant: a 2xx says the application answered, not that the attack worked; a person confirms.
 """
 
@@ -19,6 +20,8 @@ from autonomy_controller.controller.attackers.profile import AttackerProfile, Pa
 
 def stage_shown(profile: AttackerProfile, obs: Observation, path: PathStats | None) -> tuple[Stage, str] | None:
     """The stage `obs` shows and why; `path` is the profile's stats for obs.path after counting obs."""
+    if obs.claim:
+        return None  # its sender chose its category: a stage would outrank (and so outlive) sensor-seen attackers
     if obs.post_exploitation:
         return "post_exploitation", f"{obs.category} alert from {obs.sensor}"
     if obs.attack and not obs.blocked and obs.status is not None and 200 <= obs.status < 300:

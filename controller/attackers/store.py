@@ -16,6 +16,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -244,8 +245,8 @@ def _save(conn: Connection, state: _Page) -> None:
             "b_address": p.address,
             "network": p.network,
             "stage_rank": stage_rank(p.stage),
-            "first_seen": p.first_seen,
-            "last_seen": p.last_seen,
+            "first_seen": _utc(p.first_seen),
+            "last_seen": _utc(p.last_seen),
             "alerts": p.alerts,
             "through_seq": p.through_seq,
             "profile": canonical_json(p.model_dump(mode="json")),
@@ -265,6 +266,15 @@ def _save(conn: Connection, state: _Page) -> None:
     hints = [{"kind": k, "value": v, "address": p.address} for p in state.profiles.values() for k, v in hints_of(p)]
     if hints:
         conn.execute(text(_ADD_HINT), hints)
+
+
+def _utc(value: datetime) -> datetime:
+    """A time for the columns lists and eviction order by, in UTC: SQLite keeps a time's digits without its offset,
+    so sensors writing local time would be ordered by their wall clocks. One too near year 1 or 9999 to move stays."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return value
 
 
 def _evict(conn: Connection, excess: int) -> int:

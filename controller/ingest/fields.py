@@ -8,6 +8,7 @@ says exactly what was wrong instead of a bare KeyError.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -157,14 +158,36 @@ def iso_time(value: Any, path: str) -> datetime:
     return aware(parsed)
 
 
+EPOCH_SECONDS_BELOW = 100_000_000_000
+"""An OCSF `time` below this is seconds, not milliseconds: as milliseconds it would be before March 1973."""
+
+
 def epoch_ms(value: Any, path: str) -> datetime:
-    """OCSF `time`: milliseconds since the epoch (an ISO string is accepted too, some producers send one)."""
-    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+    """OCSF `time`: milliseconds since the epoch. Some producers write seconds: read as milliseconds, today would be
+    January 1970, so a value below EPOCH_SECONDS_BELOW is seconds. An ISO string is accepted too."""
+    number = _epoch_number(value, path)
+    if number is None:
         return iso_time(value, path)
+    seconds = number if abs(number) < EPOCH_SECONDS_BELOW else number / 1000
     try:
-        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (ValueError, OverflowError, OSError):
         raise IngestError(f"invalid timestamp in {path}: {value!r:.60}") from None
+
+
+def _epoch_number(value: Any, path: str) -> float | None:
+    """The number an epoch stamp holds (a JSON number or its text); None for other text (an ISO stamp, perhaps)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise IngestError(f"invalid timestamp in {path}: {value!r:.60}")
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise IngestError(f"invalid timestamp in {path}: {value!r:.60}")
+    return number
 
 
 def aware(value: datetime) -> datetime:

@@ -3,6 +3,10 @@
 Shape: {"transaction": {client_ip, host_ip, host_port, unique_id, time_stamp, request{method, uri,
 http_version, headers}, response{http_code, body}, producer{secrules_engine}, messages[{message,
 details{ruleId, severity ("2"), tags, data}}]}}.
+
+`producer` and `messages` are audit log part H (libmodsecurity3's transaction.cc writes both only with it). A site
+whose SecAuditLogParts leaves H out logs valid records without either: they are recognised by part A's keys and
+skipped with that reason (which rules matched is not in them), not dead-lettered as broken.
 """
 
 from __future__ import annotations
@@ -19,15 +23,24 @@ from autonomy_controller.controller.models import Alert
 
 SOURCE = "modsecurity3"
 _HUGE = (("transaction", "response", "body"), ("transaction", "request", "body"))
+PART_A_KEYS = ("client_ip", "time_stamp", "unique_id")
+"""What every libmodsecurity3 transaction holds, whatever SecAuditLogParts says."""
+PART_H_KEYS = ("producer", "messages")
 
 
 def looks_like(record: Record) -> bool:
     tx = record.get("transaction")
-    return isinstance(tx, dict) and "audit_data" not in record and ("messages" in tx or "producer" in tx)
+    if not isinstance(tx, dict) or "audit_data" in record or "messages" in record:
+        return False  # v2 has audit_data; rule messages beside the transaction are another WAF's (Coraza)
+    return any(key in tx for key in PART_H_KEYS) or all(key in tx for key in PART_A_KEYS)
 
 
 def skip_reason(record: Record) -> str | None:
-    """A transaction logged with no rule match (SecAuditEngine On) is traffic, not an alert."""
+    """A transaction logged with no rule match (SecAuditEngine On) is traffic, not an alert; one logged without
+    part H says nothing of rules."""
+    tx = fields.mapping(record, "transaction")
+    if not any(key in tx for key in PART_H_KEYS):
+        return f"{SOURCE}: no rule messages, audit log part H not logged (add H to SecAuditLogParts)"
     return None if fields.sequence(record, "transaction.messages", optional=True) else f"{SOURCE}: no rule matched"
 
 

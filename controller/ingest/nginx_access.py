@@ -80,13 +80,33 @@ def parse(record: Record) -> Alert:
         dst_ip=fields.optional_ip(record.get("server_addr"), "server_addr"),
         dst_port=fields.port(record.get("server_port"), "server_port"),
         url=fields.optional_text(record, "request_uri"),
-        signature=f"HTTP {status} {'from the application' if reached_app else 'before the application'}",
+        signature=_signature(status, application_status(record) if reached_app else None, reached_app),
         # Stopped before the application: the WAF (or nginx itself) answered; the app never saw it.
         blocked=not reached_app,
         src_connected=True,  # remote_addr sent a whole HTTP request over a connection nginx accepted
         evidence_text=evidence(_evidence_parts(record, status, upstream)),
         raw=bounded_raw(record),
     )
+
+
+def _signature(status: int, answered: int | None, reached_app: bool) -> str:
+    if not reached_app:
+        return f"HTTP {status} before the application"
+    if answered is not None and answered != status:
+        return f"HTTP {status}, the application answered {answered}"  # nginx made it another (error_page)
+    return f"HTTP {status} from the application"
+
+
+def application_status(record: Record) -> int | None:
+    """What the application behind the proxy answered: the last upstream's status (`$upstream_status` lists every
+    upstream tried, "502, 200", and internal redirects after " : "). Not `$status`, what the client got: nginx may
+    make an application's 404 a 200 (`error_page 404 =200`, a single-page app's fallback). None when nothing was
+    proxied or the status is not a number."""
+    upstream = record.get("upstream_status")
+    if not isinstance(upstream, str | int) or isinstance(upstream, bool):
+        return None
+    last = str(upstream).replace(":", ",").split(",")[-1].strip()
+    return int(last) if last.isdigit() and 100 <= int(last) <= 599 else None
 
 
 def _evidence_parts(record: Record, status: int, upstream: str | None) -> list[str | None]:

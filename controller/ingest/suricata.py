@@ -47,7 +47,7 @@ def parse(record: Record) -> Alert:
     signature = fields.text(record, "alert.signature")
     sid = fields.text(record, "alert.signature_id")
     stamp = fields.text(record, "timestamp")
-    metadata = fields.mapping(alert, "metadata", optional=True)
+    metadata = _metadata(alert)
     verdict = classify_suricata(
         signature=signature,
         classtype=fields.optional_text(alert, "category"),
@@ -78,7 +78,7 @@ def parse(record: Record) -> Alert:
         signature=signature,
         # IDS mode logs "allowed" even when a WAF behind it answered 403; only an IPS drop is a block.
         blocked=fields.optional_text(alert, "action") == "blocked",
-        src_connected=not engine and connected(record),
+        src_connected=not engine and connected(record) and _flow_carried(record, src_ip),
         evidence_text=evidence([ENGINE_NOTE if engine else None, *_evidence_parts(record, http)]),
         raw=bounded_raw(record, _HUGE),
     )
@@ -87,10 +87,22 @@ def parse(record: Record) -> Alert:
 def connected(record: Record) -> bool:
     """Whether the flow's client held a TCP connection that carried application data (Suricata named its
     `app_proto`): a forged source cannot complete the handshake. A UDP or ICMP alert, a bare SYN, or a TCP flow
-    whose protocol Suricata could not tell (`failed`) may carry anyone's address as its source."""
+    whose protocol Suricata could not tell (`failed`) may carry anyone's address as its source. So may an alert
+    that does not say which side sent the packet (Suricata 6: no `direction`, no `flow.src_ip`): on the server's
+    answer its src_ip is the server, ours, and the client is not known to be either address."""
     proto = fields.optional_text(record, "proto")
     app_proto = fields.optional_text(record, "app_proto")
-    return (proto or "").upper() == "TCP" and app_proto not in (None, "", "failed", "unknown")
+    oriented = "direction" in record or fields.get_path(record, "flow.src_ip") is not None
+    return oriented and (proto or "").upper() == "TCP" and app_proto not in (None, "", "failed", "unknown")
+
+
+def _flow_carried(record: Record, client: str | None) -> bool:
+    """Whether the client address is one of the flow's own endpoints (`flow.src_ip`/`flow.dest_ip`, Suricata 7 and
+    later). With `xff: {mode: overwrite}` Suricata writes the X-Forwarded-For header, the client's own text, as the
+    alert's address, and only `flow` keeps the packets' addresses: such an address vouches for no connection."""
+    paths = ("flow.src_ip", "flow.dest_ip")
+    endpoints = {fields.optional_ip(fields.get_path(record, path), path) for path in paths} - {None}
+    return not endpoints or client in endpoints  # none logged (Suricata 6): nothing to compare with
 
 
 def is_engine_event(record: Record) -> bool:
@@ -137,6 +149,13 @@ def _evidence_parts(record: Record, http: Record) -> list[str | None]:
         f"User-Agent: {agent}" if agent else None,
         fields.optional_text(record, "payload_printable"),
     ]
+
+
+def _metadata(alert: Record) -> Record:
+    """The rule author's metadata (Suricata writes an object of lists). Another shape only costs what it could add
+    to the classification: the alert stands on its signature and classtype, and raw keeps the metadata as sent."""
+    metadata = alert.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _as_list(value: Any) -> list[Any]:
