@@ -213,12 +213,12 @@ CASES = [
     # to, or whose application answered an attack request (impact likely), needs a person.
     Case("L4 isolate of a production host", Level.L4, "host.isolate", {"host": "web-01", **TTL}, A),
     Case("L4 isolate of the source runs", Level.L4, "host.isolate", {"host": "web-stg-01", **TTL}, E, incident=STG),
-    Case(
-        "L4 isolate of a host the attack reached runs",
+    Case(  # confirmed rests on a post-exploitation alert: one request written to match a malware rule
+        "L4 isolate of a host the attack reached, confirmed",
         Level.L4,
         "host.isolate",
         {"host": "web-stg-01", **TTL},
-        E,
+        A,
         incident={"dst_ip": "10.30.0.11"},
         impact=ImpactSummary(verdict="confirmed", assets=["web-stg-01"]),
     ),

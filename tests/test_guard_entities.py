@@ -1,10 +1,11 @@
 """Which hosts and accounts containment may hit alone: only those the sensors' own facts put in the attacker's hands
 (policies/guardrails/entities.rego, controller/decision/entities.py), on every engine.
 
-A host is the case's source (the sensors reported its address as the alerts' source) or an asset the attack
-reached (impact confirmed; `likely`, a 2xx the attacker can produce at will, is not enough); an account is one a
-login service recorded a login of after guessing. Any other host or account an alert names is a claim (where a
-request went, the name a client typed): a person approves, with a reason, and never through a veto window.
+A host is the case's source (the sensors reported its address as the alerts' source, on a connection); an asset
+an attack reached is not, at any impact verdict (a 2xx and a request matching a malware rule are the attacker's to
+produce); an account is one a login service recorded a login of after guessing. Any other host or account an
+alert names is a claim (where a request went, the name a client typed): a person approves, with a reason, and
+never through a veto window.
 """
 
 from __future__ import annotations
@@ -152,12 +153,16 @@ def test_the_cases_source_is_isolated_alone_at_l4(guards: dict[str, Guard], engi
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_an_asset_the_attack_reached_is_isolated_alone_at_l4(guards: dict[str, Guard], engine: str) -> None:
+def test_an_asset_the_attack_reached_goes_to_a_person_even_confirmed(guards: dict[str, Guard], engine: str) -> None:
+    # `confirmed` rests on a post-exploitation alert, which one request written to match a malware rule produces;
+    # the asset it lists, on the application's answer, which any page that ignores the payload gives
+    # (tests/test_review_sensors2_impact.py). A host the attacker holds shows itself as a source instead.
     incident = make_incident(dst_ip=STAGING_WEB, blocked=False)
     reached = ImpactSummary(verdict="confirmed", assets=["web-stg-01"])
     decision = decide(guards[engine], incident, "host.isolate", {"host": "web-stg-01"}, impact=reached)
-    assert decision.verdict is Verdict.EXECUTE, decision.reasons
-    assert decision.impact is not None and decision.impact.assets == ["web-stg-01"]  # pre-flight decides on it again
+    assert (decision.verdict, veto_window(decision)) == (Verdict.APPROVE, False), decision.reasons
+    assert any(WENT_TO in r and "web-stg-01" in r for r in decision.reasons), decision.reasons
+    assert decision.impact is not None and decision.impact.assets == ["web-stg-01"]  # shown to the person
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -202,7 +207,8 @@ def test_lateral_movement_isolates_its_origin_alone_and_its_destination_only_wit
 ) -> None:
     # The playbook isolates both ends. The origin (web-stg-01) is the case's source, which the sensors saw act for
     # the attacker: isolated alone, it stops the next hop. The destination (db-stg-01) the attacker has not been
-    # seen to hold until a sensor shows the movement got there (impact confirmed): a person approves.
+    # seen to hold until a sensor sees it act as a source itself: a person approves, however far impact says the
+    # movement got.
     guard = guards[engine]
     incident = guard.enrich(lateral())
     assert (incident.source_asset, incident.asset) == ("web-stg-01", "db-stg-01")
@@ -216,9 +222,9 @@ def test_lateral_movement_isolates_its_origin_alone_and_its_destination_only_wit
     )
     assert origin.verdict is Verdict.EXECUTE, origin.reasons
     assert destination.verdict is Verdict.APPROVE and any(WENT_TO in r for r in destination.reasons)
-    reached = ImpactSummary(verdict="confirmed", assets=["db-stg-01"])  # the movement's success, from the sensors
+    reached = ImpactSummary(verdict="confirmed", assets=["db-stg-01"])
     held = decide(guard, incident, "host.isolate", {"host": "db-stg-01"}, impact=reached)
-    assert not any(WENT_TO in r for r in held.reasons), held.reasons  # (the database group's own cap still asks)
+    assert held.verdict is Verdict.APPROVE and any(WENT_TO in r for r in held.reasons), held.reasons
     assert decide(guard, incident, "host.isolate", {"host": "web-stg-01"}).verdict is Verdict.EXECUTE
 
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from autonomy_controller.controller.attackers import tracking_config
@@ -118,14 +117,6 @@ def got_through_to_staging() -> str:
     return json.dumps(ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product decision (policies/guardrails/entities.rego attacker_held_host, not this helper's): impact "
-    "`confirmed` with an asset reached isolates that asset alone, but both halves are the attacker's to produce: a "
-    "200 from a path the WAF does not cover (what `likely` rests on, which alone isolates nothing) and one request "
-    "matching a malware rule (what makes `confirmed`). Decide: isolate alone only a host that is itself the source "
-    "of post-exploitation alerts on a connected flow (the case's source clause); `assets` stay for people",
-)
 def test_a_200_on_an_uncovered_path_and_a_crafted_beacon_never_isolate_the_server_alone(tmp_path: Path) -> None:
     beacon = crafted_beacon_answered_200(tmp_path).read_text().strip()
     decision = isolation_of_the_staging_server(tmp_path, got_through_to_staging(), beacon)

@@ -52,14 +52,22 @@ def answered_attack() -> list[Alert]:
     return burst(dst_ip=STAGING_WEB, blocked=False, raw=answered)
 
 
+# An operator's choice the shipped policy does not make: a host an attack reached (impact likely) is the attacker's.
+HELD_WHEN_REACHED = """
+attacker_held_host(host) if {
+	input.impact.verdict == "likely"
+	some name in input.impact.assets
+	name == host
+}
+"""
+
+
 def isolating_on_likely(settings: Settings) -> Settings:
-    """The shipped policy, with the entity guardrail also taking impact likely as reached (an operator's choice)."""
+    """The shipped policy, with the entity guardrail also taking an asset an attack reached (impact likely) as the
+    attacker's: an operator's rule."""
     rego = settings.policies_dir / "guardrails" / "entities.rego"
-    shipped = 'attack_reached if input.impact.verdict == "confirmed"'
-    assert shipped in rego.read_text()
-    rego.write_text(
-        rego.read_text().replace(shipped, f'{shipped}\n\nattack_reached if input.impact.verdict == "likely"')
-    )
+    assert "attacker_held_host(host) if {" in rego.read_text()
+    rego.write_text(rego.read_text() + HELD_WHEN_REACHED)
     (settings.policies_dir / "guardrails" / "entities_test.rego").unlink()  # tests of the shipped rule
     return settings
 

@@ -12,11 +12,12 @@
 #   enough, one forged packet would have the machine block a bystander (a partner, a resolver) or isolate our
 #   own host alone;
 # - input.context.source_assets: our assets at those addresses (the source of the case's alerts);
-# - input.context.guessed_users: accounts a login service recorded a login of after guessing, in this case;
-# - input.impact: the assets an attack reached, when the impact verdict is confirmed (post-exploitation evidence).
-#   `likely` is not enough: a 2xx to an attack request no sensor refused is a fact the attacker produces at will
-#   (any page that ignores the payload answers 200 behind a WAF in DetectionOnly or on a path it does not cover),
-#   so it would let anyone take our host off the network; it means "a person confirms" (docs/attackers.md).
+# - input.context.guessed_users: accounts a login service recorded a login of after guessing, in this case.
+# The assets an attack reached (input.impact) are not among them, whatever the verdict: both halves of "reached,
+# confirmed" are the attacker's to produce (a 200 from any page that ignores the payload, on a path the WAF does
+# not cover; one request written to match a malware rule), so they would let anyone take our host off the
+# network. A host the attacker holds shows itself as the source of the case's alerts on a connection (a beacon,
+# exfiltration, the next hop); until then a person confirms (docs/attackers.md).
 package autonomy.guardrails
 
 # METADATA
@@ -56,13 +57,13 @@ require_approval contains {
 }
 
 # METADATA
-# title: A host is isolated alone only when it is the case's source or the attack reached it
+# title: A host is isolated alone only when it is the case's source
 # description: >-
-#   Host containment of a host that is neither the source of the case's alerts nor an asset the attack reached
-#   (impact confirmed) needs the class's approvers: an alert merely went to it, or the attack may have got through.
+#   Host containment of a host that is not the source of the case's alerts (on a connection a sensor saw) needs
+#   the class's approvers: an alert merely went to it, or an attack reached it, both of which the attacker chooses.
 require_approval contains {
 	"reason": sprintf(
-		"%s on %s: not the source of the case's alerts, and no post-exploitation evidence that the attack reached it (impact confirmed); an alert went to it, which the attacker chooses: a person approves",
+		"%s on %s: not the source of the case's alerts (on a connection a sensor saw); an alert went to it, which the attacker chooses, and an attack that reached it shows no hold on it: a person approves",
 		[input.action.name, host],
 	),
 	"group": class_group,
@@ -88,13 +89,3 @@ attacker_held_host(host) if {
 	some name in input.context.source_assets
 	name == host
 }
-
-attacker_held_host(host) if {
-	attack_reached
-	some name in input.impact.assets
-	name == host
-}
-
-default attack_reached := false
-
-attack_reached if input.impact.verdict == "confirmed"

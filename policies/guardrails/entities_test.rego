@@ -35,7 +35,7 @@ test_re_enabling_an_account_is_not_this_rules_business if {
 
 # --- hosts: only the case's source or an asset the attack reached is isolated alone --------------------------
 
-targeted_web := "host.isolate on web-01: not the source of the case's alerts, and no post-exploitation evidence that the attack reached it (impact confirmed); an alert went to it, which the attacker chooses: a person approves"
+targeted_web := "host.isolate on web-01: not the source of the case's alerts (on a connection a sensor saw); an alert went to it, which the attacker chooses, and an attack that reached it shows no hold on it: a person approves"
 
 sourced(inp, hosts) := object.union(inp, {"context": {"source_assets": hosts}})
 
@@ -49,19 +49,12 @@ test_the_cases_source_is_isolated_alone if {
 	count(approvals(sourced(isolate("web-01"), ["web-01"]))) == 0
 }
 
-test_an_asset_the_attack_reached_is_isolated_alone if {
-	count(approvals(impacted(isolate("web-01"), "confirmed", ["web-02", "web-01"]))) == 0
-}
-
-test_an_attack_that_did_not_get_through_reached_nothing if {
-	every verdict in ["none", "attempted", "CONFIRMED", null, true] {
-		approvals(impacted(isolate("web-01"), verdict, ["web-01"])) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
+# Reached, at any verdict: a 2xx to an attack request no sensor refused (a page that ignores the payload, on a path
+# the WAF does not cover) and a request written to match a malware rule are both the attacker's to produce.
+test_an_asset_the_attack_reached_needs_its_approvers_at_any_verdict if {
+	every verdict in ["confirmed", "likely", "attempted", "none", "CONFIRMED", null, true] {
+		approvals(impacted(isolate("web-01"), verdict, ["web-02", "web-01"])) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
 	}
-}
-
-# A 2xx to an attack request no sensor refused: the attacker can produce it at will (a page that ignores the payload).
-test_an_answered_attack_request_is_not_enough_to_isolate_alone if {
-	approvals(impacted(isolate("web-01"), "likely", ["web-01"])) == {{"reason": targeted_web, "group": "soc-oncall", "quorum": 1}}
 }
 
 test_another_host_reached_or_sourced_does_not_count if {
