@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ SCHEMA_DIR = defaults_home() / "schema"
 SCHEMA_FILES = ("input.schema.json", "data.schema.json")
 
 
+# A module path followed by `:` (OPA's and regopy's `file:line`), not inside a longer path.
+_MODULE_PATH = re.compile(r"(?<![\w/.-])([\w./-]+\.rego):")
+
+
 class PolicyBundleError(ValueError):
     pass
 
@@ -73,6 +78,14 @@ class PolicyBundle:
         data_file = directory / "data.json"
         data_file.write_text(json.dumps(self.data, sort_keys=True))
         return data_file
+
+    def as_authored(self, said: str, written_to: Path | None = None) -> str:
+        """A tool's words about this bundle's modules (opa, regopy, a wasm abort) naming the files an author
+        edits: a module's path relative to the bundle (`guardrails/x.rego:3`), or under `written_to` (a copy
+        made by write_to), becomes the file under source_dir, so that `file:line` leads to the right file."""
+        if written_to is not None:
+            said = said.replace(f"{written_to}{os.sep}", "")
+        return _MODULE_PATH.sub(lambda m: f"{self.source_dir / m[1]}:" if m[1] in self.modules else m[0], said)
 
     def opa_bundle_files(self) -> dict[str, bytes]:
         """The files of a standard OPA bundle: `.manifest` (revision, roots), the Rego modules (no tests), the
@@ -376,6 +389,27 @@ def check_data_roots(data: dict[str, Any], modules: dict[str, str]) -> None:
         raise PolicyBundleError(f"{name}/{DATA_FILE}: data.{name} is a package root; give the data another folder")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names one key twice: `<line>: duplicate key ...`."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping. PyYAML (and OPA's own loader) keep the last one
+    silently: a second `web-01:` further down the inventory would replace the first asset, crown-jewel flag and
+    all. Merge keys (`<<: *anchor`) still work: an explicit key overrides a merged one, as YAML says."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise DuplicateKeyError(f"{key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
     """Each <name>/data.yaml as data.<name>; allowlists and inventory addresses compiled to bit prefixes; the
     levels."""
@@ -385,7 +419,9 @@ def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
         if name in COMPILED_DOCUMENTS:
             raise PolicyBundleError(f"{where}: data.{name} is compiled by the controller; give the data another folder")
         try:
-            document = yaml.safe_load(path.read_text()) or {}
+            document = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}
+        except DuplicateKeyError as exc:
+            raise PolicyBundleError(f"{where}:{exc}") from None
         except yaml.YAMLError as exc:
             raise PolicyBundleError(f"{where}: not valid YAML: {exc}") from None
         if not isinstance(document, dict):

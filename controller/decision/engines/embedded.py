@@ -19,6 +19,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import regopy
@@ -62,6 +63,39 @@ def called_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
                 continue
             calls.setdefault(name, set()).add(module)
     return calls
+
+
+# Built-ins regopy 1.5.2 has but answers differently from OPA, with no error (measured: max([2, 10]) is 2 and
+# min([8, 32]) is 32, numbers compared as text; to_number("12abc") is 12 and to_number("198.51.100.66") 198.51
+# where OPA errors; `300 % 10 == 0` is false). A policy calling one would decide otherwise here than on wasm or
+# OPA, silently: refused at load like a missing built-in. (`sort` of numbers differs too, but the shipped policy
+# sorts strings and the argument's type is not known before evaluation: docs/engines.md.)
+DIVERGENT_BUILTINS = ("max", "min", "to_number")
+_REMAINDER = re.compile(r"%")  # after comments and strings are stripped, `%` is the remainder operator
+
+
+def divergent_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
+    """Each built-in of DIVERGENT_BUILTINS (and the `%` operator) the modules call, with the modules calling it."""
+    calls = called_builtins(modules)
+    found = {name: calls[name] for name in DIVERGENT_BUILTINS if name in calls}
+    for module, source in modules.items():
+        if _REMAINDER.search(_COMMENT_OR_STRING.sub(" ", source)):
+            found.setdefault("%", set()).add(module)
+    return found
+
+
+# regopy's parse errors: (error <length>:<file>|<offset>|<length> (errormsg <length>:<message>) ...).
+_PARSE_ERROR = re.compile(r"\(error \d+:(?P<file>[^|()]+)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<message>[^)]*)\)")
+
+
+def compile_error(exc: regopy.RegoError, modules: dict[str, str], source_dir: Path) -> str:
+    """regopy's error as `file:line: message` lines naming the author's files, else its own words (bounded)."""
+    located = []
+    for match in _PARSE_ERROR.finditer(str(exc)):
+        module, offset = match["file"], int(match["offset"])
+        line = modules[module][:offset].count("\n") + 1 if module in modules else "?"
+        located.append(f"{source_dir / module}:{line}: {match['message'].strip()}")
+    return "; ".join(dict.fromkeys(located)) if located else str(exc).strip()[:800]
 
 
 def fits_int64(value: Any) -> bool:
@@ -188,6 +222,10 @@ class DirectInput:
             self._free(target)
 
 
+def _calls(found: dict[str, set[str]]) -> str:
+    return "; ".join(f"{name} (in {', '.join(sorted(modules))})" for name, modules in sorted(found.items()))
+
+
 def defines_package(modules: dict[str, str], package: str) -> bool:
     return any(package in _PACKAGE.findall(_COMMENT_OR_STRING.sub(" ", source)) for source in modules.values())
 
@@ -204,8 +242,13 @@ class EmbeddedEngine:
             if not interpreter.is_builtin(name)
         }
         if missing:
-            detail = "; ".join(f"{name} (in {', '.join(sorted(mods))})" for name, mods in sorted(missing.items()))
-            raise UnsupportedBuiltinError(f"policy calls built-ins the embedded engine lacks: {detail}")
+            raise UnsupportedBuiltinError(f"policy calls built-ins the embedded engine lacks: {_calls(missing)}")
+        divergent = divergent_builtins(bundle.modules)
+        if divergent:
+            raise UnsupportedBuiltinError(
+                "policy calls built-ins the embedded engine answers differently from OPA (choose the wasm engine): "
+                + _calls(divergent)
+            )
         # package autonomy.config is compiled into a bundle of its own, after the decision's: regopy's per-query
         # cost grows with the size of the compiled program (measured: the config checks in the decision's bundle
         # cost ~50 us on every decision), and they run only once. The decision never reads that package.
@@ -219,7 +262,14 @@ class EmbeddedEngine:
             interpreter.add_data(bundle.data)
             self._compiled = interpreter.build(f"x = data.{ENTRYPOINT.replace('/', '.')}", [ENTRYPOINT])
         except regopy.RegoError as exc:
-            raise PolicyEngineError(f"embedded engine could not compile the policy: {exc}") from exc
+            detail = compile_error(exc, bundle.modules, bundle.source_dir)
+            raise PolicyEngineError(f"embedded engine could not compile the policy: {detail}") from exc
+        if not self._compiled.ok():  # regopy prints why on its own output and raises nothing
+            raise PolicyEngineError(
+                "embedded engine could not compile the policy: regopy refused it without naming the rule (two "
+                "rules of one name that conflict, such as `deny :=` beside `deny contains`, or a rule it cannot "
+                "compile); `autonomy policy test` names the file and line"
+            )
         self._interpreter = interpreter
         self._lock = threading.Lock()  # one interpreter holds one input at a time
         self._direct = DirectInput(interpreter)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -69,9 +69,11 @@ class OpaServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
+        self._output: IO[bytes] | None = None
 
     def start(self, ready_timeout: float = 15.0) -> OpaServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="autonomy-opa-"))
+        output = self._output = tempfile.TemporaryFile(prefix="autonomy-opa-output-")  # noqa: SIM115 (closed in stop)
         self.bundle.write_to(self._workdir)
         self._process = subprocess.Popen(
             [
@@ -82,18 +84,23 @@ class OpaServer:
                 f"127.0.0.1:{self.port}",
                 "--log-level",
                 "error",
-                "--disable-telemetry",
+                "--skip-version-check",
                 str(self._workdir),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: OPA prints why it will not start on stdout, and a pipe nobody reads while it
+            # runs could fill and stall it.
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                workdir = self._workdir
+                output.seek(0)
+                said = output.read().decode(errors="replace")
                 self.stop()
-                raise OpaUnavailableError(f"opa exited at start: {stderr.strip()[:500]}")
+                said = self.bundle.as_authored(said.strip(), workdir)
+                raise OpaUnavailableError(f"opa exited at start: {said[:800]}")
             try:
                 if requests.get(f"{self.url}/health", timeout=0.5).status_code == 200:
                     return self
@@ -106,6 +113,9 @@ class OpaServer:
     def stop(self) -> None:
         stop_process(self._process, timeout=5)
         self._process = None
+        if self._output is not None:
+            self._output.close()
+            self._output = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

@@ -53,7 +53,11 @@ class WasmEngine:
         (wasm_cache.py); no opa and no cached module is an OpaNotFoundError naming the fix."""
         self._clock = Clock()
         implemented = host_builtins(self._clock)
-        binary, self.module_source = compiled_module(bundle.modules, opa_bin, cache_dir)
+        self._authored = bundle.as_authored
+        try:
+            binary, self.module_source = compiled_module(bundle.modules, opa_bin, cache_dir)
+        except PolicyEngineError as exc:
+            raise type(exc)(self._authored(str(exc))) from exc
         try:
             module = WasmModule.parse(binary)
             self._by_id: dict[int, tuple[str, Any]] = {}
@@ -165,7 +169,8 @@ class WasmEngine:
         return text
 
     def _abort(self, message: int) -> None:
-        raise BuiltinError(f"policy aborted: {ctypes.string_at(self._address(message)).decode(errors='replace')}")
+        said = ctypes.string_at(self._address(message)).decode(errors="replace")
+        raise BuiltinError(f"policy aborted: {self._authored(said)}")
 
     # --- decisions -------------------------------------------------------------------------------------------
     def _check_config(self) -> None:

@@ -58,10 +58,10 @@ def find_opa(configured: Path | None) -> Path | None:
     return Path(found) if found else None
 
 
-def _run_opa(opa: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_opa(opa: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run opa; one that cannot start or hangs is a PolicyEngineError (the guard then denies, naming it)."""
     try:
-        return subprocess.run([str(opa), *args], capture_output=True, text=True, timeout=120)
+        return subprocess.run([str(opa), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PolicyEngineError(f"wasm engine: could not run {opa} {args[0]}: {exc}") from exc
 
@@ -99,7 +99,10 @@ def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         targets = [arg for entrypoint in entrypoints(modules) for arg in ("-e", entrypoint)]
-        done = _run_opa(opa, "build", "-t", "wasm", *targets, "-o", str(out), str(source))
+        # From inside the copy: the module's messages (an object key conflict, at evaluation) and opa's errors
+        # then name each file as the bundle does (guardrails/x.rego), which PolicyBundle.as_authored maps to the
+        # author's file; the temporary copy's path would lead nowhere.
+        done = _run_opa(opa, "build", "-t", "wasm", *targets, "-o", str(out), ".", cwd=source)
         if done.returncode != 0:
             said = (done.stderr.strip() or done.stdout.strip())[:800]
             raise PolicyEngineError(f"wasm engine: opa build failed: {said}")
