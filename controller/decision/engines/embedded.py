@@ -15,10 +15,10 @@ a bundle with errors is refused, so the per-decision policy need not re-check st
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from autonomy_controller.controller.decision.engines.base import (
     PolicyEngineError,
     PolicyUndefinedError,
     UnsupportedBuiltinError,
+    input_json,
 )
 from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_ENTRYPOINT,
@@ -204,6 +205,8 @@ class DirectInput:
                 code = integer(target, node)
                 return code
             if kind is float:
+                if not isfinite(node):  # regopy would take it; OPA and JSON have no NaN or infinity
+                    raise ValueError(f"{node} is not a JSON number")
                 code = floating(target, node)
                 return code
             if node is None:
@@ -310,8 +313,8 @@ class EmbeddedEngine:
             try:
                 self._set_input(input_doc)
                 output = self._interpreter.query_bundle_entrypoint(self._compiled, ENTRYPOINT)
-            except (regopy.RegoError, ValueError) as exc:
-                raise PolicyEngineError(f"embedded engine error: {exc}") from exc
+            except (regopy.RegoError, ValueError, TypeError, RecursionError) as exc:  # TypeError, RecursionError:
+                raise PolicyEngineError(f"embedded engine error: {exc}") from exc  # an input that is not JSON
             if not output.ok():
                 raise PolicyEngineError(
                     f"embedded engine error evaluating {ENTRYPOINT} (strict built-in errors are on: "
@@ -332,7 +335,7 @@ class EmbeddedEngine:
         if fits_int64(input_doc):
             self._interpreter.set_input(input_doc)
         else:
-            self._interpreter.set_input_term(json.dumps(input_doc))
+            self._interpreter.set_input_term(input_json(input_doc).decode())
 
     def close(self) -> None:
         """Nothing to release: the interpreter is freed with the object."""

@@ -24,7 +24,11 @@ from urllib.parse import urlsplit
 import requests
 from opa_client import OpaClient
 
-from autonomy_controller.controller.decision.engines.base import PolicyEngineError, PolicyUndefinedError
+from autonomy_controller.controller.decision.engines.base import (
+    EVALUATION_TIMEOUT_S,
+    PolicyEngineError,
+    PolicyUndefinedError,
+)
 from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 from autonomy_controller.controller.processes import free_port, stop_process
 
@@ -132,7 +136,7 @@ class OpaServer:
 class OpaServerEngine:
     name = "opa"
 
-    def __init__(self, url: str, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, timeout: float = EVALUATION_TIMEOUT_S) -> None:
         parts = urlsplit(url)
         if not parts.hostname or not parts.port:
             raise OpaUnavailableError(f"OPA url must name host and port, got {url!r}")
