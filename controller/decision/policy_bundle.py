@@ -85,7 +85,11 @@ class PolicyBundle:
         made by write_to), becomes the file under source_dir, so that `file:line` leads to the right file."""
         if written_to is not None:
             said = said.replace(f"{written_to}{os.sep}", "")
-        return _MODULE_PATH.sub(lambda m: f"{self.source_dir / m[1]}:" if m[1] in self.modules else m[0], said)
+        return _MODULE_PATH.sub(lambda m: f"{self.source_dir / m[1]}:" if self._authored(m[1]) else m[0], said)
+
+    def _authored(self, relative: str) -> bool:
+        """A module of the bundle, or a test module beside them (`autonomy policy test` runs those too)."""
+        return relative in self.modules or (self.source_dir / relative).is_file()
 
     def opa_bundle_files(self) -> dict[str, bytes]:
         """The files of a standard OPA bundle: `.manifest` (revision, roots), the Rego modules (no tests), the

@@ -1,0 +1,146 @@
+"""Policy tests that cannot fail: a test that reads a rule no module defines.
+
+`not guardrails.denny with input as {...}` (a misspelled `deny`) is `not` of an undefined value, so the test passes
+whatever the policy does, and OPA compiles and runs it without a word (`opa check --strict` too: a rule of a
+package may come from data). Found here from OPA's own parse of every module (`rego.parse_module`): each reference
+a test makes into a package the policies define must name a rule some module of that package defines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError, is_test_module
+
+_PARSE_ALL = "x := {name: rego.parse_module(name, source) | some name, source in input}"
+
+
+@dataclass(frozen=True)
+class UndefinedRule:
+    file: Path  # the test module, under the policies folder
+    line: int
+    test: str  # the rule the reference is in (package.rule)
+    rule: str  # what it reads: data.autonomy.guardrails.denny
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}:{self.line}: {self.test} reads {self.rule}, which no policy module defines: "
+            "the test cannot fail on it (a misspelled rule name?)"
+        )
+
+
+def undefined_rules(opa: Path, policies_dir: Path) -> list[UndefinedRule]:
+    """Every reference a test module makes to a rule its package's modules do not define."""
+    sources = {str(path.relative_to(policies_dir)): path.read_text() for path in sorted(policies_dir.rglob("*.rego"))}
+    modules = _parse(opa, sources)
+    defined: dict[tuple[str, ...], set[str]] = {}
+    for module in modules.values():
+        defined.setdefault(_package(module), set()).update(_rule_name(rule) for rule in module.get("rules") or [])
+    found = []
+    for name, module in sorted(modules.items()):
+        if not is_test_module(Path(name)):
+            continue
+        aliases = _aliases(module)
+        own = _package(module)
+        for rule in module.get("rules") or []:
+            for path, written in _references(rule, aliases):
+                missing = _missing(path, defined)
+                if missing is not None and written.split(".", 1)[0] not in defined.get(own, set()):
+                    line = _line(sources[name], _rule_name(rule), written)
+                    test = ".".join([*own, _rule_name(rule)])
+                    found.append(UndefinedRule(policies_dir / name, line, test, "data." + ".".join(missing)))
+    return found
+
+
+def _parse(opa: Path, sources: dict[str, str]) -> dict[str, Any]:
+    command = [str(opa), "eval", "--format", "json", "--stdin-input", _PARSE_ALL]
+    done = subprocess.run(command, input=json.dumps(sources), capture_output=True, text=True, timeout=120)
+    try:
+        modules: dict[str, Any] = json.loads(done.stdout)["result"][0]["bindings"]["x"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        said = (done.stderr or done.stdout).strip()[:800]
+        raise PolicyBundleError(f"opa could not parse the policies: {said}") from None
+    return modules
+
+
+def _strings(terms: list[dict[str, Any]]) -> list[str]:
+    """The leading string segments of a ref's terms (a variable or a computed key ends the static path)."""
+    segments = []
+    for term in terms:
+        if term.get("type") != "string":
+            break
+        segments.append(term["value"])
+    return segments
+
+
+def _package(module: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(_strings(module["package"]["path"][1:]))  # [data, "autonomy", "guardrails"]
+
+
+def _rule_name(rule: dict[str, Any]) -> str:
+    head = rule.get("head") or {}
+    return str(head.get("name") or head["ref"][0]["value"])
+
+
+def _aliases(module: dict[str, Any]) -> dict[str, list[str]]:
+    """Each data import's name in the module (its alias, else its last segment) and the path it stands for."""
+    aliases = {}
+    for imported in module.get("imports") or []:
+        terms = imported["path"]["value"]
+        if terms[0].get("value") != "data":
+            continue
+        path = _strings(terms[1:])
+        if path:
+            aliases[imported.get("alias") or path[-1]] = path
+    return aliases
+
+
+def _references(rule: dict[str, Any], aliases: dict[str, list[str]]) -> Iterator[tuple[list[str], str]]:
+    """(the data path, the text as written) of every data reference in the rule."""
+    for ref in _refs(rule):
+        head, rest = ref[0], ref[1:]
+        if head.get("type") != "var":
+            continue
+        if head["value"] == "data":
+            path = _strings(rest)
+            yield path, ".".join(["data", *path])
+        elif head["value"] in aliases:
+            tail = _strings(rest)
+            yield [*aliases[head["value"]], *tail], ".".join([head["value"], *tail])
+
+
+def _refs(node: Any) -> Iterator[list[dict[str, Any]]]:
+    if isinstance(node, dict):
+        if node.get("type") == "ref" and isinstance(node.get("value"), list) and node["value"]:
+            yield node["value"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _missing(path: list[str], defined: dict[tuple[str, ...], set[str]]) -> list[str] | None:
+    """The path up to the rule it names, when that lies in a package the modules define and no module defines
+    the rule (nor a package below it); else None."""
+    for length in range(len(path) - 1, 0, -1):
+        package = tuple(path[:length])
+        if package in defined:
+            rule = path[length]
+            below = any(other[: length + 1] == (*package, rule) for other in defined)
+            return None if rule in defined[package] or below else path[: length + 1]
+    return None
+
+
+def _line(source: str, rule: str, written: str) -> int:
+    """The line of `written` in the rule's first definition (OPA's parse of a module in memory has no locations)."""
+    start = re.search(rf"(?m)^{re.escape(rule)}\b", source)
+    offset = start.start() if start else 0
+    at = source.find(written, offset)
+    return source.count("\n", 0, at if at >= 0 else offset) + 1

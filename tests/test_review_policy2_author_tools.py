@@ -1,0 +1,97 @@
+"""Review (policy2): `autonomy policy test` as a careless author meets it: a misspelled rule in a test, a policy
+that does not parse, a data file with a mistake. Each run is the real CLI with the real opa on a private copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autonomy_controller.controller.cli import app
+from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.vacuous_tests import undefined_rules
+
+runner = CliRunner()
+
+# A test of the shipped network guardrail, with `deny` misspelled: `not guardrails.denny` is always true, so OPA
+# runs it as a pass whatever the guardrail decides (and `opa check --strict` says nothing).
+TYPO_TEST = """package autonomy.guardrails_test
+
+import data.autonomy.guardrails
+
+test_cgnat_is_never_blocked if {
+	not guardrails.denny with input as {"action": {"class": "contain_network"}}
+}
+
+test_reads_a_real_rule if {
+	not guardrails.deny["x"] with input as {"action": {"class": "notify"}}
+}
+"""
+
+
+@pytest.fixture
+def opa_env(opa_bin: Path, config_copy: Settings) -> dict[str, str]:
+    return {
+        "AUTONOMY_OPA_BIN": str(opa_bin),
+        "AUTONOMY_POLICIES_DIR": str(config_copy.policies_dir),
+        "AUTONOMY_LEVELS_DIR": str(config_copy.levels_dir),
+        "AUTONOMY_STATE_DIR": str(config_copy.state_dir),
+    }
+
+
+def test_a_test_that_reads_a_rule_nobody_defines_fails_the_run(opa_env: dict[str, str], config_copy: Settings) -> None:
+    typo = config_copy.policies_dir / "guardrails" / "typo_test.rego"
+    typo.write_text(TYPO_TEST)
+    result = runner.invoke(app, ["policy", "test", "--no-coverage"], env=opa_env, terminal_width=250)
+    assert result.exit_code == 1, result.output
+    assert (
+        f"CANNOT FAIL {typo}:6: autonomy.guardrails_test.test_cgnat_is_never_blocked reads "
+        "data.autonomy.guardrails.denny, which no policy module defines" in result.output
+    ), result.output
+    assert "test_reads_a_real_rule" not in result.output.split("CANNOT FAIL", 1)[1]
+    assert "PASS " in result.output  # OPA itself passed every test
+
+    as_json = runner.invoke(app, ["policy", "test", "--no-coverage", "--json"], env=opa_env)
+    assert as_json.exit_code == 1
+    [vacuous] = json.loads(as_json.stdout)["cannot_fail"]
+    assert vacuous["rule"] == "data.autonomy.guardrails.denny" and vacuous["line"] == 6
+
+
+def test_the_shipped_and_example_tests_all_can_fail(opa_bin: Path, settings: Settings) -> None:
+    assert undefined_rules(opa_bin, settings.policies_dir) == []
+    assert undefined_rules(opa_bin, settings.policies_dir.parent / "examples" / "policies") == []
+
+
+def test_references_that_are_fine_are_not_reported(opa_bin: Path, tmp_path: Path) -> None:
+    """Data documents, a package below, a rule of the test's own package, a computed key: none is a typo."""
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "rules.rego").write_text('package team.rules\n\ndeny contains "x" if input.x\n')
+    (tmp_path / "team" / "sub.rego").write_text("package team.rules.sub\n\nflag := true\n")
+    (tmp_path / "team" / "rules_test.rego").write_text(
+        "package team.rules_test\n\nimport data.team.rules\n\nhelper := 1\n\n"
+        "test_fine if {\n\tnot data.inventory.assets.x\n\trules.sub.flag\n\thelper == 1\n"
+        '\tsome k in ["deny"]\n\trules[k]\n\trules.deny["x"] with input as {"x": true}\n}\n'
+    )
+    assert undefined_rules(opa_bin, tmp_path) == []
+
+
+def test_a_policy_that_does_not_parse_names_the_real_file(opa_env: dict[str, str], config_copy: Settings) -> None:
+    team = config_copy.policies_dir / "guardrails" / "team.rego"
+    team.write_text("package autonomy.guardrails\n\ndeny contains msg if {\n\tmsg := input.x\n")
+    result = runner.invoke(app, ["policy", "test"], env=opa_env, terminal_width=250)
+    assert result.exit_code == 2, result.output
+    assert f"{team}:5: rego_parse_error" in result.output, result.output
+    assert "autonomy-policy-test-" not in result.output
+
+
+def test_a_data_file_that_does_not_load_is_an_error_not_a_traceback(
+    opa_env: dict[str, str], config_copy: Settings
+) -> None:
+    (config_copy.policies_dir / "teams").mkdir()
+    (config_copy.policies_dir / "teams" / "data.yaml").write_text("oncall: alice\noncall: bob\n")
+    result = runner.invoke(app, ["policy", "test"], env=opa_env, terminal_width=250)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "teams/data.yaml:2: duplicate key 'oncall'" in result.output, result.output
