@@ -95,3 +95,14 @@ def test_a_data_file_that_does_not_load_is_an_error_not_a_traceback(
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "teams/data.yaml:2: duplicate key 'oncall'" in result.output, result.output
+
+
+def test_a_rule_that_misreads_the_input_is_named_before_any_test_runs(
+    opa_env: dict[str, str], config_copy: Settings
+) -> None:
+    """`opa test` runs it happily (its tests give the input they expect); every engine refuses it at load."""
+    team = config_copy.policies_dir / "guardrails" / "team.rego"
+    team.write_text('package autonomy.guardrails\n\ndeny contains "dc" if input.action.clas == "contain_host"\n')
+    result = runner.invoke(app, ["policy", "test"], env=opa_env, terminal_width=250)
+    assert result.exit_code == 2, result.output
+    assert f"{team}:3: rego_type_error: undefined ref: input.action.clas" in result.output, result.output

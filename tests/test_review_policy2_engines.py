@@ -70,11 +70,18 @@ def test_a_guardrail_answer_that_is_not_a_set_never_lets_the_action_run(
     _with_module(config_copy, source + "\n", alone=True)
     decision = _decide_on(config_copy, engine)
     assert decision.verdict is Verdict.DENY, decision.reasons
+    # With opa at hand every engine refuses it at load (OPA's type checker); the embedded engine on a host
+    # without opa has only the policy's own check.
+    [reason] = decision.reasons
+    assert reason.startswith("guard unavailable: ") and "rego_type_error" in reason, reason
     if engine is EngineName.EMBEDDED:
+        bundle = load_policy_bundle(config_copy)
+        without_opa = _decide(Guard(bundle, EmbeddedEngine(bundle)), BLOCK)
         rule = source.split(" ", 1)[0]
-        assert decision.reasons == [
+        assert without_opa.verdict is Verdict.DENY
+        assert without_opa.reasons == [
             f"data.autonomy.guardrails.{rule} is not a set: write `{rule} contains ... if {{ ... }}`"
-        ], decision.reasons
+        ], without_opa.reasons
 
 
 def test_a_guardrail_object_of_reasons_is_still_read_on_every_engine(config_copy: Settings) -> None:
@@ -131,8 +138,15 @@ def test_a_policy_that_does_not_parse_is_named_by_its_real_file_and_line(
     [reason] = decision.reasons
     assert reason.startswith("guard unavailable: "), reason
     assert "/tmp/autonomy-" not in reason, reason  # a temporary copy the author never sees
-    line = 3 if engine is EngineName.EMBEDDED else 5  # regopy: the unclosed brace; OPA: the end of the file
-    assert f"{path}:{line}: " in reason, reason
+    assert f"{path}:5: rego_parse_error: unexpected eof token" in reason, reason
+
+
+def test_a_policy_that_does_not_parse_is_named_by_file_and_line_on_the_embedded_engine_without_opa(
+    config_copy: Settings,
+) -> None:
+    path = _with_module(config_copy, BROKEN)
+    with pytest.raises(PolicyEngineError, match=f"{path}:3: this is unclosed"):
+        EmbeddedEngine(load_policy_bundle(config_copy))
 
 
 def test_conflicting_rules_are_refused_at_load_on_the_embedded_engine(config_copy: Settings) -> None:
@@ -266,3 +280,28 @@ def test_an_input_that_is_not_json_is_an_engine_error(
 @pytest.fixture(scope="module")
 def wasm_engine(opa_bin: Path) -> WasmEngine:
     return WasmEngine(load_policy_bundle(Settings()), opa_bin)
+
+
+# --- a rule that reads the input wrongly never fires -----------------------------------------------------------
+# A misspelled input field is undefined, and so is a built-in given the wrong type on OPA (its rule index skips the
+# body): the deny rule silently never fires and the block ran on all three engines (the embedded and wasm engines
+# erred on the second, OPA let it run). OPA's type checker against schema/input.schema.json refuses both at load.
+MISREAD = {
+    "misspelled field": ('deny contains "no isolation" if input.action.clas == "contain_network"', "input.action.clas"),
+    "wrong type": ('deny contains "score" if startswith(input.risk.score, "2")', "startswith: invalid argument"),
+}
+
+
+@pytest.mark.parametrize("name", MISREAD)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_rule_that_reads_the_input_wrongly_is_refused_at_load(
+    name: str, engine: EngineName, config_copy: Settings
+) -> None:
+    source, said = MISREAD[name]
+    path = _with_module(config_copy, source + "\n")
+    decision = _decide_on(config_copy, engine)
+    assert decision.verdict is Verdict.DENY
+    [reason] = decision.reasons
+    assert reason.startswith("guard unavailable: "), reason
+    assert "opa check refused the policy (types checked against input.schema.json)" in reason, reason
+    assert f"{path}:3: rego_type_error: " in reason and said in reason, reason

@@ -24,6 +24,8 @@ from rich.table import Table
 
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError
+from autonomy_controller.controller.decision.engines.input_types import check_input_types
 from autonomy_controller.controller.decision.levels import LevelConfigError
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError, is_test_module
 from autonomy_controller.controller.decision.runtime import load_policy_bundle
@@ -62,6 +64,10 @@ def run_policy_tests(settings: Settings, with_coverage: bool) -> OpaReport:
                 target = directory / path.relative_to(settings.policies_dir)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(path.read_text())
+        try:  # what every engine checks at load: a rule that misreads the input would never fire
+            check_input_types(settings.opa_bin, directory)
+        except PolicyEngineError as exc:
+            raise PolicyBundleError(bundle.as_authored(str(exc), directory)) from None
         try:
             _, results = _run_opa(settings.opa_bin, directory)
         except OpaTestError as exc:

@@ -16,6 +16,7 @@ a bundle with errors is refused, so the per-decision policy need not re-check st
 from __future__ import annotations
 
 import re
+import tempfile
 import threading
 from collections.abc import Callable
 from math import isfinite
@@ -30,6 +31,7 @@ from autonomy_controller.controller.decision.engines.base import (
     UnsupportedBuiltinError,
     input_json,
 )
+from autonomy_controller.controller.decision.engines.input_types import check_input_types, find_opa
 from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_ENTRYPOINT,
     CONFIG_PACKAGE,
@@ -236,7 +238,18 @@ def defines_package(modules: dict[str, str], package: str) -> bool:
 class EmbeddedEngine:
     name = "embedded"
 
-    def __init__(self, bundle: PolicyBundle) -> None:
+    def __init__(self, bundle: PolicyBundle, opa_bin: Path | None = None) -> None:
+        """Load the bundle into regopy. Given opa_bin (the configured opa, else opa on PATH) the policy is first
+        type-checked against the input's schema (input_types.py), as on the other engines; without an opa it
+        cannot be (regopy has no type checker): `autonomy policy test` does it where the policy is written."""
+        opa = find_opa(opa_bin) if opa_bin is not None else None
+        if opa is not None:
+            with tempfile.TemporaryDirectory(prefix="autonomy-embedded-check-") as copy:
+                bundle.write_to(Path(copy))
+                try:
+                    check_input_types(opa, Path(copy))
+                except PolicyEngineError as exc:
+                    raise type(exc)(bundle.as_authored(str(exc), Path(copy))) from exc
         interpreter = regopy.Interpreter()
         interpreter.strict_built_in_errors = True
         missing = {

@@ -29,6 +29,7 @@ from autonomy_controller.controller.decision.engines.base import (
     PolicyEngineError,
     PolicyUndefinedError,
 )
+from autonomy_controller.controller.decision.engines.input_types import check_input_types
 from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 from autonomy_controller.controller.processes import free_port, stop_process
 
@@ -79,6 +80,12 @@ class OpaServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="autonomy-opa-"))
         output = self._output = tempfile.TemporaryFile(prefix="autonomy-opa-output-")  # noqa: SIM115 (closed in stop)
         self.bundle.write_to(self._workdir)
+        try:
+            check_input_types(self.opa_bin, self._workdir)
+        except PolicyEngineError as exc:
+            workdir = self._workdir
+            self.stop()
+            raise OpaUnavailableError(self.bundle.as_authored(str(exc), workdir)) from exc
         self._process = subprocess.Popen(
             [
                 str(self.opa_bin),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from autonomy_controller.controller.decision.engines.base import PolicyEngineError
 from autonomy_controller.controller.decision.engines.embedded import defines_package
+from autonomy_controller.controller.decision.engines.input_types import check_input_types, find_opa, schema_text
 from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_ENTRYPOINT,
     CONFIG_PACKAGE,
@@ -48,14 +48,6 @@ def default_cache_dir() -> Path:
         return Path(configured).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "autonomy" / "policy-wasm"
-
-
-def find_opa(configured: Path | None) -> Path | None:
-    """The opa to compile with: the configured one (AUTONOMY_OPA_BIN, default .tools/opa), else opa on PATH."""
-    if configured is not None and configured.is_file() and os.access(configured, os.X_OK):
-        return configured
-    found = shutil.which("opa")
-    return Path(found) if found else None
 
 
 def _run_opa(opa: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -81,8 +73,9 @@ def entrypoints(modules: dict[str, str]) -> list[str]:
 
 
 def modules_key(modules: dict[str, str]) -> str:
-    """A hash of what the module is compiled from: every Rego module (path and text) and the entry points."""
-    digest = hashlib.sha256()
+    """A hash of what the module is compiled from: every Rego module (path and text), the entry points and the
+    input schema it was type-checked against."""
+    digest = hashlib.sha256(schema_text() + b"\0")  # a module is compiled only once it type-checks against it
     for entrypoint in entrypoints(modules):
         digest.update(entrypoint.encode() + b"\0")
     for name in sorted(modules):
@@ -98,6 +91,7 @@ def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
             target = source / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
+        check_input_types(opa, source)
         targets = [arg for entrypoint in entrypoints(modules) for arg in ("-e", entrypoint)]
         # From inside the copy: the module's messages (an object key conflict, at evaluation) and opa's errors
         # then name each file as the bundle does (guardrails/x.rego), which PolicyBundle.as_authored maps to the

@@ -1,0 +1,50 @@
+"""The policy type-checked against the input document's JSON Schema by OPA's own checker (`opa check --schema`).
+
+Why: a rule that reads an input field that does not exist (`input.action.clas`) or gives a built-in a value of
+the wrong type (`startswith(input.risk.score, "1")`) is *undefined* on every engine, so a deny rule written that
+way never fires and the action runs, silently. OPA's checker refuses both, naming file and line. It runs wherever
+the controller has an opa binary: compiling for the wasm engine, loading the embedded engine, starting its own OPA
+server, and `autonomy policy test`. (`make lint` runs the same check, with --strict, on the shipped policies.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError
+from autonomy_controller.controller.decision.policy_bundle import SCHEMA_DIR
+
+INPUT_SCHEMA = SCHEMA_DIR / "input.schema.json"
+
+
+class PolicyTypeError(PolicyEngineError):
+    """The policy reads the input in a way its schema says can never hold."""
+
+
+def find_opa(configured: Path | None) -> Path | None:
+    """The opa to compile with: the configured one (AUTONOMY_OPA_BIN, default .tools/opa), else opa on PATH."""
+    if configured is not None and configured.is_file() and os.access(configured, os.X_OK):
+        return configured
+    found = shutil.which("opa")
+    return Path(found) if found else None
+
+
+def check_input_types(opa: Path, directory: Path) -> None:
+    """Type-check the modules under `directory` (tests aside) against INPUT_SCHEMA; messages name files relative
+    to `directory` (PolicyBundle.as_authored maps them to the author's)."""
+    command = [str(opa), "check", "--schema", str(INPUT_SCHEMA), "--ignore", "*_test.rego", "."]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=directory)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PolicyEngineError(f"could not run {opa} check: {exc}") from exc
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip())[:1500]
+        raise PolicyTypeError(f"opa check refused the policy (types checked against {INPUT_SCHEMA.name}): {said}")
+
+
+def schema_text() -> bytes:
+    """The schema the check reads (part of what a compiled module was checked against)."""
+    return INPUT_SCHEMA.read_bytes()
