@@ -65,7 +65,7 @@ def run_policy_tests(settings: Settings, with_coverage: bool) -> OpaReport:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(path.read_text())
         try:  # what every engine checks at load: a rule that misreads the input would never fire
-            check_input_types(settings.opa_bin, directory)
+            check_input_types(settings.opa_bin, directory, bundle.input_schema)
         except PolicyEngineError as exc:
             raise PolicyBundleError(bundle.as_authored(str(exc), directory)) from None
         try:

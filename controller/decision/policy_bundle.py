@@ -42,6 +42,8 @@ COMPILED_DOCUMENTS = ("levels", "triage_model", "number_text", "meta")
 # policies/` loads no schema as data), and in an exported bundle under schema/ (OPA reads only data.json there).
 SCHEMA_DIR = defaults_home() / "schema"
 SCHEMA_FILES = ("input.schema.json", "data.schema.json")
+# What the engines type-check the modules' reads of `input` against at load (engines/input_types.py).
+INPUT_SCHEMA = SCHEMA_DIR / "input.schema.json"
 
 
 # A module path followed by `:` (OPA's and regopy's `file:line`), not inside a longer path.
@@ -59,6 +61,9 @@ class PolicyBundle:
     revision: str
     levels: LevelConfig
     source_dir: Path
+    # The input contract the modules are type-checked against; None only for a test harness's own modules that
+    # read an input of their own.
+    input_schema: Path | None = INPUT_SCHEMA
 
     @property
     def inventory(self) -> dict[str, dict[str, Any]]:

@@ -247,7 +247,7 @@ class EmbeddedEngine:
             with tempfile.TemporaryDirectory(prefix="autonomy-embedded-check-") as copy:
                 bundle.write_to(Path(copy))
                 try:
-                    check_input_types(opa, Path(copy))
+                    check_input_types(opa, Path(copy), bundle.input_schema)
                 except PolicyEngineError as exc:
                     raise type(exc)(bundle.as_authored(str(exc), Path(copy))) from exc
         interpreter = regopy.Interpreter()

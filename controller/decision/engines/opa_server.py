@@ -81,7 +81,7 @@ class OpaServer:
         output = self._output = tempfile.TemporaryFile(prefix="autonomy-opa-output-")  # noqa: SIM115 (closed in stop)
         self.bundle.write_to(self._workdir)
         try:
-            check_input_types(self.opa_bin, self._workdir)
+            check_input_types(self.opa_bin, self._workdir, self.bundle.input_schema)
         except PolicyEngineError as exc:
             workdir = self._workdir
             self.stop()

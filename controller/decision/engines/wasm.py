@@ -112,7 +112,9 @@ class WasmEngine:
         implemented = host_builtins(self._clock)
         self._authored = bundle.as_authored
         try:
-            binary, self.module_source = compiled_module(bundle.modules, opa_bin, cache_dir)
+            binary, self.module_source = compiled_module(
+                bundle.modules, opa_bin, cache_dir, input_schema=bundle.input_schema
+            )
         except PolicyEngineError as exc:
             raise type(exc)(self._authored(str(exc))) from exc
         try:
