@@ -106,3 +106,27 @@ def test_a_rule_that_misreads_the_input_is_named_before_any_test_runs(
     result = runner.invoke(app, ["policy", "test"], env=opa_env, terminal_width=250)
     assert result.exit_code == 2, result.output
     assert f"{team}:3: rego_type_error: undefined ref: input.action.clas" in result.output, result.output
+
+
+def test_a_bundle_that_misreads_the_input_is_not_written(
+    opa_env: dict[str, str], config_copy: Settings, tmp_path: Path
+) -> None:
+    """The exported bundle goes to an OPA that checks nothing: there the misspelled field never fires."""
+    team = config_copy.policies_dir / "guardrails" / "team.rego"
+    team.write_text('package autonomy.guardrails\n\ndeny contains "dc" if input.action.clas == "contain_host"\n')
+    out = tmp_path / "bundle.tar.gz"
+    result = runner.invoke(app, ["policy", "bundle", "--out", str(out)], env=opa_env, terminal_width=250)
+    assert result.exit_code == 1, result.output
+    assert "policy bundle not written" in result.output and f"{team}:3: rego_type_error" in result.output
+    assert not out.exists()
+
+
+def test_a_bundle_of_levels_that_do_not_load_is_an_error_not_a_traceback(
+    opa_env: dict[str, str], config_copy: Settings, tmp_path: Path
+) -> None:
+    level = config_copy.levels_dir / "L3.yaml"
+    level.write_text(level.read_text() + "bogus: [\n")
+    result = runner.invoke(app, ["policy", "bundle", "--out", str(tmp_path / "b.tar.gz")], env=opa_env)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "policy bundle not written: invalid level config" in result.output and "L3.yaml" in result.output

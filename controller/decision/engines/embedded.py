@@ -16,7 +16,6 @@ a bundle with errors is refused, so the per-decision policy need not re-check st
 from __future__ import annotations
 
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from math import isfinite
@@ -31,7 +30,7 @@ from autonomy_controller.controller.decision.engines.base import (
     UnsupportedBuiltinError,
     input_json,
 )
-from autonomy_controller.controller.decision.engines.input_types import check_input_types, find_opa
+from autonomy_controller.controller.decision.engines.input_types import check_bundle_types, find_opa
 from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_ENTRYPOINT,
     CONFIG_PACKAGE,
@@ -244,12 +243,7 @@ class EmbeddedEngine:
         cannot be (regopy has no type checker): `autonomy policy test` does it where the policy is written."""
         opa = find_opa(opa_bin) if opa_bin is not None else None
         if opa is not None:
-            with tempfile.TemporaryDirectory(prefix="autonomy-embedded-check-") as copy:
-                bundle.write_to(Path(copy))
-                try:
-                    check_input_types(opa, Path(copy), bundle.input_schema)
-                except PolicyEngineError as exc:
-                    raise type(exc)(bundle.as_authored(str(exc), Path(copy))) from exc
+            check_bundle_types(bundle, opa)
         interpreter = regopy.Interpreter()
         interpreter.strict_built_in_errors = True
         missing = {

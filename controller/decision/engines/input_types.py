@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from autonomy_controller.controller.decision.engines.base import PolicyEngineError
-from autonomy_controller.controller.decision.policy_bundle import INPUT_SCHEMA
+from autonomy_controller.controller.decision.policy_bundle import INPUT_SCHEMA, PolicyBundle
 
 
 class PolicyTypeError(PolicyEngineError):
@@ -43,6 +44,16 @@ def check_input_types(opa: Path, directory: Path, schema: Path | None = INPUT_SC
     if done.returncode != 0:
         said = (done.stderr.strip() or done.stdout.strip())[:1500]
         raise PolicyTypeError(f"opa check refused the policy (the input read as {schema.name} says): {said}")
+
+
+def check_bundle_types(bundle: PolicyBundle, opa: Path) -> None:
+    """check_input_types on a copy of the bundle's modules, the messages naming the author's files."""
+    with tempfile.TemporaryDirectory(prefix="autonomy-type-check-") as copy:
+        bundle.write_to(Path(copy))
+        try:
+            check_input_types(opa, Path(copy), bundle.input_schema)
+        except PolicyEngineError as exc:
+            raise type(exc)(bundle.as_authored(str(exc), Path(copy))) from None
 
 
 def schema_text(schema: Path | None) -> bytes:
