@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.decision.vacuous_tests import undefined_rules
+from tests import test_cli_output
 
 runner = CliRunner()
+opa_env = test_cli_output.opa_env  # the fixture: the real opa and a private copy of the configuration
 
 # A test of the shipped network guardrail, with `deny` misspelled: `not guardrails.denny` is always true, so OPA
 # runs it as a pass whatever the guardrail decides (and `opa check --strict` says nothing).
@@ -29,16 +30,6 @@ test_reads_a_real_rule if {
 	not guardrails.deny["x"] with input as {"action": {"class": "notify"}}
 }
 """
-
-
-@pytest.fixture
-def opa_env(opa_bin: Path, config_copy: Settings) -> dict[str, str]:
-    return {
-        "AUTONOMY_OPA_BIN": str(opa_bin),
-        "AUTONOMY_POLICIES_DIR": str(config_copy.policies_dir),
-        "AUTONOMY_LEVELS_DIR": str(config_copy.levels_dir),
-        "AUTONOMY_STATE_DIR": str(config_copy.state_dir),
-    }
 
 
 def test_a_test_that_reads_a_rule_nobody_defines_fails_the_run(opa_env: dict[str, str], config_copy: Settings) -> None:
