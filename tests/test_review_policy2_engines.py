@@ -96,13 +96,17 @@ def test_a_guardrail_object_of_reasons_is_still_read_on_every_engine(config_copy
 
 # --- built-ins regopy answers differently from OPA, without an error ---------------------------------------------
 # Measured with regopy 1.5.2: max([2, 10]) is 2, min([8, 32]) is 32, to_number("12abc") is 12 where OPA errors,
-# 300 % 10 is not 0. A policy using them gets another verdict on the embedded engine than on the two others: each
-# one below executes there where OPA denies (or the reverse). Refused at load, naming the built-in, like net.*.
+# 300 % 10 is not 0, time.diff and time.format answer otherwise, time.parse_rfc3339_ns fails on a Z offset. A
+# policy using them gets another verdict on the embedded engine than on the two others (each rule below decides
+# otherwise there). Refused at load, naming the built-in and what differs, like net.*; wasm and OPA agree.
 DIVERGENT = {
     "max": 'deny contains "too many" if max([input.plan.class_actions, 10]) > 5',
     "min": 'deny contains "too small" if min([input.plan.class_actions, 8, 32]) < 9',
     "to_number": 'deny contains "bad port" if to_number(concat("", [input.action.name, "1"])) < 1000',
     "%": 'deny contains "even" if 300 % 10 == 0',
+    "time.diff": 'deny contains "old" if time.diff(input.time.now_ns, 1600000000000000000)[3] == 12',
+    "time.format": 'deny contains "text" if endswith(time.format(input.time.now_ns), "000Z")',
+    "time.parse_rfc3339_ns": 'deny contains "t" if time.parse_rfc3339_ns(input.time.rfc3339) > 0',
 }
 
 
@@ -115,9 +119,13 @@ def test_the_embedded_engine_refuses_built_ins_it_answers_differently_from_opa(
     assert embedded.verdict is Verdict.DENY
     [reason] = embedded.reasons
     assert reason.startswith("guard unavailable: policy calls built-ins the embedded engine answers differently")
-    assert f"{builtin} (in guardrails/team.rego)" in reason, reason
+    assert f"{builtin}: " in reason and "(in guardrails/team.rego)" in reason, reason
+    # wasm decides as OPA does, or refuses what it lacks (time.diff, time.format) naming it: never silently other.
     wasm, opa = _decide_on(config_copy, EngineName.WASM), _decide_on(config_copy, EngineName.OPA)
-    assert wasm.verdict is opa.verdict is Verdict.DENY, (wasm.reasons, opa.reasons)
+    if wasm.reasons[0].startswith("guard unavailable: policy calls built-ins the wasm engine lacks"):
+        assert builtin in wasm.reasons[0] and wasm.verdict is Verdict.DENY
+    else:
+        assert wasm.verdict is opa.verdict, (wasm.reasons, opa.reasons)
 
 
 def test_the_shipped_policy_calls_none_of_them(bundle: object) -> None:
