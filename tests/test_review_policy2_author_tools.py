@@ -121,3 +121,42 @@ def test_a_bundle_of_levels_that_do_not_load_is_an_error_not_a_traceback(
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), result.exception
     assert "policy bundle not written: invalid level config" in result.output and "L3.yaml" in result.output
+
+
+# --- autonomy policy check: which engines run the policies -------------------------------------------------------
+CGNAT = (
+    'package autonomy.guardrails\n\ndeny contains "cgnat" if {\n\tsome t in input.targets.ips\n'
+    '\tnet.cidr_contains("100.64.0.0/10", t.value)\n}\n'
+)
+
+
+def test_policy_check_says_which_engines_run_an_idiomatic_policy(
+    opa_env: dict[str, str], config_copy: Settings
+) -> None:
+    (config_copy.policies_dir / "guardrails" / "team.rego").write_text(CGNAT)
+    result = runner.invoke(app, ["policy", "check", "--json"], env=opa_env)
+    assert result.exit_code == 0, result.output
+    engines = json.loads(result.stdout)["engines"]
+    assert engines["wasm"] == engines["opa"] == {"runs": True, "refusal": None}
+    assert engines["embedded"]["runs"] is False
+    assert "net.cidr_contains (in guardrails/team.rego)" in engines["embedded"]["refusal"]
+    embedded = runner.invoke(app, ["policy", "check"], env={**opa_env, "AUTONOMY_POLICY_ENGINE": "embedded"})
+    assert embedded.exit_code == 1, embedded.output
+    assert "the configured engine (embedded) would deny every action" in embedded.output
+
+
+def test_policy_check_names_the_line_every_engine_refuses(opa_env: dict[str, str], config_copy: Settings) -> None:
+    team = config_copy.policies_dir / "guardrails" / "team.rego"
+    team.write_text('package autonomy.guardrails\n\ndeny contains "dc" if input.action.clas == "contain_host"\n')
+    result = runner.invoke(app, ["policy", "check", "--json"], env=opa_env)
+    assert result.exit_code == 1
+    engines = json.loads(result.stdout)["engines"]
+    for engine, verdict in engines.items():
+        assert verdict["runs"] is False, engine
+        assert f"{team}:3: rego_type_error: undefined ref: input.action.clas" in verdict["refusal"], engine
+
+
+def test_policy_check_of_the_shipped_policies(opa_env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["policy", "check", "--json"], env=opa_env)
+    assert result.exit_code == 0, result.output
+    assert all(v["runs"] for v in json.loads(result.stdout)["engines"].values())

@@ -311,5 +311,5 @@ def test_a_rule_that_reads_the_input_wrongly_is_refused_at_load(
     assert decision.verdict is Verdict.DENY
     [reason] = decision.reasons
     assert reason.startswith("guard unavailable: "), reason
-    assert "opa check refused the policy (the input read as input.schema.json says)" in reason, reason
+    assert "opa check refused the policy (its reads of input checked against input.schema.json)" in reason, reason
     assert f"{path}:3: rego_type_error: " in reason and said in reason, reason

@@ -332,8 +332,8 @@ class EmbeddedEngine:
                 raise PolicyEngineError(f"embedded engine error: {exc}") from exc  # an input that is not JSON
             if not output.ok():
                 raise PolicyEngineError(
-                    f"embedded engine error evaluating {ENTRYPOINT} (strict built-in errors are on: "
-                    "a built-in failed or is unsupported)"
+                    f"embedded engine error evaluating {ENTRYPOINT} (strict built-in errors are on: a built-in "
+                    "failed, or two rules gave conflicting values; regopy names no rule, the wasm engine does)"
                 )
             # Output parses the JSON once; an undefined result has no expressions.
             expressions = output[0].expressions if len(output) else []

@@ -43,7 +43,9 @@ def check_input_types(opa: Path, directory: Path, schema: Path | None = INPUT_SC
         raise PolicyEngineError(f"could not run {opa} check: {exc}") from exc
     if done.returncode != 0:
         said = (done.stderr.strip() or done.stdout.strip())[:1500]
-        raise PolicyTypeError(f"opa check refused the policy (the input read as {schema.name} says): {said}")
+        raise PolicyTypeError(
+            f"opa check refused the policy (its reads of input checked against {schema.name}): {said}"
+        )
 
 
 def check_bundle_types(bundle: PolicyBundle, opa: Path) -> None:
