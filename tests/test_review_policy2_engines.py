@@ -313,3 +313,25 @@ def test_a_rule_that_reads_the_input_wrongly_is_refused_at_load(
     assert reason.startswith("guard unavailable: "), reason
     assert "opa check refused the policy (its reads of input checked against input.schema.json)" in reason, reason
     assert f"{path}:3: rego_type_error: " in reason and said in reason, reason
+
+
+def test_a_data_file_too_big_to_parse_is_refused_naming_it(config_copy: Settings) -> None:
+    """A 5.5 MB YAML file took 23 s and 440 MB to parse at every start; a 100 MB threat feed dropped into policies/
+    would take minutes and some 8 GB (the worker killed, no reason recorded). Refused before parsing."""
+    feed = config_copy.policies_dir / "intel" / "data.yaml"
+    feed.parent.mkdir()
+    # 33 MB of comment: refused by its size alone (parsed, it would be an empty document).
+    feed.write_text("# a threat feed\n" + ("#" + "x" * 1023 + "\n") * (33 * 1024))
+    with pytest.raises(PolicyBundleError, match=r"intel/data.yaml: \d+ MB, above the 32 MB a data file may have"):
+        load_policy_bundle(config_copy)
+    with open_guard(config_copy, EngineName.WASM) as guard:
+        decision = _decide(guard, BLOCK)
+    assert decision.verdict is Verdict.DENY and "intel/data.yaml" in decision.reasons[0]
+
+
+def test_anchors_and_merge_keys_still_load(config_copy: Settings) -> None:
+    (config_copy.policies_dir / "teams").mkdir()
+    (config_copy.policies_dir / "teams" / "data.yaml").write_text(
+        "base: &oncall {pager: soc, hours: 24}\nweb:\n  <<: *oncall\n  pager: web-team\n"
+    )
+    assert load_policy_bundle(config_copy).data["teams"]["web"] == {"pager": "web-team", "hours": 24}
