@@ -335,3 +335,33 @@ def test_anchors_and_merge_keys_still_load(config_copy: Settings) -> None:
         "base: &oncall {pager: soc, hours: 24}\nweb:\n  <<: *oncall\n  pager: web-team\n"
     )
     assert load_policy_bundle(config_copy).data["teams"]["web"] == {"pager": "web-team", "hours": 24}
+
+
+# --- a rule that reads data nobody deployed ----------------------------------------------------------------------
+# OPA's type checker knows no data: `data.blocklists` without a blocklists/data.yaml, or a misspelled
+# `data.inventroy`, is undefined on every engine, and the deny rule silently never fired (the block ran).
+MISSING_DATA = {
+    "forgotten document": 'deny contains "listed" if input.action.params.ip in data.blocklists.addresses',
+    "misspelled document": 'deny contains "ours" if {\n\tsome name, _ in data.inventroy.assets\n\tname == "web-01"\n}',
+}
+
+
+@pytest.mark.parametrize("name", MISSING_DATA)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_rule_that_reads_data_nobody_deployed_is_refused(
+    name: str, engine: EngineName, config_copy: Settings
+) -> None:
+    path = _with_module(config_copy, MISSING_DATA[name] + "\n")
+    decision = _decide_on(config_copy, engine)
+    assert decision.verdict is Verdict.DENY
+    [reason] = decision.reasons
+    document, line = ("blocklists", 3) if "blocklists" in MISSING_DATA[name] else ("inventroy", 4)
+    assert reason.startswith(f"guard unavailable: {path}:{line}: reads data.{document}, which no data file"), reason
+
+
+def test_the_same_rule_with_its_data_deployed_decides(config_copy: Settings) -> None:
+    _with_module(config_copy, MISSING_DATA["forgotten document"] + "\n")
+    (config_copy.policies_dir / "blocklists").mkdir()
+    (config_copy.policies_dir / "blocklists" / "data.yaml").write_text('addresses: ["198.51.100.66"]\n')
+    for engine in ENGINES:
+        assert _decide_on(config_copy, engine).reasons == ["listed"], engine

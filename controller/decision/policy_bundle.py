@@ -134,6 +134,14 @@ class PolicyBundle:
 
 
 PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w]*)", re.MULTILINE)
+_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
+_DATA_ROOT = re.compile(r"(?<![\w.])data\.([A-Za-z_]\w*)")
+
+
+def rego_code(source: str) -> str:
+    """Rego source with its comments and string literals blanked, lines and offsets kept: what a scan of the code
+    (called built-ins, data references) reads."""
+    return _COMMENT_OR_STRING.sub(lambda literal: re.sub(r"[^\n]", " ", literal[0]), source)
 
 
 def bundle_roots(modules: dict[str, str], data: dict[str, Any]) -> list[str]:
@@ -510,6 +518,26 @@ def check_escalations(levels: LevelConfig, identities: dict[str, Any]) -> None:
 REQUIRED_DATA = {"guardrails/special_purpose.rego": "special_purpose"}
 
 
+def check_data_references(modules: dict[str, str], data: dict[str, Any], policies_dir: Path) -> None:
+    """Every `data.<name>` a module reads names a data document or a package. A reference to neither is undefined
+    on every engine (OPA's type checker knows no data), so a rule reading a document nobody deployed (a forgotten
+    blocklists/data.yaml) or a misspelled one (`data.inventroy`) silently never fires."""
+    known = {match.group(1) for source in modules.values() for match in PACKAGE.finditer(source)}
+    known |= set(data) | set(COMPILED_DOCUMENTS)
+    problems = []
+    for name, source in sorted(modules.items()):
+        code = rego_code(source)
+        for match in _DATA_ROOT.finditer(code):
+            if match[1] not in known:
+                line = code.count("\n", 0, match.start()) + 1
+                problems.append(
+                    f"{policies_dir / name}:{line}: reads data.{match[1]}, which no data file ({match[1]}/{DATA_FILE}) "
+                    "and no package defines: it is always undefined"
+                )
+    if problems:
+        raise PolicyBundleError("; ".join(dict.fromkeys(problems)))
+
+
 def check_required_data(modules: dict[str, str], data: dict[str, Any]) -> None:
     for module, document in REQUIRED_DATA.items():
         if module in modules and document not in data:
@@ -521,6 +549,7 @@ def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
     data = compile_data(policies_dir, levels)
     check_data_roots(data, modules)
     check_required_data(modules, data)
+    check_data_references(modules, data, policies_dir)
     check_escalations(levels, data.get("identities") or {})
     revision = revision_of(modules, data)
     return PolicyBundle(

@@ -36,9 +36,9 @@ from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_PACKAGE,
     ENTRYPOINT,
     PolicyBundle,
+    rego_code,
 )
 
-_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _FUNCTION_HEAD = re.compile(r"(?m)^\s*([A-Za-z_]\w*)\s*\([^)\n]*\)\s*(?::=|=|if\b|\{)")
 _IMPORT = re.compile(r"(?m)^\s*import\s+((?:data|input)(?:\.[\w]+)*)(?:\s+as\s+(\w+))?")
@@ -52,7 +52,7 @@ _INT64 = range(-(2**63), 2**63)
 
 def called_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
     """Map each called name that is not a function of the policy itself to the modules calling it."""
-    stripped = {name: _COMMENT_OR_STRING.sub(" ", source) for name, source in modules.items()}
+    stripped = {name: rego_code(source) for name, source in modules.items()}
     defined = {head for source in stripped.values() for head in _FUNCTION_HEAD.findall(source)}
     aliases = {
         alias or path.rsplit(".", 1)[-1] for source in stripped.values() for path, alias in _IMPORT.findall(source)
@@ -89,7 +89,7 @@ def divergent_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
     calls = called_builtins(modules)
     found = {name: calls[name] for name in DIVERGENT_BUILTINS if name in calls}
     for module, source in modules.items():
-        if _REMAINDER.search(_COMMENT_OR_STRING.sub(" ", source)):
+        if _REMAINDER.search(rego_code(source)):
             found.setdefault("%", set()).add(module)
     return {f"{name}: {DIVERGENT_BUILTINS[name]}": modules for name, modules in found.items()}
 
@@ -239,7 +239,7 @@ def _calls(found: dict[str, set[str]]) -> str:
 
 
 def defines_package(modules: dict[str, str], package: str) -> bool:
-    return any(package in _PACKAGE.findall(_COMMENT_OR_STRING.sub(" ", source)) for source in modules.values())
+    return any(package in _PACKAGE.findall(rego_code(source)) for source in modules.values())
 
 
 class EmbeddedEngine:
