@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.decision.vacuous_tests import undefined_rules
+from autonomy_controller.controller.decision.rule_references import undefined_rules
 from tests import test_cli_output
 
 runner = CliRunner()

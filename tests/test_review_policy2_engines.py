@@ -365,3 +365,16 @@ def test_the_same_rule_with_its_data_deployed_decides(config_copy: Settings) -> 
     (config_copy.policies_dir / "blocklists" / "data.yaml").write_text('addresses: ["198.51.100.66"]\n')
     for engine in ENGINES:
         assert _decide_on(config_copy, engine).reasons == ["listed"], engine
+
+
+def test_a_rule_read_through_an_import_that_no_module_defines_is_refused(config_copy: Settings) -> None:
+    """`targets.all_well_formd` (for all_well_formed): undefined on every engine, OPA's checker silent."""
+    path = _with_module(
+        config_copy,
+        'import data.autonomy.targets\n\ndeny contains "malformed" if {\n\tblocking\n\tnot targets.all_well_formd\n}\n',
+    )
+    for engine in ENGINES:
+        decision = _decide_on(config_copy, engine)
+        [reason] = decision.reasons
+        assert decision.verdict is Verdict.DENY, engine
+        assert f"{path}:7: autonomy.guardrails.deny reads data.autonomy.targets.all_well_formd" in reason, reason

@@ -28,15 +28,15 @@ from autonomy_controller.controller.decision.engines.base import PolicyEngineErr
 from autonomy_controller.controller.decision.engines.input_types import check_input_types
 from autonomy_controller.controller.decision.levels import LevelConfigError
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError, is_test_module
+from autonomy_controller.controller.decision.rule_references import UndefinedRule, undefined_rules
 from autonomy_controller.controller.decision.runtime import load_policy_bundle
-from autonomy_controller.controller.decision.vacuous_tests import UndefinedRule, undefined_rules
 
 
 @dataclass(frozen=True)
 class OpaReport:
     results: list[dict[str, Any]]
     coverage: dict[str, Any] | None
-    cannot_fail: list[UndefinedRule]  # tests that read a rule no module defines (vacuous_tests.py)
+    cannot_fail: list[UndefinedRule]  # tests that read a rule no module defines (rule_references.py)
 
 
 class OpaTestError(RuntimeError):

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from autonomy_controller.controller.decision.engines.base import PolicyEngineError
-from autonomy_controller.controller.decision.policy_bundle import INPUT_SCHEMA, PolicyBundle
+from autonomy_controller.controller.decision.policy_bundle import INPUT_SCHEMA, PolicyBundle, PolicyBundleError
+from autonomy_controller.controller.decision.rule_references import undefined_rules
 
 
 class PolicyTypeError(PolicyEngineError):
@@ -32,7 +33,8 @@ def find_opa(configured: Path | None) -> Path | None:
 
 
 def check_input_types(opa: Path, directory: Path, schema: Path | None = INPUT_SCHEMA) -> None:
-    """Type-check the modules under `directory` (tests aside) against `schema` (None: nothing to check); messages
+    """Type-check the modules under `directory` (tests aside) against `schema` (None: nothing to check), then
+    refuse a reference to a rule no module defines (rule_references.py: OPA's checker lets it through); messages
     name files relative to `directory` (PolicyBundle.as_authored maps them to the author's)."""
     if schema is None:
         return
@@ -41,7 +43,14 @@ def check_input_types(opa: Path, directory: Path, schema: Path | None = INPUT_SC
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=directory)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PolicyEngineError(f"could not run {opa} check: {exc}") from exc
-    if done.returncode != 0:
+    if done.returncode == 0:
+        try:
+            undefined = undefined_rules(opa, directory, tests=False)
+        except PolicyBundleError as exc:
+            raise PolicyEngineError(str(exc)) from None
+        if undefined:  # named relative to the folder, as opa's own messages are
+            raise PolicyTypeError("; ".join(str(u).replace(f"{directory}{os.sep}", "") for u in undefined))
+    else:
         said = (done.stderr.strip() or done.stdout.strip())[:1500]
         raise PolicyTypeError(
             f"opa check refused the policy (its reads of input checked against {schema.name}): {said}"

@@ -1,9 +1,12 @@
-"""Policy tests that cannot fail: a test that reads a rule no module defines.
+"""References to rules no module defines: undefined on every engine, and nothing says so.
 
-`not guardrails.denny with input as {...}` (a misspelled `deny`) is `not` of an undefined value, so the test passes
-whatever the policy does, and OPA compiles and runs it without a word (`opa check --strict` too: a rule of a
-package may come from data). Found here from OPA's own parse of every module (`rego.parse_module`): each reference
-a test makes into a package the policies define must name a rule some module of that package defines.
+`not guardrails.denny with input as {...}` (a misspelled `deny`) in a test is `not` of an undefined value, so the
+test passes whatever the policy does; `targets.all_well_formd` in a policy (a misspelled rule read through an
+import) is always undefined. OPA compiles and runs both without a word (`opa check --strict`
+too: a rule of a package may come from data). Found here from OPA's own parse of every module
+(`rego.parse_module`): each reference into a package the modules define must name a rule some module of that
+package defines. `autonomy policy test` reports the tests' (CANNOT FAIL); every engine refuses a policy's
+(engines/input_types.py).
 """
 
 from __future__ import annotations
@@ -23,20 +26,22 @@ _PARSE_ALL = "x := {name: rego.parse_module(name, source) | some name, source in
 
 @dataclass(frozen=True)
 class UndefinedRule:
-    file: Path  # the test module, under the policies folder
+    file: Path  # the module, under the folder scanned
     line: int
-    test: str  # the rule the reference is in (package.rule)
+    reader: str  # the rule the reference is in (package.rule)
     rule: str  # what it reads: data.autonomy.guardrails.denny
 
     def __str__(self) -> str:
+        happens = "the test cannot fail on it" if is_test_module(self.file) else "it is always undefined"
         return (
-            f"{self.file}:{self.line}: {self.test} reads {self.rule}, which no policy module defines: "
-            "the test cannot fail on it (a misspelled rule name?)"
+            f"{self.file}:{self.line}: {self.reader} reads {self.rule}, which no policy module defines: "
+            f"{happens} (a misspelled rule name?)"
         )
 
 
-def undefined_rules(opa: Path, policies_dir: Path) -> list[UndefinedRule]:
-    """Every reference a test module makes to a rule its package's modules do not define."""
+def undefined_rules(opa: Path, policies_dir: Path, tests: bool = True) -> list[UndefinedRule]:
+    """Every reference the test modules (tests=True) or the policy modules (tests=False) under policies_dir make
+    to a rule no module of its package defines."""
     sources = {str(path.relative_to(policies_dir)): path.read_text() for path in sorted(policies_dir.rglob("*.rego"))}
     modules = _parse(opa, sources)
     defined: dict[tuple[str, ...], set[str]] = {}
@@ -44,7 +49,7 @@ def undefined_rules(opa: Path, policies_dir: Path) -> list[UndefinedRule]:
         defined.setdefault(_package(module), set()).update(_rule_name(rule) for rule in module.get("rules") or [])
     found = []
     for name, module in sorted(modules.items()):
-        if not is_test_module(Path(name)):
+        if is_test_module(Path(name)) is not tests:
             continue
         aliases = _aliases(module)
         own = _package(module)
@@ -53,8 +58,8 @@ def undefined_rules(opa: Path, policies_dir: Path) -> list[UndefinedRule]:
                 missing = _missing(path, defined)
                 if missing is not None and written.split(".", 1)[0] not in defined.get(own, set()):
                     line = _line(sources[name], _rule_name(rule), written)
-                    test = ".".join([*own, _rule_name(rule)])
-                    found.append(UndefinedRule(policies_dir / name, line, test, "data." + ".".join(missing)))
+                    reader = ".".join([*own, _rule_name(rule)])
+                    found.append(UndefinedRule(policies_dir / name, line, reader, "data." + ".".join(missing)))
     return found
 
 
