@@ -378,3 +378,13 @@ def test_a_rule_read_through_an_import_that_no_module_defines_is_refused(config_
         [reason] = decision.reasons
         assert decision.verdict is Verdict.DENY, engine
         assert f"{path}:7: autonomy.guardrails.deny reads data.autonomy.targets.all_well_formd" in reason, reason
+
+
+def test_a_guardrail_set_without_deny_rules_still_decides(config_copy: Settings) -> None:
+    """The guardrail contract's sets are optional (rule_references.OPTIONAL_RULES): a set that only asks for
+    approvals is not refused as reading an undefined `deny`."""
+    rule = 'require_approval contains {"reason": "ours", "group": "soc-oncall", "quorum": 1} if input.action.name'
+    _with_module(config_copy, rule + "\n", alone=True)
+    for engine in ENGINES:
+        decision = _decide_on(config_copy, engine)
+        assert decision.verdict is Verdict.APPROVE and "ours" in decision.reasons, (engine, decision.reasons)

@@ -131,15 +131,21 @@ def _refs(node: Any) -> Iterator[list[dict[str, Any]]]:
             yield from _refs(item)
 
 
+# The guardrail contract the base policy reads (policies/README.md, "Guardrails"): a guardrail set may answer
+# neither set, which means nothing to deny or to ask.
+OPTIONAL_RULES = {("autonomy", "guardrails", "deny"), ("autonomy", "guardrails", "require_approval")}
+
+
 def _missing(path: list[str], defined: dict[tuple[str, ...], set[str]]) -> list[str] | None:
     """The path up to the rule it names, when that lies in a package the modules define and no module defines
-    the rule (nor a package below it); else None."""
+    the rule (nor a package below it), unless the rule is optional (OPTIONAL_RULES); else None."""
     for length in range(len(path) - 1, 0, -1):
         package = tuple(path[:length])
         if package in defined:
             rule = path[length]
             below = any(other[: length + 1] == (*package, rule) for other in defined)
-            return None if rule in defined[package] or below else path[: length + 1]
+            known = rule in defined[package] or below or (*package, rule) in OPTIONAL_RULES
+            return None if known else path[: length + 1]
     return None
 
 
