@@ -160,3 +160,24 @@ def test_policy_check_of_the_shipped_policies(opa_env: dict[str, str]) -> None:
     result = runner.invoke(app, ["policy", "check", "--json"], env=opa_env)
     assert result.exit_code == 0, result.output
     assert all(v["runs"] for v in json.loads(result.stdout)["engines"].values())
+
+
+def test_a_test_that_reads_nothing_of_the_policy_fails_the_run(opa_env: dict[str, str], config_copy: Settings) -> None:
+    """`test_x if { true }`, or a test of OPA's own built-in rather than of the guardrail: both pass forever."""
+    tests = config_copy.policies_dir / "guardrails" / "team_test.rego"
+    tests.write_text(
+        "package autonomy.guardrails_test\n\nimport data.autonomy.guardrails\n\n"
+        "test_placeholder if {\n\ttrue\n}\n\n"
+        'test_cgnat_range if {\n\tnet.cidr_contains("100.64.0.0/10", "100.64.1.1")\n}\n\n'
+        "denials := guardrails.deny\n\n"
+        'test_through_a_helper if {\n\tcount(denials) == 0 with input as {"action": {"class": "notify"}}\n}\n'
+    )
+    result = runner.invoke(app, ["policy", "test", "--no-coverage", "--json"], env=opa_env)
+    assert result.exit_code == 1, result.output
+    flagged = {(v["reader"], v["line"], v["rule"]) for v in json.loads(result.stdout)["cannot_fail"]}
+    assert flagged == {
+        ("autonomy.guardrails_test.test_placeholder", 5, "nothing"),
+        ("autonomy.guardrails_test.test_cgnat_range", 9, "nothing"),
+    }
+    shown = runner.invoke(app, ["policy", "test", "--no-coverage"], env=opa_env, terminal_width=250)
+    assert f"CANNOT FAIL {tests}:5: autonomy.guardrails_test.test_placeholder reads no rule and no data" in shown.output

@@ -32,11 +32,16 @@ class UndefinedRule:
     rule: str  # what it reads: data.autonomy.guardrails.denny
 
     def __str__(self) -> str:
+        if self.rule == NOTHING:
+            return f"{self.file}:{self.line}: {self.reader} reads no rule and no data: it tests nothing of the policy"
         happens = "the test cannot fail on it" if is_test_module(self.file) else "it is always undefined"
         return (
             f"{self.file}:{self.line}: {self.reader} reads {self.rule}, which no policy module defines: "
             f"{happens} (a misspelled rule name?)"
         )
+
+
+NOTHING = "nothing"  # UndefinedRule.rule of a test that reads no rule and no data at all (`test_x if { true }`)
 
 
 def undefined_rules(opa: Path, policies_dir: Path, tests: bool = True) -> list[UndefinedRule]:
@@ -60,7 +65,57 @@ def undefined_rules(opa: Path, policies_dir: Path, tests: bool = True) -> list[U
                     line = _line(sources[name], _rule_name(rule), written)
                     reader = ".".join([*own, _rule_name(rule)])
                     found.append(UndefinedRule(policies_dir / name, line, reader, "data." + ".".join(missing)))
+    if tests:
+        found.extend(_reading_nothing(modules, sources, policies_dir))
     return found
+
+
+def _reading_nothing(modules: dict[str, Any], sources: dict[str, str], policies_dir: Path) -> list[UndefinedRule]:
+    """Each test (test_*) that reads, itself or through its package's helper rules, no data and no rule of the
+    policy: `test_x if { true }`, or one that checks OPA's built-ins (`net.cidr_contains(...)`) instead of ours."""
+    policy_rules: dict[tuple[str, ...], set[str]] = {}
+    helpers: dict[tuple[str, ...], dict[str, list[tuple[str, dict[str, Any]]]]] = {}
+    for name, module in modules.items():
+        package, rules = _package(module), module.get("rules") or []
+        if is_test_module(Path(name)):
+            for rule in rules:
+                helpers.setdefault(package, {}).setdefault(_rule_name(rule), []).append((name, rule))
+        else:
+            policy_rules.setdefault(package, set()).update(_rule_name(rule) for rule in rules)
+    found = []
+    for package, rules in helpers.items():
+        reads: dict[str, bool] = {}
+        depends: dict[str, set[str]] = {}
+        for rule_name, definitions in rules.items():
+            aliases = {alias for name, _ in definitions for alias in _aliases(modules[name])}
+            names = {var for _, rule in definitions for var in _vars(rule)}
+            reads[rule_name] = bool(names & (aliases | {"data"} | policy_rules.get(package, set())))
+            depends[rule_name] = (names & set(rules)) - {rule_name}
+        changed = True
+        while changed:  # a helper that reads the policy lends that to every rule using it
+            changed = False
+            for rule_name, uses in depends.items():
+                if not reads[rule_name] and any(reads[used] for used in uses):
+                    reads[rule_name] = changed = True
+        for rule_name, definitions in sorted(rules.items()):
+            if rule_name.startswith("test_") and not reads[rule_name]:
+                name = definitions[0][0]
+                reader = ".".join([*package, rule_name])
+                line = _line(sources[name], rule_name, rule_name)
+                found.append(UndefinedRule(policies_dir / name, line, reader, NOTHING))
+    return found
+
+
+def _vars(node: Any) -> Iterator[str]:
+    """Every variable name in a parsed rule (a ref's head is one: `data`, an import's name, a rule's name)."""
+    if isinstance(node, dict):
+        if node.get("type") == "var" and isinstance(node.get("value"), str):
+            yield node["value"]
+        for value in node.values():
+            yield from _vars(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _vars(item)
 
 
 def _parse(opa: Path, sources: dict[str, str]) -> dict[str, Any]:
