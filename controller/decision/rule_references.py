@@ -108,14 +108,7 @@ def _reading_nothing(modules: dict[str, Any], sources: dict[str, str], policies_
 
 def _vars(node: Any) -> Iterator[str]:
     """Every variable name in a parsed rule (a ref's head is one: `data`, an import's name, a rule's name)."""
-    if isinstance(node, dict):
-        if node.get("type") == "var" and isinstance(node.get("value"), str):
-            yield node["value"]
-        for value in node.values():
-            yield from _vars(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _vars(item)
+    return (term["value"] for term in _terms(node, "var") if isinstance(term.get("value"), str))
 
 
 def _parse(opa: Path, sources: dict[str, str]) -> dict[str, Any]:
@@ -176,14 +169,19 @@ def _references(rule: dict[str, Any], aliases: dict[str, list[str]]) -> Iterator
 
 
 def _refs(node: Any) -> Iterator[list[dict[str, Any]]]:
+    return (term["value"] for term in _terms(node, "ref") if isinstance(term.get("value"), list) and term["value"])
+
+
+def _terms(node: Any, kind: str) -> Iterator[dict[str, Any]]:
+    """Every term of the type `kind` (var, ref...) anywhere in a parsed module's JSON."""
     if isinstance(node, dict):
-        if node.get("type") == "ref" and isinstance(node.get("value"), list) and node["value"]:
-            yield node["value"]
+        if node.get("type") == kind:
+            yield node
         for value in node.values():
-            yield from _refs(value)
+            yield from _terms(value, kind)
     elif isinstance(node, list):
         for item in node:
-            yield from _refs(item)
+            yield from _terms(item, kind)
 
 
 # The guardrail contract the base policy reads (policies/README.md, "Guardrails"): a guardrail set may answer
