@@ -142,7 +142,9 @@ STAMPS = ["2026-11-23T07:59:59Z", "2026-11-23T08:00:00.5+01:00", "2024-02-29T17:
 
 @pytest.fixture(scope="module")
 def idiom_engines(bundle: PolicyBundle, opa_bin: Path) -> Iterator[tuple[WasmEngine, OpaServerEngine]]:
-    idioms = dataclasses.replace(bundle, modules={"idioms.rego": IDIOMS, "config.rego": CONFIG}, data={})
+    idioms = dataclasses.replace(
+        bundle, modules={"idioms.rego": IDIOMS, "config.rego": CONFIG}, data={}, input_schema=None
+    )
     with OpaServer(opa_bin, idioms) as server:
         yield WasmEngine(idioms, opa_bin), OpaServerEngine(server.url)
 
@@ -189,14 +191,14 @@ def test_a_built_in_error_is_an_error_on_both(document: dict[str, Any], idiom_en
 
 def test_a_built_in_the_engine_lacks_refuses_the_bundle(bundle: PolicyBundle, opa_bin: Path) -> None:
     source = 'package autonomy.decision\n\nresult := units.parse("10K")\n'
-    lacking = dataclasses.replace(bundle, modules={"p.rego": source, "config.rego": CONFIG}, data={})
+    lacking = dataclasses.replace(bundle, modules={"p.rego": source, "config.rego": CONFIG}, data={}, input_schema=None)
     with pytest.raises(UnsupportedBuiltinError, match=r"units\.parse"):
         WasmEngine(lacking, opa_bin)
 
 
 def test_the_clock_is_read_once_per_evaluation(bundle: PolicyBundle, opa_bin: Path) -> None:
     source = "package autonomy.decision\n\nresult := [time.now_ns(), time.now_ns()]\n"
-    clock = dataclasses.replace(bundle, modules={"p.rego": source, "config.rego": CONFIG}, data={})
+    clock = dataclasses.replace(bundle, modules={"p.rego": source, "config.rego": CONFIG}, data={}, input_schema=None)
     engine = WasmEngine(clock, opa_bin)
     first, second = engine.evaluate({}), engine.evaluate({})
     assert first[0] == first[1] and second[0] == second[1] and second[0] >= first[0]

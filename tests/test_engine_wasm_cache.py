@@ -182,7 +182,9 @@ CONFIG = "package autonomy.config\n\nerrors := []\n"
 
 @pytest.fixture(scope="module")
 def native_engines(bundle: PolicyBundle, opa_bin: Path, tmp_path_factory: Any) -> Any:
-    natives = dataclasses.replace(bundle, modules={"n.rego": NATIVES, "config.rego": CONFIG}, data={})
+    natives = dataclasses.replace(
+        bundle, modules={"n.rego": NATIVES, "config.rego": CONFIG}, data={}, input_schema=None
+    )
     with OpaServer(opa_bin, natives) as server:
         yield WasmEngine(natives, opa_bin, tmp_path_factory.mktemp("cache")), OpaServerEngine(server.url)
 
@@ -272,7 +274,8 @@ def test_a_policy_edit_reaches_the_worker_compiled_once(
     assert decision.verdict is Verdict.DENY and any("tickets are off" in r for r in decision.reasons)
     rule.write_text("package autonomy.guardrails\n\ndeny contains if {\n")
     broken = provider.current()
-    assert isinstance(broken, UnavailableGuard) and "opa build failed" in broken.reason
+    assert isinstance(broken, UnavailableGuard) and "opa check refused the policy" in broken.reason
+    assert "no_ticket.rego:4: rego_parse_error" in broken.reason, broken.reason
     provider.close()
 
 

@@ -75,7 +75,7 @@ def _policy_dir(tmp_path: Path, source: str) -> Path:
 
 UNDEFINED_POLICY = """package autonomy.decision
 
-result := {"verdict": "execute"} if input.never_set == true
+result := {"verdict": "execute"} if input.action.name == "never.proposed"
 """
 
 

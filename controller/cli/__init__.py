@@ -83,6 +83,9 @@ GROUPS = {
             "bundle": Lazy(
                 f"{_CLI}.policy_bundle:policy_bundle", "Write the policies as an OPA bundle (.tar.gz) for your own OPA."
             ),
+            "check": Lazy(
+                f"{_CLI}.policy_check:policy_check", "Load the policies on each engine: which run them, and why not."
+            ),
         },
     ),
     "incidents": (

@@ -16,8 +16,28 @@ from rich.markup import escape
 
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundleError
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError
+from autonomy_controller.controller.decision.engines.input_types import check_bundle_types, find_opa
+from autonomy_controller.controller.decision.levels import LevelConfigError
+from autonomy_controller.controller.decision.policy_bundle import (
+    CONFIG_ENTRYPOINT,
+    ENTRYPOINT,
+    PolicyBundle,
+    PolicyBundleError,
+)
 from autonomy_controller.controller.decision.runtime import load_policy_bundle
+
+
+def type_check(bundle: PolicyBundle, opa_bin: Path) -> None:
+    """What the controller's engines check at load (engines/input_types.py), before the bundle leaves for an OPA
+    that checks nothing: a rule that misreads the input would silently never fire there. No opa: not written."""
+    opa = find_opa(opa_bin)
+    if opa is None:
+        raise PolicyEngineError(
+            f"no opa binary (looked at {opa_bin} and on PATH) to type-check the policies against the input's schema: "
+            "build it (`make setup`) or set AUTONOMY_OPA_BIN"
+        )
+    check_bundle_types(bundle, opa)
 
 
 def policy_bundle(
@@ -35,11 +55,15 @@ def policy_bundle(
 
     then query POST /v1/data/autonomy/decision/result?strict-builtin-errors=true with {"input": ...}
     (schema/input.schema.json in the bundle), and refuse the bundle while data.autonomy.config.errors is not
-    empty. Exit 1 when the policies or their data do not load (nothing is written).
+    empty. Exit 1 when the policies, their data or the levels do not load, or the policies misread the input
+    (`opa check --schema schema/input.schema.json`, as every engine of the controller checks at load): nothing is
+    written.
     """
+    settings = Settings()
     try:
-        bundle = load_policy_bundle(Settings())
-    except PolicyBundleError as exc:
+        bundle = load_policy_bundle(settings)
+        type_check(bundle, settings.opa_bin)
+    except (PolicyBundleError, LevelConfigError, PolicyEngineError) as exc:
         fail(f"policy bundle not written: {exc}")
     files = bundle.write_opa_bundle(out)
     modules = sorted(name for name in files if name.endswith(".rego"))

@@ -14,7 +14,7 @@ import json
 import subprocess
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +24,11 @@ from rich.table import Table
 
 from autonomy_controller.controller.cli.common import JsonFlag, console, emit_json, fail
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.decision.policy_bundle import is_test_module
+from autonomy_controller.controller.decision.engines.base import PolicyEngineError
+from autonomy_controller.controller.decision.engines.input_types import check_input_types
+from autonomy_controller.controller.decision.levels import LevelConfigError
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundleError, is_test_module
+from autonomy_controller.controller.decision.rule_references import UndefinedRule, undefined_rules
 from autonomy_controller.controller.decision.runtime import load_policy_bundle
 
 
@@ -32,6 +36,7 @@ from autonomy_controller.controller.decision.runtime import load_policy_bundle
 class OpaReport:
     results: list[dict[str, Any]]
     coverage: dict[str, Any] | None
+    cannot_fail: list[UndefinedRule]  # tests that read a rule no module defines (rule_references.py)
 
 
 class OpaTestError(RuntimeError):
@@ -59,7 +64,14 @@ def run_policy_tests(settings: Settings, with_coverage: bool) -> OpaReport:
                 target = directory / path.relative_to(settings.policies_dir)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(path.read_text())
-        _, results = _run_opa(settings.opa_bin, directory)
+        try:  # what every engine checks at load: a rule that misreads the input would never fire
+            check_input_types(settings.opa_bin, directory, bundle.input_schema)
+        except PolicyEngineError as exc:
+            raise PolicyBundleError(bundle.as_authored(str(exc), directory)) from None
+        try:
+            _, results = _run_opa(settings.opa_bin, directory)
+        except OpaTestError as exc:
+            raise OpaTestError(bundle.as_authored(str(exc), directory)) from None
         if not isinstance(results, list):
             raise OpaTestError(f"opa test printed {type(results).__name__}, not a list of results")
         passed = not any(r.get("fail") or r.get("error") for r in results)
@@ -78,7 +90,7 @@ def run_policy_tests(settings: Settings, with_coverage: bool) -> OpaReport:
                 location["file"] = real(location["file"])
         if coverage is not None:
             coverage["files"] = {real(name): report for name, report in coverage.get("files", {}).items()}
-    return OpaReport(results, coverage)
+    return OpaReport(results, coverage, undefined_rules(settings.opa_bin, settings.policies_dir))
 
 
 def shown(path: Path) -> str:
@@ -132,9 +144,13 @@ def print_report(report: OpaReport, verbose: bool) -> None:
                 table.add_row(escape(file), f"{entry.get('coverage', 0):.1f}%", escape(missed) or "-")
         console.print(table)
         console.print(f"overall coverage {report.coverage.get('coverage', 0):.1f}%")
+    for vacuous in report.cannot_fail:
+        console.print(f"[bold red]CANNOT FAIL[/] {escape(str(vacuous))}", soft_wrap=True)
     bad = sum(map(failed, report.results))
     total = len(report.results)
     console.print(f"[bold red]FAIL[/] {bad} of {total} tests" if bad else f"[bold green]PASS[/] {total}/{total} tests")
+    if report.cannot_fail:
+        console.print(f"[bold red]FAIL[/] {len(report.cannot_fail)} test reference(s) to rules no policy defines")
 
 
 def policy_test(
@@ -147,8 +163,10 @@ def policy_test(
     """Run OPA's tests of the policies (policies/**/*_test.rego) with the compiled data document loaded.
 
     Prints how many tests passed and failed per file (real paths under policies/), each failure with its file
-    and line, and each policy file's line coverage. Exit 0 when every test passes, 1 when one fails, 2 when
-    opa is missing or its report is unreadable (a policy that does not parse). --json prints OPA's own JSON.
+    and line, each policy file's line coverage, and each test that cannot fail because it reads a rule no
+    module defines (`not guardrails.denny`). Exit 0 when every test passes, 1 when one fails or cannot fail,
+    2 when opa is missing, the policies or their data do not load, or opa's report is unreadable (a policy that
+    does not parse). --json prints OPA's own JSON, with `cannot_fail`.
     """
     settings = Settings()
     if not settings.opa_bin.exists():
@@ -157,11 +175,14 @@ def policy_test(
         report = run_policy_tests(settings, with_coverage=coverage)
     except OpaTestError as exc:
         fail(f"opa test gave no report: {exc}", code=2)
+    except (PolicyBundleError, LevelConfigError) as exc:  # the data or the levels the tests run with
+        fail(f"the policies do not load: {exc}", code=2)
     if not report.results:
         fail(f"opa found no tests under {settings.policies_dir} (*_test.rego): nothing was checked")
     if as_json:
-        emit_json({"results": report.results, "coverage": report.coverage})
+        cannot_fail = [{**asdict(vacuous), "file": shown(vacuous.file)} for vacuous in report.cannot_fail]
+        emit_json({"results": report.results, "coverage": report.coverage, "cannot_fail": cannot_fail})
     else:
         print_report(report, verbose)
-    if any(map(failed, report.results)):
+    if any(map(failed, report.results)) or report.cannot_fail:
         raise typer.Exit(1)

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ COMPILED_DOCUMENTS = ("levels", "triage_model", "number_text", "meta")
 # policies/` loads no schema as data), and in an exported bundle under schema/ (OPA reads only data.json there).
 SCHEMA_DIR = defaults_home() / "schema"
 SCHEMA_FILES = ("input.schema.json", "data.schema.json")
+# What the engines type-check the modules' reads of `input` against at load (engines/input_types.py).
+INPUT_SCHEMA = SCHEMA_DIR / "input.schema.json"
+
+
+# A module path followed by `:` (OPA's and regopy's `file:line`), not inside a longer path.
+_MODULE_PATH = re.compile(r"(?<![\w/.-])([\w./-]+\.rego):")
 
 
 class PolicyBundleError(ValueError):
@@ -54,6 +61,9 @@ class PolicyBundle:
     revision: str
     levels: LevelConfig
     source_dir: Path
+    # The input contract the modules are type-checked against; None only for a test harness's own modules that
+    # read an input of their own.
+    input_schema: Path | None = INPUT_SCHEMA
 
     @property
     def inventory(self) -> dict[str, dict[str, Any]]:
@@ -73,6 +83,18 @@ class PolicyBundle:
         data_file = directory / "data.json"
         data_file.write_text(json.dumps(self.data, sort_keys=True))
         return data_file
+
+    def as_authored(self, said: str, written_to: Path | None = None) -> str:
+        """A tool's words about this bundle's modules (opa, regopy, a wasm abort) naming the files an author
+        edits: a module's path relative to the bundle (`guardrails/x.rego:3`), or under `written_to` (a copy
+        made by write_to), becomes the file under source_dir, so that `file:line` leads to the right file."""
+        if written_to is not None:
+            said = said.replace(f"{written_to}{os.sep}", "")
+        return _MODULE_PATH.sub(lambda m: f"{self.source_dir / m[1]}:" if self._authored(m[1]) else m[0], said)
+
+    def _authored(self, relative: str) -> bool:
+        """A module of the bundle, or a test module beside them (`autonomy policy test` runs those too)."""
+        return relative in self.modules or (self.source_dir / relative).is_file()
 
     def opa_bundle_files(self) -> dict[str, bytes]:
         """The files of a standard OPA bundle: `.manifest` (revision, roots), the Rego modules (no tests), the
@@ -112,6 +134,14 @@ class PolicyBundle:
 
 
 PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w]*)", re.MULTILINE)
+_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
+_DATA_ROOT = re.compile(r"(?<![\w.])data\.([A-Za-z_]\w*)")
+
+
+def rego_code(source: str) -> str:
+    """Rego source with its comments and string literals blanked, lines and offsets kept: what a scan of the code
+    (called built-ins, data references) reads."""
+    return _COMMENT_OR_STRING.sub(lambda literal: re.sub(r"[^\n]", " ", literal[0]), source)
 
 
 def bundle_roots(modules: dict[str, str], data: dict[str, Any]) -> list[str]:
@@ -376,6 +406,34 @@ def check_data_roots(data: dict[str, Any], modules: dict[str, str]) -> None:
         raise PolicyBundleError(f"{name}/{DATA_FILE}: data.{name} is a package root; give the data another folder")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names one key twice: `<line>: duplicate key ...`."""
+
+
+# Measured (libyaml, this machine): a 5.5 MB data file parses in 8 s and peaks at 440 MB. A 10,000-asset inventory is
+# about 2 MB.
+MAX_DATA_FILE_BYTES = 32 * 2**20
+# libyaml's parser when PyYAML has it (2.8x faster: a 5.5 MB data file parses in 8 s instead of 23 s), else PyYAML's.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class UniqueKeyLoader(_SAFE_LOADER):  # type: ignore[valid-type,misc]
+    """safe_load that refuses a key given twice in one mapping. PyYAML (and OPA's own loader) keep the last one
+    silently: a second `web-01:` further down the inventory would replace the first asset, crown-jewel flag and
+    all. Merge keys (`<<: *anchor`) still work: an explicit key overrides a merged one, as YAML says."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKeyError(f"{key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
     """Each <name>/data.yaml as data.<name>; allowlists and inventory addresses compiled to bit prefixes; the
     levels."""
@@ -384,8 +442,17 @@ def compile_data(policies_dir: Path, levels: LevelConfig) -> dict[str, Any]:
         where = f"{name}/{DATA_FILE}"
         if name in COMPILED_DOCUMENTS:
             raise PolicyBundleError(f"{where}: data.{name} is compiled by the controller; give the data another folder")
+        size = path.stat().st_size
+        if size > MAX_DATA_FILE_BYTES:
+            raise PolicyBundleError(
+                f"{where}: {size / 2**20:.0f} MB, above the {MAX_DATA_FILE_BYTES // 2**20} MB a data file may have: "
+                "parsing YAML costs about 80 times its size in memory and 1.5 s per MB, at every start (a 100 MB "
+                "file would take minutes and some 8 GB); keep bulk feeds out of the policy data"
+            )
         try:
-            document = yaml.safe_load(path.read_text()) or {}
+            document = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}
+        except DuplicateKeyError as exc:
+            raise PolicyBundleError(f"{where}:{exc}") from None
         except yaml.YAMLError as exc:
             raise PolicyBundleError(f"{where}: not valid YAML: {exc}") from None
         if not isinstance(document, dict):
@@ -451,6 +518,26 @@ def check_escalations(levels: LevelConfig, identities: dict[str, Any]) -> None:
 REQUIRED_DATA = {"guardrails/special_purpose.rego": "special_purpose"}
 
 
+def check_data_references(modules: dict[str, str], data: dict[str, Any], policies_dir: Path) -> None:
+    """Every `data.<name>` a module reads names a data document or a package. A reference to neither is undefined
+    on every engine (OPA's type checker knows no data), so a rule reading a document nobody deployed (a forgotten
+    blocklists/data.yaml) or a misspelled one (`data.inventroy`) silently never fires."""
+    known = {match.group(1) for source in modules.values() for match in PACKAGE.finditer(source)}
+    known |= set(data) | set(COMPILED_DOCUMENTS)
+    problems = []
+    for name, source in sorted(modules.items()):
+        code = rego_code(source)
+        for match in _DATA_ROOT.finditer(code):
+            if match[1] not in known:
+                line = code.count("\n", 0, match.start()) + 1
+                problems.append(
+                    f"{policies_dir / name}:{line}: reads data.{match[1]}, which no data file ({match[1]}/{DATA_FILE}) "
+                    "and no package defines: it is always undefined"
+                )
+    if problems:
+        raise PolicyBundleError("; ".join(dict.fromkeys(problems)))
+
+
 def check_required_data(modules: dict[str, str], data: dict[str, Any]) -> None:
     for module, document in REQUIRED_DATA.items():
         if module in modules and document not in data:
@@ -462,6 +549,7 @@ def load_bundle(policies_dir: Path, levels: LevelConfig) -> PolicyBundle:
     data = compile_data(policies_dir, levels)
     check_data_roots(data, modules)
     check_required_data(modules, data)
+    check_data_references(modules, data, policies_dir)
     check_escalations(levels, data.get("identities") or {})
     revision = revision_of(modules, data)
     return PolicyBundle(

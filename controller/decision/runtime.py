@@ -54,7 +54,7 @@ def open_guard(settings: Settings, engine: EngineName | None = None) -> Iterator
             bundle = load_policy_bundle(settings)
             policy_engine: PolicyEngine
             if engine is EngineName.EMBEDDED:
-                policy_engine = EmbeddedEngine(bundle)
+                policy_engine = EmbeddedEngine(bundle, settings.opa_bin)
             elif engine is EngineName.WASM:
                 policy_engine = WasmEngine(bundle, settings.opa_bin)
             else:

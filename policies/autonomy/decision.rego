@@ -343,6 +343,20 @@ impact_assets := concat(", ", sort(assets)) if {
 
 deny_reasons contains deny_text(msg) if some msg in guardrails.deny
 
+# The guardrails answer sets (`deny contains msg if {...}`). Any other answer (`deny := "text"`, a boolean) has
+# nothing for `some msg in` to find, so the action would run: OPA's type checker refuses such a module when it
+# compiles (the wasm engine, an OPA server), regopy has no type checker. A guardrail answer that is undefined (no
+# rule of that name) is fine: nothing to deny. An object of reasons is read above and named here.
+deny_reasons contains "data.autonomy.guardrails.deny is not a set: write `deny contains ... if { ... }`" if {
+	answer := guardrails.deny
+	not is_set(answer)
+}
+
+deny_reasons contains "data.autonomy.guardrails.require_approval is not a set: write `require_approval contains ... if { ... }`" if {
+	answer := guardrails.require_approval
+	not is_set(answer)
+}
+
 # A guardrail bug must not turn a deny into a pass.
 deny_text(msg) := msg if {
 	is_string(msg)

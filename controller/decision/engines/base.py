@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
+
+# How long one decision may take on any engine (the OPA server's HTTP timeout, the wasm engine's epoch deadline):
+# a policy that loops over a large data document or a huge range is a deny, not a worker that hangs.
+EVALUATION_TIMEOUT_S = 2.0
 
 
 class PolicyEngineError(RuntimeError):
@@ -15,6 +20,15 @@ class PolicyUndefinedError(PolicyEngineError):
 
 class UnsupportedBuiltinError(PolicyEngineError):
     """The policy calls a built-in this engine lacks; with it a rule would silently be undefined."""
+
+
+def input_json(input_doc: Any) -> bytes:
+    """The input as compact JSON text; one that is not JSON (NaN, a non-JSON type, nesting deeper than Python
+    encodes) is a PolicyEngineError, like every other reason an engine gives no decision."""
+    try:
+        return json.dumps(input_doc, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise PolicyEngineError(f"the input is not a JSON document the policy can read: {exc}") from exc
 
 
 class PolicyEngine(Protocol):

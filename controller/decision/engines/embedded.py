@@ -15,10 +15,11 @@ a bundle with errors is refused, so the per-decision policy need not re-check st
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable
+from math import isfinite
+from pathlib import Path
 from typing import Any
 
 import regopy
@@ -27,15 +28,17 @@ from autonomy_controller.controller.decision.engines.base import (
     PolicyEngineError,
     PolicyUndefinedError,
     UnsupportedBuiltinError,
+    input_json,
 )
+from autonomy_controller.controller.decision.engines.input_types import check_bundle_types, find_opa
 from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_ENTRYPOINT,
     CONFIG_PACKAGE,
     ENTRYPOINT,
     PolicyBundle,
+    rego_code,
 )
 
-_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _FUNCTION_HEAD = re.compile(r"(?m)^\s*([A-Za-z_]\w*)\s*\([^)\n]*\)\s*(?::=|=|if\b|\{)")
 _IMPORT = re.compile(r"(?m)^\s*import\s+((?:data|input)(?:\.[\w]+)*)(?:\s+as\s+(\w+))?")
@@ -49,7 +52,7 @@ _INT64 = range(-(2**63), 2**63)
 
 def called_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
     """Map each called name that is not a function of the policy itself to the modules calling it."""
-    stripped = {name: _COMMENT_OR_STRING.sub(" ", source) for name, source in modules.items()}
+    stripped = {name: rego_code(source) for name, source in modules.items()}
     defined = {head for source in stripped.values() for head in _FUNCTION_HEAD.findall(source)}
     aliases = {
         alias or path.rsplit(".", 1)[-1] for source in stripped.values() for path, alias in _IMPORT.findall(source)
@@ -62,6 +65,47 @@ def called_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
                 continue
             calls.setdefault(name, set()).add(module)
     return calls
+
+
+# Built-ins regopy 1.5.2 has but answers differently from OPA (measured against OPA 1.22 with strict built-in
+# errors; tests/test_review_policy2_engines.py): a policy calling one would decide otherwise here than on wasm or
+# OPA, mostly silently, so it is refused at load like a missing built-in, saying what differs. Not refusable
+# (the shipped policy needs them, and the difference depends on the argument): `sort` of numbers (as text),
+# `sprintf("%s")` of a collection (empty text), `lower`/`upper` of some non-ASCII letters (docs/engines.md).
+DIVERGENT_BUILTINS = {
+    "max": "compares numbers as text: max([2, 10]) is 2",
+    "min": "compares numbers as text: min([8, 32]) is 32",
+    "to_number": 'reads a prefix: to_number("12abc") is 12 where OPA errs',
+    "%": "300 % 10 == 0 is false",
+    "time.diff": "other answers (a 3-year span off by hours)",
+    "time.format": "other text (nanoseconds always printed)",
+    "time.parse_rfc3339_ns": "fails on a Z offset, the form of input.time.rfc3339",
+}
+_REMAINDER = re.compile(r"%")  # after comments and strings are stripped, `%` is the remainder operator
+
+
+def divergent_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
+    """Each built-in of DIVERGENT_BUILTINS (the `%` operator too) the modules call, with the modules calling it."""
+    calls = called_builtins(modules)
+    found = {name: calls[name] for name in DIVERGENT_BUILTINS if name in calls}
+    for module, source in modules.items():
+        if _REMAINDER.search(rego_code(source)):
+            found.setdefault("%", set()).add(module)
+    return {f"{name}: {DIVERGENT_BUILTINS[name]}": modules for name, modules in found.items()}
+
+
+# regopy's parse errors: (error <length>:<file>|<offset>|<length> (errormsg <length>:<message>) ...).
+_PARSE_ERROR = re.compile(r"\(error \d+:(?P<file>[^|()]+)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<message>[^)]*)\)")
+
+
+def compile_error(exc: regopy.RegoError, modules: dict[str, str], source_dir: Path) -> str:
+    """regopy's error as `file:line: message` lines naming the author's files, else its own words (bounded)."""
+    located = []
+    for match in _PARSE_ERROR.finditer(str(exc)):
+        module, offset = match["file"], int(match["offset"])
+        line = modules[module][:offset].count("\n") + 1 if module in modules else "?"
+        located.append(f"{source_dir / module}:{line}: {match['message'].strip()}")
+    return "; ".join(dict.fromkeys(located)) if located else str(exc).strip()[:800]
 
 
 def fits_int64(value: Any) -> bool:
@@ -170,6 +214,8 @@ class DirectInput:
                 code = integer(target, node)
                 return code
             if kind is float:
+                if not isfinite(node):  # regopy would take it; OPA and JSON have no NaN or infinity
+                    raise ValueError(f"{node} is not a JSON number")
                 code = floating(target, node)
                 return code
             if node is None:
@@ -188,14 +234,24 @@ class DirectInput:
             self._free(target)
 
 
+def _calls(found: dict[str, set[str]]) -> str:
+    return "; ".join(f"{name} (in {', '.join(sorted(modules))})" for name, modules in sorted(found.items()))
+
+
 def defines_package(modules: dict[str, str], package: str) -> bool:
-    return any(package in _PACKAGE.findall(_COMMENT_OR_STRING.sub(" ", source)) for source in modules.values())
+    return any(package in _PACKAGE.findall(rego_code(source)) for source in modules.values())
 
 
 class EmbeddedEngine:
     name = "embedded"
 
-    def __init__(self, bundle: PolicyBundle) -> None:
+    def __init__(self, bundle: PolicyBundle, opa_bin: Path | None = None) -> None:
+        """Load the bundle into regopy. Given opa_bin (the configured opa, else opa on PATH) the policy is first
+        type-checked against the input's schema (input_types.py), as on the other engines; without an opa it
+        cannot be (regopy has no type checker): `autonomy policy test` does it where the policy is written."""
+        opa = find_opa(opa_bin) if opa_bin is not None else None
+        if opa is not None:
+            check_bundle_types(bundle, opa)
         interpreter = regopy.Interpreter()
         interpreter.strict_built_in_errors = True
         missing = {
@@ -204,8 +260,13 @@ class EmbeddedEngine:
             if not interpreter.is_builtin(name)
         }
         if missing:
-            detail = "; ".join(f"{name} (in {', '.join(sorted(mods))})" for name, mods in sorted(missing.items()))
-            raise UnsupportedBuiltinError(f"policy calls built-ins the embedded engine lacks: {detail}")
+            raise UnsupportedBuiltinError(f"policy calls built-ins the embedded engine lacks: {_calls(missing)}")
+        divergent = divergent_builtins(bundle.modules)
+        if divergent:
+            raise UnsupportedBuiltinError(
+                "policy calls built-ins the embedded engine answers differently from OPA (choose the wasm engine): "
+                + _calls(divergent)
+            )
         # package autonomy.config is compiled into a bundle of its own, after the decision's: regopy's per-query
         # cost grows with the size of the compiled program (measured: the config checks in the decision's bundle
         # cost ~50 us on every decision), and they run only once. The decision never reads that package.
@@ -219,7 +280,14 @@ class EmbeddedEngine:
             interpreter.add_data(bundle.data)
             self._compiled = interpreter.build(f"x = data.{ENTRYPOINT.replace('/', '.')}", [ENTRYPOINT])
         except regopy.RegoError as exc:
-            raise PolicyEngineError(f"embedded engine could not compile the policy: {exc}") from exc
+            detail = compile_error(exc, bundle.modules, bundle.source_dir)
+            raise PolicyEngineError(f"embedded engine could not compile the policy: {detail}") from exc
+        if not self._compiled.ok():  # regopy prints why on its own output and raises nothing
+            raise PolicyEngineError(
+                "embedded engine could not compile the policy: regopy refused it without naming the rule (two "
+                "rules of one name that conflict, such as `deny :=` beside `deny contains`, or a rule it cannot "
+                "compile); `autonomy policy test` names the file and line"
+            )
         self._interpreter = interpreter
         self._lock = threading.Lock()  # one interpreter holds one input at a time
         self._direct = DirectInput(interpreter)
@@ -260,12 +328,12 @@ class EmbeddedEngine:
             try:
                 self._set_input(input_doc)
                 output = self._interpreter.query_bundle_entrypoint(self._compiled, ENTRYPOINT)
-            except (regopy.RegoError, ValueError) as exc:
-                raise PolicyEngineError(f"embedded engine error: {exc}") from exc
+            except (regopy.RegoError, ValueError, TypeError, RecursionError) as exc:  # TypeError, RecursionError:
+                raise PolicyEngineError(f"embedded engine error: {exc}") from exc  # an input that is not JSON
             if not output.ok():
                 raise PolicyEngineError(
-                    f"embedded engine error evaluating {ENTRYPOINT} (strict built-in errors are on: "
-                    "a built-in failed or is unsupported)"
+                    f"embedded engine error evaluating {ENTRYPOINT} (strict built-in errors are on: a built-in "
+                    "failed, or two rules gave conflicting values; regopy names no rule, the wasm engine does)"
                 )
             # Output parses the JSON once; an undefined result has no expressions.
             expressions = output[0].expressions if len(output) else []
@@ -282,7 +350,7 @@ class EmbeddedEngine:
         if fits_int64(input_doc):
             self._interpreter.set_input(input_doc)
         else:
-            self._interpreter.set_input_term(json.dumps(input_doc))
+            self._interpreter.set_input_term(input_json(input_doc).decode())
 
     def close(self) -> None:
         """Nothing to release: the interpreter is freed with the object."""

@@ -18,13 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import requests
 from opa_client import OpaClient
 
-from autonomy_controller.controller.decision.engines.base import PolicyEngineError, PolicyUndefinedError
+from autonomy_controller.controller.decision.engines.base import (
+    EVALUATION_TIMEOUT_S,
+    PolicyEngineError,
+    PolicyUndefinedError,
+)
+from autonomy_controller.controller.decision.engines.input_types import check_input_types
 from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 from autonomy_controller.controller.processes import free_port, stop_process
 
@@ -69,10 +74,18 @@ class OpaServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
+        self._output: IO[bytes] | None = None
 
     def start(self, ready_timeout: float = 15.0) -> OpaServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="autonomy-opa-"))
+        output = self._output = tempfile.TemporaryFile(prefix="autonomy-opa-output-")  # noqa: SIM115 (closed in stop)
         self.bundle.write_to(self._workdir)
+        try:
+            check_input_types(self.opa_bin, self._workdir, self.bundle.input_schema)
+        except PolicyEngineError as exc:
+            workdir = self._workdir
+            self.stop()
+            raise OpaUnavailableError(self.bundle.as_authored(str(exc), workdir)) from exc
         self._process = subprocess.Popen(
             [
                 str(self.opa_bin),
@@ -82,18 +95,23 @@ class OpaServer:
                 f"127.0.0.1:{self.port}",
                 "--log-level",
                 "error",
-                "--disable-telemetry",
+                "--skip-version-check",
                 str(self._workdir),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: OPA prints why it will not start on stdout, and a pipe nobody reads while it
+            # runs could fill and stall it.
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                workdir = self._workdir
+                output.seek(0)
+                said = output.read().decode(errors="replace")
                 self.stop()
-                raise OpaUnavailableError(f"opa exited at start: {stderr.strip()[:500]}")
+                said = self.bundle.as_authored(said.strip(), workdir)
+                raise OpaUnavailableError(f"opa exited at start: {said[:800]}")
             try:
                 if requests.get(f"{self.url}/health", timeout=0.5).status_code == 200:
                     return self
@@ -106,6 +124,9 @@ class OpaServer:
     def stop(self) -> None:
         stop_process(self._process, timeout=5)
         self._process = None
+        if self._output is not None:
+            self._output.close()
+            self._output = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -122,7 +143,7 @@ class OpaServer:
 class OpaServerEngine:
     name = "opa"
 
-    def __init__(self, url: str, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, timeout: float = EVALUATION_TIMEOUT_S) -> None:
         parts = urlsplit(url)
         if not parts.hostname or not parts.port:
             raise OpaUnavailableError(f"OPA url must name host and port, got {url!r}")

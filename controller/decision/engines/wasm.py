@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
+import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import wasmtime
 
 from autonomy_controller.controller.decision.engines.base import (
+    EVALUATION_TIMEOUT_S,
     PolicyEngineError,
     PolicyUndefinedError,
     UnsupportedBuiltinError,
+    input_json,
 )
 from autonomy_controller.controller.decision.engines.wasm_builtins import (
     C_NATIVES,
@@ -40,6 +45,50 @@ from autonomy_controller.controller.decision.engines.wasm_cache import compiled_
 from autonomy_controller.controller.decision.engines.wasm_module import WasmFormatError, WasmModule
 from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 
+
+class _EpochClock:
+    """One wasmtime engine for every policy module, with epoch interruption: a daemon thread advances the epoch
+    every TICK_S, and an evaluation that runs past its deadline (a store's epoch deadline, EVALUATION_TIMEOUT_S
+    in ticks) traps, a deny, instead of holding the worker. wasmtime checks the epoch at loop heads and function
+    entries (a few percent of the policy's time); a tick thread costs ~100 wake-ups a second."""
+
+    TICK_S = 0.01
+
+    def __init__(self) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self._lock = threading.Lock()
+        self._ticking = False
+        os.register_at_fork(after_in_child=self._forked)
+
+    def ticks(self, seconds: float) -> int:
+        """A deadline of at least `seconds` (the current tick may be about to end)."""
+        self._start()
+        return math.ceil(seconds / self.TICK_S) + 1
+
+    def _start(self) -> None:
+        if self._ticking:
+            return
+        with self._lock:
+            if not self._ticking:
+                threading.Thread(target=self._tick, name="wasm-policy-epoch", daemon=True).start()
+                self._ticking = True
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            self.engine.increment_epoch()
+
+    def _forked(self) -> None:
+        """A forked child has no tick thread: start one at its first evaluation."""
+        self._lock = threading.Lock()
+        self._ticking = False
+
+
+_EPOCHS = _EpochClock()
+# Loading parses the policy data onto the heap (its time grows with the data): no deadline short of a runaway.
+_LOAD_DEADLINE_S = 600.0
 _REROUTED_ID_BASE = 1_000_000  # far above the ids OPA numbers the module's own imports with (0, 1, ...)
 _FAILED_ID_BASE = 2_000_000
 _PAGE = 65536
@@ -48,12 +97,26 @@ _PAGE = 65536
 class WasmEngine:
     name = "wasm"
 
-    def __init__(self, bundle: PolicyBundle, opa_bin: Path | None, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bundle: PolicyBundle,
+        opa_bin: Path | None,
+        cache_dir: Path | None = None,
+        timeout_s: float = EVALUATION_TIMEOUT_S,
+    ) -> None:
         """Compile the bundle's modules with opa_bin (else opa on PATH), or take them from the cache
-        (wasm_cache.py); no opa and no cached module is an OpaNotFoundError naming the fix."""
+        (wasm_cache.py); no opa and no cached module is an OpaNotFoundError naming the fix. An evaluation that
+        runs longer than timeout_s traps (a PolicyEngineError naming the limit)."""
+        self._timeout_s = timeout_s
         self._clock = Clock()
         implemented = host_builtins(self._clock)
-        binary, self.module_source = compiled_module(bundle.modules, opa_bin, cache_dir)
+        self._authored = bundle.as_authored
+        try:
+            binary, self.module_source = compiled_module(
+                bundle.modules, opa_bin, cache_dir, input_schema=bundle.input_schema
+            )
+        except PolicyEngineError as exc:
+            raise type(exc)(self._authored(str(exc))) from exc
         try:
             module = WasmModule.parse(binary)
             self._by_id: dict[int, tuple[str, Any]] = {}
@@ -97,8 +160,9 @@ class WasmEngine:
 
     # --- the instance and its memory -------------------------------------------------------------------------
     def _instantiate(self, binary: bytes, data_end: int) -> None:
-        engine = wasmtime.Engine()
+        engine = _EPOCHS.engine
         self._store = wasmtime.Store(engine)
+        self._store.set_epoch_deadline(_EPOCHS.ticks(_LOAD_DEADLINE_S))
         module = wasmtime.Module(engine, binary)
         declared = next(i.type.limits.min for i in module.imports if isinstance(i.type, wasmtime.MemoryType))
         # The data segments and the heap OPA's runtime starts after them must fit (opa build declares too few).
@@ -165,31 +229,38 @@ class WasmEngine:
         return text
 
     def _abort(self, message: int) -> None:
-        raise BuiltinError(f"policy aborted: {ctypes.string_at(self._address(message)).decode(errors='replace')}")
+        said = ctypes.string_at(self._address(message)).decode(errors="replace")
+        raise BuiltinError(f"policy aborted: {self._authored(said)}")
 
     # --- decisions -------------------------------------------------------------------------------------------
     def _check_config(self) -> None:
         """Refuse the bundle when package autonomy.config finds errors in its data (fail closed)."""
-        errors = self._evaluate({}, CONFIG_ENTRYPOINT)
+        errors = self._evaluate({}, CONFIG_ENTRYPOINT, _LOAD_DEADLINE_S)  # once, over all the data
         if not isinstance(errors, list):
             raise PolicyEngineError(f"wasm engine could not check the policy data ({CONFIG_ENTRYPOINT})")
         if errors:
             raise PolicyEngineError("policy data invalid: " + "; ".join(map(str, errors)))
 
     def evaluate(self, input_doc: dict[str, Any]) -> Any:
-        return self._evaluate(input_doc, ENTRYPOINT)
+        return self._evaluate(input_doc, ENTRYPOINT, self._timeout_s)
 
-    def _evaluate(self, input_doc: dict[str, Any], entrypoint: str) -> Any:
-        text = json.dumps(input_doc, separators=(",", ":")).encode()
+    def _evaluate(self, input_doc: dict[str, Any], entrypoint: str, seconds: float) -> Any:
+        text = input_json(input_doc)
         with self._lock:
             self._clock.now = None
             try:
+                self._store.set_epoch_deadline(_EPOCHS.ticks(seconds))
                 self._write(self._base, text)
                 heap = self._base + len(text)
                 result = self._call(
                     "opa_eval", 0, self._entrypoints[entrypoint], self._data, self._base, len(text), heap, 0
                 )
                 answer = json.loads(ctypes.string_at(self._address(result)))
+            except wasmtime.Trap as exc:
+                if exc.trap_code is wasmtime.TrapCode.INTERRUPT:
+                    reason = f"took longer than the {seconds:g} s limit and was stopped"
+                    raise PolicyEngineError(f"wasm engine: evaluating {entrypoint} {reason}") from exc
+                raise PolicyEngineError(f"wasm engine error evaluating {entrypoint}: {_reason(exc)}") from exc
             except (wasmtime.WasmtimeError, BuiltinError, ValueError, KeyError) as exc:
                 raise PolicyEngineError(f"wasm engine error evaluating {entrypoint}: {_reason(exc)}") from exc
         if not isinstance(answer, list) or len(answer) > 1:

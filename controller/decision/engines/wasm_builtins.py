@@ -286,7 +286,15 @@ def host_builtins(clock: Clock) -> dict[str, Callable[..., Any]]:
         "time.clock": clock_of,
         "time.weekday": weekday,
         "time.add_date": add_date,
+        "trace": trace,
     }
+
+
+def trace(note: Any) -> bool:
+    """OPA's trace: a note for an explanation (opa eval --explain), always true; nobody reads notes here."""
+    if not isinstance(note, str):
+        raise BuiltinError(f"trace: operand 1 must be string but got {type(note).__name__}")
+    return True
 
 
 # Natives of OPA's C library rerouted to the host (see wasm_module.py): C function -> (OPA name, arity).

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -27,10 +26,12 @@ from pathlib import Path
 
 from autonomy_controller.controller.decision.engines.base import PolicyEngineError
 from autonomy_controller.controller.decision.engines.embedded import defines_package
+from autonomy_controller.controller.decision.engines.input_types import check_input_types, find_opa, schema_text
 from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_ENTRYPOINT,
     CONFIG_PACKAGE,
     ENTRYPOINT,
+    INPUT_SCHEMA,
     read_modules,
 )
 
@@ -50,18 +51,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "autonomy" / "policy-wasm"
 
 
-def find_opa(configured: Path | None) -> Path | None:
-    """The opa to compile with: the configured one (AUTONOMY_OPA_BIN, default .tools/opa), else opa on PATH."""
-    if configured is not None and configured.is_file() and os.access(configured, os.X_OK):
-        return configured
-    found = shutil.which("opa")
-    return Path(found) if found else None
-
-
-def _run_opa(opa: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_opa(opa: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run opa; one that cannot start or hangs is a PolicyEngineError (the guard then denies, naming it)."""
     try:
-        return subprocess.run([str(opa), *args], capture_output=True, text=True, timeout=120)
+        return subprocess.run([str(opa), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PolicyEngineError(f"wasm engine: could not run {opa} {args[0]}: {exc}") from exc
 
@@ -80,9 +73,12 @@ def entrypoints(modules: dict[str, str]) -> list[str]:
     return [ENTRYPOINT, *([CONFIG_ENTRYPOINT] if defines_package(modules, CONFIG_PACKAGE) else [])]
 
 
-def modules_key(modules: dict[str, str]) -> str:
-    """A hash of what the module is compiled from: every Rego module (path and text) and the entry points."""
-    digest = hashlib.sha256()
+def modules_key(modules: dict[str, str], input_schema: Path | None = INPUT_SCHEMA) -> str:
+    """A hash of what the module is compiled from: every Rego module (path and text), the entry points and the
+    input schema it was type-checked against."""
+    digest = hashlib.sha256(
+        schema_text(input_schema) + b"\0"
+    )  # a module is compiled only once it type-checks against it
     for entrypoint in entrypoints(modules):
         digest.update(entrypoint.encode() + b"\0")
     for name in sorted(modules):
@@ -90,7 +86,7 @@ def modules_key(modules: dict[str, str]) -> str:
     return digest.hexdigest()[:32]
 
 
-def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
+def compile_modules(opa: Path, modules: dict[str, str], input_schema: Path | None = INPUT_SCHEMA) -> bytes:
     """The policy.wasm that `opa build -t wasm` makes of the modules, with their entry points."""
     with tempfile.TemporaryDirectory(prefix="autonomy-wasm-") as tmp:
         source, out = Path(tmp) / "bundle", Path(tmp) / "wasm.tar.gz"
@@ -98,8 +94,12 @@ def compile_modules(opa: Path, modules: dict[str, str]) -> bytes:
             target = source / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
+        check_input_types(opa, source, input_schema)
         targets = [arg for entrypoint in entrypoints(modules) for arg in ("-e", entrypoint)]
-        done = _run_opa(opa, "build", "-t", "wasm", *targets, "-o", str(out), str(source))
+        # From inside the copy: the module's messages (an object key conflict, at evaluation) and opa's errors
+        # then name each file as the bundle does (guardrails/x.rego), which PolicyBundle.as_authored maps to the
+        # author's file; the temporary copy's path would lead nowhere.
+        done = _run_opa(opa, "build", "-t", "wasm", *targets, "-o", str(out), ".", cwd=source)
         if done.returncode != 0:
             said = (done.stderr.strip() or done.stdout.strip())[:800]
             raise PolicyEngineError(f"wasm engine: opa build failed: {said}")
@@ -131,11 +131,12 @@ def compiled_module(
     opa_configured: Path | None,
     cache_dir: Path | None = None,
     prebuilt_dirs: tuple[Path, ...] = (PREBUILT_DIR,),
+    input_schema: Path | None = INPUT_SCHEMA,
 ) -> tuple[bytes, str]:
-    """(policy.wasm, where it came from) for these modules; raises OpaNotFoundError when there is no opa and no
-    cached module fits."""
+    """(policy.wasm, where it came from) for these modules, type-checked against input_schema; raises
+    OpaNotFoundError when there is no opa and no cached module fits."""
     cache_dir = cache_dir or default_cache_dir()
-    key = modules_key(modules)
+    key = modules_key(modules, input_schema)
     directories = (cache_dir, *prebuilt_dirs)
     opa = find_opa(opa_configured)
     if opa is None:
@@ -153,7 +154,7 @@ def compiled_module(
     for directory in directories:
         if (directory / name).is_file():
             return (directory / name).read_bytes(), str(directory / name)
-    binary = compile_modules(opa, modules)
+    binary = compile_modules(opa, modules, input_schema)
     _store(cache_dir, name, binary)
     return binary, f"compiled by {opa}"
 
