@@ -14,9 +14,9 @@ A line may come after the case's alerts were decided (logs are shipped apart, a 
 before the application answers). `late_stage` (controller/attackers/impact.py) tells the Submitter whether such
 lines raised what the case knows: only a success answer (2xx) can, and only for a source that has a case; then
 the case's stage with these lines (earlier ones were judged when they came), which the Submitter signals to the
-open case (no alerts in the batch: it never starts one), and the case is decided again exactly as if the line had come first
-(controller/case/rounds.py `due`, `stage_alone`). A benign client has no case and wakes nothing; a closed case
-is not reopened (its source's next case reads the lines).
+open case (no alerts in the batch: it never starts one), and the case is decided again exactly as if the line had
+come first (controller/case/rounds.py `due`, `stage_alone`). A benign client has no case and wakes nothing; a
+closed case is not reopened (its source's next case reads the lines).
 """
 
 from __future__ import annotations
