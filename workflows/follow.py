@@ -3,7 +3,8 @@
 Three promises, and how they are kept:
 - **No line lost across rotation.** A rename-and-recreate rotation is seen as the path naming another inode:
   the old file is read to its end first, then the new one from its start. A truncation (copytruncate) is seen
-  as the file shrinking below our offset: reading restarts at 0.
+  as the file shrinking below our offset, or, when the sensor wrote past our offset again before the next poll,
+  as other bytes where the file began: reading restarts at 0.
 - **A restart resumes where the last run stopped.** After every flush (alerts in the ledger and signalled to
   their workflows) the position is written to a small offset file in the state folder: path, device, inode,
   byte offset, line number and a hash of the file's first bytes. On restart the same file resumes at that
@@ -122,6 +123,9 @@ class LineSource:
         self.overlong_start = 0
         self.pending: list[Line] = []
         """Lines finished outside `read` (an overlong line cut short by a rotation), returned by the next read."""
+        self.head = b""
+        """The current file's first bytes as read (up to HEAD_BYTES): other bytes there before a read means it was
+        truncated and written past our offset again between two polls (copytruncate), which its size cannot show."""
         self._resume(saved)
 
     # -- opening -----------------------------------------------------------------------------------------
@@ -135,6 +139,7 @@ class LineSource:
         self._end_overlong("the file was rotated or truncated inside this overlong line")
         self.close()
         self.handle, self.reading, self.line = handle, path, line
+        self.head = os.pread(handle.fileno(), min(offset, HEAD_BYTES), 0)  # resumed: the hash checked it is ours
         return True
 
     def _same_file(self, path: Path, saved: Position) -> bool:
@@ -183,6 +188,10 @@ class LineSource:
         if self.handle is None and not self._open(self.path):
             return out
         assert self.handle is not None
+        if self.head and os.pread(self.handle.fileno(), len(self.head), 0) != self.head:
+            self.notes.append(f"{self.path} was truncated and written again: reading it from its start")
+            self._open(self.path)
+            assert self.handle is not None
         most = lines.MAX_LINE_BYTES
         while len(out) < limit:
             start = self.handle.tell()
@@ -209,6 +218,8 @@ class LineSource:
             framed = lines.frame(self.line, chunk, first=start == 0)
             if framed is not None:
                 out.append(self._line(framed))
+        if len(self.head) < HEAD_BYTES and self.handle.tell() > len(self.head):
+            self.head = os.pread(self.handle.fileno(), min(self.handle.tell(), HEAD_BYTES), 0)
         return out
 
     def _line(self, framed: lines.Framed) -> Line:
