@@ -445,5 +445,5 @@ class GuardDecision(BaseModel):
     impact: ImpactSummary | None = Field(
         default=None,
         description="the impact the policy was given, without its evidence (the plan record holds it): pre-flight "
-        "decides again on it, since which asset the attack reached lets a host be isolated alone",
+        "decides again on it, since the policy reads it (its reasons, and a custom rule may read its assets)",
     )

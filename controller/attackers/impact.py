@@ -69,7 +69,8 @@ def assess(alerts: Sequence[Alert], config: TrackingConfig) -> ImpactSummary:
     evidence = [e for _, e in shown]
     # Reached: the application answered an attack that got through. An answer to post-exploitation traffic the
     # source sent is not one: the source wrote the request (one matching a malware rule is easy to write), and any
-    # static file answers it 2xx; `assets` of a confirmed verdict lift the isolation guardrail for the host named.
+    # static file answers it 2xx. (No verdict's `assets` lets a host be isolated alone: policies/guardrails/
+    # entities.rego reads only the case's connected source.)
     reached = sorted({e.asset for obs, e in shown if e.asset and e.status is not None and not obs.post_exploitation})
     return ImpactSummary(
         verdict=VERDICT[profile.stage],
