@@ -121,10 +121,12 @@ class ApprovalSpec(BaseModel):
     on_timeout: OnTimeout
     escalate_to: ApprovalGroup | None = None
 
+    def asked(self, escalated: bool) -> list[ApprovalGroup]:
+        """The groups whose members may vote: the action's, and its escalation group once escalated."""
+        return [*self.groups, self.escalate_to] if escalated and self.escalate_to is not None else list(self.groups)
+
     def eligible(self, escalated: bool) -> set[str]:
-        members = {m for g in self.groups for m in g.members}
-        if escalated and self.escalate_to is not None:
-            members |= set(self.escalate_to.members)
+        members = {m for g in self.asked(escalated) for m in g.members}
         return members - {self.proposer} - set(self.service_identities)
 
 

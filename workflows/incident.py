@@ -205,9 +205,7 @@ class IncidentWorkflow:
     async def _verify(self, vote: ApprovalVote) -> ApprovalVerdict:
         info = workflow.info()
         spec, state = self.specs[vote.action_id], self.states[vote.action_id]  # the validator checked both exist
-        groups = [g.name for g in spec.groups]
-        if state.escalated and spec.escalate_to is not None:
-            groups.append(spec.escalate_to.name)
+        groups = [g.name for g in spec.asked(state.escalated)]
         try:
             return await workflow.execute_local_activity_method(
                 IncidentActivities.verify_approval,
