@@ -65,12 +65,13 @@ class Position:
     """sha256 of the first min(offset, HEAD_BYTES) bytes."""
 
 
-def _head_hash(handle: IO[bytes], upto: int) -> str:
-    here = handle.tell()
-    handle.seek(0)
-    digest = hashlib.sha256(handle.read(min(upto, HEAD_BYTES))).hexdigest()
-    handle.seek(here)
-    return digest
+def _head(handle: IO[bytes], upto: int) -> bytes:
+    """The file's first min(upto, HEAD_BYTES) bytes, read without moving the handle."""
+    return os.pread(handle.fileno(), min(upto, HEAD_BYTES), 0)
+
+
+def _head_hash(head: bytes) -> str:
+    return hashlib.sha256(head).hexdigest()
 
 
 class OffsetStore:
@@ -139,7 +140,7 @@ class LineSource:
         self._end_overlong("the file was rotated or truncated inside this overlong line")
         self.close()
         self.handle, self.reading, self.line = handle, path, line
-        self.head = os.pread(handle.fileno(), min(offset, HEAD_BYTES), 0)  # resumed: the hash checked it is ours
+        self.head = _head(handle, offset)  # resumed: the hash checked it is ours
         return True
 
     def _same_file(self, path: Path, saved: Position) -> bool:
@@ -148,7 +149,7 @@ class LineSource:
             if (stat.st_dev, stat.st_ino) != (saved.device, saved.inode) or stat.st_size < saved.offset:
                 return False
             with path.open("rb") as handle:
-                return _head_hash(handle, saved.offset) == saved.head
+                return _head_hash(_head(handle, saved.offset)) == saved.head
         except OSError:
             return False
 
@@ -188,7 +189,7 @@ class LineSource:
         if self.handle is None and not self._open(self.path):
             return out
         assert self.handle is not None
-        if self.head and os.pread(self.handle.fileno(), len(self.head), 0) != self.head:
+        if self.head and _head(self.handle, len(self.head)) != self.head:
             self.notes.append(f"{self.path} was truncated and written again: reading it from its start")
             self._open(self.path)
             assert self.handle is not None
@@ -219,7 +220,7 @@ class LineSource:
             if framed is not None:
                 out.append(self._line(framed))
         if len(self.head) < HEAD_BYTES and self.handle.tell() > len(self.head):
-            self.head = os.pread(self.handle.fileno(), min(self.handle.tell(), HEAD_BYTES), 0)
+            self.head = _head(self.handle, self.handle.tell())
         return out
 
     def _line(self, framed: lines.Framed) -> Line:
@@ -262,7 +263,8 @@ class LineSource:
         offset, line = self.handle.tell(), self.line
         if self.overlong is not None:  # not past a line that is not finished: a restart reads it again whole
             offset, line = self.overlong_start, self.overlong.number - 1
-        return Position(str(self.reading), stat.st_dev, stat.st_ino, offset, line, _head_hash(self.handle, offset))
+        # The bytes kept as read (`head` covers every offset up to HEAD_BYTES the handle has been at)
+        return Position(str(self.reading), stat.st_dev, stat.st_ino, offset, line, _head_hash(self.head[:offset]))
 
 
 @dataclass
