@@ -240,7 +240,13 @@ def vote(approver: str, choice: VoteChoice = VoteChoice.APPROVE, action_id: str 
     return ApprovalVote(action_id=action_id, approver=approver, choice=choice, comment="looked at the WAF log")
 
 
-async def awaiting(loop: Loop, key: str, name: str = "network.block_ip") -> IncidentStatus:
+async def awaiting(
+    loop: Loop, key: str, name: str = "network.block_ip", after_run: str | None = None
+) -> IncidentStatus:
+    """The case once its `name` action awaits approval; `after_run`: in a run other than that one (a later one)."""
     return await loop.wait_for(
-        key, lambda s: bool(s.actions) and action_of(s, name).status is ActionStatus.AWAITING_APPROVAL
+        key,
+        lambda s: (
+            s.run_id != after_run and bool(s.actions) and action_of(s, name).status is ActionStatus.AWAITING_APPROVAL
+        ),
     )

@@ -70,14 +70,7 @@ async def _second_run(loop: Loop, address: str) -> tuple[str, IncidentStatus, In
     await cast_vote(loop.client, loop.ledger, key, vote("carol", VoteChoice.REJECT, "a1"))
     ended = await loop.result(key)
     await loop.submit([alert(2, address)], level=Level.L2)
-    second = await loop.wait_for(
-        key,
-        lambda s: (
-            s.run_id != ended.run_id
-            and bool(s.actions)
-            and action_of(s, "network.block_ip").status is ActionStatus.AWAITING_APPROVAL
-        ),
-    )
+    second = await awaiting(loop, key, after_run=ended.run_id)
     assert action_of(first, "network.block_ip").action_id == action_of(second, "network.block_ip").action_id
     return key, first, second
 

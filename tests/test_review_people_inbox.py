@@ -112,14 +112,7 @@ async def test_a_page_of_an_earlier_run_cannot_approve_the_new_runs_action_of_th
         ended = await loop.result(key)
         assert action_of(ended, "network.block_ip").status is ActionStatus.REJECTED
         (again,) = await loop.submit([alert(2, "203.0.113.90")], level=Level.L2)
-        second = await loop.wait_for(
-            key,
-            lambda s: (
-                s.run_id != ended.run_id
-                and bool(s.actions)
-                and action_of(s, "network.block_ip").status is ActionStatus.AWAITING_APPROVAL
-            ),
-        )
+        second = await awaiting(loop, key, after_run=ended.run_id)
         assert again == key and action_of(second, "network.block_ip").action_id == first.action_id
 
         # bob presses approve on the page he loaded for the first run
