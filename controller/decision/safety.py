@@ -16,6 +16,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func,
 from sqlalchemy.engine import Connection, Engine
 
 from autonomy_controller.controller.decision.levels import Budget, CircuitBreaker, HealthCap
+from autonomy_controller.controller.ledger.driver import driver_read
 from autonomy_controller.controller.ledger.engine import write_transaction
 from autonomy_controller.controller.models import ActionClass
 
@@ -140,12 +141,13 @@ class SafetyStore:
         if breaker is None:
             return None
         since = (now or datetime.now(UTC)) - timedelta(seconds=breaker.window_seconds)
-        with self.engine.connect() as conn:
-            failures = conn.execute(
-                select(func.count()).where(
-                    (safety_events.c.event == SafetyEvent.FAILURE.value) & (safety_events.c.at > since)
-                )
-            ).scalar_one()
+        # Asked before every decision (guard and pre-flight): one statement on the driver's cursor (driver.py)
+        with driver_read(self.engine) as cursor:
+            failures = cursor.scalar(
+                f"SELECT count(*) FROM {safety_events.name} WHERE event = {cursor.p('event')} "
+                f"AND at > {cursor.p('since')}",
+                {"event": SafetyEvent.FAILURE.value, "since": cursor.timestamp(since)},
+            )
         if failures < breaker.max_failures:
             return None
         return HealthCap(

@@ -55,7 +55,7 @@ def case_alerts(ledger: Ledger, ref: CaseRef) -> list[Alert]:
             records.seq >= ref.floor_seq,
             records.seq <= ref.through_seq,
         )
-        rows = [to_record(row) for row in conn.execute(query.order_by(records.seq))]
+        rows = [to_record(row._mapping) for row in conn.execute(query.order_by(records.seq))]
     alerts = [Alert.model_validate(record.payload) for record in rows]
     if len(alerts) < ref.alerts:
         raise LedgerError(

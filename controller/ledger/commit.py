@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from autonomy_controller.controller.ledger.driver import DriverCursor
 from autonomy_controller.controller.ledger.engine import write_transaction
 
 T = TypeVar("T")
@@ -94,9 +95,10 @@ class GroupCommit:
                     only = batch[0]
                     only.value = only.work(conn)
                 else:
+                    cursor = DriverCursor(conn)
                     for request in batch:
                         try:
-                            with conn.begin_nested():
+                            with cursor.savepoint():
                                 request.value = request.work(conn)
                         except Exception as exc:  # raised to its own caller; the others go on
                             request.error = exc

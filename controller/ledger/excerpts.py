@@ -19,12 +19,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from autonomy_controller.controller.ledger.driver import DriverCursor
 from autonomy_controller.controller.ledger.errors import LedgerError
-from autonomy_controller.controller.ledger.reads import _parse_timestamp, read_head
+from autonomy_controller.controller.ledger.reads import _parse_timestamp
 from autonomy_controller.controller.ledger.records import RecordKind
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -52,17 +52,20 @@ class ExcerptPage(BaseModel):
     """The page was full: records after `through` may already exist."""
 
 
-def _select(dialect: str, keys: Sequence[str]) -> str:
+def _select(cursor: DriverCursor, keys: Sequence[str], kinds: Sequence[RecordKind], params: dict[str, Any]) -> str:
     """The SQL per backend. PostgreSQL: the page is cut first (`page`), then each payload is parsed once into
     jsonb (`parsed`, materialised so the planner does not inline the cast into every key; json's `->` would
     re-parse the text per key). SQLite: json_extract keeps objects and arrays as JSON inside json_object, and
     strings as strings."""
-    kinds = "kind IN :kinds"
-    if dialect == "postgresql":
+    p = cursor.p
+    kind_names = [f"kind{n}" for n in range(len(kinds))]
+    params.update({name: kind.value for name, kind in zip(kind_names, kinds, strict=True)})
+    where = f"seq > {p('after')} AND seq <= {p('upto')} AND kind IN ({', '.join(p(n) for n in kind_names)})"
+    if cursor.postgres:
         pairs = ", ".join(f"'{k}', j -> '{k}'" for k in keys)
         return (
             "WITH page AS MATERIALIZED (SELECT seq, incident_key, kind, actor, created_at, payload FROM ledger_record "
-            f"WHERE seq > :after AND seq <= :upto AND {kinds} ORDER BY seq LIMIT :limit), "
+            f"WHERE {where} ORDER BY seq LIMIT {p('limit')}), "
             "parsed AS MATERIALIZED (SELECT seq, incident_key, kind, actor, created_at, CAST(payload AS jsonb) AS j "
             "FROM page) "
             f"SELECT seq, incident_key, kind, actor, created_at, CAST(jsonb_build_object({pairs}) AS text) AS excerpt "
@@ -71,7 +74,7 @@ def _select(dialect: str, keys: Sequence[str]) -> str:
     pairs = ", ".join(f"'{k}', json_extract(payload, '$.{k}')" for k in keys)
     return (
         f"SELECT seq, incident_key, kind, actor, created_at, json_object({pairs}) AS excerpt FROM ledger_record "
-        f"WHERE seq > :after AND seq <= :upto AND {kinds} ORDER BY seq LIMIT :limit"
+        f"WHERE {where} ORDER BY seq LIMIT {p('limit')}"
     )
 
 
@@ -85,16 +88,16 @@ def read_excerpts(
     if not kinds:
         raise LedgerError("give at least one record kind")
     limit = max(1, min(limit, MAX_PAGE))
-    upto = read_head(conn).seq
-    statement = text(_select(conn.dialect.name, keys)).bindparams(bindparam("kinds", expanding=True))
-    params = {"after": after, "upto": upto, "limit": limit, "kinds": [k.value for k in kinds]}
+    cursor = DriverCursor(conn)  # a fold reads a page per step of the loop: the driver's cursor (driver.py)
+    upto = cursor.head_seq()
+    params: dict[str, Any] = {"after": after, "upto": upto, "limit": limit}
     try:
-        rows = conn.execute(statement, params).all()
+        rows = cursor.rows(_select(cursor, keys, kinds, params), params)
     except DBAPIError as exc:  # e.g. a payload edited to non-JSON: the database cannot parse it
         raise LedgerError(f"records after seq {after} are unreadable ({exc.orig}); run verify") from exc
     records: list[RecordExcerpt] = []
     for row in rows:
-        m = row._mapping
+        m = row
         try:
             payload = json.loads(m["excerpt"])
             records.append(

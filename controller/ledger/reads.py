@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Row, Select, String, bindparam, select, type_coerce
+from sqlalchemy import Select, String, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from autonomy_controller.controller.ledger import schema
 from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, format_ts
+from autonomy_controller.controller.ledger.driver import DriverCursor
 from autonomy_controller.controller.ledger.errors import LedgerError
 from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord
 from autonomy_controller.controller.ledger.verify import StoredRecord
@@ -81,64 +82,21 @@ def read_incident_heads(conn: Connection) -> list[IncidentHead]:
 
 
 def incident_records(conn: Connection, incident_key: str, kinds: list[str] | None = None) -> list[LedgerRecord]:
-    if kinds is None:
-        rows = conn.execute(_statements(conn).of_incident, {"incident_key": incident_key})
-    else:
-        rows = conn.execute(_statements(conn).of_incident_kinds, {"incident_key": incident_key, "kinds": kinds})
-    return [to_record(row) for row in rows]
+    return [to_record(row) for row in DriverCursor(conn).incident_records(incident_key, kinds)]
 
 
 def first_record(conn: Connection, condition: Any) -> LedgerRecord | None:
     row = conn.execute(select_records(conn).where(condition).limit(1)).first()
-    return to_record(row) if row else None
-
-
-def record_by_key(conn: Connection, idempotency_key: str) -> LedgerRecord | None:
-    """The record an idempotency key names, if any (every append looks its key up: one prepared statement)."""
-    row = conn.execute(_statements(conn).by_key, {"key": idempotency_key}).first()
-    return to_record(row) if row else None
-
-
-def records_by_keys(conn: Connection, idempotency_keys: list[str]) -> list[LedgerRecord]:
-    return [to_record(row) for row in conn.execute(_statements(conn).by_keys, {"keys": idempotency_keys})]
+    return to_record(row._mapping) if row else None
 
 
 def select_records(conn: Connection) -> Select[Any]:
     """All record columns; on SQLite created_at comes back as the stored text, because SQLite stores whatever
     an editor writes there and SQLAlchemy's parser would raise mid-verify instead of reporting the record."""
-    return _statements(conn).records
-
-
-class _Statements:
-    """The hot reads, built once per dialect with bound parameters: SQLAlchemy then finds each compiled in its
-    cache from the statement object, instead of building a statement and its cache key on every call (in
-    bench.loop's profile that was most of an append's Python time, the database's own work a tenth of it)."""
-
-    def __init__(self, dialect: str) -> None:
-        c = schema.records.c
-        self.records = _all_columns(dialect)
-        self.by_key = self.records.where(c.idempotency_key == bindparam("key")).limit(1)
-        self.by_keys = self.records.where(c.idempotency_key.in_(bindparam("keys", expanding=True)))
-        of_incident = self.records.where(c.incident_key == bindparam("incident_key"))
-        self.of_incident = of_incident.order_by(c.seq)
-        self.of_incident_kinds = of_incident.where(c.kind.in_(bindparam("kinds", expanding=True))).order_by(c.seq)
-
-
-def _all_columns(dialect: str) -> Select[Any]:
-    if dialect != "sqlite":
+    if conn.dialect.name != "sqlite":
         return select(schema.records)
     columns = [c for c in schema.records.c if c.name != "created_at"]
     return select(*columns, type_coerce(schema.records.c.created_at, String).label("created_at"))
-
-
-_BY_DIALECT: dict[str, _Statements] = {}
-
-
-def _statements(conn: Connection) -> _Statements:
-    found = _BY_DIALECT.get(conn.dialect.name)
-    if found is None:  # a race builds it twice, harmlessly
-        found = _BY_DIALECT[conn.dialect.name] = _Statements(conn.dialect.name)
-    return found
 
 
 def _parse_timestamp(value: datetime | str) -> datetime:
@@ -154,8 +112,8 @@ def _timestamp_text(value: datetime | str) -> str:
         return str(value)
 
 
-def to_record(row: Row[Any]) -> LedgerRecord:
-    m = dict(row._mapping)
+def to_record(row: Mapping[Any, Any]) -> LedgerRecord:
+    m = dict(row)
     try:
         m["created_at"] = _parse_timestamp(m["created_at"])
         m["payload"] = json.loads(m["payload"])

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from autonomy_controller.controller.ledger import schema
 from autonomy_controller.controller.ledger.commit import committer
+from autonomy_controller.controller.ledger.driver import driver_read
 from autonomy_controller.controller.ledger.engine import configure_engine, install_schema, make_engine, read_snapshot
 from autonomy_controller.controller.ledger.excerpts import ExcerptPage, read_excerpts
 from autonomy_controller.controller.ledger.export import build_export
@@ -28,8 +29,8 @@ from autonomy_controller.controller.ledger.reads import (
     read_head,
     read_incident_head,
     read_incident_heads,
-    record_by_key,
     stream,
+    to_record,
 )
 from autonomy_controller.controller.ledger.records import ChainHead, IncidentHead, LedgerRecord, RecordKind
 from autonomy_controller.controller.ledger.report import VerifyReport
@@ -130,14 +131,16 @@ class Ledger:
             return first_record(conn, schema.records.c.seq == seq)
 
     def find(self, idempotency_key: str) -> LedgerRecord | None:
-        with read_snapshot(self.engine) as conn:
-            return record_by_key(conn, idempotency_key)
+        with driver_read(self.engine) as cursor:  # one statement: its own snapshot
+            rows = cursor.records_by_keys([idempotency_key])
+        return to_record(rows[0]) if rows else None
 
     def records(self, incident_key: str, kinds: Iterable[RecordKind | str] | None = None) -> list[LedgerRecord]:
         """An incident's records in the order they were written."""
         kind_values = None if kinds is None else [parse_kind(k).value for k in kinds]
-        with read_snapshot(self.engine) as conn:
-            return incident_records(conn, incident_key, kind_values)
+        with driver_read(self.engine) as cursor:  # one statement: its own snapshot
+            rows = cursor.incident_records(incident_key, kind_values)
+        return [to_record(row) for row in rows]
 
     def excerpts(
         self, after: int, kinds: Iterable[RecordKind | str], keys: Sequence[str], limit: int = 5000

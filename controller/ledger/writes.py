@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
-from autonomy_controller.controller.ledger import schema
 from autonomy_controller.controller.ledger.canonical import GENESIS_HASH, canonical_json, record_hash
+from autonomy_controller.controller.ledger.driver import DriverCursor
 from autonomy_controller.controller.ledger.errors import IdempotencyConflict, LedgerError
-from autonomy_controller.controller.ledger.reads import record_by_key, records_by_keys
+from autonomy_controller.controller.ledger.reads import to_record
 from autonomy_controller.controller.ledger.records import REQUIRED_PAYLOAD_KEYS, LedgerRecord, RecordKind
 
 _LIMITS = {"incident_key": 512, "actor": 256, "idempotency_key": 512}
@@ -54,13 +53,14 @@ def append_groups_entries(
     # PostgreSQL under READ COMMITTED re-reads only the *locked* row after the wait, so a joined incident head
     # would be the stale one from before the previous appender committed (a forked incident chain; measured, see
     # test_concurrent_appends_to_one_incident_keep_its_chain_linear).
-    head = conn.execute(_LOCK_HEAD).one()
-    heads = _incident_heads(conn, list(groups))
+    cursor = DriverCursor(conn)
+    seq, head_hash = cursor.lock_head()
+    heads = _incident_heads(cursor, list(groups))
     known = _records_by_key(
-        conn, [entry.key for entries in groups.values() for entry in entries if entry.key is not None]
+        cursor, [entry.key for entries in groups.values() for entry in entries if entry.key is not None]
     )
-    seq, head_hash = head.seq, head.hash
     now = datetime.now(UTC)
+    stored_now = cursor.timestamp(now)
     result: dict[str, list[LedgerRecord]] = {}
     rows: list[dict[str, Any]] = []
     added: list[dict[str, Any]] = []
@@ -91,7 +91,7 @@ def append_groups_entries(
                 "idempotency_key": key,
             }
             fields["hash"] = record_hash(fields, text)
-            rows.append({**fields, "payload": text})
+            rows.append({**fields, "payload": text, "created_at": stored_now})
             # built as validated: every field is ours and of its type (plain_payload checked the payload)
             record = LedgerRecord.model_construct(**{**fields, "kind": kind})
             records.append(record)
@@ -100,55 +100,35 @@ def append_groups_entries(
             seq, head_hash, incident_hash, count = record.seq, record.hash, record.hash, count + 1
         result[incident_key] = records
         if incident_hash is not None and (prior is None or incident_hash != prior[0]):
-            values = {"seq": seq, "hash": incident_hash, "count": count}
-            if prior is None:
-                added.append({"incident_key": incident_key, **values})
-            else:
-                moved.append({"b_incident_key": incident_key, **{f"b_{k}": v for k, v in values.items()}})
+            head = {"incident_key": incident_key, "seq": seq, "hash": incident_hash, "count": count}
+            (added if prior is None else moved).append(head)
     if rows:
-        conn.execute(schema.records.insert(), rows)
-        conn.execute(_MOVE_HEAD, {"b_seq": seq, "b_hash": head_hash})
+        cursor.insert_records(rows)
+        cursor.move_head(seq, head_hash)
     if added:
-        conn.execute(_ADD_INCIDENT, added)
+        cursor.add_incident_heads(added)
     if moved:
-        conn.execute(_MOVE_INCIDENT, moved)
+        cursor.move_incident_heads(moved)
     return result
 
 
-def _incident_heads(conn: Connection, incident_keys: list[str]) -> dict[str, tuple[str, int]]:
+def _incident_heads(cursor: DriverCursor, incident_keys: list[str]) -> dict[str, tuple[str, int]]:
     """Hash and record count of each incident's head, for those that have one."""
     found: dict[str, tuple[str, int]] = {}
     for start in range(0, len(incident_keys), _KEY_CHUNK):
-        chunk = incident_keys[start : start + _KEY_CHUNK]
-        for row in conn.execute(_INCIDENT_HEADS, {"keys": chunk}):
-            found[row.incident_key] = (row.hash, row._mapping["count"])
+        found.update(cursor.incident_heads(incident_keys[start : start + _KEY_CHUNK]))
     return found
 
 
-# Built once: SQLAlchemy then compiles each once, not per append (its per-statement Python cost was the
-# ledger's largest in bench.loop's profile).
-_LOCK_HEAD = select(schema.head.c.seq, schema.head.c.hash).where(schema.head.c.id == 1).with_for_update()
-_MOVE_HEAD = schema.head.update().where(schema.head.c.id == 1).values(seq=bindparam("b_seq"), hash=bindparam("b_hash"))
-_INCIDENT_HEADS = select(
-    schema.incident_heads.c.incident_key, schema.incident_heads.c.hash, schema.incident_heads.c["count"]
-).where(schema.incident_heads.c.incident_key.in_(bindparam("keys", expanding=True)))
-_ADD_INCIDENT = schema.incident_heads.insert()
-_MOVE_INCIDENT = (
-    schema.incident_heads.update()
-    .where(schema.incident_heads.c.incident_key == bindparam("b_incident_key"))
-    .values(seq=bindparam("b_seq"), hash=bindparam("b_hash"), count=bindparam("b_count"))
-)
-_KEY_CHUNK = 500
+_KEY_CHUNK = 500  # bound parameters per statement: SQLite before 3.32 allows 999
 
 
-def _records_by_key(conn: Connection, keys: list[str]) -> dict[str, LedgerRecord]:
+def _records_by_key(cursor: DriverCursor, keys: list[str]) -> dict[str, LedgerRecord]:
     unique = sorted(set(keys))
-    if len(unique) == 1:  # a single append: one prepared equality lookup
-        record = record_by_key(conn, unique[0])
-        return {unique[0]: record} if record is not None else {}
     found: dict[str, LedgerRecord] = {}
     for start in range(0, len(unique), _KEY_CHUNK):
-        for record in records_by_keys(conn, unique[start : start + _KEY_CHUNK]):
+        for row in cursor.records_by_keys(unique[start : start + _KEY_CHUNK]):
+            record = to_record(row)
             assert record.idempotency_key is not None
             found[record.idempotency_key] = record
     return found

@@ -33,6 +33,9 @@ _INLINE = re.compile(r"([\\`*\[\]~|#]|(?<![^\W_])_|_(?![^\W_]))")
 _BLOCK_START = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
 _BACKTICKS = re.compile(r"`+")
 _TOKEN = re.compile(r"[A-Za-z0-9:._/-]+")
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 ,.:;/()'!?@%=+-]*")
+"""Prose that `text` leaves as it is: a letter first (no block marker), none of the characters it escapes or
+shows (most values a report holds: names, verdicts, reasons)."""
 
 
 def visible(value: object) -> str:
@@ -42,6 +45,8 @@ def visible(value: object) -> str:
 
 def text(value: object) -> str:
     """Prose for Markdown: rendered, it reads exactly as `visible(value)` and creates no markup."""
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return value
     escaped = _INLINE.sub(r"\\\1", visible(value))
     escaped = escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     marker = _BLOCK_START.match(escaped)
