@@ -17,6 +17,8 @@ from autonomy_controller.controller.attackers.stages import path_success, stage_
 from autonomy_controller.controller.ledger import RecordExcerpt, RecordKind
 from autonomy_controller.controller.ledger.outcomes import SETTLEMENTS, SUCCESS, action_target
 
+UNCONNECTED = "its source held no connection the sensor saw (a forged address would read the same)"
+"""Said of a stage reached on such evidence: shown, but it orders no eviction (docs/sensors.md, "Forged sources")."""
 TRACKED_CLASSES = ("contain_network", "contain_host", "contain_identity", "restore")
 """What the controller did about a source: containment, and restores (a person's undo)."""
 
@@ -50,7 +52,8 @@ def add_alert(profile: AttackerProfile, obs: Observation, incident: str | None, 
     path = _path(profile, obs, limits)
     shown = stage_shown(profile, obs, path)
     if shown is not None:
-        profile.reach(shown.stage, obs.at, obs.seq, shown.why, obs.connected, shown.path)
+        why = shown.why if obs.connected else f"{shown.why}; {UNCONNECTED}"
+        profile.reach(shown.stage, obs.at, obs.seq, why, obs.connected, shown.path)
 
 
 def _pair(profile: AttackerProfile, obs: Observation, limits: Limits) -> Observation:
@@ -87,6 +90,9 @@ def _refused_after_all(profile: AttackerProfile, path: str | None, record: Obser
     if not withdrawn:
         return
     profile.stages = [s for s in profile.stages if s not in withdrawn]
+    for s in withdrawn:  # the attack stays an attempt (reached here when its 2xx came first, never recorded)
+        why = f"an attack on {path}, which the access log's record showed refused"
+        profile.reach("exploitation_attempt", s.at, s.seq, why, s.connected)
     other = next((p for p, s in profile.paths.items() if s.attacks_through and s.app_success), None)
     if other is not None:
         profile.reach("possible_success", record.at, record.seq, path_success(other), record.connected, other)
