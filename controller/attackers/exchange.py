@@ -47,11 +47,11 @@ def request_key(payload: dict[str, Any], raw: dict[str, Any]) -> str | None:
 
 def _client_port(source: object, client: object, raw: dict[str, Any]) -> int | None:
     if source == nginx_access.SOURCE:
-        return _port(raw.get("remote_port"))
+        return whole_number(raw.get("remote_port"))
     for address_key, port_key in EVE_ENDS:
         address = raw.get(address_key)
         if isinstance(address, str) and _canonical(address) == client:
-            return _port(raw.get(port_key))
+            return whole_number(raw.get(port_key))
     return None
 
 
@@ -99,7 +99,8 @@ def _canonical(address: str) -> str | None:
         return None
 
 
-def _port(value: object) -> int | None:
+def whole_number(value: object) -> int | None:
+    """A number a sensor wrote as a number or as digits (nginx quotes some of its variables), else None."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return int(value) if isinstance(value, str) and value.isdigit() else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from autonomy_controller.controller.attackers.exchange import request_key
+from autonomy_controller.controller.attackers.exchange import request_key, whole_number
 from autonomy_controller.controller.decision.inventory import AssetIndex
 from autonomy_controller.controller.ingest import nginx_access
 from autonomy_controller.controller.ingest.normalise import clean_optional
@@ -100,8 +100,8 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
     if alert.source == nginx_access.SOURCE and not alert.is_claim:  # a claimed access line answered nothing
         app_status = nginx_access.application_status(raw)
         app_answered = not blocked and app_status is not None  # ingest sets blocked when nothing was proxied
-        status = app_status if app_answered else _int(raw.get("status"))
-        sent = _int(raw.get("body_bytes_sent"))
+        status = app_status if app_answered else whole_number(raw.get("status"))
+        sent = whole_number(raw.get("body_bytes_sent"))
         user_agent = raw.get("http_user_agent") if isinstance(raw.get("http_user_agent"), str) else None
     elif facts.kind == WAF:
         app_answered = not blocked and status is not None
@@ -141,12 +141,6 @@ def _asset(payload: dict[str, Any], assets: AssetIndex) -> str | None:
         except ValueError:
             return None
     return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _time(value: Any) -> datetime:
