@@ -86,13 +86,6 @@ def test_claims_cannot_pin_profiles_and_evict_the_attackers_sensors_saw(ledger: 
     assert "192.0.2.200" in kept and len(kept) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product decision: an IDS alert that did not see the answer (no http.status: Suricata logged it before the "
-    "response, as it does when the request is inspected before the server answers) counts as an attack nothing "
-    "refused, though the WAF refused that very request; the attacker's next plain request to the path, answered "
-    "200, then reads as possible_success (impact likely, the web-attack-reached playbook)",
-)
 def test_an_ids_alert_that_missed_the_wafs_refusal_does_not_make_the_paths_next_200_a_success(
     ledger: Ledger, settings: Settings, tmp_path: Path
 ) -> None:
@@ -136,14 +129,6 @@ def forged_c2_query(n: int) -> dict[str, object]:
     return record
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product decision (the eviction order is the stage column, controller/ledger/schema.py): a profile's stage "
-    "counts alerts from a source no connection vouches for, so forged UDP packets matching a malware rule pin "
-    "post_exploitation profiles at addresses nobody has shown sent anything, and evict every attacker a sensor saw "
-    "hold a connection below that stage. Decide: evict by the stage reached on connected (or trusted) evidence, "
-    "and show the rest as it is",
-)
 def test_forged_packets_cannot_evict_an_attacker_a_sensor_saw_connect(
     ledger: Ledger, settings: Settings, tmp_path: Path
 ) -> None:

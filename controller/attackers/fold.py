@@ -5,16 +5,20 @@ Pure: no database here (store.py loads and saves). Records arrive in seq order, 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from autonomy_controller.actions.registry import class_of
+from autonomy_controller.controller.attackers import exchange
 from autonomy_controller.controller.attackers.observe import Observation
 from autonomy_controller.controller.attackers.profile import ActionTaken, AttackerProfile, Limits, PathStats, network_of
-from autonomy_controller.controller.attackers.stages import stage_shown
+from autonomy_controller.controller.attackers.stages import path_success, stage_shown
 from autonomy_controller.controller.ledger import RecordExcerpt, RecordKind
 from autonomy_controller.controller.ledger.outcomes import SETTLEMENTS, SUCCESS, action_target
 
+UNCONNECTED = "its source held no connection the sensor saw (a forged address would read the same)"
+"""Said of a stage reached on such evidence: shown, but it orders no eviction (docs/sensors.md, "Forged sources")."""
 TRACKED_CLASSES = ("contain_network", "contain_host", "contain_identity", "restore")
 """What the controller did about a source: containment, and restores (a person's undo)."""
 
@@ -44,10 +48,54 @@ def add_alert(profile: AttackerProfile, obs: Observation, incident: str | None, 
     if obs.user_agent:
         profile.count("user_agents", profile.user_agents, obs.user_agent, limits.user_agents)
     _outcome(profile, obs)
+    obs = _pair(profile, obs, limits)
     path = _path(profile, obs, limits)
     shown = stage_shown(profile, obs, path)
     if shown is not None:
-        profile.reach(shown[0], obs.at, obs.seq, shown[1])
+        why = shown.why if obs.connected else f"{shown.why}; {UNCONNECTED}"
+        profile.reach(shown.stage, obs.at, obs.seq, why, obs.connected, shown.path)
+
+
+def _pair(profile: AttackerProfile, obs: Observation, limits: Limits) -> Observation:
+    """An alert whose answer its sensor did not see takes the access log's record of the same request; a record
+    settles the alerts that were waiting for it (exchange.py). The observation as it is to be counted."""
+    if obs.request is None:
+        return obs
+    if obs.outcome_only:
+        for waiting in exchange.answered(profile, obs):
+            if obs.refused:
+                _refused_after_all(profile, waiting.path, obs)
+        exchange.remember_answer(profile, obs, limits.pairing)
+        return obs
+    if not obs.unanswered:
+        return obs
+    answer = exchange.answer_of(profile, obs)
+    if answer is not None:
+        return replace(obs, status=answer.status, blocked=answer.blocked)
+    exchange.wait_for_answer(profile, obs, limits.pairing)
+    return obs
+
+
+def _refused_after_all(profile: AttackerProfile, path: str | None, record: Observation) -> None:
+    """An attack counted as not refused while its answer was unknown, which the access log's record shows refused:
+    counted refused, and a possible_success that rested on it alone withdrawn (another path's may stand)."""
+    stats = profile.paths.get(path) if path is not None else None
+    if stats is None or not stats.attacks_through:
+        return  # the path was pushed out of the table: nothing counted to move
+    stats.attacks_through -= 1
+    stats.attacks_refused += 1
+    if stats.attacks_through:
+        return
+    withdrawn = [s for s in profile.stages if s.stage == "possible_success" and s.path == path]
+    if not withdrawn:
+        return
+    profile.stages = [s for s in profile.stages if s not in withdrawn]
+    for s in withdrawn:  # the attack stays an attempt (reached here when its 2xx came first, never recorded)
+        why = f"an attack on {path}, which the access log's record showed refused"
+        profile.reach("exploitation_attempt", s.at, s.seq, why, s.connected)
+    other = next((p for p, s in profile.paths.items() if s.attacks_through and s.app_success), None)
+    if other is not None:
+        profile.reach("possible_success", record.at, record.seq, path_success(other), record.connected, other)
 
 
 def _outcome(profile: AttackerProfile, obs: Observation) -> None:

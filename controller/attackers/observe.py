@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from autonomy_controller.controller.attackers.exchange import request_key, whole_number
 from autonomy_controller.controller.decision.inventory import AssetIndex
 from autonomy_controller.controller.ingest import nginx_access
 from autonomy_controller.controller.ingest.normalise import clean_optional
-from autonomy_controller.controller.models import Alert, Category
+from autonomy_controller.controller.models import Alert, Category, Provenance
 from autonomy_controller.controller.triage.attack import techniques
 from autonomy_controller.controller.triage.facts import WAF, alert_facts
 from autonomy_controller.controller.triage.facts import _path as url_path
@@ -49,6 +50,9 @@ class Observation:
     """An access-log record: what the server answered, not a detection."""
     claim: bool
     """Our own Alert JSON no sensor vouches for (docs/sensors.md, "Provenance"): counted, never a stage or an attack."""
+    connected: bool
+    """Its source held a connection the sensor saw (`Alert.src_connected`), or a trusted feed speaks for it: a
+    one-way packet's source is whatever its sender wrote (docs/sensors.md, "Forged sources")."""
     blocked: bool
     waf_blocked: bool
     status: int | None
@@ -59,6 +63,14 @@ class Observation:
     asset: str | None
     path: str | None
     user_agent: str | None
+    request: str | None
+    """The request's identity as both an IDS and the access log write it (exchange.py), or None."""
+
+    @property
+    def unanswered(self) -> bool:
+        """An attack whose answer its sensor did not see (an IDS logs a request before the answer): the access log's
+        record of the same request says whether it was refused (exchange.py)."""
+        return self.attack and not self.blocked and self.status is None
 
     @property
     def refused(self) -> bool:
@@ -88,8 +100,8 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
     if alert.source == nginx_access.SOURCE and not alert.is_claim:  # a claimed access line answered nothing
         app_status = nginx_access.application_status(raw)
         app_answered = not blocked and app_status is not None  # ingest sets blocked when nothing was proxied
-        status = app_status if app_answered else _int(raw.get("status"))
-        sent = _int(raw.get("body_bytes_sent"))
+        status = app_status if app_answered else whole_number(raw.get("status"))
+        sent = whole_number(raw.get("body_bytes_sent"))
         user_agent = raw.get("http_user_agent") if isinstance(raw.get("http_user_agent"), str) else None
     elif facts.kind == WAF:
         app_answered = not blocked and status is not None
@@ -103,6 +115,7 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
         post_exploitation=vouched and category in POST_EXPLOITATION,
         outcome_only=alert.source == nginx_access.SOURCE,
         claim=not vouched,
+        connected=bool(payload.get("src_connected")) or payload.get("provenance") == Provenance.TRUSTED_FEED,
         blocked=blocked,
         waf_blocked=facts.kind == WAF and blocked,
         status=status,
@@ -112,6 +125,7 @@ def observe(seq: int, payload: dict[str, Any], config: TrackingConfig) -> Observ
         asset=_asset(payload, config.assets),
         path=url_path(alert.url) if isinstance(alert.url, str) else None,
         user_agent=clean_optional(user_agent, USER_AGENT_CHARS),
+        request=request_key(payload, raw),
     )
 
 
@@ -127,12 +141,6 @@ def _asset(payload: dict[str, Any], assets: AssetIndex) -> str | None:
         except ValueError:
             return None
     return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _time(value: Any) -> datetime:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +33,9 @@ class Limits:
     actions: int = 32
     seqs: int = 64
     """Ledger seqs cited per profile: the first half and the most recent half of its alert records."""
+    pairing: int = 16
+    """Requests remembered per profile for pairing an alert with the access log's record of it (exchange.py):
+    the latest access-log answers, and the alerts still waiting for theirs."""
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -41,6 +45,10 @@ class Limits:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"{MAX_PROFILES_ENV} must be a positive integer, got {value!r}")
         return cls(max_profiles=int(value))
+
+
+def _highest(stages: Iterable[StageReached]) -> Stage:
+    return max((s.stage for s in stages), key=stage_rank, default="none")
 
 
 def network_of(address: str) -> str:
@@ -57,7 +65,8 @@ class PathStats(BaseModel):
     attacks_refused: int = 0
     """Attack-class alerts on this path a sensor blocked, or whose answer was an error (4xx/5xx)."""
     attacks_through: int = 0
-    """Attack-class alerts on this path nothing refused (an IDS sees, it does not stop)."""
+    """Attack-class alerts on this path nothing refused (an IDS sees, it does not stop). Includes alerts whose
+    answer their sensor did not see while the access log's record of the request has not come (exchange.py)."""
     app_success: int = 0
     """Requests the application itself answered 2xx (access log: proxied upstream; WAF: not intercepted)."""
 
@@ -75,6 +84,29 @@ class StageReached(BaseModel):
     at: datetime
     seq: int = Field(description="the ledger record that reached it")
     why: str
+    connected: bool = True
+    """Reached on evidence whose source held a connection (`Alert.src_connected`) or a trusted feed's: only those
+    stages order eviction (store.py); a one-way packet's source address is whatever its sender wrote."""
+    path: str | None = None
+    """For possible_success reached by a path's two halves: the path (withdrawn if its attack proves refused)."""
+
+
+class Answer(BaseModel):
+    """The access log's record of one request, kept a while for an alert on that request folded after it."""
+
+    request: str
+    at: datetime
+    status: int | None
+    blocked: bool
+
+
+class Unanswered(BaseModel):
+    """An attack alert whose answer its sensor did not see, counted as not refused until the access log's record of
+    its request comes (exchange.py)."""
+
+    request: str
+    at: datetime
+    path: str | None
 
 
 class ActionTaken(BaseModel):
@@ -116,15 +148,29 @@ class AttackerProfile(BaseModel):
     dropped: dict[str, int] = Field(default_factory=dict)
     """Entries a cap turned away, per field."""
     through_seq: int = 0
+    answers: list[Answer] = Field(default_factory=list)
+    """The latest access-log records with a request identity (pairing, exchange.py): not shown, bounded."""
+    unanswered: list[Unanswered] = Field(default_factory=list)
+    """Attack alerts waiting for the access log's record of their request (pairing, exchange.py): bounded."""
 
     @property
     def stage(self) -> Stage:
-        return self.stages[-1].stage if self.stages else "none"
+        """The highest stage reached, on any evidence."""
+        return _highest(self.stages)
 
-    def reach(self, stage: Stage, at: datetime, seq: int, why: str) -> None:
-        """Record `stage` when it is higher than any reached so far (stages only go up)."""
-        if stage_rank(stage) > stage_rank(self.stage):
-            self.stages.append(StageReached(stage=stage, at=at, seq=seq, why=why))
+    @property
+    def connected_stage(self) -> Stage:
+        """The highest stage reached on connected or trusted evidence: what eviction orders by."""
+        return _highest(s for s in self.stages if s.connected)
+
+    def reach(
+        self, stage: Stage, at: datetime, seq: int, why: str, connected: bool = True, path: str | None = None
+    ) -> None:
+        """Record `stage` when it is higher than any reached so far, or than any reached on connected evidence
+        (stages only go up, on each kind of evidence)."""
+        rank = stage_rank(stage)
+        if rank > stage_rank(self.stage) or (connected and rank > stage_rank(self.connected_stage)):
+            self.stages.append(StageReached(stage=stage, at=at, seq=seq, why=why, connected=connected, path=path))
 
     def count(self, field: str, table: dict[str, int], key: str, cap: int) -> None:
         """Add one to `table[key]`; a new key beyond `cap` is counted in `dropped[field]` instead."""

@@ -4,10 +4,10 @@ The cursor row (`attacker_cursor.through`) is moved in the transaction that save
 (SQLite's BEGIN IMMEDIATE; FOR UPDATE on PostgreSQL), so several submitters folding at once fold each record
 exactly once, and a fold that fails leaves profiles and cursor as they were: the next fold redoes the page.
 
-Eviction (docs/attackers.md, "Bounds"): beyond `Limits.max_profiles`, the profiles of the lowest stage go
-first, and among those the least recently seen. Benign traffic (an access log's clients reach no stage) and
-scanners never push out an attacker that got further. An evicted source that returns starts a new profile;
-its past stays in the ledger.
+Eviction (docs/attackers.md, "Bounds"): beyond `Limits.max_profiles`, the profiles of the lowest stage reached
+on connected evidence go first, and among those the least recently seen. Benign traffic (an access log's clients
+reach no stage), scanners and forged packets never push out an attacker that got further. An evicted source that
+returns starts a new profile; its past stays in the ledger.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ KINDS = (
 )
 KEYS = (
     # ALERT, ACCESS
-    "id", "source", "observed_at", "category", "src_ip", "dst_ip", "asset", "url", "rule_ids", "blocked", "raw",
-    "provenance",
+    "id", "source", "observed_at", "category", "src_ip", "dst_ip", "dst_port", "asset", "url", "rule_ids", "blocked",
+    "raw", "provenance", "src_connected",
     # DECISION, APPROVAL, EXECUTION, VERIFICATION, COMPENSATION, REVERT
     "action_id", "action", "verdict", "shadow", "event", "request", "outcome", "purpose", "ok",
 )  # fmt: skip
@@ -245,6 +245,7 @@ def _save(conn: Connection, state: _Page) -> None:
             "b_address": p.address,
             "network": p.network,
             "stage_rank": stage_rank(p.stage),
+            "connected_rank": stage_rank(p.connected_stage),
             "first_seen": _utc(p.first_seen),
             "last_seen": _utc(p.last_seen),
             "alerts": p.alerts,
@@ -280,7 +281,8 @@ def _utc(value: datetime) -> datetime:
 def _evict(conn: Connection, excess: int) -> int:
     if excess <= 0:
         return 0
-    order = (_P.c.stage_rank, _P.c.last_seen, _P.c.address)
+    # by the stage reached on connected evidence: forged packets' stages do not pin their addresses (profile.py)
+    order = (_P.c.connected_rank, _P.c.last_seen, _P.c.address)
     victims = list(conn.execute(select(_P.c.address).order_by(*order).limit(excess)).scalars())
     for chunk in _chunks(victims):
         conn.execute(_P.delete().where(_P.c.address.in_(chunk)))

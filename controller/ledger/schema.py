@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, inspect, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
@@ -61,11 +61,13 @@ class AttackerProfileRow(SQLModel, table=True):
     one JSON document (`profile`); the columns are what lists sort and eviction orders by."""
 
     __tablename__ = "attacker_profile"
-    __table_args__ = (Index("ix_attacker_profile_eviction", "stage_rank", "last_seen", "address"),)
+    __table_args__ = (Index("ix_attacker_profile_evict", "connected_rank", "last_seen", "address"),)
 
     address: str = Field(sa_column=Column(String(64), primary_key=True))
     network: str = Field(sa_column=Column(String(64), nullable=False, index=True))
     stage_rank: int = Field(sa_column=Column(Integer, nullable=False))
+    connected_rank: int = Field(sa_column=Column(Integer, nullable=False))
+    """The stage reached on connected evidence (eviction's order): forged packets' stages pin no address."""
     first_seen: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     last_seen: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     alerts: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -130,12 +132,23 @@ _PG_TRIGGERS = {
 }
 
 
+def _drop_outdated_profiles(conn: Connection) -> None:
+    """Profiles folded by a version without `connected_rank` are rebuilt: they are a view of the ledger (its records
+    are untouched), refolded from seq 0 by the next fold with the rules they lacked."""
+    schema = inspect(conn)
+    columns = schema.get_columns(attacker_profiles.name) if schema.has_table(attacker_profiles.name) else []
+    if columns and "connected_rank" not in {c["name"] for c in columns}:
+        for table in reversed(ATTACKER_TABLES):
+            table.drop(conn)
+
+
 def create_schema(conn: Connection) -> None:
     """Create the tables, the head row and the append-only triggers; idempotent, run inside the write lock.
 
     The triggers are defence in depth only: an owner or superuser can drop them, which is why `verify`
     recomputes the chain rather than trusting the database to have refused edits.
     """
+    _drop_outdated_profiles(conn)
     SQLModel.metadata.create_all(conn, tables=[*TABLES, *ATTACKER_TABLES])
     # Views that fold the ledger by kind (controller/ledger/excerpts.py) seek here instead of reading every row;
     # IF NOT EXISTS also adds it to ledgers created before it existed. Not hashed, not checked by verify.
