@@ -20,7 +20,7 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from autonomy_controller.actions.adapters.base import ActionStatus
+from autonomy_controller.actions.adapters.base import ActionStatus, TransientAdapterError
 from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter, EnableUserAdapter
 from autonomy_controller.actions.adapters.identity.dialects import (
     HOLDS_PREFIX,
@@ -263,3 +263,28 @@ def test_the_dcs_stamp_of_the_last_write_to_user_account_control_is_read_from_it
     assert change_stamp(blob[:-1], USER_ACCOUNT_CONTROL_ATTID) is None  # cut short
     assert change_stamp(b"\x02" + blob[1:], USER_ACCOUNT_CONTROL_ATTID) is None  # a version we do not know
     assert change_stamp(None, USER_ACCOUNT_CONTROL_ATTID) is None
+
+
+def plant_pending_hold(server: Slapd, dn: str) -> None:
+    """What a disable that stopped between its write and recording the lock's mark (AD) leaves behind."""
+    connection = server.admin()
+    pending = HOLDS_PREFIX + json.dumps({"holders": [owner_comment(KEY)], "lock": "pending"})
+    assert connection.modify(dn, {"description": [(ldap3.MODIFY_ADD, [pending])]}), connection.result
+    connection.unbind()
+
+
+def test_a_lock_whose_mark_was_never_recorded_is_not_joined_nor_lifted(slapd: Slapd) -> None:
+    """Another disable waits for the mark a moment, then fails naming why (the activity tries again later); the
+    revert cannot prove the lock is its own, so it leaves it to a person."""
+    uid, dn, password = slapd.add_user("pending")
+    slapd.lock_by_hand(dn)
+    plant_pending_hold(slapd, dn)
+    config = settings_for(slapd)
+
+    with pytest.raises(TransientAdapterError, match="had not yet recorded the mark"):
+        disable(config, uid, OTHER_KEY)
+    assert held(slapd.attribute(dn, "description"))["holders"] == [owner_comment(KEY)]
+
+    undone = revert(config, uid)
+    assert undone.evidence["changed_hands"] is True and "did not record its mark" in undone.detail
+    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)

@@ -23,6 +23,7 @@ be there is deleted and added back (the dialect's `still_locked`). A conflict me
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,10 @@ from autonomy_controller.actions.adapters.identity.directory import Directory, D
 from autonomy_controller.actions.adapters.nftables.ownership import Undo, owner_comment
 
 DECIDE_ATTEMPTS = 3
+PENDING = "pending"
+"""The mark of a lock whose mark the directory gives only once written (AD): the disable records it next."""
+PENDING_WAIT_SECONDS = 0.25
+"""How long a disable waits for another one to record its lock's mark before reading the entry again."""
 SESSIONS_NOTE = (
     "sessions the account already has are not ended: a disabled account cannot log in again, but applications "
     "keep the sessions and tokens they issued"
@@ -131,6 +136,11 @@ class Account:
     def ours(self) -> bool:
         """Whether our holds are for the lock on the entry now: set by a disable of ours, never lifted since."""
         return self.lock is not None and self.mark is not None and self.recorded_mark == self.mark
+
+    @property
+    def pending(self) -> bool:
+        """Whether the disable that set the lock has yet to record its mark (or stopped before it did)."""
+        return self.lock is not None and self.recorded_mark == PENDING
 
     @property
     def replaced(self) -> str | None:
@@ -251,6 +261,9 @@ class Lockout:
         if account.lock is None:  # holds without a lock were ended by whoever enabled it: start afresh, unread
             return self._lock(session, account, mine, probe)
         holders = account.holders
+        if account.pending and mine not in holders:  # another disable is recording its mark: wait, read again
+            time.sleep(PENDING_WAIT_SECONDS)
+            raise DirectoryConflict(f"{describe(holders)} had not yet recorded the mark of the lock set")
         if holders and not account.ours:
             return self._disabled(
                 account,
@@ -298,7 +311,8 @@ class Lockout:
         """Set a lock of ours and the hold naming its mark (the lock a disable replaced, if any, recorded)."""
         replaced = self.dialect.lock_of(account.entry)  # a lock not in force (lifting itself, or not yet due)
         mark = self.dialect.mint()
-        changes = {**self.dialect.lock(account.entry, mark), **holds_change(account, [mine], mark, replaced)}
+        written = mark if mark is not None else PENDING
+        changes = {**self.dialect.lock(account.entry, mark), **holds_change(account, [mine], written, replaced)}
         session.modify(account.dn, changes, f"disable {account.dn}")
         what = f"disabled {account.name}"
         if replaced is not None:
@@ -320,7 +334,7 @@ class Lockout:
         if entry is None:
             return None
         written = self._account(session, dn, entry)
-        if written.lock is None or written.hold_values != [holds_value([mine], None, replaced)] or written.mark is None:
+        if written.lock is None or written.hold_values != [holds_value([mine], PENDING, replaced)] or not written.mark:
             return None
         try:
             session.modify(dn, holds_change(written, [mine], written.mark, replaced), f"mark the lock of {dn}")
@@ -331,6 +345,11 @@ class Lockout:
     def _changed_hands(self, account: Account) -> str:
         """Why a lock our holds name is not ours, for details: the marks that differ."""
         recorded = account.recorded_mark
+        if recorded == PENDING:
+            return (
+                f"the disable that set it ({self.lock_name} {account.lock}) did not record its mark (it stopped "
+                "between its write and the read back), so it cannot be proven ours: a person must look"
+            )
         if recorded is None:
             return (
                 f"the holds of ours on it name no mark of the lock they were written for ({self.lock_name} "
