@@ -11,7 +11,7 @@ import pytest
 
 from autonomy_controller.actions.adapters.base import ActionRequest, ActionStatus, AdapterError
 from autonomy_controller.actions.adapters.identity.adapters import DisableUserAdapter, identity_adapters
-from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from autonomy_controller.actions.adapters.identity.dialects import LOCK_ATTRIBUTE, locks_for_good
 from autonomy_controller.controller.cli.demo_run import DemoAccounts, demo_accounts, demo_enforcement, load_samples
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport
@@ -62,7 +62,7 @@ def test_as_root_the_demo_directory_is_real_holds_the_samples_and_is_deleted_aft
         disable = next(a for a in adapters if isinstance(a, DisableUserAdapter))
         outcome = disable.execute(request("svc-backup"))
         assert outcome.status is ActionStatus.DONE, outcome.detail
-        assert slapd.attribute(f"uid=svc-backup,{PEOPLE}", LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+        assert locks_for_good(*slapd.attribute(f"uid=svc-backup,{PEOPLE}", LOCK_ATTRIBUTE))
         verdict = disable.verify(request("svc-backup"), outcome)
         assert verdict.ok and verdict.evidence["probe_bind_works"] is False, verdict.detail
         with pytest.raises(AdapterError, match="protected group"):

@@ -10,6 +10,7 @@ namespace; otherwise the tests skip and say why.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ldap3 import MODIFY_DELETE
 from pydantic import ValidationError
 from temporalio.testing import TimeSkipper
 
@@ -44,6 +46,7 @@ from autonomy_controller.actions.adapters.identity.dialects import (
     LOCK_ATTRIBUTE,
     LOCKED_FOREVER,
     ActiveDirectory,
+    locks_for_good,
 )
 from autonomy_controller.actions.adapters.identity.directory import DirectoryConflict, Entry
 from autonomy_controller.actions.adapters.identity.lockout import Lockout
@@ -141,17 +144,29 @@ class Under:
 
     def locked(self, dn: str) -> bool:
         if isinstance(self.server, Slapd):
-            return self.server.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+            return locked_for_good(self.server.attribute(dn, LOCK_ATTRIBUTE))
         return self.server.disabled(dn)
 
     def holds(self, dn: str) -> list[str]:
         return self.server.attribute(dn, "description")
+
+    def held(self, dn: str) -> dict[str, Any]:
+        return held(self.holds(dn))
 
     def lock_by_hand(self, dn: str) -> None:
         if isinstance(self.server, Slapd):
             self.server.lock_by_hand(dn)
         else:
             self.server.disable_by_hand(dn)
+
+    def lift_by_hand(self, dn: str) -> None:
+        """What a person does by hand (ldapmodify, ADUC), not through `identity.enable_user`: the holds stay."""
+        if isinstance(self.server, Slapd):
+            connection = self.server.admin()
+            assert connection.modify(dn, {LOCK_ATTRIBUTE: [(MODIFY_DELETE, [])]}), connection.result
+            connection.unbind()
+        else:
+            self.server.set_control(dn, ad.NORMAL_ACCOUNT)
 
     def can_bind(self, dn: str, password: str) -> bool:
         return self.server.can_bind(dn, password)
@@ -174,6 +189,18 @@ def d(request: pytest.FixtureRequest) -> Under:
 @pytest.fixture
 def user(d: Under) -> tuple[str, str, str]:
     return d.add_user()
+
+
+def locked_for_good(values: list[str]) -> bool:
+    """A pwdAccountLockedTime slapd keeps for good (a person's 000001010000Z, or a disable's own mark)."""
+    return len(values) == 1 and locks_for_good(values[0])
+
+
+def held(values: list[str]) -> dict[str, Any]:
+    """Our one holds value among an attribute's values, parsed."""
+    (value,) = [value for value in values if value.startswith(HOLDS_PREFIX)]
+    parsed: dict[str, Any] = json.loads(value[len(HOLDS_PREFIX) :])
+    return parsed
 
 
 def settings_for(slapd: Slapd, **overrides: Any) -> IdentityDirectory:
@@ -234,8 +261,12 @@ def test_disable_locks_the_account_and_verify_reads_it_back_and_tries_its_passwo
     assert outcome.evidence["mine"] is True and outcome.evidence["holders"] == [owner_comment(KEY)]
     assert outcome.evidence["dialect"] == d.dialect
     assert d.locked(dn)
-    assert d.holds(dn) == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+    mark = outcome.evidence["lock_mark"]
+    assert mark and d.held(dn) == {"holders": [owner_comment(KEY)], "lock": mark}
+    if d.dialect == "openldap-ppolicy":  # the lock is its own mark, told from a person's
+        assert d.slapd.attribute(dn, LOCK_ATTRIBUTE) == [mark] and mark != LOCKED_FOREVER
     assert not d.can_bind(dn, password)
+    assert outcome.evidence["probe_bind_before_lock"] is True  # the probe's password, proven before the lock
     verdict = DisableUserAdapter(config).verify(request("identity.disable_user", uid), outcome)
     assert verdict.ok, verdict.detail
     assert verdict.evidence["probe_bind_works"] is False
@@ -265,9 +296,10 @@ def test_a_retry_with_the_same_key_applies_nothing_again(d: Under, user: tuple[s
     uid, dn, _ = user
     config = d.settings()
     assert disable(config, uid).status is ActionStatus.DONE
+    first = d.held(dn)
     again = disable(config, uid)
     assert again.status is ActionStatus.ALREADY_DONE and again.evidence["mine"] is True
-    assert d.holds(dn) == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+    assert d.held(dn) == first and first["holders"] == [owner_comment(KEY)]
 
 
 def test_the_ttl_revert_enables_the_account_again(d: Under, tmp_path: Path, user: tuple[str, str, str]) -> None:
@@ -321,6 +353,24 @@ def test_two_incidents_hold_an_account_until_the_last_lets_go(d: Under, user: tu
 
     last = revert(config, uid, OTHER_KEY)
     assert last.status is ActionStatus.DONE and d.can_bind(dn, password)
+
+
+def test_a_lock_a_person_set_again_after_lifting_ours_by_hand_survives_our_revert(
+    d: Under, user: tuple[str, str, str]
+) -> None:
+    """Our holds stay on the entry when a person lifts our lock by hand; their own lock set later has another mark
+    (slapd: another value than ours; AD: another write to userAccountControl), so the revert leaves it."""
+    uid, dn, password = user
+    config = d.settings()
+    disable(config, uid)
+    d.lift_by_hand(dn)
+    d.lock_by_hand(dn)
+
+    undone = revert(config, uid)
+
+    assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["changed_hands"] is True
+    assert "a person must look" in undone.detail
+    assert d.locked(dn) and not d.can_bind(dn, password) and d.holds(dn) == []
 
 
 def test_a_plans_own_enable_lifts_a_lock_whoever_holds_it_and_names_them(d: Under, user: tuple[str, str, str]) -> None:
@@ -559,7 +609,7 @@ async def test_the_loop_disables_a_guessed_account_and_the_ttl_revert_enables_it
         await loop.wait_for(
             key, lambda s: action_of(s, "identity.disable_user").status is WorkflowStatus.AWAITING_REVERT
         )
-        assert not slapd.can_bind(dn, password) and slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+        assert not slapd.can_bind(dn, password) and locked_for_good(slapd.attribute(dn, LOCK_ATTRIBUTE))
         await TimeSkipper(loop.client).fast_forward(handle, timedelta(hours=1, seconds=5))
         final = await loop.result(key)
     assert action_of(final, "identity.disable_user").status is WorkflowStatus.REVERTED
@@ -730,3 +780,49 @@ def test_an_account_whose_primary_group_is_nested_in_a_protected_group_is_refuse
     with pytest.raises(AdapterError, match=f"protected group {ad.TIER0}"):
         disable(dc.settings(), uid)
     assert not dc.locked(dn) and dc.can_bind(dn, password)
+
+
+# -- third review, AD's side (the slapd side: tests/test_review_identity3_directory.py) --------------------------
+
+
+def test_the_mark_of_a_disable_on_ad_is_the_dcs_stamp_and_a_join_keeps_it(dc: Under) -> None:
+    """The bit carries no value of ours: the mark is the DC's record of the write that set it, read back after
+    the disable and recorded; a second incident joining writes no bit, so the mark stays and the last revert
+    lifts the lock."""
+    uid, dn, password = dc.add_user()
+    config = dc.settings()
+    mark = disable(config, uid, KEY).evidence["lock_mark"]
+    invocation = mark.split("@")[1] if isinstance(mark, str) and "@" in mark else ""
+    assert mark.split("@")[0].isdigit() and len(invocation) == 36, mark
+    assert disable(config, uid, OTHER_KEY).evidence["lock_mark"] == mark
+    assert dc.held(dn) == {"holders": sorted([owner_comment(KEY), owner_comment(OTHER_KEY)]), "lock": mark}
+    assert revert(config, uid, KEY).evidence["left_in_place"] is True
+    assert revert(config, uid, OTHER_KEY).status is ActionStatus.DONE and dc.can_bind(dn, password)
+
+
+def test_any_write_to_user_account_control_since_ours_leaves_the_account_to_a_person_on_ad(dc: Under) -> None:
+    """AD does not tell which bit a write changed: another bit set by a person since our disable moves the mark,
+    and the revert cannot prove the disable is still ours (fail closed: it stays disabled, saying why)."""
+    uid, dn, password = dc.add_user()
+    config = dc.settings()
+    disable(config, uid)
+    dc.samba.set_control(dn, ad.NORMAL_ACCOUNT | ad.ACCOUNTDISABLE | 0x10000)  # DONT_EXPIRE_PASSWORD, by hand
+    undone = revert(config, uid)
+    assert undone.evidence["changed_hands"] is True and "a person must look" in undone.detail
+    assert dc.locked(dn) and not dc.can_bind(dn, password)
+
+
+def test_a_person_who_enables_ours_and_disables_again_on_ad_keeps_the_account_from_a_second_incident(
+    dc: Under,
+) -> None:
+    """A second incident must not join (and so launder) a disable that changed hands: it answers "not ours"."""
+    uid, dn, password = dc.add_user()
+    config = dc.settings()
+    disable(config, uid, KEY)
+    dc.lift_by_hand(dn)
+    dc.lock_by_hand(dn)
+    second = disable(config, uid, OTHER_KEY)
+    assert second.evidence["mine"] is False and second.evidence["stale_holds"] == [owner_comment(KEY)]
+    assert revert(config, uid, OTHER_KEY).evidence["left_in_place"] is True
+    assert revert(config, uid, KEY).evidence["changed_hands"] is True
+    assert dc.locked(dn) and not dc.can_bind(dn, password) and dc.holds(dn) == []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from autonomy_controller.actions.adapters.identity.lockout import LOCK_ATTRIBUTE, LOCKED_FOREVER
+from autonomy_controller.actions.adapters.identity.lockout import LOCK_ATTRIBUTE, locks_for_good
 from autonomy_controller.controller.config import Settings
 from autonomy_controller.controller.lab import Lab, LabConfig
 from autonomy_controller.controller.lab.directory_packages import DirectoryPackagesMissing, ensure_slapd
@@ -163,7 +163,7 @@ async def test_l3_guessed_regular_account_is_locked_after_approval_and_the_sourc
     done = await loop.wait_for(CASE, lambda s: state(s, DISABLE) is REVERT and state(s, BLOCK) is REVERT)
     disable = action_of(done, DISABLE)
     assert disable is not None and disable.ttl_seconds == 14400 and disable.revert_at is not None, disable
-    assert directory.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not directory.can_bind(dn, password)
+    assert locks_for_good(*directory.attribute(dn, LOCK_ATTRIBUTE)) and not directory.can_bind(dn, password)
     assert guess(lab, "frank", password, source="benign") == [401], "the login service now refuses the account"
     assert guess(lab, "grace", grace_password, source="benign") == [204], "... and still lets its owner-less peers in"
     assert lab.blocked_addresses() == [ATTACKER]

@@ -27,7 +27,7 @@ from autonomy_controller.actions.adapters.nftables.ownership import owner_commen
 from autonomy_controller.controller.lab.login import Counts
 from autonomy_controller.controller.lab.login import Directory as LoginDirectory
 from tests.slapd import NOLOCK_POLICY, PEOPLE, SERVICE_DN, SUFFIX, Slapd
-from tests.test_identity import KEY, OTHER_KEY, disable, request, revert, settings_for, slapd
+from tests.test_identity import KEY, OTHER_KEY, disable, held, locked_for_good, request, revert, settings_for, slapd
 
 pytestmark = pytest.mark.lab
 
@@ -207,7 +207,7 @@ def test_a_temporary_lockout_is_not_taken_for_a_disable(slapd: Slapd) -> None:
 
     outcome = disable(config, uid)
     assert outcome.status is ActionStatus.DONE and outcome.evidence["mine"] is True
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER]
+    assert locked_for_good(slapd.attribute(dn, LOCK_ATTRIBUTE))
     time.sleep(3)  # past the policy's lockout duration
     assert not slapd.can_bind(dn, password)
 
@@ -229,7 +229,7 @@ def test_a_lock_dated_in_the_future_is_not_a_disable_and_our_revert_puts_it_back
     outcome = disable(config, uid)
     assert outcome.status is ActionStatus.DONE and outcome.evidence["mine"] is True
     assert later in outcome.detail
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+    assert locked_for_good(slapd.attribute(dn, LOCK_ATTRIBUTE)) and not slapd.can_bind(dn, password)
 
     assert revert(config, uid).status is ActionStatus.DONE
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [later] and slapd.attribute(dn, "description") == []
@@ -245,7 +245,7 @@ def test_the_lock_a_disable_replaced_is_kept_across_holders_and_given_back_by_th
     assert set(disable(config, uid, OTHER_KEY).evidence["holders"]) == {owner_comment(KEY), owner_comment(OTHER_KEY)}
 
     assert revert(config, uid, KEY).evidence["left_in_place"] is True
-    assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+    assert locked_for_good(slapd.attribute(dn, LOCK_ATTRIBUTE)) and not slapd.can_bind(dn, password)
     assert revert(config, uid, OTHER_KEY).status is ActionStatus.DONE
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [later]
 
@@ -262,7 +262,8 @@ def test_a_holds_value_planted_on_an_enabled_account_does_not_stop_its_disable(s
     config = settings_for(slapd)
 
     assert disable(config, uid).status is ActionStatus.DONE
-    assert slapd.attribute(dn, "description") == [HOLDS_PREFIX + f'["{owner_comment(KEY)}"]']
+    assert held(slapd.attribute(dn, "description"))["holders"] == [owner_comment(KEY)]
+    assert len(slapd.attribute(dn, "description")) == 1
     assert not slapd.can_bind(dn, password)
 
 
@@ -409,16 +410,13 @@ def test_an_answer_that_refers_part_of_users_base_elsewhere_is_not_taken_as_whol
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [] and slapd.can_bind(dn, password)
 
 
-# -- findings that need a product decision (strict xfail) ------------------------------------------------------
+# -- findings that needed a product decision (strict xfails until issue 17's third review) --------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decision needed: a person who lifts our lock by hand (ldapmodify, not `identity.enable_user`) leaves "
-    "our holds value; if a person then locks the account again, the permanent lock looks like ours (the same "
-    "000001010000Z) and the TTL revert lifts the person's lock. Nothing on the entry tells the two locks apart",
-)
 def test_a_lock_a_person_set_after_lifting_ours_by_hand_survives_our_revert(slapd: Slapd) -> None:
+    """Decided: our lock carries a mark of its own (a random fraction of slapd's permanent time) recorded in the
+    holds; a person's lock (000001010000Z) is another, so the revert lets go of its hold and leaves the lock,
+    saying why (a person must look)."""
     uid, dn, password = slapd.add_user("relocked")
     config = settings_for(slapd)
     disable(config, uid)
@@ -427,27 +425,29 @@ def test_a_lock_a_person_set_after_lifting_ours_by_hand_survives_our_revert(slap
     connection.unbind()
     slapd.lock_by_hand(dn)  # and locked again by a person, for a reason of their own
 
-    revert(config, uid)
+    undone = revert(config, uid)
 
+    assert undone.status is ActionStatus.ALREADY_DONE and undone.evidence["left_in_place"] is True
+    assert undone.evidence["changed_hands"] is True and "a person must look" in undone.detail
     assert slapd.attribute(dn, LOCK_ATTRIBUTE) == [LOCKED_FOREVER] and not slapd.can_bind(dn, password)
+    assert slapd.attribute(dn, "description") == []  # our hold let go: the lock is the person's alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decision needed: slapd refuses a locked account's bind with the same invalidCredentials as a wrong "
-    "password (its ppolicy response control names no error, and with ppolicy_use_lockout names accountLocked for a "
-    "wrong password too), so on OpenLDAP a probe account configured with a wrong password passes the bind test",
-)
 def test_verify_on_openldap_does_not_take_a_wrong_probe_password_for_a_locked_account(
     slapd: Slapd, tmp_path: Path
 ) -> None:
-    uid, _, _ = slapd.add_user("probe")
+    """Decided: the disable binds with the probe's password before the lock and records it; a refusal after the
+    lock proves the lock only when that bind worked."""
+    uid, dn, _ = slapd.add_user("probe")
     secret = tmp_path / "wrong-password"
     secret.write_text("not-its-password")
     config = settings_for(slapd, probe_accounts={uid: {"password_file": str(secret)}})
     outcome = disable(config, uid)
+    assert outcome.status is ActionStatus.DONE and locked_for_good(slapd.attribute(dn, LOCK_ATTRIBUTE))
+    assert outcome.evidence["probe_bind_before_lock"] is False and str(secret) in outcome.evidence["probe_before_lock"]
     verdict = DisableUserAdapter(config).verify(request("identity.disable_user", uid), outcome)
     assert not verdict.ok
+    assert "not shown to work before the lock" in verdict.detail and verdict.evidence["probe_bind_works"] is False
 
 
 # -- the lab's login service: whose failures count ------------------------------------------------------------

@@ -37,7 +37,8 @@ class DisableUserAdapter:
 
     def verify(self, request: ActionRequest, outcome: ActionOutcome) -> VerifyOutcome:
         check_action(request, self.action)
-        return self.lockout.verify_disabled(parse_params(request, UserParams).user, request.idempotency_key)
+        user = parse_params(request, UserParams).user
+        return self.lockout.verify_disabled(user, request.idempotency_key, outcome)
 
 
 class EnableUserAdapter:

@@ -12,8 +12,8 @@
                                          # (default: uid; sAMAccountName for active-directory)
       default_policy: cn=default,ou=policies,dc=example,dc=org   # slapd's ppolicy_default
       protected_groups: [cn=admins,ou=groups,dc=example,dc=org]  # members are never disabled or enabled
-      probe_accounts:                    # optional: verify by binding as these (test accounts, known passwords)
-        canary: {password_file: /etc/autonomy/canary-password}
+      probe_accounts:                    # optional: verify by binding as these (test accounts, known passwords;
+        canary: {password_file: /etc/autonomy/canary-password}   # each disable proves it by a bind first)
 
 Secrets are named here (a file or an environment variable), never written: the file is read when a connection
 is made, so the configuration, its errors and its logs never hold a password.

@@ -4,26 +4,41 @@ The ownership rule, the holds and the decisions (lockout.py) are the same for bo
 attributes to read, whether the entry is disabled, the modify that disables, keeps disabled or enables it, and
 which accounts the directory itself says must never be touched.
 
-- openldap-ppolicy: `pwdAccountLockedTime: 000001010000Z` (ppolicy's permanent lock), enforced only under a
-  policy with `pwdLockout: TRUE`. Any other value is a time: ppolicy's own lockout after failed binds, which
-  lifts itself after the policy's `pwdLockoutDuration` (when it is not 0), or a time still to come, which slapd
-  ignores until then. Neither is a disable: a disable replaces it by the permanent lock, and the holds value
-  records it so that the last holder's enable gives it back. Protected groups are read member by member
-  (nested groups followed; posixGroup's memberUid compared with the entry's own uid, case-insensitively).
+- openldap-ppolicy: a permanent `pwdAccountLockedTime`, enforced only under a policy with `pwdLockout: TRUE`.
+  slapd takes 0000-01-01 00:00:00 (and the epoch), whatever the fraction of a second, for a lock for good
+  whatever `pwdLockoutDuration` says: a person writes `000001010000Z`, a disable of ours
+  `00000101000000.<6 random digits>Z`, its mark, recorded in the holds value. Any other value is a time:
+  ppolicy's own lockout after failed binds, which lifts itself after the policy's `pwdLockoutDuration` (when it
+  is not 0), or a time still to come, which slapd ignores until then. Neither is a disable: a disable replaces
+  it by the permanent lock, and the holds value records it so that the last holder's enable gives it back.
+  Protected groups are read member by member (nested groups followed; posixGroup's memberUid compared with the
+  entry's own uid, case-insensitively).
 - active-directory: the ACCOUNTDISABLE bit (0x2) of `userAccountControl`, every other bit kept as read. The
+  bit carries no value of ours, so the mark of a disable is the DC's own record of the write that last changed
+  `userAccountControl` (replPropertyMetaData: the originating DC's invocation id and USN, the same on every DC),
+  read back after the disable and recorded in the holds value. The
   domain's privileged groups (Administrators, Domain Admins, Schema and Enterprise Admins, found by their
   well-known SIDs, not their names) are always protected, with the configured groups; membership is asked of the
   directory with LDAP_MATCHING_RULE_IN_CHAIN (nested groups, resolved by the DC), for the account and for its
   primary group (found by SID from primaryGroupID: a primary group is not in the group's `member`).
 
+A lock is ours only while its mark is the one our holds recorded: a lock lifted by hand and set again (by a
+person, or ppolicy) has another, and no undo lifts it (lockout.py).
+
 Every change is phrased as delete-the-value-read + add-the-new-one, so OpenLDAP refuses a decision taken on a
 stale read. Samba's AD DC treats any userAccountControl change as a replace (it does not refuse a delete of a
 value that is no longer there), so there the holds value (deleted by its exact text) is what catches a change
-under our feet; a person flipping the bit by hand in the same instant as our write is the window left.
+under our feet, and a decision that keeps the account disabled does not write the bit again (on a DC that
+counts such a write as a change, it would move the mark); a person flipping the bit by hand in the same instant
+as our write is the window left.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
+import struct
+import uuid
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -41,12 +56,20 @@ HOLDS_PREFIX = "autonomy-holds: "
 
 LOCK_ATTRIBUTE = "pwdAccountLockedTime"
 LOCKED_FOREVER = "000001010000Z"
+"""The permanent lock as people (and the ppolicy documentation) write it; a disable of ours writes its own."""
+FOR_GOOD = re.compile(r"^(0000010100|1970010100)(00){0,2}([.,]\d+)?Z$")
+"""Values slapd's ppolicy reads as time 0 (lutil_tm2time's special case for year 0, and the epoch), fractions of
+a second ignored: a lock for good whatever pwdLockoutDuration says."""
 POLICY_ATTRIBUTE = "pwdPolicySubentry"
 LOCKOUT_DURATION = "pwdLockoutDuration"
 """Seconds after which ppolicy lifts a lockout it set itself (0 or absent: never)."""
 
 USER_ACCOUNT_CONTROL = "userAccountControl"
 ACCOUNTDISABLE = 0x2
+REPLICATION_METADATA = "replPropertyMetaData"
+USER_ACCOUNT_CONTROL_ATTID = 0x00090008
+"""userAccountControl (1.2.840.113556.1.4.8) in replPropertyMetaData: prefix 1.2.840.113556.1.4 is entry 9 of
+the fixed prefix table every AD forest shares (MS-DRSR 5.16.4)."""
 IN_CHAIN = "1.2.840.113556.1.4.1941"
 """LDAP_MATCHING_RULE_IN_CHAIN: the DC follows nested group membership itself."""
 PRIVILEGED_RIDS = {512: "Domain Admins", 518: "Schema Admins", 519: "Enterprise Admins"}
@@ -83,7 +106,16 @@ class LockDialect(Protocol):
         in force (a disable replaces it, and the revert gives it back)."""
         ...
 
-    def lock(self, entry: Entry) -> Changes: ...
+    def mint(self) -> str | None:
+        """The mark of a lock about to be set, when the lock itself carries it (None: the directory's, read back
+        once written, lock_mark)."""
+        ...
+
+    def lock_mark(self, session: Session, entry: Entry) -> str | None:
+        """What tells the lock on the entry now from any other lock ever set on it (None: cannot be told)."""
+        ...
+
+    def lock(self, entry: Entry, mark: str | None) -> Changes: ...
 
     def still_locked(self, entry: Entry) -> Changes: ...
 
@@ -119,7 +151,7 @@ class OpenLdapPpolicy:
 
     def lasting_lock(self, session: Session, entry: Entry) -> str | None:
         lock = self.lock_of(entry)
-        if lock is None or lock == LOCKED_FOREVER:
+        if lock is None or locks_for_good(lock):
             return lock
         when = lock_time(lock)
         if when is not None and when > datetime.now(UTC):
@@ -130,11 +162,20 @@ class OpenLdapPpolicy:
             return None  # a time: ppolicy lifts it pwdLockoutDuration later, by itself
         return lock  # under a policy that never lifts a lockout (or none we can read): it stays until lifted
 
-    def lock(self, entry: Entry) -> Changes:
-        """The permanent lock; a temporary one found in its place is deleted by its exact value (single-valued)."""
+    def mint(self) -> str:
+        """A permanent lock of our own: 0000-01-01 00:00:00 (for good, see FOR_GOOD) with a random fraction of a
+        second, which tells it from a person's 000001010000Z and from every other disable of ours."""
+        return "00000101000000." + "".join(secrets.choice("123456789") for _ in range(6)) + "Z"
+
+    def lock_mark(self, session: Session, entry: Entry) -> str | None:
+        return self.lock_of(entry)  # the value itself: ours is minted, unique
+
+    def lock(self, entry: Entry, mark: str | None) -> Changes:
+        """The permanent lock `mark`; a temporary one found in its place is deleted by its exact value."""
+        assert mark is not None
         temporary = self.lock_of(entry)
         replaced = [(ldap3.MODIFY_DELETE, [temporary])] if temporary is not None else []
-        return {LOCK_ATTRIBUTE: [*replaced, (ldap3.MODIFY_ADD, [LOCKED_FOREVER])]}
+        return {LOCK_ATTRIBUTE: [*replaced, (ldap3.MODIFY_ADD, [mark])]}
 
     def still_locked(self, entry: Entry) -> Changes:
         """Assert the lock is the one we read (delete + add back its value): fails whole if it was lifted."""
@@ -224,11 +265,19 @@ class ActiveDirectory:
         old = str(self._control(entry))
         return {USER_ACCOUNT_CONTROL: [(ldap3.MODIFY_DELETE, [old]), (ldap3.MODIFY_ADD, [str(control)])]}
 
-    def lock(self, entry: Entry) -> Changes:
+    def mint(self) -> None:
+        return None  # the bit carries no value of ours: the DC's record of the write marks it, read back
+
+    def lock_mark(self, session: Session, entry: Entry) -> str | None:
+        """The originating write that last changed userAccountControl, as the DC records it for replication
+        (invocation id and USN of the DC where it was made: the same on every DC, and never reused)."""
+        return change_stamp(session.binary(entry.dn, REPLICATION_METADATA), USER_ACCOUNT_CONTROL_ATTID)
+
+    def lock(self, entry: Entry, mark: str | None) -> Changes:
         return self._set(entry, self._control(entry) | ACCOUNTDISABLE)
 
     def still_locked(self, entry: Entry) -> Changes:
-        return self._set(entry, self._control(entry))
+        return {}  # Samba would not refuse it anyway (see the module's docstring); the holds value's CAS stays
 
     def unlock(self, entry: Entry, restore: str | None) -> Changes:
         return self._set(entry, self._control(entry) & ~ACCOUNTDISABLE)  # nothing is ever replaced on AD
@@ -309,9 +358,30 @@ class ActiveDirectory:
         return None
 
 
+def locks_for_good(value: str) -> bool:
+    """Whether slapd's ppolicy reads this pwdAccountLockedTime as a lock that never lifts itself."""
+    return FOR_GOOD.match(value) is not None
+
+
+def change_stamp(blob: bytes | None, attid: int) -> str | None:
+    """`usn@invocation-id` of the originating write that last changed the attribute `attid`, read from an AD
+    replPropertyMetaData value (MS-DRSR replPropertyMetaDataBlob, version 1: a 16-byte header, then 48 bytes per
+    attribute); None when the blob is missing, malformed or does not name the attribute."""
+    if blob is None or len(blob) < 16:
+        return None
+    version, _, count, _ = struct.unpack_from("<IIII", blob, 0)
+    if version != 1 or len(blob) < 16 + 48 * count:
+        return None
+    for index in range(count):
+        found, _, _, invocation, usn, _ = struct.unpack_from("<IIQ16sQQ", blob, 16 + 48 * index)
+        if found == attid:
+            return f"{usn}@{uuid.UUID(bytes_le=invocation)}"
+    return None
+
+
 def lock_time(value: str) -> datetime | None:
     """A pwdAccountLockedTime as a time (GeneralizedTime, UTC, fractions ignored); None when it is not one
-    (slapd takes such a value, 000001010000Z among them, for a lock for good)."""
+    (slapd takes such a value for a lock for good, and year 0, 000001010000Z, is not one: locks_for_good)."""
     try:
         return datetime.strptime(value.split(".")[0].rstrip("Z")[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     except ValueError:

@@ -31,8 +31,9 @@ from autonomy_controller.actions.adapters.identity.config import IdentityDirecto
 
 INVALID_CREDENTIALS = 49
 REFERRAL = 10
-CONFLICT_RESULTS = {16: "noSuchAttribute", 20: "attributeOrValueExists"}
-"""Results of a modify whose delete-exact-value or add met a changed entry: read again and decide again."""
+CONFLICT_RESULTS = {16: "noSuchAttribute", 19: "constraintViolation", 20: "attributeOrValueExists"}
+"""Results of a modify whose delete-exact-value or add met a changed entry: read again and decide again
+(constraintViolation: a second value added to a single-valued attribute, e.g. two disables' own locks at once)."""
 GROUP_MEMBER_ATTRIBUTES = ("member", "uniqueMember", "memberUid")
 MAX_GROUP_DEPTH = 8
 
