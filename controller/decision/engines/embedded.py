@@ -116,17 +116,7 @@ class EmbeddedEngine:
         the policy is written. An evaluation longer than timeout_s, or a load longer than load_timeout_s, is
         stopped: a PolicyEngineError naming the limit."""
         self._timeout_s, self._load_timeout_s = timeout_s, load_timeout_s
-        config_modules = {
-            name: src for name, src in bundle.modules.items() if defines_package({name: src}, CONFIG_PACKAGE)
-        }
-        self._policy = CompiledPolicy(
-            modules={name: src for name, src in bundle.modules.items() if name not in config_modules},
-            config_modules=config_modules,
-            data=bundle.data,
-            source_dir=str(bundle.source_dir),
-            entrypoint=ENTRYPOINT,
-            config_entrypoint=CONFIG_ENTRYPOINT,
-        )
+        self._policy = compiled_policy(bundle)
         self._lock = threading.Lock()  # one child, one input at a time
         self._process: RegoProcess | None = RegoProcess(self._policy)  # it loads while the checks below run
         try:
@@ -184,6 +174,19 @@ class EmbeddedEngine:
             if self._process is not None:
                 self._process.kill()
                 self._process = None
+
+
+def compiled_policy(bundle: PolicyBundle) -> CompiledPolicy:
+    """What the child process compiles: package autonomy.config apart (regopy_session.py says why)."""
+    config = {name: src for name, src in bundle.modules.items() if defines_package({name: src}, CONFIG_PACKAGE)}
+    return CompiledPolicy(
+        modules={name: src for name, src in bundle.modules.items() if name not in config},
+        config_modules=config,
+        data=bundle.data,
+        source_dir=str(bundle.source_dir),
+        entrypoint=ENTRYPOINT,
+        config_entrypoint=CONFIG_ENTRYPOINT,
+    )
 
 
 def _check_builtins(modules: dict[str, str]) -> None:
