@@ -25,8 +25,9 @@ import requests
 from autonomy_controller.actions.registry import get_spec
 from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine, compiled_policy
 from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.decision.engines.regopy_session import RegoSession
 from autonomy_controller.controller.decision.engines.wasm import WasmEngine
 from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
@@ -137,6 +138,19 @@ def opa_bench_ms(opa_bin: Path, bundle_dir: Path, input_doc: dict[str, Any]) -> 
     return float(extra[key.format("median")]) / 1e6, float(extra[key.format("99%")]) / 1e6
 
 
+class InProcessRegopy:
+    """The embedded engine as it was before its child process: regopy in this process, no time limit. For the
+    before-and-after figure only: a runaway policy would hold the caller forever."""
+
+    name = "embedded"
+
+    def __init__(self, session: RegoSession) -> None:
+        self.evaluate = session.evaluate
+
+    def close(self) -> None:
+        pass
+
+
 def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[str, Any]:
     """One row: the embedded guard, the OPA guard and both baselines on the same bundle and input."""
     incident = bench_incident()
@@ -171,12 +185,21 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
         shape.of_class(spec),
     )
     # The embedded p50 by piece: loading the input, and loading it plus evaluating the policy, each timed in a
-    # loop of its own. The rest of the guard's p50 is its Python, plus what each side loses to the other's use
-    # of the CPU caches within a decision (the pieces alone run warmer): more than half of the rest, measured.
+    # loop of its own on a session in this process (what the engine cost before regopy moved to a child
+    # process); then the same evaluation through the engine's child process (its pipes, the JSON both ways).
+    # The rest of the guard's p50 is its Python, plus what each side loses to the other's use of the CPU caches
+    # within a decision (the pieces alone run warmer): more than half of the rest, measured.
     embedded = guard.engine
     assert isinstance(embedded, EmbeddedEngine)
-    input_ms = timed(partial(embedded._set_input, input_doc), iterations)[0]
+    session = RegoSession(compiled_policy(bundle))
+    input_ms = timed(partial(session._set_input, input_doc, None), iterations)[0]
+    in_process_ms = timed(partial(session.evaluate, input_doc), iterations)[0]
     evaluate_ms = timed(partial(embedded.evaluate, input_doc), iterations)[0]
+    before = Guard(bundle, InProcessRegopy(session))  # the guard as it was: no time limit
+    before_decide = partial(before.decide, incident, checked, facts, resolution, "planner:offline", shape, triage)
+    assert before_decide().verdict is decision.verdict
+    in_process_guard = timed(before_decide, iterations)
+    del before, before_decide, session
     with tempfile.TemporaryDirectory() as cold_cache:  # compiling with opa, as on a first start
         started = time.perf_counter()
         WasmEngine(bundle, settings.opa_bin, Path(cold_cache))
@@ -206,8 +229,10 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
         "embedded_p50_ms": emb[0],
         "embedded_p99_ms": emb[1],
         "embedded_input_p50_ms": input_ms,
-        "embedded_policy_p50_ms": evaluate_ms - input_ms,
+        "embedded_policy_p50_ms": in_process_ms - input_ms,
+        "embedded_process_p50_ms": evaluate_ms - in_process_ms,
         "embedded_rest_p50_ms": emb[0] - evaluate_ms,
+        "embedded_in_process_p50_ms": in_process_guard[0],
         "wasm_compile_ms": wasm_compile_ms,
         "wasm_build_ms": wasm_build_ms,
         "wasm_p50_ms": wasm[0],
@@ -276,15 +301,28 @@ def main() -> None:
         "opa bench p99",
     )
     print(" | ".join(f"{h:>13}" for h in header))
-    pieces = ("embedded_input_p50_ms", "embedded_policy_p50_ms", "embedded_rest_p50_ms")
+    pieces = (
+        "embedded_input_p50_ms",
+        "embedded_policy_p50_ms",
+        "embedded_process_p50_ms",
+        "embedded_rest_p50_ms",
+        "embedded_in_process_p50_ms",
+    )
     for r in rows:
         values = [v for k, v in r.items() if k not in pieces]
         print(" | ".join(f"{v:>13.3f}" if isinstance(v, float) else f"{v:>13}" for v in values))
-    print("\nembedded p50 by piece (ms; input and policy timed on their own, the rest: the guard's Python, caches)")
+    print(
+        "\nembedded p50 by piece (ms; input and policy timed on their own in this process, the child process's "
+        "round trip (pipes, JSON both ways) as the difference through the engine, the rest: the guard's Python, "
+        "caches)"
+    )
     for r in rows:
         print(
             f"{r['assets']:>6} assets: input {r['embedded_input_p50_ms']:.3f} + policy "
-            f"{r['embedded_policy_p50_ms']:.3f} + rest {r['embedded_rest_p50_ms']:.3f} = {r['embedded_p50_ms']:.3f}"
+            f"{r['embedded_policy_p50_ms']:.3f} + child process {r['embedded_process_p50_ms']:.3f} + rest "
+            f"{r['embedded_rest_p50_ms']:.3f} = {r['embedded_p50_ms']:.3f}; the guard with regopy in this process "
+            f"(no time limit, as before) {r['embedded_in_process_p50_ms']:.3f}, through the child "
+            f"x{r['embedded_p50_ms'] / r['embedded_in_process_p50_ms']:.2f}"
         )
     print(f"\n{target_line(rows, Settings().policy_engine)}")
     print("\nratios (lower is better for us)")
