@@ -12,6 +12,7 @@ guard denies, naming it) and a new child loads the policy for the next one (docs
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from pathlib import Path
@@ -138,16 +139,22 @@ class EmbeddedEngine:
             try:
                 return self._process.evaluate(text, self._timeout_s)
             except DeadlineExceeded:
-                self._process = RegoProcess(self._policy)  # the next input's, loading from now on
+                self._replace()
                 raise PolicyEngineError(
                     f"embedded engine: evaluating {ENTRYPOINT} took longer than the {self._timeout_s:g} s limit "
                     "and was stopped (its regopy process killed; a new one is loading the policy)"
                 ) from None
             except ProcessEnded as exc:
-                self._process = RegoProcess(self._policy)
+                self._replace()
                 raise PolicyEngineError(
                     f"embedded engine: {exc} while evaluating {ENTRYPOINT}; a new one is loading the policy"
                 ) from None
+
+    def _replace(self) -> None:
+        """Start the next input's child (it loads from now on); one that will not start is retried then."""
+        self._process = None
+        with contextlib.suppress(PolicyEngineError):
+            self._process = RegoProcess(self._policy)
 
     def _ready(self, process: RegoProcess) -> None:
         """Wait for `process` to have loaded the policy (bounded by the load limit); a failed load drops it."""
@@ -159,7 +166,10 @@ class EmbeddedEngine:
                 f"embedded engine: loading the policy took longer than the {self._load_timeout_s:g} s limit and "
                 "was stopped"
             ) from None
-        except PolicyEngineError:
+        except ProcessEnded as exc:
+            self._process = None
+            raise PolicyEngineError(f"embedded engine: {exc} while loading the policy") from None
+        except PolicyEngineError:  # the load's own error (compile, data checks), as it was
             self._process = None
             raise
 

@@ -154,6 +154,8 @@ class RegoProcess:
 
     def evaluate(self, text: bytes, seconds: float) -> Any:
         """The value of the policy for this input (JSON text), within `seconds` of sending it."""
+        if not self.kill.alive:  # killed: its pipes are closed, their numbers may be another file's by now
+            raise ProcessEnded("its regopy process was stopped")
         try:
             _write_all(self._requests, frame(EVALUATE, text))
         except OSError:  # EPIPE: the child is gone
@@ -177,7 +179,10 @@ class RegoProcess:
             if left <= 0 or not self._poll.poll(left * 1000):
                 self.kill()
                 raise DeadlineExceeded("no answer in time")
-            chunk = os.read(self._replies, 1 << 16)
+            try:
+                chunk = os.read(self._replies, 1 << 16)
+            except OSError:
+                chunk = b""
             if not chunk:
                 raise self._ended()
             self._buffer += chunk
