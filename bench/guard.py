@@ -25,8 +25,9 @@ import requests
 from autonomy_controller.actions.registry import get_spec
 from autonomy_controller.controller.case.grouping import incident_from_alerts
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine, compiled_policy
 from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
+from autonomy_controller.controller.decision.engines.regopy_session import RegoSession
 from autonomy_controller.controller.decision.engines.wasm import WasmEngine
 from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.policy_bundle import ENTRYPOINT, PolicyBundle, with_documents
@@ -112,6 +113,20 @@ def timed(fn: Callable[[], Any], iterations: int, warmup: int = 50) -> tuple[flo
     return percentiles(samples)
 
 
+def interleaved(a: Callable[[], Any], b: Callable[[], Any], iterations: int, batch: int = 50) -> tuple[float, float]:
+    """The p50 of `a` and of `b`, timed in alternating batches: a before-and-after on a shared machine, where a
+    loop of each in turn would compare two moments of the machine's load as much as the two paths."""
+    timed(a, batch), timed(b, batch)  # warm both
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(max(1, iterations // batch)):
+        for fn, kept in ((a, samples[0]), (b, samples[1])):
+            for _ in range(batch):
+                start = time.perf_counter()
+                fn()
+                kept.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
 def opa_bench_ms(opa_bin: Path, bundle_dir: Path, input_doc: dict[str, Any]) -> tuple[float, float]:
     """p50 and p99 query evaluation time that `opa bench` reports for the same query and input, in ms."""
     input_file = bundle_dir.parent / "input.json"
@@ -135,6 +150,19 @@ def opa_bench_ms(opa_bin: Path, bundle_dir: Path, input_doc: dict[str, Any]) -> 
     extra = json.loads(out.stdout)["Extra"]
     key = "histogram_timer_rego_query_eval_ns_{}"
     return float(extra[key.format("median")]) / 1e6, float(extra[key.format("99%")]) / 1e6
+
+
+class InProcessRegopy:
+    """The embedded engine as it was before its child process: regopy in this process, no time limit. For the
+    before-and-after figure only: a runaway policy would hold the caller forever."""
+
+    name = "embedded"
+
+    def __init__(self, session: RegoSession) -> None:
+        self.evaluate = session.evaluate
+
+    def close(self) -> None:
+        pass
 
 
 def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[str, Any]:
@@ -170,13 +198,27 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
         "planner:offline",
         shape.of_class(spec),
     )
-    # The embedded p50 by piece: loading the input, and loading it plus evaluating the policy, each timed in a
-    # loop of its own. The rest of the guard's p50 is its Python, plus what each side loses to the other's use
-    # of the CPU caches within a decision (the pieces alone run warmer): more than half of the rest, measured.
+    # The embedded p50 by piece: loading the input, and loading it plus evaluating the policy, on a session in
+    # this process (what the engine was before regopy moved to a child process for its time limit); the same
+    # evaluation through the engine's child process (its pipes, the JSON both ways) timed interleaved with it,
+    # and the whole guard both ways, interleaved too. The rest of the guard's p50 is its Python, plus what each
+    # side loses to the other's use of the CPU caches within a decision (the pieces alone run warmer).
     embedded = guard.engine
     assert isinstance(embedded, EmbeddedEngine)
-    input_ms = timed(partial(embedded._set_input, input_doc), iterations)[0]
-    evaluate_ms = timed(partial(embedded.evaluate, input_doc), iterations)[0]
+    session = RegoSession(compiled_policy(bundle))
+    input_ms = timed(partial(session._set_input, input_doc, None), iterations)[0]
+    in_process_ms, evaluate_ms = interleaved(
+        partial(session.evaluate, input_doc), partial(embedded.evaluate, input_doc), iterations
+    )
+    before = Guard(bundle, InProcessRegopy(session))  # the guard as it was: no time limit
+    before_decide = partial(before.decide, incident, checked, facts, resolution, "planner:offline", shape, triage)
+    assert before_decide().verdict is decision.verdict
+    in_process_guard, child_guard = interleaved(
+        before_decide,
+        partial(guard.decide, incident, checked, facts, resolution, "planner:offline", shape, triage),
+        iterations,
+    )
+    del before, before_decide, session
     with tempfile.TemporaryDirectory() as cold_cache:  # compiling with opa, as on a first start
         started = time.perf_counter()
         WasmEngine(bundle, settings.opa_bin, Path(cold_cache))
@@ -206,8 +248,11 @@ def measure(settings: Settings, bundle: PolicyBundle, iterations: int) -> dict[s
         "embedded_p50_ms": emb[0],
         "embedded_p99_ms": emb[1],
         "embedded_input_p50_ms": input_ms,
-        "embedded_policy_p50_ms": evaluate_ms - input_ms,
-        "embedded_rest_p50_ms": emb[0] - evaluate_ms,
+        "embedded_policy_p50_ms": in_process_ms - input_ms,
+        "embedded_process_p50_ms": evaluate_ms - in_process_ms,
+        "embedded_rest_p50_ms": child_guard - evaluate_ms,
+        "embedded_in_process_p50_ms": in_process_guard,
+        "embedded_child_p50_ms": child_guard,
         "wasm_compile_ms": wasm_compile_ms,
         "wasm_build_ms": wasm_build_ms,
         "wasm_p50_ms": wasm[0],
@@ -276,15 +321,34 @@ def main() -> None:
         "opa bench p99",
     )
     print(" | ".join(f"{h:>13}" for h in header))
-    pieces = ("embedded_input_p50_ms", "embedded_policy_p50_ms", "embedded_rest_p50_ms")
+    pieces = (
+        "embedded_input_p50_ms",
+        "embedded_policy_p50_ms",
+        "embedded_process_p50_ms",
+        "embedded_rest_p50_ms",
+        "embedded_in_process_p50_ms",
+        "embedded_child_p50_ms",
+    )
     for r in rows:
         values = [v for k, v in r.items() if k not in pieces]
         print(" | ".join(f"{v:>13.3f}" if isinstance(v, float) else f"{v:>13}" for v in values))
-    print("\nembedded p50 by piece (ms; input and policy timed on their own, the rest: the guard's Python, caches)")
+    print(
+        "\nembedded p50 by piece (ms; input and policy on a session in this process, then the child process's "
+        "round trip (pipes, JSON both ways): the engine's evaluation through it, timed interleaved with the session's, "
+        "less the session's; the rest: the guard's Python, caches)"
+    )
     for r in rows:
         print(
             f"{r['assets']:>6} assets: input {r['embedded_input_p50_ms']:.3f} + policy "
-            f"{r['embedded_policy_p50_ms']:.3f} + rest {r['embedded_rest_p50_ms']:.3f} = {r['embedded_p50_ms']:.3f}"
+            f"{r['embedded_policy_p50_ms']:.3f} + child process {r['embedded_process_p50_ms']:.3f} + rest "
+            f"{r['embedded_rest_p50_ms']:.3f} = {r['embedded_child_p50_ms']:.3f}"
+        )
+    print("\nembedded guard p50 before and after its time limit (ms; interleaved batches, same run)")
+    for r in rows:
+        before, after = r["embedded_in_process_p50_ms"], r["embedded_child_p50_ms"]
+        print(
+            f"{r['assets']:>6} assets: regopy in this process (no limit) {before:.3f}, in its child process "
+            f"(2 s limit) {after:.3f}: +{after - before:.3f} ms, x{after / before:.2f}"
         )
     print(f"\n{target_line(rows, Settings().policy_engine)}")
     print("\nratios (lower is better for us)")

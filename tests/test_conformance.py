@@ -13,8 +13,10 @@ import pytest
 
 from autonomy_controller.actions.registry import get_spec, validate_params
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
+from autonomy_controller.controller.decision.engines.embedded import compiled_policy
+from autonomy_controller.controller.decision.engines.regopy_session import RegoSession
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
+from autonomy_controller.controller.decision.policy_bundle import PolicyBundle
 from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 from autonomy_controller.controller.decision.targets import PlanShape, check_action, targets_of
 from autonomy_controller.controller.models import (
@@ -455,20 +457,18 @@ def test_missing_or_malformed_triage_never_contains_alone(triage: Any, embedded_
     assert any(r.startswith("triage says ") for r in embedded["approval_reasons"]), embedded
 
 
-def test_direct_input_reads_the_same_as_regopys_own(embedded_guard: Guard) -> None:
-    """The embedded engine loads the input through DirectInput; the answers equal regopy's own set_input's."""
-    engine = embedded_guard.engine
-    assert isinstance(engine, EmbeddedEngine)
-    assert engine._direct.available, "DirectInput fell back to regopy's set_input (regopy internals changed?)"
+def test_direct_input_reads_the_same_as_regopys_own(embedded_guard: Guard, bundle: PolicyBundle) -> None:
+    """The embedded engine's process loads the input through DirectInput; the answers equal regopy's own
+    set_input's (a session in this process, the code the child runs), and the child's."""
+    session = RegoSession(compiled_policy(bundle))
+    assert session.direct.available, "DirectInput fell back to regopy's set_input (regopy internals changed?)"
     documents = [_input_doc(embedded_guard, case) for case in POLICY_CASES]
     documents.append(_malformed(documents[0], "risk", "score", 2**64))  # beyond int64: JSON text
-    direct = [engine.evaluate(document) for document in documents]
-    engine._direct.available = False
-    try:
-        fallback = [engine.evaluate(document) for document in documents]
-    finally:
-        engine._direct.available = True
+    direct = [session.evaluate(document) for document in documents]
+    session.direct.available = False
+    fallback = [session.evaluate(document) for document in documents]
     assert direct == fallback
+    assert direct == [embedded_guard.engine.evaluate(document) for document in documents]
 
 
 # Engine failures: a guardrail that misuses a built-in fails at evaluation. Both engines must make that a deny

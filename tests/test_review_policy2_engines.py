@@ -248,12 +248,6 @@ except PolicyEngineError as exc:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="regopy 1.5.2 has no way to interrupt a query (no cancel, no instruction limit in its Python API), and "
-    "its thread cannot be killed: the embedded engine has no time limit. Decision needed: run it in a child process "
-    "with a deadline, or keep it for hosts without opa only, documented as unbounded (docs/engines.md).",
-)
 def test_a_slow_policy_is_stopped_on_the_embedded_engine(config_copy: Settings) -> None:
     _with_module(config_copy, SLOW)
     root = config_copy.policies_dir.parent

@@ -8,6 +8,10 @@ from typing import Any, Protocol
 # How long one decision may take on any engine (the OPA server's HTTP timeout, the wasm engine's epoch deadline):
 # a policy that loops over a large data document or a huge range is a deny, not a worker that hangs.
 EVALUATION_TIMEOUT_S = 2.0
+# How long loading a bundle may take (the wasm engine parsing the data onto its heap and checking it, the embedded
+# engine's child process compiling it): its time grows with the data (~12 s at 10,000 assets on regopy), so no
+# deadline short of a runaway.
+LOAD_TIMEOUT_S = 600.0
 
 
 class PolicyEngineError(RuntimeError):

@@ -1,36 +1,39 @@
-"""In-process Rego through regopy (rego-cpp): the zero-setup default engine.
+"""Rego through regopy (rego-cpp), no opa binary needed: the embedded engine.
 
-Traps this module exists to close (measured: docs/architecture.md, "Policy engines"): regopy answers
-*undefined* for built-ins it lacks unless strict built-in errors are on, which would let a CIDR deny rule
-silently pass. So: strict errors on, every built-in the policy calls checked at load time, every Output checked
-for errors, and the bundle compiled once (an ad-hoc query recompiles and costs ~200x more).
+What is checked here, at load: every built-in the policy calls exists in regopy (it answers *undefined* for one
+it lacks unless strict built-in errors are on, which would let a CIDR deny rule silently pass) and is not one it
+answers differently from OPA; with an opa binary, the input's types (input_types.py).
 
-The input goes in through regopy's C input builder directly (DirectInput, half the cost of regopy's
-set_input); whatever that path does not take as is (an integer beyond int64, a non-JSON type) goes through
-regopy's own calls.
-
-The bundle's data is checked once, here, against package autonomy.config (policies/autonomy/config.rego):
-a bundle with errors is refused, so the per-decision policy need not re-check static data.
+Where regopy runs: in a child process of its own (regopy_process.py, the interpreter in regopy_session.py),
+started once and reused, so that a query past its deadline can be stopped: regopy cannot interrupt one, and a
+thread cannot be killed. Past the deadline, or when the child dies, the evaluation is a PolicyEngineError (the
+guard denies, naming it) and a new child loads the policy for the next one (docs/engines.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from collections.abc import Callable
-from math import isfinite
 from pathlib import Path
 from typing import Any
 
 import regopy
 
 from autonomy_controller.controller.decision.engines.base import (
+    EVALUATION_TIMEOUT_S,
+    LOAD_TIMEOUT_S,
     PolicyEngineError,
-    PolicyUndefinedError,
     UnsupportedBuiltinError,
     input_json,
 )
 from autonomy_controller.controller.decision.engines.input_types import check_bundle_types, find_opa
+from autonomy_controller.controller.decision.engines.regopy_process import (
+    DeadlineExceeded,
+    ProcessEnded,
+    RegoProcess,
+)
+from autonomy_controller.controller.decision.engines.regopy_session import CompiledPolicy
 from autonomy_controller.controller.decision.policy_bundle import (
     CONFIG_ENTRYPOINT,
     CONFIG_PACKAGE,
@@ -44,10 +47,6 @@ _FUNCTION_HEAD = re.compile(r"(?m)^\s*([A-Za-z_]\w*)\s*\([^)\n]*\)\s*(?::=|=|if\
 _IMPORT = re.compile(r"(?m)^\s*import\s+((?:data|input)(?:\.[\w]+)*)(?:\s+as\s+(\w+))?")
 _KEYWORDS = {"if", "contains", "in", "some", "every", "not", "with", "else", "default", "as"}
 _PACKAGE = re.compile(r"(?m)^\s*package\s+([\w.]+)")
-# regopy's set_input(dict) passes integers through int64: one outside that range arrives wrapped (an IPv6 /0's
-# 2**128 num_addresses as 0). Such an input goes in as JSON text instead (slower to parse: ~0.35 ms against
-# ~0.09 ms through DirectInput for a guard input).
-_INT64 = range(-(2**63), 2**63)
 
 
 def called_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
@@ -94,146 +93,6 @@ def divergent_builtins(modules: dict[str, str]) -> dict[str, set[str]]:
     return {f"{name}: {DIVERGENT_BUILTINS[name]}": modules for name, modules in found.items()}
 
 
-# regopy's parse errors: (error <length>:<file>|<offset>|<length> (errormsg <length>:<message>) ...).
-_PARSE_ERROR = re.compile(r"\(error \d+:(?P<file>[^|()]+)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<message>[^)]*)\)")
-
-
-def compile_error(exc: regopy.RegoError, modules: dict[str, str], source_dir: Path) -> str:
-    """regopy's error as `file:line: message` lines naming the author's files, else its own words (bounded)."""
-    located = []
-    for match in _PARSE_ERROR.finditer(str(exc)):
-        module, offset = match["file"], int(match["offset"])
-        line = modules[module][:offset].count("\n") + 1 if module in modules else "?"
-        located.append(f"{source_dir / module}:{line}: {match['message'].strip()}")
-    return "; ".join(dict.fromkeys(located)) if located else str(exc).strip()[:800]
-
-
-def fits_int64(value: Any) -> bool:
-    """Whether every integer in a JSON-like value fits int64 (so regopy's set_input keeps it exact)."""
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return value in _INT64
-    if isinstance(value, dict):
-        return all(fits_int64(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(fits_int64(item) for item in value)
-    return True
-
-
-class _NotDirect(Exception):
-    """The value holds something DirectInput does not convert (an integer beyond int64, a non-JSON type)."""
-
-
-class DirectInput:
-    """Sets an interpreter's input through the C input builder that regopy's set_input uses, minus its overhead.
-
-    regopy 1.5.2's set_input makes the same C calls (regoInputString, regoInputObject, ...) but dispatches every
-    value through isinstance checks against the collections ABCs and copies every string into a ctypes buffer
-    first: ~0.18 ms for a guard input, ~0.09 ms this way (the rest is one ctypes call per value and key). Only
-    exact JSON types take this path (dict with str keys, list, str, int within int64, float, bool, None);
-    anything else raises _NotDirect, and the caller falls back to regopy's own calls. It reaches into
-    regopy's internals (the library handle, the interpreter's C handle), so `available` stays False unless
-    they are there and a sample document reads back the same through both paths (checked once per process).
-    """
-
-    _SAMPLE: dict[str, Any] = {
-        "s": "x\u00e9\u2603",
-        "n": [0, -1, 2**63 - 1, -(2**63), 1.5, -0.25, 1e300, True, False, None],
-        "o": {"a": [], "b": {}, "c": [{"d": "e", "f": [[]]}], "": ""},
-    }
-    _works: bool | None = None  # the sample check's outcome, shared: the library is the same for all
-
-    def __init__(self, interpreter: regopy.Interpreter) -> None:
-        self.available = False
-        try:
-            from regopy import rego_shared  # internal: every name below is checked, none is required
-
-            lib = rego_shared.rego
-            self._handle = interpreter._impl
-            self._set_input: Callable[[Any, Any], None] = rego_shared.rego_set_input
-            self._new, self._free = lib.regoNewInput, lib.regoFreeInput
-            self._str, self._int, self._float = lib.regoInputString, lib.regoInputInt, lib.regoInputFloat
-            self._bool, self._null = lib.regoInputBoolean, lib.regoInputNull
-            self._item, self._object, self._array = lib.regoInputObjectItem, lib.regoInputObject, lib.regoInputArray
-            if DirectInput._works is None:
-                DirectInput._works = self._reads_back_the_same()
-            self.available = DirectInput._works
-        except Exception:  # whatever regopy's internals turn out to be: its own set_input it is
-            self.available = False
-
-    def _reads_back_the_same(self) -> bool:
-        """Whether the sample reads back from an interpreter the same, set this way and through set_input."""
-        read: list[str | None] = []
-        for direct in (True, False):
-            scratch = regopy.Interpreter()
-            if direct:
-                self.set(self._SAMPLE, scratch._impl)
-            else:
-                scratch.set_input(self._SAMPLE)
-            output = scratch.query("x = input")
-            read.append(str(output) if output.ok() else None)
-        return read[0] is not None and read[0] == read[1]
-
-    def set(self, value: dict[str, Any], handle: Any = None) -> None:
-        """Make `value` the input (of `handle`, by default the interpreter's).
-
-        Raises _NotDirect, leaving the input as it was, or regopy.RegoError. Not thread-safe: the engine's
-        lock is held.
-        """
-        string, integer, floating, boolean, null = self._str, self._int, self._float, self._bool, self._null
-        item, make_object, make_array = self._item, self._object, self._array
-        low, high = -(2**63), 2**63 - 1
-
-        def add(target: Any, node: Any) -> int:
-            """Push `node` onto the input stack; returns the C status (0 is OK)."""
-            kind = type(node)
-            if kind is str:
-                code: int = string(target, node.encode())
-                return code
-            if kind is dict:
-                for key, child in node.items():
-                    if type(key) is not str:
-                        raise _NotDirect
-                    if string(target, key.encode()) or add(target, child) or item(target):
-                        return 1
-                code = make_object(target, len(node))
-                return code
-            if kind is list:
-                for child in node:
-                    if add(target, child):
-                        return 1
-                code = make_array(target, len(node))
-                return code
-            if kind is bool:
-                code = boolean(target, node)
-                return code
-            if kind is int:
-                if not low <= node <= high:
-                    raise _NotDirect
-                code = integer(target, node)
-                return code
-            if kind is float:
-                if not isfinite(node):  # regopy would take it; OPA and JSON have no NaN or infinity
-                    raise ValueError(f"{node} is not a JSON number")
-                code = floating(target, node)
-                return code
-            if node is None:
-                code = null(target)
-                return code
-            raise _NotDirect
-
-        target = self._new()
-        if not target:
-            raise regopy.RegoError("Unable to create input")
-        try:
-            if add(target, value):
-                raise regopy.RegoError("Unable to create input")
-            self._set_input(self._handle if handle is None else handle, target)
-        finally:
-            self._free(target)
-
-
 def _calls(found: dict[str, set[str]]) -> str:
     return "; ".join(f"{name} (in {', '.join(sorted(modules))})" for name, modules in sorted(found.items()))
 
@@ -245,112 +104,110 @@ def defines_package(modules: dict[str, str], package: str) -> bool:
 class EmbeddedEngine:
     name = "embedded"
 
-    def __init__(self, bundle: PolicyBundle, opa_bin: Path | None = None) -> None:
-        """Load the bundle into regopy. Given opa_bin (the configured opa, else opa on PATH) the policy is first
-        type-checked against the input's schema (input_types.py), as on the other engines; without an opa it
-        cannot be (regopy has no type checker): `autonomy policy test` does it where the policy is written."""
-        opa = find_opa(opa_bin) if opa_bin is not None else None
-        if opa is not None:
-            check_bundle_types(bundle, opa)
-        interpreter = regopy.Interpreter()
-        interpreter.strict_built_in_errors = True
-        missing = {
-            name: modules
-            for name, modules in called_builtins(bundle.modules).items()
-            if not interpreter.is_builtin(name)
-        }
-        if missing:
-            raise UnsupportedBuiltinError(f"policy calls built-ins the embedded engine lacks: {_calls(missing)}")
-        divergent = divergent_builtins(bundle.modules)
-        if divergent:
-            raise UnsupportedBuiltinError(
-                "policy calls built-ins the embedded engine answers differently from OPA (choose the wasm engine): "
-                + _calls(divergent)
-            )
-        # package autonomy.config is compiled into a bundle of its own, after the decision's: regopy's per-query
-        # cost grows with the size of the compiled program (measured: the config checks in the decision's bundle
-        # cost ~50 us on every decision), and they run only once. The decision never reads that package.
-        config_modules = {
-            name: src for name, src in bundle.modules.items() if defines_package({name: src}, CONFIG_PACKAGE)
-        }
+    def __init__(
+        self,
+        bundle: PolicyBundle,
+        opa_bin: Path | None = None,
+        timeout_s: float = EVALUATION_TIMEOUT_S,
+        load_timeout_s: float = LOAD_TIMEOUT_S,
+    ) -> None:
+        """Check the bundle and load it into a regopy child process. Given opa_bin (the configured opa, else opa
+        on PATH) the policy is first type-checked against the input's schema (input_types.py), as on the other
+        engines; without an opa it cannot be (regopy has no type checker): `autonomy policy test` does it where
+        the policy is written. An evaluation longer than timeout_s, or a load longer than load_timeout_s, is
+        stopped: a PolicyEngineError naming the limit."""
+        self._timeout_s, self._load_timeout_s = timeout_s, load_timeout_s
+        self._policy = compiled_policy(bundle)
+        self._lock = threading.Lock()  # one child, one input at a time
+        self._process: RegoProcess | None = RegoProcess(self._policy)  # it loads while the checks below run
         try:
-            for module_name, source in bundle.modules.items():
-                if module_name not in config_modules:
-                    interpreter.add_module(module_name, source)
-            interpreter.add_data(bundle.data)
-            self._compiled = interpreter.build(f"x = data.{ENTRYPOINT.replace('/', '.')}", [ENTRYPOINT])
-        except regopy.RegoError as exc:
-            detail = compile_error(exc, bundle.modules, bundle.source_dir)
-            raise PolicyEngineError(f"embedded engine could not compile the policy: {detail}") from exc
-        if not self._compiled.ok():  # regopy prints why on its own output and raises nothing
-            raise PolicyEngineError(
-                "embedded engine could not compile the policy: regopy refused it without naming the rule (two "
-                "rules of one name that conflict, such as `deny :=` beside `deny contains`, or a rule it cannot "
-                "compile); `autonomy policy test` names the file and line"
-            )
-        self._interpreter = interpreter
-        self._lock = threading.Lock()  # one interpreter holds one input at a time
-        self._direct = DirectInput(interpreter)
-        if config_modules:
-            self._check_config(config_modules)
-        self._warm_up()
-
-    def _check_config(self, config_modules: dict[str, str]) -> None:
-        """Refuse the bundle when package autonomy.config finds errors in its data (fail closed)."""
-        try:
-            for module_name, source in config_modules.items():
-                self._interpreter.add_module(module_name, source)
-            self._interpreter.set_input_term("{}")
-            compiled = self._interpreter.build(f"x = data.{CONFIG_ENTRYPOINT.replace('/', '.')}", [CONFIG_ENTRYPOINT])
-            output = self._interpreter.query_bundle_entrypoint(compiled, CONFIG_ENTRYPOINT)
-        except regopy.RegoError as exc:
-            raise PolicyEngineError(f"embedded engine could not check the policy data: {exc}") from exc
-        expressions = output[0].expressions if output.ok() and len(output) else []
-        if not expressions or not isinstance(expressions[0], list):
-            raise PolicyEngineError(f"embedded engine could not check the policy data ({CONFIG_ENTRYPOINT})")
-        if expressions[0]:
-            raise PolicyEngineError("policy data invalid: " + "; ".join(map(str, expressions[0])))
-
-    def _warm_up(self) -> None:
-        """Evaluate the entrypoint once (input {}: a defined deny) so the first real decision is not the slow one.
-
-        regopy's first query of a bundle costs ~5 ms more than the next ones (measured); better at load than on
-        the first action a responder waits for. The answer is not used; an error here shows up again on evaluate.
-        """
-        try:
-            self._interpreter.set_input_term("{}")
-            self._interpreter.query_bundle_entrypoint(self._compiled, ENTRYPOINT)
-        except regopy.RegoError:
-            pass
+            opa = find_opa(opa_bin) if opa_bin is not None else None
+            if opa is not None:
+                check_bundle_types(bundle, opa)
+            _check_builtins(bundle.modules)
+            self._ready(self._process)
+        except BaseException:
+            self.close()
+            raise
 
     def evaluate(self, input_doc: dict[str, Any]) -> Any:
+        text = input_json(input_doc)
         with self._lock:
+            if self._process is None:  # closed, or the last restart failed
+                self._process = RegoProcess(self._policy)
+            self._ready(self._process)
             try:
-                self._set_input(input_doc)
-                output = self._interpreter.query_bundle_entrypoint(self._compiled, ENTRYPOINT)
-            except (regopy.RegoError, ValueError, TypeError, RecursionError) as exc:  # TypeError, RecursionError:
-                raise PolicyEngineError(f"embedded engine error: {exc}") from exc  # an input that is not JSON
-            if not output.ok():
+                return self._process.evaluate(text, self._timeout_s)
+            except DeadlineExceeded:
+                self._replace()
                 raise PolicyEngineError(
-                    f"embedded engine error evaluating {ENTRYPOINT} (strict built-in errors are on: a built-in "
-                    "failed, or two rules gave conflicting values; regopy names no rule, the wasm engine does)"
-                )
-            # Output parses the JSON once; an undefined result has no expressions.
-            expressions = output[0].expressions if len(output) else []
-            if not expressions:
-                raise PolicyUndefinedError(f"{ENTRYPOINT} is undefined for this input")
-            return expressions[0]
+                    f"embedded engine: evaluating {ENTRYPOINT} took longer than the {self._timeout_s:g} s limit "
+                    "and was stopped (its regopy process killed; a new one is loading the policy)"
+                ) from None
+            except ProcessEnded as exc:
+                self._replace()
+                raise PolicyEngineError(
+                    f"embedded engine: {exc} while evaluating {ENTRYPOINT}; a new one is loading the policy"
+                ) from None
 
-    def _set_input(self, input_doc: dict[str, Any]) -> None:
-        if self._direct.available:
-            try:
-                return self._direct.set(input_doc)
-            except _NotDirect:
-                pass
-        if fits_int64(input_doc):
-            self._interpreter.set_input(input_doc)
-        else:
-            self._interpreter.set_input_term(input_json(input_doc).decode())
+    def _replace(self) -> None:
+        """Start the next input's child (it loads from now on); one that will not start is retried then."""
+        self._process = None
+        with contextlib.suppress(PolicyEngineError):
+            self._process = RegoProcess(self._policy)
+
+    def _ready(self, process: RegoProcess) -> None:
+        """Wait for `process` to have loaded the policy (bounded by the load limit); a failed load drops it."""
+        try:
+            process.wait_ready(self._load_timeout_s)
+        except DeadlineExceeded:
+            self._process = None
+            raise PolicyEngineError(
+                f"embedded engine: loading the policy took longer than the {self._load_timeout_s:g} s limit and "
+                "was stopped"
+            ) from None
+        except ProcessEnded as exc:
+            self._process = None
+            raise PolicyEngineError(f"embedded engine: {exc} while loading the policy") from None
+        except PolicyEngineError:  # the load's own error (compile, data checks), as it was
+            self._process = None
+            raise
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id (None while there is none): what a test kills to see a crash handled."""
+        return self._process.pid if self._process is not None else None
 
     def close(self) -> None:
-        """Nothing to release: the interpreter is freed with the object."""
+        """Stop the child process. An evaluation after close starts another (it pays the load)."""
+        with self._lock:
+            if self._process is not None:
+                self._process.kill()
+                self._process = None
+
+
+def compiled_policy(bundle: PolicyBundle) -> CompiledPolicy:
+    """What the child process compiles: package autonomy.config apart (regopy_session.py says why)."""
+    config = {name: src for name, src in bundle.modules.items() if defines_package({name: src}, CONFIG_PACKAGE)}
+    return CompiledPolicy(
+        modules={name: src for name, src in bundle.modules.items() if name not in config},
+        config_modules=config,
+        data=bundle.data,
+        source_dir=str(bundle.source_dir),
+        entrypoint=ENTRYPOINT,
+        config_entrypoint=CONFIG_ENTRYPOINT,
+    )
+
+
+def _check_builtins(modules: dict[str, str]) -> None:
+    """UnsupportedBuiltinError for a built-in regopy lacks or answers differently from OPA."""
+    interpreter = regopy.Interpreter()  # only asked which built-ins it has
+    missing = {name: found for name, found in called_builtins(modules).items() if not interpreter.is_builtin(name)}
+    if missing:
+        raise UnsupportedBuiltinError(f"policy calls built-ins the embedded engine lacks: {_calls(missing)}")
+    divergent = divergent_builtins(modules)
+    if divergent:
+        raise UnsupportedBuiltinError(
+            "policy calls built-ins the embedded engine answers differently from OPA (choose the wasm engine): "
+            + _calls(divergent)
+        )

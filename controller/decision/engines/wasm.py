@@ -26,6 +26,7 @@ import wasmtime
 
 from autonomy_controller.controller.decision.engines.base import (
     EVALUATION_TIMEOUT_S,
+    LOAD_TIMEOUT_S,
     PolicyEngineError,
     PolicyUndefinedError,
     UnsupportedBuiltinError,
@@ -87,8 +88,6 @@ class _EpochClock:
 
 
 _EPOCHS = _EpochClock()
-# Loading parses the policy data onto the heap (its time grows with the data): no deadline short of a runaway.
-_LOAD_DEADLINE_S = 600.0
 _REROUTED_ID_BASE = 1_000_000  # far above the ids OPA numbers the module's own imports with (0, 1, ...)
 _FAILED_ID_BASE = 2_000_000
 _PAGE = 65536
@@ -162,7 +161,7 @@ class WasmEngine:
     def _instantiate(self, binary: bytes, data_end: int) -> None:
         engine = _EPOCHS.engine
         self._store = wasmtime.Store(engine)
-        self._store.set_epoch_deadline(_EPOCHS.ticks(_LOAD_DEADLINE_S))
+        self._store.set_epoch_deadline(_EPOCHS.ticks(LOAD_TIMEOUT_S))
         module = wasmtime.Module(engine, binary)
         declared = next(i.type.limits.min for i in module.imports if isinstance(i.type, wasmtime.MemoryType))
         # The data segments and the heap OPA's runtime starts after them must fit (opa build declares too few).
@@ -235,7 +234,7 @@ class WasmEngine:
     # --- decisions -------------------------------------------------------------------------------------------
     def _check_config(self) -> None:
         """Refuse the bundle when package autonomy.config finds errors in its data (fail closed)."""
-        errors = self._evaluate({}, CONFIG_ENTRYPOINT, _LOAD_DEADLINE_S)  # once, over all the data
+        errors = self._evaluate({}, CONFIG_ENTRYPOINT, LOAD_TIMEOUT_S)  # once, over all the data
         if not isinstance(errors, list):
             raise PolicyEngineError(f"wasm engine could not check the policy data ({CONFIG_ENTRYPOINT})")
         if errors:
