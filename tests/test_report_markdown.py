@@ -199,3 +199,43 @@ def test_the_audit_trail_markdown_is_inert_too(ledger: Ledger) -> None:
     assert_inert(html)
     assert all(h.startswith("Audit trail") for h in re.findall(r"<h1>(.*?)</h1>", html))
     assert len(re.findall(r"<h1>", html)) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "blast_radius",
+        "network.block_ip",
+        "2026-12-06T18:01:02.078870+00:00",
+        "0.6099",
+        "10",
+        "1)",
+        "1234567890.5",
+        "-1",
+        "+x",
+        "=x",
+        "_x",
+        "x_",
+        "a _b",
+        "a__b",
+        "a & b",
+        "<b>",
+        "a|b",
+        "#1",
+        "a\nb",
+        "a\u200bb",
+        "x*y*",
+        "[a](b)",
+        "ıİ",
+        "L3 lets contain_network execute alone; risk 24.3 within auto limit 45",
+        0,
+        7,
+        -3,
+        0.25,
+        True,
+        None,
+    ],
+)
+def test_text_leaves_alone_only_what_the_escaping_would_leave_alone(value: object) -> None:
+    """`text` skips the escaping for plain values (most of a report): the result is always the escaped one."""
+    assert md.text(value) == md._escaped("" if value is None else str(value))

@@ -381,7 +381,9 @@ class IncidentActivities:
             {"action_id": request.guarded.action.id, **result.model_dump(mode="json")},
             idempotency_key=f"{request.idempotency_key}/preflight",
         )
-        return result
+        # The fresh decision is the record's; the workflow acts on go, shadow and the reasons, and each decision
+        # kept in its history (~2 KB) is paid again by the server and every replay.
+        return result.model_copy(update={"decision": None})
 
     def _preflight(self, request: PreflightRequest) -> PreflightResult:
         guard = self.guards.current()

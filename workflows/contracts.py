@@ -199,7 +199,9 @@ class PreflightResult(BaseModel):
     go: bool
     shadow: bool = False
     reasons: list[str]
-    decision: GuardDecision | None = Field(default=None, description="the fresh decision, when one was made")
+    decision: GuardDecision | None = Field(
+        default=None, description="the fresh decision, when one was made: in the ledger's preflight record only"
+    )
 
 
 class ExecuteRequest(BaseModel):

@@ -29,6 +29,7 @@ from autonomy_controller.controller.attackers.profile import AttackerProfile, Li
 from autonomy_controller.controller.ledger import Ledger, RecordExcerpt, RecordKind
 from autonomy_controller.controller.ledger import schema as ledger_schema
 from autonomy_controller.controller.ledger.canonical import canonical_json
+from autonomy_controller.controller.ledger.driver import driver_read
 from autonomy_controller.controller.ledger.engine import read_snapshot
 from autonomy_controller.controller.ledger.excerpts import read_excerpts
 from autonomy_controller.controller.ledger.observations import case_address
@@ -173,9 +174,10 @@ class AttackerStore:
 
     def get(self, address: str) -> AttackerProfile | None:
         """The profile of an address (any spelling: it is canonicalised); ValueError when it is not an address."""
-        with read_snapshot(self.engine) as conn:
-            row = conn.execute(select(_P.c.profile).where(_P.c.address == canonical_ip(address))).first()
-        return AttackerProfile.model_validate_json(row.profile) if row else None
+        address = canonical_ip(address) or ""
+        with driver_read(self.engine) as cursor:  # read for every report of a case: the driver's cursor
+            text_ = cursor.scalar(f"SELECT profile FROM {_P.name} WHERE address = {cursor.p('a')}", {"a": address})
+        return AttackerProfile.model_validate_json(text_) if text_ is not None else None
 
     def profiles(self, limit: int = 50, min_stage: int = 0) -> list[AttackerProfile]:
         """Profiles, furthest stage first, then the most recently seen."""
@@ -192,10 +194,14 @@ class AttackerStore:
         """Other profiled addresses sharing a hint with this one (address -> hint kinds): hints, not proof."""
         mine = hints_of(profile)
         linked: dict[str, list[str]] = {}
-        with read_snapshot(self.engine) as conn:
+        with driver_read(self.engine) as cursor:  # hints, not proof: one statement per hint, no snapshot needed
+            sql = (
+                f"SELECT address FROM {_H.name} WHERE kind = {cursor.p('kind')} AND value = {cursor.p('value')} "
+                f"ORDER BY address LIMIT {cursor.p('limit')}"
+            )
             for kind, value in mine:
-                query = select(_H.c.address).where(_H.c.kind == kind, _H.c.value == value).order_by(_H.c.address)
-                for address in conn.execute(query.limit(limit + 1)).scalars():
+                for row in cursor.rows(sql, {"kind": kind, "value": value, "limit": limit + 1}):
+                    address = row["address"]
                     if address != profile.address and kind not in linked.get(address, []):
                         linked.setdefault(address, []).append(kind)
         return dict(sorted(linked.items())[:limit])

@@ -67,7 +67,7 @@ class DriverCursor:
         self._cursor = cursor
         self._driver_error: type[Exception] = dialect.dbapi.Error  # type: ignore[union-attr]  # a DBAPI module
 
-    def _execute(self, sql: str, params: Any = None, many: bool = False) -> None:
+    def execute(self, sql: str, params: Any = None, many: bool = False) -> None:
         """Run on the cursor; a driver error is raised as SQLAlchemy raises it (OperationalError, IntegrityError,
         ...: what callers catch), so taking this path changes no caller's error handling."""
         try:
@@ -90,12 +90,12 @@ class DriverCursor:
         return ", ".join(self.p(name) for name in names)
 
     def rows(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        self._execute(sql, params)
+        self.execute(sql, params)
         names = [column[0] for column in self._cursor.description]
         return [dict(zip(names, row, strict=True)) for row in self._cursor.fetchall()]
 
     def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
-        self._execute(sql, params)
+        self.execute(sql, params)
         row = self._cursor.fetchone()
         return None if row is None else row[0]
 
@@ -112,7 +112,7 @@ class DriverCursor:
         """The chain head, locked until the transaction ends (PostgreSQL's row lock; on SQLite, BEGIN IMMEDIATE
         holds the database's write lock already)."""
         lock = " FOR UPDATE" if self.postgres else ""
-        self._execute(f"SELECT seq, hash FROM ledger_head WHERE id = 1{lock}")
+        self.execute(f"SELECT seq, hash FROM ledger_head WHERE id = 1{lock}")
         seq, hash_ = self._cursor.fetchone()
         return int(seq), str(hash_)
 
@@ -121,7 +121,7 @@ class DriverCursor:
         return int(self.scalar("SELECT seq FROM ledger_head WHERE id = 1", {}) or 0)
 
     def move_head(self, seq: int, hash_: str) -> None:
-        self._execute(
+        self.execute(
             f"UPDATE ledger_head SET seq = {self.p('seq')}, hash = {self.p('hash')} WHERE id = 1",
             {"seq": seq, "hash": hash_},
         )
@@ -140,7 +140,7 @@ class DriverCursor:
     def add_incident_heads(self, heads: Sequence[Mapping[str, Any]]) -> None:
         """Each of {incident_key, seq, hash, count}."""
         columns = ("incident_key", "seq", "hash", "count")
-        self._execute(
+        self.execute(
             'INSERT INTO ledger_incident_head (incident_key, seq, hash, "count") '
             f"VALUES ({', '.join(self.p(c) for c in columns)})",
             heads,
@@ -149,7 +149,7 @@ class DriverCursor:
 
     def move_incident_heads(self, heads: Sequence[Mapping[str, Any]]) -> None:
         """Each of {incident_key, seq, hash, count}."""
-        self._execute(
+        self.execute(
             f'UPDATE ledger_incident_head SET seq = {self.p("seq")}, hash = {self.p("hash")}, "count" = '
             f"{self.p('count')} WHERE incident_key = {self.p('incident_key')}",
             heads,
@@ -161,7 +161,7 @@ class DriverCursor:
     def insert_records(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Each row of RECORD_COLUMNS, created_at as `timestamp` gives it."""
         values = ", ".join(self.p(c) for c in RECORD_COLUMNS)
-        self._execute(f"INSERT INTO {RECORDS_TABLE} ({', '.join(RECORD_COLUMNS)}) VALUES ({values})", rows, many=True)
+        self.execute(f"INSERT INTO {RECORDS_TABLE} ({', '.join(RECORD_COLUMNS)}) VALUES ({values})", rows, many=True)
 
     def records_by_keys(self, idempotency_keys: Sequence[str]) -> list[dict[str, Any]]:
         if not idempotency_keys:
@@ -185,11 +185,11 @@ class DriverCursor:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """The writes inside are undone on an error (raised on), the transaction's others kept."""
-        self._execute(f"SAVEPOINT {_SAVEPOINT}")
+        self.execute(f"SAVEPOINT {_SAVEPOINT}")
         try:
             yield
         except BaseException:
-            self._execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-            self._execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            self.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            self.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             raise
-        self._execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        self.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")

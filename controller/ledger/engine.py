@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Engine
 
+from autonomy_controller.controller.ledger.driver import DriverCursor
 from autonomy_controller.controller.ledger.schema import create_schema
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -102,7 +103,8 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # on the driver's cursor: every transaction begins here, and exec_driver_sql's own cost was ~3x the BEGIN's
+        DriverCursor(conn).execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     setattr(engine, _CONFIGURED, True)
     engine.dispose()  # connections pooled before the hooks existed would skip them

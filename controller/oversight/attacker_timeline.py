@@ -15,12 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-
 from autonomy_controller.controller.attackers.profile import StageReached
 from autonomy_controller.controller.ledger import Ledger, RecordKind, observations
-from autonomy_controller.controller.ledger import schema as ledger_schema
-from autonomy_controller.controller.ledger.engine import read_snapshot
+from autonomy_controller.controller.ledger.driver import driver_read
+from autonomy_controller.controller.ledger.schema import RECORDS_TABLE
 from autonomy_controller.controller.models import parse_observed_at
 from autonomy_controller.controller.render.html import PALETTE, Html, esc
 
@@ -52,15 +50,25 @@ class Timeline:
 def read_timeline(ledger: Ledger, address: str, cap: int = TIMELINE_MAX) -> Timeline:
     """The source's latest `cap` alert and access-log records (by seq), oldest first; one indexed query, so a
     source with a million records costs `cap` (records the ledger cannot date are left out)."""
-    r = ledger_schema.records
-    keys = [f"{observations.CASE_PREFIX}{address}", observations.observation_key(address)]
-    where = (r.c.incident_key.in_(keys), r.c.kind.in_([RecordKind.ALERT.value, RecordKind.ACCESS.value]))
-    with read_snapshot(ledger.engine) as conn:
-        total = int(conn.execute(select(func.count()).select_from(r).where(*where)).scalar_one())
-        rows = conn.execute(select(r.c.seq, r.c.payload).where(*where).order_by(r.c.seq.desc()).limit(cap)).all()
+    params = {
+        "case": f"{observations.CASE_PREFIX}{address}",
+        "observed": observations.observation_key(address),
+        "alert": RecordKind.ALERT.value,
+        "access": RecordKind.ACCESS.value,
+        "cap": cap,
+    }
+    with driver_read(ledger.engine) as cursor:  # read for every report of a case: the driver's cursor
+        p = cursor.p
+        where = (
+            f"FROM {RECORDS_TABLE} WHERE incident_key IN ({p('case')}, {p('observed')}) "
+            f"AND kind IN ({p('alert')}, {p('access')})"
+        )
+        rows = cursor.rows(f"SELECT seq, payload {where} ORDER BY seq DESC LIMIT {p('cap')}", params)
+        # a second statement, not one snapshot: records appended in between only make the total larger
+        total = max(int(cursor.scalar(f"SELECT count(*) {where}", params)), len(rows))
     points = []
-    for seq, text in rows:
-        payload = json.loads(text)
+    for row in rows:
+        seq, payload = row["seq"], json.loads(row["payload"])
         at = parse_observed_at(payload.get("observed_at"))
         if at is not None:
             points.append(

@@ -33,9 +33,9 @@ _INLINE = re.compile(r"([\\`*\[\]~|#]|(?<![^\W_])_|_(?![^\W_]))")
 _BLOCK_START = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
 _BACKTICKS = re.compile(r"`+")
 _TOKEN = re.compile(r"[A-Za-z0-9:._/-]+")
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 ,.:;/()'!?@%=+-]*")
-"""Prose that `text` leaves as it is: a letter first (no block marker), none of the characters it escapes or
-shows (most values a report holds: names, verdicts, reasons)."""
+_PLAIN = re.compile(r"(?:[A-Za-z]|\d+(?![\d.)]))(?:[A-Za-z0-9 ,.:;/()'!?@%=+-]|(?<=[A-Za-z0-9])_(?=[A-Za-z0-9]))*")
+"""Text that `text` leaves as it is (most of what a report holds: names, numbers, times, reasons): no block marker
+at its start, none of the characters it escapes or shows, `_` only inside a word. Anything else takes the long way."""
 
 
 def visible(value: object) -> str:
@@ -45,8 +45,13 @@ def visible(value: object) -> str:
 
 def text(value: object) -> str:
     """Prose for Markdown: rendered, it reads exactly as `visible(value)` and creates no markup."""
-    if isinstance(value, str) and _PLAIN.fullmatch(value):
-        return value
+    plain = value if isinstance(value, str) else "" if value is None else str(value)
+    if _PLAIN.fullmatch(plain):
+        return plain
+    return _escaped(plain)
+
+
+def _escaped(value: str) -> str:
     escaped = _INLINE.sub(r"\\\1", visible(value))
     escaped = escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     marker = _BLOCK_START.match(escaped)
