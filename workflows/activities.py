@@ -373,12 +373,12 @@ class IncidentActivities:
 
     @activity.defn(name="preflight")
     def preflight(self, request: PreflightRequest) -> PreflightResult:
-        result = self._preflight(request)
+        result = self._preflight(request).model_copy(update={"action_id": request.guarded.action.id})
         self.ledger.append(
             request.incident.key,
             RecordKind.PREFLIGHT,
             CONTROLLER,
-            {"action_id": request.guarded.action.id, **result.model_dump(mode="json")},
+            result.model_dump(mode="json"),
             idempotency_key=f"{request.idempotency_key}/preflight",
         )
         # The fresh decision is the record's; the workflow acts on go, shadow and the reasons, and each decision

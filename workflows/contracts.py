@@ -199,6 +199,7 @@ class PreflightResult(BaseModel):
     go: bool
     shadow: bool = False
     reasons: list[str]
+    action_id: str | None = Field(default=None, description="the action checked (older histories: decision.action_id)")
     decision: GuardDecision | None = Field(
         default=None, description="the fresh decision, when one was made: in the ledger's preflight record only"
     )

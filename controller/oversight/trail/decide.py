@@ -406,6 +406,12 @@ def _settlement_fact(
     return Fact(text=text, marks=[Mark(text=event.replace("_", " "), tone=tone)], cites=cites)
 
 
+def _preflight_action(result: Mapping[str, object]) -> object:
+    """The action a preflight marker's result is about: its own field, or (histories before it) its decision's."""
+    decision = result.get("decision")
+    return result.get("action_id") or (decision.get("action_id") if isinstance(decision, Mapping) else None)
+
+
 def preflight_step(ctx: ActionContext) -> Step | None:
     """The re-decision just before running: what made it go (or hold) at that moment, not at decision time."""
     records = ctx.of(RecordKind.PREFLIGHT)
@@ -428,9 +434,7 @@ def preflight_step(ctx: ActionContext) -> Step | None:
         )
     if ctx.history is not None:
         found = [
-            m
-            for m in ctx.history.local
-            if m.name == "preflight" and ((m.result or {}).get("decision") or {}).get("action_id") == ctx.action_id
+            m for m in ctx.history.local if m.name == "preflight" and _preflight_action(m.result or {}) == ctx.action_id
         ]
         if not found and fresh:
             ctx.disagree("the ledger holds a pre-flight check the history's preflight never returned", *cite)
