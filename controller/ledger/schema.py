@@ -17,6 +17,7 @@ from autonomy_controller.controller.ledger.canonical import GENESIS_HASH
 
 RECORDS_TABLE = "ledger_record"
 KIND_SEQ_INDEX = "ix_ledger_record_kind_seq"
+INCIDENT_KIND_SEQ_INDEX = "ix_ledger_record_incident_kind_seq"
 
 
 class RecordRow(SQLModel, table=True):
@@ -153,6 +154,11 @@ def create_schema(conn: Connection) -> None:
     # Views that fold the ledger by kind (controller/ledger/excerpts.py) seek here instead of reading every row;
     # IF NOT EXISTS also adds it to ledgers created before it existed. Not hashed, not checked by verify.
     conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {KIND_SEQ_INDEX} ON {RECORDS_TABLE} (kind, seq)")
+    # An incident's records of some kinds (its alerts, per batch and per plan): without this SQLite seeks by kind
+    # alone and reads every alert of every incident, so each step slowed as the ledger grew (bench.loop's rounds).
+    conn.exec_driver_sql(
+        f"CREATE INDEX IF NOT EXISTS {INCIDENT_KIND_SEQ_INDEX} ON {RECORDS_TABLE} (incident_key, kind, seq)"
+    )
     conn.execute(
         text("INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, :genesis) ON CONFLICT (id) DO NOTHING"),
         {"genesis": GENESIS_HASH},
