@@ -19,20 +19,10 @@ from typing import Any
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
+from autonomy_controller.controller.ledger.canonical import HASH_FIELDS
 from autonomy_controller.controller.ledger.schema import RECORDS_TABLE
 
-RECORD_COLUMNS = (
-    "seq",
-    "incident_key",
-    "kind",
-    "actor",
-    "payload",
-    "created_at",
-    "prev_hash",
-    "incident_prev_hash",
-    "idempotency_key",
-    "hash",
-)
+RECORD_COLUMNS = (*HASH_FIELDS, "hash")
 _SELECT = f"SELECT {', '.join(RECORD_COLUMNS)} FROM {RECORDS_TABLE}"
 _SAVEPOINT = "ledger_request"
 
