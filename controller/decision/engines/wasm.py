@@ -19,6 +19,8 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +50,11 @@ from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPO
 
 
 class _EpochClock:
-    """One wasmtime engine for every policy module, with epoch interruption: a daemon thread advances the epoch
-    every TICK_S, and an evaluation that runs past its deadline (a store's epoch deadline, EVALUATION_TIMEOUT_S
-    in ticks) traps, a deny, instead of holding the worker. wasmtime checks the epoch at loop heads and function
-    entries (a few percent of the policy's time); a tick thread costs ~100 wake-ups a second."""
+    """One wasmtime engine for every policy module, with epoch interruption: while some wasm call runs, a daemon
+    thread advances the epoch every TICK_S, and a call that runs past its deadline (a store's epoch deadline, in
+    ticks) traps, a deny, instead of holding the worker. wasmtime checks the epoch at loop heads and function
+    entries (a few percent of the policy's time). The thread sleeps on a condition while no call runs: an idle
+    worker is not woken 100 times a second for nothing."""
 
     TICK_S = 0.01
 
@@ -59,14 +62,32 @@ class _EpochClock:
         config = wasmtime.Config()
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
+        self._init_state()
+        os.register_at_fork(after_in_child=self._init_state)  # a forked child has no tick thread: it starts one
+
+    def _init_state(self) -> None:
         self._lock = threading.Lock()
         self._ticking = False
-        os.register_at_fork(after_in_child=self._forked)
+        self._calls = threading.Condition()
+        self._running = 0
 
     def ticks(self, seconds: float) -> int:
-        """A deadline of at least `seconds` (the current tick may be about to end)."""
-        self._start()
+        """A deadline of at least `seconds` of running (the current tick may be about to end)."""
         return math.ceil(seconds / self.TICK_S) + 1
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Around every call into a module: the epoch advances only while one runs, so a deadline counts time spent
+        running (a deadline set just before the call, as every caller does, counts this call's time)."""
+        self._start()
+        with self._calls:
+            self._running += 1
+            self._calls.notify()
+        try:
+            yield
+        finally:
+            with self._calls:
+                self._running -= 1
 
     def _start(self) -> None:
         if self._ticking:
@@ -78,13 +99,10 @@ class _EpochClock:
 
     def _tick(self) -> None:
         while True:
+            with self._calls:
+                self._calls.wait_for(lambda: self._running > 0)
             time.sleep(self.TICK_S)
             self.engine.increment_epoch()
-
-    def _forked(self) -> None:
-        """A forked child has no tick thread: start one at its first evaluation."""
-        self._lock = threading.Lock()
-        self._ticking = False
 
 
 _EPOCHS = _EpochClock()
@@ -133,29 +151,34 @@ class WasmEngine:
             raise PolicyEngineError(f"wasm engine: unexpected module layout ({self.module_source}): {exc}") from exc
         self._lock = threading.Lock()  # one instance, one heap: one evaluation at a time
         try:
-            self._instantiate(binary, module.data_end())
-            imported = json.loads(self._dump(self._call("builtins")))
-            missing = sorted(name for name in imported if name not in implemented)
-            if missing:
-                raise UnsupportedBuiltinError(
-                    f"policy calls built-ins the wasm engine lacks (OPA's wasm target leaves them to the host): "
-                    f"{', '.join(missing)}"
-                )
-            self._by_id.update({number: (name, implemented[name]) for name, number in imported.items()})
-            self._entrypoints: dict[str, int] = json.loads(self._dump(self._call("entrypoints")))
-            self._data = self._load(bundle.data)
-            self._booleans = {value: self._load(value) for value in (True, False)}
-            self._base = self._call("opa_heap_ptr_get")  # input goes here, after the data, every evaluation
-            # A value below the base (the module's static data, the policy data, the booleans) never changes:
-            # opa_eval resets the heap and its free lists to the address we give it, above the base, so nothing
-            # is allocated below it during an evaluation (OPA's wasm/src/context.c, malloc.c). Its JSON text is
-            # read once. Each wasmtime call from Python costs microseconds, and most host
-            # built-in arguments are data (the allowlist prefixes) or constants (sprintf's format).
-            self._fixed_text: dict[int, bytes] = {}
+            with _EPOCHS.running():  # the load's calls count toward its deadline too
+                self._load_module(binary, module.data_end(), implemented, bundle)
         except wasmtime.WasmtimeError as exc:
             raise PolicyEngineError(f"wasm engine could not load the policy ({self.module_source}): {exc}") from exc
         if CONFIG_ENTRYPOINT in self._entrypoints:
             self._check_config()
+
+    def _load_module(self, binary: bytes, data_end: int, implemented: dict[str, Any], bundle: PolicyBundle) -> None:
+        """Instantiate the module, check its built-ins are ours to provide, and put the policy data on its heap."""
+        self._instantiate(binary, data_end)
+        imported = json.loads(self._dump(self._call("builtins")))
+        missing = sorted(name for name in imported if name not in implemented)
+        if missing:
+            raise UnsupportedBuiltinError(
+                f"policy calls built-ins the wasm engine lacks (OPA's wasm target leaves them to the host): "
+                f"{', '.join(missing)}"
+            )
+        self._by_id.update({number: (name, implemented[name]) for name, number in imported.items()})
+        self._entrypoints: dict[str, int] = json.loads(self._dump(self._call("entrypoints")))
+        self._data = self._load(bundle.data)
+        self._booleans = {value: self._load(value) for value in (True, False)}
+        self._base = self._call("opa_heap_ptr_get")  # input goes here, after the data, every evaluation
+        # A value below the base (the module's static data, the policy data, the booleans) never changes:
+        # opa_eval resets the heap and its free lists to the address we give it, above the base, so nothing
+        # is allocated below it during an evaluation (OPA's wasm/src/context.c, malloc.c). Its JSON text is
+        # read once. Each wasmtime call from Python costs microseconds, and most host
+        # built-in arguments are data (the allowlist prefixes) or constants (sprintf's format).
+        self._fixed_text: dict[int, bytes] = {}
 
     # --- the instance and its memory -------------------------------------------------------------------------
     def _instantiate(self, binary: bytes, data_end: int) -> None:
@@ -245,7 +268,7 @@ class WasmEngine:
 
     def _evaluate(self, input_doc: dict[str, Any], entrypoint: str, seconds: float) -> Any:
         text = input_json(input_doc)
-        with self._lock:
+        with self._lock, _EPOCHS.running():
             self._clock.now = None
             try:
                 self._store.set_epoch_deadline(_EPOCHS.ticks(seconds))
