@@ -25,11 +25,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.workflows.operations import CONTROLLER_KEYS
+
+if TYPE_CHECKING:
+    from autonomy_controller.controller.service.approvals import Refused
 
 log = logging.getLogger(__name__)
 REFUSALS_KEY = "_vote-refusals"
@@ -88,6 +92,11 @@ class RefusalRecorder:
         except (SQLAlchemyError, OSError) as exc:
             self.unrecorded += carried + 1
             log.error("a refused vote could not be recorded (%s): %s", attempt.source, exc)
+
+    async def record_refused(self, attempt: Attempt, refused: Refused) -> None:
+        """A front end's refusal, unless the vote path recorded it already (the workflow's refusals are its own)."""
+        if not refused.recorded:
+            await self.record(attempt, refused.status, refused.text)
 
     def _admit(self, source: str) -> bool:
         now, window = self._clock(), self.limits.window_seconds

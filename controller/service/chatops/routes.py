@@ -112,8 +112,7 @@ async def slack_interaction(request: Request, background: BackgroundTasks) -> JS
             service, identity, press.incident, press.action_id, press.choice, "via Slack", run_id=press.run_id
         )
     except Refused as exc:
-        if not exc.recorded:  # every refused attempt is in the ledger (bounded: controller/service/refusals.py)
-            await service.refusals.record(attempt, exc.status, exc.text)
+        await service.refusals.record_refused(attempt, exc)  # every refused attempt is in the ledger (bounded)
         outcomes.labels("refused").inc()
         log.info("chatops: %s's %s of %s refused: %s", press.user, press.choice.value, press.action_id, exc.text)
         return JSONResponse(blocks.refusal(exc.text))

@@ -298,8 +298,7 @@ async def vote(request: Request) -> Response:
             service, account.identity, incident, fields.get("action_id", ""), choice, fields.get("comment", ""), run_id
         )
     except Refused as exc:
-        if not exc.recorded:  # every refused attempt is in the ledger (bounded: controller/service/refusals.py)
-            await service.refusals.record(attempt, exc.status, exc.text)
+        await service.refusals.record_refused(attempt, exc)  # every refused attempt is in the ledger (bounded)
         return refusal(exc)
     state = cast.result.state
     text = f"{account.identity} {choice.value}s {state.action} ({state.action_id}) of {incident} ({cast.how})"
