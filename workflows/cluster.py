@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import json
 import random
 import socket
 import subprocess
@@ -48,19 +49,24 @@ SQL_TOOL = SERVER_DIR / "sql"
 SERVER_NAME = "temporal.test"
 
 
-def low_port() -> int:
-    """A free port below 32768: the server stores its membership ports in a PostgreSQL smallint (signed), so an
-    ephemeral port (32768 and up, what binding port 0 gives) makes it exit at start ("out of range for type
-    smallint")."""
-    for _ in range(200):
+def low_ports(count: int) -> list[int]:
+    """`count` distinct free ports below 32768: the server stores its membership ports in a PostgreSQL smallint
+    (signed), so an ephemeral port (32768 and up, what binding port 0 gives) makes it exit at start ("out of range
+    for type smallint"). Distinct: two services given one port made the server exit ("address already in use")."""
+    ports: list[int] = []
+    for _ in range(200 * count):
         port = random.randint(20000, 32000)
+        if port in ports:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        return port
-    raise RuntimeError("no free port between 20000 and 32000")
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports between 20000 and 32000")
 
 
 def built() -> bool:
@@ -183,9 +189,9 @@ class TemporalServer:
         self.pki = pki
         run = uuid.uuid4().hex[:8]
         self.databases = (f"temporal_{run}", f"temporal_vis_{run}")
-        self.port = low_port()
-        self.ports = {name: low_port() for name in ("membership", "history", "history_m", "matching", "matching_m")}
-        self.ports |= {"worker": low_port(), "worker_m": low_port(), "http": low_port()}
+        names = ("membership", "history", "history_m", "matching", "matching_m", "worker", "worker_m", "http")
+        self.port, *ports = low_ports(len(names) + 1)
+        self.ports = dict(zip(names, ports, strict=True))
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "temporal-server.log"
 
@@ -335,7 +341,18 @@ class TemporalServer:
         self.process = None
 
     def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        """The server's error and fatal messages, then the log's end (a Go stack trace fills any tail: the reason
+        it exited was above it)."""
+        if not self.log.exists():
+            return ""
+        text = self.log.read_text(errors="replace")
+        said = []
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("level") in ("error", "dpanic", "panic", "fatal"):
+                    said.append(f"{entry['level']}: {entry.get('msg')}: {entry.get('error', '')}")
+        return "\n".join([*said[-5:], text[-3000:]])
 
 
 async def wait_serving(server: TemporalServer, connection: TemporalConnection, timeout: float = 120) -> Client:
