@@ -4,6 +4,8 @@ Rego (net.*, time.*, count, min/max, every, comprehensions), and failing closed 
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,28 @@ def test_the_clock_is_read_once_per_evaluation(bundle: PolicyBundle, opa_bin: Pa
     engine = WasmEngine(clock, opa_bin)
     first, second = engine.evaluate({}), engine.evaluate({})
     assert first[0] == first[1] and second[0] == second[1] and second[0] >= first[0]
+
+
+def test_a_replaced_engine_is_freed(bundle: PolicyBundle, opa_bin: Path) -> None:
+    """A guard reload replaces the engine: its host built-ins, which the wasm store holds, must not keep it (and its
+    wasm memory) alive."""
+    engine = WasmEngine(bundle, opa_bin)
+    engine.evaluate({})
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_built_in_that_raises_names_itself(bundle: PolicyBundle, opa_bin: Path) -> None:
+    """The host built-in's own error crosses the module's trap to the caller, with the built-in named; the next
+    evaluation on the same engine is unaffected."""
+    source = 'package autonomy.decision\n\nresult := net.cidr_contains(input.net, "10.0.0.1")\n'
+    cidr = dataclasses.replace(bundle, modules={"p.rego": source, "config.rego": CONFIG}, data={}, input_schema=None)
+    engine = WasmEngine(cidr, opa_bin)
+    with pytest.raises(PolicyEngineError, match=r"net\.cidr_contains"):
+        engine.evaluate({"net": "10.0.0.0/33"})
+    assert engine.evaluate({"net": "10.0.0.0/8"}) is True
 
 
 def test_selected_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:

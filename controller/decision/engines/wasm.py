@@ -45,6 +45,7 @@ from autonomy_controller.controller.decision.engines.wasm_builtins import (
     host_builtins,
 )
 from autonomy_controller.controller.decision.engines.wasm_cache import compiled_module
+from autonomy_controller.controller.decision.engines.wasm_calls import I32Export, define_host
 from autonomy_controller.controller.decision.engines.wasm_module import WasmFormatError, WasmModule
 from autonomy_controller.controller.decision.policy_bundle import CONFIG_ENTRYPOINT, ENTRYPOINT, PolicyBundle
 
@@ -153,7 +154,7 @@ class WasmEngine:
         try:
             with _EPOCHS.running():  # the load's calls count toward its deadline too
                 self._load_module(binary, module.data_end(), implemented, bundle)
-        except wasmtime.WasmtimeError as exc:
+        except (wasmtime.WasmtimeError, WasmFormatError) as exc:
             raise PolicyEngineError(f"wasm engine could not load the policy ({self.module_source}): {exc}") from exc
         if CONFIG_ENTRYPOINT in self._entrypoints:
             self._check_config()
@@ -195,15 +196,15 @@ class WasmEngine:
         i32 = wasmtime.ValType.i32()
         for arity in range(5):
             kind = wasmtime.FuncType([i32] * (arity + 2), [i32])
-            linker.define_func("env", f"opa_builtin{arity}", kind, self._builtin)
-        linker.define_func("env", "opa_abort", wasmtime.FuncType([i32], []), self._abort)
-        linker.define_func("env", "opa_println", wasmtime.FuncType([i32], []), lambda _addr: None)
+            define_host(linker, "env", f"opa_builtin{arity}", kind, self._builtin)
+        define_host(linker, "env", "opa_abort", wasmtime.FuncType([i32], []), self._abort)
+        define_host(linker, "env", "opa_println", wasmtime.FuncType([i32], []), lambda _addr: None)
         instance = linker.instantiate(self._store, module)
-        self._exports = {name: instance.exports(self._store)[name] for name in _EXPORTS}
+        exports = instance.exports(self._store)
+        self._exports = {name: I32Export(self._store, exports[name], name) for name in _EXPORTS}
 
     def _call(self, export: str, *args: int) -> int:
-        result: int = self._exports[export](self._store, *args)  # type: ignore[operator]
-        return result
+        return self._exports[export](*args)
 
     def _address(self, offset: int) -> int:
         return ctypes.addressof(self._memory.data_ptr(self._store).contents) + offset
