@@ -8,13 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
-from autonomy_controller.controller.ledger import IdempotencyConflict, Ledger, LedgerRecord, RecordKind
+from autonomy_controller.controller.ledger import IdempotencyConflict, Ledger, LedgerRecord, RecordKind, sqlite_url
 from tests.test_ledger import ledger_url  # noqa: F401  # the both-backends fixture
 
 
@@ -109,3 +110,22 @@ def test_a_batch_into_a_new_incident_is_one_linked_segment(ledger: Ledger) -> No
     assert again[0] == records[1] and again[1].seq == 4
     assert [r.incident_prev_hash for r in ledger.records("inc")][1:] == [r.hash for r in ledger.records("inc")][:-1]
     assert ledger.verify().ok
+
+
+def test_a_worker_s_threads_reuse_their_connections(tmp_path: Path) -> None:
+    """As many threads as a worker's activity slots, appending and reading at once, open their connections once:
+    a pool smaller than that closed and reopened SQLite connections (file, WAL index, pragmas) all through a run."""
+    with Ledger.from_url(sqlite_url(tmp_path / "ledger.db")) as ledger:
+        opened: list[int] = []
+        event.listen(ledger.engine, "connect", lambda *_: opened.append(1))
+        ready = threading.Barrier(12)
+
+        def work(n: int) -> None:
+            ready.wait()
+            for m in range(20):
+                _alert(ledger, f"src:203.0.113.{n}", f"a{n}-{m}", f"k{n}-{m}")
+                ledger.records(f"src:203.0.113.{n}")
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            list(pool.map(work, range(12)))
+        assert len(opened) <= 12 + 1  # one per thread at most (+ the group commit's leader may hold its own)

@@ -27,6 +27,7 @@ from autonomy_controller.controller.ledger.driver import DriverCursor
 from autonomy_controller.controller.ledger.schema import create_schema
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+SQLITE_POOL_SIZE = 16
 _WRITE = "ledger_write"
 _CONFIGURED = "_ledger_configured"
 _SCHEMA_LOCK_ID = 0x6C656467  # pg_advisory_xact_lock key for schema creation ("ledg")
@@ -76,6 +77,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
         connect_args.update(kwargs.pop("connect_args", {}))
+        # A worker's activity threads each hold one while they work: SQLAlchemy's default of 5 closed and reopened
+        # connections (file, WAL index, pragmas) several times per incident under load.
+        kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
         engine = create_engine(parsed, connect_args=connect_args, **kwargs)
     elif backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
