@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from autonomy_controller.controller.decision.levels import Budget, CircuitBreaker, HealthCap
@@ -30,6 +30,10 @@ safety_events = Table(
     Column("incident_key", String(256), nullable=False),
     Column("idempotency_key", String(512), nullable=False, unique=True),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
+    # The counts each decision and reservation makes seek by these: without them the per-incident budget walked
+    # every reservation ever made, and the breaker's every reservation in its window.
+    Index("ix_safety_events_event_class_at", "event", "action_class", "at"),
+    Index("ix_safety_events_incident", "incident_key", "event", "action_class"),
 )
 _LOCK_ID = 0x73616665  # pg_advisory_xact_lock key serialising budget checks ("safe")
 
@@ -53,6 +57,8 @@ class SafetyStore:
         with write_transaction(engine) as conn:
             self._lock(conn)
             _metadata.create_all(conn, checkfirst=True)
+            for index in safety_events.indexes:  # a table made by an older version lacks the newer ones
+                index.create(conn, checkfirst=True)
 
     def _lock(self, conn: Connection) -> None:
         """SQLite's write transaction is already exclusive; PostgreSQL needs an explicit lock for count+insert."""
