@@ -105,6 +105,26 @@ def test_a_slow_policy_is_stopped_and_the_engine_decides_again(engine: EmbeddedE
     assert before["verdict"] == "execute"
 
 
+def test_a_policy_that_grows_past_the_headroom_is_stopped_before_its_deadline(
+    slow_settings: Settings, block_input: Any
+) -> None:
+    """The runaway range grows the child by hundreds of MB a second: with a deadline far off, the memory limit stops
+    it (the child killed), and the next input is decided by a new child."""
+    engine = EmbeddedEngine(load_policy_bundle(slow_settings), timeout_s=60, headroom_mb=128)
+    try:
+        before = engine.evaluate(block_input)
+        first = engine.pid
+        started = time.monotonic()
+        with pytest.raises(PolicyEngineError, match=r"grew to \d+ MB resident, more than the 128 MB") as raised:
+            engine.evaluate(_slow(block_input))
+        assert time.monotonic() - started < 30, "stopped by its deadline, not by memory"
+        assert "was stopped" in str(raised.value)
+        assert first is not None and _wait_for(lambda: not _alive(first)), "the runaway process was left running"
+        assert engine.evaluate(block_input) == before
+    finally:
+        engine.close()
+
+
 def test_the_guard_denies_naming_the_limit(slow_settings: Settings) -> None:
     """Through the product's own path (open_guard, the default 2 s): the block that would run is a deny."""
     _with_guardrail(slow_settings, SLOW.replace('name == "slow"', 'name == "network.block_ip"'))

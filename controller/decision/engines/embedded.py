@@ -30,6 +30,7 @@ from autonomy_controller.controller.decision.engines.base import (
 from autonomy_controller.controller.decision.engines.input_types import check_bundle_types, find_opa
 from autonomy_controller.controller.decision.engines.regopy_process import (
     DeadlineExceeded,
+    MemoryExceeded,
     ProcessEnded,
     RegoProcess,
 )
@@ -41,6 +42,11 @@ from autonomy_controller.controller.decision.policy_bundle import (
     PolicyBundle,
     rego_code,
 )
+
+EVALUATION_HEADROOM_MB = 512
+"""What one evaluation may add to the child's size with the policy loaded (52 MB with the shipped policy and 100
+assets): a rule that built a 20-million-element range grew it to ~2 GB by the 2 s limit, 7.5 GB in 10 s. The child
+is measured every 50 ms while it evaluates, and killed past the limit."""
 
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _FUNCTION_HEAD = re.compile(r"(?m)^\s*([A-Za-z_]\w*)\s*\([^)\n]*\)\s*(?::=|=|if\b|\{)")
@@ -110,13 +116,16 @@ class EmbeddedEngine:
         opa_bin: Path | None = None,
         timeout_s: float = EVALUATION_TIMEOUT_S,
         load_timeout_s: float = LOAD_TIMEOUT_S,
+        headroom_mb: int = EVALUATION_HEADROOM_MB,
     ) -> None:
         """Check the bundle and load it into a regopy child process. Given opa_bin (the configured opa, else opa
         on PATH) the policy is first type-checked against the input's schema (input_types.py), as on the other
         engines; without an opa it cannot be (regopy has no type checker): `autonomy policy test` does it where
-        the policy is written. An evaluation longer than timeout_s, or a load longer than load_timeout_s, is
-        stopped: a PolicyEngineError naming the limit."""
+        the policy is written. An evaluation longer than timeout_s, or one that grows the child more than
+        headroom_mb past its size with the policy loaded, or a load longer than load_timeout_s, is stopped: a
+        PolicyEngineError naming the limit."""
         self._timeout_s, self._load_timeout_s = timeout_s, load_timeout_s
+        self._headroom = headroom_mb << 20
         self._policy = compiled_policy(bundle)
         self._lock = threading.Lock()  # one child, one input at a time
         self._process: RegoProcess | None = RegoProcess(self._policy)  # it loads while the checks below run
@@ -137,7 +146,14 @@ class EmbeddedEngine:
                 self._process = RegoProcess(self._policy)
             self._ready(self._process)
             try:
-                return self._process.evaluate(text, self._timeout_s)
+                return self._process.evaluate(text, self._timeout_s, self._headroom)
+            except MemoryExceeded as exc:
+                self._replace()
+                raise PolicyEngineError(
+                    f"embedded engine: evaluating {ENTRYPOINT} {exc}, more than the {self._headroom >> 20} MB an "
+                    "evaluation may add to the loaded policy, and was stopped (its regopy process killed; a new one "
+                    "is loading the policy)"
+                ) from None
             except DeadlineExceeded:
                 self._replace()
                 raise PolicyEngineError(

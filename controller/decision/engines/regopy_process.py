@@ -37,6 +37,8 @@ LOAD, EVALUATE = b"L", b"E"
 READY, RESULT, UNDEFINED, ERROR = b"R", b"V", b"U", b"X"
 _HEADER = struct.Struct(">IB")
 _ORPHAN_CHECK_S = 0.5  # how often the child looks whether its parent is gone
+_MEMORY_CHECK_S = 0.05  # how often the parent reads the child's size while it evaluates
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class ProcessEnded(PolicyEngineError):
@@ -45,6 +47,10 @@ class ProcessEnded(PolicyEngineError):
 
 class DeadlineExceeded(PolicyEngineError):
     """The child did not answer in time."""
+
+
+class MemoryExceeded(PolicyEngineError):
+    """The child grew past its memory limit while evaluating (killed)."""
 
 
 def frame(kind: bytes, payload: bytes) -> bytes:
@@ -129,6 +135,7 @@ class RegoProcess:
             os.close(child_writes)
         self._requests, self._replies = parent_writes, parent_reads
         self.ready = False
+        self._loaded_size: int | None = None  # read at the first evaluation: the policy and data loaded
         self._buffer = bytearray()
         self._poll = select.poll()  # not select.select: a busy worker's descriptors pass FD_SETSIZE
         self._poll.register(parent_reads, select.POLLIN)
@@ -152,22 +159,35 @@ class RegoProcess:
             raise PolicyEngineError(payload.decode(errors="replace"))
         self.ready = True
 
-    def evaluate(self, text: bytes, seconds: float) -> Any:
-        """The value of the policy for this input (JSON text), within `seconds` of sending it."""
+    def evaluate(self, text: bytes, seconds: float, headroom_bytes: int | None = None) -> Any:
+        """The value of the policy for this input (JSON text), within `seconds` of sending it and, given
+        `headroom_bytes`, without the child growing that much past its size once loaded (MemoryExceeded)."""
         if not self.kill.alive:  # killed: its pipes are closed, their numbers may be another file's by now
             raise ProcessEnded("its regopy process was stopped")
+        if headroom_bytes is not None and self._loaded_size is None:
+            self._loaded_size = self.resident_bytes()
+        limit = None if headroom_bytes is None or self._loaded_size is None else self._loaded_size + headroom_bytes
         try:
             _write_all(self._requests, frame(EVALUATE, text))
         except OSError:  # EPIPE: the child is gone
             raise self._ended() from None
-        kind, payload = self._receive(time.monotonic() + seconds)
+        kind, payload = self._receive(time.monotonic() + seconds, limit)
         if kind == RESULT:
             return json.loads(payload)
         message = payload.decode(errors="replace")
         raise PolicyUndefinedError(message) if kind == UNDEFINED else PolicyEngineError(message)
 
-    def _receive(self, deadline: float) -> tuple[bytes, bytes]:
-        """The next frame from the child by `deadline`; past it, or at the pipe's end, the child is killed."""
+    def resident_bytes(self) -> int | None:
+        """The child's resident size (Linux /proc); None where it cannot be read."""
+        try:
+            with open(f"/proc/{self._process.pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _receive(self, deadline: float, memory_limit: int | None = None) -> tuple[bytes, bytes]:
+        """The next frame from the child by `deadline`; past it, past `memory_limit` bytes resident, or at the
+        pipe's end, the child is killed."""
         while True:
             if len(self._buffer) >= _HEADER.size:
                 length, kind = _HEADER.unpack_from(self._buffer)
@@ -176,7 +196,14 @@ class RegoProcess:
                     del self._buffer[: _HEADER.size + length]
                     return bytes([kind]), payload
             left = deadline - time.monotonic()
-            if left <= 0 or not self._poll.poll(left * 1000):
+            wait = left if memory_limit is None else min(left, _MEMORY_CHECK_S)
+            if left <= 0 or not self._poll.poll(wait * 1000):
+                if left > wait:  # a slice of the wait ended: the child is still at work; how big is it?
+                    size = self.resident_bytes()
+                    if size is not None and memory_limit is not None and size > memory_limit:
+                        self.kill()
+                        raise MemoryExceeded(f"grew to {size >> 20} MB resident")
+                    continue
                 self.kill()
                 raise DeadlineExceeded("no answer in time")
             try:
