@@ -150,9 +150,9 @@ class EmbeddedEngine:
             except MemoryExceeded as exc:
                 self._replace()
                 raise PolicyEngineError(
-                    f"embedded engine: evaluating {ENTRYPOINT} {exc}, more than the {self._headroom >> 20} MB an "
-                    "evaluation may add to the loaded policy, and was stopped (its regopy process killed; a new one "
-                    "is loading the policy)"
+                    f"embedded engine: evaluating {ENTRYPOINT} {exc}, past its memory limit (the loaded policy's "
+                    f"size + {self._headroom >> 20} MB), and was stopped (its regopy process killed; a new one is "
+                    "loading the policy)"
                 ) from None
             except DeadlineExceeded:
                 self._replace()
