@@ -8,6 +8,7 @@ skipped with the dev server's time skipping, never waited for.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -86,6 +87,35 @@ async def test_l3_blocks_verifies_and_reverts_after_the_ttl(loop: Loop) -> None:
     report = Path(final.report["markdown"]).read_text() if final.report else ""
     assert "942100" in report and "revision `sha256:" in report and "blast_radius" in report
     assert loop.ledger.verify(key).ok
+
+
+async def test_history_carries_the_verdicts_and_the_ledger_the_whole_decisions(loop: Loop) -> None:
+    """The guard's result as the workflow carries it (its history, each pre-flight's input) has the verdict, the
+    reasons, the triage and impact pre-flight decides on again, and no risk factors or policy result: those are in
+    the ledger's DECISION record, which the report and the audit trail read."""
+    (key,) = await loop.submit(burst(), level=Level.L3)
+    await loop.wait_for(
+        key, lambda s: bool(s.actions) and action_of(s, "network.block_ip").status is ActionStatus.AWAITING_REVERT
+    )
+    history = await incident_handle(loop.client, key).fetch_history()
+    carried = [
+        json.loads(payload.data)
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+        for name, details in event.marker_recorded_event_attributes.details.items()
+        if name == "result"
+        for payload in details.payloads
+        if payload.data.startswith(b"[")
+    ]
+    (guarded,) = carried  # one guard step: its list of guarded actions
+    recorded = {r.payload["action_id"]: r.payload for r in loop.ledger.records(key, [RecordKind.DECISION])}
+    assert sorted(recorded) == sorted(item["action"]["id"] for item in guarded)
+    for item in guarded:
+        decision, whole = item["decision"], recorded[item["action"]["id"]]
+        assert decision["verdict"] == whole["verdict"] and decision["reasons"] == whole["reasons"]
+        assert decision["triage"] == whole["triage"] and decision["impact"] == whole["impact"]
+        assert decision["risk"]["score"] == whole["risk"]["score"] and decision["risk"]["factors"] == []
+        assert decision["policy"] is None and whole["policy"]["reasons"] and whole["risk"]["factors"]
 
 
 async def test_a_block_an_earlier_round_holds_is_never_reverted_by_the_later_one(loop: Loop) -> None:

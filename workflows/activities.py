@@ -248,7 +248,7 @@ class IncidentActivities:
                 for item in guarded
             ],
         )
-        return guarded
+        return [_as_carried(item) for item in guarded]
 
     def _health(self, guard: Guard | UnavailableGuard) -> HealthCap | None:
         if not isinstance(guard, Guard):
@@ -601,3 +601,15 @@ def veto_still_applies(guard: Guard, fresh: GuardDecision) -> bool:
         return True
     rule = guard.bundle.levels.levels[fresh.effective_level].approval
     return rule.on_timeout is OnTimeout.EXECUTE_REVERSIBLE
+
+
+def _as_carried(item: GuardedAction) -> GuardedAction:
+    """The guarded action as the workflow carries it (its history, each pre-flight's input, a continued run's
+    pending reverts): the risk's score without its factors, no policy result. The DECISION record just written
+    holds the whole decision; the workflow reads the verdict and reasons, and pre-flight the triage and impact.
+    Three whole decisions were ~9 KB of every incident's history."""
+    risk = item.decision.risk
+    slim = item.decision.model_copy(
+        update={"risk": risk.model_copy(update={"factors": []}) if risk else None, "policy": None}
+    )
+    return item.model_copy(update={"decision": slim})

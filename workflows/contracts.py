@@ -134,7 +134,10 @@ class GuardedAction(BaseModel):
     """A proposed action with its verdict and what executing, undoing and approving it need."""
 
     action: ProposedAction
-    decision: GuardDecision
+    decision: GuardDecision = Field(
+        description="as the workflow carries it: the risk score without its factors, no policy result (the ledger's "
+        "DECISION record holds the whole decision)"
+    )
     proposer: str = Field(description="planner:<name>: never an approver of its own proposal")
     action_class: ActionClass | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="validated, canonical")
