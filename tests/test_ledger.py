@@ -10,6 +10,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -300,6 +301,24 @@ def test_concurrent_appends_to_one_incident_keep_its_chain_linear(ledger_url: st
         head = led.incident_head("shared")
         assert head is not None and (head.seq, head.count) == (workers * per_worker, workers * per_worker)
         assert led.verify().ok and led.verify("shared").ok
+
+
+def test_a_ledger_opens_while_another_connection_writes_the_new_file(tmp_path: Path) -> None:
+    """Two processes opening a new ledger together: the second's switch to WAL met the first's write in rollback
+    mode, and SQLite answered "database is locked" at once (no busy timeout for that pragma). It now waits."""
+    path = tmp_path / "ledger.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        writer.execute("CREATE TABLE earlier (x)")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO earlier VALUES (1)")
+        threading.Timer(0.3, writer.execute, ["COMMIT"]).start()
+        with Ledger.from_url(sqlite_url(path)) as led:
+            led.append("inc", RecordKind.ALERT, "ingest", {"id": "a"}, idempotency_key="a")
+            assert led.verify().ok
+    finally:
+        writer.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def _append_in_process(url: str, worker: int, count: int, barrier: Any) -> None:

@@ -14,6 +14,8 @@ records are read at the same instant even while others append.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,7 +102,7 @@ def configure_engine(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see module docstring)
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")  # an audit record acknowledged is an audit record kept
         cursor.close()
 
@@ -112,6 +114,21 @@ def configure_engine(engine: Engine) -> None:
 
     setattr(engine, _CONFIGURED, True)
     engine.dispose()  # connections pooled before the hooks existed would skip them
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode, waiting as long as the busy timeout for a writer to finish. SQLite answers
+    this pragma "database is locked" at once, without its busy timeout, while another connection writes a database
+    still in rollback mode: two processes opening a new ledger together (a CI run saw it)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager
