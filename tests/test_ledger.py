@@ -331,7 +331,7 @@ def _append_in_process(url: str, worker: int, count: int, barrier: Any) -> None:
 def test_concurrent_processes_keep_the_chain_linear(ledger_url: str) -> None:
     """Separate processes share nothing but the database: its lock alone must serialise them."""
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(2)
+    barrier = ctx.Barrier(2, timeout=60)  # one that cannot start fails the other, not a 120 s wait
     procs = [ctx.Process(target=_append_in_process, args=(ledger_url, w, 100, barrier)) for w in range(2)]
     for proc in procs:
         proc.start()
