@@ -7,12 +7,13 @@ statements the ledger runs are captured as SQLite executes them and their plans 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from autonomy_controller.controller.case.digest import CaseRef
 from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
@@ -32,25 +33,26 @@ def traced(tmp_path: Path) -> Iterator[tuple[Ledger, list[str]]]:
             key = KEY if n % 4 == 0 else f"src:203.0.113.{n}"
             ledger.append(key, RecordKind.ALERT, "ingest", alert(n).model_dump(mode="json"), idempotency_key=f"a{n}")
             ledger.append(key, RecordKind.PLAN, "planner:offline", {"actions": []}, idempotency_key=f"p{n}")
-        statements: list[str] = []
-
-        def trace(dbapi: sqlite3.Connection, _record: Any) -> None:
-            dbapi.set_trace_callback(statements.append)  # the SQL as run, its parameters in place
-
-        event.listen(ledger.engine, "connect", trace)
-        ledger.engine.dispose()  # pooled connections opened before the listener would not trace
-        yield ledger, statements
+        yield ledger, traced_statements(ledger.engine)
 
 
-def _plans(path: str, statements: list[str]) -> dict[str, str]:
-    """Each SELECT that names our incident, with SQLite's plan for it."""
+def traced_statements(engine: Engine) -> list[str]:
+    """The SQL each of the engine's connections runs from now on, its parameters in place (SQLite)."""
+    statements: list[str] = []
+
+    def trace(dbapi: sqlite3.Connection, _record: Any) -> None:
+        dbapi.set_trace_callback(statements.append)
+
+    event.listen(engine, "connect", trace)
+    engine.dispose()  # pooled connections opened before the listener would not trace
+    return statements
+
+
+def query_plans(path: str | Path, statements: Iterable[str]) -> dict[str, str]:
+    """Each statement with SQLite's plan for it, its steps joined by " / "."""
     db = sqlite3.connect(path)
     try:
-        return {
-            sql: " / ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
-            for sql in statements
-            if sql.lstrip().upper().startswith("SELECT") and "198.51.100.66" in sql
-        }
+        return {sql: " / ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}")) for sql in statements}
     finally:
         db.close()
 
@@ -65,7 +67,8 @@ def test_reads_of_one_incident_seek_by_the_incident(traced: tuple[Ledger, list[s
     case_alerts(ledger, CaseRef(key=KEY, floor_seq=alerts[0].seq, through_seq=alerts[-1].seq, alerts=10))
     case_records(ledger, KEY)
     read_timeline(ledger, "198.51.100.66")
-    plans = _plans(str(ledger.engine.url.database), statements)
+    ours = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT") and "198.51.100.66" in sql]
+    plans = query_plans(str(ledger.engine.url.database), ours)
     assert len(plans) >= 7, plans
     for sql, plan in plans.items():
         assert "incident_key=?" in plan, f"{sql}\n  {plan}"

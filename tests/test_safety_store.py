@@ -3,14 +3,11 @@ failures inside its window only, and budgets count reservations per incident and
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from autonomy_controller.controller.decision.levels import Budget, CircuitBreaker
@@ -19,6 +16,7 @@ from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
 from autonomy_controller.controller.ledger.driver import driver_read
 from autonomy_controller.controller.models import ActionClass, Level
 from tests.test_ledger import ledger_url  # noqa: F401  (the both-backends fixture)
+from tests.test_ledger_query_plans import query_plans, traced_statements
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -84,23 +82,12 @@ def test_every_count_seeks_by_an_index_on_sqlite(tmp_path: Path) -> None:
             for index in ("ix_safety_events_event_class_at", "ix_safety_events_incident"):
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
         store = SafetyStore(ledger.engine)
-        statements: list[str] = []
-
-        def trace(dbapi: sqlite3.Connection, _record: Any) -> None:
-            dbapi.set_trace_callback(statements.append)  # the SQL as run, its parameters in place
-
-        event.listen(ledger.engine, "connect", trace)
-        ledger.engine.dispose()
+        statements = traced_statements(ledger.engine)
         budget = Budget(per_incident=5, per_window=50, window_seconds=3600)
         for n in range(20):
             store.reserve(budget, ActionClass.CONTAIN_HOST, f"inc-{n % 4}", f"r{n}", now=NOW)
         store.health_cap(CircuitBreaker(window_seconds=600, max_failures=2, lower_to=Level.L1), now=NOW)
     counts = [sql for sql in statements if "count(" in sql.lower()]
     assert len(counts) == 41  # two per reservation, one for the breaker
-    db = sqlite3.connect(path)
-    try:
-        plans = {sql: " / ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}")) for sql in counts}
-    finally:
-        db.close()
-    for sql, plan in plans.items():
+    for sql, plan in query_plans(path, counts).items():
         assert "USING COVERING INDEX ix_safety_events_" in plan, (sql, plan)
