@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from autonomy_controller.controller.cli.demo_serve import KEY_ID_SUFFIX, port_taken
+from autonomy_controller.controller.cli.demo_serve import KEY_ID_SUFFIX, SERVE_LOG, port_taken
 from autonomy_controller.controller.processes import free_port
 from tests.test_demo_scorecards import assert_nothing_left
 
@@ -134,6 +134,11 @@ def action_of(client: httpx.Client, token: str, incident: str, action_id: str) -
     return next(a for a in detail["status"]["actions"] if a["action_id"] == action_id)
 
 
+def served_log(root: Path) -> str:
+    log = root / SERVE_LOG
+    return f"{log}:\n{log.read_text(errors='replace')}" if log.exists() else f"no {log}"
+
+
 def test_demo_serve_signs_in_approves_for_real_and_leaves_nothing(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "AUTONOMY_STATE_DIR": str(tmp_path / "var"), "COLUMNS": "400"}
@@ -215,6 +220,9 @@ def test_demo_serve_signs_in_approves_for_real_and_leaves_nothing(tmp_path: Path
                     ["ip", "netns", "exec", netns, "nft", "list", "ruleset"], capture_output=True, text=True, check=True
                 ).stdout
                 assert state["target"] and state["target"] in ruleset  # the block is in the real enforcement point
+    except BaseException:
+        print(served_log(root))  # pytest shows it with the failure: the service's traceback, not only its 500
+        raise
     finally:
         if demo.process.poll() is None:
             demo.process.send_signal(signal.SIGINT)

@@ -20,6 +20,9 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from autonomy_controller.controller.case.grouping import incident_key
 from autonomy_controller.controller.config import REPO_ROOT, Settings
@@ -320,6 +323,40 @@ async def test_read_api_lists_filters_shows_and_reports(api: Api) -> None:
     assert markdown.headers["content-type"].startswith("text/markdown") and key in markdown.text
     assert (await api.get("/v1/incidents/src:192.0.2.250")).status_code == 404
     assert (await api.get("/v1/incidents/src:192.0.2.250/report")).status_code == 404
+
+
+@workflow.defn(name="NotAnIncident")
+class SilentWorkflow:
+    """A workflow under an incident's key whose `status` query fails (another team's, or one whose worker cannot
+    replay it): Temporal answers, the query does not."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query(name="status")
+    def status(self) -> dict[str, str]:
+        raise ApplicationError("this workflow keeps its status to itself")
+
+
+async def test_a_workflow_whose_query_fails_is_a_note_on_its_row_not_a_failed_list(api: Api) -> None:
+    key = "src:203.0.113.77"
+    api.loop.ledger.append(key, RecordKind.ALERT, "ingest", alert(0, "203.0.113.77").model_dump(mode="json"))
+    client = api.loop.client
+    async with Worker(
+        client, task_queue="silent", workflows=[SilentWorkflow], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        handle = await client.start_workflow(SilentWorkflow.run, id=key, task_queue="silent")
+        try:
+            listed = await api.get("/v1/incidents")
+            assert listed.status_code == 200, listed.text
+            [row] = [r for r in listed.json()["incidents"] if r["key"] == key]
+            assert row["phase"] is None and "keeps its status to itself" in row["note"], row
+            shown = await api.get(f"/v1/incidents/{key}")
+            assert shown.status_code == 200, shown.text
+            assert shown.json()["view"] == "ledger" and "keeps its status to itself" in shown.json()["note"]
+        finally:
+            await handle.terminate("test over")
 
 
 async def test_openapi_health_readiness_and_metrics(api: Api) -> None:

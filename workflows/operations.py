@@ -17,7 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from autonomy_controller.controller.approver_keys import ApproverSecret, Ballot, sign_token
@@ -161,6 +167,10 @@ async def describe_and_read(client: Client, key: str) -> tuple[str, IncidentStat
             status = await handle.query(IncidentWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as exc:
         raise _rpc_error(exc, key) from exc
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError, WorkflowFailureError) as exc:
+        # the workflow under this key answered with a failure: one that is not ours, or that its worker cannot
+        # replay; said about this incident, never a failed read of every other
+        raise LoopError(f"the workflow of incident {key} could not tell its status: {exc}") from exc
     return execution, settled_status(status)
 
 
