@@ -62,7 +62,7 @@ from autonomy_controller.workflows.operations import (
 )
 from autonomy_controller.workflows.operations import submit_files as submit_all
 from autonomy_controller.workflows.operations import vote as cast
-from autonomy_controller.workflows.worker import incident_worker, settle_heap
+from autonomy_controller.workflows.worker import ACTIVITY_SLOTS, incident_worker, settle_heap
 
 LevelOption = Annotated[
     Level | None,
@@ -139,12 +139,12 @@ def server(
         dev.stop()
 
 
-async def _run_worker(address: str, settings: Settings, engine: EngineName | None) -> None:
+async def _run_worker(address: str, settings: Settings, engine: EngineName | None, activity_slots: int) -> None:
     connection = temporal_connection(address)
     client = await open_client(connection)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    async with incident_worker(client, settings, engine) as parts:
+    async with incident_worker(client, settings, engine, max_concurrent_activities=activity_slots) as parts:
         settle_heap()
         guard = parts.guards.current()
         engine_name = engine.value if engine else settings.policy_engine
@@ -163,6 +163,14 @@ async def _run_worker(address: str, settings: Settings, engine: EngineName | Non
 def worker(
     address: AddressOption = None,
     engine: Annotated[EngineName | None, typer.Option(help=ENGINE_HELP)] = None,
+    activity_slots: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Activities this worker runs at once (planner, adapters, reports). Fewer bound what one worker does "
+            "in parallel; with every slot taken, activities wait in Temporal's task queue, at a cost to the server.",
+        ),
+    ] = ACTIVITY_SLOTS,
 ) -> None:
     """Run a worker: the incident workflow and its activities (planner, guard, ledger, adapters) until Ctrl-C.
 
@@ -172,7 +180,7 @@ def worker(
     """
     settings = Settings()
     try:
-        run_async(_run_worker(temporal_address(address, settings), settings, engine))
+        run_async(_run_worker(temporal_address(address, settings), settings, engine, activity_slots))
     except TemporalUnavailable as exc:
         fail(str(exc), 2)
 
