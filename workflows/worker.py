@@ -37,11 +37,9 @@ from autonomy_controller.workflows.guard_provider import GuardProvider
 from autonomy_controller.workflows.incident import IncidentWorkflow
 
 ACTIVITY_SLOTS = 100
-"""Activities one worker runs at once (Temporal's own default). An activity the workflow schedules while a slot is
-free comes back with the workflow task's answer (eager dispatch); with every slot taken it goes through the
-server's task queue instead: three more calls and the matching, per activity. At 16 slots a burst of 100
-incidents sent most activities that way, and the dev server spent 77 ms of CPU per incident instead of 63
-(docs/architecture.md, "Activity slots")."""
+"""Activities one worker runs at once (Temporal's own default). With a slot free, an activity comes back with the
+workflow task's answer (eager dispatch); with none, it goes through the server's task queue, which cost the dev
+server 77 ms of CPU per incident at 16 slots against 63 ms here (docs/architecture.md, "Activity slots")."""
 
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
