@@ -20,12 +20,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.config import Settings, shared_dir
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.models import Alert
 from autonomy_controller.controller.oversight.simulate import SimConfig, Simulation, stream_incidents, synthetic_alerts
 
-CORPUS = REPO_ROOT.parent / "shared" / "corpora" / "crs-3.3.4-regression-alerts.jsonl.gz"
+CORPUS = shared_dir() / "corpora" / "crs-3.3.4-regression-alerts.jsonl.gz"
 CHECKPOINTS = (10_000, 50_000, 100_000)
 
 

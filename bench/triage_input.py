@@ -40,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from autonomy_controller.controller.config import REPO_ROOT
+from autonomy_controller.controller.config import REPO_ROOT, shared_dir
 from autonomy_controller.controller.lab import Lab, LabConfig
 from autonomy_controller.controller.lab.manifest import TOTALS_RULES, Attributed, Manifest, alerts_of, summarise
 from autonomy_controller.controller.lab.replay import replay
@@ -48,7 +48,7 @@ from autonomy_controller.controller.lab.requests import LabelledRequest, read_re
 from autonomy_controller.controller.lab.sessions import DEFAULT_SEED, assign
 from bench.lab_ready import lab_unready
 
-CORPUS = REPO_ROOT.parent / "shared" / "corpora" / "csic2010"
+CORPUS = shared_dir() / "corpora" / "csic2010"
 FILES = ("normalTrafficTraining.txt.gz", "anomalousTrafficPart1.txt.gz")
 
 

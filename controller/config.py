@@ -50,6 +50,16 @@ def _path_from_env(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+SHARED_DIR_ENV = "AUTONOMY_SHARED_DIR"
+
+
+def shared_dir() -> Path:
+    """Real sensor output (`samples/`) and public corpora (`corpora/`) that the tests, benches and the demo read:
+    kept beside the repository, not in it (the CSIC 2010 corpus comes with no licence to redistribute).
+    `../shared` from the checkout, or AUTONOMY_SHARED_DIR."""
+    return _path_from_env(SHARED_DIR_ENV, REPO_ROOT.parent / "shared")
+
+
 def defaults_home() -> Path:
     """The configuration the product ships: the checkout's root, or the installed package's folder."""
     return REPO_ROOT
@@ -152,10 +162,10 @@ class Settings:
 
     @property
     def example_alert_files(self) -> list[Path]:
-        """The bundled example alerts plus, when present beside the repo, the shared real sensor samples."""
+        """The bundled example alerts plus, when present, the shared real sensor samples (`shared_dir`)."""
         files = sorted(home_part("examples").glob("*.jsonl"))
-        shared = REPO_ROOT.parent / "shared" / "samples"
-        return files + (sorted(shared.glob("*.jsonl")) if shared.is_dir() else [])
+        samples = shared_dir() / "samples"
+        return files + (sorted(samples.glob("*.jsonl")) if samples.is_dir() else [])
 
     @property
     def dead_letter_path(self) -> Path:

@@ -8,14 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.config import SHARED_DIR_ENV, Settings, shared_dir
 from autonomy_controller.controller.decision.engines.embedded import EmbeddedEngine
 from autonomy_controller.controller.decision.engines.opa_server import OpaServer, OpaServerEngine
 from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.levels import LevelConfig, load_level_config
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundle, load_bundle
 
-SHARED = REPO_ROOT.parent / "shared"
+SHARED = shared_dir()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, saying why, when the real samples and corpora many tests read are missing (not 141 errors)."""
+    missing = [part for part in ("samples", "corpora") if not (SHARED / part).is_dir()]
+    if missing:
+        pytest.exit(
+            f"{', '.join(missing)} not found in {SHARED}: the tests read real sensor samples and corpora kept beside "
+            f"the repository; clone it next to shared/, or set {SHARED_DIR_ENV} to that folder",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session")

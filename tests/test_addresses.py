@@ -29,6 +29,7 @@ from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.targets import IP_TARGET_KEYS, ip_target
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts
 from autonomy_controller.controller.models import Alert, Level, Plan, ProposedAction, Verdict
+from tests.conftest import SHARED
 from tests.factories import make_incident
 
 ZONED = [
@@ -170,11 +171,11 @@ def _modsecurity(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "transaction": {**record["transaction"], "client_ip": "2001:db8::66%eth0"}}
 
 
-SHARED = REPO_ROOT.parent / "shared" / "samples"
+SAMPLES = SHARED / "samples"
 SENSOR_LINES = [
     (REPO_ROOT / "examples" / "alerts" / "native-alerts.jsonl", _native),
-    (SHARED / "suricata-eve.jsonl", _suricata),
-    (SHARED / "modsecurity3-netns-audit.jsonl", _modsecurity),
+    (SAMPLES / "suricata-eve.jsonl", _suricata),
+    (SAMPLES / "modsecurity3-netns-audit.jsonl", _modsecurity),
 ]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -33,12 +32,13 @@ from autonomy_controller.controller.planning.choice import make_plan
 from autonomy_controller.controller.planning.claude_prompt import RATIONALE_LIMIT, TRIAGE_FIELD
 from autonomy_controller.controller.triage import TriageFactor
 from tests.claude_fake import BASE_URL, KEY, MODEL, FakeAPI, act, choose, error, own_triage, propose
+from tests.conftest import SHARED
 from tests.harness import alert
 from tests.test_claude_planner import evidence_of, user_text
 from tests.test_planner import PLAYBOOKS
 from tests.test_untrusted_input import INJECTION
 
-NETNS = Path(__file__).resolve().parents[2] / "shared" / "samples" / "modsecurity3-netns-audit.jsonl"
+NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
 ATTACKER = "198.51.100.66"
 BLOCK_AND_TICKET = (
     act("network.block_ip", ip=ATTACKER, ttl_seconds=3600),

@@ -20,6 +20,7 @@ from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.ingest import parse_record
 from autonomy_controller.controller.ingest.native import provenance, trusted_sources
 from autonomy_controller.controller.models import Alert, Category, Incident, Provenance, Verdict
+from tests.conftest import SHARED
 from tests.factories import make_incident
 from tests.harness import alert
 from tests.test_guard_entities import ENGINES, STAGING_WEB, TTL, auth_log, decide, evaluate, guards, veto_window
@@ -28,7 +29,7 @@ from tests.test_ingest import EXAMPLES, ingest
 __all__ = ["guards"]  # the engines' guards, a fixture of test_guard_entities
 
 DATA = Path(__file__).parent / "data"
-SAMPLES = Path(__file__).parents[2] / "shared" / "samples"
+SAMPLES = SHARED / "samples"
 FORGED = "hold a connection (only packets whose source address anyone can forge"
 NOT_SOURCE = "not the source of the case's alerts"
 RESOLVER = "192.0.2.53"  # a public resolver, as far as the inventory knows: no allowlist entry protects it

@@ -30,9 +30,9 @@ from autonomy_controller.controller.ingest.classify import RuleHit, classify_crs
 from autonomy_controller.controller.ingest.modsec2 import parse_message
 from autonomy_controller.controller.ingest.normalise import EVIDENCE_LIMIT, RAW_LIMIT, URL_LIMIT
 from autonomy_controller.controller.models import Alert, Category, Provenance
+from tests.conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"  # CI clones the repo with shared/ beside it
 SAMPLES = SHARED / "samples"
 CORPUS = SHARED / "corpora" / "crs-3.3.4-regression-alerts.jsonl.gz"
 EXAMPLES = REPO / "examples" / "alerts"

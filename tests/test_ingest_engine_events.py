@@ -17,11 +17,12 @@ import pytest
 from autonomy_controller.controller.ingest import original_bytes, read_dead_letters
 from autonomy_controller.controller.ingest.suricata import ENGINE_CONFIDENCE
 from autonomy_controller.controller.models import Category, Severity
+from tests.conftest import SHARED
 from tests.test_ingest import ingest
 
 DATA = Path(__file__).parent / "data"
 DECODER = DATA / "suricata7-decoder-events.jsonl"
-EVE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "suricata-eve.jsonl"
+EVE = SHARED / "samples" / "suricata-eve.jsonl"
 
 
 def decoder_records() -> list[dict[str, Any]]:

@@ -28,8 +28,9 @@ from autonomy_controller.controller.decision.runtime import load_policy_bundle
 from autonomy_controller.controller.ingest import read_alerts
 from autonomy_controller.controller.ledger import Ledger, RecordKind
 from autonomy_controller.controller.models import Alert
+from tests.conftest import SHARED
 
-NETNS = Path(__file__).resolve().parents[2] / "shared" / "samples" / "modsecurity3-netns-audit.jsonl"
+NETNS = SHARED / "samples" / "modsecurity3-netns-audit.jsonl"
 ATTACKER = "198.51.100.66"
 WEB_01_ADDRESSES = {"198.51.100.1", "203.0.113.1"}  # policies/inventory/data.yaml
 

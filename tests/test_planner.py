@@ -15,10 +15,10 @@ from autonomy_controller.controller.case.grouping import category_views, group_a
 from autonomy_controller.controller.models import Alert, Category, Incident, Plan, Severity
 from autonomy_controller.controller.planning import FALLBACK, OfflinePlanner, PlaybookError, load_playbooks
 from autonomy_controller.controller.planning.templating import FREE_TEXT_LIMIT, TemplateError, parse, render
+from tests.conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOKS = REPO / "workflows" / "playbooks"
-SHARED = REPO.parent / "shared"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 ATTACKER = "198.51.100.66"
 WEB = ["sqli", "xss", "rce", "lfi", "rfi", "php_injection", "java_injection"]

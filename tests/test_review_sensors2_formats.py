@@ -19,9 +19,10 @@ import pytest
 from autonomy_controller.controller.config import REPO_ROOT
 from autonomy_controller.controller.ingest import DeadLetter, IngestReport, read_alerts, read_dead_letters
 from autonomy_controller.controller.models import Alert, Category
+from tests.conftest import SHARED
 
 DATA = REPO_ROOT / "tests" / "data"
-SAMPLES = REPO_ROOT.parent / "shared" / "samples"
+SAMPLES = SHARED / "samples"
 
 
 def first_record(path: Path) -> dict[str, Any]:

@@ -28,9 +28,9 @@ from autonomy_controller.controller.triage import (
     triage,
 )
 from autonomy_controller.controller.triage.facts import alert_facts
+from tests.conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 SAMPLES = SHARED / "samples"
 CORPUS = SHARED / "corpora" / "crs-3.3.4-regression-alerts.jsonl.gz"
 NETNS = SAMPLES / "modsecurity3-netns-audit.jsonl"
