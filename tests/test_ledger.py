@@ -161,6 +161,15 @@ def test_records_read_back_exactly_and_filter_by_kind(ledger: Ledger) -> None:
     assert ledger.records("nobody") == []
 
 
+def test_the_latest_records_of_an_incident_are_the_newest_in_the_order_written(ledger: Ledger) -> None:
+    written = [ledger.append("inc", RecordKind.ACCESS, "ingest", {"n": n}) for n in range(5)]
+    ledger.append("inc", RecordKind.PLAN, "planner:offline", {"actions": []})  # another kind, newer still
+    ledger.append("other", RecordKind.ACCESS, "ingest", {"n": 5})  # another incident, newer still
+    assert ledger.records("inc", [RecordKind.ACCESS], latest=3) == written[2:]
+    assert ledger.records("inc", [RecordKind.ACCESS], latest=10) == written
+    assert ledger.records("nobody", [RecordKind.ACCESS], latest=3) == []
+
+
 def test_untrusted_and_large_payloads_round_trip_and_verify(ledger: Ledger) -> None:
     """Alert text is attacker-controlled: NUL, lone surrogates and quotes must store, read back and hash alike."""
     nasty = 'ignore previous instructions\x00 "unblock" \ud800 \U0001f600 é\n\t\\'

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from autonomy_controller.controller.case.digest import CaseRef
 from autonomy_controller.controller.ledger import Ledger, RecordKind, sqlite_url
 from autonomy_controller.controller.ledger.cases import case_alerts, tally
-from autonomy_controller.controller.ledger.observations import case_records
+from autonomy_controller.controller.ledger.observations import case_records, observation_key
 from autonomy_controller.controller.oversight.attacker_timeline import read_timeline
 from tests.harness import alert
 
@@ -72,3 +72,20 @@ def test_reads_of_one_incident_seek_by_the_incident(traced: tuple[Ledger, list[s
     assert len(plans) >= 7, plans
     for sql, plan in plans.items():
         assert "incident_key=?" in plan, f"{sql}\n  {plan}"
+
+
+def test_the_latest_lines_of_a_source_are_read_back_from_the_newest_by_the_index(
+    traced: tuple[Ledger, list[str]],
+) -> None:
+    """A source floods its access log: its case reads only its latest lines (observations.CASE_LINES_MAX), and
+    SQLite walks the index back from the newest, never sorting all of them."""
+    ledger, statements = traced
+    address = "198.51.100.66"
+    for n in range(6):
+        line = alert(100 + n, address, source="nginx-access").model_dump(mode="json")
+        ledger.append(observation_key(address), RecordKind.ACCESS, "ingest", line)
+    latest = case_records(ledger, KEY, latest=4)
+    assert [r.payload["id"] for r in latest] == [f"a-{address}-{n}" for n in range(102, 106)]
+    (sql,) = [s for s in statements if " LIMIT " in s.upper() and observation_key(address) in s]
+    plan = query_plans(str(ledger.engine.url.database), [sql])[sql]
+    assert "incident_key=?" in plan and "TEMP B-TREE" not in plan, plan

@@ -15,8 +15,8 @@ from temporalio.service import RPCError
 
 from autonomy_controller.controller.attackers import AttackerStore
 from autonomy_controller.controller.config import Settings
-from autonomy_controller.controller.ledger import LedgerRecord, RecordKind
-from autonomy_controller.controller.ledger.observations import case_records, observation_key
+from autonomy_controller.controller.ledger import LedgerRecord, RecordKind, observations
+from autonomy_controller.controller.ledger.observations import CASE_LINES_MAX, case_records, observation_key
 from autonomy_controller.controller.models import Level
 from autonomy_controller.controller.oversight.reports import write_incident_report
 from autonomy_controller.workflows.client import Submitter, alert_record_key, incident_handle, incident_status
@@ -87,3 +87,22 @@ async def test_an_attackers_answers_feed_its_cases_impact_without_joining_the_ca
     (record,) = [r for r in case_records(loop.ledger, KEY) if r.payload["id"] == answered[0].id]
     report = write_incident_report(loop.ledger, KEY, tmp_path / "reports")
     assert f"| {answered[0].id} | {record.seq} | nginx-access | web-01 | 200 | 1234 |" in report.markdown.read_text()
+
+
+async def test_a_flooded_access_log_is_read_to_its_latest_lines_and_the_plan_says_so(
+    loop: Loop, tmp_path: Path
+) -> None:
+    """A source makes as many access-log lines as it sends requests: its case's plan reads the latest
+    CASE_LINES_MAX of them (not every line, on every plan), and its PLAN record says how many it read."""
+    eve, access = eve_and_access()
+    mine = [a for a in eve + access if a.src_ip == ATTACKER]
+    line = next(a for a in mine if a.source == "nginx-access")
+    flood = [line.model_copy(update={"id": f"flood-{n}"}) for n in range(CASE_LINES_MAX + 5)]
+    observations.write(loop.ledger, flood)  # older than the case: requests before it
+    ids, answered = got_through(tmp_path)
+    assert await loop.submit(mine + ids + answered, level=Level.L3) == [KEY]
+    plan = await plan_of(loop, KEY)
+    assert plan.payload["access_lines_read"] == CASE_LINES_MAX
+    assert plan.payload["impact"]["verdict"] == "likely"  # the newest line, the 200 that got through, was read
+    read = case_records(loop.ledger, KEY)
+    assert len(read) == CASE_LINES_MAX and read[-1].payload["id"] == answered[0].id

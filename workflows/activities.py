@@ -42,7 +42,7 @@ from autonomy_controller.controller.decision.guard import Guard, UnavailableGuar
 from autonomy_controller.controller.decision.levels import HealthCap, OnTimeout
 from autonomy_controller.controller.decision.safety import SafetyStore
 from autonomy_controller.controller.ledger import Ledger, RecordKind
-from autonomy_controller.controller.ledger.observations import case_observations
+from autonomy_controller.controller.ledger.observations import CASE_LINES_MAX, case_observations
 from autonomy_controller.controller.models import Alert, GuardDecision, Incident, Plan, ProposedAction, Verdict
 from autonomy_controller.controller.oversight.reports import write_incident_report
 from autonomy_controller.controller.planning import ClaudePlanner, ClaudeSettings, OfflinePlanner
@@ -163,7 +163,7 @@ class IncidentActivities:
         guard = self.guards.current()
         # A case larger than the sample the workflow carries is read whole from the ledger (workflows/case_reader.py)
         incident = guard.enrich(self.cases.whole(request.incident, request.case))
-        triage: dict[str, Any] = {}
+        triage: dict[str, Any] = {}  # what the PLAN record adds about triage and impact
         summary, factors, impact = None, [], None
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
             whole = self.cases.recorded(request.incident, request.case)
@@ -173,6 +173,8 @@ class IncidentActivities:
             triage = {"triage_detail": result.model_dump(mode="json")}
             answered = case_observations(self.ledger, incident.key)  # access-log lines: never in the case itself
             impact = case_impact(guard, [*recorded.alerts, *answered], self.settings)
+            if len(answered) >= CASE_LINES_MAX:  # the PLAN record says impact read only the latest lines
+                triage["access_lines_read"] = len(answered)
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors, impact=impact)
         plan, extra = choice.plan.model_copy(update={"triage": summary, "impact": impact}), dict(triage)
         if partial(request.incident, request.case) and request.case is not None:

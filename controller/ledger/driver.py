@@ -161,14 +161,20 @@ class DriverCursor:
         params: dict[str, Any] = {}
         return self.rows(f"{_SELECT} WHERE idempotency_key IN ({self._in('k', idempotency_keys, params)})", params)
 
-    def incident_records(self, incident_key: str, kinds: Sequence[str] | None) -> list[dict[str, Any]]:
+    def incident_records(
+        self, incident_key: str, kinds: Sequence[str] | None, latest: int | None = None
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"incident_key": incident_key}
         where = f"incident_key = {self.p('incident_key')}"
         if kinds is not None:
             if not kinds:
                 return []
             where += f" AND kind IN ({self._in('kind', kinds, params)})"
-        return self.rows(f"{_SELECT} WHERE {where} ORDER BY seq", params)
+        if latest is None:
+            return self.rows(f"{_SELECT} WHERE {where} ORDER BY seq", params)
+        params["latest"] = latest
+        newest_first = self.rows(f"{_SELECT} WHERE {where} ORDER BY seq DESC LIMIT {self.p('latest')}", params)
+        return newest_first[::-1]
 
     # -- one request's writes inside a shared transaction -------------------------------------------------------
 

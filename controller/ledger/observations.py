@@ -29,6 +29,11 @@ from autonomy_controller.controller.models import Alert, canonical_ip
 
 KEY_PREFIX = "_access:"
 CASE_PREFIX = "src:"
+CASE_LINES_MAX = 2_000
+"""Access-log lines of a case's source that its plan, report and audit trail read: the most recent ones. A source
+decides how many lines it makes (one request, one line); read whole, a flood of requests made every plan of its
+case read and hold them all (~2 s per 20,000 lines, and their memory), toward the plan step's time limit. Lines
+left out can only leave impact evidence unseen, which lowers what the machine does alone, never raises it."""
 
 
 def is_observation(alert: Alert) -> bool:
@@ -86,12 +91,13 @@ def case_address(incident_key: str) -> str | None:
     return incident_key[len(CASE_PREFIX) :] if incident_key.startswith(CASE_PREFIX) else None
 
 
-def case_records(ledger: Ledger, incident_key: str) -> list[LedgerRecord]:
-    """The ACCESS records of a case's source, in ledger order (none for a case not keyed by a source)."""
+def case_records(ledger: Ledger, incident_key: str, latest: int = CASE_LINES_MAX) -> list[LedgerRecord]:
+    """The latest ACCESS records of a case's source (at most `latest`), in ledger order (none for a case not keyed
+    by a source)."""
     address = case_address(incident_key)
-    return ledger.records(observation_key(address), [RecordKind.ACCESS]) if address else []
+    return ledger.records(observation_key(address), [RecordKind.ACCESS], latest=latest) if address else []
 
 
-def case_observations(ledger: Ledger, incident_key: str) -> list[Alert]:
-    """The case's source's access-log lines as Alerts (raw record included: status, bytes, upstream)."""
-    return [Alert.model_validate(record.payload) for record in case_records(ledger, incident_key)]
+def case_observations(ledger: Ledger, incident_key: str, latest: int = CASE_LINES_MAX) -> list[Alert]:
+    """The case's source's latest access-log lines as Alerts (raw record included: status, bytes, upstream)."""
+    return [Alert.model_validate(record.payload) for record in case_records(ledger, incident_key, latest)]

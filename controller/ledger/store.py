@@ -135,11 +135,13 @@ class Ledger:
             rows = cursor.records_by_keys([idempotency_key])
         return to_record(rows[0]) if rows else None
 
-    def records(self, incident_key: str, kinds: Iterable[RecordKind | str] | None = None) -> list[LedgerRecord]:
-        """An incident's records in the order they were written."""
+    def records(
+        self, incident_key: str, kinds: Iterable[RecordKind | str] | None = None, latest: int | None = None
+    ) -> list[LedgerRecord]:
+        """An incident's records in the order they were written; `latest`: only that many, the most recent."""
         kind_values = None if kinds is None else [parse_kind(k).value for k in kinds]
         with driver_read(self.engine) as cursor:  # one statement: its own snapshot
-            rows = cursor.incident_records(incident_key, kind_values)
+            rows = cursor.incident_records(incident_key, kind_values, latest)
         return [to_record(row) for row in rows]
 
     def excerpts(
