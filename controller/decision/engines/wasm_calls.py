@@ -49,9 +49,11 @@ class I32Export:
             self._store._context(), ctypes.byref(self._func._func), params, self.arity, results, 1, ctypes.byref(trap)
         )
         raised = _pending_raise()
-        if raised is not None:
+        if raised is not None:  # the host function's exception says why; the module's trap or error is freed
             if trap:
                 wasmtime_c.wasm_trap_delete(trap)
+            if error:
+                wasmtime_c.wasmtime_error_delete(error)
             raise raised
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
