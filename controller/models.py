@@ -235,6 +235,19 @@ class ImpactSummary(BaseModel):
     evidence: list[ImpactEvidence] = Field(default_factory=list)
 
 
+class SourceStanding(BaseModel):
+    """How long the sensors had known a case's source before the case, and how much of its traffic the application
+    answered: a long, steady history is what an address shared by many (a NAT, a proxy) shows. From the source's
+    attacker profile (sensor facts: access log, WAF, IDS), set by the controller's plan step. It may only ask a
+    person (policies/guardrails/network.rego): a source that built one has shown itself for days beforehand."""
+
+    address: str
+    known_days: int = Field(ge=0, description="whole days from the profile's first sighting to the case's first alert")
+    answered: int = Field(
+        ge=0, description="requests of the source the application answered 2xx, as its profile counts"
+    )
+
+
 class TriageSummary(BaseModel):
     """The triage the guard decided on: the controller's (controller/triage), lowered by the planner's when that
     says less. In the policy input (verdict, confidence) and in every decision record."""
@@ -305,6 +318,9 @@ class Plan(BaseModel):
     )
     impact: ImpactSummary | None = Field(
         default=None, description="the controller's impact verdict, set with `triage` by the controller's plan step"
+    )
+    standing: list[SourceStanding] = Field(
+        default_factory=list, description="the case's connected sources the sensors knew before it (the plan step's)"
     )
 
 
@@ -446,4 +462,7 @@ class GuardDecision(BaseModel):
         default=None,
         description="the impact the policy was given, without its evidence (the plan record holds it): pre-flight "
         "decides again on it, since the policy reads it (its reasons, and a custom rule may read its assets)",
+    )
+    standing: list[SourceStanding] = Field(
+        default_factory=list, description="the sources' standing the policy was given: pre-flight decides again on it"
     )

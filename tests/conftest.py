@@ -14,6 +14,7 @@ from autonomy_controller.controller.decision.engines.opa_server import OpaServer
 from autonomy_controller.controller.decision.guard import Guard
 from autonomy_controller.controller.decision.levels import LevelConfig, load_level_config
 from autonomy_controller.controller.decision.policy_bundle import PolicyBundle, load_bundle
+from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 
 SHARED = shared_dir()
 
@@ -65,6 +66,14 @@ def opa_server(opa_bin: Path, bundle: PolicyBundle) -> Iterator[OpaServer]:
 @pytest.fixture(scope="session")
 def opa_guard(bundle: PolicyBundle, opa_server: OpaServer) -> Guard:
     return Guard(bundle, OpaServerEngine(opa_server.url))
+
+
+@pytest.fixture(scope="module")
+def guards(embedded_guard: Guard, opa_guard: Guard, settings: Settings) -> Iterator[dict[str, Guard]]:
+    """The shipped policy on every engine, by name (wasm, embedded, opa): for tests that hold each to one answer."""
+    with open_guard(settings, EngineName.WASM) as wasm:
+        assert isinstance(wasm, Guard)
+        yield {"wasm": wasm, "embedded": embedded_guard, "opa": opa_guard}
 
 
 @pytest.fixture

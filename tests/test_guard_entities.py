@@ -11,7 +11,6 @@ never through a veto window.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from autonomy_controller.controller.cli import app
-from autonomy_controller.controller.config import REPO_ROOT, Settings
+from autonomy_controller.controller.config import REPO_ROOT
 from autonomy_controller.controller.decision.guard import Guard
-from autonomy_controller.controller.decision.runtime import EngineName, open_guard
 from autonomy_controller.controller.models import (
     Category,
     GuardDecision,
@@ -43,13 +41,6 @@ TTL = 3600
 STAGING_WEB, STAGING_DB = "10.30.0.11", "10.30.1.20"  # web-stg-01, db-stg-01 (policies/inventory/data.yaml): L4
 TYPED = "no sensor saw the account taken"
 WENT_TO = "an alert went to it, which the attacker chooses"
-
-
-@pytest.fixture(scope="module")
-def guards(embedded_guard: Guard, opa_guard: Guard, settings: Settings) -> Iterator[dict[str, Guard]]:
-    with open_guard(settings, EngineName.WASM) as wasm:
-        assert isinstance(wasm, Guard)
-        yield {"wasm": wasm, "embedded": embedded_guard, "opa": opa_guard}
 
 
 def decide(guard: Guard, incident: Incident, action: str, params: dict[str, Any], **plan: Any) -> GuardDecision:

@@ -36,8 +36,11 @@ from autonomy_controller.controller.approver_keys import (
     verify_vote,
 )
 from autonomy_controller.controller.attackers.impact import case_impact
+from autonomy_controller.controller.attackers.standing import source_standing
+from autonomy_controller.controller.attackers.store import AttackerStore
 from autonomy_controller.controller.case.rounds import split_in_hand
 from autonomy_controller.controller.config import Settings
+from autonomy_controller.controller.decision.entities import connected_sources
 from autonomy_controller.controller.decision.guard import Guard, UnavailableGuard
 from autonomy_controller.controller.decision.levels import HealthCap, OnTimeout
 from autonomy_controller.controller.decision.safety import SafetyStore
@@ -123,6 +126,7 @@ class IncidentActivities:
         self.claude_client = claude_client
         self.threads = threads
         self.cases = CaseReader(ledger)
+        self.attackers = AttackerStore(ledger)
 
     async def _blocking(self, work: Callable[..., T], *args: Any) -> T:
         """`asyncio.to_thread` on the worker's activity threads: the loop's default executor has min(32, cores + 4)
@@ -164,7 +168,7 @@ class IncidentActivities:
         # A case larger than the sample the workflow carries is read whole from the ledger (workflows/case_reader.py)
         incident = guard.enrich(self.cases.whole(request.incident, request.case))
         triage: dict[str, Any] = {}  # what the PLAN record adds about triage and impact
-        summary, factors, impact = None, [], None
+        summary, factors, impact, standing = None, [], None, []
         if isinstance(guard, Guard):  # triage before planning: playbooks match on it, the guard decides on it
             whole = self.cases.recorded(request.incident, request.case)
             recorded = self._as_recorded(incident) if whole is None else incident.model_copy(update={"alerts": whole})
@@ -175,8 +179,10 @@ class IncidentActivities:
             impact = case_impact(guard, [*recorded.alerts, *answered], self.settings)
             if len(answered) >= CASE_LINES_MAX:  # the PLAN record says impact read only the latest lines
                 triage["access_lines_read"] = len(answered)
+            standing = source_standing(self.attackers, connected_sources(recorded.alerts), incident.first_seen)
         choice = make_plan(guard, incident, *self._planners(guard), triage=summary, factors=factors, impact=impact)
-        plan, extra = choice.plan.model_copy(update={"triage": summary, "impact": impact}), dict(triage)
+        plan = choice.plan.model_copy(update={"triage": summary, "impact": impact, "standing": standing})
+        extra = dict(triage)
         if partial(request.incident, request.case) and request.case is not None:
             extra["case"] = request.case.model_dump(mode="json")  # the ledger range this plan read: the audit's
         step = "" if request.round == 1 else f"/r{request.round}"
@@ -401,6 +407,7 @@ class IncidentActivities:
             incident_key=request.incident.key,
             planner=original.proposer.removeprefix("planner:"),
             impact=original.decision.impact,
+            standing=original.decision.standing,
         )
         plan.actions.append(original.action)
         fresh = guard.decide_plan(

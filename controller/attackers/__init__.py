@@ -6,8 +6,9 @@ last seen, alerts per sensor and category, ATT&CK techniques, targets (inventory
 each citing the ledger seqs it came from. The loop folds after every alert batch it writes (`track_batch`, called
 by workflows/client.py); `autonomy attackers list|show` read them.
 
-Profiles decide nothing: no guard, policy or level reads them, so nothing in them (a User-Agent, a path) can
-raise autonomy.
+Profiles raise no autonomy: the guard reads one fact from them, a source's standing before its case
+(standing.py: how long the sensors knew it, how much the application answered), which can only ask a person.
+Nothing else in them (a User-Agent, a path) reaches a guard, policy or level.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +49,7 @@ from autonomy_controller.controller.models import (
     PolicyResult,
     ProposedAction,
     RiskAssessment,
+    SourceStanding,
     TriageSummary,
     TrialDecision,
     Verdict,
@@ -190,9 +191,10 @@ class Guard:
         shape = PlanShape.of(checked)
         own = triage if triage is not None or not retriage else self.triage_summary(self.triage(incident))
         judged = own.lowered_to(plan.planner_triage, proposer) if own is not None else None
-        impact = plan.impact
+        impact, standing = plan.impact, plan.standing
         decisions = [
-            self.decide(incident, item, facts, resolution, proposer, shape, judged, at, impact, own) for item in checked
+            self.decide(incident, item, facts, resolution, proposer, shape, judged, at, impact, own, standing)
+            for item in checked
         ]
         if level is None:  # a trial compares against the scopes' own assignment, not a what-if level
             for name, candidate in self.bundle.levels.scopes.trials_for(facts.scope):
@@ -200,7 +202,18 @@ class Guard:
                 trial_resolution = resolve_most_restrictive(config, list(facts.scopes), health=health)
                 for item, decision in zip(checked, decisions, strict=True):
                     shadow = self._decide(
-                        incident, item, facts, trial_resolution, proposer, shape, judged, at, config, impact, own
+                        incident,
+                        item,
+                        facts,
+                        trial_resolution,
+                        proposer,
+                        shape,
+                        judged,
+                        at,
+                        config,
+                        impact,
+                        own,
+                        standing,
                     )
                     decision.trials.append(trial_of(name, candidate, shadow))
         return decisions
@@ -222,16 +235,28 @@ class Guard:
         now: datetime | None = None,
         impact: ImpactSummary | None = None,
         controller_triage: TriageSummary | None = None,
+        standing: Sequence[SourceStanding] = (),
     ) -> GuardDecision:
         """One action's decision. `triage` is what the policy judges (the controller's, perhaps lowered by the
         planner); `controller_triage` the controller's own, which bounds the risk's evidence (risk.py)."""
         started = self._clock()
         at = now or utcnow()
         decision = self._decide(
-            incident, checked, facts, resolution, proposer, shape, triage, at, impact=impact, own=controller_triage
+            incident,
+            checked,
+            facts,
+            resolution,
+            proposer,
+            shape,
+            triage,
+            at,
+            impact=impact,
+            own=controller_triage,
+            standing=standing,
         )
         decision.decision_time = at
         decision.impact = impact.model_copy(update={"evidence": []}) if impact else None
+        decision.standing = list(standing)
         decision.latency_ms = round((self._clock() - started) * 1000.0, 3)
         return decision
 
@@ -248,6 +273,7 @@ class Guard:
         config: LevelConfig | None = None,
         impact: ImpactSummary | None = None,
         own: TriageSummary | None = None,
+        standing: Sequence[SourceStanding] = (),
     ) -> GuardDecision:
         action, spec, params = checked.action, checked.spec, checked.params
         if spec is None:
@@ -282,6 +308,7 @@ class Guard:
                 triage,
                 now,
                 impact,
+                standing,
             )
         except DecisionTimeError as exc:
             return _deny(action, resolution, str(exc), risk=risk, triage=triage)
@@ -338,6 +365,7 @@ class Guard:
         triage: TriageSummary | None = None,
         now: datetime | None = None,
         impact: ImpactSummary | None = None,
+        standing: Sequence[SourceStanding] = (),
     ) -> dict[str, Any]:
         """The input document (policies/README.md, schema/input.schema.json). Only validated, canonical values;
         never alert free text.
@@ -377,6 +405,11 @@ class Guard:
                 # a host or an account an alert merely names, is contained alone never
                 # (policies/guardrails/entities.rego).
                 "connected_sources": [source_address(address) for address in facts.connected_sources],
+                # How long the sensors knew each connected source before the case (controller/attackers/standing.py):
+                # a long, steady history is a shared address's; it may only ask a person.
+                "source_standing": [
+                    {**source_address(s.address), "known_days": s.known_days, "answered": s.answered} for s in standing
+                ],
                 "source_assets": list(facts.source_assets),
                 "guessed_users": sorted(facts.guessed_users),
                 "category": incident.category.value,

@@ -190,6 +190,42 @@ require_approval contains {
 	range_span(target) > max_addresses_alone
 }
 
+# A source the sensors had known for days before the case, much of its traffic answered by the application, is
+# what an address many people share shows (a company's NAT, a proxy, a carrier's gateway): a block cuts off
+# everyone behind it. The facts are the sensors' (controller/attackers/standing.py), and a source builds them
+# only by sending ordinary traffic for days beforehand; all they can do is ask a person.
+
+# METADATA
+# title: A block of an address with a long, steady history needs a person
+# description: >-
+#   A block covering a connected source the sensors had known for guardrails.shared_source_days days or more
+#   before the case, with guardrails.shared_source_answered or more of its requests answered 2xx by the
+#   application, needs the class's approvers (no veto window).
+require_approval contains {
+	"reason": sprintf(
+		"%s on %s: the sensors had known %s for %d day(s) before this case, %d of its requests answered by the application: an address many people may share (a NAT, a proxy), and a block cuts them all off; a person approves",
+		[input.action.name, target.value, source.value, source.known_days, source.answered],
+	),
+	"group": class_group,
+	"quorum": 1,
+} if {
+	blocking
+	some target in ip_targets
+	some source in input.context.source_standing
+	source.version == target.version
+	startswith(source.bits, target.bits)
+	source.known_days >= shared_source_days
+	source.answered >= shared_source_answered
+}
+
+default shared_source_days := 7
+
+shared_source_days := data.guardrails.shared_source_days
+
+default shared_source_answered := 50
+
+shared_source_answered := data.guardrails.shared_source_answered
+
 # Addresses in a range, counted to at most 2^30: regopy wraps an integer past 32 bits (2^32 arrives as 0), and
 # a range that wide is denied by the per-action cap anyway.
 range_span(target) := bits.lsh(1, host_bits) if {

@@ -193,3 +193,54 @@ test_the_addresses_a_block_covers_alone_come_from_data if {
 test_looking_a_range_up_needs_nobody if {
 	count(approvals(lookup(["192.0.2.128/25"]))) == 0
 }
+
+# --- addresses many people may share ------------------------------------------------------------
+
+# A block of a connected source with its standing (context.source_standing), as the controller spells one.
+standing_block(values, source, days, answered) := object.union(block(values), {"context": {"source_standing": [object.union(
+	source_of(source),
+	{"known_days": days, "answered": answered},
+)]}})
+
+shared_reason := concat("", [
+	"network.block_ip on 198.51.100.66: the sensors had known 198.51.100.66 for 9 day(s) before this case, ",
+	"120 of its requests answered by the application: an address many people may share (a NAT, a proxy), ",
+	"and a block cuts them all off; a person approves",
+])
+
+test_a_block_of_a_source_with_a_long_steady_history_needs_a_person if {
+	some r in approvals(standing_block(["198.51.100.66"], "198.51.100.66", 9, 120))
+	r.reason == shared_reason
+	r.quorum == 1
+}
+
+test_a_source_known_for_days_but_barely_answered_is_blocked_alone if {
+	count(approvals(standing_block(["198.51.100.66"], "198.51.100.66", 30, 49))) == 0
+}
+
+test_a_busy_source_first_seen_this_week_is_blocked_alone if {
+	count(approvals(standing_block(["198.51.100.66"], "198.51.100.66", 6, 5000))) == 0
+}
+
+test_a_range_holding_a_long_known_source_needs_a_person_for_it if {
+	inp := sourced_in(standing_block(["192.0.2.128/25"], "192.0.2.200", 7, 50), "192.0.2.200")
+	some r in approvals(inp)
+	contains(r.reason, "the sensors had known 192.0.2.200 for 7 day(s)")
+}
+
+test_another_source_s_history_does_not_hold_a_block if {
+	every r in approvals(standing_block(["198.51.100.66"], "203.0.113.7", 90, 10000)) {
+		not contains(r.reason, "the sensors had known")
+	}
+}
+
+test_the_standing_that_asks_a_person_comes_from_data if {
+	stricter := object.union(tunables, {"shared_source_days": 30, "shared_source_answered": 1000})
+	found := guardrails.require_approval with input as standing_block(["198.51.100.66"], "198.51.100.66", 9, 120)
+		with data.allowlists as allowlists
+		with data.inventory as inventory
+		with data.special_purpose as special_purpose
+		with data.identities as identities
+		with data.guardrails as stricter
+	count(found) == 0
+}
