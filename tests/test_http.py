@@ -359,6 +359,47 @@ async def test_a_workflow_whose_query_fails_is_a_note_on_its_row_not_a_failed_li
             await handle.terminate("test over")
 
 
+ASKED: list[str] = []
+"""The incidents whose CountedWorkflow was asked for its status (queries run in this process's worker)."""
+
+
+@workflow.defn(name="CountedIncident")
+class CountedWorkflow:
+    """A workflow under an incident's key that notes each status query it answers."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query(name="status")
+    def status(self) -> dict[str, str]:
+        ASKED.append(workflow.info().workflow_id)
+        raise ApplicationError("counted")
+
+
+async def test_a_list_asks_temporal_only_about_the_incidents_it_returns(api: Api) -> None:
+    """A page of `limit` incidents asks that many workflows for their status, not every incident in the ledger;
+    a phase filter asks until it has found `limit` (in chunks), not beyond."""
+    keys = [f"src:203.0.113.{n}" for n in range(80, 86)]
+    for n, key in enumerate(keys):
+        record = alert(n, key.removeprefix("src:"), source="counted-sensor").model_dump(mode="json")
+        api.loop.ledger.append(key, RecordKind.ALERT, "ingest", record)
+    client = api.loop.client
+    runner = UnsandboxedWorkflowRunner()
+    async with Worker(client, task_queue="counted", workflows=[CountedWorkflow], workflow_runner=runner):
+        handles = [await client.start_workflow(CountedWorkflow.run, id=key, task_queue="counted") for key in keys]
+        try:
+            ASKED.clear()
+            page = (await api.get("/v1/incidents", source="counted-sensor", limit="2")).json()["incidents"]
+            assert [row["key"] for row in page] == keys[:2] and sorted(ASKED) == keys[:2]
+            ASKED.clear()
+            none = (await api.get("/v1/incidents", source="counted-sensor", phase="closed", limit="2")).json()
+            assert none["incidents"] == [] and sorted(ASKED) == keys  # no row has that phase: each asked once
+        finally:
+            for handle in handles:
+                await handle.terminate("test over")
+
+
 async def test_openapi_health_readiness_and_metrics(api: Api) -> None:
     paths = (await api.http.get("/openapi.json")).json()["paths"]
     assert {"/v1/alerts", "/v1/incidents", "/v1/incidents/{key}", "/v1/incidents/{key}/report"} <= set(paths)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from enum import StrEnum
+from itertools import islice
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -102,19 +103,23 @@ async def list_incidents(
 ) -> IncidentList:
     service = service_of(request)
     heads = [h for h in service.ledger.incidents() if not h.incident_key.startswith(CONTROLLER_KEYS)]
-    rows = [_summary(service, h.incident_key, h.count) for h in heads]
-    rows = [r for r in rows if (level is None or level in r.levels) and (source is None or source in r.sensors)]
-    temporal = None
+    summaries = (_summary(service, h.incident_key, h.count) for h in heads)
+    matching = (
+        r for r in summaries if (level is None or level in r.levels) and (source is None or source in r.sensors)
+    )
     try:
         await service.client()
-    except Unavailable as exc:
-        temporal = str(exc)
-    else:
-        reads = asyncio.Semaphore(STATUS_READS)
-        await asyncio.gather(*(_workflow_view(service, row, reads) for row in rows))
-    if phase is not None:
-        rows = [r for r in rows if r.phase == phase]
-    return IncidentList(incidents=rows[:limit], temporal=temporal)
+    except Unavailable as exc:  # the ledger's view; a phase only a workflow tells matches nothing
+        rows = [] if phase is not None else list(islice(matching, limit))
+        return IncidentList(incidents=rows, temporal=str(exc))
+    # Temporal is asked about the rows returned, not every incident in the ledger: a page costs `limit` queries
+    # (a phase filter asks chunk by chunk until it has `limit`)
+    reads, rows = asyncio.Semaphore(STATUS_READS), []
+    chunk = limit if phase is None else STATUS_READS
+    while len(rows) < limit and (batch := list(islice(matching, chunk))):
+        await asyncio.gather(*(_workflow_view(service, row, reads) for row in batch))
+        rows += [r for r in batch if phase is None or r.phase == phase]
+    return IncidentList(incidents=rows[:limit], temporal=None)
 
 
 @router.get("/v1/incidents/{key}", summary="One incident: each action's state", responses={404: {}})
