@@ -23,10 +23,8 @@ from autonomy_controller.controller.models import Alert, Category, Incident, Pro
 from tests.conftest import SHARED
 from tests.factories import make_incident
 from tests.harness import alert
-from tests.test_guard_entities import ENGINES, STAGING_WEB, TTL, auth_log, decide, evaluate, guards, veto_window
+from tests.test_guard_entities import ENGINES, STAGING_WEB, TTL, auth_log, decide, evaluate, veto_window
 from tests.test_ingest import EXAMPLES, ingest
-
-__all__ = ["guards"]  # the engines' guards, a fixture of test_guard_entities
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = SHARED / "samples"
