@@ -161,6 +161,16 @@ def test_records_read_back_exactly_and_filter_by_kind(ledger: Ledger) -> None:
     assert ledger.records("nobody") == []
 
 
+def test_an_incident_s_records_are_counted_by_kind(ledger: Ledger) -> None:
+    for n in range(3):
+        ledger.append("inc", RecordKind.ALERT, "ingest", {"n": n})
+    ledger.append("inc", RecordKind.PLAN, "planner:offline", {"actions": []})
+    ledger.append("other", RecordKind.ALERT, "ingest", {"n": 3})
+    assert ledger.count("inc", [RecordKind.ALERT]) == 3
+    assert ledger.count("inc", [RecordKind.ALERT, RecordKind.PLAN]) == ledger.count("inc") == 4
+    assert ledger.count("inc", []) == ledger.count("nobody") == 0
+
+
 def test_the_latest_records_of_an_incident_are_the_newest_in_the_order_written(ledger: Ledger) -> None:
     written = [ledger.append("inc", RecordKind.ACCESS, "ingest", {"n": n}) for n in range(5)]
     ledger.append("inc", RecordKind.PLAN, "planner:offline", {"actions": []})  # another kind, newer still

@@ -226,7 +226,7 @@ async def list_incidents(ledger: Ledger, address: str | None) -> tuple[list[Inci
             key=head.incident_key,
             records=head.count,
             head_seq=head.seq,
-            alerts=len(ledger.records(head.incident_key, [RecordKind.ALERT])),
+            alerts=ledger.count(head.incident_key, [RecordKind.ALERT]),
         )
         for head in ledger.incidents()
         if not head.incident_key.startswith(CONTROLLER_KEYS)

@@ -161,15 +161,23 @@ class DriverCursor:
         params: dict[str, Any] = {}
         return self.rows(f"{_SELECT} WHERE idempotency_key IN ({self._in('k', idempotency_keys, params)})", params)
 
+    def _incident_where(self, incident_key: str, kinds: Sequence[str] | None, params: dict[str, Any]) -> str:
+        params["incident_key"] = incident_key
+        where = f"incident_key = {self.p('incident_key')}"
+        if kinds is not None:
+            where += f" AND kind IN ({self._in('kind', kinds, params)})" if kinds else " AND 1 = 0"
+        return where
+
+    def incident_count(self, incident_key: str, kinds: Sequence[str] | None) -> int:
+        params: dict[str, Any] = {}
+        where = self._incident_where(incident_key, kinds, params)
+        return int(self.scalar(f"SELECT count(*) FROM {RECORDS_TABLE} WHERE {where}", params))
+
     def incident_records(
         self, incident_key: str, kinds: Sequence[str] | None, latest: int | None = None
     ) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"incident_key": incident_key}
-        where = f"incident_key = {self.p('incident_key')}"
-        if kinds is not None:
-            if not kinds:
-                return []
-            where += f" AND kind IN ({self._in('kind', kinds, params)})"
+        params: dict[str, Any] = {}
+        where = self._incident_where(incident_key, kinds, params)
         if latest is None:
             return self.rows(f"{_SELECT} WHERE {where} ORDER BY seq", params)
         params["latest"] = latest

@@ -144,6 +144,12 @@ class Ledger:
             rows = cursor.incident_records(incident_key, kind_values, latest)
         return [to_record(row) for row in rows]
 
+    def count(self, incident_key: str, kinds: Iterable[RecordKind | str] | None = None) -> int:
+        """How many records an incident has (of `kinds`), counted by the index, no payload read."""
+        kind_values = None if kinds is None else [parse_kind(k).value for k in kinds]
+        with driver_read(self.engine) as cursor:
+            return cursor.incident_count(incident_key, kind_values)
+
     def excerpts(
         self, after: int, kinds: Iterable[RecordKind | str], keys: Sequence[str], limit: int = 5000
     ) -> ExcerptPage:
