@@ -150,7 +150,7 @@ async def incident_worker(
     settings: Settings,
     engine: EngineName | None = None,
     task_queue: str = TASK_QUEUE,
-    max_concurrent_activities: int = 100,
+    max_concurrent_activities: int = ACTIVITY_SLOTS,
     extra_adapters: dict[str, Adapter] | None = None,
     claude: ClaudeSettings | None = None,
     claude_client: Any = None,
